@@ -1,0 +1,48 @@
+#pragma once
+
+// ParticipantCaller: how the engine reaches a participant (DESIGN.md,
+// "Participant protocol"). Implementations: HttpParticipantCaller
+// (http://, pooled keep-alive connections), later a Thrift caller, and
+// RoutingCaller which dispatches on the URL's scheme. Tests use fakes.
+
+#include <cstdint>
+#include <functional>
+#include <string>
+
+namespace treaty {
+
+struct ParticipantRequest {
+  std::string url;           // the step's or branch's endpoint for this op
+  std::string gtid;
+  std::string branch;        // step / branch name
+  std::string op;            // action, compensate, prepare, commit, abort
+  std::string payload_json;  // JSON text; "null" when none was given
+  std::string traceparent;   // W3C trace context to propagate
+  int64_t timeout_ms = 10000;
+};
+
+enum class CallOutcome {
+  kOk,               // 2xx (prepare: a yes or readonly vote)
+  kBusinessFailure,  // 409: business failure / no vote; never retried for action/prepare
+  kTransient,        // anything else: other status, time-out, refused connection
+};
+
+struct ParticipantResponse {
+  CallOutcome outcome = CallOutcome::kTransient;
+  bool readonly_vote = false;  // prepare answered 2xx with {"vote":"readonly"}
+  int http_status = 0;         // 0 when no HTTP answer was received
+  std::string error;           // human-readable reason for a non-OK outcome
+  int64_t latency_ms = 0;
+};
+
+class ParticipantCaller {
+ public:
+  using Callback = std::function<void(ParticipantResponse)>;
+  virtual ~ParticipantCaller() = default;
+
+  // Starts one call; `done` is invoked exactly once, on any thread, after the
+  // call finished or failed (never inline from within Call). Never throws.
+  virtual void Call(ParticipantRequest request, Callback done) = 0;
+};
+
+}  // namespace treaty

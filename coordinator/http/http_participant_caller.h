@@ -1,0 +1,41 @@
+#pragma once
+
+// HttpParticipantCaller: calls http:// participants as DESIGN.md specifies
+// (POST, JSON body {"gtid","branch","op","payload"}, Treaty-* headers,
+// Idempotency-Key, traceparent). Keeps a pool of keep-alive connections per
+// host:port, bounded by `max_connections_per_host`; calls beyond the bound
+// queue. All I/O is async on `io`; no thread per call.
+//
+// Outcome mapping: 2xx -> kOk (readonly_vote when the body is
+// {"vote":"readonly"}); 409 -> kBusinessFailure; anything else, a time-out
+// (request.timeout_ms, covering connect+write+read) or a connection error ->
+// kTransient. A stale pooled connection that fails before any byte of the
+// response is read is retried once on a fresh connection.
+
+#include <memory>
+
+#include <boost/asio/io_context.hpp>
+
+#include "engine/participant_caller.h"
+
+namespace treaty {
+
+struct HttpCallerOptions {
+  int max_connections_per_host = 64;
+  int connect_timeout_ms = 3000;
+  int idle_timeout_ms = 30000;  // pooled idle connections are closed after this
+};
+
+class HttpParticipantCaller : public ParticipantCaller {
+ public:
+  HttpParticipantCaller(boost::asio::io_context& io, HttpCallerOptions options);
+  ~HttpParticipantCaller() override;
+
+  void Call(ParticipantRequest request, Callback done) override;
+
+ private:
+  struct Impl;
+  std::shared_ptr<Impl> impl_;
+};
+
+}  // namespace treaty

@@ -1,0 +1,95 @@
+#pragma once
+
+// LogStore: the durable transaction log. Every fact about a transaction lives
+// here; coordinators keep nothing else that matters across a crash.
+//
+// Two engines implement it with the same schema (migrations/{sqlite,postgres}):
+// SqliteLogStore (embedded, one coordinator) and PgLogStore (production,
+// replicated by PostgreSQL). Open one with OpenLogStore().
+//
+// Thread-safety: every method may be called from any thread at any time; the
+// engine serializes internally (SQLite: one connection under a mutex; PG: a
+// small connection pool). Every method blocks on database I/O, so callers on
+// an event loop must run them on a blocking pool (LogWriter does this for
+// writes).
+//
+// Durability: when ApplyBatch returns, the writes it reports OK are committed
+// (SQLite: WAL + synchronous=FULL; PG: COMMIT, synchronous replication when
+// configured). A batch is one database transaction: all its OK writes commit
+// together or none do.
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+#include "store/records.h"
+
+namespace treaty {
+
+class LogStore {
+ public:
+  virtual ~LogStore() = default;
+
+  // "sqlite" or "postgres".
+  virtual std::string Engine() const = 0;
+
+  // Applies pending migrations from the engine's migration folder (compiled
+  // in); records them in `schema_migrations`. Safe to run concurrently from
+  // several coordinators (PG: advisory lock).
+  virtual Status Migrate() = 0;
+
+  // True when the log can be reached and every known migration is applied.
+  virtual Status CheckReady() = 0;
+
+  // Applies `writes` in one database transaction. Returns one Status per
+  // write, in order: OK, Conflict (create of an existing gtid), LostOwnership
+  // (update whose owner no longer matches) or NotFound (update of an unknown
+  // gtid). A failed write is skipped; the others still commit. If the
+  // database itself fails, returns Unavailable/Internal for the whole batch
+  // (nothing committed, as far as the store can tell).
+  virtual Result<std::vector<Status>> ApplyBatch(const std::vector<TxnWrite>& writes) = 0;
+
+  virtual Result<TxnDetail> GetTransaction(const std::string& gtid) = 0;
+  // Same, without the (possibly long) history.
+  virtual Result<TxnDetail> GetTransactionNoEvents(const std::string& gtid) = 0;
+  virtual Result<TxnPage> ListTransactions(const ListFilter& filter) = 0;
+  virtual Result<std::vector<StateCount>> CountByState() = 0;
+
+  // --- Cluster (times by the database clock) ---
+
+  // Inserts a fresh coordinator row in state alive with heartbeat = now.
+  virtual Status RegisterCoordinator(const CoordinatorRow& row) = 0;
+  // Sets heartbeat = now for `id`. LostOwnership if the row is marked dead
+  // (or gone): the caller must drop its work and re-register.
+  virtual Status Heartbeat(const std::string& id) = 0;
+  // Sets state (alive/draining) for `id`.
+  virtual Status SetCoordinatorState(const std::string& id, const std::string& state) = 0;
+  // Marks dead every alive/draining coordinator whose heartbeat is older than
+  // `lease_ms`; returns the ids marked.
+  virtual Result<std::vector<std::string>> MarkExpiredCoordinators(int64_t lease_ms) = 0;
+  virtual Result<std::vector<CoordinatorRow>> ListCoordinators() = 0;
+  virtual Status DeleteCoordinator(const std::string& id) = 0;
+
+  // Claims up to `limit` unfinished transactions that are unowned or owned by
+  // a dead coordinator, setting owner = `new_owner`; returns them with their
+  // branches (no events). PG uses FOR UPDATE SKIP LOCKED so peers claiming
+  // at once get disjoint sets.
+  virtual Result<std::vector<TxnDetail>> ClaimOrphans(const std::string& new_owner,
+                                                      int limit) = 0;
+  // Hands back every unfinished transaction owned by `owner` (owner = NULL).
+  virtual Result<int64_t> ReleaseOwned(const std::string& owner) = 0;
+
+  // Deletes finished (COMMITTED/ABORTED) transactions, with their branches
+  // and events, last updated before `before_ms`; at most `limit`. Returns how
+  // many were deleted.
+  virtual Result<int64_t> PurgeFinished(int64_t before_ms, int limit) = 0;
+};
+
+// Opens a store from a URI: "sqlite:PATH" (parent folder created) or a
+// PostgreSQL URI ("postgresql://...", "postgres://...") or libpq conninfo
+// ("host=... dbname=..."). Does not migrate. InvalidArgument for an unknown
+// scheme, Unavailable when the database cannot be reached.
+Result<std::unique_ptr<LogStore>> OpenLogStore(const std::string& uri);
+
+}  // namespace treaty

@@ -1,0 +1,134 @@
+#pragma once
+
+// Plain records of the transaction log, one struct per table (see
+// docs/schema.md and migrations/). Times are milliseconds since the Unix
+// epoch; 0 means "not set".
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace treaty {
+
+// Row of `transactions`.
+struct TxnRow {
+  std::string gtid;
+  std::string kind;   // "saga" | "2pc"
+  std::string state;  // see engine/states.h
+  std::string spec;   // normalized JSON of the submission (saga steps, 2PC options)
+  int64_t deadline_ms = 0;
+  std::string owner;  // coordinator id; empty = unowned (handed back)
+  int64_t next_attempt_at_ms = 0;
+  int attempts = 0;
+  bool needs_attention = false;
+  int64_t version = 0;  // bumped by every update
+  int64_t created_at_ms = 0;
+  int64_t updated_at_ms = 0;
+};
+
+// Row of `branches`: a saga step or a 2PC branch.
+struct BranchRow {
+  std::string gtid;
+  std::string name;
+  int idx = 0;        // position in the submission / enlistment order
+  std::string state;  // saga step state or 2PC branch state
+  int attempts = 0;   // attempts of the current op
+  std::string last_error;
+  int64_t next_attempt_at_ms = 0;
+  std::string spec;   // JSON of this branch's URLs and payload (2PC enlistment)
+  int64_t updated_at_ms = 0;
+};
+
+// Row of `events`: the append-only history.
+struct EventRow {
+  int64_t id = 0;  // assigned by the store
+  std::string gtid;
+  std::string branch;  // empty for transaction-level events
+  std::string type;    // e.g. "state", "call", "retry", "operator"
+  std::string detail;  // human-readable text
+  int64_t at_ms = 0;
+};
+
+// A transaction with its branches (idx order) and history (id order).
+struct TxnDetail {
+  TxnRow txn;
+  std::vector<BranchRow> branches;
+  std::vector<EventRow> events;
+};
+
+// Row of `coordinators`.
+struct CoordinatorRow {
+  std::string id;
+  std::string node_name;
+  std::string http_addr;
+  std::string thrift_addr;
+  std::string state;  // "alive" | "draining" | "dead"
+  int64_t started_at_ms = 0;
+  int64_t heartbeat_at_ms = 0;
+  int64_t heartbeat_age_ms = 0;  // by the database clock, at read time
+  int64_t owned = 0;             // unfinished transactions it owns, at read time
+};
+
+// Change to one branch; unset fields are left as they are.
+struct BranchUpdate {
+  std::string name;
+  std::optional<std::string> state;
+  std::optional<int> attempts;
+  std::optional<std::string> last_error;
+  std::optional<int64_t> next_attempt_at_ms;
+};
+
+// One atomic, fenced change to one transaction. Exactly one of:
+//  - create: insert `create` and `new_branches` (fails with Conflict if the
+//    gtid exists);
+//  - update: `UPDATE transactions ... WHERE gtid=? AND owner=?` setting the
+//    given fields, bumping version and updated_at; if no row matches, the
+//    write fails with LostOwnership (or NotFound) and nothing of it applies.
+//    Then inserts `new_branches` (enlistment), applies `branch_updates`.
+// In both cases `events` are appended.
+struct TxnWrite {
+  std::string gtid;
+  std::string owner;  // fencing token: the writer's coordinator id
+  int64_t now_ms = 0;
+
+  std::optional<TxnRow> create;
+
+  std::optional<std::string> state;
+  std::optional<bool> needs_attention;
+  std::optional<int64_t> next_attempt_at_ms;
+  std::optional<int> attempts;
+  std::optional<int64_t> deadline_ms;
+  bool release_owner = false;  // set owner to NULL (hand back) after the update
+
+  std::vector<BranchRow> new_branches;
+  std::vector<BranchUpdate> branch_updates;
+  std::vector<EventRow> events;
+};
+
+// Query of GET /v1/transactions. Newest first; `cursor` is opaque (from a
+// previous page's `next`).
+struct ListFilter {
+  std::optional<std::string> state;
+  std::optional<std::string> kind;
+  std::optional<bool> needs_attention;
+  std::optional<std::string> gtid_prefix;
+  std::optional<int64_t> created_before_ms;  // age filter
+  int limit = 50;
+  std::string cursor;
+};
+
+struct TxnPage {
+  std::vector<TxnRow> items;
+  std::string next;  // empty when there is no further page
+};
+
+// Counts for the dashboard and metrics.
+struct StateCount {
+  std::string kind;
+  std::string state;
+  bool needs_attention = false;
+  int64_t count = 0;
+};
+
+}  // namespace treaty

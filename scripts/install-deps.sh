@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Installs every Debian 12 package Treaty's build, tests and demo need.
+# Idempotent: safe to run again. Must run as root (or with sudo available).
+set -euo pipefail
+
+packages=(
+  build-essential cmake pkg-config git ca-certificates curl
+  thrift-compiler libthrift-dev python3-thrift python3
+  libpqxx-dev libpq-dev
+  libboost-dev libboost-system-dev
+  libspdlog-dev libfmt-dev
+  libgtest-dev libgmock-dev googletest
+  libsqlite3-dev sqlite3
+  nlohmann-json3-dev libcli11-dev
+  postgresql-15 postgresql-client-15
+  procps psmisc
+)
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -q
+$SUDO apt-get install -y -q --no-install-recommends "${packages[@]}"
