@@ -1,0 +1,39 @@
+#include "common/asio_task_runner.h"
+
+#include <chrono>
+
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+namespace treaty {
+namespace {
+
+class AsioTimer : public TaskRunner::Timer {
+ public:
+  explicit AsioTimer(boost::asio::any_io_executor ex) : timer_(ex) {}
+  void Cancel() override { timer_.cancel(); }
+  boost::asio::steady_timer& timer() { return timer_; }
+
+ private:
+  boost::asio::steady_timer timer_;
+};
+
+}  // namespace
+
+int64_t AsioTaskRunner::NowMs() {
+  using namespace std::chrono;
+  return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
+}
+
+void AsioTaskRunner::Post(Task task) { boost::asio::post(executor_, std::move(task)); }
+
+std::shared_ptr<TaskRunner::Timer> AsioTaskRunner::PostAfter(int64_t delay_ms, Task task) {
+  auto t = std::make_shared<AsioTimer>(executor_);
+  t->timer().expires_after(std::chrono::milliseconds(delay_ms < 0 ? 0 : delay_ms));
+  t->timer().async_wait([t, task = std::move(task)](const boost::system::error_code& ec) {
+    if (!ec) task();
+  });
+  return t;
+}
+
+}  // namespace treaty

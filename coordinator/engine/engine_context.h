@@ -1,0 +1,52 @@
+#pragma once
+
+// EngineContext: what every in-memory transaction driver needs, injected by
+// TxnService (or a test). Owned by TxnService; drivers hold a raw pointer and
+// must not outlive it. Touched only on `runner`.
+
+#include <cstdint>
+#include <random>
+#include <string>
+
+#include "common/task_runner.h"
+#include "engine/participant_caller.h"
+#include "engine/txn_log.h"
+
+namespace treaty {
+
+struct EngineOptions {
+  int64_t default_call_timeout_ms = 10000;   // participant call time-out when a step sets none
+  int attention_after_attempts = 10;         // failed compensate/commit/abort attempts
+  int64_t retry_initial_backoff_ms = 100;    // compensation / phase-2 retries
+  int64_t retry_max_backoff_ms = 30000;
+  int64_t log_retry_backoff_ms = 1000;       // after a log write failed as Unavailable
+};
+
+// Notified by drivers on the engine runner.
+class TxnObserver {
+ public:
+  virtual ~TxnObserver() = default;
+  // The transaction reached a terminal state, durably.
+  virtual void OnFinished(const std::string& gtid, const std::string& kind,
+                          const std::string& state) = 0;
+  // The driver stopped driving (lost ownership or create failed).
+  virtual void OnDropped(const std::string& gtid, const Status& why) = 0;
+  // A participant call completed.
+  virtual void OnCall(const std::string& op, CallOutcome outcome, int64_t latency_ms) {}
+};
+
+struct EngineContext {
+  TaskRunner* runner = nullptr;
+  ParticipantCaller* caller = nullptr;
+  TxnLog* log = nullptr;
+  TxnObserver* observer = nullptr;
+  std::string owner;  // this coordinator's id: the fencing token of every write
+  EngineOptions options;
+  std::mt19937_64 rng{std::random_device{}()};
+
+  // Exponential backoff with jitter for the attempt-th retry (1-based):
+  // uniformly in [d/2, d] with d = min(max, initial * 2^(attempt-1)).
+  int64_t Backoff(int attempt, int64_t initial_ms, int64_t max_ms);
+};
+
+}  // namespace treaty

@@ -1,0 +1,88 @@
+#pragma once
+
+// Saga: the driver of one saga (DESIGN.md "Saga rules").
+//
+//   transaction:   RUNNING ───────────────► COMMITTED   (every step SUCCEEDED)
+//                     │ step FAILED, deadline, operator abort
+//                     ▼
+//                  COMPENSATING ──────────► ABORTED     (every attempted step COMPENSATED)
+//
+//   step:  PENDING ─► RUNNING ─► SUCCEEDED ─┐
+//                       │  ▲ transient,      ├─► COMPENSATING ─► COMPENSATED
+//                       │  └ attempts left   │     ▲  └ any failure: retried forever
+//                       └─► FAILED ──────────┘     │    (needs_attention after N)
+//                           (409, or attempts exhausted)
+//
+// A step starts when its dependencies have SUCCEEDED (the previous step, or
+// its `after` list when concurrent). Its RUNNING state (with the attempt
+// number) is durable before the action is sent, so after a crash every step
+// whose action may have applied is known and compensated. Compensation runs
+// for every attempted step (RUNNING, SUCCEEDED, FAILED), a step only after
+// every attempted step that depends on it is COMPENSATED (reverse dependency
+// order), and never while its own action call is still in flight.
+//
+// Recovery: Restore() rebuilds the driver from the log; Start() resends any
+// action or compensation whose outcome was not logged (at-least-once; the
+// participant's idempotency makes it exactly-once in effect).
+//
+// Threading: runs on ctx->runner only.
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "engine/participant_caller.h"
+#include "engine/saga_spec.h"
+#include "engine/txn_driver.h"
+#include "store/records.h"
+
+namespace treaty {
+
+class Saga : public TxnDriver {
+ public:
+  // A new submission: the create write is the first thing Start() sends.
+  // `spec.gtid` must be set.
+  static std::shared_ptr<Saga> Create(EngineContext* ctx, SagaSpec spec);
+  // A saga read back from the log (branches in idx order).
+  static Result<std::shared_ptr<Saga>> Restore(EngineContext* ctx, const TxnDetail& detail);
+
+  void Start() override;
+  Status RetryNow() override;
+  Status ForceAbort(const std::string& reason) override;
+
+ protected:
+  void CancelTimers() override;
+
+ private:
+  struct Step {
+    SagaStep spec;
+    std::vector<int> deps;
+    std::vector<int> dependents;
+    std::string state;
+    int attempts = 0;       // action attempts
+    int comp_attempts = 0;  // failed compensation attempts (in memory)
+    bool in_flight = false;  // a call is planned or outstanding
+    std::shared_ptr<TaskRunner::Timer> timer;  // a retry is scheduled
+    std::string last_error;
+    bool Attempted() const;
+  };
+
+  Saga(EngineContext* ctx, SagaSpec spec);
+  void Pump();
+  void PumpForward();
+  void PumpCompensation();
+  void BeginCompensation(const std::string& reason);
+  void SetStep(int i, const std::string& state, const std::string& detail);
+  void Launch(int i, const std::string& op);
+  void OnActionResult(int i, const ParticipantResponse& r);
+  void OnCompensateResult(int i, const ParticipantResponse& r);
+  void ScheduleRetry(int i, const std::string& op, int64_t delay_ms);
+
+  SagaSpec spec_;
+  std::vector<Step> steps_;
+  int64_t deadline_ms_ = 0;
+  bool is_new_ = false;
+  std::shared_ptr<TaskRunner::Timer> deadline_timer_;
+};
+
+}  // namespace treaty

@@ -1,0 +1,63 @@
+#pragma once
+
+// SagaSpec: a validated saga submission (DESIGN.md, POST /v1/sagas).
+// ParseSagaSpec rejects, with a message naming the problem: a body that is
+// not an object, missing or mistyped fields, no steps, duplicate step names,
+// unknown names in `after`, cycles, non-http(s)/thrift URLs, negative
+// timeouts or retry settings out of range. ToJson gives the normalized form
+// (defaults filled in, `wait` dropped) that is stored as the transaction's
+// spec and compared on re-submission.
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "common/status.h"
+
+namespace treaty {
+
+struct RetryPolicy {
+  int max_attempts = 5;
+  int64_t initial_backoff_ms = 100;
+  int64_t max_backoff_ms = 10000;
+};
+
+struct SagaStep {
+  std::string name;
+  std::string action;      // URL
+  std::string compensate;  // URL
+  std::string payload = "null";  // JSON text
+  std::vector<std::string> after;
+  int64_t timeout_ms = 0;  // 0: the coordinator's default call time-out
+  RetryPolicy retry;
+};
+
+struct SagaSpec {
+  std::string gtid;        // empty: the server makes one
+  int64_t timeout_ms = 0;  // 0: no saga deadline
+  bool concurrent = false;
+  std::vector<SagaStep> steps;
+};
+
+struct SpecLimits {
+  size_t max_steps = 256;
+  size_t max_name_length = 128;
+  size_t max_gtid_length = 128;
+};
+
+Result<SagaSpec> ParseSagaSpec(const nlohmann::json& body, const SpecLimits& limits = {});
+nlohmann::json ToJson(const SagaSpec& spec);
+
+// Dependencies of step `i` as indexes: its `after` list when concurrent, else
+// the previous step (none for the first).
+std::vector<int> StepDependencies(const SagaSpec& spec, size_t i);
+
+// Checks a gtid given by a client: 1..max length, printable ASCII without
+// '/', whitespace or '?' (it appears in URL paths).
+Status ValidateGtid(const std::string& gtid, size_t max_length);
+// Checks a participant endpoint: http://host[:port]/... or thrift://host:port.
+Status ValidateEndpoint(const std::string& url, const std::string& what);
+
+}  // namespace treaty

@@ -1,0 +1,205 @@
+#include "engine/txn_driver.h"
+
+#include <spdlog/spdlog.h>
+
+#include "engine/states.h"
+
+namespace treaty {
+
+int64_t EngineContext::Backoff(int attempt, int64_t initial_ms, int64_t max_ms) {
+  int64_t d = initial_ms;
+  for (int i = 1; i < attempt && d < max_ms; ++i) d *= 2;
+  if (d > max_ms) d = max_ms;
+  if (d <= 1) return d;
+  std::uniform_int_distribution<int64_t> jitter(d / 2, d);
+  return jitter(rng);
+}
+
+void MergeWrite(TxnWrite& base, TxnWrite&& later) {
+  if (later.create) base.create = std::move(later.create);
+  if (later.state) base.state = std::move(later.state);
+  if (later.needs_attention) base.needs_attention = later.needs_attention;
+  if (later.next_attempt_at_ms) base.next_attempt_at_ms = later.next_attempt_at_ms;
+  if (later.attempts) base.attempts = later.attempts;
+  if (later.deadline_ms) base.deadline_ms = later.deadline_ms;
+  base.release_owner = base.release_owner || later.release_owner;
+  for (auto& b : later.new_branches) base.new_branches.push_back(std::move(b));
+  for (auto& u : later.branch_updates) base.branch_updates.push_back(std::move(u));
+  for (auto& e : later.events) base.events.push_back(std::move(e));
+}
+
+namespace {
+
+// A create inserts rows as given: fold the planned updates into them.
+void FoldIntoCreate(TxnWrite& w) {
+  TxnRow& row = *w.create;
+  if (w.state) row.state = *w.state;
+  if (w.needs_attention) row.needs_attention = *w.needs_attention;
+  if (w.next_attempt_at_ms) row.next_attempt_at_ms = *w.next_attempt_at_ms;
+  if (w.attempts) row.attempts = *w.attempts;
+  if (w.deadline_ms) row.deadline_ms = *w.deadline_ms;
+  for (const auto& u : w.branch_updates) {
+    for (auto& b : w.new_branches) {
+      if (b.name != u.name) continue;
+      if (u.state) b.state = *u.state;
+      if (u.attempts) b.attempts = *u.attempts;
+      if (u.last_error) b.last_error = *u.last_error;
+      if (u.next_attempt_at_ms) b.next_attempt_at_ms = *u.next_attempt_at_ms;
+    }
+  }
+  w.branch_updates.clear();
+}
+
+}  // namespace
+
+TxnDriver::TxnDriver(EngineContext* ctx, std::string gtid, std::string kind)
+    : ctx_(ctx), gtid_(std::move(gtid)), kind_(std::move(kind)) {}
+
+TxnWrite& TxnDriver::Pending() {
+  has_pending_ = true;
+  return pending_;
+}
+
+void TxnDriver::AfterDurable(std::function<void()> then) {
+  has_pending_ = true;
+  pending_then_.push_back(std::move(then));
+}
+
+void TxnDriver::Event(const std::string& branch, const std::string& type,
+                      const std::string& detail) {
+  EventRow e;
+  e.gtid = gtid_;
+  e.branch = branch;
+  e.type = type;
+  e.detail = detail;
+  e.at_ms = ctx_->runner->NowMs();
+  Pending().events.push_back(std::move(e));
+  if (branch.empty()) {
+    spdlog::debug("gtid={} {}: {}", gtid_, type, detail);
+  } else {
+    spdlog::debug("gtid={} branch={} {}: {}", gtid_, branch, type, detail);
+  }
+}
+
+void TxnDriver::SetState(const std::string& state, const std::string& why) {
+  if (state_ == state) return;
+  const bool first = state_.empty();
+  state_ = state;
+  Pending().state = state;
+  if (!first) Event("", "state", state + (why.empty() ? "" : ": " + why));
+  if (states::IsTerminal(state)) {
+    if (needs_attention_) SetNeedsAttention(false, "");
+    spdlog::info("gtid={} kind={} finished {}", gtid_, kind_, state);
+    AfterDurable([this] {
+      finished_ = true;
+      CancelTimers();
+      if (ctx_->observer) ctx_->observer->OnFinished(gtid_, kind_, state_);
+    });
+  }
+}
+
+void TxnDriver::SetNeedsAttention(bool on, const std::string& why) {
+  if (needs_attention_ == on) return;
+  needs_attention_ = on;
+  Pending().needs_attention = on;
+  if (on) {
+    spdlog::warn("gtid={} needs attention: {}", gtid_, why);
+    Event("", "attention", why);
+  }
+}
+
+std::string TxnDriver::TraceParent() {
+  static const char kHex[] = "0123456789abcdef";
+  auto hex = [](uint64_t v, std::string& out) {
+    for (int i = 60; i >= 0; i -= 4) out.push_back(kHex[(v >> i) & 0xf]);
+  };
+  std::hash<std::string> h;
+  std::string out = "00-";
+  hex(h(gtid_), out);
+  hex(h(gtid_ + "#trace"), out);
+  out += "-";
+  hex(ctx_->rng(), out);
+  out += "-01";
+  return out;
+}
+
+void TxnDriver::Drop(const Status& why) {
+  if (dropped_) return;
+  dropped_ = true;
+  CancelTimers();
+  pending_ = TxnWrite();
+  pending_then_.clear();
+  has_pending_ = false;
+  if (ctx_->observer) ctx_->observer->OnDropped(gtid_, why);
+}
+
+void TxnDriver::Flush() {
+  if (dropped_ || write_in_flight_ || !has_pending_) return;
+  TxnWrite w = std::move(pending_);
+  auto thens = std::move(pending_then_);
+  pending_ = TxnWrite();
+  pending_then_.clear();
+  has_pending_ = false;
+  w.gtid = gtid_;
+  w.owner = ctx_->owner;
+  w.now_ms = ctx_->runner->NowMs();
+  if (w.create) {
+    created_ = true;
+    w.create->owner = ctx_->owner;
+    FoldIntoCreate(w);
+  }
+  write_in_flight_ = true;
+  auto self = shared_from_this();
+  TxnWrite copy = w;
+  ctx_->log->Write(std::move(copy), [self, w = std::move(w), thens = std::move(thens)](
+                                        Status s) mutable {
+    TaskRunner* runner = self->ctx_->runner;
+    runner->Post([self, s = std::move(s), w = std::move(w), thens = std::move(thens)]() mutable {
+      self->OnWritten(std::move(s), std::move(w), std::move(thens));
+    });
+  });
+}
+
+void TxnDriver::OnWritten(Status status, TxnWrite write, std::vector<std::function<void()>> thens) {
+  write_in_flight_ = false;
+  if (dropped_) return;
+  const bool was_create = write.create.has_value();
+  if (status.ok()) {
+    if (was_create && on_created) on_created(Status::Ok());
+    for (auto& t : thens) {
+      if (dropped_) return;
+      t();
+    }
+    Flush();
+    return;
+  }
+  if (was_create) {
+    spdlog::warn("gtid={} create failed: {}", gtid_, status.ToString());
+    if (on_created) on_created(status);
+    Drop(status);
+    return;
+  }
+  if (status.code() == StatusCode::kLostOwnership || status.code() == StatusCode::kNotFound) {
+    spdlog::warn("gtid={} stopped driving: {}", gtid_, status.ToString());
+    Drop(status);
+    return;
+  }
+  // The log is unavailable: keep the change and its follow-ups, retry later.
+  spdlog::warn("gtid={} log write failed, retrying: {}", gtid_, status.ToString());
+  TxnWrite newer = std::move(pending_);
+  auto newer_then = std::move(pending_then_);
+  pending_ = std::move(write);
+  pending_.create.reset();
+  MergeWrite(pending_, std::move(newer));
+  pending_then_ = std::move(thens);
+  for (auto& t : newer_then) pending_then_.push_back(std::move(t));
+  has_pending_ = true;
+  write_in_flight_ = true;  // hold off other flushes until the retry
+  auto self = shared_from_this();
+  ctx_->runner->PostAfter(ctx_->options.log_retry_backoff_ms, [self] {
+    self->write_in_flight_ = false;
+    self->Flush();
+  });
+}
+
+}  // namespace treaty

@@ -1,0 +1,96 @@
+#pragma once
+
+// TxnDriver: the in-memory driver of one transaction, base of Saga (and the
+// 2PC driver). It implements the engine's one rule: plan -> log -> act.
+// A subclass changes its in-memory state, records the change in Pending()
+// and registers what to do once it is durable with AfterDurable(); Flush()
+// sends the accumulated change as one fenced TxnWrite. At most one write per
+// transaction is in flight, so writes apply in order; changes made meanwhile
+// merge into the next write (natural batching).
+//
+// Failure of a write:
+//  - LostOwnership / NotFound: another coordinator owns it now. The driver
+//    drops all work at once (timers cancelled, late call results ignored)
+//    and reports OnDropped. This is the fencing guarantee.
+//  - Conflict on a create: reported to the creator (OnCreateFailed); dropped.
+//  - Unavailable on a create: reported to the creator; dropped.
+//  - Unavailable/Internal on an update: the same change is retried after
+//    options.log_retry_backoff_ms, merged with anything newer, never lost.
+//
+// Threading: every method runs on ctx->runner; not thread-safe otherwise.
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "engine/engine_context.h"
+
+namespace treaty {
+
+class TxnDriver : public std::enable_shared_from_this<TxnDriver> {
+ public:
+  TxnDriver(EngineContext* ctx, std::string gtid, std::string kind);
+  virtual ~TxnDriver() = default;
+
+  const std::string& gtid() const { return gtid_; }
+  const std::string& kind() const { return kind_; }
+  // The state as planned (may run ahead of the log by one write).
+  const std::string& state() const { return state_; }
+  bool dropped() const { return dropped_; }
+  // The normalized submission, as stored in the log's `spec` column.
+  const std::string& spec_json() const { return spec_json_; }
+  bool finished() const { return finished_; }
+
+  // Begins driving (after creation or recovery).
+  virtual void Start() = 0;
+  // Operator: run every pending retry now.
+  virtual Status RetryNow() = 0;
+  // Operator: abort (saga: compensate; 2PC: abort if no commit decision).
+  virtual Status ForceAbort(const std::string& reason) = 0;
+  // Stops driving at once: cancels timers, ignores late results.
+  void Drop(const Status& why);
+
+  // Called once after the create write resolved (OK, Conflict, Unavailable).
+  std::function<void(Status)> on_created;
+
+ protected:
+  EngineContext* ctx() const { return ctx_; }
+  TxnWrite& Pending();
+  void AfterDurable(std::function<void()> then);
+  void Flush();
+  // Appends an event to the pending write and logs it.
+  void Event(const std::string& branch, const std::string& type, const std::string& detail);
+  // Sets the transaction state in the pending write; terminal states mark
+  // the driver finished once durable and notify the observer.
+  void SetState(const std::string& state, const std::string& why);
+  // Sets the in-memory state from the log, without a write (recovery).
+  void RestoreState(const std::string& state) { state_ = state; }
+  // Cancels the driver's timers (subclass hook for Drop).
+  virtual void CancelTimers() = 0;
+  bool needs_attention_ = false;
+  std::string spec_json_;
+  void SetNeedsAttention(bool on, const std::string& why);
+  // W3C traceparent for a call of this transaction (stable trace id per gtid).
+  std::string TraceParent();
+
+ private:
+  void OnWritten(Status status, TxnWrite write, std::vector<std::function<void()>> thens);
+
+  EngineContext* ctx_;
+  std::string gtid_;
+  std::string kind_;
+  std::string state_;
+  bool dropped_ = false;
+  bool finished_ = false;
+  bool created_ = false;  // the create write has been sent
+  bool has_pending_ = false;
+  bool write_in_flight_ = false;
+  TxnWrite pending_;
+  std::vector<std::function<void()>> pending_then_;
+};
+
+// Appends `later` to `base`: later field values win, lists concatenate.
+void MergeWrite(TxnWrite& base, TxnWrite&& later);
+
+}  // namespace treaty

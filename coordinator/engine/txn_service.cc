@@ -1,0 +1,253 @@
+#include "engine/txn_service.h"
+
+#include <random>
+
+#include <spdlog/spdlog.h>
+
+#include "engine/saga.h"
+#include "engine/states.h"
+
+namespace treaty {
+
+std::string NewGtid() {
+  thread_local std::mt19937_64 rng{std::random_device{}()};
+  uint64_t hi = rng(), lo = rng();
+  hi = (hi & 0xffffffffffff0fffULL) | 0x0000000000004000ULL;  // version 4
+  lo = (lo & 0x3fffffffffffffffULL) | 0x8000000000000000ULL;  // variant 1
+  char buf[40];
+  snprintf(buf, sizeof(buf), "%08x-%04x-%04x-%04x-%012llx", static_cast<unsigned>(hi >> 32),
+           static_cast<unsigned>((hi >> 16) & 0xffff), static_cast<unsigned>(hi & 0xffff),
+           static_cast<unsigned>(lo >> 48),
+           static_cast<unsigned long long>(lo & 0xffffffffffffULL));
+  return buf;
+}
+
+TxnService::TxnService(TxnServiceDeps deps, TxnServiceOptions options)
+    : deps_(std::move(deps)), options_(options) {
+  ctx_.runner = deps_.engine_runner;
+  ctx_.caller = deps_.caller;
+  ctx_.log = deps_.log;
+  ctx_.observer = this;
+  ctx_.owner = deps_.owner;
+  ctx_.options = options_.engine;
+}
+
+TxnService::~TxnService() = default;
+
+void TxnService::SubmitSaga(SagaSpec spec, bool wait, int64_t wait_ms,
+                            Callback<SubmitResult> done) {
+  if (spec.gtid.empty()) spec.gtid = NewGtid();
+  wait_ms = std::min(wait_ms <= 0 ? options_.max_wait_ms : wait_ms, options_.max_wait_ms);
+  deps_.engine_runner->Post([this, spec = std::move(spec), wait, wait_ms,
+                             done = std::move(done)]() mutable {
+    const std::string gtid = spec.gtid;
+    if (auto it = drivers_.find(gtid); it != drivers_.end()) {
+      if (it->second->spec_json() != ToJson(spec).dump()) {
+        done(Status::Conflict("gtid " + gtid + " already exists with a different body"));
+      } else if (wait) {
+        AddWaiter(gtid, wait_ms, std::move(done), false);
+      } else {
+        done(SubmitResult{gtid, it->second->state(), false, false});
+      }
+      return;
+    }
+    auto saga = Saga::Create(&ctx_, spec);
+    drivers_[gtid] = saga;
+    saga->on_created = [this, spec, wait, wait_ms, done = std::move(done),
+                        gtid](Status s) mutable {
+      if (s.ok()) {
+        {
+          std::lock_guard<std::mutex> l(counters_mu_);
+          ++counters_.started;
+        }
+        if (wait) {
+          AddWaiter(gtid, wait_ms, std::move(done), true);
+        } else {
+          done(SubmitResult{gtid, states::kRunning, true, false});
+        }
+      } else if (s.code() == StatusCode::kConflict) {
+        AnswerExisting(std::move(spec), wait, wait_ms, std::move(done));
+      } else {
+        done(Status::Unavailable("could not log the saga: " + s.message()));
+      }
+    };
+    saga->Start();
+  });
+}
+
+void TxnService::AnswerExisting(SagaSpec spec, bool wait, int64_t wait_ms,
+                                Callback<SubmitResult> done) {
+  deps_.blocking_runner->Post([this, spec = std::move(spec), wait, wait_ms,
+                               done = std::move(done)]() mutable {
+    auto existing = deps_.store->GetTransactionNoEvents(spec.gtid);
+    if (!existing.ok()) {
+      done(existing.status().code() == StatusCode::kNotFound
+               ? Status::Unavailable("gtid " + spec.gtid + " was created concurrently; retry")
+               : existing.status());
+      return;
+    }
+    const TxnRow& row = existing->txn;
+    auto stored = nlohmann::json::parse(row.spec, nullptr, false);
+    if (row.kind != states::kSaga || stored != ToJson(spec)) {
+      done(Status::Conflict("gtid " + spec.gtid + " already exists with a different body"));
+      return;
+    }
+    const bool terminal = states::IsTerminal(row.state);
+    if (!wait || terminal) {
+      done(SubmitResult{row.gtid, row.state, false, terminal});
+      return;
+    }
+    deps_.engine_runner->Post([this, gtid = row.gtid, state = row.state, wait_ms,
+                               done = std::move(done)]() mutable {
+      if (!drivers_.count(gtid)) {
+        // Driven elsewhere (or not yet adopted): answer what the log says.
+        done(SubmitResult{gtid, state, false, false});
+        return;
+      }
+      AddWaiter(gtid, wait_ms, std::move(done), false);
+    });
+  });
+}
+
+void TxnService::AddWaiter(const std::string& gtid, int64_t wait_ms, Callback<SubmitResult> done,
+                           bool created) {
+  auto answered = std::make_shared<bool>(false);
+  auto timer = deps_.engine_runner->PostAfter(wait_ms, [this, gtid, answered] {
+    if (*answered) return;
+    for (auto it = waiters_.lower_bound(gtid); it != waiters_.upper_bound(gtid); ++it) {
+      if (it->second.answered != answered) continue;
+      *answered = true;
+      auto d = drivers_.find(gtid);
+      std::string state = d == drivers_.end() ? "" : d->second->state();
+      it->second.done(SubmitResult{gtid, state, it->second.created, false});
+      waiters_.erase(it);
+      return;
+    }
+  });
+  waiters_.emplace(gtid, Waiter{std::move(done), timer, created, answered});
+}
+
+void TxnService::FireWaiters(const std::string& gtid, const std::string& state) {
+  auto range = waiters_.equal_range(gtid);
+  for (auto it = range.first; it != range.second; ++it) {
+    *it->second.answered = true;
+    if (it->second.timer) it->second.timer->Cancel();
+    it->second.done(SubmitResult{gtid, state, it->second.created, true});
+  }
+  waiters_.erase(range.first, range.second);
+}
+
+void TxnService::Get(const std::string& gtid, bool with_events, Callback<TxnDetail> done) {
+  deps_.blocking_runner->Post([this, gtid, with_events, done = std::move(done)] {
+    done(with_events ? deps_.store->GetTransaction(gtid)
+                     : deps_.store->GetTransactionNoEvents(gtid));
+  });
+}
+
+void TxnService::List(const ListFilter& filter, Callback<TxnPage> done) {
+  deps_.blocking_runner->Post(
+      [this, filter, done = std::move(done)] { done(deps_.store->ListTransactions(filter)); });
+}
+
+void TxnService::Retry(const std::string& gtid, Callback<SubmitResult> done) {
+  OperatorAction(gtid, false, std::move(done));
+}
+
+void TxnService::ForceAbort(const std::string& gtid, Callback<SubmitResult> done) {
+  OperatorAction(gtid, true, std::move(done));
+}
+
+void TxnService::OperatorAction(const std::string& gtid, bool abort, Callback<SubmitResult> done) {
+  deps_.engine_runner->Post([this, gtid, abort, done = std::move(done)]() mutable {
+    if (auto it = drivers_.find(gtid); it != drivers_.end()) {
+      auto driver = it->second;
+      Status s = abort ? driver->ForceAbort("operator request") : driver->RetryNow();
+      if (!s.ok()) {
+        done(s);
+      } else {
+        spdlog::info("gtid={} operator {}", gtid, abort ? "force abort" : "retry now");
+        done(SubmitResult{gtid, driver->state(), false, driver->finished()});
+      }
+      return;
+    }
+    deps_.blocking_runner->Post([this, gtid, done = std::move(done)] {
+      auto existing = deps_.store->GetTransactionNoEvents(gtid);
+      if (!existing.ok()) {
+        done(existing.status());
+        return;
+      }
+      const TxnRow& row = existing->txn;
+      if (states::IsTerminal(row.state)) {
+        done(Status::Conflict("transaction " + gtid + " is already " + row.state));
+      } else {
+        done(Status::Conflict("transaction " + gtid + " is driven by coordinator '" + row.owner +
+                              "', not this one; send the request there (or wait for takeover)"));
+      }
+    });
+  });
+}
+
+void TxnService::Adopt(std::vector<TxnDetail> claimed) {
+  deps_.engine_runner->Post([this, claimed = std::move(claimed)] {
+    for (const auto& detail : claimed) {
+      const std::string& gtid = detail.txn.gtid;
+      if (drivers_.count(gtid)) continue;
+      if (detail.txn.kind != states::kSaga) {
+        spdlog::error("gtid={} cannot adopt transaction of kind '{}'", gtid, detail.txn.kind);
+        continue;
+      }
+      auto saga = Saga::Restore(&ctx_, detail);
+      if (!saga.ok()) {
+        spdlog::error("gtid={} cannot resume: {}", gtid, saga.status().ToString());
+        continue;
+      }
+      drivers_[gtid] = *saga;
+      (*saga)->Start();
+    }
+  });
+}
+
+void TxnService::DropAllAndReown(const std::string& new_owner) {
+  deps_.engine_runner->Post([this, new_owner] {
+    auto all = std::move(drivers_);
+    drivers_.clear();
+    for (auto& [gtid, d] : all) d->Drop(Status::LostOwnership("coordinator re-registered"));
+    ctx_.owner = new_owner;
+    spdlog::warn("dropped {} in-memory transactions; now coordinator {}", all.size(), new_owner);
+  });
+}
+
+ServiceCounters TxnService::counters() const {
+  std::lock_guard<std::mutex> l(counters_mu_);
+  return counters_;
+}
+
+void TxnService::OnFinished(const std::string& gtid, const std::string& kind,
+                            const std::string& state) {
+  {
+    std::lock_guard<std::mutex> l(counters_mu_);
+    (state == states::kCommitted ? counters_.committed : counters_.aborted)++;
+  }
+  FireWaiters(gtid, state);
+  drivers_.erase(gtid);
+  std::lock_guard<std::mutex> l(counters_mu_);
+  counters_.active = static_cast<int64_t>(drivers_.size());
+}
+
+void TxnService::OnDropped(const std::string& gtid, const Status& why) {
+  auto it = drivers_.find(gtid);
+  if (it != drivers_.end() && it->second->dropped()) drivers_.erase(it);
+  std::lock_guard<std::mutex> l(counters_mu_);
+  counters_.active = static_cast<int64_t>(drivers_.size());
+}
+
+void TxnService::OnCall(const std::string& op, CallOutcome outcome, int64_t latency_ms) {
+  std::lock_guard<std::mutex> l(counters_mu_);
+  switch (outcome) {
+    case CallOutcome::kOk: ++counters_.calls_ok; break;
+    case CallOutcome::kBusinessFailure: ++counters_.calls_business_failure; break;
+    case CallOutcome::kTransient: ++counters_.calls_transient; break;
+  }
+}
+
+}  // namespace treaty

@@ -1,0 +1,122 @@
+#pragma once
+
+// TxnService: the one core every front end (REST, Thrift, tests) adapts.
+// It creates and keeps the in-memory drivers of the transactions this
+// coordinator owns, answers reads from the log, applies operator actions,
+// and adopts transactions handed to it by recovery/takeover.
+//
+// Threading: public methods are thread-safe and never block; callbacks run
+// on either the engine runner or the blocking runner and must not block.
+// Driver state lives on the engine runner only. Reads (Get, List) run on the
+// blocking runner, straight against the LogStore.
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+#include "common/task_runner.h"
+#include "engine/engine_context.h"
+#include "engine/saga_spec.h"
+#include "engine/txn_driver.h"
+#include "store/log_store.h"
+
+namespace treaty {
+
+struct TxnServiceOptions {
+  EngineOptions engine;
+  int64_t max_wait_ms = 30000;  // upper bound of a `wait` request
+};
+
+struct TxnServiceDeps {
+  TaskRunner* engine_runner = nullptr;    // serial: owns driver state
+  TaskRunner* blocking_runner = nullptr;  // pool: blocking store reads
+  ParticipantCaller* caller = nullptr;
+  TxnLog* log = nullptr;
+  LogStore* store = nullptr;
+  std::string owner;  // this coordinator's id
+};
+
+struct SubmitResult {
+  std::string gtid;
+  std::string state;
+  bool created = false;   // false: an identical earlier submission
+  bool finished = false;  // terminal at answer time
+};
+
+// Live counters for metrics and the dashboard.
+struct ServiceCounters {
+  int64_t started = 0;
+  int64_t committed = 0;
+  int64_t aborted = 0;
+  int64_t active = 0;  // drivers in memory
+  int64_t calls_ok = 0, calls_business_failure = 0, calls_transient = 0;
+};
+
+class TxnService : private TxnObserver {
+ public:
+  template <typename T>
+  using Callback = std::function<void(Result<T>)>;
+
+  TxnService(TxnServiceDeps deps, TxnServiceOptions options);
+  ~TxnService() override;
+
+  // Logs a new saga durably, then drives it. The callback answers after the
+  // create is durable (or, with `wait`, once terminal or after wait_ms).
+  // An identical re-submission of a known gtid answers its current state
+  // (created=false); a different body under the same gtid is Conflict.
+  void SubmitSaga(SagaSpec spec, bool wait, int64_t wait_ms, Callback<SubmitResult> done);
+
+  void Get(const std::string& gtid, bool with_events, Callback<TxnDetail> done);
+  void List(const ListFilter& filter, Callback<TxnPage> done);
+  // Operator actions; NotFound, Conflict (finished, or owned by a peer).
+  void Retry(const std::string& gtid, Callback<SubmitResult> done);
+  void ForceAbort(const std::string& gtid, Callback<SubmitResult> done);
+
+  // Recovery/takeover: starts drivers for transactions just claimed.
+  void Adopt(std::vector<TxnDetail> claimed);
+  // Drops every driver at once (this coordinator was declared dead) and sets
+  // the owner id used from now on.
+  void DropAllAndReown(const std::string& new_owner);
+  // How many drivers are in memory (thread-safe snapshot).
+  ServiceCounters counters() const;
+
+ private:
+  void OnFinished(const std::string& gtid, const std::string& kind,
+                  const std::string& state) override;
+  void OnDropped(const std::string& gtid, const Status& why) override;
+  void OnCall(const std::string& op, CallOutcome outcome, int64_t latency_ms) override;
+
+  // Answers a submission whose gtid already exists in the log.
+  void AnswerExisting(SagaSpec spec, bool wait, int64_t wait_ms, Callback<SubmitResult> done);
+  void AddWaiter(const std::string& gtid, int64_t wait_ms, Callback<SubmitResult> done,
+                 bool created);
+  void FireWaiters(const std::string& gtid, const std::string& state);
+  // Runs an operator action on the engine runner.
+  void OperatorAction(const std::string& gtid, bool abort, Callback<SubmitResult> done);
+
+  TxnServiceDeps deps_;
+  TxnServiceOptions options_;
+  EngineContext ctx_;
+
+  // Engine-runner-only state.
+  std::map<std::string, std::shared_ptr<TxnDriver>> drivers_;
+  struct Waiter {
+    Callback<SubmitResult> done;
+    std::shared_ptr<TaskRunner::Timer> timer;
+    bool created;
+    std::shared_ptr<bool> answered;
+  };
+  std::multimap<std::string, Waiter> waiters_;
+
+  mutable std::mutex counters_mu_;
+  ServiceCounters counters_;  // guarded by counters_mu_
+};
+
+// A fresh random gtid (UUID v4 text).
+std::string NewGtid();
+
+}  // namespace treaty
