@@ -1,1 +1,156 @@
-int main() { return 0; }
+// treatyd: the Treaty coordinator. `treatyd [options]` serves; `treatyd
+// migrate --store URI` applies pending migrations and exits.
+
+#include <signal.h>
+
+#include <cstdio>
+#include <iostream>
+
+#include <CLI/CLI.hpp>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include "api/server.h"
+#include "store/log_store.h"
+
+namespace {
+
+// Splits "host:port"; the port must be 0..65535.
+bool ParseHostPort(const std::string& s, std::string* host, uint16_t* port) {
+  auto colon = s.rfind(':');
+  if (colon == std::string::npos || colon == 0) return false;
+  try {
+    size_t used = 0;
+    int p = std::stoi(s.substr(colon + 1), &used);
+    if (used != s.size() - colon - 1 || p < 0 || p > 65535) return false;
+    *host = s.substr(0, colon);
+    *port = static_cast<uint16_t>(p);
+    return true;
+  } catch (const std::exception&) {
+    return false;
+  }
+}
+
+void SetUpLogging(const std::string& level, const std::string& format) {
+  auto logger = spdlog::stderr_color_mt("treatyd");
+  spdlog::set_default_logger(logger);
+  spdlog::set_level(spdlog::level::from_str(level));
+  if (format == "json") {
+    spdlog::set_pattern(R"({"time":"%Y-%m-%dT%H:%M:%S.%e%z","level":"%l","msg":"%v"})");
+  } else {
+    spdlog::set_pattern("%Y-%m-%d %H:%M:%S.%e %^%l%$ %v");
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"treatyd: Treaty distributed transaction coordinator"};
+  app.set_config("--config", "", "Read options from a TOML/INI file");
+  treaty::ServerOptions opts;
+  std::string http = "127.0.0.1:7480";
+  std::string log_level = "info";
+  std::string log_format = "text";
+  app.add_option("--store", opts.store_uri, "sqlite:PATH or a PostgreSQL URI/conninfo")
+      ->envname("TREATY_STORE")
+      ->capture_default_str();
+  app.add_option("--http", http, "HTTP listen address HOST:PORT (port 0 picks one)")
+      ->envname("TREATY_HTTP")
+      ->capture_default_str();
+  app.add_option("--node-name", opts.node_name, "Name shown in the cluster view")
+      ->envname("TREATY_NODE_NAME");
+  app.add_option("--heartbeat-ms", opts.heartbeat_ms, "Membership heartbeat interval")
+      ->envname("TREATY_HEARTBEAT_MS")
+      ->check(CLI::Range(50, 600000))
+      ->capture_default_str();
+  app.add_option("--lease-ms", opts.lease_ms, "A peer silent this long is declared dead")
+      ->envname("TREATY_LEASE_MS")
+      ->check(CLI::Range(200, 3600000))
+      ->capture_default_str();
+  app.add_option("--log-level", log_level, "trace, debug, info, warn, error")
+      ->envname("TREATY_LOG_LEVEL")
+      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "critical", "off"}))
+      ->capture_default_str();
+  app.add_option("--log-format", log_format, "text or json")
+      ->envname("TREATY_LOG_FORMAT")
+      ->check(CLI::IsMember({"text", "json"}))
+      ->capture_default_str();
+  app.add_option("--max-body-bytes", opts.max_body_bytes, "Largest accepted request body")
+      ->envname("TREATY_MAX_BODY_BYTES")
+      ->check(CLI::Range(1024, 64 << 20))
+      ->capture_default_str();
+  app.add_option("--io-threads", opts.io_threads, "Threads running network I/O and the engine")
+      ->envname("TREATY_IO_THREADS")
+      ->check(CLI::Range(1, 64))
+      ->capture_default_str();
+  app.add_option("--attention-after", opts.service.engine.attention_after_attempts,
+                 "Failed compensate/commit attempts before needs_attention")
+      ->envname("TREATY_ATTENTION_AFTER")
+      ->check(CLI::Range(1, 1000000))
+      ->capture_default_str();
+  app.add_option("--retry-max-backoff-ms", opts.service.engine.retry_max_backoff_ms,
+                 "Cap of the backoff between compensation / phase-2 retries")
+      ->envname("TREATY_RETRY_MAX_BACKOFF_MS")
+      ->check(CLI::Range(1, 3600000))
+      ->capture_default_str();
+  app.add_option("--call-timeout-ms", opts.service.engine.default_call_timeout_ms,
+                 "Participant call time-out when a step sets none")
+      ->envname("TREATY_CALL_TIMEOUT_MS")
+      ->check(CLI::Range(1, 3600000))
+      ->capture_default_str();
+  app.add_option("--drain-timeout-ms", opts.drain_timeout_ms,
+                 "On SIGTERM, how long in-flight transactions may finish before hand-back")
+      ->envname("TREATY_DRAIN_TIMEOUT_MS")
+      ->check(CLI::Range(0, 3600000))
+      ->capture_default_str();
+  auto* migrate = app.add_subcommand("migrate", "Apply pending migrations to --store and exit");
+  CLI11_PARSE(app, argc, argv);
+
+  SetUpLogging(log_level, log_format);
+  if (!ParseHostPort(http, &opts.http_host, &opts.http_port)) {
+    std::cerr << "treatyd: --http must be HOST:PORT, got '" << http << "'\n";
+    return 2;
+  }
+
+  if (migrate->parsed()) {
+    auto store = treaty::OpenLogStore(opts.store_uri);
+    if (!store.ok()) {
+      std::cerr << "treatyd: cannot open store: " << store.status().ToString() << "\n";
+      return 1;
+    }
+    auto s = (*store)->Migrate();
+    if (!s.ok()) {
+      std::cerr << "treatyd: migration failed: " << s.ToString() << "\n";
+      return 1;
+    }
+    std::cout << "migrations applied to " << (*store)->Engine() << " store\n";
+    return 0;
+  }
+
+  // Block the signals in every thread; the main thread waits for them.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  treaty::Server server(opts);
+  if (auto s = server.Start(); !s.ok()) {
+    std::cerr << "treatyd: cannot start: " << s.ToString() << "\n";
+    return 1;
+  }
+  std::printf("treatyd listening on %s (coordinator %s)\n", server.http_url().c_str(),
+              server.coordinator_id().c_str());
+  std::fflush(stdout);
+
+  int sig = 0;
+  sigwait(&signals, &sig);
+  spdlog::info("received {}, shutting down", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+  auto s = server.Drain();
+  if (!s.ok()) {
+    spdlog::error("shutdown: {}", s.ToString());
+    return 1;
+  }
+  return 0;
+}

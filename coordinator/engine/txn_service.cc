@@ -119,7 +119,7 @@ void TxnService::AddWaiter(const std::string& gtid, int64_t wait_ms, Callback<Su
       *answered = true;
       auto d = drivers_.find(gtid);
       std::string state = d == drivers_.end() ? "" : d->second->state();
-      it->second.done(SubmitResult{gtid, state, it->second.created, false});
+      it->second.done(SubmitResult{gtid, state, it->second.created, false, true});
       waiters_.erase(it);
       return;
     }

@@ -45,6 +45,7 @@ struct SubmitResult {
   std::string state;
   bool created = false;   // false: an identical earlier submission
   bool finished = false;  // terminal at answer time
+  bool wait_expired = false;  // `wait` was asked and ran out first
 };
 
 // Live counters for metrics and the dashboard.

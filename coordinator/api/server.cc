@@ -1,0 +1,164 @@
+#include "api/server.h"
+
+#include <chrono>
+#include <thread>
+#include <vector>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/thread_pool.hpp>
+#include <spdlog/spdlog.h>
+
+#include "api/rest_api.h"
+#include "cluster/membership.h"
+#include "common/asio_task_runner.h"
+#include "http/http_participant_caller.h"
+#include "http/http_server.h"
+#include "store/log_store.h"
+
+namespace treaty {
+namespace {
+
+// The engine's TxnLog over the group-commit LogWriter.
+class WriterTxnLog : public TxnLog {
+ public:
+  explicit WriterTxnLog(LogWriter* writer) : writer_(writer) {}
+  void Write(TxnWrite write, Callback done) override {
+    writer_->Submit(std::move(write), std::move(done));
+  }
+
+ private:
+  LogWriter* writer_;
+};
+
+}  // namespace
+
+struct Server::Impl {
+  ServerOptions options;
+  boost::asio::io_context io;
+  std::unique_ptr<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>> work;
+  boost::asio::thread_pool blocking_pool;
+  std::vector<std::thread> io_threads;
+  std::unique_ptr<AsioTaskRunner> engine_runner;
+  std::unique_ptr<AsioTaskRunner> blocking_runner;
+  std::unique_ptr<LogStore> store;
+  std::unique_ptr<LogWriter> writer;
+  std::unique_ptr<WriterTxnLog> txn_log;
+  std::unique_ptr<HttpParticipantCaller> caller;
+  std::unique_ptr<TxnService> service;
+  std::unique_ptr<RestApi> rest;
+  std::unique_ptr<HttpServer> http;
+  std::unique_ptr<Membership> membership;
+  bool stopped = false;
+
+  explicit Impl(ServerOptions o)
+      : options(std::move(o)), blocking_pool(static_cast<size_t>(options.blocking_threads)) {}
+
+  void StopThreads() {
+    if (stopped) return;
+    stopped = true;
+    if (http) http->Stop();
+    if (membership) (void)membership->Stop(false);
+    work.reset();
+    io.stop();
+    for (auto& t : io_threads) {
+      if (t.joinable()) t.join();
+    }
+    blocking_pool.join();
+    if (writer) writer->Stop();
+  }
+};
+
+Server::Server(ServerOptions options) : impl_(std::make_unique<Impl>(std::move(options))) {}
+
+Server::~Server() { Stop(); }
+
+Status Server::Start() {
+  Impl& m = *impl_;
+  auto store = OpenLogStore(m.options.store_uri);
+  if (!store.ok()) return store.status();
+  m.store = std::move(*store);
+  if (auto s = m.store->Migrate(); !s.ok()) return s;
+
+  m.engine_runner = std::make_unique<AsioTaskRunner>(boost::asio::make_strand(m.io));
+  m.blocking_runner = std::make_unique<AsioTaskRunner>(m.blocking_pool.get_executor());
+  m.writer = std::make_unique<LogWriter>(m.store.get(), m.options.writer);
+  m.txn_log = std::make_unique<WriterTxnLog>(m.writer.get());
+  m.caller = std::make_unique<HttpParticipantCaller>(m.io, HttpCallerOptions{});
+
+  HttpServerOptions http_opts;
+  http_opts.host = m.options.http_host;
+  http_opts.port = m.options.http_port;
+  http_opts.max_body_bytes = m.options.max_body_bytes;
+  // The handler needs the RestApi, which needs the service, which needs the
+  // coordinator id from Join: bind late through the Impl.
+  m.http = std::make_unique<HttpServer>(m.io, http_opts, [&m](HttpRequest req, HttpResponder r) {
+    m.rest->Handle(std::move(req), std::move(r));
+  });
+
+  MembershipOptions mem;
+  mem.node_name = m.options.node_name;
+  mem.heartbeat_ms = m.options.heartbeat_ms;
+  mem.lease_ms = m.options.lease_ms;
+  m.membership = std::make_unique<Membership>(m.store.get(), mem);
+  if (auto s = m.membership->Join(); !s.ok()) return s;
+
+  TxnServiceDeps deps;
+  deps.engine_runner = m.engine_runner.get();
+  deps.blocking_runner = m.blocking_runner.get();
+  deps.caller = m.caller.get();
+  deps.log = m.txn_log.get();
+  deps.store = m.store.get();
+  deps.owner = m.membership->id();
+  m.service = std::make_unique<TxnService>(deps, m.options.service);
+  m.rest = std::make_unique<RestApi>(m.service.get(), m.store.get(), m.blocking_runner.get(),
+                                     RestApiOptions{});
+
+  if (auto s = m.http->Start(); !s.ok()) return s;
+  m.work = std::make_unique<
+      boost::asio::executor_work_guard<boost::asio::io_context::executor_type>>(
+      m.io.get_executor());
+  for (int i = 0; i < std::max(1, m.options.io_threads); ++i) {
+    m.io_threads.emplace_back([&m] { m.io.run(); });
+  }
+  m.membership->Start(m.service.get());
+  spdlog::info("treatyd serving http://{}:{} on store {} as coordinator {}", m.options.http_host,
+               m.http->port(), m.store->Engine(), m.membership->id());
+  return Status::Ok();
+}
+
+uint16_t Server::http_port() const { return impl_->http ? impl_->http->port() : 0; }
+
+std::string Server::http_url() const {
+  return "http://" + impl_->options.http_host + ":" + std::to_string(http_port());
+}
+
+const std::string& Server::coordinator_id() const { return impl_->membership->id(); }
+
+TxnService* Server::service() { return impl_->service.get(); }
+
+Status Server::Drain() {
+  Impl& m = *impl_;
+  if (m.stopped || !m.service) return Status::Ok();
+  spdlog::info("draining: refusing new work, letting in-flight transactions finish");
+  m.rest->set_draining(true);
+  const auto deadline =
+      std::chrono::steady_clock::now() + std::chrono::milliseconds(m.options.drain_timeout_ms);
+  // Stop adopting more work, then wait for what is in memory.
+  (void)m.membership->Stop(false);
+  while (m.service->counters().active > 0 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  const int64_t left = m.service->counters().active;
+  m.service->DropAllAndReown("");
+  m.writer->Stop();  // every accepted write is durable before we hand back
+  Status s = m.membership->Stop(true);
+  spdlog::info("drained ({} transactions handed back to peers)", left);
+  m.StopThreads();
+  return s;
+}
+
+void Server::Stop() { impl_->StopThreads(); }
+
+}  // namespace treaty

@@ -1,0 +1,65 @@
+#pragma once
+
+// Server: one treatyd process assembled from its parts — log store (+ group
+// commit writer), engine (TxnService on an Asio strand), participant callers,
+// HTTP front end and cluster membership. main.cc parses options into
+// ServerOptions; integration tests build a Server in-process.
+//
+// Threads: `io_threads` run the io_context (HTTP server, participant calls,
+// engine strand); a pool of `blocking_threads` runs store reads; the
+// LogWriter and Membership each own one thread.
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "common/status.h"
+#include "engine/txn_service.h"
+#include "store/log_writer.h"
+
+namespace treaty {
+
+struct ServerOptions {
+  std::string store_uri = "sqlite:./treaty-data/treaty.db";
+  std::string http_host = "127.0.0.1";
+  uint16_t http_port = 7480;  // 0 picks a free port
+  std::string node_name;
+  int64_t heartbeat_ms = 1000;
+  int64_t lease_ms = 5000;
+  int io_threads = 2;
+  int blocking_threads = 4;
+  size_t max_body_bytes = 1 << 20;
+  int64_t drain_timeout_ms = 10000;  // SIGTERM: how long to let in-flight work finish
+  TxnServiceOptions service;
+  LogWriterOptions writer;
+};
+
+class Server {
+ public:
+  explicit Server(ServerOptions options);
+  ~Server();
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+
+  // Opens and migrates the store, joins the cluster, starts serving and
+  // resumes orphaned work. Unavailable / InvalidArgument with a clear
+  // message if the store or the address cannot be used.
+  Status Start();
+  uint16_t http_port() const;
+  std::string http_url() const;
+  const std::string& coordinator_id() const;
+  TxnService* service();
+
+  // Graceful shutdown: refuse new work (503), let in-flight transactions
+  // finish for up to drain_timeout_ms, hand the rest back, deregister, stop.
+  Status Drain();
+  // Immediate stop without handing anything back (as if the process died,
+  // except that in-flight HTTP answers are cut). For tests.
+  void Stop();
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace treaty

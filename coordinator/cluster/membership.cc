@@ -1,0 +1,103 @@
+#include "cluster/membership.h"
+
+#include <unistd.h>
+
+#include <chrono>
+
+#include <spdlog/spdlog.h>
+
+namespace treaty {
+
+Membership::Membership(LogStore* store, MembershipOptions options)
+    : store_(store), options_(std::move(options)) {}
+
+Membership::~Membership() { (void)Stop(false); }
+
+std::string Membership::NewId(const std::string& node_name) {
+  std::string gtid = NewGtid();
+  return (node_name.empty() ? "treatyd" : node_name) + "-" + gtid.substr(0, 8);
+}
+
+Status Membership::Join() {
+  CoordinatorRow row;
+  row.id = NewId(options_.node_name);
+  row.node_name = options_.node_name;
+  row.http_addr = options_.http_addr;
+  row.thrift_addr = options_.thrift_addr;
+  row.state = "alive";
+  if (auto s = store_->RegisterCoordinator(row); !s.ok()) return s;
+  id_ = row.id;
+  spdlog::info("joined the cluster as coordinator {}", id_);
+  return Status::Ok();
+}
+
+void Membership::Start(TxnService* service) {
+  service_ = service;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    stop_ = false;
+  }
+  thread_ = std::thread([this] { Loop(); });
+}
+
+void Membership::Loop() {
+  std::unique_lock<std::mutex> l(mu_);
+  while (!stop_) {
+    l.unlock();
+    Tick();
+    l.lock();
+    cv_.wait_for(l, std::chrono::milliseconds(options_.heartbeat_ms), [this] { return stop_; });
+  }
+}
+
+void Membership::Tick() {
+  Status hb = store_->Heartbeat(id_);
+  if (hb.code() == StatusCode::kLostOwnership) {
+    spdlog::warn("coordinator {} was declared dead by a peer; dropping in-memory work", id_);
+    std::string old = id_;
+    if (Join().ok()) {
+      if (service_) service_->DropAllAndReown(id_);
+      spdlog::warn("re-registered: {} -> {}", old, id_);
+    }
+    return;
+  }
+  if (!hb.ok()) {
+    spdlog::warn("heartbeat failed: {}", hb.ToString());
+    return;
+  }
+  auto expired = store_->MarkExpiredCoordinators(options_.lease_ms);
+  if (expired.ok()) {
+    for (const auto& dead : *expired) spdlog::warn("coordinator {} missed its lease: dead", dead);
+  }
+  if (!service_) return;
+  for (int round = 0; round < 100; ++round) {
+    auto claimed = store_->ClaimOrphans(id_, options_.claim_batch);
+    if (!claimed.ok()) {
+      spdlog::warn("claiming orphaned transactions failed: {}", claimed.status().ToString());
+      return;
+    }
+    if (claimed->empty()) return;
+    const size_t n = claimed->size();
+    spdlog::info("adopting {} unfinished transactions", n);
+    service_->Adopt(std::move(*claimed));
+    if (n < static_cast<size_t>(options_.claim_batch)) return;
+  }
+}
+
+Status Membership::Stop(bool hand_back) {
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+  if (!hand_back || id_.empty()) return Status::Ok();
+  auto released = store_->ReleaseOwned(id_);
+  if (!released.ok()) return released.status();
+  spdlog::info("handed back {} unfinished transactions", *released);
+  Status s = store_->DeleteCoordinator(id_);
+  id_.clear();
+  return s;
+}
+
+}  // namespace treaty

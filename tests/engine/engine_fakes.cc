@@ -1,0 +1,143 @@
+#include "engine/engine_fakes.h"
+
+namespace treaty::testing {
+namespace {
+
+class FakeTimer : public TaskRunner::Timer {
+ public:
+  explicit FakeTimer(std::shared_ptr<bool> cancelled) : cancelled_(std::move(cancelled)) {}
+  void Cancel() override { *cancelled_ = true; }
+
+ private:
+  std::shared_ptr<bool> cancelled_;
+};
+
+}  // namespace
+
+std::shared_ptr<TaskRunner::Timer> FakeTaskRunner::PostAfter(int64_t delay_ms, Task task) {
+  auto cancelled = std::make_shared<bool>(false);
+  int64_t at = now_ + (delay_ms < 0 ? 0 : delay_ms);
+  uint64_t seq = seq_++;
+  queue_.emplace(std::make_pair(at, seq), Entry{at, seq, std::move(task), cancelled});
+  return std::make_shared<FakeTimer>(cancelled);
+}
+
+void FakeTaskRunner::RunUntilIdle() {
+  while (!queue_.empty() && queue_.begin()->first.first <= now_) {
+    Entry e = std::move(queue_.begin()->second);
+    queue_.erase(queue_.begin());
+    if (!*e.cancelled) e.task();
+  }
+}
+
+void FakeTaskRunner::Advance(int64_t ms) {
+  const int64_t end = now_ + ms;
+  RunUntilIdle();
+  while (!queue_.empty() && queue_.begin()->first.first <= end) {
+    now_ = queue_.begin()->first.first;
+    RunUntilIdle();
+  }
+  now_ = end;
+  RunUntilIdle();
+}
+
+bool FakeTaskRunner::RunUntil(const std::function<bool()>& pred, int64_t max_ms) {
+  const int64_t end = now_ + max_ms;
+  RunUntilIdle();
+  while (!pred()) {
+    if (queue_.empty() || queue_.begin()->first.first > end) return pred();
+    now_ = std::max(now_, queue_.begin()->first.first);
+    RunUntilIdle();
+  }
+  return true;
+}
+
+void FakeCaller::Call(ParticipantRequest request, Callback done) {
+  if (on_call) on_call(request);
+  calls.push_back({request.gtid, request.branch, request.op, runner_->NowMs()});
+  const std::string key = request.branch + "/" + request.op;
+  int n = seen_[request.gtid + "/" + key]++;
+  Script script;
+  if (auto it = scripts_.find(key); it != scripts_.end()) script = it->second;
+  CallOutcome outcome = CallOutcome::kOk;
+  if (!script.outcomes.empty()) {
+    outcome = script.outcomes[std::min<size_t>(n, script.outcomes.size() - 1)];
+  }
+  ParticipantResponse r;
+  r.outcome = outcome;
+  r.readonly_vote = script.readonly;
+  r.http_status = outcome == CallOutcome::kOk ? 200 : outcome == CallOutcome::kBusinessFailure ? 409 : 503;
+  if (outcome != CallOutcome::kOk) r.error = "scripted";
+  r.latency_ms = script.delay_ms;
+  runner_->PostAfter(script.delay_ms, [done = std::move(done), r] { done(r); });
+}
+
+std::vector<std::string> FakeCaller::Sequence(const std::string& gtid) const {
+  std::vector<std::string> out;
+  for (const auto& c : calls) {
+    if (c.gtid == gtid) out.push_back(c.branch + "/" + c.op);
+  }
+  return out;
+}
+
+int FakeCaller::Count(const std::string& gtid, const std::string& branch,
+                      const std::string& op) const {
+  int n = 0;
+  for (const auto& c : calls) n += c.gtid == gtid && c.branch == branch && c.op == op;
+  return n;
+}
+
+const BranchRow* FakeLog::Branch(const std::string& gtid, const std::string& name) const {
+  auto it = txns.find(gtid);
+  if (it == txns.end()) return nullptr;
+  for (const auto& b : it->second.branches) {
+    if (b.name == name) return &b;
+  }
+  return nullptr;
+}
+
+Status FakeLog::Apply(const TxnWrite& w) {
+  if (w.create) {
+    if (txns.count(w.gtid)) return Status::Conflict("exists");
+    TxnDetail d;
+    d.txn = *w.create;
+    d.branches = w.new_branches;
+    d.events = w.events;
+    txns[w.gtid] = d;
+    return Status::Ok();
+  }
+  auto it = txns.find(w.gtid);
+  if (it == txns.end()) return Status::NotFound("no such gtid");
+  TxnDetail& d = it->second;
+  if (d.txn.owner != w.owner) return Status::LostOwnership("owner is " + d.txn.owner);
+  if (w.state) d.txn.state = *w.state;
+  if (w.needs_attention) d.txn.needs_attention = *w.needs_attention;
+  if (w.release_owner) d.txn.owner.clear();
+  ++d.txn.version;
+  for (const auto& b : w.new_branches) d.branches.push_back(b);
+  for (const auto& u : w.branch_updates) {
+    for (auto& b : d.branches) {
+      if (b.name != u.name) continue;
+      if (u.state) b.state = *u.state;
+      if (u.attempts) b.attempts = *u.attempts;
+      if (u.last_error) b.last_error = *u.last_error;
+      if (u.next_attempt_at_ms) b.next_attempt_at_ms = *u.next_attempt_at_ms;
+    }
+  }
+  for (const auto& e : w.events) d.events.push_back(e);
+  return Status::Ok();
+}
+
+void FakeLog::Write(TxnWrite write, Callback done) {
+  ++writes;
+  Status s = Status::Ok();
+  if (fail_next_writes > 0) {
+    --fail_next_writes;
+    s = Status::Unavailable("injected");
+  } else {
+    s = Apply(write);
+  }
+  runner_->PostAfter(1, [done = std::move(done), s] { done(s); });
+}
+
+}  // namespace treaty::testing

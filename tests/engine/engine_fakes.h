@@ -1,0 +1,100 @@
+#pragma once
+
+// Fakes for unit tests of the engine: a manual clock and task queue, a
+// scripted participant caller, and an in-memory log with fencing and fault
+// injection. Single-threaded: everything runs inside FakeTaskRunner::Run*.
+
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "common/task_runner.h"
+#include "engine/participant_caller.h"
+#include "engine/txn_log.h"
+#include "store/records.h"
+
+namespace treaty::testing {
+
+class FakeTaskRunner : public TaskRunner {
+ public:
+  int64_t NowMs() override { return now_; }
+  void Post(Task task) override { PostAfter(0, std::move(task)); }
+  std::shared_ptr<Timer> PostAfter(int64_t delay_ms, Task task) override;
+
+  // Runs every task due at the current time (including ones they post).
+  void RunUntilIdle();
+  // Moves the clock forward by `ms`, running tasks as they come due.
+  void Advance(int64_t ms);
+  // Advances until `pred` holds or `max_ms` of fake time passed.
+  bool RunUntil(const std::function<bool()>& pred, int64_t max_ms = 600000);
+
+ private:
+  struct Entry {
+    int64_t at;
+    uint64_t seq;
+    Task task;
+    std::shared_ptr<bool> cancelled;
+  };
+  int64_t now_ = 1'700'000'000'000;
+  uint64_t seq_ = 0;
+  std::multimap<std::pair<int64_t, uint64_t>, Entry> queue_;
+};
+
+class FakeCaller : public ParticipantCaller {
+ public:
+  explicit FakeCaller(FakeTaskRunner* runner) : runner_(runner) {}
+
+  struct Script {
+    std::vector<CallOutcome> outcomes;  // in order; the last repeats; empty = ok
+    int64_t delay_ms = 5;
+    bool readonly = false;
+  };
+  // Script for calls to branch `branch` with op `op`.
+  void Set(const std::string& branch, const std::string& op, Script script) {
+    scripts_[branch + "/" + op] = std::move(script);
+  }
+  // Observer invoked at call time (before the answer), e.g. to check the log.
+  std::function<void(const ParticipantRequest&)> on_call;
+
+  void Call(ParticipantRequest request, Callback done) override;
+
+  struct Record {
+    std::string gtid, branch, op;
+    int64_t at;
+  };
+  std::vector<Record> calls;
+  // "branch/op" of every call, in call order, for one gtid.
+  std::vector<std::string> Sequence(const std::string& gtid) const;
+  int Count(const std::string& gtid, const std::string& branch, const std::string& op) const;
+
+ private:
+  FakeTaskRunner* runner_;
+  std::map<std::string, Script> scripts_;
+  std::map<std::string, int> seen_;  // per gtid/branch/op: calls so far
+};
+
+// In-memory log with the LogStore's write semantics (create conflict,
+// owner fencing). Completions are posted on the runner.
+class FakeLog : public TxnLog {
+ public:
+  explicit FakeLog(FakeTaskRunner* runner) : runner_(runner) {}
+  void Write(TxnWrite write, Callback done) override;
+
+  int fail_next_writes = 0;  // fail this many writes with Unavailable
+  std::map<std::string, TxnDetail> txns;
+  int writes = 0;
+
+  // Reassigns a transaction to another owner (simulates a takeover).
+  void SetOwner(const std::string& gtid, const std::string& owner) { txns[gtid].txn.owner = owner; }
+  const BranchRow* Branch(const std::string& gtid, const std::string& name) const;
+
+ private:
+  Status Apply(const TxnWrite& w);
+  FakeTaskRunner* runner_;
+};
+
+}  // namespace treaty::testing

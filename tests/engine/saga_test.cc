@@ -1,0 +1,307 @@
+// Unit tests of the saga state machine with a fake clock, fake participants
+// and an in-memory log.
+
+#include "engine/saga.h"
+
+#include <gtest/gtest.h>
+
+#include "engine/engine_fakes.h"
+#include "engine/states.h"
+
+namespace treaty {
+namespace {
+
+using testing::FakeCaller;
+using testing::FakeLog;
+using testing::FakeTaskRunner;
+using Seq = std::vector<std::string>;
+
+class Recorder : public TxnObserver {
+ public:
+  void OnFinished(const std::string& gtid, const std::string&, const std::string& state) override {
+    finished[gtid] = state;
+  }
+  void OnDropped(const std::string& gtid, const Status& why) override { dropped[gtid] = why; }
+  std::map<std::string, std::string> finished;
+  std::map<std::string, Status> dropped;
+};
+
+class SagaTest : public ::testing::Test {
+ protected:
+  SagaTest() : caller_(&runner_), log_(&runner_) {
+    ctx_.runner = &runner_;
+    ctx_.caller = &caller_;
+    ctx_.log = &log_;
+    ctx_.observer = &recorder_;
+    ctx_.owner = "coord-1";
+    ctx_.options.retry_initial_backoff_ms = 100;
+    ctx_.options.retry_max_backoff_ms = 1000;
+    ctx_.options.attention_after_attempts = 3;
+    ctx_.rng.seed(42);
+  }
+
+  static SagaSpec Spec(const std::string& gtid, std::vector<std::string> names,
+                       bool concurrent = false) {
+    SagaSpec spec;
+    spec.gtid = gtid;
+    spec.concurrent = concurrent;
+    for (const auto& n : names) {
+      SagaStep s;
+      s.name = n;
+      s.action = "http://svc/" + n + "/action";
+      s.compensate = "http://svc/" + n + "/compensate";
+      s.retry.max_attempts = 3;
+      s.retry.initial_backoff_ms = 50;
+      s.retry.max_backoff_ms = 200;
+      spec.steps.push_back(s);
+    }
+    return spec;
+  }
+
+  std::shared_ptr<Saga> Run(SagaSpec spec) {
+    auto saga = Saga::Create(&ctx_, std::move(spec));
+    saga->Start();
+    return saga;
+  }
+
+  std::string Finish(const std::string& gtid) {
+    runner_.RunUntil([&] { return recorder_.finished.count(gtid) > 0; });
+    return recorder_.finished.count(gtid) ? recorder_.finished[gtid] : "(not finished)";
+  }
+
+  FakeTaskRunner runner_;
+  FakeCaller caller_;
+  FakeLog log_;
+  Recorder recorder_;
+  EngineContext ctx_;
+};
+
+TEST_F(SagaTest, HappyPathRunsStepsInOrderAndCommits) {
+  Run(Spec("g1", {"flight", "hotel", "car"}));
+  EXPECT_EQ(Finish("g1"), states::kCommitted);
+  EXPECT_EQ(caller_.Sequence("g1"), (Seq{"flight/action", "hotel/action", "car/action"}));
+  EXPECT_EQ(log_.txns["g1"].txn.state, states::kCommitted);
+  for (const auto& b : log_.txns["g1"].branches) EXPECT_EQ(b.state, states::kSucceeded);
+}
+
+TEST_F(SagaTest, StepIsLoggedRunningBeforeItsActionIsSent) {
+  int checked = 0;
+  caller_.on_call = [&](const ParticipantRequest& r) {
+    const BranchRow* b = log_.Branch(r.gtid, r.branch);
+    ASSERT_NE(b, nullptr);
+    if (r.op == "action") EXPECT_EQ(b->state, states::kRunning) << r.branch;
+    if (r.op == "compensate") EXPECT_EQ(b->state, states::kCompensating) << r.branch;
+    ++checked;
+  };
+  caller_.Set("car", "action", {{CallOutcome::kBusinessFailure}});
+  Run(Spec("g1", {"flight", "hotel", "car"}));
+  EXPECT_EQ(Finish("g1"), states::kAborted);
+  EXPECT_EQ(checked, 6);
+}
+
+TEST_F(SagaTest, BusinessFailureCompensatesAttemptedStepsInReverse) {
+  caller_.Set("car", "action", {{CallOutcome::kBusinessFailure}});
+  Run(Spec("g1", {"flight", "hotel", "car", "insurance"}));
+  EXPECT_EQ(Finish("g1"), states::kAborted);
+  EXPECT_EQ(caller_.Sequence("g1"),
+            (Seq{"flight/action", "hotel/action", "car/action", "car/compensate",
+                 "hotel/compensate", "flight/compensate"}));
+  EXPECT_EQ(log_.Branch("g1", "insurance")->state, states::kPending);
+  EXPECT_EQ(log_.Branch("g1", "car")->state, states::kCompensated);
+  EXPECT_EQ(caller_.Count("g1", "car", "action"), 1) << "a 409 is never retried";
+}
+
+TEST_F(SagaTest, TransientFailuresAreRetriedWithBackoffThenSucceed) {
+  caller_.Set("hotel", "action", {{CallOutcome::kTransient, CallOutcome::kTransient, CallOutcome::kOk}});
+  Run(Spec("g1", {"flight", "hotel"}));
+  EXPECT_EQ(Finish("g1"), states::kCommitted);
+  EXPECT_EQ(caller_.Count("g1", "hotel", "action"), 3);
+  EXPECT_EQ(log_.Branch("g1", "hotel")->attempts, 3);
+  // The retries were spaced by the backoff (>= initial/2 each).
+  std::vector<int64_t> at;
+  for (const auto& c : caller_.calls) {
+    if (c.branch == "hotel") at.push_back(c.at);
+  }
+  ASSERT_EQ(at.size(), 3u);
+  EXPECT_GE(at[1] - at[0], 25);
+  EXPECT_GE(at[2] - at[1], 50);
+}
+
+TEST_F(SagaTest, RetriesExhaustedFailsTheStepAndCompensates) {
+  caller_.Set("hotel", "action", {{CallOutcome::kTransient}});
+  Run(Spec("g1", {"flight", "hotel", "car"}));
+  EXPECT_EQ(Finish("g1"), states::kAborted);
+  EXPECT_EQ(caller_.Count("g1", "hotel", "action"), 3);
+  EXPECT_EQ(caller_.Count("g1", "hotel", "compensate"), 1) << "a timed-out action may have applied";
+  EXPECT_EQ(caller_.Count("g1", "flight", "compensate"), 1);
+  EXPECT_EQ(caller_.Count("g1", "car", "action"), 0);
+}
+
+TEST_F(SagaTest, DeadlineCompensatesAfterInFlightCallReturns) {
+  caller_.Set("hotel", "action", {{CallOutcome::kOk}, 5000});
+  auto spec = Spec("g1", {"flight", "hotel", "car"});
+  spec.timeout_ms = 1000;
+  Run(spec);
+  EXPECT_EQ(Finish("g1"), states::kAborted);
+  EXPECT_EQ(caller_.Sequence("g1"), (Seq{"flight/action", "hotel/action", "hotel/compensate",
+                                         "flight/compensate"}));
+  bool saw_deadline = false;
+  for (const auto& e : log_.txns["g1"].events) {
+    saw_deadline |= e.detail.find("deadline") != std::string::npos;
+  }
+  EXPECT_TRUE(saw_deadline);
+}
+
+TEST_F(SagaTest, ConcurrentDagRespectsOrderForwardAndBackward) {
+  auto spec = Spec("g1", {"a", "b", "c", "d"}, true);
+  spec.steps[1].after = {"a"};
+  spec.steps[2].after = {"a"};
+  spec.steps[3].after = {"b", "c"};
+  caller_.Set("b", "action", {{CallOutcome::kOk}, 30});
+  caller_.Set("d", "action", {{CallOutcome::kBusinessFailure}});
+  Run(spec);
+  EXPECT_EQ(Finish("g1"), states::kAborted);
+  auto seq = caller_.Sequence("g1");
+  auto pos = [&](const std::string& s) {
+    return std::find(seq.begin(), seq.end(), s) - seq.begin();
+  };
+  EXPECT_LT(pos("a/action"), pos("b/action"));
+  EXPECT_LT(pos("a/action"), pos("c/action"));
+  EXPECT_LT(pos("b/action"), pos("d/action"));
+  EXPECT_LT(pos("c/action"), pos("d/action"));
+  // b and c ran concurrently: c started before b answered.
+  int64_t b_at = 0, c_at = 0;
+  for (const auto& c : caller_.calls) {
+    if (c.branch == "b" && c.op == "action") b_at = c.at;
+    if (c.branch == "c" && c.op == "action") c_at = c.at;
+  }
+  EXPECT_LT(c_at, b_at + 30);
+  EXPECT_LT(pos("d/compensate"), pos("b/compensate"));
+  EXPECT_LT(pos("d/compensate"), pos("c/compensate"));
+  EXPECT_LT(pos("b/compensate"), pos("a/compensate"));
+  EXPECT_LT(pos("c/compensate"), pos("a/compensate"));
+}
+
+TEST_F(SagaTest, IndependentStepsStartTogether) {
+  auto spec = Spec("g1", {"a", "b", "c"}, true);
+  for (auto n : {"a", "b", "c"}) caller_.Set(n, "action", {{CallOutcome::kOk}, 100});
+  Run(spec);
+  EXPECT_EQ(Finish("g1"), states::kCommitted);
+  for (const auto& c : caller_.calls) EXPECT_EQ(c.at, caller_.calls[0].at);
+}
+
+TEST_F(SagaTest, FailingCompensationIsRetriedUntilItSucceedsAndFlagsAttention) {
+  caller_.Set("hotel", "action", {{CallOutcome::kBusinessFailure}});
+  std::vector<CallOutcome> comp(5, CallOutcome::kTransient);
+  comp.push_back(CallOutcome::kOk);
+  caller_.Set("flight", "compensate", {comp});
+  auto saga = Run(Spec("g1", {"flight", "hotel"}));
+  runner_.RunUntil([&] { return log_.txns["g1"].txn.needs_attention; });
+  EXPECT_TRUE(log_.txns["g1"].txn.needs_attention);
+  EXPECT_EQ(log_.txns["g1"].txn.state, states::kCompensating);
+  EXPECT_EQ(Finish("g1"), states::kAborted);
+  EXPECT_EQ(caller_.Count("g1", "flight", "compensate"), 6);
+  EXPECT_FALSE(log_.txns["g1"].txn.needs_attention) << "cleared once it finished";
+  EXPECT_FALSE(log_.Branch("g1", "flight")->last_error.empty() &&
+               log_.Branch("g1", "flight")->state != states::kCompensated);
+}
+
+TEST_F(SagaTest, OperatorRetryResendsAWaitingCompensationAtOnce) {
+  caller_.Set("hotel", "action", {{CallOutcome::kBusinessFailure}});
+  caller_.Set("flight", "compensate", {{CallOutcome::kTransient, CallOutcome::kTransient,
+                                        CallOutcome::kTransient, CallOutcome::kOk}});
+  ctx_.options.retry_initial_backoff_ms = 60000;
+  ctx_.options.retry_max_backoff_ms = 60000;
+  auto saga = Run(Spec("g1", {"flight", "hotel"}));
+  runner_.RunUntil([&] { return caller_.Count("g1", "flight", "compensate") == 1; });
+  runner_.Advance(10);
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_TRUE(saga->RetryNow().ok());
+    runner_.Advance(10);
+  }
+  EXPECT_EQ(recorder_.finished["g1"], states::kAborted);
+  EXPECT_EQ(caller_.Count("g1", "flight", "compensate"), 4);
+  EXPECT_EQ(saga->RetryNow().code(), StatusCode::kConflict);
+}
+
+TEST_F(SagaTest, ForceAbortCompensatesARunningSaga) {
+  caller_.Set("hotel", "action", {{CallOutcome::kTransient}});
+  auto saga = Run(Spec("g1", {"flight", "hotel"}));
+  runner_.RunUntil([&] { return caller_.Count("g1", "hotel", "action") == 1; });
+  ASSERT_TRUE(saga->ForceAbort("operator").ok());
+  EXPECT_EQ(Finish("g1"), states::kAborted);
+  EXPECT_EQ(caller_.Count("g1", "hotel", "action"), 1) << "no retry after the abort";
+  EXPECT_EQ(caller_.Count("g1", "hotel", "compensate"), 1);
+}
+
+TEST_F(SagaTest, LostOwnershipStopsDrivingAtOnce) {
+  caller_.Set("flight", "action", {{CallOutcome::kOk}, 50});
+  Run(Spec("g1", {"flight", "hotel", "car"}));
+  runner_.RunUntil([&] { return caller_.Count("g1", "flight", "action") == 1; });
+  log_.SetOwner("g1", "coord-2");
+  runner_.Advance(10000);
+  EXPECT_EQ(recorder_.dropped["g1"].code(), StatusCode::kLostOwnership);
+  EXPECT_EQ(caller_.Sequence("g1"), (Seq{"flight/action"}));
+  EXPECT_EQ(recorder_.finished.count("g1"), 0u);
+}
+
+TEST_F(SagaTest, UnavailableLogWritesAreRetriedWithoutLoss) {
+  ctx_.options.log_retry_backoff_ms = 200;
+  auto saga = Run(Spec("g1", {"flight", "hotel"}));
+  runner_.RunUntil([&] { return caller_.Count("g1", "flight", "action") == 1; });
+  log_.fail_next_writes = 3;
+  EXPECT_EQ(Finish("g1"), states::kCommitted);
+  EXPECT_EQ(caller_.Count("g1", "hotel", "action"), 1);
+  EXPECT_EQ(log_.Branch("g1", "flight")->state, states::kSucceeded);
+}
+
+TEST_F(SagaTest, CreateConflictIsReportedAndNothingRuns) {
+  Run(Spec("g1", {"flight"}));
+  Finish("g1");
+  Status created = Status::Ok();
+  auto again = Saga::Create(&ctx_, Spec("g1", {"flight"}));
+  again->on_created = [&](Status s) { created = s; };
+  again->Start();
+  runner_.Advance(100);
+  EXPECT_EQ(created.code(), StatusCode::kConflict);
+  EXPECT_EQ(caller_.Count("g1", "flight", "action"), 1);
+}
+
+TEST_F(SagaTest, RecoveryResendsTheInFlightActionAndFinishes) {
+  caller_.Set("hotel", "action", {{CallOutcome::kOk}, 10000});
+  auto first = Run(Spec("g1", {"flight", "hotel", "car"}));
+  runner_.RunUntil([&] { return caller_.Count("g1", "hotel", "action") == 1; });
+  first->Drop(Status::Internal("simulated crash"));  // the process dies
+  // A new coordinator claims it and restores it from the log.
+  log_.SetOwner("g1", "coord-2");
+  ctx_.owner = "coord-2";
+  caller_.Set("hotel", "action", {{CallOutcome::kOk}, 5});
+  auto restored = Saga::Restore(&ctx_, log_.txns["g1"]);
+  ASSERT_TRUE(restored.ok());
+  (*restored)->Start();
+  EXPECT_EQ(Finish("g1"), states::kCommitted);
+  EXPECT_EQ(caller_.Count("g1", "flight", "action"), 1) << "a logged success is not resent";
+  EXPECT_EQ(caller_.Count("g1", "hotel", "action"), 2) << "the unknown outcome is resent";
+  EXPECT_EQ(log_.Branch("g1", "hotel")->attempts, 2);
+}
+
+TEST_F(SagaTest, RecoveryDuringCompensationFinishesIt) {
+  caller_.Set("car", "action", {{CallOutcome::kBusinessFailure}});
+  caller_.Set("hotel", "compensate", {{CallOutcome::kOk}, 10000});
+  auto first = Run(Spec("g1", {"flight", "hotel", "car"}));
+  runner_.RunUntil([&] { return caller_.Count("g1", "hotel", "compensate") == 1; });
+  first->Drop(Status::Internal("simulated crash"));
+  log_.SetOwner("g1", "coord-2");
+  ctx_.owner = "coord-2";
+  caller_.Set("hotel", "compensate", {{CallOutcome::kOk}, 5});
+  auto restored = Saga::Restore(&ctx_, log_.txns["g1"]);
+  ASSERT_TRUE(restored.ok());
+  (*restored)->Start();
+  EXPECT_EQ(Finish("g1"), states::kAborted);
+  EXPECT_EQ(caller_.Count("g1", "car", "compensate"), 1);
+  EXPECT_EQ(caller_.Count("g1", "hotel", "compensate"), 2);
+  EXPECT_EQ(caller_.Count("g1", "flight", "compensate"), 1);
+}
+
+}  // namespace
+}  // namespace treaty
