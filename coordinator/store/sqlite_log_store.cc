@@ -1,0 +1,214 @@
+#include "store/sqlite_log_store.h"
+
+#include <filesystem>
+#include <set>
+
+#include "store/list_cursor.h"
+#include "store/migrations.h"
+
+namespace treaty {
+
+namespace {
+
+constexpr int kBusyTimeoutMs = 5000;
+
+bool IsDatabaseFailure(const Status& s) {
+  return s.code() == StatusCode::kUnavailable || s.code() == StatusCode::kInternal;
+}
+
+std::string Now() { return SqliteLogStore::kNowSql; }
+
+}  // namespace
+
+Result<std::unique_ptr<SqliteLogStore>> SqliteLogStore::Open(const std::string& path) {
+  if (path.empty()) return Status::InvalidArgument("sqlite: empty path");
+  if (path != ":memory:") {
+    std::error_code ec;
+    const auto parent = std::filesystem::path(path).parent_path();
+    if (!parent.empty()) std::filesystem::create_directories(parent, ec);
+    if (ec) return Status::Unavailable("sqlite: cannot create " + parent.string() + ": " + ec.message());
+  }
+  std::unique_ptr<SqliteLogStore> store(new SqliteLogStore());
+  if (Status s = store->conn_.Open(path, kBusyTimeoutMs); !s.ok()) return s;
+  return store;
+}
+
+Status SqliteLogStore::InTransaction(const Body& body) {
+  if (Status s = conn_.Exec("BEGIN IMMEDIATE"); !s.ok()) return s;
+  Status s = body();
+  if (s.ok()) s = conn_.Exec("COMMIT");
+  if (!s.ok()) (void)conn_.Exec("ROLLBACK");
+  return s;
+}
+
+Status SqliteLogStore::Migrate() {
+  std::lock_guard lock(mu_);
+  return InTransaction([&]() -> Status {
+    Status s = conn_.Exec(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, "
+        "name TEXT NOT NULL, applied_at BIGINT NOT NULL)");
+    if (!s.ok()) return s;
+    std::set<int64_t> applied;
+    {
+      auto st = Prepare("SELECT version FROM schema_migrations", &s);
+      if (!st) return s;
+      for (Result<bool> row = st->Step(); ; row = st->Step()) {
+        if (!row.ok()) return row.status();
+        if (!*row) break;
+        applied.insert(st->Int(0));
+      }
+    }
+    for (const Migration& m : EmbeddedMigrations("sqlite")) {
+      if (applied.count(m.version)) continue;
+      if (s = conn_.Exec(std::string(m.sql)); !s.ok()) {
+        return Status(s.code(), "migration " + std::to_string(m.version) + ": " + s.message());
+      }
+      auto st = Prepare("INSERT INTO schema_migrations (version, name, applied_at) VALUES (?1, ?2, " +
+                            Now() + ")",
+                        &s);
+      if (!st) return s;
+      if (Result<int64_t> r = st->Bind(1, int64_t{m.version}).Bind(2, m.name).Run(); !r.ok()) {
+        return r.status();
+      }
+    }
+    return Status::Ok();
+  });
+}
+
+Status SqliteLogStore::CheckReady() {
+  std::lock_guard lock(mu_);
+  Status s;
+  auto st = Prepare("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", &s);
+  if (!st) return Status::Unavailable("schema not migrated: " + s.message());
+  Result<bool> row = st->Step();
+  if (!row.ok()) return row.status();
+  int64_t want = 0;
+  for (const Migration& m : EmbeddedMigrations("sqlite")) want = std::max<int64_t>(want, m.version);
+  if (st->Int(0) < want) {
+    return Status::Unavailable("schema at version " + std::to_string(st->Int(0)) + ", want " +
+                               std::to_string(want));
+  }
+  return Status::Ok();
+}
+
+Result<std::vector<Status>> SqliteLogStore::ApplyBatch(const std::vector<TxnWrite>& writes) {
+  std::lock_guard lock(mu_);
+  std::vector<Status> results;
+  results.reserve(writes.size());
+  Status s = InTransaction([&]() -> Status {
+    results.clear();
+    for (const TxnWrite& w : writes) {
+      if (Status sp = conn_.Exec("SAVEPOINT w"); !sp.ok()) return sp;
+      Status ws = ApplyOne(w);
+      if (IsDatabaseFailure(ws)) return ws;
+      if (!ws.ok()) {
+        if (Status rb = conn_.Exec("ROLLBACK TO w"); !rb.ok()) return rb;
+      }
+      if (Status rel = conn_.Exec("RELEASE w"); !rel.ok()) return rel;
+      results.push_back(std::move(ws));
+    }
+    return Status::Ok();
+  });
+  if (!s.ok()) return s;
+  return results;
+}
+
+Status SqliteLogStore::ApplyOne(const TxnWrite& w) {
+  Status s;
+  if (w.create) {
+    const TxnRow& c = *w.create;
+    if (!c.gtid.empty() && c.gtid != w.gtid) return Status::InvalidArgument("create: gtid mismatch");
+    auto st = Prepare(
+        "INSERT INTO transactions (gtid, kind, state, spec, deadline_ms, owner, next_attempt_at_ms, "
+        "attempts, needs_attention, version, created_at_ms, updated_at_ms) VALUES (?1, ?2, ?3, ?4, "
+        "?5, ?6, ?7, ?8, ?9, ?10, COALESCE(NULLIF(?11, 0), " + Now() + "), COALESCE(NULLIF(?12, "
+        "0), NULLIF(?11, 0), " + Now() + ")) ON CONFLICT (gtid) DO NOTHING", &s);
+    if (!st) return s;
+    st->Bind(1, w.gtid).Bind(2, c.kind).Bind(3, c.state).Bind(4, c.spec).Bind(5, c.deadline_ms);
+    st->BindNullIfEmpty(6, c.owner.empty() ? w.owner : c.owner).Bind(7, c.next_attempt_at_ms);
+    st->Bind(8, int64_t{c.attempts}).Bind(9, int64_t{c.needs_attention}).Bind(10, c.version);
+    st->Bind(11, c.created_at_ms ? c.created_at_ms : w.now_ms).Bind(12, c.updated_at_ms);
+    Result<int64_t> n = st->Run();
+    if (!n.ok()) return n.status();
+    if (*n == 0) return Status::Conflict("transaction " + w.gtid + " already exists");
+  } else {
+    auto st = Prepare(
+        "UPDATE transactions SET state = COALESCE(?3, state), needs_attention = COALESCE(?4, "
+        "needs_attention), next_attempt_at_ms = COALESCE(?5, next_attempt_at_ms), attempts = "
+        "COALESCE(?6, attempts), deadline_ms = COALESCE(?7, deadline_ms), owner = CASE WHEN ?8 "
+        "<> 0 THEN NULL ELSE owner END, version = version + 1, updated_at_ms = "
+        "COALESCE(NULLIF(?9, 0), " + Now() + ") WHERE gtid = ?1 AND owner = ?2", &s);
+    if (!st) return s;
+    st->Bind(1, w.gtid).Bind(2, w.owner).Bind(3, w.state);
+    st->Bind(4, w.needs_attention ? std::optional<int64_t>(*w.needs_attention) : std::nullopt);
+    st->Bind(5, w.next_attempt_at_ms);
+    st->Bind(6, w.attempts ? std::optional<int64_t>(*w.attempts) : std::nullopt);
+    st->Bind(7, w.deadline_ms).Bind(8, int64_t{w.release_owner}).Bind(9, w.now_ms);
+    Result<int64_t> n = st->Run();
+    if (!n.ok()) return n.status();
+    if (*n == 0) {
+      auto exists = Prepare("SELECT 1 FROM transactions WHERE gtid = ?1", &s);
+      if (!exists) return s;
+      Result<bool> row = exists->Bind(1, w.gtid).Step();
+      if (!row.ok()) return row.status();
+      if (!*row) return Status::NotFound("transaction " + w.gtid + " not found");
+      return Status::LostOwnership("transaction " + w.gtid + " is not owned by " + w.owner);
+    }
+  }
+  for (const BranchRow& b : w.new_branches) {
+    auto st = Prepare(
+        "INSERT INTO branches (gtid, name, idx, state, attempts, last_error, next_attempt_at_ms, "
+        "spec, updated_at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, COALESCE(NULLIF(?9, 0), " +
+            Now() + ")) ON CONFLICT (gtid, name) DO NOTHING", &s);
+    if (!st) return s;
+    st->Bind(1, w.gtid).Bind(2, b.name).Bind(3, int64_t{b.idx}).Bind(4, b.state);
+    st->Bind(5, int64_t{b.attempts}).Bind(6, b.last_error).Bind(7, b.next_attempt_at_ms);
+    st->Bind(8, b.spec).Bind(9, b.updated_at_ms ? b.updated_at_ms : w.now_ms);
+    Result<int64_t> n = st->Run();
+    if (!n.ok()) return n.status();
+    if (*n == 0) return Status::Conflict("branch " + b.name + " of " + w.gtid + " already exists");
+  }
+  for (const BranchUpdate& u : w.branch_updates) {
+    auto st = Prepare(
+        "UPDATE branches SET state = COALESCE(?3, state), attempts = COALESCE(?4, attempts), "
+        "last_error = COALESCE(?5, last_error), next_attempt_at_ms = COALESCE(?6, "
+        "next_attempt_at_ms), updated_at_ms = COALESCE(NULLIF(?7, 0), " + Now() +
+            ") WHERE gtid = ?1 AND name = ?2", &s);
+    if (!st) return s;
+    st->Bind(1, w.gtid).Bind(2, u.name).Bind(3, u.state);
+    st->Bind(4, u.attempts ? std::optional<int64_t>(*u.attempts) : std::nullopt);
+    st->Bind(5, u.last_error).Bind(6, u.next_attempt_at_ms).Bind(7, w.now_ms);
+    Result<int64_t> n = st->Run();
+    if (!n.ok()) return n.status();
+    if (*n == 0) return Status::NotFound("branch " + u.name + " of " + w.gtid + " not found");
+  }
+  for (const EventRow& e : w.events) {
+    auto st = Prepare(
+        "INSERT INTO events (gtid, branch, type, detail, at_ms) VALUES (?1, ?2, ?3, ?4, "
+        "COALESCE(NULLIF(?5, 0), " + Now() + "))", &s);
+    if (!st) return s;
+    st->Bind(1, w.gtid).Bind(2, e.branch).Bind(3, e.type).Bind(4, e.detail);
+    st->Bind(5, e.at_ms ? e.at_ms : w.now_ms);
+    if (Result<int64_t> n = st->Run(); !n.ok()) return n.status();
+  }
+  return Status::Ok();
+}
+
+TxnRow SqliteLogStore::ReadTxn(const SqliteStatement& st) {
+  TxnRow t;
+  t.gtid = st.Text(0);
+  t.kind = st.Text(1);
+  t.state = st.Text(2);
+  t.spec = st.Text(3);
+  t.deadline_ms = st.Int(4);
+  t.owner = st.Text(5);
+  t.next_attempt_at_ms = st.Int(6);
+  t.attempts = static_cast<int>(st.Int(7));
+  t.needs_attention = st.Int(8) != 0;
+  t.version = st.Int(9);
+  t.created_at_ms = st.Int(10);
+  t.updated_at_ms = st.Int(11);
+  return t;
+}
+
+}  // namespace treaty

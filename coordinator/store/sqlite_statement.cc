@@ -1,0 +1,128 @@
+#include "store/sqlite_statement.h"
+
+namespace treaty {
+
+Status SqliteStatus(int rc, sqlite3* db, const std::string& what) {
+  const std::string msg = what + ": " + (db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+  switch (rc & 0xff) {
+    case SQLITE_OK:
+    case SQLITE_ROW:
+    case SQLITE_DONE:
+      return Status::Ok();
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+    case SQLITE_IOERR:
+    case SQLITE_CANTOPEN:
+    case SQLITE_FULL:
+    case SQLITE_PROTOCOL:
+    case SQLITE_READONLY:
+      return Status::Unavailable(msg);
+    case SQLITE_CONSTRAINT:
+      return Status::Conflict(msg);
+    default:
+      return Status::Internal(msg);
+  }
+}
+
+SqliteStatement::~SqliteStatement() {
+  sqlite3_reset(stmt_);
+  sqlite3_clear_bindings(stmt_);
+}
+
+SqliteStatement& SqliteStatement::Bind(int pos, int64_t v) {
+  if (int rc = sqlite3_bind_int64(stmt_, pos, v); rc != SQLITE_OK && bind_status_.ok()) {
+    bind_status_ = SqliteStatus(rc, db_, "bind");
+  }
+  return *this;
+}
+
+SqliteStatement& SqliteStatement::Bind(int pos, const std::string& v) {
+  int rc = sqlite3_bind_text(stmt_, pos, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
+  if (rc != SQLITE_OK && bind_status_.ok()) bind_status_ = SqliteStatus(rc, db_, "bind");
+  return *this;
+}
+
+SqliteStatement& SqliteStatement::Bind(int pos, const std::optional<std::string>& v) {
+  return v ? Bind(pos, *v) : BindNull(pos);
+}
+
+SqliteStatement& SqliteStatement::Bind(int pos, const std::optional<int64_t>& v) {
+  return v ? Bind(pos, *v) : BindNull(pos);
+}
+
+SqliteStatement& SqliteStatement::BindNull(int pos) {
+  if (int rc = sqlite3_bind_null(stmt_, pos); rc != SQLITE_OK && bind_status_.ok()) {
+    bind_status_ = SqliteStatus(rc, db_, "bind");
+  }
+  return *this;
+}
+
+SqliteStatement& SqliteStatement::BindNullIfEmpty(int pos, const std::string& v) {
+  return v.empty() ? BindNull(pos) : Bind(pos, v);
+}
+
+Result<bool> SqliteStatement::Step() {
+  if (!bind_status_.ok()) return bind_status_;
+  const int rc = sqlite3_step(stmt_);
+  if (rc == SQLITE_ROW) return true;
+  if (rc == SQLITE_DONE) return false;
+  return SqliteStatus(rc, db_, "step");
+}
+
+Result<int64_t> SqliteStatement::Run() {
+  while (true) {
+    Result<bool> row = Step();
+    if (!row.ok()) return row.status();
+    if (!*row) break;
+  }
+  return static_cast<int64_t>(sqlite3_changes(db_));
+}
+
+std::string SqliteStatement::Text(int col) const {
+  const auto* p = reinterpret_cast<const char*>(sqlite3_column_text(stmt_, col));
+  if (p == nullptr) return {};
+  return std::string(p, static_cast<size_t>(sqlite3_column_bytes(stmt_, col)));
+}
+
+SqliteConnection::~SqliteConnection() {
+  for (auto& [sql, stmt] : cache_) sqlite3_finalize(stmt);
+  if (db_ != nullptr) sqlite3_close(db_);
+}
+
+Status SqliteConnection::Open(const std::string& path, int busy_timeout_ms) {
+  const int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
+  if (int rc = sqlite3_open_v2(path.c_str(), &db_, flags, nullptr); rc != SQLITE_OK) {
+    Status s = SqliteStatus(rc, db_, "open " + path);
+    return s.code() == StatusCode::kInternal ? Status::Unavailable(s.message()) : s;
+  }
+  sqlite3_busy_timeout(db_, busy_timeout_ms);
+  return Exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;");
+}
+
+Status SqliteConnection::Exec(const std::string& sql) {
+  char* err = nullptr;
+  const int rc = sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, &err);
+  if (rc == SQLITE_OK) return Status::Ok();
+  std::string msg = err ? err : sqlite3_errstr(rc);
+  sqlite3_free(err);
+  Status s = SqliteStatus(rc, nullptr, "exec");
+  return Status(s.code(), "exec: " + msg);
+}
+
+std::optional<SqliteStatement> SqliteConnection::Prepare(const std::string& sql, Status* status) {
+  auto it = cache_.find(sql);
+  if (it == cache_.end()) {
+    sqlite3_stmt* stmt = nullptr;
+    const int rc = sqlite3_prepare_v3(db_, sql.c_str(), static_cast<int>(sql.size()),
+                                      SQLITE_PREPARE_PERSISTENT, &stmt, nullptr);
+    if (rc != SQLITE_OK) {
+      *status = SqliteStatus(rc, db_, "prepare");
+      return std::nullopt;
+    }
+    it = cache_.emplace(sql, stmt).first;
+  }
+  *status = Status::Ok();
+  return std::optional<SqliteStatement>(std::in_place, db_, it->second);
+}
+
+}  // namespace treaty
