@@ -61,6 +61,7 @@ class SagaTest : public ::testing::Test {
   std::shared_ptr<Saga> Run(SagaSpec spec) {
     auto saga = Saga::Create(&ctx_, std::move(spec));
     saga->Start();
+    alive_.push_back(saga);  // drivers are owned by their TxnService in production
     return saga;
   }
 
@@ -74,6 +75,7 @@ class SagaTest : public ::testing::Test {
   FakeLog log_;
   Recorder recorder_;
   EngineContext ctx_;
+  std::vector<std::shared_ptr<Saga>> alive_;
 };
 
 TEST_F(SagaTest, HappyPathRunsStepsInOrderAndCommits) {
@@ -279,6 +281,7 @@ TEST_F(SagaTest, RecoveryResendsTheInFlightActionAndFinishes) {
   auto restored = Saga::Restore(&ctx_, log_.txns["g1"]);
   ASSERT_TRUE(restored.ok());
   (*restored)->Start();
+  alive_.push_back(*restored);
   EXPECT_EQ(Finish("g1"), states::kCommitted);
   EXPECT_EQ(caller_.Count("g1", "flight", "action"), 1) << "a logged success is not resent";
   EXPECT_EQ(caller_.Count("g1", "hotel", "action"), 2) << "the unknown outcome is resent";
@@ -297,6 +300,7 @@ TEST_F(SagaTest, RecoveryDuringCompensationFinishesIt) {
   auto restored = Saga::Restore(&ctx_, log_.txns["g1"]);
   ASSERT_TRUE(restored.ok());
   (*restored)->Start();
+  alive_.push_back(*restored);
   EXPECT_EQ(Finish("g1"), states::kAborted);
   EXPECT_EQ(caller_.Count("g1", "car", "compensate"), 1);
   EXPECT_EQ(caller_.Count("g1", "hotel", "compensate"), 2);
