@@ -1,0 +1,151 @@
+#include "http/http_client.h"
+
+#include <cctype>
+#include <chrono>
+#include <optional>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+
+namespace treaty {
+
+namespace net = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = net::ip::tcp;
+
+Result<ParsedUrl> ParseUrl(const std::string& url) {
+  ParsedUrl out;
+  size_t sep = url.find("://");
+  if (sep == std::string::npos || sep == 0) {
+    return Status::InvalidArgument("URL has no scheme: '" + url + "'");
+  }
+  out.scheme = url.substr(0, sep);
+  for (char& c : out.scheme) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  size_t authority_begin = sep + 3;
+  size_t path_begin = url.find_first_of("/?#", authority_begin);
+  std::string authority = url.substr(authority_begin, path_begin - authority_begin);
+  out.target = path_begin == std::string::npos ? "/" : url.substr(path_begin);
+  if (!out.target.empty() && out.target[0] != '/') out.target = "/" + out.target;
+  if (size_t hash = out.target.find('#'); hash != std::string::npos) out.target.resize(hash);
+  if (authority.find('@') != std::string::npos) {
+    return Status::InvalidArgument("URL user info is not supported: '" + url + "'");
+  }
+  size_t port_colon = std::string::npos;
+  if (!authority.empty() && authority[0] == '[') {  // [::1]:8080
+    size_t close = authority.find(']');
+    if (close == std::string::npos) return Status::InvalidArgument("bad IPv6 host in '" + url + "'");
+    out.host = authority.substr(1, close - 1);
+    if (close + 1 < authority.size()) {
+      if (authority[close + 1] != ':') return Status::InvalidArgument("bad host in '" + url + "'");
+      port_colon = close + 1;
+    }
+  } else {
+    port_colon = authority.rfind(':');
+    out.host = authority.substr(0, port_colon);
+  }
+  if (port_colon != std::string::npos) {
+    out.port = authority.substr(port_colon + 1);
+    if (out.port.empty() || out.port.size() > 5 ||
+        out.port.find_first_not_of("0123456789") != std::string::npos ||
+        std::stoi(out.port) > 65535) {
+      return Status::InvalidArgument("bad port in URL '" + url + "'");
+    }
+  } else {
+    out.port = out.scheme == "https" ? "443" : "80";
+  }
+  if (out.host.empty()) return Status::InvalidArgument("URL has no host: '" + url + "'");
+  return out;
+}
+
+namespace {
+
+// The state of one fetch; everything runs on the private io_context's single thread.
+struct Fetch {
+  explicit Fetch(net::io_context& io) : resolver(io), stream(io) {}
+  tcp::resolver resolver;
+  beast::tcp_stream stream;
+  beast::flat_buffer buffer;
+  http::request<http::string_body> req;
+  http::response_parser<http::string_body> parser;
+  beast::error_code error;
+  const char* stage = "resolve";
+  bool done = false;
+};
+
+}  // namespace
+
+Result<HttpClientResponse> HttpFetch(const std::string& method, const std::string& url,
+                                     const std::string& body,
+                                     const std::map<std::string, std::string>& headers,
+                                     int timeout_ms) {
+  auto parsed = ParseUrl(url);
+  if (!parsed.ok()) return parsed.status();
+  if (parsed->scheme != "http") {
+    return Status::InvalidArgument("only http:// URLs are supported: '" + url + "'");
+  }
+  http::verb verb = http::string_to_verb(method);
+  if (verb == http::verb::unknown) return Status::InvalidArgument("bad HTTP method " + method);
+
+  net::io_context io;
+  Fetch f(io);
+  f.req.method(verb);
+  f.req.target(parsed->target);
+  f.req.version(11);
+  f.req.set(http::field::host, parsed->host + ":" + parsed->port);
+  f.req.set(http::field::user_agent, "treaty");
+  f.req.keep_alive(false);
+  for (const auto& [name, value] : headers) f.req.set(name, value);
+  if (!body.empty() || verb == http::verb::post || verb == http::verb::put) {
+    if (f.req.find(http::field::content_type) == f.req.end()) {
+      f.req.set(http::field::content_type, "application/json");
+    }
+    f.req.body() = body;
+    f.req.prepare_payload();
+  }
+  f.parser.body_limit(64u << 20);
+
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  auto finish = [&f](const char* stage, beast::error_code ec) {
+    f.stage = stage;
+    f.error = ec;
+    f.done = true;
+  };
+  f.resolver.async_resolve(parsed->host, parsed->port, [&](beast::error_code ec, auto results) {
+    if (ec) return finish("resolve", ec);
+    f.stream.expires_at(deadline);
+    f.stream.async_connect(results, [&](beast::error_code ec, const tcp::endpoint&) {
+      if (ec) return finish("connect", ec);
+      http::async_write(f.stream, f.req, [&](beast::error_code ec, size_t) {
+        if (ec) return finish("write", ec);
+        http::async_read(f.stream, f.buffer, f.parser, [&](beast::error_code ec, size_t) {
+          finish("read", ec);
+        });
+      });
+    });
+  });
+  io.run_for(std::chrono::milliseconds(timeout_ms));
+  if (!f.done || f.error == beast::error::timeout) {
+    return Status::TimedOut(method + " " + url + " timed out after " + std::to_string(timeout_ms) +
+                            " ms");
+  }
+  if (f.error) {
+    return Status::Unavailable(method + " " + url + ": " + f.stage + ": " + f.error.message());
+  }
+  HttpClientResponse out;
+  auto& res = f.parser.get();
+  out.status = static_cast<int>(res.result_int());
+  out.body = std::move(res.body());
+  for (const auto& field : res) {
+    std::string name(field.name_string());
+    for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    out.headers[name] = std::string(field.value());
+  }
+  beast::error_code ignored;
+  f.stream.socket().shutdown(tcp::socket::shutdown_both, ignored);
+  return out;
+}
+
+}  // namespace treaty

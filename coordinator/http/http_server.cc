@@ -1,0 +1,325 @@
+#include "http/http_server.h"
+
+#include <array>
+#include <atomic>
+#include <cctype>
+#include <exception>
+#include <mutex>
+#include <optional>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include <boost/asio/dispatch.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <spdlog/spdlog.h>
+
+#include "http/http_request_parsing.h"
+
+namespace treaty {
+
+namespace net = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = net::ip::tcp;
+
+namespace {
+
+constexpr uint32_t kHeaderLimitBytes = 32 * 1024;
+// After an error response that closes the connection, unread request bytes
+// are drained for at most this long so the peer sees the response, not a RST.
+constexpr auto kDrainTime = std::chrono::seconds(1);
+
+class Session;
+
+// Shared by the HttpServer facade, the accept loop and every session, so a
+// session outliving the HttpServer object still has its handler and options.
+struct ServerCore : std::enable_shared_from_this<ServerCore> {
+  ServerCore(net::io_context& io_context, HttpServerOptions opts, HttpHandler h)
+      : io(io_context),
+        options(std::move(opts)),
+        handler(std::move(h)),
+        acceptor(net::make_strand(io_context)) {}
+
+  void Accept();
+  void OnAccept(beast::error_code ec, tcp::socket socket);
+  void Forget(uint64_t id);
+
+  net::io_context& io;
+  const HttpServerOptions options;
+  const HttpHandler handler;
+  std::atomic<uint16_t> port{0};
+
+  std::mutex mu;
+  tcp::acceptor acceptor;  // guarded by mu: initiations and close never overlap
+  bool stopped = false;    // guarded by mu
+  uint64_t next_session_id = 0;                                   // guarded by mu
+  std::unordered_map<uint64_t, std::weak_ptr<Session>> sessions;  // guarded by mu
+};
+
+// One connection. Every member is touched only on the connection's strand
+// (the executor of stream_). Requests are handled one at a time: the next one
+// is read only after the previous response was written, so pipelined requests
+// wait in the buffer / socket. The session lives as long as an operation or an
+// outstanding responder holds a shared_ptr to it.
+class Session : public std::enable_shared_from_this<Session> {
+ public:
+  Session(tcp::socket socket, std::shared_ptr<ServerCore> server, uint64_t id)
+      : stream_(std::move(socket)), server_(std::move(server)), id_(id) {
+    beast::error_code ec;
+    auto ep = stream_.socket().remote_endpoint(ec);
+    if (!ec) remote_ = ep.address().to_string() + ":" + std::to_string(ep.port());
+  }
+  ~Session() { server_->Forget(id_); }
+
+  void Start() {
+    net::dispatch(stream_.get_executor(),
+                  beast::bind_front_handler(&Session::ReadRequest, shared_from_this()));
+  }
+
+  // Closes the connection from any thread; a later response is dropped.
+  void Close() {
+    net::post(stream_.get_executor(), [self = shared_from_this()] { self->CloseNow(); });
+  }
+
+ private:
+  void ReadRequest() {
+    if (closed_) return;
+    parser_.emplace();
+    parser_->body_limit(server_->options.max_body_bytes);
+    parser_->header_limit(kHeaderLimitBytes);
+    stream_.expires_after(std::chrono::milliseconds(server_->options.idle_timeout_ms));
+    http::async_read(stream_, buffer_, *parser_,
+                     beast::bind_front_handler(&Session::OnRead, shared_from_this()));
+  }
+
+  void OnRead(beast::error_code ec, size_t /*bytes*/) {
+    if (closed_) return;
+    if (ec == http::error::end_of_stream) return ShutdownAndClose();
+    if (ec == http::error::body_limit) {
+      return WriteError(413, "too_large",
+                        "request body exceeds " +
+                            std::to_string(server_->options.max_body_bytes) + " bytes");
+    }
+    if (ec == http::error::header_limit) {
+      return WriteError(431, "headers_too_large", "request headers are too large");
+    }
+    if (ec && ec.category() == http::make_error_code(http::error::bad_method).category() &&
+        ec != http::error::partial_message) {
+      return WriteError(400, "bad_request", "malformed HTTP request: " + ec.message());
+    }
+    if (ec) return CloseNow();  // timeout, reset, EOF mid-message
+    Dispatch();
+  }
+
+  void Dispatch() {
+    http::request<http::string_body> msg = parser_->release();
+    HttpRequest req;
+    req.method = std::string(msg.method_string());
+    req.target = std::string(msg.target());
+    SplitTarget(req.target, &req.path, &req.query);
+    for (const auto& field : msg) {
+      std::string name(field.name_string());
+      for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+      auto [it, inserted] = req.headers.emplace(name, std::string(field.value()));
+      if (!inserted) it->second += ", " + std::string(field.value());
+    }
+    req.body = std::move(msg.body());
+    req.remote = remote_;
+
+    const bool keep_alive = msg.keep_alive();
+    const unsigned version = msg.version();
+    auto responded = std::make_shared<std::atomic<bool>>(false);
+    HttpResponder respond = [self = shared_from_this(), responded, keep_alive,
+                             version](HttpResponse res) {
+      if (responded->exchange(true)) return;  // exactly once; later calls are ignored
+      net::post(self->stream_.get_executor(),
+                [self, res = std::move(res), keep_alive, version]() mutable {
+                  self->Write(std::move(res), keep_alive, version);
+                });
+    };
+    try {
+      server_->handler(std::move(req), respond);
+    } catch (const std::exception& e) {
+      spdlog::error("http handler threw: {}", e.what());
+      respond(HttpResponse{500, "application/json", JsonError("internal", e.what()), {}});
+    } catch (...) {
+      spdlog::error("http handler threw a non-std exception");
+      respond(HttpResponse{500, "application/json", JsonError("internal", "handler failed"), {}});
+    }
+  }
+
+  void Write(HttpResponse res, bool keep_alive, unsigned version) {
+    if (closed_) return;
+    response_ = {};
+    response_.version(version);
+    response_.result(static_cast<unsigned>(res.status));
+    response_.set(http::field::server, "treaty");
+    if (!res.content_type.empty()) response_.set(http::field::content_type, res.content_type);
+    for (auto& [name, value] : res.headers) response_.set(name, value);
+    response_.body() = std::move(res.body);
+    response_.keep_alive(keep_alive);
+    response_.prepare_payload();
+    stream_.expires_after(std::chrono::milliseconds(server_->options.idle_timeout_ms));
+    http::async_write(stream_, response_,
+                      beast::bind_front_handler(&Session::OnWrite, shared_from_this(), false));
+  }
+
+  // Answers a request that never reached the handler, then closes.
+  void WriteError(int status, const std::string& code, const std::string& message) {
+    response_ = {};
+    response_.version(11);
+    response_.result(static_cast<unsigned>(status));
+    response_.set(http::field::server, "treaty");
+    response_.set(http::field::content_type, "application/json");
+    response_.body() = JsonError(code, message);
+    response_.keep_alive(false);
+    response_.prepare_payload();
+    stream_.expires_after(std::chrono::milliseconds(server_->options.idle_timeout_ms));
+    http::async_write(stream_, response_,
+                      beast::bind_front_handler(&Session::OnWrite, shared_from_this(), true));
+  }
+
+  void OnWrite(bool drain, beast::error_code ec, size_t /*bytes*/) {
+    if (closed_) return;
+    if (ec) return CloseNow();
+    if (drain) return Drain();
+    if (response_.need_eof()) return ShutdownAndClose();
+    ReadRequest();
+  }
+
+  // Half-closes, then discards what the peer still sends until it closes too.
+  void Drain() {
+    beast::error_code ec;
+    stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
+    stream_.expires_after(kDrainTime);
+    stream_.async_read_some(net::buffer(drain_buf_),
+                            [self = shared_from_this()](beast::error_code ec, size_t) {
+                              if (ec || self->closed_) return self->CloseNow();
+                              self->stream_.async_read_some(
+                                  net::buffer(self->drain_buf_),
+                                  [self](beast::error_code, size_t) { self->Drain(); });
+                            });
+  }
+
+  void ShutdownAndClose() {
+    beast::error_code ec;
+    stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
+    CloseNow();
+  }
+
+  void CloseNow() {
+    if (closed_) return;
+    closed_ = true;
+    beast::error_code ec;
+    stream_.socket().close(ec);
+  }
+
+  beast::tcp_stream stream_;
+  beast::flat_buffer buffer_;
+  std::optional<http::request_parser<http::string_body>> parser_;
+  http::response<http::string_body> response_;  // alive until its write completes
+  std::array<char, 4096> drain_buf_;
+  std::shared_ptr<ServerCore> server_;
+  const uint64_t id_;
+  std::string remote_;
+  bool closed_ = false;
+};
+
+}  // namespace
+
+struct HttpServer::Impl {
+  std::shared_ptr<ServerCore> core;
+};
+
+void ServerCore::Accept() {
+  std::lock_guard<std::mutex> lock(mu);
+  if (stopped) return;
+  acceptor.async_accept(net::make_strand(io),
+                        beast::bind_front_handler(&ServerCore::OnAccept, shared_from_this()));
+}
+
+void ServerCore::OnAccept(beast::error_code ec, tcp::socket socket) {
+  if (ec == net::error::operation_aborted) return;
+  if (ec) {
+    spdlog::warn("http accept failed: {}", ec.message());
+  } else {
+    std::shared_ptr<Session> session;
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      if (stopped) return;
+      uint64_t id = next_session_id++;
+      session = std::make_shared<Session>(std::move(socket), shared_from_this(), id);
+      sessions.emplace(id, session);
+    }
+    session->Start();
+  }
+  Accept();
+}
+
+void ServerCore::Forget(uint64_t id) {
+  std::lock_guard<std::mutex> lock(mu);
+  sessions.erase(id);
+}
+
+HttpServer::HttpServer(net::io_context& io, HttpServerOptions options, HttpHandler handler)
+    : impl_(std::make_shared<Impl>(
+          Impl{std::make_shared<ServerCore>(io, std::move(options), std::move(handler))})) {}
+
+HttpServer::~HttpServer() { Stop(); }
+
+Status HttpServer::Start() {
+  beast::error_code ec;
+  tcp::resolver resolver(impl_->core->io);
+  auto results = resolver.resolve(impl_->core->options.host, std::to_string(impl_->core->options.port),
+                                  tcp::resolver::passive, ec);
+  if (ec || results.empty()) {
+    return Status::Unavailable("cannot resolve " + impl_->core->options.host + ": " + ec.message());
+  }
+  tcp::endpoint endpoint = results.begin()->endpoint();
+  {
+    std::lock_guard<std::mutex> lock(impl_->core->mu);
+    if (impl_->core->stopped) return Status::Unavailable("server was stopped");
+    auto& acceptor = impl_->core->acceptor;
+    auto fail = [&](const char* what) {
+      beast::error_code ignored;
+      acceptor.close(ignored);
+      return Status::Unavailable(std::string(what) + " " + endpoint.address().to_string() + ":" +
+                                 std::to_string(endpoint.port()) + ": " + ec.message());
+    };
+    acceptor.open(endpoint.protocol(), ec);
+    if (ec) return fail("cannot open");
+    acceptor.set_option(net::socket_base::reuse_address(true), ec);
+    if (ec) return fail("cannot configure");
+    acceptor.bind(endpoint, ec);
+    if (ec) return fail("cannot bind");
+    acceptor.listen(net::socket_base::max_listen_connections, ec);
+    if (ec) return fail("cannot listen");
+    impl_->core->port = acceptor.local_endpoint(ec).port();
+  }
+  impl_->core->Accept();
+  return Status::Ok();
+}
+
+uint16_t HttpServer::port() const { return impl_->core->port; }
+
+void HttpServer::Stop() {
+  std::vector<std::shared_ptr<Session>> open;
+  {
+    std::lock_guard<std::mutex> lock(impl_->core->mu);
+    if (impl_->core->stopped) return;
+    impl_->core->stopped = true;
+    beast::error_code ec;
+    impl_->core->acceptor.close(ec);
+    for (auto& [id, weak] : impl_->core->sessions) {
+      if (auto s = weak.lock()) open.push_back(std::move(s));
+    }
+  }
+  for (auto& s : open) s->Close();
+}
+
+}  // namespace treaty

@@ -1,0 +1,247 @@
+#include "http/http_participant_caller.h"
+
+#include <atomic>
+#include <chrono>
+#include <future>
+#include <thread>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "http/io_runner.h"
+#include "support/test_participant.h"
+
+namespace treaty {
+namespace {
+
+using namespace std::chrono_literals;
+using Rule = TestParticipant::Rule;
+
+class HttpParticipantCallerTest : public ::testing::Test {
+ protected:
+  void MakeCaller(HttpCallerOptions options = {}) {
+    caller_ = std::make_unique<HttpParticipantCaller>(runner_.io(), options);
+  }
+  void SetUp() override { MakeCaller(); }
+
+  ParticipantRequest Request(const std::string& branch, const std::string& op,
+                             const std::string& gtid = "g1") {
+    ParticipantRequest req;
+    req.url = participant_.Url(branch, op);
+    req.gtid = gtid;
+    req.branch = branch;
+    req.op = op;
+    req.payload_json = R"({"amount":5})";
+    req.timeout_ms = 5000;
+    return req;
+  }
+
+  ParticipantResponse CallSync(ParticipantRequest req) {
+    std::promise<ParticipantResponse> done;
+    auto fut = done.get_future();
+    caller_->Call(std::move(req), [&done](ParticipantResponse r) { done.set_value(r); });
+    EXPECT_EQ(fut.wait_for(30s), std::future_status::ready);
+    return fut.get();
+  }
+
+  TestParticipant participant_;
+  IoRunner runner_{2};
+  std::unique_ptr<HttpParticipantCaller> caller_;
+};
+
+TEST_F(HttpParticipantCallerTest, OutcomeMapping) {
+  participant_.SetRule("ok", "action", Rule{{200}, 0, "{}"});
+  participant_.SetRule("ro", "prepare", Rule{{200}, 0, R"({"vote":"readonly"})"});
+  participant_.SetRule("biz", "action", Rule{{409}, 0, R"({"reason":"no funds"})"});
+  participant_.SetRule("err", "action", Rule{{500}, 0, "oops"});
+  participant_.SetRule("busy", "action", Rule{{503}, 0, ""});
+
+  auto ok = CallSync(Request("ok", "action"));
+  EXPECT_EQ(ok.outcome, CallOutcome::kOk);
+  EXPECT_FALSE(ok.readonly_vote);
+  EXPECT_EQ(ok.http_status, 200);
+
+  auto ro = CallSync(Request("ro", "prepare"));
+  EXPECT_EQ(ro.outcome, CallOutcome::kOk);
+  EXPECT_TRUE(ro.readonly_vote);
+
+  auto biz = CallSync(Request("biz", "action"));
+  EXPECT_EQ(biz.outcome, CallOutcome::kBusinessFailure);
+  EXPECT_EQ(biz.http_status, 409);
+  EXPECT_NE(biz.error.find("no funds"), std::string::npos);
+
+  auto err = CallSync(Request("err", "action"));
+  EXPECT_EQ(err.outcome, CallOutcome::kTransient);
+  EXPECT_EQ(err.http_status, 500);
+
+  auto busy = CallSync(Request("busy", "action"));
+  EXPECT_EQ(busy.outcome, CallOutcome::kTransient);
+  EXPECT_EQ(busy.http_status, 503);
+}
+
+TEST_F(HttpParticipantCallerTest, TimeoutIsTransientAndMeasured) {
+  participant_.SetRule("slow", "action", Rule{{200}, 1000, "{}"});
+  auto req = Request("slow", "action");
+  req.timeout_ms = 150;
+  auto res = CallSync(req);
+  EXPECT_EQ(res.outcome, CallOutcome::kTransient);
+  EXPECT_EQ(res.http_status, 0);
+  EXPECT_NE(res.error.find("timed out"), std::string::npos) << res.error;
+  EXPECT_GE(res.latency_ms, 140);
+  EXPECT_LT(res.latency_ms, 900);
+  // The pool recovers: the next call works.
+  EXPECT_EQ(CallSync(Request("fast", "action")).outcome, CallOutcome::kOk);
+}
+
+TEST_F(HttpParticipantCallerTest, ConnectionRefusedAndBadUrls) {
+  auto req = Request("x", "action");
+  req.url = "http://127.0.0.1:1/x/action";
+  auto refused = CallSync(req);
+  EXPECT_EQ(refused.outcome, CallOutcome::kTransient);
+  EXPECT_EQ(refused.http_status, 0);
+  EXPECT_FALSE(refused.error.empty());
+
+  req.url = "https://127.0.0.1:1/x";
+  auto https = CallSync(req);
+  EXPECT_EQ(https.outcome, CallOutcome::kTransient);
+  EXPECT_NE(https.error.find("https"), std::string::npos) << https.error;
+
+  req.url = "garbage";
+  EXPECT_EQ(CallSync(req).outcome, CallOutcome::kTransient);
+
+  req.url = "http://no-such-host.invalid:80/x";
+  EXPECT_EQ(CallSync(req).outcome, CallOutcome::kTransient);
+}
+
+TEST_F(HttpParticipantCallerTest, DoneIsNeverInvokedInline) {
+  std::atomic<bool> in_call{true};
+  std::promise<bool> inline_flag;
+  auto req = Request("x", "action");
+  req.url = "ftp://nowhere";
+  caller_->Call(req, [&](ParticipantResponse) { inline_flag.set_value(in_call.load()); });
+  in_call = false;
+  EXPECT_FALSE(inline_flag.get_future().get());
+}
+
+TEST_F(HttpParticipantCallerTest, WireFormatMatchesSpec) {
+  auto req = Request("flight", "compensate", "gtid-7");
+  req.payload_json = R"({"seat":"12A","n":[1,2]})";
+  req.traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+  ASSERT_EQ(CallSync(req).outcome, CallOutcome::kOk);
+  auto calls = participant_.Calls();
+  ASSERT_EQ(calls.size(), 1u);
+  const auto& c = calls[0];
+  EXPECT_EQ(c.path, "/flight/compensate");
+  EXPECT_EQ(c.headers.at("treaty-gtid"), "gtid-7");
+  EXPECT_EQ(c.headers.at("treaty-branch"), "flight");
+  EXPECT_EQ(c.headers.at("treaty-op"), "compensate");
+  EXPECT_EQ(c.headers.at("idempotency-key"), "gtid-7/flight/compensate");
+  EXPECT_EQ(c.headers.at("traceparent"), req.traceparent);
+  EXPECT_EQ(c.headers.at("content-type"), "application/json");
+  EXPECT_EQ(c.headers.at("connection"), "keep-alive");
+  auto body = nlohmann::json::parse(c.body);
+  EXPECT_EQ(body["gtid"], "gtid-7");
+  EXPECT_EQ(body["branch"], "flight");
+  EXPECT_EQ(body["op"], "compensate");
+  EXPECT_EQ(body["payload"], nlohmann::json::parse(req.payload_json));
+  EXPECT_EQ(c.payload, nlohmann::json::parse(req.payload_json).dump());
+  EXPECT_EQ(participant_.EffectCount("gtid-7", "flight", "compensate"), 1);
+
+  // No traceparent, null payload.
+  auto plain = Request("hotel", "action", "gtid-8");
+  plain.payload_json = "null";
+  ASSERT_EQ(CallSync(plain).outcome, CallOutcome::kOk);
+  calls = participant_.Calls();
+  ASSERT_EQ(calls.size(), 2u);
+  EXPECT_EQ(calls[1].headers.count("traceparent"), 0u);
+  EXPECT_TRUE(nlohmann::json::parse(calls[1].body)["payload"].is_null());
+}
+
+TEST_F(HttpParticipantCallerTest, SequentialCallsReuseConnections) {
+  for (int i = 0; i < 200; ++i) {
+    ASSERT_EQ(CallSync(Request("b", "action", "g" + std::to_string(i))).outcome, CallOutcome::kOk);
+  }
+  EXPECT_LE(participant_.ConnectionCount(), 2);
+  EXPECT_EQ(participant_.Calls().size(), 200u);
+}
+
+TEST_F(HttpParticipantCallerTest, PoolLimitRespectedUnderManyConcurrentCalls) {
+  HttpCallerOptions options;
+  options.max_connections_per_host = 8;
+  MakeCaller(options);
+  participant_.SetRule("b", "action", Rule{{200}, 2, "{}"});
+  constexpr int kCalls = 500;
+  std::atomic<int> ok{0}, done{0};
+  std::promise<void> all_done;
+  std::vector<std::thread> callers;
+  for (int t = 0; t < 4; ++t) {  // Call from several threads at once
+    callers.emplace_back([&, t] {
+      for (int i = t; i < kCalls; i += 4) {
+        auto req = Request("b", "action", "g" + std::to_string(i));
+        req.timeout_ms = 60000;
+        caller_->Call(req, [&](ParticipantResponse r) {
+          if (r.outcome == CallOutcome::kOk) ++ok;
+          if (++done == kCalls) all_done.set_value();
+        });
+      }
+    });
+  }
+  for (auto& t : callers) t.join();
+  ASSERT_EQ(all_done.get_future().wait_for(60s), std::future_status::ready);
+  EXPECT_EQ(ok.load(), kCalls);
+  EXPECT_LE(participant_.ConnectionCount(), 8);
+  EXPECT_EQ(participant_.Calls().size(), static_cast<size_t>(kCalls));
+}
+
+TEST(HttpParticipantCallerStaleTest, RetriesWhenServerClosedIdleConnection) {
+  TestParticipant::Options popts;
+  popts.idle_timeout_ms = 100;  // the server drops idle keep-alive connections fast
+  TestParticipant participant(popts);
+  IoRunner runner(2);
+  HttpParticipantCaller caller(runner.io(), HttpCallerOptions{});
+  auto call = [&](const std::string& gtid) {
+    ParticipantRequest req;
+    req.url = participant.Url("b", "action");
+    req.gtid = gtid;
+    req.branch = "b";
+    req.op = "action";
+    req.payload_json = "{}";
+    std::promise<ParticipantResponse> p;
+    caller.Call(req, [&](ParticipantResponse r) { p.set_value(r); });
+    return p.get_future().get();
+  };
+  for (int i = 0; i < 3; ++i) {
+    auto r = call("g" + std::to_string(i));
+    EXPECT_EQ(r.outcome, CallOutcome::kOk) << r.error;
+    std::this_thread::sleep_for(300ms);  // longer than the server's idle timeout
+  }
+  EXPECT_EQ(participant.ConnectionCount(), 3);
+}
+
+TEST(TestParticipantTest, StatusSequencesAndIdempotentEffects) {
+  TestParticipant participant;
+  participant.SetRule("b", "action", Rule{{503, 503, 200}, 0, "{}"});
+  IoRunner runner(1);
+  HttpParticipantCaller caller(runner.io(), HttpCallerOptions{});
+  auto call = [&] {
+    ParticipantRequest req;
+    req.url = participant.Url("b", "action");
+    req.gtid = "g";
+    req.branch = "b";
+    req.op = "action";
+    std::promise<ParticipantResponse> p;
+    caller.Call(req, [&](ParticipantResponse r) { p.set_value(r); });
+    return p.get_future().get().http_status;
+  };
+  EXPECT_EQ(call(), 503);
+  EXPECT_EQ(call(), 503);
+  EXPECT_EQ(call(), 200);
+  EXPECT_EQ(call(), 200);  // last repeats; a redelivery does not re-apply
+  EXPECT_EQ(participant.CallCount("g", "b", "action"), 4);
+  EXPECT_EQ(participant.EffectCount("g", "b", "action"), 1);
+  EXPECT_TRUE(participant.WaitForCalls(4, 1s));
+  EXPECT_FALSE(participant.WaitForCalls(5, 50ms));
+}
+
+}  // namespace
+}  // namespace treaty

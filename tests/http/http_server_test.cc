@@ -1,0 +1,306 @@
+#include "http/http_server.h"
+
+#include <atomic>
+#include <chrono>
+#include <thread>
+
+#include <boost/asio/connect.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/read.hpp>
+#include <boost/asio/write.hpp>
+#include <gtest/gtest.h>
+
+#include "http/http_client.h"
+#include "http/http_request_parsing.h"
+#include "http/io_runner.h"
+
+namespace treaty {
+namespace {
+
+using boost::asio::ip::tcp;
+using namespace std::chrono_literals;
+
+// Opens a blocking socket to 127.0.0.1:port on a private io_context.
+class RawClient {
+ public:
+  explicit RawClient(uint16_t port) : socket_(io_) {
+    socket_.connect(tcp::endpoint(boost::asio::ip::make_address("127.0.0.1"), port));
+  }
+  void Send(const std::string& bytes) { boost::asio::write(socket_, boost::asio::buffer(bytes)); }
+  // Reads until the peer closes (or an error).
+  std::string ReadAll() {
+    std::string out;
+    boost::system::error_code ec;
+    char buf[4096];
+    for (;;) {
+      size_t n = socket_.read_some(boost::asio::buffer(buf), ec);
+      if (ec) break;
+      out.append(buf, n);
+    }
+    return out;
+  }
+  // Reads until `count` occurrences of "HTTP/1.1 " have arrived with complete bodies "ok<i>".
+  std::string ReadUntil(const std::string& needle) {
+    std::string out;
+    char buf[4096];
+    while (out.find(needle) == std::string::npos) {
+      boost::system::error_code ec;
+      size_t n = socket_.read_some(boost::asio::buffer(buf), ec);
+      if (ec) break;
+      out.append(buf, n);
+    }
+    return out;
+  }
+  tcp::socket& socket() { return socket_; }
+
+ private:
+  boost::asio::io_context io_;
+  tcp::socket socket_;
+};
+
+class HttpServerTest : public ::testing::Test {
+ protected:
+  void StartServer(HttpHandler handler, HttpServerOptions options = {}) {
+    server_ = std::make_unique<HttpServer>(runner_.io(), options, std::move(handler));
+    ASSERT_TRUE(server_->Start().ok());
+    ASSERT_NE(server_->port(), 0);
+  }
+  std::string Url(const std::string& target) {
+    return "http://127.0.0.1:" + std::to_string(server_->port()) + target;
+  }
+  void TearDown() override {
+    if (server_) server_->Stop();
+  }
+
+  IoRunner runner_{3};
+  std::unique_ptr<HttpServer> server_;
+};
+
+TEST(HttpRequestParsingTest, DecodesPathAndQuery) {
+  std::string path;
+  std::map<std::string, std::string> query;
+  SplitTarget("/v1/a%20b/c?x=1&y=hello+world%21&flag&x=2&z=%zz", &path, &query);
+  EXPECT_EQ(path, "/v1/a b/c");
+  EXPECT_EQ(query.at("x"), "1");
+  EXPECT_EQ(query.at("y"), "hello world!");
+  EXPECT_EQ(query.at("flag"), "");
+  EXPECT_EQ(query.at("z"), "%zz");
+  EXPECT_EQ(PercentDecode("a+b%2", false), "a+b%2");
+}
+
+TEST_F(HttpServerTest, RoutesMethodPathQueryHeadersAndBody) {
+  std::mutex mu;
+  HttpRequest seen;
+  StartServer([&](HttpRequest req, HttpResponder respond) {
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      seen = req;
+    }
+    HttpResponse res;
+    res.status = 201;
+    res.body = R"({"echo":")" + req.path + "\"}";
+    res.headers.push_back({"X-Extra", "yes"});
+    respond(res);
+  });
+  auto res = HttpFetch("POST", Url("/v1/sagas%2Fx?limit=5&state=RUNNING%20X"), R"({"a":1})",
+                       {{"X-Custom-Header", "Value"}});
+  ASSERT_TRUE(res.ok()) << res.status().ToString();
+  EXPECT_EQ(res->status, 201);
+  EXPECT_EQ(res->body, R"({"echo":"/v1/sagas/x"})");
+  EXPECT_EQ(res->headers["x-extra"], "yes");
+  EXPECT_EQ(res->headers["content-type"], "application/json");
+  std::lock_guard<std::mutex> lock(mu);
+  EXPECT_EQ(seen.method, "POST");
+  EXPECT_EQ(seen.target, "/v1/sagas%2Fx?limit=5&state=RUNNING%20X");
+  EXPECT_EQ(seen.path, "/v1/sagas/x");
+  EXPECT_EQ(seen.query.at("limit"), "5");
+  EXPECT_EQ(seen.query.at("state"), "RUNNING X");
+  EXPECT_EQ(seen.Header("x-custom-header"), "Value");
+  EXPECT_EQ(seen.body, R"({"a":1})");
+  EXPECT_EQ(seen.remote.rfind("127.0.0.1:", 0), 0u);
+}
+
+TEST_F(HttpServerTest, KeepAliveServesSeveralRequestsOnOneConnection) {
+  std::atomic<int> count{0};
+  std::set<std::string> remotes;
+  std::mutex mu;
+  StartServer([&](HttpRequest req, HttpResponder respond) {
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      remotes.insert(req.remote);
+    }
+    respond({200, "text/plain", "ok" + std::to_string(count++), {}});
+  });
+  RawClient client(server_->port());
+  // Pipelined: three requests in one write; answered in order, one at a time.
+  client.Send(
+      "GET /a HTTP/1.1\r\nHost: x\r\n\r\n"
+      "GET /b HTTP/1.1\r\nHost: x\r\n\r\n"
+      "GET /c HTTP/1.1\r\nHost: x\r\n\r\n");
+  std::string got = client.ReadUntil("ok2");
+  EXPECT_LT(got.find("ok0"), got.find("ok1"));
+  EXPECT_LT(got.find("ok1"), got.find("ok2"));
+  client.Send("GET /d HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+  got = client.ReadAll();  // server closes after Connection: close
+  EXPECT_NE(got.find("ok3"), std::string::npos);
+  std::lock_guard<std::mutex> lock(mu);
+  EXPECT_EQ(remotes.size(), 1u);
+}
+
+TEST_F(HttpServerTest, OversizedBodyGets413AndNeverReachesHandler) {
+  std::atomic<int> calls{0};
+  HttpServerOptions options;
+  options.max_body_bytes = 1024;
+  StartServer(
+      [&](HttpRequest, HttpResponder respond) {
+        ++calls;
+        respond({200, "text/plain", "ok", {}});
+      },
+      options);
+  auto res = HttpFetch("POST", Url("/big"), std::string(4096, 'x'));
+  ASSERT_TRUE(res.ok()) << res.status().ToString();
+  EXPECT_EQ(res->status, 413);
+  EXPECT_NE(res->body.find(R"("code":"too_large")"), std::string::npos) << res->body;
+  EXPECT_EQ(calls.load(), 0);
+  auto small = HttpFetch("POST", Url("/small"), std::string(100, 'x'));
+  ASSERT_TRUE(small.ok());
+  EXPECT_EQ(small->status, 200);
+}
+
+TEST_F(HttpServerTest, GarbageGets400AndServerKeepsServing) {
+  StartServer([&](HttpRequest, HttpResponder respond) { respond({200, "text/plain", "ok", {}}); });
+  {
+    RawClient client(server_->port());
+    client.Send("\x01\x02 this is not http \r\n\r\n");
+    std::string got = client.ReadAll();
+    EXPECT_EQ(got.rfind("HTTP/1.1 400", 0), 0u) << got;
+    EXPECT_NE(got.find(R"("error")"), std::string::npos);
+  }
+  auto res = HttpFetch("GET", Url("/after"));
+  ASSERT_TRUE(res.ok());
+  EXPECT_EQ(res->status, 200);
+}
+
+TEST_F(HttpServerTest, DeferredRespondFromAnotherThread) {
+  std::vector<std::thread> workers;
+  std::mutex mu;
+  StartServer([&](HttpRequest req, HttpResponder respond) {
+    std::lock_guard<std::mutex> lock(mu);
+    workers.emplace_back([respond, path = req.path] {
+      std::this_thread::sleep_for(50ms);
+      respond({200, "text/plain", "late" + path, {}});
+    });
+  });
+  auto res = HttpFetch("GET", Url("/x"));
+  ASSERT_TRUE(res.ok());
+  EXPECT_EQ(res->body, "late/x");
+  std::lock_guard<std::mutex> lock(mu);
+  for (auto& t : workers) t.join();
+}
+
+TEST_F(HttpServerTest, HandlerExceptionBecomes500) {
+  StartServer([&](HttpRequest, HttpResponder) { throw std::runtime_error("boom"); });
+  auto res = HttpFetch("GET", Url("/x"));
+  ASSERT_TRUE(res.ok());
+  EXPECT_EQ(res->status, 500);
+  EXPECT_NE(res->body.find("boom"), std::string::npos);
+}
+
+TEST_F(HttpServerTest, ClientDisconnectMidRequestDoesNotCrash) {
+  std::vector<std::thread> workers;
+  std::mutex mu;
+  std::atomic<int> responded{0};
+  StartServer([&](HttpRequest, HttpResponder respond) {
+    std::lock_guard<std::mutex> lock(mu);
+    workers.emplace_back([&, respond] {
+      std::this_thread::sleep_for(100ms);
+      respond({200, "text/plain", "too late", {}});
+      ++responded;
+    });
+  });
+  {
+    RawClient half(server_->port());  // partial headers, then gone
+    half.Send("POST /x HTTP/1.1\r\nContent-Length: 100\r\n\r\nabc");
+  }
+  {
+    RawClient waiting(server_->port());  // full request, gone before the answer
+    waiting.Send("GET /y HTTP/1.1\r\nHost: x\r\n\r\n");
+    std::this_thread::sleep_for(20ms);
+  }
+  std::this_thread::sleep_for(200ms);
+  auto res = HttpFetch("GET", Url("/z"));
+  ASSERT_TRUE(res.ok());
+  std::lock_guard<std::mutex> lock(mu);
+  for (auto& t : workers) t.join();
+  EXPECT_EQ(responded.load(), 2);
+}
+
+TEST_F(HttpServerTest, IdleConnectionsAreClosed) {
+  HttpServerOptions options;
+  options.idle_timeout_ms = 100;
+  StartServer([&](HttpRequest, HttpResponder respond) { respond({200, "text/plain", "ok", {}}); },
+              options);
+  RawClient client(server_->port());
+  auto start = std::chrono::steady_clock::now();
+  EXPECT_EQ(client.ReadAll(), "");
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 5s);
+}
+
+TEST_F(HttpServerTest, StopClosesOpenConnections) {
+  StartServer([&](HttpRequest, HttpResponder respond) { respond({200, "text/plain", "ok", {}}); });
+  RawClient client(server_->port());
+  std::this_thread::sleep_for(20ms);
+  server_->Stop();
+  EXPECT_EQ(client.ReadAll(), "");
+  auto res = HttpFetch("GET", Url("/x"), "", {}, 1000);
+  EXPECT_FALSE(res.ok());
+  server_->Stop();  // idempotent
+}
+
+TEST(HttpClientTest, ParseUrl) {
+  auto u = ParseUrl("http://example.com:8080/a/b?c=d");
+  ASSERT_TRUE(u.ok());
+  EXPECT_EQ(u->scheme, "http");
+  EXPECT_EQ(u->host, "example.com");
+  EXPECT_EQ(u->port, "8080");
+  EXPECT_EQ(u->target, "/a/b?c=d");
+  auto d = ParseUrl("HTTP://h");
+  ASSERT_TRUE(d.ok());
+  EXPECT_EQ(d->scheme, "http");
+  EXPECT_EQ(d->port, "80");
+  EXPECT_EQ(d->target, "/");
+  auto v6 = ParseUrl("http://[::1]:9/x");
+  ASSERT_TRUE(v6.ok());
+  EXPECT_EQ(v6->host, "::1");
+  EXPECT_EQ(v6->port, "9");
+  EXPECT_FALSE(ParseUrl("nohost").ok());
+  EXPECT_FALSE(ParseUrl("http://:80/").ok());
+  EXPECT_FALSE(ParseUrl("http://h:99999/").ok());
+  EXPECT_FALSE(ParseUrl("http://h:abc/").ok());
+}
+
+TEST(HttpClientTest, FetchErrors) {
+  auto refused = HttpFetch("GET", "http://127.0.0.1:1/x", "", {}, 2000);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), StatusCode::kUnavailable);
+  auto bad = HttpFetch("GET", "ftp://127.0.0.1/x");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.status().code(), StatusCode::kInvalidArgument);
+}
+
+TEST_F(HttpServerTest, FetchTimesOut) {
+  std::vector<HttpResponder> parked;
+  std::mutex mu;
+  StartServer([&](HttpRequest, HttpResponder respond) {
+    std::lock_guard<std::mutex> lock(mu);
+    parked.push_back(std::move(respond));  // never answered during the fetch
+  });
+  auto res = HttpFetch("GET", Url("/slow"), "", {}, 200);
+  ASSERT_FALSE(res.ok());
+  EXPECT_EQ(res.status().code(), StatusCode::kTimedOut);
+  std::lock_guard<std::mutex> lock(mu);
+  for (auto& r : parked) r({200, "text/plain", "", {}});
+}
+
+}  // namespace
+}  // namespace treaty
