@@ -1,0 +1,275 @@
+// LogStore contract tests on both engines: writes, fencing, reads, listing.
+#include <filesystem>
+#include <set>
+
+#include "store/store_fixture.h"
+
+namespace treaty::testing {
+namespace {
+
+#define ASSERT_OK(expr)                                  \
+  do {                                                   \
+    const Status _s = (expr);                            \
+    ASSERT_TRUE(_s.ok()) << #expr << ": " << _s.ToString(); \
+  } while (0)
+
+TEST_P(StoreTest, MigrateIsIdempotentAndReady) {
+  ASSERT_OK(store().Migrate());
+  ASSERT_OK(store().Migrate());
+  ASSERT_OK(store().CheckReady());
+}
+
+TEST(StoreOpenTest, UnmigratedStoreIsNotReadyAndBadUriIsRejected) {
+  std::string dir;
+  Result<std::unique_ptr<LogStore>> s = OpenFreshStore("sqlite", &dir);
+  ASSERT_TRUE(s.ok());
+  EXPECT_EQ((*s)->CheckReady().code(), StatusCode::kUnavailable);
+  s = Status::Internal("closed");
+  std::filesystem::remove_all(dir);
+  EXPECT_EQ(OpenLogStore("mysql://x").status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(OpenLogStore("postgresql://postgres@127.0.0.1:1/x").status().code(),
+            StatusCode::kUnavailable);
+}
+
+TEST_P(StoreTest, CreateThenGetAndDuplicateCreateConflicts) {
+  TxnWrite w = CreateWrite("g1", "c1", 5000);
+  w.new_branches.push_back({"", "flight", 0, "PENDING", 0, "", 0, R"({"u":1})", 0});
+  w.new_branches.push_back({"", "hotel", 1, "PENDING", 0, "", 0, "{}", 0});
+  w.events.push_back({0, "", "", "state", "created", 0});
+  ASSERT_OK(ApplyOne(store(), w));
+
+  Result<TxnDetail> d = store().GetTransaction("g1");
+  ASSERT_TRUE(d.ok()) << d.status().ToString();
+  EXPECT_EQ(d->txn.gtid, "g1");
+  EXPECT_EQ(d->txn.kind, "saga");
+  EXPECT_EQ(d->txn.state, "RUNNING");
+  EXPECT_EQ(d->txn.owner, "c1");
+  EXPECT_EQ(d->txn.spec, R"({"steps":[]})");
+  EXPECT_EQ(d->txn.created_at_ms, 5000);
+  EXPECT_EQ(d->txn.deadline_ms, 65000);
+  EXPECT_FALSE(d->txn.needs_attention);
+  ASSERT_EQ(d->branches.size(), 2u);
+  EXPECT_EQ(d->branches[0].name, "flight");
+  EXPECT_EQ(d->branches[0].gtid, "g1");
+  EXPECT_EQ(d->branches[0].spec, R"({"u":1})");
+  EXPECT_EQ(d->branches[1].name, "hotel");
+  ASSERT_EQ(d->events.size(), 1u);
+  EXPECT_EQ(d->events[0].type, "state");
+  EXPECT_EQ(d->events[0].at_ms, 5000);
+
+  Result<TxnDetail> nd = store().GetTransactionNoEvents("g1");
+  ASSERT_TRUE(nd.ok());
+  EXPECT_TRUE(nd->events.empty());
+  EXPECT_EQ(nd->branches.size(), 2u);
+
+  EXPECT_EQ(ApplyOne(store(), CreateWrite("g1", "c2")).code(), StatusCode::kConflict);
+  EXPECT_EQ(store().GetTransaction("nope").status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(store().GetTransactionNoEvents("nope").status().code(), StatusCode::kNotFound);
+}
+
+TEST_P(StoreTest, UpdatesAreFencedByOwner) {
+  ASSERT_OK(ApplyOne(store(), CreateWrite("g1", "c1")));
+  const int64_t v0 = store().GetTransaction("g1")->txn.version;
+
+  TxnWrite u{.gtid = "g1", .owner = "c1", .now_ms = 7000};
+  u.state = "COMPENSATING";
+  u.needs_attention = true;
+  u.attempts = 3;
+  u.next_attempt_at_ms = 9000;
+  u.deadline_ms = 99000;
+  ASSERT_OK(ApplyOne(store(), u));
+  TxnRow t = store().GetTransaction("g1")->txn;
+  EXPECT_EQ(t.state, "COMPENSATING");
+  EXPECT_TRUE(t.needs_attention);
+  EXPECT_EQ(t.attempts, 3);
+  EXPECT_EQ(t.next_attempt_at_ms, 9000);
+  EXPECT_EQ(t.deadline_ms, 99000);
+  EXPECT_EQ(t.version, v0 + 1);
+  EXPECT_EQ(t.updated_at_ms, 7000);
+
+  TxnWrite other{.gtid = "g1", .owner = "c2"};
+  other.state = "ABORTED";
+  other.events.push_back({0, "", "", "state", "should not be logged", 0});
+  EXPECT_EQ(ApplyOne(store(), other).code(), StatusCode::kLostOwnership);
+  EXPECT_EQ(store().GetTransaction("g1")->txn.state, "COMPENSATING");
+  EXPECT_TRUE(store().GetTransaction("g1")->events.empty());
+
+  TxnWrite missing{.gtid = "nope", .owner = "c1"};
+  EXPECT_EQ(ApplyOne(store(), missing).code(), StatusCode::kNotFound);
+
+  // Hand back: the owner is cleared, so the old owner is fenced out.
+  TxnWrite release{.gtid = "g1", .owner = "c1"};
+  release.release_owner = true;
+  ASSERT_OK(ApplyOne(store(), release));
+  EXPECT_EQ(store().GetTransaction("g1")->txn.owner, "");
+  EXPECT_EQ(ApplyOne(store(), u).code(), StatusCode::kLostOwnership);
+}
+
+TEST_P(StoreTest, FailedWriteInBatchIsSkippedOthersCommit) {
+  ASSERT_OK(ApplyOne(store(), CreateWrite("g1", "c1")));
+  TxnWrite stale{.gtid = "g1", .owner = "c9"};
+  stale.state = "ABORTED";
+  TxnWrite good{.gtid = "g1", .owner = "c1"};
+  good.state = "COMMITTED";
+  good.events.push_back({0, "", "", "state", "committed", 0});
+  Result<std::vector<Status>> r =
+      store().ApplyBatch({CreateWrite("g2", "c1"), CreateWrite("g1", "c1"), stale, good});
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  ASSERT_EQ(r->size(), 4u);
+  EXPECT_TRUE((*r)[0].ok());
+  EXPECT_EQ((*r)[1].code(), StatusCode::kConflict);
+  EXPECT_EQ((*r)[2].code(), StatusCode::kLostOwnership);
+  EXPECT_TRUE((*r)[3].ok());
+  EXPECT_TRUE(store().GetTransaction("g2").ok());
+  Result<TxnDetail> g1 = store().GetTransaction("g1");
+  EXPECT_EQ(g1->txn.state, "COMMITTED");
+  EXPECT_EQ(g1->events.size(), 1u);
+}
+
+TEST_P(StoreTest, BranchesEnlistAndUpdate) {
+  ASSERT_OK(ApplyOne(store(), CreateWrite("g1", "c1", 1000, "ACTIVE", "2pc")));
+  TxnWrite enlist{.gtid = "g1", .owner = "c1", .now_ms = 2000};
+  enlist.new_branches.push_back({"g1", "bank-a", 0, "REGISTERED", 0, "", 0, "{\"p\":1}", 0});
+  ASSERT_OK(ApplyOne(store(), enlist));
+
+  // A duplicate branch fails the whole write: the transaction row is untouched.
+  TxnWrite dup{.gtid = "g1", .owner = "c1"};
+  dup.state = "PREPARING";
+  dup.new_branches.push_back({"g1", "bank-a", 1, "REGISTERED", 0, "", 0, "{}", 0});
+  EXPECT_EQ(ApplyOne(store(), dup).code(), StatusCode::kConflict);
+  EXPECT_EQ(store().GetTransaction("g1")->txn.state, "ACTIVE");
+
+  TxnWrite upd{.gtid = "g1", .owner = "c1", .now_ms = 3000};
+  upd.branch_updates.push_back({"bank-a", "PREPARED", 2, "timeout once", 4000});
+  ASSERT_OK(ApplyOne(store(), upd));
+  Result<TxnDetail> d = store().GetTransaction("g1");
+  ASSERT_EQ(d->branches.size(), 1u);
+  const BranchRow& b = d->branches[0];
+  EXPECT_EQ(b.state, "PREPARED");
+  EXPECT_EQ(b.attempts, 2);
+  EXPECT_EQ(b.last_error, "timeout once");
+  EXPECT_EQ(b.next_attempt_at_ms, 4000);
+  EXPECT_EQ(b.updated_at_ms, 3000);
+  EXPECT_EQ(b.spec, "{\"p\":1}");
+
+  // Only the given fields change.
+  TxnWrite partial{.gtid = "g1", .owner = "c1"};
+  partial.branch_updates.push_back({"bank-a", std::nullopt, 3, std::nullopt, std::nullopt});
+  ASSERT_OK(ApplyOne(store(), partial));
+  d = store().GetTransaction("g1");
+  EXPECT_EQ(d->branches[0].state, "PREPARED");
+  EXPECT_EQ(d->branches[0].attempts, 3);
+  EXPECT_EQ(d->branches[0].last_error, "timeout once");
+
+  TxnWrite unknown{.gtid = "g1", .owner = "c1"};
+  unknown.branch_updates.push_back({"nope", "X", std::nullopt, std::nullopt, std::nullopt});
+  EXPECT_EQ(ApplyOne(store(), unknown).code(), StatusCode::kNotFound);
+}
+
+TEST_P(StoreTest, EventsKeepTheirOrder) {
+  ASSERT_OK(ApplyOne(store(), CreateWrite("g1", "c1")));
+  for (int i = 0; i < 5; ++i) {
+    TxnWrite w{.gtid = "g1", .owner = "c1", .now_ms = 2000 + i};
+    w.events.push_back({0, "", "step", "call", "a" + std::to_string(i), 0});
+    w.events.push_back({0, "", "step", "call", "b" + std::to_string(i), 0});
+    ASSERT_OK(ApplyOne(store(), w));
+  }
+  Result<TxnDetail> d = store().GetTransaction("g1");
+  ASSERT_EQ(d->events.size(), 10u);
+  for (size_t i = 0; i < 10; ++i) {
+    EXPECT_EQ(d->events[i].detail, std::string(i % 2 ? "b" : "a") + std::to_string(i / 2));
+    EXPECT_EQ(d->events[i].branch, "step");
+    EXPECT_EQ(d->events[i].at_ms, 2000 + static_cast<int64_t>(i / 2));
+    if (i) {
+      EXPECT_LT(d->events[i - 1].id, d->events[i].id);
+    }
+  }
+}
+
+// 30 transactions, created three at a time (equal created_at), mixed states.
+void SeedForListing(LogStore& store) {
+  std::vector<TxnWrite> writes;
+  for (int i = 0; i < 30; ++i) {
+    const std::string gtid = (i % 2 ? "odd-" : "even-") + std::to_string(100 + i);
+    TxnWrite w = CreateWrite(gtid, "c1", 1000 + i / 3, i % 3 ? "RUNNING" : "COMMITTED",
+                             i % 5 ? "saga" : "2pc");
+    w.create->needs_attention = (i % 7 == 0);
+    writes.push_back(w);
+  }
+  Result<std::vector<Status>> r = store.ApplyBatch(writes);
+  ASSERT_TRUE(r.ok());
+  for (const Status& s : *r) ASSERT_TRUE(s.ok()) << s.ToString();
+}
+
+std::vector<TxnRow> ListAll(LogStore& store, ListFilter filter, int* pages) {
+  std::vector<TxnRow> all;
+  *pages = 0;
+  while (true) {
+    Result<TxnPage> page = store.ListTransactions(filter);
+    EXPECT_TRUE(page.ok()) << page.status().ToString();
+    if (!page.ok()) break;
+    ++*pages;
+    EXPECT_LE(static_cast<int>(page->items.size()), filter.limit);
+    all.insert(all.end(), page->items.begin(), page->items.end());
+    if (page->next.empty()) break;
+    filter.cursor = page->next;
+  }
+  return all;
+}
+
+TEST_P(StoreTest, ListPagesWithoutDuplicatesOrOmissions) {
+  SeedForListing(store());
+  int pages = 0;
+  std::vector<TxnRow> all = ListAll(store(), ListFilter{.limit = 4}, &pages);
+  ASSERT_EQ(all.size(), 30u);
+  EXPECT_EQ(pages, 8);
+  std::set<std::string> seen;
+  for (size_t i = 0; i < all.size(); ++i) {
+    EXPECT_TRUE(seen.insert(all[i].gtid).second) << "duplicate " << all[i].gtid;
+    if (i) {
+      EXPECT_TRUE(std::tie(all[i - 1].created_at_ms, all[i - 1].gtid) >
+                  std::tie(all[i].created_at_ms, all[i].gtid));
+    }
+  }
+  // Every filter, also across pages.
+  const auto count = [&](ListFilter f) {
+    f.limit = 3;
+    int p = 0;
+    return ListAll(store(), f, &p).size();
+  };
+  EXPECT_EQ(count({.state = "COMMITTED"}), 10u);
+  EXPECT_EQ(count({.state = "RUNNING"}), 20u);
+  EXPECT_EQ(count({.kind = "2pc"}), 6u);
+  EXPECT_EQ(count({.needs_attention = true}), 5u);  // 0, 7, 14, 21, 28
+  EXPECT_EQ(count({.needs_attention = false}), 25u);
+  EXPECT_EQ(count({.gtid_prefix = "odd-"}), 15u);
+  EXPECT_EQ(count({.created_before_ms = 1002}), 6u);
+  EXPECT_EQ(count({.state = "RUNNING", .kind = "saga", .gtid_prefix = "even-"}), 8u);
+
+  Result<TxnPage> bad = store().ListTransactions({.cursor = "garbage"});
+  EXPECT_EQ(bad.status().code(), StatusCode::kInvalidArgument);
+  Result<TxnPage> def = store().ListTransactions({});
+  ASSERT_TRUE(def.ok());
+  EXPECT_EQ(def->items.size(), 30u);
+  EXPECT_TRUE(def->next.empty());
+}
+
+TEST_P(StoreTest, CountByState) {
+  SeedForListing(store());
+  Result<std::vector<StateCount>> counts = store().CountByState();
+  ASSERT_TRUE(counts.ok()) << counts.status().ToString();
+  int64_t total = 0, committed = 0, attention = 0;
+  for (const StateCount& c : *counts) {
+    total += c.count;
+    if (c.state == "COMMITTED") committed += c.count;
+    if (c.needs_attention) attention += c.count;
+  }
+  EXPECT_EQ(total, 30);
+  EXPECT_EQ(committed, 10);
+  EXPECT_EQ(attention, 5);
+}
+
+INSTANTIATE_TEST_SUITE_P(Engines, StoreTest, ::testing::Values("sqlite", "postgres"), EngineName);
+
+}  // namespace
+}  // namespace treaty::testing

@@ -1,0 +1,198 @@
+// LogWriter: group commit on real stores, retries while PostgreSQL restarts.
+#include "store/log_writer.h"
+
+#include <atomic>
+#include <condition_variable>
+#include <future>
+#include <mutex>
+#include <thread>
+
+#include "store/store_fixture.h"
+
+namespace treaty::testing {
+namespace {
+
+// Forwards to a real store, counting ApplyBatch calls and their sizes.
+class CountingStore : public LogStore {
+ public:
+  explicit CountingStore(LogStore* inner) : inner_(inner) {}
+  std::atomic<int> batches{0};
+  std::atomic<size_t> largest{0};
+  std::atomic<int> fail_next{0};  // fail this many calls with Unavailable first
+
+  std::string Engine() const override { return inner_->Engine(); }
+  Status Migrate() override { return inner_->Migrate(); }
+  Status CheckReady() override { return inner_->CheckReady(); }
+  Result<std::vector<Status>> ApplyBatch(const std::vector<TxnWrite>& w) override {
+    ++batches;
+    if (w.size() > largest) largest = w.size();
+    if (fail_next > 0) {
+      --fail_next;
+      return Status::Unavailable("injected");
+    }
+    return inner_->ApplyBatch(w);
+  }
+  Result<TxnDetail> GetTransaction(const std::string& g) override {
+    return inner_->GetTransaction(g);
+  }
+  Result<TxnDetail> GetTransactionNoEvents(const std::string& g) override {
+    return inner_->GetTransactionNoEvents(g);
+  }
+  Result<TxnPage> ListTransactions(const ListFilter& f) override {
+    return inner_->ListTransactions(f);
+  }
+  Result<std::vector<StateCount>> CountByState() override { return inner_->CountByState(); }
+  Status RegisterCoordinator(const CoordinatorRow& r) override {
+    return inner_->RegisterCoordinator(r);
+  }
+  Status Heartbeat(const std::string& id) override { return inner_->Heartbeat(id); }
+  Status SetCoordinatorState(const std::string& id, const std::string& s) override {
+    return inner_->SetCoordinatorState(id, s);
+  }
+  Result<std::vector<std::string>> MarkExpiredCoordinators(int64_t l) override {
+    return inner_->MarkExpiredCoordinators(l);
+  }
+  Result<std::vector<CoordinatorRow>> ListCoordinators() override {
+    return inner_->ListCoordinators();
+  }
+  Status DeleteCoordinator(const std::string& id) override { return inner_->DeleteCoordinator(id); }
+  Result<std::vector<TxnDetail>> ClaimOrphans(const std::string& o, int l) override {
+    return inner_->ClaimOrphans(o, l);
+  }
+  Result<int64_t> ReleaseOwned(const std::string& o) override { return inner_->ReleaseOwned(o); }
+  Result<int64_t> PurgeFinished(int64_t b, int l) override { return inner_->PurgeFinished(b, l); }
+
+ private:
+  LogStore* inner_;
+};
+
+// Collects callback results and lets the test wait for all of them.
+class Completions {
+ public:
+  LogWriter::Callback Add(const std::string& key) {
+    return [this, key](Status s) {
+      std::lock_guard lock(mu_);
+      results_.emplace_back(key, std::move(s));
+      cv_.notify_all();
+    };
+  }
+  std::vector<std::pair<std::string, Status>> Wait(size_t n, int timeout_ms = 60000) {
+    std::unique_lock lock(mu_);
+    cv_.wait_for(lock, std::chrono::milliseconds(timeout_ms), [&] { return results_.size() >= n; });
+    return results_;
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<std::pair<std::string, Status>> results_;
+};
+
+using LogWriterTest = StoreTest;
+
+TEST_P(LogWriterTest, ConcurrentSubmitsAreBatchedAndDurable) {
+  CountingStore counting(&store());
+  constexpr int kThreads = 6, kPerThread = 150;
+  Completions done;
+  {
+    LogWriter writer(&counting, {.max_batch = 64});
+    std::vector<std::thread> threads;
+    for (int t = 0; t < kThreads; ++t) {
+      threads.emplace_back([&, t] {
+        for (int i = 0; i < kPerThread; ++i) {
+          const std::string gtid = "w" + std::to_string(t) + "-" + std::to_string(i);
+          TxnWrite w = CreateWrite(gtid, "c1", 1000 + i);
+          w.events.push_back({0, "", "", "state", "created", 0});
+          writer.Submit(std::move(w), done.Add(gtid));
+        }
+      });
+    }
+    for (auto& th : threads) th.join();
+    // A duplicate in the same stream fails alone.
+    writer.Submit(CreateWrite("w0-0", "c1"), done.Add("dup"));
+    writer.Stop();  // drains the queue
+    EXPECT_EQ(writer.queue_depth(), 0u);
+  }
+  auto results = done.Wait(kThreads * kPerThread + 1);
+  ASSERT_EQ(results.size(), static_cast<size_t>(kThreads * kPerThread + 1));
+  for (const auto& [key, status] : results) {
+    if (key == "dup") {
+      EXPECT_EQ(status.code(), StatusCode::kConflict);
+    } else {
+      EXPECT_TRUE(status.ok()) << key << ": " << status.ToString();
+    }
+  }
+  EXPECT_LT(counting.batches.load(), kThreads * kPerThread);  // group commit happened
+  EXPECT_LE(counting.largest.load(), 64u);
+  Result<TxnPage> all = store().ListTransactions({.limit = 1000});
+  ASSERT_TRUE(all.ok());
+  EXPECT_EQ(all->items.size(), static_cast<size_t>(kThreads * kPerThread));
+  EXPECT_EQ(store().GetTransaction("w5-149")->events.size(), 1u);
+}
+
+TEST_P(LogWriterTest, RetriesUnavailableThenGivesUp) {
+  CountingStore counting(&store());
+  Completions done;
+  LogWriter writer(&counting, {.retry_for_ms = 3000});
+  counting.fail_next = 3;
+  writer.Submit(CreateWrite("r1", "c1"), done.Add("r1"));
+  auto results = done.Wait(1);
+  ASSERT_EQ(results.size(), 1u);
+  EXPECT_TRUE(results[0].second.ok()) << results[0].second.ToString();
+  EXPECT_EQ(counting.batches.load(), 4);
+
+  LogWriter impatient(&counting, {.retry_for_ms = 200});
+  counting.fail_next = 1000000;
+  const auto start = std::chrono::steady_clock::now();
+  impatient.Submit(CreateWrite("r2", "c1"), done.Add("r2"));
+  results = done.Wait(2);
+  ASSERT_EQ(results.size(), 2u);
+  EXPECT_EQ(results[1].second.code(), StatusCode::kUnavailable);
+  EXPECT_GE(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(200));
+  EXPECT_EQ(store().GetTransaction("r2").status().code(), StatusCode::kNotFound);
+  counting.fail_next = 0;
+}
+
+TEST(LogWriterPostgresTest, RetriesWhilePostgresRestartsThenFailsWhenDown) {
+  MiniPostgres pg;
+  Status s = pg.Start();
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  ASSERT_TRUE(pg.CreateDatabase("writer").ok());
+  Result<std::unique_ptr<LogStore>> store = OpenLogStore(pg.Uri("writer"));
+  ASSERT_TRUE(store.ok()) << store.status().ToString();
+  ASSERT_TRUE((*store)->Migrate().ok());
+  ASSERT_TRUE(ApplyOne(**store, CreateWrite("before", "c1")).ok());  // pooled connection
+
+  Completions done;
+  LogWriter writer(store->get(), {.retry_for_ms = 20000});
+  ASSERT_TRUE(pg.Stop().ok());
+  for (int i = 0; i < 10; ++i) writer.Submit(CreateWrite("during" + std::to_string(i), "c1"),
+                                             done.Add("during"));
+  std::this_thread::sleep_for(std::chrono::milliseconds(800));
+  EXPECT_TRUE(done.Wait(1, 0).empty());  // still retrying
+  ASSERT_TRUE(pg.Restart().ok());
+  auto results = done.Wait(10);
+  ASSERT_EQ(results.size(), 10u);
+  for (const auto& r : results) EXPECT_TRUE(r.second.ok()) << r.second.ToString();
+  EXPECT_TRUE((*store)->GetTransaction("during9").ok());
+
+  // Down for longer than retry_for_ms: every write fails with Unavailable.
+  LogWriter impatient(store->get(), {.retry_for_ms = 500});
+  ASSERT_TRUE(pg.Stop().ok());
+  impatient.Submit(CreateWrite("lost", "c1"), done.Add("lost"));
+  results = done.Wait(11);
+  ASSERT_EQ(results.size(), 11u);
+  EXPECT_EQ(results[10].second.code(), StatusCode::kUnavailable);
+  EXPECT_EQ((*store)->GetTransaction("x").status().code(), StatusCode::kUnavailable);
+
+  // The store reconnects once the database is back.
+  ASSERT_TRUE(pg.Restart().ok());
+  EXPECT_TRUE((*store)->GetTransaction("before").ok());
+  EXPECT_EQ((*store)->GetTransaction("lost").status().code(), StatusCode::kNotFound);
+}
+
+INSTANTIATE_TEST_SUITE_P(Engines, LogWriterTest, ::testing::Values("sqlite", "postgres"),
+                         EngineName);
+
+}  // namespace
+}  // namespace treaty::testing

@@ -1,0 +1,188 @@
+#include "support/mini_postgres.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <netinet/in.h>
+#include <pwd.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+namespace treaty::testing {
+
+namespace {
+
+constexpr const char* kDefaultBinDir = "/usr/lib/postgresql/15/bin";
+
+// A port the kernel considers free on 127.0.0.1 right now.
+int PickFreePort() {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) return 0;
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(addr);
+  int port = 0;
+  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0 &&
+      getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0) {
+    port = ntohs(addr.sin_port);
+  }
+  close(fd);
+  return port;
+}
+
+// Waits for `pid`; returns its exit code, or -1 when it did not exit normally.
+int WaitExit(pid_t pid) {
+  int status = 0;
+  while (waitpid(pid, &status, 0) < 0) {
+    if (errno != EINTR) return -1;
+  }
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+std::string Tail(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  std::string s = ss.str();
+  return s.size() > 2000 ? s.substr(s.size() - 2000) : s;
+}
+
+}  // namespace
+
+MiniPostgres::~MiniPostgres() {
+  if (running()) (void)Stop();
+  if (!root_.empty()) {
+    std::error_code ec;
+    std::filesystem::remove_all(root_, ec);
+  }
+}
+
+pid_t MiniPostgres::Spawn(const std::vector<std::string>& argv, const std::string& log_path) {
+  std::vector<char*> args;
+  for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  const pid_t pid = fork();
+  if (pid != 0) return pid;
+  // Child: only async-signal-safe calls until exec.
+  int fd = open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+  if (fd >= 0) {
+    dup2(fd, STDOUT_FILENO);
+    dup2(fd, STDERR_FILENO);
+    close(fd);
+  }
+  if (run_uid_ != 0) {
+    if (setgroups(0, nullptr) != 0 || setgid(run_gid_) != 0 || setuid(run_uid_) != 0) _exit(126);
+  }
+  if (chdir(root_.c_str()) != 0) _exit(126);
+  execv(args[0], args.data());
+  _exit(127);
+}
+
+Status MiniPostgres::Start() {
+  const char* env_bin = std::getenv("TREATY_PG_BIN");
+  bin_dir_ = env_bin && *env_bin ? env_bin : kDefaultBinDir;
+  if (access((bin_dir_ + "/initdb").c_str(), X_OK) != 0) {
+    return Status::Unavailable("no initdb in " + bin_dir_ + " (set TREATY_PG_BIN)");
+  }
+  char tmpl[] = "/tmp/treaty-pg-XXXXXX";
+  if (mkdtemp(tmpl) == nullptr) return Status::Internal("mkdtemp failed");
+  root_ = tmpl;
+  data_dir_ = root_ + "/data";
+  chmod(root_.c_str(), 0755);
+  if (geteuid() == 0) {
+    const passwd* pw = getpwnam("postgres");
+    if (pw == nullptr) return Status::Unavailable("running as root and no `postgres` user");
+    run_uid_ = pw->pw_uid;
+    run_gid_ = pw->pw_gid;
+    if (chown(root_.c_str(), run_uid_, run_gid_) != 0) return Status::Internal("chown failed");
+  }
+  const std::string log = root_ + "/initdb.log";
+  const pid_t pid = Spawn({bin_dir_ + "/initdb", "-D", data_dir_, "-A", "trust", "-U", "postgres",
+                           "-E", "UTF8", "--no-sync"},
+                          log);
+  if (pid < 0 || WaitExit(pid) != 0) return Status::Internal("initdb failed: " + Tail(log));
+  port_ = PickFreePort();
+  if (port_ == 0) return Status::Unavailable("no free port");
+  return StartServer();
+}
+
+Status MiniPostgres::StartServer() {
+  const std::string log = root_ + "/postgres.log";
+  pid_ = Spawn({bin_dir_ + "/postgres", "-D", data_dir_, "-k", root_, "-c",
+                "listen_addresses=127.0.0.1", "-p", std::to_string(port_), "-c", "fsync=off",
+                "-c", "max_prepared_transactions=64", "-c", "max_connections=200"},
+               log);
+  if (pid_ < 0) return Status::Internal("fork failed");
+  return WaitUntilReady(60000);
+}
+
+Status MiniPostgres::WaitUntilReady(int timeout_ms) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  while (std::chrono::steady_clock::now() < deadline) {
+    int status = 0;
+    if (waitpid(pid_, &status, WNOHANG) == pid_) {
+      pid_ = -1;
+      return Status::Unavailable("postgres exited: " + Tail(root_ + "/postgres.log"));
+    }
+    const pid_t probe = Spawn({bin_dir_ + "/pg_isready", "-q", "-h", "127.0.0.1", "-p",
+                               std::to_string(port_), "-U", "postgres"},
+                              root_ + "/probe.log");
+    if (probe > 0 && WaitExit(probe) == 0) return Status::Ok();
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return Status::TimedOut("postgres did not accept connections: " + Tail(root_ + "/postgres.log"));
+}
+
+Status MiniPostgres::Stop() {
+  if (!running()) return Status::Ok();
+  kill(pid_, SIGINT);  // fast shutdown: roll back sessions, checkpoint, exit
+  WaitExit(pid_);
+  pid_ = -1;
+  return Status::Ok();
+}
+
+Status MiniPostgres::Kill() {
+  if (!running()) return Status::Ok();
+  kill(pid_, SIGKILL);
+  WaitExit(pid_);
+  pid_ = -1;
+  return Status::Ok();
+}
+
+Status MiniPostgres::Restart() {
+  if (Status s = Stop(); !s.ok()) return s;
+  // After Kill(), orphaned backends may hold shared memory for a moment.
+  Status s;
+  for (int attempt = 0; attempt < 10; ++attempt) {
+    s = StartServer();
+    if (s.ok()) return s;
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  return s;
+}
+
+Status MiniPostgres::CreateDatabase(const std::string& name) {
+  const std::string log = root_ + "/createdb.log";
+  const pid_t pid = Spawn({bin_dir_ + "/createdb", "-h", "127.0.0.1", "-p", std::to_string(port_),
+                           "-U", "postgres", name},
+                          log);
+  if (pid < 0 || WaitExit(pid) != 0) return Status::Internal("createdb failed: " + Tail(log));
+  return Status::Ok();
+}
+
+std::string MiniPostgres::Uri(const std::string& dbname) const {
+  return "postgresql://postgres@127.0.0.1:" + std::to_string(port_) + "/" + dbname;
+}
+
+}  // namespace treaty::testing

@@ -1,0 +1,63 @@
+#pragma once
+
+// MiniPostgres: a throwaway PostgreSQL server for tests (after apache/kudu's
+// postgres/mini_postgres.h). Start() runs initdb into a fresh folder under
+// /tmp and starts `postgres` on a free loopback port with fsync off; the
+// destructor stops it and deletes the folder.
+//
+// Binaries come from /usr/lib/postgresql/15/bin, or $TREATY_PG_BIN. When the
+// test runs as root (CI), initdb and postgres run as the `postgres` system
+// user (PostgreSQL refuses to run as root); the folder is chowned to it.
+//
+// Not thread-safe: drive one instance from one thread. Every call blocks.
+
+#include <sys/types.h>
+
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+
+namespace treaty::testing {
+
+class MiniPostgres {
+ public:
+  MiniPostgres() = default;
+  ~MiniPostgres();
+  MiniPostgres(const MiniPostgres&) = delete;
+  MiniPostgres& operator=(const MiniPostgres&) = delete;
+
+  // initdb + start; waits (up to 60 s) until the server accepts connections.
+  [[nodiscard]] Status Start();
+  // Fast shutdown (SIGINT), waits for exit. Data is kept.
+  [[nodiscard]] Status Stop();
+  // Stop() if running, then start again on the same port with the same data.
+  [[nodiscard]] Status Restart();
+  // SIGKILL the postmaster (a crash); data is kept, Restart() recovers it.
+  [[nodiscard]] Status Kill();
+  // CREATE DATABASE `name` (a plain identifier).
+  [[nodiscard]] Status CreateDatabase(const std::string& name);
+
+  // postgresql://postgres@127.0.0.1:PORT/dbname
+  std::string Uri(const std::string& dbname = "postgres") const;
+  int port() const { return port_; }
+  bool running() const { return pid_ > 0; }
+  const std::string& data_dir() const { return data_dir_; }
+
+ private:
+  // Forks and execs `argv` (as the postgres user when root), output appended
+  // to `log_path`. Returns the child's pid, or -1.
+  pid_t Spawn(const std::vector<std::string>& argv, const std::string& log_path);
+  [[nodiscard]] Status StartServer();
+  [[nodiscard]] Status WaitUntilReady(int timeout_ms);
+
+  std::string bin_dir_;
+  std::string root_;      // temp folder (socket, logs)
+  std::string data_dir_;  // root_/data
+  int port_ = 0;
+  pid_t pid_ = -1;
+  uid_t run_uid_ = 0;     // user to run as when root; 0 = do not switch
+  gid_t run_gid_ = 0;
+};
+
+}  // namespace treaty::testing
