@@ -114,13 +114,14 @@ TEST_F(HttpParticipantCallerTest, ConnectionRefusedAndBadUrls) {
 }
 
 TEST_F(HttpParticipantCallerTest, DoneIsNeverInvokedInline) {
-  std::atomic<bool> in_call{true};
-  std::promise<bool> inline_flag;
-  auto req = Request("x", "action");
-  req.url = "ftp://nowhere";
-  caller_->Call(req, [&](ParticipantResponse) { inline_flag.set_value(in_call.load()); });
-  in_call = false;
-  EXPECT_FALSE(inline_flag.get_future().get());
+  // Inline invocation would run `done` on this thread; posted, it runs on an io thread.
+  for (const char* url : {"ftp://nowhere", "garbage", "http://127.0.0.1:1/x"}) {
+    std::promise<std::thread::id> where;
+    auto req = Request("x", "action");
+    req.url = url;
+    caller_->Call(req, [&](ParticipantResponse) { where.set_value(std::this_thread::get_id()); });
+    EXPECT_NE(where.get_future().get(), std::this_thread::get_id()) << url;
+  }
 }
 
 TEST_F(HttpParticipantCallerTest, WireFormatMatchesSpec) {
