@@ -84,12 +84,11 @@ std::vector<Status> LogWriter::Apply(const std::vector<TxnWrite>& writes) {
   while (true) {
     Result<std::vector<Status>> r = store_->ApplyBatch(writes);
     if (r.ok() && r->size() == writes.size()) return std::move(*r);
-    Status failure = r.ok() ? Status::Internal("store returned a wrong number of results")
-                            : r.status();
+    Status failure =
+        r.ok() ? Status::Internal("store returned a wrong number of results") : r.status();
     const auto now = Clock::now();
     if (failure.code() != StatusCode::kUnavailable || now >= deadline) {
-      spdlog::error("log writer: batch of {} writes failed: {}", writes.size(),
-                    failure.ToString());
+      spdlog::error("log writer: batch of {} writes failed: {}", writes.size(), failure.ToString());
       return std::vector<Status>(writes.size(), failure);
     }
     spdlog::warn("log writer: batch of {} writes failed, retrying in {} ms: {}", writes.size(),

@@ -12,9 +12,9 @@
 namespace treaty {
 
 struct Migration {
-  int version = 0;        // NNNN of the file name
-  std::string name;       // the rest of the file name, without ".sql"
-  std::string_view sql;   // whole file; several statements
+  int version = 0;       // NNNN of the file name
+  std::string name;      // the rest of the file name, without ".sql"
+  std::string_view sql;  // whole file; several statements
 };
 
 // The migrations of `engine` ("sqlite" or "postgres") in ascending version

@@ -7,9 +7,7 @@ namespace treaty {
 
 namespace {
 
-bool StartsWith(const std::string& s, const std::string& prefix) {
-  return s.rfind(prefix, 0) == 0;
-}
+bool StartsWith(const std::string& s, const std::string& prefix) { return s.rfind(prefix, 0) == 0; }
 
 // libpq keyword/value conninfo: "host=... dbname=...".
 bool LooksLikeConninfo(const std::string& s) {

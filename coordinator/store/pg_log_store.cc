@@ -25,26 +25,29 @@ bool IsDatabaseFailure(const Status& s) {
 Status ApplyOne(pqxx::transaction_base& tx, const TxnWrite& w) {
   if (w.create) {
     const TxnRow& c = *w.create;
-    if (!c.gtid.empty() && c.gtid != w.gtid) return Status::InvalidArgument("create: gtid mismatch");
+    if (!c.gtid.empty() && c.gtid != w.gtid)
+      return Status::InvalidArgument("create: gtid mismatch");
     const std::string owner = c.owner.empty() ? w.owner : c.owner;
     const int64_t created = c.created_at_ms ? c.created_at_ms : w.now_ms;
     pqxx::result r = tx.exec_params(
         "INSERT INTO transactions (gtid, kind, state, spec, deadline_ms, owner, "
         "next_attempt_at_ms, attempts, needs_attention, version, created_at_ms, updated_at_ms) "
         "VALUES ($1, $2, $3, $4, $5, NULLIF($6, ''), $7, $8, $9, $10, COALESCE(NULLIF($11::bigint, "
-        "0), " + kNow + "), COALESCE(NULLIF($12::bigint, 0), NULLIF($11::bigint, 0), " + kNow +
+        "0), " +
+            kNow + "), COALESCE(NULLIF($12::bigint, 0), NULLIF($11::bigint, 0), " + kNow +
             ")) ON CONFLICT (gtid) DO NOTHING",
         w.gtid, c.kind, c.state, c.spec, c.deadline_ms, owner, c.next_attempt_at_ms, c.attempts,
         c.needs_attention, c.version, created, c.updated_at_ms);
-    if (r.affected_rows() == 0) return Status::Conflict("transaction " + w.gtid + " already exists");
+    if (r.affected_rows() == 0)
+      return Status::Conflict("transaction " + w.gtid + " already exists");
   } else {
     pqxx::result r = tx.exec_params(
         "UPDATE transactions SET state = COALESCE($3::text, state), needs_attention = "
         "COALESCE($4::boolean, needs_attention), next_attempt_at_ms = COALESCE($5::bigint, "
         "next_attempt_at_ms), attempts = COALESCE($6::integer, attempts), deadline_ms = "
         "COALESCE($7::bigint, deadline_ms), owner = CASE WHEN $8::boolean THEN NULL ELSE owner "
-        "END, version = version + 1, updated_at_ms = COALESCE(NULLIF($9::bigint, 0), " + kNow +
-            ") WHERE gtid = $1 AND owner = $2",
+        "END, version = version + 1, updated_at_ms = COALESCE(NULLIF($9::bigint, 0), " +
+            kNow + ") WHERE gtid = $1 AND owner = $2",
         w.gtid, w.owner, w.state, w.needs_attention, w.next_attempt_at_ms, w.attempts,
         w.deadline_ms, w.release_owner, w.now_ms);
     if (r.affected_rows() == 0) {
@@ -58,7 +61,8 @@ Status ApplyOne(pqxx::transaction_base& tx, const TxnWrite& w) {
     pqxx::result r = tx.exec_params(
         "INSERT INTO branches (gtid, name, idx, state, attempts, last_error, next_attempt_at_ms, "
         "spec, updated_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, COALESCE(NULLIF($9::bigint, "
-        "0), " + kNow + ")) ON CONFLICT (gtid, name) DO NOTHING",
+        "0), " +
+            kNow + ")) ON CONFLICT (gtid, name) DO NOTHING",
         w.gtid, b.name, b.idx, b.state, b.attempts, b.last_error, b.next_attempt_at_ms, b.spec,
         b.updated_at_ms ? b.updated_at_ms : w.now_ms);
     if (r.affected_rows() == 0) {
@@ -70,16 +74,19 @@ Status ApplyOne(pqxx::transaction_base& tx, const TxnWrite& w) {
         "UPDATE branches SET state = COALESCE($3::text, state), attempts = COALESCE($4::integer, "
         "attempts), last_error = COALESCE($5::text, last_error), next_attempt_at_ms = "
         "COALESCE($6::bigint, next_attempt_at_ms), updated_at_ms = COALESCE(NULLIF($7::bigint, "
-        "0), " + kNow + ") WHERE gtid = $1 AND name = $2",
+        "0), " +
+            kNow + ") WHERE gtid = $1 AND name = $2",
         w.gtid, u.name, u.state, u.attempts, u.last_error, u.next_attempt_at_ms, w.now_ms);
     if (r.affected_rows() == 0) {
       return Status::NotFound("branch " + u.name + " of " + w.gtid + " not found");
     }
   }
   for (const EventRow& e : w.events) {
-    tx.exec_params("INSERT INTO events (gtid, branch, type, detail, at_ms) VALUES ($1, $2, $3, $4, "
-                   "COALESCE(NULLIF($5::bigint, 0), " + kNow + "))",
-                   w.gtid, e.branch, e.type, e.detail, e.at_ms ? e.at_ms : w.now_ms);
+    tx.exec_params(
+        "INSERT INTO events (gtid, branch, type, detail, at_ms) VALUES ($1, $2, $3, $4, "
+        "COALESCE(NULLIF($5::bigint, 0), " +
+            kNow + "))",
+        w.gtid, e.branch, e.type, e.detail, e.at_ms ? e.at_ms : w.now_ms);
   }
   return Status::Ok();
 }
@@ -117,9 +124,9 @@ Status PgLogStore::Migrate() {
     for (const Migration& m : EmbeddedMigrations("postgres")) {
       if (applied.count(m.version)) continue;
       tx.exec(std::string(m.sql));
-      tx.exec_params("INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, " +
-                         kNow + ")",
-                     m.version, m.name);
+      tx.exec_params(
+          "INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, " + kNow + ")",
+          m.version, m.name);
     }
     tx.commit();
     return Status::Ok();
@@ -138,8 +145,8 @@ Status PgLogStore::CheckReady() {
             .empty()) {
       return Status::Unavailable("schema not migrated");
     }
-    const auto have = tx.exec("SELECT COALESCE(MAX(version), 0) FROM schema_migrations")[0][0]
-                          .as<int64_t>();
+    const auto have =
+        tx.exec("SELECT COALESCE(MAX(version), 0) FROM schema_migrations")[0][0].as<int64_t>();
     if (have < want) {
       return Status::Unavailable("schema at version " + std::to_string(have) + ", want " +
                                  std::to_string(want));
@@ -149,31 +156,32 @@ Status PgLogStore::CheckReady() {
 }
 
 Result<std::vector<Status>> PgLogStore::ApplyBatch(const std::vector<TxnWrite>& writes) {
-  return pool_->Get<std::vector<Status>>(
-      "apply batch", [&](pqxx::connection& c, std::vector<Status>* results) {
-        pqxx::work tx(c);
-        if (writes.size() == 1) {
-          // No savepoint needed: a failed write rolls the whole transaction back.
-          Status ws = ApplyOne(tx, writes[0]);
-          if (IsDatabaseFailure(ws)) return ws;
-          if (ws.ok()) tx.commit();
-          results->push_back(std::move(ws));
-          return Status::Ok();
-        }
-        for (const TxnWrite& w : writes) {
-          pqxx::subtransaction sub(tx, "w");
-          Status ws = ApplyOne(sub, w);
-          if (IsDatabaseFailure(ws)) return ws;
-          if (ws.ok()) {
-            sub.commit();
-          } else {
-            sub.abort();
-          }
-          results->push_back(std::move(ws));
-        }
-        tx.commit();
-        return Status::Ok();
-      });
+  return pool_->Get<std::vector<Status>>("apply batch",
+                                         [&](pqxx::connection& c, std::vector<Status>* results) {
+                                           pqxx::work tx(c);
+                                           if (writes.size() == 1) {
+                                             // No savepoint needed: a failed write rolls the whole
+                                             // transaction back.
+                                             Status ws = ApplyOne(tx, writes[0]);
+                                             if (IsDatabaseFailure(ws)) return ws;
+                                             if (ws.ok()) tx.commit();
+                                             results->push_back(std::move(ws));
+                                             return Status::Ok();
+                                           }
+                                           for (const TxnWrite& w : writes) {
+                                             pqxx::subtransaction sub(tx, "w");
+                                             Status ws = ApplyOne(sub, w);
+                                             if (IsDatabaseFailure(ws)) return ws;
+                                             if (ws.ok()) {
+                                               sub.commit();
+                                             } else {
+                                               sub.abort();
+                                             }
+                                             results->push_back(std::move(ws));
+                                           }
+                                           tx.commit();
+                                           return Status::Ok();
+                                         });
 }
 
 }  // namespace treaty

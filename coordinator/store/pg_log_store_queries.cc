@@ -33,18 +33,20 @@ Status LoadDetail(pqxx::transaction_base& tx, const std::string& gtid, bool with
       tx.exec_params("SELECT " + kTxnColumns + " FROM transactions WHERE gtid = $1", gtid);
   if (t.empty()) return Status::NotFound("transaction " + gtid + " not found");
   out->txn = ReadTxn(t[0]);
-  for (const auto& r : tx.exec_params(
-           "SELECT name, idx, state, attempts, last_error, next_attempt_at_ms, spec, "
-           "updated_at_ms FROM branches WHERE gtid = $1 ORDER BY idx, name", gtid)) {
-    out->branches.push_back({gtid, r[0].as<std::string>(), r[1].as<int>(),
-                             r[2].as<std::string>(), r[3].as<int>(), r[4].as<std::string>(),
-                             r[5].as<int64_t>(), r[6].as<std::string>(), r[7].as<int64_t>()});
+  for (const auto& r :
+       tx.exec_params("SELECT name, idx, state, attempts, last_error, next_attempt_at_ms, spec, "
+                      "updated_at_ms FROM branches WHERE gtid = $1 ORDER BY idx, name",
+                      gtid)) {
+    out->branches.push_back({gtid, r[0].as<std::string>(), r[1].as<int>(), r[2].as<std::string>(),
+                             r[3].as<int>(), r[4].as<std::string>(), r[5].as<int64_t>(),
+                             r[6].as<std::string>(), r[7].as<int64_t>()});
   }
   if (!with_events) return Status::Ok();
   for (const auto& r : tx.exec_params(
-           "SELECT id, branch, type, detail, at_ms FROM events WHERE gtid = $1 ORDER BY id", gtid)) {
-    out->events.push_back({r[0].as<int64_t>(), gtid, r[1].as<std::string>(),
-                           r[2].as<std::string>(), r[3].as<std::string>(), r[4].as<int64_t>()});
+           "SELECT id, branch, type, detail, at_ms FROM events WHERE gtid = $1 ORDER BY id",
+           gtid)) {
+    out->events.push_back({r[0].as<int64_t>(), gtid, r[1].as<std::string>(), r[2].as<std::string>(),
+                           r[3].as<std::string>(), r[4].as<int64_t>()});
   }
   return Status::Ok();
 }
@@ -79,15 +81,19 @@ Result<TxnPage> PgLogStore::ListTransactions(const ListFilter& f) {
   const int limit = f.limit <= 0 ? 50 : std::min(f.limit, 1000);
   std::optional<int64_t> cursor_at;
   std::optional<std::string> cursor_gtid;
-  if (cursor) cursor_at = cursor->created_at_ms, cursor_gtid = cursor->gtid;
+  if (cursor) {
+    cursor_at = cursor->created_at_ms;
+    cursor_gtid = cursor->gtid;
+  }
   return pool_->Get<TxnPage>("list transactions", [&](pqxx::connection& c, TxnPage* page) {
     pqxx::read_transaction tx(c);
     pqxx::result r = tx.exec_params(
-        "SELECT " + pg::kTxnColumns + " FROM transactions WHERE ($1::text IS NULL OR state = $1) "
-        "AND ($2::text IS NULL OR kind = $2) AND ($3::boolean IS NULL OR needs_attention = $3) "
-        "AND ($4::text IS NULL OR substr(gtid, 1, length($4)) = $4) AND ($5::bigint IS NULL OR "
-        "created_at_ms < $5) AND ($6::bigint IS NULL OR (created_at_ms, gtid) < ($6, "
-        "$7::text)) ORDER BY created_at_ms DESC, gtid DESC LIMIT $8",
+        "SELECT " + pg::kTxnColumns +
+            " FROM transactions WHERE ($1::text IS NULL OR state = $1) "
+            "AND ($2::text IS NULL OR kind = $2) AND ($3::boolean IS NULL OR needs_attention = $3) "
+            "AND ($4::text IS NULL OR substr(gtid, 1, length($4)) = $4) AND ($5::bigint IS NULL OR "
+            "created_at_ms < $5) AND ($6::bigint IS NULL OR (created_at_ms, gtid) < ($6, "
+            "$7::text)) ORDER BY created_at_ms DESC, gtid DESC LIMIT $8",
         f.state, f.kind, f.needs_attention, f.gtid_prefix, f.created_before_ms, cursor_at,
         cursor_gtid, limit + 1);
     for (const auto& row : r) page->items.push_back(pg::ReadTxn(row));
@@ -100,17 +106,17 @@ Result<TxnPage> PgLogStore::ListTransactions(const ListFilter& f) {
 }
 
 Result<std::vector<StateCount>> PgLogStore::CountByState() {
-  return pool_->Get<std::vector<StateCount>>(
-      "count by state", [&](pqxx::connection& c, std::vector<StateCount>* out) {
-        pqxx::read_transaction tx(c);
-        for (const auto& r : tx.exec(
-                 "SELECT kind, state, needs_attention, COUNT(*) FROM transactions GROUP BY kind, "
+  return pool_->Get<std::vector<StateCount>>("count by state", [&](pqxx::connection& c,
+                                                                   std::vector<StateCount>* out) {
+    pqxx::read_transaction tx(c);
+    for (const auto& r :
+         tx.exec("SELECT kind, state, needs_attention, COUNT(*) FROM transactions GROUP BY kind, "
                  "state, needs_attention ORDER BY kind, state, needs_attention")) {
-          out->push_back({r[0].as<std::string>(), r[1].as<std::string>(), r[2].as<bool>(),
-                          r[3].as<int64_t>()});
-        }
-        return Status::Ok();
-      });
+      out->push_back(
+          {r[0].as<std::string>(), r[1].as<std::string>(), r[2].as<bool>(), r[3].as<int64_t>()});
+    }
+    return Status::Ok();
+  });
 }
 
 Status PgLogStore::RegisterCoordinator(const CoordinatorRow& row) {
@@ -118,10 +124,11 @@ Status PgLogStore::RegisterCoordinator(const CoordinatorRow& row) {
     pqxx::work tx(c);
     pqxx::result r = tx.exec_params(
         "INSERT INTO coordinators (id, node_name, http_addr, thrift_addr, state, started_at_ms, "
-        "heartbeat_at_ms) VALUES ($1, $2, $3, $4, 'alive', " + kNow + ", " + kNow +
-            ") ON CONFLICT (id) DO NOTHING",
+        "heartbeat_at_ms) VALUES ($1, $2, $3, $4, 'alive', " +
+            kNow + ", " + kNow + ") ON CONFLICT (id) DO NOTHING",
         row.id, row.node_name, row.http_addr, row.thrift_addr);
-    if (r.affected_rows() == 0) return Status::Conflict("coordinator " + row.id + " already registered");
+    if (r.affected_rows() == 0)
+      return Status::Conflict("coordinator " + row.id + " already registered");
     tx.commit();
     return Status::Ok();
   });
@@ -140,7 +147,8 @@ Status PgLogStore::SetCoordinatorState(const std::string& id, const std::string&
                                         ", state = COALESCE(NULLIF($2, ''), state) WHERE id = $1 "
                                         "AND state <> 'dead'",
                                     id, state);
-    if (r.affected_rows() == 0) return Status::LostOwnership("coordinator " + id + " is dead or unknown");
+    if (r.affected_rows() == 0)
+      return Status::LostOwnership("coordinator " + id + " is dead or unknown");
     tx.commit();
     return Status::Ok();
   });
@@ -152,7 +160,9 @@ Result<std::vector<std::string>> PgLogStore::MarkExpiredCoordinators(int64_t lea
         pqxx::work tx(c);
         for (const auto& r : tx.exec_params(
                  "UPDATE coordinators SET state = 'dead' WHERE state IN ('alive', 'draining') AND "
-                 "heartbeat_at_ms < " + kNow + " - $1 RETURNING id", lease_ms)) {
+                 "heartbeat_at_ms < " +
+                     kNow + " - $1 RETURNING id",
+                 lease_ms)) {
           ids->push_back(r[0].as<std::string>());
         }
         tx.commit();
@@ -166,8 +176,12 @@ Result<std::vector<CoordinatorRow>> PgLogStore::ListCoordinators() {
         pqxx::read_transaction tx(c);
         for (const auto& r : tx.exec(
                  "SELECT c.id, c.node_name, c.http_addr, c.thrift_addr, c.state, c.started_at_ms, "
-                 "c.heartbeat_at_ms, " + kNow + " - c.heartbeat_at_ms, (SELECT COUNT(*) FROM "
-                 "transactions t WHERE t.owner = c.id AND t." + kUnfinished + ") FROM "
+                 "c.heartbeat_at_ms, " +
+                 kNow +
+                 " - c.heartbeat_at_ms, (SELECT COUNT(*) FROM "
+                 "transactions t WHERE t.owner = c.id AND t." +
+                 kUnfinished +
+                 ") FROM "
                  "coordinators c ORDER BY c.started_at_ms, c.id")) {
           out->push_back({r[0].as<std::string>(), r[1].as<std::string>(), r[2].as<std::string>(),
                           r[3].as<std::string>(), r[4].as<std::string>(), r[5].as<int64_t>(),
@@ -189,38 +203,40 @@ Status PgLogStore::DeleteCoordinator(const std::string& id) {
 }
 
 Result<std::vector<TxnDetail>> PgLogStore::ClaimOrphans(const std::string& new_owner, int limit) {
-  return pool_->Get<std::vector<TxnDetail>>(
-      "claim orphans", [&](pqxx::connection& c, std::vector<TxnDetail>* out) {
-        pqxx::work tx(c);
-        // Orphans: unfinished, and unowned or owned by a coordinator that is
-        // dead (or whose row is gone). Rows a peer is claiming right now are
-        // locked and skipped, so concurrent claimers get disjoint sets.
-        pqxx::result r = tx.exec_params(
-            "UPDATE transactions SET owner = $1, version = version + 1, updated_at_ms = " + kNow +
-                " WHERE gtid IN (SELECT t.gtid FROM transactions t WHERE t." + kUnfinished +
-                " AND (t.owner IS NULL OR NOT EXISTS (SELECT 1 FROM coordinators c WHERE c.id = "
-                "t.owner AND c.state <> 'dead')) ORDER BY t.created_at_ms, t.gtid LIMIT $2 FOR "
-                "UPDATE OF t SKIP LOCKED) RETURNING gtid",
-            new_owner, std::max(limit, 0));
-        for (const auto& row : r) {
-          TxnDetail d;
-          if (Status s = pg::LoadDetail(tx, row[0].as<std::string>(), false, &d); !s.ok()) return s;
-          out->push_back(std::move(d));
-        }
-        tx.commit();
-        std::sort(out->begin(), out->end(), [](const TxnDetail& a, const TxnDetail& b) {
-          return std::tie(a.txn.created_at_ms, a.txn.gtid) < std::tie(b.txn.created_at_ms, b.txn.gtid);
-        });
-        return Status::Ok();
-      });
+  return pool_->Get<std::vector<TxnDetail>>("claim orphans", [&](pqxx::connection& c,
+                                                                 std::vector<TxnDetail>* out) {
+    pqxx::work tx(c);
+    // Orphans: unfinished, and unowned or owned by a coordinator that is
+    // dead (or whose row is gone). Rows a peer is claiming right now are
+    // locked and skipped, so concurrent claimers get disjoint sets.
+    pqxx::result r = tx.exec_params(
+        "UPDATE transactions SET owner = $1, version = version + 1, updated_at_ms = " + kNow +
+            " WHERE gtid IN (SELECT t.gtid FROM transactions t WHERE t." + kUnfinished +
+            " AND (t.owner IS NULL OR NOT EXISTS (SELECT 1 FROM coordinators c WHERE c.id = "
+            "t.owner AND c.state <> 'dead')) ORDER BY t.created_at_ms, t.gtid LIMIT $2 FOR "
+            "UPDATE OF t SKIP LOCKED) RETURNING gtid",
+        new_owner, std::max(limit, 0));
+    for (const auto& row : r) {
+      TxnDetail d;
+      if (Status s = pg::LoadDetail(tx, row[0].as<std::string>(), false, &d); !s.ok()) return s;
+      out->push_back(std::move(d));
+    }
+    tx.commit();
+    std::sort(out->begin(), out->end(), [](const TxnDetail& a, const TxnDetail& b) {
+      return std::tie(a.txn.created_at_ms, a.txn.gtid) < std::tie(b.txn.created_at_ms, b.txn.gtid);
+    });
+    return Status::Ok();
+  });
 }
 
 Result<int64_t> PgLogStore::ReleaseOwned(const std::string& owner) {
   return pool_->Get<int64_t>("release owned", [&](pqxx::connection& c, int64_t* n) {
     pqxx::work tx(c);
-    *n = tx.exec_params("UPDATE transactions SET owner = NULL, version = version + 1, "
-                        "updated_at_ms = " + kNow + " WHERE owner = $1 AND " + kUnfinished,
-                        owner)
+    *n = tx.exec_params(
+               "UPDATE transactions SET owner = NULL, version = version + 1, "
+               "updated_at_ms = " +
+                   kNow + " WHERE owner = $1 AND " + kUnfinished,
+               owner)
              .affected_rows();
     tx.commit();
     return Status::Ok();
@@ -234,7 +250,8 @@ Result<int64_t> PgLogStore::PurgeFinished(int64_t before_ms, int limit) {
     for (const auto& r : tx.exec_params(
              "DELETE FROM transactions WHERE gtid IN (SELECT gtid FROM transactions WHERE state "
              "IN ('COMMITTED', 'ABORTED') AND updated_at_ms < $1 ORDER BY updated_at_ms LIMIT $2 "
-             "FOR UPDATE SKIP LOCKED) RETURNING gtid", before_ms, std::max(limit, 0))) {
+             "FOR UPDATE SKIP LOCKED) RETURNING gtid",
+             before_ms, std::max(limit, 0))) {
       gtids.push_back(r[0].as<std::string>());
     }
     if (!gtids.empty()) {

@@ -26,7 +26,8 @@ Result<std::unique_ptr<SqliteLogStore>> SqliteLogStore::Open(const std::string& 
     std::error_code ec;
     const auto parent = std::filesystem::path(path).parent_path();
     if (!parent.empty()) std::filesystem::create_directories(parent, ec);
-    if (ec) return Status::Unavailable("sqlite: cannot create " + parent.string() + ": " + ec.message());
+    if (ec)
+      return Status::Unavailable("sqlite: cannot create " + parent.string() + ": " + ec.message());
   }
   std::unique_ptr<SqliteLogStore> store(new SqliteLogStore());
   if (Status s = store->conn_.Open(path, kBusyTimeoutMs); !s.ok()) return s;
@@ -52,7 +53,7 @@ Status SqliteLogStore::Migrate() {
     {
       auto st = Prepare("SELECT version FROM schema_migrations", &s);
       if (!st) return s;
-      for (Result<bool> row = st->Step(); ; row = st->Step()) {
+      for (Result<bool> row = st->Step();; row = st->Step()) {
         if (!row.ok()) return row.status();
         if (!*row) break;
         applied.insert(st->Int(0));
@@ -63,9 +64,10 @@ Status SqliteLogStore::Migrate() {
       if (s = conn_.Exec(std::string(m.sql)); !s.ok()) {
         return Status(s.code(), "migration " + std::to_string(m.version) + ": " + s.message());
       }
-      auto st = Prepare("INSERT INTO schema_migrations (version, name, applied_at) VALUES (?1, ?2, " +
-                            Now() + ")",
-                        &s);
+      auto st =
+          Prepare("INSERT INTO schema_migrations (version, name, applied_at) VALUES (?1, ?2, " +
+                      Now() + ")",
+                  &s);
       if (!st) return s;
       if (Result<int64_t> r = st->Bind(1, int64_t{m.version}).Bind(2, m.name).Run(); !r.ok()) {
         return r.status();
@@ -117,12 +119,18 @@ Status SqliteLogStore::ApplyOne(const TxnWrite& w) {
   Status s;
   if (w.create) {
     const TxnRow& c = *w.create;
-    if (!c.gtid.empty() && c.gtid != w.gtid) return Status::InvalidArgument("create: gtid mismatch");
+    if (!c.gtid.empty() && c.gtid != w.gtid)
+      return Status::InvalidArgument("create: gtid mismatch");
     auto st = Prepare(
-        "INSERT INTO transactions (gtid, kind, state, spec, deadline_ms, owner, next_attempt_at_ms, "
+        "INSERT INTO transactions (gtid, kind, state, spec, deadline_ms, owner, "
+        "next_attempt_at_ms, "
         "attempts, needs_attention, version, created_at_ms, updated_at_ms) VALUES (?1, ?2, ?3, ?4, "
-        "?5, ?6, ?7, ?8, ?9, ?10, COALESCE(NULLIF(?11, 0), " + Now() + "), COALESCE(NULLIF(?12, "
-        "0), NULLIF(?11, 0), " + Now() + ")) ON CONFLICT (gtid) DO NOTHING", &s);
+        "?5, ?6, ?7, ?8, ?9, ?10, COALESCE(NULLIF(?11, 0), " +
+            Now() +
+            "), COALESCE(NULLIF(?12, "
+            "0), NULLIF(?11, 0), " +
+            Now() + ")) ON CONFLICT (gtid) DO NOTHING",
+        &s);
     if (!st) return s;
     st->Bind(1, w.gtid).Bind(2, c.kind).Bind(3, c.state).Bind(4, c.spec).Bind(5, c.deadline_ms);
     st->BindNullIfEmpty(6, c.owner.empty() ? w.owner : c.owner).Bind(7, c.next_attempt_at_ms);
@@ -137,7 +145,9 @@ Status SqliteLogStore::ApplyOne(const TxnWrite& w) {
         "needs_attention), next_attempt_at_ms = COALESCE(?5, next_attempt_at_ms), attempts = "
         "COALESCE(?6, attempts), deadline_ms = COALESCE(?7, deadline_ms), owner = CASE WHEN ?8 "
         "<> 0 THEN NULL ELSE owner END, version = version + 1, updated_at_ms = "
-        "COALESCE(NULLIF(?9, 0), " + Now() + ") WHERE gtid = ?1 AND owner = ?2", &s);
+        "COALESCE(NULLIF(?9, 0), " +
+            Now() + ") WHERE gtid = ?1 AND owner = ?2",
+        &s);
     if (!st) return s;
     st->Bind(1, w.gtid).Bind(2, w.owner).Bind(3, w.state);
     st->Bind(4, w.needs_attention ? std::optional<int64_t>(*w.needs_attention) : std::nullopt);
@@ -159,7 +169,8 @@ Status SqliteLogStore::ApplyOne(const TxnWrite& w) {
     auto st = Prepare(
         "INSERT INTO branches (gtid, name, idx, state, attempts, last_error, next_attempt_at_ms, "
         "spec, updated_at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, COALESCE(NULLIF(?9, 0), " +
-            Now() + ")) ON CONFLICT (gtid, name) DO NOTHING", &s);
+            Now() + ")) ON CONFLICT (gtid, name) DO NOTHING",
+        &s);
     if (!st) return s;
     st->Bind(1, w.gtid).Bind(2, b.name).Bind(3, int64_t{b.idx}).Bind(4, b.state);
     st->Bind(5, int64_t{b.attempts}).Bind(6, b.last_error).Bind(7, b.next_attempt_at_ms);
@@ -172,8 +183,9 @@ Status SqliteLogStore::ApplyOne(const TxnWrite& w) {
     auto st = Prepare(
         "UPDATE branches SET state = COALESCE(?3, state), attempts = COALESCE(?4, attempts), "
         "last_error = COALESCE(?5, last_error), next_attempt_at_ms = COALESCE(?6, "
-        "next_attempt_at_ms), updated_at_ms = COALESCE(NULLIF(?7, 0), " + Now() +
-            ") WHERE gtid = ?1 AND name = ?2", &s);
+        "next_attempt_at_ms), updated_at_ms = COALESCE(NULLIF(?7, 0), " +
+            Now() + ") WHERE gtid = ?1 AND name = ?2",
+        &s);
     if (!st) return s;
     st->Bind(1, w.gtid).Bind(2, u.name).Bind(3, u.state);
     st->Bind(4, u.attempts ? std::optional<int64_t>(*u.attempts) : std::nullopt);
@@ -185,7 +197,9 @@ Status SqliteLogStore::ApplyOne(const TxnWrite& w) {
   for (const EventRow& e : w.events) {
     auto st = Prepare(
         "INSERT INTO events (gtid, branch, type, detail, at_ms) VALUES (?1, ?2, ?3, ?4, "
-        "COALESCE(NULLIF(?5, 0), " + Now() + "))", &s);
+        "COALESCE(NULLIF(?5, 0), " +
+            Now() + "))",
+        &s);
     if (!st) return s;
     st->Bind(1, w.gtid).Bind(2, e.branch).Bind(3, e.type).Bind(4, e.detail);
     st->Bind(5, e.at_ms ? e.at_ms : w.now_ms);

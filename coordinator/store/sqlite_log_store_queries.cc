@@ -26,19 +26,27 @@ Status SqliteLogStore::LoadDetail(const std::string& gtid, bool with_events, Txn
   }
   auto st = Prepare(
       "SELECT name, idx, state, attempts, last_error, next_attempt_at_ms, spec, updated_at_ms "
-      "FROM branches WHERE gtid = ?1 ORDER BY idx, name", &s);
+      "FROM branches WHERE gtid = ?1 ORDER BY idx, name",
+      &s);
   if (!st) return s;
   st->Bind(1, gtid);
   for (Result<bool> row = st->Step();; row = st->Step()) {
     if (!row.ok()) return row.status();
     if (!*row) break;
-    BranchRow b{gtid, st->Text(0), static_cast<int>(st->Int(1)), st->Text(2),
-                static_cast<int>(st->Int(3)), st->Text(4), st->Int(5), st->Text(6), st->Int(7)};
+    BranchRow b{gtid,
+                st->Text(0),
+                static_cast<int>(st->Int(1)),
+                st->Text(2),
+                static_cast<int>(st->Int(3)),
+                st->Text(4),
+                st->Int(5),
+                st->Text(6),
+                st->Int(7)};
     out->branches.push_back(std::move(b));
   }
   if (!with_events) return Status::Ok();
-  auto ev = Prepare(
-      "SELECT id, branch, type, detail, at_ms FROM events WHERE gtid = ?1 ORDER BY id", &s);
+  auto ev =
+      Prepare("SELECT id, branch, type, detail, at_ms FROM events WHERE gtid = ?1 ORDER BY id", &s);
   if (!ev) return s;
   ev->Bind(1, gtid);
   for (Result<bool> row = ev->Step();; row = ev->Step()) {
@@ -75,11 +83,15 @@ Result<TxnPage> SqliteLogStore::ListTransactions(const ListFilter& f) {
   std::lock_guard lock(mu_);
   Status s;
   auto st = Prepare(
-      "SELECT " + Cols() + " FROM transactions WHERE (?1 IS NULL OR state = ?1) AND (?2 IS NULL "
-      "OR kind = ?2) AND (?3 IS NULL OR needs_attention = ?3) AND (?4 IS NULL OR substr(gtid, 1, "
-      "length(?4)) = ?4) AND (?5 IS NULL OR created_at_ms < ?5) AND (?6 IS NULL OR created_at_ms "
-      "< ?6 OR (created_at_ms = ?6 AND gtid < ?7)) ORDER BY created_at_ms DESC, gtid DESC "
-      "LIMIT ?8", &s);
+      "SELECT " + Cols() +
+          " FROM transactions WHERE (?1 IS NULL OR state = ?1) AND (?2 IS NULL "
+          "OR kind = ?2) AND (?3 IS NULL OR needs_attention = ?3) AND (?4 IS NULL OR substr(gtid, "
+          "1, "
+          "length(?4)) = ?4) AND (?5 IS NULL OR created_at_ms < ?5) AND (?6 IS NULL OR "
+          "created_at_ms "
+          "< ?6 OR (created_at_ms = ?6 AND gtid < ?7)) ORDER BY created_at_ms DESC, gtid DESC "
+          "LIMIT ?8",
+      &s);
   if (!st) return s;
   st->Bind(1, f.state).Bind(2, f.kind);
   st->Bind(3, f.needs_attention ? std::optional<int64_t>(*f.needs_attention) : std::nullopt);
@@ -104,7 +116,8 @@ Result<std::vector<StateCount>> SqliteLogStore::CountByState() {
   Status s;
   auto st = Prepare(
       "SELECT kind, state, needs_attention, COUNT(*) FROM transactions GROUP BY kind, state, "
-      "needs_attention ORDER BY kind, state, needs_attention", &s);
+      "needs_attention ORDER BY kind, state, needs_attention",
+      &s);
   if (!st) return s;
   std::vector<StateCount> out;
   for (Result<bool> row = st->Step();; row = st->Step()) {
@@ -120,7 +133,9 @@ Status SqliteLogStore::RegisterCoordinator(const CoordinatorRow& row) {
   Status s;
   auto st = Prepare(
       "INSERT INTO coordinators (id, node_name, http_addr, thrift_addr, state, started_at_ms, "
-      "heartbeat_at_ms) VALUES (?1, ?2, ?3, ?4, 'alive', " + Now() + ", " + Now() + ")", &s);
+      "heartbeat_at_ms) VALUES (?1, ?2, ?3, ?4, 'alive', " +
+          Now() + ", " + Now() + ")",
+      &s);
   if (!st) return s;
   st->Bind(1, row.id).Bind(2, row.node_name).Bind(3, row.http_addr).Bind(4, row.thrift_addr);
   Result<int64_t> n = st->Run();
@@ -130,9 +145,7 @@ Status SqliteLogStore::RegisterCoordinator(const CoordinatorRow& row) {
   return n.status();
 }
 
-Status SqliteLogStore::Heartbeat(const std::string& id) {
-  return SetCoordinatorState(id, "");
-}
+Status SqliteLogStore::Heartbeat(const std::string& id) { return SetCoordinatorState(id, ""); }
 
 Status SqliteLogStore::SetCoordinatorState(const std::string& id, const std::string& state) {
   if (!state.empty() && state != "alive" && state != "draining") {
@@ -141,9 +154,10 @@ Status SqliteLogStore::SetCoordinatorState(const std::string& id, const std::str
   std::lock_guard lock(mu_);
   Status s;
   // An empty state is a heartbeat.
-  auto st = Prepare("UPDATE coordinators SET heartbeat_at_ms = " + Now() +
-                        ", state = COALESCE(NULLIF(?2, ''), state) WHERE id = ?1 AND state <> 'dead'",
-                    &s);
+  auto st =
+      Prepare("UPDATE coordinators SET heartbeat_at_ms = " + Now() +
+                  ", state = COALESCE(NULLIF(?2, ''), state) WHERE id = ?1 AND state <> 'dead'",
+              &s);
   if (!st) return s;
   Result<int64_t> n = st->Bind(1, id).Bind(2, state).Run();
   if (!n.ok()) return n.status();
@@ -154,8 +168,11 @@ Status SqliteLogStore::SetCoordinatorState(const std::string& id, const std::str
 Result<std::vector<std::string>> SqliteLogStore::MarkExpiredCoordinators(int64_t lease_ms) {
   std::lock_guard lock(mu_);
   Status s;
-  auto st = Prepare("UPDATE coordinators SET state = 'dead' WHERE state IN ('alive', 'draining') "
-                    "AND heartbeat_at_ms < " + Now() + " - ?1 RETURNING id", &s);
+  auto st = Prepare(
+      "UPDATE coordinators SET state = 'dead' WHERE state IN ('alive', 'draining') "
+      "AND heartbeat_at_ms < " +
+          Now() + " - ?1 RETURNING id",
+      &s);
   if (!st) return s;
   st->Bind(1, lease_ms);
   std::vector<std::string> ids;
@@ -172,9 +189,14 @@ Result<std::vector<CoordinatorRow>> SqliteLogStore::ListCoordinators() {
   Status s;
   auto st = Prepare(
       "SELECT c.id, c.node_name, c.http_addr, c.thrift_addr, c.state, c.started_at_ms, "
-      "c.heartbeat_at_ms, " + Now() + " - c.heartbeat_at_ms, (SELECT COUNT(*) FROM transactions t "
-      "WHERE t.owner = c.id AND t." + kUnfinished + ") FROM coordinators c ORDER BY "
-      "c.started_at_ms, c.id", &s);
+      "c.heartbeat_at_ms, " +
+          Now() +
+          " - c.heartbeat_at_ms, (SELECT COUNT(*) FROM transactions t "
+          "WHERE t.owner = c.id AND t." +
+          kUnfinished +
+          ") FROM coordinators c ORDER BY "
+          "c.started_at_ms, c.id",
+      &s);
   if (!st) return s;
   std::vector<CoordinatorRow> out;
   for (Result<bool> row = st->Step();; row = st->Step()) {
@@ -208,7 +230,8 @@ Result<std::vector<TxnDetail>> SqliteLogStore::ClaimOrphans(const std::string& n
             " WHERE gtid IN (SELECT t.gtid FROM transactions t WHERE t." + kUnfinished +
             " AND (t.owner IS NULL OR NOT EXISTS (SELECT 1 FROM coordinators c WHERE c.id = "
             "t.owner AND c.state <> 'dead')) ORDER BY t.created_at_ms, t.gtid LIMIT ?2) "
-            "RETURNING gtid", &ps);
+            "RETURNING gtid",
+        &ps);
     if (!st) return ps;
     st->Bind(1, new_owner).Bind(2, int64_t{std::max(limit, 0)});
     std::vector<std::string> gtids;
@@ -232,8 +255,10 @@ Result<std::vector<TxnDetail>> SqliteLogStore::ClaimOrphans(const std::string& n
 Result<int64_t> SqliteLogStore::ReleaseOwned(const std::string& owner) {
   std::lock_guard lock(mu_);
   Status s;
-  auto st = Prepare("UPDATE transactions SET owner = NULL, version = version + 1, updated_at_ms = " +
-                        Now() + " WHERE owner = ?1 AND " + kUnfinished, &s);
+  auto st = Prepare(
+      "UPDATE transactions SET owner = NULL, version = version + 1, updated_at_ms = " + Now() +
+          " WHERE owner = ?1 AND " + kUnfinished,
+      &s);
   if (!st) return s;
   return st->Bind(1, owner).Run();
 }
@@ -243,9 +268,11 @@ Result<int64_t> SqliteLogStore::PurgeFinished(int64_t before_ms, int limit) {
   int64_t purged = 0;
   Status s = InTransaction([&]() -> Status {
     Status ps;
-    auto st = Prepare("DELETE FROM transactions WHERE gtid IN (SELECT gtid FROM transactions "
-                      "WHERE state IN ('COMMITTED', 'ABORTED') AND updated_at_ms < ?1 ORDER BY "
-                      "updated_at_ms LIMIT ?2) RETURNING gtid", &ps);
+    auto st = Prepare(
+        "DELETE FROM transactions WHERE gtid IN (SELECT gtid FROM transactions "
+        "WHERE state IN ('COMMITTED', 'ABORTED') AND updated_at_ms < ?1 ORDER BY "
+        "updated_at_ms LIMIT ?2) RETURNING gtid",
+        &ps);
     if (!st) return ps;
     st->Bind(1, before_ms).Bind(2, int64_t{std::max(limit, 0)});
     std::vector<std::string> gtids;
@@ -256,8 +283,8 @@ Result<int64_t> SqliteLogStore::PurgeFinished(int64_t before_ms, int limit) {
     }
     st.reset();
     for (const std::string& gtid : gtids) {
-      for (const char* sql : {"DELETE FROM branches WHERE gtid = ?1",
-                              "DELETE FROM events WHERE gtid = ?1"}) {
+      for (const char* sql :
+           {"DELETE FROM branches WHERE gtid = ?1", "DELETE FROM events WHERE gtid = ?1"}) {
         auto del = Prepare(sql, &ps);
         if (!del) return ps;
         if (Result<int64_t> n = del->Bind(1, gtid).Run(); !n.ok()) return n.status();

@@ -9,10 +9,10 @@
 namespace treaty::testing {
 namespace {
 
-#define ASSERT_OK(expr)                                      \
-  do {                                                       \
-    const Status _s = (expr);                                \
-    ASSERT_TRUE(_s.ok()) << #expr << ": " << _s.ToString();  \
+#define ASSERT_OK(expr)                                     \
+  do {                                                      \
+    const Status _s = (expr);                               \
+    ASSERT_TRUE(_s.ok()) << #expr << ": " << _s.ToString(); \
   } while (0)
 
 using ClusterTest = StoreTest;
@@ -76,9 +76,9 @@ TEST_P(ClusterTest, ClaimOrphansTakesOnlyUnownedOrDeadOwned) {
   orphan.new_branches.push_back({"", "s1", 0, "RUNNING", 1, "", 0, "{}", 0});
   orphan.events.push_back({0, "", "", "state", "x", 0});
   TxnWrite unowned = CreateWrite("t-unowned", "alive", 1001);
-  Result<std::vector<Status>> r = store().ApplyBatch(
-      {CreateWrite("t-alive", "alive", 999), orphan, unowned,
-       CreateWrite("t-dead-done", "dead", 1002, "COMMITTED")});
+  Result<std::vector<Status>> r =
+      store().ApplyBatch({CreateWrite("t-alive", "alive", 999), orphan, unowned,
+                          CreateWrite("t-dead-done", "dead", 1002, "COMMITTED")});
   ASSERT_TRUE(r.ok());
   TxnWrite release{.gtid = "t-unowned", .owner = "alive"};
   release.release_owner = true;
@@ -137,9 +137,9 @@ TEST_P(ClusterTest, ConcurrentClaimersGetDisjointSets) {
 }
 
 TEST_P(ClusterTest, ReleaseOwnedHandsBackUnfinished) {
-  Result<std::vector<Status>> r = store().ApplyBatch(
-      {CreateWrite("a1", "a"), CreateWrite("a2", "a", 1000, "COMPENSATING"),
-       CreateWrite("a3", "a", 1000, "ABORTED"), CreateWrite("b1", "b")});
+  Result<std::vector<Status>> r =
+      store().ApplyBatch({CreateWrite("a1", "a"), CreateWrite("a2", "a", 1000, "COMPENSATING"),
+                          CreateWrite("a3", "a", 1000, "ABORTED"), CreateWrite("b1", "b")});
   ASSERT_TRUE(r.ok());
   Result<int64_t> n = store().ReleaseOwned("a");
   ASSERT_TRUE(n.ok()) << n.status().ToString();
@@ -181,8 +181,7 @@ TEST_P(ClusterTest, PurgeFinishedDeletesOldFinishedOnly) {
   EXPECT_TRUE(d->events.empty());
 }
 
-INSTANTIATE_TEST_SUITE_P(Engines, ClusterTest, ::testing::Values("sqlite", "postgres"),
-                         EngineName);
+INSTANTIATE_TEST_SUITE_P(Engines, ClusterTest, ::testing::Values("sqlite", "postgres"), EngineName);
 
 }  // namespace
 }  // namespace treaty::testing

@@ -1,15 +1,16 @@
 // LogStore contract tests on both engines: writes, fencing, reads, listing.
 #include <filesystem>
 #include <set>
+#include <thread>
 
 #include "store/store_fixture.h"
 
 namespace treaty::testing {
 namespace {
 
-#define ASSERT_OK(expr)                                  \
-  do {                                                   \
-    const Status _s = (expr);                            \
+#define ASSERT_OK(expr)                                     \
+  do {                                                      \
+    const Status _s = (expr);                               \
     ASSERT_TRUE(_s.ok()) << #expr << ": " << _s.ToString(); \
   } while (0)
 
@@ -17,6 +18,22 @@ TEST_P(StoreTest, MigrateIsIdempotentAndReady) {
   ASSERT_OK(store().Migrate());
   ASSERT_OK(store().Migrate());
   ASSERT_OK(store().CheckReady());
+}
+
+TEST_P(StoreTest, ConcurrentMigrationsOnAFreshDatabaseAllSucceed) {
+  std::string dir;
+  Result<std::unique_ptr<LogStore>> fresh = OpenFreshStore(GetParam(), &dir);
+  ASSERT_TRUE(fresh.ok()) << fresh.status().ToString();
+  std::vector<Status> results(4);
+  std::vector<std::thread> threads;
+  for (size_t i = 0; i < results.size(); ++i) {
+    threads.emplace_back([&, i] { results[i] = (*fresh)->Migrate(); });
+  }
+  for (auto& t : threads) t.join();
+  for (const Status& s : results) EXPECT_TRUE(s.ok()) << s.ToString();
+  ASSERT_OK((*fresh)->CheckReady());
+  fresh = Status::Internal("closed");
+  if (!dir.empty()) std::filesystem::remove_all(dir);
 }
 
 TEST(StoreOpenTest, UnmigratedStoreIsNotReadyAndBadUriIsRejected) {

@@ -166,8 +166,8 @@ TEST(LogWriterPostgresTest, RetriesWhilePostgresRestartsThenFailsWhenDown) {
   Completions done;
   LogWriter writer(store->get(), {.retry_for_ms = 20000});
   ASSERT_TRUE(pg.Stop().ok());
-  for (int i = 0; i < 10; ++i) writer.Submit(CreateWrite("during" + std::to_string(i), "c1"),
-                                             done.Add("during"));
+  for (int i = 0; i < 10; ++i)
+    writer.Submit(CreateWrite("during" + std::to_string(i), "c1"), done.Add("during"));
   std::this_thread::sleep_for(std::chrono::milliseconds(800));
   EXPECT_TRUE(done.Wait(1, 0).empty());  // still retrying
   ASSERT_TRUE(pg.Restart().ok());

@@ -120,8 +120,8 @@ Status MiniPostgres::Start() {
 Status MiniPostgres::StartServer() {
   const std::string log = root_ + "/postgres.log";
   pid_ = Spawn({bin_dir_ + "/postgres", "-D", data_dir_, "-k", root_, "-c",
-                "listen_addresses=127.0.0.1", "-p", std::to_string(port_), "-c", "fsync=off",
-                "-c", "max_prepared_transactions=64", "-c", "max_connections=200"},
+                "listen_addresses=127.0.0.1", "-p", std::to_string(port_), "-c", "fsync=off", "-c",
+                "max_prepared_transactions=64", "-c", "max_connections=200"},
                log);
   if (pid_ < 0) return Status::Internal("fork failed");
   return WaitUntilReady(60000);

@@ -56,7 +56,7 @@ class MiniPostgres {
   std::string data_dir_;  // root_/data
   int port_ = 0;
   pid_t pid_ = -1;
-  uid_t run_uid_ = 0;     // user to run as when root; 0 = do not switch
+  uid_t run_uid_ = 0;  // user to run as when root; 0 = do not switch
   gid_t run_gid_ = 0;
 };
 
