@@ -35,11 +35,4 @@ ${body}  return out;
 
 }  // namespace treaty
 ")
-# Only touch the file when it changes, so dependants do not rebuild needlessly.
-if(EXISTS ${OUTPUT})
-  file(READ ${OUTPUT} old)
-  if(old STREQUAL content)
-    return()
-  endif()
-endif()
 file(WRITE ${OUTPUT} "${content}")
