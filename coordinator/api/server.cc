@@ -97,8 +97,13 @@ Status Server::Start() {
     m.rest->Handle(std::move(req), std::move(r));
   });
 
+  // Bind now (requests are served once the io threads run, below) so the
+  // cluster row can carry the real address.
+  if (auto s = m.http->Start(); !s.ok()) return s;
+
   MembershipOptions mem;
   mem.node_name = m.options.node_name;
+  mem.http_addr = m.options.http_host + ":" + std::to_string(m.http->port());
   mem.heartbeat_ms = m.options.heartbeat_ms;
   mem.lease_ms = m.options.lease_ms;
   m.membership = std::make_unique<Membership>(m.store.get(), mem);
@@ -115,7 +120,6 @@ Status Server::Start() {
   m.rest = std::make_unique<RestApi>(m.service.get(), m.store.get(), m.blocking_runner.get(),
                                      RestApiOptions{});
 
-  if (auto s = m.http->Start(); !s.ok()) return s;
   m.work = std::make_unique<
       boost::asio::executor_work_guard<boost::asio::io_context::executor_type>>(
       m.io.get_executor());

@@ -271,7 +271,7 @@ TEST_P(SagaApiTest, OperatorRetryAndForceAbort) {
 
   json slow = Step("slow", 100);
   participant_->SetRule("slow", "action", Rule{{503}});
-  ASSERT_EQ(Post("/v1/sagas", {{"gtid", "op-2"}, {"steps", {Step("flight"), slow}}}).status, 201);
+  ASSERT_EQ(Post("/v1/sagas", {{"gtid", "op-2"}, {"steps", {Step("seat"), slow}}}).status, 201);
   participant_->WaitFor([](const auto& calls) {
     for (const auto& c : calls) {
       if (c.gtid == "op-2" && c.branch == "slow") return true;
@@ -281,7 +281,8 @@ TEST_P(SagaApiTest, OperatorRetryAndForceAbort) {
   auto abort = Post("/v1/transactions/op-2/abort", json::object());
   EXPECT_EQ(abort.status, 200) << abort.raw;
   EXPECT_EQ(WaitTerminal("op-2", 5000)["state"], "ABORTED");
-  EXPECT_EQ(participant_->EffectCount("op-2", "flight", "compensate"), 1);
+  EXPECT_EQ(participant_->EffectCount("op-2", "seat", "compensate"), 1);
+  EXPECT_EQ(participant_->EffectCount("op-2", "slow", "compensate"), 1);
 
   ASSERT_EQ(Post("/v1/sagas", {{"gtid", "op-3"}, {"wait", true}, {"steps", {Step("flight")}}}).status,
             201);
