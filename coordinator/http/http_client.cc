@@ -36,7 +36,8 @@ Result<ParsedUrl> ParseUrl(const std::string& url) {
   size_t port_colon = std::string::npos;
   if (!authority.empty() && authority[0] == '[') {  // [::1]:8080
     size_t close = authority.find(']');
-    if (close == std::string::npos) return Status::InvalidArgument("bad IPv6 host in '" + url + "'");
+    if (close == std::string::npos)
+      return Status::InvalidArgument("bad IPv6 host in '" + url + "'");
     out.host = authority.substr(1, close - 1);
     if (close + 1 < authority.size()) {
       if (authority[close + 1] != ':') return Status::InvalidArgument("bad host in '" + url + "'");
@@ -120,9 +121,8 @@ Result<HttpClientResponse> HttpFetch(const std::string& method, const std::strin
       if (ec) return finish("connect", ec);
       http::async_write(f.stream, f.req, [&](beast::error_code ec, size_t) {
         if (ec) return finish("write", ec);
-        http::async_read(f.stream, f.buffer, f.parser, [&](beast::error_code ec, size_t) {
-          finish("read", ec);
-        });
+        http::async_read(f.stream, f.buffer, f.parser,
+                         [&](beast::error_code ec, size_t) { finish("read", ec); });
       });
     });
   });

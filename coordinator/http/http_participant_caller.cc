@@ -1,7 +1,5 @@
 #include "http/http_participant_caller.h"
 
-#include <sys/socket.h>
-
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
@@ -21,6 +19,7 @@
 #include <nlohmann/json.hpp>
 
 #include "http/http_client.h"
+#include "http/http_connection_pool.h"
 
 namespace treaty {
 
@@ -35,97 +34,14 @@ namespace {
 constexpr uint64_t kMaxResponseBodyBytes = 8 << 20;
 constexpr size_t kErrorBodyExcerpt = 200;
 
-// One keep-alive connection. Touched only on `strand` while a call owns it;
-// while idle in a pool it has no pending operation.
-struct Connection {
-  explicit Connection(net::io_context& io)
-      : strand(net::make_strand(io)), stream(strand), resolver(strand) {}
-
-  // On the strand (or while idle): cancels everything and closes the socket.
-  void Close() {
-    beast::error_code ec;
-    resolver.cancel();
-    stream.socket().shutdown(tcp::socket::shutdown_both, ec);
-    stream.close();
-  }
-
-  // While idle: false when the peer closed (or sent unsolicited bytes).
-  bool LooksAlive() {
-    char byte;
-    ssize_t n = ::recv(stream.socket().native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
-    return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
-  }
-
-  net::strand<net::io_context::executor_type> strand;
-  beast::tcp_stream stream;
-  tcp::resolver resolver;
-  beast::flat_buffer buffer;
-  bool connected = false;
-  bool reused = false;     // taken from the idle list (may be stale)
-  Clock::time_point idle_since;
-};
-
-class CallState;
-
-// Connections to one host:port. `open` counts every connection that exists
-// (idle, in use or connecting) and never exceeds max_connections_per_host;
-// calls beyond it wait in FIFO order. Thread-safe (mu).
-class HostPool : public std::enable_shared_from_this<HostPool> {
- public:
-  HostPool(net::io_context& io, std::string host, std::string port, HttpCallerOptions options)
-      : io_(io),
-        host(std::move(host)),
-        port(std::move(port)),
-        options_(options),
-        sweep_timer_(io) {}
-
-  // Gives `call` a connection (posting CallState::Attach onto its strand) or queues it.
-  void Acquire(const std::shared_ptr<CallState>& call);
-  // Returns the slot held by `conn`. A reusable connection goes to the next
-  // waiter or the idle list; otherwise the caller has closed it and the slot
-  // goes to the next waiter as a fresh connection, or is freed.
-  void Release(const std::shared_ptr<Connection>& conn, bool reusable);
-  // Drops `call` from the wait queue if it is there (after its time-out).
-  void Forget(const CallState* call);
-  // Closes idle connections; released ones are closed from now on.
-  void Shutdown();
-
-  net::io_context& io() { return io_; }
-
- private:
-  void ArmSweep();  // requires mu_
-  void Sweep();
-  bool Expired(const Connection& c, Clock::time_point now) const {
-    return now - c.idle_since >= std::chrono::milliseconds(options_.idle_timeout_ms);
-  }
-  static void PostClose(const std::shared_ptr<Connection>& c) {
-    net::post(c->strand, [c] { c->Close(); });
-  }
-
-  net::io_context& io_;
-
- public:
-  const std::string host, port;
-
- private:
-  const HttpCallerOptions options_;
-  std::mutex mu_;
-  std::vector<std::shared_ptr<Connection>> idle_;     // guarded by mu_; most recent last
-  std::deque<std::shared_ptr<CallState>> waiting_;    // guarded by mu_
-  int open_ = 0;                                      // guarded by mu_
-  bool shut_down_ = false;                            // guarded by mu_
-  bool sweep_armed_ = false;                          // guarded by mu_
-  net::steady_timer sweep_timer_;                     // used under mu_
-};
-
 // One participant call: waits for a connection, then resolve → connect →
 // write → read on that connection's strand. A deadline timer (own strand)
 // covers the whole call. Exactly one of the paths wins `finished_` and posts
 // `done`; every handler that finds the call finished discards its connection.
-class CallState : public std::enable_shared_from_this<CallState> {
+class CallState : public PoolWaiter, public std::enable_shared_from_this<CallState> {
  public:
-  CallState(std::shared_ptr<HostPool> pool, ParticipantRequest req, ParticipantCaller::Callback done,
-            const std::string& target)
+  CallState(std::shared_ptr<HostPool> pool, ParticipantRequest req,
+            ParticipantCaller::Callback done, const std::string& target)
       : pool_(std::move(pool)),
         req_(std::move(req)),
         done_(std::move(done)),
@@ -145,10 +61,10 @@ class CallState : public std::enable_shared_from_this<CallState> {
     pool_->Acquire(shared_from_this());
   }
 
-  bool finished() const { return finished_.load(); }
+  bool finished() const override { return finished_.load(); }
 
   // On conn->strand.
-  void Attach(std::shared_ptr<Connection> conn) {
+  void Attach(std::shared_ptr<PooledConnection> conn) override {
     {
       std::lock_guard<std::mutex> lock(mu_);
       conn_ = conn;
@@ -156,7 +72,7 @@ class CallState : public std::enable_shared_from_this<CallState> {
     if (finished()) return Discard(conn);
     if (conn->connected) return Write(conn);
     conn->resolver.async_resolve(
-        pool_->host, pool_->port,
+        pool_->host(), pool_->port(),
         [self = shared_from_this(), conn](beast::error_code ec, tcp::resolver::results_type r) {
           self->OnResolve(conn, ec, r);
         });
@@ -174,7 +90,7 @@ class CallState : public std::enable_shared_from_this<CallState> {
     http_req_.method(http::verb::post);
     http_req_.target(target);
     http_req_.version(11);
-    http_req_.set(http::field::host, pool_->host + ":" + pool_->port);
+    http_req_.set(http::field::host, pool_->host() + ":" + pool_->port());
     http_req_.set(http::field::user_agent, "treaty");
     http_req_.set(http::field::content_type, "application/json");
     http_req_.set("Treaty-Gtid", req_.gtid);
@@ -189,10 +105,10 @@ class CallState : public std::enable_shared_from_this<CallState> {
     http_req_.prepare_payload();
   }
 
-  void OnResolve(const std::shared_ptr<Connection>& conn, beast::error_code ec,
+  void OnResolve(const std::shared_ptr<PooledConnection>& conn, beast::error_code ec,
                  const tcp::resolver::results_type& results) {
     if (finished()) return Discard(conn);
-    if (ec) return Fail(conn, "resolve " + pool_->host + ": " + ec.message());
+    if (ec) return Fail(conn, "resolve " + pool_->host() + ": " + ec.message());
     conn->stream.expires_at(std::min(deadline_, Clock::now() + connect_timeout_));
     conn->stream.async_connect(
         results, [self = shared_from_this(), conn](beast::error_code ec, const tcp::endpoint&) {
@@ -200,16 +116,16 @@ class CallState : public std::enable_shared_from_this<CallState> {
         });
   }
 
-  void OnConnect(const std::shared_ptr<Connection>& conn, beast::error_code ec) {
+  void OnConnect(const std::shared_ptr<PooledConnection>& conn, beast::error_code ec) {
     if (finished()) return Discard(conn);
-    std::string where = pool_->host + ":" + pool_->port;
+    std::string where = pool_->host() + ":" + pool_->port();
     if (ec == beast::error::timeout) return Fail(conn, "connect to " + where + " timed out");
     if (ec) return Fail(conn, "connect to " + where + ": " + ec.message());
     conn->connected = true;
     Write(conn);
   }
 
-  void Write(const std::shared_ptr<Connection>& conn) {
+  void Write(const std::shared_ptr<PooledConnection>& conn) {
     parser_.reset();
     conn->stream.expires_at(deadline_);
     http::async_write(conn->stream, http_req_,
@@ -218,7 +134,7 @@ class CallState : public std::enable_shared_from_this<CallState> {
                       });
   }
 
-  void OnWrite(const std::shared_ptr<Connection>& conn, beast::error_code ec) {
+  void OnWrite(const std::shared_ptr<PooledConnection>& conn, beast::error_code ec) {
     if (finished()) return Discard(conn);
     if (ec) return CanRetry(conn, ec) ? Retry(conn) : Fail(conn, IoError("write", ec));
     parser_.emplace();
@@ -229,7 +145,7 @@ class CallState : public std::enable_shared_from_this<CallState> {
                      });
   }
 
-  void OnRead(const std::shared_ptr<Connection>& conn, beast::error_code ec) {
+  void OnRead(const std::shared_ptr<PooledConnection>& conn, beast::error_code ec) {
     if (finished()) return Discard(conn);
     if (ec) return CanRetry(conn, ec) ? Retry(conn) : Fail(conn, IoError("read", ec));
     const auto& res = parser_->get();
@@ -241,7 +157,8 @@ class CallState : public std::enable_shared_from_this<CallState> {
       auto j = nlohmann::json::parse(body, nullptr, false);
       out.readonly_vote = j.is_object() && j.contains("vote") && j["vote"] == "readonly";
     } else {
-      out.outcome = out.http_status == 409 ? CallOutcome::kBusinessFailure : CallOutcome::kTransient;
+      out.outcome =
+          out.http_status == 409 ? CallOutcome::kBusinessFailure : CallOutcome::kTransient;
       out.error = "HTTP " + std::to_string(out.http_status);
       if (!body.empty()) out.error += ": " + body.substr(0, kErrorBodyExcerpt);
     }
@@ -253,24 +170,25 @@ class CallState : public std::enable_shared_from_this<CallState> {
 
   // A reused connection that failed before any response byte: the server
   // probably closed it while idle. Retried once on a fresh connection.
-  bool CanRetry(const std::shared_ptr<Connection>& conn, beast::error_code ec) const {
+  bool CanRetry(const std::shared_ptr<PooledConnection>& conn, beast::error_code ec) const {
     return conn->reused && !retried_ && ec != beast::error::timeout &&
            (!parser_ || !parser_->got_some()) && Clock::now() < deadline_;
   }
 
-  void Retry(const std::shared_ptr<Connection>& stale) {
+  void Retry(const std::shared_ptr<PooledConnection>& stale) {
     retried_ = true;
     stale->Close();
-    auto fresh = std::make_shared<Connection>(pool_->io());  // keeps the stale one's slot
+    auto fresh = std::make_shared<PooledConnection>(pool_->io());  // keeps the stale one's slot
     net::post(fresh->strand, [self = shared_from_this(), fresh] { self->Attach(fresh); });
   }
 
   std::string IoError(const char* what, beast::error_code ec) const {
-    if (ec == beast::error::timeout) return "timed out after " + std::to_string(req_.timeout_ms) + " ms";
-    return std::string(what) + " " + pool_->host + ":" + pool_->port + ": " + ec.message();
+    if (ec == beast::error::timeout)
+      return "timed out after " + std::to_string(req_.timeout_ms) + " ms";
+    return std::string(what) + " " + pool_->host() + ":" + pool_->port() + ": " + ec.message();
   }
 
-  void Fail(const std::shared_ptr<Connection>& conn, std::string error) {
+  void Fail(const std::shared_ptr<PooledConnection>& conn, std::string error) {
     ParticipantResponse out;
     out.outcome = CallOutcome::kTransient;
     out.error = std::move(error);
@@ -278,7 +196,7 @@ class CallState : public std::enable_shared_from_this<CallState> {
     Discard(conn);
   }
 
-  void Discard(const std::shared_ptr<Connection>& conn) {
+  void Discard(const std::shared_ptr<PooledConnection>& conn) {
     conn->Close();
     pool_->Release(conn, false);
   }
@@ -288,7 +206,7 @@ class CallState : public std::enable_shared_from_this<CallState> {
     out.outcome = CallOutcome::kTransient;
     out.error = "timed out after " + std::to_string(req_.timeout_ms) + " ms";
     if (!Finish(std::move(out))) return;
-    std::shared_ptr<Connection> conn;
+    std::shared_ptr<PooledConnection> conn;
     {
       std::lock_guard<std::mutex> lock(mu_);
       conn = conn_;
@@ -305,9 +223,8 @@ class CallState : public std::enable_shared_from_this<CallState> {
     if (finished_.exchange(true)) return false;
     out.latency_ms =
         std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start_).count();
-    net::post(pool_->io(), [done = std::move(done_), out = std::move(out)]() mutable {
-      done(std::move(out));
-    });
+    net::post(pool_->io(),
+              [done = std::move(done_), out = std::move(out)]() mutable { done(std::move(out)); });
     net::post(timer_strand_, [self = shared_from_this()] { self->timer_.cancel(); });
     return true;
   }
@@ -321,113 +238,12 @@ class CallState : public std::enable_shared_from_this<CallState> {
   net::steady_timer timer_;  // on timer_strand_
   std::atomic<bool> finished_{false};
   std::mutex mu_;
-  std::shared_ptr<Connection> conn_;  // guarded by mu_; the connection in use, for OnTimeout
+  std::shared_ptr<PooledConnection> conn_;  // guarded by mu_; the connection in use, for OnTimeout
   // Below: touched only on the strand of the connection in use (handed over by post).
   http::request<http::string_body> http_req_;
   std::optional<http::response_parser<http::string_body>> parser_;
   bool retried_ = false;
 };
-
-void HostPool::Acquire(const std::shared_ptr<CallState>& call) {
-  std::shared_ptr<Connection> conn;
-  std::vector<std::shared_ptr<Connection>> stale;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    auto now = Clock::now();
-    while (!idle_.empty()) {
-      auto c = std::move(idle_.back());
-      idle_.pop_back();
-      if (!Expired(*c, now) && c->LooksAlive()) {
-        conn = std::move(c);
-        conn->reused = true;
-        break;
-      }
-      stale.push_back(std::move(c));
-      --open_;
-    }
-    if (!conn) {
-      if (open_ < options_.max_connections_per_host) {
-        ++open_;
-        conn = std::make_shared<Connection>(io_);
-      } else {
-        waiting_.push_back(call);
-      }
-    }
-  }
-  for (auto& c : stale) PostClose(c);
-  if (conn) net::post(conn->strand, [call, conn] { call->Attach(conn); });
-}
-
-void HostPool::Release(const std::shared_ptr<Connection>& conn, bool reusable) {
-  std::shared_ptr<CallState> next;
-  std::shared_ptr<Connection> give;
-  bool close = false;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    while (!waiting_.empty() && !next) {
-      next = std::move(waiting_.front());
-      waiting_.pop_front();
-      if (next->finished()) next.reset();
-    }
-    if (next) {
-      give = reusable ? conn : std::make_shared<Connection>(io_);
-      give->reused = reusable;
-    } else if (reusable && !shut_down_) {
-      conn->idle_since = Clock::now();
-      idle_.push_back(conn);
-      ArmSweep();
-    } else {
-      --open_;
-      close = reusable;
-    }
-  }
-  if (close) conn->Close();  // Release runs on conn's strand
-  if (next) net::post(give->strand, [next, give] { next->Attach(give); });
-}
-
-void HostPool::Forget(const CallState* call) {
-  std::lock_guard<std::mutex> lock(mu_);
-  auto it = std::find_if(waiting_.begin(), waiting_.end(),
-                         [call](const auto& w) { return w.get() == call; });
-  if (it != waiting_.end()) waiting_.erase(it);
-}
-
-void HostPool::Shutdown() {
-  std::vector<std::shared_ptr<Connection>> idle;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    shut_down_ = true;
-    open_ -= static_cast<int>(idle_.size());
-    idle.swap(idle_);
-    sweep_timer_.cancel();
-  }
-  for (auto& c : idle) PostClose(c);
-}
-
-void HostPool::ArmSweep() {
-  if (sweep_armed_ || shut_down_) return;
-  sweep_armed_ = true;
-  sweep_timer_.expires_after(std::chrono::milliseconds(options_.idle_timeout_ms));
-  sweep_timer_.async_wait([weak = weak_from_this()](beast::error_code ec) {
-    if (auto self = weak.lock()) self->Sweep();
-  });
-}
-
-void HostPool::Sweep() {
-  std::vector<std::shared_ptr<Connection>> expired;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    sweep_armed_ = false;
-    auto now = Clock::now();
-    auto keep = std::partition(idle_.begin(), idle_.end(),
-                               [&](const auto& c) { return Expired(*c, now); });
-    expired.assign(idle_.begin(), keep);
-    idle_.erase(idle_.begin(), keep);
-    open_ -= static_cast<int>(expired.size());
-    if (!idle_.empty()) ArmSweep();
-  }
-  for (auto& c : expired) PostClose(c);
-}
 
 }  // namespace
 

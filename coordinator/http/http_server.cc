@@ -10,13 +10,13 @@
 #include <utility>
 #include <vector>
 
+#include <spdlog/spdlog.h>
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
-#include <spdlog/spdlog.h>
 
 #include "http/http_request_parsing.h"
 
@@ -55,9 +55,9 @@ struct ServerCore : std::enable_shared_from_this<ServerCore> {
   std::atomic<uint16_t> port{0};
 
   std::mutex mu;
-  tcp::acceptor acceptor;  // guarded by mu: initiations and close never overlap
-  bool stopped = false;    // guarded by mu
-  uint64_t next_session_id = 0;                                   // guarded by mu
+  tcp::acceptor acceptor;        // guarded by mu: initiations and close never overlap
+  bool stopped = false;          // guarded by mu
+  uint64_t next_session_id = 0;  // guarded by mu
   std::unordered_map<uint64_t, std::weak_ptr<Session>> sessions;  // guarded by mu
 };
 
@@ -101,9 +101,9 @@ class Session : public std::enable_shared_from_this<Session> {
     if (closed_) return;
     if (ec == http::error::end_of_stream) return ShutdownAndClose();
     if (ec == http::error::body_limit) {
-      return WriteError(413, "too_large",
-                        "request body exceeds " +
-                            std::to_string(server_->options.max_body_bytes) + " bytes");
+      return WriteError(
+          413, "too_large",
+          "request body exceeds " + std::to_string(server_->options.max_body_bytes) + " bytes");
     }
     if (ec == http::error::header_limit) {
       return WriteError(431, "headers_too_large", "request headers are too large");
@@ -197,13 +197,12 @@ class Session : public std::enable_shared_from_this<Session> {
     beast::error_code ec;
     stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
     stream_.expires_after(kDrainTime);
-    stream_.async_read_some(net::buffer(drain_buf_),
-                            [self = shared_from_this()](beast::error_code ec, size_t) {
-                              if (ec || self->closed_) return self->CloseNow();
-                              self->stream_.async_read_some(
-                                  net::buffer(self->drain_buf_),
-                                  [self](beast::error_code, size_t) { self->Drain(); });
-                            });
+    stream_.async_read_some(
+        net::buffer(drain_buf_), [self = shared_from_this()](beast::error_code ec, size_t) {
+          if (ec || self->closed_) return self->CloseNow();
+          self->stream_.async_read_some(net::buffer(self->drain_buf_),
+                                        [self](beast::error_code, size_t) { self->Drain(); });
+        });
   }
 
   void ShutdownAndClose() {
@@ -275,8 +274,9 @@ HttpServer::~HttpServer() { Stop(); }
 Status HttpServer::Start() {
   beast::error_code ec;
   tcp::resolver resolver(impl_->core->io);
-  auto results = resolver.resolve(impl_->core->options.host, std::to_string(impl_->core->options.port),
-                                  tcp::resolver::passive, ec);
+  auto results =
+      resolver.resolve(impl_->core->options.host, std::to_string(impl_->core->options.port),
+                       tcp::resolver::passive, ec);
   if (ec || results.empty()) {
     return Status::Unavailable("cannot resolve " + impl_->core->options.host + ": " + ec.message());
   }

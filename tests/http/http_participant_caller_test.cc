@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "http/http_server.h"
 #include "http/io_runner.h"
 #include "support/test_participant.h"
 
@@ -217,6 +218,62 @@ TEST(HttpParticipantCallerStaleTest, RetriesWhenServerClosedIdleConnection) {
     std::this_thread::sleep_for(300ms);  // longer than the server's idle timeout
   }
   EXPECT_EQ(participant.ConnectionCount(), 3);
+}
+
+// A server that closes a keep-alive connection without answering (as if its
+// idle timer fired just as the request arrived): dropping the responder
+// closes the connection.
+TEST(HttpParticipantCallerStaleTest, RetriesOnceOnFreshConnectionWhenReusedOneDies) {
+  IoRunner runner(2);
+  std::mutex mu;
+  std::map<std::string, int> per_connection;  // remote -> requests seen
+  std::string first_remote;
+  int requests = 0;
+  bool drop_new_connections = false;
+  HttpServer server(runner.io(), HttpServerOptions{}, [&](HttpRequest req, HttpResponder respond) {
+    std::lock_guard<std::mutex> lock(mu);
+    ++requests;
+    int n = ++per_connection[req.remote];
+    if (first_remote.empty()) first_remote = req.remote;
+    if (req.remote == first_remote && n == 2) return;  // drop: close without answering
+    if (drop_new_connections) return;
+    respond({200, "application/json", "{}", {}});
+  });
+  ASSERT_TRUE(server.Start().ok());
+  HttpParticipantCaller caller(runner.io(), HttpCallerOptions{});
+  auto call = [&] {
+    ParticipantRequest req;
+    req.url = "http://127.0.0.1:" + std::to_string(server.port()) + "/b/action";
+    req.gtid = "g";
+    req.branch = "b";
+    req.op = "action";
+    req.timeout_ms = 5000;
+    std::promise<ParticipantResponse> p;
+    caller.Call(req, [&](ParticipantResponse r) { p.set_value(r); });
+    return p.get_future().get();
+  };
+  EXPECT_EQ(call().outcome, CallOutcome::kOk);
+  auto second = call();  // reused connection dies -> one retry on a fresh connection
+  EXPECT_EQ(second.outcome, CallOutcome::kOk) << second.error;
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    EXPECT_EQ(requests, 3);
+    EXPECT_EQ(per_connection.size(), 2u);
+    drop_new_connections = true;
+  }
+  // A failure on a connection that was not reused is not retried.
+  HttpParticipantCaller fresh_caller(runner.io(), HttpCallerOptions{});
+  ParticipantRequest req;
+  req.url = "http://127.0.0.1:" + std::to_string(server.port()) + "/b/action";
+  req.gtid = "g2";
+  std::promise<ParticipantResponse> p;
+  fresh_caller.Call(req, [&](ParticipantResponse r) { p.set_value(r); });
+  auto third = p.get_future().get();
+  EXPECT_EQ(third.outcome, CallOutcome::kTransient);
+  EXPECT_EQ(third.http_status, 0);
+  std::lock_guard<std::mutex> lock(mu);
+  EXPECT_EQ(requests, 4);
+  server.Stop();
 }
 
 TEST(TestParticipantTest, StatusSequencesAndIdempotentEffects) {

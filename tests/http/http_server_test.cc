@@ -4,11 +4,11 @@
 #include <chrono>
 #include <thread>
 
+#include <gtest/gtest.h>
 #include <boost/asio/connect.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/read.hpp>
 #include <boost/asio/write.hpp>
-#include <gtest/gtest.h>
 
 #include "http/http_client.h"
 #include "http/http_request_parsing.h"
@@ -238,8 +238,11 @@ TEST_F(HttpServerTest, ClientDisconnectMidRequestDoesNotCrash) {
 TEST_F(HttpServerTest, IdleConnectionsAreClosed) {
   HttpServerOptions options;
   options.idle_timeout_ms = 100;
-  StartServer([&](HttpRequest, HttpResponder respond) { respond({200, "text/plain", "ok", {}}); },
-              options);
+  StartServer(
+      [&](HttpRequest, HttpResponder respond) {
+        respond({200, "text/plain", "ok", {}});
+      },
+      options);
   RawClient client(server_->port());
   auto start = std::chrono::steady_clock::now();
   EXPECT_EQ(client.ReadAll(), "");

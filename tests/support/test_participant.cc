@@ -16,16 +16,18 @@ TestParticipant::TestParticipant(Options options) {
   server_options.host = "127.0.0.1";
   server_options.port = 0;
   server_options.idle_timeout_ms = options.idle_timeout_ms;
-  server_ = std::make_unique<HttpServer>(
-      io_, server_options,
-      [this](HttpRequest req, HttpResponder respond) { Handle(std::move(req), std::move(respond)); });
+  server_ = std::make_unique<HttpServer>(io_, server_options,
+                                         [this](HttpRequest req, HttpResponder respond) {
+                                           Handle(std::move(req), std::move(respond));
+                                         });
   Status st = server_->Start();
   if (!st.ok()) {
     std::fprintf(stderr, "TestParticipant: %s\n", st.ToString().c_str());
     std::abort();
   }
-  auto work = std::make_shared<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>>(
-      io_.get_executor());
+  auto work =
+      std::make_shared<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>>(
+          io_.get_executor());
   for (int i = 0; i < std::max(1, options.threads); ++i) {
     threads_.emplace_back([this, work] { io_.run(); });
   }
@@ -117,9 +119,8 @@ void TestParticipant::Answer(size_t index, const Rule& rule, HttpResponder respo
     const Call& call = calls_[index];
     status = call.status;
     if (status >= 200 && status < 300) {
-      std::string key = call.idempotency_key.empty()
-                            ? call.gtid + "/" + call.branch + "/" + call.op
-                            : call.idempotency_key;
+      std::string key = call.idempotency_key.empty() ? call.gtid + "/" + call.branch + "/" + call.op
+                                                     : call.idempotency_key;
       if (applied_keys_.insert(key).second) ++effects_[{call.gtid, call.branch, call.op}];
     }
   }

@@ -1,0 +1,100 @@
+#pragma once
+
+// Private to treaty_http: the keep-alive connection pool behind
+// HttpParticipantCaller (one HostPool per host:port).
+
+#include <chrono>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+
+#include "http/http_participant_caller.h"
+
+namespace treaty {
+
+// One keep-alive connection. Touched only on `strand` while a call holds it;
+// while idle in a pool it has no pending operation. A connection that was
+// closed is never handed out again.
+struct PooledConnection {
+  explicit PooledConnection(boost::asio::io_context& io);
+
+  // On the strand (or while idle): cancels everything and closes the socket.
+  void Close();
+  // While idle: false when the peer closed (or sent unsolicited bytes).
+  bool LooksAlive();
+
+  boost::asio::strand<boost::asio::io_context::executor_type> strand;
+  boost::beast::tcp_stream stream;
+  boost::asio::ip::tcp::resolver resolver;
+  boost::beast::flat_buffer buffer;
+  bool connected = false;
+  bool reused = false;  // taken from the idle list (so possibly stale)
+  std::chrono::steady_clock::time_point idle_since;
+};
+
+// Someone waiting for a connection (a participant call).
+class PoolWaiter {
+ public:
+  virtual ~PoolWaiter() = default;
+  // True once the waiter no longer wants a connection (it timed out). Thread-safe.
+  virtual bool finished() const = 0;
+  // Runs on conn->strand. The waiter now holds the connection's slot and must
+  // give it back with HostPool::Release exactly once (directly or after
+  // replacing the connection with a fresh one it keeps the slot for).
+  virtual void Attach(std::shared_ptr<PooledConnection> conn) = 0;
+};
+
+// Connections to one host:port. Every connection that exists (idle, in use
+// or connecting) holds a slot; slots never exceed max_connections_per_host.
+// Waiters beyond the bound are served in FIFO order as slots free up. Idle
+// connections are reused most-recent-first, checked for a peer close before
+// reuse, and closed after idle_timeout_ms. Thread-safe (mu_).
+class HostPool : public std::enable_shared_from_this<HostPool> {
+ public:
+  HostPool(boost::asio::io_context& io, std::string host, std::string port,
+           HttpCallerOptions options);
+
+  // Gives `waiter` a connection (posting waiter->Attach onto its strand) or
+  // queues it until a slot frees.
+  void Acquire(const std::shared_ptr<PoolWaiter>& waiter);
+  // Gives back the slot held by `conn` (call on conn's strand). A reusable
+  // connection goes to the next waiter or the idle list; a non-reusable one
+  // must already be closed, and its slot goes to the next waiter as a fresh
+  // connection, or is freed.
+  void Release(const std::shared_ptr<PooledConnection>& conn, bool reusable);
+  // Drops `waiter` from the queue if it is still there.
+  void Forget(const PoolWaiter* waiter);
+  // Closes idle connections; connections released later are closed too.
+  void Shutdown();
+
+  boost::asio::io_context& io() { return io_; }
+  const std::string& host() const { return host_; }
+  const std::string& port() const { return port_; }
+
+ private:
+  void ArmSweep();  // requires mu_
+  void Sweep();
+  bool Expired(const PooledConnection& c, std::chrono::steady_clock::time_point now) const;
+
+  boost::asio::io_context& io_;
+  const std::string host_, port_;
+  const HttpCallerOptions options_;
+  std::mutex mu_;
+  std::vector<std::shared_ptr<PooledConnection>> idle_;  // guarded by mu_; most recent last
+  std::deque<std::shared_ptr<PoolWaiter>> waiting_;      // guarded by mu_
+  int open_ = 0;                                         // guarded by mu_; slots in use
+  bool shut_down_ = false;                               // guarded by mu_
+  bool sweep_armed_ = false;                             // guarded by mu_
+  boost::asio::steady_timer sweep_timer_;                // used under mu_
+};
+
+}  // namespace treaty
