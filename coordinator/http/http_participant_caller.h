@@ -11,6 +11,12 @@
 // (request.timeout_ms, covering connect+write+read) or a connection error ->
 // kTransient. A stale pooled connection that fails before any byte of the
 // response is read is retried once on a fresh connection.
+//
+// Threads: Call may be invoked from any thread; `done` is posted to `io` and
+// runs on one of its threads. `io` must outlive every call in flight.
+// Destroying the caller closes idle connections; calls already started still
+// complete and invoke `done` while `io` runs. Only http:// URLs are served;
+// any other scheme (or a malformed URL) completes as kTransient with an error.
 
 #include <memory>
 

@@ -4,6 +4,14 @@
 // connections on the threads running the given io_context. Requests with a
 // body over `max_body_bytes` get 413 with a JSON error; malformed requests get
 // 400; neither reaches the handler, and the server stays up.
+//
+// Threads: each connection has its own strand; the handler runs on it (an
+// io_context thread), so it must not block. Requests on one connection are
+// handled one at a time (the next is read after the response is written), so
+// pipelining is safe. `respond` may be called from any thread, later; a
+// handler that throws gets a 500. A responder destroyed without being called
+// closes the connection without an answer. Connections idle for longer than
+// idle_timeout_ms (also while a request is only partly received) are closed.
 
 #include <cstdint>
 #include <memory>
