@@ -19,6 +19,9 @@ struct ParticipantRequest {
   std::string payload_json;  // JSON text; "null" when none was given
   std::string traceparent;   // W3C trace context to propagate
   int64_t timeout_ms = 10000;
+  // 2PC one-phase commit (op "commit" without a prior prepare): the
+  // participant prepares and commits at once; 409 means it refused.
+  bool one_phase = false;
 };
 
 enum class CallOutcome {

@@ -33,6 +33,16 @@ inline constexpr char kFailed[] = "FAILED";
 inline constexpr char kCompensated[] = "COMPENSATED";
 // (kRunning and kCompensating are shared with the transaction states.)
 
+// 2PC branch states (see two_phase.h for the diagram):
+//   ENLISTED -> PREPARING -> PREPARED -> COMMITTING -> COMMITTED
+//                         -> READONLY   (left out of phase 2)
+//   any but READONLY/COMMITTED -> ABORTING -> ABORTED
+// kPreparing, kCommitting, kAborting, kCommitted and kAborted are shared with
+// the transaction states.
+inline constexpr char kEnlisted[] = "ENLISTED";
+inline constexpr char kPrepared[] = "PREPARED";
+inline constexpr char kReadOnly[] = "READONLY";
+
 inline bool IsTerminal(const std::string_view state) {
   return state == kCommitted || state == kAborted;
 }

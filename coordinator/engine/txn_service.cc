@@ -192,6 +192,10 @@ void TxnService::Adopt(std::vector<TxnDetail> claimed) {
     for (const auto& detail : claimed) {
       const std::string& gtid = detail.txn.gtid;
       if (drivers_.count(gtid)) continue;
+      if (detail.txn.kind == states::k2pc) {
+        Adopt2pc(detail);
+        continue;
+      }
       if (detail.txn.kind != states::kSaga) {
         spdlog::error("gtid={} cannot adopt transaction of kind '{}'", gtid, detail.txn.kind);
         continue;

@@ -21,14 +21,21 @@
 #include "common/task_runner.h"
 #include "engine/engine_context.h"
 #include "engine/saga_spec.h"
+#include "engine/two_phase_spec.h"
 #include "engine/txn_driver.h"
 #include "store/log_store.h"
 
 namespace treaty {
 
+class TwoPhase;
+
 struct TxnServiceOptions {
   EngineOptions engine;
   int64_t max_wait_ms = 30000;  // upper bound of a `wait` request
+  // 2PC commit/abort answer once the decision is durable, after waiting up
+  // to this long for phase 2 to finish (so a quick one answers COMMITTED).
+  int64_t phase_two_answer_wait_ms = 1000;
+  TwoPhaseLimits two_phase;
 };
 
 struct TxnServiceDeps {
@@ -77,6 +84,20 @@ class TxnService : private TxnObserver {
   void Retry(const std::string& gtid, Callback<SubmitResult> done);
   void ForceAbort(const std::string& gtid, Callback<SubmitResult> done);
 
+  // --- 2PC (txn_service_2pc.cc; see engine/two_phase.h) ---
+  // Logs a new ACTIVE transaction; answers once durable. A repeated begin of
+  // a known gtid with the same options answers its state (created=false);
+  // different options or a saga under that gtid: Conflict.
+  void Begin2pc(TwoPhaseSpec spec, Callback<SubmitResult> done);
+  // Enlists a branch once durable. NotFound for an unknown gtid; Conflict
+  // when not ACTIVE, not 2PC, driven by a peer, or the name is taken.
+  void RegisterBranch(const std::string& gtid, BranchSpec branch, Callback<SubmitResult> done);
+  // Runs the protocol; answers the decision (COMMITTING, COMMITTED,
+  // ABORTING, ABORTED) once it is durable.
+  void Commit2pc(const std::string& gtid, Callback<SubmitResult> done);
+  // Aborts; Conflict once the commit decision is logged.
+  void Abort2pc(const std::string& gtid, Callback<SubmitResult> done);
+
   // Recovery/takeover: starts drivers for transactions just claimed.
   void Adopt(std::vector<TxnDetail> claimed);
   // Drops every driver at once (this coordinator was declared dead) and sets
@@ -96,6 +117,13 @@ class TxnService : private TxnObserver {
   void AddWaiter(const std::string& gtid, int64_t wait_ms, Callback<SubmitResult> done,
                  bool created);
   void FireWaiters(const std::string& gtid, const std::string& state);
+  // 2PC helpers (txn_service_2pc.cc).
+  void Answer2pcExisting(TwoPhaseSpec spec, Callback<SubmitResult> done);
+  void With2pc(const std::string& gtid, Callback<SubmitResult> done,
+               std::function<void(std::shared_ptr<TwoPhase>, Callback<SubmitResult>)> fn);
+  void AnswerDecision(const std::string& gtid, Result<std::string> decision,
+                      Callback<SubmitResult> done);
+  void Adopt2pc(const TxnDetail& detail);
   // Runs an operator action on the engine runner.
   void OperatorAction(const std::string& gtid, bool abort, Callback<SubmitResult> done);
 

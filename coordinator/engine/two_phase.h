@@ -1,0 +1,138 @@
+#pragma once
+
+// TwoPhase: the driver of one two-phase-commit transaction (DESIGN.md "2PC
+// rules"). Presumed abort: without a logged commit decision, the outcome is
+// abort.
+//
+//   transaction:
+//
+//     ACTIVE ──commit──► PREPARING ──all yes──► COMMITTING ──all acked──► COMMITTED
+//       │  (enlist)          │       (commit point:        (commit retried
+//       │                    │        durable before        until acked)
+//       │                    │        any commit is sent)
+//       │ abort, deadline    │ a no vote, prepare failed after retries,
+//       │                    │ deadline, abort, operator abort
+//       └────────────────────┴─────► ABORTING ──all acked──► ABORTED
+//                                     (abort retried until acked)
+//
+//     Shortcuts: commit with no branches, or with every vote READONLY, goes
+//     straight to COMMITTED (nothing to do in phase 2). One-phase commit (a
+//     single branch and spec.one_phase): ACTIVE -> COMMITTING (logged) ->
+//     one `commit` call with one_phase set, no prepare; 2xx -> COMMITTED,
+//     409 (the participant refused) -> ABORTED, anything else is retried.
+//
+//   branch:
+//
+//     ENLISTED ─► PREPARING ─┬─ yes ──────► PREPARED ─► COMMITTING ─► COMMITTED
+//                            ├─ readonly ─► READONLY (no phase 2)
+//                            └─ no / failed after retries ─┐
+//     ENLISTED, PREPARING, PREPARED ──────────────────────┴─► ABORTING ─► ABORTED
+//
+// Rules:
+//  - Branches enlist only while ACTIVE; later enlistments are Conflict.
+//    Re-enlisting the same name with the same spec is idempotent.
+//  - Prepares go out in parallel once PREPARING is durable. 409 is a no
+//    vote; other failures are retried per spec.prepare_retry, then count as
+//    a no vote.
+//  - Abort goes to every branch that is not READONLY, including one that
+//    voted no (idempotent at the participant) and one never prepared; never
+//    while that branch's prepare call is still in flight.
+//  - Commit and abort calls are retried until acknowledged, with capped
+//    backoff (options.retry_*); needs_attention after
+//    options.attention_after_attempts failures of one branch.
+//  - The deadline (begin + spec.timeout_ms) aborts an ACTIVE or PREPARING
+//    transaction.
+//
+// Recovery (Restore + Start, after a crash or a takeover): ACTIVE or
+// PREPARING -> ABORTING (presumed abort: no decision was logged, so a
+// participant asking the coordinator is told "not committed"); COMMITTING ->
+// commit resent to every branch not yet COMMITTED; ABORTING -> abort resent
+// to every branch not yet ABORTED. Delivery is at least once.
+//
+// Threading: runs on ctx->runner only. Reply callbacks run there too.
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "engine/participant_caller.h"
+#include "engine/two_phase_spec.h"
+#include "engine/txn_driver.h"
+#include "store/records.h"
+
+namespace treaty {
+
+class TwoPhase : public TxnDriver {
+ public:
+  // Answers with the state once the decision (or the refusal) is durable.
+  using DecisionCallback = std::function<void(Result<std::string>)>;
+
+  // A new transaction in ACTIVE: the create write is the first thing Start()
+  // sends. `spec.gtid` must be set.
+  static std::shared_ptr<TwoPhase> Create(EngineContext* ctx, TwoPhaseSpec spec);
+  // A transaction read back from the log (branches in idx order).
+  static Result<std::shared_ptr<TwoPhase>> Restore(EngineContext* ctx, const TxnDetail& detail);
+
+  void Start() override;
+  Status RetryNow() override;
+  // Aborts unless the commit decision is logged (then Conflict).
+  Status ForceAbort(const std::string& reason) override;
+
+  // Enlists a branch; `done` runs once the enlistment is durable. Conflict
+  // when not ACTIVE or when the name is taken by a different spec;
+  // InvalidArgument past max_branches.
+  void Enlist(BranchSpec branch, size_t max_branches, std::function<void(Status)> done);
+  // Runs the protocol; `done` gets the decision (COMMITTING, COMMITTED,
+  // ABORTING, ABORTED) once it is durable.
+  void RequestCommit(DecisionCallback done);
+  // Aborts; Conflict once the commit decision is logged.
+  void RequestAbort(const std::string& reason, DecisionCallback done);
+
+  const TwoPhaseSpec& spec() const { return spec_; }
+
+ protected:
+  void CancelTimers() override;
+
+ private:
+  struct Branch {
+    BranchSpec spec;
+    std::string state;
+    int attempts = 0;         // attempts of the current op
+    int failures = 0;         // failed commit/abort attempts (in memory)
+    bool in_flight = false;   // a call is planned or outstanding
+    bool voted_no = false;    // no vote, or prepare failed after retries
+    std::shared_ptr<TaskRunner::Timer> timer;  // a retry is scheduled
+    std::string last_error;
+  };
+
+  TwoPhase(EngineContext* ctx, TwoPhaseSpec spec);
+  bool Decided() const;
+  bool OnePhase() const { return spec_.one_phase && branches_.size() == 1; }
+  void Pump();
+  void PumpPreparing();
+  void PumpPhaseTwo(const std::string& op);
+  // Logs a decision (COMMITTING/ABORTING or a direct terminal state).
+  void Decide(const std::string& state, const std::string& why);
+  void AnswerWhenDecided(DecisionCallback done);
+  void SetBranch(int i, const std::string& state, const std::string& detail);
+  void Launch(int i, const std::string& op);
+  void OnPrepareResult(int i, const ParticipantResponse& r);
+  void OnPhaseTwoResult(int i, const std::string& op, const ParticipantResponse& r);
+  void ScheduleRetry(int i, const std::string& op, int64_t delay_ms);
+  void StartDeadline();
+
+  TwoPhaseSpec spec_;
+  std::vector<Branch> branches_;
+  int64_t deadline_ms_ = 0;
+  bool is_new_ = false;
+  bool decision_durable_ = false;
+  std::shared_ptr<TaskRunner::Timer> deadline_timer_;
+  std::vector<DecisionCallback> decision_waiters_;
+  // Enlistment replies waiting for their write (failed if the driver drops).
+  std::map<uint64_t, std::function<void(Status)>> enlist_replies_;
+  uint64_t next_reply_ = 0;
+};
+
+}  // namespace treaty

@@ -1,0 +1,104 @@
+#include "engine/two_phase_spec.h"
+
+#include <set>
+
+namespace treaty {
+namespace {
+
+using nlohmann::json;
+
+Status Invalid(const std::string& m) { return Status::InvalidArgument(m); }
+
+Status CheckKnownFields(const json& body, const std::set<std::string>& known,
+                        const std::string& where) {
+  for (const auto& [key, value] : body.items()) {
+    if (!known.count(key)) return Invalid(where + "unknown field '" + key + "'");
+  }
+  return Status::Ok();
+}
+
+Status ReadUrl(const json& body, const char* key, std::string* out) {
+  auto it = body.find(key);
+  if (it == body.end() || it->is_null()) {
+    return Invalid(std::string("missing required field '") + key + "'");
+  }
+  if (!it->is_string()) return Invalid(std::string("'") + key + "' must be a string");
+  *out = it->get<std::string>();
+  return ValidateEndpoint(*out, std::string("'") + key + "'");
+}
+
+Status ReadTimeout(const json& body, int64_t min, int64_t max, int64_t* out) {
+  auto it = body.find("timeout_ms");
+  if (it == body.end() || it->is_null()) return Status::Ok();
+  if (!it->is_number_integer()) return Invalid("'timeout_ms' must be an integer");
+  int64_t v = it->get<int64_t>();
+  if (v < min || v > max) {
+    return Invalid("'timeout_ms' must be between " + std::to_string(min) + " and " +
+                   std::to_string(max));
+  }
+  *out = v;
+  return Status::Ok();
+}
+
+}  // namespace
+
+Result<TwoPhaseSpec> ParseTwoPhaseSpec(const json& body, const TwoPhaseLimits& limits) {
+  if (!body.is_object()) return Invalid("the request body must be a JSON object");
+  if (auto s = CheckKnownFields(body, {"gtid", "timeout_ms", "one_phase"}, ""); !s.ok()) return s;
+  TwoPhaseSpec spec;
+  if (auto it = body.find("gtid"); it != body.end() && !it->is_null()) {
+    if (!it->is_string()) return Invalid("'gtid' must be a string");
+    spec.gtid = it->get<std::string>();
+    if (auto s = ValidateGtid(spec.gtid, limits.max_gtid_length); !s.ok()) return s;
+  }
+  if (auto s = ReadTimeout(body, 1, limits.max_timeout_ms, &spec.timeout_ms); !s.ok()) return s;
+  if (auto it = body.find("one_phase"); it != body.end() && !it->is_null()) {
+    if (!it->is_boolean()) return Invalid("'one_phase' must be true or false");
+    spec.one_phase = it->get<bool>();
+  }
+  return spec;
+}
+
+Result<BranchSpec> ParseBranchSpec(const json& body, const TwoPhaseLimits& limits) {
+  if (!body.is_object()) return Invalid("the request body must be a JSON object");
+  if (auto s = CheckKnownFields(
+          body, {"name", "prepare", "commit", "abort", "payload", "timeout_ms"}, "");
+      !s.ok()) {
+    return s;
+  }
+  BranchSpec b;
+  auto name = body.find("name");
+  if (name == body.end() || name->is_null()) return Invalid("missing required field 'name'");
+  if (!name->is_string()) return Invalid("'name' must be a string");
+  b.name = name->get<std::string>();
+  if (b.name.empty() || b.name.size() > limits.max_name_length) {
+    return Invalid("'name' must be 1 to " + std::to_string(limits.max_name_length) +
+                   " characters");
+  }
+  for (unsigned char c : b.name) {
+    if (c < 0x21 || c > 0x7e || c == '/') {
+      return Invalid("'name' must be printable ASCII without spaces or '/'");
+    }
+  }
+  if (auto s = ReadUrl(body, "prepare", &b.prepare); !s.ok()) return s;
+  if (auto s = ReadUrl(body, "commit", &b.commit); !s.ok()) return s;
+  if (auto s = ReadUrl(body, "abort", &b.abort); !s.ok()) return s;
+  if (auto it = body.find("payload"); it != body.end()) b.payload = it->dump();
+  if (auto s = ReadTimeout(body, 1, limits.max_timeout_ms, &b.timeout_ms); !s.ok()) return s;
+  return b;
+}
+
+json ToJson(const TwoPhaseSpec& spec) {
+  return {{"timeout_ms", spec.timeout_ms}, {"one_phase", spec.one_phase}};
+}
+
+json ToJson(const BranchSpec& b) {
+  json out = {{"prepare", b.prepare},
+              {"commit", b.commit},
+              {"abort", b.abort},
+              {"payload", json::parse(b.payload, nullptr, false)}};
+  if (b.timeout_ms > 0) out["timeout_ms"] = b.timeout_ms;
+  return out;
+}
+
+}  // namespace treaty

@@ -1,0 +1,63 @@
+#pragma once
+
+// TwoPhaseSpec and BranchSpec: validated 2PC requests (DESIGN.md,
+// POST /v1/2pc and POST /v1/2pc/{gtid}/branches).
+//
+//   begin:  {"gtid"?, "timeout_ms"?, "one_phase"?}
+//   branch: {"name", "prepare": URL, "commit": URL, "abort": URL, "payload"?}
+//
+// ParseTwoPhaseSpec / ParseBranchSpec reject, with a message naming the
+// problem: a body that is not an object, unknown or mistyped fields, a bad
+// gtid or name, non-http/thrift URLs and out-of-range numbers. ToJson gives
+// the normalized form stored in the log (`transactions.spec` for the
+// transaction, `branches.spec` for a branch) and compared on a repeated
+// begin or enlistment (idempotency).
+
+#include <cstdint>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "common/status.h"
+#include "engine/saga_spec.h"
+
+namespace treaty {
+
+struct TwoPhaseSpec {
+  std::string gtid;  // empty: the server makes one
+  // Transaction deadline: an ACTIVE or PREPARING transaction still undecided
+  // this long after begin is aborted. Always set (default 60 s).
+  int64_t timeout_ms = 60000;
+  // A transaction with exactly one (non-read-only) branch commits in one
+  // phase: no prepare, a single `commit` call flagged one_phase (see
+  // two_phase.h). Off for participants that need a prepare before a commit
+  // (e.g. TCC, whose confirm needs its try).
+  bool one_phase = true;
+  // Prepare calls that fail transiently are retried per this policy, then
+  // count as a no vote.
+  RetryPolicy prepare_retry{3, 100, 2000};
+};
+
+struct BranchSpec {
+  std::string name;
+  std::string prepare;  // URL
+  std::string commit;   // URL
+  std::string abort;    // URL
+  std::string payload = "null";  // JSON text
+  int64_t timeout_ms = 0;        // 0: the coordinator's default call time-out
+};
+
+struct TwoPhaseLimits {
+  size_t max_branches = 256;
+  size_t max_name_length = 128;
+  size_t max_gtid_length = 128;
+  int64_t max_timeout_ms = 24LL * 3600 * 1000;
+};
+
+Result<TwoPhaseSpec> ParseTwoPhaseSpec(const nlohmann::json& body,
+                                       const TwoPhaseLimits& limits = {});
+Result<BranchSpec> ParseBranchSpec(const nlohmann::json& body, const TwoPhaseLimits& limits = {});
+nlohmann::json ToJson(const TwoPhaseSpec& spec);
+nlohmann::json ToJson(const BranchSpec& spec);
+
+}  // namespace treaty

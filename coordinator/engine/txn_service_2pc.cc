@@ -1,0 +1,161 @@
+// TxnService: the 2PC entry points (Begin2pc, RegisterBranch, Commit2pc,
+// Abort2pc) and adoption of 2PC transactions. See txn_service.h.
+
+#include <spdlog/spdlog.h>
+
+#include "engine/states.h"
+#include "engine/two_phase.h"
+#include "engine/txn_service.h"
+
+namespace treaty {
+
+void TxnService::Begin2pc(TwoPhaseSpec spec, Callback<SubmitResult> done) {
+  if (spec.gtid.empty()) spec.gtid = NewGtid();
+  deps_.engine_runner->Post([this, spec = std::move(spec), done = std::move(done)]() mutable {
+    const std::string gtid = spec.gtid;
+    if (auto it = drivers_.find(gtid); it != drivers_.end()) {
+      if (it->second->kind() != states::k2pc || it->second->spec_json() != ToJson(spec).dump()) {
+        done(Status::Conflict("gtid " + gtid + " already exists with different options"));
+      } else {
+        done(SubmitResult{gtid, it->second->state(), false, false});
+      }
+      return;
+    }
+    auto txn = TwoPhase::Create(&ctx_, spec);
+    drivers_[gtid] = txn;
+    txn->on_created = [this, spec, done = std::move(done), gtid](Status s) mutable {
+      if (s.ok()) {
+        {
+          std::lock_guard<std::mutex> l(counters_mu_);
+          ++counters_.started;
+        }
+        done(SubmitResult{gtid, states::kActive, true, false});
+      } else if (s.code() == StatusCode::kConflict) {
+        Answer2pcExisting(std::move(spec), std::move(done));
+      } else {
+        done(Status::Unavailable("could not log the transaction: " + s.message()));
+      }
+    };
+    txn->Start();
+  });
+}
+
+void TxnService::Answer2pcExisting(TwoPhaseSpec spec, Callback<SubmitResult> done) {
+  deps_.blocking_runner->Post([this, spec = std::move(spec), done = std::move(done)] {
+    auto existing = deps_.store->GetTransactionNoEvents(spec.gtid);
+    if (!existing.ok()) {
+      done(existing.status().code() == StatusCode::kNotFound
+               ? Status::Unavailable("gtid " + spec.gtid + " was created concurrently; retry")
+               : existing.status());
+      return;
+    }
+    const TxnRow& row = existing->txn;
+    auto stored = nlohmann::json::parse(row.spec, nullptr, false);
+    if (row.kind != states::k2pc || stored != ToJson(spec)) {
+      done(Status::Conflict("gtid " + spec.gtid + " already exists with different options"));
+      return;
+    }
+    done(SubmitResult{row.gtid, row.state, false, states::IsTerminal(row.state)});
+  });
+}
+
+// Runs `fn` on the engine runner with the in-memory driver of `gtid`; when
+// there is none, answers from the log why (NotFound, finished, not 2PC, or
+// driven by a peer).
+void TxnService::With2pc(const std::string& gtid, Callback<SubmitResult> done,
+                         std::function<void(std::shared_ptr<TwoPhase>, Callback<SubmitResult>)> fn) {
+  deps_.engine_runner->Post([this, gtid, done = std::move(done), fn = std::move(fn)]() mutable {
+    if (auto it = drivers_.find(gtid); it != drivers_.end()) {
+      if (it->second->kind() != states::k2pc) {
+        done(Status::Conflict("transaction " + gtid + " is a " + it->second->kind() +
+                              ", not a 2PC transaction"));
+        return;
+      }
+      fn(std::static_pointer_cast<TwoPhase>(it->second), std::move(done));
+      return;
+    }
+    deps_.blocking_runner->Post([this, gtid, done = std::move(done)] {
+      auto existing = deps_.store->GetTransactionNoEvents(gtid);
+      if (!existing.ok()) {
+        done(existing.status().code() == StatusCode::kNotFound
+                 ? Status::NotFound("transaction " + gtid + " not found")
+                 : existing.status());
+        return;
+      }
+      const TxnRow& row = existing->txn;
+      if (row.kind != states::k2pc) {
+        done(Status::Conflict("transaction " + gtid + " is a " + row.kind +
+                              ", not a 2PC transaction"));
+      } else if (states::IsTerminal(row.state)) {
+        done(Status::Conflict("transaction " + gtid + " is already " + row.state));
+      } else {
+        done(Status::Conflict("transaction " + gtid + " is " + row.state +
+                              " and driven by coordinator '" + row.owner +
+                              "', not this one; send the request there"));
+      }
+    });
+  });
+}
+
+void TxnService::RegisterBranch(const std::string& gtid, BranchSpec branch,
+                                Callback<SubmitResult> done) {
+  const size_t max = options_.two_phase.max_branches;
+  With2pc(gtid, std::move(done),
+          [gtid, branch = std::move(branch), max](std::shared_ptr<TwoPhase> txn,
+                                                  Callback<SubmitResult> done) mutable {
+            auto weak = std::weak_ptr<TwoPhase>(txn);
+            txn->Enlist(std::move(branch), max, [gtid, weak, done = std::move(done)](Status s) {
+              if (!s.ok()) {
+                done(s);
+                return;
+              }
+              auto t = weak.lock();
+              done(SubmitResult{gtid, t ? t->state() : states::kActive, true, false});
+            });
+          });
+}
+
+void TxnService::AnswerDecision(const std::string& gtid, Result<std::string> decision,
+                                Callback<SubmitResult> done) {
+  if (!decision.ok()) {
+    done(decision.status());
+    return;
+  }
+  if (states::IsTerminal(*decision) || !drivers_.count(gtid)) {
+    done(SubmitResult{gtid, *decision, false, states::IsTerminal(*decision)});
+    return;
+  }
+  // Decided: give phase 2 a moment so a quick one answers its final state.
+  AddWaiter(gtid, options_.phase_two_answer_wait_ms, std::move(done), false);
+}
+
+void TxnService::Commit2pc(const std::string& gtid, Callback<SubmitResult> done) {
+  With2pc(gtid, std::move(done), [this, gtid](std::shared_ptr<TwoPhase> txn,
+                                              Callback<SubmitResult> done) mutable {
+    txn->RequestCommit([this, gtid, done = std::move(done)](Result<std::string> r) mutable {
+      AnswerDecision(gtid, std::move(r), std::move(done));
+    });
+  });
+}
+
+void TxnService::Abort2pc(const std::string& gtid, Callback<SubmitResult> done) {
+  With2pc(gtid, std::move(done), [this, gtid](std::shared_ptr<TwoPhase> txn,
+                                              Callback<SubmitResult> done) mutable {
+    txn->RequestAbort("client requested abort",
+                      [this, gtid, done = std::move(done)](Result<std::string> r) mutable {
+                        AnswerDecision(gtid, std::move(r), std::move(done));
+                      });
+  });
+}
+
+void TxnService::Adopt2pc(const TxnDetail& detail) {
+  auto txn = TwoPhase::Restore(&ctx_, detail);
+  if (!txn.ok()) {
+    spdlog::error("gtid={} cannot resume: {}", detail.txn.gtid, txn.status().ToString());
+    return;
+  }
+  drivers_[detail.txn.gtid] = *txn;
+  (*txn)->Start();
+}
+
+}  // namespace treaty
