@@ -1,0 +1,125 @@
+#pragma once
+
+// treaty::Client: submits sagas and drives 2PC transactions on a Treaty
+// cluster over REST (DESIGN.md, "Client API").
+//
+//   treaty::Client client({.coordinators = {"http://10.0.0.1:7480", "http://10.0.0.2:7480"}});
+//   treaty::SagaSpec saga;
+//   saga.steps.push_back({.name = "flight", .action = ".../flight/action",
+//                         .compensate = ".../flight/compensate", .payload = R"({"seat":"1A"})"});
+//   auto r = client.SubmitSaga(saga, /*wait=*/true);
+//   if (r.ok()) std::cout << r->gtid << " " << r->state << "\n";
+//
+// Fail-over and load spreading: each call starts at the next coordinator in
+// round-robin order and moves to the next one on a connection error, a
+// time-out or a 503 (draining / not ready), up to `max_attempts` tries with
+// a short backoff. Every request carries a gtid (the client makes a UUID
+// when the caller gives none), so a retried submission is safe: the
+// coordinators de-duplicate by gtid.
+//
+// Thrift (CoordinatorService) is not supported yet; URLs are http://.
+// Thread-safe; every call blocks.
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "treaty/status.h"
+
+namespace treaty {
+inline namespace sdk {
+
+struct ClientOptions {
+  std::vector<std::string> coordinators = {"http://127.0.0.1:7480"};
+  int request_timeout_ms = 10000;  // per HTTP request (a waiting submit adds its own wait)
+  int max_attempts = 6;            // tries across coordinators per call
+  int backoff_ms = 100;            // between full rounds over the list, doubling
+};
+
+struct StepRetry {
+  int max_attempts = 0;  // 0: the coordinator's default
+  int initial_backoff_ms = 0;
+  int max_backoff_ms = 0;
+};
+
+struct SagaStepSpec {
+  std::string name;
+  std::string action;      // URL
+  std::string compensate;  // URL
+  std::string payload = "null";   // JSON text
+  std::vector<std::string> after;  // with SagaSpec::concurrent
+  int64_t timeout_ms = 0;          // 0: default
+  StepRetry retry;
+};
+
+struct SagaSpec {
+  std::string gtid;  // "" = the client makes one
+  int64_t timeout_ms = 0;
+  bool concurrent = false;
+  std::vector<SagaStepSpec> steps;
+};
+
+struct BranchSpec {
+  std::string name;
+  std::string prepare, commit, abort;  // URLs
+  std::string payload = "null";         // JSON text
+};
+
+// What a coordinator answered about a transaction.
+struct TxnStatus {
+  std::string gtid;
+  std::string state;  // RUNNING, COMMITTED, ACTIVE, COMMITTING, ABORTING, ABORTED, ...
+  bool terminal() const { return state == "COMMITTED" || state == "ABORTED"; }
+};
+
+struct BranchInfo {
+  std::string name;
+  std::string state;
+  int64_t attempts = 0;
+  std::string last_error;
+};
+
+struct TransactionInfo {
+  std::string gtid, kind, state;
+  bool needs_attention = false;
+  std::vector<BranchInfo> branches;
+  std::string json;  // the coordinator's whole answer (history included)
+};
+
+class Client {
+ public:
+  explicit Client(ClientOptions options = {});
+  ~Client();
+  Client(const Client&) = delete;
+  Client& operator=(const Client&) = delete;
+
+  // POST /v1/sagas. With `wait`, answers once the saga is terminal, or with
+  // its current state when `wait_ms` passes first. Conflict when the gtid
+  // was used with another body.
+  Result<TxnStatus> SubmitSaga(const SagaSpec& saga, bool wait = false, int wait_ms = 30000);
+
+  // 2PC: begin (ACTIVE), enlist branches, then commit or abort. Commit
+  // answers once the decision is durable (COMMITTED/COMMITTING or
+  // ABORTED/ABORTING).
+  Result<TxnStatus> Begin(const std::string& gtid = "", int64_t timeout_ms = 0);
+  Status Enlist(const std::string& gtid, const BranchSpec& branch);
+  Result<TxnStatus> Commit(const std::string& gtid);
+  Result<TxnStatus> Abort(const std::string& gtid);
+
+  // GET /v1/transactions/{gtid}; NotFound if no coordinator knows it.
+  Result<TransactionInfo> Get(const std::string& gtid);
+  // Polls until the transaction is terminal; TimedOut after `timeout_ms`.
+  Result<TxnStatus> WaitForOutcome(const std::string& gtid, int timeout_ms = 30000);
+
+  // A fresh random (version 4) UUID, as used for gtids.
+  static std::string NewGtid();
+
+ private:
+  class Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace sdk
+}  // namespace treaty

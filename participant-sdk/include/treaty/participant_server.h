@@ -1,0 +1,102 @@
+#pragma once
+
+// ParticipantServer: serves a service's saga steps and 2PC resource managers
+// to Treaty coordinators with one call (DESIGN.md, "Participant protocol").
+//
+//   treaty::ParticipantServer server({.http_port = 7500});
+//   server.AddSagaStep("flight", BookFlight, CancelFlight);
+//   server.AddResourceManager("debit", debit_rm);   // e.g. a PgResourceManager
+//   server.Start();                                  // serves until Stop()
+//
+// Routing: POST {http_url}/{name} or {http_url}/{name}/{anything}; the op
+// comes from the JSON body's "op" (else the Treaty-Op header). Url(name, op)
+// gives the conventional URL {http_url}/{name}/{op} to put in a saga or
+// branch.
+//
+// Outcome mapping (handlers are never trusted to speak HTTP):
+//   OK                          -> 200 (prepare: {"vote":"yes"} or {"vote":"readonly"})
+//   Status::BusinessFailure     -> 409, never retried (prepare: vote NO)
+//   Vote::kNo                   -> 409 {"vote":"no"}
+//   any other Status, or an exception thrown by a handler
+//                               -> 500, transient: the coordinator retries
+//   unknown name / op           -> 404; malformed body -> 400
+// Thrift (ParticipantService) is not served yet: see participant-sdk/README.
+//
+// Threads: HTTP I/O runs on `io_threads`; handlers run on a pool of
+// `handler_threads` and may block (database work). Handlers for different
+// deliveries run concurrently, including duplicates of the same delivery:
+// use a Barrier or PgResourceManager for exactly-once effects.
+// Register handlers before Start(); registration after Start is not allowed.
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "treaty/call_context.h"
+#include "treaty/status.h"
+
+namespace treaty {
+inline namespace sdk {
+
+enum class Vote { kYes, kNo, kReadOnly };
+
+const char* VoteName(Vote vote);  // "yes", "no", "readonly"
+
+// A 2PC (or TCC) branch's resource manager. Implementations must be
+// thread-safe and idempotent (Commit/Abort are retried until they succeed).
+class ResourceManager {
+ public:
+  virtual ~ResourceManager() = default;
+  // Do the work and hold it ready to commit. kNo (or a BusinessFailure)
+  // votes no; another error is transient (the coordinator retries prepare).
+  virtual Result<Vote> Prepare(const CallContext& ctx) = 0;
+  virtual Status Commit(const CallContext& ctx) = 0;
+  // Also called for a branch that never prepared (presumed abort): succeed.
+  virtual Status Abort(const CallContext& ctx) = 0;
+};
+
+using StepHandler = std::function<Status(const CallContext& ctx)>;
+using PrepareHandler = std::function<Result<Vote>(const CallContext& ctx)>;
+
+struct ParticipantServerOptions {
+  std::string http_host = "127.0.0.1";
+  uint16_t http_port = 0;  // 0 picks a free port; see http_port()
+  int io_threads = 1;
+  int handler_threads = 8;
+  // Called after each delivery with the status the handler returned (for
+  // logging and tests). Runs on a handler thread.
+  std::function<void(const CallContext&, const Status&)> on_call;
+};
+
+class ParticipantServer {
+ public:
+  explicit ParticipantServer(ParticipantServerOptions options = {});
+  ~ParticipantServer();  // Stop()
+  ParticipantServer(const ParticipantServer&) = delete;
+  ParticipantServer& operator=(const ParticipantServer&) = delete;
+
+  // A saga step `name` with its action and compensation.
+  void AddSagaStep(const std::string& name, StepHandler action, StepHandler compensate);
+  // A 2PC branch `name` (shared: one manager may serve several names).
+  void AddResourceManager(const std::string& name, std::shared_ptr<ResourceManager> rm);
+  // The same, from three functions (TCC: try, confirm, cancel).
+  void AddResourceManager(const std::string& name, PrepareHandler prepare, StepHandler commit,
+                          StepHandler abort);
+
+  // Binds and starts serving. Unavailable if the address cannot be bound.
+  Status Start();
+  // Stops accepting, waits for running handlers. Idempotent.
+  void Stop();
+
+  uint16_t http_port() const;
+  std::string http_url() const;  // "http://127.0.0.1:PORT"
+  std::string Url(const std::string& name, const std::string& op) const;
+
+ private:
+  class Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace sdk
+}  // namespace treaty

@@ -1,0 +1,135 @@
+#include "treaty/barrier.h"
+
+#include "pg_support.h"
+
+namespace treaty {
+inline namespace sdk {
+
+namespace {
+
+// The op whose effects `op` undoes ("" when it undoes nothing).
+std::string OriginOf(const std::string& op) {
+  if (op == "compensate") return "action";
+  if (op == "abort") return "prepare";
+  return "";
+}
+
+bool IsForwardOp(const std::string& op) { return op == "action" || op == "prepare"; }
+
+const char* kInsert =
+    "INSERT INTO treaty_barrier(gtid, branch, op, reason) VALUES ($1, $2, $3, $4) "
+    "ON CONFLICT DO NOTHING";
+
+}  // namespace
+
+const char* BarrierEffectName(BarrierEffect effect) {
+  switch (effect) {
+    case BarrierEffect::kApplied: return "applied";
+    case BarrierEffect::kDuplicate: return "duplicate";
+    case BarrierEffect::kNullCompensation: return "null-compensation";
+  }
+  return "unknown";
+}
+
+class Barrier::Impl {
+ public:
+  explicit Impl(BarrierOptions o) : options(std::move(o)), pool(options.pg_uri, options.max_connections) {}
+  BarrierOptions options;
+  PgPool pool;
+};
+
+Barrier::Barrier(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Barrier::~Barrier() = default;
+
+Result<std::unique_ptr<Barrier>> Barrier::Open(BarrierOptions options) {
+  if (options.pg_uri.empty()) return Status::InvalidArgument("Barrier: pg_uri is empty");
+  auto impl = std::make_unique<Impl>(std::move(options));
+  auto lease = impl->pool.Acquire();
+  if (!lease.ok()) return lease.status();
+  if (impl->options.migrate) {
+    Status s = MigrateParticipantSchema(lease->conn());
+    if (!s.ok()) return Status(s.code(), "barrier migration: " + s.message());
+  }
+  return std::unique_ptr<Barrier>(new Barrier(std::move(impl)));
+}
+
+Result<BarrierEffect> Barrier::Run(const CallContext& ctx, const BarrierBody& body) {
+  if (ctx.gtid.empty() || ctx.branch.empty() || ctx.op.empty()) {
+    return Status::InvalidArgument("barrier: gtid, branch and op are required");
+  }
+  auto lease = impl_->pool.Acquire();
+  if (!lease.ok()) return lease.status();
+  BarrierEffect effect = BarrierEffect::kApplied;
+  Status body_status;
+  Status s = PgGuard([&]() -> Status {
+    pqxx::work w(lease->conn());
+    w.exec("SET LOCAL lock_timeout = " + std::to_string(impl_->options.lock_timeout_ms));
+    const std::string origin = OriginOf(ctx.op);
+    bool never_applied = false;
+    if (!origin.empty()) {
+      // Claim the origin's slot: if we get it, the action never ran (and now
+      // never will: the row is its tombstone).
+      pqxx::result r = w.exec_params(kInsert, ctx.gtid, ctx.branch, origin, ctx.op);
+      never_applied = r.affected_rows() == 1;
+    }
+    pqxx::result r = w.exec_params(kInsert, ctx.gtid, ctx.branch, ctx.op, ctx.op);
+    if (r.affected_rows() == 0) {
+      if (IsForwardOp(ctx.op)) {
+        pqxx::result who = w.exec_params(
+            "SELECT reason FROM treaty_barrier WHERE gtid = $1 AND branch = $2 AND op = $3",
+            ctx.gtid, ctx.branch, ctx.op);
+        std::string reason = who.empty() ? ctx.op : who[0][0].c_str();
+        if (reason != ctx.op) {
+          return Status::BusinessFailure("barrier: " + ctx.op + " of " + ctx.gtid + "/" +
+                                         ctx.branch + " refused: already " + reason +
+                                         (reason == "abort" ? "ed" : "d"));
+        }
+      }
+      effect = BarrierEffect::kDuplicate;
+      return Status::Ok();  // nothing written: the work's destructor rolls back
+    }
+    if (never_applied) {
+      w.commit();
+      effect = BarrierEffect::kNullCompensation;
+      return Status::Ok();
+    }
+    SqlTx::Impl tx_impl(w);
+    SqlTx tx(&tx_impl);
+    try {
+      body_status = body(tx);
+    } catch (const std::exception& e) {
+      body_status = Status::Internal(std::string("handler threw: ") + e.what());
+    } catch (...) {
+      body_status = Status::Internal("handler threw");
+    }
+    if (!body_status.ok()) return Status::Ok();  // roll back, report body_status
+    w.commit();
+    return Status::Ok();
+  });
+  if (!s.ok()) {
+    if (s.code() == StatusCode::kUnavailable || s.code() == StatusCode::kInternal) lease->Discard();
+    return s;
+  }
+  if (!body_status.ok()) return body_status;
+  return effect;
+}
+
+Result<int64_t> Barrier::Purge(int64_t older_than_seconds) {
+  auto lease = impl_->pool.Acquire();
+  if (!lease.ok()) return lease.status();
+  int64_t n = 0;
+  Status s = PgGuard([&] {
+    pqxx::work w(lease->conn());
+    pqxx::result r = w.exec_params(
+        "DELETE FROM treaty_barrier WHERE created_at < now() - make_interval(secs => $1)",
+        older_than_seconds);
+    w.commit();
+    n = static_cast<int64_t>(r.affected_rows());
+    return Status::Ok();
+  });
+  if (!s.ok()) return s;
+  return n;
+}
+
+}  // namespace sdk
+}  // namespace treaty

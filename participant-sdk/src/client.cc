@@ -1,0 +1,219 @@
+#include "treaty/client.h"
+
+#include <atomic>
+#include <chrono>
+#include <random>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+#include "http_transport.h"
+
+namespace treaty {
+inline namespace sdk {
+
+using nlohmann::json;
+using treaty_sdk_detail::FetchError;
+
+namespace {
+
+struct Reply {
+  int status = 0;
+  json body;
+};
+
+std::string ErrorMessage(const json& body, const std::string& raw) {
+  if (body.is_object() && body.contains("error") && body["error"].is_object()) {
+    return body["error"].value("message", raw);
+  }
+  return raw;
+}
+
+Result<TxnStatus> ToTxnStatus(const Result<Reply>& r) {
+  if (!r.ok()) return r.status();
+  TxnStatus s;
+  s.gtid = r->body.value("gtid", "");
+  s.state = r->body.value("state", "");
+  return s;
+}
+
+json ParsePayload(const std::string& text) {
+  if (text.empty()) return nullptr;
+  json j = json::parse(text, nullptr, false);
+  return j.is_discarded() ? json(text) : j;
+}
+
+}  // namespace
+
+class Client::Impl {
+ public:
+  explicit Impl(ClientOptions o) : options(std::move(o)) {
+    for (auto& c : options.coordinators) {
+      while (!c.empty() && c.back() == '/') c.pop_back();
+    }
+  }
+
+  // One logical request with fail-over (see client.h).
+  Result<Reply> Call(const std::string& method, const std::string& path, const json& body,
+                     int extra_timeout_ms = 0);
+
+  ClientOptions options;
+  std::atomic<uint64_t> next{0};
+};
+
+Result<Reply> Client::Impl::Call(const std::string& method, const std::string& path,
+                                 const json& body, int extra_timeout_ms) {
+  const auto& cs = options.coordinators;
+  if (cs.empty()) return Status::InvalidArgument("client: no coordinators configured");
+  const size_t start = next.fetch_add(1) % cs.size();
+  const std::string text = body.is_null() ? "" : body.dump();
+  const std::map<std::string, std::string> headers = {{"Content-Type", "application/json"}};
+  int backoff = options.backoff_ms;
+  std::string last_error = "no attempt";
+  const int attempts = options.max_attempts < 1 ? 1 : options.max_attempts;
+  for (int i = 0; i < attempts; ++i) {
+    if (i > 0 && i % cs.size() == 0) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(backoff));
+      backoff = std::min(backoff * 2, 5000);
+    }
+    const std::string& base = cs[(start + i) % cs.size()];
+    auto f = treaty_sdk_detail::Fetch(method, base + path, text, headers,
+                                      options.request_timeout_ms + extra_timeout_ms);
+    if (f.error == FetchError::kInvalidArgument) {
+      return Status::InvalidArgument("coordinator URL " + base + ": " + f.error_message);
+    }
+    if (f.error != FetchError::kNone) {
+      last_error = base + ": " + f.error_message;
+      continue;  // connection refused/reset or time-out: the next coordinator
+    }
+    json parsed = json::parse(f.body, nullptr, false);
+    if (parsed.is_discarded()) parsed = json();
+    if (f.http_status >= 200 && f.http_status < 300) return Reply{f.http_status, parsed};
+    const std::string msg = ErrorMessage(parsed, f.body);
+    switch (f.http_status) {
+      case 400: case 422: return Status::InvalidArgument(msg);
+      case 404: return Status::NotFound(msg);
+      case 409: return Status::Conflict(msg);
+      default: break;
+    }
+    // 503 (draining, not ready) and other 5xx: try another coordinator.
+    last_error = base + ": HTTP " + std::to_string(f.http_status) + " " + msg;
+  }
+  return Status::Unavailable("no coordinator answered after " + std::to_string(attempts) +
+                             " attempts; last: " + last_error);
+}
+
+Client::Client(ClientOptions options) : impl_(std::make_unique<Impl>(std::move(options))) {}
+Client::~Client() = default;
+
+std::string Client::NewGtid() {
+  thread_local std::mt19937_64 rng{std::random_device{}() ^
+                                   static_cast<uint64_t>(
+                                       std::chrono::steady_clock::now().time_since_epoch().count())};
+  uint64_t a = rng(), b = rng();
+  a = (a & 0xFFFFFFFFFFFF0FFFULL) | 0x0000000000004000ULL;  // version 4
+  b = (b & 0x3FFFFFFFFFFFFFFFULL) | 0x8000000000000000ULL;  // variant 1
+  char out[37];
+  snprintf(out, sizeof out, "%08x-%04x-%04x-%04x-%012llx", static_cast<unsigned>(a >> 32),
+           static_cast<unsigned>((a >> 16) & 0xFFFF), static_cast<unsigned>(a & 0xFFFF),
+           static_cast<unsigned>(b >> 48),
+           static_cast<unsigned long long>(b & 0xFFFFFFFFFFFFULL));
+  return out;
+}
+
+Result<TxnStatus> Client::SubmitSaga(const SagaSpec& saga, bool wait, int wait_ms) {
+  json steps = json::array();
+  for (const auto& s : saga.steps) {
+    json step = {{"name", s.name},
+                 {"action", s.action},
+                 {"compensate", s.compensate},
+                 {"payload", ParsePayload(s.payload)}};
+    if (!s.after.empty()) step["after"] = s.after;
+    if (s.timeout_ms > 0) step["timeout_ms"] = s.timeout_ms;
+    if (s.retry.max_attempts > 0 || s.retry.initial_backoff_ms > 0 ||
+        s.retry.max_backoff_ms > 0) {
+      json retry = json::object();
+      if (s.retry.max_attempts > 0) retry["max_attempts"] = s.retry.max_attempts;
+      if (s.retry.initial_backoff_ms > 0) retry["initial_backoff_ms"] = s.retry.initial_backoff_ms;
+      if (s.retry.max_backoff_ms > 0) retry["max_backoff_ms"] = s.retry.max_backoff_ms;
+      step["retry"] = retry;
+    }
+    steps.push_back(std::move(step));
+  }
+  json body = {{"gtid", saga.gtid.empty() ? NewGtid() : saga.gtid}, {"steps", steps}};
+  if (saga.timeout_ms > 0) body["timeout_ms"] = saga.timeout_ms;
+  if (saga.concurrent) body["concurrent"] = true;
+  if (wait) body["wait"] = true;
+  return ToTxnStatus(impl_->Call("POST", "/v1/sagas", body, wait ? wait_ms : 0));
+}
+
+Result<TxnStatus> Client::Begin(const std::string& gtid, int64_t timeout_ms) {
+  json body = {{"gtid", gtid.empty() ? NewGtid() : gtid}};
+  if (timeout_ms > 0) body["timeout_ms"] = timeout_ms;
+  return ToTxnStatus(impl_->Call("POST", "/v1/2pc", body));
+}
+
+Status Client::Enlist(const std::string& gtid, const BranchSpec& b) {
+  json body = {{"name", b.name},
+               {"prepare", b.prepare},
+               {"commit", b.commit},
+               {"abort", b.abort},
+               {"payload", ParsePayload(b.payload)}};
+  auto r = impl_->Call("POST", "/v1/2pc/" + gtid + "/branches", body);
+  return r.ok() ? Status::Ok() : r.status();
+}
+
+Result<TxnStatus> Client::Commit(const std::string& gtid) {
+  return ToTxnStatus(impl_->Call("POST", "/v1/2pc/" + gtid + "/commit", json::object()));
+}
+
+Result<TxnStatus> Client::Abort(const std::string& gtid) {
+  return ToTxnStatus(impl_->Call("POST", "/v1/2pc/" + gtid + "/abort", json::object()));
+}
+
+Result<TransactionInfo> Client::Get(const std::string& gtid) {
+  auto r = impl_->Call("GET", "/v1/transactions/" + gtid, json());
+  if (!r.ok()) return r.status();
+  const json& j = r->body;
+  TransactionInfo t;
+  t.gtid = j.value("gtid", "");
+  t.kind = j.value("kind", "");
+  t.state = j.value("state", "");
+  t.needs_attention = j.value("needs_attention", false);
+  if (j.contains("branches") && j["branches"].is_array()) {
+    for (const auto& b : j["branches"]) {
+      BranchInfo bi;
+      bi.name = b.value("name", "");
+      bi.state = b.value("state", "");
+      bi.attempts = b.value("attempts", int64_t{0});
+      if (b.contains("last_error") && b["last_error"].is_string()) bi.last_error = b["last_error"];
+      t.branches.push_back(std::move(bi));
+    }
+  }
+  t.json = j.dump();
+  return t;
+}
+
+Result<TxnStatus> Client::WaitForOutcome(const std::string& gtid, int timeout_ms) {
+  auto end = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  int sleep_ms = 20;
+  std::string last = "unknown";
+  while (true) {
+    auto t = Get(gtid);
+    if (t.ok()) {
+      TxnStatus s{t->gtid, t->state};
+      if (s.terminal()) return s;
+      last = s.state;
+    } else if (t.status().code() != StatusCode::kUnavailable) {
+      return t.status();
+    }
+    if (std::chrono::steady_clock::now() >= end) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(sleep_ms));
+    sleep_ms = std::min(sleep_ms * 2, 500);
+  }
+  return Status::TimedOut("transaction " + gtid + " still " + last + " after " +
+                          std::to_string(timeout_ms) + " ms");
+}
+
+}  // namespace sdk
+}  // namespace treaty

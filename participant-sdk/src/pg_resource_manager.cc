@@ -1,0 +1,308 @@
+#include "treaty/pg_resource_manager.h"
+
+#include <condition_variable>
+#include <mutex>
+#include <thread>
+
+#include "pg_support.h"
+#include "treaty/client.h"
+
+namespace treaty {
+inline namespace sdk {
+
+namespace {
+
+const char* kBarrierInsert =
+    "INSERT INTO treaty_barrier(gtid, branch, op, reason) VALUES ($1, $2, 'prepare', $3) "
+    "ON CONFLICT DO NOTHING";
+
+// Parses "{prefix}:{len}:{gtid}:{branch}".
+bool ParseGid(const std::string& prefix, const std::string& gid, std::string* gtid,
+              std::string* branch) {
+  const std::string head = prefix + ":";
+  if (gid.rfind(head, 0) != 0) return false;
+  size_t colon = gid.find(':', head.size());
+  if (colon == std::string::npos) return false;
+  size_t len = std::strtoull(gid.c_str() + head.size(), nullptr, 10);
+  if (colon + 1 + len + 1 > gid.size() || gid[colon + 1 + len] != ':') return false;
+  *gtid = gid.substr(colon + 1, len);
+  *branch = gid.substr(colon + 1 + len + 1);
+  return true;
+}
+
+bool IsUndefinedObject(const std::exception& e) {
+  const auto* sql = dynamic_cast<const pqxx::sql_error*>(&e);
+  return sql != nullptr && sql->sqlstate() == "42704";
+}
+
+}  // namespace
+
+class PgResourceManager::Impl {
+ public:
+  Impl(PgResourceManagerOptions o, PgWork w)
+      : options(std::move(o)),
+        work(std::move(w)),
+        pool(options.pg_uri, options.max_connections),
+        client(ClientOptions{.coordinators = options.coordinators, .max_attempts = 2}) {}
+  ~Impl() {
+    {
+      std::lock_guard<std::mutex> l(mu);
+      stopping = true;
+    }
+    cv.notify_all();
+    if (loop.joinable()) loop.join();
+  }
+
+  PgResourceManagerOptions options;
+  PgWork work;
+  PgPool pool;
+  Client client;
+  RecoveryReport open_report;
+  std::mutex mu;
+  std::condition_variable cv;
+  bool stopping = false;  // guarded by mu
+  std::thread loop;
+};
+
+PgResourceManager::PgResourceManager(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+PgResourceManager::~PgResourceManager() = default;
+
+Result<std::string> PgResourceManager::Gid(const std::string& prefix, const std::string& gtid,
+                                           const std::string& branch) {
+  std::string gid = prefix + ":" + std::to_string(gtid.size()) + ":" + gtid + ":" + branch;
+  if (gid.size() > 199) {
+    return Status::InvalidArgument("gid for " + gtid + "/" + branch +
+                                   " exceeds PostgreSQL's 200-byte limit");
+  }
+  return gid;
+}
+
+Result<std::shared_ptr<PgResourceManager>> PgResourceManager::Open(
+    PgResourceManagerOptions options, PgWork work) {
+  if (options.pg_uri.empty()) return Status::InvalidArgument("PgResourceManager: pg_uri is empty");
+  if (!work) return Status::InvalidArgument("PgResourceManager: no work function");
+  auto impl = std::make_unique<Impl>(std::move(options), std::move(work));
+  {
+    auto lease = impl->pool.Acquire();
+    if (!lease.ok()) return lease.status();
+    std::string max_prepared;
+    Status s = PgGuard([&] {
+      pqxx::nontransaction n(lease->conn());
+      max_prepared = n.exec("SHOW max_prepared_transactions")[0][0].c_str();
+      return Status::Ok();
+    });
+    if (!s.ok()) return s;
+    if (max_prepared == "0") {
+      return Status::InvalidArgument(
+          "PgResourceManager: max_prepared_transactions is 0 on " + impl->options.pg_uri +
+          ", so PREPARE TRANSACTION is disabled; set max_prepared_transactions (postgresql.conf, "
+          "e.g. to max_connections) and restart PostgreSQL");
+    }
+    if (impl->options.migrate) {
+      s = MigrateParticipantSchema(lease->conn());
+      if (!s.ok()) return Status(s.code(), "participant migration: " + s.message());
+    }
+  }
+  std::shared_ptr<PgResourceManager> rm(new PgResourceManager(std::move(impl)));
+  if (rm->impl_->options.recover_on_open) {
+    auto report = rm->Recover(0);
+    if (report.ok()) {
+      rm->impl_->open_report = *report;
+    } else {
+      rm->impl_->open_report.errors.push_back(report.status().ToString());
+    }
+  }
+  if (rm->impl_->options.recovery_interval_ms > 0) {
+    Impl* impl_ptr = rm->impl_.get();
+    PgResourceManager* self = rm.get();
+    impl_ptr->loop = std::thread([impl_ptr, self] {
+      std::unique_lock<std::mutex> l(impl_ptr->mu);
+      while (!impl_ptr->stopping) {
+        impl_ptr->cv.wait_for(l, std::chrono::milliseconds(impl_ptr->options.recovery_interval_ms));
+        if (impl_ptr->stopping) break;
+        l.unlock();
+        (void)self->Recover(impl_ptr->options.recovery_min_age_ms);
+        l.lock();
+      }
+    });
+  }
+  return rm;
+}
+
+const RecoveryReport& PgResourceManager::open_recovery() const { return impl_->open_report; }
+
+Result<Vote> PgResourceManager::Prepare(const CallContext& ctx) {
+  auto gid = Gid(impl_->options.gid_prefix, ctx.gtid, ctx.branch);
+  if (!gid.ok()) return gid.status();
+  auto lease = impl_->pool.Acquire();
+  if (!lease.ok()) return lease.status();
+  Vote vote = Vote::kYes;
+  Status work_status;
+  bool in_block = false;
+  Status s = PgGuard([&]() -> Status {
+    pqxx::nontransaction n(lease->conn());
+    // A duplicate while the first delivery is still prepared: same answer.
+    if (!n.exec_params("SELECT 1 FROM pg_prepared_xacts WHERE gid = $1", *gid).empty()) {
+      return Status::Ok();
+    }
+    n.exec("BEGIN");
+    in_block = true;
+    n.exec("SET LOCAL lock_timeout = " + std::to_string(impl_->options.lock_timeout_ms));
+    pqxx::result r = n.exec_params(kBarrierInsert, ctx.gtid, ctx.branch, "prepare");
+    if (r.affected_rows() == 0) {
+      pqxx::result who = n.exec_params(
+          "SELECT reason FROM treaty_barrier WHERE gtid = $1 AND branch = $2 AND op = 'prepare'",
+          ctx.gtid, ctx.branch);
+      n.exec("ROLLBACK");
+      in_block = false;
+      if (!who.empty() && std::string(who[0][0].c_str()) == "abort") {
+        work_status = Status::BusinessFailure("prepare of " + ctx.gtid + "/" + ctx.branch +
+                                              " refused: already aborted");
+      }
+      // Else prepared and committed before: yes again (the commit is a no-op).
+      return Status::Ok();
+    }
+    SqlTx::Impl tx_impl(n);
+    SqlTx tx(&tx_impl);
+    Result<Vote> v = Status::Internal("work did not run");
+    try {
+      v = impl_->work(tx, ctx);
+    } catch (const std::exception& e) {
+      v = Status::Internal(std::string("work threw: ") + e.what());
+    }
+    if (!v.ok() || *v == Vote::kNo) {
+      n.exec("ROLLBACK");
+      in_block = false;
+      if (!v.ok()) work_status = v.status();
+      vote = Vote::kNo;
+      return Status::Ok();
+    }
+    vote = *v;
+    if (vote == Vote::kReadOnly) {
+      n.exec("COMMIT");
+    } else {
+      n.exec("PREPARE TRANSACTION " + n.quote(*gid));
+    }
+    in_block = false;
+    return Status::Ok();
+  });
+  if (!s.ok()) {
+    // The connection may be inside an aborted transaction block: drop it.
+    lease->Discard();
+    (void)in_block;
+    if (s.message().find("prepared transactions are disabled") != std::string::npos) {
+      return Status::InvalidArgument(
+          "max_prepared_transactions is 0 on the participant's PostgreSQL: " + s.message());
+    }
+    return s;
+  }
+  if (!work_status.ok()) return work_status;
+  return vote;
+}
+
+Status PgResourceManager::Commit(const CallContext& ctx) {
+  auto gid = Gid(impl_->options.gid_prefix, ctx.gtid, ctx.branch);
+  if (!gid.ok()) return gid.status();
+  auto lease = impl_->pool.Acquire();
+  if (!lease.ok()) return lease.status();
+  Status s = PgGuard([&] {
+    pqxx::nontransaction n(lease->conn());
+    try {
+      n.exec("COMMIT PREPARED " + n.quote(*gid));
+    } catch (const pqxx::sql_error& e) {
+      if (!IsUndefinedObject(e)) throw;
+      // Gone: committed by an earlier delivery (or by recovery).
+    }
+    return Status::Ok();
+  });
+  if (!s.ok()) lease->Discard();
+  return s;
+}
+
+Status PgResourceManager::Abort(const CallContext& ctx) {
+  auto gid = Gid(impl_->options.gid_prefix, ctx.gtid, ctx.branch);
+  if (!gid.ok()) return gid.status();
+  auto lease = impl_->pool.Acquire();
+  if (!lease.ok()) return lease.status();
+  Status s = PgGuard([&] {
+    {
+      pqxx::nontransaction n(lease->conn());
+      try {
+        n.exec("ROLLBACK PREPARED " + n.quote(*gid));
+      } catch (const pqxx::sql_error& e) {
+        if (!IsUndefinedObject(e)) throw;
+      }
+    }
+    // Tombstone: a prepare that arrives late must not apply. If a prepare is
+    // in flight it holds this key; we wait (lock_timeout) and the coordinator
+    // retries the abort, which then rolls that prepare back.
+    pqxx::work w(lease->conn());
+    w.exec("SET LOCAL lock_timeout = " + std::to_string(impl_->options.lock_timeout_ms));
+    w.exec_params(kBarrierInsert, ctx.gtid, ctx.branch, "abort");
+    w.commit();
+    return Status::Ok();
+  });
+  if (!s.ok()) lease->Discard();
+  return s;
+}
+
+Result<RecoveryReport> PgResourceManager::Recover(int min_age_ms) {
+  std::vector<std::string> gids;
+  {
+    auto lease = impl_->pool.Acquire();
+    if (!lease.ok()) return lease.status();
+    Status s = PgGuard([&] {
+      pqxx::nontransaction n(lease->conn());
+      pqxx::result r = n.exec_params(
+          "SELECT gid FROM pg_prepared_xacts WHERE database = current_database() "
+          "AND starts_with(gid, $1) AND prepared <= now() - make_interval(secs => $2) "
+          "ORDER BY prepared",
+          impl_->options.gid_prefix + ":", min_age_ms / 1000.0);
+      for (const auto& row : r) gids.emplace_back(row[0].c_str());
+      return Status::Ok();
+    });
+    if (!s.ok()) return s;
+  }
+  RecoveryReport report;
+  for (const auto& gid : gids) {
+    CallContext ctx;
+    if (!ParseGid(impl_->options.gid_prefix, gid, &ctx.gtid, &ctx.branch)) continue;
+    std::string state;
+    if (impl_->options.coordinators.empty()) {
+      report.left_in_doubt++;
+      report.errors.push_back(gid + ": no coordinators configured to ask");
+      continue;
+    }
+    auto t = impl_->client.Get(ctx.gtid);
+    if (t.ok()) {
+      state = t->state;
+    } else if (t.status().code() == StatusCode::kNotFound) {
+      state = "ABORTED";  // presumed abort: the coordinator never logged it
+    } else {
+      report.left_in_doubt++;
+      report.errors.push_back(gid + ": " + t.status().ToString());
+      continue;
+    }
+    Status s;
+    if (state == "COMMITTED" || state == "COMMITTING") {
+      ctx.op = "commit";
+      s = Commit(ctx);
+      if (s.ok()) report.committed++;
+    } else if (state == "ABORTED" || state == "ABORTING") {
+      ctx.op = "abort";
+      s = Abort(ctx);
+      if (s.ok()) report.rolled_back++;
+    } else {
+      report.left_in_doubt++;  // ACTIVE / PREPARING: the coordinator will decide
+      continue;
+    }
+    if (!s.ok()) {
+      report.left_in_doubt++;
+      report.errors.push_back(gid + ": " + s.ToString());
+    }
+  }
+  return report;
+}
+
+}  // namespace sdk
+}  // namespace treaty

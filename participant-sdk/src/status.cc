@@ -1,0 +1,26 @@
+#include "treaty/status.h"
+
+namespace treaty {
+inline namespace sdk {
+
+const char* StatusCodeName(StatusCode code) {
+  switch (code) {
+    case StatusCode::kOk: return "OK";
+    case StatusCode::kInvalidArgument: return "InvalidArgument";
+    case StatusCode::kNotFound: return "NotFound";
+    case StatusCode::kConflict: return "Conflict";
+    case StatusCode::kBusinessFailure: return "BusinessFailure";
+    case StatusCode::kTimedOut: return "TimedOut";
+    case StatusCode::kUnavailable: return "Unavailable";
+    case StatusCode::kInternal: return "Internal";
+  }
+  return "Unknown";
+}
+
+std::string Status::ToString() const {
+  if (ok()) return "OK";
+  return std::string(StatusCodeName(code_)) + ": " + message_;
+}
+
+}  // namespace sdk
+}  // namespace treaty
