@@ -11,7 +11,9 @@
 
 #include <chrono>
 #include <filesystem>
+#include <atomic>
 #include <map>
+#include <mutex>
 #include <random>
 #include <set>
 #include <thread>
@@ -86,23 +88,37 @@ TEST_P(CrashRecoveryTest, KillNineAtRandomMomentsLosesNothing) {
   participant_.SetRule("flight", "compensate", Rule{{200}, 30});
 
   std::mt19937 rng(GetParam() == "sqlite" ? 1 : 2);
+  std::mutex mu;
   std::set<std::string> accepted;  // answered 201: must survive any crash
-  std::set<std::string> tried;     // submitted, answer unknown (connection cut)
-  int n = 0;
+  std::set<std::string> tried;     // submitted; the answer may have been cut off
+  std::atomic<int> n{0};
   for (int round = 0; round < 4; ++round) {
     StartTreatyd();
     auto kill_at = std::chrono::steady_clock::now() +
                    std::chrono::milliseconds(std::uniform_int_distribution<int>(150, 600)(rng));
-    while (std::chrono::steady_clock::now() < kill_at) {
-      std::string gtid = "crash-" + std::to_string(n);
-      bool fails = n % 3 == 0;
-      ++n;
-      tried.insert(gtid);
-      auto r = HttpFetch("POST", base_ + "/v1/sagas", Saga(gtid, fails).dump(), {}, 2000);
-      if (r.ok() && r->status == 201) accepted.insert(gtid);
+    // Three clients submit concurrently, so the kill also lands mid-request.
+    std::vector<std::thread> clients;
+    for (int c = 0; c < 3; ++c) {
+      clients.emplace_back([&] {
+        while (std::chrono::steady_clock::now() < kill_at) {
+          const int i = n++;
+          std::string gtid = "crash-" + std::to_string(i);
+          {
+            std::lock_guard<std::mutex> l(mu);
+            tried.insert(gtid);
+          }
+          auto r = HttpFetch("POST", base_ + "/v1/sagas", Saga(gtid, i % 3 == 0).dump(), {}, 2000);
+          if (r.ok() && r->status == 201) {
+            std::lock_guard<std::mutex> l(mu);
+            accepted.insert(gtid);
+          }
+        }
+      });
     }
+    std::this_thread::sleep_until(kill_at);
     proc_->Signal(SIGKILL);
     proc_->Wait(5000);
+    for (auto& t : clients) t.join();
   }
   StartTreatyd();
   ASSERT_GE(accepted.size(), 10u);
