@@ -143,6 +143,8 @@ void RestApi::Handle(HttpRequest req, HttpResponder respond) {
     } else {
       respond(ErrorResponse(Status::NotFound("no route for " + m + " " + p)));
     }
+  } else if (p == "/v1/2pc" || p.rfind("/v1/2pc/", 0) == 0) {
+    Handle2pc(req, std::move(respond));
   } else if (p == "/v1/cluster" && m == "GET") {
     Cluster(std::move(respond));
   } else if (extra_ && extra_(req, respond)) {

@@ -41,6 +41,8 @@ class RestApi {
 
  private:
   void SubmitSaga(const HttpRequest& req, HttpResponder respond);
+  // POST /v1/2pc[/{gtid}/branches|commit|abort] (rest_api_2pc.cc).
+  void Handle2pc(const HttpRequest& req, HttpResponder respond);
   void GetTransaction(const std::string& gtid, HttpResponder respond);
   void ListTransactions(const HttpRequest& req, HttpResponder respond);
   void OperatorAction(const std::string& gtid, bool abort, HttpResponder respond);
