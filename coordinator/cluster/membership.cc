@@ -70,18 +70,16 @@ void Membership::Tick() {
     for (const auto& dead : *expired) spdlog::warn("coordinator {} missed its lease: dead", dead);
   }
   if (!service_) return;
-  for (int round = 0; round < 100; ++round) {
-    auto claimed = store_->ClaimOrphans(id_, options_.claim_batch);
-    if (!claimed.ok()) {
-      spdlog::warn("claiming orphaned transactions failed: {}", claimed.status().ToString());
-      return;
-    }
-    if (claimed->empty()) return;
-    const size_t n = claimed->size();
-    spdlog::info("adopting {} unfinished transactions", n);
-    service_->Adopt(std::move(*claimed));
-    if (n < static_cast<size_t>(options_.claim_batch)) return;
+  // One bounded batch per tick, so that when a peer dies every survivor
+  // takes a share of its work instead of the fastest one taking all of it.
+  auto claimed = store_->ClaimOrphans(id_, options_.claim_batch);
+  if (!claimed.ok()) {
+    spdlog::warn("claiming orphaned transactions failed: {}", claimed.status().ToString());
+    return;
   }
+  if (claimed->empty()) return;
+  spdlog::info("adopting {} unfinished transactions", claimed->size());
+  service_->Adopt(std::move(*claimed));
 }
 
 Status Membership::Stop(bool hand_back) {

@@ -7,8 +7,9 @@
 //      dead by a peer (a pause longer than the lease), it drops every
 //      in-memory transaction at once and re-registers under a new id;
 //   2. marks dead every peer whose heartbeat is older than the lease;
-//   3. claims unowned or dead-owned unfinished transactions in bounded
-//      batches and hands them to TxnService to resume.
+//   3. claims one bounded batch of unowned or dead-owned unfinished
+//      transactions and hands it to TxnService to resume (one batch per
+//      tick, so survivors of a crash share the dead one's work).
 // Recovery after a crash of a single coordinator is this same path: its
 // transactions are adopted once its lease expires (or at once if it handed
 // them back on a graceful drain).
@@ -35,7 +36,7 @@ struct MembershipOptions {
   std::string thrift_addr;
   int64_t heartbeat_ms = 1000;
   int64_t lease_ms = 5000;
-  int claim_batch = 200;
+  int claim_batch = 100;  // most transactions adopted per heartbeat
 };
 
 class Membership {
