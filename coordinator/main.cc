@@ -11,6 +11,7 @@
 #include <spdlog/spdlog.h>
 
 #include "api/server.h"
+#include "common/json_log_formatter.h"
 #include "store/log_store.h"
 
 namespace {
@@ -36,7 +37,8 @@ void SetUpLogging(const std::string& level, const std::string& format) {
   spdlog::set_default_logger(logger);
   spdlog::set_level(spdlog::level::from_str(level));
   if (format == "json") {
-    spdlog::set_pattern(R"({"time":"%Y-%m-%dT%H:%M:%S.%e%z","level":"%l","msg":"%v"})");
+    // One valid JSON object per line (the message escaped); see json_log_formatter.h.
+    spdlog::set_formatter(std::make_unique<treaty::JsonLogFormatter>());
   } else {
     spdlog::set_pattern("%Y-%m-%d %H:%M:%S.%e %^%l%$ %v");
   }
@@ -67,7 +69,8 @@ int main(int argc, char** argv) {
       ->envname("TREATY_LEASE_MS")
       ->check(CLI::Range(200, 3600000))
       ->capture_default_str();
-  app.add_option("--log-level", log_level, "trace, debug, info, warn, error")
+  app.add_option("--log-level", log_level,
+                 "trace, debug, info, warn, error (change at run time: PUT /v1/admin/log-level)")
       ->envname("TREATY_LOG_LEVEL")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "critical", "off"}))
       ->capture_default_str();

@@ -10,6 +10,8 @@
 #include <boost/asio/thread_pool.hpp>
 #include <spdlog/spdlog.h>
 
+#include "api/coordinator_metrics.h"
+#include "api/ops_routes.h"
 #include "api/rest_api.h"
 #include "cluster/membership.h"
 #include "common/asio_task_runner.h"
@@ -43,11 +45,13 @@ struct Server::Impl {
   std::unique_ptr<AsioTaskRunner> engine_runner;
   std::unique_ptr<AsioTaskRunner> blocking_runner;
   std::unique_ptr<LogStore> store;
+  std::unique_ptr<CoordinatorMetrics> metrics;  // before its users: destroyed after them
   std::unique_ptr<LogWriter> writer;
   std::unique_ptr<WriterTxnLog> txn_log;
   std::unique_ptr<HttpParticipantCaller> caller;
   std::unique_ptr<TxnService> service;
   std::unique_ptr<RestApi> rest;
+  std::unique_ptr<OpsRoutes> ops;
   std::unique_ptr<HttpServer> http;
   std::unique_ptr<Membership> membership;
   bool stopped = false;
@@ -83,7 +87,12 @@ Status Server::Start() {
 
   m.engine_runner = std::make_unique<AsioTaskRunner>(boost::asio::make_strand(m.io));
   m.blocking_runner = std::make_unique<AsioTaskRunner>(m.blocking_pool.get_executor());
-  m.writer = std::make_unique<LogWriter>(m.store.get(), m.options.writer);
+  m.metrics = std::make_unique<CoordinatorMetrics>();
+  LogWriterOptions writer_opts = m.options.writer;
+  writer_opts.on_batch = [metrics = m.metrics.get()](size_t n, int64_t us, const Status& s) {
+    metrics->OnLogBatch(n, us, s);
+  };
+  m.writer = std::make_unique<LogWriter>(m.store.get(), writer_opts);
   m.txn_log = std::make_unique<WriterTxnLog>(m.writer.get());
   m.caller = std::make_unique<HttpParticipantCaller>(m.io, HttpCallerOptions{});
 
@@ -116,9 +125,14 @@ Status Server::Start() {
   deps.log = m.txn_log.get();
   deps.store = m.store.get();
   deps.owner = m.membership->id();
+  deps.observer = m.metrics.get();
   m.service = std::make_unique<TxnService>(deps, m.options.service);
   m.rest = std::make_unique<RestApi>(m.service.get(), m.store.get(), m.blocking_runner.get(),
                                      RestApiOptions{});
+  m.ops = std::make_unique<OpsRoutes>(m.metrics.get(), m.service.get(), m.writer.get(),
+                                      m.store.get(), m.blocking_runner.get());
+  m.rest->set_extra_routes(
+      [ops = m.ops.get()](const HttpRequest& req, HttpResponder& r) { return ops->Handle(req, r); });
 
   m.work = std::make_unique<
       boost::asio::executor_work_guard<boost::asio::io_context::executor_type>>(

@@ -33,6 +33,8 @@ class TxnObserver {
   virtual void OnDropped(const std::string& gtid, const Status& why) = 0;
   // A participant call completed.
   virtual void OnCall(const std::string& op, CallOutcome outcome, int64_t latency_ms) {}
+  // A new transaction's create write is durable (TxnService; metrics).
+  virtual void OnStarted(const std::string& gtid, const std::string& kind) {}
 };
 
 struct EngineContext {

@@ -60,6 +60,7 @@ void TxnService::SubmitSaga(SagaSpec spec, bool wait, int64_t wait_ms,
           std::lock_guard<std::mutex> l(counters_mu_);
           ++counters_.started;
         }
+        if (deps_.observer) deps_.observer->OnStarted(gtid, states::kSaga);
         if (wait) {
           AddWaiter(gtid, wait_ms, std::move(done), true);
         } else {
@@ -232,6 +233,7 @@ void TxnService::OnFinished(const std::string& gtid, const std::string& kind,
     std::lock_guard<std::mutex> l(counters_mu_);
     (state == states::kCommitted ? counters_.committed : counters_.aborted)++;
   }
+  if (deps_.observer) deps_.observer->OnFinished(gtid, kind, state);
   FireWaiters(gtid, state);
   drivers_.erase(gtid);
   std::lock_guard<std::mutex> l(counters_mu_);
@@ -239,6 +241,7 @@ void TxnService::OnFinished(const std::string& gtid, const std::string& kind,
 }
 
 void TxnService::OnDropped(const std::string& gtid, const Status& why) {
+  if (deps_.observer) deps_.observer->OnDropped(gtid, why);
   auto it = drivers_.find(gtid);
   if (it != drivers_.end() && it->second->dropped()) drivers_.erase(it);
   std::lock_guard<std::mutex> l(counters_mu_);
@@ -246,6 +249,7 @@ void TxnService::OnDropped(const std::string& gtid, const Status& why) {
 }
 
 void TxnService::OnCall(const std::string& op, CallOutcome outcome, int64_t latency_ms) {
+  if (deps_.observer) deps_.observer->OnCall(op, outcome, latency_ms);
   std::lock_guard<std::mutex> l(counters_mu_);
   switch (outcome) {
     case CallOutcome::kOk: ++counters_.calls_ok; break;

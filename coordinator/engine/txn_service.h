@@ -45,6 +45,9 @@ struct TxnServiceDeps {
   TxnLog* log = nullptr;
   LogStore* store = nullptr;
   std::string owner;  // this coordinator's id
+  // Optional (metrics): told of every start, finish, drop and participant
+  // call, on the engine runner, after TxnService's own bookkeeping.
+  TxnObserver* observer = nullptr;
 };
 
 struct SubmitResult {

@@ -82,10 +82,19 @@ std::vector<Status> LogWriter::Apply(const std::vector<TxnWrite>& writes) {
   const auto deadline = Clock::now() + std::chrono::milliseconds(options_.retry_for_ms);
   int64_t backoff_ms = kInitialBackoffMs;
   while (true) {
+    const auto began = Clock::now();
     Result<std::vector<Status>> r = store_->ApplyBatch(writes);
-    if (r.ok() && r->size() == writes.size()) return std::move(*r);
-    Status failure =
-        r.ok() ? Status::Internal("store returned a wrong number of results") : r.status();
+    const bool applied = r.ok() && r->size() == writes.size();
+    Status failure = applied ? Status::Ok()
+                     : r.ok() ? Status::Internal("store returned a wrong number of results")
+                              : r.status();
+    if (options_.on_batch) {
+      options_.on_batch(
+          writes.size(),
+          std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - began).count(),
+          failure);
+    }
+    if (applied) return std::move(*r);
     const auto now = Clock::now();
     if (failure.code() != StatusCode::kUnavailable || now >= deadline) {
       spdlog::error("log writer: batch of {} writes failed: {}", writes.size(), failure.ToString());

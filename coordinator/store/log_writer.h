@@ -36,6 +36,10 @@ namespace treaty {
 struct LogWriterOptions {
   size_t max_batch = 512;       // most writes per ApplyBatch
   int64_t retry_for_ms = 5000;  // how long to retry a batch that fails with Unavailable
+  // Optional (metrics): called on the writer thread after every ApplyBatch
+  // attempt with the batch size, its latency and the whole-batch status.
+  // Must not block.
+  std::function<void(size_t writes, int64_t latency_us, const Status& status)> on_batch;
 };
 
 class LogWriter {

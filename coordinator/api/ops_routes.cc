@@ -1,0 +1,149 @@
+#include "api/ops_routes.h"
+
+#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
+
+#include "api/dashboard_assets.h"
+#include "api/rest_api.h"
+#include "engine/states.h"
+
+namespace treaty {
+namespace {
+
+using nlohmann::json;
+
+bool ServeAsset(std::string_view name, HttpResponder& respond) {
+  const DashboardAsset* a = FindDashboardAsset(name);
+  if (!a) return false;
+  HttpResponse r;
+  r.content_type = std::string(a->content_type);
+  r.body = std::string(a->body);
+  r.headers.push_back({"Cache-Control", "no-cache"});
+  r.headers.push_back({"X-Content-Type-Options", "nosniff"});
+  respond(std::move(r));
+  return true;
+}
+
+}  // namespace
+
+OpsRoutes::OpsRoutes(CoordinatorMetrics* metrics, TxnService* service, LogWriter* writer,
+                     LogStore* store, TaskRunner* blocking)
+    : metrics_(metrics), service_(service), writer_(writer), store_(store), blocking_(blocking) {}
+
+bool OpsRoutes::Handle(const HttpRequest& req, HttpResponder& respond) {
+  const std::string& p = req.path;
+  const bool get = req.method == "GET" || req.method == "HEAD";
+  if (get && (p == "/" || p == "/index.html")) return ServeAsset("index.html", respond);
+  if (get && p.rfind("/ui/", 0) == 0) return ServeAsset(p.substr(4), respond);
+  if (get && p == "/metrics") {
+    Metrics(respond);
+    return true;
+  }
+  if (get && p == "/v1/stats") {
+    Stats(respond);
+    return true;
+  }
+  if (p == "/v1/admin/log-level" && (get || req.method == "PUT")) {
+    LogLevel(req, respond);
+    return true;
+  }
+  return false;
+}
+
+CoordinatorMetrics::Snapshot OpsRoutes::Snapshot(bool with_coordinators) {
+  CoordinatorMetrics::Snapshot s;
+  s.active_drivers = service_->counters().active;
+  s.log_queue_depth = static_cast<int64_t>(writer_->queue_depth());
+  auto counts = store_->CountByState();
+  if (!counts.ok()) {
+    metrics_->OnStoreError("read", counts.status());
+    return s;
+  }
+  s.counts = std::move(*counts);
+  if (with_coordinators) {
+    auto members = store_->ListCoordinators();
+    if (!members.ok()) {
+      metrics_->OnStoreError("read", members.status());
+      return s;
+    }
+    s.coordinators = std::move(*members);
+  }
+  s.store_ok = true;
+  return s;
+}
+
+void OpsRoutes::Metrics(HttpResponder respond) {
+  blocking_->Post([this, respond = std::move(respond)] {
+    metrics_->Refresh(Snapshot(true));
+    HttpResponse r;
+    r.content_type = "text/plain; version=0.0.4; charset=utf-8";
+    r.body = metrics_->Render();
+    respond(std::move(r));
+  });
+}
+
+void OpsRoutes::Stats(HttpResponder respond) {
+  blocking_->Post([this, respond = std::move(respond)] {
+    CoordinatorMetrics::Snapshot s = Snapshot(false);
+    if (!s.store_ok) {
+      respond(ErrorResponse(Status::Unavailable("the log store did not answer")));
+      return;
+    }
+    json counts = json::array();
+    json by_state = json::object(), by_kind = json::object();
+    int64_t in_flight = 0, attention = 0;
+    for (const StateCount& c : s.counts) {
+      counts.push_back({{"kind", c.kind},
+                        {"state", c.state},
+                        {"needs_attention", c.needs_attention},
+                        {"count", c.count}});
+      by_state[c.state] = by_state.value(c.state, int64_t{0}) + c.count;
+      by_kind[c.kind] = by_kind.value(c.kind, int64_t{0}) + c.count;
+      if (!states::IsTerminal(c.state)) {
+        in_flight += c.count;
+        if (c.needs_attention) attention += c.count;
+      }
+    }
+    json minutes = json::array();
+    for (const ThroughputMinute& m : metrics_->RecentThroughput()) {
+      minutes.push_back({{"start_ms", m.start_ms},
+                         {"started", m.started},
+                         {"committed", m.committed},
+                         {"aborted", m.aborted},
+                         {"calls", m.calls},
+                         {"failed_calls", m.failed_calls}});
+    }
+    json out = {{"counts", counts},
+                {"by_state", by_state},
+                {"by_kind", by_kind},
+                {"in_flight", in_flight},
+                {"needs_attention", attention},
+                {"active_drivers", s.active_drivers},
+                {"throughput_per_minute", minutes}};
+    respond(JsonResponse(200, out.dump()));
+  });
+}
+
+void OpsRoutes::LogLevel(const HttpRequest& req, HttpResponder& respond) {
+  if (req.method == "PUT") {
+    json body = json::parse(req.body, nullptr, false);
+    const std::string level =
+        body.is_object() && body.contains("level") && body["level"].is_string()
+            ? body["level"].get<std::string>()
+            : "";
+    static const char* kLevels[] = {"trace", "debug", "info", "warn", "error", "critical", "off"};
+    bool known = false;
+    for (const char* l : kLevels) known = known || level == l;
+    if (!known) {
+      respond(ErrorResponse(Status::InvalidArgument(
+          "body must be {\"level\": trace|debug|info|warn|error|critical|off}")));
+      return;
+    }
+    spdlog::set_level(spdlog::level::from_str(level));
+    spdlog::warn("log level set to {} by {}", level, req.remote);
+  }
+  const auto name = spdlog::level::to_string_view(spdlog::get_level());
+  respond(JsonResponse(200, json({{"level", std::string(name.data(), name.size())}}).dump()));
+}
+
+}  // namespace treaty
