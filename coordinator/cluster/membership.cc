@@ -44,13 +44,15 @@ void Membership::Loop() {
   std::unique_lock<std::mutex> l(mu_);
   while (!stop_) {
     l.unlock();
-    Tick();
+    const bool more = Tick();
     l.lock();
-    cv_.wait_for(l, std::chrono::milliseconds(options_.heartbeat_ms), [this] { return stop_; });
+    // A full batch means more orphans wait: come back soon (peers interleave).
+    const int64_t wait_ms = more ? std::min<int64_t>(100, options_.heartbeat_ms) : options_.heartbeat_ms;
+    cv_.wait_for(l, std::chrono::milliseconds(wait_ms), [this] { return stop_; });
   }
 }
 
-void Membership::Tick() {
+bool Membership::Tick() {
   Status hb = store_->Heartbeat(id_);
   if (hb.code() == StatusCode::kLostOwnership) {
     spdlog::warn("coordinator {} was declared dead by a peer; dropping in-memory work", id_);
@@ -59,27 +61,29 @@ void Membership::Tick() {
       if (service_) service_->DropAllAndReown(id_);
       spdlog::warn("re-registered: {} -> {}", old, id_);
     }
-    return;
+    return false;
   }
   if (!hb.ok()) {
     spdlog::warn("heartbeat failed: {}", hb.ToString());
-    return;
+    return false;
   }
   auto expired = store_->MarkExpiredCoordinators(options_.lease_ms);
   if (expired.ok()) {
     for (const auto& dead : *expired) spdlog::warn("coordinator {} missed its lease: dead", dead);
   }
-  if (!service_) return;
+  if (!service_) return false;
   // One bounded batch per tick, so that when a peer dies every survivor
   // takes a share of its work instead of the fastest one taking all of it.
   auto claimed = store_->ClaimOrphans(id_, options_.claim_batch);
   if (!claimed.ok()) {
     spdlog::warn("claiming orphaned transactions failed: {}", claimed.status().ToString());
-    return;
+    return false;
   }
-  if (claimed->empty()) return;
+  if (claimed->empty()) return false;
+  const bool full = claimed->size() >= static_cast<size_t>(options_.claim_batch);
   spdlog::info("adopting {} unfinished transactions", claimed->size());
   service_->Adopt(std::move(*claimed));
+  return full;
 }
 
 Status Membership::Stop(bool hand_back) {

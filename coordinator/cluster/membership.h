@@ -52,8 +52,9 @@ class Membership {
   // Stops the thread; then, if `hand_back`, releases owned unfinished
   // transactions (owner cleared, peers adopt them at once) and deregisters.
   Status Stop(bool hand_back);
-  // Runs one heartbeat/expire/claim round now (tests, start-up).
-  void Tick();
+  // Runs one heartbeat/expire/claim round now; true when it claimed a full
+  // batch (more orphans are likely waiting).
+  bool Tick();
 
  private:
   void Loop();
