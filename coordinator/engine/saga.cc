@@ -18,8 +18,11 @@ const char* OutcomeText(CallOutcome o) {
 
 std::string Describe(const ParticipantResponse& r) {
   std::string s = OutcomeText(r.outcome);
-  if (r.http_status) s += " (HTTP " + std::to_string(r.http_status) + ")";
-  if (!r.error.empty()) s += ": " + r.error;
+  if (!r.error.empty()) {
+    s += ": " + r.error;  // the caller's text names the HTTP status when there was one
+  } else if (r.http_status) {
+    s += " (HTTP " + std::to_string(r.http_status) + ")";
+  }
   return s;
 }
 
