@@ -6,6 +6,9 @@
 // participant-sdk/include/treaty/status.h on the inline namespace).
 
 #include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
 #include <string>
 
 namespace treaty::testing {
@@ -18,5 +21,24 @@ std::string FreshDatabase(const std::string& prefix);
 int64_t QueryInt(const std::string& uri, const std::string& sql);
 // Runs statements in one transaction; fails the test on SQL errors.
 void ExecSql(const std::string& uri, const std::string& sql);
+
+// ROLLBACK PREPARED every prepared transaction of the database.
+void RollbackAllPrepared(const std::string& uri);
+
+// A stand-in coordinator that only answers GET /v1/transactions/{gtid}
+// with the state set by the test (404 for unknown gtids), and counts the
+// requests. For PgResourceManager recovery tests. Thread-safe.
+class FakeCoordinator {
+ public:
+  FakeCoordinator();
+  ~FakeCoordinator();
+  void SetState(const std::string& gtid, const std::string& state);
+  std::string url() const;
+  int lookups() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
 
 }  // namespace treaty::testing

@@ -1,0 +1,196 @@
+// PgResourceManager on a real PostgreSQL: commit and abort paths, duplicate
+// and late deliveries, votes, and recovery of in-doubt prepared transactions
+// after a restart, resolved both ways by asking a (fake) coordinator.
+
+#include <gtest/gtest.h>
+
+#include "sdk/sdk_test_env.h"
+#include "support/store_env.h"
+#include "treaty/pg_resource_manager.h"
+
+namespace treaty::testing {
+namespace {
+
+namespace sdk = treaty::sdk;
+using sdk::CallContext;
+using sdk::PgResourceManager;
+using sdk::PgResourceManagerOptions;
+using sdk::SqlTx;
+using sdk::StatusCode;
+using sdk::Vote;
+
+// Work: payload "AMOUNT" or "AMOUNT@ID" adds AMOUNT to account ID (default
+// 1); a negative balance votes no; amount 0 is a read-only vote.
+sdk::Result<Vote> AddToAccount(SqlTx& tx, const CallContext& ctx) {
+  std::string amount = ctx.payload, id = "1";
+  if (auto at = amount.find('@'); at != std::string::npos) {
+    id = amount.substr(at + 1);
+    amount.resize(at);
+  }
+  if (amount == "0") return Vote::kReadOnly;
+  auto r = tx.Exec(
+      "UPDATE account SET balance = balance + $1::bigint WHERE id = $2::int RETURNING balance",
+      {amount, id});
+  if (!r.ok()) return r.status();
+  if (r->rows.at(0).Int(0) < 0) return Vote::kNo;
+  return Vote::kYes;
+}
+
+class PgResourceManagerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    uri_ = FreshDatabase("pgrm");
+    ASSERT_FALSE(uri_.empty());
+    ExecSql(uri_, "CREATE TABLE account(id int PRIMARY KEY, balance bigint NOT NULL);"
+                  "INSERT INTO account VALUES (1, 100), (2, 0), (3, 0), (4, 0)");
+    Open();
+  }
+  void TearDown() override {
+    rm_.reset();
+    // Never leave prepared transactions behind on the shared server.
+    if (!uri_.empty()) RollbackAllPrepared(uri_);
+  }
+  void Open() {
+    PgResourceManagerOptions o{.pg_uri = uri_, .coordinators = {coordinator_.url()},
+                               .lock_timeout_ms = 2000};
+    auto rm = PgResourceManager::Open(o, AddToAccount);
+    ASSERT_TRUE(rm.ok()) << rm.status().ToString();
+    rm_ = *rm;
+  }
+  static CallContext Ctx(const std::string& gtid, const std::string& op,
+                         const std::string& amount = "10") {
+    return CallContext{.gtid = gtid, .branch = "acct", .op = op, .payload = amount};
+  }
+  int64_t Balance() { return QueryInt(uri_, "SELECT balance FROM account WHERE id = 1"); }
+  int64_t Prepared() {
+    return QueryInt(uri_, "SELECT count(*) FROM pg_prepared_xacts WHERE database = current_database()");
+  }
+
+  FakeCoordinator coordinator_;
+  std::string uri_;
+  std::shared_ptr<PgResourceManager> rm_;
+};
+
+TEST_F(PgResourceManagerTest, PrepareThenCommit) {
+  auto v = rm_->Prepare(Ctx("t1", "prepare"));
+  ASSERT_TRUE(v.ok()) << v.status().ToString();
+  EXPECT_EQ(*v, Vote::kYes);
+  EXPECT_EQ(Prepared(), 1);
+  EXPECT_EQ(Balance(), 100);  // not visible before commit
+  // A duplicate prepare while prepared answers yes and prepares nothing new.
+  EXPECT_EQ(*rm_->Prepare(Ctx("t1", "prepare")), Vote::kYes);
+  EXPECT_EQ(Prepared(), 1);
+  ASSERT_TRUE(rm_->Commit(Ctx("t1", "commit")).ok());
+  EXPECT_EQ(Balance(), 110);
+  EXPECT_EQ(Prepared(), 0);
+  // Redeliveries after the commit: commit is idempotent, prepare is not redone.
+  EXPECT_TRUE(rm_->Commit(Ctx("t1", "commit")).ok());
+  EXPECT_EQ(*rm_->Prepare(Ctx("t1", "prepare")), Vote::kYes);
+  EXPECT_EQ(Prepared(), 0);
+  EXPECT_EQ(Balance(), 110);
+}
+
+TEST_F(PgResourceManagerTest, PrepareThenAbort) {
+  ASSERT_EQ(*rm_->Prepare(Ctx("t2", "prepare")), Vote::kYes);
+  ASSERT_TRUE(rm_->Abort(Ctx("t2", "abort")).ok());
+  EXPECT_EQ(Prepared(), 0);
+  EXPECT_EQ(Balance(), 100);
+  EXPECT_TRUE(rm_->Abort(Ctx("t2", "abort")).ok());  // idempotent
+  // A late prepare after the abort is refused and does nothing.
+  auto late = rm_->Prepare(Ctx("t2", "prepare"));
+  EXPECT_EQ(late.status().code(), StatusCode::kBusinessFailure) << late.status().ToString();
+  EXPECT_EQ(Prepared(), 0);
+  EXPECT_EQ(Balance(), 100);
+}
+
+TEST_F(PgResourceManagerTest, AbortOfNeverPreparedBranchSucceedsAndBlocksPrepare) {
+  ASSERT_TRUE(rm_->Abort(Ctx("t3", "abort")).ok());
+  auto late = rm_->Prepare(Ctx("t3", "prepare"));
+  EXPECT_EQ(late.status().code(), StatusCode::kBusinessFailure);
+  EXPECT_EQ(Balance(), 100);
+}
+
+TEST_F(PgResourceManagerTest, VoteNoAndReadOnlyLeaveNothingPrepared) {
+  auto no = rm_->Prepare(Ctx("t4", "prepare", "-1000"));
+  ASSERT_TRUE(no.ok()) << no.status().ToString();
+  EXPECT_EQ(*no, Vote::kNo);
+  auto ro = rm_->Prepare(Ctx("t5", "prepare", "0"));
+  ASSERT_TRUE(ro.ok()) << ro.status().ToString();
+  EXPECT_EQ(*ro, Vote::kReadOnly);
+  EXPECT_EQ(Prepared(), 0);
+  EXPECT_EQ(Balance(), 100);
+  // A no vote is not remembered: the abort that follows is a null abort.
+  EXPECT_TRUE(rm_->Abort(Ctx("t4", "abort")).ok());
+}
+
+TEST_F(PgResourceManagerTest, BadSqlIsTransientAndRollsBack) {
+  auto v = rm_->Prepare(Ctx("t6", "prepare", "not-a-number"));
+  ASSERT_FALSE(v.ok());
+  EXPECT_NE(v.status().code(), StatusCode::kBusinessFailure);
+  EXPECT_EQ(Prepared(), 0);
+  // The barrier row was rolled back with it: a retry works.
+  EXPECT_EQ(*rm_->Prepare(Ctx("t6", "prepare", "5")), Vote::kYes);
+  EXPECT_TRUE(rm_->Commit(Ctx("t6", "commit")).ok());
+  EXPECT_EQ(Balance(), 105);
+}
+
+TEST_F(PgResourceManagerTest, GidCarriesGtidAndBranch) {
+  auto gid = PgResourceManager::Gid("treaty", "a:b", "acct");
+  ASSERT_TRUE(gid.ok());
+  EXPECT_EQ(*gid, "treaty:3:a:b:acct");
+  EXPECT_FALSE(PgResourceManager::Gid("treaty", std::string(300, 'x'), "acct").ok());
+}
+
+TEST_F(PgResourceManagerTest, RestartResolvesInDoubtTransactionsBothWays) {
+  for (auto [gtid, amount] : {std::pair{"commit-me", "1"}, {"abort-me", "20@2"},
+                               {"unknown-to-coordinator", "300@3"}, {"undecided", "4000@4"}}) {
+    auto v = rm_->Prepare(Ctx(gtid, "prepare", amount));
+    ASSERT_TRUE(v.ok()) << gtid << ": " << v.status().ToString();
+    ASSERT_EQ(*v, Vote::kYes);
+  }
+  EXPECT_EQ(Prepared(), 4);
+  // The participant dies with four branches in doubt, and so does its database.
+  rm_.reset();
+  MiniPostgres* pg = IntegrationPostgres();
+  ASSERT_TRUE(pg->Restart().ok());
+  EXPECT_EQ(Prepared(), 4);  // prepared transactions survive a restart
+
+  coordinator_.SetState("commit-me", "COMMITTED");
+  coordinator_.SetState("abort-me", "ABORTING");
+  coordinator_.SetState("undecided", "PREPARING");
+  Open();  // recovers
+  const auto& report = rm_->open_recovery();
+  EXPECT_EQ(report.committed, 1);
+  EXPECT_EQ(report.rolled_back, 2);  // ABORTING, and 404 = presumed abort
+  EXPECT_EQ(report.left_in_doubt, 1);
+  EXPECT_TRUE(report.errors.empty());
+  EXPECT_EQ(Prepared(), 1);
+  EXPECT_EQ(Balance(), 101);
+  EXPECT_EQ(QueryInt(uri_, "SELECT sum(balance) FROM account WHERE id IN (2, 3, 4)"), 0);
+
+  // The coordinator then decides: a later recovery pass (or its commit) finishes it.
+  coordinator_.SetState("undecided", "COMMITTING");
+  auto again = rm_->Recover();
+  ASSERT_TRUE(again.ok()) << again.status().ToString();
+  EXPECT_EQ(again->committed, 1);
+  EXPECT_EQ(Prepared(), 0);
+  EXPECT_EQ(QueryInt(uri_, "SELECT balance FROM account WHERE id = 4"), 4000);
+  // The coordinator's own commit, arriving afterwards, is a no-op.
+  EXPECT_TRUE(rm_->Commit(Ctx("undecided", "commit")).ok());
+  EXPECT_EQ(QueryInt(uri_, "SELECT sum(balance) FROM account"), 4101);
+}
+
+TEST_F(PgResourceManagerTest, UnreachableCoordinatorLeavesTransactionsInDoubt) {
+  ASSERT_EQ(*rm_->Prepare(Ctx("t7", "prepare")), Vote::kYes);
+  rm_.reset();
+  PgResourceManagerOptions o{.pg_uri = uri_, .coordinators = {"http://127.0.0.1:1"}};
+  auto rm = PgResourceManager::Open(o, AddToAccount);
+  ASSERT_TRUE(rm.ok()) << rm.status().ToString();
+  EXPECT_EQ((*rm)->open_recovery().left_in_doubt, 1);
+  EXPECT_EQ((*rm)->open_recovery().errors.size(), 1u);
+  EXPECT_EQ(Prepared(), 1);  // never guessed
+  EXPECT_TRUE((*rm)->Abort(Ctx("t7", "abort")).ok());
+}
+
+}  // namespace
+}  // namespace treaty::testing
