@@ -14,7 +14,15 @@ packages=(
   nlohmann-json3-dev libcli11-dev
   postgresql-15 postgresql-client-15
   procps psmisc
+  chromium
 )
+# Node.js + npm drive the dashboard's browser test (playwright-core, which
+# needs Node >= 18: Debian's nodejs 18 is enough). A machine that already has
+# node and npm (e.g. from another repository) keeps them: Debian's npm package
+# conflicts with some of those builds.
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  packages+=(nodejs npm)
+fi
 
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi

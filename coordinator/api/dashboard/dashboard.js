@@ -173,7 +173,7 @@ async function renderOverview(view, seq) {
     h("table", {}, h("thead", {}, h("tr", {}, h("th", {}, "Node"), h("th", {}, "State"), h("th", {}, "HTTP"),
       h("th", { class: "num" }, "Heartbeat age"), h("th", { class: "num" }, "Owned"))),
     h("tbody", {}, cluster.coordinators.map((c) => h("tr", {},
-      h("td", { title: c.id }, (c.node_name || "(unnamed)") + " ", h("span", { class: "muted" }, c.id.slice(0, 8))),
+      h("td", { title: c.id }, (c.node_name || "(unnamed)") + " ", h("span", { class: "muted" }, c.id)),
       h("td", {}, badge(c.state)), h("td", {}, c.http || "—"),
       h("td", { class: "num" }, fmtAge(c.heartbeat_age_ms)), h("td", { class: "num" }, c.owned))))));
 
@@ -197,7 +197,7 @@ function txnTable(items) {
       h("td", { class: "num" }, t.attempts),
       h("td", { class: "num" }, fmtAge(now - t.created_at_ms)),
       h("td", {}, fmtTime(t.updated_at_ms)),
-      h("td", { class: "muted" }, t.owner ? t.owner.slice(0, 8) : "—")))));
+      h("td", { class: "muted" }, t.owner || "—")))));
 }
 
 // ---------- transactions list ----------
