@@ -5,7 +5,7 @@ set -euo pipefail
 
 packages=(
   build-essential cmake pkg-config git ca-certificates curl
-  thrift-compiler libthrift-dev python3-thrift python3
+  thrift-compiler libthrift-dev libevent-dev python3-thrift python3
   libpqxx-dev libpq-dev
   libboost-dev libboost-system-dev
   libspdlog-dev libfmt-dev

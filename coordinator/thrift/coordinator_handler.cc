@@ -1,0 +1,247 @@
+#include "thrift/coordinator_handler.h"
+
+#include <future>
+#include <memory>
+
+#include <nlohmann/json.hpp>
+
+#include "engine/two_phase_spec.h"
+
+namespace treaty {
+namespace {
+
+using nlohmann::json;
+
+// The one place where a Status becomes a Thrift exception.
+[[noreturn]] void ThrowStatus(const Status& s) {
+  switch (s.code()) {
+    case StatusCode::kInvalidArgument:
+    case StatusCode::kTooLarge: {
+      rpc::InvalidRequest e;
+      e.message = s.message();
+      throw e;
+    }
+    case StatusCode::kNotFound: {
+      rpc::NotFound e;
+      e.message = s.message();
+      throw e;
+    }
+    case StatusCode::kConflict:
+    case StatusCode::kLostOwnership: {
+      rpc::Conflict e;
+      e.message = s.message();
+      throw e;
+    }
+    default: {
+      rpc::Unavailable e;
+      e.message = s.ToString();
+      throw e;
+    }
+  }
+}
+
+// Runs an asynchronous TxnService call and waits for its answer.
+template <typename T, typename Start>
+T Await(int64_t timeout_ms, Start start) {
+  auto promise = std::make_shared<std::promise<Result<T>>>();
+  auto future = promise->get_future();
+  start([promise](Result<T> r) { promise->set_value(std::move(r)); });
+  if (future.wait_for(std::chrono::milliseconds(timeout_ms)) != std::future_status::ready) {
+    ThrowStatus(Status::Unavailable("the coordinator did not answer within " +
+                                    std::to_string(timeout_ms) + " ms"));
+  }
+  Result<T> r = future.get();
+  if (!r.ok()) ThrowStatus(r.status());
+  return std::move(r).value();
+}
+
+// A `payload` string must hold JSON; it becomes the JSON value.
+json PayloadJson(const std::string& text, const std::string& where) {
+  json v = json::parse(text, nullptr, false);
+  if (v.is_discarded()) {
+    ThrowStatus(Status::InvalidArgument(where + "'payload' must be JSON text"));
+  }
+  return v;
+}
+
+json SagaJson(const rpc::SagaRequest& req) {
+  json body = json::object();
+  if (req.__isset.gtid) body["gtid"] = req.gtid;
+  if (req.__isset.timeout_ms) body["timeout_ms"] = req.timeout_ms;
+  if (req.__isset.concurrent) body["concurrent"] = req.concurrent;
+  json steps = json::array();
+  for (size_t i = 0; i < req.steps.size(); ++i) {
+    const auto& s = req.steps[i];
+    json step = {{"name", s.name}, {"action", s.action}, {"compensate", s.compensate}};
+    const std::string where = "steps[" + std::to_string(i) + "]: ";
+    if (s.__isset.payload) step["payload"] = PayloadJson(s.payload, where);
+    if (s.__isset.after) step["after"] = s.after;
+    if (s.__isset.timeout_ms) step["timeout_ms"] = s.timeout_ms;
+    if (s.__isset.retry_policy) {
+      json retry = json::object();
+      const auto& r = s.retry_policy;
+      if (r.__isset.max_attempts) retry["max_attempts"] = r.max_attempts;
+      if (r.__isset.initial_backoff_ms) retry["initial_backoff_ms"] = r.initial_backoff_ms;
+      if (r.__isset.max_backoff_ms) retry["max_backoff_ms"] = r.max_backoff_ms;
+      step["retry"] = retry;
+    }
+    steps.push_back(std::move(step));
+  }
+  body["steps"] = steps;
+  return body;
+}
+
+void FillStatus(rpc::TxnStatus& out, const SubmitResult& r) {
+  out.gtid = r.gtid;
+  out.state = r.state;
+}
+
+void FillRow(rpc::Transaction& out, const TxnRow& row) {
+  out.gtid = row.gtid;
+  out.kind = row.kind;
+  out.state = row.state;
+  out.owner = row.owner;
+  out.needs_attention = row.needs_attention;
+  out.deadline_ms = row.deadline_ms;
+  out.attempts = row.attempts;
+  out.created_at_ms = row.created_at_ms;
+  out.updated_at_ms = row.updated_at_ms;
+  out.spec = row.spec;
+}
+
+void CheckGtid(const std::string& gtid, const SpecLimits& limits) {
+  if (auto s = ValidateGtid(gtid, limits.max_gtid_length); !s.ok()) ThrowStatus(s);
+}
+
+}  // namespace
+
+CoordinatorHandler::CoordinatorHandler(TxnService* service, CoordinatorHandlerOptions options)
+    : service_(service), options_(options) {}
+
+void CoordinatorHandler::submitSaga(rpc::TxnStatus& out, const rpc::SagaRequest& req) {
+  auto spec = ParseSagaSpec(SagaJson(req), options_.limits);
+  if (!spec.ok()) ThrowStatus(spec.status());
+  const bool wait = req.__isset.wait && req.wait;
+  FillStatus(out, Await<SubmitResult>(options_.call_timeout_ms, [&](auto done) {
+               service_->SubmitSaga(std::move(*spec), wait, 0, std::move(done));
+             }));
+}
+
+void CoordinatorHandler::begin2pc(rpc::TxnStatus& out, const rpc::Begin2pcRequest& req) {
+  json body = json::object();
+  if (req.__isset.gtid) body["gtid"] = req.gtid;
+  if (req.__isset.timeout_ms) body["timeout_ms"] = req.timeout_ms;
+  if (req.__isset.one_phase) body["one_phase"] = req.one_phase;
+  TwoPhaseLimits limits;
+  limits.max_gtid_length = options_.limits.max_gtid_length;
+  auto spec = ParseTwoPhaseSpec(body, limits);
+  if (!spec.ok()) ThrowStatus(spec.status());
+  FillStatus(out, Await<SubmitResult>(options_.call_timeout_ms, [&](auto done) {
+               service_->Begin2pc(std::move(*spec), std::move(done));
+             }));
+}
+
+void CoordinatorHandler::registerBranch(rpc::TxnStatus& out, const std::string& gtid,
+                                        const rpc::Branch2pc& branch) {
+  CheckGtid(gtid, options_.limits);
+  json body = {{"name", branch.name},
+               {"prepare", branch.prepare},
+               {"commit", branch.commit},
+               {"abort", branch.abort}};
+  if (branch.__isset.payload) body["payload"] = PayloadJson(branch.payload, "");
+  if (branch.__isset.timeout_ms) body["timeout_ms"] = branch.timeout_ms;
+  TwoPhaseLimits limits;
+  limits.max_name_length = options_.limits.max_name_length;
+  auto spec = ParseBranchSpec(body, limits);
+  if (!spec.ok()) ThrowStatus(spec.status());
+  FillStatus(out, Await<SubmitResult>(options_.call_timeout_ms, [&](auto done) {
+               service_->RegisterBranch(gtid, std::move(*spec), std::move(done));
+             }));
+}
+
+void CoordinatorHandler::commit2pc(rpc::TxnStatus& out, const std::string& gtid) {
+  CheckGtid(gtid, options_.limits);
+  FillStatus(out, Await<SubmitResult>(options_.call_timeout_ms, [&](auto done) {
+               service_->Commit2pc(gtid, std::move(done));
+             }));
+}
+
+void CoordinatorHandler::abort2pc(rpc::TxnStatus& out, const std::string& gtid) {
+  CheckGtid(gtid, options_.limits);
+  FillStatus(out, Await<SubmitResult>(options_.call_timeout_ms, [&](auto done) {
+               service_->Abort2pc(gtid, std::move(done));
+             }));
+}
+
+void CoordinatorHandler::getTransaction(rpc::Transaction& out, const std::string& gtid) {
+  CheckGtid(gtid, options_.limits);
+  TxnDetail d = Await<TxnDetail>(options_.call_timeout_ms, [&](auto done) {
+    service_->Get(gtid, true, std::move(done));
+  });
+  FillRow(out, d.txn);
+  for (const auto& b : d.branches) {
+    rpc::BranchInfo bi;
+    bi.name = b.name;
+    bi.idx = b.idx;
+    bi.state = b.state;
+    bi.attempts = b.attempts;
+    bi.last_error = b.last_error;
+    bi.next_attempt_at_ms = b.next_attempt_at_ms;
+    bi.spec = b.spec;
+    bi.updated_at_ms = b.updated_at_ms;
+    out.branches.push_back(std::move(bi));
+  }
+  for (const auto& e : d.events) {
+    rpc::TxnEvent te;
+    te.id = e.id;
+    te.at_ms = e.at_ms;
+    te.branch = e.branch;
+    te.type = e.type;
+    te.detail = e.detail;
+    out.history.push_back(std::move(te));
+  }
+}
+
+void CoordinatorHandler::listTransactions(rpc::TxnPage& out, const rpc::ListRequest& req) {
+  ListFilter f;
+  if (req.__isset.state && !req.state.empty()) f.state = req.state;
+  if (req.__isset.kind && !req.kind.empty()) {
+    if (req.kind != "saga" && req.kind != "2pc") {
+      ThrowStatus(Status::InvalidArgument("'kind' must be saga or 2pc"));
+    }
+    f.kind = req.kind;
+  }
+  if (req.__isset.needs_attention) f.needs_attention = req.needs_attention;
+  if (req.__isset.limit) {
+    if (req.limit < 1 || req.limit > options_.max_list_limit) {
+      ThrowStatus(Status::InvalidArgument("'limit' must be from 1 to " +
+                                          std::to_string(options_.max_list_limit)));
+    }
+    f.limit = req.limit;
+  }
+  if (req.__isset.cursor) f.cursor = req.cursor;
+  TxnPage page = Await<TxnPage>(options_.call_timeout_ms,
+                                [&](auto done) { service_->List(f, std::move(done)); });
+  for (const auto& row : page.items) {
+    rpc::Transaction t;
+    FillRow(t, row);
+    out.items.push_back(std::move(t));
+  }
+  out.next_cursor = page.next;
+}
+
+void CoordinatorHandler::retryTransaction(rpc::TxnStatus& out, const std::string& gtid) {
+  CheckGtid(gtid, options_.limits);
+  FillStatus(out, Await<SubmitResult>(options_.call_timeout_ms, [&](auto done) {
+               service_->Retry(gtid, std::move(done));
+             }));
+}
+
+void CoordinatorHandler::abortTransaction(rpc::TxnStatus& out, const std::string& gtid) {
+  CheckGtid(gtid, options_.limits);
+  FillStatus(out, Await<SubmitResult>(options_.call_timeout_ms, [&](auto done) {
+               service_->ForceAbort(gtid, std::move(done));
+             }));
+}
+
+}  // namespace treaty

@@ -1,0 +1,52 @@
+#pragma once
+
+// CoordinatorHandler: the Thrift CoordinatorService (idl/coordinator.thrift)
+// as a thin adapter over TxnService, like RestApi is for REST. Requests are
+// converted to the REST JSON shapes and validated by the same parsers
+// (ParseSagaSpec, ParseTwoPhaseSpec, ParseBranchSpec), so both front ends
+// accept and refuse exactly the same things.
+//
+// Errors: every Status is turned into a typed Thrift exception in one place
+// (ThrowStatus): InvalidArgument/TooLarge -> InvalidRequest, NotFound ->
+// NotFound, Conflict/LostOwnership -> Conflict, everything else ->
+// Unavailable. Nothing else escapes a handler method.
+//
+// Threading: methods run on the Thrift server's worker threads and block
+// (bounded by `call_timeout_ms`) until TxnService answers; TxnService
+// itself never blocks them on I/O of its own.
+
+#include <cstdint>
+#include <string>
+
+#include "CoordinatorService.h"
+#include "engine/txn_service.h"
+
+namespace treaty {
+
+struct CoordinatorHandlerOptions {
+  SpecLimits limits;
+  int max_list_limit = 1000;
+  int64_t call_timeout_ms = 60000;  // longest a worker waits for TxnService
+};
+
+class CoordinatorHandler : public rpc::CoordinatorServiceIf {
+ public:
+  CoordinatorHandler(TxnService* service, CoordinatorHandlerOptions options);
+
+  void submitSaga(rpc::TxnStatus& out, const rpc::SagaRequest& req) override;
+  void begin2pc(rpc::TxnStatus& out, const rpc::Begin2pcRequest& req) override;
+  void registerBranch(rpc::TxnStatus& out, const std::string& gtid,
+                      const rpc::Branch2pc& branch) override;
+  void commit2pc(rpc::TxnStatus& out, const std::string& gtid) override;
+  void abort2pc(rpc::TxnStatus& out, const std::string& gtid) override;
+  void getTransaction(rpc::Transaction& out, const std::string& gtid) override;
+  void listTransactions(rpc::TxnPage& out, const rpc::ListRequest& req) override;
+  void retryTransaction(rpc::TxnStatus& out, const std::string& gtid) override;
+  void abortTransaction(rpc::TxnStatus& out, const std::string& gtid) override;
+
+ private:
+  TxnService* service_;
+  CoordinatorHandlerOptions options_;
+};
+
+}  // namespace treaty

@@ -1,0 +1,44 @@
+#pragma once
+
+// ThriftParticipantCaller: calls thrift://host:port participants
+// (idl/participant.thrift, ParticipantService, framed transport, binary
+// protocol) with the outcome rules of DESIGN.md "Participant protocol":
+//   OK -> kOk (prepare: vote READONLY sets readonly_vote; vote NO -> kBusinessFailure)
+//   FAILED -> kBusinessFailure;  RETRY, any exception, time-out or
+//   connection error -> kTransient.
+//
+// Connections are pooled per host:port (up to `max_idle_per_host` idle
+// ones kept). Thrift's C++ client blocks, so calls run on a small dedicated
+// thread pool (`threads`), never on the engine strand or the io_context;
+// at most `threads` calls are in flight, the rest queue. A pooled connection
+// that fails is closed; a failure on a reused connection is retried once on
+// a fresh one (delivery is at least once anyway).
+//
+// Thread-safe. The destructor stops taking work, waits for calls in flight
+// (each bounded by its time-out) and drops queued ones without answering.
+
+#include <memory>
+
+#include "engine/participant_caller.h"
+
+namespace treaty {
+
+struct ThriftCallerOptions {
+  int threads = 8;
+  int max_idle_per_host = 16;
+  int connect_timeout_ms = 3000;
+};
+
+class ThriftParticipantCaller : public ParticipantCaller {
+ public:
+  explicit ThriftParticipantCaller(ThriftCallerOptions options);
+  ~ThriftParticipantCaller() override;
+
+  void Call(ParticipantRequest request, Callback done) override;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace treaty

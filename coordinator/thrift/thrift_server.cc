@@ -1,0 +1,91 @@
+#include "thrift/thrift_server.h"
+
+#include <atomic>
+#include <chrono>
+#include <thread>
+
+#include <spdlog/spdlog.h>
+#include <thrift/concurrency/ThreadFactory.h>
+#include <thrift/concurrency/ThreadManager.h>
+#include <thrift/protocol/TBinaryProtocol.h>
+#include <thrift/server/TNonblockingServer.h>
+#include <thrift/transport/TNonblockingServerSocket.h>
+
+namespace treaty {
+
+namespace at = apache::thrift;
+
+struct ThriftServer::Impl {
+  TxnService* service;
+  ThriftServerOptions options;
+  std::shared_ptr<at::concurrency::ThreadManager> workers;
+  std::shared_ptr<at::transport::TNonblockingServerSocket> socket;
+  std::unique_ptr<at::server::TNonblockingServer> server;
+  std::thread loop;
+  std::atomic<bool> loop_done{false};
+  uint16_t port = 0;
+};
+
+ThriftServer::ThriftServer(TxnService* service, ThriftServerOptions options)
+    : impl_(std::make_unique<Impl>()) {
+  impl_->service = service;
+  impl_->options = std::move(options);
+}
+
+ThriftServer::~ThriftServer() { Stop(); }
+
+Status ThriftServer::Start() {
+  Impl& m = *impl_;
+  try {
+    auto handler = std::make_shared<CoordinatorHandler>(m.service, m.options.handler);
+    auto processor = std::make_shared<rpc::CoordinatorServiceProcessor>(handler);
+    auto protocol = std::make_shared<at::protocol::TBinaryProtocolFactory>(
+        static_cast<int32_t>(m.options.max_frame_bytes), 0, true, true);
+    m.workers = at::concurrency::ThreadManager::newSimpleThreadManager(
+        static_cast<size_t>(std::max(1, m.options.worker_threads)));
+    m.workers->threadFactory(std::make_shared<at::concurrency::ThreadFactory>());
+    m.workers->start();
+    m.socket = std::make_shared<at::transport::TNonblockingServerSocket>(m.options.host,
+                                                                         m.options.port);
+    m.server = std::make_unique<at::server::TNonblockingServer>(processor, protocol, m.socket,
+                                                                m.workers);
+    m.server->setNumIOThreads(static_cast<size_t>(std::max(1, m.options.io_threads)));
+    m.server->setMaxFrameSize(m.options.max_frame_bytes);
+    // Binds and listens now, so the port is known before serving starts.
+    m.server->registerEvents(nullptr);
+    m.port = static_cast<uint16_t>(m.server->getListenPort());
+  } catch (const std::exception& e) {
+    m.server.reset();
+    if (m.workers) m.workers->stop();
+    return Status::Unavailable("cannot serve Thrift on " + m.options.host + ":" +
+                               std::to_string(m.options.port) + ": " + e.what());
+  }
+  m.loop = std::thread([&m] {
+    try {
+      m.server->serve();
+    } catch (const std::exception& e) {
+      spdlog::error("thrift server stopped: {}", e.what());
+    }
+    m.loop_done = true;
+  });
+  spdlog::info("thrift front end listening on {}:{}", m.options.host, m.port);
+  return Status::Ok();
+}
+
+uint16_t ThriftServer::port() const { return impl_->port; }
+
+void ThriftServer::Stop() {
+  Impl& m = *impl_;
+  if (!m.server) return;
+  // A stop that lands before the event loop starts is lost: repeat it.
+  while (m.loop.joinable() && !m.loop_done) {
+    m.server->stop();
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  if (m.loop.joinable()) m.loop.join();
+  m.server.reset();
+  if (m.workers) m.workers->stop();
+  m.workers.reset();
+}
+
+}  // namespace treaty

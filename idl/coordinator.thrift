@@ -1,0 +1,183 @@
+// Treaty client API over Thrift: CoordinatorService mirrors the REST API
+// (DESIGN.md "Client API"; docs/api.md for the fields' meaning).
+//
+// Served by treatyd on --thrift HOST:PORT (default 127.0.0.1:7481) with the
+// framed transport and the binary protocol.
+//
+// Versioning: this is version 1 (API_VERSION). Changes are additive only:
+// new optional fields get new ids, new methods and exceptions are appended;
+// field ids and names are never reused or renamed. A breaking change would
+// be a new service (CoordinatorServiceV2) served beside this one.
+//
+// Conventions: struct fields are named as the REST JSON fields; `payload`
+// is JSON text in a string ("null" or absent when none); times are
+// milliseconds; states are the REST strings (ACTIVE, PREPARING, COMMITTING,
+// COMMITTED, ABORTING, ABORTED, RUNNING, COMPENSATING).
+
+namespace cpp treaty.rpc
+namespace py treaty.coordinator
+namespace java io.treaty.coordinator
+namespace go treaty
+
+const i32 API_VERSION = 1
+
+// --- Errors (REST: 400, 404, 409, 503) ---
+
+// The request is malformed or out of range; retrying it unchanged will not help.
+exception InvalidRequest {
+  1: string message
+}
+
+// No transaction with that gtid (for a 2PC participant: presume aborted).
+exception NotFound {
+  1: string message
+}
+
+// The request contradicts what is logged: a gtid reused with a different
+// body, enlisting after commit started, aborting after the commit decision,
+// or a transaction driven by another coordinator.
+exception Conflict {
+  1: string message
+}
+
+// The coordinator cannot serve now (log store down, draining); retry, on
+// another coordinator if you have one.
+exception Unavailable {
+  1: string message
+}
+
+// --- Sagas ---
+
+struct RetryPolicy {
+  1: optional i32 max_attempts
+  2: optional i64 initial_backoff_ms
+  3: optional i64 max_backoff_ms
+}
+
+struct SagaStep {
+  1: required string name
+  2: required string action        // http://... or thrift://host:port
+  3: required string compensate
+  4: optional string payload       // JSON text
+  5: optional list<string> after   // with concurrent: names this step waits for
+  6: optional i64 timeout_ms
+  7: optional RetryPolicy retry_policy  // REST "retry" (a reserved word in Thrift)
+}
+
+struct SagaRequest {
+  1: optional string gtid          // absent: the coordinator makes a UUID
+  2: required list<SagaStep> steps
+  3: optional i64 timeout_ms
+  4: optional bool concurrent
+  5: optional bool wait            // answer once terminal (bounded by the server)
+}
+
+// --- 2PC ---
+
+struct Begin2pcRequest {
+  1: optional string gtid
+  2: optional i64 timeout_ms       // default 60000: undecided after this -> aborted
+  3: optional bool one_phase       // default true: a single branch commits in one phase
+}
+
+struct Branch2pc {
+  1: required string name
+  2: required string prepare
+  3: required string commit
+  4: required string abort
+  5: optional string payload       // JSON text
+  6: optional i64 timeout_ms       // per call
+}
+
+// --- Answers ---
+
+struct TxnStatus {
+  1: string gtid
+  2: string state
+}
+
+struct BranchInfo {
+  1: string name
+  2: i32 idx
+  3: string state
+  4: i32 attempts
+  5: string last_error
+  6: i64 next_attempt_at_ms
+  7: string spec                   // JSON: URLs and payload
+  8: i64 updated_at_ms
+}
+
+struct TxnEvent {
+  1: i64 id
+  2: i64 at_ms
+  3: string branch
+  4: string type
+  5: string detail
+}
+
+struct Transaction {
+  1: string gtid
+  2: string kind                   // saga | 2pc
+  3: string state
+  4: string owner
+  5: bool needs_attention
+  6: i64 deadline_ms
+  7: i32 attempts
+  8: i64 created_at_ms
+  9: i64 updated_at_ms
+  10: string spec                  // JSON of the submission
+  11: list<BranchInfo> branches    // empty in listTransactions
+  12: list<TxnEvent> history       // empty in listTransactions
+}
+
+struct ListRequest {
+  1: optional string state
+  2: optional string kind
+  3: optional bool needs_attention
+  4: optional i32 limit
+  5: optional string cursor
+}
+
+struct TxnPage {
+  1: list<Transaction> items
+  2: string next_cursor            // REST "next" (reserved in Thrift); empty: no further page
+}
+
+service CoordinatorService {
+  // POST /v1/sagas
+  TxnStatus submitSaga(1: SagaRequest req)
+      throws (1: InvalidRequest invalid, 2: NotFound not_found, 3: Conflict conflict,
+              4: Unavailable unavailable)
+  // POST /v1/2pc
+  TxnStatus begin2pc(1: Begin2pcRequest req)
+      throws (1: InvalidRequest invalid, 2: NotFound not_found, 3: Conflict conflict,
+              4: Unavailable unavailable)
+  // POST /v1/2pc/{gtid}/branches
+  TxnStatus registerBranch(1: string gtid, 2: Branch2pc branch)
+      throws (1: InvalidRequest invalid, 2: NotFound not_found, 3: Conflict conflict,
+              4: Unavailable unavailable)
+  // POST /v1/2pc/{gtid}/commit: the decision, once durable
+  TxnStatus commit2pc(1: string gtid)
+      throws (1: InvalidRequest invalid, 2: NotFound not_found, 3: Conflict conflict,
+              4: Unavailable unavailable)
+  // POST /v1/2pc/{gtid}/abort
+  TxnStatus abort2pc(1: string gtid)
+      throws (1: InvalidRequest invalid, 2: NotFound not_found, 3: Conflict conflict,
+              4: Unavailable unavailable)
+  // GET /v1/transactions/{gtid}
+  Transaction getTransaction(1: string gtid)
+      throws (1: InvalidRequest invalid, 2: NotFound not_found, 3: Conflict conflict,
+              4: Unavailable unavailable)
+  // GET /v1/transactions
+  TxnPage listTransactions(1: ListRequest req)
+      throws (1: InvalidRequest invalid, 2: NotFound not_found, 3: Conflict conflict,
+              4: Unavailable unavailable)
+  // POST /v1/transactions/{gtid}/retry
+  TxnStatus retryTransaction(1: string gtid)
+      throws (1: InvalidRequest invalid, 2: NotFound not_found, 3: Conflict conflict,
+              4: Unavailable unavailable)
+  // POST /v1/transactions/{gtid}/abort (operator force abort)
+  TxnStatus abortTransaction(1: string gtid)
+      throws (1: InvalidRequest invalid, 2: NotFound not_found, 3: Conflict conflict,
+              4: Unavailable unavailable)
+}
