@@ -51,6 +51,7 @@ int main(int argc, char** argv) {
   app.set_config("--config", "", "Read options from a TOML/INI file");
   treaty::ServerOptions opts;
   std::string http = "127.0.0.1:7480";
+  std::string thrift = "127.0.0.1:7481";
   std::string log_level = "info";
   std::string log_format = "text";
   app.add_option("--store", opts.store_uri, "sqlite:PATH or a PostgreSQL URI/conninfo")
@@ -58,6 +59,9 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--http", http, "HTTP listen address HOST:PORT (port 0 picks one)")
       ->envname("TREATY_HTTP")
+      ->capture_default_str();
+  app.add_option("--thrift", thrift, "Thrift listen address HOST:PORT (port 0 picks one)")
+      ->envname("TREATY_THRIFT")
       ->capture_default_str();
   app.add_option("--node-name", opts.node_name, "Name shown in the cluster view")
       ->envname("TREATY_NODE_NAME");
@@ -114,6 +118,10 @@ int main(int argc, char** argv) {
     std::cerr << "treatyd: --http must be HOST:PORT, got '" << http << "'\n";
     return 2;
   }
+  if (!ParseHostPort(thrift, &opts.thrift_host, &opts.thrift_port)) {
+    std::cerr << "treatyd: --thrift must be HOST:PORT, got '" << thrift << "'\n";
+    return 2;
+  }
 
   if (migrate->parsed()) {
     auto store = treaty::OpenLogStore(opts.store_uri);
@@ -143,7 +151,8 @@ int main(int argc, char** argv) {
     std::cerr << "treatyd: cannot start: " << s.ToString() << "\n";
     return 1;
   }
-  std::printf("treatyd listening on %s (coordinator %s)\n", server.http_url().c_str(),
+  std::printf("treatyd listening on %s and thrift %s:%u (coordinator %s)\n",
+              server.http_url().c_str(), opts.thrift_host.c_str(), server.thrift_port(),
               server.coordinator_id().c_str());
   std::fflush(stdout);
 

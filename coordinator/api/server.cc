@@ -1,5 +1,6 @@
 #include "api/server.h"
 
+#include <atomic>
 #include <chrono>
 #include <thread>
 #include <vector>
@@ -15,9 +16,12 @@
 #include "api/rest_api.h"
 #include "cluster/membership.h"
 #include "common/asio_task_runner.h"
+#include "engine/routing_caller.h"
 #include "http/http_participant_caller.h"
 #include "http/http_server.h"
 #include "store/log_store.h"
+#include "thrift/thrift_participant_caller.h"
+#include "thrift/thrift_server.h"
 
 namespace treaty {
 namespace {
@@ -49,10 +53,14 @@ struct Server::Impl {
   std::unique_ptr<LogWriter> writer;
   std::unique_ptr<WriterTxnLog> txn_log;
   std::unique_ptr<HttpParticipantCaller> caller;
+  std::unique_ptr<ThriftParticipantCaller> thrift_caller;
+  std::unique_ptr<RoutingCaller> routing_caller;  // http:// or thrift://
   std::unique_ptr<TxnService> service;
   std::unique_ptr<RestApi> rest;
   std::unique_ptr<OpsRoutes> ops;
   std::unique_ptr<HttpServer> http;
+  std::unique_ptr<ThriftServer> thrift;
+  std::atomic<TxnService*> thrift_service{nullptr};  // set once the service exists
   std::unique_ptr<Membership> membership;
   bool stopped = false;
 
@@ -63,6 +71,7 @@ struct Server::Impl {
     if (stopped) return;
     stopped = true;
     if (http) http->Stop();
+    if (thrift) thrift->Stop();
     if (membership) (void)membership->Stop(false);
     work.reset();
     io.stop();
@@ -95,6 +104,8 @@ Status Server::Start() {
   m.writer = std::make_unique<LogWriter>(m.store.get(), writer_opts);
   m.txn_log = std::make_unique<WriterTxnLog>(m.writer.get());
   m.caller = std::make_unique<HttpParticipantCaller>(m.io, HttpCallerOptions{});
+  m.thrift_caller = std::make_unique<ThriftParticipantCaller>(ThriftCallerOptions{});
+  m.routing_caller = std::make_unique<RoutingCaller>(m.caller.get(), m.thrift_caller.get());
 
   HttpServerOptions http_opts;
   http_opts.host = m.options.http_host;
@@ -109,10 +120,17 @@ Status Server::Start() {
   // Bind now (requests are served once the io threads run, below) so the
   // cluster row can carry the real address.
   if (auto s = m.http->Start(); !s.ok()) return s;
+  ThriftServerOptions thrift_opts;
+  thrift_opts.host = m.options.thrift_host;
+  thrift_opts.port = m.options.thrift_port;
+  thrift_opts.max_frame_bytes = m.options.max_body_bytes;
+  m.thrift = std::make_unique<ThriftServer>([&m] { return m.thrift_service.load(); }, thrift_opts);
+  if (auto s = m.thrift->Start(); !s.ok()) return s;
 
   MembershipOptions mem;
   mem.node_name = m.options.node_name;
   mem.http_addr = m.options.http_host + ":" + std::to_string(m.http->port());
+  mem.thrift_addr = m.options.thrift_host + ":" + std::to_string(m.thrift->port());
   mem.heartbeat_ms = m.options.heartbeat_ms;
   mem.lease_ms = m.options.lease_ms;
   m.membership = std::make_unique<Membership>(m.store.get(), mem);
@@ -121,12 +139,13 @@ Status Server::Start() {
   TxnServiceDeps deps;
   deps.engine_runner = m.engine_runner.get();
   deps.blocking_runner = m.blocking_runner.get();
-  deps.caller = m.caller.get();
+  deps.caller = m.routing_caller.get();
   deps.log = m.txn_log.get();
   deps.store = m.store.get();
   deps.owner = m.membership->id();
   deps.observer = m.metrics.get();
   m.service = std::make_unique<TxnService>(deps, m.options.service);
+  m.thrift_service = m.service.get();
   m.rest = std::make_unique<RestApi>(m.service.get(), m.store.get(), m.blocking_runner.get(),
                                      RestApiOptions{});
   m.ops = std::make_unique<OpsRoutes>(m.metrics.get(), m.service.get(), m.writer.get(),
@@ -141,12 +160,15 @@ Status Server::Start() {
     m.io_threads.emplace_back([&m] { m.io.run(); });
   }
   m.membership->Start(m.service.get());
-  spdlog::info("treatyd serving http://{}:{} on store {} as coordinator {}", m.options.http_host,
-               m.http->port(), m.store->Engine(), m.membership->id());
+  spdlog::info("treatyd serving http://{}:{} and thrift {}:{} on store {} as coordinator {}",
+               m.options.http_host, m.http->port(), m.options.thrift_host, m.thrift->port(),
+               m.store->Engine(), m.membership->id());
   return Status::Ok();
 }
 
 uint16_t Server::http_port() const { return impl_->http ? impl_->http->port() : 0; }
+
+uint16_t Server::thrift_port() const { return impl_->thrift ? impl_->thrift->port() : 0; }
 
 std::string Server::http_url() const {
   return "http://" + impl_->options.http_host + ":" + std::to_string(http_port());

@@ -23,6 +23,10 @@ struct ServerOptions {
   std::string store_uri = "sqlite:./treaty-data/treaty.db";
   std::string http_host = "127.0.0.1";
   uint16_t http_port = 7480;  // 0 picks a free port
+  // Thrift front end (CoordinatorService). treatyd's default is 7481
+  // (main.cc); here 0, a free port, so in-process servers never collide.
+  std::string thrift_host = "127.0.0.1";
+  uint16_t thrift_port = 0;
   std::string node_name;
   int64_t heartbeat_ms = 1000;
   int64_t lease_ms = 5000;
@@ -46,6 +50,7 @@ class Server {
   // message if the store or the address cannot be used.
   Status Start();
   uint16_t http_port() const;
+  uint16_t thrift_port() const;
   std::string http_url() const;
   const std::string& coordinator_id() const;
   TxnService* service();

@@ -115,15 +115,21 @@ void CheckGtid(const std::string& gtid, const SpecLimits& limits) {
 
 }  // namespace
 
-CoordinatorHandler::CoordinatorHandler(TxnService* service, CoordinatorHandlerOptions options)
-    : service_(service), options_(options) {}
+CoordinatorHandler::CoordinatorHandler(ServiceProvider service, CoordinatorHandlerOptions options)
+    : service_(std::move(service)), options_(options) {}
+
+TxnService* CoordinatorHandler::Service() const {
+  TxnService* s = service_();
+  if (!s) ThrowStatus(Status::Unavailable("the coordinator is starting; retry"));
+  return s;
+}
 
 void CoordinatorHandler::submitSaga(rpc::TxnStatus& out, const rpc::SagaRequest& req) {
   auto spec = ParseSagaSpec(SagaJson(req), options_.limits);
   if (!spec.ok()) ThrowStatus(spec.status());
   const bool wait = req.__isset.wait && req.wait;
   FillStatus(out, Await<SubmitResult>(options_.call_timeout_ms, [&](auto done) {
-               service_->SubmitSaga(std::move(*spec), wait, 0, std::move(done));
+               Service()->SubmitSaga(std::move(*spec), wait, 0, std::move(done));
              }));
 }
 
@@ -137,7 +143,7 @@ void CoordinatorHandler::begin2pc(rpc::TxnStatus& out, const rpc::Begin2pcReques
   auto spec = ParseTwoPhaseSpec(body, limits);
   if (!spec.ok()) ThrowStatus(spec.status());
   FillStatus(out, Await<SubmitResult>(options_.call_timeout_ms, [&](auto done) {
-               service_->Begin2pc(std::move(*spec), std::move(done));
+               Service()->Begin2pc(std::move(*spec), std::move(done));
              }));
 }
 
@@ -155,28 +161,28 @@ void CoordinatorHandler::registerBranch(rpc::TxnStatus& out, const std::string& 
   auto spec = ParseBranchSpec(body, limits);
   if (!spec.ok()) ThrowStatus(spec.status());
   FillStatus(out, Await<SubmitResult>(options_.call_timeout_ms, [&](auto done) {
-               service_->RegisterBranch(gtid, std::move(*spec), std::move(done));
+               Service()->RegisterBranch(gtid, std::move(*spec), std::move(done));
              }));
 }
 
 void CoordinatorHandler::commit2pc(rpc::TxnStatus& out, const std::string& gtid) {
   CheckGtid(gtid, options_.limits);
   FillStatus(out, Await<SubmitResult>(options_.call_timeout_ms, [&](auto done) {
-               service_->Commit2pc(gtid, std::move(done));
+               Service()->Commit2pc(gtid, std::move(done));
              }));
 }
 
 void CoordinatorHandler::abort2pc(rpc::TxnStatus& out, const std::string& gtid) {
   CheckGtid(gtid, options_.limits);
   FillStatus(out, Await<SubmitResult>(options_.call_timeout_ms, [&](auto done) {
-               service_->Abort2pc(gtid, std::move(done));
+               Service()->Abort2pc(gtid, std::move(done));
              }));
 }
 
 void CoordinatorHandler::getTransaction(rpc::Transaction& out, const std::string& gtid) {
   CheckGtid(gtid, options_.limits);
   TxnDetail d = Await<TxnDetail>(options_.call_timeout_ms, [&](auto done) {
-    service_->Get(gtid, true, std::move(done));
+    Service()->Get(gtid, true, std::move(done));
   });
   FillRow(out, d.txn);
   for (const auto& b : d.branches) {
@@ -221,7 +227,7 @@ void CoordinatorHandler::listTransactions(rpc::TxnPage& out, const rpc::ListRequ
   }
   if (req.__isset.cursor) f.cursor = req.cursor;
   TxnPage page = Await<TxnPage>(options_.call_timeout_ms,
-                                [&](auto done) { service_->List(f, std::move(done)); });
+                                [&](auto done) { Service()->List(f, std::move(done)); });
   for (const auto& row : page.items) {
     rpc::Transaction t;
     FillRow(t, row);
@@ -233,14 +239,14 @@ void CoordinatorHandler::listTransactions(rpc::TxnPage& out, const rpc::ListRequ
 void CoordinatorHandler::retryTransaction(rpc::TxnStatus& out, const std::string& gtid) {
   CheckGtid(gtid, options_.limits);
   FillStatus(out, Await<SubmitResult>(options_.call_timeout_ms, [&](auto done) {
-               service_->Retry(gtid, std::move(done));
+               Service()->Retry(gtid, std::move(done));
              }));
 }
 
 void CoordinatorHandler::abortTransaction(rpc::TxnStatus& out, const std::string& gtid) {
   CheckGtid(gtid, options_.limits);
   FillStatus(out, Await<SubmitResult>(options_.call_timeout_ms, [&](auto done) {
-               service_->ForceAbort(gtid, std::move(done));
+               Service()->ForceAbort(gtid, std::move(done));
              }));
 }
 

@@ -16,6 +16,7 @@
 // itself never blocks them on I/O of its own.
 
 #include <cstdint>
+#include <functional>
 #include <string>
 
 #include "CoordinatorService.h"
@@ -31,7 +32,10 @@ struct CoordinatorHandlerOptions {
 
 class CoordinatorHandler : public rpc::CoordinatorServiceIf {
  public:
-  CoordinatorHandler(TxnService* service, CoordinatorHandlerOptions options);
+  // `service` returns the TxnService, or nullptr while the coordinator is
+  // still starting (requests then fail with Unavailable).
+  using ServiceProvider = std::function<TxnService*()>;
+  CoordinatorHandler(ServiceProvider service, CoordinatorHandlerOptions options);
 
   void submitSaga(rpc::TxnStatus& out, const rpc::SagaRequest& req) override;
   void begin2pc(rpc::TxnStatus& out, const rpc::Begin2pcRequest& req) override;
@@ -45,7 +49,9 @@ class CoordinatorHandler : public rpc::CoordinatorServiceIf {
   void abortTransaction(rpc::TxnStatus& out, const std::string& gtid) override;
 
  private:
-  TxnService* service_;
+  TxnService* Service() const;
+
+  ServiceProvider service_;
   CoordinatorHandlerOptions options_;
 };
 

@@ -16,7 +16,7 @@ namespace treaty {
 namespace at = apache::thrift;
 
 struct ThriftServer::Impl {
-  TxnService* service;
+  CoordinatorHandler::ServiceProvider service;
   ThriftServerOptions options;
   std::shared_ptr<at::concurrency::ThreadManager> workers;
   std::shared_ptr<at::transport::TNonblockingServerSocket> socket;
@@ -26,9 +26,10 @@ struct ThriftServer::Impl {
   uint16_t port = 0;
 };
 
-ThriftServer::ThriftServer(TxnService* service, ThriftServerOptions options)
+ThriftServer::ThriftServer(CoordinatorHandler::ServiceProvider service,
+                           ThriftServerOptions options)
     : impl_(std::make_unique<Impl>()) {
-  impl_->service = service;
+  impl_->service = std::move(service);
   impl_->options = std::move(options);
 }
 

@@ -10,7 +10,7 @@
 // Lifetime: Start() binds (port 0 picks a free one; port() tells which) and
 // starts serving on its own threads; Stop() (or the destructor) stops
 // accepting, lets the loops finish and joins them. The TxnService must
-// outlive the server. Thrift exceptions never escape: Start() returns a
+// outlive the server (the provider may return nullptr until it exists). Thrift exceptions never escape: Start() returns a
 // Status.
 
 #include <cstdint>
@@ -33,7 +33,7 @@ struct ThriftServerOptions {
 
 class ThriftServer {
  public:
-  ThriftServer(TxnService* service, ThriftServerOptions options);
+  ThriftServer(CoordinatorHandler::ServiceProvider service, ThriftServerOptions options);
   ~ThriftServer();
   ThriftServer(const ThriftServer&) = delete;
   ThriftServer& operator=(const ThriftServer&) = delete;
