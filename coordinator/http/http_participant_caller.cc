@@ -85,7 +85,9 @@ class CallState : public PoolWaiter, public std::enable_shared_from_this<CallSta
     std::string payload = req_.payload_json.empty() ? "null" : req_.payload_json;
     if (!nlohmann::json::accept(payload)) payload = nlohmann::json(payload).dump();
     body.pop_back();  // '}'
-    body += ",\"payload\":" + payload + "}";
+    body += ",\"payload\":" + payload;
+    if (req_.one_phase) body += ",\"one_phase\":true";  // 2PC commit without prepare
+    body += "}";
 
     http_req_.method(http::verb::post);
     http_req_.target(target);
@@ -98,6 +100,7 @@ class CallState : public PoolWaiter, public std::enable_shared_from_this<CallSta
     http_req_.set("Treaty-Op", req_.op);
     http_req_.set("Idempotency-Key", req_.gtid + "/" + req_.branch + "/" + req_.op);
     if (!req_.traceparent.empty()) http_req_.set("traceparent", req_.traceparent);
+    if (req_.one_phase) http_req_.set("Treaty-One-Phase", "true");
     // HTTP/1.1 keeps alive by default, so Beast's keep_alive(true) omits the
     // header; the protocol spec asks for it explicitly.
     http_req_.set(http::field::connection, "keep-alive");
