@@ -46,7 +46,8 @@ const purl = (branch, op) => `http://127.0.0.1:${pport}/${branch}/${op}`;
 // ---- treatyd
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), "treaty-browser-"));
 const treatyd = spawn(treatydPath, [
-  "--store", `sqlite:${dir}/treaty.db`, "--http", "127.0.0.1:0", "--node-name", "browser-test",
+  "--store", `sqlite:${dir}/treaty.db`, "--http", "127.0.0.1:0", "--thrift", "127.0.0.1:0",
+  "--node-name", "browser-test",
   "--attention-after", "2", "--retry-max-backoff-ms", "600000",
 ], { stdio: ["ignore", "pipe", "pipe"] });
 const treatydLog = fs.createWriteStream(path.join(artifactDir, "treatyd.log"));

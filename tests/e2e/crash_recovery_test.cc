@@ -49,7 +49,8 @@ class CrashRecoveryTest : public ::testing::TestWithParam<std::string> {
   void StartTreatyd() {
     proc_ = std::make_unique<Subprocess>(
         std::vector<std::string>{BinaryPath("treatyd"), "--store", store_, "--http",
-                                 "127.0.0.1:" + std::to_string(port_), "--heartbeat-ms", "200",
+                                 "127.0.0.1:" + std::to_string(port_), "--thrift", "127.0.0.1:0",
+                                 "--heartbeat-ms", "200",
                                  "--lease-ms", "1000", "--retry-max-backoff-ms", "200",
                                  "--log-level", "warn"},
         dir_ + "/treatyd.log");
