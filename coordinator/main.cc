@@ -73,6 +73,11 @@ int main(int argc, char** argv) {
       ->envname("TREATY_LEASE_MS")
       ->check(CLI::Range(200, 3600000))
       ->capture_default_str();
+  app.add_option("--claim-batch", opts.claim_batch,
+                 "Most orphaned transactions adopted per heartbeat (survivors share the rest)")
+      ->envname("TREATY_CLAIM_BATCH")
+      ->check(CLI::Range(1, 100000))
+      ->capture_default_str();
   app.add_option("--log-level", log_level,
                  "trace, debug, info, warn, error (change at run time: PUT /v1/admin/log-level)")
       ->envname("TREATY_LOG_LEVEL")

@@ -133,6 +133,7 @@ Status Server::Start() {
   mem.thrift_addr = m.options.thrift_host + ":" + std::to_string(m.thrift->port());
   mem.heartbeat_ms = m.options.heartbeat_ms;
   mem.lease_ms = m.options.lease_ms;
+  mem.claim_batch = m.options.claim_batch;
   m.membership = std::make_unique<Membership>(m.store.get(), mem);
   if (auto s = m.membership->Join(); !s.ok()) return s;
 

@@ -30,6 +30,7 @@ struct ServerOptions {
   std::string node_name;
   int64_t heartbeat_ms = 1000;
   int64_t lease_ms = 5000;
+  int claim_batch = 100;  // most orphaned transactions adopted per heartbeat
   int io_threads = 2;
   int blocking_threads = 4;
   size_t max_body_bytes = 1 << 20;
