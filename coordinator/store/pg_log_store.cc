@@ -3,6 +3,7 @@
 #include <set>
 
 #include "store/migrations.h"
+#include "store/pg_batch.h"
 #include "store/pg_connection_pool.h"
 #include "store/pg_rows.h"
 
@@ -156,32 +157,41 @@ Status PgLogStore::CheckReady() {
 }
 
 Result<std::vector<Status>> PgLogStore::ApplyBatch(const std::vector<TxnWrite>& writes) {
-  return pool_->Get<std::vector<Status>>("apply batch",
-                                         [&](pqxx::connection& c, std::vector<Status>* results) {
-                                           pqxx::work tx(c);
-                                           if (writes.size() == 1) {
-                                             // No savepoint needed: a failed write rolls the whole
-                                             // transaction back.
-                                             Status ws = ApplyOne(tx, writes[0]);
-                                             if (IsDatabaseFailure(ws)) return ws;
-                                             if (ws.ok()) tx.commit();
-                                             results->push_back(std::move(ws));
-                                             return Status::Ok();
-                                           }
-                                           for (const TxnWrite& w : writes) {
-                                             pqxx::subtransaction sub(tx, "w");
-                                             Status ws = ApplyOne(sub, w);
-                                             if (IsDatabaseFailure(ws)) return ws;
-                                             if (ws.ok()) {
-                                               sub.commit();
-                                             } else {
-                                               sub.abort();
-                                             }
-                                             results->push_back(std::move(ws));
-                                           }
-                                           tx.commit();
-                                           return Status::Ok();
-                                         });
+  return pool_->Get<std::vector<Status>>("apply batch", [&](pqxx::connection& c,
+                                                            std::vector<Status>* results) {
+    if (writes.size() > 1 && pg::SetBasedEligible(writes)) {
+      pqxx::work tx(c);
+      auto set_based = pg::ApplySetBased(tx, writes);
+      if (set_based) {
+        tx.commit();
+        *results = std::move(*set_based);
+        return Status::Ok();
+      }
+      // Rolled back; apply write by write below.
+    }
+    pqxx::work tx(c);
+    if (writes.size() == 1) {
+      // No savepoint needed: a failed write rolls the whole
+      // transaction back.
+      Status ws = ApplyOne(tx, writes[0]);
+      if (IsDatabaseFailure(ws)) return ws;
+      if (ws.ok()) tx.commit();
+      results->push_back(std::move(ws));
+      return Status::Ok();
+    }
+    // Explicit savepoints: libpqxx 6's subtransaction
+    // does not issue SAVEPOINT before exec_params, so it
+    // would not undo a write that failed half-way.
+    for (const TxnWrite& w : writes) {
+      tx.exec("SAVEPOINT treaty_write");
+      Status ws = ApplyOne(tx, w);
+      if (IsDatabaseFailure(ws)) return ws;
+      tx.exec(ws.ok() ? "RELEASE SAVEPOINT treaty_write" : "ROLLBACK TO SAVEPOINT treaty_write");
+      results->push_back(std::move(ws));
+    }
+    tx.commit();
+    return Status::Ok();
+  });
 }
 
 }  // namespace treaty

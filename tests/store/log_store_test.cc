@@ -143,6 +143,74 @@ TEST_P(StoreTest, FailedWriteInBatchIsSkippedOthersCommit) {
   EXPECT_EQ(g1->events.size(), 1u);
 }
 
+// One write per gtid: PostgreSQL takes its set-based path (a few statements
+// for the whole batch); the per-write answers must be the same as ever.
+TEST_P(StoreTest, MixedBatchOfDistinctTransactionsAnswersEachWrite) {
+  ASSERT_OK(ApplyOne(store(), CreateWrite("old", "c1")));
+  ASSERT_OK(ApplyOne(store(), CreateWrite("theirs", "c2")));
+  TxnWrite mine = CreateWrite("mine", "c1");
+  mine.new_branches.push_back({"mine", "a", 0, "PENDING", 0, "", 0, "", 0});
+  mine.new_branches.push_back({"mine", "b\\\"q", 1, "PENDING", 0, "", 0, "{\"x\":\"y,z\"}", 0});
+  ASSERT_OK(ApplyOne(store(), mine));
+
+  TxnWrite fresh = CreateWrite("fresh", "c1");
+  fresh.new_branches.push_back({"fresh", "s1", 0, "RUNNING", 1, "", 0, "", 0});
+  TxnWrite stale{.gtid = "theirs", .owner = "c1"};
+  stale.state = "ABORTED";
+  TxnWrite unknown{.gtid = "ghost", .owner = "c1"};
+  unknown.state = "ABORTED";
+  TxnWrite good{.gtid = "mine", .owner = "c1", .now_ms = 5000};
+  good.state = "COMPENSATING";
+  good.branch_updates.push_back({"a", "RUNNING", 1, "", 0});
+  good.branch_updates.push_back({"a", "SUCCEEDED", std::nullopt, "was \"slow\"", std::nullopt});
+  good.branch_updates.push_back({"b\\\"q", "RUNNING", 1, std::nullopt, 7000});
+  good.events.push_back({0, "mine", "a", "step", "first", 10});
+  good.events.push_back({0, "mine", "a", "step", "second, with {braces}", 11});
+  Result<std::vector<Status>> r =
+      store().ApplyBatch({fresh, CreateWrite("old", "c1"), stale, unknown, good});
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  ASSERT_EQ(r->size(), 5u);
+  EXPECT_TRUE((*r)[0].ok()) << (*r)[0].ToString();
+  EXPECT_EQ((*r)[1].code(), StatusCode::kConflict);
+  EXPECT_EQ((*r)[2].code(), StatusCode::kLostOwnership);
+  EXPECT_EQ((*r)[3].code(), StatusCode::kNotFound);
+  EXPECT_TRUE((*r)[4].ok()) << (*r)[4].ToString();
+
+  EXPECT_EQ(store().GetTransaction("fresh")->branches.at(0).state, "RUNNING");
+  EXPECT_EQ(store().GetTransaction("theirs")->txn.state, "RUNNING");
+  Result<TxnDetail> m = store().GetTransaction("mine");
+  ASSERT_TRUE(m.ok());
+  EXPECT_EQ(m->txn.state, "COMPENSATING");
+  ASSERT_EQ(m->branches.size(), 2u);
+  EXPECT_EQ(m->branches[0].state, "SUCCEEDED");
+  EXPECT_EQ(m->branches[0].attempts, 1);
+  EXPECT_EQ(m->branches[0].last_error, "was \"slow\"");
+  EXPECT_EQ(m->branches[1].name, "b\\\"q");
+  EXPECT_EQ(m->branches[1].spec, "{\"x\":\"y,z\"}");
+  EXPECT_EQ(m->branches[1].next_attempt_at_ms, 7000);
+  ASSERT_EQ(m->events.size(), 2u);
+  EXPECT_EQ(m->events[0].detail, "first");
+  EXPECT_EQ(m->events[1].detail, "second, with {braces}");
+}
+
+// A write that needs per-write handling (an update of a missing branch)
+// falls back to the per-write path without changing any answer.
+TEST_P(StoreTest, BatchWithAMissingBranchFailsOnlyThatWrite) {
+  ASSERT_OK(ApplyOne(store(), CreateWrite("g1", "c1")));
+  ASSERT_OK(ApplyOne(store(), CreateWrite("g2", "c1")));
+  TxnWrite bad{.gtid = "g1", .owner = "c1"};
+  bad.state = "ABORTED";
+  bad.branch_updates.push_back({"nope", "RUNNING", 1, std::nullopt, std::nullopt});
+  TxnWrite ok{.gtid = "g2", .owner = "c1"};
+  ok.state = "COMMITTED";
+  Result<std::vector<Status>> r = store().ApplyBatch({bad, ok});
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ((*r)[0].code(), StatusCode::kNotFound);
+  EXPECT_TRUE((*r)[1].ok());
+  EXPECT_EQ(store().GetTransaction("g1")->txn.state, "RUNNING");
+  EXPECT_EQ(store().GetTransaction("g2")->txn.state, "COMMITTED");
+}
+
 TEST_P(StoreTest, BranchesEnlistAndUpdate) {
   ASSERT_OK(ApplyOne(store(), CreateWrite("g1", "c1", 1000, "ACTIVE", "2pc")));
   TxnWrite enlist{.gtid = "g1", .owner = "c1", .now_ms = 2000};
