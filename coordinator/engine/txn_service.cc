@@ -53,6 +53,7 @@ void TxnService::SubmitSaga(SagaSpec spec, bool wait, int64_t wait_ms,
     }
     auto saga = Saga::Create(&ctx_, spec);
     drivers_[gtid] = saga;
+    CountActive();
     saga->on_created = [this, spec, wait, wait_ms, done = std::move(done),
                         gtid](Status s) mutable {
       if (s.ok()) {
@@ -207,6 +208,7 @@ void TxnService::Adopt(std::vector<TxnDetail> claimed) {
         continue;
       }
       drivers_[gtid] = *saga;
+      CountActive();
       (*saga)->Start();
     }
   });
@@ -220,6 +222,11 @@ void TxnService::DropAllAndReown(const std::string& new_owner) {
     ctx_.owner = new_owner;
     spdlog::warn("dropped {} in-memory transactions; now coordinator {}", all.size(), new_owner);
   });
+}
+
+void TxnService::CountActive() {
+  std::lock_guard<std::mutex> l(counters_mu_);
+  counters_.active = static_cast<int64_t>(drivers_.size());
 }
 
 ServiceCounters TxnService::counters() const {

@@ -127,6 +127,8 @@ class TxnService : private TxnObserver {
   void AnswerDecision(const std::string& gtid, Result<std::string> decision,
                       Callback<SubmitResult> done);
   void Adopt2pc(const TxnDetail& detail);
+  // Publishes drivers_.size() as counters_.active (engine runner).
+  void CountActive();
   // Runs an operator action on the engine runner.
   void OperatorAction(const std::string& gtid, bool abort, Callback<SubmitResult> done);
 

@@ -23,6 +23,7 @@ void TxnService::Begin2pc(TwoPhaseSpec spec, Callback<SubmitResult> done) {
     }
     auto txn = TwoPhase::Create(&ctx_, spec);
     drivers_[gtid] = txn;
+    CountActive();
     txn->on_created = [this, spec, done = std::move(done), gtid](Status s) mutable {
       if (s.ok()) {
         {
@@ -155,6 +156,7 @@ void TxnService::Adopt2pc(const TxnDetail& detail) {
     return;
   }
   drivers_[detail.txn.gtid] = *txn;
+  CountActive();
   (*txn)->Start();
 }
 
