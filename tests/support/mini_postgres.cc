@@ -89,7 +89,7 @@ pid_t MiniPostgres::Spawn(const std::vector<std::string>& argv, const std::strin
   _exit(127);
 }
 
-Status MiniPostgres::Start() {
+Status MiniPostgres::MakeRoot() {
   const char* env_bin = std::getenv("TREATY_PG_BIN");
   bin_dir_ = env_bin && *env_bin ? env_bin : kDefaultBinDir;
   if (access((bin_dir_ + "/initdb").c_str(), X_OK) != 0) {
@@ -107,6 +107,11 @@ Status MiniPostgres::Start() {
     run_gid_ = pw->pw_gid;
     if (chown(root_.c_str(), run_uid_, run_gid_) != 0) return Status::Internal("chown failed");
   }
+  return Status::Ok();
+}
+
+Status MiniPostgres::Start() {
+  if (Status s = MakeRoot(); !s.ok()) return s;
   const std::string log = root_ + "/initdb.log";
   const pid_t pid = Spawn({bin_dir_ + "/initdb", "-D", data_dir_, "-A", "trust", "-U", "postgres",
                            "-E", "UTF8", "--no-sync"},
@@ -117,12 +122,59 @@ Status MiniPostgres::Start() {
   return StartServer();
 }
 
+Status MiniPostgres::StartStandbyOf(const MiniPostgres& primary, const std::string& name) {
+  if (Status s = MakeRoot(); !s.ok()) return s;
+  const std::string log = root_ + "/basebackup.log";
+  // -R writes standby.signal and primary_conninfo; -X stream copies the WAL
+  // written meanwhile; -c fast does not wait for a scheduled checkpoint.
+  const pid_t pid =
+      Spawn({bin_dir_ + "/pg_basebackup", "-h", "127.0.0.1", "-p", std::to_string(primary.port()),
+             "-U", "postgres", "-D", data_dir_, "-R", "-X", "stream", "-c", "fast", "--no-sync"},
+            log);
+  if (pid < 0 || WaitExit(pid) != 0) return Status::Internal("pg_basebackup failed: " + Tail(log));
+  // The WAL receiver reports cluster_name as its application_name, the name
+  // the primary's synchronous_standby_names refers to. The primary's own
+  // -c settings are not copied (they are not in the data folder), so the
+  // standby does not itself wait for a synchronous standby once promoted.
+  settings_ = {"cluster_name=" + name, "hot_standby=on"};
+  port_ = PickFreePort();
+  if (port_ == 0) return Status::Unavailable("no free port");
+  return StartServer();
+}
+
+Status MiniPostgres::Promote() {
+  const std::string log = root_ + "/promote.log";
+  const pid_t pid = Spawn({bin_dir_ + "/pg_ctl", "promote", "-w", "-t", "60", "-D", data_dir_}, log);
+  if (pid < 0 || WaitExit(pid) != 0) return Status::Internal("pg_ctl promote failed: " + Tail(log));
+  return Status::Ok();
+}
+
+Result<std::string> MiniPostgres::Query(const std::string& sql, const std::string& dbname) {
+  const std::string out = root_ + "/query.out";
+  std::error_code ec;
+  std::filesystem::remove(out, ec);
+  const pid_t pid = Spawn({bin_dir_ + "/psql", "-X", "-q", "-A", "-t", "-h", "127.0.0.1", "-p",
+                           std::to_string(port_), "-U", "postgres", "-d", dbname, "-o", out,
+                           "-v", "ON_ERROR_STOP=1", "-c", sql},
+                          root_ + "/query.log");
+  if (pid < 0 || WaitExit(pid) != 0) {
+    return Status::Unavailable("psql failed: " + Tail(root_ + "/query.log"));
+  }
+  std::string text = Tail(out);
+  while (!text.empty() && (text.back() == '\n' || text.back() == ' ')) text.pop_back();
+  return text;
+}
+
 Status MiniPostgres::StartServer() {
   const std::string log = root_ + "/postgres.log";
-  pid_ = Spawn({bin_dir_ + "/postgres", "-D", data_dir_, "-k", root_, "-c",
+  std::vector<std::string> argv = {bin_dir_ + "/postgres", "-D", data_dir_, "-k", root_, "-c",
                 "listen_addresses=127.0.0.1", "-p", std::to_string(port_), "-c", "fsync=off", "-c",
-                "max_prepared_transactions=64", "-c", "max_connections=200"},
-               log);
+                "max_prepared_transactions=64", "-c", "max_connections=200"};
+  for (const std::string& setting : settings_) {
+    argv.push_back("-c");
+    argv.push_back(setting);
+  }
+  pid_ = Spawn(argv, log);
   if (pid_ < 0) return Status::Internal("fork failed");
   return WaitUntilReady(60000);
 }

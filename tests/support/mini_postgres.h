@@ -9,6 +9,14 @@
 // test runs as root (CI), initdb and postgres run as the `postgres` system
 // user (PostgreSQL refuses to run as root); the folder is chowned to it.
 //
+// Replication (tests/e2e/replication_test.cc, scripts/pg-replicated.sh does
+// the same by hand): set_settings({"synchronous_standby_names=treaty_standby",
+// "synchronous_commit=on"}) on the primary before Start(); StartStandbyOf()
+// clones it with `pg_basebackup -R` (streaming, standby.signal written) and
+// runs it as cluster_name=treaty_standby, which is the application_name its
+// WAL receiver reports, so the primary's commits wait for it; Promote() makes
+// it a primary (pg_ctl promote).
+//
 // Not thread-safe: drive one instance from one thread. Every call blocks.
 
 #include <sys/types.h>
@@ -27,8 +35,19 @@ class MiniPostgres {
   MiniPostgres(const MiniPostgres&) = delete;
   MiniPostgres& operator=(const MiniPostgres&) = delete;
 
+  // Extra server settings ("name=value", passed as -c); before Start().
+  void set_settings(std::vector<std::string> settings) { settings_ = std::move(settings); }
   // initdb + start; waits (up to 60 s) until the server accepts connections.
   [[nodiscard]] Status Start();
+  // Instead of Start(): a streaming standby of the running `primary`
+  // (pg_basebackup -R -X stream), cluster_name `name`, on its own port.
+  [[nodiscard]] Status StartStandbyOf(const MiniPostgres& primary,
+                                      const std::string& name = "treaty_standby");
+  // pg_ctl promote -w: the standby becomes a read-write primary.
+  [[nodiscard]] Status Promote();
+  // Runs `sql` with psql on `dbname`; the unaligned, tuples-only output.
+  [[nodiscard]] Result<std::string> Query(const std::string& sql,
+                                          const std::string& dbname = "postgres");
   // Fast shutdown (SIGINT), waits for exit. Data is kept.
   [[nodiscard]] Status Stop();
   // Stop() if running, then start again on the same port with the same data.
@@ -49,6 +68,8 @@ class MiniPostgres {
   // to `log_path`. Returns the child's pid, or -1.
   pid_t Spawn(const std::vector<std::string>& argv, const std::string& log_path);
   [[nodiscard]] Status StartServer();
+  // mkdtemp the root folder and chown it to the user the server runs as.
+  [[nodiscard]] Status MakeRoot();
   [[nodiscard]] Status WaitUntilReady(int timeout_ms);
 
   std::string bin_dir_;
@@ -56,6 +77,7 @@ class MiniPostgres {
   std::string data_dir_;  // root_/data
   int port_ = 0;
   pid_t pid_ = -1;
+  std::vector<std::string> settings_;  // extra -c name=value
   uid_t run_uid_ = 0;  // user to run as when root; 0 = do not switch
   gid_t run_gid_ = 0;
 };

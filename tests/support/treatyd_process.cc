@@ -1,0 +1,73 @@
+#include "support/treatyd_process.h"
+
+#include <signal.h>
+
+#include <chrono>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+#include "http/http_client.h"
+
+namespace treaty::testing {
+
+TreatydProcess::TreatydProcess(std::string dir, std::string name, TreatydOptions options)
+    : dir_(std::move(dir)), name_(std::move(name)), options_(std::move(options)) {}
+
+void TreatydProcess::Pause() {
+  proc_->Signal(SIGSTOP);
+  paused_ = true;
+}
+
+void TreatydProcess::Resume() {
+  proc_->Signal(SIGCONT);
+  paused_ = false;
+}
+
+std::string TreatydProcess::http_addr() const { return "127.0.0.1:" + std::to_string(port_); }
+
+Status TreatydProcess::Start() {
+  if (port_ == 0) port_ = FreePort();
+  url_ = "http://" + http_addr();
+  std::vector<std::string> argv = {BinaryPath("treatyd"),
+                                   "--store", options_.store,
+                                   "--http", http_addr(),
+                                   "--thrift", "127.0.0.1:0",
+                                   "--node-name", name_,
+                                   "--heartbeat-ms", std::to_string(options_.heartbeat_ms),
+                                   "--lease-ms", std::to_string(options_.lease_ms),
+                                   "--retry-max-backoff-ms",
+                                   std::to_string(options_.retry_max_backoff_ms),
+                                   "--drain-timeout-ms", std::to_string(options_.drain_timeout_ms),
+                                   "--log-level", "info"};
+  if (options_.claim_batch > 0) {
+    argv.push_back("--claim-batch");
+    argv.push_back(std::to_string(options_.claim_batch));
+  }
+  for (const auto& e : options_.extra) argv.push_back(e);
+  proc_ = std::make_unique<Subprocess>(argv, dir_ + "/" + name_ + ".log");
+  if (Status s = proc_->Start(); !s.ok()) return s;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(15);
+  while (std::chrono::steady_clock::now() < deadline) {
+    auto r = HttpFetch("GET", url_ + "/healthz", "", {}, 500);
+    if (r.ok() && r->status == 200) return Status::Ok();
+    if (!proc_->running() || proc_->Wait(0) >= 0) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return Status::Unavailable(name_ + " did not come up:\n" + proc_->Log());
+}
+
+std::string TreatydProcess::CoordinatorId() const {
+  auto r = HttpFetch("GET", url_ + "/v1/cluster", "", {}, 2000);
+  if (!r.ok() || r->status != 200) return "";
+  auto doc = nlohmann::json::parse(r->body, nullptr, false);
+  if (doc.is_discarded()) return "";
+  for (const auto& c : doc["coordinators"]) {
+    if (c.value("http", "") == http_addr() && c.value("state", "") != "dead") {
+      return c.value("id", "");
+    }
+  }
+  return "";
+}
+
+}  // namespace treaty::testing

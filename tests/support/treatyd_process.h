@@ -1,0 +1,58 @@
+#pragma once
+
+// TreatydProcess: one `treatyd` run as a real child process for cluster fault
+// tests (kill -9, SIGSTOP/SIGCONT, SIGTERM). It picks a free HTTP port
+// (Thrift on port 0), logs to <dir>/<name>.log, waits for /healthz on Start()
+// and finds its own coordinator id through GET /v1/cluster.
+//
+// Not thread-safe; one owner. The destructor SIGKILLs a still-running child.
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+#include "support/subprocess.h"
+
+namespace treaty::testing {
+
+struct TreatydOptions {
+  std::string store;  // --store URI
+  int heartbeat_ms = 200;
+  int lease_ms = 1500;
+  int retry_max_backoff_ms = 200;
+  int drain_timeout_ms = 10000;
+  int claim_batch = 0;              // 0: treatyd's default
+  std::vector<std::string> extra;   // more flags
+};
+
+class TreatydProcess {
+ public:
+  TreatydProcess(std::string dir, std::string name, TreatydOptions options);
+
+  // Starts the child and waits (up to 15 s) until /healthz answers 200.
+  [[nodiscard]] Status Start();
+  Subprocess& proc() { return *proc_; }
+  bool running() const { return proc_ && proc_->running(); }
+  // SIGSTOP / SIGCONT (a long GC-like pause); paused() until Resume().
+  void Pause();
+  void Resume();
+  bool paused() const { return paused_; }
+  const std::string& name() const { return name_; }
+  // http://127.0.0.1:PORT
+  const std::string& url() const { return url_; }
+  // "127.0.0.1:PORT", as the cluster table shows it.
+  std::string http_addr() const;
+  // The id of the live coordinator row with this process's address, or "".
+  std::string CoordinatorId() const;
+  std::string Log() const { return proc_ ? proc_->Log() : ""; }
+
+ private:
+  std::string dir_, name_, url_;
+  int port_ = 0;
+  TreatydOptions options_;
+  std::unique_ptr<Subprocess> proc_;
+  bool paused_ = false;
+};
+
+}  // namespace treaty::testing
