@@ -73,6 +73,12 @@ int main(int argc, char** argv) {
       ->envname("TREATY_LEASE_MS")
       ->check(CLI::Range(200, 3600000))
       ->capture_default_str();
+  int64_t retention_hours = 168;
+  app.add_option("--retention-hours", retention_hours,
+                 "Finished transactions are deleted after this long (0 keeps them)")
+      ->envname("TREATY_RETENTION_HOURS")
+      ->check(CLI::Range(0, 100000))
+      ->capture_default_str();
   app.add_option("--claim-batch", opts.claim_batch,
                  "Most orphaned transactions adopted per heartbeat (survivors share the rest)")
       ->envname("TREATY_CLAIM_BATCH")
@@ -118,6 +124,7 @@ int main(int argc, char** argv) {
   auto* migrate = app.add_subcommand("migrate", "Apply pending migrations to --store and exit");
   CLI11_PARSE(app, argc, argv);
 
+  opts.retention_ms = retention_hours * 3600 * 1000;
   SetUpLogging(log_level, log_format);
   if (!ParseHostPort(http, &opts.http_host, &opts.http_port)) {
     std::cerr << "treatyd: --http must be HOST:PORT, got '" << http << "'\n";

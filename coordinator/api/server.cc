@@ -134,6 +134,7 @@ Status Server::Start() {
   mem.heartbeat_ms = m.options.heartbeat_ms;
   mem.lease_ms = m.options.lease_ms;
   mem.claim_batch = m.options.claim_batch;
+  mem.retention_ms = m.options.retention_ms;
   m.membership = std::make_unique<Membership>(m.store.get(), mem);
   if (auto s = m.membership->Join(); !s.ok()) return s;
 
@@ -175,7 +176,7 @@ std::string Server::http_url() const {
   return "http://" + impl_->options.http_host + ":" + std::to_string(http_port());
 }
 
-const std::string& Server::coordinator_id() const { return impl_->membership->id(); }
+std::string Server::coordinator_id() const { return impl_->membership->id(); }
 
 TxnService* Server::service() { return impl_->service.get(); }
 

@@ -31,6 +31,7 @@ struct ServerOptions {
   int64_t heartbeat_ms = 1000;
   int64_t lease_ms = 5000;
   int claim_batch = 100;  // most orphaned transactions adopted per heartbeat
+  int64_t retention_ms = 7LL * 24 * 3600 * 1000;  // finished transactions kept; 0 = forever
   int io_threads = 2;
   int blocking_threads = 4;
   size_t max_body_bytes = 1 << 20;
@@ -53,7 +54,8 @@ class Server {
   uint16_t http_port() const;
   uint16_t thrift_port() const;
   std::string http_url() const;
-  const std::string& coordinator_id() const;
+  // Changes if the coordinator re-registers after being declared dead.
+  std::string coordinator_id() const;
   TxnService* service();
 
   // Graceful shutdown: refuse new work (503), let in-flight transactions

@@ -18,6 +18,11 @@ std::string Membership::NewId(const std::string& node_name) {
   return (node_name.empty() ? "treatyd" : node_name) + "-" + gtid.substr(0, 8);
 }
 
+std::string Membership::id() const {
+  std::lock_guard<std::mutex> l(id_mu_);
+  return id_;
+}
+
 Status Membership::Join() {
   CoordinatorRow row;
   row.id = NewId(options_.node_name);
@@ -26,8 +31,11 @@ Status Membership::Join() {
   row.thrift_addr = options_.thrift_addr;
   row.state = "alive";
   if (auto s = store_->RegisterCoordinator(row); !s.ok()) return s;
-  id_ = row.id;
-  spdlog::info("joined the cluster as coordinator {}", id_);
+  {
+    std::lock_guard<std::mutex> l(id_mu_);
+    id_ = row.id;
+  }
+  spdlog::info("joined the cluster as coordinator {}", row.id);
   return Status::Ok();
 }
 
@@ -53,13 +61,13 @@ void Membership::Loop() {
 }
 
 bool Membership::Tick() {
-  Status hb = store_->Heartbeat(id_);
+  const std::string me = id();
+  Status hb = store_->Heartbeat(me);
   if (hb.code() == StatusCode::kLostOwnership) {
-    spdlog::warn("coordinator {} was declared dead by a peer; dropping in-memory work", id_);
-    std::string old = id_;
+    spdlog::warn("coordinator {} was declared dead by a peer; dropping in-memory work", me);
     if (Join().ok()) {
-      if (service_) service_->DropAllAndReown(id_);
-      spdlog::warn("re-registered: {} -> {}", old, id_);
+      if (service_) service_->DropAllAndReown(id());
+      spdlog::warn("re-registered: {} -> {}", me, id());
     }
     return false;
   }
@@ -74,7 +82,8 @@ bool Membership::Tick() {
   if (!service_) return false;
   // One bounded batch per tick, so that when a peer dies every survivor
   // takes a share of its work instead of the fastest one taking all of it.
-  auto claimed = store_->ClaimOrphans(id_, options_.claim_batch);
+  PurgeIfDue();
+  auto claimed = store_->ClaimOrphans(me, options_.claim_batch);
   if (!claimed.ok()) {
     spdlog::warn("claiming orphaned transactions failed: {}", claimed.status().ToString());
     return false;
@@ -86,6 +95,23 @@ bool Membership::Tick() {
   return full;
 }
 
+void Membership::PurgeIfDue() {
+  if (options_.retention_ms <= 0) return;
+  const auto now = std::chrono::steady_clock::now();
+  if (now - last_purge_ < std::chrono::milliseconds(options_.purge_every_ms)) return;
+  last_purge_ = now;
+  const int64_t before = std::chrono::duration_cast<std::chrono::milliseconds>(
+                             std::chrono::system_clock::now().time_since_epoch())
+                             .count() -
+                         options_.retention_ms;
+  auto purged = store_->PurgeFinished(before, 1000);
+  if (!purged.ok()) {
+    spdlog::warn("purging finished transactions failed: {}", purged.status().ToString());
+  } else if (*purged > 0) {
+    spdlog::info("purged {} finished transactions past the retention period", *purged);
+  }
+}
+
 Status Membership::Stop(bool hand_back) {
   {
     std::lock_guard<std::mutex> l(mu_);
@@ -93,11 +119,13 @@ Status Membership::Stop(bool hand_back) {
   }
   cv_.notify_all();
   if (thread_.joinable()) thread_.join();
-  if (!hand_back || id_.empty()) return Status::Ok();
-  auto released = store_->ReleaseOwned(id_);
+  const std::string me = id();
+  if (!hand_back || me.empty()) return Status::Ok();
+  auto released = store_->ReleaseOwned(me);
   if (!released.ok()) return released.status();
   spdlog::info("handed back {} unfinished transactions", *released);
-  Status s = store_->DeleteCoordinator(id_);
+  Status s = store_->DeleteCoordinator(me);
+  std::lock_guard<std::mutex> l(id_mu_);
   id_.clear();
   return s;
 }

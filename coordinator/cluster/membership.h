@@ -10,6 +10,8 @@
 //   3. claims one bounded batch of unowned or dead-owned unfinished
 //      transactions and hands it to TxnService to resume (one batch per
 //      tick, so survivors of a crash share the dead one's work).
+// It also deletes finished transactions past the retention period, in
+// bounded batches, at most once per purge interval.
 // Recovery after a crash of a single coordinator is this same path: its
 // transactions are adopted once its lease expires (or at once if it handed
 // them back on a graceful drain).
@@ -18,6 +20,7 @@
 // called from the owner's thread. Not copyable.
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <mutex>
@@ -37,6 +40,9 @@ struct MembershipOptions {
   int64_t heartbeat_ms = 1000;
   int64_t lease_ms = 5000;
   int claim_batch = 100;  // most transactions adopted per heartbeat
+  // Finished transactions older than this are deleted (0 keeps them forever).
+  int64_t retention_ms = 7LL * 24 * 3600 * 1000;
+  int64_t purge_every_ms = 60000;
 };
 
 class Membership {
@@ -46,7 +52,8 @@ class Membership {
 
   // Registers a fresh coordinator id. Blocking.
   Status Join();
-  const std::string& id() const { return id_; }
+  // The current id (changes when the coordinator re-registers). Thread-safe.
+  std::string id() const;
   // Starts the heartbeat/takeover thread, resuming work through `service`.
   void Start(TxnService* service);
   // Stops the thread; then, if `hand_back`, releases owned unfinished
@@ -63,7 +70,11 @@ class Membership {
   LogStore* store_;
   MembershipOptions options_;
   TxnService* service_ = nullptr;
-  std::string id_;  // written by Join / Tick (re-register) on the loop thread
+  void PurgeIfDue();
+
+  mutable std::mutex id_mu_;
+  std::string id_;  // guarded by id_mu_; written by Join (start, re-register)
+  std::chrono::steady_clock::time_point last_purge_{};
   std::thread thread_;
   std::mutex mu_;
   std::condition_variable cv_;
