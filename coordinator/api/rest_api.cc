@@ -154,11 +154,23 @@ void RestApi::Handle(HttpRequest req, HttpResponder respond) {
   }
 }
 
-void RestApi::SubmitSaga(const HttpRequest& req, HttpResponder respond) {
+bool RestApi::RefuseNewWork(HttpResponder& respond) {
   if (draining_) {
     respond(ErrorResponse(Status::Unavailable("this coordinator is draining; use another")));
-    return;
+    return true;
   }
+  if (health_ && !health_->AcceptsNewWork()) {
+    // Nothing is accepted that cannot be logged: answer now rather than
+    // after the log writer's retry window (the client retries; the gtid
+    // makes that safe).
+    respond(ErrorResponse(Status::Unavailable("the transaction log is unreachable; retry later")));
+    return true;
+  }
+  return false;
+}
+
+void RestApi::SubmitSaga(const HttpRequest& req, HttpResponder respond) {
+  if (RefuseNewWork(respond)) return;
   json body = json::parse(req.body, nullptr, false);
   if (body.is_discarded()) {
     respond(ErrorResponse(Status::InvalidArgument("the request body is not valid JSON")));

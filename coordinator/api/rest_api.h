@@ -16,6 +16,7 @@
 #include "engine/txn_service.h"
 #include "http/http_types.h"
 #include "store/log_store.h"
+#include "store/store_health.h"
 
 namespace treaty {
 
@@ -37,6 +38,9 @@ class RestApi {
 
   // While draining, new work is refused (503) and /readyz fails.
   void set_draining(bool on) { draining_ = on; }
+  // Optional, not owned: while it reports the log store unreachable, new
+  // work (POST /v1/sagas, POST /v1/2pc) is refused at once with 503.
+  void set_store_health(const StoreHealth* health) { health_ = health; }
   void set_extra_routes(ExtraRoute route) { extra_ = std::move(route); }
 
  private:
@@ -54,6 +58,9 @@ class RestApi {
   TaskRunner* blocking_;
   RestApiOptions options_;
   std::atomic<bool> draining_{false};
+  const StoreHealth* health_ = nullptr;
+  // 503 for new work while draining or while the log store is unreachable.
+  bool RefuseNewWork(HttpResponder& respond);
   ExtraRoute extra_;
 };
 

@@ -37,10 +37,7 @@ void RestApi::Handle2pc(const HttpRequest& req, HttpResponder respond) {
   limits.max_name_length = options_.limits.max_name_length;
 
   if (req.path == "/v1/2pc") {
-    if (draining_) {
-      respond(ErrorResponse(Status::Unavailable("this coordinator is draining; use another")));
-      return;
-    }
+    if (RefuseNewWork(respond)) return;
     json body = req.body.empty() ? json::object() : json::parse(req.body, nullptr, false);
     if (body.is_discarded()) {
       respond(ErrorResponse(Status::InvalidArgument("the request body is not valid JSON")));

@@ -50,6 +50,7 @@ struct Server::Impl {
   std::unique_ptr<AsioTaskRunner> blocking_runner;
   std::unique_ptr<LogStore> store;
   std::unique_ptr<CoordinatorMetrics> metrics;  // before its users: destroyed after them
+  StoreHealth store_health;  // fed by the writer, read by the REST API
   std::unique_ptr<LogWriter> writer;
   std::unique_ptr<WriterTxnLog> txn_log;
   std::unique_ptr<HttpParticipantCaller> caller;
@@ -101,6 +102,7 @@ Status Server::Start() {
   writer_opts.on_batch = [metrics = m.metrics.get()](size_t n, int64_t us, const Status& s) {
     metrics->OnLogBatch(n, us, s);
   };
+  writer_opts.health = &m.store_health;
   m.writer = std::make_unique<LogWriter>(m.store.get(), writer_opts);
   m.txn_log = std::make_unique<WriterTxnLog>(m.writer.get());
   m.caller = std::make_unique<HttpParticipantCaller>(m.io, HttpCallerOptions{});
@@ -152,6 +154,7 @@ Status Server::Start() {
                                      RestApiOptions{});
   m.ops = std::make_unique<OpsRoutes>(m.metrics.get(), m.service.get(), m.writer.get(),
                                       m.store.get(), m.blocking_runner.get());
+  m.rest->set_store_health(&m.store_health);
   m.rest->set_extra_routes(
       [ops = m.ops.get()](const HttpRequest& req, HttpResponder& r) { return ops->Handle(req, r); });
 

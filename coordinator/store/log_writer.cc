@@ -94,6 +94,7 @@ std::vector<Status> LogWriter::Apply(const std::vector<TxnWrite>& writes) {
           std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - began).count(),
           failure);
     }
+    if (options_.health) options_.health->Report(failure);
     if (applied) return std::move(*r);
     const auto now = Clock::now();
     if (failure.code() != StatusCode::kUnavailable || now >= deadline) {

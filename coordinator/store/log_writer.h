@@ -30,6 +30,7 @@
 #include <thread>
 
 #include "store/log_store.h"
+#include "store/store_health.h"
 
 namespace treaty {
 
@@ -40,6 +41,9 @@ struct LogWriterOptions {
   // attempt with the batch size, its latency and the whole-batch status.
   // Must not block.
   std::function<void(size_t writes, int64_t latency_us, const Status& status)> on_batch;
+  // Optional, not owned: told the outcome of every ApplyBatch attempt, so
+  // the API can refuse new work at once while the store is unreachable.
+  StoreHealth* health = nullptr;
 };
 
 class LogWriter {
