@@ -1,6 +1,8 @@
 #include "treaty/client.h"
 
 #include <atomic>
+#include <map>
+#include <mutex>
 #include <chrono>
 #include <random>
 #include <thread>
@@ -53,25 +55,38 @@ class Client::Impl {
     }
   }
 
-  // One logical request with fail-over (see client.h).
+  // One logical request with fail-over (see client.h). With `pin_gtid`, the
+  // request starts at the coordinator that last answered for that 2PC
+  // transaction (its owner) and re-pins to whichever answers.
   Result<Reply> Call(const std::string& method, const std::string& path, const json& body,
-                     int extra_timeout_ms = 0);
+                     int extra_timeout_ms = 0, const std::string& pin_gtid = "");
 
   ClientOptions options;
   std::atomic<uint64_t> next{0};
+  std::mutex mu;
+  std::map<std::string, size_t> owner_of;  // 2PC gtid -> coordinator index; guarded by mu
 };
 
 Result<Reply> Client::Impl::Call(const std::string& method, const std::string& path,
-                                 const json& body, int extra_timeout_ms) {
+                                 const json& body, int extra_timeout_ms,
+                                 const std::string& pin_gtid) {
   const auto& cs = options.coordinators;
   if (cs.empty()) return Status::InvalidArgument("client: no coordinators configured");
-  const size_t start = next.fetch_add(1) % cs.size();
+  size_t start = next.fetch_add(1) % cs.size();
+  if (!pin_gtid.empty()) {
+    std::lock_guard<std::mutex> l(mu);
+    if (auto it = owner_of.find(pin_gtid); it != owner_of.end()) start = it->second;
+  }
+  const auto deadline = std::chrono::steady_clock::now() +
+                        std::chrono::milliseconds(options.failover_timeout_ms);
+  bool not_owner = false;
   const std::string text = body.is_null() ? "" : body.dump();
   const std::map<std::string, std::string> headers = {{"Content-Type", "application/json"}};
   int backoff = options.backoff_ms;
   std::string last_error = "no attempt";
   const int attempts = options.max_attempts < 1 ? 1 : options.max_attempts;
-  for (int i = 0; i < attempts; ++i) {
+  for (int i = 0; i < attempts || (not_owner && std::chrono::steady_clock::now() < deadline);
+       ++i) {
     if (i > 0 && i % cs.size() == 0) {
       std::this_thread::sleep_for(std::chrono::milliseconds(backoff));
       backoff = std::min(backoff * 2, 5000);
@@ -88,8 +103,23 @@ Result<Reply> Client::Impl::Call(const std::string& method, const std::string& p
     }
     json parsed = json::parse(f.body, nullptr, false);
     if (parsed.is_discarded()) parsed = json();
-    if (f.http_status >= 200 && f.http_status < 300) return Reply{f.http_status, parsed};
+    if (f.http_status >= 200 && f.http_status < 300) {
+      if (!pin_gtid.empty()) {
+        std::lock_guard<std::mutex> l(mu);
+        owner_of[pin_gtid] = (start + i) % cs.size();
+        if (owner_of.size() > 100000) owner_of.clear();  // a cache, not a registry
+      }
+      return Reply{f.http_status, parsed};
+    }
     const std::string msg = ErrorMessage(parsed, f.body);
+    // A 2PC transaction is driven by the coordinator that began it; the
+    // others answer 409 naming it (until one of them takes it over after a
+    // crash). Try the next one, for up to failover_timeout_ms.
+    if (f.http_status == 409 && msg.find("driven by coordinator") != std::string::npos) {
+      not_owner = true;
+      last_error = base + ": " + msg;
+      continue;
+    }
     switch (f.http_status) {
       case 400: case 422: return Status::InvalidArgument(msg);
       case 404: return Status::NotFound(msg);
@@ -150,7 +180,8 @@ Result<TxnStatus> Client::SubmitSaga(const SagaSpec& saga, bool wait, int wait_m
 Result<TxnStatus> Client::Begin(const std::string& gtid, int64_t timeout_ms) {
   json body = {{"gtid", gtid.empty() ? NewGtid() : gtid}};
   if (timeout_ms > 0) body["timeout_ms"] = timeout_ms;
-  return ToTxnStatus(impl_->Call("POST", "/v1/2pc", body));
+  auto r = impl_->Call("POST", "/v1/2pc", body, 0, body["gtid"].get<std::string>());
+  return ToTxnStatus(r);
 }
 
 Status Client::Enlist(const std::string& gtid, const BranchSpec& b) {
@@ -159,16 +190,16 @@ Status Client::Enlist(const std::string& gtid, const BranchSpec& b) {
                {"commit", b.commit},
                {"abort", b.abort},
                {"payload", ParsePayload(b.payload)}};
-  auto r = impl_->Call("POST", "/v1/2pc/" + gtid + "/branches", body);
+  auto r = impl_->Call("POST", "/v1/2pc/" + gtid + "/branches", body, 0, gtid);
   return r.ok() ? Status::Ok() : r.status();
 }
 
 Result<TxnStatus> Client::Commit(const std::string& gtid) {
-  return ToTxnStatus(impl_->Call("POST", "/v1/2pc/" + gtid + "/commit", json::object()));
+  return ToTxnStatus(impl_->Call("POST", "/v1/2pc/" + gtid + "/commit", json::object(), 0, gtid));
 }
 
 Result<TxnStatus> Client::Abort(const std::string& gtid) {
-  return ToTxnStatus(impl_->Call("POST", "/v1/2pc/" + gtid + "/abort", json::object()));
+  return ToTxnStatus(impl_->Call("POST", "/v1/2pc/" + gtid + "/abort", json::object(), 0, gtid));
 }
 
 Result<TransactionInfo> Client::Get(const std::string& gtid) {

@@ -7,9 +7,15 @@
 
 #include <pqxx/pqxx>
 
+#include "http/http_client.h"
 #include "http/http_server.h"
 #include "http/io_runner.h"
 #include "support/store_env.h"
+#include "support/subprocess.h"
+
+#include <chrono>
+#include <csignal>
+#include <thread>
 
 namespace treaty::testing {
 
@@ -63,6 +69,62 @@ void RollbackAllPrepared(const std::string& uri) {
     ADD_FAILURE() << "rollback prepared: " << e.what();
   }
 }
+
+struct CoordinatorProcess::Impl {
+  std::string store, log_dir;
+  int port = 0;
+  std::unique_ptr<Subprocess> proc;
+};
+
+CoordinatorProcess::CoordinatorProcess(std::string store, std::string log_dir, int port)
+    : impl_(std::make_unique<Impl>()) {
+  impl_->store = std::move(store);
+  impl_->log_dir = std::move(log_dir);
+  impl_->port = port == 0 ? FreePort() : port;
+}
+
+CoordinatorProcess::~CoordinatorProcess() { Kill(); }
+
+bool CoordinatorProcess::Start(int timeout_ms) {
+  static std::atomic<int> n{0};
+  const std::string name = "coordinator-" + std::to_string(n++);
+  impl_->proc = std::make_unique<Subprocess>(
+      std::vector<std::string>{BinaryPath("treatyd"), "--store", impl_->store, "--http",
+                               "127.0.0.1:" + std::to_string(impl_->port), "--thrift",
+                               "127.0.0.1:0", "--node-name", name, "--heartbeat-ms", "200",
+                               "--lease-ms", "1000", "--retry-max-backoff-ms", "200",
+                               "--drain-timeout-ms", "1000"},
+      impl_->log_dir + "/" + name + ".log");
+  if (auto s = impl_->proc->Start(); !s.ok()) {
+    ADD_FAILURE() << "treatyd: " << s.ToString();
+    return false;
+  }
+  auto end = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  while (std::chrono::steady_clock::now() < end) {
+    auto r = HttpFetch("GET", url() + "/readyz", "", {}, 1000);
+    if (r.ok() && r->status == 200) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  ADD_FAILURE() << "treatyd not ready: " << impl_->proc->Log();
+  return false;
+}
+
+void CoordinatorProcess::Kill() {
+  if (impl_->proc && impl_->proc->running()) impl_->proc->Kill();
+}
+
+void CoordinatorProcess::Terminate() {
+  if (impl_->proc && impl_->proc->running()) {
+    impl_->proc->Signal(SIGTERM);
+    if (impl_->proc->Wait(15000) < 0) impl_->proc->Kill();
+  }
+}
+
+std::string CoordinatorProcess::url() const {
+  return "http://127.0.0.1:" + std::to_string(impl_->port);
+}
+
+std::string CoordinatorProcess::Log() const { return impl_->proc ? impl_->proc->Log() : ""; }
 
 struct FakeCoordinator::Impl {
   IoRunner io{1};

@@ -25,6 +25,25 @@ void ExecSql(const std::string& uri, const std::string& sql);
 // ROLLBACK PREPARED every prepared transaction of the database.
 void RollbackAllPrepared(const std::string& uri);
 
+// A real `treatyd` child process (Thrift on a free port, HTTP on `port` or a
+// free one) on `store`, with short heartbeats, leases and backoffs. Start()
+// waits until /readyz answers. The destructor SIGKILLs it.
+class CoordinatorProcess {
+ public:
+  CoordinatorProcess(std::string store, std::string log_dir, int port = 0);
+  ~CoordinatorProcess();
+  // false (with a gtest failure and the log) if it does not become ready.
+  bool Start(int timeout_ms = 30000);
+  void Kill();       // SIGKILL: a crash
+  void Terminate();  // SIGTERM and wait: a graceful shutdown
+  std::string url() const;
+  std::string Log() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
 // A stand-in coordinator that only answers GET /v1/transactions/{gtid}
 // with the state set by the test (404 for unknown gtids), and counts the
 // requests. For PgResourceManager recovery tests. Thread-safe.

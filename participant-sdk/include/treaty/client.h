@@ -13,7 +13,10 @@
 // Fail-over and load spreading: each call starts at the next coordinator in
 // round-robin order and moves to the next one on a connection error, a
 // time-out or a 503 (draining / not ready), up to `max_attempts` tries with
-// a short backoff. Every request carries a gtid (the client makes a UUID
+// a short backoff. A 2PC transaction is driven by the coordinator that began
+// it: Enlist/Commit/Abort go to that one first, and when it is gone they
+// keep trying the others (which refuse until one takes the transaction
+// over, after the coordinators' lease) for up to `failover_timeout_ms`. Every request carries a gtid (the client makes a UUID
 // when the caller gives none), so a retried submission is safe: the
 // coordinators de-duplicate by gtid.
 //
@@ -36,6 +39,7 @@ struct ClientOptions {
   int request_timeout_ms = 10000;  // per HTTP request (a waiting submit adds its own wait)
   int max_attempts = 6;            // tries across coordinators per call
   int backoff_ms = 100;            // between full rounds over the list, doubling
+  int failover_timeout_ms = 20000;  // 2PC: how long to wait for a takeover of a dead owner
 };
 
 struct StepRetry {
