@@ -73,12 +73,26 @@ bool Membership::Tick() {
   }
   if (!hb.ok()) {
     spdlog::warn("heartbeat failed: {}", hb.ToString());
+    connected_since_ = std::nullopt;
     return false;
+  }
+  // Judge peers only after heartbeating without a break for a whole lease:
+  // after an outage of the database (restart, fail-over) every peer's last
+  // heartbeat is old too, and the first coordinator back would otherwise
+  // declare all the others dead and make them drop and re-adopt their work.
+  const auto now = std::chrono::steady_clock::now();
+  if (!connected_since_) connected_since_ = now;
+  if (now - *connected_since_ < std::chrono::milliseconds(options_.lease_ms)) {
+    return ClaimBatch(me);
   }
   auto expired = store_->MarkExpiredCoordinators(options_.lease_ms);
   if (expired.ok()) {
     for (const auto& dead : *expired) spdlog::warn("coordinator {} missed its lease: dead", dead);
   }
+  return ClaimBatch(me);
+}
+
+bool Membership::ClaimBatch(const std::string& me) {
   if (!service_) return false;
   // One bounded batch per tick, so that when a peer dies every survivor
   // takes a share of its work instead of the fastest one taking all of it.

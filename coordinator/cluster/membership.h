@@ -6,7 +6,9 @@
 //   1. heartbeats its row (by the database clock); if the row was marked
 //      dead by a peer (a pause longer than the lease), it drops every
 //      in-memory transaction at once and re-registers under a new id;
-//   2. marks dead every peer whose heartbeat is older than the lease;
+//   2. marks dead every peer whose heartbeat is older than the lease (only
+//      once its own heartbeats have succeeded for a whole lease, so that a
+//      database outage does not make every peer look dead);
 //   3. claims one bounded batch of unowned or dead-owned unfinished
 //      transactions and hands it to TxnService to resume (one batch per
 //      tick, so survivors of a crash share the dead one's work).
@@ -24,6 +26,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 
@@ -65,6 +68,8 @@ class Membership {
 
  private:
   void Loop();
+  // Claims and adopts one batch of orphans; true when the batch was full.
+  bool ClaimBatch(const std::string& me);
   static std::string NewId(const std::string& node_name);
 
   LogStore* store_;
@@ -75,6 +80,9 @@ class Membership {
   mutable std::mutex id_mu_;
   std::string id_;  // guarded by id_mu_; written by Join (start, re-register)
   std::chrono::steady_clock::time_point last_purge_{};
+  // Since when heartbeats have succeeded without a break (loop thread only);
+  // peers are declared dead only after a whole lease of it.
+  std::optional<std::chrono::steady_clock::time_point> connected_since_;
   std::thread thread_;
   std::mutex mu_;
   std::condition_variable cv_;
