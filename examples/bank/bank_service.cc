@@ -69,9 +69,17 @@ treaty::Result<treaty::Vote> ApplyTransfer(treaty::SqlTx& tx, const treaty::Call
   if (p.is_discarded() || !p.contains("account") || !p.contains("amount")) {
     return treaty::Status::BusinessFailure("payload must be {\"account\", \"amount\"}");
   }
+  // Two transfers in opposite directions can each hold, prepared, the row the
+  // other needs in the other bank: a distributed deadlock that PostgreSQL
+  // cannot see. Wait briefly for a busy account, then vote no.
+  if (auto s = tx.Exec("SET LOCAL lock_timeout = '300ms'"); !s.ok()) return s.status();
   auto r = tx.Exec(
       "UPDATE accounts SET balance = balance + $2::bigint WHERE id = $1::int RETURNING balance",
       {std::to_string(p["account"].get<int64_t>()), std::to_string(p["amount"].get<int64_t>())});
+  if (!r.ok() && r.status().code() == treaty::StatusCode::kUnavailable &&
+      r.status().message().find("55P03") != std::string::npos) {
+    return treaty::Vote::kNo;  // account busy (lock_timeout)
+  }
   if (!r.ok()) return r.status();
   if (r->rows.empty()) return treaty::Status::BusinessFailure("no such account");
   if (r->rows[0].Int(0) < 0) return treaty::Vote::kNo;  // insufficient funds

@@ -20,7 +20,7 @@
 //   any other Status, or an exception thrown by a handler
 //                               -> 500, transient: the coordinator retries
 //   unknown name / op           -> 404; malformed body -> 400
-// Thrift (ParticipantService) is not served yet: see participant-sdk/README.
+// Thrift (ParticipantService) is not served yet: see participant-sdk/README.md.
 //
 // Threads: HTTP I/O runs on `io_threads`; handlers run on a pool of
 // `handler_threads` and may block (database work). Handlers for different
