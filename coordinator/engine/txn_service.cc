@@ -251,8 +251,32 @@ void TxnService::OnDropped(const std::string& gtid, const Status& why) {
   if (deps_.observer) deps_.observer->OnDropped(gtid, why);
   auto it = drivers_.find(gtid);
   if (it != drivers_.end() && it->second->dropped()) drivers_.erase(it);
+  if (why.code() == StatusCode::kUnavailable || why.code() == StatusCode::kInternal) {
+    HandBackIfCreated(gtid);
+  }
   std::lock_guard<std::mutex> l(counters_mu_);
   counters_.active = static_cast<int64_t>(drivers_.size());
+}
+
+void TxnService::HandBackIfCreated(const std::string& gtid) {
+  TxnWrite w;
+  w.gtid = gtid;
+  w.owner = ctx_.owner;
+  w.now_ms = deps_.engine_runner->NowMs();
+  w.release_owner = true;
+  w.events.push_back({0, gtid, "", "recovery",
+                      "the log did not confirm the create; handed back for recovery", w.now_ms});
+  deps_.log->Write(std::move(w), [this, gtid](Status s) {
+    deps_.engine_runner->Post([this, gtid, s] {
+      if (s.code() == StatusCode::kUnavailable || s.code() == StatusCode::kInternal) {
+        deps_.engine_runner->PostAfter(options_.engine.log_retry_backoff_ms,
+                                       [this, gtid] { HandBackIfCreated(gtid); });
+      } else if (s.ok()) {
+        spdlog::warn("gtid={} was created although its commit was not confirmed; handed back",
+                     gtid);
+      }
+    });
+  });
 }
 
 void TxnService::OnCall(const std::string& op, CallOutcome outcome, int64_t latency_ms) {

@@ -115,6 +115,11 @@ class TxnService : private TxnObserver {
   void OnDropped(const std::string& gtid, const Status& why) override;
   void OnCall(const std::string& op, CallOutcome outcome, int64_t latency_ms) override;
 
+  // A create whose commit answer was lost (log unavailable) may still have
+  // committed, leaving a row owned by this live coordinator that nobody
+  // drives. Hands it back (owner cleared, fenced on this owner) until the log
+  // answers, so recovery adopts it; NotFound means it was never created.
+  void HandBackIfCreated(const std::string& gtid);
   // Answers a submission whose gtid already exists in the log.
   void AnswerExisting(SagaSpec spec, bool wait, int64_t wait_ms, Callback<SubmitResult> done);
   void AddWaiter(const std::string& gtid, int64_t wait_ms, Callback<SubmitResult> done,

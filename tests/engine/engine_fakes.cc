@@ -134,6 +134,10 @@ void FakeLog::Write(TxnWrite write, Callback done) {
   if (fail_next_writes > 0) {
     --fail_next_writes;
     s = Status::Unavailable("injected");
+  } else if (lose_ack_of_next_writes > 0) {
+    --lose_ack_of_next_writes;
+    s = Apply(write);
+    if (s.ok()) s = Status::Unavailable("injected: committed, answer lost");
   } else {
     s = Apply(write);
   }

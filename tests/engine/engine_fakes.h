@@ -85,6 +85,7 @@ class FakeLog : public TxnLog {
   void Write(TxnWrite write, Callback done) override;
 
   int fail_next_writes = 0;  // fail this many writes with Unavailable
+  int lose_ack_of_next_writes = 0;  // apply this many writes, then answer Unavailable
   std::map<std::string, TxnDetail> txns;
   int writes = 0;
 
