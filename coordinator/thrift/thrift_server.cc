@@ -2,6 +2,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <future>
 #include <thread>
 
 #include <spdlog/spdlog.h>
@@ -52,16 +53,27 @@ Status ThriftServer::Start() {
                                                                 m.workers);
     m.server->setNumIOThreads(static_cast<size_t>(std::max(1, m.options.io_threads)));
     m.server->setMaxFrameSize(m.options.max_frame_bytes);
-    // Binds and listens now, so the port is known before serving starts.
-    m.server->registerEvents(nullptr);
-    m.port = static_cast<uint16_t>(m.server->getListenPort());
   } catch (const std::exception& e) {
     m.server.reset();
     if (m.workers) m.workers->stop();
     return Status::Unavailable("cannot serve Thrift on " + m.options.host + ":" +
                                std::to_string(m.options.port) + ": " + e.what());
   }
-  m.loop = std::thread([&m] {
+  // Bind (registerEvents) and serve on the same thread: TNonblockingServer
+  // remembers the registering thread as its loop thread, and stop() from
+  // another thread relies on that to wake the loop.
+  std::promise<std::string> bound;  // "" or why binding failed
+  auto bound_future = bound.get_future();
+  m.loop = std::thread([&m, &bound] {
+    try {
+      m.server->registerEvents(nullptr);
+      m.port = static_cast<uint16_t>(m.server->getListenPort());
+      bound.set_value("");
+    } catch (const std::exception& e) {
+      bound.set_value(e.what());
+      m.loop_done = true;
+      return;
+    }
     try {
       m.server->serve();
     } catch (const std::exception& e) {
@@ -69,6 +81,13 @@ Status ThriftServer::Start() {
     }
     m.loop_done = true;
   });
+  if (std::string error = bound_future.get(); !error.empty()) {
+    m.loop.join();
+    m.server.reset();
+    m.workers->stop();
+    return Status::Unavailable("cannot serve Thrift on " + m.options.host + ":" +
+                               std::to_string(m.options.port) + ": " + error);
+  }
   spdlog::info("thrift front end listening on {}:{}", m.options.host, m.port);
   return Status::Ok();
 }
