@@ -1,1 +1,119 @@
-int main() { return 0; }
+// treatyctl: the operators' and scripts' CLI for Treaty coordinators.
+//
+//   treatyctl [--coordinator URL[,URL...]] [--timeout-ms N] COMMAND ...
+//     saga submit FILE [--wait]
+//     2pc begin [--gtid G] [--timeout-ms N] [--no-one-phase]
+//     2pc enlist GTID --name N --prepare URL --commit URL --abort URL [--payload JSON]
+//     2pc commit GTID | 2pc abort GTID
+//     get GTID [--json]
+//     list [--state S] [--kind K] [--needs-attention] [--limit N] [--json]
+//     retry GTID | abort GTID
+//     cluster [--json]
+//
+// --coordinator (env TREATY_COORDINATOR, default http://127.0.0.1:7480) may
+// list several coordinators: on a connection error the next one is tried.
+// Exit status: 0 ok, 1 the coordinator refused (message printed), 2 usage
+// error, 3 no coordinator reachable.
+
+#include <cstdlib>
+#include <iostream>
+
+#include <CLI/CLI.hpp>
+
+#include "ctl/commands.h"
+#include "ctl/coordinator_client.h"
+
+using namespace treaty::ctl;  // NOLINT: a main file
+
+int main(int argc, char** argv) {
+  CLI::App app{"treatyctl: operate Treaty coordinators"};
+  app.require_subcommand(1);
+  std::string coordinators = "http://127.0.0.1:7480";
+  int request_timeout_ms = 60000;
+  app.add_option("--coordinator", coordinators, "Coordinator URL(s), comma-separated")
+      ->envname("TREATY_COORDINATOR")
+      ->capture_default_str();
+  app.add_option("--request-timeout-ms", request_timeout_ms, "Per-request time-out")
+      ->check(CLI::Range(1, 3600000))
+      ->capture_default_str();
+
+  std::string gtid, file, name, prepare, commit, abort_url, payload;
+  bool wait = false, as_json = false, no_one_phase = false;
+  int64_t timeout_ms = 0;
+  ListOptions list;
+
+  auto* saga = app.add_subcommand("saga", "Sagas")->require_subcommand(1);
+  auto* saga_submit = saga->add_subcommand("submit", "Submit a saga from a JSON file");
+  saga_submit->add_option("FILE", file, "The saga body (POST /v1/sagas)")->required();
+  saga_submit->add_flag("--wait", wait, "Answer once the saga is finished");
+
+  auto* tpc = app.add_subcommand("2pc", "Two-phase commit")->require_subcommand(1);
+  auto* begin = tpc->add_subcommand("begin", "Begin a 2PC transaction");
+  begin->add_option("--gtid", gtid, "Transaction id (default: the server makes one)");
+  begin->add_option("--timeout-ms", timeout_ms, "Deadline (undecided after it: aborted)")
+      ->check(CLI::Range(int64_t{1}, int64_t{86400000}));
+  begin->add_flag("--no-one-phase", no_one_phase, "Prepare even a single branch (TCC)");
+  auto* enlist = tpc->add_subcommand("enlist", "Enlist a branch");
+  enlist->add_option("GTID", gtid)->required();
+  enlist->add_option("--name", name, "Branch name")->required();
+  enlist->add_option("--prepare", prepare, "Prepare (try) URL")->required();
+  enlist->add_option("--commit", commit, "Commit (confirm) URL")->required();
+  enlist->add_option("--abort", abort_url, "Abort (cancel) URL")->required();
+  enlist->add_option("--payload", payload, "JSON given to every call");
+  auto* tpc_commit = tpc->add_subcommand("commit", "Run the protocol; prints the decision");
+  tpc_commit->add_option("GTID", gtid)->required();
+  auto* tpc_abort = tpc->add_subcommand("abort", "Abort (before the commit decision)");
+  tpc_abort->add_option("GTID", gtid)->required();
+
+  auto* get = app.add_subcommand("get", "Show a transaction, its branches and history");
+  get->add_option("GTID", gtid)->required();
+  get->add_flag("--json", as_json, "Print the JSON document");
+
+  auto* ls = app.add_subcommand("list", "List transactions, newest first");
+  ls->add_option("--state", list.state, "e.g. COMMITTING");
+  ls->add_option("--kind", list.kind, "saga or 2pc")->check(CLI::IsMember({"saga", "2pc"}));
+  ls->add_flag("--needs-attention", list.needs_attention, "Only those needing attention");
+  ls->add_option("--limit", list.limit, "Rows")->check(CLI::Range(1, 1000))->capture_default_str();
+  ls->add_flag("--json", list.json, "Print the JSON document");
+
+  auto* retry = app.add_subcommand("retry", "Operator: retry pending calls now");
+  retry->add_option("GTID", gtid)->required();
+  auto* force_abort = app.add_subcommand("abort", "Operator: force abort");
+  force_abort->add_option("GTID", gtid)->required();
+
+  auto* cluster = app.add_subcommand("cluster", "Show coordinators and heartbeats");
+  cluster->add_flag("--json", as_json, "Print the JSON document");
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    app.exit(e);
+    return kExitUsage;
+  }
+
+  std::vector<std::string> urls = SplitUrls(coordinators);
+  if (urls.empty()) {
+    std::cerr << "treatyctl: --coordinator is empty\n";
+    return kExitUsage;
+  }
+  CoordinatorClient client(urls, request_timeout_ms);
+
+  if (saga_submit->parsed()) return SagaSubmit(client, file, wait);
+  if (begin->parsed()) return Begin2pc(client, gtid, timeout_ms, no_one_phase);
+  if (enlist->parsed()) {
+    return Enlist2pc(client, gtid, name, prepare, commit, abort_url, payload);
+  }
+  if (tpc_commit->parsed()) return Decide2pc(client, gtid, "commit");
+  if (tpc_abort->parsed()) return Decide2pc(client, gtid, "abort");
+  if (get->parsed()) return Get(client, gtid, as_json);
+  if (ls->parsed()) return List(client, list);
+  if (retry->parsed()) return Operator(client, gtid, "retry");
+  if (force_abort->parsed()) return Operator(client, gtid, "abort");
+  if (cluster->parsed()) return Cluster(client, as_json);
+  std::cerr << app.help();
+  return kExitUsage;
+}

@@ -1,0 +1,231 @@
+#include "ctl/commands.h"
+
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace treaty::ctl {
+namespace {
+
+using nlohmann::json;
+
+// Sends a request; on success stores the parsed body in *out. Prints why
+// and returns the exit code otherwise (-1 on success).
+int Call(CoordinatorClient& c, const std::string& method, const std::string& path,
+         const std::string& body, json* out, std::string* raw = nullptr) {
+  auto r = c.Request(method, path, body);
+  if (!r.ok()) {
+    std::cerr << "treatyctl: " << r.status().message() << "\n";
+    return r.status().code() == StatusCode::kInvalidArgument ? kExitUsage : kExitUnreachable;
+  }
+  json doc = json::parse(r->body, nullptr, false);
+  if (r->status >= 300) {
+    std::string message = r->body;
+    if (!doc.is_discarded() && doc.contains("error")) {
+      message = doc["error"].value("code", "") + ": " + doc["error"].value("message", "");
+    }
+    std::cerr << "treatyctl: " << method << " " << path << " -> " << r->status << " " << message
+              << "\n";
+    return kExitRefused;
+  }
+  if (doc.is_discarded()) {
+    std::cerr << "treatyctl: the coordinator answered with invalid JSON\n";
+    return kExitRefused;
+  }
+  *out = std::move(doc);
+  if (raw) *raw = r->body;
+  return -1;
+}
+
+int PrintStatus(const json& doc) {
+  std::cout << doc.value("gtid", "") << " " << doc.value("state", "") << "\n";
+  return kExitOk;
+}
+
+std::string Str(const json& v) {
+  if (v.is_string()) return v.get<std::string>();
+  if (v.is_null()) return "";
+  return v.dump();
+}
+
+// Prints rows as left-aligned columns.
+void PrintTable(const std::vector<std::vector<std::string>>& rows) {
+  std::vector<size_t> width;
+  for (const auto& r : rows) {
+    for (size_t i = 0; i < r.size(); ++i) {
+      if (width.size() <= i) width.push_back(0);
+      width[i] = std::max(width[i], r[i].size());
+    }
+  }
+  for (const auto& r : rows) {
+    std::string line;
+    for (size_t i = 0; i < r.size(); ++i) {
+      line += r[i];
+      if (i + 1 < r.size()) line += std::string(width[i] - r[i].size() + 2, ' ');
+    }
+    std::cout << line << "\n";
+  }
+}
+
+std::string UrlEncode(const std::string& s) {
+  static const char kHex[] = "0123456789ABCDEF";
+  std::string out;
+  for (unsigned char ch : s) {
+    if (isalnum(ch) || ch == '-' || ch == '_' || ch == '.' || ch == '~') {
+      out.push_back(static_cast<char>(ch));
+    } else {
+      out += '%';
+      out += kHex[ch >> 4];
+      out += kHex[ch & 15];
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+int SagaSubmit(CoordinatorClient& c, const std::string& file, bool wait) {
+  std::ifstream in(file);
+  if (!in) {
+    std::cerr << "treatyctl: cannot read " << file << "\n";
+    return kExitUsage;
+  }
+  std::stringstream ss;
+  ss << in.rdbuf();
+  json body = json::parse(ss.str(), nullptr, false);
+  if (body.is_discarded() || !body.is_object()) {
+    std::cerr << "treatyctl: " << file << " is not a JSON object\n";
+    return kExitUsage;
+  }
+  if (wait) body["wait"] = true;
+  json out;
+  if (int rc = Call(c, "POST", "/v1/sagas", body.dump(), &out); rc >= 0) return rc;
+  return PrintStatus(out);
+}
+
+int Begin2pc(CoordinatorClient& c, const std::string& gtid, int64_t timeout_ms,
+             bool no_one_phase) {
+  json body = json::object();
+  if (!gtid.empty()) body["gtid"] = gtid;
+  if (timeout_ms > 0) body["timeout_ms"] = timeout_ms;
+  if (no_one_phase) body["one_phase"] = false;
+  json out;
+  if (int rc = Call(c, "POST", "/v1/2pc", body.dump(), &out); rc >= 0) return rc;
+  return PrintStatus(out);
+}
+
+int Enlist2pc(CoordinatorClient& c, const std::string& gtid, const std::string& name,
+              const std::string& prepare, const std::string& commit, const std::string& abort,
+              const std::string& payload) {
+  json body = {{"name", name}, {"prepare", prepare}, {"commit", commit}, {"abort", abort}};
+  if (!payload.empty()) {
+    json p = json::parse(payload, nullptr, false);
+    if (p.is_discarded()) {
+      std::cerr << "treatyctl: --payload must be JSON\n";
+      return kExitUsage;
+    }
+    body["payload"] = p;
+  }
+  json out;
+  if (int rc = Call(c, "POST", "/v1/2pc/" + UrlEncode(gtid) + "/branches", body.dump(), &out);
+      rc >= 0) {
+    return rc;
+  }
+  std::cout << out.value("gtid", "") << " " << out.value("branch", "") << " enlisted ("
+            << out.value("state", "") << ")\n";
+  return kExitOk;
+}
+
+int Decide2pc(CoordinatorClient& c, const std::string& gtid, const std::string& op) {
+  json out;
+  if (int rc = Call(c, "POST", "/v1/2pc/" + UrlEncode(gtid) + "/" + op, "{}", &out); rc >= 0) {
+    return rc;
+  }
+  return PrintStatus(out);
+}
+
+int Get(CoordinatorClient& c, const std::string& gtid, bool as_json) {
+  json out;
+  std::string raw;
+  if (int rc = Call(c, "GET", "/v1/transactions/" + UrlEncode(gtid), "", &out, &raw); rc >= 0) {
+    return rc;
+  }
+  if (as_json) {
+    std::cout << out.dump(2) << "\n";
+    return kExitOk;
+  }
+  std::cout << "gtid:     " << Str(out["gtid"]) << "\n"
+            << "kind:     " << Str(out["kind"]) << "\n"
+            << "state:    " << Str(out["state"])
+            << (out.value("needs_attention", false) ? "  (NEEDS ATTENTION)" : "") << "\n"
+            << "owner:    " << Str(out["owner"]) << "\n\n";
+  std::vector<std::vector<std::string>> rows = {{"BRANCH", "STATE", "ATTEMPTS", "LAST ERROR"}};
+  for (const auto& b : out["branches"]) {
+    rows.push_back({Str(b["name"]), Str(b["state"]), Str(b["attempts"]), Str(b["last_error"])});
+  }
+  PrintTable(rows);
+  if (out.contains("history")) {
+    std::cout << "\nhistory:\n";
+    for (const auto& e : out["history"]) {
+      std::string who = Str(e["branch"]);
+      std::cout << "  " << Str(e["at_ms"]) << "  " << (who.empty() ? "-" : who) << "  "
+                << Str(e["type"]) << ": " << Str(e["detail"]) << "\n";
+    }
+  }
+  return kExitOk;
+}
+
+int List(CoordinatorClient& c, const ListOptions& o) {
+  std::string q = "?limit=" + std::to_string(o.limit);
+  if (!o.state.empty()) q += "&state=" + UrlEncode(o.state);
+  if (!o.kind.empty()) q += "&kind=" + UrlEncode(o.kind);
+  if (o.needs_attention) q += "&needs_attention=true";
+  json out;
+  if (int rc = Call(c, "GET", "/v1/transactions" + q, "", &out); rc >= 0) return rc;
+  if (o.json) {
+    std::cout << out.dump(2) << "\n";
+    return kExitOk;
+  }
+  std::vector<std::vector<std::string>> rows = {
+      {"GTID", "KIND", "STATE", "ATTENTION", "ATTEMPTS", "OWNER"}};
+  for (const auto& t : out["items"]) {
+    rows.push_back({Str(t["gtid"]), Str(t["kind"]), Str(t["state"]),
+                    t.value("needs_attention", false) ? "yes" : "", Str(t["attempts"]),
+                    Str(t["owner"])});
+  }
+  PrintTable(rows);
+  if (!Str(out["next"]).empty()) std::cout << "(more: next cursor " << Str(out["next"]) << ")\n";
+  return kExitOk;
+}
+
+int Operator(CoordinatorClient& c, const std::string& gtid, const std::string& action) {
+  json out;
+  if (int rc = Call(c, "POST", "/v1/transactions/" + UrlEncode(gtid) + "/" + action, "{}", &out);
+      rc >= 0) {
+    return rc;
+  }
+  return PrintStatus(out);
+}
+
+int Cluster(CoordinatorClient& c, bool as_json) {
+  json out;
+  if (int rc = Call(c, "GET", "/v1/cluster", "", &out); rc >= 0) return rc;
+  if (as_json) {
+    std::cout << out.dump(2) << "\n";
+    return kExitOk;
+  }
+  std::vector<std::vector<std::string>> rows = {
+      {"ID", "NODE", "HTTP", "THRIFT", "STATE", "HEARTBEAT AGE", "OWNED"}};
+  for (const auto& m : out["coordinators"]) {
+    rows.push_back({Str(m["id"]), Str(m["node_name"]), Str(m["http"]), Str(m["thrift"]),
+                    Str(m["state"]), Str(m["heartbeat_age_ms"]) + " ms", Str(m["owned"])});
+  }
+  PrintTable(rows);
+  return kExitOk;
+}
+
+}  // namespace treaty::ctl

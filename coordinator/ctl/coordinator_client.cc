@@ -1,0 +1,42 @@
+#include "ctl/coordinator_client.h"
+
+namespace treaty::ctl {
+
+std::vector<std::string> SplitUrls(const std::string& list) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  while (start <= list.size()) {
+    size_t comma = list.find(',', start);
+    if (comma == std::string::npos) comma = list.size();
+    std::string item = list.substr(start, comma - start);
+    while (!item.empty() && item.front() == ' ') item.erase(0, 1);
+    while (!item.empty() && (item.back() == ' ' || item.back() == '/')) item.pop_back();
+    if (!item.empty()) out.push_back(item);
+    start = comma + 1;
+  }
+  return out;
+}
+
+CoordinatorClient::CoordinatorClient(std::vector<std::string> base_urls, int timeout_ms)
+    : urls_(std::move(base_urls)), timeout_ms_(timeout_ms) {}
+
+Result<HttpClientResponse> CoordinatorClient::Request(const std::string& method,
+                                                      const std::string& path,
+                                                      const std::string& body) {
+  std::string tried;
+  for (size_t n = 0; n < urls_.size(); ++n) {
+    const size_t i = (current_ + n) % urls_.size();
+    std::map<std::string, std::string> headers;
+    if (!body.empty()) headers["Content-Type"] = "application/json";
+    auto r = HttpFetch(method, urls_[i] + path, body, headers, timeout_ms_);
+    if (r.ok()) {
+      current_ = i;
+      return r;
+    }
+    if (r.status().code() == StatusCode::kInvalidArgument) return r.status();
+    tried += (tried.empty() ? "" : "; ") + urls_[i] + ": " + r.status().message();
+  }
+  return Status::Unavailable("no coordinator reachable (" + tried + ")");
+}
+
+}  // namespace treaty::ctl
