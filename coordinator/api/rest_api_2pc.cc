@@ -88,8 +88,7 @@ void RestApi::Handle2pc(const HttpRequest& req, HttpResponder respond) {
     }
     std::string name = branch->name;
     service_->RegisterBranch(
-        gtid, std::move(*branch),
-        [respond = std::move(respond), name](Result<SubmitResult> r) {
+        gtid, std::move(*branch), [respond = std::move(respond), name](Result<SubmitResult> r) {
           if (!r.ok()) {
             respond(ErrorResponse(r.status()));
             return;

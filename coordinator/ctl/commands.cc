@@ -107,8 +107,7 @@ int SagaSubmit(CoordinatorClient& c, const std::string& file, bool wait) {
   return PrintStatus(out);
 }
 
-int Begin2pc(CoordinatorClient& c, const std::string& gtid, int64_t timeout_ms,
-             bool no_one_phase) {
+int Begin2pc(CoordinatorClient& c, const std::string& gtid, int64_t timeout_ms, bool no_one_phase) {
   json body = json::object();
   if (!gtid.empty()) body["gtid"] = gtid;
   if (timeout_ms > 0) body["timeout_ms"] = timeout_ms;

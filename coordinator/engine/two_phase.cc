@@ -41,8 +41,8 @@ std::shared_ptr<TwoPhase> TwoPhase::Create(EngineContext* ctx, TwoPhaseSpec spec
   t->deadline_ms_ = row.deadline_ms;
   t->Pending().create = row;
   t->SetState(states::kActive, "");
-  t->Event("", "state", "ACTIVE: 2PC begun, deadline in " +
-                            std::to_string(t->spec_.timeout_ms) + " ms");
+  t->Event("", "state",
+           "ACTIVE: 2PC begun, deadline in " + std::to_string(t->spec_.timeout_ms) + " ms");
   return t;
 }
 
@@ -64,8 +64,8 @@ Result<std::shared_ptr<TwoPhase>> TwoPhase::Restore(EngineContext* ctx, const Tx
     if (bj.is_object()) bj["name"] = row.name;
     auto b = ParseBranchSpec(bj);
     if (!b.ok()) {
-      return Status::Internal("stored branch '" + row.name + "' is invalid: " +
-                              b.status().message());
+      return Status::Internal("stored branch '" + row.name +
+                              "' is invalid: " + b.status().message());
     }
     Branch br;
     br.spec = std::move(*b);
@@ -254,8 +254,8 @@ void TwoPhase::RequestCommit(DecisionCallback done) {
     branches_[0].attempts = 0;
     SetBranch(0, states::kCommitting, "one-phase commit (no prepare)");
   } else {
-    SetState(states::kPreparing, "commit requested; preparing " +
-                                     std::to_string(branches_.size()) + " branches");
+    SetState(states::kPreparing,
+             "commit requested; preparing " + std::to_string(branches_.size()) + " branches");
     for (size_t i = 0; i < branches_.size(); ++i) {
       branches_[i].attempts = 1;
       SetBranch(static_cast<int>(i), states::kPreparing, "attempt 1");
@@ -298,7 +298,7 @@ Status TwoPhase::RetryNow() {
     b.timer->Cancel();
     b.timer.reset();
     b.failures = 0;
-    const std::string op = state() == states::kPreparing  ? "prepare"
+    const std::string op = state() == states::kPreparing    ? "prepare"
                            : state() == states::kCommitting ? "commit"
                                                             : "abort";
     Launch(static_cast<int>(i), op);
@@ -333,7 +333,8 @@ void TwoPhase::Launch(int i, const std::string& op) {
   req.op = op;
   req.payload_json = b.spec.payload;
   req.one_phase = op == "commit" && OnePhase();
-  req.timeout_ms = b.spec.timeout_ms > 0 ? b.spec.timeout_ms : ctx()->options.default_call_timeout_ms;
+  req.timeout_ms =
+      b.spec.timeout_ms > 0 ? b.spec.timeout_ms : ctx()->options.default_call_timeout_ms;
   // The call goes out only once everything planned so far is durable: for
   // commit, that includes the COMMITTING decision.
   std::weak_ptr<TxnDriver> weak = shared_from_this();

@@ -48,6 +48,8 @@
 // participant asking the coordinator is told "not committed"); COMMITTING ->
 // commit resent to every branch not yet COMMITTED; ABORTING -> abort resent
 // to every branch not yet ABORTED. Delivery is at least once.
+// A transaction still ACTIVE when its coordinator drains (SIGTERM) or dies
+// is taken over by a peer and so aborted: clients re-run it under a new gtid.
 //
 // Threading: runs on ctx->runner only. Reply callbacks run there too.
 
@@ -99,10 +101,10 @@ class TwoPhase : public TxnDriver {
   struct Branch {
     BranchSpec spec;
     std::string state;
-    int attempts = 0;         // attempts of the current op
-    int failures = 0;         // failed commit/abort attempts (in memory)
-    bool in_flight = false;   // a call is planned or outstanding
-    bool voted_no = false;    // no vote, or prepare failed after retries
+    int attempts = 0;                          // attempts of the current op
+    int failures = 0;                          // failed commit/abort attempts (in memory)
+    bool in_flight = false;                    // a call is planned or outstanding
+    bool voted_no = false;                     // no vote, or prepare failed after retries
     std::shared_ptr<TaskRunner::Timer> timer;  // a retry is scheduled
     std::string last_error;
   };

@@ -72,8 +72,7 @@ Result<BranchSpec> ParseBranchSpec(const json& body, const TwoPhaseLimits& limit
   if (!name->is_string()) return Invalid("'name' must be a string");
   b.name = name->get<std::string>();
   if (b.name.empty() || b.name.size() > limits.max_name_length) {
-    return Invalid("'name' must be 1 to " + std::to_string(limits.max_name_length) +
-                   " characters");
+    return Invalid("'name' must be 1 to " + std::to_string(limits.max_name_length) + " characters");
   }
   for (unsigned char c : b.name) {
     if (c < 0x21 || c > 0x7e || c == '/') {

@@ -40,9 +40,9 @@ struct TwoPhaseSpec {
 
 struct BranchSpec {
   std::string name;
-  std::string prepare;  // URL
-  std::string commit;   // URL
-  std::string abort;    // URL
+  std::string prepare;           // URL
+  std::string commit;            // URL
+  std::string abort;             // URL
   std::string payload = "null";  // JSON text
   int64_t timeout_ms = 0;        // 0: the coordinator's default call time-out
 };

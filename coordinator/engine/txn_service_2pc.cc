@@ -63,8 +63,9 @@ void TxnService::Answer2pcExisting(TwoPhaseSpec spec, Callback<SubmitResult> don
 // Runs `fn` on the engine runner with the in-memory driver of `gtid`; when
 // there is none, answers from the log why (NotFound, finished, not 2PC, or
 // driven by a peer).
-void TxnService::With2pc(const std::string& gtid, Callback<SubmitResult> done,
-                         std::function<void(std::shared_ptr<TwoPhase>, Callback<SubmitResult>)> fn) {
+void TxnService::With2pc(
+    const std::string& gtid, Callback<SubmitResult> done,
+    std::function<void(std::shared_ptr<TwoPhase>, Callback<SubmitResult>)> fn) {
   deps_.engine_runner->Post([this, gtid, done = std::move(done), fn = std::move(fn)]() mutable {
     if (auto it = drivers_.find(gtid); it != drivers_.end()) {
       if (it->second->kind() != states::k2pc) {
@@ -131,22 +132,22 @@ void TxnService::AnswerDecision(const std::string& gtid, Result<std::string> dec
 }
 
 void TxnService::Commit2pc(const std::string& gtid, Callback<SubmitResult> done) {
-  With2pc(gtid, std::move(done), [this, gtid](std::shared_ptr<TwoPhase> txn,
-                                              Callback<SubmitResult> done) mutable {
-    txn->RequestCommit([this, gtid, done = std::move(done)](Result<std::string> r) mutable {
-      AnswerDecision(gtid, std::move(r), std::move(done));
-    });
-  });
+  With2pc(gtid, std::move(done),
+          [this, gtid](std::shared_ptr<TwoPhase> txn, Callback<SubmitResult> done) mutable {
+            txn->RequestCommit([this, gtid, done = std::move(done)](Result<std::string> r) mutable {
+              AnswerDecision(gtid, std::move(r), std::move(done));
+            });
+          });
 }
 
 void TxnService::Abort2pc(const std::string& gtid, Callback<SubmitResult> done) {
-  With2pc(gtid, std::move(done), [this, gtid](std::shared_ptr<TwoPhase> txn,
-                                              Callback<SubmitResult> done) mutable {
-    txn->RequestAbort("client requested abort",
-                      [this, gtid, done = std::move(done)](Result<std::string> r) mutable {
-                        AnswerDecision(gtid, std::move(r), std::move(done));
-                      });
-  });
+  With2pc(gtid, std::move(done),
+          [this, gtid](std::shared_ptr<TwoPhase> txn, Callback<SubmitResult> done) mutable {
+            txn->RequestAbort("client requested abort",
+                              [this, gtid, done = std::move(done)](Result<std::string> r) mutable {
+                                AnswerDecision(gtid, std::move(r), std::move(done));
+                              });
+          });
 }
 
 void TxnService::Adopt2pc(const TxnDetail& detail) {

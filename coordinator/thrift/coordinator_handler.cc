@@ -181,9 +181,8 @@ void CoordinatorHandler::abort2pc(rpc::TxnStatus& out, const std::string& gtid) 
 
 void CoordinatorHandler::getTransaction(rpc::Transaction& out, const std::string& gtid) {
   CheckGtid(gtid, options_.limits);
-  TxnDetail d = Await<TxnDetail>(options_.call_timeout_ms, [&](auto done) {
-    Service()->Get(gtid, true, std::move(done));
-  });
+  TxnDetail d = Await<TxnDetail>(options_.call_timeout_ms,
+                                 [&](auto done) { Service()->Get(gtid, true, std::move(done)); });
   FillRow(out, d.txn);
   for (const auto& b : d.branches) {
     rpc::BranchInfo bi;
@@ -238,9 +237,8 @@ void CoordinatorHandler::listTransactions(rpc::TxnPage& out, const rpc::ListRequ
 
 void CoordinatorHandler::retryTransaction(rpc::TxnStatus& out, const std::string& gtid) {
   CheckGtid(gtid, options_.limits);
-  FillStatus(out, Await<SubmitResult>(options_.call_timeout_ms, [&](auto done) {
-               Service()->Retry(gtid, std::move(done));
-             }));
+  FillStatus(out, Await<SubmitResult>(options_.call_timeout_ms,
+                                      [&](auto done) { Service()->Retry(gtid, std::move(done)); }));
 }
 
 void CoordinatorHandler::abortTransaction(rpc::TxnStatus& out, const std::string& gtid) {

@@ -6,11 +6,11 @@
 #include <string>
 #include <vector>
 
-#include <boost/asio/post.hpp>
-#include <boost/asio/thread_pool.hpp>
 #include <thrift/protocol/TBinaryProtocol.h>
 #include <thrift/transport/TBufferTransports.h>
 #include <thrift/transport/TSocket.h>
+#include <boost/asio/post.hpp>
+#include <boost/asio/thread_pool.hpp>
 
 #include "ParticipantService.h"
 
@@ -77,12 +77,22 @@ ParticipantResponse FromReply(const std::string& op, const rpc::ParticipantReply
 
 struct ThriftParticipantCaller::Impl {
   ThriftCallerOptions options;
-  boost::asio::thread_pool pool;
+  // Created on the first thrift:// call: a coordinator whose participants
+  // all speak HTTP starts no threads for Thrift.
+  std::once_flag pool_once;
+  std::unique_ptr<boost::asio::thread_pool> pool;
   std::mutex mu;
   std::map<std::string, std::vector<std::unique_ptr<Connection>>> idle;  // guarded by mu
 
-  explicit Impl(ThriftCallerOptions o)
-      : options(o), pool(static_cast<size_t>(std::max(1, o.threads))) {}
+  explicit Impl(ThriftCallerOptions o) : options(o) {}
+
+  boost::asio::thread_pool& Pool() {
+    std::call_once(pool_once, [this] {
+      pool = std::make_unique<boost::asio::thread_pool>(
+          static_cast<size_t>(std::max(1, options.threads)));
+    });
+    return *pool;
+  }
 
   std::unique_ptr<Connection> TakeIdle(const std::string& key) {
     std::lock_guard<std::mutex> l(mu);
@@ -185,13 +195,15 @@ ThriftParticipantCaller::ThriftParticipantCaller(ThriftCallerOptions options)
     : impl_(std::make_unique<Impl>(options)) {}
 
 ThriftParticipantCaller::~ThriftParticipantCaller() {
-  impl_->pool.stop();
-  impl_->pool.join();
+  if (impl_->pool) {
+    impl_->pool->stop();
+    impl_->pool->join();
+  }
 }
 
 void ThriftParticipantCaller::Call(ParticipantRequest request, Callback done) {
   Impl* impl = impl_.get();
-  boost::asio::post(impl->pool, [impl, request = std::move(request), done = std::move(done)] {
+  boost::asio::post(impl->Pool(), [impl, request = std::move(request), done = std::move(done)] {
     const auto start = std::chrono::steady_clock::now();
     ParticipantResponse r = impl->CallNow(request);
     r.latency_ms = std::chrono::duration_cast<std::chrono::milliseconds>(

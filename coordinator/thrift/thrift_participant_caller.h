@@ -9,7 +9,7 @@
 //
 // Connections are pooled per host:port (up to `max_idle_per_host` idle
 // ones kept). Thrift's C++ client blocks, so calls run on a small dedicated
-// thread pool (`threads`), never on the engine strand or the io_context;
+// thread pool (`threads`, started lazily), never on the engine strand or the io_context;
 // at most `threads` calls are in flight, the rest queue. A pooled connection
 // that fails is closed; a failure on a reused connection is retried once on
 // a fresh one (delivery is at least once anyway).
@@ -24,7 +24,7 @@
 namespace treaty {
 
 struct ThriftCallerOptions {
-  int threads = 8;
+  int threads = 4;  // started on the first thrift:// call
   int max_idle_per_host = 16;
   int connect_timeout_ms = 3000;
 };

@@ -6,6 +6,7 @@
 #include <thread>
 
 #include <spdlog/spdlog.h>
+#include <thrift/TOutput.h>
 #include <thrift/concurrency/ThreadFactory.h>
 #include <thrift/concurrency/ThreadManager.h>
 #include <thrift/protocol/TBinaryProtocol.h>
@@ -27,8 +28,7 @@ struct ThriftServer::Impl {
   uint16_t port = 0;
 };
 
-ThriftServer::ThriftServer(CoordinatorHandler::ServiceProvider service,
-                           ThriftServerOptions options)
+ThriftServer::ThriftServer(CoordinatorHandler::ServiceProvider service, ThriftServerOptions options)
     : impl_(std::make_unique<Impl>()) {
   impl_->service = std::move(service);
   impl_->options = std::move(options);
@@ -38,6 +38,9 @@ ThriftServer::~ThriftServer() { Stop(); }
 
 Status ThriftServer::Start() {
   Impl& m = *impl_;
+  // Thrift's own chatter (one line per loop start, per closed connection)
+  // goes to our log at debug level. A library global; set the same each time.
+  at::GlobalOutput.setOutputFunction([](const char* msg) { spdlog::debug("thrift: {}", msg); });
   try {
     auto handler = std::make_shared<CoordinatorHandler>(m.service, m.options.handler);
     auto processor = std::make_shared<rpc::CoordinatorServiceProcessor>(handler);
@@ -47,10 +50,10 @@ Status ThriftServer::Start() {
         static_cast<size_t>(std::max(1, m.options.worker_threads)));
     m.workers->threadFactory(std::make_shared<at::concurrency::ThreadFactory>());
     m.workers->start();
-    m.socket = std::make_shared<at::transport::TNonblockingServerSocket>(m.options.host,
-                                                                         m.options.port);
-    m.server = std::make_unique<at::server::TNonblockingServer>(processor, protocol, m.socket,
-                                                                m.workers);
+    m.socket =
+        std::make_shared<at::transport::TNonblockingServerSocket>(m.options.host, m.options.port);
+    m.server =
+        std::make_unique<at::server::TNonblockingServer>(processor, protocol, m.socket, m.workers);
     m.server->setNumIOThreads(static_cast<size_t>(std::max(1, m.options.io_threads)));
     m.server->setMaxFrameSize(m.options.max_frame_bytes);
   } catch (const std::exception& e) {

@@ -10,8 +10,8 @@
 // Lifetime: Start() binds (port 0 picks a free one; port() tells which) and
 // starts serving on its own threads; Stop() (or the destructor) stops
 // accepting, lets the loops finish and joins them. The TxnService must
-// outlive the server (the provider may return nullptr until it exists). Thrift exceptions never escape: Start() returns a
-// Status.
+// outlive the server (the provider may return nullptr until it exists). Thrift exceptions never
+// escape: Start() returns a Status.
 
 #include <cstdint>
 #include <memory>
@@ -26,7 +26,7 @@ struct ThriftServerOptions {
   std::string host = "127.0.0.1";
   uint16_t port = 7481;
   int io_threads = 1;
-  int worker_threads = 8;
+  int worker_threads = 4;
   size_t max_frame_bytes = 1 << 20;  // larger frames are refused (connection closed)
   CoordinatorHandlerOptions handler;
 };

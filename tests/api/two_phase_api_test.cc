@@ -117,7 +117,8 @@ TEST_P(TwoPhaseApiTest, ThriftNoVoteAbortsAll) {
 
 TEST_P(TwoPhaseApiTest, ParticipantDownInPhaseTwoIsRetriedUntilItReturns) {
   participant_->SetRule("h1", "commit", Rule{{503, 503, 503, 503, 200}});
-  thrift_->SetRule("th", "commit", TRule{{TReply::kRetry, TReply::kThrow, TReply::kRetry, TReply::kOk}});
+  thrift_->SetRule("th", "commit",
+                   TRule{{TReply::kRetry, TReply::kThrow, TReply::kRetry, TReply::kOk}});
   Begin("t3");
   Enlist("t3", HttpBranch("h1"));
   Enlist("t3", ThriftBranch("th"));
@@ -147,8 +148,7 @@ TEST_P(TwoPhaseApiTest, DeadlineAbortsActiveAndRefusesLateWork) {
 
 TEST_P(TwoPhaseApiTest, ReadOnlyBranchesSkipPhaseTwo) {
   participant_->SetRule("ro", "prepare", Rule{{200}, 0, R"({"vote":"readonly"})"});
-  thrift_->SetRule("tro", "prepare",
-                   TRule{{TReply::kOk}, ThriftTestParticipant::Vote::kReadOnly});
+  thrift_->SetRule("tro", "prepare", TRule{{TReply::kOk}, ThriftTestParticipant::Vote::kReadOnly});
   Begin("t5");
   Enlist("t5", HttpBranch("h1"));
   Enlist("t5", HttpBranch("ro"));

@@ -49,8 +49,8 @@ class TreatyctlTest : public ::testing::Test {
   // Runs treatyctl with `args` (shell-quoted by the caller) against `coordinators`.
   RunResult Run(const std::string& args, std::string coordinators = "") {
     if (coordinators.empty()) coordinators = server_->http_url();
-    std::string cmd = BinaryPath("treatyctl") + " --coordinator '" + coordinators + "' " + args +
-                      " 2>&1";
+    std::string cmd =
+        BinaryPath("treatyctl") + " --coordinator '" + coordinators + "' " + args + " 2>&1";
     RunResult r;
     FILE* p = popen(cmd.c_str(), "r");
     if (!p) return r;

@@ -77,9 +77,8 @@ class TwoPhaseTest : public ::testing::Test {
   // Requests commit; returns the decision the caller was told.
   std::string Commit(const std::shared_ptr<TwoPhase>& t) {
     std::string decision = "(no answer)";
-    t->RequestCommit([&](Result<std::string> r) {
-      decision = r.ok() ? *r : r.status().ToString();
-    });
+    t->RequestCommit(
+        [&](Result<std::string> r) { decision = r.ok() ? *r : r.status().ToString(); });
     runner_.RunUntil([&] { return decision != "(no answer)"; }, 60000);
     return decision;
   }

@@ -4,11 +4,12 @@
 #include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
+#include <future>
 #include <map>
 #include <mutex>
-#include <future>
 #include <thread>
 
+#include <thrift/TOutput.h>
 #include <thrift/concurrency/ThreadFactory.h>
 #include <thrift/concurrency/ThreadManager.h>
 #include <thrift/protocol/TBinaryProtocol.h>
@@ -24,8 +25,8 @@ namespace at = apache::thrift;
 struct ThriftTestParticipant::Impl : public rpc::ParticipantServiceIf {
   mutable std::mutex mu;
   std::condition_variable cv;
-  std::map<std::string, Rule> rules;     // "branch/op", guarded by mu
-  std::vector<Call> calls;               // guarded by mu
+  std::map<std::string, Rule> rules;      // "branch/op", guarded by mu
+  std::vector<Call> calls;                // guarded by mu
   std::map<std::string, int> deliveries;  // "gtid/branch/op", guarded by mu
   std::shared_ptr<at::concurrency::ThreadManager> workers;
   std::unique_ptr<at::server::TNonblockingServer> server;
@@ -45,9 +46,8 @@ struct ThriftTestParticipant::Impl : public rpc::ParticipantServiceIf {
     }
     cv.notify_all();
     if (rule.delay_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(rule.delay_ms));
-    Reply r = rule.replies.empty()
-                  ? Reply::kOk
-                  : rule.replies[std::min<size_t>(n, rule.replies.size() - 1)];
+    Reply r = rule.replies.empty() ? Reply::kOk
+                                   : rule.replies[std::min<size_t>(n, rule.replies.size() - 1)];
     switch (r) {
       case Reply::kOk:
         out.outcome = rpc::Outcome::OK;
@@ -89,11 +89,12 @@ struct ThriftTestParticipant::Impl : public rpc::ParticipantServiceIf {
 
 ThriftTestParticipant::ThriftTestParticipant() : impl_(std::make_unique<Impl>()) {
   Impl& m = *impl_;
+  at::GlobalOutput.setOutputFunction([](const char*) {});  // quiet in tests
   // The processor holds the handler; keep the Impl alive through a no-op deleter.
   std::shared_ptr<rpc::ParticipantServiceIf> handler(&m, [](rpc::ParticipantServiceIf*) {});
   auto processor = std::make_shared<rpc::ParticipantServiceProcessor>(handler);
   auto protocol = std::make_shared<at::protocol::TBinaryProtocolFactory>();
-  m.workers = at::concurrency::ThreadManager::newSimpleThreadManager(8);
+  m.workers = at::concurrency::ThreadManager::newSimpleThreadManager(3);
   m.workers->threadFactory(std::make_shared<at::concurrency::ThreadFactory>());
   m.workers->start();
   auto socket = std::make_shared<at::transport::TNonblockingServerSocket>("127.0.0.1", 0);
