@@ -30,6 +30,7 @@ void TxnService::Begin2pc(TwoPhaseSpec spec, Callback<SubmitResult> done) {
           std::lock_guard<std::mutex> l(counters_mu_);
           ++counters_.started;
         }
+        if (deps_.observer) deps_.observer->OnStarted(gtid, states::k2pc);
         done(SubmitResult{gtid, states::kActive, true, false});
       } else if (s.code() == StatusCode::kConflict) {
         Answer2pcExisting(std::move(spec), std::move(done));
