@@ -38,6 +38,10 @@ struct ParticipantResponse {
   int64_t latency_ms = 0;
 };
 
+// "ok", "business failure: HTTP 409: ..." or "transient failure (HTTP 503)":
+// how a call's outcome reads in history events and last_error.
+std::string DescribeResponse(const ParticipantResponse& response);
+
 class ParticipantCaller {
  public:
   using Callback = std::function<void(ParticipantResponse)>;

@@ -5,28 +5,6 @@
 #include "engine/states.h"
 
 namespace treaty {
-namespace {
-
-const char* OutcomeText(CallOutcome o) {
-  switch (o) {
-    case CallOutcome::kOk: return "ok";
-    case CallOutcome::kBusinessFailure: return "business failure";
-    case CallOutcome::kTransient: return "transient failure";
-  }
-  return "?";
-}
-
-std::string Describe(const ParticipantResponse& r) {
-  std::string s = OutcomeText(r.outcome);
-  if (!r.error.empty()) {
-    s += ": " + r.error;  // the caller's text names the HTTP status when there was one
-  } else if (r.http_status) {
-    s += " (HTTP " + std::to_string(r.http_status) + ")";
-  }
-  return s;
-}
-
-}  // namespace
 
 bool Saga::Step::Attempted() const {
   return state == states::kRunning || state == states::kSucceeded || state == states::kFailed ||
@@ -70,8 +48,8 @@ std::shared_ptr<Saga> Saga::Create(EngineContext* ctx, SagaSpec spec) {
     w.new_branches.push_back(std::move(b));
   }
   saga->SetState(states::kRunning, "");
-  saga->Event("", "state", "RUNNING: saga submitted with " +
-                               std::to_string(saga->steps_.size()) + " steps");
+  saga->Event("", "state",
+              "RUNNING: saga submitted with " + std::to_string(saga->steps_.size()) + " steps");
   return saga;
 }
 
@@ -79,7 +57,8 @@ Result<std::shared_ptr<Saga>> Saga::Restore(EngineContext* ctx, const TxnDetail&
   nlohmann::json body = nlohmann::json::parse(detail.txn.spec, nullptr, false);
   if (body.is_discarded()) return Status::Internal("stored saga spec is not JSON");
   auto spec = ParseSagaSpec(body);
-  if (!spec.ok()) return Status::Internal("stored saga spec is invalid: " + spec.status().message());
+  if (!spec.ok())
+    return Status::Internal("stored saga spec is invalid: " + spec.status().message());
   spec->gtid = detail.txn.gtid;
   std::shared_ptr<Saga> saga(new Saga(ctx, std::move(*spec)));
   saga->RestoreState(detail.txn.state);
@@ -103,12 +82,10 @@ void Saga::Start() {
     Event("", "recovery", "resumed by coordinator " + ctx()->owner + " in state " + state());
   }
   if (deadline_ms_ > 0 && state() == states::kRunning) {
-    std::weak_ptr<TxnDriver> weak = shared_from_this();
-    deadline_timer_ = ctx()->runner->PostAfter(deadline_ms_ - ctx()->runner->NowMs(), [weak] {
-      auto self = std::static_pointer_cast<Saga>(weak.lock());
-      if (!self || self->dropped() || self->state() != states::kRunning) return;
-      self->BeginCompensation("saga deadline passed");
-      self->Pump();
+    deadline_timer_ = After(deadline_ms_ - ctx()->runner->NowMs(), [this] {
+      if (state() != states::kRunning) return;
+      BeginCompensation("saga deadline passed");
+      Pump();
     });
   }
   Pump();
@@ -197,14 +174,7 @@ void Saga::PumpCompensation() {
 void Saga::SetStep(int i, const std::string& state, const std::string& detail) {
   Step& s = steps_[i];
   s.state = state;
-  BranchUpdate u;
-  u.name = s.spec.name;
-  u.state = state;
-  u.attempts = s.attempts;
-  u.last_error = s.last_error;
-  u.next_attempt_at_ms = 0;
-  Pending().branch_updates.push_back(std::move(u));
-  Event(s.spec.name, "step", state + (detail.empty() ? "" : ": " + detail));
+  RecordBranchState(s.spec.name, state, s.attempts, s.last_error, "step", detail);
 }
 
 void Saga::Launch(int i, const std::string& op) {
@@ -218,25 +188,13 @@ void Saga::Launch(int i, const std::string& op) {
   req.payload_json = s.spec.payload;
   req.timeout_ms =
       s.spec.timeout_ms > 0 ? s.spec.timeout_ms : ctx()->options.default_call_timeout_ms;
-  // The call goes out only once everything planned so far is durable.
-  std::weak_ptr<TxnDriver> weak = shared_from_this();
-  AfterDurable([this, weak, i, op, req = std::move(req)]() mutable {
-    req.traceparent = TraceParent();
-    EngineContext* c = ctx();
-    c->caller->Call(std::move(req), [weak, i, op, c](ParticipantResponse r) {
-      c->runner->Post([weak, i, op, c, r = std::move(r)] {
-        auto self = std::static_pointer_cast<Saga>(weak.lock());
-        if (!self || self->dropped()) return;
-        if (c->observer) c->observer->OnCall(op, r.outcome, r.latency_ms);
-        self->steps_[i].in_flight = false;
-        if (op == "action") {
-          self->OnActionResult(i, r);
-        } else {
-          self->OnCompensateResult(i, r);
-        }
-        self->Pump();
-      });
-    });
+  CallWhenDurable(std::move(req), [this, i, op](const ParticipantResponse& r) {
+    steps_[i].in_flight = false;
+    if (op == "action") {
+      OnActionResult(i, r);
+    } else {
+      OnCompensateResult(i, r);
+    }
   });
 }
 
@@ -244,10 +202,10 @@ void Saga::OnActionResult(int i, const ParticipantResponse& r) {
   Step& s = steps_[i];
   if (r.outcome == CallOutcome::kOk) {
     s.last_error.clear();
-    SetStep(i, states::kSucceeded, "action " + Describe(r));
+    SetStep(i, states::kSucceeded, "action " + DescribeResponse(r));
     return;
   }
-  s.last_error = Describe(r);
+  s.last_error = DescribeResponse(r);
   if (state() != states::kRunning) {
     // Compensation began meanwhile: no more attempts; the step will be compensated.
     Event(s.spec.name, "call", "action " + s.last_error + " (saga is compensating)");
@@ -262,18 +220,12 @@ void Saga::OnActionResult(int i, const ParticipantResponse& r) {
             "action " + s.last_error + "; " + std::to_string(s.attempts) + " attempts used");
     return;
   }
-  int64_t delay = ctx()->Backoff(s.attempts, s.spec.retry.initial_backoff_ms,
-                                 s.spec.retry.max_backoff_ms);
+  int64_t delay =
+      ctx()->Backoff(s.attempts, s.spec.retry.initial_backoff_ms, s.spec.retry.max_backoff_ms);
   ++s.attempts;
-  BranchUpdate u;
-  u.name = s.spec.name;
-  u.attempts = s.attempts;
-  u.last_error = s.last_error;
-  u.next_attempt_at_ms = ctx()->runner->NowMs() + delay;
-  Pending().branch_updates.push_back(std::move(u));
-  Event(s.spec.name, "retry",
-        "action " + s.last_error + "; attempt " + std::to_string(s.attempts) + " in " +
-            std::to_string(delay) + " ms");
+  RecordRetry(s.spec.name, s.attempts, s.last_error, delay,
+              "action " + s.last_error + "; attempt " + std::to_string(s.attempts) + " in " +
+                  std::to_string(delay) + " ms");
   ScheduleRetry(i, "action", delay);
 }
 
@@ -281,21 +233,17 @@ void Saga::OnCompensateResult(int i, const ParticipantResponse& r) {
   Step& s = steps_[i];
   if (r.outcome == CallOutcome::kOk) {
     s.last_error.clear();
-    SetStep(i, states::kCompensated, "compensate " + Describe(r));
+    SetStep(i, states::kCompensated, "compensate " + DescribeResponse(r));
     return;
   }
   ++s.comp_attempts;
-  s.last_error = Describe(r);
+  s.last_error = DescribeResponse(r);
   const auto& o = ctx()->options;
-  int64_t delay = ctx()->Backoff(s.comp_attempts, o.retry_initial_backoff_ms, o.retry_max_backoff_ms);
-  BranchUpdate u;
-  u.name = s.spec.name;
-  u.last_error = s.last_error;
-  u.next_attempt_at_ms = ctx()->runner->NowMs() + delay;
-  Pending().branch_updates.push_back(std::move(u));
-  Event(s.spec.name, "retry",
-        "compensate " + s.last_error + "; failed " + std::to_string(s.comp_attempts) +
-            " times, next try in " + std::to_string(delay) + " ms");
+  int64_t delay =
+      ctx()->Backoff(s.comp_attempts, o.retry_initial_backoff_ms, o.retry_max_backoff_ms);
+  RecordRetry(s.spec.name, std::nullopt, s.last_error, delay,
+              "compensate " + s.last_error + "; failed " + std::to_string(s.comp_attempts) +
+                  " times, next try in " + std::to_string(delay) + " ms");
   if (s.comp_attempts >= o.attention_after_attempts) {
     SetNeedsAttention(true, "compensation of step '" + s.spec.name + "' failed " +
                                 std::to_string(s.comp_attempts) + " times: " + s.last_error);
@@ -304,17 +252,14 @@ void Saga::OnCompensateResult(int i, const ParticipantResponse& r) {
 }
 
 void Saga::ScheduleRetry(int i, const std::string& op, int64_t delay_ms) {
-  std::weak_ptr<TxnDriver> weak = shared_from_this();
-  steps_[i].timer = ctx()->runner->PostAfter(delay_ms, [weak, i, op] {
-    auto self = std::static_pointer_cast<Saga>(weak.lock());
-    if (!self || self->dropped()) return;
-    Step& s = self->steps_[i];
+  steps_[i].timer = After(delay_ms, [this, i, op] {
+    Step& s = steps_[i];
     if (!s.timer) return;  // cancelled
     s.timer.reset();
-    const bool still = op == "action" ? self->state() == states::kRunning
-                                      : s.state == states::kCompensating;
-    if (still) self->Launch(i, op);
-    self->Pump();
+    const bool still =
+        op == "action" ? state() == states::kRunning : s.state == states::kCompensating;
+    if (still) Launch(i, op);
+    Pump();
   });
 }
 

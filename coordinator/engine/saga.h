@@ -68,7 +68,7 @@ class Saga : public TxnDriver {
   };
 
   Saga(EngineContext* ctx, SagaSpec spec);
-  void Pump();
+  void Pump() override;
   void PumpForward();
   void PumpCompensation();
   void BeginCompensation(const std::string& reason);

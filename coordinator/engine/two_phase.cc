@@ -7,15 +7,6 @@
 namespace treaty {
 namespace {
 
-std::string Describe(const ParticipantResponse& r) {
-  std::string s = r.outcome == CallOutcome::kOk                ? "ok"
-                  : r.outcome == CallOutcome::kBusinessFailure ? "refused"
-                                                               : "transient failure";
-  if (r.http_status) s += " (HTTP " + std::to_string(r.http_status) + ")";
-  if (!r.error.empty()) s += ": " + r.error;
-  return s;
-}
-
 bool IsDecision(const std::string& s) {
   return s == states::kCommitting || s == states::kAborting || states::IsTerminal(s);
 }
@@ -91,12 +82,10 @@ void TwoPhase::Start() {
 
 void TwoPhase::StartDeadline() {
   if (deadline_ms_ <= 0 || Decided()) return;
-  std::weak_ptr<TxnDriver> weak = shared_from_this();
-  deadline_timer_ = ctx()->runner->PostAfter(deadline_ms_ - ctx()->runner->NowMs(), [weak] {
-    auto self = std::static_pointer_cast<TwoPhase>(weak.lock());
-    if (!self || self->dropped() || self->Decided()) return;
-    self->Decide(states::kAborting, "transaction deadline passed");
-    self->Pump();
+  deadline_timer_ = After(deadline_ms_ - ctx()->runner->NowMs(), [this] {
+    if (Decided()) return;
+    Decide(states::kAborting, "transaction deadline passed");
+    Pump();
   });
 }
 
@@ -312,14 +301,7 @@ Status TwoPhase::RetryNow() {
 void TwoPhase::SetBranch(int i, const std::string& state_name, const std::string& detail) {
   Branch& b = branches_[i];
   b.state = state_name;
-  BranchUpdate u;
-  u.name = b.spec.name;
-  u.state = state_name;
-  u.attempts = b.attempts;
-  u.last_error = b.last_error;
-  u.next_attempt_at_ms = 0;
-  Pending().branch_updates.push_back(std::move(u));
-  Event(b.spec.name, "branch", state_name + (detail.empty() ? "" : ": " + detail));
+  RecordBranchState(b.spec.name, state_name, b.attempts, b.last_error, "branch", detail);
 }
 
 void TwoPhase::Launch(int i, const std::string& op) {
@@ -337,24 +319,13 @@ void TwoPhase::Launch(int i, const std::string& op) {
       b.spec.timeout_ms > 0 ? b.spec.timeout_ms : ctx()->options.default_call_timeout_ms;
   // The call goes out only once everything planned so far is durable: for
   // commit, that includes the COMMITTING decision.
-  std::weak_ptr<TxnDriver> weak = shared_from_this();
-  AfterDurable([this, weak, i, op, req = std::move(req)]() mutable {
-    req.traceparent = TraceParent();
-    EngineContext* c = ctx();
-    c->caller->Call(std::move(req), [weak, i, op, c](ParticipantResponse r) {
-      c->runner->Post([weak, i, op, c, r = std::move(r)] {
-        auto self = std::static_pointer_cast<TwoPhase>(weak.lock());
-        if (!self || self->dropped()) return;
-        if (c->observer) c->observer->OnCall(op, r.outcome, r.latency_ms);
-        self->branches_[i].in_flight = false;
-        if (op == "prepare") {
-          self->OnPrepareResult(i, r);
-        } else {
-          self->OnPhaseTwoResult(i, op, r);
-        }
-        self->Pump();
-      });
-    });
+  CallWhenDurable(std::move(req), [this, i, op](const ParticipantResponse& r) {
+    branches_[i].in_flight = false;
+    if (op == "prepare") {
+      OnPrepareResult(i, r);
+    } else {
+      OnPhaseTwoResult(i, op, r);
+    }
   });
 }
 
@@ -362,7 +333,8 @@ void TwoPhase::OnPrepareResult(int i, const ParticipantResponse& r) {
   Branch& b = branches_[i];
   if (state() != states::kPreparing) {
     // Abort was decided meanwhile; Pump sends this branch its abort now.
-    Event(b.spec.name, "call", "prepare " + Describe(r) + " (transaction is " + state() + ")");
+    Event(b.spec.name, "call",
+          "prepare " + DescribeResponse(r) + " (transaction is " + state() + ")");
     return;
   }
   if (r.outcome == CallOutcome::kOk) {
@@ -371,7 +343,7 @@ void TwoPhase::OnPrepareResult(int i, const ParticipantResponse& r) {
               std::string("voted ") + (r.readonly_vote ? "read-only" : "yes"));
     return;
   }
-  b.last_error = Describe(r);
+  b.last_error = DescribeResponse(r);
   if (r.outcome == CallOutcome::kBusinessFailure) {
     b.voted_no = true;
     Event(b.spec.name, "vote", "voted no: " + b.last_error);
@@ -387,15 +359,9 @@ void TwoPhase::OnPrepareResult(int i, const ParticipantResponse& r) {
   const int64_t delay = ctx()->Backoff(b.attempts, spec_.prepare_retry.initial_backoff_ms,
                                        spec_.prepare_retry.max_backoff_ms);
   ++b.attempts;
-  BranchUpdate u;
-  u.name = b.spec.name;
-  u.attempts = b.attempts;
-  u.last_error = b.last_error;
-  u.next_attempt_at_ms = ctx()->runner->NowMs() + delay;
-  Pending().branch_updates.push_back(std::move(u));
-  Event(b.spec.name, "retry",
-        "prepare " + b.last_error + "; attempt " + std::to_string(b.attempts) + " in " +
-            std::to_string(delay) + " ms");
+  RecordRetry(b.spec.name, b.attempts, b.last_error, delay,
+              "prepare " + b.last_error + "; attempt " + std::to_string(b.attempts) + " in " +
+                  std::to_string(delay) + " ms");
   ScheduleRetry(i, "prepare", delay);
 }
 
@@ -403,10 +369,11 @@ void TwoPhase::OnPhaseTwoResult(int i, const std::string& op, const ParticipantR
   Branch& b = branches_[i];
   if (r.outcome == CallOutcome::kOk) {
     b.last_error.clear();
-    SetBranch(i, op == "commit" ? states::kCommitted : states::kAborted, op + " " + Describe(r));
+    SetBranch(i, op == "commit" ? states::kCommitted : states::kAborted,
+              op + " " + DescribeResponse(r));
     return;
   }
-  b.last_error = Describe(r);
+  b.last_error = DescribeResponse(r);
   if (op == "commit" && OnePhase() && r.outcome == CallOutcome::kBusinessFailure) {
     // The single participant refused its one-phase commit: nothing applied.
     SetBranch(i, states::kAborted, "one-phase commit " + b.last_error);
@@ -417,15 +384,9 @@ void TwoPhase::OnPhaseTwoResult(int i, const std::string& op, const ParticipantR
   const auto& o = ctx()->options;
   const int64_t delay =
       ctx()->Backoff(b.failures, o.retry_initial_backoff_ms, o.retry_max_backoff_ms);
-  BranchUpdate u;
-  u.name = b.spec.name;
-  u.attempts = b.attempts;
-  u.last_error = b.last_error;
-  u.next_attempt_at_ms = ctx()->runner->NowMs() + delay;
-  Pending().branch_updates.push_back(std::move(u));
-  Event(b.spec.name, "retry",
-        op + " " + b.last_error + "; failed " + std::to_string(b.failures) +
-            " times, next try in " + std::to_string(delay) + " ms");
+  RecordRetry(b.spec.name, b.attempts, b.last_error, delay,
+              op + " " + b.last_error + "; failed " + std::to_string(b.failures) +
+                  " times, next try in " + std::to_string(delay) + " ms");
   if (b.failures >= o.attention_after_attempts) {
     SetNeedsAttention(true, op + " of branch '" + b.spec.name + "' failed " +
                                 std::to_string(b.failures) + " times: " + b.last_error);
@@ -434,18 +395,15 @@ void TwoPhase::OnPhaseTwoResult(int i, const std::string& op, const ParticipantR
 }
 
 void TwoPhase::ScheduleRetry(int i, const std::string& op, int64_t delay_ms) {
-  std::weak_ptr<TxnDriver> weak = shared_from_this();
-  branches_[i].timer = ctx()->runner->PostAfter(delay_ms, [weak, i, op] {
-    auto self = std::static_pointer_cast<TwoPhase>(weak.lock());
-    if (!self || self->dropped()) return;
-    Branch& b = self->branches_[i];
+  branches_[i].timer = After(delay_ms, [this, i, op] {
+    Branch& b = branches_[i];
     if (!b.timer) return;  // cancelled
     b.timer.reset();
-    const bool still = op == "prepare"  ? self->state() == states::kPreparing
-                       : op == "commit" ? self->state() == states::kCommitting
-                                        : self->state() == states::kAborting;
-    if (still) self->Launch(i, op);
-    self->Pump();
+    const bool still = op == "prepare"  ? state() == states::kPreparing
+                       : op == "commit" ? state() == states::kCommitting
+                                        : state() == states::kAborting;
+    if (still) Launch(i, op);
+    Pump();
   });
 }
 

@@ -112,7 +112,7 @@ class TwoPhase : public TxnDriver {
   TwoPhase(EngineContext* ctx, TwoPhaseSpec spec);
   bool Decided() const;
   bool OnePhase() const { return spec_.one_phase && branches_.size() == 1; }
-  void Pump();
+  void Pump() override;
   void PumpPreparing();
   void PumpPhaseTwo(const std::string& op);
   // Logs a decision (COMMITTING/ABORTING or a direct terminal state).

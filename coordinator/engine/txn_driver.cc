@@ -123,6 +123,71 @@ std::string TxnDriver::TraceParent() {
   return out;
 }
 
+std::string DescribeResponse(const ParticipantResponse& r) {
+  std::string s = r.outcome == CallOutcome::kOk                ? "ok"
+                  : r.outcome == CallOutcome::kBusinessFailure ? "business failure"
+                                                               : "transient failure";
+  if (!r.error.empty()) {
+    s += ": " + r.error;  // the caller's text names the HTTP status when there was one
+  } else if (r.http_status) {
+    s += " (HTTP " + std::to_string(r.http_status) + ")";
+  }
+  return s;
+}
+
+std::shared_ptr<TaskRunner::Timer> TxnDriver::After(int64_t delay_ms, std::function<void()> fn) {
+  std::weak_ptr<TxnDriver> weak = shared_from_this();
+  return ctx_->runner->PostAfter(delay_ms, [weak, fn = std::move(fn)] {
+    auto self = weak.lock();
+    if (self && !self->dropped()) fn();
+  });
+}
+
+void TxnDriver::CallWhenDurable(ParticipantRequest request,
+                                std::function<void(const ParticipantResponse&)> on_result) {
+  std::weak_ptr<TxnDriver> weak = shared_from_this();
+  AfterDurable(
+      [this, weak, request = std::move(request), on_result = std::move(on_result)]() mutable {
+        request.traceparent = TraceParent();
+        EngineContext* c = ctx_;
+        const std::string op = request.op;
+        c->caller->Call(std::move(request), [weak, c, op, on_result](ParticipantResponse r) {
+          c->runner->Post([weak, c, op, on_result, r = std::move(r)] {
+            auto self = weak.lock();
+            if (!self || self->dropped()) return;
+            if (c->observer) c->observer->OnCall(op, r.outcome, r.latency_ms);
+            on_result(r);
+            self->Pump();
+          });
+        });
+      });
+}
+
+void TxnDriver::RecordBranchState(const std::string& name, const std::string& state, int attempts,
+                                  const std::string& last_error, const std::string& event_type,
+                                  const std::string& detail) {
+  BranchUpdate u;
+  u.name = name;
+  u.state = state;
+  u.attempts = attempts;
+  u.last_error = last_error;
+  u.next_attempt_at_ms = 0;
+  Pending().branch_updates.push_back(std::move(u));
+  Event(name, event_type, state + (detail.empty() ? "" : ": " + detail));
+}
+
+void TxnDriver::RecordRetry(const std::string& name, std::optional<int> attempts,
+                            const std::string& last_error, int64_t delay_ms,
+                            const std::string& detail) {
+  BranchUpdate u;
+  u.name = name;
+  u.attempts = attempts;
+  u.last_error = last_error;
+  u.next_attempt_at_ms = ctx_->runner->NowMs() + delay_ms;
+  Pending().branch_updates.push_back(std::move(u));
+  Event(name, "retry", detail);
+}
+
 void TxnDriver::Drop(const Status& why) {
   if (dropped_) return;
   dropped_ = true;
@@ -151,8 +216,8 @@ void TxnDriver::Flush() {
   write_in_flight_ = true;
   auto self = shared_from_this();
   TxnWrite copy = w;
-  ctx_->log->Write(std::move(copy), [self, w = std::move(w), thens = std::move(thens)](
-                                        Status s) mutable {
+  ctx_->log->Write(std::move(copy), [self, w = std::move(w),
+                                     thens = std::move(thens)](Status s) mutable {
     TaskRunner* runner = self->ctx_->runner;
     runner->Post([self, s = std::move(s), w = std::move(w), thens = std::move(thens)]() mutable {
       self->OnWritten(std::move(s), std::move(w), std::move(thens));

@@ -21,6 +21,7 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -64,6 +65,25 @@ class TxnDriver : public std::enable_shared_from_this<TxnDriver> {
   // Sets the transaction state in the pending write; terminal states mark
   // the driver finished once durable and notify the observer.
   void SetState(const std::string& state, const std::string& why);
+  // Plans what follows a change; flushes the pending write.
+  virtual void Pump() = 0;
+  // Runs `fn` on the runner after `delay_ms`, unless the driver has been
+  // dropped (or destroyed) by then.
+  std::shared_ptr<TaskRunner::Timer> After(int64_t delay_ms, std::function<void()> fn);
+  // Sends `request` once everything planned so far is durable. The answer
+  // comes back on the runner: unless the driver was dropped meanwhile, it is
+  // reported to the observer, handed to `on_result`, and Pump() runs.
+  void CallWhenDurable(ParticipantRequest request,
+                       std::function<void(const ParticipantResponse&)> on_result);
+  // Records a branch's new state: a BranchUpdate (next retry cleared) and a
+  // history event of `event_type`.
+  void RecordBranchState(const std::string& name, const std::string& state, int attempts,
+                         const std::string& last_error, const std::string& event_type,
+                         const std::string& detail);
+  // Records a retry of a branch scheduled in `delay_ms`: attempts (if given),
+  // last error, next attempt time, and a "retry" history event.
+  void RecordRetry(const std::string& name, std::optional<int> attempts,
+                   const std::string& last_error, int64_t delay_ms, const std::string& detail);
   // Sets the in-memory state from the log, without a write (recovery).
   void RestoreState(const std::string& state) { state_ = state; }
   // Cancels the driver's timers (subclass hook for Drop).
