@@ -115,8 +115,13 @@ try {
 
   // Transactions list: filter by needs_attention, then by gtid prefix.
   await page.goto(base + "/#/transactions");
-  await page.locator("table.txns tbody tr").first().waitFor();
-  check(await page.locator("table.txns tbody tr").count() === 4, "list shows all 4 transactions");
+  // The list renders a placeholder row until its first fetch answers: wait
+  // for the real rows rather than counting whatever is there first.
+  const allRows = await page
+    .waitForFunction(() => document.querySelectorAll("table.txns tbody tr[data-gtid]").length === 4,
+                     null, { timeout: 10000 })
+    .then(() => true, () => false);
+  check(allRows, "list shows all 4 transactions");
   await page.selectOption('select[name="needs_attention"]', "true");
   await page.click('#filters button[type="submit"]');
   await page.waitForFunction(() => document.querySelectorAll("table.txns tbody tr").length === 1);
