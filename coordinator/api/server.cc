@@ -50,7 +50,10 @@ struct Server::Impl {
   std::unique_ptr<AsioTaskRunner> blocking_runner;
   std::unique_ptr<LogStore> store;
   std::unique_ptr<CoordinatorMetrics> metrics;  // before its users: destroyed after them
-  StoreHealth store_health;  // fed by the writer, read by the REST API
+  // Fed by the writer, read by the REST and Thrift front ends.
+  StoreHealth store_health;
+  // Set by Drain(), read by the Thrift front end (RestApi has its own flag).
+  std::atomic<bool> draining{false};
   std::unique_ptr<LogWriter> writer;
   std::unique_ptr<WriterTxnLog> txn_log;
   std::unique_ptr<HttpParticipantCaller> caller;
@@ -126,6 +129,8 @@ Status Server::Start() {
   thrift_opts.host = m.options.thrift_host;
   thrift_opts.port = m.options.thrift_port;
   thrift_opts.max_frame_bytes = m.options.max_body_bytes;
+  thrift_opts.handler.draining = &m.draining;
+  thrift_opts.handler.store_health = &m.store_health;
   m.thrift = std::make_unique<ThriftServer>([&m] { return m.thrift_service.load(); }, thrift_opts);
   if (auto s = m.thrift->Start(); !s.ok()) return s;
 
@@ -188,6 +193,7 @@ Status Server::Drain() {
   if (m.stopped || !m.service) return Status::Ok();
   spdlog::info("draining: refusing new work, letting in-flight transactions finish");
   m.rest->set_draining(true);
+  m.draining = true;
   const auto deadline =
       std::chrono::steady_clock::now() + std::chrono::milliseconds(m.options.drain_timeout_ms);
   // Stop adopting more work, then wait for what is in memory.

@@ -58,7 +58,7 @@ class Server {
   std::string coordinator_id() const;
   TxnService* service();
 
-  // Graceful shutdown: refuse new work (503), let in-flight transactions
+  // Graceful shutdown: refuse new work (REST 503, Thrift Unavailable), let in-flight transactions
   // finish for up to drain_timeout_ms, hand the rest back, deregister, stop.
   Status Drain();
   // Immediate stop without handing anything back (as if the process died,

@@ -124,7 +124,19 @@ TxnService* CoordinatorHandler::Service() const {
   return s;
 }
 
+void CoordinatorHandler::CheckAcceptsNewWork() const {
+  if (options_.draining && options_.draining->load()) {
+    ThrowStatus(Status::Unavailable("this coordinator is draining; use another"));
+  }
+  if (options_.store_health && !options_.store_health->AcceptsNewWork()) {
+    // As in REST: answer now rather than after the log writer's retry
+    // window (the client retries; the gtid makes that safe).
+    ThrowStatus(Status::Unavailable("the transaction log is unreachable; retry later"));
+  }
+}
+
 void CoordinatorHandler::submitSaga(rpc::TxnStatus& out, const rpc::SagaRequest& req) {
+  CheckAcceptsNewWork();
   auto spec = ParseSagaSpec(SagaJson(req), options_.limits);
   if (!spec.ok()) ThrowStatus(spec.status());
   const bool wait = req.__isset.wait && req.wait;
@@ -134,6 +146,7 @@ void CoordinatorHandler::submitSaga(rpc::TxnStatus& out, const rpc::SagaRequest&
 }
 
 void CoordinatorHandler::begin2pc(rpc::TxnStatus& out, const rpc::Begin2pcRequest& req) {
+  CheckAcceptsNewWork();
   json body = json::object();
   if (req.__isset.gtid) body["gtid"] = req.gtid;
   if (req.__isset.timeout_ms) body["timeout_ms"] = req.timeout_ms;

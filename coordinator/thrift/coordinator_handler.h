@@ -6,6 +6,11 @@
 // (ParseSagaSpec, ParseTwoPhaseSpec, ParseBranchSpec), so both front ends
 // accept and refuse exactly the same things.
 //
+// Admission: like the REST front end, new work (submitSaga, begin2pc) is
+// refused with Unavailable, before anything is parsed or logged, while the
+// coordinator is draining or while the log store is known to be down
+// (StoreHealth). Reads and calls on existing transactions still go through.
+//
 // Errors: every Status is turned into a typed Thrift exception in one place
 // (ThrowStatus): InvalidArgument/TooLarge -> InvalidRequest, NotFound ->
 // NotFound, Conflict/LostOwnership -> Conflict, everything else ->
@@ -15,12 +20,14 @@
 // (bounded by `call_timeout_ms`) until TxnService answers; TxnService
 // itself never blocks them on I/O of its own.
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <string>
 
 #include "CoordinatorService.h"
 #include "engine/txn_service.h"
+#include "store/store_health.h"
 
 namespace treaty {
 
@@ -28,6 +35,10 @@ struct CoordinatorHandlerOptions {
   SpecLimits limits;
   int max_list_limit = 1000;
   int64_t call_timeout_ms = 60000;  // longest a worker waits for TxnService
+  // Not owned; either may be null (never refuse on that ground). Both must
+  // outlive the handler; the Server owns them and sets `draining` in Drain().
+  const std::atomic<bool>* draining = nullptr;
+  const StoreHealth* store_health = nullptr;
 };
 
 class CoordinatorHandler : public rpc::CoordinatorServiceIf {
@@ -50,6 +61,8 @@ class CoordinatorHandler : public rpc::CoordinatorServiceIf {
 
  private:
   TxnService* Service() const;
+  // Throws Unavailable while new work must be refused (see Admission).
+  void CheckAcceptsNewWork() const;
 
   ServiceProvider service_;
   CoordinatorHandlerOptions options_;
