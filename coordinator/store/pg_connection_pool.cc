@@ -1,5 +1,8 @@
 #include "store/pg_connection_pool.h"
 
+#include <algorithm>
+#include <chrono>
+
 #include <spdlog/spdlog.h>
 
 namespace treaty {
@@ -18,28 +21,68 @@ bool MayBreakConnection(const std::string& state) {
   return cls == "08" || cls == "57" || state.empty();
 }
 
+PgPoolOptions SizedOptions(int size) {
+  PgPoolOptions options;
+  options.size = size;
+  return options;
+}
+
 }  // namespace
 
 PgConnectionPool::PgConnectionPool(std::string conninfo, int size)
-    : conninfo_(std::move(conninfo)), size_(size < 1 ? 1 : size) {}
+    : PgConnectionPool(std::move(conninfo), SizedOptions(size)) {}
+
+PgConnectionPool::PgConnectionPool(std::string conninfo, PgPoolOptions options)
+    : conninfo_(std::move(conninfo)),
+      size_(options.size < 1 ? 1 : options.size),
+      options_(std::move(options)) {}
 
 PgConnectionPool::~PgConnectionPool() = default;
 
-std::unique_ptr<pqxx::connection> PgConnectionPool::Acquire() {
+int64_t PgConnectionPool::NowMs() const {
+  if (options_.now_ms) return options_.now_ms();
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+std::unique_ptr<pqxx::connection> PgConnectionPool::Acquire(Status* refused) {
   {
     std::unique_lock lock(mu_);
     cv_.wait(lock, [&] { return !idle_.empty() || in_use_ < size_; });
-    ++in_use_;
     if (!idle_.empty()) {
+      ++in_use_;
       auto conn = std::move(idle_.back());
       idle_.pop_back();
       return conn;
     }
+    if (reconnect_not_before_ms_ != 0) {
+      const int64_t wait_ms = reconnect_not_before_ms_ - NowMs();
+      if (wait_ms > 0) {
+        *refused = Status::Unavailable("database unreachable; not reconnecting for another " +
+                                       std::to_string(wait_ms) + " ms");
+        return nullptr;
+      }
+    }
+    ++in_use_;
   }
   // Open outside the lock: connecting may take a while.
+  if (options_.on_connect_attempt) options_.on_connect_attempt();
   try {
-    return std::make_unique<pqxx::connection>(conninfo_);
+    auto conn = std::make_unique<pqxx::connection>(conninfo_);
+    std::lock_guard lock(mu_);
+    reconnect_not_before_ms_ = 0;
+    reconnect_backoff_ms_ = 0;
+    return conn;
   } catch (...) {
+    {
+      std::lock_guard lock(mu_);
+      reconnect_backoff_ms_ =
+          reconnect_backoff_ms_ == 0
+              ? options_.reconnect_backoff_initial_ms
+              : std::min(reconnect_backoff_ms_ * 2, options_.reconnect_backoff_max_ms);
+      reconnect_not_before_ms_ = NowMs() + reconnect_backoff_ms_;
+    }
     Release(nullptr);
     throw;
   }
@@ -63,7 +106,9 @@ Status PgConnectionPool::Run(const char* what, const Body& body) {
     status = Status(code, std::string(what) + ": " + msg);
   };
   try {
-    conn = Acquire();
+    Status refused;
+    conn = Acquire(&refused);
+    if (!conn) return Status(refused.code(), std::string(what) + ": " + refused.message());
     acquired = true;
     status = body(*conn);
   } catch (const pqxx::broken_connection& e) {

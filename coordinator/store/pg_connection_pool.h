@@ -9,8 +9,18 @@
 // is dropped, the call fails with Unavailable, and the next call opens a
 // fresh one, so libpq's multi-host conninfo with target_session_attrs picks
 // the current primary again. Thread-safe.
+//
+// Reconnect backoff: while the database is down, calls do not each try to
+// connect. After a failed connect, calls that need a new connection within
+// a window fail fast with Unavailable without trying; the window starts at
+// `reconnect_backoff_initial_ms` and doubles with each further failed
+// connect up to `reconnect_backoff_max_ms`. The first successful connect
+// resets it. So once the database is back, calls succeed again within at
+// most `reconnect_backoff_max_ms` (2 s by default). Idle pooled connections
+// are still used during a window.
 
 #include <condition_variable>
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -23,16 +33,28 @@
 
 namespace treaty {
 
+struct PgPoolOptions {
+  int size = 4;  // most connections open at a time (at least 1)
+  int64_t reconnect_backoff_initial_ms = 50;
+  int64_t reconnect_backoff_max_ms = 2000;
+  // Monotonic milliseconds; defaults to std::chrono::steady_clock.
+  std::function<int64_t()> now_ms;
+  // Called before every attempt to open a connection (tests count them).
+  std::function<void()> on_connect_attempt;
+};
+
 class PgConnectionPool {
  public:
   PgConnectionPool(std::string conninfo, int size);
+  PgConnectionPool(std::string conninfo, PgPoolOptions options);
   ~PgConnectionPool();
 
   using Body = std::function<Status(pqxx::connection&)>;
   // Borrows a connection, runs `body` on it and returns its Status. Every
   // exception thrown inside is caught here: broken connections and server
   // shutdown/overload/serialization failures -> Unavailable (connection
-  // dropped when it may be unusable), integrity violations -> Conflict,
+  // dropped when it may be unusable; also, without trying, while the
+  // reconnect backoff window is open), integrity violations -> Conflict,
   // anything else -> Internal. `what` names the operation in messages.
   // Blocks on database I/O and while all connections are busy.
   [[nodiscard]] Status Run(const char* what, const Body& body);
@@ -50,16 +72,23 @@ class PgConnectionPool {
 
  private:
   // Borrows an idle connection or opens one (may throw pqxx exceptions).
-  std::unique_ptr<pqxx::connection> Acquire();
+  // Returns null, with *refused set and no slot held, while the reconnect
+  // backoff window is open.
+  std::unique_ptr<pqxx::connection> Acquire(Status* refused);
   // Returns a connection, or just frees its slot when it is null (dropped).
   void Release(std::unique_ptr<pqxx::connection> conn);
 
+  int64_t NowMs() const;
+
   const std::string conninfo_;
   const int size_;
+  const PgPoolOptions options_;
   std::mutex mu_;
   std::condition_variable cv_;
   std::vector<std::unique_ptr<pqxx::connection>> idle_;  // guarded by mu_
   int in_use_ = 0;                                       // guarded by mu_
+  int64_t reconnect_not_before_ms_ = 0;                  // guarded by mu_; 0: no window
+  int64_t reconnect_backoff_ms_ = 0;                     // guarded by mu_; 0: no failure yet
 };
 
 // PostgreSQL array literal of `items` for a `$n::text[]` parameter.
