@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "http_transport.h"
+#include "thrift_coordinator.h"
 
 namespace treaty {
 inline namespace sdk {
@@ -92,8 +93,10 @@ Result<Reply> Client::Impl::Call(const std::string& method, const std::string& p
       backoff = std::min(backoff * 2, 5000);
     }
     const std::string& base = cs[(start + i) % cs.size()];
-    auto f = treaty_sdk_detail::Fetch(method, base + path, text, headers,
-                                      options.request_timeout_ms + extra_timeout_ms);
+    const int timeout_ms = options.request_timeout_ms + extra_timeout_ms;
+    auto f = treaty_sdk_detail::IsThriftUrl(base)
+                 ? treaty_sdk_detail::ThriftFetch(method, base, path, text, timeout_ms)
+                 : treaty_sdk_detail::Fetch(method, base + path, text, headers, timeout_ms);
     if (f.error == FetchError::kInvalidArgument) {
       return Status::InvalidArgument("coordinator URL " + base + ": " + f.error_message);
     }

@@ -2,12 +2,14 @@
 
 #include <map>
 #include <mutex>
+#include <optional>
 
 #include <boost/asio/post.hpp>
 #include <boost/asio/thread_pool.hpp>
 #include <nlohmann/json.hpp>
 
 #include "http_transport.h"
+#include "thrift_endpoint.h"
 
 namespace treaty {
 inline namespace sdk {
@@ -15,6 +17,7 @@ inline namespace sdk {
 using nlohmann::json;
 using treaty_sdk_detail::EndpointRequest;
 using treaty_sdk_detail::EndpointResponse;
+using treaty_sdk_detail::ThriftOutcome;
 
 const char* VoteName(Vote vote) {
   switch (vote) {
@@ -72,11 +75,27 @@ class ParticipantServer::Impl {
                                             respond = std::move(respond)]() mutable {
                      respond(Handle(req));
                    });
-                 }) {}
+                 }) {
+    if (options.thrift_port) {
+      thrift = std::make_unique<treaty_sdk_detail::ThriftEndpoint>(
+          options.http_host, *options.thrift_port, options.handler_threads,
+          [this](const CallContext& ctx) { return DispatchThrift(ctx); });
+    }
+  }
 
   EndpointResponse Handle(const EndpointRequest& req);
-  // Runs the registered handler; exceptions become Internal (transient).
+  // What a registered handler answered, whatever the protocol.
+  struct Invocation {
+    bool found = true;         // a handler for (name, op) exists
+    Status status;             // kNo vote: BusinessFailure
+    std::optional<Vote> vote;  // prepare that returned a vote
+  };
+  // Runs the handler registered under `name` for ctx.op; exceptions become
+  // Internal (transient). Calls options.on_call.
+  Invocation Invoke(const std::string& name, const CallContext& ctx);
+  // The protocols' mappings of an Invocation (see participant_server.h).
   EndpointResponse Dispatch(const std::string& name, const CallContext& ctx);
+  ThriftOutcome DispatchThrift(const CallContext& ctx);
 
   ParticipantServerOptions options;
   std::mutex mu;
@@ -84,6 +103,7 @@ class ParticipantServer::Impl {
   std::map<std::string, std::shared_ptr<ResourceManager>> managers;  // guarded by mu
   boost::asio::thread_pool pool;
   treaty_sdk_detail::HttpEndpoint endpoint;
+  std::unique_ptr<treaty_sdk_detail::ThriftEndpoint> thrift;  // null: no Thrift
   bool started = false;
 };
 
@@ -123,8 +143,8 @@ EndpointResponse ParticipantServer::Impl::Handle(const EndpointRequest& req) {
   return Dispatch(name, ctx);
 }
 
-EndpointResponse ParticipantServer::Impl::Dispatch(const std::string& name,
-                                                   const CallContext& ctx) {
+ParticipantServer::Impl::Invocation ParticipantServer::Impl::Invoke(const std::string& name,
+                                                                    const CallContext& ctx) {
   StepHandler step_fn;
   std::shared_ptr<ResourceManager> rm;
   {
@@ -136,44 +156,64 @@ EndpointResponse ParticipantServer::Impl::Dispatch(const std::string& name,
     if (auto it = managers.find(name); it != managers.end()) rm = it->second;
   }
   const bool rm_op = ctx.op == "prepare" || ctx.op == "commit" || ctx.op == "abort";
+  Invocation out;
   if (!step_fn && !(rm && rm_op)) {
-    return ErrorReply(404, "NotFound", "no handler for " + ctx.op + " of '" + name + "'");
+    out.found = false;
+    out.status = Status::NotFound("no handler for " + ctx.op + " of '" + name + "'");
+    return out;
   }
-  Status status;
-  EndpointResponse out;
   try {
     if (step_fn) {
-      status = step_fn(ctx);
-      out = FromStatus(status);
+      out.status = step_fn(ctx);
     } else if (ctx.op == "prepare") {
       Result<Vote> vote = rm->Prepare(ctx);
-      status = vote.status();
-      if (vote.ok() && *vote == Vote::kNo) {
-        status = Status::BusinessFailure("voted no");
-        out = Reply(409, {{"vote", "no"}});
-      } else if (vote.ok()) {
-        out = Reply(200, {{"vote", VoteName(*vote)}});
-      } else if (status.code() == StatusCode::kBusinessFailure) {
-        out = Reply(409, {{"vote", "no"}, {"error", {{"code", "BusinessFailure"},
-                                                      {"message", status.message()}}}});
-      } else {
-        out = FromStatus(status);
+      out.status = vote.status();
+      if (vote.ok()) {
+        out.vote = *vote;
+        if (*vote == Vote::kNo) out.status = Status::BusinessFailure("voted no");
       }
     } else {
-      status = ctx.op == "commit" ? rm->Commit(ctx) : rm->Abort(ctx);
       // Commit and abort must not fail on business grounds; whatever the
       // handler says, a non-OK answer is retried by the coordinator.
-      out = FromStatus(status);
+      out.status = ctx.op == "commit" ? rm->Commit(ctx) : rm->Abort(ctx);
     }
   } catch (const std::exception& e) {
-    status = Status::Internal(std::string("handler threw: ") + e.what());
-    out = FromStatus(status);
+    out.vote.reset();
+    out.status = Status::Internal(std::string("handler threw: ") + e.what());
   } catch (...) {
-    status = Status::Internal("handler threw");
-    out = FromStatus(status);
+    out.vote.reset();
+    out.status = Status::Internal("handler threw");
   }
-  if (options.on_call) options.on_call(ctx, status);
+  if (options.on_call) options.on_call(ctx, out.status);
   return out;
+}
+
+EndpointResponse ParticipantServer::Impl::Dispatch(const std::string& name,
+                                                   const CallContext& ctx) {
+  Invocation r = Invoke(name, ctx);
+  if (!r.found) return ErrorReply(404, "NotFound", r.status.message());
+  if (r.vote == Vote::kNo) return Reply(409, {{"vote", "no"}});
+  if (r.vote) return Reply(200, {{"vote", VoteName(*r.vote)}});
+  if (ctx.op == "prepare" && r.status.code() == StatusCode::kBusinessFailure) {
+    return Reply(409, {{"vote", "no"},
+                       {"error", {{"code", "BusinessFailure"}, {"message", r.status.message()}}}});
+  }
+  return FromStatus(r.status);
+}
+
+ThriftOutcome ParticipantServer::Impl::DispatchThrift(const CallContext& ctx) {
+  using Kind = ThriftOutcome::Kind;
+  Invocation r = Invoke(ctx.branch, ctx);
+  if (!r.found) return {Kind::kRetry, std::nullopt, r.status.message()};
+  if (r.vote == Vote::kNo) return {Kind::kFailed, Vote::kNo, "voted no"};
+  if (r.vote) return {Kind::kOk, r.vote, ""};
+  if (r.status.ok()) return {Kind::kOk, std::nullopt, ""};
+  if (r.status.code() == StatusCode::kBusinessFailure) {
+    return {Kind::kFailed, ctx.op == "prepare" ? std::optional<Vote>(Vote::kNo) : std::nullopt,
+            r.status.message()};
+  }
+  return {Kind::kRetry, std::nullopt,
+          std::string(StatusCodeName(r.status.code())) + ": " + r.status.message()};
 }
 
 ParticipantServer::ParticipantServer(ParticipantServerOptions options)
@@ -202,6 +242,13 @@ void ParticipantServer::AddResourceManager(const std::string& name, PrepareHandl
 Status ParticipantServer::Start() {
   std::string err = impl_->endpoint.Start();
   if (!err.empty()) return Status::Unavailable("participant server: " + err);
+  if (impl_->thrift) {
+    err = impl_->thrift->Start();
+    if (!err.empty()) {
+      impl_->endpoint.Stop();
+      return Status::Unavailable("participant server: " + err);
+    }
+  }
   impl_->started = true;
   return Status::Ok();
 }
@@ -210,6 +257,7 @@ void ParticipantServer::Stop() {
   if (!impl_ || !impl_->started) return;
   impl_->started = false;
   impl_->endpoint.Stop();
+  if (impl_->thrift) impl_->thrift->Stop();
   impl_->pool.join();
 }
 
@@ -223,6 +271,17 @@ std::string ParticipantServer::http_url() const {
 
 std::string ParticipantServer::Url(const std::string& name, const std::string& op) const {
   return http_url() + "/" + name + "/" + op;
+}
+
+uint16_t ParticipantServer::thrift_port() const {
+  return impl_->thrift ? impl_->thrift->port() : 0;
+}
+
+std::string ParticipantServer::thrift_url() const {
+  if (thrift_port() == 0) return "";
+  std::string host = impl_->options.http_host;
+  if (host == "0.0.0.0" || host.empty()) host = "127.0.0.1";
+  return "thrift://" + host + ":" + std::to_string(thrift_port());
 }
 
 }  // namespace sdk

@@ -73,6 +73,7 @@ void RollbackAllPrepared(const std::string& uri) {
 struct CoordinatorProcess::Impl {
   std::string store, log_dir;
   int port = 0;
+  int thrift_port = 0;
   std::unique_ptr<Subprocess> proc;
 };
 
@@ -81,6 +82,7 @@ CoordinatorProcess::CoordinatorProcess(std::string store, std::string log_dir, i
   impl_->store = std::move(store);
   impl_->log_dir = std::move(log_dir);
   impl_->port = port == 0 ? FreePort() : port;
+  impl_->thrift_port = FreePort();
 }
 
 CoordinatorProcess::~CoordinatorProcess() { Kill(); }
@@ -91,9 +93,9 @@ bool CoordinatorProcess::Start(int timeout_ms) {
   impl_->proc = std::make_unique<Subprocess>(
       std::vector<std::string>{BinaryPath("treatyd"), "--store", impl_->store, "--http",
                                "127.0.0.1:" + std::to_string(impl_->port), "--thrift",
-                               "127.0.0.1:0", "--node-name", name, "--heartbeat-ms", "200",
-                               "--lease-ms", "1000", "--retry-max-backoff-ms", "200",
-                               "--drain-timeout-ms", "1000"},
+                               "127.0.0.1:" + std::to_string(impl_->thrift_port), "--node-name",
+                               name, "--heartbeat-ms", "200", "--lease-ms", "1000",
+                               "--retry-max-backoff-ms", "200", "--drain-timeout-ms", "1000"},
       impl_->log_dir + "/" + name + ".log");
   if (auto s = impl_->proc->Start(); !s.ok()) {
     ADD_FAILURE() << "treatyd: " << s.ToString();
@@ -122,6 +124,10 @@ void CoordinatorProcess::Terminate() {
 
 std::string CoordinatorProcess::url() const {
   return "http://127.0.0.1:" + std::to_string(impl_->port);
+}
+
+std::string CoordinatorProcess::thrift_url() const {
+  return "thrift://127.0.0.1:" + std::to_string(impl_->thrift_port);
 }
 
 std::string CoordinatorProcess::Log() const { return impl_->proc ? impl_->proc->Log() : ""; }

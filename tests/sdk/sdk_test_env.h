@@ -25,9 +25,9 @@ void ExecSql(const std::string& uri, const std::string& sql);
 // ROLLBACK PREPARED every prepared transaction of the database.
 void RollbackAllPrepared(const std::string& uri);
 
-// A real `treatyd` child process (Thrift on a free port, HTTP on `port` or a
-// free one) on `store`, with short heartbeats, leases and backoffs. Start()
-// waits until /readyz answers. The destructor SIGKILLs it.
+// A real `treatyd` child process (HTTP on `port` or a free one, Thrift on
+// another free one) on `store`, with short heartbeats, leases and backoffs.
+// Start() waits until /readyz answers. The destructor SIGKILLs it.
 class CoordinatorProcess {
  public:
   CoordinatorProcess(std::string store, std::string log_dir, int port = 0);
@@ -36,7 +36,8 @@ class CoordinatorProcess {
   bool Start(int timeout_ms = 30000);
   void Kill();       // SIGKILL: a crash
   void Terminate();  // SIGTERM and wait: a graceful shutdown
-  std::string url() const;
+  std::string url() const;         // http://127.0.0.1:PORT
+  std::string thrift_url() const;  // thrift://127.0.0.1:PORT
   std::string Log() const;
 
  private:

@@ -1,7 +1,7 @@
 #pragma once
 
 // treaty::Client: submits sagas and drives 2PC transactions on a Treaty
-// cluster over REST (DESIGN.md, "Client API").
+// cluster over REST or Thrift (DESIGN.md, "Client API").
 //
 //   treaty::Client client({.coordinators = {"http://10.0.0.1:7480", "http://10.0.0.2:7480"}});
 //   treaty::SagaSpec saga;
@@ -20,7 +20,12 @@
 // when the caller gives none), so a retried submission is safe: the
 // coordinators de-duplicate by gtid.
 //
-// Thrift (CoordinatorService) is not supported yet; URLs are http://.
+// Transport per coordinator address: "http://host:port" speaks REST,
+// "thrift://host:port" speaks CoordinatorService (idl/coordinator.thrift;
+// framed, binary; treatyd's --thrift address); both may be mixed in one
+// list. Same calls, answers and fail-over either way: InvalidRequest ->
+// InvalidArgument, NotFound -> NotFound, Conflict -> Conflict, Unavailable
+// (draining, not ready) and transport errors -> the next coordinator.
 // Thread-safe; every call blocks.
 
 #include <cstdint>
@@ -36,7 +41,7 @@ inline namespace sdk {
 
 struct ClientOptions {
   std::vector<std::string> coordinators = {"http://127.0.0.1:7480"};
-  int request_timeout_ms = 10000;  // per HTTP request (a waiting submit adds its own wait)
+  int request_timeout_ms = 10000;  // per request (a waiting submit adds its own wait)
   int max_attempts = 6;            // tries across coordinators per call
   int backoff_ms = 100;            // between full rounds over the list, doubling
   int failover_timeout_ms = 20000;  // 2PC: how long to wait for a takeover of a dead owner

@@ -20,10 +20,19 @@
 //   any other Status, or an exception thrown by a handler
 //                               -> 500, transient: the coordinator retries
 //   unknown name / op           -> 404; malformed body -> 400
-// Thrift (ParticipantService) is not served yet: see participant-sdk/README.md.
+//
+// Thrift: with `thrift_port` set, Start() also serves ParticipantService
+// (idl/participant.thrift; framed transport, binary protocol) on
+// thrift_url() = "thrift://HOST:PORT", the same handlers found by the call's
+// branch name. Same mapping: OK -> OK (prepare: vote YES or READONLY);
+// BusinessFailure or Vote::kNo -> FAILED (prepare: vote NO); any other
+// Status, a thrown exception or an unknown branch / op -> RETRY with the
+// reason as message. The call's one_phase flag is not passed on: a
+// one-phase commit reaches ResourceManager::Commit, as over HTTP.
 //
 // Threads: HTTP I/O runs on `io_threads`; handlers run on a pool of
-// `handler_threads` and may block (database work). Handlers for different
+// `handler_threads` (Thrift: one event-loop thread and its own pool of
+// `handler_threads`) and may block (database work). Handlers for different
 // deliveries run concurrently, including duplicates of the same delivery:
 // use a Barrier or PgResourceManager for exactly-once effects.
 // Register handlers before Start(); registration after Start is not allowed.
@@ -31,6 +40,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "treaty/call_context.h"
@@ -62,6 +72,9 @@ using PrepareHandler = std::function<Result<Vote>(const CallContext& ctx)>;
 struct ParticipantServerOptions {
   std::string http_host = "127.0.0.1";
   uint16_t http_port = 0;  // 0 picks a free port; see http_port()
+  // Also serve Thrift on http_host:thrift_port (0 picks a free port; see
+  // thrift_port()). Unset: no Thrift.
+  std::optional<uint16_t> thrift_port;
   int io_threads = 1;
   int handler_threads = 8;
   // Called after each delivery with the status the handler returned (for
@@ -84,7 +97,8 @@ class ParticipantServer {
   void AddResourceManager(const std::string& name, PrepareHandler prepare, StepHandler commit,
                           StepHandler abort);
 
-  // Binds and starts serving. Unavailable if the address cannot be bound.
+  // Binds and starts serving (HTTP, and Thrift if asked). Unavailable if an
+  // address cannot be bound; then nothing is served.
   Status Start();
   // Stops accepting, waits for running handlers. Idempotent.
   void Stop();
@@ -92,6 +106,9 @@ class ParticipantServer {
   uint16_t http_port() const;
   std::string http_url() const;  // "http://127.0.0.1:PORT"
   std::string Url(const std::string& name, const std::string& op) const;
+  // 0 / "" unless Thrift is being served.
+  uint16_t thrift_port() const;
+  std::string thrift_url() const;  // "thrift://127.0.0.1:PORT": any step or branch name
 
  private:
   class Impl;

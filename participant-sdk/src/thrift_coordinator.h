@@ -1,0 +1,35 @@
+#pragma once
+
+// Private to the SDK: the Client's Thrift transport. Speaks Treaty's
+// CoordinatorService (idl/coordinator.thrift; framed transport, binary
+// protocol) to a coordinator at "thrift://host:port", taking the same
+// request the REST transport takes (method, path, JSON body) so that
+// Client::Impl::Call keeps one fail-over loop for both:
+//
+//   POST /v1/sagas                    -> submitSaga
+//   POST /v1/2pc                      -> begin2pc
+//   POST /v1/2pc/{gtid}/branches      -> registerBranch
+//   POST /v1/2pc/{gtid}/commit        -> commit2pc
+//   POST /v1/2pc/{gtid}/abort         -> abort2pc
+//   GET  /v1/transactions/{gtid}      -> getTransaction
+//
+// The answer is shaped as the REST answer would be: the typed exceptions
+// become the status REST uses for them (InvalidRequest 400, NotFound 404,
+// Conflict 409, Unavailable 503) with {"error":{"message":...}}; a result
+// becomes 200 with the REST body's fields. Transport errors are
+// kUnavailable / kTimedOut. Thrift exceptions never leave
+// thrift_coordinator.cc. Blocking, one fresh connection per call;
+// thread-safe.
+
+#include <string>
+
+#include "http_transport.h"
+
+namespace treaty_sdk_detail {
+
+bool IsThriftUrl(const std::string& url);
+
+FetchReply ThriftFetch(const std::string& method, const std::string& url, const std::string& path,
+                       const std::string& body, int timeout_ms);
+
+}  // namespace treaty_sdk_detail
