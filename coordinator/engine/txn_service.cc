@@ -54,8 +54,7 @@ void TxnService::SubmitSaga(SagaSpec spec, bool wait, int64_t wait_ms,
     auto saga = Saga::Create(&ctx_, spec);
     drivers_[gtid] = saga;
     CountActive();
-    saga->on_created = [this, spec, wait, wait_ms, done = std::move(done),
-                        gtid](Status s) mutable {
+    saga->on_created = [this, spec, wait, wait_ms, done = std::move(done), gtid](Status s) mutable {
       if (s.ok()) {
         {
           std::lock_guard<std::mutex> l(counters_mu_);
@@ -77,38 +76,47 @@ void TxnService::SubmitSaga(SagaSpec spec, bool wait, int64_t wait_ms,
   });
 }
 
+Result<TxnRow> TxnService::FindSameSubmission(const std::string& gtid, const std::string& kind,
+                                              const nlohmann::json& spec) {
+  auto existing = deps_.store->GetTransactionNoEvents(gtid);
+  if (!existing.ok()) {
+    if (existing.status().code() == StatusCode::kNotFound) {
+      return Status::Unavailable("gtid " + gtid + " was created concurrently; retry");
+    }
+    return existing.status();
+  }
+  TxnRow& row = existing->txn;
+  if (row.kind != kind || nlohmann::json::parse(row.spec, nullptr, false) != spec) {
+    return Status::Conflict("gtid " + gtid + " already exists with a different body");
+  }
+  return std::move(row);
+}
+
 void TxnService::AnswerExisting(SagaSpec spec, bool wait, int64_t wait_ms,
                                 Callback<SubmitResult> done) {
-  deps_.blocking_runner->Post([this, spec = std::move(spec), wait, wait_ms,
-                               done = std::move(done)]() mutable {
-    auto existing = deps_.store->GetTransactionNoEvents(spec.gtid);
-    if (!existing.ok()) {
-      done(existing.status().code() == StatusCode::kNotFound
-               ? Status::Unavailable("gtid " + spec.gtid + " was created concurrently; retry")
-               : existing.status());
-      return;
-    }
-    const TxnRow& row = existing->txn;
-    auto stored = nlohmann::json::parse(row.spec, nullptr, false);
-    if (row.kind != states::kSaga || stored != ToJson(spec)) {
-      done(Status::Conflict("gtid " + spec.gtid + " already exists with a different body"));
-      return;
-    }
-    const bool terminal = states::IsTerminal(row.state);
-    if (!wait || terminal) {
-      done(SubmitResult{row.gtid, row.state, false, terminal});
-      return;
-    }
-    deps_.engine_runner->Post([this, gtid = row.gtid, state = row.state, wait_ms,
-                               done = std::move(done)]() mutable {
-      if (!drivers_.count(gtid)) {
-        // Driven elsewhere (or not yet adopted): answer what the log says.
-        done(SubmitResult{gtid, state, false, false});
-        return;
-      }
-      AddWaiter(gtid, wait_ms, std::move(done), false);
-    });
-  });
+  deps_.blocking_runner->Post(
+      [this, spec = std::move(spec), wait, wait_ms, done = std::move(done)]() mutable {
+        auto found = FindSameSubmission(spec.gtid, states::kSaga, ToJson(spec));
+        if (!found.ok()) {
+          done(found.status());
+          return;
+        }
+        const TxnRow& row = *found;
+        const bool terminal = states::IsTerminal(row.state);
+        if (!wait || terminal) {
+          done(SubmitResult{row.gtid, row.state, false, terminal});
+          return;
+        }
+        deps_.engine_runner->Post(
+            [this, gtid = row.gtid, state = row.state, wait_ms, done = std::move(done)]() mutable {
+              if (!drivers_.count(gtid)) {
+                // Driven elsewhere (or not yet adopted): answer what the log says.
+                done(SubmitResult{gtid, state, false, false});
+                return;
+              }
+              AddWaiter(gtid, wait_ms, std::move(done), false);
+            });
+      });
 }
 
 void TxnService::AddWaiter(const std::string& gtid, int64_t wait_ms, Callback<SubmitResult> done,
@@ -283,9 +291,15 @@ void TxnService::OnCall(const std::string& op, CallOutcome outcome, int64_t late
   if (deps_.observer) deps_.observer->OnCall(op, outcome, latency_ms);
   std::lock_guard<std::mutex> l(counters_mu_);
   switch (outcome) {
-    case CallOutcome::kOk: ++counters_.calls_ok; break;
-    case CallOutcome::kBusinessFailure: ++counters_.calls_business_failure; break;
-    case CallOutcome::kTransient: ++counters_.calls_transient; break;
+    case CallOutcome::kOk:
+      ++counters_.calls_ok;
+      break;
+    case CallOutcome::kBusinessFailure:
+      ++counters_.calls_business_failure;
+      break;
+    case CallOutcome::kTransient:
+      ++counters_.calls_transient;
+      break;
   }
 }
 

@@ -53,8 +53,8 @@ struct TxnServiceDeps {
 struct SubmitResult {
   std::string gtid;
   std::string state;
-  bool created = false;   // false: an identical earlier submission
-  bool finished = false;  // terminal at answer time
+  bool created = false;       // false: an identical earlier submission
+  bool finished = false;      // terminal at answer time
   bool wait_expired = false;  // `wait` was asked and ran out first
 };
 
@@ -120,6 +120,11 @@ class TxnService : private TxnObserver {
   // drives. Hands it back (owner cleared, fenced on this owner) until the log
   // answers, so recovery adopts it; NotFound means it was never created.
   void HandBackIfCreated(const std::string& gtid);
+  // Blocking (store read): the logged transaction `gtid` if it is the same
+  // submission (same kind, same normalized spec); Conflict if it differs,
+  // Unavailable if it is not visible yet.
+  Result<TxnRow> FindSameSubmission(const std::string& gtid, const std::string& kind,
+                                    const nlohmann::json& spec);
   // Answers a submission whose gtid already exists in the log.
   void AnswerExisting(SagaSpec spec, bool wait, int64_t wait_ms, Callback<SubmitResult> done);
   void AddWaiter(const std::string& gtid, int64_t wait_ms, Callback<SubmitResult> done,

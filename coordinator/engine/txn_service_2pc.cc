@@ -44,20 +44,12 @@ void TxnService::Begin2pc(TwoPhaseSpec spec, Callback<SubmitResult> done) {
 
 void TxnService::Answer2pcExisting(TwoPhaseSpec spec, Callback<SubmitResult> done) {
   deps_.blocking_runner->Post([this, spec = std::move(spec), done = std::move(done)] {
-    auto existing = deps_.store->GetTransactionNoEvents(spec.gtid);
-    if (!existing.ok()) {
-      done(existing.status().code() == StatusCode::kNotFound
-               ? Status::Unavailable("gtid " + spec.gtid + " was created concurrently; retry")
-               : existing.status());
+    auto found = FindSameSubmission(spec.gtid, states::k2pc, ToJson(spec));
+    if (!found.ok()) {
+      done(found.status());
       return;
     }
-    const TxnRow& row = existing->txn;
-    auto stored = nlohmann::json::parse(row.spec, nullptr, false);
-    if (row.kind != states::k2pc || stored != ToJson(spec)) {
-      done(Status::Conflict("gtid " + spec.gtid + " already exists with different options"));
-      return;
-    }
-    done(SubmitResult{row.gtid, row.state, false, states::IsTerminal(row.state)});
+    done(SubmitResult{found->gtid, found->state, false, states::IsTerminal(found->state)});
   });
 }
 
