@@ -125,6 +125,10 @@ class TxnService : private TxnObserver {
   // Unavailable if it is not visible yet.
   Result<TxnRow> FindSameSubmission(const std::string& gtid, const std::string& kind,
                                     const nlohmann::json& spec);
+  // Resumes a logged, unfinished transaction that this coordinator owns but
+  // has no driver for (a create whose first commit answer was lost and whose
+  // retry then met its own row as a Conflict).
+  void ResumeIfStranded(const TxnDetail& detail);
   // Answers a submission whose gtid already exists in the log.
   void AnswerExisting(SagaSpec spec, bool wait, int64_t wait_ms, Callback<SubmitResult> done);
   void AddWaiter(const std::string& gtid, int64_t wait_ms, Callback<SubmitResult> done,

@@ -36,7 +36,7 @@ namespace treaty {
 struct PgPoolOptions {
   int size = 4;  // most connections open at a time (at least 1)
   int64_t reconnect_backoff_initial_ms = 50;
-  int64_t reconnect_backoff_max_ms = 2000;
+  int64_t reconnect_backoff_max_ms = 500;
   // Monotonic milliseconds; defaults to std::chrono::steady_clock.
   std::function<int64_t()> now_ms;
   // Called before every attempt to open a connection (tests count them).
