@@ -12,7 +12,10 @@
 #include <string>
 #include <vector>
 
+#include <gtest/gtest.h>
+
 #include "common/task_runner.h"
+#include "engine/engine_context.h"
 #include "engine/participant_caller.h"
 #include "engine/txn_log.h"
 #include "store/records.h"
@@ -96,6 +99,41 @@ class FakeLog : public TxnLog {
  private:
   Status Apply(const TxnWrite& w);
   FakeTaskRunner* runner_;
+};
+
+// Records what drivers report to their observer.
+class Recorder : public TxnObserver {
+ public:
+  void OnFinished(const std::string& gtid, const std::string&, const std::string& state) override {
+    finished[gtid] = state;
+  }
+  void OnDropped(const std::string& gtid, const Status& why) override { dropped[gtid] = why; }
+  std::map<std::string, std::string> finished;
+  std::map<std::string, Status> dropped;
+};
+
+// Base fixture of the driver tests: fake clock, participants and log, and an
+// EngineContext wired to them (owner "coord-1", short retry backoffs,
+// attention after 3 failures, a fixed random seed).
+class DriverTest : public ::testing::Test {
+ protected:
+  explicit DriverTest(uint64_t seed) : caller_(&runner_), log_(&runner_) {
+    ctx_.runner = &runner_;
+    ctx_.caller = &caller_;
+    ctx_.log = &log_;
+    ctx_.observer = &recorder_;
+    ctx_.owner = "coord-1";
+    ctx_.options.retry_initial_backoff_ms = 100;
+    ctx_.options.retry_max_backoff_ms = 1000;
+    ctx_.options.attention_after_attempts = 3;
+    ctx_.rng.seed(seed);
+  }
+
+  FakeTaskRunner runner_;
+  FakeCaller caller_;
+  FakeLog log_;
+  Recorder recorder_;
+  EngineContext ctx_;
 };
 
 }  // namespace treaty::testing

@@ -16,29 +16,10 @@ using testing::FakeLog;
 using testing::FakeTaskRunner;
 using Seq = std::vector<std::string>;
 
-class Recorder : public TxnObserver {
- public:
-  void OnFinished(const std::string& gtid, const std::string&, const std::string& state) override {
-    finished[gtid] = state;
-  }
-  void OnDropped(const std::string& gtid, const Status& why) override { dropped[gtid] = why; }
-  std::map<std::string, std::string> finished;
-  std::map<std::string, Status> dropped;
-};
 
-class SagaTest : public ::testing::Test {
+class SagaTest : public testing::DriverTest {
  protected:
-  SagaTest() : caller_(&runner_), log_(&runner_) {
-    ctx_.runner = &runner_;
-    ctx_.caller = &caller_;
-    ctx_.log = &log_;
-    ctx_.observer = &recorder_;
-    ctx_.owner = "coord-1";
-    ctx_.options.retry_initial_backoff_ms = 100;
-    ctx_.options.retry_max_backoff_ms = 1000;
-    ctx_.options.attention_after_attempts = 3;
-    ctx_.rng.seed(42);
-  }
+  SagaTest() : DriverTest(42) {}
 
   static SagaSpec Spec(const std::string& gtid, std::vector<std::string> names,
                        bool concurrent = false) {
@@ -70,11 +51,6 @@ class SagaTest : public ::testing::Test {
     return recorder_.finished.count(gtid) ? recorder_.finished[gtid] : "(not finished)";
   }
 
-  FakeTaskRunner runner_;
-  FakeCaller caller_;
-  FakeLog log_;
-  Recorder recorder_;
-  EngineContext ctx_;
   std::vector<std::shared_ptr<Saga>> alive_;
 };
 

@@ -19,29 +19,10 @@ constexpr auto kOk = CallOutcome::kOk;
 constexpr auto kNo = CallOutcome::kBusinessFailure;
 constexpr auto kDown = CallOutcome::kTransient;
 
-class Recorder : public TxnObserver {
- public:
-  void OnFinished(const std::string& gtid, const std::string&, const std::string& state) override {
-    finished[gtid] = state;
-  }
-  void OnDropped(const std::string& gtid, const Status& why) override { dropped[gtid] = why; }
-  std::map<std::string, std::string> finished;
-  std::map<std::string, Status> dropped;
-};
 
-class TwoPhaseTest : public ::testing::Test {
+class TwoPhaseTest : public testing::DriverTest {
  protected:
-  TwoPhaseTest() : caller_(&runner_), log_(&runner_) {
-    ctx_.runner = &runner_;
-    ctx_.caller = &caller_;
-    ctx_.log = &log_;
-    ctx_.observer = &recorder_;
-    ctx_.owner = "coord-1";
-    ctx_.options.retry_initial_backoff_ms = 100;
-    ctx_.options.retry_max_backoff_ms = 1000;
-    ctx_.options.attention_after_attempts = 3;
-    ctx_.rng.seed(7);
-  }
+  TwoPhaseTest() : DriverTest(7) {}
 
   // Begins `gtid` and enlists `names`; returns the driver.
   std::shared_ptr<TwoPhase> Begin(const std::string& gtid, std::vector<std::string> names,
@@ -93,11 +74,6 @@ class TwoPhaseTest : public ::testing::Test {
     return b ? b->state : "(none)";
   }
 
-  FakeTaskRunner runner_;
-  FakeCaller caller_;
-  FakeLog log_;
-  Recorder recorder_;
-  EngineContext ctx_;
   std::vector<std::shared_ptr<TwoPhase>> alive_;
 };
 
