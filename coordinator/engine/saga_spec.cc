@@ -1,5 +1,9 @@
 #include "engine/saga_spec.h"
 
+#include "common/endpoint.h"
+#include "common/json_input.h"
+#include "common/text.h"
+
 #include <functional>
 #include <map>
 #include <set>
@@ -62,23 +66,26 @@ Status ParseStep(const json& obj, size_t i, const SpecLimits& limits, SagaStep* 
   std::string where = "steps[" + std::to_string(i) + "]: ";
   if (!obj.is_object()) return Invalid(where + "each step must be an object");
   if (auto s = ReadString(obj, "name", where, true, &step->name); !s.ok()) return s;
-  if (step->name.empty() || step->name.size() > limits.max_name_length) {
-    return Invalid(where + "'name' must be 1.." + std::to_string(limits.max_name_length) +
-                   " characters");
+  if (auto s = ValidateIdentifier(step->name, "steps[" + std::to_string(i) + "].name"); !s.ok()) {
+    return s;
   }
-  if (step->name.find_first_of("/?# \t\r\n") != std::string::npos) {
-    return Invalid(where + "'name' must not contain '/', '?', '#' or whitespace");
+  if (step->name.size() > limits.max_name_length) {
+    return Invalid(where + "'name' must be 1.." + std::to_string(limits.max_name_length) +
+                   " bytes long");
   }
   where = "step '" + step->name + "': ";
   if (auto s = ReadString(obj, "action", where, true, &step->action); !s.ok()) return s;
   if (auto s = ReadString(obj, "compensate", where, true, &step->compensate); !s.ok()) return s;
   if (auto s = ValidateEndpoint(step->action, where + "'action'"); !s.ok()) return s;
   if (auto s = ValidateEndpoint(step->compensate, where + "'compensate'"); !s.ok()) return s;
-  if (auto it = obj.find("payload"); it != obj.end()) step->payload = it->dump();
+  if (auto it = obj.find("payload"); it != obj.end()) step->payload = DumpJson(*it);
   if (auto it = obj.find("after"); it != obj.end() && !it->is_null()) {
     if (!it->is_array()) return Invalid(where + "'after' must be an array of step names");
     for (const auto& a : *it) {
       if (!a.is_string()) return Invalid(where + "'after' must be an array of step names");
+      if (auto s = ValidateIdentifier(a.get<std::string>(), where + "'after' entry"); !s.ok()) {
+        return s;
+      }
       step->after.push_back(a.get<std::string>());
     }
   }
@@ -137,34 +144,15 @@ Status CheckGraph(const SagaSpec& spec) {
 }  // namespace
 
 Status ValidateGtid(const std::string& gtid, size_t max_length) {
-  if (gtid.empty() || gtid.size() > max_length) {
-    return Invalid("'gtid' must be 1.." + std::to_string(max_length) + " characters");
-  }
-  for (unsigned char c : gtid) {
-    if (c <= 0x20 || c >= 0x7f || c == '/' || c == '?' || c == '#' || c == '%') {
-      return Invalid("'gtid' may contain only printable ASCII without '/', '?', '#', '%' or spaces");
-    }
+  if (auto s = ValidateIdentifier(gtid, "'gtid'"); !s.ok()) return s;
+  if (gtid.size() > max_length) {
+    return Invalid("'gtid' must be 1.." + std::to_string(max_length) + " bytes long");
   }
   return Status::Ok();
 }
 
 Status ValidateEndpoint(const std::string& url, const std::string& what) {
-  auto host_part = [&](size_t prefix) { return url.substr(prefix, url.find('/', prefix) - prefix); };
-  if (url.rfind("http://", 0) == 0 || url.rfind("https://", 0) == 0) {
-    if (url.rfind("https://", 0) == 0) {
-      return Invalid(what + " must be an http:// or thrift:// URL (https is not supported yet)");
-    }
-    if (host_part(7).empty()) return Invalid(what + " has no host: '" + url + "'");
-    return Status::Ok();
-  }
-  if (url.rfind("thrift://", 0) == 0) {
-    std::string hp = host_part(9);
-    if (hp.empty() || hp.find(':') == std::string::npos) {
-      return Invalid(what + " must be thrift://host:port, got '" + url + "'");
-    }
-    return Status::Ok();
-  }
-  return Invalid(what + " must be an http:// or thrift:// URL, got '" + url + "'");
+  return ParseEndpoint(url, what).status();
 }
 
 Result<SagaSpec> ParseSagaSpec(const json& body, const SpecLimits& limits) {

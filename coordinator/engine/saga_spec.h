@@ -54,10 +54,11 @@ nlohmann::json ToJson(const SagaSpec& spec);
 // the previous step (none for the first).
 std::vector<int> StepDependencies(const SagaSpec& spec, size_t i);
 
-// Checks a gtid given by a client: 1..max length, printable ASCII without
-// '/', whitespace or '?' (it appears in URL paths).
+// Checks a gtid given by a client: the identifier rules of common/text.h
+// (ValidateIdentifier) and at most `max_length` bytes.
 Status ValidateGtid(const std::string& gtid, size_t max_length);
-// Checks a participant endpoint: http://host[:port]/... or thrift://host:port.
+// Checks a participant endpoint with the callers' own parser (ParseEndpoint,
+// common/endpoint.h): a URL accepted here is one that can be called.
 Status ValidateEndpoint(const std::string& url, const std::string& what);
 
 }  // namespace treaty

@@ -1,5 +1,8 @@
 #include "engine/two_phase_spec.h"
 
+#include "common/json_input.h"
+#include "common/text.h"
+
 #include <set>
 
 namespace treaty {
@@ -71,18 +74,14 @@ Result<BranchSpec> ParseBranchSpec(const json& body, const TwoPhaseLimits& limit
   if (name == body.end() || name->is_null()) return Invalid("missing required field 'name'");
   if (!name->is_string()) return Invalid("'name' must be a string");
   b.name = name->get<std::string>();
-  if (b.name.empty() || b.name.size() > limits.max_name_length) {
-    return Invalid("'name' must be 1 to " + std::to_string(limits.max_name_length) + " characters");
-  }
-  for (unsigned char c : b.name) {
-    if (c < 0x21 || c > 0x7e || c == '/') {
-      return Invalid("'name' must be printable ASCII without spaces or '/'");
-    }
+  if (auto s = ValidateIdentifier(b.name, "'name'"); !s.ok()) return s;
+  if (b.name.size() > limits.max_name_length) {
+    return Invalid("'name' must be 1 to " + std::to_string(limits.max_name_length) + " bytes long");
   }
   if (auto s = ReadUrl(body, "prepare", &b.prepare); !s.ok()) return s;
   if (auto s = ReadUrl(body, "commit", &b.commit); !s.ok()) return s;
   if (auto s = ReadUrl(body, "abort", &b.abort); !s.ok()) return s;
-  if (auto it = body.find("payload"); it != body.end()) b.payload = it->dump();
+  if (auto it = body.find("payload"); it != body.end()) b.payload = DumpJson(*it);
   if (auto s = ReadTimeout(body, 1, limits.max_timeout_ms, &b.timeout_ms); !s.ok()) return s;
   return b;
 }

@@ -1,0 +1,129 @@
+#include "common/endpoint.h"
+
+#include <boost/asio/ip/address.hpp>
+
+#include "common/limits.h"
+#include "common/text.h"
+
+namespace treaty {
+namespace {
+
+Status Bad(std::string_view field, const std::string& why) {
+  return Status::InvalidArgument(std::string(field) + " " + why);
+}
+
+bool IsHostNameChar(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+         c == '.' || c == '_';
+}
+
+// RFC 3986 characters allowed unescaped in a path or query, minus '#'.
+bool IsTargetChar(char c) {
+  if (c <= 0x20 || c >= 0x7f) return false;
+  switch (c) {
+    case '\\': case '"': case '<': case '>': case '{': case '}': case '|': case '^': case '`':
+    case '#':
+      return false;
+    default:
+      return true;
+  }
+}
+
+}  // namespace
+
+std::string Endpoint::Authority() const {
+  bool v6 = host.find(':') != std::string::npos;
+  return (v6 ? "[" + host + "]" : host) + ":" + std::to_string(port);
+}
+
+Result<Endpoint> ParseEndpoint(std::string_view url, std::string_view field) {
+  if (url.size() > limits::kMaxUrlBytes) {
+    return Bad(field, "must be at most " + std::to_string(limits::kMaxUrlBytes) + " bytes");
+  }
+  for (char c : url) {
+    auto u = static_cast<unsigned char>(c);
+    if (u < 0x21 || u >= 0x7f) {
+      return Bad(field, "must not contain spaces, control characters or non-ASCII bytes "
+                        "(percent-encode them)");
+    }
+  }
+  Endpoint ep;
+  size_t sep = url.find("://");
+  if (sep == std::string_view::npos) return Bad(field, "must be an http:// or thrift:// URL");
+  for (char c : url.substr(0, sep)) {
+    ep.scheme.push_back(static_cast<char>(std::tolower(static_cast<unsigned char>(c))));
+  }
+  if (ep.scheme == "https") {
+    return Bad(field, "must be an http:// or thrift:// URL (https is not supported yet)");
+  }
+  if (ep.scheme != "http" && ep.scheme != "thrift") {
+    return Bad(field, "must be an http:// or thrift:// URL");
+  }
+  std::string_view rest = url.substr(sep + 3);
+  size_t auth_end = rest.find_first_of("/?#");
+  std::string_view authority = rest.substr(0, auth_end);
+  std::string_view target = auth_end == std::string_view::npos ? "" : rest.substr(auth_end);
+  if (authority.find('@') != std::string_view::npos) {
+    return Bad(field, "must not carry user info ('user@host')");
+  }
+  std::string_view port_text;
+  bool has_port = false;
+  if (!authority.empty() && authority[0] == '[') {
+    size_t close = authority.find(']');
+    if (close == std::string_view::npos) return Bad(field, "has an unclosed '[' in its host");
+    std::string v6(authority.substr(1, close - 1));
+    boost::system::error_code ec;
+    auto addr = boost::asio::ip::make_address_v6(v6, ec);
+    if (ec || v6.find('%') != std::string::npos) {
+      return Bad(field, "has an invalid IPv6 address in its host");
+    }
+    ep.host = addr.to_string();
+    std::string_view after = authority.substr(close + 1);
+    if (!after.empty()) {
+      if (after[0] != ':') return Bad(field, "has characters after its IPv6 host");
+      has_port = true;
+      port_text = after.substr(1);
+    }
+  } else {
+    size_t colon = authority.find(':');
+    std::string_view host = authority.substr(0, colon);
+    if (colon != std::string_view::npos) {
+      has_port = true;
+      port_text = authority.substr(colon + 1);
+    }
+    if (host.empty()) return Bad(field, "has no host");
+    if (host.size() > 253) return Bad(field, "has a host name longer than 253 bytes");
+    for (char c : host) {
+      if (!IsHostNameChar(c)) {
+        return Bad(field, "has an invalid host (letters, digits, '-', '.', '_' or [IPv6])");
+      }
+    }
+    ep.host = std::string(host);
+  }
+  if (has_port) {
+    if (port_text.empty() || port_text.size() > 5 ||
+        port_text.find_first_not_of("0123456789") != std::string_view::npos) {
+      return Bad(field, "has an invalid port (1..65535, digits only)");
+    }
+    int port = std::stoi(std::string(port_text));
+    if (port < 1 || port > 65535) return Bad(field, "has an invalid port (1..65535)");
+    ep.port = static_cast<uint16_t>(port);
+  } else if (ep.scheme == "thrift") {
+    return Bad(field, "must be thrift://host:port (the port is required)");
+  } else {
+    ep.port = 80;
+  }
+  if (!target.empty() && target[0] == '#') return Bad(field, "must not carry a fragment ('#')");
+  for (char c : target) {
+    if (!IsTargetChar(c)) {
+      return Bad(field, "has a character in its path that must be percent-encoded");
+    }
+  }
+  if (ep.scheme == "http") {
+    ep.target = target.empty() ? "/" : (target[0] == '?' ? "/" + std::string(target)
+                                                          : std::string(target));
+  }
+  return ep;
+}
+
+}  // namespace treaty

@@ -1,0 +1,41 @@
+#pragma once
+
+// Endpoint: a participant (or coordinator) URL, parsed once. The one parser
+// used both to validate URLs at submission and by every caller (HTTP,
+// Thrift, the SDK, treatyctl), so a URL accepted is a URL that can be called.
+//
+// Accepted (docs/input-rules.md):
+//   http://HOST[:PORT][/PATH][?QUERY]     PORT defaults to 80
+//   thrift://HOST:PORT[/ANYTHING]         PORT required
+// HOST: a DNS name (letters, digits, '-', '.', '_'), an IPv4 address, or an
+// IPv6 address in brackets. PORT: 1..65535, digits only. PATH and QUERY:
+// printable ASCII without space, '\\', '"', '<', '>', '{', '}', '|', '^',
+// '`' (percent-encode anything else). No user-info ('@'), no fragment, no
+// control characters, at most limits::kMaxUrlBytes bytes.
+// https:// is refused until TLS to participants exists.
+//
+// Stateless, thread-safe, never throws.
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "common/status.h"
+
+namespace treaty {
+
+struct Endpoint {
+  std::string scheme;  // "http" or "thrift", lower case
+  std::string host;    // without brackets for IPv6
+  uint16_t port = 0;   // 1..65535
+  std::string target;  // "/path?query" for http ("/" when absent); "" for thrift
+
+  // "host:port", with brackets around an IPv6 host.
+  std::string Authority() const;
+};
+
+// Parses `url`. InvalidArgument naming `field` (e.g. "step 'a': 'action'")
+// and the rule broken otherwise; the message never echoes control bytes.
+Result<Endpoint> ParseEndpoint(std::string_view url, std::string_view field = "URL");
+
+}  // namespace treaty
