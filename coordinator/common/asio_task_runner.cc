@@ -5,6 +5,8 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 
+#include "common/exception_guard.h"
+
 namespace treaty {
 namespace {
 
@@ -25,14 +27,17 @@ int64_t AsioTaskRunner::NowMs() {
   return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
 }
 
-void AsioTaskRunner::Post(Task task) { boost::asio::post(executor_, std::move(task)); }
+void AsioTaskRunner::Post(Task task) {
+  boost::asio::post(executor_, [name = name_, task = std::move(task)] { RunGuarded(name, task); });
+}
 
 std::shared_ptr<TaskRunner::Timer> AsioTaskRunner::PostAfter(int64_t delay_ms, Task task) {
   auto t = std::make_shared<AsioTimer>(executor_);
   t->timer().expires_after(std::chrono::milliseconds(delay_ms < 0 ? 0 : delay_ms));
-  t->timer().async_wait([t, task = std::move(task)](const boost::system::error_code& ec) {
-    if (!ec) task();
-  });
+  t->timer().async_wait(
+      [name = name_, t, task = std::move(task)](const boost::system::error_code& ec) {
+        if (!ec) RunGuarded(name, task);
+      });
   return t;
 }
 

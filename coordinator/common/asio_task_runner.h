@@ -3,6 +3,15 @@
 // AsioTaskRunner: TaskRunner over an Asio executor. With a strand executor,
 // tasks run one at a time in post order (the engine's guarantee); with a
 // thread_pool executor, tasks run concurrently (blocking reads).
+//
+// Every task and timer callback runs under RunGuarded (common/
+// exception_guard.h): an exception it throws is logged as one line and
+// dropped, never unwinding into the executor (a thread_pool thread would
+// call std::terminate). Whatever the task captured is destroyed as usual, so
+// an HTTP answer it still owed is given by its owner's guard (RestApi
+// answers 500 for a request dropped unanswered).
+
+#include <string>
 
 #include <boost/asio/any_io_executor.hpp>
 
@@ -12,7 +21,9 @@ namespace treaty {
 
 class AsioTaskRunner : public TaskRunner {
  public:
-  explicit AsioTaskRunner(boost::asio::any_io_executor executor) : executor_(executor) {}
+  // `name` appears in the log line of a task that threw ("engine task").
+  explicit AsioTaskRunner(boost::asio::any_io_executor executor, std::string name = "task")
+      : executor_(executor), name_(std::move(name)) {}
 
   int64_t NowMs() override;
   void Post(Task task) override;
@@ -20,6 +31,7 @@ class AsioTaskRunner : public TaskRunner {
 
  private:
   boost::asio::any_io_executor executor_;
+  const std::string name_;
 };
 
 }  // namespace treaty

@@ -115,14 +115,19 @@ std::string EscapeControl(std::string_view s) {
   return out;
 }
 
+bool IsIdentifierChar(char ch) {
+  const auto c = static_cast<unsigned char>(ch);
+  return c >= 0x21 && c <= 0x7E && c != '/' && c != '?' && c != '#' && c != '%' && c != '\\';
+}
+
 Status ValidateIdentifier(std::string_view value, std::string_view field) {
   const std::string f(field);
   if (value.empty() || value.size() > limits::kMaxIdentifierBytes) {
     return Status::InvalidArgument(f + " must be 1.." +
                                    std::to_string(limits::kMaxIdentifierBytes) + " bytes long");
   }
-  for (unsigned char c : value) {
-    if (c < 0x21 || c > 0x7E || c == '/' || c == '?' || c == '#' || c == '%' || c == '\\') {
+  for (char c : value) {
+    if (!IsIdentifierChar(c)) {
       return Status::InvalidArgument(
           f + " may contain only printable ASCII other than space, '/', '?', '#', '%' and '\\'");
     }

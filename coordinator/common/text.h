@@ -32,6 +32,10 @@ std::string Excerpt(std::string_view s, size_t max_bytes);
 // escape.
 std::string EscapeControl(std::string_view s);
 
+// True for the bytes an identifier may hold (see ValidateIdentifier): printable
+// ASCII 0x21..0x7E other than '/', '?', '#', '%' and '\\'.
+bool IsIdentifierChar(char c);
+
 // Identifier rules for gtids, step and branch names and the SDK's op:
 // 1..128 bytes of printable ASCII (0x21..0x7E) other than '/', '?', '#',
 // '%' and '\\', and neither "." nor "..". On failure: InvalidArgument whose

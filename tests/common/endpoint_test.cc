@@ -1,0 +1,98 @@
+#include "common/endpoint.h"
+
+#include <gtest/gtest.h>
+
+#include <string>
+
+#include "common/limits.h"
+#include "common/text.h"
+
+namespace treaty {
+namespace {
+
+TEST(EndpointTest, AcceptsCallableUrls) {
+  struct Case {
+    std::string url, scheme, host;
+    uint16_t port;
+    std::string target;
+  };
+  const Case cases[] = {
+      {"http://127.0.0.1:8080/flight/book", "http", "127.0.0.1", 8080, "/flight/book"},
+      {"http://example.com", "http", "example.com", 80, "/"},
+      {"http://example.com?x=1", "http", "example.com", 80, "/?x=1"},
+      {"HTTP://Svc_1.internal:1/a%20b?q=%FF", "http", "Svc_1.internal", 1, "/a%20b?q=%FF"},
+      {"http://h:65535/", "http", "h", 65535, "/"},
+      {"http://[::1]:8080/x", "http", "::1", 8080, "/x"},
+      {"http://[::1]/x", "http", "::1", 80, "/x"},
+      {"thrift://127.0.0.1:7481", "thrift", "127.0.0.1", 7481, ""},
+      {"thrift://[::1]:7481/ignored", "thrift", "::1", 7481, ""},
+  };
+  for (const Case& c : cases) {
+    Result<Endpoint> ep = ParseEndpoint(c.url, "'action'");
+    ASSERT_TRUE(ep.ok()) << c.url << ": " << ep.status().ToString();
+    EXPECT_EQ(ep->scheme, c.scheme) << c.url;
+    EXPECT_EQ(ep->host, c.host) << c.url;
+    EXPECT_EQ(ep->port, c.port) << c.url;
+    EXPECT_EQ(ep->target, c.target) << c.url;
+  }
+  EXPECT_EQ(ParseEndpoint("http://[::1]:8080/x")->Authority(), "[::1]:8080");
+  EXPECT_EQ(ParseEndpoint("http://h:81/x")->Authority(), "h:81");
+}
+
+TEST(EndpointTest, RefusesUrlsThatCannotBeCalled) {
+  const std::string bad[] = {
+      // The list (input 8).
+      "http://127.0.0.1:99999/a",
+      "http://127.0.0.1:0/a",
+      "http://127.0.0.1:abc/a",
+      "http://127.0.0.1:/a",
+      "http://:8080/a",
+      "http:///a",
+      "http://user:pw@127.0.0.1:8080/a",
+      "http://user@127.0.0.1/a",
+      "http://[::1",
+      "http://[::1/a",
+      std::string("http://127.0.0.1:8080/a\0b", 25),
+      "thrift://h:abc",
+      "thrift://h",
+      "thrift://h:",
+      // Input 7: CR/LF would reach the request line.
+      "http://127.0.0.1:8080/a\r\nHost: evil\r\n\r\nGET /admin",
+      "http://127.0.0.1:8080/a\nb",
+      "http://127.0.0.1:8080/a\rb",
+      // More of the same kind.
+      "http://127.0.0.1:8080/a b",
+      "http://127.0.0.1:8080/a\x7F",
+      "http://127.0.0.1:8080/caf\xC3\xA9",
+      "http://127.0.0.1:8080/\xFF",
+      "http://127.0.0.1:8080/a#frag",
+      "http://127.0.0.1:8080#frag",
+      "http://127.0.0.1:-1/a",
+      "http://127.0.0.1:+80/a",
+      "http://127.0.0.1:000080/a",
+      "http://127.0.0.1:4294967377/a",  // 2^32 + 81: would wrap to 81
+      "http://[::1]x/a",
+      "http://[]:80/a",
+      "http://[fe80::1%eth0]:80/a",
+      "http://h\\x/a",
+      "https://127.0.0.1/a",
+      "ftp://127.0.0.1/a",
+      "127.0.0.1:8080/a",
+      "",
+      "http://",
+      "http://" + std::string(300, 'h') + "/a",
+      "http://h/" + std::string(limits::kMaxUrlBytes, 'a'),
+  };
+  for (const std::string& url : bad) {
+    Result<Endpoint> ep = ParseEndpoint(url, "step 'a': 'action'");
+    ASSERT_FALSE(ep.ok()) << url;
+    EXPECT_EQ(ep.status().code(), StatusCode::kInvalidArgument);
+    const std::string& m = ep.status().message();
+    EXPECT_EQ(m.rfind("step 'a': 'action'", 0), 0u) << m;
+    EXPECT_TRUE(IsValidUtf8(m)) << m;
+    for (unsigned char c : m) EXPECT_FALSE(c < 0x20 || c == 0x7F) << url;
+  }
+}
+
+}  // namespace
+}  // namespace treaty
