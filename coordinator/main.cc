@@ -11,26 +11,12 @@
 #include <spdlog/spdlog.h>
 
 #include "api/server.h"
+#include "common/endpoint.h"
 #include "common/json_log_formatter.h"
+#include "common/text_log_formatter.h"
 #include "store/log_store.h"
 
 namespace {
-
-// Splits "host:port"; the port must be 0..65535.
-bool ParseHostPort(const std::string& s, std::string* host, uint16_t* port) {
-  auto colon = s.rfind(':');
-  if (colon == std::string::npos || colon == 0) return false;
-  try {
-    size_t used = 0;
-    int p = std::stoi(s.substr(colon + 1), &used);
-    if (used != s.size() - colon - 1 || p < 0 || p > 65535) return false;
-    *host = s.substr(0, colon);
-    *port = static_cast<uint16_t>(p);
-    return true;
-  } catch (const std::exception&) {
-    return false;
-  }
-}
 
 void SetUpLogging(const std::string& level, const std::string& format) {
   auto logger = spdlog::stderr_color_mt("treatyd");
@@ -40,7 +26,8 @@ void SetUpLogging(const std::string& level, const std::string& format) {
     // One valid JSON object per line (the message escaped); see json_log_formatter.h.
     spdlog::set_formatter(std::make_unique<treaty::JsonLogFormatter>());
   } else {
-    spdlog::set_pattern("%Y-%m-%d %H:%M:%S.%e %^%l%$ %v");
+    // One message per line: control characters escaped (see text_log_formatter.h).
+    spdlog::set_formatter(treaty::MakeTextLogFormatter());
   }
 }
 
@@ -126,14 +113,20 @@ int main(int argc, char** argv) {
 
   opts.retention_ms = retention_hours * 3600 * 1000;
   SetUpLogging(log_level, log_format);
-  if (!ParseHostPort(http, &opts.http_host, &opts.http_port)) {
-    std::cerr << "treatyd: --http must be HOST:PORT, got '" << http << "'\n";
+  auto http_addr = treaty::ParseHostPort(http, "--http");
+  if (!http_addr.ok()) {
+    std::cerr << "treatyd: " << http_addr.status().message() << "\n";
     return 2;
   }
-  if (!ParseHostPort(thrift, &opts.thrift_host, &opts.thrift_port)) {
-    std::cerr << "treatyd: --thrift must be HOST:PORT, got '" << thrift << "'\n";
+  auto thrift_addr = treaty::ParseHostPort(thrift, "--thrift");
+  if (!thrift_addr.ok()) {
+    std::cerr << "treatyd: " << thrift_addr.status().message() << "\n";
     return 2;
   }
+  opts.http_host = http_addr->host;
+  opts.http_port = http_addr->port;
+  opts.thrift_host = thrift_addr->host;
+  opts.thrift_port = thrift_addr->port;
 
   if (migrate->parsed()) {
     auto store = treaty::OpenLogStore(opts.store_uri);

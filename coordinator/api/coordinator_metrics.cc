@@ -15,6 +15,7 @@ const char* OutcomeName(CallOutcome o) {
     case CallOutcome::kOk: return "ok";
     case CallOutcome::kBusinessFailure: return "business_failure";
     case CallOutcome::kTransient: return "transient";
+    case CallOutcome::kUncallable: return "uncallable";
   }
   return "transient";
 }
@@ -54,7 +55,7 @@ CoordinatorMetrics::CoordinatorMetrics(std::function<int64_t()> now_ms)
                           "Transactions this coordinator stopped driving (lost ownership).");
   calls_ = r.AddCounter("treaty_branch_calls_total",
                         "Participant calls by op (action, compensate, prepare, commit, abort) "
-                        "and outcome (ok, business_failure, transient).",
+                        "and outcome (ok, business_failure, transient, uncallable).",
                         {"op", "outcome"});
   retries_ = r.AddCounter("treaty_branch_call_retries_total",
                           "Participant calls that failed transiently; each is retried with "

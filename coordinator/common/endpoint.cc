@@ -29,6 +29,59 @@ bool IsTargetChar(char c) {
   }
 }
 
+// HOST[:PORT] of a URL or a listen address. port is -1 when absent.
+struct ParsedAuthority {
+  std::string host;
+  int port = -1;
+};
+
+Result<ParsedAuthority> ParseAuthority(std::string_view authority, std::string_view field) {
+  ParsedAuthority out;
+  std::string_view port_text;
+  bool has_port = false;
+  if (!authority.empty() && authority[0] == '[') {
+    size_t close = authority.find(']');
+    if (close == std::string_view::npos) return Bad(field, "has an unclosed '[' in its host");
+    std::string v6(authority.substr(1, close - 1));
+    boost::system::error_code ec;
+    auto addr = boost::asio::ip::make_address_v6(v6, ec);
+    if (ec || v6.find('%') != std::string::npos) {
+      return Bad(field, "has an invalid IPv6 address in its host");
+    }
+    out.host = addr.to_string();
+    std::string_view after = authority.substr(close + 1);
+    if (!after.empty()) {
+      if (after[0] != ':') return Bad(field, "has characters after its IPv6 host");
+      has_port = true;
+      port_text = after.substr(1);
+    }
+  } else {
+    size_t colon = authority.find(':');
+    std::string_view host = authority.substr(0, colon);
+    if (colon != std::string_view::npos) {
+      has_port = true;
+      port_text = authority.substr(colon + 1);
+    }
+    if (host.empty()) return Bad(field, "has no host");
+    if (host.size() > 253) return Bad(field, "has a host name longer than 253 bytes");
+    for (char c : host) {
+      if (!IsHostNameChar(c)) {
+        return Bad(field, "has an invalid host (letters, digits, '-', '.', '_' or [IPv6])");
+      }
+    }
+    out.host = std::string(host);
+  }
+  if (has_port) {
+    if (port_text.empty() || port_text.size() > 5 ||
+        port_text.find_first_not_of("0123456789") != std::string_view::npos) {
+      return Bad(field, "has an invalid port (digits only, at most 65535)");
+    }
+    out.port = std::stoi(std::string(port_text));
+    if (out.port > 65535) return Bad(field, "has an invalid port (at most 65535)");
+  }
+  return out;
+}
+
 }  // namespace
 
 std::string Endpoint::Authority() const {
@@ -66,48 +119,12 @@ Result<Endpoint> ParseEndpoint(std::string_view url, std::string_view field) {
   if (authority.find('@') != std::string_view::npos) {
     return Bad(field, "must not carry user info ('user@host')");
   }
-  std::string_view port_text;
-  bool has_port = false;
-  if (!authority.empty() && authority[0] == '[') {
-    size_t close = authority.find(']');
-    if (close == std::string_view::npos) return Bad(field, "has an unclosed '[' in its host");
-    std::string v6(authority.substr(1, close - 1));
-    boost::system::error_code ec;
-    auto addr = boost::asio::ip::make_address_v6(v6, ec);
-    if (ec || v6.find('%') != std::string::npos) {
-      return Bad(field, "has an invalid IPv6 address in its host");
-    }
-    ep.host = addr.to_string();
-    std::string_view after = authority.substr(close + 1);
-    if (!after.empty()) {
-      if (after[0] != ':') return Bad(field, "has characters after its IPv6 host");
-      has_port = true;
-      port_text = after.substr(1);
-    }
-  } else {
-    size_t colon = authority.find(':');
-    std::string_view host = authority.substr(0, colon);
-    if (colon != std::string_view::npos) {
-      has_port = true;
-      port_text = authority.substr(colon + 1);
-    }
-    if (host.empty()) return Bad(field, "has no host");
-    if (host.size() > 253) return Bad(field, "has a host name longer than 253 bytes");
-    for (char c : host) {
-      if (!IsHostNameChar(c)) {
-        return Bad(field, "has an invalid host (letters, digits, '-', '.', '_' or [IPv6])");
-      }
-    }
-    ep.host = std::string(host);
-  }
-  if (has_port) {
-    if (port_text.empty() || port_text.size() > 5 ||
-        port_text.find_first_not_of("0123456789") != std::string_view::npos) {
-      return Bad(field, "has an invalid port (1..65535, digits only)");
-    }
-    int port = std::stoi(std::string(port_text));
-    if (port < 1 || port > 65535) return Bad(field, "has an invalid port (1..65535)");
-    ep.port = static_cast<uint16_t>(port);
+  auto parsed = ParseAuthority(authority, field);
+  if (!parsed.ok()) return parsed.status();
+  ep.host = std::move(parsed->host);
+  if (parsed->port >= 0) {
+    if (parsed->port == 0) return Bad(field, "has an invalid port (1..65535)");
+    ep.port = static_cast<uint16_t>(parsed->port);
   } else if (ep.scheme == "thrift") {
     return Bad(field, "must be thrift://host:port (the port is required)");
   } else {
@@ -124,6 +141,23 @@ Result<Endpoint> ParseEndpoint(std::string_view url, std::string_view field) {
                                                           : std::string(target));
   }
   return ep;
+}
+
+Result<HostPort> ParseHostPort(std::string_view text, std::string_view field) {
+  for (char c : text) {
+    auto u = static_cast<unsigned char>(c);
+    if (u < 0x21 || u >= 0x7f) {
+      return Bad(field, "must be HOST:PORT without spaces, control characters or non-ASCII bytes");
+    }
+  }
+  if (text.size() > 300) return Bad(field, "must be HOST:PORT of at most 300 bytes");
+  if (text.find_first_of("/?#@") != std::string_view::npos) {
+    return Bad(field, "must be HOST:PORT (no scheme, path or user info)");
+  }
+  auto parsed = ParseAuthority(text, field);
+  if (!parsed.ok()) return parsed.status();
+  if (parsed->port < 0) return Bad(field, "must be HOST:PORT (the port is missing)");
+  return HostPort{std::move(parsed->host), static_cast<uint16_t>(parsed->port)};
 }
 
 }  // namespace treaty

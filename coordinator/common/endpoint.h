@@ -38,4 +38,16 @@ struct Endpoint {
 // and the rule broken otherwise; the message never echoes control bytes.
 Result<Endpoint> ParseEndpoint(std::string_view url, std::string_view field = "URL");
 
+// A listen address "HOST:PORT" (treatyd --http / --thrift): HOST as in a URL
+// (a DNS name, an IPv4 address or a bracketed IPv6 address, stored without
+// brackets), PORT 0..65535 where 0 asks the system for a free port.
+struct HostPort {
+  std::string host;
+  uint16_t port = 0;
+};
+
+// Parses `text`. InvalidArgument naming `field` (e.g. "--http") and the rule
+// broken otherwise; the message never echoes the text.
+Result<HostPort> ParseHostPort(std::string_view text, std::string_view field);
+
 }  // namespace treaty

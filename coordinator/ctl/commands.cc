@@ -8,6 +8,9 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/endpoint.h"
+#include "common/json_input.h"
+
 namespace treaty::ctl {
 namespace {
 
@@ -22,10 +25,12 @@ int Call(CoordinatorClient& c, const std::string& method, const std::string& pat
     std::cerr << "treatyctl: " << r.status().message() << "\n";
     return r.status().code() == StatusCode::kInvalidArgument ? kExitUsage : kExitUnreachable;
   }
-  json doc = json::parse(r->body, nullptr, false);
+  auto parsed = ParseJson(r->body, "the coordinator's answer");
+  json doc = parsed.ok() ? std::move(*parsed) : json(json::value_t::discarded);
   if (r->status >= 300) {
     std::string message = r->body;
-    if (!doc.is_discarded() && doc.contains("error")) {
+    if (!doc.is_discarded() && doc.is_object() && doc.contains("error") &&
+        doc["error"].is_object()) {
       message = doc["error"].value("code", "") + ": " + doc["error"].value("message", "");
     }
     std::cerr << "treatyctl: " << method << " " << path << " -> " << r->status << " " << message
@@ -49,7 +54,7 @@ int PrintStatus(const json& doc) {
 std::string Str(const json& v) {
   if (v.is_string()) return v.get<std::string>();
   if (v.is_null()) return "";
-  return v.dump();
+  return DumpJson(v);
 }
 
 // Prints rows as left-aligned columns.
@@ -96,14 +101,16 @@ int SagaSubmit(CoordinatorClient& c, const std::string& file, bool wait) {
   }
   std::stringstream ss;
   ss << in.rdbuf();
-  json body = json::parse(ss.str(), nullptr, false);
-  if (body.is_discarded() || !body.is_object()) {
-    std::cerr << "treatyctl: " << file << " is not a JSON object\n";
+  auto parsed = ParseJson(ss.str(), "the saga file");
+  if (!parsed.ok() || !parsed->is_object()) {
+    std::cerr << "treatyctl: " << file << " is not a JSON object"
+              << (parsed.ok() ? "" : ": " + parsed.status().message()) << "\n";
     return kExitUsage;
   }
+  json body = std::move(*parsed);
   if (wait) body["wait"] = true;
   json out;
-  if (int rc = Call(c, "POST", "/v1/sagas", body.dump(), &out); rc >= 0) return rc;
+  if (int rc = Call(c, "POST", "/v1/sagas", DumpJson(body), &out); rc >= 0) return rc;
   return PrintStatus(out);
 }
 
@@ -113,24 +120,31 @@ int Begin2pc(CoordinatorClient& c, const std::string& gtid, int64_t timeout_ms, 
   if (timeout_ms > 0) body["timeout_ms"] = timeout_ms;
   if (no_one_phase) body["one_phase"] = false;
   json out;
-  if (int rc = Call(c, "POST", "/v1/2pc", body.dump(), &out); rc >= 0) return rc;
+  if (int rc = Call(c, "POST", "/v1/2pc", DumpJson(body), &out); rc >= 0) return rc;
   return PrintStatus(out);
 }
 
 int Enlist2pc(CoordinatorClient& c, const std::string& gtid, const std::string& name,
               const std::string& prepare, const std::string& commit, const std::string& abort,
               const std::string& payload) {
-  json body = {{"name", name}, {"prepare", prepare}, {"commit", commit}, {"abort", abort}};
-  if (!payload.empty()) {
-    json p = json::parse(payload, nullptr, false);
-    if (p.is_discarded()) {
-      std::cerr << "treatyctl: --payload must be JSON\n";
+  for (const auto& [flag, url] : {std::pair{"--prepare", &prepare}, std::pair{"--commit", &commit},
+                                   std::pair{"--abort", &abort}}) {
+    if (auto ep = ParseEndpoint(*url, flag); !ep.ok()) {
+      std::cerr << "treatyctl: " << ep.status().message() << "\n";
       return kExitUsage;
     }
-    body["payload"] = p;
+  }
+  json body = {{"name", name}, {"prepare", prepare}, {"commit", commit}, {"abort", abort}};
+  if (!payload.empty()) {
+    auto p = ParseJson(payload, "--payload");
+    if (!p.ok()) {
+      std::cerr << "treatyctl: " << p.status().message() << "\n";
+      return kExitUsage;
+    }
+    body["payload"] = std::move(*p);
   }
   json out;
-  if (int rc = Call(c, "POST", "/v1/2pc/" + UrlEncode(gtid) + "/branches", body.dump(), &out);
+  if (int rc = Call(c, "POST", "/v1/2pc/" + UrlEncode(gtid) + "/branches", DumpJson(body), &out);
       rc >= 0) {
     return rc;
   }

@@ -1,5 +1,7 @@
 #include "ctl/coordinator_client.h"
 
+#include "common/endpoint.h"
+
 namespace treaty::ctl {
 
 std::vector<std::string> SplitUrls(const std::string& list) {
@@ -15,6 +17,16 @@ std::vector<std::string> SplitUrls(const std::string& list) {
     start = comma + 1;
   }
   return out;
+}
+
+Status CheckCoordinatorUrls(const std::vector<std::string>& urls) {
+  for (size_t i = 0; i < urls.size(); ++i) {
+    const std::string field = "--coordinator URL #" + std::to_string(i + 1);
+    auto ep = ParseEndpoint(urls[i], field);
+    if (!ep.ok()) return ep.status();
+    if (ep->scheme != "http") return Status::InvalidArgument(field + " must be an http:// URL");
+  }
+  return Status::Ok();
 }
 
 CoordinatorClient::CoordinatorClient(std::vector<std::string> base_urls, int timeout_ms)

@@ -30,4 +30,8 @@ class CoordinatorClient {
 // Splits "a,b,c", trimming spaces and a trailing '/'; drops empty items.
 std::vector<std::string> SplitUrls(const std::string& list);
 
+// Every URL must be an http:// URL as ParseEndpoint accepts it; otherwise
+// InvalidArgument naming the --coordinator entry (1-based) and the rule broken.
+Status CheckCoordinatorUrls(const std::vector<std::string>& urls);
+
 }  // namespace treaty::ctl

@@ -100,6 +100,10 @@ int main(int argc, char** argv) {
     std::cerr << "treatyctl: --coordinator is empty\n";
     return kExitUsage;
   }
+  if (treaty::Status s = CheckCoordinatorUrls(urls); !s.ok()) {
+    std::cerr << "treatyctl: " << s.message() << "\n";
+    return kExitUsage;
+  }
   CoordinatorClient client(urls, request_timeout_ms);
 
   if (saga_submit->parsed()) return SagaSubmit(client, file, wait);

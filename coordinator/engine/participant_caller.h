@@ -28,18 +28,23 @@ enum class CallOutcome {
   kOk,               // 2xx (prepare: a yes or readonly vote)
   kBusinessFailure,  // 409: business failure / no vote; never retried for action/prepare
   kTransient,        // anything else: other status, time-out, refused connection
+  // The call cannot be made and never will be: its URL does not parse
+  // (ParseEndpoint) or its scheme has no caller. Nothing was sent; never
+  // retried. Only a log written by an older release can hold such a URL.
+  kUncallable,
 };
 
 struct ParticipantResponse {
   CallOutcome outcome = CallOutcome::kTransient;
   bool readonly_vote = false;  // prepare answered 2xx with {"vote":"readonly"}
   int http_status = 0;         // 0 when no HTTP answer was received
-  std::string error;           // human-readable reason for a non-OK outcome
+  std::string error;           // human-readable reason for a non-OK outcome (valid UTF-8)
   int64_t latency_ms = 0;
 };
 
 // "ok", "business failure: HTTP 409: ..." or "transient failure (HTTP 503)":
-// how a call's outcome reads in history events and last_error.
+// how a call's outcome reads in history events and last_error. Valid UTF-8
+// without NUL, at most limits::kErrorExcerptBytes bytes, whatever `error` holds.
 std::string DescribeResponse(const ParticipantResponse& response);
 
 class ParticipantCaller {

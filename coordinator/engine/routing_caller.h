@@ -1,11 +1,13 @@
 #pragma once
 
 // RoutingCaller: the engine's one ParticipantCaller in treatyd; dispatches
-// each call on its URL's scheme: thrift://host:port to the Thrift caller,
-// everything else (http://) to the HTTP caller, which reports malformed URLs
-// as transient failures. Holds raw pointers: both callers must outlive it.
-// Thread-safe as its targets are.
+// each call on its URL's scheme as ParseEndpoint (common/endpoint.h, the one
+// URL parser) reads it: thrift:// to the Thrift caller, everything else to
+// the HTTP caller, which completes a URL ParseEndpoint refuses (or a scheme
+// it does not serve) as kUncallable without sending anything. Holds raw
+// pointers: both callers must outlive it. Thread-safe as its targets are.
 
+#include "common/endpoint.h"
 #include "engine/participant_caller.h"
 
 namespace treaty {
@@ -16,7 +18,8 @@ class RoutingCaller : public ParticipantCaller {
       : http_(http), thrift_(thrift) {}
 
   void Call(ParticipantRequest request, Callback done) override {
-    if (request.url.rfind("thrift://", 0) == 0) {
+    auto endpoint = ParseEndpoint(request.url);
+    if (endpoint.ok() && endpoint->scheme == "thrift") {
       thrift_->Call(std::move(request), std::move(done));
     } else {
       http_->Call(std::move(request), std::move(done));

@@ -56,7 +56,9 @@ std::shared_ptr<Saga> Saga::Create(EngineContext* ctx, SagaSpec spec) {
 Result<std::shared_ptr<Saga>> Saga::Restore(EngineContext* ctx, const TxnDetail& detail) {
   nlohmann::json body = nlohmann::json::parse(detail.txn.spec, nullptr, false);
   if (body.is_discarded()) return Status::Internal("stored saga spec is not JSON");
-  auto spec = ParseSagaSpec(body);
+  SpecLimits stored;
+  stored.stored = true;  // an older release's log may hold names/URLs today's rules refuse
+  auto spec = ParseSagaSpec(body, stored);
   if (!spec.ok())
     return Status::Internal("stored saga spec is invalid: " + spec.status().message());
   spec->gtid = detail.txn.gtid;
@@ -157,10 +159,14 @@ void Saga::PumpCompensation() {
     Step& s = steps_[i];
     if (!s.Attempted()) continue;
     done = false;
-    if (s.in_flight || s.timer) continue;
+    if (s.in_flight || s.timer || s.uncallable) continue;
     bool ready = true;
     for (int d : s.dependents) {
-      ready = ready && (!steps_[d].Attempted() || steps_[d].state == states::kCompensated);
+      const Step& dependent = steps_[d];
+      // A dependent whose compensation can never be called waits for an
+      // operator; it does not hold this step's compensation back.
+      ready = ready && (!dependent.Attempted() || dependent.state == states::kCompensated ||
+                        dependent.uncallable);
     }
     if (!ready) continue;
     if (s.state != states::kCompensating) {
@@ -211,7 +217,7 @@ void Saga::OnActionResult(int i, const ParticipantResponse& r) {
     Event(s.spec.name, "call", "action " + s.last_error + " (saga is compensating)");
     return;
   }
-  if (r.outcome == CallOutcome::kBusinessFailure) {
+  if (r.outcome == CallOutcome::kBusinessFailure || r.outcome == CallOutcome::kUncallable) {
     SetStep(i, states::kFailed, "action " + s.last_error);
     return;
   }
@@ -236,8 +242,17 @@ void Saga::OnCompensateResult(int i, const ParticipantResponse& r) {
     SetStep(i, states::kCompensated, "compensate " + DescribeResponse(r));
     return;
   }
-  ++s.comp_attempts;
   s.last_error = DescribeResponse(r);
+  if (r.outcome == CallOutcome::kUncallable) {
+    // Retrying cannot help: the URL is in the spec. Flag it for an operator.
+    s.uncallable = true;
+    RecordBranchState(s.spec.name, s.state, s.attempts, s.last_error, "step",
+                      "compensate " + s.last_error + "; not retried");
+    SetNeedsAttention(true, "compensation of step '" + s.spec.name +
+                                "' cannot be called: " + s.last_error);
+    return;
+  }
+  ++s.comp_attempts;
   const auto& o = ctx()->options;
   int64_t delay =
       ctx()->Backoff(s.comp_attempts, o.retry_initial_backoff_ms, o.retry_max_backoff_ms);

@@ -21,6 +21,13 @@
 // every attempted step that depends on it is COMPENSATED (reverse dependency
 // order), and never while its own action call is still in flight.
 //
+// A URL that can never be called (kUncallable: only a log written by an older
+// release can hold one) is a permanent failure: an action fails the step at
+// once (no retry; compensation follows). A compensation sets needs_attention
+// with a history event and is not retried; that step stays COMPENSATING for
+// an operator and no longer holds back the compensation of the steps it
+// depends on, so every other effect is still undone.
+//
 // Recovery: Restore() rebuilds the driver from the log; Start() resends any
 // action or compensation whose outcome was not logged (at-least-once; the
 // participant's idempotency makes it exactly-once in effect).
@@ -62,6 +69,7 @@ class Saga : public TxnDriver {
     int attempts = 0;       // action attempts
     int comp_attempts = 0;  // failed compensation attempts (in memory)
     bool in_flight = false;  // a call is planned or outstanding
+    bool uncallable = false;  // its compensate URL can never be called (in memory)
     std::shared_ptr<TaskRunner::Timer> timer;  // a retry is scheduled
     std::string last_error;
     bool Attempted() const;

@@ -66,7 +66,8 @@ Status ParseStep(const json& obj, size_t i, const SpecLimits& limits, SagaStep* 
   std::string where = "steps[" + std::to_string(i) + "]: ";
   if (!obj.is_object()) return Invalid(where + "each step must be an object");
   if (auto s = ReadString(obj, "name", where, true, &step->name); !s.ok()) return s;
-  if (auto s = ValidateIdentifier(step->name, "steps[" + std::to_string(i) + "].name"); !s.ok()) {
+  if (auto s = ValidateIdentifier(step->name, "steps[" + std::to_string(i) + "].name");
+      !s.ok() && !limits.stored) {
     return s;
   }
   if (step->name.size() > limits.max_name_length) {
@@ -76,14 +77,17 @@ Status ParseStep(const json& obj, size_t i, const SpecLimits& limits, SagaStep* 
   where = "step '" + step->name + "': ";
   if (auto s = ReadString(obj, "action", where, true, &step->action); !s.ok()) return s;
   if (auto s = ReadString(obj, "compensate", where, true, &step->compensate); !s.ok()) return s;
-  if (auto s = ValidateEndpoint(step->action, where + "'action'"); !s.ok()) return s;
-  if (auto s = ValidateEndpoint(step->compensate, where + "'compensate'"); !s.ok()) return s;
+  if (!limits.stored) {
+    if (auto s = ValidateEndpoint(step->action, where + "'action'"); !s.ok()) return s;
+    if (auto s = ValidateEndpoint(step->compensate, where + "'compensate'"); !s.ok()) return s;
+  }
   if (auto it = obj.find("payload"); it != obj.end()) step->payload = DumpJson(*it);
   if (auto it = obj.find("after"); it != obj.end() && !it->is_null()) {
     if (!it->is_array()) return Invalid(where + "'after' must be an array of step names");
     for (const auto& a : *it) {
       if (!a.is_string()) return Invalid(where + "'after' must be an array of step names");
-      if (auto s = ValidateIdentifier(a.get<std::string>(), where + "'after' entry"); !s.ok()) {
+      if (auto s = ValidateIdentifier(a.get<std::string>(), where + "'after' entry");
+          !s.ok() && !limits.stored) {
         return s;
       }
       step->after.push_back(a.get<std::string>());
@@ -159,7 +163,7 @@ Result<SagaSpec> ParseSagaSpec(const json& body, const SpecLimits& limits) {
   if (!body.is_object()) return Invalid("the request body must be a JSON object");
   SagaSpec spec;
   if (auto s = ReadString(body, "gtid", "", false, &spec.gtid); !s.ok()) return s;
-  if (!spec.gtid.empty() || body.contains("gtid")) {
+  if ((!spec.gtid.empty() || body.contains("gtid")) && !limits.stored) {
     if (auto s = ValidateGtid(spec.gtid, limits.max_gtid_length); !s.ok()) return s;
   }
   if (auto s = ReadInt(body, "timeout_ms", "", 0, 30LL * 86400000, &spec.timeout_ms); !s.ok()) {

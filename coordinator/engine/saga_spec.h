@@ -45,6 +45,12 @@ struct SpecLimits {
   size_t max_steps = 256;
   size_t max_name_length = 128;
   size_t max_gtid_length = 128;
+  // True for a spec read back from the log (Restore): names, gtid and URLs
+  // are not re-checked against today's rules, because a log written by an
+  // older release may hold ones they refuse and the transaction must still
+  // be driven to its end. The callers refuse a URL they cannot call at call
+  // time (CallOutcome::kUncallable) and escape names on the wire and in logs.
+  bool stored = false;
 };
 
 Result<SagaSpec> ParseSagaSpec(const nlohmann::json& body, const SpecLimits& limits = {});

@@ -41,7 +41,9 @@ Result<std::shared_ptr<TwoPhase>> TwoPhase::Restore(EngineContext* ctx, const Tx
   using nlohmann::json;
   json body = json::parse(d.txn.spec, nullptr, false);
   if (body.is_discarded()) return Status::Internal("stored 2PC spec is not JSON");
-  auto spec = ParseTwoPhaseSpec(body);
+  TwoPhaseLimits stored;
+  stored.stored = true;  // an older release's log may hold names/URLs today's rules refuse
+  auto spec = ParseTwoPhaseSpec(body, stored);
   if (!spec.ok()) return Status::Internal("stored 2PC spec is invalid: " + spec.status().message());
   spec->gtid = d.txn.gtid;
   std::shared_ptr<TwoPhase> t(new TwoPhase(ctx, std::move(*spec)));
@@ -53,7 +55,7 @@ Result<std::shared_ptr<TwoPhase>> TwoPhase::Restore(EngineContext* ctx, const Tx
   for (const auto& row : d.branches) {
     json bj = json::parse(row.spec, nullptr, false);
     if (bj.is_object()) bj["name"] = row.name;
-    auto b = ParseBranchSpec(bj);
+    auto b = ParseBranchSpec(bj, stored);
     if (!b.ok()) {
       return Status::Internal("stored branch '" + row.name +
                               "' is invalid: " + b.status().message());
@@ -133,7 +135,7 @@ void TwoPhase::PumpPhaseTwo(const std::string& op) {
     if (b.state == states::kReadOnly || b.state == done_state) continue;
     if (!commit && b.state == states::kCommitted) continue;  // impossible by construction
     done = false;
-    if (b.in_flight || b.timer) continue;
+    if (b.in_flight || b.timer || b.uncallable) continue;
     if (b.state != doing_state) {
       b.attempts = 0;
       SetBranch(static_cast<int>(i), doing_state, "");
@@ -344,7 +346,7 @@ void TwoPhase::OnPrepareResult(int i, const ParticipantResponse& r) {
     return;
   }
   b.last_error = DescribeResponse(r);
-  if (r.outcome == CallOutcome::kBusinessFailure) {
+  if (r.outcome == CallOutcome::kBusinessFailure || r.outcome == CallOutcome::kUncallable) {
     b.voted_no = true;
     Event(b.spec.name, "vote", "voted no: " + b.last_error);
     return;
@@ -374,10 +376,21 @@ void TwoPhase::OnPhaseTwoResult(int i, const std::string& op, const ParticipantR
     return;
   }
   b.last_error = DescribeResponse(r);
-  if (op == "commit" && OnePhase() && r.outcome == CallOutcome::kBusinessFailure) {
-    // The single participant refused its one-phase commit: nothing applied.
+  if (op == "commit" && OnePhase() &&
+      (r.outcome == CallOutcome::kBusinessFailure || r.outcome == CallOutcome::kUncallable)) {
+    // The single participant refused its one-phase commit, or it was never
+    // sent: nothing applied.
     SetBranch(i, states::kAborted, "one-phase commit " + b.last_error);
     SetState(states::kAborted, "the single branch refused its one-phase commit");
+    return;
+  }
+  if (r.outcome == CallOutcome::kUncallable) {
+    // Retrying cannot help: the URL is in the spec. Flag it for an operator.
+    b.uncallable = true;
+    RecordBranchState(b.spec.name, b.state, b.attempts, b.last_error, "branch",
+                      op + " " + b.last_error + "; not retried");
+    SetNeedsAttention(true, op + " of branch '" + b.spec.name +
+                                "' cannot be called: " + b.last_error);
     return;
   }
   ++b.failures;

@@ -40,6 +40,12 @@
 //  - Commit and abort calls are retried until acknowledged, with capped
 //    backoff (options.retry_*); needs_attention after
 //    options.attention_after_attempts failures of one branch.
+//  - A URL that can never be called (kUncallable: only a log written by an
+//    older release can hold one) is a no vote for prepare and a refusal for
+//    a one-phase commit (nothing was sent). For commit/abort it sets
+//    needs_attention with a history event at once and is not retried: the
+//    transaction stays COMMITTING/ABORTING for an operator while every other
+//    branch finishes.
 //  - The deadline (begin + spec.timeout_ms) aborts an ACTIVE or PREPARING
 //    transaction.
 //
@@ -105,6 +111,7 @@ class TwoPhase : public TxnDriver {
     int failures = 0;                          // failed commit/abort attempts (in memory)
     bool in_flight = false;                    // a call is planned or outstanding
     bool voted_no = false;                     // no vote, or prepare failed after retries
+    bool uncallable = false;  // its commit/abort URL can never be called (in memory)
     std::shared_ptr<TaskRunner::Timer> timer;  // a retry is scheduled
     std::string last_error;
   };

@@ -20,14 +20,14 @@ Status CheckKnownFields(const json& body, const std::set<std::string>& known,
   return Status::Ok();
 }
 
-Status ReadUrl(const json& body, const char* key, std::string* out) {
+Status ReadUrl(const json& body, const char* key, bool check, std::string* out) {
   auto it = body.find(key);
   if (it == body.end() || it->is_null()) {
     return Invalid(std::string("missing required field '") + key + "'");
   }
   if (!it->is_string()) return Invalid(std::string("'") + key + "' must be a string");
   *out = it->get<std::string>();
-  return ValidateEndpoint(*out, std::string("'") + key + "'");
+  return check ? ValidateEndpoint(*out, std::string("'") + key + "'") : Status::Ok();
 }
 
 Status ReadTimeout(const json& body, int64_t min, int64_t max, int64_t* out) {
@@ -52,7 +52,9 @@ Result<TwoPhaseSpec> ParseTwoPhaseSpec(const json& body, const TwoPhaseLimits& l
   if (auto it = body.find("gtid"); it != body.end() && !it->is_null()) {
     if (!it->is_string()) return Invalid("'gtid' must be a string");
     spec.gtid = it->get<std::string>();
-    if (auto s = ValidateGtid(spec.gtid, limits.max_gtid_length); !s.ok()) return s;
+    if (auto s = ValidateGtid(spec.gtid, limits.max_gtid_length); !s.ok() && !limits.stored) {
+      return s;
+    }
   }
   if (auto s = ReadTimeout(body, 1, limits.max_timeout_ms, &spec.timeout_ms); !s.ok()) return s;
   if (auto it = body.find("one_phase"); it != body.end() && !it->is_null()) {
@@ -74,13 +76,14 @@ Result<BranchSpec> ParseBranchSpec(const json& body, const TwoPhaseLimits& limit
   if (name == body.end() || name->is_null()) return Invalid("missing required field 'name'");
   if (!name->is_string()) return Invalid("'name' must be a string");
   b.name = name->get<std::string>();
-  if (auto s = ValidateIdentifier(b.name, "'name'"); !s.ok()) return s;
+  if (auto s = ValidateIdentifier(b.name, "'name'"); !s.ok() && !limits.stored) return s;
   if (b.name.size() > limits.max_name_length) {
     return Invalid("'name' must be 1 to " + std::to_string(limits.max_name_length) + " bytes long");
   }
-  if (auto s = ReadUrl(body, "prepare", &b.prepare); !s.ok()) return s;
-  if (auto s = ReadUrl(body, "commit", &b.commit); !s.ok()) return s;
-  if (auto s = ReadUrl(body, "abort", &b.abort); !s.ok()) return s;
+  const bool check = !limits.stored;
+  if (auto s = ReadUrl(body, "prepare", check, &b.prepare); !s.ok()) return s;
+  if (auto s = ReadUrl(body, "commit", check, &b.commit); !s.ok()) return s;
+  if (auto s = ReadUrl(body, "abort", check, &b.abort); !s.ok()) return s;
   if (auto it = body.find("payload"); it != body.end()) b.payload = DumpJson(*it);
   if (auto s = ReadTimeout(body, 1, limits.max_timeout_ms, &b.timeout_ms); !s.ok()) return s;
   return b;

@@ -52,6 +52,12 @@ struct TwoPhaseLimits {
   size_t max_name_length = 128;
   size_t max_gtid_length = 128;
   int64_t max_timeout_ms = 24LL * 3600 * 1000;
+  // True for a spec read back from the log (Restore): names, gtid and URLs
+  // are not re-checked against today's rules, because a log written by an
+  // older release may hold ones they refuse and the transaction must still
+  // be driven to its end. The callers refuse a URL they cannot call at call
+  // time (CallOutcome::kUncallable) and escape names on the wire and in logs.
+  bool stored = false;
 };
 
 Result<TwoPhaseSpec> ParseTwoPhaseSpec(const nlohmann::json& body,

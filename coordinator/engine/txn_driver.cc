@@ -2,6 +2,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include "common/limits.h"
+#include "common/text.h"
 #include "engine/states.h"
 
 namespace treaty {
@@ -71,7 +73,7 @@ void TxnDriver::Event(const std::string& branch, const std::string& type,
   e.gtid = gtid_;
   e.branch = branch;
   e.type = type;
-  e.detail = detail;
+  e.detail = ToValidUtf8(detail);  // may quote an operator's reason or a participant
   e.at_ms = ctx_->runner->NowMs();
   Pending().events.push_back(std::move(e));
   if (branch.empty()) {
@@ -124,15 +126,21 @@ std::string TxnDriver::TraceParent() {
 }
 
 std::string DescribeResponse(const ParticipantResponse& r) {
-  std::string s = r.outcome == CallOutcome::kOk                ? "ok"
-                  : r.outcome == CallOutcome::kBusinessFailure ? "business failure"
-                                                               : "transient failure";
+  std::string s;
+  switch (r.outcome) {
+    case CallOutcome::kOk: s = "ok"; break;
+    case CallOutcome::kBusinessFailure: s = "business failure"; break;
+    case CallOutcome::kTransient: s = "transient failure"; break;
+    case CallOutcome::kUncallable: s = "not callable"; break;
+  }
   if (!r.error.empty()) {
     s += ": " + r.error;  // the caller's text names the HTTP status when there was one
   } else if (r.http_status) {
     s += " (HTTP " + std::to_string(r.http_status) + ")";
   }
-  return s;
+  // Stored as last_error and in history: whatever a caller put in `error`,
+  // keep it valid UTF-8 without NUL and bounded, cut on a code point.
+  return Excerpt(s, limits::kErrorExcerptBytes);
 }
 
 std::shared_ptr<TaskRunner::Timer> TxnDriver::After(int64_t delay_ms, std::function<void()> fn) {

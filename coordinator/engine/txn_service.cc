@@ -309,6 +309,7 @@ void TxnService::OnCall(const std::string& op, CallOutcome outcome, int64_t late
       ++counters_.calls_ok;
       break;
     case CallOutcome::kBusinessFailure:
+    case CallOutcome::kUncallable:  // permanent, like a refusal
       ++counters_.calls_business_failure;
       break;
     case CallOutcome::kTransient:

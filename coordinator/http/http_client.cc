@@ -1,6 +1,7 @@
 #include "http/http_client.h"
 
 #include <cctype>
+#include <string_view>
 #include <chrono>
 #include <optional>
 
@@ -9,6 +10,8 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 
+#include "common/endpoint.h"
+
 namespace treaty {
 
 namespace net = boost::asio;
@@ -16,52 +19,16 @@ namespace beast = boost::beast;
 namespace http = beast::http;
 using tcp = net::ip::tcp;
 
-Result<ParsedUrl> ParseUrl(const std::string& url) {
-  ParsedUrl out;
-  size_t sep = url.find("://");
-  if (sep == std::string::npos || sep == 0) {
-    return Status::InvalidArgument("URL has no scheme: '" + url + "'");
-  }
-  out.scheme = url.substr(0, sep);
-  for (char& c : out.scheme) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  size_t authority_begin = sep + 3;
-  size_t path_begin = url.find_first_of("/?#", authority_begin);
-  std::string authority = url.substr(authority_begin, path_begin - authority_begin);
-  out.target = path_begin == std::string::npos ? "/" : url.substr(path_begin);
-  if (!out.target.empty() && out.target[0] != '/') out.target = "/" + out.target;
-  if (size_t hash = out.target.find('#'); hash != std::string::npos) out.target.resize(hash);
-  if (authority.find('@') != std::string::npos) {
-    return Status::InvalidArgument("URL user info is not supported: '" + url + "'");
-  }
-  size_t port_colon = std::string::npos;
-  if (!authority.empty() && authority[0] == '[') {  // [::1]:8080
-    size_t close = authority.find(']');
-    if (close == std::string::npos)
-      return Status::InvalidArgument("bad IPv6 host in '" + url + "'");
-    out.host = authority.substr(1, close - 1);
-    if (close + 1 < authority.size()) {
-      if (authority[close + 1] != ':') return Status::InvalidArgument("bad host in '" + url + "'");
-      port_colon = close + 1;
-    }
-  } else {
-    port_colon = authority.rfind(':');
-    out.host = authority.substr(0, port_colon);
-  }
-  if (port_colon != std::string::npos) {
-    out.port = authority.substr(port_colon + 1);
-    if (out.port.empty() || out.port.size() > 5 ||
-        out.port.find_first_not_of("0123456789") != std::string::npos ||
-        std::stoi(out.port) > 65535) {
-      return Status::InvalidArgument("bad port in URL '" + url + "'");
-    }
-  } else {
-    out.port = out.scheme == "https" ? "443" : "80";
-  }
-  if (out.host.empty()) return Status::InvalidArgument("URL has no host: '" + url + "'");
-  return out;
-}
-
 namespace {
+
+// True when `s` holds a byte that must never reach a header line (C0 or DEL).
+bool HasControl(std::string_view s) {
+  for (char c : s) {
+    auto u = static_cast<unsigned char>(c);
+    if (u < 0x20 || u == 0x7f) return true;
+  }
+  return false;
+}
 
 // The state of one fetch; everything runs on the private io_context's single thread.
 struct Fetch {
@@ -82,20 +49,26 @@ Result<HttpClientResponse> HttpFetch(const std::string& method, const std::strin
                                      const std::string& body,
                                      const std::map<std::string, std::string>& headers,
                                      int timeout_ms) {
-  auto parsed = ParseUrl(url);
+  auto parsed = ParseEndpoint(url);
   if (!parsed.ok()) return parsed.status();
   if (parsed->scheme != "http") {
-    return Status::InvalidArgument("only http:// URLs are supported: '" + url + "'");
+    return Status::InvalidArgument("only http:// URLs are supported (got " + parsed->scheme +
+                                   "://)");
   }
   http::verb verb = http::string_to_verb(method);
-  if (verb == http::verb::unknown) return Status::InvalidArgument("bad HTTP method " + method);
+  if (verb == http::verb::unknown) return Status::InvalidArgument("unknown HTTP method");
+  for (const auto& [name, value] : headers) {
+    if (HasControl(name) || HasControl(value) || name.empty()) {
+      return Status::InvalidArgument("header names and values must not hold control characters");
+    }
+  }
 
   net::io_context io;
   Fetch f(io);
   f.req.method(verb);
   f.req.target(parsed->target);
   f.req.version(11);
-  f.req.set(http::field::host, parsed->host + ":" + parsed->port);
+  f.req.set(http::field::host, parsed->Authority());
   f.req.set(http::field::user_agent, "treaty");
   f.req.keep_alive(false);
   for (const auto& [name, value] : headers) f.req.set(name, value);
@@ -114,7 +87,7 @@ Result<HttpClientResponse> HttpFetch(const std::string& method, const std::strin
     f.error = ec;
     f.done = true;
   };
-  f.resolver.async_resolve(parsed->host, parsed->port, [&](beast::error_code ec, auto results) {
+  f.resolver.async_resolve(parsed->host, std::to_string(parsed->port), [&](beast::error_code ec, auto results) {
     if (ec) return finish("resolve", ec);
     f.stream.expires_at(deadline);
     f.stream.async_connect(results, [&](beast::error_code ec, const tcp::endpoint&) {

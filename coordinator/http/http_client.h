@@ -17,17 +17,14 @@ struct HttpClientResponse {
   std::map<std::string, std::string> headers;  // lower-case names
 };
 
-// `url` is "http://host:port/path?query". Unavailable on connection errors,
-// TimedOut after `timeout_ms`, InvalidArgument for a malformed URL.
+// `url` is an http:// URL as ParseEndpoint accepts it
+// ("http://host:port/path?query"; common/endpoint.h). Unavailable on
+// connection errors, TimedOut after `timeout_ms`, InvalidArgument for a URL
+// ParseEndpoint refuses, a scheme other than http, an unknown method, or a
+// header name or value holding a control character (CR, LF, NUL...).
 Result<HttpClientResponse> HttpFetch(const std::string& method, const std::string& url,
                                      const std::string& body = "",
                                      const std::map<std::string, std::string>& headers = {},
                                      int timeout_ms = 10000);
-
-// Splits "http://host:port/path" into its parts; port defaults to 80.
-struct ParsedUrl {
-  std::string scheme, host, port, target;
-};
-Result<ParsedUrl> ParseUrl(const std::string& url);
 
 }  // namespace treaty

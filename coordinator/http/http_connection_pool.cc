@@ -38,11 +38,11 @@ void PostClose(const std::shared_ptr<PooledConnection>& c) {
 
 }  // namespace
 
-HostPool::HostPool(net::io_context& io, std::string host, std::string port,
-                   HttpCallerOptions options)
+HostPool::HostPool(net::io_context& io, const Endpoint& endpoint, HttpCallerOptions options)
     : io_(io),
-      host_(std::move(host)),
-      port_(std::move(port)),
+      host_(endpoint.host),
+      port_(std::to_string(endpoint.port)),
+      authority_(endpoint.Authority()),
       options_(options),
       sweep_timer_(io) {}
 

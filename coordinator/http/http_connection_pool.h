@@ -17,6 +17,7 @@
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
 
+#include "common/endpoint.h"
 #include "http/http_participant_caller.h"
 
 namespace treaty {
@@ -60,8 +61,8 @@ class PoolWaiter {
 // reuse, and closed after idle_timeout_ms. Thread-safe (mu_).
 class HostPool : public std::enable_shared_from_this<HostPool> {
  public:
-  HostPool(boost::asio::io_context& io, std::string host, std::string port,
-           HttpCallerOptions options);
+  // `endpoint` comes from ParseEndpoint (host and port already checked).
+  HostPool(boost::asio::io_context& io, const Endpoint& endpoint, HttpCallerOptions options);
 
   // Gives `waiter` a connection (posting waiter->Attach onto its strand) or
   // queues it until a slot frees.
@@ -79,6 +80,8 @@ class HostPool : public std::enable_shared_from_this<HostPool> {
   boost::asio::io_context& io() { return io_; }
   const std::string& host() const { return host_; }
   const std::string& port() const { return port_; }
+  // "host:port" (IPv6 in brackets): the Host header and error messages.
+  const std::string& authority() const { return authority_; }
 
  private:
   void ArmSweep();  // requires mu_
@@ -86,7 +89,7 @@ class HostPool : public std::enable_shared_from_this<HostPool> {
   bool Expired(const PooledConnection& c, std::chrono::steady_clock::time_point now) const;
 
   boost::asio::io_context& io_;
-  const std::string host_, port_;
+  const std::string host_, port_, authority_;
   const HttpCallerOptions options_;
   std::mutex mu_;
   std::vector<std::shared_ptr<PooledConnection>> idle_;  // guarded by mu_; most recent last

@@ -18,7 +18,10 @@
 #include <boost/beast/http.hpp>
 #include <nlohmann/json.hpp>
 
-#include "http/http_client.h"
+#include "common/endpoint.h"
+#include "common/json_input.h"
+#include "common/limits.h"
+#include "common/text.h"
 #include "http/http_connection_pool.h"
 
 namespace treaty {
@@ -32,7 +35,37 @@ using Clock = std::chrono::steady_clock;
 namespace {
 
 constexpr uint64_t kMaxResponseBodyBytes = 8 << 20;
-constexpr size_t kErrorBodyExcerpt = 200;
+
+// A header value as sent: printable ASCII only. Any other byte (CR, LF, NUL,
+// another control byte, non-ASCII; a gtid or name recovered from an old log
+// may hold one) is written as \xNN and '\' as \\, so nothing can end the
+// header line or start another.
+std::string HeaderValue(std::string_view value) {
+  static const char kHex[] = "0123456789abcdef";
+  std::string out;
+  out.reserve(value.size());
+  for (char ch : value) {
+    const auto c = static_cast<unsigned char>(ch);
+    if (c == '\\') {
+      out += "\\\\";
+    } else if (c >= 0x20 && c < 0x7f) {
+      out.push_back(ch);
+    } else {
+      out += "\\x";
+      out.push_back(kHex[c >> 4]);
+      out.push_back(kHex[c & 15]);
+    }
+  }
+  return out;
+}
+
+// Fails `done` (posted on `io`, never inline) without sending anything.
+void FailUncallable(net::io_context& io, ParticipantCaller::Callback done, std::string error) {
+  ParticipantResponse out;
+  out.outcome = CallOutcome::kUncallable;
+  out.error = std::move(error);
+  net::post(io, [done = std::move(done), out = std::move(out)] { done(out); });
+}
 
 // One participant call: waits for a connection, then resolve → connect →
 // write → read on that connection's strand. A deadline timer (own strand)
@@ -83,23 +116,23 @@ class CallState : public PoolWaiter, public std::enable_shared_from_this<CallSta
     nlohmann::ordered_json head = {{"gtid", req_.gtid}, {"branch", req_.branch}, {"op", req_.op}};
     std::string body = head.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
     std::string payload = req_.payload_json.empty() ? "null" : req_.payload_json;
-    if (!nlohmann::json::accept(payload)) payload = nlohmann::json(payload).dump();
+    if (!nlohmann::json::accept(payload)) payload = DumpJson(nlohmann::json(payload));
     body.pop_back();  // '}'
     body += ",\"payload\":" + payload;
     if (req_.one_phase) body += ",\"one_phase\":true";  // 2PC commit without prepare
     body += "}";
 
     http_req_.method(http::verb::post);
-    http_req_.target(target);
+    http_req_.target(target);  // from ParseEndpoint: printable ASCII, no space
     http_req_.version(11);
-    http_req_.set(http::field::host, pool_->host() + ":" + pool_->port());
+    http_req_.set(http::field::host, pool_->authority());
     http_req_.set(http::field::user_agent, "treaty");
     http_req_.set(http::field::content_type, "application/json");
-    http_req_.set("Treaty-Gtid", req_.gtid);
-    http_req_.set("Treaty-Branch", req_.branch);
-    http_req_.set("Treaty-Op", req_.op);
-    http_req_.set("Idempotency-Key", req_.gtid + "/" + req_.branch + "/" + req_.op);
-    if (!req_.traceparent.empty()) http_req_.set("traceparent", req_.traceparent);
+    http_req_.set("Treaty-Gtid", HeaderValue(req_.gtid));
+    http_req_.set("Treaty-Branch", HeaderValue(req_.branch));
+    http_req_.set("Treaty-Op", HeaderValue(req_.op));
+    http_req_.set("Idempotency-Key", HeaderValue(req_.gtid + "/" + req_.branch + "/" + req_.op));
+    if (!req_.traceparent.empty()) http_req_.set("traceparent", HeaderValue(req_.traceparent));
     if (req_.one_phase) http_req_.set("Treaty-One-Phase", "true");
     // HTTP/1.1 keeps alive by default, so Beast's keep_alive(true) omits the
     // header; the protocol spec asks for it explicitly.
@@ -121,7 +154,7 @@ class CallState : public PoolWaiter, public std::enable_shared_from_this<CallSta
 
   void OnConnect(const std::shared_ptr<PooledConnection>& conn, beast::error_code ec) {
     if (finished()) return Discard(conn);
-    std::string where = pool_->host() + ":" + pool_->port();
+    const std::string& where = pool_->authority();
     if (ec == beast::error::timeout) return Fail(conn, "connect to " + where + " timed out");
     if (ec) return Fail(conn, "connect to " + where + ": " + ec.message());
     conn->connected = true;
@@ -157,13 +190,15 @@ class CallState : public PoolWaiter, public std::enable_shared_from_this<CallSta
     const std::string& body = res.body();
     if (out.http_status >= 200 && out.http_status < 300) {
       out.outcome = CallOutcome::kOk;
-      auto j = nlohmann::json::parse(body, nullptr, false);
-      out.readonly_vote = j.is_object() && j.contains("vote") && j["vote"] == "readonly";
+      auto j = ParseJson(body, "the participant's answer");
+      out.readonly_vote = j.ok() && j->is_object() && j->contains("vote") &&
+                          (*j)["vote"] == "readonly";
     } else {
       out.outcome =
           out.http_status == 409 ? CallOutcome::kBusinessFailure : CallOutcome::kTransient;
       out.error = "HTTP " + std::to_string(out.http_status);
-      if (!body.empty()) out.error += ": " + body.substr(0, kErrorBodyExcerpt);
+      // The answer's text is the participant's: cut on a code point, valid UTF-8, no NUL.
+      if (!body.empty()) out.error += ": " + Excerpt(body, limits::kErrorExcerptBytes);
     }
     bool reusable = res.keep_alive() && !res.need_eof() && conn->buffer.size() == 0;
     if (!Finish(std::move(out))) return Discard(conn);
@@ -188,7 +223,7 @@ class CallState : public PoolWaiter, public std::enable_shared_from_this<CallSta
   std::string IoError(const char* what, beast::error_code ec) const {
     if (ec == beast::error::timeout)
       return "timed out after " + std::to_string(req_.timeout_ms) + " ms";
-    return std::string(what) + " " + pool_->host() + ":" + pool_->port() + ": " + ec.message();
+    return std::string(what) + " " + pool_->authority() + ": " + ec.message();
   }
 
   void Fail(const std::shared_ptr<PooledConnection>& conn, std::string error) {
@@ -257,10 +292,10 @@ struct HttpParticipantCaller::Impl {
   std::mutex mu;
   std::unordered_map<std::string, std::shared_ptr<HostPool>> pools;  // guarded by mu
 
-  std::shared_ptr<HostPool> PoolFor(const std::string& host, const std::string& port) {
+  std::shared_ptr<HostPool> PoolFor(const Endpoint& endpoint) {
     std::lock_guard<std::mutex> lock(mu);
-    auto& pool = pools[host + ":" + port];
-    if (!pool) pool = std::make_shared<HostPool>(io, host, port, options);
+    auto& pool = pools[endpoint.Authority()];
+    if (!pool) pool = std::make_shared<HostPool>(io, endpoint, options);
     return pool;
   }
 };
@@ -276,25 +311,28 @@ HttpParticipantCaller::~HttpParticipantCaller() {
 }
 
 void HttpParticipantCaller::Call(ParticipantRequest request, Callback done) {
-  auto fail_soon = [&](std::string error) {
-    ParticipantResponse out;
-    out.outcome = CallOutcome::kTransient;
-    out.error = std::move(error);
-    net::post(impl_->io, [done = std::move(done), out = std::move(out)] { done(out); });
-  };
+  auto endpoint = ParseEndpoint(request.url, "participant URL");
+  if (!endpoint.ok()) {
+    return FailUncallable(impl_->io, std::move(done),
+                          "cannot call: " + endpoint.status().message());
+  }
+  if (endpoint->scheme != "http") {
+    return FailUncallable(impl_->io, std::move(done),
+                          "cannot call: participant URL is " + endpoint->scheme +
+                              "://, and the HTTP caller serves http:// only");
+  }
   try {
-    auto url = ParseUrl(request.url);
-    if (!url.ok()) return fail_soon("bad participant URL: " + url.status().message());
-    if (url->scheme != "http") {
-      return fail_soon("unsupported scheme '" + url->scheme + "' in " + request.url +
-                       " (HttpParticipantCaller serves http:// only)");
-    }
-    auto pool = impl_->PoolFor(url->host, url->port);
+    auto pool = impl_->PoolFor(*endpoint);
     auto call = std::make_shared<CallState>(std::move(pool), std::move(request), std::move(done),
-                                            url->target);
+                                            endpoint->target);
     call->Start(impl_->options.connect_timeout_ms);
   } catch (const std::exception& e) {
-    if (done) fail_soon(std::string("participant call failed: ") + e.what());
+    // Only allocation or Asio set-up can throw here, before anything was sent.
+    if (!done) return;  // the call owns it and will answer
+    ParticipantResponse out;
+    out.outcome = CallOutcome::kTransient;
+    out.error = "participant call failed: " + ToValidUtf8(e.what());
+    net::post(impl_->io, [done = std::move(done), out = std::move(out)] { done(out); });
   }
 }
 

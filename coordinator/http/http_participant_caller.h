@@ -12,11 +12,22 @@
 // kTransient. A stale pooled connection that fails before any byte of the
 // response is read is retried once on a fresh connection.
 //
+// What goes out and comes back is made safe here, whatever the request holds
+// (a log written by an older release may hold anything):
+//  - the URL is parsed by ParseEndpoint, the one parser that also validates
+//    submissions; a URL it refuses, or one that is not http://, completes as
+//    kUncallable and nothing is sent;
+//  - every header value (Treaty-Gtid, Treaty-Branch, Treaty-Op,
+//    Idempotency-Key, traceparent) is sent as printable ASCII: any other
+//    byte is written \xNN and '\' as \\, so no CR, LF, NUL or other control
+//    byte reaches the wire (the JSON body carries the exact values);
+//  - the participant's answer text kept in `error` is an Excerpt of
+//    limits::kErrorExcerptBytes: valid UTF-8, cut on a code point, no NUL.
+//
 // Threads: Call may be invoked from any thread; `done` is posted to `io` and
 // runs on one of its threads. `io` must outlive every call in flight.
 // Destroying the caller closes idle connections; calls already started still
-// complete and invoke `done` while `io` runs. Only http:// URLs are served;
-// any other scheme (or a malformed URL) completes as kTransient with an error.
+// complete and invoke `done` while `io` runs.
 
 #include <memory>
 

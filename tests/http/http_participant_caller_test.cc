@@ -104,11 +104,11 @@ TEST_F(HttpParticipantCallerTest, ConnectionRefusedAndBadUrls) {
 
   req.url = "https://127.0.0.1:1/x";
   auto https = CallSync(req);
-  EXPECT_EQ(https.outcome, CallOutcome::kTransient);
+  EXPECT_EQ(https.outcome, CallOutcome::kUncallable);
   EXPECT_NE(https.error.find("https"), std::string::npos) << https.error;
 
   req.url = "garbage";
-  EXPECT_EQ(CallSync(req).outcome, CallOutcome::kTransient);
+  EXPECT_EQ(CallSync(req).outcome, CallOutcome::kUncallable);
 
   req.url = "http://no-such-host.invalid:80/x";
   EXPECT_EQ(CallSync(req).outcome, CallOutcome::kTransient);

@@ -260,26 +260,16 @@ TEST_F(HttpServerTest, StopClosesOpenConnections) {
   server_->Stop();  // idempotent
 }
 
-TEST(HttpClientTest, ParseUrl) {
-  auto u = ParseUrl("http://example.com:8080/a/b?c=d");
-  ASSERT_TRUE(u.ok());
-  EXPECT_EQ(u->scheme, "http");
-  EXPECT_EQ(u->host, "example.com");
-  EXPECT_EQ(u->port, "8080");
-  EXPECT_EQ(u->target, "/a/b?c=d");
-  auto d = ParseUrl("HTTP://h");
-  ASSERT_TRUE(d.ok());
-  EXPECT_EQ(d->scheme, "http");
-  EXPECT_EQ(d->port, "80");
-  EXPECT_EQ(d->target, "/");
-  auto v6 = ParseUrl("http://[::1]:9/x");
-  ASSERT_TRUE(v6.ok());
-  EXPECT_EQ(v6->host, "::1");
-  EXPECT_EQ(v6->port, "9");
-  EXPECT_FALSE(ParseUrl("nohost").ok());
-  EXPECT_FALSE(ParseUrl("http://:80/").ok());
-  EXPECT_FALSE(ParseUrl("http://h:99999/").ok());
-  EXPECT_FALSE(ParseUrl("http://h:abc/").ok());
+TEST(HttpClientTest, RefusesWhatParseEndpointRefusesAndControlBytesInHeaders) {
+  for (const char* url : {"nohost", "http://:80/", "http://h:99999/", "http://h:abc/",
+                          "http://h/a\r\nX-Injected: 1", "http://u@h/"}) {
+    auto r = HttpFetch("GET", url, "", {}, 1000);
+    ASSERT_FALSE(r.ok()) << url;
+    EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument) << url;
+  }
+  auto header = HttpFetch("GET", "http://127.0.0.1:1/x", "", {{"X-A", "v\r\nX-B: 1"}}, 1000);
+  ASSERT_FALSE(header.ok());
+  EXPECT_EQ(header.status().code(), StatusCode::kInvalidArgument);
 }
 
 TEST(HttpClientTest, FetchErrors) {
