@@ -336,9 +336,11 @@ RestCase RestRequestGenerator::Make(uint64_t index) const {
     method = "POST";
     c.kind = RestCase::Kind::kSubmitSaga;
     c.target = "/v1/sagas";
-    if (r.Chance(0.05))
+    if (r.Chance(0.05)) {
       c.target +=
           "?wait_timeout_ms=" + r.Pick(std::vector<std::string>{"%FF", "-1", "abc", "500", "0"});
+      if (!c.target.ends_with("=500")) notes.push_back("bad wait_timeout_ms");
+    }
     c.body = MutatedJson(r, ValidSaga(r, index, base), mutations, base, &notes);
   } else if (route < 45) {
     method = "POST";
