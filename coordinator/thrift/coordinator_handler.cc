@@ -3,40 +3,70 @@
 #include <future>
 #include <memory>
 
+#include <spdlog/spdlog.h>
 #include <nlohmann/json.hpp>
 
+#include "common/json_input.h"
+#include "common/text.h"
 #include "engine/two_phase_spec.h"
+#include "store/list_cursor.h"
 
 namespace treaty {
 namespace {
 
 using nlohmann::json;
 
-// The one place where a Status becomes a Thrift exception.
+// The one place where a Status becomes a Thrift exception. Messages are
+// made valid UTF-8 (they name fields, never echo bad bytes; this is a net).
 [[noreturn]] void ThrowStatus(const Status& s) {
   switch (s.code()) {
     case StatusCode::kInvalidArgument:
     case StatusCode::kTooLarge: {
       rpc::InvalidRequest e;
-      e.message = s.message();
+      e.message = ToValidUtf8(s.message());
       throw e;
     }
     case StatusCode::kNotFound: {
       rpc::NotFound e;
-      e.message = s.message();
+      e.message = ToValidUtf8(s.message());
       throw e;
     }
     case StatusCode::kConflict:
     case StatusCode::kLostOwnership: {
       rpc::Conflict e;
-      e.message = s.message();
+      e.message = ToValidUtf8(s.message());
       throw e;
     }
     default: {
       rpc::Unavailable e;
-      e.message = s.ToString();
+      e.message = ToValidUtf8(s.ToString());
       throw e;
     }
+  }
+}
+
+// Runs one handler method's body. The typed exceptions of the IDL pass
+// through; anything else (a bug) becomes Unavailable and one log line, so no
+// exception of ours reaches Thrift's processor or a worker thread.
+template <typename Body>
+void Guarded(const char* method, Body body) {
+  try {
+    body();
+  } catch (const rpc::InvalidRequest&) {
+    throw;
+  } catch (const rpc::NotFound&) {
+    throw;
+  } catch (const rpc::Conflict&) {
+    throw;
+  } catch (const rpc::Unavailable&) {
+    throw;
+  } catch (const std::exception& e) {
+    spdlog::error("thrift {}: unexpected exception: {}", method,
+                  EscapeControl(Excerpt(e.what(), 200)));
+    ThrowStatus(Status::Unavailable(std::string("internal error in ") + method));
+  } catch (...) {
+    spdlog::error("thrift {}: unexpected exception", method);
+    ThrowStatus(Status::Unavailable(std::string("internal error in ") + method));
   }
 }
 
@@ -55,13 +85,12 @@ T Await(int64_t timeout_ms, Start start) {
   return std::move(r).value();
 }
 
-// A `payload` string must hold JSON; it becomes the JSON value.
-json PayloadJson(const std::string& text, const std::string& where) {
-  json v = json::parse(text, nullptr, false);
-  if (v.is_discarded()) {
-    ThrowStatus(Status::InvalidArgument(where + "'payload' must be JSON text"));
-  }
-  return v;
+// A `payload` string must hold JSON (valid UTF-8, nesting at most
+// limits::kMaxJsonDepth); it becomes the JSON value.
+json PayloadJson(const std::string& text, const std::string& field) {
+  auto v = ParseJson(text, field);
+  if (!v.ok()) ThrowStatus(v.status());
+  return std::move(v).value();
 }
 
 json SagaJson(const rpc::SagaRequest& req) {
@@ -73,8 +102,9 @@ json SagaJson(const rpc::SagaRequest& req) {
   for (size_t i = 0; i < req.steps.size(); ++i) {
     const auto& s = req.steps[i];
     json step = {{"name", s.name}, {"action", s.action}, {"compensate", s.compensate}};
-    const std::string where = "steps[" + std::to_string(i) + "]: ";
-    if (s.__isset.payload) step["payload"] = PayloadJson(s.payload, where);
+    if (s.__isset.payload) {
+      step["payload"] = PayloadJson(s.payload, "steps[" + std::to_string(i) + "].payload");
+    }
     if (s.__isset.after) step["after"] = s.after;
     if (s.__isset.timeout_ms) step["timeout_ms"] = s.timeout_ms;
     if (s.__isset.retry_policy) {
@@ -136,129 +166,159 @@ void CoordinatorHandler::CheckAcceptsNewWork() const {
 }
 
 void CoordinatorHandler::submitSaga(rpc::TxnStatus& out, const rpc::SagaRequest& req) {
-  CheckAcceptsNewWork();
-  auto spec = ParseSagaSpec(SagaJson(req), options_.limits);
-  if (!spec.ok()) ThrowStatus(spec.status());
-  const bool wait = req.__isset.wait && req.wait;
-  FillStatus(out, Await<SubmitResult>(options_.call_timeout_ms, [&](auto done) {
-               Service()->SubmitSaga(std::move(*spec), wait, 0, std::move(done));
-             }));
+  Guarded("submitSaga", [&] {
+    CheckAcceptsNewWork();
+    // Every string is checked by the REST parser: identifiers
+    // (ValidateIdentifier), URLs (ParseEndpoint), payloads (ParseJson above).
+    auto spec = ParseSagaSpec(SagaJson(req), options_.limits);
+    if (!spec.ok()) ThrowStatus(spec.status());
+    const bool wait = req.__isset.wait && req.wait;
+    FillStatus(out, Await<SubmitResult>(options_.call_timeout_ms, [&](auto done) {
+                 Service()->SubmitSaga(std::move(*spec), wait, 0, std::move(done));
+               }));
+  });
 }
 
 void CoordinatorHandler::begin2pc(rpc::TxnStatus& out, const rpc::Begin2pcRequest& req) {
-  CheckAcceptsNewWork();
-  json body = json::object();
-  if (req.__isset.gtid) body["gtid"] = req.gtid;
-  if (req.__isset.timeout_ms) body["timeout_ms"] = req.timeout_ms;
-  if (req.__isset.one_phase) body["one_phase"] = req.one_phase;
-  TwoPhaseLimits limits;
-  limits.max_gtid_length = options_.limits.max_gtid_length;
-  auto spec = ParseTwoPhaseSpec(body, limits);
-  if (!spec.ok()) ThrowStatus(spec.status());
-  FillStatus(out, Await<SubmitResult>(options_.call_timeout_ms, [&](auto done) {
-               Service()->Begin2pc(std::move(*spec), std::move(done));
-             }));
+  Guarded("begin2pc", [&] {
+    CheckAcceptsNewWork();
+    json body = json::object();
+    if (req.__isset.gtid) body["gtid"] = req.gtid;
+    if (req.__isset.timeout_ms) body["timeout_ms"] = req.timeout_ms;
+    if (req.__isset.one_phase) body["one_phase"] = req.one_phase;
+    TwoPhaseLimits limits;
+    limits.max_gtid_length = options_.limits.max_gtid_length;
+    auto spec = ParseTwoPhaseSpec(body, limits);
+    if (!spec.ok()) ThrowStatus(spec.status());
+    FillStatus(out, Await<SubmitResult>(options_.call_timeout_ms, [&](auto done) {
+                 Service()->Begin2pc(std::move(*spec), std::move(done));
+               }));
+  });
 }
 
 void CoordinatorHandler::registerBranch(rpc::TxnStatus& out, const std::string& gtid,
                                         const rpc::Branch2pc& branch) {
-  CheckGtid(gtid, options_.limits);
-  json body = {{"name", branch.name},
-               {"prepare", branch.prepare},
-               {"commit", branch.commit},
-               {"abort", branch.abort}};
-  if (branch.__isset.payload) body["payload"] = PayloadJson(branch.payload, "");
-  if (branch.__isset.timeout_ms) body["timeout_ms"] = branch.timeout_ms;
-  TwoPhaseLimits limits;
-  limits.max_name_length = options_.limits.max_name_length;
-  auto spec = ParseBranchSpec(body, limits);
-  if (!spec.ok()) ThrowStatus(spec.status());
-  FillStatus(out, Await<SubmitResult>(options_.call_timeout_ms, [&](auto done) {
-               Service()->RegisterBranch(gtid, std::move(*spec), std::move(done));
-             }));
+  Guarded("registerBranch", [&] {
+    CheckGtid(gtid, options_.limits);
+    json body = {{"name", branch.name},
+                 {"prepare", branch.prepare},
+                 {"commit", branch.commit},
+                 {"abort", branch.abort}};
+    if (branch.__isset.payload) body["payload"] = PayloadJson(branch.payload, "'payload'");
+    if (branch.__isset.timeout_ms) body["timeout_ms"] = branch.timeout_ms;
+    TwoPhaseLimits limits;
+    limits.max_name_length = options_.limits.max_name_length;
+    auto spec = ParseBranchSpec(body, limits);
+    if (!spec.ok()) ThrowStatus(spec.status());
+    FillStatus(out, Await<SubmitResult>(options_.call_timeout_ms, [&](auto done) {
+                 Service()->RegisterBranch(gtid, std::move(*spec), std::move(done));
+               }));
+  });
 }
 
 void CoordinatorHandler::commit2pc(rpc::TxnStatus& out, const std::string& gtid) {
-  CheckGtid(gtid, options_.limits);
-  FillStatus(out, Await<SubmitResult>(options_.call_timeout_ms, [&](auto done) {
-               Service()->Commit2pc(gtid, std::move(done));
-             }));
+  Guarded("commit2pc", [&] {
+    CheckGtid(gtid, options_.limits);
+    FillStatus(out, Await<SubmitResult>(options_.call_timeout_ms, [&](auto done) {
+                 Service()->Commit2pc(gtid, std::move(done));
+               }));
+  });
 }
 
 void CoordinatorHandler::abort2pc(rpc::TxnStatus& out, const std::string& gtid) {
-  CheckGtid(gtid, options_.limits);
-  FillStatus(out, Await<SubmitResult>(options_.call_timeout_ms, [&](auto done) {
-               Service()->Abort2pc(gtid, std::move(done));
-             }));
+  Guarded("abort2pc", [&] {
+    CheckGtid(gtid, options_.limits);
+    FillStatus(out, Await<SubmitResult>(options_.call_timeout_ms, [&](auto done) {
+                 Service()->Abort2pc(gtid, std::move(done));
+               }));
+  });
 }
 
 void CoordinatorHandler::getTransaction(rpc::Transaction& out, const std::string& gtid) {
-  CheckGtid(gtid, options_.limits);
-  TxnDetail d = Await<TxnDetail>(options_.call_timeout_ms,
-                                 [&](auto done) { Service()->Get(gtid, true, std::move(done)); });
-  FillRow(out, d.txn);
-  for (const auto& b : d.branches) {
-    rpc::BranchInfo bi;
-    bi.name = b.name;
-    bi.idx = b.idx;
-    bi.state = b.state;
-    bi.attempts = b.attempts;
-    bi.last_error = b.last_error;
-    bi.next_attempt_at_ms = b.next_attempt_at_ms;
-    bi.spec = b.spec;
-    bi.updated_at_ms = b.updated_at_ms;
-    out.branches.push_back(std::move(bi));
-  }
-  for (const auto& e : d.events) {
-    rpc::TxnEvent te;
-    te.id = e.id;
-    te.at_ms = e.at_ms;
-    te.branch = e.branch;
-    te.type = e.type;
-    te.detail = e.detail;
-    out.history.push_back(std::move(te));
-  }
+  Guarded("getTransaction", [&] {
+    CheckGtid(gtid, options_.limits);
+    TxnDetail d = Await<TxnDetail>(options_.call_timeout_ms,
+                                   [&](auto done) { Service()->Get(gtid, true, std::move(done)); });
+    FillRow(out, d.txn);
+    for (const auto& b : d.branches) {
+      rpc::BranchInfo bi;
+      bi.name = b.name;
+      bi.idx = b.idx;
+      bi.state = b.state;
+      bi.attempts = b.attempts;
+      bi.last_error = b.last_error;
+      bi.next_attempt_at_ms = b.next_attempt_at_ms;
+      bi.spec = b.spec;
+      bi.updated_at_ms = b.updated_at_ms;
+      out.branches.push_back(std::move(bi));
+    }
+    for (const auto& e : d.events) {
+      rpc::TxnEvent te;
+      te.id = e.id;
+      te.at_ms = e.at_ms;
+      te.branch = e.branch;
+      te.type = e.type;
+      te.detail = e.detail;
+      out.history.push_back(std::move(te));
+    }
+  });
 }
 
 void CoordinatorHandler::listTransactions(rpc::TxnPage& out, const rpc::ListRequest& req) {
-  ListFilter f;
-  if (req.__isset.state && !req.state.empty()) f.state = req.state;
-  if (req.__isset.kind && !req.kind.empty()) {
-    if (req.kind != "saga" && req.kind != "2pc") {
-      ThrowStatus(Status::InvalidArgument("'kind' must be saga or 2pc"));
+  Guarded("listTransactions", [&] {
+    ListFilter f;
+    if (req.__isset.state && !req.state.empty()) {
+      if (auto s = ValidateIdentifier(req.state, "'state'"); !s.ok()) ThrowStatus(s);
+      f.state = req.state;
     }
-    f.kind = req.kind;
-  }
-  if (req.__isset.needs_attention) f.needs_attention = req.needs_attention;
-  if (req.__isset.limit) {
-    if (req.limit < 1 || req.limit > options_.max_list_limit) {
-      ThrowStatus(Status::InvalidArgument("'limit' must be from 1 to " +
-                                          std::to_string(options_.max_list_limit)));
+    if (req.__isset.kind && !req.kind.empty()) {
+      if (req.kind != "saga" && req.kind != "2pc") {
+        ThrowStatus(Status::InvalidArgument("'kind' must be saga or 2pc"));
+      }
+      f.kind = req.kind;
     }
-    f.limit = req.limit;
-  }
-  if (req.__isset.cursor) f.cursor = req.cursor;
-  TxnPage page = Await<TxnPage>(options_.call_timeout_ms,
-                                [&](auto done) { Service()->List(f, std::move(done)); });
-  for (const auto& row : page.items) {
-    rpc::Transaction t;
-    FillRow(t, row);
-    out.items.push_back(std::move(t));
-  }
-  out.next_cursor = page.next;
+    if (req.__isset.needs_attention) f.needs_attention = req.needs_attention;
+    if (req.__isset.limit) {
+      if (req.limit < 1 || req.limit > options_.max_list_limit) {
+        ThrowStatus(Status::InvalidArgument("'limit' must be from 1 to " +
+                                            std::to_string(options_.max_list_limit)));
+      }
+      f.limit = req.limit;
+    }
+    if (req.__isset.cursor && !req.cursor.empty()) {
+      // Exactly what a previous page returned, as in REST.
+      if (!DecodeListCursor(req.cursor).ok()) {
+        ThrowStatus(Status::InvalidArgument("'cursor' must be a next_cursor returned earlier"));
+      }
+      f.cursor = req.cursor;
+    }
+    TxnPage page = Await<TxnPage>(options_.call_timeout_ms,
+                                  [&](auto done) { Service()->List(f, std::move(done)); });
+    for (const auto& row : page.items) {
+      rpc::Transaction t;
+      FillRow(t, row);
+      out.items.push_back(std::move(t));
+    }
+    out.next_cursor = page.next;
+  });
 }
 
 void CoordinatorHandler::retryTransaction(rpc::TxnStatus& out, const std::string& gtid) {
-  CheckGtid(gtid, options_.limits);
-  FillStatus(out, Await<SubmitResult>(options_.call_timeout_ms,
-                                      [&](auto done) { Service()->Retry(gtid, std::move(done)); }));
+  Guarded("retryTransaction", [&] {
+    CheckGtid(gtid, options_.limits);
+    FillStatus(out, Await<SubmitResult>(options_.call_timeout_ms, [&](auto done) {
+                 Service()->Retry(gtid, std::move(done));
+               }));
+  });
 }
 
 void CoordinatorHandler::abortTransaction(rpc::TxnStatus& out, const std::string& gtid) {
-  CheckGtid(gtid, options_.limits);
-  FillStatus(out, Await<SubmitResult>(options_.call_timeout_ms, [&](auto done) {
-               Service()->ForceAbort(gtid, std::move(done));
-             }));
+  Guarded("abortTransaction", [&] {
+    CheckGtid(gtid, options_.limits);
+    FillStatus(out, Await<SubmitResult>(options_.call_timeout_ms, [&](auto done) {
+                 Service()->ForceAbort(gtid, std::move(done));
+               }));
+  });
 }
 
 }  // namespace treaty

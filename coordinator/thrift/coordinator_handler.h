@@ -14,7 +14,15 @@
 // Errors: every Status is turned into a typed Thrift exception in one place
 // (ThrowStatus): InvalidArgument/TooLarge -> InvalidRequest, NotFound ->
 // NotFound, Conflict/LostOwnership -> Conflict, everything else ->
-// Unavailable. Nothing else escapes a handler method.
+// Unavailable. Nothing else escapes a handler method: an unexpected
+// exception (a bug) becomes Unavailable and one error log line.
+//
+// Input rules (docs/input-rules.md): every string from Thrift is checked at
+// this boundary by the REST parsers: gtids, step and branch names by the
+// identifier rules (ValidateIdentifier), URLs by ParseEndpoint, payloads by
+// ParseJson (valid UTF-8, depth <= 64), a list cursor by DecodeListCursor.
+// A string that breaks them is InvalidRequest naming the field, whose
+// message never echoes the bytes.
 //
 // Threading: methods run on the Thrift server's worker threads and block
 // (bounded by `call_timeout_ms`) until TxnService answers; TxnService

@@ -6,13 +6,16 @@
 #include <string>
 #include <vector>
 
-#include <thrift/protocol/TBinaryProtocol.h>
 #include <thrift/transport/TBufferTransports.h>
 #include <thrift/transport/TSocket.h>
 #include <boost/asio/post.hpp>
 #include <boost/asio/thread_pool.hpp>
 
 #include "ParticipantService.h"
+#include "common/endpoint.h"
+#include "common/limits.h"
+#include "common/text.h"
+#include "thrift/thrift_limits.h"
 
 namespace treaty {
 namespace {
@@ -24,25 +27,6 @@ struct Connection {
   std::shared_ptr<at::transport::TTransport> transport;
   std::unique_ptr<rpc::ParticipantServiceClient> client;
 };
-
-// "thrift://host:port[/...]" -> host, port.
-bool ParseThriftUrl(const std::string& url, std::string* host, int* port) {
-  const std::string prefix = "thrift://";
-  if (url.rfind(prefix, 0) != 0) return false;
-  std::string hp = url.substr(prefix.size());
-  hp = hp.substr(0, hp.find('/'));
-  auto colon = hp.rfind(':');
-  if (colon == std::string::npos || colon == 0) return false;
-  try {
-    size_t used = 0;
-    *port = std::stoi(hp.substr(colon + 1), &used);
-    if (used != hp.size() - colon - 1 || *port <= 0 || *port > 65535) return false;
-  } catch (const std::exception&) {
-    return false;
-  }
-  *host = hp.substr(0, colon);
-  return true;
-}
 
 ParticipantResponse FromReply(const std::string& op, const rpc::ParticipantReply& reply) {
   ParticipantResponse r;
@@ -68,7 +52,8 @@ ParticipantResponse FromReply(const std::string& op, const rpc::ParticipantReply
       break;
   }
   if (reply.__isset.message && !reply.message.empty()) {
-    r.error += (r.error.empty() ? "" : ": ") + reply.message;
+    // The participant's text: valid UTF-8, cut on a code point.
+    r.error += (r.error.empty() ? "" : ": ") + Excerpt(reply.message, limits::kErrorExcerptBytes);
   }
   return r;
 }
@@ -109,14 +94,18 @@ struct ThriftParticipantCaller::Impl {
     if (static_cast<int>(v.size()) < options.max_idle_per_host) v.push_back(std::move(c));
   }
 
-  std::unique_ptr<Connection> Open(const std::string& host, int port) {
+  // Every connection carries the limits of thrift_limits.h: a reply that
+  // exceeds them fails the call (kTransient), it never costs more memory.
+  std::unique_ptr<Connection> Open(const Endpoint& endpoint) {
     auto c = std::make_unique<Connection>();
-    c->socket = std::make_shared<at::transport::TSocket>(host, port);
+    c->socket = std::make_shared<at::transport::TSocket>(endpoint.host, endpoint.port,
+                                                         ThriftConfiguration());
     c->socket->setConnTimeout(options.connect_timeout_ms);
     c->socket->setNoDelay(true);
-    c->transport = std::make_shared<at::transport::TFramedTransport>(c->socket);
-    auto protocol = std::make_shared<at::protocol::TBinaryProtocol>(c->transport);
-    c->client = std::make_unique<rpc::ParticipantServiceClient>(protocol);
+    c->transport =
+        std::make_shared<at::transport::TFramedTransport>(c->socket, ThriftConfiguration());
+    c->client =
+        std::make_unique<rpc::ParticipantServiceClient>(LimitedBinaryProtocol(c->transport));
     c->transport->open();
     return c;
   }
@@ -152,19 +141,21 @@ struct ThriftParticipantCaller::Impl {
 
   // Blocking; runs on the pool.
   ParticipantResponse CallNow(const ParticipantRequest& req) {
-    std::string host;
-    int port = 0;
     ParticipantResponse r;
-    if (!ParseThriftUrl(req.url, &host, &port)) {
-      r.error = "malformed thrift URL '" + req.url + "'";
+    // The one URL parser (common/endpoint.h), as at submission. A URL it
+    // refuses can never be called (kUncallable), never retried.
+    auto endpoint = ParseEndpoint(req.url, "participant URL");
+    if (!endpoint.ok() || endpoint->scheme != "thrift") {
+      r.outcome = CallOutcome::kUncallable;
+      r.error = endpoint.ok() ? "not a thrift:// URL" : endpoint.status().message();
       return r;
     }
-    const std::string key = host + ":" + std::to_string(port);
+    const std::string key = endpoint->Authority();
     for (int attempt = 0; attempt < 2; ++attempt) {
       std::unique_ptr<Connection> c = attempt == 0 ? TakeIdle(key) : nullptr;
       const bool reused = c != nullptr;
       try {
-        if (!c) c = Open(host, port);
+        if (!c) c = Open(*endpoint);
         rpc::ParticipantReply reply = Invoke(*c, req);
         r = FromReply(req.op, reply);
         GiveBack(key, std::move(c));
@@ -172,12 +163,13 @@ struct ThriftParticipantCaller::Impl {
       } catch (const at::TApplicationException& e) {
         // The participant answered with an error: the connection is fine.
         r = ParticipantResponse();
-        r.error = std::string("participant raised: ") + e.what();
+        r.error = "participant raised: " + Excerpt(e.what(), limits::kErrorExcerptBytes);
         if (c) GiveBack(key, std::move(c));
         return r;
       } catch (const std::exception& e) {
         r = ParticipantResponse();
-        r.error = std::string("thrift call to ") + key + " failed: " + e.what();
+        r.error =
+            "thrift call to " + key + " failed: " + Excerpt(e.what(), limits::kErrorExcerptBytes);
         if (c) {
           try {
             c->transport->close();

@@ -1,5 +1,6 @@
 #include "thrift/thrift_server.h"
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <future>
@@ -9,9 +10,11 @@
 #include <thrift/TOutput.h>
 #include <thrift/concurrency/ThreadFactory.h>
 #include <thrift/concurrency/ThreadManager.h>
-#include <thrift/protocol/TBinaryProtocol.h>
 #include <thrift/server/TNonblockingServer.h>
 #include <thrift/transport/TNonblockingServerSocket.h>
+
+#include "common/text.h"
+#include "thrift/thrift_limits.h"
 
 namespace treaty {
 
@@ -43,19 +46,28 @@ Status ThriftServer::Start() {
   at::GlobalOutput.setOutputFunction([](const char* msg) { spdlog::debug("thrift: {}", msg); });
   try {
     auto handler = std::make_shared<CoordinatorHandler>(m.service, m.options.handler);
-    auto processor = std::make_shared<rpc::CoordinatorServiceProcessor>(handler);
-    auto protocol = std::make_shared<at::protocol::TBinaryProtocolFactory>(
-        static_cast<int32_t>(m.options.max_frame_bytes), 0, true, true);
+    // The limits of thrift_limits.h: frames up to max_frame_bytes, each read
+    // through a FrameReader with Treaty's TConfiguration by the bounded
+    // binary protocol; a request refused by them is answered with a
+    // TApplicationException and logged, never an exit.
+    auto processor = std::make_shared<GuardedProcessor>(
+        std::make_shared<rpc::CoordinatorServiceProcessor>(handler), [](const std::string& reason) {
+          spdlog::warn("thrift: refused a request: {}", EscapeControl(Excerpt(reason, 200)));
+        });
+    auto protocol = LimitedBinaryProtocolFactory();
     m.workers = at::concurrency::ThreadManager::newSimpleThreadManager(
         static_cast<size_t>(std::max(1, m.options.worker_threads)));
     m.workers->threadFactory(std::make_shared<at::concurrency::ThreadFactory>());
     m.workers->start();
     m.socket =
         std::make_shared<at::transport::TNonblockingServerSocket>(m.options.host, m.options.port);
-    m.server =
-        std::make_unique<at::server::TNonblockingServer>(processor, protocol, m.socket, m.workers);
+    m.server = std::make_unique<at::server::TNonblockingServer>(
+        processor, LimitedServerInputTransportFactory(),
+        std::make_shared<at::transport::TTransportFactory>(), protocol, protocol, m.socket,
+        m.workers);
     m.server->setNumIOThreads(static_cast<size_t>(std::max(1, m.options.io_threads)));
-    m.server->setMaxFrameSize(m.options.max_frame_bytes);
+    m.server->setMaxFrameSize(std::min<size_t>(
+        m.options.max_frame_bytes, static_cast<size_t>(limits::kThriftMaxMessageBytes)));
   } catch (const std::exception& e) {
     m.server.reset();
     if (m.workers) m.workers->stop();

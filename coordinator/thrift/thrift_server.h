@@ -7,6 +7,13 @@
 // requests run on a pool of `worker_threads` (a slow request blocks one
 // worker, never a connection loop).
 //
+// Input limits (thrift_limits.h, docs/input-rules.md): frames up to
+// `max_frame_bytes` (at most limits::kThriftMaxMessageBytes; a larger
+// frame closes the connection), Treaty's TConfiguration and the bounded
+// binary protocol on every connection. A request refused by them, or any
+// exception out of the processor, is answered with a TApplicationException
+// and one warning log line; the connection and the server keep serving.
+//
 // Lifetime: Start() binds (port 0 picks a free one; port() tells which) and
 // starts serving on its own threads; Stop() (or the destructor) stops
 // accepting, lets the loops finish and joins them. The TxnService must

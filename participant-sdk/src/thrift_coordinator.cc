@@ -2,13 +2,14 @@
 
 #include <memory>
 
-#include <thrift/protocol/TBinaryProtocol.h>
 #include <thrift/transport/TBufferTransports.h>
 #include <thrift/transport/TSocket.h>
 #include <thrift/transport/TTransportException.h>
 #include <nlohmann/json.hpp>
 
 #include "CoordinatorService.h"
+#include "input_rules.h"
+#include "thrift/thrift_limits.h"
 
 namespace treaty_sdk_detail {
 
@@ -18,15 +19,17 @@ using nlohmann::json;
 
 namespace {
 
+// The coordinator's strings are outside input too: DumpJson cannot throw on
+// ill-formed UTF-8 (it becomes U+FFFD).
 FetchReply Answer(int http_status, const json& body) {
   FetchReply r;
   r.http_status = http_status;
-  r.body = body.dump();
+  r.body = DumpJson(body);
   return r;
 }
 
 FetchReply ErrorAnswer(int http_status, const std::string& message) {
-  return Answer(http_status, {{"error", {{"message", message}}}});
+  return Answer(http_status, {{"error", {{"message", Excerpt(message, 1024)}}}});
 }
 
 FetchReply Failed(FetchError error, const std::string& message) {
@@ -48,8 +51,9 @@ json TransactionJson(const rpc::Transaction& t) {
             {"attempts", t.attempts},
             {"created_at_ms", t.created_at_ms},
             {"updated_at_ms", t.updated_at_ms}};
-  json spec = json::parse(t.spec, nullptr, false);
-  j["spec"] = spec.is_discarded() ? json(t.spec) : spec;
+  // Depth-limited: a deep spec would overflow the stack when dumped.
+  auto spec = ParseJsonInput(t.spec, "spec");
+  j["spec"] = spec.ok() ? std::move(spec.value) : json(ToValidUtf8(t.spec));
   j["branches"] = json::array();
   for (const auto& b : t.branches) {
     j["branches"].push_back({{"name", b.name},
@@ -189,14 +193,17 @@ FetchReply ThriftFetch(const std::string& method, const std::string& url, const 
     return Failed(FetchError::kInvalidArgument, "request body is not a JSON object");
   }
   try {
-    auto socket = std::make_shared<at::transport::TSocket>(hp.substr(0, colon), port);
+    // The limits of thrift_limits.h on the answer: one that exceeds them
+    // fails the call (kUnavailable), it never costs more memory.
+    auto socket = std::make_shared<at::transport::TSocket>(hp.substr(0, colon), port,
+                                                           treaty::ThriftConfiguration());
     socket->setConnTimeout(std::min(timeout_ms, 5000));
     socket->setRecvTimeout(timeout_ms);
     socket->setSendTimeout(timeout_ms);
     socket->setNoDelay(true);
-    auto transport = std::make_shared<at::transport::TFramedTransport>(socket);
-    rpc::CoordinatorServiceClient client(
-        std::make_shared<at::protocol::TBinaryProtocol>(transport));
+    auto transport =
+        std::make_shared<at::transport::TFramedTransport>(socket, treaty::ThriftConfiguration());
+    rpc::CoordinatorServiceClient client(treaty::LimitedBinaryProtocol(transport));
     transport->open();
     FetchReply r;
     try {
@@ -213,15 +220,16 @@ FetchReply ThriftFetch(const std::string& method, const std::string& url, const 
     transport->close();
     return r;
   } catch (const json::exception& e) {
-    return Failed(FetchError::kInvalidArgument, std::string("request body: ") + e.what());
+    return Failed(FetchError::kInvalidArgument,
+                  std::string("request body: ") + Excerpt(e.what(), 200));
   } catch (const at::transport::TTransportException& e) {
     const bool timed_out = e.getType() == at::transport::TTransportException::TIMED_OUT;
     return Failed(timed_out ? FetchError::kTimedOut : FetchError::kUnavailable,
-                  url + ": " + e.what());
+                  url + ": " + Excerpt(e.what(), 200));
   } catch (const std::exception& e) {
-    // TApplicationException, protocol errors: the coordinator could not
-    // answer this call; another may.
-    return Failed(FetchError::kUnavailable, url + ": " + e.what());
+    // TApplicationException, protocol errors, a refused answer: the
+    // coordinator could not answer this call; another may.
+    return Failed(FetchError::kUnavailable, url + ": " + Excerpt(e.what(), 200));
   }
 }
 

@@ -20,6 +20,11 @@
 // kUnavailable / kTimedOut. Thrift exceptions never leave
 // thrift_coordinator.cc. Blocking, one fresh connection per call;
 // thread-safe.
+//
+// The coordinator's answer is outside input (docs/input-rules.md): read
+// under the Thrift limits of coordinator/thrift/thrift_limits.h (an answer
+// beyond them fails the call with kUnavailable), its strings made valid
+// UTF-8 and its spec parsed with the JSON depth limit.
 
 #include <string>
 

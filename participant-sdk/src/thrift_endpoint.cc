@@ -5,14 +5,16 @@
 #include <future>
 #include <thread>
 
+#include <thrift/TApplicationException.h>
 #include <thrift/TOutput.h>
 #include <thrift/concurrency/ThreadFactory.h>
 #include <thrift/concurrency/ThreadManager.h>
-#include <thrift/protocol/TBinaryProtocol.h>
 #include <thrift/server/TNonblockingServer.h>
 #include <thrift/transport/TNonblockingServerSocket.h>
 
 #include "ParticipantService.h"
+#include "input_rules.h"
+#include "thrift/thrift_limits.h"
 
 namespace treaty_sdk_detail {
 
@@ -20,6 +22,35 @@ namespace at = apache::thrift;
 namespace rpc = treaty::rpc;
 
 namespace {
+
+// As the HTTP side: a W3C traceparent is lower-case hex and dashes; anything
+// else is dropped.
+bool LooksLikeTraceparent(const std::string& value) {
+  if (value.size() < 55 || value.size() > 256) return false;
+  for (char c : value) {
+    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || c == '-')) return false;
+  }
+  return true;
+}
+
+// The call's fields under the input rules of docs/input-rules.md, as the
+// HTTP side checks them: gtid, branch and op are identifiers, the payload is
+// JSON of bounded depth, an idempotency key (when given) is the call's
+// "{gtid}/{branch}/{op}". "" when the call is acceptable, else why (naming
+// the field, never echoing its bytes).
+std::string CallError(treaty::CallContext* ctx, const rpc::ParticipantCall& c) {
+  if (std::string e = CallContextError(*ctx); !e.empty()) return e;
+  auto payload = ParseJsonInput(c.payload.empty() ? "null" : c.payload, "'payload'");
+  if (!payload.ok()) return payload.error;
+  ctx->payload = DumpJson(payload.value);
+  const std::string key = ctx->gtid + "/" + ctx->branch + "/" + ctx->op;
+  if (!c.idempotency_key.empty() && c.idempotency_key != key) {
+    return "'idempotency_key' must be \"{gtid}/{branch}/{op}\" of the call";
+  }
+  ctx->idempotency_key = key;
+  if (LooksLikeTraceparent(c.traceparent)) ctx->traceparent = c.traceparent;
+  return "";
+}
 
 // ParticipantServiceIf over the endpoint's handler: fills the call context,
 // converts the outcome to a ParticipantReply.
@@ -49,10 +80,11 @@ class ParticipantService : public rpc::ParticipantServiceIf {
     ctx.gtid = c.gtid;
     ctx.branch = c.branch;
     ctx.op = op;  // the method, whatever the call's op field says
-    ctx.payload = c.payload.empty() ? "null" : c.payload;
-    ctx.traceparent = c.traceparent;
-    ctx.idempotency_key =
-        c.idempotency_key.empty() ? c.gtid + "/" + c.branch + "/" + ctx.op : c.idempotency_key;
+    if (std::string e = CallError(&ctx, c); !e.empty()) {
+      // Answered with a TApplicationException (the generated processor
+      // writes it); the handler never sees the call.
+      throw at::TApplicationException(at::TApplicationException::UNKNOWN, "invalid request: " + e);
+    }
     ThriftOutcome r;
     try {
       r = (*handler_)(ctx);
@@ -114,17 +146,26 @@ std::string ThriftEndpoint::Start() {
   // SDK has no logger of its own. A library global.
   at::GlobalOutput.setOutputFunction([](const char*) {});
   try {
-    auto processor = std::make_shared<rpc::ParticipantServiceProcessor>(
-        std::make_shared<ParticipantService>(&m.handler));
-    auto protocol = std::make_shared<at::protocol::TBinaryProtocolFactory>();
+    // The limits of thrift_limits.h (docs/input-rules.md): frames up to
+    // kThriftMaxMessageBytes read through a FrameReader by the bounded binary
+    // protocol; a request refused by them is answered with a
+    // TApplicationException, never an exit.
+    auto processor = std::make_shared<treaty::GuardedProcessor>(
+        std::make_shared<rpc::ParticipantServiceProcessor>(
+            std::make_shared<ParticipantService>(&m.handler)),
+        nullptr);
+    auto protocol = treaty::LimitedBinaryProtocolFactory();
     m.workers = at::concurrency::ThreadManager::newSimpleThreadManager(
         static_cast<size_t>(m.handler_threads));
     m.workers->threadFactory(std::make_shared<at::concurrency::ThreadFactory>());
     m.workers->start();
     auto socket =
         std::make_shared<at::transport::TNonblockingServerSocket>(m.host, m.requested_port);
-    m.server =
-        std::make_unique<at::server::TNonblockingServer>(processor, protocol, socket, m.workers);
+    m.server = std::make_unique<at::server::TNonblockingServer>(
+        processor, treaty::LimitedServerInputTransportFactory(),
+        std::make_shared<at::transport::TTransportFactory>(), protocol, protocol, socket,
+        m.workers);
+    m.server->setMaxFrameSize(static_cast<size_t>(treaty::limits::kThriftMaxMessageBytes));
   } catch (const std::exception& e) {
     m.server.reset();
     if (m.workers) m.workers->stop();

@@ -10,6 +10,14 @@
 // it) and `handler_threads` workers that run the handler, which may block.
 // Thrift exceptions never leave thrift_endpoint.cc: a handler that throws
 // gets the RETRY outcome.
+//
+// Input rules (docs/input-rules.md): the Thrift limits of
+// coordinator/thrift/thrift_limits.h (frames up to 16 MiB, strings,
+// containers, nesting); gtid, branch and op must be identifiers and the
+// payload JSON of depth at most 64, else the call is answered with a
+// TApplicationException ("invalid request: ...") and the handler is not
+// called. A request the limits refuse is answered the same way; the server
+// keeps serving.
 
 #include <cstdint>
 #include <functional>
