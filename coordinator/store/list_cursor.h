@@ -5,7 +5,8 @@
 // page, so the next page is every row strictly after it in that order. Rows
 // that share created_at_ms are therefore neither repeated nor skipped.
 //
-// Wire form: "<created_at_ms>.<hex of gtid>" (ASCII, URL-safe).
+// Wire form: "<created_at_ms>.<hex of gtid>" (ASCII, URL-safe): the decimal
+// as std::to_string writes it, lower-case hex.
 
 #include <cstdint>
 #include <string>
@@ -20,7 +21,13 @@ struct ListCursor {
 };
 
 std::string EncodeListCursor(const ListCursor& cursor);
-// InvalidArgument for text that EncodeListCursor did not make.
+
+// Strict: accepts exactly the text EncodeListCursor makes of a cursor whose
+// gtid a store can hold and compare (1..kMaxIdentifierBytes bytes of valid
+// UTF-8 without control characters or NUL), so a decoded cursor can be bound
+// into any store's query. Anything else (no dot, signs, leading zeros,
+// upper-case or odd-length hex, an empty or ill-formed gtid):
+// InvalidArgument naming 'cursor', never echoing the text.
 [[nodiscard]] Result<ListCursor> DecodeListCursor(const std::string& text);
 
 }  // namespace treaty

@@ -44,11 +44,17 @@ class LogStore {
 
   // Applies `writes` in one database transaction. Returns one Status per
   // write, in order: OK, Conflict (create of an existing gtid), LostOwnership
-  // (update whose owner no longer matches) or NotFound (update of an unknown
-  // gtid). A failed write is skipped; the others still commit. If the
-  // database itself fails, returns Unavailable/Internal for the whole batch
-  // (nothing committed, as far as the store can tell).
-  virtual Result<std::vector<Status>> ApplyBatch(const std::vector<TxnWrite>& writes) = 0;
+  // (update whose owner no longer matches), NotFound (update of an unknown
+  // gtid) or a data error (InvalidArgument, see store/write_rules.h: the
+  // write's own data cannot be stored; retrying cannot help). A failed write
+  // is skipped; the others still commit. If the database itself fails,
+  // returns Unavailable/Internal for the whole batch (nothing committed, as
+  // far as the store can tell); never a data error for the whole batch.
+  //
+  // Every write first passes the storable-write rules (write_rules.h), here,
+  // for every engine: free text is made storable, a write with unstorable
+  // identifiers is refused alone without reaching the engine.
+  [[nodiscard]] Result<std::vector<Status>> ApplyBatch(const std::vector<TxnWrite>& writes);
 
   virtual Result<TxnDetail> GetTransaction(const std::string& gtid) = 0;
   // Same, without the (possibly long) history.
@@ -84,6 +90,12 @@ class LogStore {
   // and events, last updated before `before_ms`; at most `limit`. Returns how
   // many were deleted.
   virtual Result<int64_t> PurgeFinished(int64_t before_ms, int limit) = 0;
+
+ protected:
+  // ApplyBatch of the engine, on writes that passed the storable-write
+  // rules, with the same contract. A write the database refuses for its data
+  // fails alone with a data error.
+  virtual Result<std::vector<Status>> ApplyStorable(const std::vector<TxnWrite>& writes) = 0;
 };
 
 // Opens a store from a URI: "sqlite:PATH" (parent folder created) or a

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <iterator>
 
 namespace treaty {
 
@@ -77,7 +78,30 @@ void LogWriter::Run() {
   }
 }
 
-std::vector<Status> LogWriter::Apply(const std::vector<TxnWrite>& writes) {
+std::vector<Status> LogWriter::Apply(std::vector<TxnWrite> writes) {
+  Result<std::vector<Status>> r = ApplyWithRetries(writes);
+  if (r.ok()) return std::move(*r);
+  const Status& failure = r.status();
+  if (failure.code() == StatusCode::kUnavailable || writes.size() == 1) {
+    spdlog::error("log writer: batch of {} writes failed: {}", writes.size(), failure.ToString());
+    return std::vector<Status>(writes.size(), failure);
+  }
+  // Not the database being away: some write may fail on its own. Halve the
+  // batch so it fails alone (in submission order: first half first).
+  spdlog::warn("log writer: batch of {} writes failed, applying it in halves: {}", writes.size(),
+               failure.ToString());
+  const auto middle = writes.begin() + static_cast<std::ptrdiff_t>(writes.size() / 2);
+  std::vector<TxnWrite> second(std::make_move_iterator(middle),
+                               std::make_move_iterator(writes.end()));
+  writes.erase(middle, writes.end());
+  std::vector<Status> results = Apply(std::move(writes));
+  std::vector<Status> rest = Apply(std::move(second));
+  results.insert(results.end(), std::make_move_iterator(rest.begin()),
+                 std::make_move_iterator(rest.end()));
+  return results;
+}
+
+Result<std::vector<Status>> LogWriter::ApplyWithRetries(const std::vector<TxnWrite>& writes) {
   using Clock = std::chrono::steady_clock;
   const auto deadline = Clock::now() + std::chrono::milliseconds(options_.retry_for_ms);
   int64_t backoff_ms = kInitialBackoffMs;
@@ -95,12 +119,9 @@ std::vector<Status> LogWriter::Apply(const std::vector<TxnWrite>& writes) {
           failure);
     }
     if (options_.health) options_.health->Report(failure);
-    if (applied) return std::move(*r);
+    if (applied) return r;
     const auto now = Clock::now();
-    if (failure.code() != StatusCode::kUnavailable || now >= deadline) {
-      spdlog::error("log writer: batch of {} writes failed: {}", writes.size(), failure.ToString());
-      return std::vector<Status>(writes.size(), failure);
-    }
+    if (failure.code() != StatusCode::kUnavailable || now >= deadline) return failure;
     spdlog::warn("log writer: batch of {} writes failed, retrying in {} ms: {}", writes.size(),
                  backoff_ms, failure.ToString());
     const auto wake = std::min(now + std::chrono::milliseconds(backoff_ms), deadline);

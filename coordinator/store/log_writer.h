@@ -11,9 +11,16 @@
 // When the whole batch fails with Unavailable (database down, fail-over in
 // progress) the batch is retried with capped exponential backoff (10 ms
 // doubling to 1 s) until `retry_for_ms` has passed since its first attempt;
-// then every write of the batch fails with Unavailable. Any other whole-batch
-// failure (Internal) fails every write at once. Writes are applied in
+// then every write of the batch fails with Unavailable. Writes are applied in
 // submission order; a retried batch keeps later writes waiting behind it.
+//
+// Poison-pill isolation: a write fails only because of itself. The store
+// answers a write whose data it cannot hold with a data error for that write
+// alone (store/write_rules.h). Should a batch of several writes still fail as
+// a whole with anything but Unavailable (a data error the engine could not
+// pin on one write, Internal), it is split in halves, each applied (and
+// split) again, so only the writes that fail on their own get that Status.
+// A data error is never retried.
 //
 // Threading: callbacks run ON THE WRITER THREAD and must not block (post the
 // result to the caller's executor/strand instead); they must not call Stop().
@@ -73,8 +80,11 @@ class LogWriter {
   };
 
   void Run();
-  // Applies one batch with retries and returns one Status per write.
-  std::vector<Status> Apply(const std::vector<TxnWrite>& writes);
+  // Applies one batch with retries (and halving, see above) and returns one
+  // Status per write.
+  std::vector<Status> Apply(std::vector<TxnWrite> writes);
+  // One batch with retries while Unavailable; the whole-batch failure, if any.
+  Result<std::vector<Status>> ApplyWithRetries(const std::vector<TxnWrite>& writes);
 
   LogStore* const store_;
   const LogWriterOptions options_;

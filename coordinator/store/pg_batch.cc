@@ -2,45 +2,121 @@
 
 #include <map>
 #include <set>
+#include <string>
 
+#include <nlohmann/json.hpp>
+
+#include "common/json_input.h"
 #include "store/pg_rows.h"
 
 namespace treaty::pg {
 
-void ArrayLiteral::Sep() {
-  if (n_++ > 0) text_ += ',';
+namespace {
+
+using nlohmann::json;
+
+template <typename T>
+json OrNull(const std::optional<T>& v) {
+  return v ? json(*v) : json(nullptr);
 }
 
-void ArrayLiteral::Add(const std::string& s) {
-  Sep();
-  text_ += '"';
-  for (char c : s) {
-    if (c == '"' || c == '\\') text_ += '\\';
-    text_ += c;
+// Runs `sql`, whose only parameter $1 is `rows` as JSON text. The writes
+// passed the storable-write rules (valid UTF-8, no NUL), so DumpJson keeps
+// every string as it is; json_to_recordset turns \u escapes back into text.
+pqxx::result ExecRows(pqxx::transaction_base& tx, const std::string& sql, const json& rows) {
+  return tx.exec_params(sql, DumpJson(rows));
+}
+
+// Inserts every create; returns the gtids actually inserted.
+std::set<std::string> InsertCreates(pqxx::transaction_base& tx,
+                                    const std::vector<const TxnWrite*>& creates) {
+  json rows = json::array();
+  for (const TxnWrite* w : creates) {
+    const TxnRow& c = *w->create;
+    const int64_t created_ms = c.created_at_ms ? c.created_at_ms : w->now_ms;
+    rows.push_back({{"gtid", w->gtid},
+                    {"kind", c.kind},
+                    {"state", c.state},
+                    {"spec", c.spec},
+                    {"deadline_ms", c.deadline_ms},
+                    {"owner", c.owner.empty() ? w->owner : c.owner},
+                    {"next_at", c.next_attempt_at_ms},
+                    {"attempts", c.attempts},
+                    {"na", c.needs_attention},
+                    {"version", c.version},
+                    {"created", created_ms},
+                    {"updated", c.updated_at_ms ? c.updated_at_ms : created_ms}});
   }
-  text_ += '"';
+  pqxx::result r = ExecRows(
+      tx,
+      "INSERT INTO transactions (gtid, kind, state, spec, deadline_ms, owner, next_attempt_at_ms, "
+      "attempts, needs_attention, version, created_at_ms, updated_at_ms) "
+      "SELECT u.gtid, u.kind, u.state, u.spec, u.deadline_ms, NULLIF(u.owner, ''), u.next_at, "
+      "u.attempts, u.na, u.version, COALESCE(NULLIF(u.created, 0), " +
+          kNow + "), COALESCE(NULLIF(u.updated, 0), NULLIF(u.created, 0), " + kNow +
+          ") FROM json_to_recordset($1::json) AS u(gtid text, kind text, state text, spec text, "
+          "deadline_ms bigint, owner text, next_at bigint, attempts integer, na boolean, "
+          "version bigint, created bigint, updated bigint) "
+          "ON CONFLICT (gtid) DO NOTHING RETURNING gtid",
+      rows);
+  std::set<std::string> inserted;
+  for (const auto& row : r) inserted.insert(row[0].as<std::string>());
+  return inserted;
 }
 
-void ArrayLiteral::Add(const std::optional<std::string>& s) { s ? Add(*s) : AddNull(); }
-
-void ArrayLiteral::Add(int64_t v) {
-  Sep();
-  text_ += std::to_string(v);
+// Applies every fenced update; returns the gtids whose update matched.
+std::set<std::string> UpdateTransactions(pqxx::transaction_base& tx,
+                                         const std::vector<const TxnWrite*>& updates) {
+  json rows = json::array();
+  for (const TxnWrite* w : updates) {
+    rows.push_back({{"gtid", w->gtid},
+                    {"owner", w->owner},
+                    {"state", OrNull(w->state)},
+                    {"na", OrNull(w->needs_attention)},
+                    {"next_at", OrNull(w->next_attempt_at_ms)},
+                    {"attempts", OrNull(w->attempts)},
+                    {"deadline", OrNull(w->deadline_ms)},
+                    {"release", w->release_owner},
+                    {"now", w->now_ms}});
+  }
+  pqxx::result r = ExecRows(
+      tx,
+      "UPDATE transactions t SET state = COALESCE(u.state, t.state), needs_attention = "
+      "COALESCE(u.na, t.needs_attention), next_attempt_at_ms = COALESCE(u.next_at, "
+      "t.next_attempt_at_ms), attempts = COALESCE(u.attempts, t.attempts), deadline_ms = "
+      "COALESCE(u.deadline, t.deadline_ms), owner = CASE WHEN u.release THEN NULL ELSE t.owner "
+      "END, version = t.version + 1, updated_at_ms = COALESCE(NULLIF(u.now, 0), " +
+          kNow +
+          ") FROM json_to_recordset($1::json) AS u(gtid text, owner text, state text, "
+          "na boolean, next_at bigint, attempts integer, deadline bigint, release boolean, "
+          "now bigint) WHERE t.gtid = u.gtid AND t.owner = u.owner RETURNING t.gtid",
+      rows);
+  std::set<std::string> matched;
+  for (const auto& row : r) matched.insert(row[0].as<std::string>());
+  return matched;
 }
 
-void ArrayLiteral::Add(const std::optional<int64_t>& v) { v ? Add(*v) : AddNull(); }
-
-void ArrayLiteral::Add(bool v) {
-  Sep();
-  text_ += v ? "t" : "f";
+// Which of `gtids` exist.
+std::set<std::string> Existing(pqxx::transaction_base& tx, const json& gtids) {
+  std::set<std::string> existing;
+  for (const auto& row : ExecRows(tx,
+                                  "SELECT t.gtid FROM transactions t JOIN "
+                                  "json_array_elements_text($1::json) AS m(gtid) USING (gtid)",
+                                  gtids)) {
+    existing.insert(row[0].as<std::string>());
+  }
+  return existing;
 }
 
-void ArrayLiteral::Add(const std::optional<bool>& v) { v ? Add(*v) : AddNull(); }
+// A branch's updates within one batch, merged (later wins).
+struct MergedUpdate {
+  std::optional<std::string> state, last_error;
+  std::optional<int> attempts;
+  std::optional<int64_t> next_at;
+  int64_t now = 0;
+};
 
-void ArrayLiteral::AddNull() {
-  Sep();
-  text_ += "NULL";
-}
+}  // namespace
 
 bool SetBasedEligible(const std::vector<TxnWrite>& writes) {
   std::set<std::string> gtids;
@@ -51,92 +127,6 @@ bool SetBasedEligible(const std::vector<TxnWrite>& writes) {
   }
   return true;
 }
-
-namespace {
-
-std::optional<int64_t> OptInt(const std::optional<int>& v) {
-  return v ? std::optional<int64_t>(*v) : std::nullopt;
-}
-
-// Inserts every create; returns the gtids actually inserted.
-std::set<std::string> InsertCreates(pqxx::transaction_base& tx,
-                                    const std::vector<const TxnWrite*>& creates) {
-  ArrayLiteral gtid, kind, state, spec, deadline, owner, next_at, attempts, na, version, created,
-      updated;
-  for (const TxnWrite* w : creates) {
-    const TxnRow& c = *w->create;
-    const int64_t created_ms = c.created_at_ms ? c.created_at_ms : w->now_ms;
-    gtid.Add(w->gtid);
-    kind.Add(c.kind);
-    state.Add(c.state);
-    spec.Add(c.spec);
-    deadline.Add(c.deadline_ms);
-    owner.Add(c.owner.empty() ? w->owner : c.owner);
-    next_at.Add(c.next_attempt_at_ms);
-    attempts.Add(static_cast<int64_t>(c.attempts));
-    na.Add(c.needs_attention);
-    version.Add(c.version);
-    created.Add(created_ms);
-    updated.Add(c.updated_at_ms ? c.updated_at_ms : created_ms);
-  }
-  pqxx::result r = tx.exec_params(
-      "INSERT INTO transactions (gtid, kind, state, spec, deadline_ms, owner, next_attempt_at_ms, "
-      "attempts, needs_attention, version, created_at_ms, updated_at_ms) "
-      "SELECT u.gtid, u.kind, u.state, u.spec, u.deadline_ms, NULLIF(u.owner, ''), u.next_at, "
-      "u.attempts, u.na, u.version, COALESCE(NULLIF(u.created, 0), " +
-          kNow +
-          "), "
-          "COALESCE(NULLIF(u.updated, 0), NULLIF(u.created, 0), " +
-          kNow +
-          ") "
-          "FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::text[], "
-          "$7::bigint[], $8::integer[], $9::boolean[], $10::bigint[], $11::bigint[], "
-          "$12::bigint[]) "
-          "AS u(gtid, kind, state, spec, deadline_ms, owner, next_at, attempts, na, version, "
-          "created, "
-          "updated) ON CONFLICT (gtid) DO NOTHING RETURNING gtid",
-      gtid.str(), kind.str(), state.str(), spec.str(), deadline.str(), owner.str(), next_at.str(),
-      attempts.str(), na.str(), version.str(), created.str(), updated.str());
-  std::set<std::string> inserted;
-  for (const auto& row : r) inserted.insert(row[0].as<std::string>());
-  return inserted;
-}
-
-// Applies every fenced update; returns the gtids whose update matched.
-std::set<std::string> UpdateTransactions(pqxx::transaction_base& tx,
-                                         const std::vector<const TxnWrite*>& updates) {
-  ArrayLiteral gtid, owner, state, na, next_at, attempts, deadline, release, now;
-  for (const TxnWrite* w : updates) {
-    gtid.Add(w->gtid);
-    owner.Add(w->owner);
-    state.Add(w->state);
-    na.Add(w->needs_attention);
-    next_at.Add(w->next_attempt_at_ms);
-    attempts.Add(OptInt(w->attempts));
-    deadline.Add(w->deadline_ms);
-    release.Add(w->release_owner);
-    now.Add(w->now_ms);
-  }
-  pqxx::result r = tx.exec_params(
-      "UPDATE transactions t SET state = COALESCE(u.state, t.state), needs_attention = "
-      "COALESCE(u.na, t.needs_attention), next_attempt_at_ms = COALESCE(u.next_at, "
-      "t.next_attempt_at_ms), attempts = COALESCE(u.attempts, t.attempts), deadline_ms = "
-      "COALESCE(u.deadline, t.deadline_ms), owner = CASE WHEN u.release THEN NULL ELSE t.owner "
-      "END, version = t.version + 1, updated_at_ms = COALESCE(NULLIF(u.now, 0), " +
-          kNow +
-          ") "
-          "FROM unnest($1::text[], $2::text[], $3::text[], $4::boolean[], $5::bigint[], "
-          "$6::integer[], $7::bigint[], $8::boolean[], $9::bigint[]) "
-          "AS u(gtid, owner, state, na, next_at, attempts, deadline, release, now) "
-          "WHERE t.gtid = u.gtid AND t.owner = u.owner RETURNING t.gtid",
-      gtid.str(), owner.str(), state.str(), na.str(), next_at.str(), attempts.str(), deadline.str(),
-      release.str(), now.str());
-  std::set<std::string> matched;
-  for (const auto& row : r) matched.insert(row[0].as<std::string>());
-  return matched;
-}
-
-}  // namespace
 
 std::optional<std::vector<Status>> ApplySetBased(pqxx::transaction_base& tx,
                                                  const std::vector<TxnWrite>& writes) {
@@ -149,46 +139,33 @@ std::optional<std::vector<Status>> ApplySetBased(pqxx::transaction_base& tx,
   ok.insert(updated.begin(), updated.end());
 
   // Why did the unmatched updates fail: gone, or owned by someone else?
-  std::set<std::string> existing;
-  ArrayLiteral missing;
+  json missing = json::array();
   for (const TxnWrite* w : updates) {
-    if (!ok.count(w->gtid)) missing.Add(w->gtid);
+    if (!ok.count(w->gtid)) missing.push_back(w->gtid);
   }
-  if (missing.size() > 0) {
-    for (const auto& row : tx.exec_params(
-             "SELECT gtid FROM transactions WHERE gtid = ANY($1::text[])", missing.str())) {
-      existing.insert(row[0].as<std::string>());
-    }
-  }
+  const std::set<std::string> existing =
+      missing.empty() ? std::set<std::string>() : Existing(tx, missing);
 
-  // Branches of the creates that went in.
-  ArrayLiteral bg, bn, bi, bs, ba, be, bx, bsp, bu;
-  size_t new_branches = 0;
-  // Branch updates of the writes that went in, merged per branch (later wins).
-  struct Merged {
-    std::optional<std::string> state, last_error;
-    std::optional<int> attempts;
-    std::optional<int64_t> next_at;
-    int64_t now = 0;
-  };
-  std::map<std::pair<std::string, std::string>, Merged> merged;
-  ArrayLiteral eg, eb, et, ed, ea;
+  // Branches of the creates that went in, branch updates of the writes that
+  // went in (merged per branch), and their events in order.
+  json branches = json::array();
+  std::map<std::pair<std::string, std::string>, MergedUpdate> merged;
+  json events = json::array();
   for (const TxnWrite& w : writes) {
     if (!ok.count(w.gtid)) continue;
     for (const BranchRow& b : w.new_branches) {
-      ++new_branches;
-      bg.Add(w.gtid);
-      bn.Add(b.name);
-      bi.Add(static_cast<int64_t>(b.idx));
-      bs.Add(b.state);
-      ba.Add(static_cast<int64_t>(b.attempts));
-      be.Add(b.last_error);
-      bx.Add(b.next_attempt_at_ms);
-      bsp.Add(b.spec);
-      bu.Add(b.updated_at_ms ? b.updated_at_ms : w.now_ms);
+      branches.push_back({{"gtid", w.gtid},
+                          {"name", b.name},
+                          {"idx", b.idx},
+                          {"state", b.state},
+                          {"attempts", b.attempts},
+                          {"last_error", b.last_error},
+                          {"next_at", b.next_attempt_at_ms},
+                          {"spec", b.spec},
+                          {"updated", b.updated_at_ms ? b.updated_at_ms : w.now_ms}});
     }
     for (const BranchUpdate& u : w.branch_updates) {
-      Merged& m = merged[{w.gtid, u.name}];
+      MergedUpdate& m = merged[{w.gtid, u.name}];
       if (u.state) m.state = u.state;
       if (u.attempts) m.attempts = u.attempts;
       if (u.last_error) m.last_error = u.last_error;
@@ -196,61 +173,58 @@ std::optional<std::vector<Status>> ApplySetBased(pqxx::transaction_base& tx,
       m.now = w.now_ms;
     }
     for (const EventRow& e : w.events) {
-      eg.Add(w.gtid);
-      eb.Add(e.branch);
-      et.Add(e.type);
-      ed.Add(e.detail);
-      ea.Add(e.at_ms ? e.at_ms : w.now_ms);
+      events.push_back({{"n", events.size()},
+                        {"gtid", w.gtid},
+                        {"branch", e.branch},
+                        {"type", e.type},
+                        {"detail", e.detail},
+                        {"at", e.at_ms ? e.at_ms : w.now_ms}});
     }
   }
-  if (new_branches > 0) {
-    pqxx::result r = tx.exec_params(
+  if (!branches.empty()) {
+    pqxx::result r = ExecRows(
+        tx,
         "INSERT INTO branches (gtid, name, idx, state, attempts, last_error, next_attempt_at_ms, "
         "spec, updated_at_ms) SELECT u.gtid, u.name, u.idx, u.state, u.attempts, u.last_error, "
         "u.next_at, u.spec, COALESCE(NULLIF(u.updated, 0), " +
             kNow +
-            ") "
-            "FROM unnest($1::text[], $2::text[], $3::integer[], $4::text[], $5::integer[], "
-            "$6::text[], $7::bigint[], $8::text[], $9::bigint[]) "
-            "AS u(gtid, name, idx, state, attempts, last_error, next_at, spec, updated) "
-            "ON CONFLICT (gtid, name) DO NOTHING",
-        bg.str(), bn.str(), bi.str(), bs.str(), ba.str(), be.str(), bx.str(), bsp.str(), bu.str());
-    if (static_cast<size_t>(r.affected_rows()) != new_branches) return std::nullopt;
+            ") FROM json_to_recordset($1::json) AS u(gtid text, name text, idx integer, "
+            "state text, attempts integer, last_error text, next_at bigint, spec text, "
+            "updated bigint) ON CONFLICT (gtid, name) DO NOTHING",
+        branches);
+    if (static_cast<size_t>(r.affected_rows()) != branches.size()) return std::nullopt;
   }
   if (!merged.empty()) {
-    ArrayLiteral ug, un, us, uatt, ue, ux, unow;
+    json rows = json::array();
     for (const auto& [key, m] : merged) {
-      ug.Add(key.first);
-      un.Add(key.second);
-      us.Add(m.state);
-      uatt.Add(OptInt(m.attempts));
-      ue.Add(m.last_error);
-      ux.Add(m.next_at);
-      unow.Add(m.now);
+      rows.push_back({{"gtid", key.first},
+                      {"name", key.second},
+                      {"state", OrNull(m.state)},
+                      {"attempts", OrNull(m.attempts)},
+                      {"last_error", OrNull(m.last_error)},
+                      {"next_at", OrNull(m.next_at)},
+                      {"now", m.now}});
     }
-    pqxx::result r = tx.exec_params(
+    pqxx::result r = ExecRows(
+        tx,
         "UPDATE branches b SET state = COALESCE(u.state, b.state), attempts = COALESCE(u.attempts, "
         "b.attempts), last_error = COALESCE(u.last_error, b.last_error), next_attempt_at_ms = "
         "COALESCE(u.next_at, b.next_attempt_at_ms), updated_at_ms = COALESCE(NULLIF(u.now, 0), " +
             kNow +
-            ") "
-            "FROM unnest($1::text[], $2::text[], $3::text[], $4::integer[], $5::text[], "
-            "$6::bigint[], "
-            "$7::bigint[]) AS u(gtid, name, state, attempts, last_error, next_at, now) "
+            ") FROM json_to_recordset($1::json) AS u(gtid text, name text, state text, "
+            "attempts integer, last_error text, next_at bigint, now bigint) "
             "WHERE b.gtid = u.gtid AND b.name = u.name",
-        ug.str(), un.str(), us.str(), uatt.str(), ue.str(), ux.str(), unow.str());
+        rows);
     if (static_cast<size_t>(r.affected_rows()) != merged.size()) return std::nullopt;
   }
-  if (eg.size() > 0) {
-    tx.exec_params(
-        "INSERT INTO events (gtid, branch, type, detail, at_ms) SELECT u.gtid, u.branch, u.type, "
-        "u.detail, COALESCE(NULLIF(u.at, 0), " +
-            kNow +
-            ") FROM unnest($1::text[], $2::text[], "
-            "$3::text[], $4::text[], $5::bigint[]) WITH ORDINALITY AS u(gtid, branch, type, "
-            "detail, at, n) "
-            "ORDER BY u.n",
-        eg.str(), eb.str(), et.str(), ed.str(), ea.str());
+  if (!events.empty()) {
+    ExecRows(tx,
+             "INSERT INTO events (gtid, branch, type, detail, at_ms) SELECT u.gtid, u.branch, "
+             "u.type, u.detail, COALESCE(NULLIF(u.at, 0), " +
+                 kNow +
+                 ") FROM json_to_recordset($1::json) AS u(n bigint, gtid text, branch text, "
+                 "type text, detail text, at bigint) ORDER BY u.n",
+             events);
   }
 
   std::vector<Status> results;

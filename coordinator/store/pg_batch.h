@@ -1,13 +1,16 @@
 #pragma once
 
 // Set-based group commit for PgLogStore: applies a whole batch of TxnWrites
-// with a fixed handful of statements (one INSERT ... SELECT FROM unnest(...)
-// or UPDATE ... FROM unnest(...) per table) instead of several round trips
-// per write, so a batch of hundreds of writes costs about six round trips.
+// with a fixed handful of statements (one INSERT ... SELECT or UPDATE ...
+// FROM per table) instead of several round trips per write, so a batch of
+// hundreds of writes costs about six round trips.
+//
+// Every value is bound: each statement takes ONE parameter, a JSON array of
+// row objects (built with nlohmann, never by hand) that the SQL expands with
+// json_to_recordset. No SQL text is assembled from data.
 // Private to treaty_store (includes libpqxx).
 
 #include <optional>
-#include <string>
 #include <vector>
 
 #include <pqxx/pqxx>
@@ -26,27 +29,10 @@ bool SetBasedEligible(const std::vector<TxnWrite>& writes);
 // the same meaning as the per-write path. Returns nullopt when a write turned
 // out to need per-write handling (a branch that exists already or is
 // missing): the caller must roll `tx` back and use the per-write path.
-// Database errors are thrown as libpqxx exceptions.
+// Database errors are thrown as libpqxx exceptions; a write whose data the
+// database refuses fails the whole statement (a data error, see
+// PgErrorStatus): the caller rolls back and applies write by write.
 std::optional<std::vector<Status>> ApplySetBased(pqxx::transaction_base& tx,
                                                  const std::vector<TxnWrite>& writes);
-
-// A PostgreSQL array literal ("{...}") built element by element.
-class ArrayLiteral {
- public:
-  void Add(const std::string& s);
-  void Add(const std::optional<std::string>& s);
-  void Add(int64_t v);
-  void Add(const std::optional<int64_t>& v);
-  void Add(bool v);
-  void Add(const std::optional<bool>& v);
-  void AddNull();
-  std::string str() const { return "{" + text_ + "}"; }
-  size_t size() const { return n_; }
-
- private:
-  void Sep();
-  std::string text_;
-  size_t n_ = 0;
-};
 
 }  // namespace treaty::pg

@@ -5,6 +5,9 @@
 
 #include <spdlog/spdlog.h>
 
+#include "common/text.h"
+#include "store/write_rules.h"
+
 namespace treaty {
 
 namespace {
@@ -103,7 +106,7 @@ Status PgConnectionPool::Run(const char* what, const Body& body) {
   bool drop = false;
   Status status;
   const auto fail = [&](StatusCode code, const std::string& msg) {
-    status = Status(code, std::string(what) + ": " + msg);
+    status = Status(code, std::string(what) + ": " + Excerpt(msg, 512));
   };
   try {
     Status refused;
@@ -118,15 +121,8 @@ Status PgConnectionPool::Run(const char* what, const Body& body) {
     drop = true;
     fail(StatusCode::kUnavailable, std::string("commit outcome unknown: ") + e.what());
   } catch (const pqxx::sql_error& e) {
-    const std::string& state = e.sqlstate();
-    drop = MayBreakConnection(state);
-    if (IsTransient(state)) {
-      fail(StatusCode::kUnavailable, e.what());
-    } else if (state.rfind("23", 0) == 0) {
-      fail(StatusCode::kConflict, e.what());
-    } else {
-      fail(StatusCode::kInternal, "[" + state + "] " + e.what());
-    }
+    drop = MayBreakConnection(e.sqlstate());
+    status = PgErrorStatus(what, e.sqlstate(), e.what());
   } catch (const std::exception& e) {  // pqxx::usage_error, conversion errors, bad_alloc
     drop = true;
     fail(StatusCode::kInternal, e.what());
@@ -143,19 +139,15 @@ Status PgConnectionPool::Run(const char* what, const Body& body) {
   return status;
 }
 
-std::string PgTextArray(const std::vector<std::string>& items) {
-  std::string out = "{";
-  for (size_t i = 0; i < items.size(); ++i) {
-    if (i) out.push_back(',');
-    out.push_back('"');
-    for (char c : items[i]) {
-      if (c == '"' || c == '\\') out.push_back('\\');
-      out.push_back(c);
-    }
-    out.push_back('"');
-  }
-  out.push_back('}');
-  return out;
+Status PgErrorStatus(const char* what, const std::string& sqlstate, const std::string& message) {
+  constexpr size_t kMaxMessageBytes = 512;
+  const std::string text =
+      std::string(what) + ": [" + sqlstate + "] " + Excerpt(message, kMaxMessageBytes);
+  const std::string cls = sqlstate.substr(0, 2);
+  if (IsTransient(sqlstate)) return Status::Unavailable(text);
+  if (sqlstate == "23505") return Status::Conflict(text);
+  if (cls == "22" || cls == "23" || cls == "54") return DataError(text);
+  return Status::Internal(text);
 }
 
 }  // namespace treaty

@@ -54,8 +54,9 @@ class PgConnectionPool {
   // exception thrown inside is caught here: broken connections and server
   // shutdown/overload/serialization failures -> Unavailable (connection
   // dropped when it may be unusable; also, without trying, while the
-  // reconnect backoff window is open), integrity violations -> Conflict,
-  // anything else -> Internal. `what` names the operation in messages.
+  // reconnect backoff window is open), other SQL errors as PgErrorStatus
+  // maps them, anything else -> Internal. `what` names the operation in
+  // messages.
   // Blocks on database I/O and while all connections are busy.
   [[nodiscard]] Status Run(const char* what, const Body& body);
 
@@ -91,7 +92,18 @@ class PgConnectionPool {
   int64_t reconnect_backoff_ms_ = 0;                     // guarded by mu_; 0: no failure yet
 };
 
-// PostgreSQL array literal of `items` for a `$n::text[]` parameter.
-std::string PgTextArray(const std::vector<std::string>& items);
+// The Status of a PostgreSQL error, by SQLSTATE (the one mapping, also used
+// where a batch catches the failure of one write):
+//  - classes 08, 57, 53, 40 and 25006 (connection, shutdown, resources,
+//    serialization, read-only fail-over) -> Unavailable: retrying may help;
+//  - 23505 unique violation -> Conflict;
+//  - classes 22 (data exception, e.g. invalid UTF-8), 23 (other integrity
+//    violations) and 54 (program limits, e.g. an index row too large) -> a
+//    data error (store/write_rules.h): the statement's data is wrong,
+//    retrying cannot help;
+//  - anything else -> Internal.
+// The message names `what`, the SQLSTATE and a valid-UTF-8 excerpt of
+// `message`.
+Status PgErrorStatus(const char* what, const std::string& sqlstate, const std::string& message);
 
 }  // namespace treaty

@@ -1,11 +1,13 @@
 #include "store/pg_log_store.h"
 
+#include <optional>
 #include <set>
 
 #include "store/migrations.h"
 #include "store/pg_batch.h"
 #include "store/pg_connection_pool.h"
 #include "store/pg_rows.h"
+#include "store/write_rules.h"
 
 namespace treaty {
 
@@ -92,6 +94,20 @@ Status ApplyOne(pqxx::transaction_base& tx, const TxnWrite& w) {
   return Status::Ok();
 }
 
+// ApplyOne, with the database refusing this write's data (a data error, or
+// an unexpected unique violation) answered as this write's Status instead of
+// failing the batch. The caller must then roll the write back (its savepoint,
+// or the whole transaction).
+Status ApplyIsolated(pqxx::transaction_base& tx, const TxnWrite& w) {
+  try {
+    return ApplyOne(tx, w);
+  } catch (const pqxx::sql_error& e) {
+    Status s = PgErrorStatus("write", e.sqlstate(), e.what());
+    if (IsDataError(s) || s.code() == StatusCode::kConflict) return s;
+    throw;
+  }
+}
+
 }  // namespace
 
 PgLogStore::PgLogStore(std::unique_ptr<PgConnectionPool> pool) : pool_(std::move(pool)) {}
@@ -156,14 +172,20 @@ Status PgLogStore::CheckReady() {
   });
 }
 
-Result<std::vector<Status>> PgLogStore::ApplyBatch(const std::vector<TxnWrite>& writes) {
+Result<std::vector<Status>> PgLogStore::ApplyStorable(const std::vector<TxnWrite>& writes) {
   return pool_->Get<std::vector<Status>>("apply batch", [&](pqxx::connection& c,
                                                             std::vector<Status>* results) {
     if (writes.size() > 1 && pg::SetBasedEligible(writes)) {
-      pqxx::work tx(c);
-      auto set_based = pg::ApplySetBased(tx, writes);
+      std::optional<std::vector<Status>> set_based;
+      try {
+        pqxx::work tx(c);
+        set_based = pg::ApplySetBased(tx, writes);
+        if (set_based) tx.commit();
+      } catch (const pqxx::sql_error& e) {
+        // Some write's data was refused: find it write by write below.
+        if (!IsDataError(PgErrorStatus("apply batch", e.sqlstate(), e.what()))) throw;
+      }
       if (set_based) {
-        tx.commit();
         *results = std::move(*set_based);
         return Status::Ok();
       }
@@ -173,7 +195,7 @@ Result<std::vector<Status>> PgLogStore::ApplyBatch(const std::vector<TxnWrite>& 
     if (writes.size() == 1) {
       // No savepoint needed: a failed write rolls the whole
       // transaction back.
-      Status ws = ApplyOne(tx, writes[0]);
+      Status ws = ApplyIsolated(tx, writes[0]);
       if (IsDatabaseFailure(ws)) return ws;
       if (ws.ok()) tx.commit();
       results->push_back(std::move(ws));
@@ -184,7 +206,7 @@ Result<std::vector<Status>> PgLogStore::ApplyBatch(const std::vector<TxnWrite>& 
     // would not undo a write that failed half-way.
     for (const TxnWrite& w : writes) {
       tx.exec("SAVEPOINT treaty_write");
-      Status ws = ApplyOne(tx, w);
+      Status ws = ApplyIsolated(tx, w);
       if (IsDatabaseFailure(ws)) return ws;
       tx.exec(ws.ok() ? "RELEASE SAVEPOINT treaty_write" : "ROLLBACK TO SAVEPOINT treaty_write");
       results->push_back(std::move(ws));

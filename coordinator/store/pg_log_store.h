@@ -42,7 +42,6 @@ class PgLogStore final : public LogStore {
   std::string Engine() const override { return "postgres"; }
   Status Migrate() override;
   Status CheckReady() override;
-  Result<std::vector<Status>> ApplyBatch(const std::vector<TxnWrite>& writes) override;
   Result<TxnDetail> GetTransaction(const std::string& gtid) override;
   Result<TxnDetail> GetTransactionNoEvents(const std::string& gtid) override;
   Result<TxnPage> ListTransactions(const ListFilter& filter) override;
@@ -57,6 +56,9 @@ class PgLogStore final : public LogStore {
   Result<std::vector<TxnDetail>> ClaimOrphans(const std::string& new_owner, int limit) override;
   Result<int64_t> ReleaseOwned(const std::string& owner) override;
   Result<int64_t> PurgeFinished(int64_t before_ms, int limit) override;
+
+ protected:
+  Result<std::vector<Status>> ApplyStorable(const std::vector<TxnWrite>& writes) override;
 
  private:
   explicit PgLogStore(std::unique_ptr<PgConnectionPool> pool);

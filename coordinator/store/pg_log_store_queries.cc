@@ -1,6 +1,9 @@
 // PgLogStore: reads, cluster membership, take-over and retention.
 #include <algorithm>
 
+#include <nlohmann/json.hpp>
+
+#include "common/json_input.h"
 #include "store/list_cursor.h"
 #include "store/pg_connection_pool.h"
 #include "store/pg_log_store.h"
@@ -255,9 +258,11 @@ Result<int64_t> PgLogStore::PurgeFinished(int64_t before_ms, int limit) {
       gtids.push_back(r[0].as<std::string>());
     }
     if (!gtids.empty()) {
-      const std::string arr = PgTextArray(gtids);
-      tx.exec_params("DELETE FROM branches WHERE gtid = ANY($1::text[])", arr);
-      tx.exec_params("DELETE FROM events WHERE gtid = ANY($1::text[])", arr);
+      const std::string list = DumpJson(nlohmann::json(gtids));  // bound, not spliced
+      tx.exec_params(
+          "DELETE FROM branches WHERE gtid IN (SELECT json_array_elements_text($1::json))", list);
+      tx.exec_params("DELETE FROM events WHERE gtid IN (SELECT json_array_elements_text($1::json))",
+                     list);
     }
     tx.commit();
     *n = static_cast<int64_t>(gtids.size());

@@ -93,7 +93,7 @@ Status SqliteLogStore::CheckReady() {
   return Status::Ok();
 }
 
-Result<std::vector<Status>> SqliteLogStore::ApplyBatch(const std::vector<TxnWrite>& writes) {
+Result<std::vector<Status>> SqliteLogStore::ApplyStorable(const std::vector<TxnWrite>& writes) {
   std::lock_guard lock(mu_);
   std::vector<Status> results;
   results.reserve(writes.size());

@@ -34,7 +34,6 @@ class SqliteLogStore final : public LogStore {
   std::string Engine() const override { return "sqlite"; }
   Status Migrate() override;
   Status CheckReady() override;
-  Result<std::vector<Status>> ApplyBatch(const std::vector<TxnWrite>& writes) override;
   Result<TxnDetail> GetTransaction(const std::string& gtid) override;
   Result<TxnDetail> GetTransactionNoEvents(const std::string& gtid) override;
   Result<TxnPage> ListTransactions(const ListFilter& filter) override;
@@ -57,6 +56,9 @@ class SqliteLogStore final : public LogStore {
   static constexpr const char* kTxnColumns =
       "gtid, kind, state, spec, deadline_ms, COALESCE(owner, ''), next_attempt_at_ms, attempts, "
       "needs_attention, version, created_at_ms, updated_at_ms";
+
+ protected:
+  Result<std::vector<Status>> ApplyStorable(const std::vector<TxnWrite>& writes) override;
 
  private:
   SqliteLogStore() = default;

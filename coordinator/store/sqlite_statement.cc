@@ -1,9 +1,15 @@
 #include "store/sqlite_statement.h"
 
+#include "common/text.h"
+#include "store/write_rules.h"
+
 namespace treaty {
 
 Status SqliteStatus(int rc, sqlite3* db, const std::string& what) {
-  const std::string msg = what + ": " + (db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+  if (db != nullptr && rc != SQLITE_OK && rc != SQLITE_ROW && rc != SQLITE_DONE) {
+    rc = sqlite3_extended_errcode(db);
+  }
+  const std::string msg = what + ": " + Excerpt(db ? sqlite3_errmsg(db) : sqlite3_errstr(rc), 512);
   switch (rc & 0xff) {
     case SQLITE_OK:
     case SQLITE_ROW:
@@ -18,7 +24,13 @@ Status SqliteStatus(int rc, sqlite3* db, const std::string& what) {
     case SQLITE_READONLY:
       return Status::Unavailable(msg);
     case SQLITE_CONSTRAINT:
-      return Status::Conflict(msg);
+      if (rc == SQLITE_CONSTRAINT_PRIMARYKEY || rc == SQLITE_CONSTRAINT_UNIQUE) {
+        return Status::Conflict(msg);
+      }
+      return DataError(msg);
+    case SQLITE_TOOBIG:
+    case SQLITE_MISMATCH:
+      return DataError(msg);
     default:
       return Status::Internal(msg);
   }
@@ -105,8 +117,9 @@ Status SqliteConnection::Exec(const std::string& sql) {
   if (rc == SQLITE_OK) return Status::Ok();
   std::string msg = err ? err : sqlite3_errstr(rc);
   sqlite3_free(err);
-  Status s = SqliteStatus(rc, nullptr, "exec");
-  return Status(s.code(), "exec: " + msg);
+  Status s = SqliteStatus(rc, db_, "exec");
+  msg = "exec: " + Excerpt(msg, 512);
+  return IsDataError(s) ? DataError(msg) : Status(s.code(), msg);
 }
 
 std::optional<SqliteStatement> SqliteConnection::Prepare(const std::string& sql, Status* status) {

@@ -16,8 +16,11 @@
 
 namespace treaty {
 
-// Maps an SQLite result code to a Status (busy/locked/I/O -> Unavailable,
-// constraint -> Conflict, anything else -> Internal).
+// Maps an SQLite result code to a Status: busy/locked/I/O -> Unavailable;
+// a primary-key or unique constraint -> Conflict; the statement's data
+// refused (TOOBIG, MISMATCH, any other constraint) -> a data error
+// (store/write_rules.h); anything else -> Internal. With `db`, its extended
+// error code decides; the message is a valid-UTF-8 excerpt.
 Status SqliteStatus(int rc, sqlite3* db, const std::string& what);
 
 // A cached prepared statement in use. Bind with 1-based positions (?1, ?2..).

@@ -23,7 +23,7 @@ class CountingStore : public LogStore {
   std::string Engine() const override { return inner_->Engine(); }
   Status Migrate() override { return inner_->Migrate(); }
   Status CheckReady() override { return inner_->CheckReady(); }
-  Result<std::vector<Status>> ApplyBatch(const std::vector<TxnWrite>& w) override {
+  Result<std::vector<Status>> ApplyStorable(const std::vector<TxnWrite>& w) override {
     ++batches;
     if (w.size() > largest) largest = w.size();
     if (fail_next > 0) {
