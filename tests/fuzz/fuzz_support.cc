@@ -325,6 +325,25 @@ std::string CheckApiAnswer(int status, std::string_view body) {
   return "";
 }
 
+std::string CheckLogIsClean(std::string_view log, const std::vector<std::string>& forged_prefixes) {
+  size_t start = 0;
+  while (start < log.size()) {
+    size_t end = log.find('\n', start);
+    if (end == std::string_view::npos) end = log.size();
+    const std::string_view line = log.substr(start, end - start);
+    const std::string where = "log line " + Printable(line, 300);
+    if (!IsValidUtf8(line)) return where + " is not valid UTF-8";
+    for (unsigned char c : line) {
+      if ((c < 0x20 && c != '\t') || c == 0x7F) return where + " has a raw control byte";
+    }
+    for (const auto& prefix : forged_prefixes) {
+      if (line.starts_with(prefix)) return where + " is forged";
+    }
+    start = end + 1;
+  }
+  return "";
+}
+
 SimpleReply Get(const std::string& base_url, const std::string& path, int timeout_ms) {
   auto r = HttpFetch("GET", base_url + path, "", {}, timeout_ms);
   if (!r.ok()) return {};
@@ -386,6 +405,8 @@ std::string FuzzTreatyd::LogTail(size_t bytes) const {
   }
   return out;
 }
+
+std::string FuzzTreatyd::Log() const { return process_->Log(); }
 
 std::string FuzzTreatyd::CheckHealthy() {
   if (!Alive()) return "treatyd exited; log tail:\n" + LogTail();

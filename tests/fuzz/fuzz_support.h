@@ -93,6 +93,12 @@ std::string CheckJsonBody(std::string_view body);
 // As CheckJsonBody, and for a 4xx/5xx also {"error":{"code":str,"message":str}}.
 std::string CheckApiAnswer(int status, std::string_view body);
 
+// "" when treatyd's text log `log` shows outside text only escaped: valid
+// UTF-8, no control byte but '\n' and '\t', and no line forged by a value
+// carrying CR/LF (a line starting with one of `forged_prefixes`). Else the
+// first offending line, printable.
+std::string CheckLogIsClean(std::string_view log, const std::vector<std::string>& forged_prefixes);
+
 // GET `path` (already encoded) with the blocking client; the status and body
 // (status 0 when there was no answer).
 struct SimpleReply {
@@ -119,6 +125,8 @@ class FuzzTreatyd {
   // with the tail of treatyd's log.
   std::string CheckHealthy();
   std::string LogTail(size_t bytes = 6000) const;
+  // The whole log, raw.
+  std::string Log() const;
   const std::string& url() const { return process_->url(); }
   int port() const;
   const std::string& store() const { return store_; }

@@ -66,7 +66,7 @@ class ParticipantAnswerFuzzTest : public ::testing::TestWithParam<std::string> {
 
   // GETs `gtid`; checks the answer is valid JSON. Returns the document or null.
   json GetChecked(const std::string& gtid, const std::string& stage) {
-    SimpleReply r = Get(treatyd_->url(), "/v1/transactions/" + PercentEncode(gtid), 10000);
+    SimpleReply r = Get(base_url_, "/v1/transactions/" + PercentEncode(gtid), 10000);
     if (r.status == 0) {
       CheckAlive(stage + ", GET " + gtid);
       return nullptr;
@@ -83,7 +83,7 @@ class ParticipantAnswerFuzzTest : public ::testing::TestWithParam<std::string> {
     std::string cursor;
     for (int page = 0; page < 100; ++page) {
       SimpleReply r = Get(
-          treatyd_->url(),
+          base_url_,
           "/v1/transactions?limit=500" + (cursor.empty() ? "" : "&cursor=" + PercentEncode(cursor)),
           10000);
       if (r.status == 0) return CheckAlive(stage + ", list");
@@ -116,12 +116,12 @@ class ParticipantAnswerFuzzTest : public ::testing::TestWithParam<std::string> {
               {{"max_attempts", 3}, {"initial_backoff_ms", 20}, {"max_backoff_ms", 100}}}});
       }
       SimpleReply reply =
-          Post(treatyd_->url(), "/v1/sagas", json({{"gtid", gtid}, {"steps", steps}}).dump());
+          Post(base_url_, "/v1/sagas", json({{"gtid", gtid}, {"steps", steps}}).dump());
       Accepted(gtid, reply, "submit");
       return;
     }
     json begin = {{"gtid", gtid}, {"timeout_ms", 15000}, {"one_phase", r.Chance(0.3)}};
-    if (!Accepted(gtid, Post(treatyd_->url(), "/v1/2pc", begin.dump()), "begin")) return;
+    if (!Accepted(gtid, Post(base_url_, "/v1/2pc", begin.dump()), "begin")) return;
     for (int b = 0, n = static_cast<int>(r.Int(1, 3)); b < n; ++b) {
       const std::string name = "b" + std::to_string(b);
       json branch = {{"name", name},
@@ -130,13 +130,13 @@ class ParticipantAnswerFuzzTest : public ::testing::TestWithParam<std::string> {
                      {"abort", chaos_->Url(name, "abort")},
                      {"payload", {{"i", i}}},
                      {"timeout_ms", 500}};
-      if (!Accepted(gtid, Post(treatyd_->url(), "/v1/2pc/" + gtid + "/branches", branch.dump()),
+      if (!Accepted(gtid, Post(base_url_, "/v1/2pc/" + gtid + "/branches", branch.dump()),
                     "enlist")) {
         return;
       }
     }
     const std::string decision = r.Chance(0.8) ? "commit" : "abort";
-    SimpleReply reply = Post(treatyd_->url(), "/v1/2pc/" + gtid + "/" + decision, "", 60000);
+    SimpleReply reply = Post(base_url_, "/v1/2pc/" + gtid + "/" + decision, "", 60000);
     // 200 with the decision; 409 when the transaction decided otherwise meanwhile.
     if (reply.status == 0) CheckAlive(decision + " " + gtid);
     if (reply.status >= 500 || !CheckApiAnswer(reply.status, reply.body).empty()) {
@@ -163,6 +163,7 @@ class ParticipantAnswerFuzzTest : public ::testing::TestWithParam<std::string> {
   }
 
   uint64_t seed_ = 0;
+  std::string base_url_;  // treatyd's, fixed once started (restarts keep the port)
   std::unique_ptr<ChaosParticipant> chaos_;
   std::unique_ptr<FuzzTreatyd> treatyd_;
   std::mutex process_mu_;
@@ -181,6 +182,7 @@ TEST_P(ParticipantAnswerFuzzTest, TreatydStaysUpServesValidJsonAndEveryTransacti
   treatyd_ = std::make_unique<FuzzTreatyd>(
       GetParam(), std::vector<std::string>{"--attention-after", "4", "--call-timeout-ms", "500"});
   ASSERT_TRUE(treatyd_->Start().ok()) << treatyd_->LogTail();
+  base_url_ = treatyd_->url();  // a restart keeps the port
 
   // Chaos phase: submit everything while a reader GETs what exists.
   std::atomic<bool> submitting{true};
@@ -254,6 +256,8 @@ TEST_P(ParticipantAnswerFuzzTest, TreatydStaysUpServesValidJsonAndEveryTransacti
   for (const auto& g : gtids) GetChecked(g, "after kill -9 and restart");
   CheckList("after restart");
   EXPECT_EQ(treatyd_->CheckHealthy(), "");
+  // Answers carry CR/LF, ESC, NUL and ill-formed UTF-8: the log shows them escaped.
+  EXPECT_EQ(CheckLogIsClean(treatyd_->Log(), {"X-Forged", "X-Chaos"}), "");
   EXPECT_EQ(finding_count_, 0u) << Summary();
 }
 

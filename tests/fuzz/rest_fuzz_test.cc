@@ -157,6 +157,7 @@ TEST_P(RestFuzzTest, ServerStaysUpAnswersAreWellFormedAndNothingAcknowledgedIsLo
   treatyd_ = std::make_unique<FuzzTreatyd>(
       GetParam(), std::vector<std::string>{"--attention-after", "3", "--call-timeout-ms", "2000"});
   ASSERT_TRUE(treatyd_->Start().ok()) << treatyd_->LogTail();
+  const int port = treatyd_->port();  // a restart keeps the port
 
   const uint64_t seed = FuzzSeed(GetParam() == "sqlite" ? 9001 : 9002);
   const int cases = FuzzCases(kDefaultCases);
@@ -182,7 +183,7 @@ TEST_P(RestFuzzTest, ServerStaysUpAnswersAreWellFormedAndNothingAcknowledgedIsLo
         std::lock_guard<std::mutex> lock(mu);
         in_flight[id] = i;
       }
-      const RawReply rep = RawExchange(treatyd_->port(), c.bytes, c.head, 20000);
+      const RawReply rep = RawExchange(port, c.bytes, c.head, 20000);
       const std::string what = tag + std::to_string(i) + ": ";
       if (!rep.malformed.empty()) findings_.Add(what + rep.malformed + "; input: " + c.description);
       if (!rep.answered && rep.malformed.empty()) {
@@ -324,6 +325,8 @@ TEST_P(RestFuzzTest, ServerStaysUpAnswersAreWellFormedAndNothingAcknowledgedIsLo
   for (const Ack& ack : acks) CheckStored(ack, "after kill -9 and restart");
   list_all("after restart");
   EXPECT_EQ(treatyd_->CheckHealthy(), "");
+  // Requests carry CR/LF, ESC, NUL and ill-formed UTF-8: the log shows them escaped.
+  EXPECT_EQ(CheckLogIsClean(treatyd_->Log(), {"X-Injected", "Host: internal", "GET /admin"}), "");
   EXPECT_TRUE(findings_.empty()) << findings_.Summary();
 }
 
