@@ -5,7 +5,9 @@
 
 #include "api/dashboard_assets.h"
 #include "api/rest_api.h"
+#include "common/json_input.h"
 #include "engine/states.h"
+#include "http/http_server.h"
 
 namespace treaty {
 namespace {
@@ -74,62 +76,72 @@ CoordinatorMetrics::Snapshot OpsRoutes::Snapshot(bool with_coordinators) {
 
 void OpsRoutes::Metrics(HttpResponder respond) {
   blocking_->Post([this, respond = std::move(respond)] {
-    metrics_->Refresh(Snapshot(true));
-    HttpResponse r;
-    r.content_type = "text/plain; version=0.0.4; charset=utf-8";
-    r.body = metrics_->Render();
-    respond(std::move(r));
+    AnswerGuarded(respond, "GET /metrics", [&] {
+      metrics_->Refresh(Snapshot(true));
+      HttpResponse r;
+      r.content_type = "text/plain; version=0.0.4; charset=utf-8";
+      r.body = metrics_->Render();
+      respond(std::move(r));
+    });
   });
 }
 
 void OpsRoutes::Stats(HttpResponder respond) {
   blocking_->Post([this, respond = std::move(respond)] {
-    CoordinatorMetrics::Snapshot s = Snapshot(false);
-    if (!s.store_ok) {
-      respond(ErrorResponse(Status::Unavailable("the log store did not answer")));
-      return;
-    }
-    json counts = json::array();
-    json by_state = json::object(), by_kind = json::object();
-    int64_t in_flight = 0, attention = 0;
-    for (const StateCount& c : s.counts) {
-      counts.push_back({{"kind", c.kind},
-                        {"state", c.state},
-                        {"needs_attention", c.needs_attention},
-                        {"count", c.count}});
-      by_state[c.state] = by_state.value(c.state, int64_t{0}) + c.count;
-      by_kind[c.kind] = by_kind.value(c.kind, int64_t{0}) + c.count;
-      if (!states::IsTerminal(c.state)) {
-        in_flight += c.count;
-        if (c.needs_attention) attention += c.count;
-      }
-    }
-    json minutes = json::array();
-    for (const ThroughputMinute& m : metrics_->RecentThroughput()) {
-      minutes.push_back({{"start_ms", m.start_ms},
-                         {"started", m.started},
-                         {"committed", m.committed},
-                         {"aborted", m.aborted},
-                         {"calls", m.calls},
-                         {"failed_calls", m.failed_calls}});
-    }
-    json out = {{"counts", counts},
-                {"by_state", by_state},
-                {"by_kind", by_kind},
-                {"in_flight", in_flight},
-                {"needs_attention", attention},
-                {"active_drivers", s.active_drivers},
-                {"throughput_per_minute", minutes}};
-    respond(JsonResponse(200, out.dump()));
+    AnswerGuarded(respond, "GET /v1/stats", [&] { AnswerStats(respond); });
   });
+}
+
+void OpsRoutes::AnswerStats(const HttpResponder& respond) {
+  CoordinatorMetrics::Snapshot s = Snapshot(false);
+  if (!s.store_ok) {
+    respond(ErrorResponse(Status::Unavailable("the log store did not answer")));
+    return;
+  }
+  json counts = json::array();
+  json by_state = json::object(), by_kind = json::object();
+  int64_t in_flight = 0, attention = 0;
+  for (const StateCount& c : s.counts) {
+    counts.push_back({{"kind", c.kind},
+                      {"state", c.state},
+                      {"needs_attention", c.needs_attention},
+                      {"count", c.count}});
+    by_state[c.state] = by_state.value(c.state, int64_t{0}) + c.count;
+    by_kind[c.kind] = by_kind.value(c.kind, int64_t{0}) + c.count;
+    if (!states::IsTerminal(c.state)) {
+      in_flight += c.count;
+      if (c.needs_attention) attention += c.count;
+    }
+  }
+  json minutes = json::array();
+  for (const ThroughputMinute& m : metrics_->RecentThroughput()) {
+    minutes.push_back({{"start_ms", m.start_ms},
+                       {"started", m.started},
+                       {"committed", m.committed},
+                       {"aborted", m.aborted},
+                       {"calls", m.calls},
+                       {"failed_calls", m.failed_calls}});
+  }
+  json out = {{"counts", counts},
+              {"by_state", by_state},
+              {"by_kind", by_kind},
+              {"in_flight", in_flight},
+              {"needs_attention", attention},
+              {"active_drivers", s.active_drivers},
+              {"throughput_per_minute", minutes}};
+  respond(JsonResponse(200, DumpJson(out)));
 }
 
 void OpsRoutes::LogLevel(const HttpRequest& req, HttpResponder& respond) {
   if (req.method == "PUT") {
-    json body = json::parse(req.body, nullptr, false);
+    Result<json> body = ParseJson(req.body, "the request body");
+    if (!body.ok()) {
+      respond(ErrorResponse(body.status()));
+      return;
+    }
     const std::string level =
-        body.is_object() && body.contains("level") && body["level"].is_string()
-            ? body["level"].get<std::string>()
+        body->is_object() && body->contains("level") && (*body)["level"].is_string()
+            ? (*body)["level"].get<std::string>()
             : "";
     static const char* kLevels[] = {"trace", "debug", "info", "warn", "error", "critical", "off"};
     bool known = false;
@@ -143,7 +155,7 @@ void OpsRoutes::LogLevel(const HttpRequest& req, HttpResponder& respond) {
     spdlog::warn("log level set to {} by {}", level, req.remote);
   }
   const auto name = spdlog::level::to_string_view(spdlog::get_level());
-  respond(JsonResponse(200, json({{"level", std::string(name.data(), name.size())}}).dump()));
+  respond(JsonResponse(200, DumpJson({{"level", std::string(name.data(), name.size())}})));
 }
 
 }  // namespace treaty

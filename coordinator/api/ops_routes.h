@@ -8,7 +8,9 @@
 //                             coordinator's per-minute throughput (dashboard)
 //   GET /v1/admin/log-level   {"level":"info"}
 //   PUT /v1/admin/log-level   {"level":"debug"} sets spdlog's level at run time
-// Store reads run on the blocking runner; Handle never blocks.
+// Store reads run on the blocking runner; Handle never blocks. Bodies are
+// parsed with ParseJson, answers serialized with DumpJson, and each
+// completion runs under AnswerGuarded (an exception is a 500 and a log line).
 // Thread-safe; every pointer is borrowed and must outlive this object.
 
 #include "api/coordinator_metrics.h"
@@ -31,6 +33,8 @@ class OpsRoutes {
  private:
   void Metrics(HttpResponder respond);
   void Stats(HttpResponder respond);
+  // The body of Stats, on the blocking runner.
+  void AnswerStats(const HttpResponder& respond);
   void LogLevel(const HttpRequest& req, HttpResponder& respond);
   // Reads counts (and optionally coordinators) from the store; blocking.
   CoordinatorMetrics::Snapshot Snapshot(bool with_coordinators);

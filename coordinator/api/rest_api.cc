@@ -1,9 +1,14 @@
 #include "api/rest_api.h"
 
+#include <charconv>
+
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
+#include "common/json_input.h"
+#include "common/text.h"
 #include "engine/states.h"
+#include "store/list_cursor.h"
 
 namespace treaty {
 namespace {
@@ -37,8 +42,20 @@ int HttpStatusOf(StatusCode c) {
   }
 }
 
+// Outside text (a method, a path) as it may appear in an error message:
+// valid UTF-8, control characters escaped, at most 200 bytes.
+std::string Shown(std::string_view s) { return Excerpt(EscapeControl(s), 200); }
+
+// A stored spec as JSON; the stored text itself when it does not parse. The
+// depth limit is generous (stored specs wrap payloads that were themselves
+// limited at submission) but keeps serialization's recursion bounded.
+json StoredJson(const std::string& text) {
+  if (text.empty()) return nullptr;
+  Result<json> parsed = ParseJson(text, "the stored spec", 2 * limits::kMaxJsonDepth);
+  return parsed.ok() ? std::move(*parsed) : json(text);
+}
+
 json RowJson(const TxnRow& r) {
-  json spec = json::parse(r.spec, nullptr, false);
   return {{"gtid", r.gtid},
           {"kind", r.kind},
           {"state", r.state},
@@ -50,27 +67,95 @@ json RowJson(const TxnRow& r) {
           {"version", r.version},
           {"created_at_ms", r.created_at_ms},
           {"updated_at_ms", r.updated_at_ms},
-          {"spec", spec.is_discarded() ? json(r.spec) : spec}};
+          {"spec", StoredJson(r.spec)}};
 }
 
-// Parses an optional integer query parameter.
+// Parses an optional integer query parameter: an optional '-' and digits,
+// nothing else, within [min, max].
 Status QueryInt(const HttpRequest& req, const std::string& key, int64_t min, int64_t max,
                 std::optional<int64_t>* out) {
   auto it = req.query.find(key);
   if (it == req.query.end() || it->second.empty()) return Status::Ok();
-  try {
-    size_t used = 0;
-    int64_t v = std::stoll(it->second, &used);
-    if (used != it->second.size() || v < min || v > max) throw std::out_of_range(key);
-    *out = v;
-    return Status::Ok();
-  } catch (const std::exception&) {
+  const std::string& text = it->second;
+  int64_t v = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+  if (ec != std::errc() || end != text.data() + text.size() || text[0] == '+' || v < min ||
+      v > max) {
     return Status::InvalidArgument("query parameter '" + key + "' must be an integer from " +
                                    std::to_string(min) + " to " + std::to_string(max));
   }
+  *out = v;
+  return Status::Ok();
+}
+
+bool IsTransactionState(const std::string& s) {
+  for (const char* known :
+       {states::kRunning, states::kCompensating, states::kActive, states::kPreparing,
+        states::kCommitting, states::kAborting, states::kCommitted, states::kAborted}) {
+    if (s == known) return true;
+  }
+  return false;
+}
+
+// The ListFilter of GET /v1/transactions, or InvalidArgument naming the
+// query parameter. `now_ms` anchors min_age_ms.
+Result<ListFilter> ParseListFilter(const HttpRequest& req, int max_limit, int64_t now_ms) {
+  ListFilter f;
+  std::optional<int64_t> limit, age;
+  if (auto s = QueryInt(req, "limit", 1, max_limit, &limit); !s.ok()) return s;
+  if (auto s = QueryInt(req, "min_age_ms", 0, INT64_MAX / 2, &age); !s.ok()) return s;
+  if (limit) f.limit = static_cast<int>(*limit);
+  if (age) f.created_before_ms = now_ms - *age;
+  auto q = [&](const char* k) -> std::optional<std::string> {
+    auto it = req.query.find(k);
+    if (it == req.query.end() || it->second.empty()) return std::nullopt;
+    return it->second;
+  };
+  f.state = q("state");
+  f.kind = q("kind");
+  f.gtid_prefix = q("gtid_prefix");
+  f.cursor = q("cursor").value_or("");
+  if (f.state && !IsTransactionState(*f.state)) {
+    return Status::InvalidArgument(
+        "query parameter 'state' must be one of RUNNING, COMPENSATING, ACTIVE, PREPARING, "
+        "COMMITTING, ABORTING, COMMITTED, ABORTED");
+  }
+  if (f.kind && *f.kind != states::kSaga && *f.kind != states::k2pc) {
+    return Status::InvalidArgument("query parameter 'kind' must be saga or 2pc");
+  }
+  if (f.gtid_prefix) {
+    bool ok = f.gtid_prefix->size() <= limits::kMaxIdentifierBytes;
+    for (char c : *f.gtid_prefix) ok = ok && IsIdentifierChar(c);
+    if (!ok) {
+      return Status::InvalidArgument(
+          "query parameter 'gtid_prefix' must be at most " +
+          std::to_string(limits::kMaxIdentifierBytes) +
+          " bytes of the gtid characters (printable ASCII other than space, '/', '?', '#', '%' "
+          "and '\\')");
+    }
+  }
+  if (!f.cursor.empty() && !DecodeListCursor(f.cursor).ok()) {
+    return Status::InvalidArgument(
+        "query parameter 'cursor' is malformed: pass back the 'next' value of the previous page");
+  }
+  if (auto na = q("needs_attention")) {
+    if (*na != "true" && *na != "false") {
+      return Status::InvalidArgument("query parameter 'needs_attention' must be true or false");
+    }
+    f.needs_attention = *na == "true";
+  }
+  return f;
+}
+
+HttpResponse StateAnswer(int status, const SubmitResult& r) {
+  return JsonResponse(status, DumpJson({{"gtid", r.gtid}, {"state", r.state}}));
 }
 
 }  // namespace
+
+Status NoRoute(const HttpRequest& req) {
+  return Status::NotFound("no route for " + Shown(req.method) + " " + Shown(req.path));
+}
 
 HttpResponse JsonResponse(int status, const std::string& body) {
   HttpResponse r;
@@ -81,16 +166,15 @@ HttpResponse JsonResponse(int status, const std::string& body) {
 
 HttpResponse ErrorResponse(const Status& status) {
   json body = {{"error", {{"code", ErrorCode(status.code())}, {"message", status.message()}}}};
-  return JsonResponse(HttpStatusOf(status.code()), body.dump());
+  return JsonResponse(HttpStatusOf(status.code()), DumpJson(body));
 }
 
-std::string TxnRowJson(const TxnRow& row) { return RowJson(row).dump(); }
+std::string TxnRowJson(const TxnRow& row) { return DumpJson(RowJson(row)); }
 
 std::string TxnDetailJson(const TxnDetail& d, bool with_events) {
   json out = RowJson(d.txn);
   json branches = json::array();
   for (const auto& b : d.branches) {
-    json spec = json::parse(b.spec.empty() ? "null" : b.spec, nullptr, false);
     branches.push_back({{"name", b.name},
                         {"idx", b.idx},
                         {"state", b.state},
@@ -98,9 +182,9 @@ std::string TxnDetailJson(const TxnDetail& d, bool with_events) {
                         {"last_error", b.last_error},
                         {"next_attempt_at_ms", b.next_attempt_at_ms},
                         {"updated_at_ms", b.updated_at_ms},
-                        {"spec", spec.is_discarded() ? json(b.spec) : spec}});
+                        {"spec", StoredJson(b.spec)}});
   }
-  out["branches"] = branches;
+  out["branches"] = std::move(branches);
   if (with_events) {
     json history = json::array();
     for (const auto& e : d.events) {
@@ -110,16 +194,20 @@ std::string TxnDetailJson(const TxnDetail& d, bool with_events) {
                          {"type", e.type},
                          {"detail", e.detail}});
     }
-    out["history"] = history;
+    out["history"] = std::move(history);
   }
-  return out.dump();
+  return DumpJson(out);
 }
 
-RestApi::RestApi(TxnService* service, LogStore* store, TaskRunner* blocking,
-                 RestApiOptions options)
+RestApi::RestApi(TxnService* service, LogStore* store, TaskRunner* blocking, RestApiOptions options)
     : service_(service), store_(store), blocking_(blocking), options_(options) {}
 
 void RestApi::Handle(HttpRequest req, HttpResponder respond) {
+  respond = OwedResponder(std::move(respond));
+  AnswerGuarded(respond, "REST handler", [&] { Route(req, respond); });
+}
+
+void RestApi::Route(const HttpRequest& req, HttpResponder& respond) {
   const std::string& m = req.method;
   const std::string& p = req.path;
   static const std::string kTxns = "/v1/transactions/";
@@ -136,12 +224,16 @@ void RestApi::Handle(HttpRequest req, HttpResponder respond) {
     auto slash = rest.find('/');
     std::string gtid = rest.substr(0, slash);
     std::string action = slash == std::string::npos ? "" : rest.substr(slash + 1);
-    if (action.empty() && m == "GET") {
+    const bool get = action.empty() && m == "GET";
+    const bool operate = (action == "retry" || action == "abort") && m == "POST";
+    if (!get && !operate) {
+      respond(ErrorResponse(NoRoute(req)));
+    } else if (auto s = ValidateGtid(gtid, options_.limits.max_gtid_length); !s.ok()) {
+      respond(ErrorResponse(s));
+    } else if (get) {
       GetTransaction(gtid, std::move(respond));
-    } else if ((action == "retry" || action == "abort") && m == "POST") {
-      OperatorAction(gtid, action == "abort", std::move(respond));
     } else {
-      respond(ErrorResponse(Status::NotFound("no route for " + m + " " + p)));
+      OperatorAction(gtid, action == "abort", std::move(respond));
     }
   } else if (p == "/v1/2pc" || p.rfind("/v1/2pc/", 0) == 0) {
     Handle2pc(req, std::move(respond));
@@ -150,7 +242,7 @@ void RestApi::Handle(HttpRequest req, HttpResponder respond) {
   } else if (extra_ && extra_(req, respond)) {
     // served by an extra route
   } else {
-    respond(ErrorResponse(Status::NotFound("no route for " + m + " " + p)));
+    respond(ErrorResponse(NoRoute(req)));
   }
 }
 
@@ -171,99 +263,66 @@ bool RestApi::RefuseNewWork(HttpResponder& respond) {
 
 void RestApi::SubmitSaga(const HttpRequest& req, HttpResponder respond) {
   if (RefuseNewWork(respond)) return;
-  json body = json::parse(req.body, nullptr, false);
-  if (body.is_discarded()) {
-    respond(ErrorResponse(Status::InvalidArgument("the request body is not valid JSON")));
+  Result<json> body = ParseJson(req.body, "the request body");
+  if (!body.ok()) {
+    respond(ErrorResponse(body.status()));
     return;
   }
-  auto spec = ParseSagaSpec(body, options_.limits);
+  auto spec = ParseSagaSpec(*body, options_.limits);
   if (!spec.ok()) {
     respond(ErrorResponse(spec.status()));
     return;
   }
-  bool wait = body.value("wait", false);
+  auto wait_field = body->find("wait");  // ParseSagaSpec checked: boolean or null
+  const bool wait =
+      wait_field != body->end() && wait_field->is_boolean() && wait_field->get<bool>();
   std::optional<int64_t> wait_ms;
   if (auto s = QueryInt(req, "wait_timeout_ms", 1, 3600000, &wait_ms); !s.ok()) {
     respond(ErrorResponse(s));
     return;
   }
-  service_->SubmitSaga(std::move(*spec), wait, wait_ms.value_or(0),
-                       [respond = std::move(respond)](Result<SubmitResult> r) {
-                         if (!r.ok()) {
-                           respond(ErrorResponse(r.status()));
-                           return;
-                         }
-                         json out = {{"gtid", r->gtid}, {"state", r->state}};
-                         // 201 created, 200 known (identical re-submission),
-                         // 202 when `wait` ran out before the saga finished.
-                         int status = r->wait_expired ? 202 : r->created ? 201 : 200;
-                         respond(JsonResponse(status, out.dump()));
-                       });
+  service_->SubmitSaga(
+      std::move(*spec), wait, wait_ms.value_or(0),
+      AnswerWith<SubmitResult>(std::move(respond), "POST /v1/sagas", [](const SubmitResult& r) {
+        // 201 created, 200 known (identical
+        // re-submission), 202 when `wait` ran
+        // out before the saga finished.
+        int status = r.wait_expired ? 202 : r.created ? 201 : 200;
+        return StateAnswer(status, r);
+      }));
 }
 
 void RestApi::GetTransaction(const std::string& gtid, HttpResponder respond) {
-  service_->Get(gtid, true, [respond = std::move(respond)](Result<TxnDetail> r) {
-    respond(r.ok() ? JsonResponse(200, TxnDetailJson(*r, true)) : ErrorResponse(r.status()));
-  });
+  service_->Get(gtid, true,
+                AnswerWith<TxnDetail>(
+                    std::move(respond), "GET /v1/transactions/{gtid}",
+                    [](const TxnDetail& d) { return JsonResponse(200, TxnDetailJson(d, true)); }));
 }
 
 void RestApi::ListTransactions(const HttpRequest& req, HttpResponder respond) {
-  ListFilter f;
-  std::optional<int64_t> limit, age;
-  if (auto s = QueryInt(req, "limit", 1, options_.max_list_limit, &limit); !s.ok()) {
-    respond(ErrorResponse(s));
+  Result<ListFilter> f = ParseListFilter(req, options_.max_list_limit, blocking_->NowMs());
+  if (!f.ok()) {
+    respond(ErrorResponse(f.status()));
     return;
   }
-  if (auto s = QueryInt(req, "min_age_ms", 0, INT64_MAX / 2, &age); !s.ok()) {
-    respond(ErrorResponse(s));
-    return;
-  }
-  if (limit) f.limit = static_cast<int>(*limit);
-  auto q = [&](const char* k) -> std::optional<std::string> {
-    auto it = req.query.find(k);
-    if (it == req.query.end() || it->second.empty()) return std::nullopt;
-    return it->second;
-  };
-  f.state = q("state");
-  f.kind = q("kind");
-  f.gtid_prefix = q("gtid_prefix");
-  f.cursor = q("cursor").value_or("");
-  if (auto na = q("needs_attention")) {
-    if (*na != "true" && *na != "false") {
-      respond(ErrorResponse(Status::InvalidArgument("'needs_attention' must be true or false")));
-      return;
-    }
-    f.needs_attention = *na == "true";
-  }
-  if (f.kind && *f.kind != states::kSaga && *f.kind != states::k2pc) {
-    respond(ErrorResponse(Status::InvalidArgument("'kind' must be saga or 2pc")));
-    return;
-  }
-  if (age) f.created_before_ms = blocking_->NowMs() - *age;
-  service_->List(f, [respond = std::move(respond)](Result<TxnPage> r) {
-    if (!r.ok()) {
-      respond(ErrorResponse(r.status()));
-      return;
-    }
-    json items = json::array();
-    for (const auto& row : r->items) {
-      json j = json::parse(TxnRowJson(row));
-      j.erase("spec");
-      items.push_back(std::move(j));
-    }
-    json out = {{"items", items}, {"next", r->next}};
-    respond(JsonResponse(200, out.dump()));
-  });
+  service_->List(
+      *f, AnswerWith<TxnPage>(std::move(respond), "GET /v1/transactions", [](const TxnPage& page) {
+        json items = json::array();
+        for (const auto& row : page.items) {
+          json j = RowJson(row);
+          j.erase("spec");
+          items.push_back(std::move(j));
+        }
+        json out = {{"items", std::move(items)}, {"next", page.next}};
+        return JsonResponse(200, DumpJson(out));
+      }));
 }
 
 void RestApi::OperatorAction(const std::string& gtid, bool abort, HttpResponder respond) {
-  auto done = [respond = std::move(respond)](Result<SubmitResult> r) {
-    if (!r.ok()) {
-      respond(ErrorResponse(r.status()));
-      return;
-    }
-    respond(JsonResponse(200, json({{"gtid", r->gtid}, {"state", r->state}}).dump()));
-  };
+  auto done = AnswerWith<SubmitResult>(
+      std::move(respond),
+      abort ? "POST /v1/transactions/{gtid}/abort" : "POST /v1/transactions/{gtid}/retry",
+      [](const SubmitResult& r) { return StateAnswer(200, r); });
   if (abort) {
     service_->ForceAbort(gtid, std::move(done));
   } else {
@@ -273,24 +332,26 @@ void RestApi::OperatorAction(const std::string& gtid, bool abort, HttpResponder 
 
 void RestApi::Cluster(HttpResponder respond) {
   blocking_->Post([this, respond = std::move(respond)] {
-    auto rows = store_->ListCoordinators();
-    if (!rows.ok()) {
-      respond(ErrorResponse(rows.status()));
-      return;
-    }
-    json members = json::array();
-    for (const auto& c : *rows) {
-      members.push_back({{"id", c.id},
-                         {"node_name", c.node_name},
-                         {"http", c.http_addr},
-                         {"thrift", c.thrift_addr},
-                         {"state", c.state},
-                         {"started_at_ms", c.started_at_ms},
-                         {"heartbeat_at_ms", c.heartbeat_at_ms},
-                         {"heartbeat_age_ms", c.heartbeat_age_ms},
-                         {"owned", c.owned}});
-    }
-    respond(JsonResponse(200, json({{"coordinators", members}}).dump()));
+    AnswerGuarded(respond, "GET /v1/cluster", [&] {
+      auto rows = store_->ListCoordinators();
+      if (!rows.ok()) {
+        respond(ErrorResponse(rows.status()));
+        return;
+      }
+      json members = json::array();
+      for (const auto& c : *rows) {
+        members.push_back({{"id", c.id},
+                           {"node_name", c.node_name},
+                           {"http", c.http_addr},
+                           {"thrift", c.thrift_addr},
+                           {"state", c.state},
+                           {"started_at_ms", c.started_at_ms},
+                           {"heartbeat_at_ms", c.heartbeat_at_ms},
+                           {"heartbeat_age_ms", c.heartbeat_age_ms},
+                           {"owned", c.owned}});
+      }
+      respond(JsonResponse(200, DumpJson({{"coordinators", std::move(members)}})));
+    });
   });
 }
 
@@ -300,8 +361,10 @@ void RestApi::Ready(HttpResponder respond) {
     return;
   }
   blocking_->Post([this, respond = std::move(respond)] {
-    Status s = store_->CheckReady();
-    respond(s.ok() ? JsonResponse(200, R"({"status":"ready"})") : ErrorResponse(s));
+    AnswerGuarded(respond, "GET /readyz", [&] {
+      Status s = store_->CheckReady();
+      respond(s.ok() ? JsonResponse(200, R"({"status":"ready"})") : ErrorResponse(s));
+    });
   });
 }
 

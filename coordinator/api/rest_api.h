@@ -7,6 +7,16 @@
 //   TooLarge 413, Unavailable 503, TimedOut 504, Internal 500;
 // errors are {"error":{"code","message"}}. It never blocks the caller's
 // thread: store reads go through TxnService or the blocking runner.
+//
+// Input rules (docs/input-rules.md): every body is parsed with ParseJson
+// (depth <= 64, valid UTF-8); gtids in paths follow the identifier rules;
+// query parameters are checked (integers digits only, `state` a known
+// state, `kind` saga|2pc, `gtid_prefix` identifier characters, `cursor`
+// exactly as a previous page returned it); each refusal is a 400 naming the
+// field. Errors never echo raw input bytes. Every JSON answer is serialized
+// with DumpJson (cannot throw on data), and every completion runs under
+// AnswerGuarded: an exception becomes a 500 and one log line, and a request
+// dropped unanswered gets a 500 (OwedResponder).
 
 #include <atomic>
 #include <functional>
@@ -14,6 +24,7 @@
 
 #include "common/task_runner.h"
 #include "engine/txn_service.h"
+#include "http/http_server.h"
 #include "http/http_types.h"
 #include "store/log_store.h"
 #include "store/store_health.h"
@@ -44,6 +55,7 @@ class RestApi {
   void set_extra_routes(ExtraRoute route) { extra_ = std::move(route); }
 
  private:
+  void Route(const HttpRequest& req, HttpResponder& respond);
   void SubmitSaga(const HttpRequest& req, HttpResponder respond);
   // POST /v1/2pc[/{gtid}/branches|commit|abort] (rest_api_2pc.cc).
   void Handle2pc(const HttpRequest& req, HttpResponder respond);
@@ -66,8 +78,23 @@ class RestApi {
 
 // JSON helpers shared with other front ends and tools.
 HttpResponse JsonResponse(int status, const std::string& body);
+// The JSON error answer of `status` (DumpJson: never throws on data).
 HttpResponse ErrorResponse(const Status& status);
+// NotFound "no route for METHOD PATH", the request's text shown safely
+// (valid UTF-8, control characters escaped, cut to 200 bytes).
+Status NoRoute(const HttpRequest& req);
 std::string TxnDetailJson(const TxnDetail& detail, bool with_events);
 std::string TxnRowJson(const TxnRow& row);
+
+// A TxnService callback that answers through `respond`: an error Status
+// becomes ErrorResponse, a value becomes `answer(value)`; an exception on the
+// way becomes a 500 and one log line naming `where` (AnswerGuarded).
+template <class T, class Fn>
+TxnService::Callback<T> AnswerWith(HttpResponder respond, const char* where, Fn answer) {
+  return [respond = std::move(respond), where, answer = std::move(answer)](Result<T> r) mutable {
+    AnswerGuarded(respond, where,
+                  [&] { respond(r.ok() ? answer(*r) : ErrorResponse(r.status())); });
+  };
+}
 
 }  // namespace treaty

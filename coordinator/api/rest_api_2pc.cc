@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "api/rest_api.h"
+#include "common/json_input.h"
 #include "engine/two_phase_spec.h"
 
 namespace treaty {
@@ -17,19 +18,15 @@ namespace {
 
 using nlohmann::json;
 
-void AnswerState(HttpResponder respond, int ok_status, Result<SubmitResult> r) {
-  if (!r.ok()) {
-    respond(ErrorResponse(r.status()));
-    return;
-  }
-  respond(JsonResponse(ok_status, json({{"gtid", r->gtid}, {"state", r->state}}).dump()));
+HttpResponse StateAnswer(int status, const SubmitResult& r) {
+  return JsonResponse(status, DumpJson({{"gtid", r.gtid}, {"state", r.state}}));
 }
 
 }  // namespace
 
 void RestApi::Handle2pc(const HttpRequest& req, HttpResponder respond) {
   if (req.method != "POST") {
-    respond(ErrorResponse(Status::NotFound("no route for " + req.method + " " + req.path)));
+    respond(ErrorResponse(NoRoute(req)));
     return;
   }
   TwoPhaseLimits limits;
@@ -38,19 +35,22 @@ void RestApi::Handle2pc(const HttpRequest& req, HttpResponder respond) {
 
   if (req.path == "/v1/2pc") {
     if (RefuseNewWork(respond)) return;
-    json body = req.body.empty() ? json::object() : json::parse(req.body, nullptr, false);
-    if (body.is_discarded()) {
-      respond(ErrorResponse(Status::InvalidArgument("the request body is not valid JSON")));
+    Result<json> body =
+        req.body.empty() ? Result<json>(json::object()) : ParseJson(req.body, "the request body");
+    if (!body.ok()) {
+      respond(ErrorResponse(body.status()));
       return;
     }
-    auto spec = ParseTwoPhaseSpec(body, limits);
+    auto spec = ParseTwoPhaseSpec(*body, limits);
     if (!spec.ok()) {
       respond(ErrorResponse(spec.status()));
       return;
     }
-    service_->Begin2pc(std::move(*spec), [respond = std::move(respond)](Result<SubmitResult> r) {
-      AnswerState(respond, r.ok() && !r->created ? 200 : 201, std::move(r));
-    });
+    service_->Begin2pc(
+        std::move(*spec),
+        AnswerWith<SubmitResult>(std::move(respond), "POST /v1/2pc", [](const SubmitResult& r) {
+          return StateAnswer(r.created ? 201 : 200, r);
+        }));
     return;
   }
 
@@ -60,42 +60,39 @@ void RestApi::Handle2pc(const HttpRequest& req, HttpResponder respond) {
   const std::string gtid = rest.substr(0, slash);
   const std::string action = slash == std::string::npos ? "" : rest.substr(slash + 1);
   if (action != "branches" && action != "commit" && action != "abort") {
-    respond(ErrorResponse(Status::NotFound("no route for POST " + req.path)));
+    respond(ErrorResponse(NoRoute(req)));
     return;
   }
   if (auto s = ValidateGtid(gtid, limits.max_gtid_length); !s.ok()) {
     respond(ErrorResponse(s));
     return;
   }
+  const auto state_200 = [](const SubmitResult& r) { return StateAnswer(200, r); };
   if (action == "commit") {
-    service_->Commit2pc(gtid, [respond = std::move(respond)](Result<SubmitResult> r) {
-      AnswerState(respond, 200, std::move(r));
-    });
+    service_->Commit2pc(gtid, AnswerWith<SubmitResult>(std::move(respond),
+                                                       "POST /v1/2pc/{gtid}/commit", state_200));
   } else if (action == "abort") {
-    service_->Abort2pc(gtid, [respond = std::move(respond)](Result<SubmitResult> r) {
-      AnswerState(respond, 200, std::move(r));
-    });
+    service_->Abort2pc(
+        gtid, AnswerWith<SubmitResult>(std::move(respond), "POST /v1/2pc/{gtid}/abort", state_200));
   } else {
-    json body = json::parse(req.body, nullptr, false);
-    if (body.is_discarded()) {
-      respond(ErrorResponse(Status::InvalidArgument("the request body is not valid JSON")));
+    Result<json> body = ParseJson(req.body, "the request body");
+    if (!body.ok()) {
+      respond(ErrorResponse(body.status()));
       return;
     }
-    auto branch = ParseBranchSpec(body, limits);
+    auto branch = ParseBranchSpec(*body, limits);
     if (!branch.ok()) {
       respond(ErrorResponse(branch.status()));
       return;
     }
     std::string name = branch->name;
     service_->RegisterBranch(
-        gtid, std::move(*branch), [respond = std::move(respond), name](Result<SubmitResult> r) {
-          if (!r.ok()) {
-            respond(ErrorResponse(r.status()));
-            return;
-          }
-          respond(JsonResponse(
-              201, json({{"gtid", r->gtid}, {"branch", name}, {"state", r->state}}).dump()));
-        });
+        gtid, std::move(*branch),
+        AnswerWith<SubmitResult>(
+            std::move(respond), "POST /v1/2pc/{gtid}/branches", [name](const SubmitResult& r) {
+              return JsonResponse(
+                  201, DumpJson({{"gtid", r.gtid}, {"branch", name}, {"state", r.state}}));
+            }));
   }
 }
 

@@ -16,6 +16,7 @@
 #include "api/rest_api.h"
 #include "cluster/membership.h"
 #include "common/asio_task_runner.h"
+#include "common/exception_guard.h"
 #include "engine/routing_caller.h"
 #include "http/http_participant_caller.h"
 #include "http/http_server.h"
@@ -98,8 +99,10 @@ Status Server::Start() {
   m.store = std::move(*store);
   if (auto s = m.store->Migrate(); !s.ok()) return s;
 
-  m.engine_runner = std::make_unique<AsioTaskRunner>(boost::asio::make_strand(m.io));
-  m.blocking_runner = std::make_unique<AsioTaskRunner>(m.blocking_pool.get_executor());
+  m.engine_runner =
+      std::make_unique<AsioTaskRunner>(boost::asio::make_strand(m.io), "engine task");
+  m.blocking_runner =
+      std::make_unique<AsioTaskRunner>(m.blocking_pool.get_executor(), "blocking task");
   m.metrics = std::make_unique<CoordinatorMetrics>();
   LogWriterOptions writer_opts = m.options.writer;
   writer_opts.on_batch = [metrics = m.metrics.get()](size_t n, int64_t us, const Status& s) {
@@ -167,7 +170,12 @@ Status Server::Start() {
       boost::asio::executor_work_guard<boost::asio::io_context::executor_type>>(
       m.io.get_executor());
   for (int i = 0; i < std::max(1, m.options.io_threads); ++i) {
-    m.io_threads.emplace_back([&m] { m.io.run(); });
+    m.io_threads.emplace_back([&m] {
+      // The last guard of the io threads: a handler's exception is logged and
+      // the thread goes back to serving (io_context::run may be resumed).
+      while (!RunGuarded("io handler", [&m] { m.io.run(); })) {
+      }
+    });
   }
   m.membership->Start(m.service.get());
   spdlog::info("treatyd serving http://{}:{} and thrift {}:{} on store {} as coordinator {}",

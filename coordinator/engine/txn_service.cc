@@ -4,6 +4,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "common/json_input.h"
 #include "engine/saga.h"
 #include "engine/states.h"
 
@@ -42,7 +43,7 @@ void TxnService::SubmitSaga(SagaSpec spec, bool wait, int64_t wait_ms,
                              done = std::move(done)]() mutable {
     const std::string gtid = spec.gtid;
     if (auto it = drivers_.find(gtid); it != drivers_.end()) {
-      if (it->second->spec_json() != ToJson(spec).dump()) {
+      if (it->second->spec_json() != DumpJson(ToJson(spec))) {
         done(Status::Conflict("gtid " + gtid + " already exists with a different body"));
       } else if (wait) {
         AddWaiter(gtid, wait_ms, std::move(done), false);
@@ -86,7 +87,8 @@ Result<TxnRow> TxnService::FindSameSubmission(const std::string& gtid, const std
     return existing.status();
   }
   TxnRow& row = existing->txn;
-  if (row.kind != kind || nlohmann::json::parse(row.spec, nullptr, false) != spec) {
+  Result<nlohmann::json> stored = ParseJson(row.spec, "the stored spec", 2 * limits::kMaxJsonDepth);
+  if (row.kind != kind || !stored.ok() || *stored != spec) {
     return Status::Conflict("gtid " + gtid + " already exists with a different body");
   }
   ResumeIfStranded(*existing);

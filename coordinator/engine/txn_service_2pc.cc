@@ -3,6 +3,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "common/json_input.h"
 #include "engine/states.h"
 #include "engine/two_phase.h"
 #include "engine/txn_service.h"
@@ -14,7 +15,7 @@ void TxnService::Begin2pc(TwoPhaseSpec spec, Callback<SubmitResult> done) {
   deps_.engine_runner->Post([this, spec = std::move(spec), done = std::move(done)]() mutable {
     const std::string gtid = spec.gtid;
     if (auto it = drivers_.find(gtid); it != drivers_.end()) {
-      if (it->second->kind() != states::k2pc || it->second->spec_json() != ToJson(spec).dump()) {
+      if (it->second->kind() != states::k2pc || it->second->spec_json() != DumpJson(ToJson(spec))) {
         done(Status::Conflict("gtid " + gtid + " already exists with different options"));
       } else {
         done(SubmitResult{gtid, it->second->state(), false, false});

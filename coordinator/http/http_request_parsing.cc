@@ -2,6 +2,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/json_input.h"
+
 namespace treaty {
 namespace {
 
@@ -69,7 +71,7 @@ std::string JsonError(std::string_view code, std::string_view message) {
   nlohmann::json j;
   j["error"]["code"] = std::string(code);
   j["error"]["message"] = std::string(message);
-  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  return DumpJson(j);
 }
 
 }  // namespace treaty

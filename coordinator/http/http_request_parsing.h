@@ -22,7 +22,8 @@ std::map<std::string, std::string> ParseQuery(std::string_view query);
 void SplitTarget(std::string_view target, std::string* path,
                  std::map<std::string, std::string>* query);
 
-// `{"error":{"code":code,"message":message}}` with proper JSON escaping.
+// `{"error":{"code":code,"message":message}}` with proper JSON escaping;
+// ill-formed UTF-8 in `message` becomes U+FFFD (DumpJson): never throws on data.
 std::string JsonError(std::string_view code, std::string_view message);
 
 }  // namespace treaty

@@ -18,6 +18,8 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 
+#include "common/exception_guard.h"
+#include "common/text.h"
 #include "http/http_request_parsing.h"
 
 namespace treaty {
@@ -142,31 +144,50 @@ class Session : public std::enable_shared_from_this<Session> {
                   self->Write(std::move(res), keep_alive, version);
                 });
     };
-    try {
-      server_->handler(std::move(req), respond);
-    } catch (const std::exception& e) {
-      spdlog::error("http handler threw: {}", e.what());
-      respond(HttpResponse{500, "application/json", JsonError("internal", e.what()), {}});
-    } catch (...) {
-      spdlog::error("http handler threw a non-std exception");
-      respond(HttpResponse{500, "application/json", JsonError("internal", "handler failed"), {}});
-    }
+    AnswerGuarded(respond, "http handler", [&] { server_->handler(std::move(req), respond); });
   }
 
+  // Runs on the strand (posted by the responder).
   void Write(HttpResponse res, bool keep_alive, unsigned version) {
     if (closed_) return;
-    response_ = {};
-    response_.version(version);
-    response_.result(static_cast<unsigned>(res.status));
-    response_.set(http::field::server, "treaty");
-    if (!res.content_type.empty()) response_.set(http::field::content_type, res.content_type);
-    for (auto& [name, value] : res.headers) response_.set(name, value);
-    response_.body() = std::move(res.body);
-    response_.keep_alive(keep_alive);
-    response_.prepare_payload();
+    try {
+      response_ = {};
+      response_.version(version);
+      const int status = res.status >= 100 && res.status <= 999 ? res.status : 500;
+      response_.result(static_cast<unsigned>(status));
+      response_.set(http::field::server, "treaty");
+      if (!res.content_type.empty()) {
+        response_.set(http::field::content_type, EscapeControl(res.content_type));
+      }
+      for (auto& [name, value] : res.headers) {
+        if (!IsToken(name)) {
+          spdlog::warn("http response header dropped: its name is not an HTTP token");
+          continue;
+        }
+        response_.set(name, EscapeControl(value));
+      }
+      response_.body() = std::move(res.body);
+      response_.keep_alive(keep_alive);
+      response_.prepare_payload();
+    } catch (...) {
+      LogCurrentException("http response");
+      return WriteError(500, "internal", "the response could not be built");
+    }
     stream_.expires_after(std::chrono::milliseconds(server_->options.idle_timeout_ms));
     http::async_write(stream_, response_,
                       beast::bind_front_handler(&Session::OnWrite, shared_from_this(), false));
+  }
+
+  // RFC 9110 token: what a header name may be.
+  static bool IsToken(std::string_view s) {
+    if (s.empty()) return false;
+    for (char c : s) {
+      if (!std::isalnum(static_cast<unsigned char>(c)) &&
+          std::string_view("!#$%&'*+-.^_`|~").find(c) == std::string_view::npos) {
+        return false;
+      }
+    }
+    return true;
   }
 
   // Answers a request that never reached the handler, then closes.
@@ -229,7 +250,48 @@ class Session : public std::enable_shared_from_this<Session> {
   bool closed_ = false;
 };
 
+// Shared by the copies of an OwedResponder: answers 500 if none of them
+// answered before the last one went away.
+class OwedAnswer {
+ public:
+  explicit OwedAnswer(HttpResponder respond) : respond_(std::move(respond)) {}
+  ~OwedAnswer() {
+    if (answered_.exchange(true)) return;
+    try {
+      spdlog::error("a request was dropped without an answer (a bug); answering 500");
+      respond_(HttpResponse{500, "application/json",
+                            JsonError("internal", "the request was dropped without an answer"),
+                            {}});
+    } catch (...) {
+    }
+  }
+  void Answer(HttpResponse res) {
+    if (!answered_.exchange(true)) respond_(std::move(res));
+  }
+
+ private:
+  HttpResponder respond_;
+  std::atomic<bool> answered_{false};
+};
+
 }  // namespace
+
+void AnswerCurrentException(const HttpResponder& respond, std::string_view where) noexcept {
+  LogCurrentException(where);
+  try {
+    respond(HttpResponse{
+        500, "application/json",
+        JsonError("internal", std::string(where) + " failed: " + CurrentExceptionMessage()),
+        {}});
+  } catch (...) {
+    LogCurrentException("answering 500");
+  }
+}
+
+HttpResponder OwedResponder(HttpResponder respond) {
+  auto owed = std::make_shared<OwedAnswer>(std::move(respond));
+  return [owed](HttpResponse res) { owed->Answer(std::move(res)); };
+}
 
 struct HttpServer::Impl {
   std::shared_ptr<ServerCore> core;

@@ -8,14 +8,23 @@
 // Threads: each connection has its own strand; the handler runs on it (an
 // io_context thread), so it must not block. Requests on one connection are
 // handled one at a time (the next is read after the response is written), so
-// pipelining is safe. `respond` may be called from any thread, later; a
-// handler that throws gets a 500. A responder destroyed without being called
-// closes the connection without an answer. Connections idle for longer than
-// idle_timeout_ms (also while a request is only partly received) are closed.
+// pipelining is safe. `respond` may be called from any thread, later; only
+// its first call counts, later ones are ignored. A handler that throws gets a
+// 500 and one log line (AnswerGuarded). A responder destroyed without being
+// called closes the connection without an answer (wrap it in OwedResponder
+// to answer 500 instead). Header values of a response are written with
+// control characters escaped (EscapeControl); headers whose name is not an
+// HTTP token are dropped. Connections idle for longer than idle_timeout_ms
+// (also while a request is only partly received) are closed.
+//
+// No exception escapes into the io_context: the handler, its completions run
+// through AnswerGuarded, and the server's own callbacks are guarded.
 
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
+#include <utility>
 
 #include <boost/asio/io_context.hpp>
 
@@ -49,5 +58,30 @@ class HttpServer {
   struct Impl;
   std::shared_ptr<Impl> impl_;
 };
+
+// Answers 500 through `respond` for the exception being handled and logs it as
+// one line naming `where`. Call only inside a catch block. Never throws.
+void AnswerCurrentException(const HttpResponder& respond, std::string_view where) noexcept;
+
+// Runs `fn()`, a step that owes an answer through `respond` (a handler, or a
+// completion callback that serializes a result). If it throws, the client
+// gets 500 and the log one line naming `where`; with HttpServer's responders
+// (first call wins) that is harmless when `fn` had already answered. Never
+// throws: use it at every executor entry that holds a responder.
+template <class Fn>
+void AnswerGuarded(const HttpResponder& respond, std::string_view where, Fn&& fn) noexcept {
+  try {
+    std::forward<Fn>(fn)();
+  } catch (...) {
+    AnswerCurrentException(respond, where);
+  }
+}
+
+// `respond`, wrapped so that an answer owed is never lost: when the last copy
+// of the returned responder is destroyed without having been called (an
+// exception unwound the task that held it, or a bug forgot it), the client
+// gets 500 "the request was dropped" through `respond`. Calls after the
+// first are ignored. Thread-safe like `respond`.
+HttpResponder OwedResponder(HttpResponder respond);
 
 }  // namespace treaty
