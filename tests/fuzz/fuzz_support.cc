@@ -134,7 +134,9 @@ std::string FuzzRandom::NastyText() {
     case 3:  // ordinary non-ASCII text past the 200-byte excerpt, cut anywhere
       out = "x";
       for (int i = 0, n = static_cast<int>(Int(90, 400)); i < n; ++i) out += "é";
-      if (Chance(0.3)) out.resize(static_cast<size_t>(Int(190, static_cast<int64_t>(out.size()))));
+      if (Chance(0.3)) {  // cut anywhere, usually inside a character
+        out.resize(static_cast<size_t>(Int(150, static_cast<int64_t>(out.size()))));
+      }
       return out;
     case 4:  // long CJK / emoji text
       for (int i = 0, n = static_cast<int>(Int(50, 3000)); i < n; ++i) {
