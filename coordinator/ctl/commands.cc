@@ -128,7 +128,7 @@ int Enlist2pc(CoordinatorClient& c, const std::string& gtid, const std::string& 
               const std::string& prepare, const std::string& commit, const std::string& abort,
               const std::string& payload) {
   for (const auto& [flag, url] : {std::pair{"--prepare", &prepare}, std::pair{"--commit", &commit},
-                                   std::pair{"--abort", &abort}}) {
+                                  std::pair{"--abort", &abort}}) {
     if (auto ep = ParseEndpoint(*url, flag); !ep.ok()) {
       std::cerr << "treatyctl: " << ep.status().message() << "\n";
       return kExitUsage;

@@ -248,8 +248,8 @@ void Saga::OnCompensateResult(int i, const ParticipantResponse& r) {
     s.uncallable = true;
     RecordBranchState(s.spec.name, s.state, s.attempts, s.last_error, "step",
                       "compensate " + s.last_error + "; not retried");
-    SetNeedsAttention(true, "compensation of step '" + s.spec.name +
-                                "' cannot be called: " + s.last_error);
+    SetNeedsAttention(
+        true, "compensation of step '" + s.spec.name + "' cannot be called: " + s.last_error);
     return;
   }
   ++s.comp_attempts;

@@ -389,8 +389,8 @@ void TwoPhase::OnPhaseTwoResult(int i, const std::string& op, const ParticipantR
     b.uncallable = true;
     RecordBranchState(b.spec.name, b.state, b.attempts, b.last_error, "branch",
                       op + " " + b.last_error + "; not retried");
-    SetNeedsAttention(true, op + " of branch '" + b.spec.name +
-                                "' cannot be called: " + b.last_error);
+    SetNeedsAttention(true,
+                      op + " of branch '" + b.spec.name + "' cannot be called: " + b.last_error);
     return;
   }
   ++b.failures;

@@ -128,10 +128,18 @@ std::string TxnDriver::TraceParent() {
 std::string DescribeResponse(const ParticipantResponse& r) {
   std::string s;
   switch (r.outcome) {
-    case CallOutcome::kOk: s = "ok"; break;
-    case CallOutcome::kBusinessFailure: s = "business failure"; break;
-    case CallOutcome::kTransient: s = "transient failure"; break;
-    case CallOutcome::kUncallable: s = "not callable"; break;
+    case CallOutcome::kOk:
+      s = "ok";
+      break;
+    case CallOutcome::kBusinessFailure:
+      s = "business failure";
+      break;
+    case CallOutcome::kTransient:
+      s = "transient failure";
+      break;
+    case CallOutcome::kUncallable:
+      s = "not callable";
+      break;
   }
   if (!r.error.empty()) {
     s += ": " + r.error;  // the caller's text names the HTTP status when there was one

@@ -1,9 +1,9 @@
 #include "http/http_client.h"
 
 #include <cctype>
-#include <string_view>
 #include <chrono>
 #include <optional>
+#include <string_view>
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -87,18 +87,19 @@ Result<HttpClientResponse> HttpFetch(const std::string& method, const std::strin
     f.error = ec;
     f.done = true;
   };
-  f.resolver.async_resolve(parsed->host, std::to_string(parsed->port), [&](beast::error_code ec, auto results) {
-    if (ec) return finish("resolve", ec);
-    f.stream.expires_at(deadline);
-    f.stream.async_connect(results, [&](beast::error_code ec, const tcp::endpoint&) {
-      if (ec) return finish("connect", ec);
-      http::async_write(f.stream, f.req, [&](beast::error_code ec, size_t) {
-        if (ec) return finish("write", ec);
-        http::async_read(f.stream, f.buffer, f.parser,
-                         [&](beast::error_code ec, size_t) { finish("read", ec); });
+  f.resolver.async_resolve(
+      parsed->host, std::to_string(parsed->port), [&](beast::error_code ec, auto results) {
+        if (ec) return finish("resolve", ec);
+        f.stream.expires_at(deadline);
+        f.stream.async_connect(results, [&](beast::error_code ec, const tcp::endpoint&) {
+          if (ec) return finish("connect", ec);
+          http::async_write(f.stream, f.req, [&](beast::error_code ec, size_t) {
+            if (ec) return finish("write", ec);
+            http::async_read(f.stream, f.buffer, f.parser,
+                             [&](beast::error_code ec, size_t) { finish("read", ec); });
+          });
+        });
       });
-    });
-  });
   io.run_for(std::chrono::milliseconds(timeout_ms));
   if (!f.done || f.error == beast::error::timeout) {
     return Status::TimedOut(method + " " + url + " timed out after " + std::to_string(timeout_ms) +

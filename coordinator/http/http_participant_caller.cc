@@ -191,8 +191,8 @@ class CallState : public PoolWaiter, public std::enable_shared_from_this<CallSta
     if (out.http_status >= 200 && out.http_status < 300) {
       out.outcome = CallOutcome::kOk;
       auto j = ParseJson(body, "the participant's answer");
-      out.readonly_vote = j.ok() && j->is_object() && j->contains("vote") &&
-                          (*j)["vote"] == "readonly";
+      out.readonly_vote =
+          j.ok() && j->is_object() && j->contains("vote") && (*j)["vote"] == "readonly";
     } else {
       out.outcome =
           out.http_status == 409 ? CallOutcome::kBusinessFailure : CallOutcome::kTransient;

@@ -48,9 +48,7 @@ class EndpointCheckingCaller : public ParticipantCaller {
 
 class UncallableUrlTest : public testing::DriverTest {
  protected:
-  UncallableUrlTest() : DriverTest(11), checking_(&caller_, &runner_) {
-    ctx_.caller = &checking_;
-  }
+  UncallableUrlTest() : DriverTest(11), checking_(&caller_, &runner_) { ctx_.caller = &checking_; }
 
   static SagaSpec Saga3(const std::string& gtid) {
     SagaSpec spec;
@@ -143,8 +141,7 @@ TEST_F(UncallableUrlTest, UncallableCompensationIsFlaggedAndDoesNotBlockEarlierS
   saga->Start();
   ASSERT_TRUE(runner_.RunUntil([&] { return caller_.Count("g1", "flight", "compensate") == 1; }));
   runner_.Advance(10 * 60 * 1000);  // ten minutes: nothing is retried
-  EXPECT_EQ(checking_.uncallable,
-            (std::vector<std::string>{"hotel/action", "hotel/compensate"}));
+  EXPECT_EQ(checking_.uncallable, (std::vector<std::string>{"hotel/action", "hotel/compensate"}));
   EXPECT_EQ(log_.Branch("g1", "flight")->state, states::kCompensated);
   EXPECT_EQ(log_.Branch("g1", "hotel")->state, states::kCompensating);
   EXPECT_NE(log_.Branch("g1", "hotel")->last_error.find("not callable"), std::string::npos)

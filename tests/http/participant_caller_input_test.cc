@@ -15,8 +15,8 @@
 #include <thread>
 #include <vector>
 
-#include <boost/asio/ip/tcp.hpp>
 #include <gtest/gtest.h>
+#include <boost/asio/ip/tcp.hpp>
 
 #include "common/limits.h"
 #include "common/text.h"
@@ -264,7 +264,8 @@ TEST(ParticipantAnswerTextTest, ErrorExcerptIsValidUtf8AndBounded) {
   std::string accents = "x";
   for (int i = 0; i < 100; ++i) accents += "\xC3\xA9";  // é
   participant.SetRule("accents", "action", {{503}, 0, accents});
-  participant.SetRule("binary", "action", {{500}, 0, std::string("a\0b\xFF\xC3", 5) + "\n\x1b[31m"});
+  participant.SetRule("binary", "action",
+                      {{500}, 0, std::string("a\0b\xFF\xC3", 5) + "\n\x1b[31m"});
   participant.SetRule("refused", "action", {{409}, 0, std::string(500, '\xE2')});
   for (const char* branch : {"accents", "binary", "refused"}) {
     ParticipantRequest req;
