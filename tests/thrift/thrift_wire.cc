@@ -78,7 +78,7 @@ int WireReply::message_type() const {
   return 0;
 }
 
-WireReply SendRaw(int port, const std::string& bytes, int timeout_ms) {
+WireReply SendRaw(int port, const std::string& bytes, int timeout_ms, bool half_close) {
   WireReply r;
   const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
   if (fd < 0) return r;
@@ -97,6 +97,7 @@ WireReply SendRaw(int port, const std::string& bytes, int timeout_ms) {
     if (n <= 0) break;  // the server may close early: read what it said
     sent += static_cast<size_t>(n);
   }
+  if (half_close) ::shutdown(fd, SHUT_WR);
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
   std::string in;
   for (;;) {

@@ -54,9 +54,11 @@ struct WireReply {
   int message_type() const;
 };
 
-// Connects to 127.0.0.1:`port`, writes `bytes`, then reads until one whole
-// reply frame arrived, the server closed, or `timeout_ms` passed.
-WireReply SendRaw(int port, const std::string& bytes, int timeout_ms);
+// Connects to 127.0.0.1:`port`, writes `bytes` (then half-closes when
+// `half_close`, so a server waiting for the rest of a frame sees the end),
+// and reads until one whole reply frame arrived, the server closed, or
+// `timeout_ms` passed.
+WireReply SendRaw(int port, const std::string& bytes, int timeout_ms, bool half_close = false);
 
 // Resident memory of `pid` in KiB (VmRSS of /proc/<pid>/status); -1 if unknown.
 int64_t ResidentKib(pid_t pid);
