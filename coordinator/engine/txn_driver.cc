@@ -246,6 +246,7 @@ void TxnDriver::OnWritten(Status status, TxnWrite write, std::vector<std::functi
   if (dropped_) return;
   const bool was_create = write.create.has_value();
   if (status.ok()) {
+    refused_writes_ = 0;
     if (was_create && on_created) on_created(Status::Ok());
     for (auto& t : thens) {
       if (dropped_) return;
@@ -265,6 +266,11 @@ void TxnDriver::OnWritten(Status status, TxnWrite write, std::vector<std::functi
     Drop(status);
     return;
   }
+  if (status.code() == StatusCode::kInvalidArgument) {
+    RewriteRefused(status, std::move(write), std::move(thens));
+    return;
+  }
+  refused_writes_ = 0;
   // The log is unavailable: keep the change and its follow-ups, retry later.
   spdlog::warn("gtid={} log write failed, retrying: {}", gtid_, status.ToString());
   TxnWrite newer = std::move(pending_);
@@ -281,6 +287,67 @@ void TxnDriver::OnWritten(Status status, TxnWrite write, std::vector<std::functi
     self->write_in_flight_ = false;
     self->Flush();
   });
+}
+
+namespace {
+
+// `w` without what a refused write may not store (see RewriteRefused): at
+// `level` 1 every free text cut to a short valid excerpt; at level 2 only
+// the transaction-level fields.
+TxnWrite ReducedWrite(TxnWrite w, int level) {
+  if (level == 1) {
+    for (BranchRow& b : w.new_branches) {
+      b.last_error = Excerpt(b.last_error, limits::kErrorExcerptBytes);
+    }
+    for (BranchUpdate& u : w.branch_updates) {
+      if (u.last_error) u.last_error = Excerpt(*u.last_error, limits::kErrorExcerptBytes);
+    }
+    for (EventRow& e : w.events) e.detail = Excerpt(e.detail, limits::kErrorExcerptBytes);
+  } else {
+    w.new_branches.clear();
+    w.branch_updates.clear();
+    w.events.clear();
+  }
+  return w;
+}
+
+}  // namespace
+
+void TxnDriver::RewriteRefused(const Status& why, TxnWrite refused,
+                               std::vector<std::function<void()>> thens) {
+  ++refused_writes_;
+  const std::string reason = Excerpt(why.message(), limits::kErrorExcerptBytes);
+  if (refused_writes_ > 2) {
+    // Even the transaction-level change was refused: this coordinator cannot
+    // log this transaction. Drop it as if the log had failed, so that it is
+    // handed back and recovered from what the log holds.
+    spdlog::error("gtid={} the log refused even a minimal write ({}); handing it back", gtid_,
+                  EscapeControl(reason));
+    Drop(Status::Internal("the log refused every write of " + gtid_ + ": " + reason));
+    return;
+  }
+  spdlog::warn("gtid={} the log refused a write for its data ({}); writing it {}", gtid_,
+               EscapeControl(reason),
+               refused_writes_ == 1 ? "with its free text cut" : "without its branch changes");
+  TxnWrite newer = std::move(pending_);
+  auto newer_then = std::move(pending_then_);
+  refused.create.reset();
+  MergeWrite(refused, std::move(newer));
+  pending_ = ReducedWrite(std::move(refused), refused_writes_);
+  needs_attention_ = true;
+  pending_.needs_attention = true;
+  EventRow e;
+  e.gtid = gtid_;
+  e.type = "attention";
+  e.detail =
+      "the log refused a write for its data (" + reason + "); stored " +
+      (refused_writes_ == 1 ? "with its free text cut" : "without its branch changes and history");
+  e.at_ms = ctx_->runner->NowMs();
+  pending_.events.push_back(std::move(e));
+  pending_then_ = std::move(thens);
+  for (auto& t : newer_then) pending_then_.push_back(std::move(t));
+  has_pending_ = true;
+  Flush();
 }
 
 }  // namespace treaty

@@ -14,6 +14,19 @@
 //    and reports OnDropped. This is the fencing guarantee.
 //  - Conflict on a create: reported to the creator (OnCreateFailed); dropped.
 //  - Unavailable on a create: reported to the creator; dropped.
+//  - InvalidArgument (a data error: the log cannot store this write's own
+//    data) on a create: reported to the creator (the submitter gets a 4xx);
+//    dropped.
+//  - InvalidArgument on an update: never retried as it is (RewriteRefused).
+//    The change, merged with anything newer, is written again reduced: first
+//    with every free text (last_error, event detail) cut to a short valid
+//    excerpt; if that is refused too, with only the transaction-level fields
+//    (state, next attempt, attempts, deadline, hand-back), its branch changes
+//    and history left out (recovery would redo those steps; participants are
+//    idempotent). Both carry needs_attention and an "attention" history
+//    event, and the follow-ups run: the transaction is flagged, not stuck.
+//    Should even that be refused, the driver drops with Internal, so the
+//    transaction is handed back for recovery.
 //  - Unavailable/Internal on an update: the same change is retried after
 //    options.log_retry_backoff_ms, merged with anything newer, never lost.
 //
@@ -96,6 +109,9 @@ class TxnDriver : public std::enable_shared_from_this<TxnDriver> {
 
  private:
   void OnWritten(Status status, TxnWrite write, std::vector<std::function<void()>> thens);
+  // An update refused for its data: writes it again reduced (see above).
+  void RewriteRefused(const Status& why, TxnWrite refused,
+                      std::vector<std::function<void()>> thens);
 
   EngineContext* ctx_;
   std::string gtid_;
@@ -106,6 +122,7 @@ class TxnDriver : public std::enable_shared_from_this<TxnDriver> {
   bool created_ = false;  // the create write has been sent
   bool has_pending_ = false;
   bool write_in_flight_ = false;
+  int refused_writes_ = 0;  // consecutive writes the log refused for their data
   TxnWrite pending_;
   std::vector<std::function<void()>> pending_then_;
 };

@@ -69,6 +69,8 @@ void TxnService::SubmitSaga(SagaSpec spec, bool wait, int64_t wait_ms,
         }
       } else if (s.code() == StatusCode::kConflict) {
         AnswerExisting(std::move(spec), wait, wait_ms, std::move(done));
+      } else if (s.code() == StatusCode::kInvalidArgument) {
+        done(std::move(s));  // refused for its own data: a 4xx, not "try again"
       } else {
         done(Status::Unavailable("could not log the saga: " + s.message()));
       }

@@ -35,6 +35,8 @@ void TxnService::Begin2pc(TwoPhaseSpec spec, Callback<SubmitResult> done) {
         done(SubmitResult{gtid, states::kActive, true, false});
       } else if (s.code() == StatusCode::kConflict) {
         Answer2pcExisting(std::move(spec), std::move(done));
+      } else if (s.code() == StatusCode::kInvalidArgument) {
+        done(std::move(s));  // refused for its own data: a 4xx, not "try again"
       } else {
         done(Status::Unavailable("could not log the transaction: " + s.message()));
       }
