@@ -1,5 +1,6 @@
 #include "treaty/barrier.h"
 
+#include "input_rules.h"
 #include "pg_support.h"
 
 namespace treaty {
@@ -54,8 +55,9 @@ Result<std::unique_ptr<Barrier>> Barrier::Open(BarrierOptions options) {
 }
 
 Result<BarrierEffect> Barrier::Run(const CallContext& ctx, const BarrierBody& body) {
-  if (ctx.gtid.empty() || ctx.branch.empty() || ctx.op.empty()) {
-    return Status::InvalidArgument("barrier: gtid, branch and op are required");
+  // Only identifiers reach the table (and the messages below).
+  if (std::string e = treaty_sdk_detail::CallContextError(ctx); !e.empty()) {
+    return Status::InvalidArgument("barrier: " + e);
   }
   auto lease = impl_->pool.Acquire();
   if (!lease.ok()) return lease.status();
@@ -78,7 +80,9 @@ Result<BarrierEffect> Barrier::Run(const CallContext& ctx, const BarrierBody& bo
         pqxx::result who = w.exec_params(
             "SELECT reason FROM treaty_barrier WHERE gtid = $1 AND branch = $2 AND op = $3",
             ctx.gtid, ctx.branch, ctx.op);
-        std::string reason = who.empty() ? ctx.op : who[0][0].c_str();
+        // What the table holds is text another writer may have put there.
+        std::string reason =
+            who.empty() ? ctx.op : treaty_sdk_detail::Excerpt(who[0][0].c_str(), 64);
         if (reason != ctx.op) {
           return Status::BusinessFailure("barrier: " + ctx.op + " of " + ctx.gtid + "/" +
                                          ctx.branch + " refused: already " + reason +

@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "http_transport.h"
+#include "input_rules.h"
 #include "thrift_coordinator.h"
 
 namespace treaty {
@@ -20,30 +21,64 @@ using treaty_sdk_detail::FetchError;
 
 namespace {
 
+// A coordinator's answer: 2xx with a JSON object body.
 struct Reply {
   int status = 0;
-  json body;
+  json body;  // an object
 };
 
+// Coordinators' answers are parsed with the input rules too (depth limit,
+// UTF-8): a garbage answer is an error, never a crash. These read fields
+// tolerantly: a missing field or one of another type reads as `fallback`.
+std::string StringField(const json& j, const char* key, const std::string& fallback = "") {
+  if (!j.is_object()) return fallback;
+  auto it = j.find(key);
+  return it != j.end() && it->is_string() ? it->get<std::string>() : fallback;
+}
+
+int64_t IntField(const json& j, const char* key) {
+  if (!j.is_object()) return 0;
+  auto it = j.find(key);
+  return it != j.end() && it->is_number_integer() ? it->get<int64_t>() : 0;
+}
+
+bool BoolField(const json& j, const char* key) {
+  if (!j.is_object()) return false;
+  auto it = j.find(key);
+  return it != j.end() && it->is_boolean() && it->get<bool>();
+}
+
+// What an error answer says: {"error":{"message":...}}, else an excerpt of
+// the raw body (valid UTF-8, at most kAnswerExcerptBytes).
+constexpr size_t kAnswerExcerptBytes = 200;
 std::string ErrorMessage(const json& body, const std::string& raw) {
-  if (body.is_object() && body.contains("error") && body["error"].is_object()) {
-    return body["error"].value("message", raw);
+  std::string excerpt = treaty_sdk_detail::Excerpt(raw, kAnswerExcerptBytes);
+  if (body.is_object()) {
+    if (auto it = body.find("error"); it != body.end()) return StringField(*it, "message", excerpt);
   }
-  return raw;
+  return excerpt;
 }
 
 Result<TxnStatus> ToTxnStatus(const Result<Reply>& r) {
   if (!r.ok()) return r.status();
-  TxnStatus s;
-  s.gtid = r->body.value("gtid", "");
-  s.state = r->body.value("state", "");
-  return s;
+  return TxnStatus{StringField(r->body, "gtid"), StringField(r->body, "state")};
 }
 
-json ParsePayload(const std::string& text) {
-  if (text.empty()) return nullptr;
-  json j = json::parse(text, nullptr, false);
-  return j.is_discarded() ? json(text) : j;
+// A step's or branch's payload (JSON text) as JSON. Text that is not JSON is
+// sent as a JSON string (as before); JSON nested deeper than the input rules
+// allow is refused, since the coordinator would refuse it.
+Result<json> ParsePayload(const std::string& text) {
+  if (text.empty()) return json(nullptr);
+  auto parsed = treaty_sdk_detail::ParseJsonInput(text, "the payload");
+  if (parsed.ok()) return std::move(parsed.value);
+  if (treaty_sdk_detail::IsJsonSyntax(text)) return Status::InvalidArgument(parsed.error);
+  return json(text);
+}
+
+// InvalidArgument unless `gtid` is an identifier (it goes into URL paths).
+Status CheckGtid(const std::string& gtid) {
+  std::string e = treaty_sdk_detail::IdentifierError(gtid, "'gtid'");
+  return e.empty() ? Status::Ok() : Status::InvalidArgument("client: " + e);
 }
 
 }  // namespace
@@ -81,7 +116,7 @@ Result<Reply> Client::Impl::Call(const std::string& method, const std::string& p
   const auto deadline = std::chrono::steady_clock::now() +
                         std::chrono::milliseconds(options.failover_timeout_ms);
   bool not_owner = false;
-  const std::string text = body.is_null() ? "" : body.dump();
+  const std::string text = body.is_null() ? "" : treaty_sdk_detail::DumpJson(body);
   const std::map<std::string, std::string> headers = {{"Content-Type", "application/json"}};
   int backoff = options.backoff_ms;
   std::string last_error = "no attempt";
@@ -104,9 +139,16 @@ Result<Reply> Client::Impl::Call(const std::string& method, const std::string& p
       last_error = base + ": " + f.error_message;
       continue;  // connection refused/reset or time-out: the next coordinator
     }
-    json parsed = json::parse(f.body, nullptr, false);
-    if (parsed.is_discarded()) parsed = json();
+    treaty_sdk_detail::ParsedJson answer =
+        treaty_sdk_detail::ParseJsonInput(f.body, "the coordinator's answer");
+    const json& parsed = answer.value;  // null when the answer is not JSON
     if (f.http_status >= 200 && f.http_status < 300) {
+      if (!parsed.is_object()) {
+        // Not a Treaty coordinator, or a broken one: try the next.
+        last_error = base + ": HTTP " + std::to_string(f.http_status) + " but " +
+                     (answer.ok() ? "the coordinator's answer is not a JSON object" : answer.error);
+        continue;
+      }
       if (!pin_gtid.empty()) {
         std::lock_guard<std::mutex> l(mu);
         owner_of[pin_gtid] = (start + i) % cs.size();
@@ -155,12 +197,19 @@ std::string Client::NewGtid() {
 }
 
 Result<TxnStatus> Client::SubmitSaga(const SagaSpec& saga, bool wait, int wait_ms) {
+  const std::string gtid = saga.gtid.empty() ? NewGtid() : saga.gtid;
+  if (Status s = CheckGtid(gtid); !s.ok()) return s;
   json steps = json::array();
   for (const auto& s : saga.steps) {
+    auto payload = ParsePayload(s.payload);
+    if (!payload.ok()) {
+      return Status::InvalidArgument("client: step '" + treaty_sdk_detail::Excerpt(s.name, 128) +
+                                     "': " + payload.status().message());
+    }
     json step = {{"name", s.name},
                  {"action", s.action},
                  {"compensate", s.compensate},
-                 {"payload", ParsePayload(s.payload)}};
+                 {"payload", std::move(*payload)}};
     if (!s.after.empty()) step["after"] = s.after;
     if (s.timeout_ms > 0) step["timeout_ms"] = s.timeout_ms;
     if (s.retry.max_attempts > 0 || s.retry.initial_backoff_ms > 0 ||
@@ -173,58 +222,65 @@ Result<TxnStatus> Client::SubmitSaga(const SagaSpec& saga, bool wait, int wait_m
     }
     steps.push_back(std::move(step));
   }
-  json body = {{"gtid", saga.gtid.empty() ? NewGtid() : saga.gtid}, {"steps", steps}};
+  json body = {{"gtid", gtid}, {"steps", steps}};
   if (saga.timeout_ms > 0) body["timeout_ms"] = saga.timeout_ms;
   if (saga.concurrent) body["concurrent"] = true;
   if (wait) body["wait"] = true;
   return ToTxnStatus(impl_->Call("POST", "/v1/sagas", body, wait ? wait_ms : 0));
 }
 
-Result<TxnStatus> Client::Begin(const std::string& gtid, int64_t timeout_ms) {
-  json body = {{"gtid", gtid.empty() ? NewGtid() : gtid}};
+Result<TxnStatus> Client::Begin(const std::string& gtid_or_empty, int64_t timeout_ms) {
+  const std::string gtid = gtid_or_empty.empty() ? NewGtid() : gtid_or_empty;
+  if (Status s = CheckGtid(gtid); !s.ok()) return s;
+  json body = {{"gtid", gtid}};
   if (timeout_ms > 0) body["timeout_ms"] = timeout_ms;
-  auto r = impl_->Call("POST", "/v1/2pc", body, 0, body["gtid"].get<std::string>());
-  return ToTxnStatus(r);
+  return ToTxnStatus(impl_->Call("POST", "/v1/2pc", body, 0, gtid));
 }
 
 Status Client::Enlist(const std::string& gtid, const BranchSpec& b) {
+  if (Status s = CheckGtid(gtid); !s.ok()) return s;
+  auto payload = ParsePayload(b.payload);
+  if (!payload.ok()) return Status::InvalidArgument("client: " + payload.status().message());
   json body = {{"name", b.name},
                {"prepare", b.prepare},
                {"commit", b.commit},
                {"abort", b.abort},
-               {"payload", ParsePayload(b.payload)}};
+               {"payload", std::move(*payload)}};
   auto r = impl_->Call("POST", "/v1/2pc/" + gtid + "/branches", body, 0, gtid);
   return r.ok() ? Status::Ok() : r.status();
 }
 
 Result<TxnStatus> Client::Commit(const std::string& gtid) {
+  if (Status s = CheckGtid(gtid); !s.ok()) return s;
   return ToTxnStatus(impl_->Call("POST", "/v1/2pc/" + gtid + "/commit", json::object(), 0, gtid));
 }
 
 Result<TxnStatus> Client::Abort(const std::string& gtid) {
+  if (Status s = CheckGtid(gtid); !s.ok()) return s;
   return ToTxnStatus(impl_->Call("POST", "/v1/2pc/" + gtid + "/abort", json::object(), 0, gtid));
 }
 
 Result<TransactionInfo> Client::Get(const std::string& gtid) {
+  if (Status s = CheckGtid(gtid); !s.ok()) return s;
   auto r = impl_->Call("GET", "/v1/transactions/" + gtid, json());
   if (!r.ok()) return r.status();
   const json& j = r->body;
   TransactionInfo t;
-  t.gtid = j.value("gtid", "");
-  t.kind = j.value("kind", "");
-  t.state = j.value("state", "");
-  t.needs_attention = j.value("needs_attention", false);
-  if (j.contains("branches") && j["branches"].is_array()) {
-    for (const auto& b : j["branches"]) {
+  t.gtid = StringField(j, "gtid");
+  t.kind = StringField(j, "kind");
+  t.state = StringField(j, "state");
+  t.needs_attention = BoolField(j, "needs_attention");
+  if (auto it = j.find("branches"); it != j.end() && it->is_array()) {
+    for (const auto& b : *it) {
       BranchInfo bi;
-      bi.name = b.value("name", "");
-      bi.state = b.value("state", "");
-      bi.attempts = b.value("attempts", int64_t{0});
-      if (b.contains("last_error") && b["last_error"].is_string()) bi.last_error = b["last_error"];
+      bi.name = StringField(b, "name");
+      bi.state = StringField(b, "state");
+      bi.attempts = IntField(b, "attempts");
+      bi.last_error = StringField(b, "last_error");
       t.branches.push_back(std::move(bi));
     }
   }
-  t.json = j.dump();
+  t.json = treaty_sdk_detail::DumpJson(j);
   return t;
 }
 

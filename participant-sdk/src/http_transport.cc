@@ -3,9 +3,11 @@
 #include <thread>
 #include <vector>
 
+#include <spdlog/spdlog.h>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 
+#include "common/text.h"
 #include "http/http_client.h"
 #include "http/http_server.h"
 
@@ -39,12 +41,13 @@ struct HttpEndpoint::Impl {
 };
 
 HttpEndpoint::HttpEndpoint(std::string host, uint16_t port, int io_threads,
-                           EndpointHandler handler)
+                           EndpointHandler handler, size_t max_body_bytes)
     : impl_(std::make_unique<Impl>()) {
   impl_->io_threads = io_threads < 1 ? 1 : io_threads;
   treaty::HttpServerOptions opts;
   opts.host = std::move(host);
   opts.port = port;
+  opts.max_body_bytes = max_body_bytes;
   impl_->server = std::make_unique<treaty::HttpServer>(
       impl_->io, opts,
       [handler = std::move(handler)](treaty::HttpRequest req, treaty::HttpResponder respond) {
@@ -68,7 +71,19 @@ std::string HttpEndpoint::Start() {
   for (int i = 0; i < impl_->io_threads; ++i) {
     impl_->threads.emplace_back([this] {
       auto guard = boost::asio::make_work_guard(impl_->io);
-      impl_->io.run();
+      // A completion that throws must not end the thread (std::terminate):
+      // log it and keep serving (io_context::run may be called again).
+      while (true) {
+        try {
+          impl_->io.run();
+          return;
+        } catch (const std::exception& e) {
+          spdlog::error("participant server: I/O callback threw: {}",
+                        treaty::EscapeControl(e.what()));
+        } catch (...) {
+          spdlog::error("participant server: I/O callback threw");
+        }
+      }
     });
   }
   return "";

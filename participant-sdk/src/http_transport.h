@@ -2,10 +2,11 @@
 
 // The SDK's HTTP transport, over the coordinator's Beast layer (treaty_http,
 // linked privately). This header deliberately uses plain types only, and
-// http_transport.cc is the only SDK file that includes coordinator headers:
-// the coordinator's treaty::Status and the SDK's treaty::sdk::Status must
-// never meet in one translation unit.
+// http_transport.cc (with input_rules.cc) is the only SDK file that includes
+// coordinator headers: the coordinator's treaty::Status and the SDK's
+// treaty::sdk::Status must never meet in one translation unit.
 
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -42,10 +43,13 @@ using EndpointHandler = std::function<void(EndpointRequest, EndpointResponder)>;
 
 // An HTTP server on its own io_context and `io_threads` threads. `handler`
 // runs on an I/O thread and must not block (hand work to a pool); the
-// responder may be called from any thread, exactly once.
+// responder may be called from any thread, exactly once. A request whose
+// body exceeds `max_body_bytes` is answered 413 and malformed HTTP 400
+// without reaching `handler`; an exception thrown by `handler` answers 500.
 class HttpEndpoint {
  public:
-  HttpEndpoint(std::string host, uint16_t port, int io_threads, EndpointHandler handler);
+  HttpEndpoint(std::string host, uint16_t port, int io_threads, EndpointHandler handler,
+               size_t max_body_bytes);
   ~HttpEndpoint();
   // "" on success, else why the address cannot be used.
   std::string Start();

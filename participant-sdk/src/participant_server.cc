@@ -1,14 +1,18 @@
 #include "treaty/participant_server.h"
 
+#include <cctype>
 #include <map>
 #include <mutex>
 #include <optional>
+#include <tuple>
 
+#include <spdlog/spdlog.h>
 #include <boost/asio/post.hpp>
 #include <boost/asio/thread_pool.hpp>
 #include <nlohmann/json.hpp>
 
 #include "http_transport.h"
+#include "input_rules.h"
 #include "thrift_endpoint.h"
 
 namespace treaty {
@@ -17,6 +21,8 @@ inline namespace sdk {
 using nlohmann::json;
 using treaty_sdk_detail::EndpointRequest;
 using treaty_sdk_detail::EndpointResponse;
+using treaty_sdk_detail::EscapeControl;
+using treaty_sdk_detail::IdentifierError;
 using treaty_sdk_detail::ThriftOutcome;
 
 const char* VoteName(Vote vote) {
@@ -48,7 +54,10 @@ struct Step {
   StepHandler action, compensate;
 };
 
-EndpointResponse Reply(int status, json body) { return {status, body.dump()}; }
+// DumpJson: a handler's message with ill-formed UTF-8 cannot make it throw.
+EndpointResponse Reply(int status, const json& body) {
+  return {status, treaty_sdk_detail::DumpJson(body)};
+}
 
 EndpointResponse ErrorReply(int status, const std::string& code, const std::string& message) {
   return Reply(status, {{"error", {{"code", code}, {"message", message}}}});
@@ -62,6 +71,59 @@ EndpointResponse FromStatus(const Status& s) {
   return ErrorReply(500, StatusCodeName(s.code()), s.message());
 }
 
+EndpointResponse InvalidArgument(const std::string& message) {
+  return ErrorReply(400, "InvalidArgument", message);
+}
+
+// The handler name of a request path: /{name} or /{name}/{anything}.
+std::string NameOfPath(const std::string& path) {
+  std::string name = path.size() > 1 ? path.substr(1) : "";
+  if (auto slash = name.find('/'); slash != std::string::npos) name.resize(slash);
+  return name;
+}
+
+// A name from the URL, fit to appear in a message or a log line.
+std::string Printable(const std::string& name) {
+  return EscapeControl(treaty_sdk_detail::Excerpt(name, 160));
+}
+
+// One of gtid / branch / op: the body's `key` and the header `header` (its
+// canonical spelling; names in `headers` are lower case) are both optional,
+// but each one present must be an identifier, and both must agree. Sets
+// *out to the value ("" when neither is present); returns "" or why not.
+std::string ReadIdentifier(const json& body, const std::map<std::string, std::string>& headers,
+                           const std::string& key, const std::string& header, std::string* out) {
+  const std::string field = "'" + key + "'";
+  const std::string header_field = "header " + header;
+  std::optional<std::string> from_body, from_header;
+  if (auto it = body.find(key); it != body.end()) {
+    if (!it->is_string()) return field + " must be a string";
+    from_body = it->get<std::string>();
+    if (std::string e = IdentifierError(*from_body, field); !e.empty()) return e;
+  }
+  std::string lower = header;
+  for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  if (auto it = headers.find(lower); it != headers.end()) {
+    from_header = it->second;
+    if (std::string e = IdentifierError(*from_header, header_field); !e.empty()) return e;
+  }
+  if (from_body && from_header && *from_body != *from_header) {
+    return field + " in the body and " + header_field + " differ";
+  }
+  *out = from_body ? *from_body : from_header.value_or("");
+  return "";
+}
+
+// A W3C traceparent is lower-case hex and dashes ("00-{32}-{16}-{2}", longer
+// in later versions); anything else is dropped, as the W3C spec asks.
+bool LooksLikeTraceparent(const std::string& value) {
+  if (value.size() < 55 || value.size() > 256) return false;
+  for (char c : value) {
+    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || c == '-')) return false;
+  }
+  return true;
+}
+
 }  // namespace
 
 class ParticipantServer::Impl {
@@ -73,9 +135,10 @@ class ParticipantServer::Impl {
                  [this](EndpointRequest req, treaty_sdk_detail::EndpointResponder respond) {
                    boost::asio::post(pool, [this, req = std::move(req),
                                             respond = std::move(respond)]() mutable {
-                     respond(Handle(req));
+                     Serve(req, respond);
                    });
-                 }) {
+                 },
+                 options.max_body_bytes) {
     if (options.thrift_port) {
       thrift = std::make_unique<treaty_sdk_detail::ThriftEndpoint>(
           options.http_host, *options.thrift_port, options.handler_threads,
@@ -83,15 +146,22 @@ class ParticipantServer::Impl {
     }
   }
 
+  // Answers one HTTP request on a pool thread. Nothing escapes: a failure
+  // of the server's own code answers 500 and logs one line.
+  void Serve(const EndpointRequest& req, const treaty_sdk_detail::EndpointResponder& respond);
+  // The HTTP request's CallContext (input rules: docs/input-rules.md), then
+  // Dispatch; 400 naming the field when the request breaks a rule.
   EndpointResponse Handle(const EndpointRequest& req);
   // What a registered handler answered, whatever the protocol.
   struct Invocation {
+    std::string invalid;       // why ctx breaks the identifier rules; no handler ran
     bool found = true;         // a handler for (name, op) exists
     Status status;             // kNo vote: BusinessFailure
     std::optional<Vote> vote;  // prepare that returned a vote
   };
-  // Runs the handler registered under `name` for ctx.op; exceptions become
-  // Internal (transient). Calls options.on_call.
+  // Runs the handler registered under `name` for ctx.op, if gtid / branch /
+  // op are identifiers; exceptions become Internal (transient) and a log
+  // line. Calls options.on_call after a handler ran.
   Invocation Invoke(const std::string& name, const CallContext& ctx);
   // The protocols' mappings of an Invocation (see participant_server.h).
   EndpointResponse Dispatch(const std::string& name, const CallContext& ctx);
@@ -107,44 +177,78 @@ class ParticipantServer::Impl {
   bool started = false;
 };
 
+void ParticipantServer::Impl::Serve(const EndpointRequest& req,
+                                    const treaty_sdk_detail::EndpointResponder& respond) {
+  EndpointResponse out;
+  try {
+    out = Handle(req);
+  } catch (const std::exception& e) {
+    spdlog::error("participant server: request to {} failed: {}", Printable(req.path),
+                  EscapeControl(e.what()));
+    out = ErrorReply(500, "Internal", "the participant server failed on this request");
+  } catch (...) {
+    spdlog::error("participant server: request to {} failed", Printable(req.path));
+    out = ErrorReply(500, "Internal", "the participant server failed on this request");
+  }
+  try {
+    respond(std::move(out));
+  } catch (const std::exception& e) {
+    spdlog::error("participant server: cannot answer: {}", EscapeControl(e.what()));
+  } catch (...) {
+    spdlog::error("participant server: cannot answer");
+  }
+}
+
 EndpointResponse ParticipantServer::Impl::Handle(const EndpointRequest& req) {
   if (req.method != "POST") return ErrorReply(405, "InvalidArgument", "POST only");
-  // /{name} or /{name}/{anything}
-  std::string name = req.path.size() > 1 ? req.path.substr(1) : "";
-  if (auto slash = name.find('/'); slash != std::string::npos) name.resize(slash);
-  json body = json::parse(req.body, nullptr, false);
-  if (body.is_discarded() || !body.is_object()) {
-    return ErrorReply(400, "InvalidArgument", "expected Treaty's JSON body");
-  }
-  auto header = [&](const char* h) {
-    auto it = req.headers.find(h);
-    return it == req.headers.end() ? std::string() : it->second;
-  };
+  const std::string name = NameOfPath(req.path);
+  treaty_sdk_detail::ParsedJson parsed =
+      treaty_sdk_detail::ParseJsonInput(req.body, "the request body");
+  if (!parsed.ok()) return InvalidArgument(parsed.error);
+  const json& body = parsed.value;
+  if (!body.is_object()) return InvalidArgument("the request body must be a JSON object");
   CallContext ctx;
-  auto text = [&](const char* field, const char* h) {
-    auto it = body.find(field);
-    if (it != body.end() && it->is_string()) return it->get<std::string>();
-    return header(h);
-  };
-  ctx.gtid = text("gtid", "treaty-gtid");
-  ctx.branch = text("branch", "treaty-branch");
-  ctx.op = text("op", "treaty-op");
-  auto p = body.find("payload");
-  ctx.payload = p == body.end() ? "null" : p->dump();
-  ctx.traceparent = header("traceparent");
-  ctx.idempotency_key = header("idempotency-key");
-  if (ctx.idempotency_key.empty()) ctx.idempotency_key = ctx.gtid + "/" + ctx.branch + "/" + ctx.op;
-  if (ctx.gtid.empty() || ctx.op.empty()) {
-    return ErrorReply(400, "InvalidArgument", "gtid and op are required");
+  for (auto [key, header, out] : {std::tuple{"gtid", "Treaty-Gtid", &ctx.gtid},
+                                  std::tuple{"branch", "Treaty-Branch", &ctx.branch},
+                                  std::tuple{"op", "Treaty-Op", &ctx.op}}) {
+    if (std::string e = ReadIdentifier(body, req.headers, key, header, out); !e.empty()) {
+      return InvalidArgument(e);
+    }
   }
-  if (ctx.branch.empty()) ctx.branch = name;
+  if (ctx.gtid.empty() || ctx.op.empty()) {
+    return InvalidArgument("'gtid' and 'op' are required (body or Treaty-Gtid / Treaty-Op)");
+  }
   // Handlers are found by the URL's name; ctx.branch is the coordinator's
   // name for the step (usually the same).
+  if (ctx.branch.empty()) {
+    if (std::string e = IdentifierError(name, "the name in the URL path"); !e.empty()) {
+      return InvalidArgument(e + " (or give 'branch')");
+    }
+    ctx.branch = name;
+  }
+  ctx.idempotency_key = ctx.gtid + "/" + ctx.branch + "/" + ctx.op;
+  if (auto it = req.headers.find("idempotency-key");
+      it != req.headers.end() && it->second != ctx.idempotency_key) {
+    return InvalidArgument("header Idempotency-Key must be \"{gtid}/{branch}/{op}\" of the call");
+  }
+  if (auto it = body.find("payload"); it != body.end()) {
+    ctx.payload = treaty_sdk_detail::DumpJson(*it);
+  }
+  if (auto it = req.headers.find("traceparent");
+      it != req.headers.end() && LooksLikeTraceparent(it->second)) {
+    ctx.traceparent = it->second;
+  }
   return Dispatch(name, ctx);
 }
 
 ParticipantServer::Impl::Invocation ParticipantServer::Impl::Invoke(const std::string& name,
                                                                     const CallContext& ctx) {
+  if (std::string e = treaty_sdk_detail::CallContextError(ctx); !e.empty()) {
+    Invocation out;
+    out.invalid = e;
+    out.status = Status::InvalidArgument(e);
+    return out;
+  }
   StepHandler step_fn;
   std::shared_ptr<ResourceManager> rm;
   {
@@ -159,9 +263,10 @@ ParticipantServer::Impl::Invocation ParticipantServer::Impl::Invoke(const std::s
   Invocation out;
   if (!step_fn && !(rm && rm_op)) {
     out.found = false;
-    out.status = Status::NotFound("no handler for " + ctx.op + " of '" + name + "'");
+    out.status = Status::NotFound("no handler for " + ctx.op + " of '" + Printable(name) + "'");
     return out;
   }
+  bool threw = false;
   try {
     if (step_fn) {
       out.status = step_fn(ctx);
@@ -180,17 +285,32 @@ ParticipantServer::Impl::Invocation ParticipantServer::Impl::Invoke(const std::s
   } catch (const std::exception& e) {
     out.vote.reset();
     out.status = Status::Internal(std::string("handler threw: ") + e.what());
+    threw = true;
   } catch (...) {
     out.vote.reset();
     out.status = Status::Internal("handler threw");
+    threw = true;
   }
-  if (options.on_call) options.on_call(ctx, out.status);
+  if (threw) {
+    spdlog::error("participant server: {} of '{}' (gtid {}): {}", ctx.op, Printable(name),
+                  ctx.gtid, EscapeControl(out.status.message()));
+  }
+  if (options.on_call) {
+    try {
+      options.on_call(ctx, out.status);
+    } catch (const std::exception& e) {
+      spdlog::error("participant server: on_call threw: {}", EscapeControl(e.what()));
+    } catch (...) {
+      spdlog::error("participant server: on_call threw");
+    }
+  }
   return out;
 }
 
 EndpointResponse ParticipantServer::Impl::Dispatch(const std::string& name,
                                                    const CallContext& ctx) {
   Invocation r = Invoke(name, ctx);
+  if (!r.invalid.empty()) return InvalidArgument(r.invalid);
   if (!r.found) return ErrorReply(404, "NotFound", r.status.message());
   if (r.vote == Vote::kNo) return Reply(409, {{"vote", "no"}});
   if (r.vote) return Reply(200, {{"vote", VoteName(*r.vote)}});
@@ -204,6 +324,8 @@ EndpointResponse ParticipantServer::Impl::Dispatch(const std::string& name,
 ThriftOutcome ParticipantServer::Impl::DispatchThrift(const CallContext& ctx) {
   using Kind = ThriftOutcome::Kind;
   Invocation r = Invoke(ctx.branch, ctx);
+  // Retrying a call that breaks the input rules cannot help.
+  if (!r.invalid.empty()) return {Kind::kFailed, std::nullopt, "InvalidArgument: " + r.invalid};
   if (!r.found) return {Kind::kRetry, std::nullopt, r.status.message()};
   if (r.vote == Vote::kNo) return {Kind::kFailed, Vote::kNo, "voted no"};
   if (r.vote) return {Kind::kOk, r.vote, ""};

@@ -3,7 +3,9 @@
 #include <condition_variable>
 #include <mutex>
 #include <thread>
+#include <utility>
 
+#include "input_rules.h"
 #include "pg_support.h"
 #include "treaty/client.h"
 
@@ -16,18 +18,26 @@ const char* kBarrierInsert =
     "INSERT INTO treaty_barrier(gtid, branch, op, reason) VALUES ($1, $2, 'prepare', $3) "
     "ON CONFLICT DO NOTHING";
 
-// Parses "{prefix}:{len}:{gtid}:{branch}".
+// Parses "{prefix}:{len}:{gtid}:{branch}" (a gid found in
+// pg_prepared_xacts, which anyone with access to the database can write):
+// false unless it is well-formed and gtid and branch are identifiers.
 bool ParseGid(const std::string& prefix, const std::string& gid, std::string* gtid,
               std::string* branch) {
   const std::string head = prefix + ":";
   if (gid.rfind(head, 0) != 0) return false;
   size_t colon = gid.find(':', head.size());
-  if (colon == std::string::npos) return false;
-  size_t len = std::strtoull(gid.c_str() + head.size(), nullptr, 10);
+  if (colon == std::string::npos || colon == head.size() || colon - head.size() > 3) return false;
+  size_t len = 0;
+  for (size_t i = head.size(); i < colon; ++i) {
+    if (gid[i] < '0' || gid[i] > '9') return false;
+    len = len * 10 + static_cast<size_t>(gid[i] - '0');
+  }
+  // len <= 999, so the sum cannot overflow.
   if (colon + 1 + len + 1 > gid.size() || gid[colon + 1 + len] != ':') return false;
   *gtid = gid.substr(colon + 1, len);
   *branch = gid.substr(colon + 1 + len + 1);
-  return true;
+  return treaty_sdk_detail::IdentifierError(*gtid, "gtid").empty() &&
+         treaty_sdk_detail::IdentifierError(*branch, "branch").empty();
 }
 
 bool IsUndefinedObject(const std::exception& e) {
@@ -69,6 +79,11 @@ PgResourceManager::~PgResourceManager() = default;
 
 Result<std::string> PgResourceManager::Gid(const std::string& prefix, const std::string& gtid,
                                            const std::string& branch) {
+  for (auto [value, field] : {std::pair{&gtid, "'gtid'"}, std::pair{&branch, "'branch'"}}) {
+    if (std::string e = treaty_sdk_detail::IdentifierError(*value, field); !e.empty()) {
+      return Status::InvalidArgument("PgResourceManager: " + e);
+    }
+  }
   std::string gid = prefix + ":" + std::to_string(gtid.size()) + ":" + gtid + ":" + branch;
   if (gid.size() > 199) {
     return Status::InvalidArgument("gid for " + gtid + "/" + branch +

@@ -64,7 +64,9 @@ class Barrier {
   // with the barrier record. `body` returning non-OK rolls everything back
   // and Run returns that Status (a later redelivery runs it again). An action
   // or prepare arriving after its compensation or abort returns
-  // BusinessFailure without calling `body`. Blocks.
+  // BusinessFailure without calling `body`. InvalidArgument, before the
+  // database is touched, unless ctx.gtid, ctx.branch and ctx.op are
+  // identifiers (docs/input-rules.md). Blocks.
   Result<BarrierEffect> Run(const CallContext& ctx, const BarrierBody& body);
 
   // Deletes barrier rows older than `older_than_seconds` (choose well past

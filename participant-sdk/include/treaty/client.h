@@ -26,6 +26,14 @@
 // list. Same calls, answers and fail-over either way: InvalidRequest ->
 // InvalidArgument, NotFound -> NotFound, Conflict -> Conflict, Unavailable
 // (draining, not ready) and transport errors -> the next coordinator.
+// Input rules (docs/input-rules.md): a gtid must be an identifier (1..128
+// bytes of printable ASCII other than '/', '?', '#', '%', '\\'), and a
+// payload that is JSON may nest at most 64 levels; else InvalidArgument
+// before anything is sent. A coordinator's answer is untrusted too: a 2xx
+// whose body is not a JSON object (not JSON, ill-formed UTF-8, nested
+// deeper than 64 levels) counts as a failed attempt (the next coordinator
+// is tried; Unavailable says why when none answers properly), and error
+// messages are cut to 200 bytes of valid UTF-8.
 // Thread-safe; every call blocks.
 
 #include <cstdint>

@@ -19,7 +19,24 @@
 //   Vote::kNo                   -> 409 {"vote":"no"}
 //   any other Status, or an exception thrown by a handler
 //                               -> 500, transient: the coordinator retries
-//   unknown name / op           -> 404; malformed body -> 400
+//   unknown name / op           -> 404; a request breaking the input rules -> 400
+//
+// Input rules (docs/input-rules.md; the coordinator's, from the same code):
+// every request is untrusted and none reaches a handler unless
+//   - its body is at most `max_body_bytes` (else 413) and is one JSON object
+//     nested at most 64 levels deep, valid UTF-8 (else 400);
+//   - gtid, branch and op, each from the body ("gtid", "branch", "op") or
+//     the Treaty-Gtid / Treaty-Branch / Treaty-Op header, are identifiers:
+//     1..128 bytes of printable ASCII other than '/', '?', '#', '%', '\',
+//     not "." or "..". gtid and op are required; branch defaults to the
+//     URL's name. When body and header both carry one, they must agree;
+//   - an Idempotency-Key header, if present, is "{gtid}/{branch}/{op}";
+// else 400 {"error":{"code":"InvalidArgument","message":...}} naming the
+// field, never echoing its bytes. A traceparent that is not lower-case hex
+// and dashes is dropped. The server answers every request (or closes the
+// connection) and keeps serving; a handler that throws gets a 500 and one
+// log line (spdlog, control characters escaped). Over Thrift a call whose
+// gtid / branch / op break the rules gets FAILED without reaching a handler.
 //
 // Thrift: with `thrift_port` set, Start() also serves ParticipantService
 // (idl/participant.thrift; framed transport, binary protocol) on
@@ -37,6 +54,7 @@
 // use a Barrier or PgResourceManager for exactly-once effects.
 // Register handlers before Start(); registration after Start is not allowed.
 
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -77,6 +95,9 @@ struct ParticipantServerOptions {
   std::optional<uint16_t> thrift_port;
   int io_threads = 1;
   int handler_threads = 8;
+  // Largest HTTP request body accepted, in bytes; a larger one is answered
+  // 413 without reaching a handler (nor being read to the end).
+  size_t max_body_bytes = 1 << 20;
   // Called after each delivery with the status the handler returned (for
   // logging and tests). Runs on a handler thread.
   std::function<void(const CallContext&, const Status&)> on_call;

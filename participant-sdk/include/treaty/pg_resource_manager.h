@@ -84,7 +84,9 @@ class PgResourceManager : public ResourceManager {
   // The report of the recovery Open() ran.
   const RecoveryReport& open_recovery() const;
 
-  // The PostgreSQL gid for a branch; InvalidArgument if longer than 200 bytes.
+  // The PostgreSQL gid for a branch; InvalidArgument unless gtid and branch
+  // are identifiers (docs/input-rules.md) and the gid fits in 200 bytes.
+  // Prepare, Commit and Abort refuse such a ctx the same way.
   static Result<std::string> Gid(const std::string& prefix, const std::string& gtid,
                                  const std::string& branch);
 

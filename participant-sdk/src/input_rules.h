@@ -1,0 +1,53 @@
+#pragma once
+
+// Private to the SDK: the input rules of docs/input-rules.md, the same code
+// as the coordinator's (coordinator/common/text.h, json_input.h, limits.h),
+// behind plain types. input_rules.cc and http_transport.cc are the only SDK
+// files that include coordinator headers: the coordinator's treaty::Status
+// and the SDK's treaty::sdk::Status must never meet in one translation unit.
+//
+// Stateless, thread-safe; nothing here throws.
+
+#include <cstddef>
+#include <string>
+#include <string_view>
+
+#include <nlohmann/json.hpp>
+
+#include "treaty/call_context.h"
+
+namespace treaty_sdk_detail {
+
+// "" when `value` follows the identifier rules (1..128 bytes of printable
+// ASCII other than '/', '?', '#', '%', '\\'; not "." or ".."), else why,
+// naming `field` (e.g. "'gtid'", "header Treaty-Gtid") and never echoing
+// the offending bytes.
+std::string IdentifierError(std::string_view value, std::string_view field);
+
+// "" when ctx.gtid, ctx.branch and ctx.op are identifiers (above), else why,
+// naming the first field that is not.
+std::string CallContextError(const treaty::CallContext& ctx);
+
+// One JSON value from outside: at most 64 levels of arrays/objects (the
+// top-level value is level 1), valid UTF-8 only.
+struct ParsedJson {
+  nlohmann::json value;  // null when error is set
+  std::string error;     // "" on success, else why, naming `what`
+  bool ok() const { return error.empty(); }
+};
+ParsedJson ParseJsonInput(std::string_view text, std::string_view what);
+
+// True when `text` is syntactically JSON, whatever its depth (an iterative
+// check that builds nothing).
+bool IsJsonSyntax(std::string_view text);
+
+// Compact JSON text; ill-formed UTF-8 in strings becomes U+FFFD. Keep the
+// depth of `value` bounded (ParseJsonInput does).
+std::string DumpJson(const nlohmann::json& value);
+
+// See coordinator/common/text.h.
+std::string ToValidUtf8(std::string_view s);
+std::string Excerpt(std::string_view s, size_t max_bytes);
+std::string EscapeControl(std::string_view s);
+
+}  // namespace treaty_sdk_detail
