@@ -164,5 +164,24 @@ TEST_F(BarrierTest, OpenTwiceMigratesOnce) {
   EXPECT_EQ(QueryInt(uri_, "SELECT count(*) FROM treaty_participant_migrations"), 1);
 }
 
+// Issue 10: only identifiers reach the barrier table.
+TEST_F(BarrierTest, GtidBranchAndOpMustBeIdentifiers) {
+  std::atomic<int> ran{0};
+  for (CallContext ctx : {CallContext{.gtid = "\xff", .branch = "b1", .op = "action"},
+                          CallContext{.gtid = std::string("g\0x", 3), .branch = "b1", .op = "action"},
+                          CallContext{.gtid = "g1", .branch = "b 1", .op = "action"},
+                          CallContext{.gtid = "g1", .branch = "b1", .op = std::string(129, 'o')},
+                          CallContext{.gtid = "g1", .branch = "b1", .op = ""}}) {
+    auto r = barrier_->Run(ctx, [&](SqlTx&) -> sdk::Status {
+      ++ran;
+      return sdk::Status::Ok();
+    });
+    ASSERT_FALSE(r.ok());
+    EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument) << r.status().ToString();
+  }
+  EXPECT_EQ(ran.load(), 0);
+  EXPECT_EQ(QueryInt(uri_, "SELECT count(*) FROM treaty_barrier"), 0);
+}
+
 }  // namespace
 }  // namespace treaty::testing

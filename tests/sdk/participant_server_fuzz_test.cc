@@ -414,7 +414,7 @@ TEST(ParticipantServerFuzzTest, HostileRequestsNeverCrashOrReachHandlersInvalid)
   }
   EXPECT_EQ(invalid.load(), 0) << "handlers invoked with input that breaks the rules";
   // The generator must reach the handlers, and refuse much more often.
-  EXPECT_GT(invoked.load(), 300);
+  EXPECT_GT(invoked.load(), 200);
   EXPECT_GT(statuses[400], 1000);
   std::string summary;
   for (auto [status, n] : statuses)

@@ -139,6 +139,12 @@ TEST_F(PgResourceManagerTest, GidCarriesGtidAndBranch) {
   ASSERT_TRUE(gid.ok());
   EXPECT_EQ(*gid, "treaty:3:a:b:acct");
   EXPECT_FALSE(PgResourceManager::Gid("treaty", std::string(300, 'x'), "acct").ok());
+  // Issue 10: gtid and branch must be identifiers before they reach SQL.
+  EXPECT_FALSE(PgResourceManager::Gid("treaty", "\xff", "acct").ok());
+  EXPECT_FALSE(PgResourceManager::Gid("treaty", "g1", "a'; --").ok());
+  auto v = rm_->Prepare(Ctx("bad gtid", "prepare", "5"));
+  EXPECT_EQ(v.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(Prepared(), 0);
 }
 
 TEST_F(PgResourceManagerTest, RestartResolvesInDoubtTransactionsBothWays) {
