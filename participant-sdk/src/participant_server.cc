@@ -324,6 +324,7 @@ EndpointResponse ParticipantServer::Impl::Dispatch(const std::string& name,
 ThriftOutcome ParticipantServer::Impl::DispatchThrift(const CallContext& ctx) {
   using Kind = ThriftOutcome::Kind;
   Invocation r = Invoke(ctx.branch, ctx);
+  // ThriftEndpoint refuses such calls first; this is the backstop.
   // Retrying a call that breaks the input rules cannot help.
   if (!r.invalid.empty()) return {Kind::kFailed, std::nullopt, "InvalidArgument: " + r.invalid};
   if (!r.found) return {Kind::kRetry, std::nullopt, r.status.message()};

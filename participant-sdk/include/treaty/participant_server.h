@@ -35,8 +35,9 @@
 // field, never echoing its bytes. A traceparent that is not lower-case hex
 // and dashes is dropped. The server answers every request (or closes the
 // connection) and keeps serving; a handler that throws gets a 500 and one
-// log line (spdlog, control characters escaped). Over Thrift a call whose
-// gtid / branch / op break the rules gets FAILED without reaching a handler.
+// log line (spdlog, control characters escaped). Over Thrift the same rules
+// hold (and the payload's depth): a call that breaks them is answered with
+// a TApplicationException and never reaches a handler.
 //
 // Thrift: with `thrift_port` set, Start() also serves ParticipantService
 // (idl/participant.thrift; framed transport, binary protocol) on
