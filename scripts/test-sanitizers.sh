@@ -32,8 +32,10 @@ rm -rf "$reports"
 mkdir -p "$reports"
 # Leak checking is on (LeakSanitizer works in our CI container); treatyd
 # children are stopped with SIGKILL by the tests, so only the test binaries'
-# own exits are leak-checked.
+# own exits are leak-checked. Leaks inside libpq/libpqxx (third-party, not
+# built here) are suppressed: scripts/lsan-suppressions.txt.
 export ASAN_OPTIONS="log_path=$reports/asan:abort_on_error=1:detect_leaks=1:strict_string_checks=1:check_initialization_order=1:detect_stack_use_after_return=0"
+export LSAN_OPTIONS="suppressions=$(pwd)/scripts/lsan-suppressions.txt:print_suppressions=0"
 export UBSAN_OPTIONS="log_path=$reports/ubsan:print_stacktrace=1:halt_on_error=1"
 
 cd "$build"

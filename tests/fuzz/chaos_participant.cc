@@ -132,7 +132,9 @@ struct ChaosParticipant::Impl {
   net::io_context io;
   tcp::acceptor acceptor{io};
 
-  static net::awaitable<void> Accept(ChaosParticipant* owner, std::shared_ptr<Impl> self) {
+  // `self` is a plain pointer: the coroutine lives inside self->io, so owning
+  // it from here would be a cycle (and a leak).
+  static net::awaitable<void> Accept(ChaosParticipant* owner, Impl* self) {
     for (;;) {
       tcp::socket socket(self->io);
       try {
@@ -174,20 +176,21 @@ struct ChaosParticipant::Impl {
 };
 
 ChaosParticipant::ChaosParticipant(uint64_t seed)
-    : seed_(seed), impl_(std::make_shared<Impl>()), recent_(kRecentAnswers) {
+    : seed_(seed), impl_(std::make_unique<Impl>()), recent_(kRecentAnswers) {
   const tcp::endpoint endpoint(net::ip::make_address("127.0.0.1"), 0);
   impl_->acceptor.open(endpoint.protocol());
   impl_->acceptor.set_option(tcp::acceptor::reuse_address(true));
   impl_->acceptor.bind(endpoint);
   impl_->acceptor.listen();
   port_ = impl_->acceptor.local_endpoint().port();
-  net::co_spawn(impl_->io, Impl::Accept(this, impl_), net::detached);
+  net::co_spawn(impl_->io, Impl::Accept(this, impl_.get()), net::detached);
   thread_ = std::thread([io = &impl_->io] { io->run(); });
 }
 
 ChaosParticipant::~ChaosParticipant() {
   impl_->io.stop();
   thread_.join();
+  impl_.reset();  // destroys the suspended coroutines and their sockets
 }
 
 std::string ChaosParticipant::Url(const std::string& branch, const std::string& op) const {

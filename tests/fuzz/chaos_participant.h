@@ -66,7 +66,7 @@ class ChaosParticipant {
 
   uint64_t seed_;
   uint16_t port_ = 0;
-  std::shared_ptr<Impl> impl_;
+  std::unique_ptr<Impl> impl_;
   std::thread thread_;
 
   mutable std::mutex mu_;

@@ -56,12 +56,12 @@ class ParticipantAnswerFuzzTest : public ::testing::TestWithParam<std::string> {
   // answers given and restart it (at most twice). Thread-safe.
   void CheckAlive(const std::string& stage) {
     std::lock_guard<std::mutex> lock(process_mu_);
-    if (treatyd_->Alive()) return;
+    if (gave_up_ || treatyd_->Alive()) return;
     std::string recent;
     for (const auto& line : chaos_->Recent(25)) recent += "\n      " + line;
     Finding("treatyd died (" + stage + "); the last answers given, newest first:" + recent +
             "\n    log tail:\n" + treatyd_->LogTail(3000));
-    if (++restarts_ <= 2) (void)treatyd_->Start();
+    if (++restarts_ > 2 || !treatyd_->Start().ok()) gave_up_ = true;  // one report, not thousands
   }
 
   // GETs `gtid`; checks the answer is valid JSON. Returns the document or null.
@@ -167,7 +167,8 @@ class ParticipantAnswerFuzzTest : public ::testing::TestWithParam<std::string> {
   std::unique_ptr<ChaosParticipant> chaos_;
   std::unique_ptr<FuzzTreatyd> treatyd_;
   std::mutex process_mu_;
-  int restarts_ = 0;
+  int restarts_ = 0;      // guarded by process_mu_
+  bool gave_up_ = false;  // guarded by process_mu_: treatyd stays down
   std::mutex gtids_mu_;
   std::vector<std::string> gtids_;
   std::mutex findings_mu_;
