@@ -7,10 +7,13 @@
 # suite; run it alone after scripts/install-deps.sh.
 #
 # Every sanitized process, test binaries and the treatyd children alike,
-# writes its reports to build-asan/sanitizer-reports/ (ASan/UBSan log_path).
-# Any report fails the run, even one from a child whose test passed; the
-# reports are printed, then ctest's summary again. Exit status: ctest's, or 1
-# when there was a report.
+# writes its AddressSanitizer / LeakSanitizer reports to
+# build-asan/sanitizer-reports/ (log_path). Any such report fails the run,
+# even one from a child whose test passed; the reports are printed, then
+# ctest's summary again. UndefinedBehaviorSanitizer (combined with ASan) writes
+# to stderr whatever log_path says, and aborts the process: the failing test
+# shows it (the fuzz tests print treatyd's log when it dies). Exit status:
+# ctest's, or 1 when there was a report.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -36,7 +39,7 @@ mkdir -p "$reports"
 # built here) are suppressed: scripts/lsan-suppressions.txt.
 export ASAN_OPTIONS="log_path=$reports/asan:abort_on_error=1:detect_leaks=1:strict_string_checks=1:check_initialization_order=1:detect_stack_use_after_return=0"
 export LSAN_OPTIONS="suppressions=$(pwd)/scripts/lsan-suppressions.txt:print_suppressions=0"
-export UBSAN_OPTIONS="log_path=$reports/ubsan:print_stacktrace=1:halt_on_error=1"
+export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:abort_on_error=1"
 
 cd "$build"
 set +e
