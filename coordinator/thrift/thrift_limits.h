@@ -29,6 +29,7 @@
 // may serve many connections at once).
 
 #include <algorithm>
+#include <cstring>
 #include <functional>
 #include <memory>
 #include <string>
@@ -72,7 +73,81 @@ class BoundedBinaryProtocol : public apache::thrift::protocol::TBinaryProtocol {
   uint32_t readString_virt(std::string& str) override { return ReadCheckedString(str); }
   uint32_t readBinary_virt(std::string& str) override { return ReadCheckedString(str); }
 
+  // Type bytes are checked before they become a TType: the stock reader
+  // casts any wire byte to the enum (undefined behaviour for bytes outside
+  // its range, reported by UBSan) and only fails later, in skip().
+  uint32_t readMessageBegin_virt(std::string& name, apache::thrift::protocol::TMessageType& type,
+                                 int32_t& seqid) override {
+    uint32_t n = TBinaryProtocolT::readMessageBegin(name, type, seqid);
+    int raw = 0;  // the enum's bits, read without loading an out-of-range enum value
+    static_assert(sizeof(type) == sizeof(raw));
+    std::memcpy(&raw, &type, sizeof(raw));
+    if (raw < apache::thrift::protocol::T_CALL || raw > apache::thrift::protocol::T_ONEWAY) {
+      throw apache::thrift::protocol::TProtocolException(
+          apache::thrift::protocol::TProtocolException::INVALID_DATA,
+          "unknown Thrift message type " + std::to_string(raw));
+    }
+    return n;
+  }
+  uint32_t readFieldBegin_virt(std::string& /*name*/, apache::thrift::protocol::TType& type,
+                               int16_t& id) override {
+    uint32_t n = ReadType(type);
+    id = 0;
+    if (type == apache::thrift::protocol::T_STOP) return n;
+    return n + readI16(id);
+  }
+  uint32_t readMapBegin_virt(apache::thrift::protocol::TType& key_type,
+                             apache::thrift::protocol::TType& value_type,
+                             uint32_t& size) override {
+    uint32_t n = ReadType(key_type);
+    n += ReadType(value_type);
+    n += ReadSize(size);
+    apache::thrift::protocol::TMap declared(key_type, value_type, size);
+    checkReadBytesAvailable(declared);
+    return n;
+  }
+  uint32_t readListBegin_virt(apache::thrift::protocol::TType& elem_type,
+                              uint32_t& size) override {
+    uint32_t n = ReadType(elem_type);
+    n += ReadSize(size);
+    apache::thrift::protocol::TList declared(elem_type, size);
+    checkReadBytesAvailable(declared);
+    return n;
+  }
+  uint32_t readSetBegin_virt(apache::thrift::protocol::TType& elem_type, uint32_t& size) override {
+    uint32_t n = ReadType(elem_type);
+    n += ReadSize(size);
+    apache::thrift::protocol::TSet declared(elem_type, size);
+    checkReadBytesAvailable(declared);
+    return n;
+  }
+
  private:
+  uint32_t ReadType(apache::thrift::protocol::TType& type) {
+    using apache::thrift::protocol::TProtocolException;
+    int8_t raw = 0;
+    uint32_t n = readByte(raw);
+    switch (raw) {
+      case 0: case 1: case 2: case 3: case 4: case 6: case 8: case 10: case 11: case 12:
+      case 13: case 14: case 15: case 16: case 17:
+        type = static_cast<apache::thrift::protocol::TType>(raw);
+        return n;
+      default:
+        throw TProtocolException(TProtocolException::INVALID_DATA,
+                                 "unknown Thrift type " + std::to_string(raw));
+    }
+  }
+  uint32_t ReadSize(uint32_t& size) {
+    using apache::thrift::protocol::TProtocolException;
+    int32_t raw = 0;
+    uint32_t n = readI32(raw);
+    if (raw < 0) throw TProtocolException(TProtocolException::NEGATIVE_SIZE);
+    if (container_limit_ && raw > container_limit_) {
+      throw TProtocolException(TProtocolException::SIZE_LIMIT);
+    }
+    size = static_cast<uint32_t>(raw);
+    return n;
+  }
   uint32_t ReadCheckedString(std::string& str) {
     int32_t size = 0;
     uint32_t n = readI32(size);
