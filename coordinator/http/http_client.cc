@@ -11,6 +11,7 @@
 #include <boost/beast/http.hpp>
 
 #include "common/endpoint.h"
+#include "http/bounded_read.h"
 
 namespace treaty {
 
@@ -20,6 +21,8 @@ namespace http = beast::http;
 using tcp = net::ip::tcp;
 
 namespace {
+
+constexpr uint64_t kMaxResponseBodyBytes = 64u << 20;  // as http_client.h states
 
 // True when `s` holds a byte that must never reach a header line (C0 or DEL).
 bool HasControl(std::string_view s) {
@@ -79,7 +82,6 @@ Result<HttpClientResponse> HttpFetch(const std::string& method, const std::strin
     f.req.body() = body;
     f.req.prepare_payload();
   }
-  f.parser.body_limit(64u << 20);
 
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
   auto finish = [&f](const char* stage, beast::error_code ec) {
@@ -95,7 +97,8 @@ Result<HttpClientResponse> HttpFetch(const std::string& method, const std::strin
           if (ec) return finish("connect", ec);
           http::async_write(f.stream, f.req, [&](beast::error_code ec, size_t) {
             if (ec) return finish("write", ec);
-            http::async_read(f.stream, f.buffer, f.parser,
+            // Header first: see bounded_read.h.
+            AsyncReadBounded(f.stream, f.buffer, f.parser, kMaxResponseBodyBytes,
                              [&](beast::error_code ec, size_t) { finish("read", ec); });
           });
         });
@@ -104,6 +107,10 @@ Result<HttpClientResponse> HttpFetch(const std::string& method, const std::strin
   if (!f.done || f.error == beast::error::timeout) {
     return Status::TimedOut(method + " " + url + " timed out after " + std::to_string(timeout_ms) +
                             " ms");
+  }
+  if (f.error == http::error::body_limit) {
+    return Status::Unavailable(method + " " + url + ": the response body is larger than " +
+                               std::to_string(kMaxResponseBodyBytes) + " bytes");
   }
   if (f.error) {
     return Status::Unavailable(method + " " + url + ": " + f.stage + ": " + f.error.message());

@@ -22,6 +22,8 @@ struct HttpClientResponse {
 // connection errors, TimedOut after `timeout_ms`, InvalidArgument for a URL
 // ParseEndpoint refuses, a scheme other than http, an unknown method, or a
 // header name or value holding a control character (CR, LF, NUL...).
+// A response body over 64 MiB (declared or sent, chunked or not) fails with
+// Unavailable; memory stays bounded by that, whatever Content-Length says.
 Result<HttpClientResponse> HttpFetch(const std::string& method, const std::string& url,
                                      const std::string& body = "",
                                      const std::map<std::string, std::string>& headers = {},

@@ -22,6 +22,7 @@
 #include "common/json_input.h"
 #include "common/limits.h"
 #include "common/text.h"
+#include "http/bounded_read.h"
 #include "http/http_connection_pool.h"
 
 namespace treaty {
@@ -34,6 +35,8 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
+// A participant's answer body: larger ones fail the call (kTransient, so it is
+// retried like any failed call), whatever Content-Length they declare.
 constexpr uint64_t kMaxResponseBodyBytes = 8 << 20;
 
 // A header value as sent: printable ASCII only. Any other byte (CR, LF, NUL,
@@ -174,8 +177,9 @@ class CallState : public PoolWaiter, public std::enable_shared_from_this<CallSta
     if (finished()) return Discard(conn);
     if (ec) return CanRetry(conn, ec) ? Retry(conn) : Fail(conn, IoError("write", ec));
     parser_.emplace();
-    parser_->body_limit(kMaxResponseBodyBytes);
-    http::async_read(conn->stream, conn->buffer, *parser_,
+    // Header first: a declared Content-Length above the limit fails the call
+    // before any body storage exists (bounded_read.h).
+    AsyncReadBounded(conn->stream, conn->buffer, *parser_, kMaxResponseBodyBytes,
                      [self = shared_from_this(), conn](beast::error_code ec, size_t) {
                        self->OnRead(conn, ec);
                      });
@@ -183,6 +187,10 @@ class CallState : public PoolWaiter, public std::enable_shared_from_this<CallSta
 
   void OnRead(const std::shared_ptr<PooledConnection>& conn, beast::error_code ec) {
     if (finished()) return Discard(conn);
+    if (ec == http::error::body_limit) {
+      return Fail(conn, "read " + pool_->authority() + ": the answer's body is larger than " +
+                            std::to_string(kMaxResponseBodyBytes) + " bytes");
+    }
     if (ec) return CanRetry(conn, ec) ? Retry(conn) : Fail(conn, IoError("read", ec));
     const auto& res = parser_->get();
     ParticipantResponse out;

@@ -20,6 +20,7 @@
 
 #include "common/exception_guard.h"
 #include "common/text.h"
+#include "http/bounded_read.h"
 #include "http/http_request_parsing.h"
 
 namespace treaty {
@@ -92,10 +93,11 @@ class Session : public std::enable_shared_from_this<Session> {
   void ReadRequest() {
     if (closed_) return;
     parser_.emplace();
-    parser_->body_limit(server_->options.max_body_bytes);
     parser_->header_limit(kHeaderLimitBytes);
     stream_.expires_after(std::chrono::milliseconds(server_->options.idle_timeout_ms));
-    http::async_read(stream_, buffer_, *parser_,
+    // Header first, so a declared Content-Length over the limit is answered
+    // 413 before any body storage exists (bounded_read.h).
+    AsyncReadBounded(stream_, buffer_, *parser_, server_->options.max_body_bytes,
                      beast::bind_front_handler(&Session::OnRead, shared_from_this()));
   }
 
