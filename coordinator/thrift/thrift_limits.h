@@ -89,6 +89,14 @@ class BoundedBinaryProtocol : public apache::thrift::protocol::TBinaryProtocol {
     }
     return n;
   }
+  // The stock skip_virt skips through TBinaryProtocolT's own readers,
+  // bypassing the checked ones above (a generated processor skips the
+  // arguments of an unknown method this way): skip through this class's
+  // virtual interface instead.
+  uint32_t skip_virt(apache::thrift::protocol::TType type) override {
+    return apache::thrift::protocol::skip(static_cast<apache::thrift::protocol::TProtocol&>(*this),
+                                          type);
+  }
   uint32_t readFieldBegin_virt(std::string& /*name*/, apache::thrift::protocol::TType& type,
                                int16_t& id) override {
     uint32_t n = ReadType(type);
