@@ -15,6 +15,11 @@ inline constexpr size_t kMaxUrlBytes = 2048;
 // Deepest nesting of arrays/objects accepted in any JSON body or payload.
 // The top-level value is depth 1, so `[[1]]` has depth 2.
 inline constexpr int kMaxJsonDepth = 64;
+// Deepest nesting of a step's or branch's `payload`, counted on its own
+// (`[[1]]` is 2). Lower than kMaxJsonDepth so that any envelope a front end
+// or the participant protocol puts around a payload stays within
+// kMaxJsonDepth: a payload the coordinator accepts can always be delivered.
+inline constexpr int kMaxPayloadDepth = 32;
 // Bytes of a participant's answer kept as a branch's last_error / history.
 inline constexpr size_t kErrorExcerptBytes = 200;
 

@@ -81,7 +81,13 @@ Status ParseStep(const json& obj, size_t i, const SpecLimits& limits, SagaStep* 
     if (auto s = ValidateEndpoint(step->action, where + "'action'"); !s.ok()) return s;
     if (auto s = ValidateEndpoint(step->compensate, where + "'compensate'"); !s.ok()) return s;
   }
-  if (auto it = obj.find("payload"); it != obj.end()) step->payload = DumpJson(*it);
+  if (auto it = obj.find("payload"); it != obj.end()) {
+    if (!limits.stored && JsonDepth(*it) > limits::kMaxPayloadDepth) {
+      return Invalid("steps[" + std::to_string(i) + "].payload nests arrays/objects deeper than " +
+                     std::to_string(limits::kMaxPayloadDepth) + " levels");
+    }
+    step->payload = DumpJson(*it);
+  }
   if (auto it = obj.find("after"); it != obj.end() && !it->is_null()) {
     if (!it->is_array()) return Invalid(where + "'after' must be an array of step names");
     for (const auto& a : *it) {

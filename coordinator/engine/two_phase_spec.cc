@@ -84,7 +84,13 @@ Result<BranchSpec> ParseBranchSpec(const json& body, const TwoPhaseLimits& limit
   if (auto s = ReadUrl(body, "prepare", check, &b.prepare); !s.ok()) return s;
   if (auto s = ReadUrl(body, "commit", check, &b.commit); !s.ok()) return s;
   if (auto s = ReadUrl(body, "abort", check, &b.abort); !s.ok()) return s;
-  if (auto it = body.find("payload"); it != body.end()) b.payload = DumpJson(*it);
+  if (auto it = body.find("payload"); it != body.end()) {
+    if (!limits.stored && JsonDepth(*it) > limits::kMaxPayloadDepth) {
+      return Invalid("'payload' nests arrays/objects deeper than " +
+                     std::to_string(limits::kMaxPayloadDepth) + " levels");
+    }
+    b.payload = DumpJson(*it);
+  }
   if (auto s = ReadTimeout(body, 1, limits.max_timeout_ms, &b.timeout_ms); !s.ok()) return s;
   return b;
 }

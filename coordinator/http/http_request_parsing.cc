@@ -16,7 +16,7 @@ int HexValue(char c) {
 
 }  // namespace
 
-std::string PercentDecode(std::string_view in, bool plus_is_space) {
+std::string PercentDecode(std::string_view in, bool plus_is_space, bool keep_encoded_slash) {
   std::string out;
   out.reserve(in.size());
   for (size_t i = 0; i < in.size(); ++i) {
@@ -25,7 +25,13 @@ std::string PercentDecode(std::string_view in, bool plus_is_space) {
       int hi = HexValue(in[i + 1]);
       int lo = HexValue(in[i + 2]);
       if (hi >= 0 && lo >= 0) {
-        out.push_back(static_cast<char>(hi * 16 + lo));
+        const char decoded = static_cast<char>(hi * 16 + lo);
+        if (decoded == '/' && keep_encoded_slash) {
+          out.append(in.substr(i, 3));
+          i += 2;
+          continue;
+        }
+        out.push_back(decoded);
         i += 2;
         continue;
       }
@@ -57,7 +63,7 @@ void SplitTarget(std::string_view target, std::string* path,
   std::string_view raw_path = target.substr(0, q);
   // Drop a fragment if a client sent one.
   raw_path = raw_path.substr(0, raw_path.find('#'));
-  *path = PercentDecode(raw_path, false);
+  *path = PercentDecode(raw_path, false, /*keep_encoded_slash=*/true);
   if (q == std::string_view::npos) {
     query->clear();
     return;

@@ -11,14 +11,19 @@
 namespace treaty {
 
 // Decodes %XX escapes; with `plus_is_space` (query strings) '+' becomes ' '.
-// Malformed escapes ("%G1", a trailing '%') are kept verbatim.
-std::string PercentDecode(std::string_view in, bool plus_is_space);
+// Malformed escapes ("%G1", a trailing '%') are kept verbatim. With
+// `keep_encoded_slash` (paths), "%2F" stays as it is: an encoded '/' is data
+// inside a segment, never a separator, so "/v1/transactions%2Fx%2Fretry"
+// cannot reach the route "/v1/transactions/x/retry".
+std::string PercentDecode(std::string_view in, bool plus_is_space,
+                          bool keep_encoded_slash = false);
 
 // Parses "a=1&b=x%20y&flag" into {a:1, b:"x y", flag:""}. A repeated key
 // keeps its first value.
 std::map<std::string, std::string> ParseQuery(std::string_view query);
 
-// Splits a request target into its decoded path and parsed query.
+// Splits a request target into its decoded path (encoded slashes kept, see
+// PercentDecode) and parsed query.
 void SplitTarget(std::string_view target, std::string* path,
                  std::map<std::string, std::string>* query);
 

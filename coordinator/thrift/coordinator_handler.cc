@@ -86,9 +86,9 @@ T Await(int64_t timeout_ms, Start start) {
 }
 
 // A `payload` string must hold JSON (valid UTF-8, nesting at most
-// limits::kMaxJsonDepth); it becomes the JSON value.
+// limits::kMaxPayloadDepth, as over REST); it becomes the JSON value.
 json PayloadJson(const std::string& text, const std::string& field) {
-  auto v = ParseJson(text, field);
+  auto v = ParseJson(text, field, limits::kMaxPayloadDepth);
   if (!v.ok()) ThrowStatus(v.status());
   return std::move(v).value();
 }

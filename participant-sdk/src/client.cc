@@ -69,7 +69,7 @@ Result<TxnStatus> ToTxnStatus(const Result<Reply>& r) {
 // allow is refused, since the coordinator would refuse it.
 Result<json> ParsePayload(const std::string& text) {
   if (text.empty()) return json(nullptr);
-  auto parsed = treaty_sdk_detail::ParseJsonInput(text, "the payload");
+  auto parsed = treaty_sdk_detail::ParseJsonInput(text, "the payload", treaty::limits::kMaxPayloadDepth);
   if (parsed.ok()) return std::move(parsed.value);
   if (treaty_sdk_detail::IsJsonSyntax(text)) return Status::InvalidArgument(parsed.error);
   return json(text);

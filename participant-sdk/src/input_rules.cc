@@ -21,8 +21,8 @@ std::string CallContextError(const treaty::CallContext& ctx) {
   return "";
 }
 
-ParsedJson ParseJsonInput(std::string_view text, std::string_view what) {
-  auto parsed = treaty::ParseJson(text, what);
+ParsedJson ParseJsonInput(std::string_view text, std::string_view what, int max_depth) {
+  auto parsed = treaty::ParseJson(text, what, max_depth);
   if (!parsed.ok()) return {nullptr, parsed.status().message()};
   return {std::move(*parsed), ""};
 }

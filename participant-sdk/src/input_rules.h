@@ -14,6 +14,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/limits.h"
 #include "treaty/call_context.h"
 
 namespace treaty_sdk_detail {
@@ -28,14 +29,16 @@ std::string IdentifierError(std::string_view value, std::string_view field);
 // naming the first field that is not.
 std::string CallContextError(const treaty::CallContext& ctx);
 
-// One JSON value from outside: at most 64 levels of arrays/objects (the
-// top-level value is level 1), valid UTF-8 only.
+// One JSON value from outside: at most `max_depth` levels of arrays/objects
+// (the top-level value is level 1; 64 for bodies, limits::kMaxPayloadDepth
+// = 32 for a payload on its own), valid UTF-8 only.
 struct ParsedJson {
   nlohmann::json value;  // null when error is set
   std::string error;     // "" on success, else why, naming `what`
   bool ok() const { return error.empty(); }
 };
-ParsedJson ParseJsonInput(std::string_view text, std::string_view what);
+ParsedJson ParseJsonInput(std::string_view text, std::string_view what,
+                          int max_depth = treaty::limits::kMaxJsonDepth);
 
 // True when `text` is syntactically JSON, whatever its depth (an iterative
 // check that builds nothing).

@@ -209,15 +209,45 @@ TEST_P(InputRulesApiTest, DeeplyNestedBodiesAre400AndServerStaysUp) {
                 "deeper than 64", "log level");
   ExpectServing("deep 2pc and ops bodies");
 
-  // At the limit: a payload nested 60 deep inside the body is accepted.
+  // A payload is limited on its own (32 levels), so that any envelope around
+  // it (the REST body, the participant call body) stays within 64 and an
+  // accepted payload can always be delivered: 32 is accepted and reaches the
+  // participant, 33 is refused naming the payload, for steps and branches.
   json payload = json::array();
-  for (int i = 0; i < 59; ++i) payload = json::array({payload});
+  for (int i = 0; i < 31; ++i) payload = json::array({payload});
   json ok = Step("a");
   ok["payload"] = payload;
   auto r = Post("/v1/sagas", {{"gtid", "deep-ok"}, {"wait", true}, {"steps", {ok}}});
   ASSERT_EQ(r.status, 201) << r.raw;
+  EXPECT_EQ(r.body["state"], "COMMITTED") << r.raw;
   auto d = Get("/v1/transactions/deep-ok");
   ASSERT_EQ(d.status, 200) << d.raw;
+  json too_deep = Step("a");
+  too_deep["payload"] = json::array({payload});
+  ExpectRefused(Post("/v1/sagas", {{"gtid", "deep-33"}, {"steps", {too_deep}}}), 400,
+                "steps[0].payload", "saga payload of depth 33");
+  json deep_branch = Branch("b");
+  deep_branch["payload"] = json::array({payload});
+  ExpectRefused(Post("/v1/2pc/deep-2pc/branches", deep_branch), 400, "'payload'",
+                "2pc payload of depth 33");
+  deep_branch["payload"] = payload;
+  EXPECT_EQ(Post("/v1/2pc/deep-2pc/branches", deep_branch).status, 201);
+}
+
+// An encoded '/' is data inside a path segment, never a separator: it can
+// neither reach another route nor pass as part of a gtid.
+TEST_P(InputRulesApiTest, EncodedSlashNeverSplitsThePath) {
+  auto r = Post("/v1/sagas", {{"gtid", "slash-1"}, {"wait", true}, {"steps", {Step("s")}}});
+  ASSERT_EQ(r.status, 201) << r.raw;
+  ExpectRefused(Send("POST", "/v1/transactions%2Fslash-1%2Fretry"), 404, "no route",
+                "encoded operator route");
+  ExpectRefused(Send("POST", "/v1/transactions/slash-1%2Fabort"), 404, "no route",
+                "encoded slash before an operator action");
+  ExpectRefused(Send("GET", "/v1/transactions/a%2fb"), 400, "'gtid'", "lower-case %2f");
+  auto d = Get("/v1/transactions/slash-1");
+  ASSERT_EQ(d.status, 200) << d.raw;
+  EXPECT_EQ(d.body["state"], "COMMITTED") << d.raw;
+  ExpectServing("encoded slashes");
 }
 
 // Input 8 (REST side): participant URLs that can never be called.

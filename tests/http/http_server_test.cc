@@ -86,6 +86,10 @@ TEST(HttpRequestParsingTest, DecodesPathAndQuery) {
   EXPECT_EQ(query.at("flag"), "");
   EXPECT_EQ(query.at("z"), "%zz");
   EXPECT_EQ(PercentDecode("a+b%2", false), "a+b%2");
+  // An encoded '/' stays encoded in a path: it is never a separator.
+  SplitTarget("/v1/transactions%2Fx%2fretry", &path, &query);
+  EXPECT_EQ(path, "/v1/transactions%2Fx%2fretry");
+  EXPECT_EQ(PercentDecode("a%2Fb", false), "a/b");
 }
 
 TEST_F(HttpServerTest, RoutesMethodPathQueryHeadersAndBody) {
@@ -106,13 +110,14 @@ TEST_F(HttpServerTest, RoutesMethodPathQueryHeadersAndBody) {
                        {{"X-Custom-Header", "Value"}});
   ASSERT_TRUE(res.ok()) << res.status().ToString();
   EXPECT_EQ(res->status, 201);
-  EXPECT_EQ(res->body, R"({"echo":"/v1/sagas/x"})");
+  // An encoded '/' stays encoded: data inside a segment, not a separator.
+  EXPECT_EQ(res->body, R"({"echo":"/v1/sagas%2Fx"})");
   EXPECT_EQ(res->headers["x-extra"], "yes");
   EXPECT_EQ(res->headers["content-type"], "application/json");
   std::lock_guard<std::mutex> lock(mu);
   EXPECT_EQ(seen.method, "POST");
   EXPECT_EQ(seen.target, "/v1/sagas%2Fx?limit=5&state=RUNNING%20X");
-  EXPECT_EQ(seen.path, "/v1/sagas/x");
+  EXPECT_EQ(seen.path, "/v1/sagas%2Fx");
   EXPECT_EQ(seen.query.at("limit"), "5");
   EXPECT_EQ(seen.query.at("state"), "RUNNING X");
   EXPECT_EQ(seen.Header("x-custom-header"), "Value");

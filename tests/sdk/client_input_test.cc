@@ -158,7 +158,7 @@ TEST_F(ClientInputTest, PayloadsNestedTooDeeplyAreRefusedBeforeSending) {
       {.name = "s", .action = "http://h/a", .compensate = "http://h/c", .payload = kDeep});
   auto r = client.SubmitSaga(saga);
   EXPECT_EQ(r.status().code(), sdk::StatusCode::kInvalidArgument);
-  EXPECT_NE(r.status().message().find("deeper than 64"), std::string::npos) << r.status().message();
+  EXPECT_NE(r.status().message().find("deeper than 32"), std::string::npos) << r.status().message();
   EXPECT_EQ(client.Enlist("g1", {.name = "b", .payload = kDeep}).code(),
             sdk::StatusCode::kInvalidArgument);
   EXPECT_EQ(coordinator_.requests(), 0);
