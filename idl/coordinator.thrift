@@ -1,5 +1,5 @@
 // Treaty client API over Thrift: CoordinatorService mirrors the REST API
-// (DESIGN.md "Client API"; docs/api.md for the fields' meaning).
+// (README "Submitting a saga", docs/2pc.md "Client calls", docs/input-rules.md).
 //
 // Served by treatyd on --thrift HOST:PORT (default 127.0.0.1:7481) with the
 // framed transport and the binary protocol.

@@ -1,6 +1,6 @@
 // Treaty participant protocol over Thrift: the coordinator calls
-// ParticipantService on thrift://host:port endpoints (DESIGN.md
-// "Participant protocol"), framed transport, binary protocol.
+// ParticipantService on thrift://host:port endpoints (docs/2pc.md "Thrift
+// participants"), framed transport, binary protocol.
 //
 // Same semantics as HTTP: delivery is at least once, so every method must be
 // idempotent per (gtid, branch, op) — `idempotency_key` is

@@ -1,6 +1,6 @@
 #pragma once
 
-// RestApi: the REST front end (DESIGN.md "Client API"), a thin adapter from
+// RestApi: the REST front end (README "Submitting a saga", docs/2pc.md, docs/input-rules.md), a thin adapter from
 // HTTP requests to TxnService calls and from results to JSON. It validates
 // input (JSON syntax, fields, limits) and maps Status codes to HTTP:
 //   InvalidArgument 400, NotFound 404, Conflict/LostOwnership 409,

@@ -1,4 +1,4 @@
-// RestApi: the 2PC routes (DESIGN.md "Client API").
+// RestApi: the 2PC routes (docs/2pc.md "Client calls").
 //
 //   POST /v1/2pc                    {"gtid"?, "timeout_ms"?, "one_phase"?}
 //        -> 201 {"gtid","state":"ACTIVE"} (200 for a repeated identical begin)

@@ -1,6 +1,6 @@
 #pragma once
 
-// ParticipantCaller: how the engine reaches a participant (DESIGN.md,
+// ParticipantCaller: how the engine reaches a participant (docs/2pc.md "What participants receive",
 // "Participant protocol"). Implementations: HttpParticipantCaller
 // (http://, pooled keep-alive connections), later a Thrift caller, and
 // RoutingCaller which dispatches on the URL's scheme. Tests use fakes.

@@ -1,6 +1,6 @@
 #pragma once
 
-// Saga: the driver of one saga (DESIGN.md "Saga rules").
+// Saga: the driver of one saga (docs/architecture.md; states in docs/schema.md).
 //
 //   transaction:   RUNNING ───────────────► COMMITTED   (every step SUCCEEDED)
 //                     │ step FAILED, deadline, operator abort

@@ -1,6 +1,6 @@
 #pragma once
 
-// SagaSpec: a validated saga submission (DESIGN.md, POST /v1/sagas).
+// SagaSpec: a validated saga submission (POST /v1/sagas: README "Submitting a saga", docs/input-rules.md).
 // ParseSagaSpec rejects, with a message naming the problem: a body that is
 // not an object, missing or mistyped fields, no steps, duplicate step names,
 // unknown names in `after`, cycles, non-http(s)/thrift URLs, negative

@@ -1,6 +1,6 @@
 #pragma once
 
-// The state names of DESIGN.md, as stored in the log and shown by the API.
+// The state names (docs/schema.md), as stored in the log and shown by the API.
 
 #include <string_view>
 

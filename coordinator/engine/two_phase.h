@@ -1,6 +1,6 @@
 #pragma once
 
-// TwoPhase: the driver of one two-phase-commit transaction (DESIGN.md "2PC
+// TwoPhase: the driver of one two-phase-commit transaction (docs/2pc.md "2PC
 // rules"). Presumed abort: without a logged commit decision, the outcome is
 // abort.
 //

@@ -1,6 +1,6 @@
 #pragma once
 
-// TwoPhaseSpec and BranchSpec: validated 2PC requests (DESIGN.md,
+// TwoPhaseSpec and BranchSpec: validated 2PC requests (docs/2pc.md "Client calls",
 // POST /v1/2pc and POST /v1/2pc/{gtid}/branches).
 //
 //   begin:  {"gtid"?, "timeout_ms"?, "one_phase"?}

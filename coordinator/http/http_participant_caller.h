@@ -1,6 +1,6 @@
 #pragma once
 
-// HttpParticipantCaller: calls http:// participants as DESIGN.md specifies
+// HttpParticipantCaller: calls http:// participants as docs/2pc.md "What participants receive" specifies
 // (POST, JSON body {"gtid","branch","op","payload"}, Treaty-* headers,
 // Idempotency-Key, traceparent). Keeps a pool of keep-alive connections per
 // host:port, bounded by `max_connections_per_host`; calls beyond the bound

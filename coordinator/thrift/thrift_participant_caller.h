@@ -2,7 +2,7 @@
 
 // ThriftParticipantCaller: calls thrift://host:port participants
 // (idl/participant.thrift, ParticipantService, framed transport, binary
-// protocol) with the outcome rules of DESIGN.md "Participant protocol":
+// protocol) with the outcome rules of docs/2pc.md "What participants receive":
 //   OK -> kOk (prepare: vote READONLY sets readonly_vote; vote NO -> kBusinessFailure)
 //   FAILED -> kBusinessFailure;  RETRY, any exception, time-out or
 //   connection error -> kTransient.

@@ -1,7 +1,7 @@
 #pragma once
 
 // CallContext: what a participant handler learns about one delivery from the
-// coordinator (see DESIGN.md, "Participant protocol").
+// coordinator (see docs/2pc.md, "What participants receive").
 
 #include <string>
 

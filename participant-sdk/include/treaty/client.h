@@ -1,7 +1,7 @@
 #pragma once
 
 // treaty::Client: submits sagas and drives 2PC transactions on a Treaty
-// cluster over REST or Thrift (DESIGN.md, "Client API").
+// cluster over REST or Thrift (README "Submitting a saga", docs/2pc.md "Client calls").
 //
 //   treaty::Client client({.coordinators = {"http://10.0.0.1:7480", "http://10.0.0.2:7480"}});
 //   treaty::SagaSpec saga;

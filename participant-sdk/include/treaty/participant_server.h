@@ -1,7 +1,7 @@
 #pragma once
 
 // ParticipantServer: serves a service's saga steps and 2PC resource managers
-// to Treaty coordinators with one call (DESIGN.md, "Participant protocol").
+// to Treaty coordinators with one call (docs/2pc.md "What participants receive").
 //
 //   treaty::ParticipantServer server({.http_port = 7500});
 //   server.AddSagaStep("flight", BookFlight, CancelFlight);
