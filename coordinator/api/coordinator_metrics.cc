@@ -12,21 +12,30 @@ constexpr int64_t kMinuteMs = 60000;
 
 const char* OutcomeName(CallOutcome o) {
   switch (o) {
-    case CallOutcome::kOk: return "ok";
-    case CallOutcome::kBusinessFailure: return "business_failure";
-    case CallOutcome::kTransient: return "transient";
-    case CallOutcome::kUncallable: return "uncallable";
+    case CallOutcome::kOk:
+      return "ok";
+    case CallOutcome::kBusinessFailure:
+      return "business_failure";
+    case CallOutcome::kTransient:
+      return "transient";
+    case CallOutcome::kUncallable:
+      return "uncallable";
   }
   return "transient";
 }
 
 std::string CodeName(const Status& s) {
   switch (s.code()) {
-    case StatusCode::kOk: return "ok";
-    case StatusCode::kUnavailable: return "unavailable";
-    case StatusCode::kTimedOut: return "timed_out";
-    case StatusCode::kInternal: return "internal";
-    default: return "other";
+    case StatusCode::kOk:
+      return "ok";
+    case StatusCode::kUnavailable:
+      return "unavailable";
+    case StatusCode::kTimedOut:
+      return "timed_out";
+    case StatusCode::kInternal:
+      return "internal";
+    default:
+      return "other";
   }
 }
 
@@ -48,9 +57,9 @@ CoordinatorMetrics::CoordinatorMetrics(std::function<int64_t()> now_ms)
   MetricsRegistry& r = registry_;
   started_ = r.AddCounter("treaty_transactions_started_total",
                           "Transactions created durably by this coordinator.", {"kind"});
-  finished_ = r.AddCounter("treaty_transactions_finished_total",
-                           "Transactions this coordinator drove to a terminal state.",
-                           {"kind", "outcome"});
+  finished_ =
+      r.AddCounter("treaty_transactions_finished_total",
+                   "Transactions this coordinator drove to a terminal state.", {"kind", "outcome"});
   dropped_ = r.AddCounter("treaty_transactions_dropped_total",
                           "Transactions this coordinator stopped driving (lost ownership).");
   calls_ = r.AddCounter("treaty_branch_calls_total",
@@ -67,24 +76,24 @@ CoordinatorMetrics::CoordinatorMetrics(std::function<int64_t()> now_ms)
       r.AddHistogram("treaty_log_write_duration_seconds",
                      "Latency of one group-commit batch written to the log store (each attempt).",
                      {}, kLogBuckets);
-  log_writes_ = r.AddCounter("treaty_log_writes_total",
-                             "Transaction writes applied by the log writer, by result.",
-                             {"result"});
-  store_errors_ = r.AddCounter("treaty_log_store_errors_total",
-                               "Failed log store operations (op: write, read) by code.",
-                               {"op", "code"});
-  transactions_ = r.AddGauge("treaty_transactions",
-                             "Transactions in the log (cluster-wide) by kind and state.",
-                             {"kind", "state"});
+  log_writes_ =
+      r.AddCounter("treaty_log_writes_total",
+                   "Transaction writes applied by the log writer, by result.", {"result"});
+  store_errors_ =
+      r.AddCounter("treaty_log_store_errors_total",
+                   "Failed log store operations (op: write, read) by code.", {"op", "code"});
+  transactions_ =
+      r.AddGauge("treaty_transactions", "Transactions in the log (cluster-wide) by kind and state.",
+                 {"kind", "state"});
   in_flight_ = r.AddGauge("treaty_transactions_in_flight",
                           "Unfinished transactions in the log (cluster-wide).", {"kind"});
-  attention_ = r.AddGauge("treaty_transactions_needing_attention",
-                          "Unfinished transactions flagged needs_attention (cluster-wide).",
-                          {"kind"});
-  active_drivers_ = r.AddGauge("treaty_active_drivers",
-                               "Transactions driven in this coordinator's memory now.");
-  log_queue_depth_ = r.AddGauge("treaty_log_writer_queue_depth",
-                                "Writes queued for the next group-commit batch.");
+  attention_ =
+      r.AddGauge("treaty_transactions_needing_attention",
+                 "Unfinished transactions flagged needs_attention (cluster-wide).", {"kind"});
+  active_drivers_ =
+      r.AddGauge("treaty_active_drivers", "Transactions driven in this coordinator's memory now.");
+  log_queue_depth_ =
+      r.AddGauge("treaty_log_writer_queue_depth", "Writes queued for the next group-commit batch.");
   cluster_members_ = r.AddGauge("treaty_cluster_members",
                                 "Coordinators registered in the log, by state.", {"state"});
   store_up_ = r.AddGauge("treaty_log_store_up",

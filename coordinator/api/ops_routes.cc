@@ -1,7 +1,7 @@
 #include "api/ops_routes.h"
 
-#include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
+#include <nlohmann/json.hpp>
 
 #include "api/dashboard_assets.h"
 #include "api/rest_api.h"

@@ -2,8 +2,8 @@
 
 #include <charconv>
 
-#include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
+#include <nlohmann/json.hpp>
 
 #include "common/json_input.h"
 #include "common/text.h"
@@ -17,28 +17,44 @@ using nlohmann::json;
 
 const char* ErrorCode(StatusCode c) {
   switch (c) {
-    case StatusCode::kInvalidArgument: return "invalid_argument";
-    case StatusCode::kNotFound: return "not_found";
-    case StatusCode::kConflict: return "conflict";
-    case StatusCode::kLostOwnership: return "not_owner";
-    case StatusCode::kTooLarge: return "too_large";
-    case StatusCode::kUnavailable: return "unavailable";
-    case StatusCode::kTimedOut: return "timed_out";
-    default: return "internal";
+    case StatusCode::kInvalidArgument:
+      return "invalid_argument";
+    case StatusCode::kNotFound:
+      return "not_found";
+    case StatusCode::kConflict:
+      return "conflict";
+    case StatusCode::kLostOwnership:
+      return "not_owner";
+    case StatusCode::kTooLarge:
+      return "too_large";
+    case StatusCode::kUnavailable:
+      return "unavailable";
+    case StatusCode::kTimedOut:
+      return "timed_out";
+    default:
+      return "internal";
   }
 }
 
 int HttpStatusOf(StatusCode c) {
   switch (c) {
-    case StatusCode::kOk: return 200;
-    case StatusCode::kInvalidArgument: return 400;
-    case StatusCode::kNotFound: return 404;
+    case StatusCode::kOk:
+      return 200;
+    case StatusCode::kInvalidArgument:
+      return 400;
+    case StatusCode::kNotFound:
+      return 404;
     case StatusCode::kConflict:
-    case StatusCode::kLostOwnership: return 409;
-    case StatusCode::kTooLarge: return 413;
-    case StatusCode::kUnavailable: return 503;
-    case StatusCode::kTimedOut: return 504;
-    default: return 500;
+    case StatusCode::kLostOwnership:
+      return 409;
+    case StatusCode::kTooLarge:
+      return 413;
+    case StatusCode::kUnavailable:
+      return 503;
+    case StatusCode::kTimedOut:
+      return 504;
+    default:
+      return 500;
   }
 }
 

@@ -1,8 +1,8 @@
 #pragma once
 
-// RestApi: the REST front end (README "Submitting a saga", docs/2pc.md, docs/input-rules.md), a thin adapter from
-// HTTP requests to TxnService calls and from results to JSON. It validates
-// input (JSON syntax, fields, limits) and maps Status codes to HTTP:
+// RestApi: the REST front end (README "Submitting a saga", docs/2pc.md, docs/input-rules.md), a
+// thin adapter from HTTP requests to TxnService calls and from results to JSON. It validates input
+// (JSON syntax, fields, limits) and maps Status codes to HTTP:
 //   InvalidArgument 400, NotFound 404, Conflict/LostOwnership 409,
 //   TooLarge 413, Unavailable 503, TimedOut 504, Internal 500;
 // errors are {"error":{"code","message"}}. It never blocks the caller's

@@ -5,11 +5,11 @@
 #include <thread>
 #include <vector>
 
-#include <boost/asio/io_context.hpp>
+#include <spdlog/spdlog.h>
 #include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/asio/thread_pool.hpp>
-#include <spdlog/spdlog.h>
 
 #include "api/coordinator_metrics.h"
 #include "api/ops_routes.h"
@@ -99,8 +99,7 @@ Status Server::Start() {
   m.store = std::move(*store);
   if (auto s = m.store->Migrate(); !s.ok()) return s;
 
-  m.engine_runner =
-      std::make_unique<AsioTaskRunner>(boost::asio::make_strand(m.io), "engine task");
+  m.engine_runner = std::make_unique<AsioTaskRunner>(boost::asio::make_strand(m.io), "engine task");
   m.blocking_runner =
       std::make_unique<AsioTaskRunner>(m.blocking_pool.get_executor(), "blocking task");
   m.metrics = std::make_unique<CoordinatorMetrics>();
@@ -163,12 +162,13 @@ Status Server::Start() {
   m.ops = std::make_unique<OpsRoutes>(m.metrics.get(), m.service.get(), m.writer.get(),
                                       m.store.get(), m.blocking_runner.get());
   m.rest->set_store_health(&m.store_health);
-  m.rest->set_extra_routes(
-      [ops = m.ops.get()](const HttpRequest& req, HttpResponder& r) { return ops->Handle(req, r); });
+  m.rest->set_extra_routes([ops = m.ops.get()](const HttpRequest& req, HttpResponder& r) {
+    return ops->Handle(req, r);
+  });
 
-  m.work = std::make_unique<
-      boost::asio::executor_work_guard<boost::asio::io_context::executor_type>>(
-      m.io.get_executor());
+  m.work =
+      std::make_unique<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>>(
+          m.io.get_executor());
   for (int i = 0; i < std::max(1, m.options.io_threads); ++i) {
     m.io_threads.emplace_back([&m] {
       // The last guard of the io threads: a handler's exception is logged and

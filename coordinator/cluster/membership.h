@@ -1,8 +1,8 @@
 #pragma once
 
 // Membership: this coordinator's place in the leaderless cluster
-// (docs/schema.md "Ownership and recovery", docs/operations.md). On Join it registers a fresh id; a background
-// thread then, every heartbeat interval:
+// (docs/schema.md "Ownership and recovery", docs/operations.md). On Join it registers a fresh id; a
+// background thread then, every heartbeat interval:
 //   1. heartbeats its row (by the database clock); if the row was marked
 //      dead by a peer (a pause longer than the lease), it drops every
 //      in-memory transaction at once and re-registers under a new id;

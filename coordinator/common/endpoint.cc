@@ -21,7 +21,15 @@ bool IsHostNameChar(char c) {
 bool IsTargetChar(char c) {
   if (c <= 0x20 || c >= 0x7f) return false;
   switch (c) {
-    case '\\': case '"': case '<': case '>': case '{': case '}': case '|': case '^': case '`':
+    case '\\':
+    case '"':
+    case '<':
+    case '>':
+    case '{':
+    case '}':
+    case '|':
+    case '^':
+    case '`':
     case '#':
       return false;
     default:
@@ -96,8 +104,9 @@ Result<Endpoint> ParseEndpoint(std::string_view url, std::string_view field) {
   for (char c : url) {
     auto u = static_cast<unsigned char>(c);
     if (u < 0x21 || u >= 0x7f) {
-      return Bad(field, "must not contain spaces, control characters or non-ASCII bytes "
-                        "(percent-encode them)");
+      return Bad(field,
+                 "must not contain spaces, control characters or non-ASCII bytes "
+                 "(percent-encode them)");
     }
   }
   Endpoint ep;
@@ -137,8 +146,8 @@ Result<Endpoint> ParseEndpoint(std::string_view url, std::string_view field) {
     }
   }
   if (ep.scheme == "http") {
-    ep.target = target.empty() ? "/" : (target[0] == '?' ? "/" + std::string(target)
-                                                          : std::string(target));
+    ep.target =
+        target.empty() ? "/" : (target[0] == '?' ? "/" + std::string(target) : std::string(target));
   }
   return ep;
 }

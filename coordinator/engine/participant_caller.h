@@ -12,7 +12,7 @@
 namespace treaty {
 
 struct ParticipantRequest {
-  std::string url;           // the step's or branch's endpoint for this op
+  std::string url;  // the step's or branch's endpoint for this op
   std::string gtid;
   std::string branch;        // step / branch name
   std::string op;            // action, compensate, prepare, commit, abort

@@ -66,10 +66,10 @@ class Saga : public TxnDriver {
     std::vector<int> deps;
     std::vector<int> dependents;
     std::string state;
-    int attempts = 0;       // action attempts
-    int comp_attempts = 0;  // failed compensation attempts (in memory)
-    bool in_flight = false;  // a call is planned or outstanding
-    bool uncallable = false;  // its compensate URL can never be called (in memory)
+    int attempts = 0;                          // action attempts
+    int comp_attempts = 0;                     // failed compensation attempts (in memory)
+    bool in_flight = false;                    // a call is planned or outstanding
+    bool uncallable = false;                   // its compensate URL can never be called (in memory)
     std::shared_ptr<TaskRunner::Timer> timer;  // a retry is scheduled
     std::string last_error;
     bool Attempted() const;

@@ -16,8 +16,8 @@ using nlohmann::json;
 Status Invalid(const std::string& m) { return Status::InvalidArgument(m); }
 
 // Reads an optional non-negative integer field.
-Status ReadInt(const json& obj, const char* key, const std::string& where, int64_t min,
-               int64_t max, int64_t* out) {
+Status ReadInt(const json& obj, const char* key, const std::string& where, int64_t min, int64_t max,
+               int64_t* out) {
   auto it = obj.find(key);
   if (it == obj.end() || it->is_null()) return Status::Ok();
   if (!it->is_number_integer()) return Invalid(where + "'" + key + "' must be an integer");
@@ -51,8 +51,7 @@ Status ParseRetry(const json& obj, const std::string& where, RetryPolicy* retry)
       !s.ok()) {
     return s;
   }
-  if (auto s =
-          ReadInt(obj, "max_backoff_ms", where + "retry.", 0, 3600000, &retry->max_backoff_ms);
+  if (auto s = ReadInt(obj, "max_backoff_ms", where + "retry.", 0, 3600000, &retry->max_backoff_ms);
       !s.ok()) {
     return s;
   }
@@ -107,7 +106,7 @@ Status ParseStep(const json& obj, size_t i, const SpecLimits& limits, SagaStep* 
   }
   for (const auto& [key, _] : obj.items()) {
     static const std::set<std::string> kKnown = {"name",  "action",     "compensate", "payload",
-                                                  "after", "timeout_ms", "retry"};
+                                                 "after", "timeout_ms", "retry"};
     if (!kKnown.count(key)) return Invalid(where + "unknown field '" + key + "'");
   }
   return Status::Ok();
@@ -144,8 +143,8 @@ Status CheckGraph(const SagaSpec& spec) {
   };
   for (size_t i = 0; i < spec.steps.size(); ++i) {
     if (colour[i] == 0 && has_cycle(static_cast<int>(i))) {
-      return Invalid("the steps' 'after' lists form a cycle (through step '" +
-                     spec.steps[i].name + "')");
+      return Invalid("the steps' 'after' lists form a cycle (through step '" + spec.steps[i].name +
+                     "')");
     }
   }
   return Status::Ok();

@@ -1,7 +1,7 @@
 #pragma once
 
-// SagaSpec: a validated saga submission (POST /v1/sagas: README "Submitting a saga", docs/input-rules.md).
-// ParseSagaSpec rejects, with a message naming the problem: a body that is
+// SagaSpec: a validated saga submission (POST /v1/sagas: README "Submitting a saga",
+// docs/input-rules.md). ParseSagaSpec rejects, with a message naming the problem: a body that is
 // not an object, missing or mistyped fields, no steps, duplicate step names,
 // unknown names in `after`, cycles, non-http(s)/thrift URLs, negative
 // timeouts or retry settings out of range. ToJson gives the normalized form
@@ -26,8 +26,8 @@ struct RetryPolicy {
 
 struct SagaStep {
   std::string name;
-  std::string action;      // URL
-  std::string compensate;  // URL
+  std::string action;            // URL
+  std::string compensate;        // URL
   std::string payload = "null";  // JSON text
   std::vector<std::string> after;
   int64_t timeout_ms = 0;  // 0: the coordinator's default call time-out

@@ -107,10 +107,10 @@ class TwoPhase : public TxnDriver {
   struct Branch {
     BranchSpec spec;
     std::string state;
-    int attempts = 0;                          // attempts of the current op
-    int failures = 0;                          // failed commit/abort attempts (in memory)
-    bool in_flight = false;                    // a call is planned or outstanding
-    bool voted_no = false;                     // no vote, or prepare failed after retries
+    int attempts = 0;         // attempts of the current op
+    int failures = 0;         // failed commit/abort attempts (in memory)
+    bool in_flight = false;   // a call is planned or outstanding
+    bool voted_no = false;    // no vote, or prepare failed after retries
     bool uncallable = false;  // its commit/abort URL can never be called (in memory)
     std::shared_ptr<TaskRunner::Timer> timer;  // a retry is scheduled
     std::string last_error;

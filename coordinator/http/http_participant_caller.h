@@ -1,10 +1,10 @@
 #pragma once
 
-// HttpParticipantCaller: calls http:// participants as docs/2pc.md "What participants receive" specifies
-// (POST, JSON body {"gtid","branch","op","payload"}, Treaty-* headers,
-// Idempotency-Key, traceparent). Keeps a pool of keep-alive connections per
-// host:port, bounded by `max_connections_per_host`; calls beyond the bound
-// queue. All I/O is async on `io`; no thread per call.
+// HttpParticipantCaller: calls http:// participants as docs/2pc.md "What participants receive"
+// specifies (POST, JSON body {"gtid","branch","op","payload"}, Treaty-* headers, Idempotency-Key,
+// traceparent). Keeps a pool of keep-alive connections per host:port, bounded by
+// `max_connections_per_host`; calls beyond the bound queue. All I/O is async on `io`; no thread per
+// call.
 //
 // Outcome mapping: 2xx -> kOk (readonly_vote when the body is
 // {"vote":"readonly"}); 409 -> kBusinessFailure; anything else, a time-out

@@ -15,8 +15,7 @@ namespace treaty {
 // `keep_encoded_slash` (paths), "%2F" stays as it is: an encoded '/' is data
 // inside a segment, never a separator, so "/v1/transactions%2Fx%2Fretry"
 // cannot reach the route "/v1/transactions/x/retry".
-std::string PercentDecode(std::string_view in, bool plus_is_space,
-                          bool keep_encoded_slash = false);
+std::string PercentDecode(std::string_view in, bool plus_is_space, bool keep_encoded_slash = false);
 
 // Parses "a=1&b=x%20y&flag" into {a:1, b:"x y", flag:""}. A repeated key
 // keeps its first value.

@@ -261,7 +261,8 @@ class OwedAnswer {
     if (answered_.exchange(true)) return;
     try {
       spdlog::error("a request was dropped without an answer (a bug); answering 500");
-      respond_(HttpResponse{500, "application/json",
+      respond_(HttpResponse{500,
+                            "application/json",
                             JsonError("internal", "the request was dropped without an answer"),
                             {}});
     } catch (...) {
@@ -282,7 +283,8 @@ void AnswerCurrentException(const HttpResponder& respond, std::string_view where
   LogCurrentException(where);
   try {
     respond(HttpResponse{
-        500, "application/json",
+        500,
+        "application/json",
         JsonError("internal", std::string(where) + " failed: " + CurrentExceptionMessage()),
         {}});
   } catch (...) {

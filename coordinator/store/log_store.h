@@ -81,8 +81,7 @@ class LogStore {
   // a dead coordinator, setting owner = `new_owner`; returns them with their
   // branches (no events). PG uses FOR UPDATE SKIP LOCKED so peers claiming
   // at once get disjoint sets.
-  virtual Result<std::vector<TxnDetail>> ClaimOrphans(const std::string& new_owner,
-                                                      int limit) = 0;
+  virtual Result<std::vector<TxnDetail>> ClaimOrphans(const std::string& new_owner, int limit) = 0;
   // Hands back every unfinished transaction owned by `owner` (owner = NULL).
   virtual Result<int64_t> ReleaseOwned(const std::string& owner) = 0;
 

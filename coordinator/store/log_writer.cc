@@ -109,7 +109,7 @@ Result<std::vector<Status>> LogWriter::ApplyWithRetries(const std::vector<TxnWri
     const auto began = Clock::now();
     Result<std::vector<Status>> r = store_->ApplyBatch(writes);
     const bool applied = r.ok() && r->size() == writes.size();
-    Status failure = applied ? Status::Ok()
+    Status failure = applied  ? Status::Ok()
                      : r.ok() ? Status::Internal("store returned a wrong number of results")
                               : r.status();
     if (options_.on_batch) {

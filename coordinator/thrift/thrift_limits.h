@@ -105,8 +105,7 @@ class BoundedBinaryProtocol : public apache::thrift::protocol::TBinaryProtocol {
     return n + readI16(id);
   }
   uint32_t readMapBegin_virt(apache::thrift::protocol::TType& key_type,
-                             apache::thrift::protocol::TType& value_type,
-                             uint32_t& size) override {
+                             apache::thrift::protocol::TType& value_type, uint32_t& size) override {
     uint32_t n = ReadType(key_type);
     n += ReadType(value_type);
     n += ReadSize(size);
@@ -114,8 +113,7 @@ class BoundedBinaryProtocol : public apache::thrift::protocol::TBinaryProtocol {
     checkReadBytesAvailable(declared);
     return n;
   }
-  uint32_t readListBegin_virt(apache::thrift::protocol::TType& elem_type,
-                              uint32_t& size) override {
+  uint32_t readListBegin_virt(apache::thrift::protocol::TType& elem_type, uint32_t& size) override {
     uint32_t n = ReadType(elem_type);
     n += ReadSize(size);
     apache::thrift::protocol::TList declared(elem_type, size);
@@ -136,8 +134,21 @@ class BoundedBinaryProtocol : public apache::thrift::protocol::TBinaryProtocol {
     int8_t raw = 0;
     uint32_t n = readByte(raw);
     switch (raw) {
-      case 0: case 1: case 2: case 3: case 4: case 6: case 8: case 10: case 11: case 12:
-      case 13: case 14: case 15: case 16: case 17:
+      case 0:
+      case 1:
+      case 2:
+      case 3:
+      case 4:
+      case 6:
+      case 8:
+      case 10:
+      case 11:
+      case 12:
+      case 13:
+      case 14:
+      case 15:
+      case 16:
+      case 17:
         type = static_cast<apache::thrift::protocol::TType>(raw);
         return n;
       default:

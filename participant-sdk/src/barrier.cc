@@ -25,16 +25,20 @@ const char* kInsert =
 
 const char* BarrierEffectName(BarrierEffect effect) {
   switch (effect) {
-    case BarrierEffect::kApplied: return "applied";
-    case BarrierEffect::kDuplicate: return "duplicate";
-    case BarrierEffect::kNullCompensation: return "null-compensation";
+    case BarrierEffect::kApplied:
+      return "applied";
+    case BarrierEffect::kDuplicate:
+      return "duplicate";
+    case BarrierEffect::kNullCompensation:
+      return "null-compensation";
   }
   return "unknown";
 }
 
 class Barrier::Impl {
  public:
-  explicit Impl(BarrierOptions o) : options(std::move(o)), pool(options.pg_uri, options.max_connections) {}
+  explicit Impl(BarrierOptions o)
+      : options(std::move(o)), pool(options.pg_uri, options.max_connections) {}
   BarrierOptions options;
   PgPool pool;
 };

@@ -1,9 +1,9 @@
 #include "treaty/client.h"
 
 #include <atomic>
+#include <chrono>
 #include <map>
 #include <mutex>
-#include <chrono>
 #include <random>
 #include <thread>
 
@@ -69,7 +69,8 @@ Result<TxnStatus> ToTxnStatus(const Result<Reply>& r) {
 // allow is refused, since the coordinator would refuse it.
 Result<json> ParsePayload(const std::string& text) {
   if (text.empty()) return json(nullptr);
-  auto parsed = treaty_sdk_detail::ParseJsonInput(text, "the payload", treaty::limits::kMaxPayloadDepth);
+  auto parsed =
+      treaty_sdk_detail::ParseJsonInput(text, "the payload", treaty::limits::kMaxPayloadDepth);
   if (parsed.ok()) return std::move(parsed.value);
   if (treaty_sdk_detail::IsJsonSyntax(text)) return Status::InvalidArgument(parsed.error);
   return json(text);
@@ -113,16 +114,15 @@ Result<Reply> Client::Impl::Call(const std::string& method, const std::string& p
     std::lock_guard<std::mutex> l(mu);
     if (auto it = owner_of.find(pin_gtid); it != owner_of.end()) start = it->second;
   }
-  const auto deadline = std::chrono::steady_clock::now() +
-                        std::chrono::milliseconds(options.failover_timeout_ms);
+  const auto deadline =
+      std::chrono::steady_clock::now() + std::chrono::milliseconds(options.failover_timeout_ms);
   bool not_owner = false;
   const std::string text = body.is_null() ? "" : treaty_sdk_detail::DumpJson(body);
   const std::map<std::string, std::string> headers = {{"Content-Type", "application/json"}};
   int backoff = options.backoff_ms;
   std::string last_error = "no attempt";
   const int attempts = options.max_attempts < 1 ? 1 : options.max_attempts;
-  for (int i = 0; i < attempts || (not_owner && std::chrono::steady_clock::now() < deadline);
-       ++i) {
+  for (int i = 0; i < attempts || (not_owner && std::chrono::steady_clock::now() < deadline); ++i) {
     if (i > 0 && i % cs.size() == 0) {
       std::this_thread::sleep_for(std::chrono::milliseconds(backoff));
       backoff = std::min(backoff * 2, 5000);
@@ -166,10 +166,15 @@ Result<Reply> Client::Impl::Call(const std::string& method, const std::string& p
       continue;
     }
     switch (f.http_status) {
-      case 400: case 422: return Status::InvalidArgument(msg);
-      case 404: return Status::NotFound(msg);
-      case 409: return Status::Conflict(msg);
-      default: break;
+      case 400:
+      case 422:
+        return Status::InvalidArgument(msg);
+      case 404:
+        return Status::NotFound(msg);
+      case 409:
+        return Status::Conflict(msg);
+      default:
+        break;
     }
     // 503 (draining, not ready) and other 5xx: try another coordinator.
     last_error = base + ": HTTP " + std::to_string(f.http_status) + " " + msg;
@@ -182,17 +187,16 @@ Client::Client(ClientOptions options) : impl_(std::make_unique<Impl>(std::move(o
 Client::~Client() = default;
 
 std::string Client::NewGtid() {
-  thread_local std::mt19937_64 rng{std::random_device{}() ^
-                                   static_cast<uint64_t>(
-                                       std::chrono::steady_clock::now().time_since_epoch().count())};
+  thread_local std::mt19937_64 rng{
+      std::random_device{}() ^
+      static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count())};
   uint64_t a = rng(), b = rng();
   a = (a & 0xFFFFFFFFFFFF0FFFULL) | 0x0000000000004000ULL;  // version 4
   b = (b & 0x3FFFFFFFFFFFFFFFULL) | 0x8000000000000000ULL;  // variant 1
   char out[37];
   snprintf(out, sizeof out, "%08x-%04x-%04x-%04x-%012llx", static_cast<unsigned>(a >> 32),
            static_cast<unsigned>((a >> 16) & 0xFFFF), static_cast<unsigned>(a & 0xFFFF),
-           static_cast<unsigned>(b >> 48),
-           static_cast<unsigned long long>(b & 0xFFFFFFFFFFFFULL));
+           static_cast<unsigned>(b >> 48), static_cast<unsigned long long>(b & 0xFFFFFFFFFFFFULL));
   return out;
 }
 
@@ -212,8 +216,7 @@ Result<TxnStatus> Client::SubmitSaga(const SagaSpec& saga, bool wait, int wait_m
                  {"payload", std::move(*payload)}};
     if (!s.after.empty()) step["after"] = s.after;
     if (s.timeout_ms > 0) step["timeout_ms"] = s.timeout_ms;
-    if (s.retry.max_attempts > 0 || s.retry.initial_backoff_ms > 0 ||
-        s.retry.max_backoff_ms > 0) {
+    if (s.retry.max_attempts > 0 || s.retry.initial_backoff_ms > 0 || s.retry.max_backoff_ms > 0) {
       json retry = json::object();
       if (s.retry.max_attempts > 0) retry["max_attempts"] = s.retry.max_attempts;
       if (s.retry.initial_backoff_ms > 0) retry["initial_backoff_ms"] = s.retry.initial_backoff_ms;

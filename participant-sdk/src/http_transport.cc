@@ -19,10 +19,18 @@ FetchReply Fetch(const std::string& method, const std::string& url, const std::s
   auto r = treaty::HttpFetch(method, url, body, headers, timeout_ms);
   if (!r.ok()) {
     switch (r.status().code()) {
-      case treaty::StatusCode::kUnavailable: out.error = FetchError::kUnavailable; break;
-      case treaty::StatusCode::kTimedOut: out.error = FetchError::kTimedOut; break;
-      case treaty::StatusCode::kInvalidArgument: out.error = FetchError::kInvalidArgument; break;
-      default: out.error = FetchError::kOther; break;
+      case treaty::StatusCode::kUnavailable:
+        out.error = FetchError::kUnavailable;
+        break;
+      case treaty::StatusCode::kTimedOut:
+        out.error = FetchError::kTimedOut;
+        break;
+      case treaty::StatusCode::kInvalidArgument:
+        out.error = FetchError::kInvalidArgument;
+        break;
+      default:
+        out.error = FetchError::kOther;
+        break;
     }
     out.error_message = r.status().message();
     return out;
@@ -40,8 +48,8 @@ struct HttpEndpoint::Impl {
   bool started = false;
 };
 
-HttpEndpoint::HttpEndpoint(std::string host, uint16_t port, int io_threads,
-                           EndpointHandler handler, size_t max_body_bytes)
+HttpEndpoint::HttpEndpoint(std::string host, uint16_t port, int io_threads, EndpointHandler handler,
+                           size_t max_body_bytes)
     : impl_(std::make_unique<Impl>()) {
   impl_->io_threads = io_threads < 1 ? 1 : io_threads;
   treaty::HttpServerOptions opts;

@@ -30,7 +30,7 @@ FetchReply Fetch(const std::string& method, const std::string& url, const std::s
 
 struct EndpointRequest {
   std::string method;
-  std::string path;  // percent-decoded, without query
+  std::string path;                            // percent-decoded, without query
   std::map<std::string, std::string> headers;  // lower-case names
   std::string body;
 };

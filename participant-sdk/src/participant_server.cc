@@ -27,9 +27,12 @@ using treaty_sdk_detail::ThriftOutcome;
 
 const char* VoteName(Vote vote) {
   switch (vote) {
-    case Vote::kYes: return "yes";
-    case Vote::kNo: return "no";
-    case Vote::kReadOnly: return "readonly";
+    case Vote::kYes:
+      return "yes";
+    case Vote::kNo:
+      return "no";
+    case Vote::kReadOnly:
+      return "readonly";
   }
   return "unknown";
 }
@@ -131,14 +134,15 @@ class ParticipantServer::Impl {
   explicit Impl(ParticipantServerOptions o)
       : options(std::move(o)),
         pool(options.handler_threads < 1 ? 1 : options.handler_threads),
-        endpoint(options.http_host, options.http_port, options.io_threads,
-                 [this](EndpointRequest req, treaty_sdk_detail::EndpointResponder respond) {
-                   boost::asio::post(pool, [this, req = std::move(req),
-                                            respond = std::move(respond)]() mutable {
-                     Serve(req, respond);
-                   });
-                 },
-                 options.max_body_bytes) {
+        endpoint(
+            options.http_host, options.http_port, options.io_threads,
+            [this](EndpointRequest req, treaty_sdk_detail::EndpointResponder respond) {
+              boost::asio::post(
+                  pool, [this, req = std::move(req), respond = std::move(respond)]() mutable {
+                    Serve(req, respond);
+                  });
+            },
+            options.max_body_bytes) {
     if (options.thrift_port) {
       thrift = std::make_unique<treaty_sdk_detail::ThriftEndpoint>(
           options.http_host, *options.thrift_port, options.handler_threads,
@@ -292,8 +296,8 @@ ParticipantServer::Impl::Invocation ParticipantServer::Impl::Invoke(const std::s
     threw = true;
   }
   if (threw) {
-    spdlog::error("participant server: {} of '{}' (gtid {}): {}", ctx.op, Printable(name),
-                  ctx.gtid, EscapeControl(out.status.message()));
+    spdlog::error("participant server: {} of '{}' (gtid {}): {}", ctx.op, Printable(name), ctx.gtid,
+                  EscapeControl(out.status.message()));
   }
   if (options.on_call) {
     try {

@@ -92,8 +92,8 @@ Result<std::string> PgResourceManager::Gid(const std::string& prefix, const std:
   return gid;
 }
 
-Result<std::shared_ptr<PgResourceManager>> PgResourceManager::Open(
-    PgResourceManagerOptions options, PgWork work) {
+Result<std::shared_ptr<PgResourceManager>> PgResourceManager::Open(PgResourceManagerOptions options,
+                                                                   PgWork work) {
   if (options.pg_uri.empty()) return Status::InvalidArgument("PgResourceManager: pg_uri is empty");
   if (!work) return Status::InvalidArgument("PgResourceManager: no work function");
   auto impl = std::make_unique<Impl>(std::move(options), std::move(work));

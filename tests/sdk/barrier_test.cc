@@ -44,8 +44,8 @@ class BarrierTest : public ::testing::Test {
   }
 
   int64_t Ledger(const std::string& gtid, const std::string& op) {
-    return QueryInt(uri_, "SELECT count(*) FROM ledger WHERE gtid='" + gtid + "' AND op='" + op +
-                              "'");
+    return QueryInt(uri_,
+                    "SELECT count(*) FROM ledger WHERE gtid='" + gtid + "' AND op='" + op + "'");
   }
 
   std::string uri_;
@@ -167,11 +167,12 @@ TEST_F(BarrierTest, OpenTwiceMigratesOnce) {
 // Issue 10: only identifiers reach the barrier table.
 TEST_F(BarrierTest, GtidBranchAndOpMustBeIdentifiers) {
   std::atomic<int> ran{0};
-  for (CallContext ctx : {CallContext{.gtid = "\xff", .branch = "b1", .op = "action"},
-                          CallContext{.gtid = std::string("g\0x", 3), .branch = "b1", .op = "action"},
-                          CallContext{.gtid = "g1", .branch = "b 1", .op = "action"},
-                          CallContext{.gtid = "g1", .branch = "b1", .op = std::string(129, 'o')},
-                          CallContext{.gtid = "g1", .branch = "b1", .op = ""}}) {
+  for (CallContext ctx :
+       {CallContext{.gtid = "\xff", .branch = "b1", .op = "action"},
+        CallContext{.gtid = std::string("g\0x", 3), .branch = "b1", .op = "action"},
+        CallContext{.gtid = "g1", .branch = "b 1", .op = "action"},
+        CallContext{.gtid = "g1", .branch = "b1", .op = std::string(129, 'o')},
+        CallContext{.gtid = "g1", .branch = "b1", .op = ""}}) {
     auto r = barrier_->Run(ctx, [&](SqlTx&) -> sdk::Status {
       ++ran;
       return sdk::Status::Ok();

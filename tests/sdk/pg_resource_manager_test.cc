@@ -41,8 +41,9 @@ class PgResourceManagerTest : public ::testing::Test {
   void SetUp() override {
     uri_ = FreshDatabase("pgrm");
     ASSERT_FALSE(uri_.empty());
-    ExecSql(uri_, "CREATE TABLE account(id int PRIMARY KEY, balance bigint NOT NULL);"
-                  "INSERT INTO account VALUES (1, 100), (2, 0), (3, 0), (4, 0)");
+    ExecSql(uri_,
+            "CREATE TABLE account(id int PRIMARY KEY, balance bigint NOT NULL);"
+            "INSERT INTO account VALUES (1, 100), (2, 0), (3, 0), (4, 0)");
     Open();
   }
   void TearDown() override {
@@ -51,8 +52,8 @@ class PgResourceManagerTest : public ::testing::Test {
     if (!uri_.empty()) RollbackAllPrepared(uri_);
   }
   void Open() {
-    PgResourceManagerOptions o{.pg_uri = uri_, .coordinators = {coordinator_.url()},
-                               .lock_timeout_ms = 2000};
+    PgResourceManagerOptions o{
+        .pg_uri = uri_, .coordinators = {coordinator_.url()}, .lock_timeout_ms = 2000};
     auto rm = PgResourceManager::Open(o, AddToAccount);
     ASSERT_TRUE(rm.ok()) << rm.status().ToString();
     rm_ = *rm;
@@ -63,7 +64,8 @@ class PgResourceManagerTest : public ::testing::Test {
   }
   int64_t Balance() { return QueryInt(uri_, "SELECT balance FROM account WHERE id = 1"); }
   int64_t Prepared() {
-    return QueryInt(uri_, "SELECT count(*) FROM pg_prepared_xacts WHERE database = current_database()");
+    return QueryInt(uri_,
+                    "SELECT count(*) FROM pg_prepared_xacts WHERE database = current_database()");
   }
 
   FakeCoordinator coordinator_;
@@ -148,8 +150,10 @@ TEST_F(PgResourceManagerTest, GidCarriesGtidAndBranch) {
 }
 
 TEST_F(PgResourceManagerTest, RestartResolvesInDoubtTransactionsBothWays) {
-  for (auto [gtid, amount] : {std::pair{"commit-me", "1"}, {"abort-me", "20@2"},
-                               {"unknown-to-coordinator", "300@3"}, {"undecided", "4000@4"}}) {
+  for (auto [gtid, amount] : {std::pair{"commit-me", "1"},
+                              {"abort-me", "20@2"},
+                              {"unknown-to-coordinator", "300@3"},
+                              {"undecided", "4000@4"}}) {
     auto v = rm_->Prepare(Ctx(gtid, "prepare", amount));
     ASSERT_TRUE(v.ok()) << gtid << ": " << v.status().ToString();
     ASSERT_EQ(*v, Vote::kYes);

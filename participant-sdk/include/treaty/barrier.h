@@ -36,9 +36,9 @@ inline namespace sdk {
 struct BarrierOptions {
   // The participant's database: "postgresql://user@host:port/db" or a conninfo.
   std::string pg_uri;
-  int max_connections = 8;       // pooled connections; Run blocks when all are busy
-  int lock_timeout_ms = 10000;   // waiting on a concurrent delivery longer is Unavailable
-  bool migrate = true;           // apply migrations/participant/ in Open
+  int max_connections = 8;      // pooled connections; Run blocks when all are busy
+  int lock_timeout_ms = 10000;  // waiting on a concurrent delivery longer is Unavailable
+  bool migrate = true;          // apply migrations/participant/ in Open
 };
 
 enum class BarrierEffect {

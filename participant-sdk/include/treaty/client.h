@@ -16,8 +16,8 @@
 // a short backoff. A 2PC transaction is driven by the coordinator that began
 // it: Enlist/Commit/Abort go to that one first, and when it is gone they
 // keep trying the others (which refuse until one takes the transaction
-// over, after the coordinators' lease) for up to `failover_timeout_ms`. Every request carries a gtid (the client makes a UUID
-// when the caller gives none), so a retried submission is safe: the
+// over, after the coordinators' lease) for up to `failover_timeout_ms`. Every request carries a
+// gtid (the client makes a UUID when the caller gives none), so a retried submission is safe: the
 // coordinators de-duplicate by gtid.
 //
 // Transport per coordinator address: "http://host:port" speaks REST,
@@ -49,9 +49,9 @@ inline namespace sdk {
 
 struct ClientOptions {
   std::vector<std::string> coordinators = {"http://127.0.0.1:7480"};
-  int request_timeout_ms = 10000;  // per request (a waiting submit adds its own wait)
-  int max_attempts = 6;            // tries across coordinators per call
-  int backoff_ms = 100;            // between full rounds over the list, doubling
+  int request_timeout_ms = 10000;   // per request (a waiting submit adds its own wait)
+  int max_attempts = 6;             // tries across coordinators per call
+  int backoff_ms = 100;             // between full rounds over the list, doubling
   int failover_timeout_ms = 20000;  // 2PC: how long to wait for a takeover of a dead owner
 };
 
@@ -63,9 +63,9 @@ struct StepRetry {
 
 struct SagaStepSpec {
   std::string name;
-  std::string action;      // URL
-  std::string compensate;  // URL
-  std::string payload = "null";   // JSON text
+  std::string action;              // URL
+  std::string compensate;          // URL
+  std::string payload = "null";    // JSON text
   std::vector<std::string> after;  // with SagaSpec::concurrent
   int64_t timeout_ms = 0;          // 0: default
   StepRetry retry;
@@ -81,7 +81,7 @@ struct SagaSpec {
 struct BranchSpec {
   std::string name;
   std::string prepare, commit, abort;  // URLs
-  std::string payload = "null";         // JSON text
+  std::string payload = "null";        // JSON text
 };
 
 // What a coordinator answered about a transaction.

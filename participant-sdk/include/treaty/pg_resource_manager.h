@@ -49,10 +49,10 @@ struct PgResourceManagerOptions {
   std::string gid_prefix = "treaty";      // which prepared transactions are ours
   int max_connections = 8;
   int lock_timeout_ms = 10000;
-  bool migrate = true;          // apply migrations/participant/ in Open
-  bool recover_on_open = true;  // run Recover() in Open (errors are reported, not fatal)
-  int recovery_interval_ms = 0;       // > 0: also recover in the background this often
-  int recovery_min_age_ms = 30000;    // background recovery skips younger prepared xacts
+  bool migrate = true;              // apply migrations/participant/ in Open
+  bool recover_on_open = true;      // run Recover() in Open (errors are reported, not fatal)
+  int recovery_interval_ms = 0;     // > 0: also recover in the background this often
+  int recovery_min_age_ms = 30000;  // background recovery skips younger prepared xacts
 };
 
 // The service's part of prepare: runs in the transaction that is then
