@@ -1,5 +1,7 @@
 #include "engine/saga.h"
 
+#include <algorithm>
+
 #include <spdlog/spdlog.h>
 
 #include "engine/states.h"
@@ -73,6 +75,8 @@ Result<std::shared_ptr<Saga>> Saga::Restore(EngineContext* ctx, const TxnDetail&
       s.state = b.state;
       s.attempts = b.attempts;
       s.last_error = b.last_error;
+      s.planned_at_ms = b.next_attempt_at_ms;
+      if (s.state == states::kCompensating) s.comp_failures = std::max(0, s.attempts - 1);
     }
   }
   return saga;
@@ -84,13 +88,41 @@ void Saga::Start() {
     Event("", "recovery", "resumed by coordinator " + ctx()->owner + " in state " + state());
   }
   if (deadline_ms_ > 0 && state() == states::kRunning) {
-    deadline_timer_ = After(deadline_ms_ - ctx()->runner->NowMs(), [this] {
-      if (state() != states::kRunning) return;
-      BeginCompensation("saga deadline passed");
-      Pump();
-    });
+    if (deadline_ms_ <= ctx()->runner->NowMs()) {
+      BeginCompensation("saga deadline passed");  // while this saga was not driven
+    } else {
+      deadline_timer_ = After(deadline_ms_ - ctx()->runner->NowMs(), [this] {
+        if (state() != states::kRunning) return;
+        BeginCompensation("saga deadline passed");
+        Pump();
+      });
+    }
   }
+  if (!is_new_) ResumeSteps();
   Pump();
+}
+
+void Saga::ResumeSteps() {
+  for (size_t i = 0; i < steps_.size(); ++i) {
+    Step& s = steps_[i];
+    const bool action = state() == states::kRunning && s.state == states::kRunning;
+    const bool compensate = state() == states::kCompensating && s.state == states::kCompensating;
+    if (!action && !compensate) continue;
+    const std::string op = action ? "action" : "compensate";
+    const std::string attempt = op + " attempt " + std::to_string(s.attempts);
+    if (s.planned_at_ms > 0) {
+      const int64_t max =
+          action ? s.spec.retry.max_backoff_ms : ctx()->options.retry_max_backoff_ms;
+      const int64_t wait = RemainingWait(s.planned_at_ms, max);
+      Event(s.spec.name, "recovery",
+            attempt + " was planned, not sent; sending it in " + std::to_string(wait) + " ms");
+      ScheduleRetry(static_cast<int>(i), op, wait);
+    } else {
+      // Pump sends it again: the same attempt, whose outcome was not logged.
+      Event(s.spec.name, "recovery", attempt + " was sent, its outcome not logged; resending it");
+    }
+    s.planned_at_ms = 0;
+  }
 }
 
 void Saga::Pump() {
@@ -124,16 +156,8 @@ void Saga::PumpForward() {
       SetStep(static_cast<int>(i), states::kRunning, "attempt 1");
       Launch(static_cast<int>(i), "action");
     } else if (s.state == states::kRunning) {
-      // Recovered mid-call: the outcome is unknown, send the action again.
-      if (s.attempts >= s.spec.retry.max_attempts) {
-        s.last_error = "outcome unknown after restart and no attempts left";
-        SetStep(static_cast<int>(i), states::kFailed, s.last_error);
-        BeginCompensation("step '" + s.spec.name + "' failed: " + s.last_error);
-        return;
-      }
-      ++s.attempts;
-      SetStep(static_cast<int>(i), states::kRunning,
-              "attempt " + std::to_string(s.attempts) + " (resent after restart)");
+      // Restored with its attempt sent and the outcome not logged: send that
+      // same attempt again (it was counted when it was planned).
       Launch(static_cast<int>(i), "action");
     }
   }
@@ -170,6 +194,8 @@ void Saga::PumpCompensation() {
     }
     if (!ready) continue;
     if (s.state != states::kCompensating) {
+      s.attempts = 1;  // from here on, `attempts` counts compensation attempts
+      s.comp_failures = 0;
       SetStep(static_cast<int>(i), states::kCompensating, "compensating");
     }
     Launch(static_cast<int>(i), "compensate");
@@ -252,16 +278,17 @@ void Saga::OnCompensateResult(int i, const ParticipantResponse& r) {
         true, "compensation of step '" + s.spec.name + "' cannot be called: " + s.last_error);
     return;
   }
-  ++s.comp_attempts;
+  ++s.comp_failures;
   const auto& o = ctx()->options;
   int64_t delay =
-      ctx()->Backoff(s.comp_attempts, o.retry_initial_backoff_ms, o.retry_max_backoff_ms);
-  RecordRetry(s.spec.name, std::nullopt, s.last_error, delay,
-              "compensate " + s.last_error + "; failed " + std::to_string(s.comp_attempts) +
+      ctx()->Backoff(s.comp_failures, o.retry_initial_backoff_ms, o.retry_max_backoff_ms);
+  ++s.attempts;
+  RecordRetry(s.spec.name, s.attempts, s.last_error, delay,
+              "compensate " + s.last_error + "; failed " + std::to_string(s.comp_failures) +
                   " times, next try in " + std::to_string(delay) + " ms");
-  if (s.comp_attempts >= o.attention_after_attempts) {
+  if (s.comp_failures >= o.attention_after_attempts) {
     SetNeedsAttention(true, "compensation of step '" + s.spec.name + "' failed " +
-                                std::to_string(s.comp_attempts) + " times: " + s.last_error);
+                                std::to_string(s.comp_failures) + " times: " + s.last_error);
   }
   ScheduleRetry(i, "compensate", delay);
 }
@@ -273,7 +300,10 @@ void Saga::ScheduleRetry(int i, const std::string& op, int64_t delay_ms) {
     s.timer.reset();
     const bool still =
         op == "action" ? state() == states::kRunning : s.state == states::kCompensating;
-    if (still) Launch(i, op);
+    if (still) {
+      RecordAttemptSent(s.spec.name, s.attempts);
+      Launch(i, op);
+    }
     Pump();
   });
 }
@@ -286,9 +316,10 @@ Status Saga::RetryNow() {
     if (!s.timer) continue;
     s.timer->Cancel();
     s.timer.reset();
-    s.comp_attempts = 0;
+    s.comp_failures = 0;
     const std::string op = s.state == states::kCompensating ? "compensate" : "action";
     if (op == "action" && state() != states::kRunning) continue;
+    RecordAttemptSent(s.spec.name, s.attempts);
     Launch(static_cast<int>(i), op);
     ++fired;
   }

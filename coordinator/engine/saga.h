@@ -28,9 +28,21 @@
 // an operator and no longer holds back the compensation of the steps it
 // depends on, so every other effect is still undone.
 //
-// Recovery: Restore() rebuilds the driver from the log; Start() resends any
-// action or compensation whose outcome was not logged (at-least-once; the
-// participant's idempotency makes it exactly-once in effect).
+// Attempts (docs/schema.md "Attempts"): a step's `attempts` counts the
+// attempts of its current op (the action; once COMPENSATING, the
+// compensation). A retry is logged as planned (attempt n, next_attempt_at_ms
+// = when) and, when its timer fires, as sent (next_attempt_at_ms = 0) before
+// the call goes out. An attempt is counted once, when it is planned.
+//
+// Recovery (restart, takeover by a peer, hand-back on SIGTERM: all restore
+// from the log): Restore() rebuilds the driver; Start() then
+//  - compensates at once if the saga deadline (absolute) passed meanwhile;
+//  - sends a planned attempt after the rest of its backoff (its logged time),
+//    as that same attempt;
+//  - resends an attempt logged as sent whose outcome was not logged, as the
+//    same attempt (no attempt is used up by a restart; the participant's
+//    Idempotency-Key makes the resend harmless);
+//  - keeps a compensation's backoff where it was (failures = attempts - 1).
 //
 // Threading: runs on ctx->runner only.
 
@@ -66,8 +78,9 @@ class Saga : public TxnDriver {
     std::vector<int> deps;
     std::vector<int> dependents;
     std::string state;
-    int attempts = 0;                          // action attempts
-    int comp_attempts = 0;                     // failed compensation attempts (in memory)
+    int attempts = 0;                          // attempts of the current op, as logged
+    int comp_failures = 0;                     // failed compensations since an operator retry
+    int64_t planned_at_ms = 0;                 // restored: attempt `attempts` not sent before
     bool in_flight = false;                    // a call is planned or outstanding
     bool uncallable = false;                   // its compensate URL can never be called (in memory)
     std::shared_ptr<TaskRunner::Timer> timer;  // a retry is scheduled
@@ -85,6 +98,8 @@ class Saga : public TxnDriver {
   void OnActionResult(int i, const ParticipantResponse& r);
   void OnCompensateResult(int i, const ParticipantResponse& r);
   void ScheduleRetry(int i, const std::string& op, int64_t delay_ms);
+  // A restored saga: picks every step's call up where the log left it.
+  void ResumeSteps();
 
   SagaSpec spec_;
   std::vector<Step> steps_;

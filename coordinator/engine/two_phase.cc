@@ -1,5 +1,7 @@
 #include "engine/two_phase.h"
 
+#include <algorithm>
+
 #include <spdlog/spdlog.h>
 
 #include "engine/states.h"
@@ -65,6 +67,10 @@ Result<std::shared_ptr<TwoPhase>> TwoPhase::Restore(EngineContext* ctx, const Tx
     br.state = row.state;
     br.attempts = row.attempts;
     br.last_error = row.last_error;
+    br.planned_at_ms = row.next_attempt_at_ms;
+    if (br.state == states::kCommitting || br.state == states::kAborting) {
+      br.failures = std::max(0, br.attempts - 1);
+    }
     t->branches_.push_back(std::move(br));
   }
   return t;
@@ -77,9 +83,32 @@ void TwoPhase::Start() {
     if (state() == states::kActive || state() == states::kPreparing) {
       Decide(states::kAborting, "presumed abort: recovered without a logged commit decision");
     }
+    ResumeBranches();
   }
   StartDeadline();
   Pump();
+}
+
+void TwoPhase::ResumeBranches() {
+  const bool commit = state() == states::kCommitting;
+  if (!commit && state() != states::kAborting) return;
+  const std::string op = commit ? "commit" : "abort";
+  for (size_t i = 0; i < branches_.size(); ++i) {
+    Branch& b = branches_[i];
+    // A branch not yet moved to the decision's state starts its op afresh.
+    if (b.state != (commit ? states::kCommitting : states::kAborting)) continue;
+    const std::string attempt = op + " attempt " + std::to_string(b.attempts);
+    if (b.planned_at_ms > 0) {
+      const int64_t wait = RemainingWait(b.planned_at_ms, ctx()->options.retry_max_backoff_ms);
+      Event(b.spec.name, "recovery",
+            attempt + " was planned, not sent; sending it in " + std::to_string(wait) + " ms");
+      ScheduleRetry(static_cast<int>(i), op, wait);
+    } else {
+      // Pump sends it again: the same attempt, whose outcome was not logged.
+      Event(b.spec.name, "recovery", attempt + " was sent, its outcome not logged; resending it");
+    }
+    b.planned_at_ms = 0;
+  }
 }
 
 void TwoPhase::StartDeadline() {
@@ -116,7 +145,7 @@ void TwoPhase::PumpPreparing() {
     Decide(states::kCommitting, "every branch voted yes");
     for (size_t i = 0; i < branches_.size(); ++i) {
       if (branches_[i].state != states::kPrepared) continue;
-      branches_[i].attempts = 0;
+      branches_[i].attempts = 1;
       SetBranch(static_cast<int>(i), states::kCommitting, "");
     }
   } else {
@@ -137,7 +166,8 @@ void TwoPhase::PumpPhaseTwo(const std::string& op) {
     done = false;
     if (b.in_flight || b.timer || b.uncallable) continue;
     if (b.state != doing_state) {
-      b.attempts = 0;
+      b.attempts = 1;
+      b.failures = 0;
       SetBranch(static_cast<int>(i), doing_state, "");
     }
     Launch(static_cast<int>(i), op);
@@ -242,7 +272,7 @@ void TwoPhase::RequestCommit(DecisionCallback done) {
     Decide(states::kCommitted, "commit with no branches enlisted");
   } else if (OnePhase()) {
     Decide(states::kCommitting, "one-phase commit of the single branch");
-    branches_[0].attempts = 0;
+    branches_[0].attempts = 1;
     SetBranch(0, states::kCommitting, "one-phase commit (no prepare)");
   } else {
     SetState(states::kPreparing,
@@ -292,6 +322,7 @@ Status TwoPhase::RetryNow() {
     const std::string op = state() == states::kPreparing    ? "prepare"
                            : state() == states::kCommitting ? "commit"
                                                             : "abort";
+    RecordAttemptSent(b.spec.name, b.attempts);
     Launch(static_cast<int>(i), op);
     ++fired;
   }
@@ -309,7 +340,6 @@ void TwoPhase::SetBranch(int i, const std::string& state_name, const std::string
 void TwoPhase::Launch(int i, const std::string& op) {
   Branch& b = branches_[i];
   b.in_flight = true;
-  if (op != "prepare") ++b.attempts;
   ParticipantRequest req;
   req.url = op == "prepare" ? b.spec.prepare : op == "commit" ? b.spec.commit : b.spec.abort;
   req.gtid = gtid();
@@ -397,6 +427,7 @@ void TwoPhase::OnPhaseTwoResult(int i, const std::string& op, const ParticipantR
   const auto& o = ctx()->options;
   const int64_t delay =
       ctx()->Backoff(b.failures, o.retry_initial_backoff_ms, o.retry_max_backoff_ms);
+  ++b.attempts;
   RecordRetry(b.spec.name, b.attempts, b.last_error, delay,
               op + " " + b.last_error + "; failed " + std::to_string(b.failures) +
                   " times, next try in " + std::to_string(delay) + " ms");
@@ -415,7 +446,10 @@ void TwoPhase::ScheduleRetry(int i, const std::string& op, int64_t delay_ms) {
     const bool still = op == "prepare"  ? state() == states::kPreparing
                        : op == "commit" ? state() == states::kCommitting
                                         : state() == states::kAborting;
-    if (still) Launch(i, op);
+    if (still) {
+      RecordAttemptSent(b.spec.name, b.attempts);
+      Launch(i, op);
+    }
     Pump();
   });
 }

@@ -49,11 +49,20 @@
 //  - The deadline (begin + spec.timeout_ms) aborts an ACTIVE or PREPARING
 //    transaction.
 //
-// Recovery (Restore + Start, after a crash or a takeover): ACTIVE or
-// PREPARING -> ABORTING (presumed abort: no decision was logged, so a
+// Attempts (docs/schema.md "Attempts"): a branch's `attempts` counts the
+// attempts of its current op (prepare, then commit or abort), each counted
+// once, when it is planned. A retry is logged as planned (attempt n,
+// next_attempt_at_ms = when) and, when its timer fires, as sent
+// (next_attempt_at_ms = 0) before the call goes out.
+//
+// Recovery (Restore + Start, after a crash, a takeover or a hand-back): ACTIVE
+// or PREPARING -> ABORTING (presumed abort: no decision was logged, so a
 // participant asking the coordinator is told "not committed"); COMMITTING ->
-// commit resent to every branch not yet COMMITTED; ABORTING -> abort resent
-// to every branch not yet ABORTED. Delivery is at least once.
+// commit to every branch not yet COMMITTED; ABORTING -> abort to every branch
+// not yet ABORTED. A commit/abort logged as planned is sent after the rest of
+// its backoff (its logged time), one logged as sent is resent at once as the
+// same attempt, and the backoff goes on where it was (failures = attempts -
+// 1). Delivery is at least once.
 // A transaction still ACTIVE when its coordinator drains (SIGTERM) or dies
 // is taken over by a peer and so aborted: clients re-run it under a new gtid.
 //
@@ -107,11 +116,12 @@ class TwoPhase : public TxnDriver {
   struct Branch {
     BranchSpec spec;
     std::string state;
-    int attempts = 0;         // attempts of the current op
-    int failures = 0;         // failed commit/abort attempts (in memory)
-    bool in_flight = false;   // a call is planned or outstanding
-    bool voted_no = false;    // no vote, or prepare failed after retries
-    bool uncallable = false;  // its commit/abort URL can never be called (in memory)
+    int attempts = 0;           // attempts of the current op, as logged
+    int failures = 0;           // failed commit/abort attempts since an operator retry
+    int64_t planned_at_ms = 0;  // restored: attempt `attempts` not sent before
+    bool in_flight = false;     // a call is planned or outstanding
+    bool voted_no = false;      // no vote, or prepare failed after retries
+    bool uncallable = false;    // its commit/abort URL can never be called (in memory)
     std::shared_ptr<TaskRunner::Timer> timer;  // a retry is scheduled
     std::string last_error;
   };
@@ -131,6 +141,9 @@ class TwoPhase : public TxnDriver {
   void OnPhaseTwoResult(int i, const std::string& op, const ParticipantResponse& r);
   void ScheduleRetry(int i, const std::string& op, int64_t delay_ms);
   void StartDeadline();
+  // A restored transaction in phase 2: picks every branch's call up where
+  // the log left it.
+  void ResumeBranches();
 
   TwoPhaseSpec spec_;
   std::vector<Branch> branches_;

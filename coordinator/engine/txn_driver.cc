@@ -1,5 +1,7 @@
 #include "engine/txn_driver.h"
 
+#include <algorithm>
+
 #include <spdlog/spdlog.h>
 
 #include "common/limits.h"
@@ -192,9 +194,8 @@ void TxnDriver::RecordBranchState(const std::string& name, const std::string& st
   Event(name, event_type, state + (detail.empty() ? "" : ": " + detail));
 }
 
-void TxnDriver::RecordRetry(const std::string& name, std::optional<int> attempts,
-                            const std::string& last_error, int64_t delay_ms,
-                            const std::string& detail) {
+void TxnDriver::RecordRetry(const std::string& name, int attempts, const std::string& last_error,
+                            int64_t delay_ms, const std::string& detail) {
   BranchUpdate u;
   u.name = name;
   u.attempts = attempts;
@@ -202,6 +203,19 @@ void TxnDriver::RecordRetry(const std::string& name, std::optional<int> attempts
   u.next_attempt_at_ms = ctx_->runner->NowMs() + delay_ms;
   Pending().branch_updates.push_back(std::move(u));
   Event(name, "retry", detail);
+}
+
+int64_t TxnDriver::RemainingWait(int64_t planned_at_ms, int64_t max_ms) {
+  const int64_t wait = planned_at_ms - ctx_->runner->NowMs();
+  return std::clamp<int64_t>(wait, 0, std::max<int64_t>(max_ms, 0));
+}
+
+void TxnDriver::RecordAttemptSent(const std::string& name, int attempt) {
+  BranchUpdate u;
+  u.name = name;
+  u.attempts = attempt;
+  u.next_attempt_at_ms = 0;
+  Pending().branch_updates.push_back(std::move(u));
 }
 
 void TxnDriver::Drop(const Status& why) {

@@ -1,0 +1,264 @@
+// Restarts in the middle of retries (issue 11 item 8): the retry budget, the
+// backoff schedule and the deadlines mean the same whether or not the
+// coordinator restarted in between. A restart (kill -9 and start again, a
+// takeover by a peer, a hand-back on SIGTERM: all restore from the log) is
+// simulated by dropping the driver (its unwritten changes are lost, its
+// timers never fire, late answers are ignored) and restoring the log's row
+// under a new coordinator id.
+
+#include <gtest/gtest.h>
+
+#include "engine/engine_fakes.h"
+#include "engine/saga.h"
+#include "engine/states.h"
+#include "engine/two_phase.h"
+
+namespace treaty {
+namespace {
+
+constexpr auto kOk = CallOutcome::kOk;
+constexpr auto kNo = CallOutcome::kBusinessFailure;
+constexpr auto kDown = CallOutcome::kTransient;
+
+class RestartTest : public testing::DriverTest {
+ protected:
+  RestartTest() : DriverTest(11) {}
+
+  // A saga of `names`, each step with `max_attempts` and a fixed backoff
+  // of `backoff_ms` (so a retry waits between backoff_ms/2 and backoff_ms).
+  static SagaSpec Spec(const std::string& gtid, std::vector<std::string> names, int max_attempts,
+                       int64_t backoff_ms) {
+    SagaSpec spec;
+    spec.gtid = gtid;
+    for (const auto& n : names) {
+      SagaStep s;
+      s.name = n;
+      s.action = "http://svc/" + n + "/action";
+      s.compensate = "http://svc/" + n + "/compensate";
+      s.retry = {max_attempts, backoff_ms, backoff_ms};
+      spec.steps.push_back(s);
+    }
+    return spec;
+  }
+
+  std::shared_ptr<Saga> Run(SagaSpec spec) {
+    auto saga = Saga::Create(&ctx_, std::move(spec));
+    alive_.push_back(saga);
+    saga->Start();
+    return saga;
+  }
+
+  // The process dies: nothing more of this driver reaches the log or a participant.
+  void Crash() {
+    for (auto& d : alive_) d->Drop(Status::Internal("kill -9"));
+  }
+
+  // The next coordinator claims `gtid` and resumes it from the log.
+  void NewOwner(const std::string& gtid) {
+    ctx_.owner = "coord-" + std::to_string(++generation_);
+    log_.SetOwner(gtid, ctx_.owner);
+  }
+  void RestoreSaga(const std::string& gtid) {
+    NewOwner(gtid);
+    auto saga = Saga::Restore(&ctx_, log_.txns[gtid]);
+    ASSERT_TRUE(saga.ok()) << saga.status().ToString();
+    alive_.push_back(*saga);
+    (*saga)->Start();
+  }
+  void RestoreTwoPhase(const std::string& gtid) {
+    NewOwner(gtid);
+    auto t = TwoPhase::Restore(&ctx_, log_.txns[gtid]);
+    ASSERT_TRUE(t.ok()) << t.status().ToString();
+    alive_.push_back(*t);
+    (*t)->Start();
+  }
+
+  std::string Finish(const std::string& gtid) {
+    runner_.RunUntil([&] { return recorder_.finished.count(gtid) > 0; });
+    return recorder_.finished.count(gtid) ? recorder_.finished[gtid] : "(not finished)";
+  }
+
+  // Runs until branch `name` of `gtid` has a retry planned (for attempt
+  // `attempt`, unless 0).
+  bool RunUntilPlanned(const std::string& gtid, const std::string& name, int attempt = 0) {
+    return runner_.RunUntil([&] {
+      const BranchRow* b = log_.Branch(gtid, name);
+      return b && b->next_attempt_at_ms > 0 && (attempt == 0 || b->attempts == attempt);
+    });
+  }
+
+  // Fake-clock times of the calls of `op` to `branch`.
+  std::vector<int64_t> CallTimes(const std::string& gtid, const std::string& branch,
+                                 const std::string& op) const {
+    std::vector<int64_t> out;
+    for (const auto& c : caller_.calls) {
+      if (c.gtid == gtid && c.branch == branch && c.op == op) out.push_back(c.at);
+    }
+    return out;
+  }
+
+  bool HasEvent(const std::string& gtid, const std::string& text) {
+    for (const auto& e : log_.txns[gtid].events) {
+      if (e.detail.find(text) != std::string::npos) return true;
+    }
+    return false;
+  }
+
+  int generation_ = 1;
+  std::vector<std::shared_ptr<TxnDriver>> alive_;
+};
+
+// The issue's case: the first attempt of a step with max_attempts 2 fails
+// transiently and the coordinator dies during the backoff. Before the fix
+// the restored saga declared "outcome unknown after restart and no attempts
+// left" and ended ABORTED with one attempt sent.
+TEST_F(RestartTest, PlannedAttemptIsSentOnceAfterTheRestOfItsBackoff) {
+  caller_.Set("pay", "action", {{kDown, kOk}});
+  Run(Spec("g1", {"pay"}, 2, 4000));
+  ASSERT_TRUE(RunUntilPlanned("g1", "pay", 2));
+  const int64_t planned = log_.Branch("g1", "pay")->next_attempt_at_ms;
+  runner_.Advance(500);
+  Crash();
+  runner_.Advance(300);  // down for a while, still within the backoff
+  RestoreSaga("g1");
+  EXPECT_EQ(Finish("g1"), states::kCommitted);
+  const auto at = CallTimes("g1", "pay", "action");
+  ASSERT_EQ(at.size(), 2u) << "attempt 2 is sent once, after the restart";
+  EXPECT_GE(at[1], planned) << "not before the rest of its backoff";
+  EXPECT_LE(at[1], planned + 50) << "nor much later";
+  EXPECT_EQ(log_.Branch("g1", "pay")->attempts, 2);
+  EXPECT_FALSE(HasEvent("g1", "outcome unknown"));
+}
+
+// Attempt 2 was sent (and logged as sent) when the coordinator died: the
+// restored saga sends attempt 2 again, it does not use up attempt 3.
+TEST_F(RestartTest, SentAttemptIsResentAsTheSameAttempt) {
+  caller_.Set("pay", "action", {{kDown, kOk}, 1000});
+  int retries_checked = 0;
+  caller_.on_call = [&](const ParticipantRequest& r) {
+    if (caller_.Count("g1", "pay", "action") == 0) return;  // the first attempt
+    const BranchRow* b = log_.Branch("g1", "pay");
+    EXPECT_EQ(b->next_attempt_at_ms, 0) << "logged as sent before it is sent";
+    EXPECT_EQ(b->attempts, 2);
+    ++retries_checked;
+  };
+  Run(Spec("g1", {"pay"}, 2, 100));
+  ASSERT_TRUE(runner_.RunUntil([&] { return caller_.Count("g1", "pay", "action") == 2; }));
+  runner_.Advance(100);  // attempt 2 in flight
+  Crash();
+  RestoreSaga("g1");
+  EXPECT_EQ(Finish("g1"), states::kCommitted);
+  EXPECT_EQ(caller_.Count("g1", "pay", "action"), 3) << "attempt 2, then attempt 2 again";
+  EXPECT_EQ(retries_checked, 2);
+  EXPECT_EQ(log_.Branch("g1", "pay")->attempts, 2);
+  EXPECT_TRUE(HasEvent("g1", "action attempt 2 was sent"));
+}
+
+// Restarts during a backoff and during a call never add nor remove
+// attempts: a participant that stays down gets attempts 1, 2 (twice: it was
+// in flight at a crash) and 3, then the step fails and is compensated.
+TEST_F(RestartTest, MaxAttemptsHoldsAcrossSeveralRestarts) {
+  caller_.Set("pay", "action", {{kDown}, 10});
+  Run(Spec("g1", {"pay"}, 3, 1000));
+  ASSERT_TRUE(RunUntilPlanned("g1", "pay", 2));
+  Crash();  // during the first backoff
+  RestoreSaga("g1");
+  ASSERT_TRUE(runner_.RunUntil([&] { return caller_.Count("g1", "pay", "action") == 2; }));
+  Crash();  // attempt 2 in flight
+  RestoreSaga("g1");
+  ASSERT_TRUE(RunUntilPlanned("g1", "pay", 3));
+  Crash();  // during the second backoff
+  RestoreSaga("g1");
+  EXPECT_EQ(Finish("g1"), states::kAborted);
+  EXPECT_EQ(caller_.Count("g1", "pay", "action"), 4);
+  EXPECT_EQ(caller_.Count("g1", "pay", "compensate"), 1);
+  EXPECT_TRUE(HasEvent("g1", "3 attempts used"));
+}
+
+// A compensation retry waits out its logged time after a restart, and its
+// backoff goes on from where it was instead of starting over.
+TEST_F(RestartTest, CompensationRetryTimeSurvivesRestore) {
+  ctx_.options.retry_initial_backoff_ms = 1000;
+  ctx_.options.retry_max_backoff_ms = 8000;
+  ctx_.options.attention_after_attempts = 100;
+  caller_.Set("pay", "action", {{kNo}});
+  caller_.Set("book", "compensate", {{kDown, kDown, kOk}});
+  Run(Spec("g1", {"book", "pay"}, 3, 100));
+  ASSERT_TRUE(RunUntilPlanned("g1", "book"));
+  const int64_t planned = log_.Branch("g1", "book")->next_attempt_at_ms;
+  runner_.Advance(200);
+  Crash();
+  RestoreSaga("g1");
+  ASSERT_TRUE(runner_.RunUntil([&] { return caller_.Count("g1", "book", "compensate") == 2; }));
+  runner_.Advance(50);  // its answer (a failure) is logged with the next retry
+  const auto at = CallTimes("g1", "book", "compensate");
+  ASSERT_EQ(at.size(), 2u);
+  EXPECT_GE(at[1], planned) << "the planned compensation waited out its backoff";
+  // The second failure backs off at the second level (1000..2000 ms), not
+  // the first again (500..1000 ms). The answer came 5 ms after the call.
+  const int64_t second_delay = log_.Branch("g1", "book")->next_attempt_at_ms - (at[1] + 5);
+  EXPECT_GE(second_delay, 1000);
+  EXPECT_LE(second_delay, 2000);
+  Crash();
+  RestoreSaga("g1");
+  EXPECT_EQ(Finish("g1"), states::kAborted);
+  EXPECT_EQ(caller_.Count("g1", "book", "compensate"), 3);
+  EXPECT_EQ(log_.Branch("g1", "book")->attempts, 3) << "compensation attempts";
+  EXPECT_EQ(log_.Branch("g1", "book")->state, states::kCompensated);
+}
+
+// A saga deadline is absolute: passed while the coordinator was down, the
+// restored saga compensates without sending the planned attempt.
+TEST_F(RestartTest, DeadlinePassedWhileDownCompensatesWithoutSending) {
+  caller_.Set("pay", "action", {{kDown}});
+  auto spec = Spec("g1", {"pay"}, 3, 2000);
+  spec.timeout_ms = 3000;
+  Run(spec);
+  ASSERT_TRUE(RunUntilPlanned("g1", "pay", 2));
+  Crash();
+  runner_.Advance(5000);
+  RestoreSaga("g1");
+  EXPECT_EQ(Finish("g1"), states::kAborted);
+  EXPECT_EQ(caller_.Count("g1", "pay", "action"), 1);
+  EXPECT_EQ(caller_.Count("g1", "pay", "compensate"), 1);
+  EXPECT_TRUE(HasEvent("g1", "deadline"));
+}
+
+// A 2PC commit retry waits out its logged time after a restart; a branch
+// whose commit is logged is not sent it again.
+TEST_F(RestartTest, TwoPhaseCommitRetryTimeSurvivesRestore) {
+  ctx_.options.retry_initial_backoff_ms = 1000;
+  ctx_.options.retry_max_backoff_ms = 8000;
+  TwoPhaseSpec spec;
+  spec.gtid = "t1";
+  spec.timeout_ms = 60000;
+  auto t = TwoPhase::Create(&ctx_, spec);
+  alive_.push_back(t);
+  t->Start();
+  for (const std::string n : {"a", "b"}) {
+    BranchSpec b;
+    b.name = n;
+    b.prepare = "http://svc/" + n + "/prepare";
+    b.commit = "http://svc/" + n + "/commit";
+    b.abort = "http://svc/" + n + "/abort";
+    t->Enlist(b, 16, [](Status s) { EXPECT_TRUE(s.ok()) << s.ToString(); });
+    runner_.Advance(10);
+  }
+  caller_.Set("b", "commit", {{kDown, kOk}});
+  t->RequestCommit([](Result<std::string>) {});
+  ASSERT_TRUE(RunUntilPlanned("t1", "b"));
+  ASSERT_EQ(log_.Branch("t1", "a")->state, states::kCommitted);
+  const int64_t planned = log_.Branch("t1", "b")->next_attempt_at_ms;
+  runner_.Advance(100);
+  Crash();
+  RestoreTwoPhase("t1");
+  EXPECT_EQ(Finish("t1"), states::kCommitted);
+  const auto at = CallTimes("t1", "b", "commit");
+  ASSERT_EQ(at.size(), 2u);
+  EXPECT_GE(at[1], planned) << "the planned commit waited out its backoff";
+  EXPECT_EQ(caller_.Count("t1", "a", "commit"), 1);
+  EXPECT_EQ(log_.Branch("t1", "b")->attempts, 2);
+}
+
+}  // namespace
+}  // namespace treaty
