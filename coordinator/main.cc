@@ -109,6 +109,7 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(0, 3600000))
       ->capture_default_str();
   auto* migrate = app.add_subcommand("migrate", "Apply pending migrations to --store and exit");
+  migrate->fallthrough();  // `treatyd migrate --store URI`, as documented
   CLI11_PARSE(app, argc, argv);
 
   opts.retention_ms = retention_hours * 3600 * 1000;
@@ -136,7 +137,7 @@ int main(int argc, char** argv) {
     }
     auto s = (*store)->Migrate();
     if (!s.ok()) {
-      std::cerr << "treatyd: migration failed: " << s.ToString() << "\n";
+      std::cerr << "treatyd: migration failed, nothing applied: " << s.ToString() << "\n";
       return 1;
     }
     std::cout << "migrations applied to " << (*store)->Engine() << " store\n";

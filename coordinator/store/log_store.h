@@ -36,10 +36,15 @@ class LogStore {
 
   // Applies pending migrations from the engine's migration folder (compiled
   // in); records them in `schema_migrations`. Safe to run concurrently from
-  // several coordinators (PG: advisory lock).
+  // several coordinators (PG: advisory lock). All or nothing. Refuses
+  // (Unavailable, naming both versions, nothing applied) a log that a newer
+  // release migrated: one whose schema_migrations holds a version above the
+  // newest compiled in (store/migrations.h).
   virtual Status Migrate() = 0;
 
-  // True when the log can be reached and every known migration is applied.
+  // OK when the log can be reached and its schema is exactly at the newest
+  // compiled-in version; Unavailable otherwise (not migrated yet, or
+  // migrated by a newer release, naming both versions).
   virtual Status CheckReady() = 0;
 
   // Applies `writes` in one database transaction. Returns one Status per

@@ -4,10 +4,18 @@
 // (see embed_migrations.cmake). Files are named NNNN_name.sql, numbered and
 // forward-only: a released file is never edited, changes go into a new one.
 // Each engine records applied versions in `schema_migrations`.
+//
+// A log migrated by a newer release (schema_migrations holds a version above
+// the newest compiled in) is refused by Migrate() and CheckReady(): this
+// binary cannot know what the newer migrations changed.
 
+#include <algorithm>
+#include <cstdint>
 #include <string>
 #include <string_view>
 #include <vector>
+
+#include "common/status.h"
 
 namespace treaty {
 
@@ -20,5 +28,23 @@ struct Migration {
 // The migrations of `engine` ("sqlite" or "postgres") in ascending version
 // order; empty for an unknown engine. Thread-safe, no I/O.
 std::vector<Migration> EmbeddedMigrations(std::string_view engine);
+
+// The newest version among EmbeddedMigrations(engine); 0 for none.
+inline int64_t LatestMigrationVersion(std::string_view engine) {
+  int64_t latest = 0;
+  for (const Migration& m : EmbeddedMigrations(engine))
+    latest = std::max<int64_t>(latest, m.version);
+  return latest;
+}
+
+// OK when a log whose newest applied migration is `applied` can be used by a
+// binary whose newest compiled-in migration is `known`; otherwise
+// Unavailable naming both versions.
+inline Status CheckSchemaNotNewer(int64_t applied, int64_t known) {
+  if (applied <= known) return Status::Ok();
+  return Status::Unavailable("the log's schema is at version " + std::to_string(applied) +
+                             " but this treatyd knows versions up to " + std::to_string(known) +
+                             ": a newer release migrated it; upgrade treatyd");
+}
 
 }  // namespace treaty

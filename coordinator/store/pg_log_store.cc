@@ -138,6 +138,11 @@ Status PgLogStore::Migrate() {
     for (const auto& row : tx.exec("SELECT version FROM schema_migrations")) {
       applied.insert(row[0].as<int64_t>());
     }
+    if (!applied.empty()) {
+      // A newer release migrated this log: apply nothing (rolled back).
+      Status newer = CheckSchemaNotNewer(*applied.rbegin(), LatestMigrationVersion("postgres"));
+      if (!newer.ok()) return newer;
+    }
     for (const Migration& m : EmbeddedMigrations("postgres")) {
       if (applied.count(m.version)) continue;
       tx.exec(std::string(m.sql));
@@ -153,10 +158,7 @@ Status PgLogStore::Migrate() {
 Status PgLogStore::CheckReady() {
   return pool_->Run("check ready", [](pqxx::connection& c) {
     pqxx::read_transaction tx(c);
-    int64_t want = 0;
-    for (const Migration& m : EmbeddedMigrations("postgres")) {
-      want = std::max<int64_t>(want, m.version);
-    }
+    const int64_t want = LatestMigrationVersion("postgres");
     if (tx.exec("SELECT 1 FROM information_schema.tables WHERE table_name = 'schema_migrations' "
                 "AND table_schema = current_schema()")
             .empty()) {
@@ -168,7 +170,7 @@ Status PgLogStore::CheckReady() {
       return Status::Unavailable("schema at version " + std::to_string(have) + ", want " +
                                  std::to_string(want));
     }
-    return Status::Ok();
+    return CheckSchemaNotNewer(have, want);
   });
 }
 

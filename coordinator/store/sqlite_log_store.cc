@@ -1,5 +1,8 @@
 #include "store/sqlite_log_store.h"
 
+#include <spdlog/spdlog.h>
+
+#include <chrono>
 #include <filesystem>
 #include <set>
 
@@ -11,6 +14,8 @@ namespace treaty {
 namespace {
 
 constexpr int kBusyTimeoutMs = 5000;
+// At most one "closed after a file failure" warning per this many ms.
+constexpr int64_t kWarningEveryMs = 10000;
 
 bool IsDatabaseFailure(const Status& s) {
   return s.code() == StatusCode::kUnavailable || s.code() == StatusCode::kInternal;
@@ -32,6 +37,40 @@ Result<std::unique_ptr<SqliteLogStore>> SqliteLogStore::Open(const std::string& 
   std::unique_ptr<SqliteLogStore> store(new SqliteLogStore());
   if (Status s = store->conn_.Open(path, kBusyTimeoutMs); !s.ok()) return s;
   return store;
+}
+
+void SqliteLogStore::CallLock::lock() {
+  mu_.lock();
+  // A failure leaves the connection closed; Exec and Prepare then say why.
+  (void)conn_->EnsureOpen();
+}
+
+void SqliteLogStore::CallLock::unlock() {
+  if (conn_->broken()) {
+    const Status why = conn_->broken_by();
+    conn_->Close();
+    failing_ = true;
+    ++closes_since_warning_;
+    const int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                            std::chrono::steady_clock::now().time_since_epoch())
+                            .count();
+    if (now - last_warning_ms_ >= kWarningEveryMs) {
+      spdlog::warn(
+          "sqlite log {}: {}; closed it, opening it again at the next call ({} times since the "
+          "last warning)",
+          conn_->path(), why.ToString(), closes_since_warning_);
+      last_warning_ms_ = now;
+      closes_since_warning_ = 0;
+    }
+  } else if (failing_) {
+    if (conn_->is_open() && conn_->changes_since_open() > 0) {
+      failing_ = false;
+      spdlog::info("sqlite log {}: writable again", conn_->path());
+    } else {
+      conn_->Close();
+    }
+  }
+  mu_.unlock();
 }
 
 Status SqliteLogStore::InTransaction(const Body& body) {
@@ -59,6 +98,11 @@ Status SqliteLogStore::Migrate() {
         applied.insert(st->Int(0));
       }
     }
+    if (!applied.empty()) {
+      if (s = CheckSchemaNotNewer(*applied.rbegin(), LatestMigrationVersion("sqlite")); !s.ok()) {
+        return s;
+      }
+    }
     for (const Migration& m : EmbeddedMigrations("sqlite")) {
       if (applied.count(m.version)) continue;
       if (s = conn_.Exec(std::string(m.sql)); !s.ok()) {
@@ -84,13 +128,14 @@ Status SqliteLogStore::CheckReady() {
   if (!st) return Status::Unavailable("schema not migrated: " + s.message());
   Result<bool> row = st->Step();
   if (!row.ok()) return row.status();
-  int64_t want = 0;
-  for (const Migration& m : EmbeddedMigrations("sqlite")) want = std::max<int64_t>(want, m.version);
-  if (st->Int(0) < want) {
-    return Status::Unavailable("schema at version " + std::to_string(st->Int(0)) + ", want " +
+  if (!*row) return Status::Internal("schema_migrations: no row from MAX(version)");
+  const int64_t have = st->Int(0);
+  const int64_t want = LatestMigrationVersion("sqlite");
+  if (have < want) {
+    return Status::Unavailable("schema at version " + std::to_string(have) + ", want " +
                                std::to_string(want));
   }
-  return Status::Ok();
+  return CheckSchemaNotNewer(have, want);
 }
 
 Result<std::vector<Status>> SqliteLogStore::ApplyStorable(const std::vector<TxnWrite>& writes) {

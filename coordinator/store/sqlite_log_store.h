@@ -3,18 +3,32 @@
 // SqliteLogStore: the embedded LogStore engine ("sqlite:PATH"), for a single
 // coordinator with no database server.
 //
-// Concurrency: ONE sqlite3 connection guarded by `mu_`; every method takes the
-// mutex for its whole duration, so calls are serialized (SQLite allows one
-// writer anyway). Prepared statements are cached on that connection.
+// Concurrency: ONE sqlite3 connection guarded by `mu_`; every method takes it
+// for its whole duration, so calls are serialized (SQLite allows one writer
+// anyway). Prepared statements are cached on that connection. The connection
+// holds an exclusive lock on the file while open (sqlite_statement.h): no
+// other process or connection can use the file meanwhile, so a second
+// treatyd (or a tool) pointed at it waits busy_timeout (5 s) and fails.
 //
 // Durability: WAL journal with synchronous=FULL, so a committed ApplyBatch
 // survives a power loss. Each ApplyBatch is one BEGIN IMMEDIATE transaction;
 // each write in it runs under its own SAVEPOINT so a failed (fenced) write is
-// undone alone. Other processes opening the same file wait up to
-// busy_timeout (5 s) for the lock, then the call fails with Unavailable.
+// undone alone.
+//
+// A full, read-only or failing file system never crashes the process (no
+// memory-mapped file, sqlite_statement.h): every call fails with Unavailable
+// saying why, e.g. "database or disk is full". A call that met such a file
+// failure closes the connection when it ends; the next call opens the file
+// again, so the store resumes by itself once the file system is writable
+// (every call keeps failing with Unavailable until then). From such a
+// failure until a write succeeds again, every call closes the file when it
+// ends, so that treatyd holds no handle on a failing file system (it can be
+// remounted). A commit that failed was not acknowledged; every acknowledged
+// one is in the WAL.
 //
 // Clock: "now" is the database clock, julianday('now') in ms since the epoch.
 
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -79,8 +93,26 @@ class SqliteLogStore final : public LogStore {
   Result<TxnDetail> GetDetail(const std::string& gtid, bool with_events);
   static TxnRow ReadTxn(const SqliteStatement& st);
 
-  std::mutex mu_;
+  // The lock of every call (BasicLockable, for std::lock_guard): lock()
+  // opens the connection again if an earlier call closed it; unlock(), when
+  // the call's statements are gone, closes a connection the call broke, and
+  // any connection while failing (see above).
+  class CallLock {
+   public:
+    explicit CallLock(SqliteConnection* conn) : conn_(conn) {}
+    void lock();
+    void unlock();
+
+   private:
+    std::mutex mu_;
+    SqliteConnection* const conn_;
+    int64_t last_warning_ms_ = 0;   // guarded by mu_ (steady clock)
+    int closes_since_warning_ = 0;  // guarded by mu_
+    bool failing_ = false;          // guarded by mu_: no write since a file failure
+  };
+
   SqliteConnection conn_;  // guarded by mu_
+  CallLock mu_{&conn_};
 };
 
 }  // namespace treaty

@@ -5,6 +5,21 @@
 
 namespace treaty {
 
+bool IsSqliteFileFailure(int rc) {
+  switch (rc & 0xff) {
+    case SQLITE_IOERR:
+    case SQLITE_FULL:
+    case SQLITE_READONLY:
+    case SQLITE_CANTOPEN:
+    case SQLITE_PROTOCOL:
+    case SQLITE_CORRUPT:
+    case SQLITE_NOTADB:
+      return true;
+    default:
+      return false;
+  }
+}
+
 Status SqliteStatus(int rc, sqlite3* db, const std::string& what) {
   if (db != nullptr && rc != SQLITE_OK && rc != SQLITE_ROW && rc != SQLITE_DONE) {
     rc = sqlite3_extended_errcode(db);
@@ -36,6 +51,11 @@ Status SqliteStatus(int rc, sqlite3* db, const std::string& what) {
   }
 }
 
+SqliteStatement::SqliteStatement(SqliteConnection* conn, sqlite3_stmt* stmt)
+    : conn_(conn), stmt_(stmt) {}
+
+Status SqliteStatement::Failed(int rc, const std::string& what) { return conn_->Failed(rc, what); }
+
 SqliteStatement::~SqliteStatement() {
   sqlite3_reset(stmt_);
   sqlite3_clear_bindings(stmt_);
@@ -43,14 +63,14 @@ SqliteStatement::~SqliteStatement() {
 
 SqliteStatement& SqliteStatement::Bind(int pos, int64_t v) {
   if (int rc = sqlite3_bind_int64(stmt_, pos, v); rc != SQLITE_OK && bind_status_.ok()) {
-    bind_status_ = SqliteStatus(rc, db_, "bind");
+    bind_status_ = Failed(rc, "bind");
   }
   return *this;
 }
 
 SqliteStatement& SqliteStatement::Bind(int pos, const std::string& v) {
   int rc = sqlite3_bind_text(stmt_, pos, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
-  if (rc != SQLITE_OK && bind_status_.ok()) bind_status_ = SqliteStatus(rc, db_, "bind");
+  if (rc != SQLITE_OK && bind_status_.ok()) bind_status_ = Failed(rc, "bind");
   return *this;
 }
 
@@ -64,7 +84,7 @@ SqliteStatement& SqliteStatement::Bind(int pos, const std::optional<int64_t>& v)
 
 SqliteStatement& SqliteStatement::BindNull(int pos) {
   if (int rc = sqlite3_bind_null(stmt_, pos); rc != SQLITE_OK && bind_status_.ok()) {
-    bind_status_ = SqliteStatus(rc, db_, "bind");
+    bind_status_ = Failed(rc, "bind");
   }
   return *this;
 }
@@ -78,7 +98,7 @@ Result<bool> SqliteStatement::Step() {
   const int rc = sqlite3_step(stmt_);
   if (rc == SQLITE_ROW) return true;
   if (rc == SQLITE_DONE) return false;
-  return SqliteStatus(rc, db_, "step");
+  return Failed(rc, "step");
 }
 
 Result<int64_t> SqliteStatement::Run() {
@@ -87,7 +107,7 @@ Result<int64_t> SqliteStatement::Run() {
     if (!row.ok()) return row.status();
     if (!*row) break;
   }
-  return static_cast<int64_t>(sqlite3_changes(db_));
+  return static_cast<int64_t>(sqlite3_changes(conn_->db()));
 }
 
 std::string SqliteStatement::Text(int col) const {
@@ -96,46 +116,99 @@ std::string SqliteStatement::Text(int col) const {
   return std::string(p, static_cast<size_t>(sqlite3_column_bytes(stmt_, col)));
 }
 
-SqliteConnection::~SqliteConnection() {
-  for (auto& [sql, stmt] : cache_) sqlite3_finalize(stmt);
-  if (db_ != nullptr) sqlite3_close(db_);
-}
+SqliteConnection::~SqliteConnection() { Close(); }
 
 Status SqliteConnection::Open(const std::string& path, int busy_timeout_ms) {
+  Close();
+  path_ = path;
+  busy_timeout_ms_ = busy_timeout_ms;
   const int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
+  Status s;
   if (int rc = sqlite3_open_v2(path.c_str(), &db_, flags, nullptr); rc != SQLITE_OK) {
-    Status s = SqliteStatus(rc, db_, "open " + path);
-    return s.code() == StatusCode::kInternal ? Status::Unavailable(s.message()) : s;
+    s = SqliteStatus(rc, db_, "sqlite: cannot open " + path);
+    if (s.code() == StatusCode::kInternal) s = Status::Unavailable(s.message());
+  } else {
+    sqlite3_busy_timeout(db_, busy_timeout_ms);
+    // locking_mode before journal_mode: the first access in WAL mode then
+    // keeps the WAL index in heap memory (no -shm file, nothing mapped).
+    s = Exec(
+        "PRAGMA locking_mode=EXCLUSIVE; PRAGMA mmap_size=0; PRAGMA journal_mode=WAL; "
+        "PRAGMA synchronous=FULL;");
+    if (!s.ok() && (sqlite3_errcode(db_) == SQLITE_BUSY || sqlite3_errcode(db_) == SQLITE_LOCKED)) {
+      s = Status::Unavailable("sqlite: " + path +
+                              " is locked by another connection (another treatyd or tool has it "
+                              "open): " +
+                              s.message());
+    } else if (s.ok() && sqlite3_db_readonly(db_, "main") == 1) {
+      s = Status::Unavailable("sqlite: " + path +
+                              " can only be opened read-only (read-only file system or no write "
+                              "permission)");
+    }
   }
-  sqlite3_busy_timeout(db_, busy_timeout_ms);
-  return Exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;");
+  if (!s.ok()) Close();
+  open_status_ = s;
+  return s;
+}
+
+Status SqliteConnection::EnsureOpen() {
+  if (db_ != nullptr || path_.empty()) return Status::Ok();
+  return Open(path_, busy_timeout_ms_);
+}
+
+void SqliteConnection::Close() {
+  for (auto& [sql, stmt] : cache_) sqlite3_finalize(stmt);
+  cache_.clear();
+  if (db_ != nullptr) sqlite3_close(db_);
+  db_ = nullptr;
+  broken_ = false;
+}
+
+Status SqliteConnection::NotOpen() const {
+  if (!open_status_.ok()) return open_status_;
+  return Status::Unavailable("sqlite: " + path_ + " is not open");
+}
+
+Status SqliteConnection::Failed(int rc, const std::string& what) {
+  Status s = SqliteStatus(rc, db_, "sqlite " + path_ + ": " + what);
+  if (s.ok()) return s;
+  const int code = db_ != nullptr ? sqlite3_extended_errcode(db_) : rc;
+  if (!broken_ && (IsSqliteFileFailure(code) || IsSqliteFileFailure(rc))) {
+    broken_ = true;
+    broken_by_ = s;
+  }
+  return s;
 }
 
 Status SqliteConnection::Exec(const std::string& sql) {
+  if (db_ == nullptr) return NotOpen();
   char* err = nullptr;
   const int rc = sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, &err);
   if (rc == SQLITE_OK) return Status::Ok();
   std::string msg = err ? err : sqlite3_errstr(rc);
   sqlite3_free(err);
-  Status s = SqliteStatus(rc, db_, "exec");
-  msg = "exec: " + Excerpt(msg, 512);
+  Status s = Failed(rc, "exec");
+  msg = "sqlite " + path_ + ": exec: " + Excerpt(msg, 512);
   return IsDataError(s) ? DataError(msg) : Status(s.code(), msg);
 }
 
 std::optional<SqliteStatement> SqliteConnection::Prepare(const std::string& sql, Status* status) {
+  if (db_ == nullptr) {
+    *status = NotOpen();
+    return std::nullopt;
+  }
   auto it = cache_.find(sql);
   if (it == cache_.end()) {
     sqlite3_stmt* stmt = nullptr;
     const int rc = sqlite3_prepare_v3(db_, sql.c_str(), static_cast<int>(sql.size()),
                                       SQLITE_PREPARE_PERSISTENT, &stmt, nullptr);
     if (rc != SQLITE_OK) {
-      *status = SqliteStatus(rc, db_, "prepare");
+      *status = Failed(rc, "prepare");
       return std::nullopt;
     }
     it = cache_.emplace(sql, stmt).first;
   }
   *status = Status::Ok();
-  return std::optional<SqliteStatement>(std::in_place, db_, it->second);
+  return std::optional<SqliteStatement>(std::in_place, this, it->second);
 }
 
 }  // namespace treaty
