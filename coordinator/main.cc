@@ -66,6 +66,16 @@ int main(int argc, char** argv) {
       ->envname("TREATY_RETENTION_HOURS")
       ->check(CLI::Range(0, 100000))
       ->capture_default_str();
+  app.add_option("--purge-batch", opts.purge_batch,
+                 "Most finished transactions deleted per store transaction by retention")
+      ->envname("TREATY_PURGE_BATCH")
+      ->check(CLI::Range(1, 100000))
+      ->capture_default_str();
+  app.add_option("--purge-interval-ms", opts.purge_interval_ms,
+                 "Pause between retention runs once the backlog is purged")
+      ->envname("TREATY_PURGE_INTERVAL_MS")
+      ->check(CLI::Range(10, 86400000))
+      ->capture_default_str();
   app.add_option("--claim-batch", opts.claim_batch,
                  "Most orphaned transactions adopted per heartbeat (survivors share the rest)")
       ->envname("TREATY_CLAIM_BATCH")

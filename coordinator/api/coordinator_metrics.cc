@@ -82,6 +82,8 @@ CoordinatorMetrics::CoordinatorMetrics(std::function<int64_t()> now_ms)
   store_errors_ =
       r.AddCounter("treaty_log_store_errors_total",
                    "Failed log store operations (op: write, read) by code.", {"op", "code"});
+  purged_ = r.AddCounter("treaty_transactions_purged_total",
+                         "Finished transactions deleted by this coordinator's retention.");
   transactions_ =
       r.AddGauge("treaty_transactions", "Transactions in the log (cluster-wide) by kind and state.",
                  {"kind", "state"});
@@ -158,6 +160,8 @@ void CoordinatorMetrics::OnLogBatch(size_t writes, int64_t latency_us, const Sta
 void CoordinatorMetrics::OnStoreError(const std::string& op, const Status& status) {
   store_errors_->Inc({op, CodeName(status)});
 }
+
+void CoordinatorMetrics::OnPurged(int64_t n) { purged_->Inc({}, static_cast<double>(n)); }
 
 void CoordinatorMetrics::Refresh(const Snapshot& s) {
   store_up_->Set({}, s.store_ok ? 1 : 0);

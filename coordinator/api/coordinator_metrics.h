@@ -58,6 +58,8 @@ class CoordinatorMetrics : public TxnObserver {
   void OnLogBatch(size_t writes, int64_t latency_us, const Status& status);
   // A failed store read (scrape, dashboard, API).
   void OnStoreError(const std::string& op, const Status& status);
+  // Retention deleted `n` finished transactions (retention thread).
+  void OnPurged(int64_t n);
 
   // Scrape-time snapshot from the log and this process.
   struct Snapshot {
@@ -90,6 +92,7 @@ class CoordinatorMetrics : public TxnObserver {
   HistogramFamily* log_write_latency_;
   CounterFamily* log_writes_;
   CounterFamily* store_errors_;
+  CounterFamily* purged_;
   GaugeFamily* transactions_;
   GaugeFamily* in_flight_;
   GaugeFamily* attention_;

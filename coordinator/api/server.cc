@@ -15,6 +15,7 @@
 #include "api/ops_routes.h"
 #include "api/rest_api.h"
 #include "cluster/membership.h"
+#include "cluster/retention.h"
 #include "common/asio_task_runner.h"
 #include "common/exception_guard.h"
 #include "engine/routing_caller.h"
@@ -67,6 +68,7 @@ struct Server::Impl {
   std::unique_ptr<ThriftServer> thrift;
   std::atomic<TxnService*> thrift_service{nullptr};  // set once the service exists
   std::unique_ptr<Membership> membership;
+  std::unique_ptr<Retention> retention;
   bool stopped = false;
 
   explicit Impl(ServerOptions o)
@@ -78,6 +80,7 @@ struct Server::Impl {
     if (http) http->Stop();
     if (thrift) thrift->Stop();
     if (membership) (void)membership->Stop(false);
+    if (retention) retention->Stop();
     work.reset();
     io.stop();
     for (auto& t : io_threads) {
@@ -143,7 +146,6 @@ Status Server::Start() {
   mem.heartbeat_ms = m.options.heartbeat_ms;
   mem.lease_ms = m.options.lease_ms;
   mem.claim_batch = m.options.claim_batch;
-  mem.retention_ms = m.options.retention_ms;
   m.membership = std::make_unique<Membership>(m.store.get(), mem);
   if (auto s = m.membership->Join(); !s.ok()) return s;
 
@@ -178,6 +180,13 @@ Status Server::Start() {
     });
   }
   m.membership->Start(m.service.get());
+  RetentionOptions retention;
+  retention.retention_ms = m.options.retention_ms;
+  retention.batch = m.options.purge_batch;
+  retention.interval_ms = m.options.purge_interval_ms;
+  retention.on_purged = [metrics = m.metrics.get()](int64_t n) { metrics->OnPurged(n); };
+  m.retention = std::make_unique<Retention>(m.store.get(), retention);
+  m.retention->Start();
   spdlog::info("treatyd serving http://{}:{} and thrift {}:{} on store {} as coordinator {}",
                m.options.http_host, m.http->port(), m.options.thrift_host, m.thrift->port(),
                m.store->Engine(), m.membership->id());

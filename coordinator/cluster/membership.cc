@@ -55,7 +55,8 @@ void Membership::Loop() {
     const bool more = Tick();
     l.lock();
     // A full batch means more orphans wait: come back soon (peers interleave).
-    const int64_t wait_ms = more ? std::min<int64_t>(100, options_.heartbeat_ms) : options_.heartbeat_ms;
+    const int64_t wait_ms =
+        more ? std::min<int64_t>(100, options_.heartbeat_ms) : options_.heartbeat_ms;
     cv_.wait_for(l, std::chrono::milliseconds(wait_ms), [this] { return stop_; });
   }
 }
@@ -96,7 +97,6 @@ bool Membership::ClaimBatch(const std::string& me) {
   if (!service_) return false;
   // One bounded batch per tick, so that when a peer dies every survivor
   // takes a share of its work instead of the fastest one taking all of it.
-  PurgeIfDue();
   auto claimed = store_->ClaimOrphans(me, options_.claim_batch);
   if (!claimed.ok()) {
     spdlog::warn("claiming orphaned transactions failed: {}", claimed.status().ToString());
@@ -107,23 +107,6 @@ bool Membership::ClaimBatch(const std::string& me) {
   spdlog::info("adopting {} unfinished transactions", claimed->size());
   service_->Adopt(std::move(*claimed));
   return full;
-}
-
-void Membership::PurgeIfDue() {
-  if (options_.retention_ms <= 0) return;
-  const auto now = std::chrono::steady_clock::now();
-  if (now - last_purge_ < std::chrono::milliseconds(options_.purge_every_ms)) return;
-  last_purge_ = now;
-  const int64_t before = std::chrono::duration_cast<std::chrono::milliseconds>(
-                             std::chrono::system_clock::now().time_since_epoch())
-                             .count() -
-                         options_.retention_ms;
-  auto purged = store_->PurgeFinished(before, 1000);
-  if (!purged.ok()) {
-    spdlog::warn("purging finished transactions failed: {}", purged.status().ToString());
-  } else if (*purged > 0) {
-    spdlog::info("purged {} finished transactions past the retention period", *purged);
-  }
 }
 
 Status Membership::Stop(bool hand_back) {

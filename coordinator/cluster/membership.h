@@ -12,8 +12,8 @@
 //   3. claims one bounded batch of unowned or dead-owned unfinished
 //      transactions and hands it to TxnService to resume (one batch per
 //      tick, so survivors of a crash share the dead one's work).
-// It also deletes finished transactions past the retention period, in
-// bounded batches, at most once per purge interval.
+// Deleting finished transactions past the retention period is not its job:
+// that is Retention (cluster/retention.h), on its own thread.
 // Recovery after a crash of a single coordinator is this same path: its
 // transactions are adopted once its lease expires (or at once if it handed
 // them back on a graceful drain).
@@ -43,9 +43,6 @@ struct MembershipOptions {
   int64_t heartbeat_ms = 1000;
   int64_t lease_ms = 5000;
   int claim_batch = 100;  // most transactions adopted per heartbeat
-  // Finished transactions older than this are deleted (0 keeps them forever).
-  int64_t retention_ms = 7LL * 24 * 3600 * 1000;
-  int64_t purge_every_ms = 60000;
 };
 
 class Membership {
@@ -75,11 +72,9 @@ class Membership {
   LogStore* store_;
   MembershipOptions options_;
   TxnService* service_ = nullptr;
-  void PurgeIfDue();
 
   mutable std::mutex id_mu_;
   std::string id_;  // guarded by id_mu_; written by Join (start, re-register)
-  std::chrono::steady_clock::time_point last_purge_{};
   // Since when heartbeats have succeeded without a break (loop thread only);
   // peers are declared dead only after a whole lease of it.
   std::optional<std::chrono::steady_clock::time_point> connected_since_;

@@ -44,7 +44,18 @@ HostPool::HostPool(net::io_context& io, const Endpoint& endpoint, HttpCallerOpti
       port_(std::to_string(endpoint.port)),
       authority_(endpoint.Authority()),
       options_(options),
+      last_used_(Clock::now()),
       sweep_timer_(io) {}
+
+void HostPool::Touch() {
+  std::lock_guard<std::mutex> lock(mu_);
+  last_used_ = Clock::now();
+}
+
+bool HostPool::Unused(Clock::time_point now, std::chrono::milliseconds idle_for) {
+  std::lock_guard<std::mutex> lock(mu_);
+  return open_ == 0 && waiting_.empty() && now - last_used_ >= idle_for;
+}
 
 bool HostPool::Expired(const PooledConnection& c, Clock::time_point now) const {
   return now - c.idle_since >= std::chrono::milliseconds(options_.idle_timeout_ms);
@@ -86,6 +97,7 @@ void HostPool::Release(const std::shared_ptr<PooledConnection>& conn, bool reusa
   bool close = false;
   {
     std::lock_guard<std::mutex> lock(mu_);
+    last_used_ = Clock::now();
     while (!waiting_.empty() && !next) {
       next = std::move(waiting_.front());
       waiting_.pop_front();

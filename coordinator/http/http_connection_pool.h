@@ -59,6 +59,7 @@ class PoolWaiter {
 // Waiters beyond the bound are served in FIFO order as slots free up. Idle
 // connections are reused most-recent-first, checked for a peer close before
 // reuse, and closed after idle_timeout_ms. Thread-safe (mu_).
+// HttpParticipantCaller forgets a HostPool once Unused() holds.
 class HostPool : public std::enable_shared_from_this<HostPool> {
  public:
   // `endpoint` comes from ParseEndpoint (host and port already checked).
@@ -76,6 +77,11 @@ class HostPool : public std::enable_shared_from_this<HostPool> {
   void Forget(const PoolWaiter* waiter);
   // Closes idle connections; connections released later are closed too.
   void Shutdown();
+  // Marks the pool as used now (a call is about to Acquire).
+  void Touch();
+  // True when no connection exists (idle ones included), nobody waits and
+  // the last Touch/Release is at least `idle_for` old.
+  bool Unused(std::chrono::steady_clock::time_point now, std::chrono::milliseconds idle_for);
 
   boost::asio::io_context& io() { return io_; }
   const std::string& host() const { return host_; }
@@ -97,6 +103,7 @@ class HostPool : public std::enable_shared_from_this<HostPool> {
   int open_ = 0;                                         // guarded by mu_; slots in use
   bool shut_down_ = false;                               // guarded by mu_
   bool sweep_armed_ = false;                             // guarded by mu_
+  std::chrono::steady_clock::time_point last_used_;      // guarded by mu_
   boost::asio::steady_timer sweep_timer_;                // used under mu_
 };
 

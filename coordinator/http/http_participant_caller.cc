@@ -293,18 +293,52 @@ class CallState : public PoolWaiter, public std::enable_shared_from_this<CallSta
 
 }  // namespace
 
-struct HttpParticipantCaller::Impl {
-  Impl(net::io_context& io_context, HttpCallerOptions opts) : io(io_context), options(opts) {}
+struct HttpParticipantCaller::Impl : std::enable_shared_from_this<Impl> {
+  Impl(net::io_context& io_context, HttpCallerOptions opts)
+      : io(io_context), options(opts), prune_timer(io_context) {}
   net::io_context& io;
   HttpCallerOptions options;
-  std::mutex mu;
+  mutable std::mutex mu;
   std::unordered_map<std::string, std::shared_ptr<HostPool>> pools;  // guarded by mu
+  net::steady_timer prune_timer;                                     // used under mu
+  bool prune_armed = false;                                          // guarded by mu
+  bool shut_down = false;                                            // guarded by mu
 
   std::shared_ptr<HostPool> PoolFor(const Endpoint& endpoint) {
     std::lock_guard<std::mutex> lock(mu);
     auto& pool = pools[endpoint.Authority()];
     if (!pool) pool = std::make_shared<HostPool>(io, endpoint, options);
+    pool->Touch();
+    ArmPrune();
     return pool;
+  }
+
+  void ArmPrune() {  // requires mu
+    if (prune_armed || shut_down) return;
+    prune_armed = true;
+    prune_timer.expires_after(std::chrono::milliseconds(std::max(1, options.endpoint_idle_ms / 4)));
+    prune_timer.async_wait([weak = weak_from_this()](beast::error_code) {
+      if (auto self = weak.lock()) self->Prune();
+    });
+  }
+
+  // Forgets every endpoint that is unused and that no call holds (a
+  // CallState keeps its HostPool alive: use_count() > 1). New holders come
+  // only through PoolFor, under mu, so nothing can pick a pool up meanwhile.
+  void Prune() {
+    std::lock_guard<std::mutex> lock(mu);
+    prune_armed = false;
+    const auto now = Clock::now();
+    const auto idle_for = std::chrono::milliseconds(options.endpoint_idle_ms);
+    for (auto it = pools.begin(); it != pools.end();) {
+      if (it->second.use_count() == 1 && it->second->Unused(now, idle_for)) {
+        it->second->Shutdown();
+        it = pools.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    if (!pools.empty()) ArmPrune();
   }
 };
 
@@ -315,7 +349,14 @@ HttpParticipantCaller::HttpParticipantCaller(net::io_context& io, HttpCallerOpti
 
 HttpParticipantCaller::~HttpParticipantCaller() {
   std::lock_guard<std::mutex> lock(impl_->mu);
+  impl_->shut_down = true;
+  impl_->prune_timer.cancel();
   for (auto& [key, pool] : impl_->pools) pool->Shutdown();
+}
+
+size_t HttpParticipantCaller::endpoint_count() const {
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  return impl_->pools.size();
 }
 
 void HttpParticipantCaller::Call(ParticipantRequest request, Callback done) {

@@ -24,6 +24,12 @@
 //  - the participant's answer text kept in `error` is an Excerpt of
 //    limits::kErrorExcerptBytes: valid UTF-8, cut on a code point, no NUL.
 //
+// Per-endpoint state (a HostPool per host:port) is forgotten once the
+// endpoint has had no call, no queued call and no connection (idle ones
+// included: they close after idle_timeout_ms) for endpoint_idle_ms, so
+// calling ever new hosts or ports costs no memory for good. A timer on `io`
+// checks every endpoint_idle_ms / 4 while any endpoint is known.
+//
 // Threads: Call may be invoked from any thread; `done` is posted to `io` and
 // runs on one of its threads. `io` must outlive every call in flight.
 // Destroying the caller closes idle connections; calls already started still
@@ -40,7 +46,8 @@ namespace treaty {
 struct HttpCallerOptions {
   int max_connections_per_host = 64;
   int connect_timeout_ms = 3000;
-  int idle_timeout_ms = 30000;  // pooled idle connections are closed after this
+  int idle_timeout_ms = 30000;   // pooled idle connections are closed after this
+  int endpoint_idle_ms = 60000;  // an endpoint unused this long (no connection) is forgotten
 };
 
 class HttpParticipantCaller : public ParticipantCaller {
@@ -49,6 +56,9 @@ class HttpParticipantCaller : public ParticipantCaller {
   ~HttpParticipantCaller() override;
 
   void Call(ParticipantRequest request, Callback done) override;
+
+  // Endpoints (host:port) the caller keeps state for now. Thread-safe.
+  size_t endpoint_count() const;
 
  private:
   struct Impl;

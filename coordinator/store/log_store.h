@@ -91,8 +91,12 @@ class LogStore {
   virtual Result<int64_t> ReleaseOwned(const std::string& owner) = 0;
 
   // Deletes finished (COMMITTED/ABORTED) transactions, with their branches
-  // and events, last updated before `before_ms`; at most `limit`. Returns how
-  // many were deleted.
+  // and events, last updated before `before_ms`; at most `limit`, oldest
+  // first, in one short store transaction. Reads only the rows it deletes
+  // (the partial index transactions_finished_updated). PG picks them with
+  // FOR UPDATE SKIP LOCKED, so coordinators purging at once delete disjoint
+  // rows and wait for nobody. Returns how many were deleted; fewer than
+  // `limit` means none older are left. Called by Retention (cluster/retention.h).
   virtual Result<int64_t> PurgeFinished(int64_t before_ms, int limit) = 0;
 
  protected:

@@ -268,8 +268,12 @@ Result<int64_t> SqliteLogStore::PurgeFinished(int64_t before_ms, int limit) {
   int64_t purged = 0;
   Status s = InTransaction([&]() -> Status {
     Status ps;
+    // INDEXED BY: without statistics SQLite would pick the state index, read
+    // every finished row (young ones too) and sort them, on every batch; the
+    // partial index of finished rows by age reads only the batch.
     auto st = Prepare(
         "DELETE FROM transactions WHERE gtid IN (SELECT gtid FROM transactions "
+        "INDEXED BY transactions_finished_updated "
         "WHERE state IN ('COMMITTED', 'ABORTED') AND updated_at_ms < ?1 ORDER BY "
         "updated_at_ms LIMIT ?2) RETURNING gtid",
         &ps);

@@ -1,5 +1,6 @@
 #include "thrift/thrift_participant_caller.h"
 
+#include <algorithm>
 #include <chrono>
 #include <map>
 #include <mutex>
@@ -9,6 +10,7 @@
 #include <thrift/transport/TBufferTransports.h>
 #include <thrift/transport/TSocket.h>
 #include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/thread_pool.hpp>
 
 #include "ParticipantService.h"
@@ -21,11 +23,27 @@ namespace treaty {
 namespace {
 
 namespace at = apache::thrift;
+using Clock = std::chrono::steady_clock;
 
 struct Connection {
   std::shared_ptr<at::transport::TSocket> socket;
   std::shared_ptr<at::transport::TTransport> transport;
   std::unique_ptr<rpc::ParticipantServiceClient> client;
+  Clock::time_point idle_since;  // when it was last given back
+
+  void Close() {
+    try {
+      transport->close();
+    } catch (const std::exception&) {
+    }
+  }
+};
+
+// What the caller keeps for one host:port.
+struct EndpointState {
+  std::vector<std::unique_ptr<Connection>> idle;  // most recent last
+  int in_flight = 0;                              // calls using the endpoint now
+  Clock::time_point last_used;                    // last call start or end
 };
 
 ParticipantResponse FromReply(const std::string& op, const rpc::ParticipantReply& reply) {
@@ -66,8 +84,11 @@ struct ThriftParticipantCaller::Impl {
   // all speak HTTP starts no threads for Thrift.
   std::once_flag pool_once;
   std::unique_ptr<boost::asio::thread_pool> pool;
-  std::mutex mu;
-  std::map<std::string, std::vector<std::unique_ptr<Connection>>> idle;  // guarded by mu
+  mutable std::mutex mu;
+  std::map<std::string, EndpointState> endpoints;  // guarded by mu
+  // On `pool`; declared after it, so destroyed before it.
+  std::unique_ptr<boost::asio::steady_timer> prune_timer;  // used under mu
+  bool prune_armed = false;                                // guarded by mu
 
   explicit Impl(ThriftCallerOptions o) : options(o) {}
 
@@ -75,23 +96,84 @@ struct ThriftParticipantCaller::Impl {
     std::call_once(pool_once, [this] {
       pool = std::make_unique<boost::asio::thread_pool>(
           static_cast<size_t>(std::max(1, options.threads)));
+      std::lock_guard<std::mutex> l(mu);
+      prune_timer = std::make_unique<boost::asio::steady_timer>(pool->get_executor());
     });
     return *pool;
   }
 
-  std::unique_ptr<Connection> TakeIdle(const std::string& key) {
-    std::lock_guard<std::mutex> l(mu);
-    auto it = idle.find(key);
-    if (it == idle.end() || it->second.empty()) return nullptr;
-    auto c = std::move(it->second.back());
-    it->second.pop_back();
+  // A call to `key` starts: counts it in flight and returns an idle
+  // connection that has not outlived idle_timeout_ms, if any.
+  std::unique_ptr<Connection> Begin(const std::string& key) {
+    std::vector<std::unique_ptr<Connection>> expired;
+    std::unique_ptr<Connection> c;
+    {
+      std::lock_guard<std::mutex> l(mu);
+      EndpointState& e = endpoints[key];
+      ++e.in_flight;
+      e.last_used = Clock::now();
+      while (!e.idle.empty() && !c) {
+        c = std::move(e.idle.back());
+        e.idle.pop_back();
+        if (e.last_used - c->idle_since >= std::chrono::milliseconds(options.idle_timeout_ms)) {
+          expired.push_back(std::move(c));
+        }
+      }
+      ArmPrune();
+    }
+    for (auto& old : expired) old->Close();
     return c;
   }
 
-  void GiveBack(const std::string& key, std::unique_ptr<Connection> c) {
+  // The call to `key` ends; `c` (if any) is kept for reuse.
+  void End(const std::string& key, std::unique_ptr<Connection> c) {
     std::lock_guard<std::mutex> l(mu);
-    auto& v = idle[key];
-    if (static_cast<int>(v.size()) < options.max_idle_per_host) v.push_back(std::move(c));
+    EndpointState& e = endpoints[key];
+    --e.in_flight;
+    e.last_used = Clock::now();
+    if (c && static_cast<int>(e.idle.size()) < options.max_idle_per_host) {
+      c->idle_since = e.last_used;
+      e.idle.push_back(std::move(c));
+    } else if (c) {
+      c->Close();
+    }
+  }
+
+  void ArmPrune() {  // requires mu
+    if (prune_armed || !prune_timer) return;
+    prune_armed = true;
+    prune_timer->expires_after(
+        std::chrono::milliseconds(std::max(1, options.endpoint_idle_ms / 4)));
+    prune_timer->async_wait([this](const boost::system::error_code& ec) {
+      if (!ec) Prune();
+    });
+  }
+
+  // Closes idle connections past idle_timeout_ms and forgets endpoints with
+  // nothing in flight, nothing idle and no use for endpoint_idle_ms.
+  void Prune() {
+    std::vector<std::unique_ptr<Connection>> expired;
+    {
+      std::lock_guard<std::mutex> l(mu);
+      prune_armed = false;
+      const auto now = Clock::now();
+      for (auto it = endpoints.begin(); it != endpoints.end();) {
+        auto& idle = it->second.idle;
+        auto keep = std::partition(idle.begin(), idle.end(), [&](const auto& c) {
+          return now - c->idle_since >= std::chrono::milliseconds(options.idle_timeout_ms);
+        });
+        for (auto i = idle.begin(); i != keep; ++i) expired.push_back(std::move(*i));
+        idle.erase(idle.begin(), keep);
+        if (it->second.in_flight == 0 && idle.empty() &&
+            now - it->second.last_used >= std::chrono::milliseconds(options.endpoint_idle_ms)) {
+          it = endpoints.erase(it);
+        } else {
+          ++it;
+        }
+      }
+      if (!endpoints.empty()) ArmPrune();
+    }
+    for (auto& c : expired) c->Close();
   }
 
   // Every connection carries the limits of thrift_limits.h: a reply that
@@ -151,31 +233,34 @@ struct ThriftParticipantCaller::Impl {
       return r;
     }
     const std::string key = endpoint->Authority();
+    std::unique_ptr<Connection> c = Begin(key);
+    r = CallOn(*endpoint, key, req, c);
+    End(key, std::move(c));  // `c` is null unless it may be reused
+    return r;
+  }
+
+  // Calls with `c` (or a fresh connection); leaves in `c` a connection
+  // fit for reuse, or null.
+  ParticipantResponse CallOn(const Endpoint& endpoint, const std::string& key,
+                             const ParticipantRequest& req, std::unique_ptr<Connection>& c) {
+    ParticipantResponse r;
     for (int attempt = 0; attempt < 2; ++attempt) {
-      std::unique_ptr<Connection> c = attempt == 0 ? TakeIdle(key) : nullptr;
       const bool reused = c != nullptr;
       try {
-        if (!c) c = Open(*endpoint);
+        if (!c) c = Open(endpoint);
         rpc::ParticipantReply reply = Invoke(*c, req);
-        r = FromReply(req.op, reply);
-        GiveBack(key, std::move(c));
-        return r;
+        return FromReply(req.op, reply);
       } catch (const at::TApplicationException& e) {
         // The participant answered with an error: the connection is fine.
         r = ParticipantResponse();
         r.error = "participant raised: " + Excerpt(e.what(), limits::kErrorExcerptBytes);
-        if (c) GiveBack(key, std::move(c));
         return r;
       } catch (const std::exception& e) {
         r = ParticipantResponse();
         r.error =
             "thrift call to " + key + " failed: " + Excerpt(e.what(), limits::kErrorExcerptBytes);
-        if (c) {
-          try {
-            c->transport->close();
-          } catch (const std::exception&) {
-          }
-        }
+        if (c) c->Close();
+        c.reset();
         if (!reused) return r;  // a fresh connection failed: do not hammer
       }
     }
@@ -191,6 +276,11 @@ ThriftParticipantCaller::~ThriftParticipantCaller() {
     impl_->pool->stop();
     impl_->pool->join();
   }
+}
+
+size_t ThriftParticipantCaller::endpoint_count() const {
+  std::lock_guard<std::mutex> l(impl_->mu);
+  return impl_->endpoints.size();
 }
 
 void ThriftParticipantCaller::Call(ParticipantRequest request, Callback done) {

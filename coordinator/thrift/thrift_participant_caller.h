@@ -14,6 +14,12 @@
 // that fails is closed; a failure on a reused connection is retried once on
 // a fresh one (delivery is at least once anyway).
 //
+// Idle pooled connections are closed after `idle_timeout_ms`; an endpoint
+// with no call in flight and no idle connection for `endpoint_idle_ms` is
+// forgotten (a timer on the call pool checks every endpoint_idle_ms / 4
+// while any endpoint is known), so calling ever new hosts or ports costs no
+// memory or sockets for good.
+//
 // Thread-safe. The destructor stops taking work, waits for calls in flight
 // (each bounded by its time-out) and drops queued ones without answering.
 
@@ -27,6 +33,8 @@ struct ThriftCallerOptions {
   int threads = 4;  // started on the first thrift:// call
   int max_idle_per_host = 16;
   int connect_timeout_ms = 3000;
+  int idle_timeout_ms = 30000;   // pooled idle connections are closed after this
+  int endpoint_idle_ms = 60000;  // an endpoint unused this long (no connection) is forgotten
 };
 
 class ThriftParticipantCaller : public ParticipantCaller {
@@ -35,6 +43,9 @@ class ThriftParticipantCaller : public ParticipantCaller {
   ~ThriftParticipantCaller() override;
 
   void Call(ParticipantRequest request, Callback done) override;
+
+  // Endpoints (host:port) the caller keeps state for now. Thread-safe.
+  size_t endpoint_count() const;
 
  private:
   struct Impl;
