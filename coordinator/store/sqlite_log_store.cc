@@ -56,9 +56,9 @@ void SqliteLogStore::CallLock::unlock() {
                             .count();
     if (now - last_warning_ms_ >= kWarningEveryMs) {
       spdlog::warn(
-          "sqlite log {}: {}; closed it, opening it again at the next call ({} times since the "
-          "last warning)",
-          conn_->path(), why.ToString(), closes_since_warning_);
+          "sqlite log: {}; closed it, opening it again at the next call ({} times since the last "
+          "warning)",
+          why.message(), closes_since_warning_);
       last_warning_ms_ = now;
       closes_since_warning_ = 0;
     }
