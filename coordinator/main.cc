@@ -118,6 +118,18 @@ int main(int argc, char** argv) {
       ->envname("TREATY_DRAIN_TIMEOUT_MS")
       ->check(CLI::Range(0, 3600000))
       ->capture_default_str();
+  app.add_option("--store-timeout-ms", opts.store_timeout_ms,
+                 "Deadline of every PostgreSQL call; past it the connection is cut and the call "
+                 "fails (outcome unknown, retried). 0: none")
+      ->envname("TREATY_STORE_TIMEOUT_MS")
+      ->check(CLI::Range(0, 3600000))
+      ->capture_default_str();
+  app.add_option("--log-stall-ms", opts.writer.stall_after_ms,
+                 "A log batch waiting longer than this for a commit is a stall: new work is refused "
+                 "(503) and /readyz fails until writes complete")
+      ->envname("TREATY_LOG_STALL_MS")
+      ->check(CLI::Range(1, 3600000))
+      ->capture_default_str();
   auto* migrate = app.add_subcommand("migrate", "Apply pending migrations to --store and exit");
   migrate->fallthrough();  // `treatyd migrate --store URI`, as documented
   CLI11_PARSE(app, argc, argv);

@@ -96,6 +96,9 @@ CoordinatorMetrics::CoordinatorMetrics(std::function<int64_t()> now_ms)
       r.AddGauge("treaty_active_drivers", "Transactions driven in this coordinator's memory now.");
   log_queue_depth_ =
       r.AddGauge("treaty_log_writer_queue_depth", "Writes queued for the next group-commit batch.");
+  log_stalled_ = r.AddGauge("treaty_log_stalled",
+                            "1 while log writes have waited longer than the stall threshold for a "
+                            "commit and none has completed since; new work is refused.");
   cluster_members_ = r.AddGauge("treaty_cluster_members",
                                 "Coordinators registered in the log, by state.", {"state"});
   store_up_ = r.AddGauge("treaty_log_store_up",
@@ -167,6 +170,7 @@ void CoordinatorMetrics::Refresh(const Snapshot& s) {
   store_up_->Set({}, s.store_ok ? 1 : 0);
   active_drivers_->Set({}, static_cast<double>(s.active_drivers));
   log_queue_depth_->Set({}, static_cast<double>(s.log_queue_depth));
+  log_stalled_->Set({}, s.log_stalled ? 1 : 0);
   if (!s.store_ok) return;  // keep the last known log-derived gauges
   std::map<LabelValues, double> by_state, in_flight, attention;
   for (const char* kind : {states::kSaga, states::k2pc}) {

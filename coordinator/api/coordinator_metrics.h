@@ -68,6 +68,7 @@ class CoordinatorMetrics : public TxnObserver {
     std::vector<CoordinatorRow> coordinators;
     int64_t active_drivers = 0;
     int64_t log_queue_depth = 0;
+    bool log_stalled = false;  // LogWriter::stalled()
   };
   void Refresh(const Snapshot& snapshot);
 
@@ -98,6 +99,7 @@ class CoordinatorMetrics : public TxnObserver {
   GaugeFamily* attention_;
   GaugeFamily* active_drivers_;
   GaugeFamily* log_queue_depth_;
+  GaugeFamily* log_stalled_;
   GaugeFamily* cluster_members_;
   GaugeFamily* store_up_;
 

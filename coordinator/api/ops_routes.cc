@@ -56,6 +56,7 @@ CoordinatorMetrics::Snapshot OpsRoutes::Snapshot(bool with_coordinators) {
   CoordinatorMetrics::Snapshot s;
   s.active_drivers = service_->counters().active;
   s.log_queue_depth = static_cast<int64_t>(writer_->queue_depth());
+  s.log_stalled = writer_->stalled();
   auto counts = store_->CountByState();
   if (!counts.ok()) {
     metrics_->OnStoreError("read", counts.status());

@@ -271,7 +271,9 @@ bool RestApi::RefuseNewWork(HttpResponder& respond) {
     // Nothing is accepted that cannot be logged: answer now rather than
     // after the log writer's retry window (the client retries; the gtid
     // makes that safe).
-    respond(ErrorResponse(Status::Unavailable("the transaction log is unreachable; retry later")));
+    std::string why = health_->Problem();
+    if (why.empty()) why = "the transaction log is unreachable";
+    respond(ErrorResponse(Status::Unavailable(why + "; retry later")));
     return true;
   }
   return false;
@@ -371,14 +373,41 @@ void RestApi::Cluster(HttpResponder respond) {
   });
 }
 
+Status RestApi::ProbeWrites() {
+  if (!write_probe_ || probing_.exchange(true)) return Status::Ok();
+  Status s = write_probe_();
+  probing_ = false;
+  // The membership row may be gone or taken (LostOwnership, NotFound): the
+  // database still answered the write.
+  const bool failed = s.code() == StatusCode::kUnavailable || s.code() == StatusCode::kInternal;
+  if (health_) health_->Report(failed ? Status::Unavailable(s.message()) : Status::Ok());
+  return failed ? Status::Unavailable("writes to the transaction log fail: " + s.message())
+                : Status::Ok();
+}
+
 void RestApi::Ready(HttpResponder respond) {
   if (draining_) {
     respond(ErrorResponse(Status::Unavailable("draining")));
     return;
   }
+  if (health_ && (health_->stalled() || !health_->up())) {
+    // Answer at once (a stalled store would hold this answer for its whole
+    // deadline); probe in the background so readiness returns on its own.
+    std::string why = health_->Problem();
+    respond(
+        ErrorResponse(Status::Unavailable(why.empty() ? "the transaction log is unwell" : why)));
+    if (write_probe_ && !probing_.load()) {
+      blocking_->Post([this] { (void)ProbeWrites(); });
+    }
+    return;
+  }
   blocking_->Post([this, respond = std::move(respond)] {
     AnswerGuarded(respond, "GET /readyz", [&] {
-      Status s = store_->CheckReady();
+      Status s = ProbeWrites();
+      if (s.ok()) {
+        s = store_->CheckReady();
+        if (!s.ok()) s = Status(s.code(), "the transaction log is not ready: " + s.message());
+      }
       respond(s.ok() ? JsonResponse(200, R"({"status":"ready"})") : ErrorResponse(s));
     });
   });

@@ -49,9 +49,17 @@ class RestApi {
 
   // While draining, new work is refused (503) and /readyz fails.
   void set_draining(bool on) { draining_ = on; }
-  // Optional, not owned: while it reports the log store unreachable, new
-  // work (POST /v1/sagas, POST /v1/2pc) is refused at once with 503.
-  void set_store_health(const StoreHealth* health) { health_ = health; }
+  // Optional, not owned: while it reports the log store unreachable or
+  // stalled, new work (POST /v1/sagas, POST /v1/2pc) is refused at once with
+  // 503 and /readyz answers 503 with the reason, without a store call.
+  void set_store_health(StoreHealth* health) { health_ = health; }
+  // Optional: a small committed write (blocking, bounded by the store's
+  // deadline) that /readyz runs before its read check, so readiness fails
+  // while writes fail (e.g. a read-only database) even when SELECT works.
+  // Its outcome is reported to the StoreHealth. At most one runs at a time;
+  // while the health is bad /readyz answers 503 at once and runs the probe
+  // in the background, so readiness comes back by itself without traffic.
+  void set_write_probe(std::function<Status()> probe) { write_probe_ = std::move(probe); }
   void set_extra_routes(ExtraRoute route) { extra_ = std::move(route); }
 
  private:
@@ -70,7 +78,12 @@ class RestApi {
   TaskRunner* blocking_;
   RestApiOptions options_;
   std::atomic<bool> draining_{false};
-  const StoreHealth* health_ = nullptr;
+  StoreHealth* health_ = nullptr;
+  std::function<Status()> write_probe_;
+  std::atomic<bool> probing_{false};
+  // Runs the write probe unless one is running (then OK: that one reports);
+  // blocking.
+  Status ProbeWrites();
   // 503 for new work while draining or while the log store is unreachable.
   bool RefuseNewWork(HttpResponder& respond);
   ExtraRoute extra_;

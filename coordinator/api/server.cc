@@ -22,6 +22,7 @@
 #include "http/http_participant_caller.h"
 #include "http/http_server.h"
 #include "store/log_store.h"
+#include "store/pg_log_store.h"
 #include "thrift/thrift_participant_caller.h"
 #include "thrift/thrift_server.h"
 
@@ -100,7 +101,11 @@ Status Server::Start() {
   auto store = OpenLogStore(m.options.store_uri);
   if (!store.ok()) return store.status();
   m.store = std::move(*store);
+  // Migrations may legitimately take long: no store deadline until they are done.
+  auto* pg = dynamic_cast<PgLogStore*>(m.store.get());
+  if (pg) pg->set_call_timeout_ms(0);
   if (auto s = m.store->Migrate(); !s.ok()) return s;
+  if (pg) pg->set_call_timeout_ms(m.options.store_timeout_ms);
 
   m.engine_runner = std::make_unique<AsioTaskRunner>(boost::asio::make_strand(m.io), "engine task");
   m.blocking_runner =
@@ -164,6 +169,7 @@ Status Server::Start() {
   m.ops = std::make_unique<OpsRoutes>(m.metrics.get(), m.service.get(), m.writer.get(),
                                       m.store.get(), m.blocking_runner.get());
   m.rest->set_store_health(&m.store_health);
+  m.rest->set_write_probe([&m] { return m.store->Heartbeat(m.membership->id()); });
   m.rest->set_extra_routes([ops = m.ops.get()](const HttpRequest& req, HttpResponder& r) {
     return ops->Handle(req, r);
   });

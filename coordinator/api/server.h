@@ -38,6 +38,9 @@ struct ServerOptions {
   int blocking_threads = 4;
   size_t max_body_bytes = 1 << 20;
   int64_t drain_timeout_ms = 10000;  // SIGTERM: how long to let in-flight work finish
+  // Deadline of every PostgreSQL call (store/pg_connection_pool.h); 0: none.
+  // The stall threshold is writer.stall_after_ms.
+  int64_t store_timeout_ms = 3000;
   TxnServiceOptions service;
   LogWriterOptions writer;
 };

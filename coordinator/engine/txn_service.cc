@@ -93,21 +93,7 @@ Result<TxnRow> TxnService::FindSameSubmission(const std::string& gtid, const std
   if (row.kind != kind || !stored.ok() || *stored != spec) {
     return Status::Conflict("gtid " + gtid + " already exists with a different body");
   }
-  ResumeIfStranded(*existing);
   return std::move(row);
-}
-
-void TxnService::ResumeIfStranded(const TxnDetail& detail) {
-  if (states::IsTerminal(detail.txn.state)) return;
-  deps_.engine_runner->Post([this, detail] {
-    // Ours in the log but not in memory: our own create, retried by the
-    // LogWriter after its commit answer was lost, came back as Conflict and
-    // its driver was dropped. Nobody else will drive it: resume it now.
-    if (detail.txn.owner != ctx_.owner || drivers_.count(detail.txn.gtid)) return;
-    spdlog::warn("gtid={} is ours in the log but was not being driven; resuming it",
-                 detail.txn.gtid);
-    Adopt({detail});
-  });
 }
 
 void TxnService::AnswerExisting(SagaSpec spec, bool wait, int64_t wait_ms,

@@ -122,13 +122,11 @@ class TxnService : private TxnObserver {
   void HandBackIfCreated(const std::string& gtid);
   // Blocking (store read): the logged transaction `gtid` if it is the same
   // submission (same kind, same normalized spec); Conflict if it differs,
-  // Unavailable if it is not visible yet.
+  // Unavailable if it is not visible yet. (A create of ours whose commit
+  // answer was lost never gets here: the LogWriter recognizes its own row on
+  // retry and answers OK, see store/log_writer.h.)
   Result<TxnRow> FindSameSubmission(const std::string& gtid, const std::string& kind,
                                     const nlohmann::json& spec);
-  // Resumes a logged, unfinished transaction that this coordinator owns but
-  // has no driver for (a create whose first commit answer was lost and whose
-  // retry then met its own row as a Conflict).
-  void ResumeIfStranded(const TxnDetail& detail);
   // Answers a submission whose gtid already exists in the log.
   void AnswerExisting(SagaSpec spec, bool wait, int64_t wait_ms, Callback<SubmitResult> done);
   void AddWaiter(const std::string& gtid, int64_t wait_ms, Callback<SubmitResult> done,

@@ -3,7 +3,6 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
-#include <chrono>
 #include <iterator>
 
 namespace treaty {
@@ -16,7 +15,16 @@ constexpr int64_t kMaxBackoffMs = 1000;
 LogWriterOptions Sanitize(LogWriterOptions options) {
   options.max_batch = std::max<size_t>(options.max_batch, 1);
   options.retry_for_ms = std::max<int64_t>(options.retry_for_ms, 0);
+  options.stall_after_ms = std::max<int64_t>(options.stall_after_ms, 1);
   return options;
+}
+
+// Whether `row` is exactly what the create `w` wrote: nobody changed it since.
+bool IsOwnCreate(const TxnWrite& w, const TxnRow& row) {
+  const TxnRow& c = *w.create;
+  const std::string& owner = c.owner.empty() ? w.owner : c.owner;
+  return !owner.empty() && row.owner == owner && row.kind == c.kind && row.spec == c.spec &&
+         row.state == c.state && row.version == c.version;
 }
 
 }  // namespace
@@ -24,6 +32,7 @@ LogWriterOptions Sanitize(LogWriterOptions options) {
 LogWriter::LogWriter(LogStore* store, LogWriterOptions options)
     : store_(store), options_(Sanitize(options)) {
   thread_ = std::thread([this] { Run(); });
+  watch_thread_ = std::thread([this] { Watch(); });
 }
 
 LogWriter::~LogWriter() { Stop(); }
@@ -32,7 +41,7 @@ void LogWriter::Submit(TxnWrite write, Callback done) {
   {
     std::lock_guard lock(mu_);
     if (!stopping_) {
-      queue_.push_back({std::move(write), std::move(done)});
+      queue_.push_back({std::move(write), std::move(done), Clock::now()});
       cv_.notify_one();
       return;
     }
@@ -47,6 +56,12 @@ void LogWriter::Stop() {
   }
   cv_.notify_one();
   if (thread_.joinable()) thread_.join();
+  {
+    std::lock_guard lock(mu_);
+    watch_stopping_ = true;
+  }
+  watch_cv_.notify_one();
+  if (watch_thread_.joinable()) watch_thread_.join();
 }
 
 size_t LogWriter::queue_depth() const {
@@ -67,19 +82,78 @@ void LogWriter::Run() {
         batch.push_back(std::move(queue_.front()));
         queue_.pop_front();
       }
+      batch_since_ = Clock::now();
+      batch_writes_ = n;
+      stall_reported_ = false;
     }
+    watch_cv_.notify_one();
+    Clock::time_point oldest = batch.front().submitted;
     std::vector<TxnWrite> writes;
     writes.reserve(batch.size());
-    for (Pending& p : batch) writes.push_back(std::move(p.write));
-    std::vector<Status> results = Apply(writes);
+    for (Pending& p : batch) {
+      oldest = std::min(oldest, p.submitted);
+      writes.push_back(std::move(p.write));
+    }
+    const auto deadline = oldest + std::chrono::milliseconds(options_.retry_for_ms);
+    std::vector<Status> results;
+    if (store_unavailable_ && Clock::now() >= deadline) {
+      // These writes waited out their retry window behind an unavailable
+      // store: answer now rather than after one more blocked attempt.
+      results.assign(
+          writes.size(),
+          Status::Unavailable("the log store has been unavailable for longer than " +
+                              std::to_string(options_.retry_for_ms) + " ms; not written"));
+    } else {
+      bool outcome_unknown = false;
+      results = Apply(std::move(writes), deadline, &outcome_unknown);
+    }
+    {
+      std::lock_guard lock(mu_);
+      batch_since_.reset();
+    }
     for (size_t i = 0; i < batch.size(); ++i) {
       if (batch[i].done) batch[i].done(std::move(results[i]));
     }
   }
 }
 
-std::vector<Status> LogWriter::Apply(std::vector<TxnWrite> writes) {
-  Result<std::vector<Status>> r = ApplyWithRetries(writes);
+void LogWriter::Watch() {
+  std::unique_lock lock(mu_);
+  while (!watch_stopping_) {
+    if (!batch_since_ || stall_reported_) {
+      watch_cv_.wait(lock);
+      continue;
+    }
+    const auto due = *batch_since_ + std::chrono::milliseconds(options_.stall_after_ms);
+    const auto now = Clock::now();
+    if (now < due) {
+      watch_cv_.wait_until(lock, due);
+      continue;
+    }
+    stall_reported_ = true;
+    stalled_.store(true);
+    const int64_t waited_ms =
+        std::chrono::duration_cast<std::chrono::milliseconds>(now - *batch_since_).count();
+    const size_t writes = batch_writes_ + queue_.size();
+    lock.unlock();
+    if (options_.health) {
+      options_.health->ReportStall(waited_ms, writes);
+    } else {
+      spdlog::error("log writer: {} writes have waited {} ms for a commit", writes, waited_ms);
+    }
+    lock.lock();
+  }
+}
+
+void LogWriter::ReportAttempt(const Status& status) {
+  store_unavailable_ = status.code() == StatusCode::kUnavailable;
+  if (!store_unavailable_) stalled_.store(false);
+  if (options_.health) options_.health->Report(status);
+}
+
+std::vector<Status> LogWriter::Apply(std::vector<TxnWrite> writes, Clock::time_point deadline,
+                                     bool* outcome_unknown) {
+  Result<std::vector<Status>> r = ApplyWithRetries(writes, deadline, outcome_unknown);
   if (r.ok()) return std::move(*r);
   const Status& failure = r.status();
   if (failure.code() == StatusCode::kUnavailable || writes.size() == 1) {
@@ -94,16 +168,16 @@ std::vector<Status> LogWriter::Apply(std::vector<TxnWrite> writes) {
   std::vector<TxnWrite> second(std::make_move_iterator(middle),
                                std::make_move_iterator(writes.end()));
   writes.erase(middle, writes.end());
-  std::vector<Status> results = Apply(std::move(writes));
-  std::vector<Status> rest = Apply(std::move(second));
+  std::vector<Status> results = Apply(std::move(writes), deadline, outcome_unknown);
+  std::vector<Status> rest = Apply(std::move(second), deadline, outcome_unknown);
   results.insert(results.end(), std::make_move_iterator(rest.begin()),
                  std::make_move_iterator(rest.end()));
   return results;
 }
 
-Result<std::vector<Status>> LogWriter::ApplyWithRetries(const std::vector<TxnWrite>& writes) {
-  using Clock = std::chrono::steady_clock;
-  const auto deadline = Clock::now() + std::chrono::milliseconds(options_.retry_for_ms);
+Result<std::vector<Status>> LogWriter::ApplyWithRetries(const std::vector<TxnWrite>& writes,
+                                                        Clock::time_point deadline,
+                                                        bool* outcome_unknown) {
   int64_t backoff_ms = kInitialBackoffMs;
   while (true) {
     const auto began = Clock::now();
@@ -118,15 +192,39 @@ Result<std::vector<Status>> LogWriter::ApplyWithRetries(const std::vector<TxnWri
           std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - began).count(),
           failure);
     }
-    if (options_.health) options_.health->Report(failure);
-    if (applied) return r;
+    ReportAttempt(failure);
+    if (applied) {
+      if (*outcome_unknown) RecognizeOwnCreates(writes, &*r);
+      return r;
+    }
+    if (failure.code() != StatusCode::kUnavailable) return failure;
+    *outcome_unknown = true;
     const auto now = Clock::now();
-    if (failure.code() != StatusCode::kUnavailable || now >= deadline) return failure;
+    if (now >= deadline) return failure;
     spdlog::warn("log writer: batch of {} writes failed, retrying in {} ms: {}", writes.size(),
                  backoff_ms, failure.ToString());
     const auto wake = std::min(now + std::chrono::milliseconds(backoff_ms), deadline);
     std::this_thread::sleep_until(wake);
     backoff_ms = std::min(backoff_ms * 2, kMaxBackoffMs);
+  }
+}
+
+void LogWriter::RecognizeOwnCreates(const std::vector<TxnWrite>& writes,
+                                    std::vector<Status>* results) {
+  for (size_t i = 0; i < writes.size(); ++i) {
+    const TxnWrite& w = writes[i];
+    if (!w.create || (*results)[i].code() != StatusCode::kConflict) continue;
+    Result<TxnDetail> stored = store_->GetTransactionNoEvents(w.gtid);
+    if (!stored.ok()) {
+      (*results)[i] = Status::Unavailable("gtid " + w.gtid +
+                                          ": the create may have committed before its answer was "
+                                          "lost, and the log cannot be read to tell: " +
+                                          stored.status().message());
+    } else if (IsOwnCreate(w, stored->txn)) {
+      spdlog::info("gtid={} the create had committed although its answer was lost; carrying on",
+                   w.gtid);
+      (*results)[i] = Status::Ok();
+    }
   }
 }
 

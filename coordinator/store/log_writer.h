@@ -9,10 +9,29 @@
 // LostOwnership, NotFound, ...).
 //
 // When the whole batch fails with Unavailable (database down, fail-over in
-// progress) the batch is retried with capped exponential backoff (10 ms
-// doubling to 1 s) until `retry_for_ms` has passed since its first attempt;
-// then every write of the batch fails with Unavailable. Writes are applied in
-// submission order; a retried batch keeps later writes waiting behind it.
+// progress, a store call past its deadline) the batch is retried with capped
+// exponential backoff (10 ms doubling to 1 s) until `retry_for_ms` has passed
+// since its oldest write was submitted; then every write of the batch fails
+// with Unavailable. So every write is answered within about retry_for_ms plus
+// one store call (its deadline), however long the store stays away; a write
+// that waited past retry_for_ms behind an unavailable store is failed
+// without a further attempt. Writes are applied in submission order; a
+// retried batch keeps later writes waiting behind it.
+//
+// Outcome unknown: an attempt that failed with Unavailable may have
+// committed (the COMMIT's answer was lost). When the retry then meets a
+// create answered Conflict whose stored row is exactly what that create
+// wrote (same owner, kind, spec, state and version: nobody touched it since),
+// the row is this batch's own earlier commit and the create is reported OK,
+// so its driver carries on. If that row cannot be read, the create is
+// reported Unavailable (outcome unknown; the engine hands it back).
+//
+// Stall: a batch whose writes have waited longer than `stall_after_ms` for
+// a commit (retries included) is a stall: a watch thread reports it to
+// StoreHealth (which refuses new work and logs once) and stalled() is true
+// until a write attempt completes with anything but Unavailable. The watch
+// does not need the writer thread, which may sit in a blocked store call
+// (SQLite: a commit blocked on its disk has no deadline).
 //
 // Poison-pill isolation: a write fails only because of itself. The store
 // answers a write whose data it cannot hold with a data error for that write
@@ -29,11 +48,14 @@
 // Crash: a write whose callback has not yet run with OK may or may not be in
 // the log (an Unavailable commit may have committed).
 
+#include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
 #include <functional>
 #include <mutex>
+#include <optional>
 #include <thread>
 
 #include "store/log_store.h"
@@ -43,13 +65,16 @@ namespace treaty {
 
 struct LogWriterOptions {
   size_t max_batch = 512;       // most writes per ApplyBatch
-  int64_t retry_for_ms = 5000;  // how long to retry a batch that fails with Unavailable
+  int64_t retry_for_ms = 5000;  // how long to retry a write that fails with Unavailable
+  // A batch waiting longer than this for a commit is a stall (see above).
+  int64_t stall_after_ms = 2000;
   // Optional (metrics): called on the writer thread after every ApplyBatch
   // attempt with the batch size, its latency and the whole-batch status.
   // Must not block.
   std::function<void(size_t writes, int64_t latency_us, const Status& status)> on_batch;
-  // Optional, not owned: told the outcome of every ApplyBatch attempt, so
-  // the API can refuse new work at once while the store is unreachable.
+  // Optional, not owned: told the outcome of every ApplyBatch attempt and of
+  // stalls, so the API can refuse new work at once while the store is
+  // unreachable or stalled.
   StoreHealth* health = nullptr;
 };
 
@@ -66,34 +91,56 @@ class LogWriter {
   // Stop(), `done` is called at once, on the caller's thread, with Unavailable.
   void Submit(TxnWrite write, Callback done);
 
-  // Finishes every queued write (including retries), then joins the thread.
-  // Idempotent. Must not be called from a callback.
+  // Finishes every queued write (including retries, each bounded as above),
+  // then joins the threads. Idempotent. Must not be called from a callback.
   void Stop();
 
   // Writes queued and not yet taken by the writer thread.
   size_t queue_depth() const;
+  // True during a stall (see above). Thread-safe.
+  bool stalled() const { return stalled_.load(); }
 
  private:
+  using Clock = std::chrono::steady_clock;
   struct Pending {
     TxnWrite write;
     Callback done;
+    Clock::time_point submitted;
   };
 
   void Run();
-  // Applies one batch with retries (and halving, see above) and returns one
-  // Status per write.
-  std::vector<Status> Apply(std::vector<TxnWrite> writes);
+  // Applies one batch with retries (and halving, see above) until
+  // `deadline` and returns one Status per write. `*outcome_unknown` is set
+  // once an attempt failed with Unavailable (it may have committed).
+  std::vector<Status> Apply(std::vector<TxnWrite> writes, Clock::time_point deadline,
+                            bool* outcome_unknown);
   // One batch with retries while Unavailable; the whole-batch failure, if any.
-  Result<std::vector<Status>> ApplyWithRetries(const std::vector<TxnWrite>& writes);
+  Result<std::vector<Status>> ApplyWithRetries(const std::vector<TxnWrite>& writes,
+                                               Clock::time_point deadline, bool* outcome_unknown);
+  // After an unknown outcome: each create answered Conflict whose stored row
+  // is exactly its own becomes OK (see above). Blocking store reads.
+  void RecognizeOwnCreates(const std::vector<TxnWrite>& writes, std::vector<Status>* results);
+  // Reports the status of one attempt to health and the stall flag.
+  void ReportAttempt(const Status& status);
+  // The stall watch thread.
+  void Watch();
 
   LogStore* const store_;
   const LogWriterOptions options_;
 
   mutable std::mutex mu_;
   std::condition_variable cv_;
-  std::deque<Pending> queue_;  // guarded by mu_
-  bool stopping_ = false;      // guarded by mu_
+  std::condition_variable watch_cv_;
+  std::deque<Pending> queue_;                     // guarded by mu_
+  bool stopping_ = false;                         // guarded by mu_
+  bool watch_stopping_ = false;                   // guarded by mu_
+  std::optional<Clock::time_point> batch_since_;  // guarded by mu_; when the batch was taken
+  size_t batch_writes_ = 0;                       // guarded by mu_
+  bool stall_reported_ = false;                   // guarded by mu_; for the current batch
+  bool store_unavailable_ = false;                // writer thread: last attempt Unavailable
+  std::atomic<bool> stalled_{false};
   std::thread thread_;
+  std::thread watch_thread_;
 };
 
 }  // namespace treaty

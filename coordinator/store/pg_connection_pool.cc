@@ -1,7 +1,10 @@
 #include "store/pg_connection_pool.h"
 
+#include <sys/socket.h>
+
 #include <algorithm>
 #include <chrono>
+#include <cstdlib>
 
 #include <spdlog/spdlog.h>
 
@@ -24,6 +27,13 @@ bool MayBreakConnection(const std::string& state) {
   return cls == "08" || cls == "57" || state.empty();
 }
 
+// Whether `conninfo` (URI or key=value) names `keyword`: both forms spell
+// parameter names literally (a value containing the word counts as setting
+// it; then the user's conninfo is left as it is).
+bool Names(const std::string& conninfo, const char* keyword) {
+  return conninfo.find(keyword) != std::string::npos;
+}
+
 PgPoolOptions SizedOptions(int size) {
   PgPoolOptions options;
   options.size = size;
@@ -38,9 +48,42 @@ PgConnectionPool::PgConnectionPool(std::string conninfo, int size)
 PgConnectionPool::PgConnectionPool(std::string conninfo, PgPoolOptions options)
     : conninfo_(std::move(conninfo)),
       size_(options.size < 1 ? 1 : options.size),
-      options_(std::move(options)) {}
+      options_(std::move(options)),
+      call_timeout_ms_(options_.call_timeout_ms < 0 ? 0 : options_.call_timeout_ms) {}
 
-PgConnectionPool::~PgConnectionPool() = default;
+PgConnectionPool::~PgConnectionPool() {
+  {
+    std::lock_guard lock(watch_mu_);
+    watch_stop_ = true;
+  }
+  watch_cv_.notify_all();
+  if (watchdog_.joinable()) watchdog_.join();
+}
+
+std::string PgConnectionPool::WithConnectionDefaults(const std::string& conninfo,
+                                                     int64_t call_timeout_ms) {
+  std::vector<std::pair<std::string, std::string>> add;
+  if (!Names(conninfo, "connect_timeout") && std::getenv("PGCONNECT_TIMEOUT") == nullptr) {
+    const int64_t seconds = call_timeout_ms > 0 ? (call_timeout_ms + 999) / 1000 : 10;
+    add.emplace_back("connect_timeout", std::to_string(std::max<int64_t>(seconds, 2)));
+  }
+  if (!Names(conninfo, "keepalives")) {
+    add.emplace_back("keepalives", "1");
+    add.emplace_back("keepalives_idle", "10");
+    add.emplace_back("keepalives_interval", "5");
+    add.emplace_back("keepalives_count", "3");
+  }
+  const bool uri = conninfo.rfind("postgresql://", 0) == 0 || conninfo.rfind("postgres://", 0) == 0;
+  std::string out = conninfo;
+  for (const auto& [key, value] : add) {
+    if (uri) {
+      out += (out.find('?') == std::string::npos ? "?" : "&") + key + "=" + value;
+    } else {
+      out += (out.empty() ? "" : " ") + key + "=" + value;
+    }
+  }
+  return out;
+}
 
 int64_t PgConnectionPool::NowMs() const {
   if (options_.now_ms) return options_.now_ms();
@@ -49,10 +92,15 @@ int64_t PgConnectionPool::NowMs() const {
       .count();
 }
 
-std::unique_ptr<pqxx::connection> PgConnectionPool::Acquire(Status* refused) {
+std::unique_ptr<pqxx::connection> PgConnectionPool::Acquire(Status* refused,
+                                                            Clock::time_point deadline) {
   {
     std::unique_lock lock(mu_);
-    cv_.wait(lock, [&] { return !idle_.empty() || in_use_ < size_; });
+    if (!cv_.wait_until(lock, deadline, [&] { return !idle_.empty() || in_use_ < size_; })) {
+      *refused = Status::Unavailable("no free database connection (all " + std::to_string(size_) +
+                                     " busy) within the store timeout");
+      return nullptr;
+    }
     if (!idle_.empty()) {
       ++in_use_;
       auto conn = std::move(idle_.back());
@@ -72,7 +120,8 @@ std::unique_ptr<pqxx::connection> PgConnectionPool::Acquire(Status* refused) {
   // Open outside the lock: connecting may take a while.
   if (options_.on_connect_attempt) options_.on_connect_attempt();
   try {
-    auto conn = std::make_unique<pqxx::connection>(conninfo_);
+    auto conn = std::make_unique<pqxx::connection>(
+        WithConnectionDefaults(conninfo_, call_timeout_ms_.load()));
     std::lock_guard lock(mu_);
     reconnect_not_before_ms_ = 0;
     reconnect_backoff_ms_ = 0;
@@ -100,6 +149,48 @@ void PgConnectionPool::Release(std::unique_ptr<pqxx::connection> conn) {
   cv_.notify_one();
 }
 
+uint64_t PgConnectionPool::Watch(int fd, Clock::time_point deadline) {
+  std::lock_guard lock(watch_mu_);
+  if (!watchdog_.joinable()) watchdog_ = std::thread([this] { WatchdogLoop(); });
+  const uint64_t id = next_watch_id_++;
+  watched_[id] = Watched{fd, deadline, false};
+  watch_cv_.notify_all();
+  return id;
+}
+
+bool PgConnectionPool::Unwatch(uint64_t id) {
+  std::lock_guard lock(watch_mu_);
+  auto it = watched_.find(id);
+  if (it == watched_.end()) return false;
+  const bool fired = it->second.fired;
+  watched_.erase(it);
+  return fired;
+}
+
+void PgConnectionPool::WatchdogLoop() {
+  std::unique_lock lock(watch_mu_);
+  while (!watch_stop_) {
+    auto next = Clock::time_point::max();
+    const auto now = Clock::now();
+    for (auto& [id, w] : watched_) {
+      if (w.fired) continue;
+      if (w.deadline <= now) {
+        // The connection is still borrowed (Unwatch takes this lock before
+        // the socket can be closed), so `fd` is still its socket.
+        ::shutdown(w.fd, SHUT_RDWR);
+        w.fired = true;
+      } else {
+        next = std::min(next, w.deadline);
+      }
+    }
+    if (next == Clock::time_point::max()) {
+      watch_cv_.wait(lock);
+    } else {
+      watch_cv_.wait_until(lock, next);
+    }
+  }
+}
+
 Status PgConnectionPool::Run(const char* what, const Body& body) {
   std::unique_ptr<pqxx::connection> conn;
   bool acquired = false;  // Acquire() frees the slot itself when it throws
@@ -108,24 +199,50 @@ Status PgConnectionPool::Run(const char* what, const Body& body) {
   const auto fail = [&](StatusCode code, const std::string& msg) {
     status = Status(code, std::string(what) + ": " + Excerpt(msg, 512));
   };
+  const int64_t timeout_ms = call_timeout_ms_.load();
+  const auto deadline = timeout_ms > 0 ? Clock::now() + std::chrono::milliseconds(timeout_ms)
+                                       : Clock::time_point::max();
+  uint64_t watch = 0;
+  bool timed_out = false;
+  const auto unwatch = [&] {
+    if (watch != 0) timed_out = Unwatch(watch);
+    watch = 0;
+  };
   try {
     Status refused;
-    conn = Acquire(&refused);
+    conn = Acquire(&refused, deadline);
     if (!conn) return Status(refused.code(), std::string(what) + ": " + refused.message());
     acquired = true;
+    if (timeout_ms > 0) watch = Watch(conn->sock(), deadline);
     status = body(*conn);
+    unwatch();
   } catch (const pqxx::broken_connection& e) {
+    unwatch();
     drop = true;
     fail(StatusCode::kUnavailable, std::string("connection lost: ") + e.what());
   } catch (const pqxx::in_doubt_error& e) {
+    unwatch();
     drop = true;
     fail(StatusCode::kUnavailable, std::string("commit outcome unknown: ") + e.what());
   } catch (const pqxx::sql_error& e) {
+    unwatch();
     drop = MayBreakConnection(e.sqlstate());
     status = PgErrorStatus(what, e.sqlstate(), e.what());
   } catch (const std::exception& e) {  // pqxx::usage_error, conversion errors, bad_alloc
+    unwatch();
     drop = true;
     fail(StatusCode::kInternal, e.what());
+  }
+  if (timed_out) {
+    // The socket was shut down at the deadline. A body that still finished
+    // OK got every answer it needed; anything else failed because the
+    // database did not answer in time: outcome unknown.
+    drop = true;
+    if (!status.ok()) {
+      status = Status::Unavailable(std::string(what) + ": no answer from the database within " +
+                                   std::to_string(timeout_ms) +
+                                   " ms (store timeout; connection closed, outcome unknown)");
+    }
   }
   if (conn && (drop || !conn->is_open())) {
     spdlog::warn("postgres: dropping connection after {}", status.ToString());

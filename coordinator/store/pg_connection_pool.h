@@ -18,13 +18,35 @@
 // resets it. So once the database is back, calls succeed again within at
 // most `reconnect_backoff_max_ms` (2 s by default). Idle pooled connections
 // are still used during a window.
+//
+// Deadline: with `call_timeout_ms` > 0 every Run() returns within about that
+// long (plus libpq's connect_timeout when it must open a connection), however
+// the database behaves (a COMMIT waiting for a synchronous standby that never
+// answers, a stopped server). Waiting for a free connection is bounded by the
+// deadline (then Unavailable). A body still running at the deadline has its
+// socket shut down (shutdown(2)) by a watchdog thread, so the blocked libpq
+// call returns as a broken connection: the call fails with Unavailable and
+// the connection is dropped. For a COMMIT this means "outcome unknown", as
+// after any lost connection; the deadline deliberately does not use
+// statement_timeout or a query cancel, which PostgreSQL answers, during a
+// synchronous-replication wait, with a WARNING and a COMMIT reported as done
+// although it is not replicated.
+//
+// Connection defaults: unless the conninfo (or PGCONNECT_TIMEOUT) sets them,
+// connect_timeout (the deadline rounded up to seconds, at least 2 s; 10 s
+// without a deadline) and TCP keepalives (idle 10 s, interval 5 s, 3 probes)
+// are added, so opening a connection to a stopped server is bounded too.
 
+#include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <pqxx/pqxx>
@@ -37,6 +59,9 @@ struct PgPoolOptions {
   int size = 4;  // most connections open at a time (at least 1)
   int64_t reconnect_backoff_initial_ms = 50;
   int64_t reconnect_backoff_max_ms = 500;
+  // Deadline of every Run(), in ms (see above); 0: none. Changeable later
+  // with set_call_timeout_ms().
+  int64_t call_timeout_ms = 0;
   // Monotonic milliseconds; defaults to std::chrono::steady_clock.
   std::function<int64_t()> now_ms;
   // Called before every attempt to open a connection (tests count them).
@@ -57,7 +82,8 @@ class PgConnectionPool {
   // reconnect backoff window is open), other SQL errors as PgErrorStatus
   // maps them, anything else -> Internal. `what` names the operation in
   // messages.
-  // Blocks on database I/O and while all connections are busy.
+  // Blocks on database I/O and while all connections are busy, at most until
+  // the call's deadline (call_timeout_ms; then Unavailable, see above).
   [[nodiscard]] Status Run(const char* what, const Body& body);
 
   // Run() for a body that produces a value of type T.
@@ -70,16 +96,31 @@ class PgConnectionPool {
   }
 
   int size() const { return size_; }
+  // The deadline of calls that start from now on; 0: none. Thread-safe.
+  void set_call_timeout_ms(int64_t ms) { call_timeout_ms_.store(ms < 0 ? 0 : ms); }
+  int64_t call_timeout_ms() const { return call_timeout_ms_.load(); }
+
+  // `conninfo` (URI or key=value) with connect_timeout and keepalives added
+  // where it sets none (see above). Exposed for tests.
+  static std::string WithConnectionDefaults(const std::string& conninfo, int64_t call_timeout_ms);
 
  private:
+  using Clock = std::chrono::steady_clock;
   // Borrows an idle connection or opens one (may throw pqxx exceptions).
   // Returns null, with *refused set and no slot held, while the reconnect
-  // backoff window is open.
-  std::unique_ptr<pqxx::connection> Acquire(Status* refused);
+  // backoff window is open or when no connection is free by `deadline`
+  // (Clock::time_point::max(): none).
+  std::unique_ptr<pqxx::connection> Acquire(Status* refused, Clock::time_point deadline);
   // Returns a connection, or just frees its slot when it is null (dropped).
   void Release(std::unique_ptr<pqxx::connection> conn);
 
   int64_t NowMs() const;
+
+  // Watchdog: shuts down the socket `fd` at `deadline` unless Unwatch()
+  // comes first. Unwatch returns whether it fired.
+  uint64_t Watch(int fd, Clock::time_point deadline);
+  bool Unwatch(uint64_t id);
+  void WatchdogLoop();
 
   const std::string conninfo_;
   const int size_;
@@ -90,6 +131,19 @@ class PgConnectionPool {
   int in_use_ = 0;                                       // guarded by mu_
   int64_t reconnect_not_before_ms_ = 0;                  // guarded by mu_; 0: no window
   int64_t reconnect_backoff_ms_ = 0;                     // guarded by mu_; 0: no failure yet
+  std::atomic<int64_t> call_timeout_ms_;
+
+  struct Watched {
+    int fd;
+    Clock::time_point deadline;
+    bool fired;
+  };
+  std::mutex watch_mu_;
+  std::condition_variable watch_cv_;
+  std::map<uint64_t, Watched> watched_;  // guarded by watch_mu_
+  uint64_t next_watch_id_ = 1;           // guarded by watch_mu_
+  bool watch_stop_ = false;              // guarded by watch_mu_
+  std::thread watchdog_;                 // started with the first watched call
 };
 
 // The Status of a PostgreSQL error, by SQLSTATE (the one mapping, also used

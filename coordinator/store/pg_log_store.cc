@@ -113,8 +113,13 @@ Status ApplyIsolated(pqxx::transaction_base& tx, const TxnWrite& w) {
 PgLogStore::PgLogStore(std::unique_ptr<PgConnectionPool> pool) : pool_(std::move(pool)) {}
 PgLogStore::~PgLogStore() = default;
 
+void PgLogStore::set_call_timeout_ms(int64_t ms) { pool_->set_call_timeout_ms(ms); }
+
 Result<std::unique_ptr<PgLogStore>> PgLogStore::Open(const std::string& conninfo, int pool_size) {
-  auto pool = std::make_unique<PgConnectionPool>(conninfo, pool_size);
+  PgPoolOptions options;
+  options.size = pool_size;
+  options.call_timeout_ms = kDefaultCallTimeoutMs;
+  auto pool = std::make_unique<PgConnectionPool>(conninfo, std::move(options));
   Status s = pool->Run("connect", [](pqxx::connection& c) {
     pqxx::nontransaction tx(c);
     tx.exec("SELECT 1");

@@ -32,12 +32,18 @@ class PgConnectionPool;
 class PgLogStore final : public LogStore {
  public:
   static constexpr int kDefaultPoolSize = 4;
+  // Deadline of every database call (PgConnectionPool: the connection is cut
+  // and the call fails with Unavailable, outcome unknown).
+  static constexpr int64_t kDefaultCallTimeoutMs = 3000;
 
   // Connects once to check that the database is reachable (Unavailable
   // otherwise). Does not migrate.
   [[nodiscard]] static Result<std::unique_ptr<PgLogStore>> Open(const std::string& conninfo,
                                                                 int pool_size = kDefaultPoolSize);
   ~PgLogStore() override;
+  // The deadline of calls that start from now on, in ms; 0: none (e.g. for
+  // a long migration). Thread-safe.
+  void set_call_timeout_ms(int64_t ms);
 
   std::string Engine() const override { return "postgres"; }
   Status Migrate() override;

@@ -1,21 +1,35 @@
 #pragma once
 
-// StoreHealth: what this process last learned about reaching its log store,
-// so that new work can be refused at once (503) while the database is down
-// instead of each submission waiting out the LogWriter's retry window.
+// StoreHealth: what this process last learned about writing its log store,
+// so that new work is refused at once (503 / Unavailable) while the log
+// cannot take it, instead of each submission waiting out the LogWriter's
+// retry window, and so that /readyz tells the truth.
 //
-// Writers of the log (LogWriter, after every ApplyBatch attempt) Report()
-// each outcome: Unavailable marks the store down, anything else marks it up
-// (the database answered). AcceptsNewWork() is a small circuit breaker: true
-// while up; while down, false, except once `probe_after_ms` has passed
-// since the last failure, so that a submission gets through to probe the
-// database again (its write then marks the store up or down).
+// Two signals:
+//  - Report(): the outcome of every write attempt (LogWriter batches, the
+//    readiness write probe). Unavailable marks the store down; anything else
+//    marks it up (the database answered).
+//  - ReportStall(): the LogWriter's watch saw writes wait longer than its
+//    stall threshold for a commit (a COMMIT that never returns, a stopped
+//    server, SQLite blocked on its disk). The store is then "stalled" until
+//    some write completes (a Report that is not Unavailable).
+// One log line when a stall starts and one when it ends, however long it
+// lasts (no flood).
 //
-// Thread-safe (atomics); never blocks.
+// AcceptsNewWork() is a small circuit breaker: false while stalled; while
+// down (not stalled), false except once `probe_after_ms` has passed since
+// the last failure, so that a submission gets through to probe the database
+// again (its write then marks the store up or down).
+//
+// Thread-safe; never blocks (one short mutex for the texts).
 
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <mutex>
+#include <string>
+
+#include <spdlog/spdlog.h>
 
 #include "common/status.h"
 
@@ -27,15 +41,48 @@ class StoreHealth {
 
   void Report(const Status& status) {
     if (status.code() == StatusCode::kUnavailable) {
+      std::lock_guard lock(mu_);
       last_failure_ms_.store(NowMs());
+      last_error_ = status.message();
       up_.store(false);
-    } else {
-      up_.store(true);
+      return;
+    }
+    up_.store(true);
+    if (stalled_.load()) {
+      std::lock_guard lock(mu_);
+      if (stalled_.exchange(false)) {
+        spdlog::warn("log store: writes complete again after a stall of {} ms",
+                     NowMs() - stalled_since_ms_);
+      }
     }
   }
+
+  // Writes (`writes` of them) have waited `waited_ms` for a commit.
+  void ReportStall(int64_t waited_ms, size_t writes) {
+    std::lock_guard lock(mu_);
+    if (stalled_.exchange(true)) return;
+    stalled_since_ms_ = NowMs() - waited_ms;
+    spdlog::error(
+        "log store stalled: {} writes have waited {} ms for a commit; refusing new work until "
+        "writes complete again{}{}",
+        writes, waited_ms, last_error_.empty() ? "" : "; last error: ", last_error_);
+  }
+
   bool up() const { return up_.load(); }
+  bool stalled() const { return stalled_.load(); }
   bool AcceptsNewWork() const {
+    if (stalled_.load()) return false;
     return up_.load() || NowMs() - last_failure_ms_.load() >= probe_after_ms_;
+  }
+  // Why the store cannot take new work now ("" when it can), for answers.
+  std::string Problem() const {
+    std::lock_guard lock(mu_);
+    if (stalled_.load()) {
+      return "the transaction log is stalled: no write has completed for " +
+             std::to_string(NowMs() - stalled_since_ms_) + " ms";
+    }
+    if (!up_.load()) return "the transaction log is unreachable: " + last_error_;
+    return "";
   }
 
  private:
@@ -46,7 +93,11 @@ class StoreHealth {
   }
   const int64_t probe_after_ms_;
   std::atomic<bool> up_{true};
+  std::atomic<bool> stalled_{false};
   std::atomic<int64_t> last_failure_ms_{0};
+  mutable std::mutex mu_;
+  std::string last_error_;        // guarded by mu_
+  int64_t stalled_since_ms_ = 0;  // guarded by mu_
 };
 
 }  // namespace treaty

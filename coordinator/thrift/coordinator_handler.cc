@@ -161,7 +161,9 @@ void CoordinatorHandler::CheckAcceptsNewWork() const {
   if (options_.store_health && !options_.store_health->AcceptsNewWork()) {
     // As in REST: answer now rather than after the log writer's retry
     // window (the client retries; the gtid makes that safe).
-    ThrowStatus(Status::Unavailable("the transaction log is unreachable; retry later"));
+    std::string why = options_.store_health->Problem();
+    if (why.empty()) why = "the transaction log is unreachable";
+    ThrowStatus(Status::Unavailable(why + "; retry later"));
   }
 }
 

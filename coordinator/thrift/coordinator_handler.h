@@ -8,8 +8,8 @@
 //
 // Admission: like the REST front end, new work (submitSaga, begin2pc) is
 // refused with Unavailable, before anything is parsed or logged, while the
-// coordinator is draining or while the log store is known to be down
-// (StoreHealth). Reads and calls on existing transactions still go through.
+// coordinator is draining or while the log store is known to be down or
+// stalled (StoreHealth). Reads and calls on existing transactions still go through.
 //
 // Errors: every Status is turned into a typed Thrift exception in one place
 // (ThrowStatus): InvalidArgument/TooLarge -> InvalidRequest, NotFound ->

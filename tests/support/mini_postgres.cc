@@ -196,8 +196,42 @@ Status MiniPostgres::WaitUntilReady(int timeout_ms) {
   return Status::TimedOut("postgres did not accept connections: " + Tail(root_ + "/postgres.log"));
 }
 
+Status MiniPostgres::Pause() {
+  if (!running()) return Status::Unavailable("postgres is not running");
+  if (paused()) return Status::Ok();
+  // The postmaster first, so it forks nobody new; then its children.
+  kill(pid_, SIGSTOP);
+  paused_pids_.push_back(pid_);
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc", ec)) {
+    const std::string name = entry.path().filename();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    std::ifstream stat(entry.path() / "stat");
+    std::string line;
+    if (!std::getline(stat, line)) continue;
+    // pid (comm) state ppid ...: comm may hold spaces; parse after ')'.
+    const size_t close = line.rfind(')');
+    if (close == std::string::npos) continue;
+    std::istringstream rest(line.substr(close + 1));
+    std::string state;
+    pid_t ppid = 0;
+    rest >> state >> ppid;
+    if (ppid != pid_) continue;
+    const pid_t child = static_cast<pid_t>(std::stol(name));
+    if (kill(child, SIGSTOP) == 0) paused_pids_.push_back(child);
+  }
+  return Status::Ok();
+}
+
+Status MiniPostgres::Resume() {
+  for (auto it = paused_pids_.rbegin(); it != paused_pids_.rend(); ++it) kill(*it, SIGCONT);
+  paused_pids_.clear();
+  return Status::Ok();
+}
+
 Status MiniPostgres::Stop() {
   if (!running()) return Status::Ok();
+  (void)Resume();
   kill(pid_, SIGINT);  // fast shutdown: roll back sessions, checkpoint, exit
   WaitExit(pid_);
   pid_ = -1;
@@ -206,6 +240,7 @@ Status MiniPostgres::Stop() {
 
 Status MiniPostgres::Kill() {
   if (!running()) return Status::Ok();
+  (void)Resume();
   kill(pid_, SIGKILL);
   WaitExit(pid_);
   pid_ = -1;

@@ -56,6 +56,13 @@ class MiniPostgres {
   [[nodiscard]] Status Kill();
   // CREATE DATABASE `name` (a plain identifier).
   [[nodiscard]] Status CreateDatabase(const std::string& name);
+  // SIGSTOP the postmaster and every process it started (this server's
+  // only): the server hangs without closing a socket, as a frozen host
+  // would. Resume() sends SIGCONT to the same processes. Stop(), Kill() and
+  // the destructor resume a paused server first.
+  [[nodiscard]] Status Pause();
+  [[nodiscard]] Status Resume();
+  bool paused() const { return !paused_pids_.empty(); }
 
   // postgresql://postgres@127.0.0.1:PORT/dbname
   std::string Uri(const std::string& dbname = "postgres") const;
@@ -78,6 +85,7 @@ class MiniPostgres {
   int port_ = 0;
   pid_t pid_ = -1;
   std::vector<std::string> settings_;  // extra -c name=value
+  std::vector<pid_t> paused_pids_;     // SIGSTOPped by Pause()
   uid_t run_uid_ = 0;  // user to run as when root; 0 = do not switch
   gid_t run_gid_ = 0;
 };

@@ -1,0 +1,254 @@
+// LogWriter when a batch's outcome is unknown or the store stalls, on real
+// stores (SQLite file, PostgreSQL):
+//  - a create whose commit went through but whose answer was lost is
+//    recognized as our own on retry and reported OK (issue 11, item 9);
+//    a row that is not exactly ours stays Conflict;
+//  - a batch blocked in the store longer than stall_after_ms is reported as
+//    a stall to StoreHealth (new work refused) without the writer thread,
+//    and the stall ends when the batch commits;
+//  - writes queued behind an unavailable store are answered within their
+//    retry window, not one window per batch.
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <future>
+#include <mutex>
+#include <thread>
+
+#include "store/log_writer.h"
+#include "store/store_fixture.h"
+
+namespace treaty::testing {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+int64_t MsSince(Clock::time_point t) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t).count();
+}
+
+// Forwards to a real store. `lose_answers`: that many batches are applied
+// for real and then answered Unavailable (the commit's answer was lost).
+// `unavailable`: that many batches fail with Unavailable without reaching
+// the store. `block`: batches wait until `Release()` before they apply.
+class FaultyStore : public LogStore {
+ public:
+  explicit FaultyStore(LogStore* inner) : inner_(inner) {}
+  std::atomic<int> lose_answers{0};
+  std::atomic<int> unavailable{0};
+  std::atomic<bool> always_unavailable{false};
+  std::atomic<int> batches{0};
+
+  void Block() {
+    std::lock_guard lock(mu_);
+    blocked_ = true;
+  }
+  void Release() {
+    {
+      std::lock_guard lock(mu_);
+      blocked_ = false;
+    }
+    cv_.notify_all();
+  }
+
+  std::string Engine() const override { return inner_->Engine(); }
+  Status Migrate() override { return inner_->Migrate(); }
+  Status CheckReady() override { return inner_->CheckReady(); }
+  Result<std::vector<Status>> ApplyStorable(const std::vector<TxnWrite>& w) override {
+    ++batches;
+    {
+      std::unique_lock lock(mu_);
+      cv_.wait(lock, [&] { return !blocked_; });
+    }
+    if (always_unavailable) return Status::Unavailable("injected: store away");
+    if (unavailable > 0) {
+      --unavailable;
+      return Status::Unavailable("injected: store away");
+    }
+    Result<std::vector<Status>> r = inner_->ApplyBatch(w);
+    if (lose_answers > 0) {
+      --lose_answers;
+      return Status::Unavailable("injected: connection lost during COMMIT");
+    }
+    return r;
+  }
+  Result<TxnDetail> GetTransaction(const std::string& g) override {
+    return inner_->GetTransaction(g);
+  }
+  Result<TxnDetail> GetTransactionNoEvents(const std::string& g) override {
+    return inner_->GetTransactionNoEvents(g);
+  }
+  Result<TxnPage> ListTransactions(const ListFilter& f) override {
+    return inner_->ListTransactions(f);
+  }
+  Result<std::vector<StateCount>> CountByState() override { return inner_->CountByState(); }
+  Status RegisterCoordinator(const CoordinatorRow& r) override {
+    return inner_->RegisterCoordinator(r);
+  }
+  Status Heartbeat(const std::string& id) override { return inner_->Heartbeat(id); }
+  Status SetCoordinatorState(const std::string& id, const std::string& s) override {
+    return inner_->SetCoordinatorState(id, s);
+  }
+  Result<std::vector<std::string>> MarkExpiredCoordinators(int64_t l) override {
+    return inner_->MarkExpiredCoordinators(l);
+  }
+  Result<std::vector<CoordinatorRow>> ListCoordinators() override {
+    return inner_->ListCoordinators();
+  }
+  Status DeleteCoordinator(const std::string& id) override { return inner_->DeleteCoordinator(id); }
+  Result<std::vector<TxnDetail>> ClaimOrphans(const std::string& o, int l) override {
+    return inner_->ClaimOrphans(o, l);
+  }
+  Result<int64_t> ReleaseOwned(const std::string& o) override { return inner_->ReleaseOwned(o); }
+  Result<int64_t> PurgeFinished(int64_t b, int l) override { return inner_->PurgeFinished(b, l); }
+
+ private:
+  LogStore* inner_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool blocked_ = false;
+};
+
+// Submits one write and waits for its Status.
+Status Write(LogWriter& writer, TxnWrite w) {
+  std::promise<Status> p;
+  auto f = p.get_future();
+  writer.Submit(std::move(w), [&p](Status s) { p.set_value(std::move(s)); });
+  return f.get();
+}
+
+TxnWrite CreateWithHistory(const std::string& gtid, const std::string& owner) {
+  TxnWrite w = CreateWrite(gtid, owner);
+  BranchRow b;
+  b.name = "step-1";
+  b.idx = 0;
+  b.state = "PENDING";
+  b.spec = "{}";
+  w.new_branches.push_back(b);
+  w.events.push_back({0, gtid, "", "state", "created", 0});
+  return w;
+}
+
+using LogWriterOutcomeTest = StoreTest;
+
+TEST_P(LogWriterOutcomeTest, CreateWhoseAnswerWasLostIsReportedOk) {
+  FaultyStore faulty(&store());
+  LogWriter writer(&faulty, {.retry_for_ms = 5000});
+  faulty.lose_answers = 1;
+  // Alone, and in a batch with others (the set-based path on PostgreSQL).
+  Status alone = Write(writer, CreateWithHistory("lost-1", "c1"));
+  EXPECT_TRUE(alone.ok()) << alone.ToString();
+  EXPECT_GE(faulty.batches.load(), 2);
+
+  faulty.lose_answers = 1;
+  std::vector<std::future<Status>> results;
+  std::vector<std::promise<Status>> promises(3);
+  faulty.Block();  // queue all three so they go as one batch
+  for (int i = 0; i < 3; ++i) {
+    results.push_back(promises[i].get_future());
+    writer.Submit(CreateWithHistory("lost-b" + std::to_string(i), "c1"),
+                  [&promises, i](Status s) { promises[i].set_value(std::move(s)); });
+  }
+  // The first submit may already be in a batch of its own: fine either way.
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  faulty.Release();
+  for (auto& r : results) {
+    Status s = r.get();
+    EXPECT_TRUE(s.ok()) << s.ToString();
+  }
+  for (const char* gtid : {"lost-1", "lost-b0", "lost-b1", "lost-b2"}) {
+    Result<TxnDetail> d = store().GetTransaction(gtid);
+    ASSERT_TRUE(d.ok()) << gtid << ": " << d.status().ToString();
+    EXPECT_EQ(d->txn.owner, "c1");
+    EXPECT_EQ(d->branches.size(), 1u) << gtid;
+    EXPECT_EQ(d->events.size(), 1u) << gtid << ": applied once, not twice";
+  }
+}
+
+TEST_P(LogWriterOutcomeTest, RowThatIsNotExactlyOursStaysConflict) {
+  FaultyStore faulty(&store());
+  LogWriter writer(&faulty, {.retry_for_ms = 5000});
+  // A peer's row under the gtid; our create's answer is lost, the retry
+  // meets the peer's row: still a Conflict.
+  ASSERT_TRUE(ApplyOne(store(), CreateWrite("theirs", "peer")).ok());
+  faulty.unavailable = 1;
+  EXPECT_EQ(Write(writer, CreateWrite("theirs", "c1")).code(), StatusCode::kConflict);
+
+  // Our owner and spec, but updated since (version moved): not this create.
+  ASSERT_TRUE(ApplyOne(store(), CreateWrite("moved", "c1")).ok());
+  TxnWrite update;
+  update.gtid = "moved";
+  update.owner = "c1";
+  update.state = "COMPENSATING";
+  ASSERT_TRUE(ApplyOne(store(), update).ok());
+  faulty.unavailable = 1;
+  EXPECT_EQ(Write(writer, CreateWrite("moved", "c1")).code(), StatusCode::kConflict);
+
+  // Exactly ours, but no attempt of this batch failed: a plain duplicate.
+  ASSERT_TRUE(ApplyOne(store(), CreateWrite("dup", "c1")).ok());
+  EXPECT_EQ(Write(writer, CreateWrite("dup", "c1")).code(), StatusCode::kConflict);
+}
+
+TEST_P(LogWriterOutcomeTest, BlockedBatchIsAStallUntilItCommits) {
+  FaultyStore faulty(&store());
+  StoreHealth health;
+  LogWriter writer(&faulty, {.retry_for_ms = 60000, .stall_after_ms = 300, .health = &health});
+  ASSERT_TRUE(Write(writer, CreateWrite("before", "c1")).ok());
+  EXPECT_FALSE(writer.stalled());
+  EXPECT_TRUE(health.AcceptsNewWork());
+
+  faulty.Block();  // e.g. SQLite's commit stuck on its disk: no deadline below
+  std::promise<Status> p;
+  auto f = p.get_future();
+  const auto submitted = Clock::now();
+  writer.Submit(CreateWrite("during", "c1"), [&p](Status s) { p.set_value(std::move(s)); });
+  while (!health.stalled() && MsSince(submitted) < 10000) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  const int64_t detected_ms = MsSince(submitted);
+  ASSERT_TRUE(health.stalled()) << "no stall after " << detected_ms << " ms";
+  EXPECT_GE(detected_ms, 300);
+  EXPECT_TRUE(writer.stalled());
+  EXPECT_FALSE(health.AcceptsNewWork());
+  EXPECT_NE(health.Problem().find("stalled"), std::string::npos) << health.Problem();
+  // Still stalled a while later (reported once, not cleared by time).
+  std::this_thread::sleep_for(std::chrono::milliseconds(400));
+  EXPECT_TRUE(health.stalled());
+
+  faulty.Release();
+  EXPECT_TRUE(f.get().ok());
+  EXPECT_FALSE(health.stalled());
+  EXPECT_FALSE(writer.stalled());
+  EXPECT_TRUE(health.AcceptsNewWork());
+  EXPECT_TRUE(Write(writer, CreateWrite("after", "c1")).ok());
+}
+
+TEST_P(LogWriterOutcomeTest, QueuedWritesAreAnsweredWithinTheirRetryWindow) {
+  FaultyStore faulty(&store());
+  StoreHealth health;
+  LogWriter writer(
+      &faulty, {.max_batch = 1, .retry_for_ms = 1000, .stall_after_ms = 200, .health = &health});
+  faulty.always_unavailable = true;
+  const auto submitted = Clock::now();
+  std::vector<std::promise<Status>> promises(5);
+  std::vector<std::future<Status>> results;
+  for (int i = 0; i < 5; ++i) {
+    results.push_back(promises[i].get_future());
+    writer.Submit(CreateWrite("q" + std::to_string(i), "c1"),
+                  [&promises, i](Status s) { promises[i].set_value(std::move(s)); });
+  }
+  for (auto& r : results) EXPECT_EQ(r.get().code(), StatusCode::kUnavailable);
+  // One window for all, not one per batch of one (that would be >= 5 s).
+  EXPECT_LT(MsSince(submitted), 3500);
+  EXPECT_TRUE(health.stalled());
+  faulty.always_unavailable = false;
+  EXPECT_TRUE(Write(writer, CreateWrite("back", "c1")).ok());
+  EXPECT_FALSE(health.stalled());
+}
+
+INSTANTIATE_TEST_SUITE_P(Engines, LogWriterOutcomeTest, ::testing::Values("sqlite", "postgres"),
+                         EngineName);
+
+}  // namespace
+}  // namespace treaty::testing
