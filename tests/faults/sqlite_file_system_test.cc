@@ -9,7 +9,8 @@
 // never a hang), treatyd keeps running, new work is accepted again once the
 // file system is writable, and every saga acknowledged before ends
 // COMMITTED. Nothing of the log is memory-mapped (no -shm file): a mapped
-// page is what turned these faults into SIGBUS.
+// page is what turned these faults into SIGBUS. Also: a second treatyd on
+// the same SQLite file is refused (the price of the unmapped WAL index).
 
 #include <sys/mount.h>
 
@@ -212,6 +213,30 @@ TEST_F(SqliteFileSystemTest, FullThenReadOnlyAnswers503AndResumesWithNothingLost
   EXPECT_TRUE(SubmitUntilAccepted("after", 20000)) << treatyd_->Log();
   ExpectAllAckedCommitted(30000);
   ASSERT_TRUE(treatyd_->running() && treatyd_->proc().Wait(0) < 0) << treatyd_->Log();
+}
+
+// The exclusive lock that keeps the WAL index out of shared memory also
+// keeps a second treatyd off the same SQLite file: it exits non-zero with a
+// clear message instead of running two coordinators on one embedded log.
+TEST(SqliteLockTest, SecondTreatydOnTheSameFileIsRefused) {
+  const std::string dir = MakeTempDir("treaty-sqlite-lock");
+  TreatydOptions options;
+  options.store = "sqlite:" + dir + "/t.db";
+  TreatydProcess first(dir, "first", options);
+  ASSERT_TRUE(first.Start().ok()) << first.Log();
+
+  Subprocess second({BinaryPath("treatyd"), "--store", options.store, "--http",
+                     "127.0.0.1:" + std::to_string(FreePort()), "--thrift", "127.0.0.1:0"},
+                    dir + "/second.log");
+  ASSERT_TRUE(second.Start().ok());
+  const int rc = second.Wait(30000);
+  EXPECT_NE(rc, 0) << second.Log();
+  EXPECT_NE(rc, -1) << "a second treatyd runs on the same SQLite file:\n" << second.Log();
+  EXPECT_NE(second.Log().find("locked by another connection"), std::string::npos) << second.Log();
+  EXPECT_TRUE(first.running() && first.proc().Wait(0) < 0) << first.Log();
+  first.proc().Kill();
+  std::error_code ec;
+  std::filesystem::remove_all(dir, ec);
 }
 
 }  // namespace
