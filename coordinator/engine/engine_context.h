@@ -15,11 +15,11 @@
 namespace treaty {
 
 struct EngineOptions {
-  int64_t default_call_timeout_ms = 10000;   // participant call time-out when a step sets none
-  int attention_after_attempts = 10;         // failed compensate/commit/abort attempts
-  int64_t retry_initial_backoff_ms = 100;    // compensation / phase-2 retries
+  int64_t default_call_timeout_ms = 10000;  // participant call time-out when a step sets none
+  int attention_after_attempts = 10;        // failed compensate/commit/abort attempts
+  int64_t retry_initial_backoff_ms = 100;   // compensation / phase-2 retries
   int64_t retry_max_backoff_ms = 30000;
-  int64_t log_retry_backoff_ms = 1000;       // after a log write failed as Unavailable
+  int64_t log_retry_backoff_ms = 1000;  // after a log write failed as Unavailable
 };
 
 // Notified by drivers on the engine runner.
@@ -49,6 +49,11 @@ struct EngineContext {
   // Exponential backoff with jitter for the attempt-th retry (1-based):
   // uniformly in [d/2, d] with d = min(max, initial * 2^(attempt-1)).
   int64_t Backoff(int attempt, int64_t initial_ms, int64_t max_ms);
+  // Recovery: the attempt (1-based) whose Backoff() could have drawn
+  // `delay_ms`, so a restored retry backs off further instead of starting
+  // over: the smallest attempt whose d is at least `delay_ms` (1 for a delay
+  // up to `initial_ms`; the level where d reaches `max_ms` for any longer one).
+  static int BackoffLevel(int64_t delay_ms, int64_t initial_ms, int64_t max_ms);
 };
 
 }  // namespace treaty

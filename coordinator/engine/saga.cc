@@ -1,6 +1,6 @@
 #include "engine/saga.h"
 
-#include <algorithm>
+#include <optional>
 
 #include <spdlog/spdlog.h>
 
@@ -76,7 +76,12 @@ Result<std::shared_ptr<Saga>> Saga::Restore(EngineContext* ctx, const TxnDetail&
       s.attempts = b.attempts;
       s.last_error = b.last_error;
       s.planned_at_ms = b.next_attempt_at_ms;
-      if (s.state == states::kCompensating) s.comp_failures = std::max(0, s.attempts - 1);
+      if (s.state == states::kCompensating && b.next_attempt_at_ms > 0) {
+        const auto& o = ctx->options;
+        s.comp_failures =
+            EngineContext::BackoffLevel(b.next_attempt_at_ms - b.updated_at_ms,
+                                        o.retry_initial_backoff_ms, o.retry_max_backoff_ms);
+      }
     }
   }
   return saga;
@@ -109,7 +114,8 @@ void Saga::ResumeSteps() {
     const bool compensate = state() == states::kCompensating && s.state == states::kCompensating;
     if (!action && !compensate) continue;
     const std::string op = action ? "action" : "compensate";
-    const std::string attempt = op + " attempt " + std::to_string(s.attempts);
+    const std::string attempt =
+        action ? "action attempt " + std::to_string(s.attempts) : "compensation";
     if (s.planned_at_ms > 0) {
       const int64_t max =
           action ? s.spec.retry.max_backoff_ms : ctx()->options.retry_max_backoff_ms;
@@ -194,7 +200,6 @@ void Saga::PumpCompensation() {
     }
     if (!ready) continue;
     if (s.state != states::kCompensating) {
-      s.attempts = 1;  // from here on, `attempts` counts compensation attempts
       s.comp_failures = 0;
       SetStep(static_cast<int>(i), states::kCompensating, "compensating");
     }
@@ -282,8 +287,7 @@ void Saga::OnCompensateResult(int i, const ParticipantResponse& r) {
   const auto& o = ctx()->options;
   int64_t delay =
       ctx()->Backoff(s.comp_failures, o.retry_initial_backoff_ms, o.retry_max_backoff_ms);
-  ++s.attempts;
-  RecordRetry(s.spec.name, s.attempts, s.last_error, delay,
+  RecordRetry(s.spec.name, std::nullopt, s.last_error, delay,
               "compensate " + s.last_error + "; failed " + std::to_string(s.comp_failures) +
                   " times, next try in " + std::to_string(delay) + " ms");
   if (s.comp_failures >= o.attention_after_attempts) {
@@ -301,7 +305,8 @@ void Saga::ScheduleRetry(int i, const std::string& op, int64_t delay_ms) {
     const bool still =
         op == "action" ? state() == states::kRunning : s.state == states::kCompensating;
     if (still) {
-      RecordAttemptSent(s.spec.name, s.attempts);
+      RecordAttemptSent(s.spec.name,
+                        op == "action" ? std::optional<int>(s.attempts) : std::nullopt);
       Launch(i, op);
     }
     Pump();
@@ -319,7 +324,7 @@ Status Saga::RetryNow() {
     s.comp_failures = 0;
     const std::string op = s.state == states::kCompensating ? "compensate" : "action";
     if (op == "action" && state() != states::kRunning) continue;
-    RecordAttemptSent(s.spec.name, s.attempts);
+    RecordAttemptSent(s.spec.name, op == "action" ? std::optional<int>(s.attempts) : std::nullopt);
     Launch(static_cast<int>(i), op);
     ++fired;
   }

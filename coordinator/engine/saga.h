@@ -28,11 +28,11 @@
 // an operator and no longer holds back the compensation of the steps it
 // depends on, so every other effect is still undone.
 //
-// Attempts (docs/schema.md "Attempts"): a step's `attempts` counts the
-// attempts of its current op (the action; once COMPENSATING, the
-// compensation). A retry is logged as planned (attempt n, next_attempt_at_ms
-// = when) and, when its timer fires, as sent (next_attempt_at_ms = 0) before
-// the call goes out. An attempt is counted once, when it is planned.
+// Attempts (docs/schema.md "Attempts and retries"): a step's `attempts`
+// counts its action attempts, each once, when it is planned. A retry (action
+// or compensation) is logged as planned (next_attempt_at_ms = when) and,
+// when its timer fires, as sent (next_attempt_at_ms = 0) before the call
+// goes out.
 //
 // Recovery (restart, takeover by a peer, hand-back on SIGTERM: all restore
 // from the log): Restore() rebuilds the driver; Start() then
@@ -42,7 +42,9 @@
 //  - resends an attempt logged as sent whose outcome was not logged, as the
 //    same attempt (no attempt is used up by a restart; the participant's
 //    Idempotency-Key makes the resend harmless);
-//  - keeps a compensation's backoff where it was (failures = attempts - 1).
+//  - keeps a planned compensation's backoff where it was (its level is read
+//    back from the logged delay: next_attempt_at_ms - updated_at_ms); one
+//    whose call was in flight starts its backoff over.
 //
 // Threading: runs on ctx->runner only.
 
@@ -78,7 +80,7 @@ class Saga : public TxnDriver {
     std::vector<int> deps;
     std::vector<int> dependents;
     std::string state;
-    int attempts = 0;                          // attempts of the current op, as logged
+    int attempts = 0;                          // action attempts, as logged
     int comp_failures = 0;                     // failed compensations since an operator retry
     int64_t planned_at_ms = 0;                 // restored: attempt `attempts` not sent before
     bool in_flight = false;                    // a call is planned or outstanding

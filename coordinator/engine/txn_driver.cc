@@ -19,6 +19,13 @@ int64_t EngineContext::Backoff(int attempt, int64_t initial_ms, int64_t max_ms) 
   return jitter(rng);
 }
 
+int EngineContext::BackoffLevel(int64_t delay_ms, int64_t initial_ms, int64_t max_ms) {
+  if (initial_ms <= 0) return 1;
+  int level = 1;
+  for (int64_t d = initial_ms; d < delay_ms && d < max_ms && level < 62; d *= 2) ++level;
+  return level;
+}
+
 void MergeWrite(TxnWrite& base, TxnWrite&& later) {
   if (later.create) base.create = std::move(later.create);
   if (later.state) base.state = std::move(later.state);
@@ -194,8 +201,9 @@ void TxnDriver::RecordBranchState(const std::string& name, const std::string& st
   Event(name, event_type, state + (detail.empty() ? "" : ": " + detail));
 }
 
-void TxnDriver::RecordRetry(const std::string& name, int attempts, const std::string& last_error,
-                            int64_t delay_ms, const std::string& detail) {
+void TxnDriver::RecordRetry(const std::string& name, std::optional<int> attempts,
+                            const std::string& last_error, int64_t delay_ms,
+                            const std::string& detail) {
   BranchUpdate u;
   u.name = name;
   u.attempts = attempts;
@@ -210,7 +218,7 @@ int64_t TxnDriver::RemainingWait(int64_t planned_at_ms, int64_t max_ms) {
   return std::clamp<int64_t>(wait, 0, std::max<int64_t>(max_ms, 0));
 }
 
-void TxnDriver::RecordAttemptSent(const std::string& name, int attempt) {
+void TxnDriver::RecordAttemptSent(const std::string& name, std::optional<int> attempt) {
   BranchUpdate u;
   u.name = name;
   u.attempts = attempt;

@@ -93,19 +93,20 @@ class TxnDriver : public std::enable_shared_from_this<TxnDriver> {
   void RecordBranchState(const std::string& name, const std::string& state, int attempts,
                          const std::string& last_error, const std::string& event_type,
                          const std::string& detail);
-  // Records a retry of a branch planned in `delay_ms`: `attempts` (the number
-  // of the planned attempt), last error, next attempt time, and a "retry"
-  // history event. In the log, next_attempt_at_ms > 0 means "attempt
-  // `attempts` is planned for then and not sent" (docs/schema.md "Attempts").
-  void RecordRetry(const std::string& name, int attempts, const std::string& last_error,
-                   int64_t delay_ms, const std::string& detail);
-  // Records that a branch's planned attempt `attempt` goes out now: attempts
-  // set, next attempt time cleared (0 = "sent, outcome unknown until
+  // Records a retry of a branch planned in `delay_ms`: `attempts` (if given:
+  // the number of the planned attempt), last error, next attempt time, and a
+  // "retry" history event. In the log, next_attempt_at_ms > 0 means "the
+  // next attempt is planned for then and not sent" (docs/schema.md
+  // "Attempts and retries").
+  void RecordRetry(const std::string& name, std::optional<int> attempts,
+                   const std::string& last_error, int64_t delay_ms, const std::string& detail);
+  // Records that a branch's planned attempt goes out now: `attempt` (if
+  // given) set, next attempt time cleared (0 = "sent, outcome unknown until
   // logged"), no history event. Send the call with CallWhenDurable, so that
   // the log says "sent" before it is: after a crash a planned attempt is
   // then never mistaken for a sent one, and a sent one is never sent as a
   // new attempt. Rides on the write that precedes every call (no extra write).
-  void RecordAttemptSent(const std::string& name, int attempt);
+  void RecordAttemptSent(const std::string& name, std::optional<int> attempt);
   // Recovery: how long to wait before sending an attempt the log says was
   // planned for `planned_at_ms` (wall clock) and not sent: the rest of its
   // backoff, never below 0 nor above `max_ms` (so a peer whose clock ran

@@ -122,6 +122,7 @@ Status FakeLog::Apply(const TxnWrite& w) {
       if (u.attempts) b.attempts = *u.attempts;
       if (u.last_error) b.last_error = *u.last_error;
       if (u.next_attempt_at_ms) b.next_attempt_at_ms = *u.next_attempt_at_ms;
+      b.updated_at_ms = w.now_ms;
     }
   }
   for (const auto& e : w.events) d.events.push_back(e);
