@@ -2,7 +2,9 @@
 // migrate --store URI` applies pending migrations and exits.
 
 #include <signal.h>
+#include <sys/resource.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <iostream>
 
@@ -29,6 +31,32 @@ void SetUpLogging(const std::string& level, const std::string& format) {
     // One message per line: control characters escaped (see text_log_formatter.h).
     spdlog::set_formatter(treaty::MakeTextLogFormatter());
   }
+}
+
+// Raises the soft descriptor limit to the hard one, then lowers the
+// connection caps if both front ends at their caps would leave fewer than
+// kSpareDescriptors for the store, participant calls and log files.
+void FitConnectionCaps(treaty::ServerOptions& opts) {
+  constexpr uint64_t kSpareDescriptors = 256;
+  rlimit lim{};
+  if (getrlimit(RLIMIT_NOFILE, &lim) != 0) return;
+  if (lim.rlim_cur < lim.rlim_max) {
+    rlimit raised = lim;
+    raised.rlim_cur = lim.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &raised) == 0) lim = raised;
+  }
+  if (lim.rlim_cur == RLIM_INFINITY) return;
+  const uint64_t limit = lim.rlim_cur;
+  const uint64_t wanted = opts.http_max_connections + uint64_t(opts.thrift_max_connections);
+  if (wanted + kSpareDescriptors <= limit) return;
+  const uint64_t room = limit > 2 * kSpareDescriptors ? limit - kSpareDescriptors : limit / 2;
+  opts.http_max_connections = std::max<uint64_t>(1, room * opts.http_max_connections / wanted);
+  opts.thrift_max_connections =
+      static_cast<int>(std::max<uint64_t>(1, room * uint64_t(opts.thrift_max_connections) / wanted));
+  spdlog::warn(
+      "descriptor limit {} leaves room for fewer connections than asked: serving at most {} HTTP "
+      "and {} Thrift connections (raise ulimit -n to keep the configured caps)",
+      limit, opts.http_max_connections, opts.thrift_max_connections);
 }
 
 }  // namespace
@@ -130,6 +158,31 @@ int main(int argc, char** argv) {
       ->envname("TREATY_LOG_STALL_MS")
       ->check(CLI::Range(1, 3600000))
       ->capture_default_str();
+  app.add_option("--http-max-connections", opts.http_max_connections,
+                 "HTTP connections served at once; more are answered 503 and closed")
+      ->envname("TREATY_HTTP_MAX_CONNECTIONS")
+      ->check(CLI::Range(1, 1000000))
+      ->capture_default_str();
+  app.add_option("--http-idle-timeout-ms", opts.http_idle_timeout_ms,
+                 "An HTTP connection that sends nothing this long is closed")
+      ->envname("TREATY_HTTP_IDLE_TIMEOUT_MS")
+      ->check(CLI::Range(100, 3600000))
+      ->capture_default_str();
+  app.add_option("--http-request-timeout-ms", opts.http_request_timeout_ms,
+                 "A request must be complete this long after its first byte, else it is cut")
+      ->envname("TREATY_HTTP_REQUEST_TIMEOUT_MS")
+      ->check(CLI::Range(100, 3600000))
+      ->capture_default_str();
+  app.add_option("--thrift-max-connections", opts.thrift_max_connections,
+                 "Thrift connections open at once (a thread each); more are closed at once")
+      ->envname("TREATY_THRIFT_MAX_CONNECTIONS")
+      ->check(CLI::Range(1, 100000))
+      ->capture_default_str();
+  app.add_option("--thrift-idle-timeout-ms", opts.thrift_idle_timeout_ms,
+                 "A Thrift connection silent this long (between or inside requests) is closed")
+      ->envname("TREATY_THRIFT_IDLE_TIMEOUT_MS")
+      ->check(CLI::Range(100, 3600000))
+      ->capture_default_str();
   auto* migrate = app.add_subcommand("migrate", "Apply pending migrations to --store and exit");
   migrate->fallthrough();  // `treatyd migrate --store URI`, as documented
   CLI11_PARSE(app, argc, argv);
@@ -174,6 +227,7 @@ int main(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   signal(SIGPIPE, SIG_IGN);
 
+  FitConnectionCaps(opts);
   treaty::Server server(opts);
   if (auto s = server.Start(); !s.ok()) {
     std::cerr << "treatyd: cannot start: " << s.ToString() << "\n";

@@ -126,6 +126,9 @@ Status Server::Start() {
   http_opts.host = m.options.http_host;
   http_opts.port = m.options.http_port;
   http_opts.max_body_bytes = m.options.max_body_bytes;
+  http_opts.max_connections = m.options.http_max_connections;
+  http_opts.idle_timeout_ms = m.options.http_idle_timeout_ms;
+  http_opts.request_timeout_ms = m.options.http_request_timeout_ms;
   // The handler needs the RestApi, which needs the service, which needs the
   // coordinator id from Join: bind late through the Impl.
   m.http = std::make_unique<HttpServer>(m.io, http_opts, [&m](HttpRequest req, HttpResponder r) {
@@ -139,6 +142,8 @@ Status Server::Start() {
   thrift_opts.host = m.options.thrift_host;
   thrift_opts.port = m.options.thrift_port;
   thrift_opts.max_frame_bytes = m.options.max_body_bytes;
+  thrift_opts.max_connections = m.options.thrift_max_connections;
+  thrift_opts.idle_timeout_ms = m.options.thrift_idle_timeout_ms;
   thrift_opts.handler.draining = &m.draining;
   thrift_opts.handler.store_health = &m.store_health;
   m.thrift = std::make_unique<ThriftServer>([&m] { return m.thrift_service.load(); }, thrift_opts);

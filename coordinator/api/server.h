@@ -37,6 +37,13 @@ struct ServerOptions {
   int io_threads = 2;
   int blocking_threads = 4;
   size_t max_body_bytes = 1 << 20;
+  // Front-end resource caps (http_server.h, thrift_server.h); main.cc fits
+  // the connection caps under the process's descriptor limit.
+  size_t http_max_connections = 4096;
+  int http_idle_timeout_ms = 60000;
+  int http_request_timeout_ms = 30000;
+  int thrift_max_connections = 512;
+  int thrift_idle_timeout_ms = 60000;
   int64_t drain_timeout_ms = 10000;  // SIGTERM: how long to let in-flight work finish
   // Deadline of every PostgreSQL call (store/pg_connection_pool.h); 0: none.
   // The stall threshold is writer.stall_after_ms.

@@ -1,8 +1,10 @@
 #include "http/http_server.h"
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <cctype>
+#include <chrono>
 #include <exception>
 #include <mutex>
 #include <optional>
@@ -14,11 +16,13 @@
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 
 #include "common/exception_guard.h"
+#include "common/log_throttle.h"
 #include "common/text.h"
 #include "http/bounded_read.h"
 #include "http/http_request_parsing.h"
@@ -36,6 +40,13 @@ constexpr uint32_t kHeaderLimitBytes = 32 * 1024;
 // After an error response that closes the connection, unread request bytes
 // are drained for at most this long so the peer sees the response, not a RST.
 constexpr auto kDrainTime = std::chrono::seconds(1);
+// Over-cap connections being answered 503 at once; past this they are closed.
+constexpr size_t kMaxRefusing = 64;
+// Accept back-off while accept fails: the first delay, doubled up to the last.
+constexpr auto kFirstAcceptDelay = std::chrono::milliseconds(10);
+constexpr auto kLastAcceptDelay = std::chrono::milliseconds(1000);
+// Bytes asked for by the first read of a request (which waits up to the idle timeout).
+constexpr size_t kFirstReadBytes = 4096;
 
 class Session;
 
@@ -46,11 +57,13 @@ struct ServerCore : std::enable_shared_from_this<ServerCore> {
       : io(io_context),
         options(std::move(opts)),
         handler(std::move(h)),
-        acceptor(net::make_strand(io_context)) {}
+        acceptor(net::make_strand(io_context)),
+        retry_timer(acceptor.get_executor()) {}
 
   void Accept();
   void OnAccept(beast::error_code ec, tcp::socket socket);
-  void Forget(uint64_t id);
+  void RetryAcceptLater(const beast::error_code& ec);
+  void Forget(uint64_t id, bool refused);
 
   net::io_context& io;
   const HttpServerOptions options;
@@ -58,9 +71,16 @@ struct ServerCore : std::enable_shared_from_this<ServerCore> {
   std::atomic<uint16_t> port{0};
 
   std::mutex mu;
-  tcp::acceptor acceptor;        // guarded by mu: initiations and close never overlap
-  bool stopped = false;          // guarded by mu
-  uint64_t next_session_id = 0;  // guarded by mu
+  tcp::acceptor acceptor;         // guarded by mu: initiations and close never overlap
+  net::steady_timer retry_timer;  // guarded by mu; the accept back-off
+  bool stopped = false;           // guarded by mu
+  size_t serving = 0;             // guarded by mu: sessions counted against max_connections
+  size_t refusing = 0;            // guarded by mu: sessions answering 503
+  // Touched only on the acceptor's strand (OnAccept and the timer's handler).
+  std::chrono::milliseconds accept_delay{0};
+  LogThrottle accept_failures;
+  LogThrottle refusals;
+  uint64_t next_session_id = 0;                                   // guarded by mu
   std::unordered_map<uint64_t, std::weak_ptr<Session>> sessions;  // guarded by mu
 };
 
@@ -71,15 +91,23 @@ struct ServerCore : std::enable_shared_from_this<ServerCore> {
 // outstanding responder holds a shared_ptr to it.
 class Session : public std::enable_shared_from_this<Session> {
  public:
-  Session(tcp::socket socket, std::shared_ptr<ServerCore> server, uint64_t id)
-      : stream_(std::move(socket)), server_(std::move(server)), id_(id) {
+  Session(tcp::socket socket, std::shared_ptr<ServerCore> server, uint64_t id, bool refused)
+      : stream_(std::move(socket)), server_(std::move(server)), id_(id), refused_(refused) {
     beast::error_code ec;
     auto ep = stream_.socket().remote_endpoint(ec);
     if (!ec) remote_ = ep.address().to_string() + ":" + std::to_string(ep.port());
   }
-  ~Session() { server_->Forget(id_); }
+  ~Session() { server_->Forget(id_, refused_); }
 
   void Start() {
+    if (refused_) {
+      return net::dispatch(stream_.get_executor(), [self = shared_from_this()] {
+        self->WriteError(503, "overloaded",
+                         "too many open connections (" +
+                             std::to_string(self->server_->options.max_connections) +
+                             "); retry later");
+      });
+    }
     net::dispatch(stream_.get_executor(),
                   beast::bind_front_handler(&Session::ReadRequest, shared_from_this()));
   }
@@ -90,11 +118,26 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
  private:
+  // Waits up to the idle timeout for the first byte of the next request
+  // (none if pipelined bytes are already buffered), then reads the request.
   void ReadRequest() {
     if (closed_) return;
+    if (buffer_.size() > 0) return ReadRestOfRequest();
+    stream_.expires_after(std::chrono::milliseconds(server_->options.idle_timeout_ms));
+    stream_.async_read_some(
+        buffer_.prepare(kFirstReadBytes),
+        [self = shared_from_this()](beast::error_code ec, size_t bytes) {
+          if (self->closed_) return;
+          if (ec) return self->CloseNow();  // idle timeout, EOF, reset: nothing is owed
+          self->buffer_.commit(bytes);
+          self->ReadRestOfRequest();
+        });
+  }
+
+  void ReadRestOfRequest() {
     parser_.emplace();
     parser_->header_limit(kHeaderLimitBytes);
-    stream_.expires_after(std::chrono::milliseconds(server_->options.idle_timeout_ms));
+    stream_.expires_after(std::chrono::milliseconds(server_->options.request_timeout_ms));
     // Header first, so a declared Content-Length over the limit is answered
     // 413 before any body storage exists (bounded_read.h).
     AsyncReadBounded(stream_, buffer_, *parser_, server_->options.max_body_bytes,
@@ -116,6 +159,8 @@ class Session : public std::enable_shared_from_this<Session> {
         ec != http::error::partial_message) {
       return WriteError(400, "bad_request", "malformed HTTP request: " + ec.message());
     }
+    // Past request_timeout_ms the stream has already closed the socket
+    // (beast::error::timeout): nothing can be answered.
     if (ec) return CloseNow();  // timeout, reset, EOF mid-message
     Dispatch();
   }
@@ -200,6 +245,7 @@ class Session : public std::enable_shared_from_this<Session> {
     response_.set(http::field::server, "treaty");
     response_.set(http::field::content_type, "application/json");
     response_.body() = JsonError(code, message);
+    if (status == 503) response_.set(http::field::retry_after, "1");
     response_.keep_alive(false);
     response_.prepare_payload();
     stream_.expires_after(std::chrono::milliseconds(server_->options.idle_timeout_ms));
@@ -248,6 +294,7 @@ class Session : public std::enable_shared_from_this<Session> {
   std::array<char, 4096> drain_buf_;
   std::shared_ptr<ServerCore> server_;
   const uint64_t id_;
+  const bool refused_;  // over the connection cap: answered 503, never read
   std::string remote_;
   bool closed_ = false;
 };
@@ -310,25 +357,55 @@ void ServerCore::Accept() {
 
 void ServerCore::OnAccept(beast::error_code ec, tcp::socket socket) {
   if (ec == net::error::operation_aborted) return;
-  if (ec) {
-    spdlog::warn("http accept failed: {}", ec.message());
-  } else {
-    std::shared_ptr<Session> session;
-    {
-      std::lock_guard<std::mutex> lock(mu);
-      if (stopped) return;
+  if (ec) return RetryAcceptLater(ec);
+  accept_delay = std::chrono::milliseconds(0);
+  std::shared_ptr<Session> session;
+  size_t open = 0;
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    if (stopped) return;
+    open = serving;
+    const bool refuse = serving >= options.max_connections;
+    if (!refuse || refusing < kMaxRefusing) {
       uint64_t id = next_session_id++;
-      session = std::make_shared<Session>(std::move(socket), shared_from_this(), id);
+      session = std::make_shared<Session>(std::move(socket), shared_from_this(), id, refuse);
       sessions.emplace(id, session);
+      ++(refuse ? refusing : serving);
     }
-    session->Start();
   }
+  if (!session || open >= options.max_connections) {
+    if (auto r = refusals.Tick(); r.log) {
+      spdlog::warn("http connection refused with 503: {} connections open, the cap is {}{}", open,
+                   options.max_connections, r.Suffix());
+    }
+  }
+  if (session) session->Start();  // else the socket closes here, unanswered
   Accept();
 }
 
-void ServerCore::Forget(uint64_t id) {
+// On the acceptor's strand. Accept fails mostly for want of a descriptor
+// (EMFILE, ENFILE) or of buffers (ENOBUFS, ENOMEM); trying again at once
+// would spin, so wait, doubling the wait while it keeps failing.
+void ServerCore::RetryAcceptLater(const beast::error_code& ec) {
+  accept_delay = accept_delay.count() == 0
+                     ? kFirstAcceptDelay
+                     : std::min<std::chrono::milliseconds>(accept_delay * 2, kLastAcceptDelay);
+  if (auto r = accept_failures.Tick(); r.log) {
+    spdlog::warn("http accept failed: {}{}; retrying in {} ms", ec.message(), r.Suffix(),
+                 accept_delay.count());
+  }
+  std::lock_guard<std::mutex> lock(mu);
+  if (stopped) return;
+  retry_timer.expires_after(accept_delay);
+  retry_timer.async_wait([self = shared_from_this()](beast::error_code ec) {
+    if (!ec) self->Accept();
+  });
+}
+
+void ServerCore::Forget(uint64_t id, bool refused) {
   std::lock_guard<std::mutex> lock(mu);
   sessions.erase(id);
+  --(refused ? refusing : serving);
 }
 
 HttpServer::HttpServer(net::io_context& io, HttpServerOptions options, HttpHandler handler)
@@ -381,6 +458,7 @@ void HttpServer::Stop() {
     impl_->core->stopped = true;
     beast::error_code ec;
     impl_->core->acceptor.close(ec);
+    impl_->core->retry_timer.cancel();
     for (auto& [id, weak] : impl_->core->sessions) {
       if (auto s = weak.lock()) open.push_back(std::move(s));
     }

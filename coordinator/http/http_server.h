@@ -14,8 +14,25 @@
 // called closes the connection without an answer (wrap it in OwedResponder
 // to answer 500 instead). Header values of a response are written with
 // control characters escaped (EscapeControl); headers whose name is not an
-// HTTP token are dropped. Connections idle for longer than idle_timeout_ms
-// (also while a request is only partly received) are closed.
+// HTTP token are dropped.
+//
+// Bounded resources (docs/operations.md, "What happens when ..."):
+// - At most `max_connections` connections are served at once. One accepted
+//   over that cap is answered 503 {"error":{"code":"overloaded"}} with
+//   Retry-After: 1 and closed; connections being served are not disturbed.
+//   At most 64 such answers are in flight; past that an over-cap
+//   connection is closed without an answer. Over-cap refusals are logged as
+//   one warning line per 10 s (LogThrottle).
+// - A connection that sends nothing for `idle_timeout_ms` (after accept or
+//   after its last response) is closed. Once the first byte of a request has
+//   arrived, the whole request (header and body) must arrive within
+//   `request_timeout_ms`, else the connection is closed (slowloris; Beast
+//   closes the socket when the time-out fires, so there is no 408).
+//   Writing a response is bounded by `idle_timeout_ms`.
+// - When accept fails (EMFILE, ENFILE, ENOBUFS: no descriptor or buffer to
+//   spare), the accept loop waits 10 ms, doubling up to 1 s while it keeps
+//   failing, instead of spinning; the failure is logged as one warning line
+//   per 10 s with a count. The first accept that succeeds resets the delay.
 //
 // No exception escapes into the io_context: the handler, its completions run
 // through AnswerGuarded, and the server's own callbacks are guarded.
@@ -37,7 +54,9 @@ struct HttpServerOptions {
   std::string host = "127.0.0.1";
   uint16_t port = 0;  // 0 picks a free port; see HttpServer::port()
   size_t max_body_bytes = 1 << 20;
-  int idle_timeout_ms = 60000;  // keep-alive connections idle longer are closed
+  int idle_timeout_ms = 60000;     // keep-alive connections idle longer are closed
+  int request_timeout_ms = 30000;  // a request must be complete this long after its first byte
+  size_t max_connections = 4096;   // served at once; more are answered 503 and closed
 };
 
 class HttpServer {

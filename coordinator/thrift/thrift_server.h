@@ -2,23 +2,46 @@
 
 // ThriftServer: treatyd's Thrift front end (--thrift HOST:PORT). Serves
 // CoordinatorService (coordinator_handler.h) with the framed transport and
-// the binary protocol on an Apache Thrift TNonblockingServer: `io_threads`
-// libevent loops accept and read many concurrent connections; complete
-// requests run on a pool of `worker_threads` (a slow request blocks one
-// worker, never a connection loop).
+// the binary protocol on an Apache Thrift TThreadedServer: one thread per
+// connection, at most `max_connections` connections.
 //
-// Input limits (thrift_limits.h, docs/input-rules.md): frames up to
-// `max_frame_bytes` (at most limits::kThriftMaxMessageBytes; a larger
-// frame closes the connection), Treaty's TConfiguration and the bounded
-// binary protocol on every connection. A request refused by them, or any
-// exception out of the processor, is answered with a TApplicationException
-// and one warning log line; the connection and the server keep serving.
+// Why a thread per connection: CoordinatorHandler blocks its thread while a
+// call runs, and submitSaga with wait=true blocks until the saga ends
+// (bounded by the handler's call_timeout_ms). On a shared worker pool four
+// such calls held every worker and every other client waited (issue 11,
+// item 5). Here a waiting call holds only its own connection's thread, which
+// its client is waiting on anyway; other connections are served by their
+// own threads. The connection cap bounds the threads (and descriptors).
+//
+// Bounded resources (docs/operations.md, "What happens when ..."):
+// - A connection accepted while `max_connections` are open is closed at
+//   once (the client reads end-of-file); open ones are not disturbed. One
+//   warning line per 10 s says so (LogThrottle).
+// - A connection on which no byte arrives for `idle_timeout_ms` while the
+//   server waits for (the rest of) a request is closed; so is one that does
+//   not take its answer within that time. A connection the client closed
+//   is closed by the server at once (its thread sees end-of-file).
+// - When accept fails (EMFILE, ENFILE, ENOBUFS...), the accept loop waits
+//   10 ms, doubling up to 1 s while it keeps failing, and logs one warning
+//   line per 10 s with a count; it never spins and never stops serving.
+//
+// Input limits (thrift_limits.h, docs/input-rules.md): each request is one
+// frame of at most `max_frame_bytes` (at most limits::kThriftMaxMessageBytes;
+// a larger one closes the connection), read into memory as it arrives
+// (memory grows with the bytes received, not with the declared length), then
+// parsed through a FrameReader by the bounded binary protocol under a
+// GuardedProcessor: a request refused by them, or any exception out of the
+// processor, is answered with a TApplicationException and one warning log
+// line; the connection and the server keep serving.
 //
 // Lifetime: Start() binds (port 0 picks a free one; port() tells which) and
 // starts serving on its own threads; Stop() (or the destructor) stops
-// accepting, lets the loops finish and joins them. The TxnService must
-// outlive the server (the provider may return nullptr until it exists). Thrift exceptions never
-// escape: Start() returns a Status.
+// accepting, interrupts every connection that waits for a request, waits
+// for calls in progress to return (each bounded by the handler's
+// call_timeout_ms) and joins the threads. The TxnService must outlive the
+// server (the provider may return nullptr until it exists). Thrift
+// exceptions never escape: Start() returns a Status. Start/Stop from one
+// owner thread.
 
 #include <cstdint>
 #include <memory>
@@ -32,8 +55,8 @@ namespace treaty {
 struct ThriftServerOptions {
   std::string host = "127.0.0.1";
   uint16_t port = 7481;
-  int io_threads = 1;
-  int worker_threads = 4;
+  int max_connections = 512;         // open at once (one thread each); more are closed
+  int idle_timeout_ms = 60000;       // a connection silent this long is closed
   size_t max_frame_bytes = 1 << 20;  // larger frames are refused (connection closed)
   CoordinatorHandlerOptions handler;
 };
