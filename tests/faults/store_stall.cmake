@@ -10,3 +10,9 @@ treaty_add_test(store_stall_readiness_test
   SOURCES store_stall_readiness_test.cc
   LIBS treaty_api treaty_http treaty_test_support
   TIMEOUT 180)
+# A create whose COMMIT answer was lost is resumed without a re-submission
+# (issue 11 item 9): TxnService + LogWriter over real SQLite / PostgreSQL.
+treaty_add_test(store_stall_lost_answer_test
+  SOURCES store_stall_lost_answer_test.cc
+  LIBS treaty_api treaty_http treaty_test_support
+  TIMEOUT 120)
