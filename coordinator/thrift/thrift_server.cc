@@ -113,6 +113,16 @@ class BackoffServerSocket : public at::transport::TServerSocket {
   bool interrupted_ = false;  // guarded by mu_
 };
 
+// Thrift Threads that failed to start. Such a Thread cannot be destroyed
+// (its destructor would use the std::thread it never got), so it is kept
+// for the life of the process, reachable from here. Any thread.
+void KeepUnstartedThread(std::shared_ptr<at::concurrency::Thread> thread) {
+  static std::mutex mu;
+  static auto* threads = new std::vector<std::shared_ptr<at::concurrency::Thread>>();
+  std::lock_guard<std::mutex> lock(mu);
+  threads->push_back(std::move(thread));
+}
+
 // TThreadedServer whose serve loop survives a thread that cannot be
 // started (std::system_error when the process is out of threads or
 // memory): that connection is closed and the server goes on accepting.
@@ -132,9 +142,8 @@ class GuardedThreadedServer : public at::server::TThreadedServer {
                       EscapeControl(e.what()), r.Suffix());
       }
     }
-    // The thread that failed to start still holds the connection. A Thrift
-    // Thread that never ran cannot be destroyed (its destructor would use
-    // the std::thread it never got), so it is kept; its socket is closed.
+    // The thread that failed to start still holds the connection: keep the
+    // thread (KeepUnstartedThread) and close the connection's socket.
     std::shared_ptr<at::concurrency::Thread> unstarted;
     {
       at::concurrency::Synchronized sync(clientMonitor_);
@@ -144,7 +153,7 @@ class GuardedThreadedServer : public at::server::TThreadedServer {
         activeClientMap_.erase(it);
       }
     }
-    if (unstarted) never_started_.push_back(std::move(unstarted));
+    if (unstarted) KeepUnstartedThread(std::move(unstarted));
     if (socket_ && socket_->last_accepted()) {
       try {
         socket_->last_accepted()->close();
@@ -156,9 +165,6 @@ class GuardedThreadedServer : public at::server::TThreadedServer {
  private:
   BackoffServerSocket* socket_ = nullptr;
   LogThrottle thread_failures_;
-  // Serve thread only. Deliberately never destroyed (see onClientConnected).
-  std::vector<std::shared_ptr<at::concurrency::Thread>>& never_started_ =
-      *new std::vector<std::shared_ptr<at::concurrency::Thread>>();
 };
 
 // The processor each connection runs: reads one frame from the connection

@@ -14,3 +14,9 @@ treaty_add_test(thrift_starvation_test
   LABELS faults
   TIMEOUT 120)
 add_dependencies(thrift_starvation_test treatyd)
+
+treaty_add_test(front_ends_log_throttle_test
+  SOURCES front_ends_log_throttle_test.cc
+  LIBS treaty_common
+  LABELS faults
+  TIMEOUT 30)
