@@ -23,7 +23,11 @@
 //   frame), and GuardedProcessor answers a refused request with a
 //   TApplicationException instead of letting anything reach the server's
 //   own handler. Together with setMaxFrameSize the memory one request can
-//   cost is bounded by its frame.
+//   cost is bounded by its frame. (The SDK's ParticipantService server.
+//   treatyd's own front end is a thread-per-connection TThreadedServer: its
+//   FramedRequestProcessor in thrift_server.cc reads each frame into a
+//   TMemoryBuffer itself and uses FrameReader and GuardedProcessor the same
+//   way.)
 //
 // Header-only; thread-safe (each call builds new objects; a GuardedProcessor
 // may serve many connections at once).
