@@ -168,46 +168,6 @@ TEST_P(SagaApiTest, ResubmissionIsIdempotentAndADifferentBodyConflicts) {
   EXPECT_EQ(conflict.body["error"]["code"], "conflict");
 }
 
-// A create that committed although the coordinator never heard so (its
-// retry met its own row as a Conflict): the row is ours, unfinished, and no
-// driver runs it. A re-submission must resume it, not just report it.
-TEST_P(SagaApiTest, ResubmissionResumesOwnTransactionThatNobodyDrives) {
-  json body = {{"gtid", "stranded-1"}, {"steps", {Step("flight"), Step("hotel")}}};
-  auto spec = ParseSagaSpec(body);
-  ASSERT_TRUE(spec.ok());
-  auto store = OpenLogStore(options_.store_uri);
-  ASSERT_TRUE(store.ok()) << store.status().ToString();
-  TxnWrite w;
-  w.gtid = "stranded-1";
-  w.owner = server_->coordinator_id();
-  w.now_ms = 1;
-  TxnRow row;
-  row.gtid = w.gtid;
-  row.kind = "saga";
-  row.state = "RUNNING";
-  row.spec = ToJson(*spec).dump();
-  row.owner = w.owner;
-  row.created_at_ms = row.updated_at_ms = 1;
-  w.create = row;
-  for (int i = 0; i < 2; ++i) {
-    BranchRow b;
-    b.gtid = w.gtid;
-    b.name = i == 0 ? "flight" : "hotel";
-    b.idx = i;
-    b.state = i == 0 ? "RUNNING" : "PENDING";
-    b.attempts = i == 0 ? 1 : 0;
-    w.new_branches.push_back(b);
-  }
-  auto applied = (*store)->ApplyBatch({w});
-  ASSERT_TRUE(applied.ok() && (*applied)[0].ok());
-
-  auto r = Post("/v1/sagas", body);
-  EXPECT_EQ(r.status, 200) << r.raw;
-  EXPECT_EQ(WaitTerminal("stranded-1", 10000)["state"], "COMMITTED");
-  EXPECT_EQ(participant_->EffectCount("stranded-1", "flight", "action"), 1);
-  EXPECT_EQ(participant_->EffectCount("stranded-1", "hotel", "action"), 1);
-}
-
 TEST_P(SagaApiTest, ServerMakesAGtidWhenNoneIsGiven) {
   auto r = Post("/v1/sagas", {{"steps", {Step("flight")}}});
   ASSERT_EQ(r.status, 201) << r.raw;
