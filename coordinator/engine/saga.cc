@@ -225,14 +225,21 @@ void Saga::Launch(int i, const std::string& op) {
   req.payload_json = s.spec.payload;
   req.timeout_ms =
       s.spec.timeout_ms > 0 ? s.spec.timeout_ms : ctx()->options.default_call_timeout_ms;
-  CallWhenDurable(std::move(req), [this, i, op](const ParticipantResponse& r) {
-    steps_[i].in_flight = false;
-    if (op == "action") {
-      OnActionResult(i, r);
-    } else {
-      OnCompensateResult(i, r);
-    }
-  });
+  // An action planned while the saga ran is not sent once it compensates
+  // (deadline, a failed step, an operator abort while its write waited).
+  std::function<bool()> still_wanted;
+  if (op == "action") still_wanted = [this] { return state() == states::kRunning; };
+  CallWhenDurable(
+      std::move(req),
+      [this, i, op](const ParticipantResponse& r) {
+        steps_[i].in_flight = false;
+        if (op == "action") {
+          OnActionResult(i, r);
+        } else {
+          OnCompensateResult(i, r);
+        }
+      },
+      std::move(still_wanted));
 }
 
 void Saga::OnActionResult(int i, const ParticipantResponse& r) {

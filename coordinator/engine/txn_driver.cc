@@ -169,10 +169,20 @@ std::shared_ptr<TaskRunner::Timer> TxnDriver::After(int64_t delay_ms, std::funct
 }
 
 void TxnDriver::CallWhenDurable(ParticipantRequest request,
-                                std::function<void(const ParticipantResponse&)> on_result) {
+                                std::function<void(const ParticipantResponse&)> on_result,
+                                std::function<bool()> still_wanted) {
   std::weak_ptr<TxnDriver> weak = shared_from_this();
   AfterDurable(
-      [this, weak, request = std::move(request), on_result = std::move(on_result)]() mutable {
+      [this, weak, request = std::move(request), on_result = std::move(on_result),
+       still_wanted = std::move(still_wanted)]() mutable {
+        if (still_wanted && !still_wanted()) {
+          ParticipantResponse skipped;
+          skipped.outcome = CallOutcome::kTransient;
+          skipped.error = "not sent: the decision changed while it waited for the log";
+          on_result(skipped);
+          Pump();
+          return;
+        }
         request.traceparent = TraceParent();
         EngineContext* c = ctx_;
         const std::string op = request.op;

@@ -86,8 +86,13 @@ class TxnDriver : public std::enable_shared_from_this<TxnDriver> {
   // Sends `request` once everything planned so far is durable. The answer
   // comes back on the runner: unless the driver was dropped meanwhile, it is
   // reported to the observer, handed to `on_result`, and Pump() runs.
+  // `still_wanted`, if given, is asked on the runner once the write is
+  // durable: false means the decision changed while the write was waiting
+  // (a saga began compensating), so the call is not sent and `on_result`
+  // gets a kTransient answer saying so (no participant was called).
   void CallWhenDurable(ParticipantRequest request,
-                       std::function<void(const ParticipantResponse&)> on_result);
+                       std::function<void(const ParticipantResponse&)> on_result,
+                       std::function<bool()> still_wanted = nullptr);
   // Records a branch's new state: a BranchUpdate (next retry cleared) and a
   // history event of `event_type`.
   void RecordBranchState(const std::string& name, const std::string& state, int attempts,

@@ -283,5 +283,21 @@ TEST_F(SagaTest, RecoveryDuringCompensationFinishesIt) {
   EXPECT_EQ(caller_.Count("g1", "flight", "compensate"), 1);
 }
 
+// The saga's deadline passes while the write that precedes the next action
+// waits for the log (a stall): once the write is durable the saga is
+// compensating, and the planned action is never sent (found by a review
+// against the real binary: the action went out ~20 s after the decision).
+TEST_F(SagaTest, ActionPlannedBeforeTheDeadlineIsNotSentOnceCompensating) {
+  caller_.on_call = [this](const ParticipantRequest& r) {
+    if (r.branch == "flight" && r.op == "action") log_.fail_next_writes = 40;
+  };
+  auto spec = Spec("g1", {"flight", "hotel"});
+  spec.timeout_ms = 1000;
+  Run(spec);
+  EXPECT_EQ(Finish("g1"), states::kAborted);
+  EXPECT_EQ(caller_.Count("g1", "hotel", "action"), 0);
+  EXPECT_EQ(caller_.Sequence("g1"), (Seq{"flight/action", "hotel/compensate", "flight/compensate"}));
+}
+
 }  // namespace
 }  // namespace treaty
