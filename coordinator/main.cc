@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <iostream>
 
 #include <spdlog/sinks/stdout_color_sinks.h>
@@ -148,15 +149,20 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--store-timeout-ms", opts.store_timeout_ms,
                  "Deadline of every PostgreSQL call; past it the connection is cut and the call "
-                 "fails (outcome unknown, retried). 0: none")
+                 "fails (outcome unknown, retried). 0: none (not recommended: a stalled log then "
+                 "holds requests and a drain without bound)")
       ->envname("TREATY_STORE_TIMEOUT_MS")
-      ->check(CLI::Range(0, 3600000))
+      ->check([](const std::string& v) -> std::string {
+        const long long ms = std::atoll(v.c_str());
+        if (v != "0" && (ms < 100 || ms > 3600000)) return "must be 0 (none) or 100..3600000";
+        return "";
+      })
       ->capture_default_str();
   app.add_option("--log-stall-ms", opts.writer.stall_after_ms,
                  "A log batch waiting longer than this for a commit is a stall: new work is refused "
                  "(503) and /readyz fails until writes complete")
       ->envname("TREATY_LOG_STALL_MS")
-      ->check(CLI::Range(1, 3600000))
+      ->check(CLI::Range(100, 3600000))
       ->capture_default_str();
   app.add_option("--http-max-connections", opts.http_max_connections,
                  "HTTP connections served at once; more are answered 503 and closed")

@@ -106,6 +106,11 @@ Status Server::Start() {
   if (pg) pg->set_call_timeout_ms(0);
   if (auto s = m.store->Migrate(); !s.ok()) return s;
   if (pg) pg->set_call_timeout_ms(m.options.store_timeout_ms);
+  if (pg && m.options.store_timeout_ms <= 0) {
+    spdlog::warn(
+        "store calls have no deadline (--store-timeout-ms 0): a stalled log can hold requests "
+        "and a drain without bound");
+  }
 
   m.engine_runner = std::make_unique<AsioTaskRunner>(boost::asio::make_strand(m.io), "engine task");
   m.blocking_runner =
@@ -233,7 +238,14 @@ Status Server::Drain() {
   m.service->DropAllAndReown("");
   m.writer->Stop();  // every accepted write is durable before we hand back
   Status s = m.membership->Stop(true);
-  spdlog::info("drained ({} transactions handed back to peers)", left);
+  if (s.ok()) {
+    spdlog::info("drained ({} transactions handed back to peers)", left);
+  } else {
+    spdlog::error(
+        "drain: could not hand {} unfinished transactions back ({}); peers adopt them once this "
+        "coordinator's lease expires",
+        left, s.ToString());
+  }
   m.StopThreads();
   return s;
 }
