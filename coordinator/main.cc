@@ -189,6 +189,11 @@ int main(int argc, char** argv) {
       ->envname("TREATY_THRIFT_IDLE_TIMEOUT_MS")
       ->check(CLI::Range(100, 3600000))
       ->capture_default_str();
+  app.add_option("--thrift-request-timeout-ms", opts.thrift_request_timeout_ms,
+                 "A Thrift frame must be complete this long after its first byte, else it is cut")
+      ->envname("TREATY_THRIFT_REQUEST_TIMEOUT_MS")
+      ->check(CLI::Range(100, 3600000))
+      ->capture_default_str();
   auto* migrate = app.add_subcommand("migrate", "Apply pending migrations to --store and exit");
   migrate->fallthrough();  // `treatyd migrate --store URI`, as documented
   CLI11_PARSE(app, argc, argv);

@@ -149,6 +149,7 @@ Status Server::Start() {
   thrift_opts.max_frame_bytes = m.options.max_body_bytes;
   thrift_opts.max_connections = m.options.thrift_max_connections;
   thrift_opts.idle_timeout_ms = m.options.thrift_idle_timeout_ms;
+  thrift_opts.request_timeout_ms = m.options.thrift_request_timeout_ms;
   thrift_opts.handler.draining = &m.draining;
   thrift_opts.handler.store_health = &m.store_health;
   m.thrift = std::make_unique<ThriftServer>([&m] { return m.thrift_service.load(); }, thrift_opts);

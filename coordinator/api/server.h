@@ -44,6 +44,7 @@ struct ServerOptions {
   int http_request_timeout_ms = 30000;
   int thrift_max_connections = 512;
   int thrift_idle_timeout_ms = 60000;
+  int thrift_request_timeout_ms = 30000;
   int64_t drain_timeout_ms = 10000;  // SIGTERM: how long to let in-flight work finish
   // Deadline of every PostgreSQL call (store/pg_connection_pool.h); 0: none.
   // The stall threshold is writer.stall_after_ms.

@@ -167,8 +167,73 @@ class GuardedThreadedServer : public at::server::TThreadedServer {
   LogThrottle thread_failures_;
 };
 
+// The reads of one frame on a connection, under the frame's deadline: from
+// the first byte of the frame, the whole frame must arrive within
+// `request_ms`. Each read waits at most the idle timeout and at most the
+// time left (the socket's receive timeout is lowered to it), so a client
+// that sends a byte just inside the idle timeout is still cut at the
+// deadline. Restores the idle timeout when destroyed. One connection's
+// thread.
+class FrameDeadline {
+ public:
+  // `connection` is the accepted socket (its receive timeout is adjusted)
+  // or another transport (then only the elapsed time is checked).
+  FrameDeadline(TTransport& connection, int idle_ms, int request_ms)
+      : connection_(connection),
+        socket_(dynamic_cast<at::transport::TSocket*>(&connection)),
+        idle_ms_(idle_ms),
+        deadline_(std::chrono::steady_clock::now() + std::chrono::milliseconds(request_ms)) {}
+  ~FrameDeadline() {
+    if (socket_ && lowered_) socket_->setRecvTimeout(idle_ms_);
+  }
+  FrameDeadline(const FrameDeadline&) = delete;
+  FrameDeadline& operator=(const FrameDeadline&) = delete;
+
+  // Reads 1..len bytes. Throws TTransportException: END_OF_FILE (the peer
+  // closed), TIMED_OUT (idle timeout, or the deadline when expired() says
+  // so), or whatever the socket throws.
+  uint32_t Read(uint8_t* buf, uint32_t len) {
+    const auto left =
+        std::chrono::ceil<std::chrono::milliseconds>(deadline_ - std::chrono::steady_clock::now());
+    if (left.count() <= 0) {
+      expired_ = true;
+      throw TTransportException(TTransportException::TIMED_OUT, "frame deadline passed");
+    }
+    if (socket_) {
+      socket_->setRecvTimeout(static_cast<int>(std::min<int64_t>(idle_ms_, left.count())));
+      lowered_ = true;
+    }
+    uint32_t n = 0;
+    try {
+      n = connection_.read(buf, len);
+    } catch (const TTransportException& e) {
+      if (e.getType() == TTransportException::TIMED_OUT &&
+          std::chrono::steady_clock::now() >= deadline_) {
+        expired_ = true;
+      }
+      throw;
+    }
+    if (n == 0) {
+      throw TTransportException(TTransportException::END_OF_FILE, "end of file inside a frame");
+    }
+    return n;
+  }
+  // Whether the last failed Read failed because the deadline had passed.
+  bool expired() const { return expired_; }
+
+ private:
+  TTransport& connection_;
+  at::transport::TSocket* const socket_;
+  const int idle_ms_;
+  const std::chrono::steady_clock::time_point deadline_;
+  bool lowered_ = false;
+  bool expired_ = false;
+};
+
 // The processor each connection runs: reads one frame from the connection
-// (memory grows with the bytes that arrive, up to `max_frame_bytes`), runs
+// (memory grows with the bytes that arrive, up to `max_frame_bytes`; from
+// its first byte the whole frame must arrive within `request_timeout_ms`,
+// see FrameDeadline, else the connection is closed with a warning line), runs
 // `inner` (a GuardedProcessor) on it through a FrameReader and the bounded
 // binary protocol, and writes the answer as one frame. A transport failure
 // (end-of-file, idle timeout, interrupt) ends the connection quietly in
@@ -176,33 +241,39 @@ class GuardedThreadedServer : public at::server::TThreadedServer {
 // Stateless; shared by all connections.
 class FramedRequestProcessor : public at::TProcessor {
  public:
-  FramedRequestProcessor(std::shared_ptr<at::TProcessor> inner, uint32_t max_frame_bytes)
-      : inner_(std::move(inner)), max_frame_bytes_(max_frame_bytes) {}
+  FramedRequestProcessor(std::shared_ptr<at::TProcessor> inner, uint32_t max_frame_bytes,
+                         int idle_timeout_ms, int request_timeout_ms)
+      : inner_(std::move(inner)),
+        max_frame_bytes_(max_frame_bytes),
+        idle_timeout_ms_(idle_timeout_ms),
+        request_timeout_ms_(request_timeout_ms) {}
 
   bool process(std::shared_ptr<at::protocol::TProtocol> in,
                std::shared_ptr<at::protocol::TProtocol> /*out*/,
                void* connection_context) override {
     std::shared_ptr<TTransport> connection = in->getTransport();
+    // Between frames the client may stay silent up to the idle timeout (the
+    // socket's receive timeout); the frame's deadline starts with its first
+    // byte.
     uint8_t size_bytes[4];
-    connection->readAll(size_bytes, sizeof(size_bytes));
-    const uint32_t size = (uint32_t{size_bytes[0]} << 24) | (uint32_t{size_bytes[1]} << 16) |
-                          (uint32_t{size_bytes[2]} << 8) | uint32_t{size_bytes[3]};
-    if (size == 0 || size > max_frame_bytes_) {
-      if (auto r = oversized_.Tick(); r.log) {
-        spdlog::warn("thrift: closed a connection: a frame of {} bytes (the limit is {}){}", size,
-                     max_frame_bytes_, r.Suffix());
-      }
-      throw TTransportException(TTransportException::CORRUPTED_DATA, "frame size refused");
-    }
+    uint32_t got = connection->read(size_bytes, sizeof(size_bytes));
+    if (got == 0) throw TTransportException(TTransportException::END_OF_FILE, "connection closed");
     auto frame = std::make_shared<at::transport::TMemoryBuffer>();
-    std::array<uint8_t, kReadChunkBytes> chunk;
-    for (uint32_t left = size; left > 0;) {
-      const uint32_t n = connection->read(chunk.data(), std::min<uint32_t>(left, kReadChunkBytes));
-      if (n == 0) {
-        throw TTransportException(TTransportException::END_OF_FILE, "end of file inside a frame");
+    {
+      FrameDeadline deadline(*connection, idle_timeout_ms_, request_timeout_ms_);
+      try {
+        ReadFrame(deadline, size_bytes, got, *frame);
+      } catch (const TTransportException& e) {
+        if (deadline.expired()) {
+          if (auto r = slow_frames_.Tick(); r.log) {
+            spdlog::warn(
+                "thrift: closed a connection: its frame was not complete {} ms after its first "
+                "byte (--thrift-request-timeout-ms){}",
+                request_timeout_ms_, r.Suffix());
+          }
+        }
+        throw;
       }
-      frame->write(chunk.data(), n);
-      left -= n;
     }
     auto answer = std::make_shared<at::transport::TMemoryBuffer>();
     inner_->process(LimitedBinaryProtocol(std::make_shared<FrameReader>(frame)),
@@ -223,9 +294,36 @@ class FramedRequestProcessor : public at::TProcessor {
   }
 
  private:
+  // The rest of the frame header (`got` of its 4 bytes are in `size_bytes`),
+  // then the frame's body into `frame`, every read under `deadline`.
+  void ReadFrame(FrameDeadline& deadline, uint8_t (&size_bytes)[4], uint32_t got,
+                 at::transport::TMemoryBuffer& frame) {
+    while (got < sizeof(size_bytes)) {
+      got += deadline.Read(size_bytes + got, static_cast<uint32_t>(sizeof(size_bytes)) - got);
+    }
+    const uint32_t size = (uint32_t{size_bytes[0]} << 24) | (uint32_t{size_bytes[1]} << 16) |
+                          (uint32_t{size_bytes[2]} << 8) | uint32_t{size_bytes[3]};
+    if (size == 0 || size > max_frame_bytes_) {
+      if (auto r = oversized_.Tick(); r.log) {
+        spdlog::warn("thrift: closed a connection: a frame of {} bytes (the limit is {}){}", size,
+                     max_frame_bytes_, r.Suffix());
+      }
+      throw TTransportException(TTransportException::CORRUPTED_DATA, "frame size refused");
+    }
+    std::array<uint8_t, kReadChunkBytes> chunk;
+    for (uint32_t left = size; left > 0;) {
+      const uint32_t n = deadline.Read(chunk.data(), std::min<uint32_t>(left, kReadChunkBytes));
+      frame.write(chunk.data(), n);
+      left -= n;
+    }
+  }
+
   const std::shared_ptr<at::TProcessor> inner_;
   const uint32_t max_frame_bytes_;
+  const int idle_timeout_ms_;
+  const int request_timeout_ms_;
   LogThrottle oversized_;
+  LogThrottle slow_frames_;
 };
 
 }  // namespace
@@ -269,7 +367,8 @@ Status ThriftServer::Start() {
     auto processor = std::make_shared<FramedRequestProcessor>(
         guarded,
         static_cast<uint32_t>(std::min<size_t>(
-            m.options.max_frame_bytes, static_cast<size_t>(limits::kThriftMaxMessageBytes))));
+            m.options.max_frame_bytes, static_cast<size_t>(limits::kThriftMaxMessageBytes))),
+        std::max(1, m.options.idle_timeout_ms), std::max(1, m.options.request_timeout_ms));
     m.socket = std::make_shared<BackoffServerSocket>(m.options.host, m.options.port,
                                                      std::max(1, m.options.max_connections));
     const int idle_ms = std::max(1, m.options.idle_timeout_ms);
@@ -301,8 +400,11 @@ Status ThriftServer::Start() {
       spdlog::error("thrift server stopped: {}", EscapeControl(e.what()));
     }
   });
-  spdlog::info("thrift front end listening on {}:{} (at most {} connections, idle timeout {} ms)",
-               m.options.host, m.port, m.options.max_connections, m.options.idle_timeout_ms);
+  spdlog::info(
+      "thrift front end listening on {}:{} (at most {} connections, idle timeout {} ms, request "
+      "timeout {} ms)",
+      m.options.host, m.port, m.options.max_connections, m.options.idle_timeout_ms,
+      m.options.request_timeout_ms);
   return Status::Ok();
 }
 

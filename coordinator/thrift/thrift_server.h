@@ -21,6 +21,12 @@
 //   server waits for (the rest of) a request is closed; so is one that does
 //   not take its answer within that time. A connection the client closed
 //   is closed by the server at once (its thread sees end-of-file).
+// - Once the first byte of a frame has arrived, the whole frame must arrive
+//   within `request_timeout_ms`, else the connection is closed (a client
+//   trickling a byte just inside the idle timeout would otherwise hold its
+//   connection, and its slot under the cap, forever). One warning line per
+//   10 s says so (LogThrottle). The time to run the call and write the
+//   answer is not counted.
 // - When accept fails (EMFILE, ENFILE, ENOBUFS...), the accept loop waits
 //   10 ms, doubling up to 1 s while it keeps failing, and logs one warning
 //   line per 10 s with a count; it never spins and never stops serving.
@@ -57,6 +63,7 @@ struct ThriftServerOptions {
   uint16_t port = 7481;
   int max_connections = 512;         // open at once (one thread each); more are closed
   int idle_timeout_ms = 60000;       // a connection silent this long is closed
+  int request_timeout_ms = 30000;    // a frame must be complete this long after its first byte
   size_t max_frame_bytes = 1 << 20;  // larger frames are refused (connection closed)
   CoordinatorHandlerOptions handler;
 };

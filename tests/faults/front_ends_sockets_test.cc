@@ -17,6 +17,14 @@
 //   --thrift-max-connections 20, 300 idle connections to each: a fresh HTTP
 //   client gets 503 at once, a fresh Thrift connection is closed at once,
 //   and a connection already being served still gets its answers.
+// - TrickledThriftFramesAreCut: with --thrift-request-timeout-ms 2000, an
+//   idle time-out of 10 s and --thrift-max-connections 5, five clients each
+//   send a frame header declaring 256 bytes and then one byte every 500 ms
+//   (never idle). The server must close each within the request time-out
+//   plus slack, log it, and a fresh client must then get a real answer
+//   (getTransaction of an unknown gtid -> NotFound). Before the frame
+//   deadline the trickling clients held all five slots for as long as they
+//   trickled.
 //
 // Options reach treatyd through their TREATY_* environment names, so the
 // same test runs against a binary that predates them (to see it fail).
@@ -43,6 +51,11 @@
 #include <thread>
 #include <vector>
 
+#include <thrift/protocol/TBinaryProtocol.h>
+#include <thrift/transport/TBufferTransports.h>
+#include <thrift/transport/TSocket.h>
+
+#include "CoordinatorService.h"
 #include "http/http_client.h"
 #include "support/subprocess.h"
 #include "support/treatyd_process.h"
@@ -395,6 +408,90 @@ TEST_F(FrontEndsTest, ConnectionCaps) {
         return r.ok() && r->status == 200;
       },
       seconds(15)));
+}
+
+TEST_F(FrontEndsTest, TrickledThriftFramesAreCut) {
+  constexpr int kClients = 5;
+  constexpr int kFrameTimeoutMs = 2000;
+  constexpr auto kTrickleEvery = milliseconds(500);
+  auto treatyd = StartTreatyd(
+      "trickle", {
+                     {"TREATY_THRIFT_IDLE_TIMEOUT_MS", "10000"},
+                     {"TREATY_THRIFT_REQUEST_TIMEOUT_MS", std::to_string(kFrameTimeoutMs)},
+                     {"TREATY_THRIFT_MAX_CONNECTIONS", std::to_string(kClients)},
+                 });
+  ASSERT_TRUE(treatyd);
+  const int port = ThriftPortOf(treatyd->url(), treatyd->http_addr());
+  ASSERT_NE(port, 0);
+
+  // Each client: a frame header declaring 256 bytes, then one byte of the
+  // frame every 500 ms, until the server closes the connection or 15 s pass.
+  const std::string header("\0\0\x01\0", 4);
+  std::vector<int> fds;
+  for (int i = 0; i < kClients; ++i) {
+    int fd = ConnectTo(port);
+    ASSERT_GE(fd, 0);
+    ASSERT_EQ(send(fd, header.data(), header.size(), MSG_NOSIGNAL), 4);
+    fds.push_back(fd);
+  }
+  const auto start = steady_clock::now();
+  std::vector<milliseconds> closed_after(kClients, milliseconds(-1));
+  int open = kClients;
+  while (open > 0 && steady_clock::now() - start < seconds(15)) {
+    std::this_thread::sleep_for(kTrickleEvery);
+    for (int i = 0; i < kClients; ++i) {
+      if (closed_after[i].count() >= 0) continue;
+      char c = 'x';
+      const bool sent = send(fds[i], &c, 1, MSG_NOSIGNAL) == 1;
+      const ssize_t n = recv(fds[i], &c, 1, MSG_DONTWAIT);
+      if (!sent || n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)) {
+        closed_after[i] = std::chrono::duration_cast<milliseconds>(steady_clock::now() - start);
+        --open;
+      }
+    }
+  }
+  for (int i = 0; i < kClients; ++i) {
+    std::printf("trickling client %d: closed after %lld ms\n", i,
+                static_cast<long long>(closed_after[i].count()));
+    EXPECT_GE(closed_after[i].count(), 0) << "client " << i << " trickled for 15 s, never cut";
+    if (closed_after[i].count() >= 0) {
+      EXPECT_GE(closed_after[i].count(), kFrameTimeoutMs / 2) << "client " << i;
+      EXPECT_LE(closed_after[i].count(), kFrameTimeoutMs + 5000) << "client " << i;
+    }
+  }
+
+  // The server freed their slots (our ends are still open): a fresh client
+  // gets a real answer.
+  EXPECT_TRUE(Eventually(
+      [&] {
+        namespace at = apache::thrift;
+        auto socket = std::make_shared<at::transport::TSocket>("127.0.0.1", port);
+        socket->setConnTimeout(2000);
+        socket->setRecvTimeout(5000);
+        socket->setSendTimeout(5000);
+        auto transport = std::make_shared<at::transport::TFramedTransport>(socket);
+        rpc::CoordinatorServiceClient client(
+            std::make_shared<at::protocol::TBinaryProtocol>(transport));
+        try {
+          transport->open();
+          rpc::Transaction txn;
+          client.getTransaction(txn, "no-such-gtid");
+        } catch (const rpc::NotFound&) {
+          return true;
+        } catch (const std::exception& e) {
+          std::printf("fresh client: %s\n", e.what());
+        }
+        return false;
+      },
+      seconds(5)))  // less than the idle time-out, which would free the slots too
+      << "a fresh Thrift client got no NotFound answer";
+  CloseAll(fds);
+
+  std::ifstream log(log_path_);
+  std::string all((std::istreambuf_iterator<char>(log)), std::istreambuf_iterator<char>());
+  EXPECT_NE(all.find("was not complete"), std::string::npos)
+      << "no log line for the connections cut at the frame deadline";
+  ASSERT_TRUE(treatyd->running());
 }
 
 }  // namespace
