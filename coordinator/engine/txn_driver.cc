@@ -261,6 +261,10 @@ void TxnDriver::Flush() {
     w.create->owner = ctx_->owner;
     FoldIntoCreate(w);
   }
+  Send(std::move(w), std::move(thens));
+}
+
+void TxnDriver::Send(TxnWrite w, std::vector<std::function<void()>> thens) {
   write_in_flight_ = true;
   auto self = shared_from_this();
   TxnWrite copy = w;
@@ -279,7 +283,13 @@ void TxnDriver::OnWritten(Status status, TxnWrite write, std::vector<std::functi
   const bool was_create = write.create.has_value();
   if (status.ok()) {
     refused_writes_ = 0;
-    if (was_create && on_created) on_created(Status::Ok());
+    if (was_create && create_outcome_unknown_) {
+      create_outcome_unknown_ = false;
+      spdlog::warn("gtid={} the log confirmed the create after all; driving it", gtid_);
+      if (on_confirmed_late) on_confirmed_late();
+    } else if (was_create && on_created) {
+      on_created(Status::Ok());
+    }
     for (auto& t : thens) {
       if (dropped_) return;
       t();
@@ -288,9 +298,7 @@ void TxnDriver::OnWritten(Status status, TxnWrite write, std::vector<std::functi
     return;
   }
   if (was_create) {
-    spdlog::warn("gtid={} create failed: {}", gtid_, status.ToString());
-    if (on_created) on_created(status);
-    Drop(status);
+    OnCreateFailed(std::move(status), std::move(write), std::move(thens));
     return;
   }
   if (status.code() == StatusCode::kLostOwnership || status.code() == StatusCode::kNotFound) {
@@ -319,6 +327,37 @@ void TxnDriver::OnWritten(Status status, TxnWrite write, std::vector<std::functi
     self->write_in_flight_ = false;
     self->Flush();
   });
+}
+
+void TxnDriver::OnCreateFailed(Status status, TxnWrite write,
+                               std::vector<std::function<void()>> thens) {
+  const bool unknown = status.code() == StatusCode::kUnavailable ||
+                       status.code() == StatusCode::kInternal ||
+                       (status.code() == StatusCode::kTimedOut && create_outcome_unknown_);
+  if (!unknown) {
+    spdlog::warn("gtid={} create failed: {}", gtid_, status.ToString());
+    if (!create_outcome_unknown_ && on_created) on_created(status);
+    Drop(status);
+    return;
+  }
+  if (!create_outcome_unknown_) {
+    create_outcome_unknown_ = true;
+    spdlog::warn("gtid={} the log did not confirm the create ({}); sending it again until it does",
+                 gtid_, status.ToString());
+    if (on_created) on_created(status);
+    if (dropped_) return;
+  }
+  // The very same create again (so that its own row is recognized), flagged;
+  // later changes stay in pending_ until it is confirmed.
+  write.create_outcome_unknown = true;
+  write_in_flight_ = true;  // hold off other flushes until the create is confirmed
+  std::weak_ptr<TxnDriver> weak = shared_from_this();
+  ctx_->runner->PostAfter(ctx_->options.log_retry_backoff_ms,
+                          [weak, write = std::move(write), thens = std::move(thens)]() mutable {
+                            auto self = weak.lock();
+                            if (!self || self->dropped_) return;
+                            self->Send(std::move(write), std::move(thens));
+                          });
 }
 
 namespace {

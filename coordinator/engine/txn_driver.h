@@ -12,8 +12,22 @@
 //  - LostOwnership / NotFound: another coordinator owns it now. The driver
 //    drops all work at once (timers cancelled, late call results ignored)
 //    and reports OnDropped. This is the fencing guarantee.
-//  - Conflict on a create: reported to the creator (OnCreateFailed); dropped.
-//  - Unavailable on a create: reported to the creator; dropped.
+//  - Conflict on a create: reported to the creator (on_created); dropped.
+//  - TimedOut on a first create: the LogWriter never attempted it (it waited
+//    out its retry window behind an unavailable log): not logged; reported
+//    to the creator; dropped. (On a create sent again it is still unknown.)
+//  - Unavailable/Internal on a create: the outcome is unknown (the COMMIT may
+//    have gone through, or may still be waiting, e.g. for a synchronous
+//    standby). Reported to the creator once (on_created), but the driver is
+//    NOT dropped: it sends the very same create again, flagged
+//    create_outcome_unknown, every options.log_retry_backoff_ms until the log
+//    answers definitively. OK, or Conflict with a row exactly its own (the
+//    LogWriter reports that as OK): the create is confirmed (on_confirmed_late)
+//    and the transaction is driven as usual. Any other Conflict: someone
+//    else's row; dropped. Changes planned meanwhile (operator actions) wait
+//    behind the create and are written once it is confirmed. A crash or
+//    DropAllAndReown meanwhile leaves the row, if it committed, owned by
+//    this coordinator: recovered like any other.
 //  - InvalidArgument (a data error: the log cannot store this write's own
 //    data) on a create: reported to the creator (the submitter gets a 4xx);
 //    dropped.
@@ -65,8 +79,15 @@ class TxnDriver : public std::enable_shared_from_this<TxnDriver> {
   // Stops driving at once: cancels timers, ignores late results.
   void Drop(const Status& why);
 
-  // Called once after the create write resolved (OK, Conflict, Unavailable).
+  // Called once after the create write's first answer (OK, Conflict,
+  // InvalidArgument, or Unavailable/Internal: outcome unknown, see above).
   std::function<void(Status)> on_created;
+  // Called once if a create first answered with an unknown outcome is later
+  // confirmed (the transaction now runs). Optional.
+  std::function<void()> on_confirmed_late;
+  // True while the create's outcome is unknown (sent, answered Unavailable,
+  // not yet confirmed): the transaction may or may not be in the log.
+  bool create_outcome_unknown() const { return create_outcome_unknown_; }
 
  protected:
   EngineContext* ctx() const { return ctx_; }
@@ -128,7 +149,11 @@ class TxnDriver : public std::enable_shared_from_this<TxnDriver> {
   std::string TraceParent();
 
  private:
+  // Sends a prepared write (Flush, or a create sent again).
+  void Send(TxnWrite w, std::vector<std::function<void()>> thens);
   void OnWritten(Status status, TxnWrite write, std::vector<std::function<void()>> thens);
+  // A create answered anything but OK (see above).
+  void OnCreateFailed(Status status, TxnWrite write, std::vector<std::function<void()>> thens);
   // An update refused for its data: writes it again reduced (see above).
   void RewriteRefused(const Status& why, TxnWrite refused,
                       std::vector<std::function<void()>> thens);
@@ -139,7 +164,8 @@ class TxnDriver : public std::enable_shared_from_this<TxnDriver> {
   std::string state_;
   bool dropped_ = false;
   bool finished_ = false;
-  bool created_ = false;  // the create write has been sent
+  bool created_ = false;                 // the create write has been sent
+  bool create_outcome_unknown_ = false;  // see create_outcome_unknown()
   bool has_pending_ = false;
   bool write_in_flight_ = false;
   int refused_writes_ = 0;  // consecutive writes the log refused for their data

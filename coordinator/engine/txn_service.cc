@@ -45,6 +45,9 @@ void TxnService::SubmitSaga(SagaSpec spec, bool wait, int64_t wait_ms,
     if (auto it = drivers_.find(gtid); it != drivers_.end()) {
       if (it->second->spec_json() != DumpJson(ToJson(spec))) {
         done(Status::Conflict("gtid " + gtid + " already exists with a different body"));
+      } else if (it->second->create_outcome_unknown()) {
+        done(Status::Unavailable("the log has not confirmed the create of gtid " + gtid +
+                                 " yet (outcome unknown); re-submitting the same gtid is safe"));
       } else if (wait) {
         AddWaiter(gtid, wait_ms, std::move(done), false);
       } else {
@@ -71,9 +74,23 @@ void TxnService::SubmitSaga(SagaSpec spec, bool wait, int64_t wait_ms,
         AnswerExisting(std::move(spec), wait, wait_ms, std::move(done));
       } else if (s.code() == StatusCode::kInvalidArgument) {
         done(std::move(s));  // refused for its own data: a 4xx, not "try again"
+      } else if (s.code() == StatusCode::kTimedOut) {
+        done(Status::Unavailable("the saga was not logged (" + s.message() + "); re-submit it"));
       } else {
-        done(Status::Unavailable("could not log the saga: " + s.message()));
+        // Outcome unknown: the driver keeps sending the create until the log
+        // answers (engine/txn_driver.h); it runs if it was logged.
+        done(
+            Status::Unavailable("could not log the saga (outcome unknown; re-submitting the "
+                                "same gtid is safe): " +
+                                s.message()));
       }
+    };
+    saga->on_confirmed_late = [this, gtid] {
+      {
+        std::lock_guard<std::mutex> l(counters_mu_);
+        ++counters_.started;
+      }
+      if (deps_.observer) deps_.observer->OnStarted(gtid, states::kSaga);
     };
     saga->Start();
   });
@@ -263,29 +280,30 @@ void TxnService::OnDropped(const std::string& gtid, const Status& why) {
   if (deps_.observer) deps_.observer->OnDropped(gtid, why);
   auto it = drivers_.find(gtid);
   if (it != drivers_.end() && it->second->dropped()) drivers_.erase(it);
-  if (why.code() == StatusCode::kUnavailable || why.code() == StatusCode::kInternal) {
-    HandBackIfCreated(gtid);
-  }
+  // The log refused every write of it (TxnDriver::RewriteRefused): hand it
+  // back so that recovery resumes it from what the log holds.
+  if (why.code() == StatusCode::kInternal) HandBack(gtid);
   std::lock_guard<std::mutex> l(counters_mu_);
   counters_.active = static_cast<int64_t>(drivers_.size());
 }
 
-void TxnService::HandBackIfCreated(const std::string& gtid) {
+void TxnService::HandBack(const std::string& gtid) {
   TxnWrite w;
   w.gtid = gtid;
   w.owner = ctx_.owner;
   w.now_ms = deps_.engine_runner->NowMs();
   w.release_owner = true;
   w.events.push_back({0, gtid, "", "recovery",
-                      "the log did not confirm the create; handed back for recovery", w.now_ms});
+                      "this coordinator could not log the transaction; handed back for recovery",
+                      w.now_ms});
   deps_.log->Write(std::move(w), [this, gtid](Status s) {
     deps_.engine_runner->Post([this, gtid, s] {
-      if (s.code() == StatusCode::kUnavailable || s.code() == StatusCode::kInternal) {
+      if (s.code() == StatusCode::kUnavailable || s.code() == StatusCode::kInternal ||
+          s.code() == StatusCode::kTimedOut) {
         deps_.engine_runner->PostAfter(options_.engine.log_retry_backoff_ms,
-                                       [this, gtid] { HandBackIfCreated(gtid); });
+                                       [this, gtid] { HandBack(gtid); });
       } else if (s.ok()) {
-        spdlog::warn("gtid={} was created although its commit was not confirmed; handed back",
-                     gtid);
+        spdlog::warn("gtid={} handed back for recovery", gtid);
       }
     });
   });

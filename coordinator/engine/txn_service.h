@@ -79,6 +79,11 @@ class TxnService : private TxnObserver {
   // create is durable (or, with `wait`, once terminal or after wait_ms).
   // An identical re-submission of a known gtid answers its current state
   // (created=false); a different body under the same gtid is Conflict.
+  // When the log does not confirm the create in time the answer is
+  // Unavailable ("outcome unknown"): the saga may or may not be logged; it
+  // runs if it was (its driver keeps sending the create, see txn_driver.h),
+  // and an identical re-submission is safe (Unavailable until the log
+  // answers, then its state).
   void SubmitSaga(SagaSpec spec, bool wait, int64_t wait_ms, Callback<SubmitResult> done);
 
   void Get(const std::string& gtid, bool with_events, Callback<TxnDetail> done);
@@ -115,16 +120,19 @@ class TxnService : private TxnObserver {
   void OnDropped(const std::string& gtid, const Status& why) override;
   void OnCall(const std::string& op, CallOutcome outcome, int64_t latency_ms) override;
 
-  // A create whose commit answer was lost (log unavailable) may still have
-  // committed, leaving a row owned by this live coordinator that nobody
-  // drives. Hands it back (owner cleared, fenced on this owner) until the log
-  // answers, so recovery adopts it; NotFound means it was never created.
-  void HandBackIfCreated(const std::string& gtid);
+  // A driver dropped with Internal (the log refused every write of it)
+  // leaves a row owned by this live coordinator that nobody drives. Hands it
+  // back (owner cleared, fenced on this owner), retried while the log is
+  // unavailable, so recovery adopts it. (A create whose outcome is unknown is
+  // not dropped: its driver sends it again until the log answers, see
+  // engine/txn_driver.h.)
+  void HandBack(const std::string& gtid);
   // Blocking (store read): the logged transaction `gtid` if it is the same
   // submission (same kind, same normalized spec); Conflict if it differs,
   // Unavailable if it is not visible yet. (A create of ours whose commit
   // answer was lost never gets here: the LogWriter recognizes its own row on
-  // retry and answers OK, see store/log_writer.h.)
+  // a retry and answers OK, see store/log_writer.h; an identical
+  // re-submission while our create's outcome is unknown is answered 503.)
   Result<TxnRow> FindSameSubmission(const std::string& gtid, const std::string& kind,
                                     const nlohmann::json& spec);
   // Answers a submission whose gtid already exists in the log.

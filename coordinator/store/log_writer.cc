@@ -99,10 +99,9 @@ void LogWriter::Run() {
     if (store_unavailable_ && Clock::now() >= deadline) {
       // These writes waited out their retry window behind an unavailable
       // store: answer now rather than after one more blocked attempt.
-      results.assign(
-          writes.size(),
-          Status::Unavailable("the log store has been unavailable for longer than " +
-                              std::to_string(options_.retry_for_ms) + " ms; not written"));
+      results.assign(writes.size(),
+                     Status::TimedOut("the log store has been unavailable for longer than " +
+                                      std::to_string(options_.retry_for_ms) + " ms; not written"));
     } else {
       bool outcome_unknown = false;
       results = Apply(std::move(writes), deadline, &outcome_unknown);
@@ -145,10 +144,15 @@ void LogWriter::Watch() {
   }
 }
 
-void LogWriter::ReportAttempt(const Status& status) {
-  store_unavailable_ = status.code() == StatusCode::kUnavailable;
-  if (!store_unavailable_) stalled_.store(false);
-  if (options_.health) options_.health->Report(status);
+void LogWriter::ReportAttempt(const Status& failure, bool applied) {
+  store_unavailable_ = failure.code() == StatusCode::kUnavailable;
+  if (store_unavailable_) {
+    if (options_.health) options_.health->Report(failure);
+    return;
+  }
+  if (!applied) return;  // nothing committed: no evidence either way
+  stalled_.store(false);
+  if (options_.health) options_.health->Report(Status::Ok());
 }
 
 std::vector<Status> LogWriter::Apply(std::vector<TxnWrite> writes, Clock::time_point deadline,
@@ -192,9 +196,11 @@ Result<std::vector<Status>> LogWriter::ApplyWithRetries(const std::vector<TxnWri
           std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - began).count(),
           failure);
     }
-    ReportAttempt(failure);
+    const bool any_ok =
+        applied && std::any_of(r->begin(), r->end(), [](const Status& s) { return s.ok(); });
+    ReportAttempt(failure, any_ok);
     if (applied) {
-      if (*outcome_unknown) RecognizeOwnCreates(writes, &*r);
+      RecognizeOwnCreates(writes, *outcome_unknown, &*r);
       return r;
     }
     if (failure.code() != StatusCode::kUnavailable) return failure;
@@ -209,11 +215,12 @@ Result<std::vector<Status>> LogWriter::ApplyWithRetries(const std::vector<TxnWri
   }
 }
 
-void LogWriter::RecognizeOwnCreates(const std::vector<TxnWrite>& writes,
+void LogWriter::RecognizeOwnCreates(const std::vector<TxnWrite>& writes, bool batch_unknown,
                                     std::vector<Status>* results) {
   for (size_t i = 0; i < writes.size(); ++i) {
     const TxnWrite& w = writes[i];
     if (!w.create || (*results)[i].code() != StatusCode::kConflict) continue;
+    if (!batch_unknown && !w.create_outcome_unknown) continue;
     Result<TxnDetail> stored = store_->GetTransactionNoEvents(w.gtid);
     if (!stored.ok()) {
       (*results)[i] = Status::Unavailable("gtid " + w.gtid +

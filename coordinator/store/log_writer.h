@@ -14,22 +14,29 @@
 // since its oldest write was submitted; then every write of the batch fails
 // with Unavailable. So every write is answered within about retry_for_ms plus
 // one store call (its deadline), however long the store stays away; a write
-// that waited past retry_for_ms behind an unavailable store is failed
-// without a further attempt. Writes are applied in submission order; a
-// retried batch keeps later writes waiting behind it.
+// that waited past retry_for_ms behind an unavailable store is failed with
+// TimedOut without any attempt (so it is certainly not in the log). Writes are applied in
+// submission order; a retried batch keeps later writes waiting behind it.
 //
 // Outcome unknown: an attempt that failed with Unavailable may have
 // committed (the COMMIT's answer was lost). When the retry then meets a
 // create answered Conflict whose stored row is exactly what that create
 // wrote (same owner, kind, spec, state and version: nobody touched it since),
 // the row is this batch's own earlier commit and the create is reported OK,
-// so its driver carries on. If that row cannot be read, the create is
-// reported Unavailable (outcome unknown; the engine hands it back).
+// so its driver carries on. The same holds for a create submitted with
+// `create_outcome_unknown` set (the engine re-sending a create whose earlier
+// batch ended Unavailable), in whatever batch it comes. If that row cannot
+// be read, the create is reported Unavailable (outcome still unknown; the
+// engine sends it again).
 //
 // Stall: a batch whose writes have waited longer than `stall_after_ms` for
 // a commit (retries included) is a stall: a watch thread reports it to
 // StoreHealth (which refuses new work and logs once) and stalled() is true
-// until a write attempt completes with anything but Unavailable. The watch
+// until a batch commits with at least one write applied (OK). A batch whose
+// writes all fail on their own (NotFound, LostOwnership, Conflict, a data
+// error) proves nothing: PostgreSQL completes a COMMIT that wrote nothing
+// without waiting for a synchronous standby. It neither ends a stall nor
+// marks the store up (nor down). The watch
 // does not need the writer thread, which may sit in a blocked store call
 // (SQLite: a commit blocked on its disk has no deadline).
 //
@@ -117,11 +124,16 @@ class LogWriter {
   // One batch with retries while Unavailable; the whole-batch failure, if any.
   Result<std::vector<Status>> ApplyWithRetries(const std::vector<TxnWrite>& writes,
                                                Clock::time_point deadline, bool* outcome_unknown);
-  // After an unknown outcome: each create answered Conflict whose stored row
-  // is exactly its own becomes OK (see above). Blocking store reads.
-  void RecognizeOwnCreates(const std::vector<TxnWrite>& writes, std::vector<Status>* results);
-  // Reports the status of one attempt to health and the stall flag.
-  void ReportAttempt(const Status& status);
+  // Each create answered Conflict whose outcome is unknown (`batch_unknown`:
+  // an attempt of this batch failed with Unavailable; or the write's own
+  // create_outcome_unknown) and whose stored row is exactly its own becomes
+  // OK (see above). Blocking store reads.
+  void RecognizeOwnCreates(const std::vector<TxnWrite>& writes, bool batch_unknown,
+                           std::vector<Status>* results);
+  // Reports one attempt to health and the stall flag: `failure` is the
+  // whole-batch failure (OK when the store answered per write), `applied`
+  // whether at least one write was applied (see "Stall" above).
+  void ReportAttempt(const Status& failure, bool applied);
   // The stall watch thread.
   void Watch();
 

@@ -36,7 +36,7 @@ struct BranchRow {
   int attempts = 0;   // attempts of the current op
   std::string last_error;
   int64_t next_attempt_at_ms = 0;
-  std::string spec;   // JSON of this branch's URLs and payload (2PC enlistment)
+  std::string spec;  // JSON of this branch's URLs and payload (2PC enlistment)
   int64_t updated_at_ms = 0;
 };
 
@@ -93,6 +93,10 @@ struct TxnWrite {
   int64_t now_ms = 0;
 
   std::optional<TxnRow> create;
+  // Set by the engine when it re-sends a create whose earlier attempt's
+  // outcome is unknown (it may have committed): the LogWriter then reports
+  // a Conflict with a row exactly like `create` as OK (see log_writer.h).
+  bool create_outcome_unknown = false;
 
   std::optional<std::string> state;
   std::optional<bool> needs_attention;

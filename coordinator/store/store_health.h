@@ -6,13 +6,18 @@
 // retry window, and so that /readyz tells the truth.
 //
 // Two signals:
-//  - Report(): the outcome of every write attempt (LogWriter batches, the
-//    readiness write probe). Unavailable marks the store down; anything else
-//    marks it up (the database answered).
+//  - Report(): the outcome of write attempts (LogWriter batches, the
+//    readiness write probe). Unavailable marks the store down; OK (a write
+//    was applied and committed) marks it up and ends a stall. Anything else
+//    (NotFound, LostOwnership, Conflict, a data error) changes nothing: a
+//    write that changed no rows commits at once even while commits that
+//    wrote something wait forever (PostgreSQL skips the synchronous standby
+//    when a transaction wrote no WAL), so it is no evidence. The LogWriter
+//    reports OK only for a batch in which at least one write was applied.
 //  - ReportStall(): the LogWriter's watch saw writes wait longer than its
 //    stall threshold for a commit (a COMMIT that never returns, a stopped
 //    server, SQLite blocked on its disk). The store is then "stalled" until
-//    some write completes (a Report that is not Unavailable).
+//    some write is applied and committed (a Report of OK).
 // One log line when a stall starts and one when it ends, however long it
 // lasts (no flood).
 //
@@ -47,6 +52,7 @@ class StoreHealth {
       up_.store(false);
       return;
     }
+    if (!status.ok()) return;  // the write changed nothing: no evidence
     up_.store(true);
     if (stalled_.load()) {
       std::lock_guard lock(mu_);

@@ -98,7 +98,15 @@ const BranchRow* FakeLog::Branch(const std::string& gtid, const std::string& nam
 
 Status FakeLog::Apply(const TxnWrite& w) {
   if (w.create) {
-    if (txns.count(w.gtid)) return Status::Conflict("exists");
+    if (auto it = txns.find(w.gtid); it != txns.end()) {
+      // As the LogWriter: a create re-sent after an unknown outcome that
+      // meets exactly its own row is OK.
+      const TxnRow& row = it->second.txn;
+      const bool own = w.create_outcome_unknown && row.owner == w.create->owner &&
+                       row.kind == w.create->kind && row.spec == w.create->spec &&
+                       row.state == w.create->state && row.version == w.create->version;
+      return own ? Status::Ok() : Status::Conflict("exists");
+    }
     TxnDetail d;
     d.txn = *w.create;
     d.branches = w.new_branches;

@@ -20,6 +20,7 @@
 #include <functional>
 #include <future>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -117,6 +118,13 @@ class StoreStallTest : public ::testing::Test {
   bool MetricStalled() {
     Reply r = Fetch("GET", "/metrics");
     return r.body.find("\ntreaty_log_stalled 1") != std::string::npos;
+  }
+  // treaty_log_stalled: 1, 0, or -1 (no answer / not found).
+  int StalledGauge() {
+    Reply r = Fetch("GET", "/metrics");
+    if (r.body.find("\ntreaty_log_stalled 1") != std::string::npos) return 1;
+    if (r.body.find("\ntreaty_log_stalled 0") != std::string::npos) return 0;
+    return -1;
   }
 
   // Runs one stall: `stall` breaks commits, `unstall` repairs them. Checks
@@ -260,6 +268,127 @@ TEST_F(StoreStallTest, SynchronousStandbyThatNeverAnswers) {
         ASSERT_TRUE(pg_.Query("SELECT pg_reload_conf()").ok());
       },
       "syncrep");
+}
+
+// The reviewer's scenario: a steady stream of creates (10/s, wait=false)
+// across a 15 s stall of a synchronous standby that never answers. Creates
+// caught in the LogWriter when the stall begins are answered 503 "outcome
+// unknown", while their COMMITs still wait for the standby and land once
+// it is repaired. Each of those must then run (not sit RUNNING, owned by
+// this live coordinator, undriven), every 201 must exist, and /readyz and
+// treaty_log_stalled must not flip back to ready during the stall (a write
+// that changed nothing is no evidence that commits complete).
+TEST_F(StoreStallTest, SteadyCreatesAcrossAStallAllRunOrAreAbsent) {
+  struct Sent {
+    std::string gtid;
+    std::future<Reply> reply;
+    int status = -1;
+  };
+  struct Poll {
+    int64_t sent_ms, done_ms;
+    int readyz;
+    int gauge;
+  };
+  std::mutex mu;
+  std::vector<Sent> sent;   // guarded by mu
+  std::vector<Poll> polls;  // guarded by mu
+  std::atomic<bool> stop{false};
+  const auto began = Clock::now();
+  std::thread submitter([&] {
+    for (int i = 0; !stop; ++i) {
+      const std::string gtid = "stream-" + std::to_string(i);
+      {
+        std::lock_guard lock(mu);
+        sent.push_back(
+            {gtid, std::async(std::launch::async, [this, gtid] { return Submit(gtid); })});
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+  });
+  std::thread poller([&] {
+    while (!stop) {
+      const int64_t sent_ms = MsSince(began);
+      const int readyz = Fetch("GET", "/readyz").status;
+      const int gauge = StalledGauge();
+      {
+        std::lock_guard lock(mu);
+        polls.push_back({sent_ms, MsSince(began), readyz, gauge});
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    }
+  });
+
+  std::this_thread::sleep_for(std::chrono::milliseconds(2000));
+  const int64_t stalled_ms = MsSince(began);
+  ASSERT_TRUE(pg_.Query("ALTER SYSTEM SET synchronous_standby_names = 'nobody'").ok());
+  ASSERT_TRUE(pg_.Query("SELECT pg_reload_conf()").ok());
+  std::this_thread::sleep_for(std::chrono::milliseconds(15000));
+  const int64_t repaired_ms = MsSince(began);
+  ASSERT_TRUE(pg_.Query("ALTER SYSTEM RESET synchronous_standby_names").ok());
+  ASSERT_TRUE(pg_.Query("SELECT pg_reload_conf()").ok());
+  std::this_thread::sleep_for(std::chrono::milliseconds(3000));
+  stop = true;
+  submitter.join();
+  poller.join();
+
+  // Readiness during the stall: once detected, never ready again until the
+  // repair (polls answered before it).
+  int64_t detected_ms = -1;
+  int flips = 0;
+  for (const Poll& p : polls) {
+    if (p.sent_ms < stalled_ms || p.done_ms >= repaired_ms) continue;
+    if (detected_ms < 0) {
+      if (p.readyz == 503 || p.gauge == 1) detected_ms = p.done_ms;
+      continue;
+    }
+    if (p.readyz == 200 || p.gauge == 0) {
+      ++flips;
+      ADD_FAILURE() << "ready again " << p.sent_ms - stalled_ms << " ms into the stall: /readyz "
+                    << p.readyz << ", treaty_log_stalled " << p.gauge;
+    }
+  }
+  ASSERT_GE(detected_ms, 0) << "the stall was never reported";
+  EXPECT_LT(detected_ms - stalled_ms, 10000);
+
+  // Every answer; every 201 exists; everything that exists finishes.
+  int created = 0, refused = 0, unknown_but_logged = 0, other = 0;
+  const auto finishing = Clock::now();
+  for (Sent& s : sent) {
+    Reply r = s.reply.get();
+    s.status = r.status;
+    if (r.status == 201) {
+      ++created;
+    } else if (r.status == 503) {
+      ++refused;
+    } else {
+      ++other;
+      ADD_FAILURE() << s.gtid << " answered " << r.status << ": " << r.body;
+    }
+  }
+  std::vector<std::string> stuck;
+  for (const Sent& s : sent) {
+    std::string state = State(s.gtid);
+    if (state.empty()) {
+      EXPECT_NE(s.status, 201) << s.gtid << " was answered 201 and is not in the log";
+      continue;
+    }
+    if (s.status == 503) ++unknown_but_logged;
+    while (state != "COMMITTED" && state != "ABORTED" && MsSince(finishing) < 30000) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      state = State(s.gtid);
+    }
+    if (state != "COMMITTED") stuck.push_back(s.gtid + " " + state);
+  }
+  EXPECT_TRUE(stuck.empty()) << stuck.size() << " logged sagas did not commit within 30 s, e.g. "
+                             << stuck.front();
+  std::printf(
+      "[measure] stream: %zu creates: %d answered 201, %d answered 503 (%d of them in the log "
+      "after all), %d other; stall detected after %lld ms; %d readiness flips; all finished "
+      "%lld ms after the stream stopped\n",
+      sent.size(), created, refused, unknown_but_logged, other,
+      static_cast<long long>(detected_ms - stalled_ms), flips,
+      static_cast<long long>(MsSince(finishing)));
+  EXPECT_TRUE(server_->Drain().ok());
 }
 
 TEST_F(StoreStallTest, StoppedServerProcesses) {

@@ -7,7 +7,11 @@
 //    a stall to StoreHealth (new work refused) without the writer thread,
 //    and the stall ends when the batch commits;
 //  - writes queued behind an unavailable store are answered within their
-//    retry window, not one window per batch.
+//    retry window, not one window per batch;
+//  - a create the engine sends again flagged create_outcome_unknown, in a
+//    batch of its own, is recognized the same way;
+//  - a batch in which no write was applied neither ends a stall nor marks
+//    the store up.
 
 #include <atomic>
 #include <chrono>
@@ -238,13 +242,92 @@ TEST_P(LogWriterOutcomeTest, QueuedWritesAreAnsweredWithinTheirRetryWindow) {
     writer.Submit(CreateWrite("q" + std::to_string(i), "c1"),
                   [&promises, i](Status s) { promises[i].set_value(std::move(s)); });
   }
-  for (auto& r : results) EXPECT_EQ(r.get().code(), StatusCode::kUnavailable);
+  for (auto& r : results) {
+    // Unavailable once attempted; TimedOut ("not written") if never attempted.
+    const StatusCode code = r.get().code();
+    EXPECT_TRUE(code == StatusCode::kUnavailable || code == StatusCode::kTimedOut);
+  }
   // One window for all, not one per batch of one (that would be >= 5 s).
   EXPECT_LT(MsSince(submitted), 3500);
   EXPECT_TRUE(health.stalled());
   faulty.always_unavailable = false;
   EXPECT_TRUE(Write(writer, CreateWrite("back", "c1")).ok());
   EXPECT_FALSE(health.stalled());
+}
+
+// The engine sends a create again, in a batch of its own, after the earlier
+// batch ended Unavailable (TxnDriver, create_outcome_unknown): the row that
+// batch committed after all is recognized as its own; any other row is not.
+TEST_P(LogWriterOutcomeTest, FlaggedCreateInAFreshBatchRecognizesOnlyItsOwnRow) {
+  LogWriter writer(&store(), {.retry_for_ms = 5000});
+  // The earlier batch's COMMIT went through (its answer did not).
+  ASSERT_TRUE(ApplyOne(store(), CreateWithHistory("mine", "c1")).ok());
+  TxnWrite again = CreateWithHistory("mine", "c1");
+  again.create_outcome_unknown = true;
+  Status s = Write(writer, again);
+  EXPECT_TRUE(s.ok()) << s.ToString();
+  Result<TxnDetail> d = store().GetTransaction("mine");
+  ASSERT_TRUE(d.ok()) << d.status().ToString();
+  EXPECT_EQ(d->events.size(), 1u) << "applied once, not twice";
+
+  // A peer's row under the gtid: Conflict, flag or not.
+  ASSERT_TRUE(ApplyOne(store(), CreateWrite("theirs", "peer")).ok());
+  TxnWrite theirs = CreateWrite("theirs", "c1");
+  theirs.create_outcome_unknown = true;
+  EXPECT_EQ(Write(writer, theirs).code(), StatusCode::kConflict);
+
+  // Ours, but updated since (version moved): not this create.
+  ASSERT_TRUE(ApplyOne(store(), CreateWrite("moved", "c1")).ok());
+  TxnWrite update;
+  update.gtid = "moved";
+  update.owner = "c1";
+  update.state = "COMPENSATING";
+  ASSERT_TRUE(ApplyOne(store(), update).ok());
+  TxnWrite moved = CreateWrite("moved", "c1");
+  moved.create_outcome_unknown = true;
+  EXPECT_EQ(Write(writer, moved).code(), StatusCode::kConflict);
+
+  // Not flagged, and no attempt of its batch failed: a plain duplicate.
+  EXPECT_EQ(Write(writer, CreateWrite("mine", "c1")).code(), StatusCode::kConflict);
+
+  // The gtid is free: the flagged create simply inserts it.
+  TxnWrite fresh = CreateWrite("fresh", "c1");
+  fresh.create_outcome_unknown = true;
+  EXPECT_TRUE(Write(writer, fresh).ok());
+}
+
+// A batch whose writes change nothing (an update of a gtid that is not
+// visible: NotFound) commits at once even while commits that write wait
+// forever (PostgreSQL skips the synchronous standby then). It is no
+// evidence that commits complete: the stall stays, the store stays down.
+TEST_P(LogWriterOutcomeTest, BatchThatAppliedNothingDoesNotEndAStall) {
+  FaultyStore faulty(&store());
+  StoreHealth health;
+  LogWriter writer(&faulty, {.retry_for_ms = 1000, .stall_after_ms = 200, .health = &health});
+  faulty.always_unavailable = true;
+  EXPECT_EQ(Write(writer, CreateWrite("stuck", "c1")).code(), StatusCode::kUnavailable);
+  ASSERT_TRUE(health.stalled());
+  ASSERT_TRUE(writer.stalled());
+  EXPECT_FALSE(health.up());
+
+  faulty.always_unavailable = false;
+  TxnWrite ghost;
+  ghost.gtid = "not-there";
+  ghost.owner = "c1";
+  ghost.release_owner = true;
+  const Status s = Write(writer, ghost);
+  EXPECT_TRUE(s.code() == StatusCode::kNotFound || s.code() == StatusCode::kLostOwnership)
+      << s.ToString();
+  EXPECT_TRUE(health.stalled()) << "a write that changed nothing ended the stall";
+  EXPECT_TRUE(writer.stalled());
+  EXPECT_FALSE(health.up());
+  EXPECT_FALSE(health.AcceptsNewWork());
+
+  // A write that is applied ends it.
+  EXPECT_TRUE(Write(writer, CreateWrite("back", "c1")).ok());
+  EXPECT_FALSE(health.stalled());
+  EXPECT_FALSE(writer.stalled());
+  EXPECT_TRUE(health.up());
 }
 
 INSTANTIATE_TEST_SUITE_P(Engines, LogWriterOutcomeTest, ::testing::Values("sqlite", "postgres"),
