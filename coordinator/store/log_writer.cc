@@ -196,13 +196,13 @@ Result<std::vector<Status>> LogWriter::ApplyWithRetries(const std::vector<TxnWri
           std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - began).count(),
           failure);
     }
+    // A create recognized as its own counts as applied: its row is visible,
+    // so the COMMIT that wrote it has completed.
+    if (applied) RecognizeOwnCreates(writes, *outcome_unknown, &*r);
     const bool any_ok =
         applied && std::any_of(r->begin(), r->end(), [](const Status& s) { return s.ok(); });
     ReportAttempt(failure, any_ok);
-    if (applied) {
-      RecognizeOwnCreates(writes, *outcome_unknown, &*r);
-      return r;
-    }
+    if (applied) return r;
     if (failure.code() != StatusCode::kUnavailable) return failure;
     *outcome_unknown = true;
     const auto now = Clock::now();
