@@ -378,9 +378,13 @@ Status RestApi::ProbeWrites() {
   Status s = write_probe_();
   probing_ = false;
   // The membership row may be gone or taken (LostOwnership, NotFound): the
-  // database still answered the write.
+  // database answered, but nothing was written, which proves no commit
+  // completes (a write that changes nothing need not wait for a standby):
+  // tell StoreHealth nothing then.
   const bool failed = s.code() == StatusCode::kUnavailable || s.code() == StatusCode::kInternal;
-  if (health_) health_->Report(failed ? Status::Unavailable(s.message()) : Status::Ok());
+  if (health_ && (failed || s.ok())) {
+    health_->Report(failed ? Status::Unavailable(s.message()) : Status::Ok());
+  }
   return failed ? Status::Unavailable("writes to the transaction log fail: " + s.message())
                 : Status::Ok();
 }

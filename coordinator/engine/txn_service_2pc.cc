@@ -17,6 +17,9 @@ void TxnService::Begin2pc(TwoPhaseSpec spec, Callback<SubmitResult> done) {
     if (auto it = drivers_.find(gtid); it != drivers_.end()) {
       if (it->second->kind() != states::k2pc || it->second->spec_json() != DumpJson(ToJson(spec))) {
         done(Status::Conflict("gtid " + gtid + " already exists with different options"));
+      } else if (it->second->create_outcome_unknown()) {
+        done(Status::Unavailable("the log has not confirmed the create of gtid " + gtid +
+                                 " yet (outcome unknown); re-submitting the same gtid is safe"));
       } else {
         done(SubmitResult{gtid, it->second->state(), false, false});
       }
