@@ -17,7 +17,11 @@ mkdir -p "$data"
 # Stop what an earlier run left behind.
 for name in treatyd travel_services; do
   if [ -f "$data/$name.pid" ] && kill -0 "$(cat "$data/$name.pid")" 2>/dev/null; then
-    kill "$(cat "$data/$name.pid")" && sleep 1
+    # SIGTERM drains; wait for the exit (treatyd holds the SQLite file
+    # exclusively until it has stopped).
+    pid=$(cat "$data/$name.pid")
+    kill "$pid" || true
+    for _ in $(seq 1 150); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
   fi
 done
 
