@@ -25,6 +25,7 @@
 #include "engine/txn_service.h"
 #include "http/http_participant_caller.h"
 #include "store/log_writer.h"
+#include "support/forwarding_log_store.h"
 #include "support/store_env.h"
 #include "support/subprocess.h"
 #include "support/test_participant.h"
@@ -34,43 +35,11 @@ namespace {
 
 // A real store whose next `lose_answers` batches are committed and then
 // answered Unavailable, as when the connection drops during COMMIT.
-class LostAnswerStore : public LogStore {
+class LostAnswerStore : public ForwardingLogStore {
  public:
-  explicit LostAnswerStore(std::unique_ptr<LogStore> inner) : inner_(std::move(inner)) {}
+  explicit LostAnswerStore(std::unique_ptr<LogStore> inner)
+      : ForwardingLogStore(inner.get()), owned_(std::move(inner)) {}
   std::atomic<int> lose_answers{0};
-
-  std::string Engine() const override { return inner_->Engine(); }
-  Status Migrate() override { return inner_->Migrate(); }
-  Status CheckReady() override { return inner_->CheckReady(); }
-  Result<TxnDetail> GetTransaction(const std::string& g) override {
-    return inner_->GetTransaction(g);
-  }
-  Result<TxnDetail> GetTransactionNoEvents(const std::string& g) override {
-    return inner_->GetTransactionNoEvents(g);
-  }
-  Result<TxnPage> ListTransactions(const ListFilter& f) override {
-    return inner_->ListTransactions(f);
-  }
-  Result<std::vector<StateCount>> CountByState() override { return inner_->CountByState(); }
-  Status RegisterCoordinator(const CoordinatorRow& r) override {
-    return inner_->RegisterCoordinator(r);
-  }
-  Status Heartbeat(const std::string& id) override { return inner_->Heartbeat(id); }
-  Status SetCoordinatorState(const std::string& id, const std::string& s) override {
-    return inner_->SetCoordinatorState(id, s);
-  }
-  Result<std::vector<std::string>> MarkExpiredCoordinators(int64_t l) override {
-    return inner_->MarkExpiredCoordinators(l);
-  }
-  Result<std::vector<CoordinatorRow>> ListCoordinators() override {
-    return inner_->ListCoordinators();
-  }
-  Status DeleteCoordinator(const std::string& id) override { return inner_->DeleteCoordinator(id); }
-  Result<std::vector<TxnDetail>> ClaimOrphans(const std::string& o, int l) override {
-    return inner_->ClaimOrphans(o, l);
-  }
-  Result<int64_t> ReleaseOwned(const std::string& o) override { return inner_->ReleaseOwned(o); }
-  Result<int64_t> PurgeFinished(int64_t b, int l) override { return inner_->PurgeFinished(b, l); }
 
  protected:
   Result<std::vector<Status>> ApplyStorable(const std::vector<TxnWrite>& w) override {
@@ -83,7 +52,7 @@ class LostAnswerStore : public LogStore {
   }
 
  private:
-  std::unique_ptr<LogStore> inner_;
+  std::unique_ptr<LogStore> owned_;  // the inner store
 };
 
 class WriterLog : public TxnLog {

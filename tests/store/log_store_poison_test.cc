@@ -17,6 +17,7 @@
 #include "store/sqlite_statement.h"
 #include "store/store_fixture.h"
 #include "store/write_rules.h"
+#include "support/forwarding_log_store.h"
 
 namespace treaty::testing {
 namespace {
@@ -278,47 +279,14 @@ INSTANTIATE_TEST_SUITE_P(Engines, PoisonTest, ::testing::Values("sqlite", "postg
 
 // Fails every batch holding a write of gtid "poison" as a whole, with
 // `failure`, like an engine that cannot tell which write is bad.
-class WholeBatchFailingStore : public LogStore {
+class WholeBatchFailingStore : public ForwardingLogStore {
  public:
   WholeBatchFailingStore(LogStore* inner, Status failure)
-      : inner_(inner), failure_(std::move(failure)) {}
+      : ForwardingLogStore(inner), failure_(std::move(failure)) {}
   int batches = 0;  // writer thread only; read after Stop()
   // The first batch waits for it, so that everything submitted meanwhile
   // forms the second batch.
   std::shared_future<void> gate;
-
-  std::string Engine() const override { return inner_->Engine(); }
-  Status Migrate() override { return inner_->Migrate(); }
-  Status CheckReady() override { return inner_->CheckReady(); }
-  Result<TxnDetail> GetTransaction(const std::string& g) override {
-    return inner_->GetTransaction(g);
-  }
-  Result<TxnDetail> GetTransactionNoEvents(const std::string& g) override {
-    return inner_->GetTransactionNoEvents(g);
-  }
-  Result<TxnPage> ListTransactions(const ListFilter& f) override {
-    return inner_->ListTransactions(f);
-  }
-  Result<std::vector<StateCount>> CountByState() override { return inner_->CountByState(); }
-  Status RegisterCoordinator(const CoordinatorRow& r) override {
-    return inner_->RegisterCoordinator(r);
-  }
-  Status Heartbeat(const std::string& id) override { return inner_->Heartbeat(id); }
-  Status SetCoordinatorState(const std::string& id, const std::string& s) override {
-    return inner_->SetCoordinatorState(id, s);
-  }
-  Result<std::vector<std::string>> MarkExpiredCoordinators(int64_t l) override {
-    return inner_->MarkExpiredCoordinators(l);
-  }
-  Result<std::vector<CoordinatorRow>> ListCoordinators() override {
-    return inner_->ListCoordinators();
-  }
-  Status DeleteCoordinator(const std::string& id) override { return inner_->DeleteCoordinator(id); }
-  Result<std::vector<TxnDetail>> ClaimOrphans(const std::string& o, int l) override {
-    return inner_->ClaimOrphans(o, l);
-  }
-  Result<int64_t> ReleaseOwned(const std::string& o) override { return inner_->ReleaseOwned(o); }
-  Result<int64_t> PurgeFinished(int64_t b, int l) override { return inner_->PurgeFinished(b, l); }
 
  protected:
   Result<std::vector<Status>> ApplyStorable(const std::vector<TxnWrite>& writes) override {
@@ -330,7 +298,6 @@ class WholeBatchFailingStore : public LogStore {
   }
 
  private:
-  LogStore* inner_;
   Status failure_;
 };
 

@@ -22,6 +22,7 @@
 
 #include "store/log_writer.h"
 #include "store/store_fixture.h"
+#include "support/forwarding_log_store.h"
 
 namespace treaty::testing {
 namespace {
@@ -36,9 +37,9 @@ int64_t MsSince(Clock::time_point t) {
 // for real and then answered Unavailable (the commit's answer was lost).
 // `unavailable`: that many batches fail with Unavailable without reaching
 // the store. `block`: batches wait until `Release()` before they apply.
-class FaultyStore : public LogStore {
+class FaultyStore : public ForwardingLogStore {
  public:
-  explicit FaultyStore(LogStore* inner) : inner_(inner) {}
+  explicit FaultyStore(LogStore* inner) : ForwardingLogStore(inner) {}
   std::atomic<int> lose_answers{0};
   std::atomic<int> unavailable{0};
   std::atomic<bool> always_unavailable{false};
@@ -56,9 +57,6 @@ class FaultyStore : public LogStore {
     cv_.notify_all();
   }
 
-  std::string Engine() const override { return inner_->Engine(); }
-  Status Migrate() override { return inner_->Migrate(); }
-  Status CheckReady() override { return inner_->CheckReady(); }
   Result<std::vector<Status>> ApplyStorable(const std::vector<TxnWrite>& w) override {
     ++batches;
     {
@@ -77,38 +75,8 @@ class FaultyStore : public LogStore {
     }
     return r;
   }
-  Result<TxnDetail> GetTransaction(const std::string& g) override {
-    return inner_->GetTransaction(g);
-  }
-  Result<TxnDetail> GetTransactionNoEvents(const std::string& g) override {
-    return inner_->GetTransactionNoEvents(g);
-  }
-  Result<TxnPage> ListTransactions(const ListFilter& f) override {
-    return inner_->ListTransactions(f);
-  }
-  Result<std::vector<StateCount>> CountByState() override { return inner_->CountByState(); }
-  Status RegisterCoordinator(const CoordinatorRow& r) override {
-    return inner_->RegisterCoordinator(r);
-  }
-  Status Heartbeat(const std::string& id) override { return inner_->Heartbeat(id); }
-  Status SetCoordinatorState(const std::string& id, const std::string& s) override {
-    return inner_->SetCoordinatorState(id, s);
-  }
-  Result<std::vector<std::string>> MarkExpiredCoordinators(int64_t l) override {
-    return inner_->MarkExpiredCoordinators(l);
-  }
-  Result<std::vector<CoordinatorRow>> ListCoordinators() override {
-    return inner_->ListCoordinators();
-  }
-  Status DeleteCoordinator(const std::string& id) override { return inner_->DeleteCoordinator(id); }
-  Result<std::vector<TxnDetail>> ClaimOrphans(const std::string& o, int l) override {
-    return inner_->ClaimOrphans(o, l);
-  }
-  Result<int64_t> ReleaseOwned(const std::string& o) override { return inner_->ReleaseOwned(o); }
-  Result<int64_t> PurgeFinished(int64_t b, int l) override { return inner_->PurgeFinished(b, l); }
 
  private:
-  LogStore* inner_;
   std::mutex mu_;
   std::condition_variable cv_;
   bool blocked_ = false;

@@ -8,21 +8,19 @@
 #include <thread>
 
 #include "store/store_fixture.h"
+#include "support/forwarding_log_store.h"
 
 namespace treaty::testing {
 namespace {
 
 // Forwards to a real store, counting ApplyBatch calls and their sizes.
-class CountingStore : public LogStore {
+class CountingStore : public ForwardingLogStore {
  public:
-  explicit CountingStore(LogStore* inner) : inner_(inner) {}
+  explicit CountingStore(LogStore* inner) : ForwardingLogStore(inner) {}
   std::atomic<int> batches{0};
   std::atomic<size_t> largest{0};
   std::atomic<int> fail_next{0};  // fail this many calls with Unavailable first
 
-  std::string Engine() const override { return inner_->Engine(); }
-  Status Migrate() override { return inner_->Migrate(); }
-  Status CheckReady() override { return inner_->CheckReady(); }
   Result<std::vector<Status>> ApplyStorable(const std::vector<TxnWrite>& w) override {
     ++batches;
     if (w.size() > largest) largest = w.size();
@@ -32,38 +30,6 @@ class CountingStore : public LogStore {
     }
     return inner_->ApplyBatch(w);
   }
-  Result<TxnDetail> GetTransaction(const std::string& g) override {
-    return inner_->GetTransaction(g);
-  }
-  Result<TxnDetail> GetTransactionNoEvents(const std::string& g) override {
-    return inner_->GetTransactionNoEvents(g);
-  }
-  Result<TxnPage> ListTransactions(const ListFilter& f) override {
-    return inner_->ListTransactions(f);
-  }
-  Result<std::vector<StateCount>> CountByState() override { return inner_->CountByState(); }
-  Status RegisterCoordinator(const CoordinatorRow& r) override {
-    return inner_->RegisterCoordinator(r);
-  }
-  Status Heartbeat(const std::string& id) override { return inner_->Heartbeat(id); }
-  Status SetCoordinatorState(const std::string& id, const std::string& s) override {
-    return inner_->SetCoordinatorState(id, s);
-  }
-  Result<std::vector<std::string>> MarkExpiredCoordinators(int64_t l) override {
-    return inner_->MarkExpiredCoordinators(l);
-  }
-  Result<std::vector<CoordinatorRow>> ListCoordinators() override {
-    return inner_->ListCoordinators();
-  }
-  Status DeleteCoordinator(const std::string& id) override { return inner_->DeleteCoordinator(id); }
-  Result<std::vector<TxnDetail>> ClaimOrphans(const std::string& o, int l) override {
-    return inner_->ClaimOrphans(o, l);
-  }
-  Result<int64_t> ReleaseOwned(const std::string& o) override { return inner_->ReleaseOwned(o); }
-  Result<int64_t> PurgeFinished(int64_t b, int l) override { return inner_->PurgeFinished(b, l); }
-
- private:
-  LogStore* inner_;
 };
 
 // Collects callback results and lets the test wait for all of them.
