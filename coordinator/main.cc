@@ -52,8 +52,8 @@ void FitConnectionCaps(treaty::ServerOptions& opts) {
   if (wanted + kSpareDescriptors <= limit) return;
   const uint64_t room = limit > 2 * kSpareDescriptors ? limit - kSpareDescriptors : limit / 2;
   opts.http_max_connections = std::max<uint64_t>(1, room * opts.http_max_connections / wanted);
-  opts.thrift_max_connections =
-      static_cast<int>(std::max<uint64_t>(1, room * uint64_t(opts.thrift_max_connections) / wanted));
+  opts.thrift_max_connections = static_cast<int>(
+      std::max<uint64_t>(1, room * uint64_t(opts.thrift_max_connections) / wanted));
   spdlog::warn(
       "descriptor limit {} leaves room for fewer connections than asked: serving at most {} HTTP "
       "and {} Thrift connections (raise ulimit -n to keep the configured caps)",
@@ -158,9 +158,10 @@ int main(int argc, char** argv) {
         return "";
       })
       ->capture_default_str();
-  app.add_option("--log-stall-ms", opts.writer.stall_after_ms,
-                 "A log batch waiting longer than this for a commit is a stall: new work is refused "
-                 "(503) and /readyz fails until writes complete")
+  app.add_option(
+         "--log-stall-ms", opts.writer.stall_after_ms,
+         "A log batch waiting longer than this for a commit is a stall: new work is refused "
+         "(503) and /readyz fails until writes complete")
       ->envname("TREATY_LOG_STALL_MS")
       ->check(CLI::Range(100, 3600000))
       ->capture_default_str();

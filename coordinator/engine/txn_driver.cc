@@ -172,30 +172,29 @@ void TxnDriver::CallWhenDurable(ParticipantRequest request,
                                 std::function<void(const ParticipantResponse&)> on_result,
                                 std::function<bool()> still_wanted) {
   std::weak_ptr<TxnDriver> weak = shared_from_this();
-  AfterDurable(
-      [this, weak, request = std::move(request), on_result = std::move(on_result),
-       still_wanted = std::move(still_wanted)]() mutable {
-        if (still_wanted && !still_wanted()) {
-          ParticipantResponse skipped;
-          skipped.outcome = CallOutcome::kTransient;
-          skipped.error = "not sent: the decision changed while it waited for the log";
-          on_result(skipped);
-          Pump();
-          return;
-        }
-        request.traceparent = TraceParent();
-        EngineContext* c = ctx_;
-        const std::string op = request.op;
-        c->caller->Call(std::move(request), [weak, c, op, on_result](ParticipantResponse r) {
-          c->runner->Post([weak, c, op, on_result, r = std::move(r)] {
-            auto self = weak.lock();
-            if (!self || self->dropped()) return;
-            if (c->observer) c->observer->OnCall(op, r.outcome, r.latency_ms);
-            on_result(r);
-            self->Pump();
-          });
-        });
+  AfterDurable([this, weak, request = std::move(request), on_result = std::move(on_result),
+                still_wanted = std::move(still_wanted)]() mutable {
+    if (still_wanted && !still_wanted()) {
+      ParticipantResponse skipped;
+      skipped.outcome = CallOutcome::kTransient;
+      skipped.error = "not sent: the decision changed while it waited for the log";
+      on_result(skipped);
+      Pump();
+      return;
+    }
+    request.traceparent = TraceParent();
+    EngineContext* c = ctx_;
+    const std::string op = request.op;
+    c->caller->Call(std::move(request), [weak, c, op, on_result](ParticipantResponse r) {
+      c->runner->Post([weak, c, op, on_result, r = std::move(r)] {
+        auto self = weak.lock();
+        if (!self || self->dropped()) return;
+        if (c->observer) c->observer->OnCall(op, r.outcome, r.latency_ms);
+        on_result(r);
+        self->Pump();
       });
+    });
+  });
 }
 
 void TxnDriver::RecordBranchState(const std::string& name, const std::string& state, int attempts,

@@ -49,8 +49,9 @@ TEST_P(SagaApiTest, HappyPathCommitsAndShowsHistory) {
 
 TEST_P(SagaApiTest, BusinessFailureCompensatesInReverseOrder) {
   participant_->SetRule("car", "action", Rule{{409}});
-  auto r = Post("/v1/sagas",
-                {{"gtid", "trip-2"}, {"wait", true}, {"steps", {Step("flight"), Step("hotel"), Step("car")}}});
+  auto r = Post("/v1/sagas", {{"gtid", "trip-2"},
+                              {"wait", true},
+                              {"steps", {Step("flight"), Step("hotel"), Step("car")}}});
   ASSERT_EQ(r.status, 201) << r.raw;
   EXPECT_EQ(r.body["state"], "ABORTED");
   EXPECT_EQ(Order(participant_->Calls(), "trip-2"),
@@ -62,8 +63,8 @@ TEST_P(SagaApiTest, BusinessFailureCompensatesInReverseOrder) {
 
 TEST_P(SagaApiTest, TransientFailuresAreRetriedUntilSuccess) {
   participant_->SetRule("hotel", "action", Rule{{503, 500, 200}});
-  auto r = Post("/v1/sagas", {{"gtid", "trip-3"}, {"wait", true},
-                              {"steps", {Step("flight"), Step("hotel")}}});
+  auto r = Post("/v1/sagas",
+                {{"gtid", "trip-3"}, {"wait", true}, {"steps", {Step("flight"), Step("hotel")}}});
   ASSERT_EQ(r.status, 201) << r.raw;
   EXPECT_EQ(r.body["state"], "COMMITTED");
   EXPECT_EQ(participant_->CallCount("trip-3", "hotel", "action"), 3);
@@ -74,7 +75,8 @@ TEST_P(SagaApiTest, TransientFailuresAreRetriedUntilSuccess) {
 
 TEST_P(SagaApiTest, RetriesExhaustedCompensates) {
   participant_->SetRule("hotel", "action", Rule{{503}});
-  auto r = Post("/v1/sagas", {{"gtid", "trip-4"}, {"wait", true},
+  auto r = Post("/v1/sagas", {{"gtid", "trip-4"},
+                              {"wait", true},
                               {"steps", {Step("flight"), Step("hotel", 3), Step("car")}}});
   ASSERT_EQ(r.status, 201) << r.raw;
   EXPECT_EQ(r.body["state"], "ABORTED");
@@ -88,7 +90,8 @@ TEST_P(SagaApiTest, StepTimeoutCountsAsTransient) {
   participant_->SetRule("hotel", "action", Rule{{200}, 1500});
   json hotel = Step("hotel", 2);
   hotel["timeout_ms"] = 200;
-  auto r = Post("/v1/sagas", {{"gtid", "trip-5"}, {"wait", true}, {"steps", {Step("flight"), hotel}}});
+  auto r =
+      Post("/v1/sagas", {{"gtid", "trip-5"}, {"wait", true}, {"steps", {Step("flight"), hotel}}});
   ASSERT_EQ(r.status, 201) << r.raw;
   EXPECT_EQ(r.body["state"], "ABORTED");
   EXPECT_EQ(participant_->CallCount("trip-5", "hotel", "action"), 2);
@@ -99,7 +102,9 @@ TEST_P(SagaApiTest, SagaDeadlineCompensates) {
   participant_->SetRule("hotel", "action", Rule{{503}});
   json hotel = Step("hotel", 1000);
   hotel["retry"]["max_backoff_ms"] = 50;
-  auto r = Post("/v1/sagas", {{"gtid", "trip-6"}, {"wait", true}, {"timeout_ms", 600},
+  auto r = Post("/v1/sagas", {{"gtid", "trip-6"},
+                              {"wait", true},
+                              {"timeout_ms", 600},
                               {"steps", {Step("flight"), hotel, Step("car")}}});
   ASSERT_EQ(r.status, 201) << r.raw;
   EXPECT_EQ(r.body["state"], "ABORTED");
@@ -120,8 +125,8 @@ TEST_P(SagaApiTest, ConcurrentDagRunsInDependencyOrder) {
   b["after"] = {"a"};
   c["after"] = {"a"};
   d["after"] = {"b", "c"};
-  auto r = Post("/v1/sagas", {{"gtid", "dag-1"}, {"wait", true}, {"concurrent", true},
-                              {"steps", {a, b, c, d}}});
+  auto r = Post("/v1/sagas",
+                {{"gtid", "dag-1"}, {"wait", true}, {"concurrent", true}, {"steps", {a, b, c, d}}});
   ASSERT_EQ(r.status, 201) << r.raw;
   EXPECT_EQ(r.body["state"], "COMMITTED");
   auto order = Order(participant_->Calls(), "dag-1");
@@ -217,8 +222,8 @@ TEST_P(SagaApiTest, ListFiltersAndPagesWithoutGapsOrDuplicates) {
   participant_->SetRule("bad", "action", Rule{{409}});
   for (int i = 0; i < 23; ++i) {
     json steps = {Step(i % 4 == 0 ? "bad" : "good")};
-    auto r = Post("/v1/sagas", {{"gtid", "list-" + std::to_string(i)}, {"wait", true},
-                                {"steps", steps}});
+    auto r = Post("/v1/sagas",
+                  {{"gtid", "list-" + std::to_string(i)}, {"wait", true}, {"steps", steps}});
     ASSERT_EQ(r.status, 201) << r.raw;
   }
   std::set<std::string> seen;
@@ -256,8 +261,9 @@ TEST_P(SagaApiTest, OperatorRetryAndForceAbort) {
   StartServer();
   participant_->SetRule("hotel", "action", Rule{{409}});
   participant_->SetRule("flight", "compensate", Rule{{500, 200}});
-  ASSERT_EQ(Post("/v1/sagas", {{"gtid", "op-1"}, {"steps", {Step("flight"), Step("hotel")}}}).status,
-            201);
+  ASSERT_EQ(
+      Post("/v1/sagas", {{"gtid", "op-1"}, {"steps", {Step("flight"), Step("hotel")}}}).status,
+      201);
   ASSERT_TRUE(participant_->WaitFor(
       [](const auto& calls) {
         for (const auto& c : calls) {
@@ -274,35 +280,41 @@ TEST_P(SagaApiTest, OperatorRetryAndForceAbort) {
   json slow = Step("slow", 100);
   participant_->SetRule("slow", "action", Rule{{503}});
   ASSERT_EQ(Post("/v1/sagas", {{"gtid", "op-2"}, {"steps", {Step("seat"), slow}}}).status, 201);
-  participant_->WaitFor([](const auto& calls) {
-    for (const auto& c : calls) {
-      if (c.gtid == "op-2" && c.branch == "slow") return true;
-    }
-    return false;
-  }, std::chrono::seconds(10));
+  participant_->WaitFor(
+      [](const auto& calls) {
+        for (const auto& c : calls) {
+          if (c.gtid == "op-2" && c.branch == "slow") return true;
+        }
+        return false;
+      },
+      std::chrono::seconds(10));
   auto abort = Post("/v1/transactions/op-2/abort", json::object());
   EXPECT_EQ(abort.status, 200) << abort.raw;
   EXPECT_EQ(WaitTerminal("op-2", 5000)["state"], "ABORTED");
   EXPECT_EQ(participant_->EffectCount("op-2", "seat", "compensate"), 1);
   EXPECT_EQ(participant_->EffectCount("op-2", "slow", "compensate"), 1);
 
-  ASSERT_EQ(Post("/v1/sagas", {{"gtid", "op-3"}, {"wait", true}, {"steps", {Step("flight")}}}).status,
-            201);
+  ASSERT_EQ(
+      Post("/v1/sagas", {{"gtid", "op-3"}, {"wait", true}, {"steps", {Step("flight")}}}).status,
+      201);
   auto late = Post("/v1/transactions/op-3/abort", json::object());
   EXPECT_EQ(late.status, 409) << late.raw;
 }
 
 TEST_P(SagaApiTest, RestartResumesUnfinishedSagas) {
   participant_->SetRule("hotel", "action", Rule{{200}, 800});
-  ASSERT_EQ(Post("/v1/sagas", {{"gtid", "resume-1"}, {"steps", {Step("flight"), Step("hotel"), Step("car")}}})
+  ASSERT_EQ(Post("/v1/sagas",
+                 {{"gtid", "resume-1"}, {"steps", {Step("flight"), Step("hotel"), Step("car")}}})
                 .status,
             201);
-  participant_->WaitFor([](const auto& calls) {
-    for (const auto& c : calls) {
-      if (c.gtid == "resume-1" && c.branch == "hotel") return true;
-    }
-    return false;
-  }, std::chrono::seconds(10));
+  participant_->WaitFor(
+      [](const auto& calls) {
+        for (const auto& c : calls) {
+          if (c.gtid == "resume-1" && c.branch == "hotel") return true;
+        }
+        return false;
+      },
+      std::chrono::seconds(10));
   server_->Stop();  // no hand-back: like a crash, the lease must expire
   participant_->SetRule("hotel", "action", Rule{{200}});
   StartServer();

@@ -66,7 +66,9 @@ void FakeCaller::Call(ParticipantRequest request, Callback done) {
   ParticipantResponse r;
   r.outcome = outcome;
   r.readonly_vote = script.readonly;
-  r.http_status = outcome == CallOutcome::kOk ? 200 : outcome == CallOutcome::kBusinessFailure ? 409 : 503;
+  r.http_status = outcome == CallOutcome::kOk                ? 200
+                  : outcome == CallOutcome::kBusinessFailure ? 409
+                                                             : 503;
   if (outcome != CallOutcome::kOk) r.error = "scripted";
   r.latency_ms = script.delay_ms;
   runner_->PostAfter(script.delay_ms, [done = std::move(done), r] { done(r); });
