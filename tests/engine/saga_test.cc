@@ -16,7 +16,6 @@ using testing::FakeLog;
 using testing::FakeTaskRunner;
 using Seq = std::vector<std::string>;
 
-
 class SagaTest : public testing::DriverTest {
  protected:
   SagaTest() : DriverTest(42) {}
@@ -90,7 +89,8 @@ TEST_F(SagaTest, BusinessFailureCompensatesAttemptedStepsInReverse) {
 }
 
 TEST_F(SagaTest, TransientFailuresAreRetriedWithBackoffThenSucceed) {
-  caller_.Set("hotel", "action", {{CallOutcome::kTransient, CallOutcome::kTransient, CallOutcome::kOk}});
+  caller_.Set("hotel", "action",
+              {{CallOutcome::kTransient, CallOutcome::kTransient, CallOutcome::kOk}});
   Run(Spec("g1", {"flight", "hotel"}));
   EXPECT_EQ(Finish("g1"), states::kCommitted);
   EXPECT_EQ(caller_.Count("g1", "hotel", "action"), 3);
@@ -121,8 +121,8 @@ TEST_F(SagaTest, DeadlineCompensatesAfterInFlightCallReturns) {
   spec.timeout_ms = 1000;
   Run(spec);
   EXPECT_EQ(Finish("g1"), states::kAborted);
-  EXPECT_EQ(caller_.Sequence("g1"), (Seq{"flight/action", "hotel/action", "hotel/compensate",
-                                         "flight/compensate"}));
+  EXPECT_EQ(caller_.Sequence("g1"),
+            (Seq{"flight/action", "hotel/action", "hotel/compensate", "flight/compensate"}));
   bool saw_deadline = false;
   for (const auto& e : log_.txns["g1"].events) {
     saw_deadline |= e.detail.find("deadline") != std::string::npos;
@@ -186,8 +186,9 @@ TEST_F(SagaTest, FailingCompensationIsRetriedUntilItSucceedsAndFlagsAttention) {
 
 TEST_F(SagaTest, OperatorRetryResendsAWaitingCompensationAtOnce) {
   caller_.Set("hotel", "action", {{CallOutcome::kBusinessFailure}});
-  caller_.Set("flight", "compensate", {{CallOutcome::kTransient, CallOutcome::kTransient,
-                                        CallOutcome::kTransient, CallOutcome::kOk}});
+  caller_.Set("flight", "compensate",
+              {{CallOutcome::kTransient, CallOutcome::kTransient, CallOutcome::kTransient,
+                CallOutcome::kOk}});
   ctx_.options.retry_initial_backoff_ms = 60000;
   ctx_.options.retry_max_backoff_ms = 60000;
   auto saga = Run(Spec("g1", {"flight", "hotel"}));
@@ -296,7 +297,8 @@ TEST_F(SagaTest, ActionPlannedBeforeTheDeadlineIsNotSentOnceCompensating) {
   Run(spec);
   EXPECT_EQ(Finish("g1"), states::kAborted);
   EXPECT_EQ(caller_.Count("g1", "hotel", "action"), 0);
-  EXPECT_EQ(caller_.Sequence("g1"), (Seq{"flight/action", "hotel/compensate", "flight/compensate"}));
+  EXPECT_EQ(caller_.Sequence("g1"),
+            (Seq{"flight/action", "hotel/compensate", "flight/compensate"}));
 }
 
 }  // namespace

@@ -144,7 +144,8 @@ Status MiniPostgres::StartStandbyOf(const MiniPostgres& primary, const std::stri
 
 Status MiniPostgres::Promote() {
   const std::string log = root_ + "/promote.log";
-  const pid_t pid = Spawn({bin_dir_ + "/pg_ctl", "promote", "-w", "-t", "60", "-D", data_dir_}, log);
+  const pid_t pid =
+      Spawn({bin_dir_ + "/pg_ctl", "promote", "-w", "-t", "60", "-D", data_dir_}, log);
   if (pid < 0 || WaitExit(pid) != 0) return Status::Internal("pg_ctl promote failed: " + Tail(log));
   return Status::Ok();
 }
@@ -153,10 +154,10 @@ Result<std::string> MiniPostgres::Query(const std::string& sql, const std::strin
   const std::string out = root_ + "/query.out";
   std::error_code ec;
   std::filesystem::remove(out, ec);
-  const pid_t pid = Spawn({bin_dir_ + "/psql", "-X", "-q", "-A", "-t", "-h", "127.0.0.1", "-p",
-                           std::to_string(port_), "-U", "postgres", "-d", dbname, "-o", out,
-                           "-v", "ON_ERROR_STOP=1", "-c", sql},
-                          root_ + "/query.log");
+  const pid_t pid = Spawn(
+      {bin_dir_ + "/psql", "-X", "-q", "-A", "-t", "-h", "127.0.0.1", "-p", std::to_string(port_),
+       "-U", "postgres", "-d", dbname, "-o", out, "-v", "ON_ERROR_STOP=1", "-c", sql},
+      root_ + "/query.log");
   if (pid < 0 || WaitExit(pid) != 0) {
     return Status::Unavailable("psql failed: " + Tail(root_ + "/query.log"));
   }
@@ -167,9 +168,21 @@ Result<std::string> MiniPostgres::Query(const std::string& sql, const std::strin
 
 Status MiniPostgres::StartServer() {
   const std::string log = root_ + "/postgres.log";
-  std::vector<std::string> argv = {bin_dir_ + "/postgres", "-D", data_dir_, "-k", root_, "-c",
-                "listen_addresses=127.0.0.1", "-p", std::to_string(port_), "-c", "fsync=off", "-c",
-                "max_prepared_transactions=64", "-c", "max_connections=200"};
+  std::vector<std::string> argv = {bin_dir_ + "/postgres",
+                                   "-D",
+                                   data_dir_,
+                                   "-k",
+                                   root_,
+                                   "-c",
+                                   "listen_addresses=127.0.0.1",
+                                   "-p",
+                                   std::to_string(port_),
+                                   "-c",
+                                   "fsync=off",
+                                   "-c",
+                                   "max_prepared_transactions=64",
+                                   "-c",
+                                   "max_connections=200"};
   for (const std::string& setting : settings_) {
     argv.push_back("-c");
     argv.push_back(setting);

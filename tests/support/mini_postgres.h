@@ -86,7 +86,7 @@ class MiniPostgres {
   pid_t pid_ = -1;
   std::vector<std::string> settings_;  // extra -c name=value
   std::vector<pid_t> paused_pids_;     // SIGSTOPped by Pause()
-  uid_t run_uid_ = 0;  // user to run as when root; 0 = do not switch
+  uid_t run_uid_ = 0;                  // user to run as when root; 0 = do not switch
   gid_t run_gid_ = 0;
 };
 
