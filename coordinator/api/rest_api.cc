@@ -342,9 +342,9 @@ void RestApi::OperatorAction(const std::string& gtid, bool abort, HttpResponder 
       abort ? "POST /v1/transactions/{gtid}/abort" : "POST /v1/transactions/{gtid}/retry",
       [](const SubmitResult& r) { return StateAnswer(200, r); });
   if (abort) {
-    service_->ForceAbort(gtid, std::move(done));
+    service_->ForceAbort(gtid, OperatorRequest{"anonymous", ""}, std::move(done));
   } else {
-    service_->Retry(gtid, std::move(done));
+    service_->Retry(gtid, OperatorRequest{"anonymous", ""}, std::move(done));
   }
 }
 

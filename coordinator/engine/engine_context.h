@@ -14,6 +14,14 @@
 
 namespace treaty {
 
+// Who asked for an operator action, and why.
+struct OperatorRequest {
+  // The identity the API authenticated; until it authenticates callers:
+  // "anonymous@<peer ip:port>" (REST, Thrift) or "treatyctl@<host>".
+  std::string actor;
+  std::string reason;  // free text, valid UTF-8, at most 1024 bytes
+};
+
 struct EngineOptions {
   int64_t default_call_timeout_ms = 10000;  // participant call time-out when a step sets none
   int attention_after_attempts = 10;        // failed compensate/commit/abort attempts

@@ -235,6 +235,18 @@ void TxnDriver::RecordAttemptSent(const std::string& name, std::optional<int> at
   Pending().branch_updates.push_back(std::move(u));
 }
 
+Status TxnDriver::Pause(const OperatorRequest&) {
+  return Status::Conflict("pause is not implemented yet");
+}
+
+Status TxnDriver::Resume(const OperatorRequest&) {
+  return Status::Conflict("resume is not implemented yet");
+}
+
+Status TxnDriver::Resolve(const std::string&, const std::string&, const OperatorRequest&) {
+  return Status::Conflict("resolve is not implemented yet");
+}
+
 void TxnDriver::Drop(const Status& why) {
   if (dropped_) return;
   dropped_ = true;

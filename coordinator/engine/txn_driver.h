@@ -76,6 +76,14 @@ class TxnDriver : public std::enable_shared_from_this<TxnDriver> {
   virtual Status RetryNow() = 0;
   // Operator: abort (saga: compensate; 2PC: abort if no commit decision).
   virtual Status ForceAbort(const std::string& reason) = 0;
+  // Operator: pause / resume participant calls, resolve a branch by hand
+  // (contract in engine/txn_service.h). SCAFFOLDING: answered Conflict
+  // until the drivers implement them (issue 12, in progress).
+  virtual Status Pause(const OperatorRequest& who);
+  virtual Status Resume(const OperatorRequest& who);
+  virtual Status Resolve(const std::string& branch, const std::string& outcome,
+                         const OperatorRequest& who);
+  bool paused() const { return paused_; }
   // Stops driving at once: cancels timers, ignores late results.
   void Drop(const Status& why);
 
@@ -143,6 +151,7 @@ class TxnDriver : public std::enable_shared_from_this<TxnDriver> {
   // Cancels the driver's timers (subclass hook for Drop).
   virtual void CancelTimers() = 0;
   bool needs_attention_ = false;
+  bool paused_ = false;
   std::string spec_json_;
   void SetNeedsAttention(bool on, const std::string& why);
   // W3C traceparent for a call of this transaction (stable trace id per gtid).

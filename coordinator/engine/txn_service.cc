@@ -5,6 +5,7 @@
 #include <spdlog/spdlog.h>
 
 #include "common/json_input.h"
+#include "common/text.h"
 #include "engine/saga.h"
 #include "engine/states.h"
 
@@ -180,24 +181,54 @@ void TxnService::List(const ListFilter& filter, Callback<TxnPage> done) {
       [this, filter, done = std::move(done)] { done(deps_.store->ListTransactions(filter)); });
 }
 
-void TxnService::Retry(const std::string& gtid, Callback<SubmitResult> done) {
-  OperatorAction(gtid, false, std::move(done));
+void TxnService::Retry(const std::string& gtid, OperatorRequest who, Callback<SubmitResult> done) {
+  OperatorAction(gtid, "retry now", std::move(who), std::move(done),
+                 [](TxnDriver& d, const OperatorRequest&) { return d.RetryNow(); });
 }
 
-void TxnService::ForceAbort(const std::string& gtid, Callback<SubmitResult> done) {
-  OperatorAction(gtid, true, std::move(done));
+void TxnService::ForceAbort(const std::string& gtid, OperatorRequest who,
+                            Callback<SubmitResult> done) {
+  OperatorAction(gtid, "force abort", std::move(who), std::move(done),
+                 [](TxnDriver& d, const OperatorRequest& w) {
+                   return d.ForceAbort(w.reason.empty() ? "operator request" : w.reason);
+                 });
 }
 
-void TxnService::OperatorAction(const std::string& gtid, bool abort, Callback<SubmitResult> done) {
-  deps_.engine_runner->Post([this, gtid, abort, done = std::move(done)]() mutable {
+void TxnService::Pause(const std::string& gtid, OperatorRequest who, Callback<SubmitResult> done) {
+  OperatorAction(gtid, "pause", std::move(who), std::move(done),
+                 [](TxnDriver& d, const OperatorRequest& w) { return d.Pause(w); });
+}
+
+void TxnService::Resume(const std::string& gtid, OperatorRequest who, Callback<SubmitResult> done) {
+  OperatorAction(gtid, "resume", std::move(who), std::move(done),
+                 [](TxnDriver& d, const OperatorRequest& w) { return d.Resume(w); });
+}
+
+void TxnService::Resolve(const std::string& gtid, const std::string& branch,
+                         const std::string& outcome, OperatorRequest who,
+                         Callback<SubmitResult> done) {
+  OperatorAction(gtid, "resolve", std::move(who), std::move(done),
+                 [branch, outcome](TxnDriver& d, const OperatorRequest& w) {
+                   return d.Resolve(branch, outcome, w);
+                 });
+}
+
+void TxnService::OperatorAction(const std::string& gtid, const std::string& action,
+                                OperatorRequest who, Callback<SubmitResult> done,
+                                std::function<Status(TxnDriver&, const OperatorRequest&)> apply) {
+  deps_.engine_runner->Post([this, gtid, action, who = std::move(who), done = std::move(done),
+                             apply = std::move(apply)]() mutable {
     if (auto it = drivers_.find(gtid); it != drivers_.end()) {
       auto driver = it->second;
-      Status s = abort ? driver->ForceAbort("operator request") : driver->RetryNow();
+      Status s = apply(*driver, who);
       if (!s.ok()) {
         done(s);
       } else {
-        spdlog::info("gtid={} operator {}", gtid, abort ? "force abort" : "retry now");
-        done(SubmitResult{gtid, driver->state(), false, driver->finished()});
+        spdlog::info("gtid={} operator {} by {}: {}", gtid, action, EscapeControl(who.actor),
+                     EscapeControl(who.reason));
+        SubmitResult r{gtid, driver->state(), false, driver->finished()};
+        r.paused = driver->paused();
+        done(std::move(r));
       }
       return;
     }

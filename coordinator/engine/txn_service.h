@@ -56,6 +56,7 @@ struct SubmitResult {
   bool created = false;       // false: an identical earlier submission
   bool finished = false;      // terminal at answer time
   bool wait_expired = false;  // `wait` was asked and ran out first
+  bool paused = false;        // an operator paused its calls (Pause/Resume)
 };
 
 // Live counters for metrics and the dashboard.
@@ -88,9 +89,42 @@ class TxnService : private TxnObserver {
 
   void Get(const std::string& gtid, bool with_events, Callback<TxnDetail> done);
   void List(const ListFilter& filter, Callback<TxnPage> done);
-  // Operator actions; NotFound, Conflict (finished, or owned by a peer).
-  void Retry(const std::string& gtid, Callback<SubmitResult> done);
-  void ForceAbort(const std::string& gtid, Callback<SubmitResult> done);
+  // Operator actions (docs/operations.md "Operator actions"). Each is
+  // recorded in the history (type "operator": actor, action, reason) and in
+  // a log line once durable, and answers the state then. Errors:
+  // NotFound (unknown gtid or branch), Conflict with the reason why the
+  // action cannot apply in the current state (finished, commit decision
+  // logged, branch not in a resolvable state, owned by a peer: send it
+  // there), InvalidArgument (a required reason missing, an outcome that is
+  // not one of the names below).
+  //
+  // Retry: every pending retry of the transaction is sent now.
+  void Retry(const std::string& gtid, OperatorRequest who, Callback<SubmitResult> done);
+  // ForceAbort: saga RUNNING -> COMPENSATING; 2PC ACTIVE/PREPARING ->
+  // ABORTING. Conflict in any other state (a COMPENSATING saga or an
+  // ABORTING 2PC is already undoing; a COMMITTING 2PC has a durable commit
+  // decision).
+  void ForceAbort(const std::string& gtid, OperatorRequest who, Callback<SubmitResult> done);
+  // Pause: no participant call of this transaction is sent until Resume
+  // (calls in flight finish; their answers are logged). Durable: a paused
+  // transaction stays paused across restarts and takeovers. Deadlines still
+  // apply to the decision (a paused ACTIVE 2PC past its deadline is decided
+  // ABORTING, the aborts wait for Resume). Conflict when finished or paused.
+  void Pause(const std::string& gtid, OperatorRequest who, Callback<SubmitResult> done);
+  // Resume: the calls paused are planned again at once. Conflict when not
+  // paused.
+  void Resume(const std::string& gtid, OperatorRequest who, Callback<SubmitResult> done);
+  // Resolve by hand: the operator fixed branch `branch` out of band and
+  // tells the coordinator its outcome, which is recorded as if the
+  // participant had acknowledged it; the transaction then continues.
+  // `outcome` and the states it applies in:
+  //   "COMPENSATED": a saga step that is COMPENSATING (COMPENSATING saga);
+  //   "COMMITTED":   a 2PC branch that is COMMITTING (COMMITTING 2PC);
+  //   "ABORTED":     a 2PC branch that is ABORTING (ABORTING 2PC).
+  // A call in flight for that branch is ignored when it answers; a planned
+  // retry is cancelled. `who.reason` is required (InvalidArgument).
+  void Resolve(const std::string& gtid, const std::string& branch, const std::string& outcome,
+               OperatorRequest who, Callback<SubmitResult> done);
 
   // --- 2PC (txn_service_2pc.cc; see engine/two_phase.h) ---
   // Logs a new ACTIVE transaction; answers once durable. A repeated begin of
@@ -149,8 +183,11 @@ class TxnService : private TxnObserver {
   void Adopt2pc(const TxnDetail& detail);
   // Publishes drivers_.size() as counters_.active (engine runner).
   void CountActive();
-  // Runs an operator action on the engine runner.
-  void OperatorAction(const std::string& gtid, bool abort, Callback<SubmitResult> done);
+  // Runs an operator action (`apply` on the driver) on the engine runner;
+  // `action` names it in the log line.
+  void OperatorAction(const std::string& gtid, const std::string& action, OperatorRequest who,
+                      Callback<SubmitResult> done,
+                      std::function<Status(TxnDriver&, const OperatorRequest&)> apply);
 
   TxnServiceDeps deps_;
   TxnServiceOptions options_;

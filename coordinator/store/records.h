@@ -22,6 +22,11 @@ struct TxnRow {
   int64_t next_attempt_at_ms = 0;
   int attempts = 0;
   bool needs_attention = false;
+  // An operator paused its participant calls (TxnService::Pause); durable.
+  bool paused = false;
+  // The newest failure of any of its branches (a short excerpt, valid
+  // UTF-8); empty when the last call succeeded. Shown by the list views.
+  std::string last_error;
   int64_t version = 0;  // bumped by every update
   int64_t created_at_ms = 0;
   int64_t updated_at_ms = 0;
@@ -47,7 +52,15 @@ struct EventRow {
   std::string branch;  // empty for transaction-level events
   std::string type;    // e.g. "state", "call", "retry", "operator"
   std::string detail;  // human-readable text
-  int64_t at_ms = 0;
+  int64_t at_ms = 0;   // when it happened (for a collapsed event: the latest time)
+  // Repeats collapsed into this event (>= 1) and when the first happened.
+  int64_t count = 1;
+  int64_t first_at_ms = 0;  // 0 in a write: at_ms
+  // In a write: if the newest event of this gtid and branch has the same
+  // type, that event is updated instead (count + 1, detail and at_ms
+  // replaced) and no row is added. Used for retries, so that a branch
+  // retried for hours keeps one event (docs/schema.md "events").
+  bool collapse = false;
 };
 
 // A transaction with its branches (idx order) and history (id order).
@@ -103,6 +116,8 @@ struct TxnWrite {
   std::optional<int64_t> next_attempt_at_ms;
   std::optional<int> attempts;
   std::optional<int64_t> deadline_ms;
+  std::optional<bool> paused;
+  std::optional<std::string> last_error;
   bool release_owner = false;  // set owner to NULL (hand back) after the update
 
   std::vector<BranchRow> new_branches;
@@ -116,6 +131,7 @@ struct ListFilter {
   std::optional<std::string> state;
   std::optional<std::string> kind;
   std::optional<bool> needs_attention;
+  std::optional<bool> paused;
   std::optional<std::string> gtid_prefix;
   std::optional<int64_t> created_before_ms;  // age filter
   int limit = 50;

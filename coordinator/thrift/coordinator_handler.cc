@@ -309,7 +309,7 @@ void CoordinatorHandler::retryTransaction(rpc::TxnStatus& out, const std::string
   Guarded("retryTransaction", [&] {
     CheckGtid(gtid, options_.limits);
     FillStatus(out, Await<SubmitResult>(options_.call_timeout_ms, [&](auto done) {
-                 Service()->Retry(gtid, std::move(done));
+                 Service()->Retry(gtid, OperatorRequest{"anonymous", ""}, std::move(done));
                }));
   });
 }
@@ -318,7 +318,7 @@ void CoordinatorHandler::abortTransaction(rpc::TxnStatus& out, const std::string
   Guarded("abortTransaction", [&] {
     CheckGtid(gtid, options_.limits);
     FillStatus(out, Await<SubmitResult>(options_.call_timeout_ms, [&](auto done) {
-                 Service()->ForceAbort(gtid, std::move(done));
+                 Service()->ForceAbort(gtid, OperatorRequest{"anonymous", ""}, std::move(done));
                }));
   });
 }
