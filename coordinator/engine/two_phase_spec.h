@@ -45,6 +45,11 @@ struct BranchSpec {
   std::string abort;             // URL
   std::string payload = "null";  // JSON text
   int64_t timeout_ms = 0;        // 0: the coordinator's default call time-out
+  // The participant declares it supports one-phase commit (REST/Thrift
+  // field `one_phase` at enlistment, default false): only then, and only as
+  // the single branch, is it sent one commit flagged one_phase instead of
+  // prepare + commit.
+  bool one_phase = false;
 };
 
 struct TwoPhaseLimits {
