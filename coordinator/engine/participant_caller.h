@@ -38,6 +38,11 @@ struct ParticipantResponse {
   CallOutcome outcome = CallOutcome::kTransient;
   bool readonly_vote = false;  // prepare answered 2xx with {"vote":"readonly"}
   int http_status = 0;         // 0 when no HTTP answer was received
+  // A configuration error, not a passing fault: the participant answered
+  // HTTP 404, 405 or 410, its host name did not resolve, or (Thrift) it does
+  // not know the method. Outcome stays kTransient (retried at the capped
+  // backoff) and the transaction is flagged needs_attention at once.
+  bool config_error = false;
   std::string error;           // human-readable reason for a non-OK outcome (valid UTF-8)
   int64_t latency_ms = 0;
 };
