@@ -16,10 +16,12 @@
 //                                     (abort retried until acked)
 //
 //     Shortcuts: commit with no branches, or with every vote READONLY, goes
-//     straight to COMMITTED (nothing to do in phase 2). One-phase commit (a
-//     single branch and spec.one_phase): ACTIVE -> COMMITTING (logged) ->
+//     straight to COMMITTED (nothing to do in phase 2). One-phase commit
+//     (exactly one branch, which declared one_phase at enlistment, or a
+//     legacy stored spec with one_phase): ACTIVE -> COMMITTING (logged) ->
 //     one `commit` call with one_phase set, no prepare; 2xx -> COMMITTED,
 //     409 (the participant refused) -> ABORTED, anything else is retried.
+//     Any other transaction, a single branch included, prepares first.
 //
 //   branch:
 //
@@ -128,7 +130,10 @@ class TwoPhase : public TxnDriver {
 
   TwoPhase(EngineContext* ctx, TwoPhaseSpec spec);
   bool Decided() const;
-  bool OnePhase() const { return spec_.one_phase && branches_.size() == 1; }
+  // Exactly one branch, and it declared one_phase (or the legacy stored flag).
+  bool OnePhase() const {
+    return branches_.size() == 1 && (branches_[0].spec.one_phase || spec_.legacy_one_phase);
+  }
   void Pump() override;
   void PumpPreparing();
   void PumpPhaseTwo(const std::string& op);

@@ -43,6 +43,15 @@ Status ReadTimeout(const json& body, int64_t min, int64_t max, int64_t* out) {
   return Status::Ok();
 }
 
+// An optional boolean; absent or null leaves *out unchanged.
+Status ReadBool(const json& body, const char* key, bool* out) {
+  auto it = body.find(key);
+  if (it == body.end() || it->is_null()) return Status::Ok();
+  if (!it->is_boolean()) return Invalid(std::string("'") + key + "' must be true or false");
+  *out = it->get<bool>();
+  return Status::Ok();
+}
+
 }  // namespace
 
 Result<TwoPhaseSpec> ParseTwoPhaseSpec(const json& body, const TwoPhaseLimits& limits) {
@@ -57,9 +66,11 @@ Result<TwoPhaseSpec> ParseTwoPhaseSpec(const json& body, const TwoPhaseLimits& l
     }
   }
   if (auto s = ReadTimeout(body, 1, limits.max_timeout_ms, &spec.timeout_ms); !s.ok()) return s;
-  if (auto it = body.find("one_phase"); it != body.end() && !it->is_null()) {
-    if (!it->is_boolean()) return Invalid("'one_phase' must be true or false");
-    spec.one_phase = it->get<bool>();
+  if (auto s = ReadBool(body, "one_phase", &spec.legacy_one_phase); !s.ok()) return s;
+  if (spec.legacy_one_phase && !limits.stored) {
+    return Invalid(
+        "'one_phase' cannot be true at begin: one_phase is declared per branch at enlistment "
+        "(POST /v1/2pc/{gtid}/branches)");
   }
   return spec;
 }
@@ -67,7 +78,7 @@ Result<TwoPhaseSpec> ParseTwoPhaseSpec(const json& body, const TwoPhaseLimits& l
 Result<BranchSpec> ParseBranchSpec(const json& body, const TwoPhaseLimits& limits) {
   if (!body.is_object()) return Invalid("the request body must be a JSON object");
   if (auto s = CheckKnownFields(
-          body, {"name", "prepare", "commit", "abort", "payload", "timeout_ms"}, "");
+          body, {"name", "prepare", "commit", "abort", "payload", "timeout_ms", "one_phase"}, "");
       !s.ok()) {
     return s;
   }
@@ -92,11 +103,14 @@ Result<BranchSpec> ParseBranchSpec(const json& body, const TwoPhaseLimits& limit
     b.payload = DumpJson(*it);
   }
   if (auto s = ReadTimeout(body, 1, limits.max_timeout_ms, &b.timeout_ms); !s.ok()) return s;
+  if (auto s = ReadBool(body, "one_phase", &b.one_phase); !s.ok()) return s;
   return b;
 }
 
 json ToJson(const TwoPhaseSpec& spec) {
-  return {{"timeout_ms", spec.timeout_ms}, {"one_phase", spec.one_phase}};
+  json out = {{"timeout_ms", spec.timeout_ms}};
+  if (spec.legacy_one_phase) out["one_phase"] = true;
+  return out;
 }
 
 json ToJson(const BranchSpec& b) {
@@ -105,6 +119,7 @@ json ToJson(const BranchSpec& b) {
               {"abort", b.abort},
               {"payload", json::parse(b.payload, nullptr, false)}};
   if (b.timeout_ms > 0) out["timeout_ms"] = b.timeout_ms;
+  if (b.one_phase) out["one_phase"] = true;
   return out;
 }
 

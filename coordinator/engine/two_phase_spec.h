@@ -3,8 +3,9 @@
 // TwoPhaseSpec and BranchSpec: validated 2PC requests (docs/2pc.md "Client calls",
 // POST /v1/2pc and POST /v1/2pc/{gtid}/branches).
 //
-//   begin:  {"gtid"?, "timeout_ms"?, "one_phase"?}
-//   branch: {"name", "prepare": URL, "commit": URL, "abort": URL, "payload"?}
+//   begin:  {"gtid"?, "timeout_ms"?, "one_phase"? (only false)}
+//   branch: {"name", "prepare": URL, "commit": URL, "abort": URL, "payload"?,
+//            "timeout_ms"?, "one_phase"?}
 //
 // ParseTwoPhaseSpec / ParseBranchSpec reject, with a message naming the
 // problem: a body that is not an object, unknown or mistyped fields, a bad
@@ -12,6 +13,12 @@
 // the normalized form stored in the log (`transactions.spec` for the
 // transaction, `branches.spec` for a branch) and compared on a repeated
 // begin or enlistment (idempotency).
+//
+// One-phase commit is declared per branch (BranchSpec.one_phase). A begin
+// with `"one_phase": true` is refused (InvalidArgument naming the field);
+// `false` is accepted and means nothing. Only a spec read back from the log
+// (TwoPhaseLimits.stored) may carry `"one_phase": true`: an older release
+// wrote it, and that transaction keeps the one-phase rule it was begun with.
 
 #include <cstdint>
 #include <string>
@@ -28,11 +35,11 @@ struct TwoPhaseSpec {
   // Transaction deadline: an ACTIVE or PREPARING transaction still undecided
   // this long after begin is aborted. Always set (default 60 s).
   int64_t timeout_ms = 60000;
-  // A transaction with exactly one (non-read-only) branch commits in one
-  // phase: no prepare, a single `commit` call flagged one_phase (see
-  // two_phase.h). Off for participants that need a prepare before a commit
-  // (e.g. TCC, whose confirm needs its try).
-  bool one_phase = true;
+  // Legacy, read only from a stored spec: the transaction was begun by an
+  // older release under its "a single branch commits in one phase" rule,
+  // which it keeps (see two_phase.h). Always false for a new begin; ToJson
+  // writes it only when true.
+  bool legacy_one_phase = false;
   // Prepare calls that fail transiently are retried per this policy, then
   // count as a no vote.
   RetryPolicy prepare_retry{3, 100, 2000};
@@ -48,7 +55,7 @@ struct BranchSpec {
   // The participant declares it supports one-phase commit (REST/Thrift
   // field `one_phase` at enlistment, default false): only then, and only as
   // the single branch, is it sent one commit flagged one_phase instead of
-  // prepare + commit.
+  // prepare + commit. ToJson writes it only when true.
   bool one_phase = false;
 };
 

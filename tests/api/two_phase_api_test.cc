@@ -166,20 +166,24 @@ TEST_P(TwoPhaseApiTest, ReadOnlyBranchesSkipPhaseTwo) {
 
 TEST_P(TwoPhaseApiTest, SingleBranchCommitsInOnePhase) {
   Begin("t6");
-  Enlist("t6", HttpBranch("solo"));
+  json solo = HttpBranch("solo");
+  solo["one_phase"] = true;  // one-phase is declared per branch at enlistment
+  Enlist("t6", solo);
   EXPECT_EQ(Commit("t6"), "COMMITTED");
   EXPECT_EQ(Calls("t6", "solo", "prepare"), 0);
   ASSERT_EQ(Calls("t6", "solo", "commit"), 1);
   auto call = participant_->Calls().back();
   EXPECT_EQ(call.headers["treaty-one-phase"], "true");
   EXPECT_TRUE(json::parse(call.body).value("one_phase", false));
-  // Over Thrift, and with one_phase off the single branch is prepared first.
+  // Over Thrift; without the branch's one_phase the single branch is prepared first.
   Begin("t6t", {{"one_phase", false}});
   Enlist("t6t", ThriftBranch("solo"));
   EXPECT_EQ(Commit("t6t"), "COMMITTED");
   EXPECT_EQ(Calls("t6t", "solo", "prepare"), 1);
   Begin("t6u");
-  Enlist("t6u", ThriftBranch("solo"));
+  json tsolo = ThriftBranch("solo");
+  tsolo["one_phase"] = true;
+  Enlist("t6u", tsolo);
   EXPECT_EQ(Commit("t6u"), "COMMITTED");
   EXPECT_EQ(Calls("t6u", "solo", "prepare"), 0);
   EXPECT_TRUE(thrift_->Calls().back().one_phase);

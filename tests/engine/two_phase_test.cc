@@ -19,17 +19,19 @@ constexpr auto kOk = CallOutcome::kOk;
 constexpr auto kNo = CallOutcome::kBusinessFailure;
 constexpr auto kDown = CallOutcome::kTransient;
 
-
 class TwoPhaseTest : public testing::DriverTest {
  protected:
   TwoPhaseTest() : DriverTest(7) {}
 
-  // Begins `gtid` and enlists `names`; returns the driver.
+  // Begins `gtid` and enlists `names`, each declaring one_phase support when
+  // `one_phase`; returns the driver. `legacy_one_phase` stands for a spec an
+  // older release logged with the transaction-wide one_phase flag.
   std::shared_ptr<TwoPhase> Begin(const std::string& gtid, std::vector<std::string> names,
-                                  bool one_phase = true, int64_t timeout_ms = 60000) {
+                                  bool one_phase = false, int64_t timeout_ms = 60000,
+                                  bool legacy_one_phase = false) {
     TwoPhaseSpec spec;
     spec.gtid = gtid;
-    spec.one_phase = one_phase;
+    spec.legacy_one_phase = legacy_one_phase;
     spec.timeout_ms = timeout_ms;
     spec.prepare_retry = {3, 50, 200};
     auto t = TwoPhase::Create(&ctx_, spec);
@@ -38,7 +40,9 @@ class TwoPhaseTest : public testing::DriverTest {
     runner_.Advance(10);
     for (const auto& n : names) {
       Status got = Status::Internal("no answer");
-      t->Enlist(Branch(n), 16, [&](Status s) { got = s; });
+      BranchSpec b = Branch(n);
+      b.one_phase = one_phase;
+      t->Enlist(std::move(b), 16, [&](Status s) { got = s; });
       runner_.Advance(10);
       EXPECT_TRUE(got.ok()) << got.ToString();
     }
@@ -167,8 +171,18 @@ TEST_F(TwoPhaseTest, AllReadOnlyCommitsWithoutPhaseTwo) {
   EXPECT_EQ(caller_.Sequence("g6").size(), 2u);
 }
 
-TEST_F(TwoPhaseTest, SingleBranchCommitsInOnePhase) {
-  auto t = Begin("g7", {"only"});
+// One-phase commit must be asked for: a single branch that did not declare
+// it is prepared first, and its commit is an ordinary (two-phase) commit.
+TEST_F(TwoPhaseTest, SingleBranchWithoutTheFlagPreparesThenCommits) {
+  auto t = Begin("g9", {"only"});
+  caller_.on_call = [&](const ParticipantRequest& r) { EXPECT_FALSE(r.one_phase) << r.op; };
+  EXPECT_EQ(Commit(t), states::kCommitting);
+  EXPECT_EQ(Finish("g9"), states::kCommitted);
+  EXPECT_EQ(caller_.Sequence("g9"), (std::vector<std::string>{"only/prepare", "only/commit"}));
+}
+
+TEST_F(TwoPhaseTest, SingleBranchThatDeclaredOnePhaseCommitsInOnePhase) {
+  auto t = Begin("g7", {"only"}, /*one_phase=*/true);
   caller_.on_call = [&](const ParticipantRequest& r) {
     EXPECT_EQ(r.op, "commit");
     EXPECT_TRUE(r.one_phase);
@@ -179,19 +193,23 @@ TEST_F(TwoPhaseTest, SingleBranchCommitsInOnePhase) {
   EXPECT_EQ(caller_.Sequence("g7"), std::vector<std::string>{"only/commit"});
 }
 
+TEST_F(TwoPhaseTest, TwoBranchesThatDeclaredOnePhaseRunFullTwoPhase) {
+  auto t = Begin("g17", {"a", "b"}, /*one_phase=*/true);
+  caller_.on_call = [&](const ParticipantRequest& r) { EXPECT_FALSE(r.one_phase) << r.op; };
+  EXPECT_EQ(Commit(t), states::kCommitting);
+  EXPECT_EQ(Finish("g17"), states::kCommitted);
+  for (const char* n : {"a", "b"}) {
+    EXPECT_EQ(caller_.Count("g17", n, "prepare"), 1);
+    EXPECT_EQ(caller_.Count("g17", n, "commit"), 1);
+  }
+}
+
 TEST_F(TwoPhaseTest, OnePhaseRefusalAborts) {
-  auto t = Begin("g8", {"only"});
+  auto t = Begin("g8", {"only"}, /*one_phase=*/true);
   caller_.Set("only", "commit", {{kNo}});
   Commit(t);
   EXPECT_EQ(Finish("g8"), states::kAborted);
   EXPECT_EQ(caller_.Sequence("g8"), std::vector<std::string>{"only/commit"});
-}
-
-TEST_F(TwoPhaseTest, SingleBranchWithOnePhaseOffPrepares) {
-  auto t = Begin("g9", {"only"}, /*one_phase=*/false);
-  Commit(t);
-  EXPECT_EQ(Finish("g9"), states::kCommitted);
-  EXPECT_EQ(caller_.Sequence("g9"), (std::vector<std::string>{"only/prepare", "only/commit"}));
 }
 
 TEST_F(TwoPhaseTest, NoBranchesCommitsAtOnce) {
@@ -200,7 +218,7 @@ TEST_F(TwoPhaseTest, NoBranchesCommitsAtOnce) {
 }
 
 TEST_F(TwoPhaseTest, DeadlineAbortsActive) {
-  auto t = Begin("g11", {"a", "b"}, true, 1000);
+  auto t = Begin("g11", {"a", "b"}, false, 1000);
   EXPECT_EQ(Finish("g11", 5000), states::kAborted);
   EXPECT_EQ(caller_.Count("g11", "a", "abort"), 1);
   EXPECT_EQ(caller_.Count("g11", "b", "abort"), 1);
@@ -208,7 +226,7 @@ TEST_F(TwoPhaseTest, DeadlineAbortsActive) {
 }
 
 TEST_F(TwoPhaseTest, DeadlineAbortsPreparingAfterInFlightPrepareReturns) {
-  auto t = Begin("g12", {"a", "slow"}, true, 1000);
+  auto t = Begin("g12", {"a", "slow"}, false, 1000);
   caller_.Set("slow", "prepare", {{kOk}, 3000});
   caller_.on_call = [&](const ParticipantRequest& r) {
     if (r.branch == "slow" && r.op == "abort") {
@@ -318,13 +336,27 @@ TEST_F(TwoPhaseRecoveryTest, CommittingCommitsEveryBranchAgain) {
 }
 
 TEST_F(TwoPhaseRecoveryTest, OnePhaseCommittingResendsTheOnePhaseCommit) {
-  auto t = Begin("r4", {"only"});
+  auto t = Begin("r4", {"only"}, /*one_phase=*/true);
   caller_.Set("only", "commit", {{kDown}});
   Commit(t);
   caller_.Set("only", "commit", {{kOk}});
   caller_.on_call = [&](const ParticipantRequest& r) { EXPECT_TRUE(r.one_phase); };
   EXPECT_EQ(Recover("r4"), states::kCommitted);
   EXPECT_EQ(caller_.Count("r4", "only", "prepare"), 0);
+}
+
+// A one-phase commit an older release started (transaction-wide one_phase in
+// the stored spec, branch without the flag) is finished the same way.
+TEST_F(TwoPhaseRecoveryTest, LegacyStoredOnePhaseIsHonoured) {
+  auto t = Begin("r5", {"only"}, /*one_phase=*/false, 60000, /*legacy_one_phase=*/true);
+  caller_.Set("only", "commit", {{kDown}});
+  Commit(t);
+  ASSERT_EQ(log_.txns["r5"].txn.state, states::kCommitting);
+  ASSERT_EQ(nlohmann::json::parse(log_.txns["r5"].txn.spec).value("one_phase", false), true);
+  caller_.Set("only", "commit", {{kOk}});
+  caller_.on_call = [&](const ParticipantRequest& r) { EXPECT_TRUE(r.one_phase); };
+  EXPECT_EQ(Recover("r5"), states::kCommitted);
+  EXPECT_EQ(caller_.Count("r5", "only", "prepare"), 0);
 }
 
 TEST_F(TwoPhaseTest, LostOwnershipStopsAndFailsPendingAnswers) {

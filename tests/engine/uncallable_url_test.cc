@@ -77,7 +77,6 @@ class UncallableUrlTest : public testing::DriverTest {
                                      bool one_phase) {
     TwoPhaseSpec spec;
     spec.gtid = gtid;
-    spec.one_phase = one_phase;
     spec.timeout_ms = 600000;
     spec.prepare_retry = {3, 50, 200};
     auto t = TwoPhase::Create(&ctx_, spec);
@@ -86,6 +85,7 @@ class UncallableUrlTest : public testing::DriverTest {
     runner_.Advance(10);
     for (auto& b : branches) {
       Status got = Status::Internal("no answer");
+      b.one_phase = one_phase;
       t->Enlist(std::move(b), 16, [&](Status s) { got = s; });
       runner_.Advance(10);
       EXPECT_TRUE(got.ok()) << got.ToString();
