@@ -62,6 +62,22 @@ std::string HeaderValue(std::string_view value) {
   return out;
 }
 
+// The statuses that say the URL points at nothing that can ever answer (a
+// configuration error, ParticipantResponse::config_error) with what the
+// operator should check; null for any other status.
+const char* ConfigErrorStatus(int status) {
+  switch (status) {
+    case 404:
+      return "HTTP 404 Not Found: the URL is wrong or the participant is not deployed";
+    case 405:
+      return "HTTP 405 Method Not Allowed: the URL does not take POST (wrong path or method)";
+    case 410:
+      return "HTTP 410 Gone: the participant no longer serves this URL";
+    default:
+      return nullptr;
+  }
+}
+
 // Fails `done` (posted on `io`, never inline) without sending anything.
 void FailUncallable(net::io_context& io, ParticipantCaller::Callback done, std::string error) {
   ParticipantResponse out;
@@ -147,7 +163,12 @@ class CallState : public PoolWaiter, public std::enable_shared_from_this<CallSta
   void OnResolve(const std::shared_ptr<PooledConnection>& conn, beast::error_code ec,
                  const tcp::resolver::results_type& results) {
     if (finished()) return Discard(conn);
-    if (ec) return Fail(conn, "resolve " + pool_->host() + ": " + ec.message());
+    // Any resolver error (no such name, no DNS server, temporary failure) is
+    // a configuration error, unlike a refused connection or a time-out.
+    if (ec) {
+      return Fail(conn, "host '" + pool_->host() + "' does not resolve: " + ec.message(),
+                  /*config_error=*/true);
+    }
     conn->stream.expires_at(std::min(deadline_, Clock::now() + connect_timeout_));
     conn->stream.async_connect(
         results, [self = shared_from_this(), conn](beast::error_code ec, const tcp::endpoint&) {
@@ -205,6 +226,10 @@ class CallState : public PoolWaiter, public std::enable_shared_from_this<CallSta
       out.outcome =
           out.http_status == 409 ? CallOutcome::kBusinessFailure : CallOutcome::kTransient;
       out.error = "HTTP " + std::to_string(out.http_status);
+      if (const char* why = ConfigErrorStatus(out.http_status)) {
+        out.config_error = true;
+        out.error = why;
+      }
       // The answer's text is the participant's: cut on a code point, valid UTF-8, no NUL.
       if (!body.empty()) out.error += ": " + Excerpt(body, limits::kErrorExcerptBytes);
     }
@@ -234,9 +259,11 @@ class CallState : public PoolWaiter, public std::enable_shared_from_this<CallSta
     return std::string(what) + " " + pool_->authority() + ": " + ec.message();
   }
 
-  void Fail(const std::shared_ptr<PooledConnection>& conn, std::string error) {
+  void Fail(const std::shared_ptr<PooledConnection>& conn, std::string error,
+            bool config_error = false) {
     ParticipantResponse out;
     out.outcome = CallOutcome::kTransient;
+    out.config_error = config_error;
     out.error = std::move(error);
     Finish(std::move(out));
     Discard(conn);

@@ -10,7 +10,12 @@
 // {"vote":"readonly"}); 409 -> kBusinessFailure; anything else, a time-out
 // (request.timeout_ms, covering connect+write+read) or a connection error ->
 // kTransient. A stale pooled connection that fails before any byte of the
-// response is read is retried once on a fresh connection.
+// response is read is retried once on a fresh connection. HTTP 404, 405 and
+// 410, and a host name the resolver cannot resolve (any resolver error, told
+// apart from a refused connection or a time-out), also set config_error:
+// still kTransient, but the URL points at nothing that will ever answer.
+// Names are resolved by Asio's asynchronous resolver (its own thread), never
+// on an `io` thread.
 //
 // What goes out and comes back is made safe here, whatever the request holds
 // (a log written by an older release may hold anything):

@@ -5,6 +5,7 @@
 #include <map>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <thrift/transport/TBufferTransports.h>
@@ -45,6 +46,15 @@ struct EndpointState {
   int in_flight = 0;                              // calls using the endpoint now
   Clock::time_point last_used;                    // last call start or end
 };
+
+// TSocket::open reports a failed getaddrinfo as NOT_OPEN "Could not resolve
+// host for client socket..." (the only NOT_OPEN it raises before any socket
+// exists); a refused connection or a time-out reads "Could not connect ..." or
+// "connect() timed out".
+bool IsResolveFailure(const at::transport::TTransportException& e) {
+  return e.getType() == at::transport::TTransportException::NOT_OPEN &&
+         std::string_view(e.what()).find("Could not resolve host") != std::string_view::npos;
+}
 
 ParticipantResponse FromReply(const std::string& op, const rpc::ParticipantReply& reply) {
   ParticipantResponse r;
@@ -254,7 +264,25 @@ struct ThriftParticipantCaller::Impl {
         // The participant answered with an error: the connection is fine.
         r = ParticipantResponse();
         r.error = "participant raised: " + Excerpt(e.what(), limits::kErrorExcerptBytes);
+        if (e.getType() == at::TApplicationException::UNKNOWN_METHOD ||
+            e.getType() == at::TApplicationException::WRONG_METHOD_NAME) {
+          r.config_error = true;
+          r.error = "the service at " + key + " does not know the method '" + req.op +
+                    "': it is not a Treaty participant, or not this version (" + r.error + ")";
+        }
         return r;
+      } catch (const at::transport::TTransportException& e) {
+        r = ParticipantResponse();
+        if (IsResolveFailure(e)) {
+          r.config_error = true;
+          r.error = "host '" + endpoint.host + "' does not resolve";
+          return r;  // nothing was opened
+        }
+        r.error =
+            "thrift call to " + key + " failed: " + Excerpt(e.what(), limits::kErrorExcerptBytes);
+        if (c) c->Close();
+        c.reset();
+        if (!reused) return r;  // a fresh connection failed: do not hammer
       } catch (const std::exception& e) {
         r = ParticipantResponse();
         r.error =

@@ -6,6 +6,10 @@
 //   OK -> kOk (prepare: vote READONLY sets readonly_vote; vote NO -> kBusinessFailure)
 //   FAILED -> kBusinessFailure;  RETRY, any exception, time-out or
 //   connection error -> kTransient.
+//   A TApplicationException UNKNOWN_METHOD or WRONG_METHOD_NAME (the service
+//   on that port does not know the op) or a host name that does not resolve
+//   also sets config_error (still kTransient). Names are resolved by
+//   TSocket::open on the call pool, never on the engine strand or io_context.
 //
 // Connections are pooled per host:port (up to `max_idle_per_host` idle
 // ones kept). Thrift's C++ client blocks, so calls run on a small dedicated

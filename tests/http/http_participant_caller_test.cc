@@ -114,6 +114,102 @@ TEST_F(HttpParticipantCallerTest, ConnectionRefusedAndBadUrls) {
   EXPECT_EQ(CallSync(req).outcome, CallOutcome::kTransient);
 }
 
+// 404, 405 and 410 say the URL points at nothing that will ever answer: a
+// configuration error, still transient (retried). Other failures are not.
+TEST_F(HttpParticipantCallerTest, ConfigErrorStatusesAreFlagged) {
+  participant_.SetRule("gone", "commit", Rule{{404}, 0, "no route"});
+  participant_.SetRule("verb", "commit", Rule{{405}, 0, ""});
+  participant_.SetRule("retired", "commit", Rule{{410}, 0, ""});
+  participant_.SetRule("down", "commit", Rule{{503}, 0, ""});
+  participant_.SetRule("biz", "prepare", Rule{{409}, 0, ""});
+
+  auto not_found = CallSync(Request("gone", "commit"));
+  EXPECT_EQ(not_found.outcome, CallOutcome::kTransient);
+  EXPECT_EQ(not_found.http_status, 404);
+  EXPECT_TRUE(not_found.config_error);
+  EXPECT_NE(not_found.error.find(
+                "HTTP 404 Not Found: the URL is wrong or the participant is not deployed"),
+            std::string::npos)
+      << not_found.error;
+  EXPECT_NE(not_found.error.find("no route"), std::string::npos) << not_found.error;
+
+  auto not_allowed = CallSync(Request("verb", "commit"));
+  EXPECT_EQ(not_allowed.outcome, CallOutcome::kTransient);
+  EXPECT_TRUE(not_allowed.config_error);
+  EXPECT_NE(not_allowed.error.find("HTTP 405 Method Not Allowed"), std::string::npos);
+
+  auto gone = CallSync(Request("retired", "commit"));
+  EXPECT_EQ(gone.outcome, CallOutcome::kTransient);
+  EXPECT_TRUE(gone.config_error);
+  EXPECT_NE(gone.error.find("HTTP 410 Gone"), std::string::npos);
+
+  auto unavailable = CallSync(Request("down", "commit"));
+  EXPECT_EQ(unavailable.outcome, CallOutcome::kTransient);
+  EXPECT_FALSE(unavailable.config_error);
+
+  auto no_vote = CallSync(Request("biz", "prepare"));
+  EXPECT_EQ(no_vote.outcome, CallOutcome::kBusinessFailure);
+  EXPECT_FALSE(no_vote.config_error);
+
+  EXPECT_FALSE(CallSync(Request("fine", "commit")).config_error);
+}
+
+// A name that does not resolve (RFC 6761 reserves .invalid; a machine without
+// DNS fails the lookup too) is a configuration error; a refused connection and
+// a time-out are passing faults.
+TEST_F(HttpParticipantCallerTest, UnresolvableHostIsAConfigErrorUnlikeRefusedOrTimedOut) {
+  auto req = Request("x", "commit");
+  req.url = "http://no-such-participant.invalid/x";
+  auto dns = CallSync(req);
+  EXPECT_EQ(dns.outcome, CallOutcome::kTransient);
+  EXPECT_EQ(dns.http_status, 0);
+  EXPECT_TRUE(dns.config_error);
+  EXPECT_NE(dns.error.find("host 'no-such-participant.invalid' does not resolve"),
+            std::string::npos)
+      << dns.error;
+
+  req.url = "http://127.0.0.1:1/x/commit";
+  auto refused = CallSync(req);
+  EXPECT_EQ(refused.outcome, CallOutcome::kTransient);
+  EXPECT_FALSE(refused.config_error) << refused.error;
+
+  participant_.SetRule("slow", "commit", Rule{{200}, 2000, "{}"});
+  auto slow = Request("slow", "commit");
+  slow.timeout_ms = 150;
+  auto timed_out = CallSync(slow);
+  EXPECT_EQ(timed_out.outcome, CallOutcome::kTransient);
+  EXPECT_FALSE(timed_out.config_error) << timed_out.error;
+}
+
+// The lookup runs off the io threads: while a name is being resolved, other
+// calls on the same (single-threaded) io_context still complete.
+TEST(HttpParticipantCallerResolveTest, LookupDoesNotHoldTheIoThread) {
+  TestParticipant participant;
+  IoRunner runner{1};
+  HttpParticipantCaller caller(runner.io(), HttpCallerOptions{});
+  std::promise<ParticipantResponse> dns_done;
+  ParticipantRequest dns_req;
+  dns_req.url = "http://no-such-participant.invalid/x";
+  dns_req.gtid = "g";
+  dns_req.branch = "x";
+  dns_req.op = "commit";
+  dns_req.timeout_ms = 10000;
+  caller.Call(dns_req, [&](ParticipantResponse r) { dns_done.set_value(r); });
+  for (int i = 0; i < 3; ++i) {
+    ParticipantRequest ok = dns_req;
+    ok.url = participant.Url("ok", "commit");
+    ok.gtid = "g" + std::to_string(i);
+    std::promise<ParticipantResponse> done;
+    auto fut = done.get_future();
+    caller.Call(ok, [&](ParticipantResponse r) { done.set_value(r); });
+    ASSERT_EQ(fut.wait_for(10s), std::future_status::ready);
+    EXPECT_EQ(fut.get().outcome, CallOutcome::kOk);
+  }
+  auto fut = dns_done.get_future();
+  ASSERT_EQ(fut.wait_for(30s), std::future_status::ready);
+  EXPECT_TRUE(fut.get().config_error);
+}
+
 TEST_F(HttpParticipantCallerTest, DoneIsNeverInvokedInline) {
   // Inline invocation would run `done` on this thread; posted, it runs on an io thread.
   for (const char* url : {"ftp://nowhere", "garbage", "http://127.0.0.1:1/x"}) {
