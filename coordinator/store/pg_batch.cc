@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/json_input.h"
+#include "store/event_collapse.h"
 #include "store/pg_rows.h"
 
 namespace treaty::pg {
@@ -45,18 +46,21 @@ std::set<std::string> InsertCreates(pqxx::transaction_base& tx,
                     {"na", c.needs_attention},
                     {"version", c.version},
                     {"created", created_ms},
-                    {"updated", c.updated_at_ms ? c.updated_at_ms : created_ms}});
+                    {"updated", c.updated_at_ms ? c.updated_at_ms : created_ms},
+                    {"paused", c.paused},
+                    {"last_error", c.last_error}});
   }
   pqxx::result r = ExecRows(
       tx,
       "INSERT INTO transactions (gtid, kind, state, spec, deadline_ms, owner, next_attempt_at_ms, "
-      "attempts, needs_attention, version, created_at_ms, updated_at_ms) "
+      "attempts, needs_attention, version, created_at_ms, updated_at_ms, paused, last_error) "
       "SELECT u.gtid, u.kind, u.state, u.spec, u.deadline_ms, NULLIF(u.owner, ''), u.next_at, "
       "u.attempts, u.na, u.version, COALESCE(NULLIF(u.created, 0), " +
           kNow + "), COALESCE(NULLIF(u.updated, 0), NULLIF(u.created, 0), " + kNow +
-          ") FROM json_to_recordset($1::json) AS u(gtid text, kind text, state text, spec text, "
-          "deadline_ms bigint, owner text, next_at bigint, attempts integer, na boolean, "
-          "version bigint, created bigint, updated bigint) "
+          "), u.paused, u.last_error FROM json_to_recordset($1::json) AS u(gtid text, kind text, "
+          "state text, spec text, deadline_ms bigint, owner text, next_at bigint, "
+          "attempts integer, na boolean, version bigint, created bigint, updated bigint, "
+          "paused boolean, last_error text) "
           "ON CONFLICT (gtid) DO NOTHING RETURNING gtid",
       rows);
   std::set<std::string> inserted;
@@ -77,6 +81,8 @@ std::set<std::string> UpdateTransactions(pqxx::transaction_base& tx,
                     {"attempts", OrNull(w->attempts)},
                     {"deadline", OrNull(w->deadline_ms)},
                     {"release", w->release_owner},
+                    {"paused", OrNull(w->paused)},
+                    {"last_error", OrNull(w->last_error)},
                     {"now", w->now_ms}});
   }
   pqxx::result r = ExecRows(
@@ -85,11 +91,13 @@ std::set<std::string> UpdateTransactions(pqxx::transaction_base& tx,
       "COALESCE(u.na, t.needs_attention), next_attempt_at_ms = COALESCE(u.next_at, "
       "t.next_attempt_at_ms), attempts = COALESCE(u.attempts, t.attempts), deadline_ms = "
       "COALESCE(u.deadline, t.deadline_ms), owner = CASE WHEN u.release THEN NULL ELSE t.owner "
-      "END, version = t.version + 1, updated_at_ms = COALESCE(NULLIF(u.now, 0), " +
+      "END, paused = COALESCE(u.paused, t.paused), last_error = COALESCE(u.last_error, "
+      "t.last_error), version = t.version + 1, updated_at_ms = COALESCE(NULLIF(u.now, 0), " +
           kNow +
           ") FROM json_to_recordset($1::json) AS u(gtid text, owner text, state text, "
           "na boolean, next_at bigint, attempts integer, deadline bigint, release boolean, "
-          "now bigint) WHERE t.gtid = u.gtid AND t.owner = u.owner RETURNING t.gtid",
+          "paused boolean, last_error text, now bigint) WHERE t.gtid = u.gtid AND "
+          "t.owner = u.owner RETURNING t.gtid",
       rows);
   std::set<std::string> matched;
   for (const auto& row : r) matched.insert(row[0].as<std::string>());
@@ -147,12 +155,13 @@ std::optional<std::vector<Status>> ApplySetBased(pqxx::transaction_base& tx,
       missing.empty() ? std::set<std::string>() : Existing(tx, missing);
 
   // Branches of the creates that went in, branch updates of the writes that
-  // went in (merged per branch), and their events in order.
+  // went in (merged per branch), then their events.
   json branches = json::array();
   std::map<std::pair<std::string, std::string>, MergedUpdate> merged;
-  json events = json::array();
+  std::vector<const TxnWrite*> applied;
   for (const TxnWrite& w : writes) {
     if (!ok.count(w.gtid)) continue;
+    applied.push_back(&w);
     for (const BranchRow& b : w.new_branches) {
       branches.push_back({{"gtid", w.gtid},
                           {"name", b.name},
@@ -171,14 +180,6 @@ std::optional<std::vector<Status>> ApplySetBased(pqxx::transaction_base& tx,
       if (u.last_error) m.last_error = u.last_error;
       if (u.next_attempt_at_ms) m.next_at = u.next_attempt_at_ms;
       m.now = w.now_ms;
-    }
-    for (const EventRow& e : w.events) {
-      events.push_back({{"n", events.size()},
-                        {"gtid", w.gtid},
-                        {"branch", e.branch},
-                        {"type", e.type},
-                        {"detail", e.detail},
-                        {"at", e.at_ms ? e.at_ms : w.now_ms}});
     }
   }
   if (!branches.empty()) {
@@ -217,15 +218,7 @@ std::optional<std::vector<Status>> ApplySetBased(pqxx::transaction_base& tx,
         rows);
     if (static_cast<size_t>(r.affected_rows()) != merged.size()) return std::nullopt;
   }
-  if (!events.empty()) {
-    ExecRows(tx,
-             "INSERT INTO events (gtid, branch, type, detail, at_ms) SELECT u.gtid, u.branch, "
-             "u.type, u.detail, COALESCE(NULLIF(u.at, 0), " +
-                 kNow +
-                 ") FROM json_to_recordset($1::json) AS u(n bigint, gtid text, branch text, "
-                 "type text, detail text, at bigint) ORDER BY u.n",
-             events);
-  }
+  AppendEvents(tx, applied);
 
   std::vector<Status> results;
   results.reserve(writes.size());
@@ -242,6 +235,66 @@ std::optional<std::vector<Status>> ApplySetBased(pqxx::transaction_base& tx,
     }
   }
   return results;
+}
+
+void AppendEvents(pqxx::transaction_base& tx, const std::vector<const TxnWrite*>& writes) {
+  json collapsing = json::array();  // planned events that may update a stored one
+  std::vector<std::pair<PlannedEvent, bool>> planned;  // event, collapsed into a stored one
+  for (const TxnWrite* w : writes) {
+    for (PlannedEvent& p : PlanEvents(*w)) {
+      if (p.into_stored) {
+        collapsing.push_back({{"n", planned.size()},
+                              {"gtid", p.row.gtid},
+                              {"branch", p.row.branch},
+                              {"type", p.row.type},
+                              {"detail", p.row.detail},
+                              {"at", p.row.at_ms},
+                              {"count", p.row.count}});
+      }
+      planned.emplace_back(std::move(p), false);
+    }
+  }
+  if (!collapsing.empty()) {
+    // Each row's target is the newest stored event of its gtid and branch,
+    // looked up before this statement adds anything (no two rows share a
+    // gtid and branch: PlanEvents keeps one per branch of a write).
+    pqxx::result r = ExecRows(
+        tx,
+        "UPDATE events e SET count = e.count + v.count, detail = v.detail, at_ms = "
+        "COALESCE(NULLIF(v.at, 0), " +
+            kNow +
+            ") FROM (SELECT u.n, u.type, u.detail, u.at, u.count, (SELECT max(x.id) FROM events x "
+            "WHERE x.gtid = u.gtid AND x.branch = u.branch) AS newest FROM "
+            "json_to_recordset($1::json) AS u(n bigint, gtid text, branch text, type text, "
+            "detail text, at bigint, count bigint)) v WHERE e.id = v.newest AND e.type = v.type "
+            "RETURNING v.n",
+        collapsing);
+    for (const auto& row : r) planned[row[0].as<size_t>()].second = true;
+  }
+  json rows = json::array();
+  for (const auto& [p, collapsed] : planned) {
+    if (collapsed) continue;
+    rows.push_back({{"n", rows.size()},
+                    {"gtid", p.row.gtid},
+                    {"branch", p.row.branch},
+                    {"type", p.row.type},
+                    {"detail", p.row.detail},
+                    {"at", p.row.at_ms},
+                    {"count", p.row.count},
+                    {"first", p.row.first_at_ms}});
+  }
+  if (rows.empty()) return;
+  // One clock reading per row, so at_ms and first_at_ms agree when the write
+  // gave no time.
+  ExecRows(tx,
+           "INSERT INTO events (gtid, branch, type, detail, at_ms, count, first_at_ms) SELECT "
+           "u.gtid, u.branch, u.type, u.detail, u.at_ms, u.count, COALESCE(NULLIF(u.first, 0), "
+           "u.at_ms) FROM (SELECT r.*, COALESCE(NULLIF(r.at, 0), " +
+               kNow +
+               ") AS at_ms FROM json_to_recordset($1::json) AS r(n bigint, gtid text, "
+               "branch text, type text, detail text, at bigint, count bigint, first bigint)) u "
+               "ORDER BY u.n",
+           rows);
 }
 
 }  // namespace treaty::pg

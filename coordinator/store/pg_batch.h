@@ -35,4 +35,10 @@ bool SetBasedEligible(const std::vector<TxnWrite>& writes);
 std::optional<std::vector<Status>> ApplySetBased(pqxx::transaction_base& tx,
                                                  const std::vector<TxnWrite>& writes);
 
+// Appends the events of `writes` (each applied, no two of one gtid) inside
+// `tx`, collapsing them (event_collapse.h), with at most two statements: one
+// UPDATE of the events they collapse into (the newest of each gtid and
+// branch, by index events_gtid_branch), one INSERT of the rest in order.
+void AppendEvents(pqxx::transaction_base& tx, const std::vector<const TxnWrite*>& writes);
+
 }  // namespace treaty::pg

@@ -34,13 +34,13 @@ Status ApplyOne(pqxx::transaction_base& tx, const TxnWrite& w) {
     const int64_t created = c.created_at_ms ? c.created_at_ms : w.now_ms;
     pqxx::result r = tx.exec_params(
         "INSERT INTO transactions (gtid, kind, state, spec, deadline_ms, owner, "
-        "next_attempt_at_ms, attempts, needs_attention, version, created_at_ms, updated_at_ms) "
-        "VALUES ($1, $2, $3, $4, $5, NULLIF($6, ''), $7, $8, $9, $10, COALESCE(NULLIF($11::bigint, "
-        "0), " +
+        "next_attempt_at_ms, attempts, needs_attention, version, created_at_ms, updated_at_ms, "
+        "paused, last_error) VALUES ($1, $2, $3, $4, $5, NULLIF($6, ''), $7, $8, $9, $10, "
+        "COALESCE(NULLIF($11::bigint, 0), " +
             kNow + "), COALESCE(NULLIF($12::bigint, 0), NULLIF($11::bigint, 0), " + kNow +
-            ")) ON CONFLICT (gtid) DO NOTHING",
+            "), $13, $14) ON CONFLICT (gtid) DO NOTHING",
         w.gtid, c.kind, c.state, c.spec, c.deadline_ms, owner, c.next_attempt_at_ms, c.attempts,
-        c.needs_attention, c.version, created, c.updated_at_ms);
+        c.needs_attention, c.version, created, c.updated_at_ms, c.paused, c.last_error);
     if (r.affected_rows() == 0)
       return Status::Conflict("transaction " + w.gtid + " already exists");
   } else {
@@ -49,10 +49,11 @@ Status ApplyOne(pqxx::transaction_base& tx, const TxnWrite& w) {
         "COALESCE($4::boolean, needs_attention), next_attempt_at_ms = COALESCE($5::bigint, "
         "next_attempt_at_ms), attempts = COALESCE($6::integer, attempts), deadline_ms = "
         "COALESCE($7::bigint, deadline_ms), owner = CASE WHEN $8::boolean THEN NULL ELSE owner "
-        "END, version = version + 1, updated_at_ms = COALESCE(NULLIF($9::bigint, 0), " +
+        "END, paused = COALESCE($10::boolean, paused), last_error = COALESCE($11::text, "
+        "last_error), version = version + 1, updated_at_ms = COALESCE(NULLIF($9::bigint, 0), " +
             kNow + ") WHERE gtid = $1 AND owner = $2",
         w.gtid, w.owner, w.state, w.needs_attention, w.next_attempt_at_ms, w.attempts,
-        w.deadline_ms, w.release_owner, w.now_ms);
+        w.deadline_ms, w.release_owner, w.now_ms, w.paused, w.last_error);
     if (r.affected_rows() == 0) {
       if (tx.exec_params("SELECT 1 FROM transactions WHERE gtid = $1", w.gtid).empty()) {
         return Status::NotFound("transaction " + w.gtid + " not found");
@@ -84,13 +85,7 @@ Status ApplyOne(pqxx::transaction_base& tx, const TxnWrite& w) {
       return Status::NotFound("branch " + u.name + " of " + w.gtid + " not found");
     }
   }
-  for (const EventRow& e : w.events) {
-    tx.exec_params(
-        "INSERT INTO events (gtid, branch, type, detail, at_ms) VALUES ($1, $2, $3, $4, "
-        "COALESCE(NULLIF($5::bigint, 0), " +
-            kNow + "))",
-        w.gtid, e.branch, e.type, e.detail, e.at_ms ? e.at_ms : w.now_ms);
-  }
+  pg::AppendEvents(tx, {&w});
   return Status::Ok();
 }
 

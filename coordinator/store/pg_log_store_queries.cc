@@ -27,6 +27,8 @@ TxnRow ReadTxn(const pqxx::row& r) {
   t.version = r[9].as<int64_t>();
   t.created_at_ms = r[10].as<int64_t>();
   t.updated_at_ms = r[11].as<int64_t>();
+  t.paused = r[12].as<bool>();
+  t.last_error = r[13].as<std::string>();
   return t;
 }
 
@@ -45,11 +47,19 @@ Status LoadDetail(pqxx::transaction_base& tx, const std::string& gtid, bool with
                              r[6].as<std::string>(), r[7].as<int64_t>()});
   }
   if (!with_events) return Status::Ok();
-  for (const auto& r : tx.exec_params(
-           "SELECT id, branch, type, detail, at_ms FROM events WHERE gtid = $1 ORDER BY id",
-           gtid)) {
-    out->events.push_back({r[0].as<int64_t>(), gtid, r[1].as<std::string>(), r[2].as<std::string>(),
-                           r[3].as<std::string>(), r[4].as<int64_t>()});
+  for (const auto& r : tx.exec_params("SELECT id, branch, type, detail, at_ms, count, first_at_ms "
+                                      "FROM events WHERE gtid = $1 ORDER BY id",
+                                      gtid)) {
+    EventRow e;
+    e.id = r[0].as<int64_t>();
+    e.gtid = gtid;
+    e.branch = r[1].as<std::string>();
+    e.type = r[2].as<std::string>();
+    e.detail = r[3].as<std::string>();
+    e.at_ms = r[4].as<int64_t>();
+    e.count = r[5].as<int64_t>();
+    e.first_at_ms = r[6].as<int64_t>();
+    out->events.push_back(std::move(e));
   }
   return Status::Ok();
 }
@@ -96,9 +106,10 @@ Result<TxnPage> PgLogStore::ListTransactions(const ListFilter& f) {
             "AND ($2::text IS NULL OR kind = $2) AND ($3::boolean IS NULL OR needs_attention = $3) "
             "AND ($4::text IS NULL OR substr(gtid, 1, length($4)) = $4) AND ($5::bigint IS NULL OR "
             "created_at_ms < $5) AND ($6::bigint IS NULL OR (created_at_ms, gtid) < ($6, "
-            "$7::text)) ORDER BY created_at_ms DESC, gtid DESC LIMIT $8",
+            "$7::text)) AND ($9::boolean IS NULL OR paused = $9) ORDER BY created_at_ms DESC, "
+            "gtid DESC LIMIT $8",
         f.state, f.kind, f.needs_attention, f.gtid_prefix, f.created_before_ms, cursor_at,
-        cursor_gtid, limit + 1);
+        cursor_gtid, limit + 1, f.paused);
     for (const auto& row : r) page->items.push_back(pg::ReadTxn(row));
     if (static_cast<int>(page->items.size()) > limit) {
       page->items.pop_back();

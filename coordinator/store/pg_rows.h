@@ -17,7 +17,7 @@ inline const std::string kNow = "(extract(epoch from clock_timestamp()) * 1000):
 // Columns of a TxnRow, in the order ReadTxn expects.
 inline const std::string kTxnColumns =
     "gtid, kind, state, spec, deadline_ms, COALESCE(owner, ''), next_attempt_at_ms, attempts, "
-    "needs_attention, version, created_at_ms, updated_at_ms";
+    "needs_attention, version, created_at_ms, updated_at_ms, paused, last_error";
 inline const std::string kUnfinished = "state NOT IN ('COMMITTED', 'ABORTED')";
 
 TxnRow ReadTxn(const pqxx::row& r);

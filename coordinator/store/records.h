@@ -45,7 +45,8 @@ struct BranchRow {
   int64_t updated_at_ms = 0;
 };
 
-// Row of `events`: the append-only history.
+// Row of `events`: the history, append-only except that a run of repeats
+// collapses into one row (see `collapse`).
 struct EventRow {
   int64_t id = 0;  // assigned by the store
   std::string gtid;

@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <set>
 
+#include "store/event_collapse.h"
 #include "store/list_cursor.h"
 #include "store/migrations.h"
 
@@ -169,18 +170,17 @@ Status SqliteLogStore::ApplyOne(const TxnWrite& w) {
     auto st = Prepare(
         "INSERT INTO transactions (gtid, kind, state, spec, deadline_ms, owner, "
         "next_attempt_at_ms, "
-        "attempts, needs_attention, version, created_at_ms, updated_at_ms) VALUES (?1, ?2, ?3, ?4, "
-        "?5, ?6, ?7, ?8, ?9, ?10, COALESCE(NULLIF(?11, 0), " +
-            Now() +
-            "), COALESCE(NULLIF(?12, "
-            "0), NULLIF(?11, 0), " +
-            Now() + ")) ON CONFLICT (gtid) DO NOTHING",
+        "attempts, needs_attention, version, created_at_ms, updated_at_ms, paused, last_error) "
+        "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, COALESCE(NULLIF(?11, 0), " +
+            Now() + "), COALESCE(NULLIF(?12, 0), NULLIF(?11, 0), " + Now() +
+            "), ?13, ?14) ON CONFLICT (gtid) DO NOTHING",
         &s);
     if (!st) return s;
     st->Bind(1, w.gtid).Bind(2, c.kind).Bind(3, c.state).Bind(4, c.spec).Bind(5, c.deadline_ms);
     st->BindNullIfEmpty(6, c.owner.empty() ? w.owner : c.owner).Bind(7, c.next_attempt_at_ms);
     st->Bind(8, int64_t{c.attempts}).Bind(9, int64_t{c.needs_attention}).Bind(10, c.version);
     st->Bind(11, c.created_at_ms ? c.created_at_ms : w.now_ms).Bind(12, c.updated_at_ms);
+    st->Bind(13, int64_t{c.paused}).Bind(14, c.last_error);
     Result<int64_t> n = st->Run();
     if (!n.ok()) return n.status();
     if (*n == 0) return Status::Conflict("transaction " + w.gtid + " already exists");
@@ -189,7 +189,8 @@ Status SqliteLogStore::ApplyOne(const TxnWrite& w) {
         "UPDATE transactions SET state = COALESCE(?3, state), needs_attention = COALESCE(?4, "
         "needs_attention), next_attempt_at_ms = COALESCE(?5, next_attempt_at_ms), attempts = "
         "COALESCE(?6, attempts), deadline_ms = COALESCE(?7, deadline_ms), owner = CASE WHEN ?8 "
-        "<> 0 THEN NULL ELSE owner END, version = version + 1, updated_at_ms = "
+        "<> 0 THEN NULL ELSE owner END, paused = COALESCE(?10, paused), last_error = "
+        "COALESCE(?11, last_error), version = version + 1, updated_at_ms = "
         "COALESCE(NULLIF(?9, 0), " +
             Now() + ") WHERE gtid = ?1 AND owner = ?2",
         &s);
@@ -199,6 +200,8 @@ Status SqliteLogStore::ApplyOne(const TxnWrite& w) {
     st->Bind(5, w.next_attempt_at_ms);
     st->Bind(6, w.attempts ? std::optional<int64_t>(*w.attempts) : std::nullopt);
     st->Bind(7, w.deadline_ms).Bind(8, int64_t{w.release_owner}).Bind(9, w.now_ms);
+    st->Bind(10, w.paused ? std::optional<int64_t>(*w.paused) : std::nullopt);
+    st->Bind(11, w.last_error);
     Result<int64_t> n = st->Run();
     if (!n.ok()) return n.status();
     if (*n == 0) {
@@ -239,17 +242,39 @@ Status SqliteLogStore::ApplyOne(const TxnWrite& w) {
     if (!n.ok()) return n.status();
     if (*n == 0) return Status::NotFound("branch " + u.name + " of " + w.gtid + " not found");
   }
-  for (const EventRow& e : w.events) {
+  for (const PlannedEvent& p : PlanEvents(w)) {
+    if (Status es = ApplyEvent(p); !es.ok()) return es;
+  }
+  return Status::Ok();
+}
+
+Status SqliteLogStore::ApplyEvent(const PlannedEvent& p) {
+  const EventRow& e = p.row;
+  Status s;
+  if (p.into_stored) {
+    // The newest event of this gtid and branch (index events_gtid_branch).
     auto st = Prepare(
-        "INSERT INTO events (gtid, branch, type, detail, at_ms) VALUES (?1, ?2, ?3, ?4, "
-        "COALESCE(NULLIF(?5, 0), " +
-            Now() + "))",
+        "UPDATE events SET count = count + ?1, detail = ?2, at_ms = COALESCE(NULLIF(?3, 0), " +
+            Now() +
+            ") WHERE id = (SELECT MAX(id) FROM events WHERE gtid = ?4 AND branch = ?5) AND "
+            "type = ?6",
         &s);
     if (!st) return s;
-    st->Bind(1, w.gtid).Bind(2, e.branch).Bind(3, e.type).Bind(4, e.detail);
-    st->Bind(5, e.at_ms ? e.at_ms : w.now_ms);
-    if (Result<int64_t> n = st->Run(); !n.ok()) return n.status();
+    st->Bind(1, e.count).Bind(2, e.detail).Bind(3, e.at_ms).Bind(4, e.gtid).Bind(5, e.branch);
+    st->Bind(6, e.type);
+    Result<int64_t> n = st->Run();
+    if (!n.ok()) return n.status();
+    if (*n > 0) return Status::Ok();
   }
+  auto st = Prepare(
+      "INSERT INTO events (gtid, branch, type, detail, at_ms, count, first_at_ms) VALUES (?1, ?2, "
+      "?3, ?4, COALESCE(NULLIF(?5, 0), " +
+          Now() + "), ?6, COALESCE(NULLIF(?7, 0), NULLIF(?5, 0), " + Now() + "))",
+      &s);
+  if (!st) return s;
+  st->Bind(1, e.gtid).Bind(2, e.branch).Bind(3, e.type).Bind(4, e.detail).Bind(5, e.at_ms);
+  st->Bind(6, e.count).Bind(7, e.first_at_ms);
+  if (Result<int64_t> n = st->Run(); !n.ok()) return n.status();
   return Status::Ok();
 }
 
@@ -267,6 +292,8 @@ TxnRow SqliteLogStore::ReadTxn(const SqliteStatement& st) {
   t.version = st.Int(9);
   t.created_at_ms = st.Int(10);
   t.updated_at_ms = st.Int(11);
+  t.paused = st.Int(12) != 0;
+  t.last_error = st.Text(13);
   return t;
 }
 

@@ -39,6 +39,8 @@
 
 namespace treaty {
 
+struct PlannedEvent;
+
 class SqliteLogStore final : public LogStore {
  public:
   // Opens (creating the file and its parent folders) the database at `path`.
@@ -69,7 +71,7 @@ class SqliteLogStore final : public LogStore {
   // Columns of a TxnRow, in the order ReadTxn expects.
   static constexpr const char* kTxnColumns =
       "gtid, kind, state, spec, deadline_ms, COALESCE(owner, ''), next_attempt_at_ms, attempts, "
-      "needs_attention, version, created_at_ms, updated_at_ms";
+      "needs_attention, version, created_at_ms, updated_at_ms, paused, last_error";
 
  protected:
   Result<std::vector<Status>> ApplyStorable(const std::vector<TxnWrite>& writes) override;
@@ -89,6 +91,9 @@ class SqliteLogStore final : public LogStore {
   // (the caller rolls back its savepoint); Unavailable/Internal mean the
   // database failed and the whole batch must be abandoned. Requires mu_.
   Status ApplyOne(const TxnWrite& w);
+  // Collapses `p` into the newest stored event of its gtid and branch, or
+  // inserts it (event_collapse.h). Requires mu_, inside ApplyOne.
+  Status ApplyEvent(const PlannedEvent& p);
   Status LoadDetail(const std::string& gtid, bool with_events, TxnDetail* out);
   Result<TxnDetail> GetDetail(const std::string& gtid, bool with_events);
   static TxnRow ReadTxn(const SqliteStatement& st);

@@ -45,14 +45,25 @@ Status SqliteLogStore::LoadDetail(const std::string& gtid, bool with_events, Txn
     out->branches.push_back(std::move(b));
   }
   if (!with_events) return Status::Ok();
-  auto ev =
-      Prepare("SELECT id, branch, type, detail, at_ms FROM events WHERE gtid = ?1 ORDER BY id", &s);
+  auto ev = Prepare(
+      "SELECT id, branch, type, detail, at_ms, count, first_at_ms FROM events WHERE gtid = ?1 "
+      "ORDER BY id",
+      &s);
   if (!ev) return s;
   ev->Bind(1, gtid);
   for (Result<bool> row = ev->Step();; row = ev->Step()) {
     if (!row.ok()) return row.status();
     if (!*row) break;
-    out->events.push_back({ev->Int(0), gtid, ev->Text(1), ev->Text(2), ev->Text(3), ev->Int(4)});
+    EventRow e;
+    e.id = ev->Int(0);
+    e.gtid = gtid;
+    e.branch = ev->Text(1);
+    e.type = ev->Text(2);
+    e.detail = ev->Text(3);
+    e.at_ms = ev->Int(4);
+    e.count = ev->Int(5);
+    e.first_at_ms = ev->Int(6);
+    out->events.push_back(std::move(e));
   }
   return Status::Ok();
 }
@@ -89,8 +100,8 @@ Result<TxnPage> SqliteLogStore::ListTransactions(const ListFilter& f) {
           "1, "
           "length(?4)) = ?4) AND (?5 IS NULL OR created_at_ms < ?5) AND (?6 IS NULL OR "
           "created_at_ms "
-          "< ?6 OR (created_at_ms = ?6 AND gtid < ?7)) ORDER BY created_at_ms DESC, gtid DESC "
-          "LIMIT ?8",
+          "< ?6 OR (created_at_ms = ?6 AND gtid < ?7)) AND (?9 IS NULL OR paused = ?9) ORDER BY "
+          "created_at_ms DESC, gtid DESC LIMIT ?8",
       &s);
   if (!st) return s;
   st->Bind(1, f.state).Bind(2, f.kind);
@@ -98,6 +109,7 @@ Result<TxnPage> SqliteLogStore::ListTransactions(const ListFilter& f) {
   st->Bind(4, f.gtid_prefix).Bind(5, f.created_before_ms);
   if (cursor) st->Bind(6, cursor->created_at_ms).Bind(7, cursor->gtid);
   st->Bind(8, limit + 1);
+  st->Bind(9, f.paused ? std::optional<int64_t>(*f.paused) : std::nullopt);
   TxnPage page;
   for (Result<bool> row = st->Step();; row = st->Step()) {
     if (!row.ok()) return row.status();

@@ -69,6 +69,8 @@ Status CheckStorable(const TxnWrite& w) {
 }
 
 bool FreeTextIsStorable(const TxnWrite& w) {
+  if (w.create && !TextStorable(w.create->last_error)) return false;
+  if (w.last_error && !TextStorable(*w.last_error)) return false;
   for (const BranchRow& b : w.new_branches) {
     if (!TextStorable(b.last_error)) return false;
   }
@@ -82,6 +84,8 @@ bool FreeTextIsStorable(const TxnWrite& w) {
 }
 
 void FixFreeText(TxnWrite* w) {
+  if (w->create) w->create->last_error = StorableText(w->create->last_error);
+  if (w->last_error) w->last_error = StorableText(*w->last_error);
   for (BranchRow& b : w->new_branches) b.last_error = StorableText(b.last_error);
   for (BranchUpdate& u : w->branch_updates) {
     if (u.last_error) u.last_error = StorableText(*u.last_error);

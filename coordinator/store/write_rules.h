@@ -4,9 +4,9 @@
 // ONE place (LogStore::ApplyBatch) before any engine sees a write, so both
 // engines store the same thing and one bad write never reaches a batch.
 //
-//  - Free text (a branch's last_error, an event's detail) is never refused:
-//    it is made valid UTF-8 without NUL (ToValidUtf8) and cut on a code-point
-//    boundary to kMaxStoredTextBytes (Excerpt).
+//  - Free text (a transaction's or branch's last_error, an event's detail) is
+//    never refused: it is made valid UTF-8 without NUL (ToValidUtf8) and cut
+//    on a code-point boundary to kMaxStoredTextBytes (Excerpt).
 //  - Every other text of a write (gtid, owner, kind, state, spec, branch
 //    names, states and specs, event branch and type) must be valid UTF-8
 //    without NUL. libpq hands text parameters over as C strings, so a NUL
