@@ -95,6 +95,21 @@ std::string StateOf(const std::string& coordinator, const std::string& gtid) {
              : "";
 }
 
+// Stops a process group (SIGTERM, then SIGKILL after 10 s) when it goes out of scope.
+struct ProcessGroupStopper {
+  pid_t group;
+  ~ProcessGroupStopper() { Stop(); }
+  void Stop() {
+    if (group <= 0) return;
+    kill(-group, SIGTERM);
+    for (auto end = std::chrono::steady_clock::now() + 10s;
+         std::chrono::steady_clock::now() < end && !(kill(-group, 0) != 0 && errno == ESRCH);)
+      std::this_thread::sleep_for(50ms);
+    kill(-group, SIGKILL);
+    group = 0;
+  }
+};
+
 bool Finished(const std::string& state) {
   return state == "COMMITTED" || state == "ABORTED" || state == "COMPENSATED";
 }
@@ -158,7 +173,9 @@ TEST(ReadmeTwoPhaseWalkthroughTest, RunsAsWritten) {
   }
   Subprocess shell({"/bin/sh", script_path}, dir + "/walkthrough.log");
   ASSERT_TRUE(shell.Start().ok());
-  const pid_t group = shell.pid();  // Subprocess puts it in its own process group
+  // Subprocess puts the shell in its own process group; the banks the
+  // walk-through starts in the background stay in it. Stopped on every exit.
+  ProcessGroupStopper stop_banks{shell.pid()};
   const int rc = shell.Wait(180000);
   const std::string log = shell.Log();
   EXPECT_EQ(rc, 0) << "the walk-through did not finish; its output:\n" << log;
@@ -189,12 +206,7 @@ TEST(ReadmeTwoPhaseWalkthroughTest, RunsAsWritten) {
     EXPECT_EQ(Squash(*prepared), "0") << where.first;
   }
 
-  // Stop what the walk-through started in the background (the banks).
-  kill(-group, SIGTERM);
-  for (auto end = std::chrono::steady_clock::now() + 10s;
-       std::chrono::steady_clock::now() < end && !(kill(-group, 0) != 0 && errno == ESRCH);)
-    std::this_thread::sleep_for(50ms);
-  kill(-group, SIGKILL);
+  stop_banks.Stop();
   std::filesystem::remove_all(dir, ec);
 }
 
