@@ -21,6 +21,42 @@ const char* kInsert =
     "INSERT INTO treaty_barrier(gtid, branch, op, reason) VALUES ($1, $2, $3, $4) "
     "ON CONFLICT DO NOTHING";
 
+// What the table says of (gtid, branch, 'prepare'), or "" when it holds
+// no such row. Another writer may have put the text there: cut short.
+std::string PrepareReason(pqxx::work& w, const CallContext& ctx) {
+  pqxx::result who = w.exec_params(
+      "SELECT reason FROM treaty_barrier WHERE gtid = $1 AND branch = $2 AND op = 'prepare'",
+      ctx.gtid, ctx.branch);
+  return who.empty() ? "" : treaty_sdk_detail::Excerpt(who[0][0].c_str(), 64);
+}
+
+// A commit runs only for a branch these records show prepared (a two-phase
+// commit) or, for a one-phase commit, that no abort closed; the one-phase
+// commit then takes the prepare slot itself (reason "commit"), so a late
+// prepare or abort finds it. OK, or why the commit must not be acknowledged.
+Status ProveCommittable(pqxx::work& w, const CallContext& ctx) {
+  const std::string what =
+      (ctx.one_phase ? "barrier: one-phase commit of " : "barrier: commit of ") + ctx.gtid + "/" +
+      ctx.branch;
+  if (ctx.one_phase) {
+    pqxx::result r = w.exec_params(kInsert, ctx.gtid, ctx.branch, "prepare", "commit");
+    if (r.affected_rows() == 1) return Status::Ok();
+  }
+  const std::string reason = PrepareReason(w, ctx);
+  if (reason == "abort") {
+    return ctx.one_phase ? Status::BusinessFailure(what + " refused: already aborted")
+                         : Status::Conflict(what + " not acknowledged: the branch was aborted");
+  }
+  if (reason.empty()) {
+    return Status::Conflict(what + " not acknowledged: it was never prepared here");
+  }
+  if (ctx.one_phase && reason != "commit") {
+    return Status::Conflict(what + " not acknowledged: the branch was prepared (" + reason +
+                            "), so its commit must not be one-phase");
+  }
+  return Status::Ok();  // two-phase after a prepare, or a duplicate one-phase commit
+}
+
 }  // namespace
 
 const char* BarrierEffectName(BarrierEffect effect) {
@@ -70,6 +106,12 @@ Result<BarrierEffect> Barrier::Run(const CallContext& ctx, const BarrierBody& bo
   Status s = PgGuard([&]() -> Status {
     pqxx::work w(lease->conn());
     w.exec("SET LOCAL lock_timeout = " + std::to_string(impl_->options.lock_timeout_ms));
+    if (ctx.op == "commit") {
+      if (Status proof = ProveCommittable(w, ctx); !proof.ok()) {
+        body_status = proof;
+        return Status::Ok();  // nothing written: the work's destructor rolls back
+      }
+    }
     const std::string origin = OriginOf(ctx.op);
     bool never_applied = false;
     if (!origin.empty()) {
@@ -89,8 +131,10 @@ Result<BarrierEffect> Barrier::Run(const CallContext& ctx, const BarrierBody& bo
             who.empty() ? ctx.op : treaty_sdk_detail::Excerpt(who[0][0].c_str(), 64);
         if (reason != ctx.op) {
           return Status::BusinessFailure("barrier: " + ctx.op + " of " + ctx.gtid + "/" +
-                                         ctx.branch + " refused: already " + reason +
-                                         (reason == "abort" ? "ed" : "d"));
+                                         ctx.branch + " refused: already " +
+                                         (reason == "abort"    ? "aborted"
+                                          : reason == "commit" ? "committed (one-phase)"
+                                                               : reason + "d"));
         }
       }
       effect = BarrierEffect::kDuplicate;

@@ -167,6 +167,7 @@ Result<Reply> Client::Impl::Call(const std::string& method, const std::string& p
     }
     switch (f.http_status) {
       case 400:
+      case 413:
       case 422:
         return Status::InvalidArgument(msg);
       case 404:
@@ -235,7 +236,10 @@ Result<TxnStatus> Client::SubmitSaga(const SagaSpec& saga, bool wait, int wait_m
 Result<TxnStatus> Client::Begin(const std::string& gtid_or_empty, int64_t timeout_ms) {
   const std::string gtid = gtid_or_empty.empty() ? NewGtid() : gtid_or_empty;
   if (Status s = CheckGtid(gtid); !s.ok()) return s;
-  json body = {{"gtid", gtid}};
+  // One-phase commit is declared per branch at enlistment; "false" keeps an
+  // older coordinator (whose default was one phase for a single branch) on
+  // two phases too.
+  json body = {{"gtid", gtid}, {"one_phase", false}};
   if (timeout_ms > 0) body["timeout_ms"] = timeout_ms;
   return ToTxnStatus(impl_->Call("POST", "/v1/2pc", body, 0, gtid));
 }
@@ -249,6 +253,7 @@ Status Client::Enlist(const std::string& gtid, const BranchSpec& b) {
                {"commit", b.commit},
                {"abort", b.abort},
                {"payload", std::move(*payload)}};
+  if (b.one_phase) body["one_phase"] = true;  // absent: older coordinators accept the body
   auto r = impl_->Call("POST", "/v1/2pc/" + gtid + "/branches", body, 0, gtid);
   return r.ok() ? Status::Ok() : r.status();
 }

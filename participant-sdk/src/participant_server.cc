@@ -66,16 +66,51 @@ EndpointResponse ErrorReply(int status, const std::string& code, const std::stri
   return Reply(status, {{"error", {{"code", code}, {"message", message}}}});
 }
 
+EndpointResponse ErrorReply(int status, StatusCode code, const std::string& message) {
+  return ErrorReply(status, ErrorCodeName(code), message);
+}
+
+// A handler's answer that retrying cannot change: BusinessFailure (refused),
+// InvalidArgument (the call's input is wrong for it) and Conflict (it
+// contradicts the handler's records, e.g. a commit of a branch never
+// prepared). Answered 409 / FAILED rather than 500 / RETRY, which the
+// coordinator would retry forever.
+bool IsFinalRefusal(const Status& s) {
+  return s.code() == StatusCode::kBusinessFailure || s.code() == StatusCode::kInvalidArgument ||
+         s.code() == StatusCode::kConflict;
+}
+
 EndpointResponse FromStatus(const Status& s) {
   if (s.ok()) return Reply(200, {{"result", "ok"}});
-  if (s.code() == StatusCode::kBusinessFailure) {
-    return ErrorReply(409, "BusinessFailure", s.message());
-  }
-  return ErrorReply(500, StatusCodeName(s.code()), s.message());
+  return ErrorReply(IsFinalRefusal(s) ? 409 : 500, s.code(), s.message());
 }
 
 EndpointResponse InvalidArgument(const std::string& message) {
-  return ErrorReply(400, "InvalidArgument", message);
+  return ErrorReply(400, StatusCode::kInvalidArgument, message);
+}
+
+// The one-phase flag: the body's "one_phase" (a boolean) and the header
+// Treaty-One-Phase ("true" or "false"), both optional; when both are given
+// they must agree. Only a commit may carry true. Returns "" or why not.
+std::string ReadOnePhase(const json& body, const std::map<std::string, std::string>& headers,
+                         const std::string& op, bool* out) {
+  std::optional<bool> from_body, from_header;
+  if (auto it = body.find("one_phase"); it != body.end()) {
+    if (!it->is_boolean()) return "'one_phase' must be true or false";
+    from_body = it->get<bool>();
+  }
+  if (auto it = headers.find("treaty-one-phase"); it != headers.end()) {
+    if (it->second != "true" && it->second != "false") {
+      return "header Treaty-One-Phase must be \"true\" or \"false\"";
+    }
+    from_header = it->second == "true";
+  }
+  if (from_body && from_header && *from_body != *from_header) {
+    return "'one_phase' in the body and header Treaty-One-Phase differ";
+  }
+  *out = from_body.value_or(from_header.value_or(false));
+  if (*out && op != "commit") return "'one_phase' may be true only for op \"commit\"";
+  return "";
 }
 
 // The handler name of a request path: /{name} or /{name}/{anything}.
@@ -189,10 +224,10 @@ void ParticipantServer::Impl::Serve(const EndpointRequest& req,
   } catch (const std::exception& e) {
     spdlog::error("participant server: request to {} failed: {}", Printable(req.path),
                   EscapeControl(e.what()));
-    out = ErrorReply(500, "Internal", "the participant server failed on this request");
+    out = ErrorReply(500, StatusCode::kInternal, "the participant server failed on this request");
   } catch (...) {
     spdlog::error("participant server: request to {} failed", Printable(req.path));
-    out = ErrorReply(500, "Internal", "the participant server failed on this request");
+    out = ErrorReply(500, StatusCode::kInternal, "the participant server failed on this request");
   }
   try {
     respond(std::move(out));
@@ -204,7 +239,7 @@ void ParticipantServer::Impl::Serve(const EndpointRequest& req,
 }
 
 EndpointResponse ParticipantServer::Impl::Handle(const EndpointRequest& req) {
-  if (req.method != "POST") return ErrorReply(405, "InvalidArgument", "POST only");
+  if (req.method != "POST") return ErrorReply(405, StatusCode::kInvalidArgument, "POST only");
   const std::string name = NameOfPath(req.path);
   treaty_sdk_detail::ParsedJson parsed =
       treaty_sdk_detail::ParseJsonInput(req.body, "the request body");
@@ -234,6 +269,9 @@ EndpointResponse ParticipantServer::Impl::Handle(const EndpointRequest& req) {
   if (auto it = req.headers.find("idempotency-key");
       it != req.headers.end() && it->second != ctx.idempotency_key) {
     return InvalidArgument("header Idempotency-Key must be \"{gtid}/{branch}/{op}\" of the call");
+  }
+  if (std::string e = ReadOnePhase(body, req.headers, ctx.op, &ctx.one_phase); !e.empty()) {
+    return InvalidArgument(e);
   }
   if (auto it = body.find("payload"); it != body.end()) {
     ctx.payload = treaty_sdk_detail::DumpJson(*it);
@@ -282,8 +320,9 @@ ParticipantServer::Impl::Invocation ParticipantServer::Impl::Invoke(const std::s
         if (*vote == Vote::kNo) out.status = Status::BusinessFailure("voted no");
       }
     } else {
-      // Commit and abort must not fail on business grounds; whatever the
-      // handler says, a non-OK answer is retried by the coordinator.
+      // A two-phase commit or an abort has no business failure: the
+      // coordinator retries any non-OK answer (409 included) until one
+      // succeeds. A refused one-phase commit (409) aborts the transaction.
       out.status = ctx.op == "commit" ? rm->Commit(ctx) : rm->Abort(ctx);
     }
   } catch (const std::exception& e) {
@@ -315,12 +354,14 @@ EndpointResponse ParticipantServer::Impl::Dispatch(const std::string& name,
                                                    const CallContext& ctx) {
   Invocation r = Invoke(name, ctx);
   if (!r.invalid.empty()) return InvalidArgument(r.invalid);
-  if (!r.found) return ErrorReply(404, "NotFound", r.status.message());
+  if (!r.found) return ErrorReply(404, StatusCode::kNotFound, r.status.message());
   if (r.vote == Vote::kNo) return Reply(409, {{"vote", "no"}});
   if (r.vote) return Reply(200, {{"vote", VoteName(*r.vote)}});
-  if (ctx.op == "prepare" && r.status.code() == StatusCode::kBusinessFailure) {
-    return Reply(409, {{"vote", "no"},
-                       {"error", {{"code", "BusinessFailure"}, {"message", r.status.message()}}}});
+  if (ctx.op == "prepare" && IsFinalRefusal(r.status)) {
+    return Reply(
+        409,
+        {{"vote", "no"},
+         {"error", {{"code", ErrorCodeName(r.status.code())}, {"message", r.status.message()}}}});
   }
   return FromStatus(r.status);
 }
@@ -335,9 +376,11 @@ ThriftOutcome ParticipantServer::Impl::DispatchThrift(const CallContext& ctx) {
   if (r.vote == Vote::kNo) return {Kind::kFailed, Vote::kNo, "voted no"};
   if (r.vote) return {Kind::kOk, r.vote, ""};
   if (r.status.ok()) return {Kind::kOk, std::nullopt, ""};
-  if (r.status.code() == StatusCode::kBusinessFailure) {
+  if (IsFinalRefusal(r.status)) {
     return {Kind::kFailed, ctx.op == "prepare" ? std::optional<Vote>(Vote::kNo) : std::nullopt,
-            r.status.message()};
+            r.status.code() == StatusCode::kBusinessFailure
+                ? r.status.message()
+                : std::string(StatusCodeName(r.status.code())) + ": " + r.status.message()};
   }
   return {Kind::kRetry, std::nullopt,
           std::string(StatusCodeName(r.status.code())) + ": " + r.status.message()};

@@ -63,6 +63,29 @@ class PgResourceManager::Impl {
     if (loop.joinable()) loop.join();
   }
 
+  // What ApplyWork did.
+  struct Applied {
+    // Non-empty: the barrier slot (gtid, branch, 'prepare') was taken
+    // already, by a delivery of this op ("prepare", "commit" for a one-phase
+    // commit) or by an abort's tombstone ("abort"). Nothing ran; the
+    // transaction block is closed.
+    std::string earlier;
+    // Else the work's vote or error. kYes / kReadOnly: the block is still
+    // open, for the caller to PREPARE or COMMIT; anything else rolled back.
+    Result<Vote> answer = Vote::kYes;
+  };
+
+  // BEGIN; claim the barrier slot with `reason`; run the work. Throws what
+  // libpqxx throws (the caller's PgGuard turns it into a Status).
+  Applied ApplyWork(pqxx::nontransaction& n, const CallContext& ctx, const char* reason);
+  static bool IsPrepared(pqxx::nontransaction& n, const std::string& gid);
+  // A commit flagged one_phase: the work and its barrier row in one local
+  // transaction (see the header). Throws what libpqxx throws.
+  Status CommitOnePhase(pqxx::nontransaction& n, const CallContext& ctx, const std::string& gid);
+  // A two-phase commit found no prepared transaction: OK only if the
+  // barrier row proves the branch committed. Throws what libpqxx throws.
+  Status CommittedBefore(pqxx::nontransaction& n, const CallContext& ctx);
+
   PgResourceManagerOptions options;
   PgWork work;
   PgPool pool;
@@ -73,6 +96,79 @@ class PgResourceManager::Impl {
   bool stopping = false;  // guarded by mu
   std::thread loop;
 };
+
+bool PgResourceManager::Impl::IsPrepared(pqxx::nontransaction& n, const std::string& gid) {
+  return !n.exec_params("SELECT 1 FROM pg_prepared_xacts WHERE gid = $1", gid).empty();
+}
+
+PgResourceManager::Impl::Applied PgResourceManager::Impl::ApplyWork(pqxx::nontransaction& n,
+                                                                    const CallContext& ctx,
+                                                                    const char* reason) {
+  Applied out;
+  n.exec("BEGIN");
+  n.exec("SET LOCAL lock_timeout = " + std::to_string(options.lock_timeout_ms));
+  pqxx::result r = n.exec_params(kBarrierInsert, ctx.gtid, ctx.branch, reason);
+  if (r.affected_rows() == 0) {
+    pqxx::result who = n.exec_params(
+        "SELECT reason FROM treaty_barrier WHERE gtid = $1 AND branch = $2 AND op = 'prepare'",
+        ctx.gtid, ctx.branch);
+    n.exec("ROLLBACK");
+    // What the table holds is text another writer may have put there.
+    out.earlier = who.empty() ? "purged" : treaty_sdk_detail::Excerpt(who[0][0].c_str(), 64);
+    return out;
+  }
+  SqlTx::Impl tx_impl(n);
+  SqlTx tx(&tx_impl);
+  try {
+    out.answer = work(tx, ctx);
+  } catch (const std::exception& e) {
+    out.answer = Status::Internal(std::string("work threw: ") + e.what());
+  }
+  if (!out.answer.ok() || *out.answer == Vote::kNo) n.exec("ROLLBACK");
+  return out;
+}
+
+Status PgResourceManager::Impl::CommitOnePhase(pqxx::nontransaction& n, const CallContext& ctx,
+                                               const std::string& gid) {
+  const std::string what = "one-phase commit of " + ctx.gtid + "/" + ctx.branch;
+  // Prepared after all (a coordinator may have sent a prepare first): that
+  // prepared transaction holds the work; commit it.
+  if (IsPrepared(n, gid)) {
+    try {
+      n.exec("COMMIT PREPARED " + n.quote(gid));
+      return Status::Ok();
+    } catch (const pqxx::sql_error& e) {
+      if (!IsUndefinedObject(e)) throw;
+      return CommittedBefore(n, ctx);  // committed by a concurrent delivery
+    }
+  }
+  Applied applied = ApplyWork(n, ctx, "commit");
+  if (applied.earlier == "abort")
+    return Status::BusinessFailure(what + " refused: already aborted");
+  if (!applied.earlier.empty()) return Status::Ok();  // committed before: visible, so committed
+  if (!applied.answer.ok()) return applied.answer.status();
+  if (*applied.answer == Vote::kNo) return Status::BusinessFailure(what + " refused: voted no");
+  n.exec("COMMIT");
+  return Status::Ok();
+}
+
+Status PgResourceManager::Impl::CommittedBefore(pqxx::nontransaction& n, const CallContext& ctx) {
+  const std::string what = "commit of " + ctx.gtid + "/" + ctx.branch;
+  pqxx::result who = n.exec_params(
+      "SELECT reason FROM treaty_barrier WHERE gtid = $1 AND branch = $2 AND op = 'prepare'",
+      ctx.gtid, ctx.branch);
+  if (who.empty()) {
+    return Status::Conflict(what +
+                            " not acknowledged: nothing was prepared for it here (no prepared "
+                            "transaction, no barrier record)");
+  }
+  const std::string reason = treaty_sdk_detail::Excerpt(who[0][0].c_str(), 64);
+  // The row was written inside the branch's own transaction (PREPARE'd,
+  // or committed at once for a read-only vote or a one-phase commit): it is
+  // visible only because that transaction committed.
+  if (reason == "prepare" || reason == "commit") return Status::Ok();
+  return Status::Conflict(what + " not acknowledged: the branch was aborted here (" + reason + ")");
+}
 
 PgResourceManager::PgResourceManager(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 PgResourceManager::~PgResourceManager() = default;
@@ -151,68 +247,43 @@ Result<Vote> PgResourceManager::Prepare(const CallContext& ctx) {
   if (!gid.ok()) return gid.status();
   auto lease = impl_->pool.Acquire();
   if (!lease.ok()) return lease.status();
-  Vote vote = Vote::kYes;
-  Status work_status;
-  bool in_block = false;
+  Result<Vote> answer = Vote::kYes;
   Status s = PgGuard([&]() -> Status {
     pqxx::nontransaction n(lease->conn());
     // A duplicate while the first delivery is still prepared: same answer.
-    if (!n.exec_params("SELECT 1 FROM pg_prepared_xacts WHERE gid = $1", *gid).empty()) {
-      return Status::Ok();
-    }
-    n.exec("BEGIN");
-    in_block = true;
-    n.exec("SET LOCAL lock_timeout = " + std::to_string(impl_->options.lock_timeout_ms));
-    pqxx::result r = n.exec_params(kBarrierInsert, ctx.gtid, ctx.branch, "prepare");
-    if (r.affected_rows() == 0) {
-      pqxx::result who = n.exec_params(
-          "SELECT reason FROM treaty_barrier WHERE gtid = $1 AND branch = $2 AND op = 'prepare'",
-          ctx.gtid, ctx.branch);
-      n.exec("ROLLBACK");
-      in_block = false;
-      if (!who.empty() && std::string(who[0][0].c_str()) == "abort") {
-        work_status = Status::BusinessFailure("prepare of " + ctx.gtid + "/" + ctx.branch +
-                                              " refused: already aborted");
+    if (impl_->IsPrepared(n, *gid)) return Status::Ok();
+    Impl::Applied applied = impl_->ApplyWork(n, ctx, "prepare");
+    if (!applied.earlier.empty()) {
+      // Prepared and committed before (yes again; the commit is a no-op),
+      // or aborted before: refused.
+      if (applied.earlier == "abort") {
+        answer = Status::BusinessFailure("prepare of " + ctx.gtid + "/" + ctx.branch +
+                                         " refused: already aborted");
       }
-      // Else prepared and committed before: yes again (the commit is a no-op).
       return Status::Ok();
     }
-    SqlTx::Impl tx_impl(n);
-    SqlTx tx(&tx_impl);
-    Result<Vote> v = Status::Internal("work did not run");
-    try {
-      v = impl_->work(tx, ctx);
-    } catch (const std::exception& e) {
-      v = Status::Internal(std::string("work threw: ") + e.what());
-    }
-    if (!v.ok() || *v == Vote::kNo) {
-      n.exec("ROLLBACK");
-      in_block = false;
-      if (!v.ok()) work_status = v.status();
-      vote = Vote::kNo;
+    if (!applied.answer.ok() || *applied.answer == Vote::kNo) {
+      answer = applied.answer;
       return Status::Ok();
     }
-    vote = *v;
-    if (vote == Vote::kReadOnly) {
+    answer = *applied.answer;
+    if (*applied.answer == Vote::kReadOnly) {
       n.exec("COMMIT");
     } else {
       n.exec("PREPARE TRANSACTION " + n.quote(*gid));
     }
-    in_block = false;
     return Status::Ok();
   });
   if (!s.ok()) {
     // The connection may be inside an aborted transaction block: drop it.
     lease->Discard();
-    (void)in_block;
     if (s.message().find("prepared transactions are disabled") != std::string::npos) {
       return Status::InvalidArgument(
           "max_prepared_transactions is 0 on the participant's PostgreSQL: " + s.message());
     }
     return s;
   }
-  if (!work_status.ok()) return work_status;
-  return vote;
+  return answer;
 }
 
 Status PgResourceManager::Commit(const CallContext& ctx) {
@@ -220,18 +291,29 @@ Status PgResourceManager::Commit(const CallContext& ctx) {
   if (!gid.ok()) return gid.status();
   auto lease = impl_->pool.Acquire();
   if (!lease.ok()) return lease.status();
-  Status s = PgGuard([&] {
+  Status answer;
+  Status s = PgGuard([&]() -> Status {
     pqxx::nontransaction n(lease->conn());
+    if (ctx.one_phase) {
+      answer = impl_->CommitOnePhase(n, ctx, *gid);
+      return Status::Ok();
+    }
     try {
       n.exec("COMMIT PREPARED " + n.quote(*gid));
+      return Status::Ok();
     } catch (const pqxx::sql_error& e) {
       if (!IsUndefinedObject(e)) throw;
-      // Gone: committed by an earlier delivery (or by recovery).
     }
+    // Nothing prepared under this gid: only the records can tell a commit
+    // delivered again (success) from one that must not be acknowledged.
+    answer = impl_->CommittedBefore(n, ctx);
     return Status::Ok();
   });
-  if (!s.ok()) lease->Discard();
-  return s;
+  if (!s.ok()) {
+    lease->Discard();
+    return s;
+  }
+  return answer;
 }
 
 Status PgResourceManager::Abort(const CallContext& ctx) {

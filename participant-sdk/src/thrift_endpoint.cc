@@ -36,8 +36,8 @@ bool LooksLikeTraceparent(const std::string& value) {
 // The call's fields under the input rules of docs/input-rules.md, as the
 // HTTP side checks them: gtid, branch and op are identifiers, the payload is
 // JSON of bounded depth, an idempotency key (when given) is the call's
-// "{gtid}/{branch}/{op}". "" when the call is acceptable, else why (naming
-// the field, never echoing its bytes).
+// "{gtid}/{branch}/{op}", one_phase only on a commit. "" when the call is acceptable, else why
+// (naming the field, never echoing its bytes).
 std::string CallError(treaty::CallContext* ctx, const rpc::ParticipantCall& c) {
   if (std::string e = CallContextError(*ctx); !e.empty()) return e;
   auto payload = ParseJsonInput(c.payload.empty() ? "null" : c.payload, "'payload'");
@@ -48,6 +48,8 @@ std::string CallError(treaty::CallContext* ctx, const rpc::ParticipantCall& c) {
     return "'idempotency_key' must be \"{gtid}/{branch}/{op}\" of the call";
   }
   ctx->idempotency_key = key;
+  ctx->one_phase = c.__isset.one_phase && c.one_phase;
+  if (ctx->one_phase && ctx->op != "commit") return "'one_phase' may be true only for commit";
   if (LooksLikeTraceparent(c.traceparent)) ctx->traceparent = c.traceparent;
   return "";
 }

@@ -33,8 +33,9 @@ class BarrierTest : public ::testing::Test {
 
   // Delivers `op`; the body records itself in `ledger`.
   sdk::Result<BarrierEffect> Deliver(const std::string& gtid, const std::string& op,
-                                     std::atomic<int>* ran = nullptr, int sleep_ms = 0) {
-    CallContext ctx{.gtid = gtid, .branch = "b1", .op = op};
+                                     std::atomic<int>* ran = nullptr, int sleep_ms = 0,
+                                     bool one_phase = false) {
+    CallContext ctx{.gtid = gtid, .branch = "b1", .op = op, .one_phase = one_phase};
     return barrier_->Run(ctx, [&](SqlTx& tx) -> sdk::Status {
       if (ran) ++*ran;
       if (sleep_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(sleep_ms));
@@ -95,6 +96,34 @@ TEST_F(BarrierTest, HangingActionAfterCompensationIsRefused) {
   auto late_prepare = Deliver("g3", "prepare", &ran);
   EXPECT_EQ(late_prepare.status().code(), StatusCode::kBusinessFailure);
   EXPECT_EQ(ran.load(), 0);
+}
+
+// Issue 12: a commit runs (and is acknowledged) only when the records show
+// the branch prepared; a one-phase commit does the whole work once.
+TEST_F(BarrierTest, CommitRunsOnlyAfterAPrepareOrAsOnePhase) {
+  std::atomic<int> ran{0};
+  auto bare = Deliver("c1", "commit", &ran);
+  EXPECT_EQ(bare.status().code(), StatusCode::kConflict) << bare.status().ToString();
+  EXPECT_EQ(ran.load(), 0);
+
+  ASSERT_EQ(*Deliver("c2", "prepare"), BarrierEffect::kApplied);
+  EXPECT_EQ(*Deliver("c2", "commit", &ran), BarrierEffect::kApplied);
+  EXPECT_EQ(*Deliver("c2", "commit", &ran), BarrierEffect::kDuplicate);
+  EXPECT_EQ(ran.load(), 1);
+
+  ASSERT_EQ(*Deliver("c3", "abort"), BarrierEffect::kNullCompensation);
+  EXPECT_EQ(Deliver("c3", "commit", &ran).status().code(), StatusCode::kConflict);
+  auto refused = Deliver("c3", "commit", &ran, 0, /*one_phase=*/true);
+  EXPECT_EQ(refused.status().code(), StatusCode::kBusinessFailure);
+  EXPECT_EQ(ran.load(), 1);
+
+  EXPECT_EQ(*Deliver("c4", "commit", &ran, 0, true), BarrierEffect::kApplied);
+  EXPECT_EQ(*Deliver("c4", "commit", &ran, 0, true), BarrierEffect::kDuplicate);
+  EXPECT_EQ(ran.load(), 2);
+  EXPECT_EQ(Ledger("c4", "commit"), 1);
+  // The one-phase commit took the prepare slot: a late prepare is refused.
+  EXPECT_EQ(Deliver("c4", "prepare", &ran).status().code(), StatusCode::kBusinessFailure);
+  EXPECT_EQ(ran.load(), 2);
 }
 
 TEST_F(BarrierTest, FailedBodyLeavesNoTraceSoCompensationIsNull) {

@@ -10,6 +10,7 @@
 #include <mutex>
 #include <stdexcept>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -39,9 +40,16 @@ class ParticipantServerInputTest : public ::testing::Test {
       }
       if (ctx.payload == "\"throw\"") throw std::runtime_error("boom\n\x1b[31m\xff");
       if (ctx.payload == "\"bad-utf8\"") return sdk::Status::BusinessFailure("sold out \xff\xfe");
+      if (ctx.payload == "\"invalid\"") return sdk::Status::InvalidArgument("no such seat");
+      if (ctx.payload == "\"unavailable\"") return sdk::Status::Unavailable("database down");
       return sdk::Status::Ok();
     };
     server_->AddSagaStep("flight", step, step);
+    // A resource manager "debit" whose commit records its context.
+    auto prepare = [](const sdk::CallContext&) -> sdk::Result<sdk::Vote> {
+      return sdk::Vote::kYes;
+    };
+    server_->AddResourceManager("debit", prepare, step, step);
     auto s = server_->Start();
     ASSERT_TRUE(s.ok()) << s.ToString();
   }
@@ -69,6 +77,12 @@ class ParticipantServerInputTest : public ::testing::Test {
     json j = json::parse(r.body, nullptr, false);
     if (!j.is_object() || !j.contains("error")) return "";
     return j["error"].value("message", "");
+  }
+
+  static std::string Code(const RawResponse& r) {
+    json j = json::parse(r.body, nullptr, false);
+    if (!j.is_object() || !j.contains("error")) return "";
+    return j["error"].value("code", "");
   }
 
   std::unique_ptr<sdk::ParticipantServer> server_;
@@ -252,6 +266,101 @@ TEST_F(ParticipantServerInputTest, BodiesOverTheLimitAre413) {
   ASSERT_TRUE(lying.well_formed) << lying.raw;
   EXPECT_EQ(lying.status, 413);
   EXPECT_TRUE(Calls().empty());
+  ExpectStillServing();
+}
+
+// Issue 12: a handler's InvalidArgument was answered 500, which the
+// coordinator retries forever (forever for a compensation). It is a final
+// refusal: 409, like a BusinessFailure. The error codes of the JSON bodies
+// are spelled as the coordinator's REST API spells them.
+TEST_F(ParticipantServerInputTest, InvalidArgumentIsABusinessFailureAndCodesMatchTheCoordinator) {
+  RawResponse invalid = Post("/flight/book", R"({"gtid":"g1","op":"action","payload":"invalid"})");
+  ASSERT_TRUE(invalid.well_formed) << invalid.raw;
+  EXPECT_EQ(invalid.status, 409) << invalid.body;
+  EXPECT_EQ(Code(invalid), "invalid_argument") << invalid.body;
+  EXPECT_NE(Message(invalid).find("no such seat"), std::string::npos) << invalid.body;
+
+  RawResponse refused = Post("/flight/book", R"({"gtid":"g2","op":"action","payload":"bad-utf8"})");
+  EXPECT_EQ(refused.status, 409);
+  EXPECT_EQ(Code(refused), "business_failure") << refused.body;
+
+  RawResponse transient =
+      Post("/flight/book", R"({"gtid":"g3","op":"action","payload":"unavailable"})");
+  EXPECT_EQ(transient.status, 500);
+  EXPECT_EQ(Code(transient), "unavailable") << transient.body;
+
+  RawResponse threw = Post("/flight/book", R"({"gtid":"g4","op":"action","payload":"throw"})");
+  EXPECT_EQ(threw.status, 500);
+  EXPECT_EQ(Code(threw), "internal") << threw.body;
+
+  RawResponse bad = Post("/flight/book", R"({"gtid":"a b","op":"action"})");
+  EXPECT_EQ(bad.status, 400);
+  EXPECT_EQ(Code(bad), "invalid_argument") << bad.body;
+
+  RawResponse unknown = Post("/nowhere/book", R"({"gtid":"g5","op":"action"})");
+  EXPECT_EQ(unknown.status, 404);
+  EXPECT_EQ(Code(unknown), "not_found") << unknown.body;
+
+  // The names the coordinator uses (StatusCodeName of common/status.h; the
+  // JSON codes of its REST API), for every code the SDK shares with it.
+  using C = sdk::StatusCode;
+  for (auto [code, name, json_code] :
+       {std::tuple{C::kInvalidArgument, "InvalidArgument", "invalid_argument"},
+        std::tuple{C::kNotFound, "NotFound", "not_found"},
+        std::tuple{C::kConflict, "Conflict", "conflict"},
+        std::tuple{C::kTimedOut, "TimedOut", "timed_out"},
+        std::tuple{C::kUnavailable, "Unavailable", "unavailable"},
+        std::tuple{C::kInternal, "Internal", "internal"},
+        std::tuple{C::kBusinessFailure, "BusinessFailure", "business_failure"}}) {
+    EXPECT_STREQ(sdk::StatusCodeName(code), name);
+    EXPECT_STREQ(sdk::ErrorCodeName(code), json_code);
+  }
+}
+
+// Issue 12: a commit without prepare (one-phase) is flagged to the handler,
+// from the body's "one_phase" or the Treaty-One-Phase header.
+TEST_F(ParticipantServerInputTest, HandlersAreToldThatACommitIsOnePhase) {
+  struct Case {
+    std::string body;
+    std::map<std::string, std::string> headers;
+    bool one_phase;
+  };
+  const std::vector<Case> cases = {
+      {R"({"gtid":"p1","op":"commit","one_phase":true})", {}, true},
+      {R"({"gtid":"p2","op":"commit"})", {{"Treaty-One-Phase", "true"}}, true},
+      {R"({"gtid":"p3","op":"commit","one_phase":true})", {{"Treaty-One-Phase", "true"}}, true},
+      {R"({"gtid":"p4","op":"commit"})", {}, false},
+      {R"({"gtid":"p5","op":"commit","one_phase":false})", {}, false},
+  };
+  for (const auto& c : cases) {
+    RawResponse r = Post("/debit/commit", c.body, c.headers);
+    ASSERT_TRUE(r.well_formed) << r.raw;
+    EXPECT_EQ(r.status, 200) << c.body << ": " << r.body;
+  }
+  auto calls = Calls();
+  ASSERT_EQ(calls.size(), cases.size());
+  for (size_t i = 0; i < cases.size(); ++i) {
+    EXPECT_EQ(calls[i].op, "commit");
+    EXPECT_EQ(calls[i].one_phase, cases[i].one_phase) << cases[i].body;
+  }
+
+  // Ill-typed, disagreeing, or on another op: refused before any handler.
+  const std::vector<Case> refused = {
+      {R"({"gtid":"q1","op":"commit","one_phase":"yes"})", {}, false},
+      {R"({"gtid":"q2","op":"commit"})", {{"Treaty-One-Phase", "1"}}, false},
+      {R"({"gtid":"q3","op":"commit","one_phase":false})", {{"Treaty-One-Phase", "true"}}, false},
+      {R"({"gtid":"q4","op":"prepare","one_phase":true})", {}, false},
+      {R"({"gtid":"q5","op":"abort"})", {{"Treaty-One-Phase", "true"}}, false},
+  };
+  for (const auto& c : refused) {
+    RawResponse r = Post("/debit/x", c.body, c.headers);
+    EXPECT_EQ(r.status, 400) << c.body << ": " << r.body;
+    const std::string message = Message(r);
+    EXPECT_TRUE(message.find("one_phase") != std::string::npos ||
+                message.find("Treaty-One-Phase") != std::string::npos)
+        << r.body;
+  }
+  EXPECT_EQ(Calls().size(), cases.size());
   ExpectStillServing();
 }
 

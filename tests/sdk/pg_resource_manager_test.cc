@@ -92,6 +92,75 @@ TEST_F(PgResourceManagerTest, PrepareThenCommit) {
   EXPECT_EQ(Balance(), 110);
 }
 
+// Issue 12: a commit for a branch this database never prepared used to be
+// answered "already committed" (OK; HTTP 200), so the coordinator reported
+// COMMITTED although the work never happened. Now the barrier records
+// decide: nothing recorded, or an abort's tombstone, is not acknowledged.
+TEST_F(PgResourceManagerTest, CommitOfANeverPreparedBranchIsNotAcknowledged) {
+  sdk::Status bare = rm_->Commit(Ctx("never", "commit"));
+  EXPECT_EQ(bare.code(), StatusCode::kConflict) << bare.ToString();
+  EXPECT_NE(bare.message().find("nothing was prepared"), std::string::npos) << bare.ToString();
+  EXPECT_EQ(Balance(), 100);
+  // Still not acknowledged when delivered again: it stays for an operator.
+  EXPECT_EQ(rm_->Commit(Ctx("never", "commit")).code(), StatusCode::kConflict);
+
+  // Prepared, then rolled back by an abort: a commit after it is refused too.
+  ASSERT_EQ(*rm_->Prepare(Ctx("aborted", "prepare")), Vote::kYes);
+  ASSERT_TRUE(rm_->Abort(Ctx("aborted", "abort")).ok());
+  sdk::Status late = rm_->Commit(Ctx("aborted", "commit"));
+  EXPECT_EQ(late.code(), StatusCode::kConflict) << late.ToString();
+  EXPECT_NE(late.message().find("aborted"), std::string::npos) << late.ToString();
+  EXPECT_EQ(Balance(), 100);
+
+  // A read-only vote committed its (empty) transaction at once: a commit
+  // after it is a redelivery of something committed.
+  ASSERT_EQ(*rm_->Prepare(Ctx("ro", "prepare", "0")), Vote::kReadOnly);
+  EXPECT_TRUE(rm_->Commit(Ctx("ro", "commit")).ok());
+}
+
+TEST_F(PgResourceManagerTest, OnePhaseCommitAppliesTheWorkInOneLocalTransaction) {
+  CallContext one = Ctx("op1", "commit");
+  one.one_phase = true;
+  ASSERT_TRUE(rm_->Commit(one).ok());
+  EXPECT_EQ(Balance(), 110);
+  EXPECT_EQ(Prepared(), 0);
+  EXPECT_EQ(QueryInt(uri_,
+                     "SELECT count(*) FROM treaty_barrier WHERE gtid = 'op1' AND op = 'prepare' "
+                     "AND reason = 'commit'"),
+            1);
+  // Redelivered (flagged or not): already committed, nothing redone; a late
+  // prepare does not redo the work either.
+  EXPECT_TRUE(rm_->Commit(one).ok());
+  EXPECT_TRUE(rm_->Commit(Ctx("op1", "commit")).ok());
+  EXPECT_EQ(*rm_->Prepare(Ctx("op1", "prepare")), Vote::kYes);
+  EXPECT_EQ(Balance(), 110);
+  EXPECT_EQ(Prepared(), 0);
+
+  // The work votes no: the one-phase commit is refused (a business failure:
+  // the coordinator aborts) and leaves nothing behind.
+  CallContext no = Ctx("op2", "commit", "-1000");
+  no.one_phase = true;
+  EXPECT_EQ(rm_->Commit(no).code(), StatusCode::kBusinessFailure);
+  EXPECT_EQ(Balance(), 110);
+  ASSERT_TRUE(rm_->Abort(Ctx("op2", "abort")).ok());  // a null abort
+
+  // After an abort, a one-phase commit is refused.
+  CallContext after_abort = Ctx("op2", "commit", "5");
+  after_abort.one_phase = true;
+  EXPECT_EQ(rm_->Commit(after_abort).code(), StatusCode::kBusinessFailure);
+  EXPECT_EQ(Balance(), 110);
+
+  // A failure of the work is transient and rolls the barrier row back: a retry works.
+  CallContext bad = Ctx("op3", "commit", "not-a-number");
+  bad.one_phase = true;
+  sdk::Status failed = rm_->Commit(bad);
+  EXPECT_FALSE(failed.ok());
+  EXPECT_NE(failed.code(), StatusCode::kBusinessFailure) << failed.ToString();
+  bad.payload = "5";
+  EXPECT_TRUE(rm_->Commit(bad).ok());
+  EXPECT_EQ(Balance(), 115);
+}
+
 TEST_F(PgResourceManagerTest, PrepareThenAbort) {
   ASSERT_EQ(*rm_->Prepare(Ctx("t2", "prepare")), Vote::kYes);
   ASSERT_TRUE(rm_->Abort(Ctx("t2", "abort")).ok());

@@ -15,8 +15,15 @@
 //     (kNullCompensation), and leaves a tombstone behind, so that
 //   - an action (prepare) that arrives after its compensation (abort) is
 //     refused with a BusinessFailure and does nothing (no hanging effects).
-// Ops pair up as action/compensate (sagas) and prepare/abort (TCC); commit
-// is only de-duplicated.
+// Ops pair up as action/compensate (sagas) and prepare/abort (TCC). A
+// commit is de-duplicated, and runs only when the records prove it may:
+//   - two-phase (ctx.one_phase false): only after a prepare of the branch
+//     committed here; else Conflict without calling `body` (never prepared,
+//     or aborted: a commit that must not be acknowledged);
+//   - one-phase (ctx.one_phase true): `body` does the whole work; the commit
+//     takes the prepare slot too (reason "commit"), so a late prepare is
+//     refused and an abort after it finds work to undo. After an abort:
+//     BusinessFailure (the one-phase commit is refused).
 //
 // Thread-safe: any number of threads (and processes) may call Run at once;
 // concurrent deliveries of the same op serialize on the table's primary key

@@ -15,6 +15,14 @@ struct CallContext {
   std::string payload = "null";  // JSON text of the payload given at submission
   std::string traceparent;       // W3C trace context ("" when absent)
   std::string idempotency_key;   // "{gtid}/{branch}/{op}"
+  // A 2PC one-phase commit (op "commit" only): no prepare came before it; the
+  // handler must do the branch's whole work now, as prepare + commit in one
+  // step, or refuse with Status::BusinessFailure (the transaction then aborts).
+  // The coordinator sends it only to a branch that declared one-phase support
+  // at enlistment (BranchSpec::one_phase) and is the transaction's only one.
+  // From the body's "one_phase" or the Treaty-One-Phase header (HTTP), or
+  // ParticipantCall.one_phase (Thrift).
+  bool one_phase = false;
 };
 
 }  // namespace sdk

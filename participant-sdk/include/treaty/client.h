@@ -82,6 +82,12 @@ struct BranchSpec {
   std::string name;
   std::string prepare, commit, abort;  // URLs
   std::string payload = "null";        // JSON text
+  // The participant supports one-phase commit (enlistment field
+  // "one_phase"): when this is the transaction's only branch, the coordinator
+  // skips the prepare and sends one commit flagged one_phase, which must do
+  // the whole work (CallContext::one_phase; PgResourceManager does). Default:
+  // prepare, then commit, also for a single branch.
+  bool one_phase = false;
 };
 
 // What a coordinator answered about a transaction.
@@ -119,7 +125,10 @@ class Client {
 
   // 2PC: begin (ACTIVE), enlist branches, then commit or abort. Commit
   // answers once the decision is durable (COMMITTED/COMMITTING or
-  // ABORTED/ABORTING).
+  // ABORTED/ABORTING). Every branch is prepared before it is committed,
+  // also a single one, unless it declared BranchSpec::one_phase (Begin
+  // sends "one_phase": false, so a coordinator of an older release does
+  // not commit a single branch in one phase either).
   Result<TxnStatus> Begin(const std::string& gtid = "", int64_t timeout_ms = 0);
   Status Enlist(const std::string& gtid, const BranchSpec& branch);
   Result<TxnStatus> Commit(const std::string& gtid);

@@ -4,10 +4,25 @@
 // database, using PostgreSQL's own two-phase commit.
 //
 //   prepare  BEGIN; barrier row; the service's work; PREPARE TRANSACTION gid
-//   commit   COMMIT PREPARED gid        (gid gone: already committed, OK)
+//   commit   COMMIT PREPARED gid; gid gone: the barrier row decides (below)
+//   commit, one_phase (ctx.one_phase: the coordinator sent no prepare)
+//            BEGIN; barrier row; the service's work; COMMIT (one local
+//            transaction). kNo or a BusinessFailure refuses: BusinessFailure
+//            (409: the transaction aborts); another error is transient.
 //   abort    ROLLBACK PREPARED gid      (gid gone: never prepared or already
 //            rolled back, OK) and a tombstone that refuses a late prepare
 // gid = "{prefix}:{len(gtid)}:{gtid}:{branch}" (at most 200 bytes).
+//
+// A commit is acknowledged only when this database proves the branch's work
+// committed. The barrier row (gtid, branch, 'prepare') is written inside
+// the branch's own transaction, so it is visible only once that committed.
+// A two-phase commit that finds no prepared transaction therefore answers:
+//   barrier row by prepare / one-phase commit -> OK (committed before)
+//   tombstone of an abort                     -> Conflict (aborted here)
+//   no barrier row at all                     -> Conflict (never prepared)
+// ParticipantServer answers Conflict with 409 {"error":{"code":"conflict"}}:
+// the coordinator does not take it as committed; it retries the commit and
+// flags the transaction needs_attention for an operator.
 //
 // Exactly once: the prepare writes a barrier row (gtid, branch, 'prepare')
 // inside the prepared transaction, so a redelivered prepare after the commit

@@ -28,7 +28,15 @@ enum class StatusCode {
   kInternal,         // a bug or an unexpected library failure; treated as transient by the protocol
 };
 
+// "InvalidArgument", "BusinessFailure", ...: the name in Status::ToString,
+// spelled as the coordinator spells its own StatusCode names.
 const char* StatusCodeName(StatusCode code);
+
+// "invalid_argument", "not_found", "conflict", "business_failure",
+// "timed_out", "unavailable", "internal": the "code" of a JSON error body
+// {"error":{"code":...,"message":...}}, spelled as the coordinator's REST API
+// spells it (docs/input-rules.md). The participant server answers with these.
+const char* ErrorCodeName(StatusCode code);
 
 class [[nodiscard]] Status {
  public:
@@ -36,7 +44,9 @@ class [[nodiscard]] Status {
   Status(StatusCode code, std::string message) : code_(code), message_(std::move(message)) {}
 
   static Status Ok() { return Status(); }
-  static Status InvalidArgument(std::string m) { return {StatusCode::kInvalidArgument, std::move(m)}; }
+  static Status InvalidArgument(std::string m) {
+    return {StatusCode::kInvalidArgument, std::move(m)};
+  }
   static Status NotFound(std::string m) { return {StatusCode::kNotFound, std::move(m)}; }
   static Status Conflict(std::string m) { return {StatusCode::kConflict, std::move(m)}; }
   static Status BusinessFailure(std::string m) {
@@ -61,7 +71,7 @@ class [[nodiscard]] Status {
 template <typename T>
 class [[nodiscard]] Result {
  public:
-  Result(T value) : v_(std::move(value)) {}  // NOLINT: implicit by design
+  Result(T value) : v_(std::move(value)) {}        // NOLINT: implicit by design
   Result(Status status) : v_(std::move(status)) {  // NOLINT: implicit by design
     assert(!std::get<Status>(v_).ok());
   }
