@@ -77,7 +77,9 @@ struct SagaRequest {
 struct Begin2pcRequest {
   1: optional string gtid
   2: optional i64 timeout_ms       // default 60000: undecided after this -> aborted
-  3: optional bool one_phase       // default true: a single branch commits in one phase
+  // Only false (or absent) is accepted: one-phase commit is declared per
+  // branch at enlistment (Branch2pc.one_phase); true is InvalidRequest.
+  3: optional bool one_phase
 }
 
 struct Branch2pc {
@@ -87,6 +89,9 @@ struct Branch2pc {
   4: required string abort
   5: optional string payload       // JSON text
   6: optional i64 timeout_ms       // per call
+  // The participant supports one-phase commit: used only when this is the
+  // transaction's single branch at commit. Default false (full two-phase).
+  7: optional bool one_phase
 }
 
 // --- Answers ---
@@ -94,6 +99,8 @@ struct Branch2pc {
 struct TxnStatus {
   1: string gtid
   2: string state
+  3: optional bool paused          // operator actions: an operator paused its calls
+  4: optional bool finished        // operator actions: terminal at answer time
 }
 
 struct BranchInfo {
@@ -113,6 +120,10 @@ struct TxnEvent {
   3: string branch
   4: string type
   5: string detail
+  // Repeats collapsed into this event (retries of one branch) and when the
+  // first happened; at_ms is the latest.
+  6: optional i64 count
+  7: optional i64 first_at_ms
 }
 
 struct Transaction {
@@ -128,6 +139,8 @@ struct Transaction {
   10: string spec                  // JSON of the submission
   11: list<BranchInfo> branches    // empty in listTransactions
   12: list<TxnEvent> history       // empty in listTransactions
+  13: optional bool paused         // an operator paused its participant calls
+  14: optional string last_error   // the latest failed call's excerpt; "" once finished
 }
 
 struct ListRequest {
@@ -136,6 +149,7 @@ struct ListRequest {
   3: optional bool needs_attention
   4: optional i32 limit
   5: optional string cursor
+  6: optional bool paused
 }
 
 struct TxnPage {
@@ -172,12 +186,31 @@ service CoordinatorService {
   TxnPage listTransactions(1: ListRequest req)
       throws (1: InvalidRequest invalid, 2: NotFound not_found, 3: Conflict conflict,
               4: Unavailable unavailable)
+  // Operator actions (docs/operations.md "Operator actions"). `reason`:
+  // free text, valid UTF-8 without control characters, at most 1024 bytes;
+  // optional ("" none) except for resolveBranch. Conflict says why an action
+  // cannot apply in the transaction's current state.
+  //
   // POST /v1/transactions/{gtid}/retry
-  TxnStatus retryTransaction(1: string gtid)
+  TxnStatus retryTransaction(1: string gtid, 2: string reason)
       throws (1: InvalidRequest invalid, 2: NotFound not_found, 3: Conflict conflict,
               4: Unavailable unavailable)
   // POST /v1/transactions/{gtid}/abort (operator force abort)
-  TxnStatus abortTransaction(1: string gtid)
+  TxnStatus abortTransaction(1: string gtid, 2: string reason)
+      throws (1: InvalidRequest invalid, 2: NotFound not_found, 3: Conflict conflict,
+              4: Unavailable unavailable)
+  // POST /v1/transactions/{gtid}/pause
+  TxnStatus pauseTransaction(1: string gtid, 2: string reason)
+      throws (1: InvalidRequest invalid, 2: NotFound not_found, 3: Conflict conflict,
+              4: Unavailable unavailable)
+  // POST /v1/transactions/{gtid}/resume
+  TxnStatus resumeTransaction(1: string gtid, 2: string reason)
+      throws (1: InvalidRequest invalid, 2: NotFound not_found, 3: Conflict conflict,
+              4: Unavailable unavailable)
+  // POST /v1/transactions/{gtid}/branches/{branch}/resolve: the operator
+  // fixed the branch out of band; outcome COMPENSATED, COMMITTED or ABORTED;
+  // reason required.
+  TxnStatus resolveBranch(1: string gtid, 2: string branch, 3: string outcome, 4: string reason)
       throws (1: InvalidRequest invalid, 2: NotFound not_found, 3: Conflict conflict,
               4: Unavailable unavailable)
 }

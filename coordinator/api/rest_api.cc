@@ -77,6 +77,8 @@ json RowJson(const TxnRow& r) {
           {"state", r.state},
           {"owner", r.owner},
           {"needs_attention", r.needs_attention},
+          {"paused", r.paused},
+          {"last_error", r.last_error},
           {"deadline_ms", r.deadline_ms},
           {"next_attempt_at_ms", r.next_attempt_at_ms},
           {"attempts", r.attempts},
@@ -160,6 +162,12 @@ Result<ListFilter> ParseListFilter(const HttpRequest& req, int max_limit, int64_
     }
     f.needs_attention = *na == "true";
   }
+  if (auto paused = q("paused")) {
+    if (*paused != "true" && *paused != "false") {
+      return Status::InvalidArgument("query parameter 'paused' must be true or false");
+    }
+    f.paused = *paused == "true";
+  }
   return f;
 }
 
@@ -208,7 +216,9 @@ std::string TxnDetailJson(const TxnDetail& d, bool with_events) {
                          {"at_ms", e.at_ms},
                          {"branch", e.branch},
                          {"type", e.type},
-                         {"detail", e.detail}});
+                         {"detail", e.detail},
+                         {"count", e.count},
+                         {"first_at_ms", e.first_at_ms > 0 ? e.first_at_ms : e.at_ms}});
     }
     out["history"] = std::move(history);
   }
@@ -236,21 +246,7 @@ void RestApi::Route(const HttpRequest& req, HttpResponder& respond) {
   } else if (p == "/v1/transactions" && m == "GET") {
     ListTransactions(req, std::move(respond));
   } else if (p.rfind(kTxns, 0) == 0 && p.size() > kTxns.size()) {
-    std::string rest = p.substr(kTxns.size());
-    auto slash = rest.find('/');
-    std::string gtid = rest.substr(0, slash);
-    std::string action = slash == std::string::npos ? "" : rest.substr(slash + 1);
-    const bool get = action.empty() && m == "GET";
-    const bool operate = (action == "retry" || action == "abort") && m == "POST";
-    if (!get && !operate) {
-      respond(ErrorResponse(NoRoute(req)));
-    } else if (auto s = ValidateGtid(gtid, options_.limits.max_gtid_length); !s.ok()) {
-      respond(ErrorResponse(s));
-    } else if (get) {
-      GetTransaction(gtid, std::move(respond));
-    } else {
-      OperatorAction(gtid, action == "abort", std::move(respond));
-    }
+    TransactionRoute(req, std::move(respond));  // rest_api_operator.cc
   } else if (p == "/v1/2pc" || p.rfind("/v1/2pc/", 0) == 0) {
     Handle2pc(req, std::move(respond));
   } else if (p == "/v1/cluster" && m == "GET") {
@@ -334,18 +330,6 @@ void RestApi::ListTransactions(const HttpRequest& req, HttpResponder respond) {
         json out = {{"items", std::move(items)}, {"next", page.next}};
         return JsonResponse(200, DumpJson(out));
       }));
-}
-
-void RestApi::OperatorAction(const std::string& gtid, bool abort, HttpResponder respond) {
-  auto done = AnswerWith<SubmitResult>(
-      std::move(respond),
-      abort ? "POST /v1/transactions/{gtid}/abort" : "POST /v1/transactions/{gtid}/retry",
-      [](const SubmitResult& r) { return StateAnswer(200, r); });
-  if (abort) {
-    service_->ForceAbort(gtid, OperatorRequest{"anonymous", ""}, std::move(done));
-  } else {
-    service_->Retry(gtid, OperatorRequest{"anonymous", ""}, std::move(done));
-  }
 }
 
 void RestApi::Cluster(HttpResponder respond) {

@@ -11,10 +11,11 @@
 // Input rules (docs/input-rules.md): every body is parsed with ParseJson
 // (depth <= 64, valid UTF-8); gtids in paths follow the identifier rules;
 // query parameters are checked (integers digits only, `state` a known
-// state, `kind` saga|2pc, `gtid_prefix` identifier characters, `cursor`
-// exactly as a previous page returned it); each refusal is a 400 naming the
-// field. Errors never echo raw input bytes. Every JSON answer is serialized
-// with DumpJson (cannot throw on data), and every completion runs under
+// state, `kind` saga|2pc, `gtid_prefix` identifier characters,
+// `needs_attention` and `paused` true|false, `cursor` exactly as a previous
+// page returned it); each refusal is a 400 naming the field. Operator
+// action bodies follow api/operator_input.h. Errors never echo raw input bytes. Every JSON answer
+// is serialized with DumpJson (cannot throw on data), and every completion runs under
 // AnswerGuarded: an exception becomes a 500 and one log line, and a request
 // dropped unanswered gets a 500 (OwedResponder).
 
@@ -69,7 +70,9 @@ class RestApi {
   void Handle2pc(const HttpRequest& req, HttpResponder respond);
   void GetTransaction(const std::string& gtid, HttpResponder respond);
   void ListTransactions(const HttpRequest& req, HttpResponder respond);
-  void OperatorAction(const std::string& gtid, bool abort, HttpResponder respond);
+  // GET /v1/transactions/{gtid} and the operator actions under it
+  // (rest_api_operator.cc).
+  void TransactionRoute(const HttpRequest& req, HttpResponder respond);
   void Cluster(HttpResponder respond);
   void Ready(HttpResponder respond);
 

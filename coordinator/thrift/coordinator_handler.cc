@@ -6,6 +6,7 @@
 #include <spdlog/spdlog.h>
 #include <nlohmann/json.hpp>
 
+#include "api/operator_input.h"
 #include "common/json_input.h"
 #include "common/text.h"
 #include "engine/two_phase_spec.h"
@@ -126,6 +127,13 @@ void FillStatus(rpc::TxnStatus& out, const SubmitResult& r) {
   out.state = r.state;
 }
 
+// An operator action's answer also says whether it is paused and finished.
+void FillOperatorStatus(rpc::TxnStatus& out, const SubmitResult& r) {
+  FillStatus(out, r);
+  out.__set_paused(r.paused);
+  out.__set_finished(r.finished);
+}
+
 void FillRow(rpc::Transaction& out, const TxnRow& row) {
   out.gtid = row.gtid;
   out.kind = row.kind;
@@ -137,6 +145,8 @@ void FillRow(rpc::Transaction& out, const TxnRow& row) {
   out.created_at_ms = row.created_at_ms;
   out.updated_at_ms = row.updated_at_ms;
   out.spec = row.spec;
+  out.__set_paused(row.paused);
+  out.__set_last_error(row.last_error);
 }
 
 void CheckGtid(const std::string& gtid, const SpecLimits& limits) {
@@ -208,6 +218,7 @@ void CoordinatorHandler::registerBranch(rpc::TxnStatus& out, const std::string& 
                  {"abort", branch.abort}};
     if (branch.__isset.payload) body["payload"] = PayloadJson(branch.payload, "'payload'");
     if (branch.__isset.timeout_ms) body["timeout_ms"] = branch.timeout_ms;
+    if (branch.__isset.one_phase) body["one_phase"] = branch.one_phase;
     TwoPhaseLimits limits;
     limits.max_name_length = options_.limits.max_name_length;
     auto spec = ParseBranchSpec(body, limits);
@@ -261,6 +272,8 @@ void CoordinatorHandler::getTransaction(rpc::Transaction& out, const std::string
       te.branch = e.branch;
       te.type = e.type;
       te.detail = e.detail;
+      te.__set_count(e.count);
+      te.__set_first_at_ms(e.first_at_ms > 0 ? e.first_at_ms : e.at_ms);
       out.history.push_back(std::move(te));
     }
   });
@@ -280,6 +293,7 @@ void CoordinatorHandler::listTransactions(rpc::TxnPage& out, const rpc::ListRequ
       f.kind = req.kind;
     }
     if (req.__isset.needs_attention) f.needs_attention = req.needs_attention;
+    if (req.__isset.paused) f.paused = req.paused;
     if (req.__isset.limit) {
       if (req.limit < 1 || req.limit > options_.max_list_limit) {
         ThrowStatus(Status::InvalidArgument("'limit' must be from 1 to " +
@@ -305,21 +319,63 @@ void CoordinatorHandler::listTransactions(rpc::TxnPage& out, const rpc::ListRequ
   });
 }
 
-void CoordinatorHandler::retryTransaction(rpc::TxnStatus& out, const std::string& gtid) {
+void CoordinatorHandler::RunOperatorAction(rpc::TxnStatus& out, const std::string& gtid,
+                                           const std::string& reason, bool reason_required,
+                                           const OperatorStart& start) {
+  CheckGtid(gtid, options_.limits);
+  if (auto s = CheckReason(reason, reason_required); !s.ok()) ThrowStatus(s);
+  FillOperatorStatus(
+      out, Await<SubmitResult>(options_.call_timeout_ms, [&](auto done) {
+        start(Service(), OperatorRequest{"anonymous@thrift", reason}, std::move(done));
+      }));
+}
+
+void CoordinatorHandler::retryTransaction(rpc::TxnStatus& out, const std::string& gtid,
+                                          const std::string& reason) {
   Guarded("retryTransaction", [&] {
-    CheckGtid(gtid, options_.limits);
-    FillStatus(out, Await<SubmitResult>(options_.call_timeout_ms, [&](auto done) {
-                 Service()->Retry(gtid, OperatorRequest{"anonymous", ""}, std::move(done));
-               }));
+    RunOperatorAction(out, gtid, reason, false, [&](TxnService* svc, auto who, auto done) {
+      svc->Retry(gtid, std::move(who), std::move(done));
+    });
   });
 }
 
-void CoordinatorHandler::abortTransaction(rpc::TxnStatus& out, const std::string& gtid) {
+void CoordinatorHandler::abortTransaction(rpc::TxnStatus& out, const std::string& gtid,
+                                          const std::string& reason) {
   Guarded("abortTransaction", [&] {
+    RunOperatorAction(out, gtid, reason, false, [&](TxnService* svc, auto who, auto done) {
+      svc->ForceAbort(gtid, std::move(who), std::move(done));
+    });
+  });
+}
+
+void CoordinatorHandler::pauseTransaction(rpc::TxnStatus& out, const std::string& gtid,
+                                          const std::string& reason) {
+  Guarded("pauseTransaction", [&] {
+    RunOperatorAction(out, gtid, reason, false, [&](TxnService* svc, auto who, auto done) {
+      svc->Pause(gtid, std::move(who), std::move(done));
+    });
+  });
+}
+
+void CoordinatorHandler::resumeTransaction(rpc::TxnStatus& out, const std::string& gtid,
+                                           const std::string& reason) {
+  Guarded("resumeTransaction", [&] {
+    RunOperatorAction(out, gtid, reason, false, [&](TxnService* svc, auto who, auto done) {
+      svc->Resume(gtid, std::move(who), std::move(done));
+    });
+  });
+}
+
+void CoordinatorHandler::resolveBranch(rpc::TxnStatus& out, const std::string& gtid,
+                                       const std::string& branch, const std::string& outcome,
+                                       const std::string& reason) {
+  Guarded("resolveBranch", [&] {
     CheckGtid(gtid, options_.limits);
-    FillStatus(out, Await<SubmitResult>(options_.call_timeout_ms, [&](auto done) {
-                 Service()->ForceAbort(gtid, OperatorRequest{"anonymous", ""}, std::move(done));
-               }));
+    if (auto s = CheckBranchName(branch, options_.limits.max_name_length); !s.ok()) ThrowStatus(s);
+    if (auto s = CheckOutcome(outcome); !s.ok()) ThrowStatus(s);
+    RunOperatorAction(out, gtid, reason, true, [&](TxnService* svc, auto who, auto done) {
+      svc->Resolve(gtid, branch, outcome, std::move(who), std::move(done));
+    });
   });
 }
 

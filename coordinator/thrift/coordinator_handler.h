@@ -64,13 +64,29 @@ class CoordinatorHandler : public rpc::CoordinatorServiceIf {
   void abort2pc(rpc::TxnStatus& out, const std::string& gtid) override;
   void getTransaction(rpc::Transaction& out, const std::string& gtid) override;
   void listTransactions(rpc::TxnPage& out, const rpc::ListRequest& req) override;
-  void retryTransaction(rpc::TxnStatus& out, const std::string& gtid) override;
-  void abortTransaction(rpc::TxnStatus& out, const std::string& gtid) override;
+  // Operator actions: the actor is "anonymous@thrift" until the API
+  // authenticates callers; reasons and outcomes follow api/operator_input.h.
+  void retryTransaction(rpc::TxnStatus& out, const std::string& gtid,
+                        const std::string& reason) override;
+  void abortTransaction(rpc::TxnStatus& out, const std::string& gtid,
+                        const std::string& reason) override;
+  void pauseTransaction(rpc::TxnStatus& out, const std::string& gtid,
+                        const std::string& reason) override;
+  void resumeTransaction(rpc::TxnStatus& out, const std::string& gtid,
+                         const std::string& reason) override;
+  void resolveBranch(rpc::TxnStatus& out, const std::string& gtid, const std::string& branch,
+                     const std::string& outcome, const std::string& reason) override;
 
  private:
   TxnService* Service() const;
   // Throws Unavailable while new work must be refused (see Admission).
   void CheckAcceptsNewWork() const;
+  // Checks gtid and reason, runs `start` (a TxnService operator action) as
+  // `who` and fills `out` with its answer.
+  using OperatorStart =
+      std::function<void(TxnService*, OperatorRequest, TxnService::Callback<SubmitResult>)>;
+  void RunOperatorAction(rpc::TxnStatus& out, const std::string& gtid, const std::string& reason,
+                         bool reason_required, const OperatorStart& start);
 
   ServiceProvider service_;
   CoordinatorHandlerOptions options_;

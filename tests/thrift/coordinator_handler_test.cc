@@ -154,6 +154,106 @@ TEST_P(CoordinatorHandlerTest, RefusesNewWorkWhileStoreIsDown) {
   EXPECT_NO_THROW(handler.begin2pc(out, begin));
 }
 
+// The operator actions over Thrift: answers carry paused/finished, the
+// transaction and its events the new optional fields, refusals are typed.
+TEST_P(CoordinatorHandlerTest, OperatorActionsAndTheirFields) {
+  Rule unavailable;
+  unavailable.statuses = {503};
+  participant_->SetRule("slow", "action", unavailable);
+  rpc::SagaRequest req = Saga("t-op", {"slow"});
+  rpc::RetryPolicy retry;
+  retry.__set_max_attempts(1000);
+  retry.__set_max_backoff_ms(100);
+  req.steps[0].__set_retry_policy(retry);
+  rpc::TxnStatus out;
+  client_->submitSaga(out, req);
+  ASSERT_TRUE(participant_->WaitForCalls(1, std::chrono::seconds(10)));
+
+  ASSERT_NO_THROW(client_->retryTransaction(out, "t-op", "participant redeployed"));
+  EXPECT_EQ(out.gtid, "t-op");
+  EXPECT_EQ(out.state, "RUNNING");
+  EXPECT_TRUE(out.__isset.paused && !out.paused);
+  EXPECT_TRUE(out.__isset.finished && !out.finished);
+  ASSERT_NO_THROW(client_->retryTransaction(out, "t-op", ""));  // reason optional
+
+  rpc::Transaction txn;
+  client_->getTransaction(txn, "t-op");
+  EXPECT_TRUE(txn.__isset.paused);
+  EXPECT_TRUE(txn.__isset.last_error);
+  ASSERT_FALSE(txn.history.empty());
+  for (const auto& e : txn.history) {
+    EXPECT_TRUE(e.__isset.count && e.count >= 1);
+    EXPECT_TRUE(e.__isset.first_at_ms && e.first_at_ms <= e.at_ms && e.first_at_ms > 0);
+  }
+  rpc::TxnPage page;
+  rpc::ListRequest list;
+  list.__set_paused(true);
+  client_->listTransactions(page, list);
+  for (const auto& t : page.items) EXPECT_TRUE(t.paused) << t.gtid;
+
+  EXPECT_THROW(client_->resolveBranch(out, "t-nobody", "slow", "ABORTED", "fixed"), rpc::NotFound);
+  EXPECT_THROW(client_->resolveBranch(out, "t-op", "slow", "ABORTED", ""), rpc::InvalidRequest);
+  ASSERT_NO_THROW(client_->abortTransaction(out, "t-op", "customer cancelled"));
+  participant_->SetRule("slow", "compensate", Rule{});
+  const auto end = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  do {
+    client_->getTransaction(txn, "t-op");
+    if (txn.state == "ABORTED") break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(25));
+  } while (std::chrono::steady_clock::now() < end);
+  ASSERT_EQ(txn.state, "ABORTED");
+  EXPECT_THROW(client_->retryTransaction(out, "t-op", ""), rpc::Conflict);
+  EXPECT_THROW(client_->abortTransaction(out, "t-op", ""), rpc::Conflict);
+  EXPECT_THROW(client_->pauseTransaction(out, "t-op", ""), rpc::Conflict);
+  EXPECT_THROW(client_->resumeTransaction(out, "t-op", ""), rpc::Conflict);
+}
+
+// Branch2pc.one_phase reaches the stored branch spec.
+TEST_P(CoordinatorHandlerTest, EnlistmentDeclaresOnePhase) {
+  rpc::TxnStatus out;
+  rpc::Begin2pcRequest begin;
+  begin.__set_gtid("t-1pc");
+  client_->begin2pc(out, begin);
+  rpc::Branch2pc b;
+  b.name = "acct";
+  b.prepare = participant_->Url("acct", "prepare");
+  b.commit = participant_->Url("acct", "commit");
+  b.abort = participant_->Url("acct", "abort");
+  b.__set_one_phase(true);
+  ASSERT_NO_THROW(client_->registerBranch(out, "t-1pc", b));
+  rpc::Transaction txn;
+  client_->getTransaction(txn, "t-1pc");
+  ASSERT_EQ(txn.branches.size(), 1u);
+  EXPECT_NE(txn.branches[0].spec.find("\"one_phase\":true"), std::string::npos)
+      << txn.branches[0].spec;
+}
+
+// Expected to pass once the engine implements Pause/Resume.
+TEST_P(CoordinatorHandlerTest, PauseAndResumeOverThrift) {
+  Rule unavailable;
+  unavailable.statuses = {503};
+  participant_->SetRule("held", "action", unavailable);
+  rpc::SagaRequest req = Saga("t-pause", {"held"});
+  rpc::RetryPolicy retry;
+  retry.__set_max_attempts(1000);
+  retry.__set_max_backoff_ms(100);
+  req.steps[0].__set_retry_policy(retry);
+  rpc::TxnStatus out;
+  client_->submitSaga(out, req);
+  ASSERT_NO_THROW(client_->pauseTransaction(out, "t-pause", "maintenance"));
+  EXPECT_TRUE(out.paused);
+  EXPECT_THROW(client_->pauseTransaction(out, "t-pause", ""), rpc::Conflict);
+  rpc::TxnPage page;
+  rpc::ListRequest list;
+  list.__set_paused(true);
+  client_->listTransactions(page, list);
+  ASSERT_EQ(page.items.size(), 1u);
+  EXPECT_EQ(page.items[0].gtid, "t-pause");
+  ASSERT_NO_THROW(client_->resumeTransaction(out, "t-pause", "done"));
+  EXPECT_FALSE(out.paused);
+  EXPECT_THROW(client_->resumeTransaction(out, "t-pause", ""), rpc::Conflict);
+}
+
 INSTANTIATE_TEST_SUITE_P(Engines, CoordinatorHandlerTest, ::testing::Values("sqlite"),
                          EngineParamName);
 

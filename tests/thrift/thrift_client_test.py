@@ -131,7 +131,7 @@ def main():
         expect(Conflict, c.registerBranch, "py-2pc-1",
                Branch2pc(name="late", prepare=purl, commit=purl, abort=purl))
         expect(Conflict, c.begin2pc, Begin2pcRequest(gtid="py-saga-1"))
-        expect(Conflict, c.abortTransaction, "py-2pc-1")
+        expect(Conflict, c.abortTransaction, "py-2pc-1", "")
 
         # Malformed input: garbage frames, a huge frame, a cut connection.
         for junk in (struct.pack(">i", 12) + b"\x00garbage!!!", struct.pack(">i", 1 << 30) + b"xx",

@@ -278,13 +278,49 @@ TEST_F(ThriftInputTest, NonUtf8GtidIsInvalidRequest) {
   EXPECT_THROW(c->rpc->getTransaction(txn, "g\xff"), rpc::InvalidRequest);
   EXPECT_THROW(c->rpc->commit2pc(out, "g\xff"), rpc::InvalidRequest);
   EXPECT_THROW(c->rpc->abort2pc(out, "g\xfe"), rpc::InvalidRequest);
-  EXPECT_THROW(c->rpc->retryTransaction(out, "g\x80"), rpc::InvalidRequest);
-  EXPECT_THROW(c->rpc->abortTransaction(out, "g\xc0\xaf"), rpc::InvalidRequest);
+  EXPECT_THROW(c->rpc->retryTransaction(out, "g\x80", ""), rpc::InvalidRequest);
+  EXPECT_THROW(c->rpc->abortTransaction(out, "g\xc0\xaf", ""), rpc::InvalidRequest);
+  EXPECT_THROW(c->rpc->pauseTransaction(out, "g\xff", ""), rpc::InvalidRequest);
+  EXPECT_THROW(c->rpc->resumeTransaction(out, "g\xff", ""), rpc::InvalidRequest);
+  EXPECT_THROW(c->rpc->resolveBranch(out, "g\xff", "b", "COMMITTED", "fixed"), rpc::InvalidRequest);
   rpc::Branch2pc b;
   b.name = "b";
   b.prepare = b.commit = b.abort = participant_->Url("b", "x");
   EXPECT_THROW(c->rpc->registerBranch(out, "g\xff", b), rpc::InvalidRequest);
   ExpectValidSagaCommits("t-after-gtid");
+}
+
+// The operator actions' strings (a reason, a branch name, an outcome) follow
+// the same rules as over REST: InvalidRequest naming the field, never the bytes.
+TEST_F(ThriftInputTest, BadOperatorInputIsInvalidRequest) {
+  auto c = Connect();
+  rpc::TxnStatus out;
+  const auto expect_invalid = [&](auto call, const std::string& field) {
+    try {
+      call();
+      ADD_FAILURE() << "accepted; expected InvalidRequest naming " << field;
+    } catch (const rpc::InvalidRequest& e) {
+      EXPECT_NE(e.message.find(field), std::string::npos) << e.message;
+      EXPECT_TRUE(IsValidUtf8(e.message)) << e.message;
+      EXPECT_EQ(e.message.find('\xff'), std::string::npos);
+    }
+  };
+  expect_invalid([&] { c->rpc->pauseTransaction(out, "op-g", "why \xff"); }, "'reason'");
+  expect_invalid([&] { c->rpc->retryTransaction(out, "op-g", std::string(1025, 'r')); },
+                 "'reason'");
+  expect_invalid([&] { c->rpc->abortTransaction(out, "op-g", "line\nforged"); }, "'reason'");
+  expect_invalid([&] { c->rpc->resumeTransaction(out, "op-g", std::string("nul\0x", 5)); },
+                 "'reason'");
+  expect_invalid([&] { c->rpc->resolveBranch(out, "op-g", "b", "COMMITTED", ""); }, "'reason'");
+  expect_invalid([&] { c->rpc->resolveBranch(out, "op-g", "b", "DONE", "fixed"); }, "'outcome'");
+  expect_invalid([&] { c->rpc->resolveBranch(out, "op-g", "b\xff", "COMMITTED", "fixed"); },
+                 "'branch'");
+  expect_invalid([&] { c->rpc->resolveBranch(out, "op-g", "", "ABORTED", "fixed"); }, "'branch'");
+  // Well-formed input on an unknown gtid reaches the core: NotFound.
+  EXPECT_THROW(c->rpc->pauseTransaction(out, "op-unknown", "maintenance"), rpc::NotFound);
+  EXPECT_THROW(c->rpc->resolveBranch(out, "op-unknown", "b", "ABORTED", "fixed by hand"),
+               rpc::NotFound);
+  ExpectValidSagaCommits("t-after-operator");
 }
 
 TEST_F(ThriftInputTest, BadPayloadIsInvalidRequest) {
