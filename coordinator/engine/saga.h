@@ -34,6 +34,10 @@
 // when its timer fires, as sent (next_attempt_at_ms = 0) before the call
 // goes out.
 //
+// Calls, retry timers, operator retry-now and the recovery of logged
+// attempts go through TxnDriver's branch calls (txn_driver.h); this class
+// holds only the transitions above.
+//
 // Recovery (restart, takeover by a peer, hand-back on SIGTERM: all restore
 // from the log): Restore() rebuilds the driver; Start() then
 //  - compensates at once if the saga deadline (absolute) passed meanwhile;
@@ -49,6 +53,7 @@
 // Threading: runs on ctx->runner only.
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -73,19 +78,24 @@ class Saga : public TxnDriver {
 
  protected:
   void CancelTimers() override;
+  ParticipantRequest CallRequest(int i, BranchOp op) override;
+  void OnCallResult(int i, BranchOp op, const ParticipantResponse& r) override;
+  bool RetryStillDue(int i, BranchOp op) const override;
+  std::optional<int> AttemptOfCall(int i, BranchOp op) const override;
+  bool SendStillWanted(BranchOp op) const override;
+  void OnOperatorRetry(int i) override;
+  const std::string& BranchName(int i) const override { return steps_[i].spec.name; }
 
  private:
   struct Step {
     SagaStep spec;
     std::vector<int> deps;
     std::vector<int> dependents;
-    std::string state;
-    int attempts = 0;                          // action attempts, as logged
-    int comp_failures = 0;                     // failed compensations since an operator retry
-    int64_t planned_at_ms = 0;                 // restored: attempt `attempts` not sent before
-    bool in_flight = false;                    // a call is planned or outstanding
-    bool uncallable = false;                   // its compensate URL can never be called (in memory)
-    std::shared_ptr<TaskRunner::Timer> timer;  // a retry is scheduled
+    BranchState state = BranchState::kPending;
+    int attempts = 0;           // action attempts, as logged
+    int comp_failures = 0;      // failed compensations since an operator retry
+    int64_t planned_at_ms = 0;  // restored: attempt `attempts` not sent before
+    bool uncallable = false;    // its compensate URL can never be called (in memory)
     std::string last_error;
     bool Attempted() const;
   };
@@ -95,11 +105,9 @@ class Saga : public TxnDriver {
   void PumpForward();
   void PumpCompensation();
   void BeginCompensation(const std::string& reason);
-  void SetStep(int i, const std::string& state, const std::string& detail);
-  void Launch(int i, const std::string& op);
+  void SetStep(int i, BranchState state, const std::string& detail);
   void OnActionResult(int i, const ParticipantResponse& r);
   void OnCompensateResult(int i, const ParticipantResponse& r);
-  void ScheduleRetry(int i, const std::string& op, int64_t delay_ms);
   // A restored saga: picks every step's call up where the log left it.
   void ResumeSteps();
 

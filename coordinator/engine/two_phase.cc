@@ -9,14 +9,14 @@
 namespace treaty {
 namespace {
 
-bool IsDecision(const std::string& s) {
-  return s == states::kCommitting || s == states::kAborting || states::IsTerminal(s);
+bool IsDecision(TxnState s) {
+  return s == TxnState::kCommitting || s == TxnState::kAborting || IsTerminal(s);
 }
 
 }  // namespace
 
 TwoPhase::TwoPhase(EngineContext* ctx, TwoPhaseSpec spec)
-    : TxnDriver(ctx, spec.gtid, states::k2pc), spec_(std::move(spec)) {}
+    : TxnDriver(ctx, spec.gtid, TxnKind::k2pc), spec_(std::move(spec)) {}
 
 std::shared_ptr<TwoPhase> TwoPhase::Create(EngineContext* ctx, TwoPhaseSpec spec) {
   std::shared_ptr<TwoPhase> t(new TwoPhase(ctx, std::move(spec)));
@@ -33,7 +33,7 @@ std::shared_ptr<TwoPhase> TwoPhase::Create(EngineContext* ctx, TwoPhaseSpec spec
   row.updated_at_ms = now;
   t->deadline_ms_ = row.deadline_ms;
   t->Pending().create = row;
-  t->SetState(states::kActive, "");
+  t->SetState(TxnState::kActive, "");
   t->Event("", "state",
            "ACTIVE: 2PC begun, deadline in " + std::to_string(t->spec_.timeout_ms) + " ms");
   return t;
@@ -48,12 +48,14 @@ Result<std::shared_ptr<TwoPhase>> TwoPhase::Restore(EngineContext* ctx, const Tx
   auto spec = ParseTwoPhaseSpec(body, stored);
   if (!spec.ok()) return Status::Internal("stored 2PC spec is invalid: " + spec.status().message());
   spec->gtid = d.txn.gtid;
+  const auto state = ParseTxnState(d.txn.state);
+  if (!state) return Status::Internal("stored 2PC state '" + d.txn.state + "' is unknown");
   std::shared_ptr<TwoPhase> t(new TwoPhase(ctx, std::move(*spec)));
-  t->RestoreState(d.txn.state);
+  t->RestoreState(*state);
   t->spec_json_ = d.txn.spec;
   t->deadline_ms_ = d.txn.deadline_ms;
   t->needs_attention_ = d.txn.needs_attention;
-  t->decision_durable_ = IsDecision(d.txn.state);
+  t->decision_durable_ = IsDecision(*state);
   for (const auto& row : d.branches) {
     json bj = json::parse(row.spec, nullptr, false);
     if (bj.is_object()) bj["name"] = row.name;
@@ -62,13 +64,18 @@ Result<std::shared_ptr<TwoPhase>> TwoPhase::Restore(EngineContext* ctx, const Tx
       return Status::Internal("stored branch '" + row.name +
                               "' is invalid: " + b.status().message());
     }
+    const auto branch_state = ParseBranchState(row.state);
+    if (!branch_state) {
+      return Status::Internal("stored branch '" + row.name + "' has an unknown state '" +
+                              row.state + "'");
+    }
     Branch br;
     br.spec = std::move(*b);
-    br.state = row.state;
+    br.state = *branch_state;
     br.attempts = row.attempts;
     br.last_error = row.last_error;
     br.planned_at_ms = row.next_attempt_at_ms;
-    if (br.state == states::kCommitting || br.state == states::kAborting) {
+    if (br.state == BranchState::kCommitting || br.state == BranchState::kAborting) {
       br.failures = std::max(0, br.attempts - 1);
     }
     t->branches_.push_back(std::move(br));
@@ -78,10 +85,10 @@ Result<std::shared_ptr<TwoPhase>> TwoPhase::Restore(EngineContext* ctx, const Tx
 
 void TwoPhase::Start() {
   if (!is_new_) {
-    spdlog::info("gtid={} resuming 2PC in state {}", gtid(), state());
-    Event("", "recovery", "resumed by coordinator " + ctx()->owner + " in state " + state());
-    if (state() == states::kActive || state() == states::kPreparing) {
-      Decide(states::kAborting, "presumed abort: recovered without a logged commit decision");
+    spdlog::info("gtid={} resuming 2PC in state {}", gtid(), state_name());
+    Event("", "recovery", "resumed by coordinator " + ctx()->owner + " in state " + state_name());
+    if (state() == TxnState::kActive || state() == TxnState::kPreparing) {
+      Decide(TxnState::kAborting, "presumed abort: recovered without a logged commit decision");
     }
     ResumeBranches();
   }
@@ -90,23 +97,17 @@ void TwoPhase::Start() {
 }
 
 void TwoPhase::ResumeBranches() {
-  const bool commit = state() == states::kCommitting;
-  if (!commit && state() != states::kAborting) return;
-  const std::string op = commit ? "commit" : "abort";
+  const bool commit = state() == TxnState::kCommitting;
+  if (!commit && state() != TxnState::kAborting) return;
+  const BranchOp op = commit ? BranchOp::kCommit : BranchOp::kAbort;
   for (size_t i = 0; i < branches_.size(); ++i) {
     Branch& b = branches_[i];
     // A branch not yet moved to the decision's state starts its op afresh.
-    if (b.state != (commit ? states::kCommitting : states::kAborting)) continue;
-    const std::string attempt = op + " attempt " + std::to_string(b.attempts);
-    if (b.planned_at_ms > 0) {
-      const int64_t wait = RemainingWait(b.planned_at_ms, ctx()->options.retry_max_backoff_ms);
-      Event(b.spec.name, "recovery",
-            attempt + " was planned, not sent; sending it in " + std::to_string(wait) + " ms");
-      ScheduleRetry(static_cast<int>(i), op, wait);
-    } else {
-      // Pump sends it again: the same attempt, whose outcome was not logged.
-      Event(b.spec.name, "recovery", attempt + " was sent, its outcome not logged; resending it");
-    }
+    if (b.state != (commit ? BranchState::kCommitting : BranchState::kAborting)) continue;
+    const std::string attempt =
+        std::string(ToString(op)) + " attempt " + std::to_string(b.attempts);
+    ResumeRestoredCall(static_cast<int>(i), op, b.spec.name, attempt, b.planned_at_ms,
+                       ctx()->options.retry_max_backoff_ms);
     b.planned_at_ms = 0;
   }
 }
@@ -115,7 +116,7 @@ void TwoPhase::StartDeadline() {
   if (deadline_ms_ <= 0 || Decided()) return;
   deadline_timer_ = After(deadline_ms_ - ctx()->runner->NowMs(), [this] {
     if (Decided()) return;
-    Decide(states::kAborting, "transaction deadline passed");
+    Decide(TxnState::kAborting, "transaction deadline passed");
     Pump();
   });
 }
@@ -124,9 +125,9 @@ bool TwoPhase::Decided() const { return IsDecision(state()); }
 
 void TwoPhase::Pump() {
   if (dropped() || finished()) return;
-  if (state() == states::kPreparing) PumpPreparing();
-  if (state() == states::kCommitting) PumpPhaseTwo("commit");
-  if (state() == states::kAborting) PumpPhaseTwo("abort");
+  if (state() == TxnState::kPreparing) PumpPreparing();
+  if (state() == TxnState::kCommitting) PumpPhaseTwo(BranchOp::kCommit);
+  if (state() == TxnState::kAborting) PumpPhaseTwo(BranchOp::kAbort);
   Flush();
 }
 
@@ -134,61 +135,59 @@ void TwoPhase::PumpPreparing() {
   bool all_voted = true, any_prepared = false;
   for (const auto& b : branches_) {
     if (b.voted_no) {
-      Decide(states::kAborting, "branch '" + b.spec.name + "' voted no: " + b.last_error);
+      Decide(TxnState::kAborting, "branch '" + b.spec.name + "' voted no: " + b.last_error);
       return;
     }
-    if (b.state == states::kPrepared) any_prepared = true;
-    if (b.state != states::kPrepared && b.state != states::kReadOnly) all_voted = false;
+    if (b.state == BranchState::kPrepared) any_prepared = true;
+    if (b.state != BranchState::kPrepared && b.state != BranchState::kReadOnly) {
+      all_voted = false;
+    }
   }
   if (!all_voted) return;
   if (any_prepared) {
-    Decide(states::kCommitting, "every branch voted yes");
+    Decide(TxnState::kCommitting, "every branch voted yes");
     for (size_t i = 0; i < branches_.size(); ++i) {
-      if (branches_[i].state != states::kPrepared) continue;
+      if (branches_[i].state != BranchState::kPrepared) continue;
       branches_[i].attempts = 1;
-      SetBranch(static_cast<int>(i), states::kCommitting, "");
+      SetBranch(static_cast<int>(i), BranchState::kCommitting, "");
     }
   } else {
-    Decide(states::kCommitted, "every branch voted read-only; no phase 2");
+    Decide(TxnState::kCommitted, "every branch voted read-only; no phase 2");
   }
 }
 
-// Drives phase 2: `op` is "commit" (COMMITTING) or "abort" (ABORTING).
-void TwoPhase::PumpPhaseTwo(const std::string& op) {
-  const bool commit = op == "commit";
-  const char* done_state = commit ? states::kCommitted : states::kAborted;
-  const char* doing_state = commit ? states::kCommitting : states::kAborting;
+void TwoPhase::PumpPhaseTwo(BranchOp op) {
+  const bool commit = op == BranchOp::kCommit;
+  const BranchState done_state = commit ? BranchState::kCommitted : BranchState::kAborted;
+  const BranchState doing_state = commit ? BranchState::kCommitting : BranchState::kAborting;
   bool done = true;
-  for (size_t i = 0; i < branches_.size(); ++i) {
-    Branch& b = branches_[i];
-    if (b.state == states::kReadOnly || b.state == done_state) continue;
-    if (!commit && b.state == states::kCommitted) continue;  // impossible by construction
+  for (size_t n = 0; n < branches_.size(); ++n) {
+    const int i = static_cast<int>(n);
+    Branch& b = branches_[n];
+    if (b.state == BranchState::kReadOnly || b.state == done_state) continue;
+    if (!commit && b.state == BranchState::kCommitted) continue;  // impossible by construction
     done = false;
-    if (b.in_flight || b.timer || b.uncallable) continue;
+    if (call_in_flight(i) || retry_scheduled(i) || b.uncallable) continue;
     if (b.state != doing_state) {
       b.attempts = 1;
       b.failures = 0;
-      SetBranch(static_cast<int>(i), doing_state, "");
+      SetBranch(i, doing_state, "");
     }
-    Launch(static_cast<int>(i), op);
+    LaunchCall(i, op);
   }
   if (done) {
-    SetState(done_state, commit ? "every branch committed" : "every branch aborted");
+    SetState(commit ? TxnState::kCommitted : TxnState::kAborted,
+             commit ? "every branch committed" : "every branch aborted");
   }
 }
 
-void TwoPhase::Decide(const std::string& state_name, const std::string& why) {
+void TwoPhase::Decide(TxnState decision, const std::string& why) {
   if (Decided()) return;
-  spdlog::info("gtid={} decision {}: {}", gtid(), state_name, why);
-  SetState(state_name, why);
+  spdlog::info("gtid={} decision {}: {}", gtid(), ToString(decision), why);
+  SetState(decision, why);
   if (deadline_timer_) deadline_timer_->Cancel();
   // Prepare retries still scheduled are abandoned: those branches get abort.
-  for (auto& b : branches_) {
-    if (b.timer) {
-      b.timer->Cancel();
-      b.timer.reset();
-    }
-  }
+  CancelRetries();
   std::weak_ptr<TxnDriver> weak = shared_from_this();
   AfterDurable([weak] {
     auto self = std::static_pointer_cast<TwoPhase>(weak.lock());
@@ -196,21 +195,21 @@ void TwoPhase::Decide(const std::string& state_name, const std::string& why) {
     self->decision_durable_ = true;
     auto waiters = std::move(self->decision_waiters_);
     self->decision_waiters_.clear();
-    for (auto& w : waiters) w(self->state());
+    for (auto& w : waiters) w(std::string(self->state_name()));
   });
 }
 
 void TwoPhase::AnswerWhenDecided(DecisionCallback done) {
   if (decision_durable_) {
-    done(state());
+    done(std::string(state_name()));
   } else {
     decision_waiters_.push_back(std::move(done));
   }
 }
 
 void TwoPhase::Enlist(BranchSpec branch, size_t max_branches, std::function<void(Status)> done) {
-  if (state() != states::kActive) {
-    done(Status::Conflict("transaction " + gtid() + " is " + state() +
+  if (state() != TxnState::kActive) {
+    done(Status::Conflict("transaction " + gtid() + " is " + state_name() +
                           "; branches can enlist only while it is ACTIVE"));
     return;
   }
@@ -243,7 +242,7 @@ void TwoPhase::Enlist(BranchSpec branch, size_t max_branches, std::function<void
     Event(branch.name, "branch", std::string("ENLISTED: prepare ") + branch.prepare);
     Branch b;
     b.spec = std::move(branch);
-    b.state = states::kEnlisted;
+    b.state = BranchState::kEnlisted;
     branches_.push_back(std::move(b));
   }
   const uint64_t id = next_reply_++;
@@ -262,116 +261,121 @@ void TwoPhase::Enlist(BranchSpec branch, size_t max_branches, std::function<void
 }
 
 void TwoPhase::RequestCommit(DecisionCallback done) {
-  if (state() != states::kActive) {
+  if (state() != TxnState::kActive) {
     // Already preparing or decided: answer with the decision.
     AnswerWhenDecided(std::move(done));
     return;
   }
   decision_waiters_.push_back(std::move(done));
   if (branches_.empty()) {
-    Decide(states::kCommitted, "commit with no branches enlisted");
+    Decide(TxnState::kCommitted, "commit with no branches enlisted");
   } else if (OnePhase()) {
-    Decide(states::kCommitting, "one-phase commit of the single branch");
+    Decide(TxnState::kCommitting, "one-phase commit of the single branch");
     branches_[0].attempts = 1;
-    SetBranch(0, states::kCommitting, "one-phase commit (no prepare)");
+    SetBranch(0, BranchState::kCommitting, "one-phase commit (no prepare)");
   } else {
-    SetState(states::kPreparing,
+    SetState(TxnState::kPreparing,
              "commit requested; preparing " + std::to_string(branches_.size()) + " branches");
     for (size_t i = 0; i < branches_.size(); ++i) {
       branches_[i].attempts = 1;
-      SetBranch(static_cast<int>(i), states::kPreparing, "attempt 1");
-      Launch(static_cast<int>(i), "prepare");
+      SetBranch(static_cast<int>(i), BranchState::kPreparing, "attempt 1");
+      LaunchCall(static_cast<int>(i), BranchOp::kPrepare);
     }
   }
   Pump();
 }
 
 void TwoPhase::RequestAbort(const std::string& reason, DecisionCallback done) {
-  if (state() == states::kCommitting || state() == states::kCommitted) {
-    done(Status::Conflict("transaction " + gtid() + " is " + state() +
+  if (state() == TxnState::kCommitting || state() == TxnState::kCommitted) {
+    done(Status::Conflict("transaction " + gtid() + " is " + state_name() +
                           ": the commit decision is logged; it cannot be aborted"));
     return;
   }
-  if (!Decided()) Decide(states::kAborting, reason);
+  if (!Decided()) Decide(TxnState::kAborting, reason);
   AnswerWhenDecided(std::move(done));
   Pump();
 }
 
 Status TwoPhase::ForceAbort(const std::string& reason) {
-  if (state() == states::kCommitting || state() == states::kCommitted) {
-    return Status::Conflict("transaction " + gtid() + " is " + state() +
+  if (state() == TxnState::kCommitting || state() == TxnState::kCommitted) {
+    return Status::Conflict("transaction " + gtid() + " is " + state_name() +
                             ": the commit decision is logged; it cannot be aborted");
   }
   if (!Decided()) {
     Event("", "operator", "force abort: " + reason);
-    Decide(states::kAborting, "operator: " + reason);
+    Decide(TxnState::kAborting, "operator: " + reason);
   }
   Pump();
   return Status::Ok();
 }
 
 Status TwoPhase::RetryNow() {
-  if (finished()) return Status::Conflict("transaction " + gtid() + " is already " + state());
-  int fired = 0;
-  for (size_t i = 0; i < branches_.size(); ++i) {
-    Branch& b = branches_[i];
-    if (!b.timer) continue;
-    b.timer->Cancel();
-    b.timer.reset();
-    b.failures = 0;
-    const std::string op = state() == states::kPreparing    ? "prepare"
-                           : state() == states::kCommitting ? "commit"
-                                                            : "abort";
-    RecordAttemptSent(b.spec.name, b.attempts);
-    Launch(static_cast<int>(i), op);
-    ++fired;
+  if (finished()) {
+    return Status::Conflict("transaction " + gtid() + " is already " + state_name());
   }
+  const int fired = RetryScheduledNow();
   Event("", "operator", "retry now (" + std::to_string(fired) + " calls resent)");
   Pump();
   return Status::Ok();
 }
 
-void TwoPhase::SetBranch(int i, const std::string& state_name, const std::string& detail) {
+void TwoPhase::SetBranch(int i, BranchState state, const std::string& detail) {
   Branch& b = branches_[i];
-  b.state = state_name;
-  RecordBranchState(b.spec.name, state_name, b.attempts, b.last_error, "branch", detail);
+  b.state = state;
+  RecordBranchState(b.spec.name, state, b.attempts, b.last_error, "branch", detail);
 }
 
-void TwoPhase::Launch(int i, const std::string& op) {
-  Branch& b = branches_[i];
-  b.in_flight = true;
+ParticipantRequest TwoPhase::CallRequest(int i, BranchOp op) {
+  const Branch& b = branches_[i];
   ParticipantRequest req;
-  req.url = op == "prepare" ? b.spec.prepare : op == "commit" ? b.spec.commit : b.spec.abort;
+  req.url = op == BranchOp::kPrepare  ? b.spec.prepare
+            : op == BranchOp::kCommit ? b.spec.commit
+                                      : b.spec.abort;
   req.gtid = gtid();
   req.branch = b.spec.name;
-  req.op = op;
   req.payload_json = b.spec.payload;
-  req.one_phase = op == "commit" && OnePhase();
+  req.one_phase = op == BranchOp::kCommit && OnePhase();
   req.timeout_ms =
       b.spec.timeout_ms > 0 ? b.spec.timeout_ms : ctx()->options.default_call_timeout_ms;
-  // The call goes out only once everything planned so far is durable: for
+  // LaunchCall sends it only once everything planned so far is durable: for
   // commit, that includes the COMMITTING decision.
-  CallWhenDurable(std::move(req), [this, i, op](const ParticipantResponse& r) {
-    branches_[i].in_flight = false;
-    if (op == "prepare") {
-      OnPrepareResult(i, r);
-    } else {
-      OnPhaseTwoResult(i, op, r);
-    }
-  });
+  return req;
 }
+
+void TwoPhase::OnCallResult(int i, BranchOp op, const ParticipantResponse& r) {
+  if (op == BranchOp::kPrepare) {
+    OnPrepareResult(i, r);
+  } else {
+    OnPhaseTwoResult(i, op, r);
+  }
+}
+
+bool TwoPhase::RetryStillDue(int, BranchOp op) const {
+  switch (op) {
+    case BranchOp::kPrepare:
+      return state() == TxnState::kPreparing;
+    case BranchOp::kCommit:
+      return state() == TxnState::kCommitting;
+    default:
+      return state() == TxnState::kAborting;
+  }
+}
+
+std::optional<int> TwoPhase::AttemptOfCall(int i, BranchOp) const { return branches_[i].attempts; }
+
+void TwoPhase::OnOperatorRetry(int i) { branches_[i].failures = 0; }
 
 void TwoPhase::OnPrepareResult(int i, const ParticipantResponse& r) {
   Branch& b = branches_[i];
-  if (state() != states::kPreparing) {
+  if (state() != TxnState::kPreparing) {
     // Abort was decided meanwhile; Pump sends this branch its abort now.
     Event(b.spec.name, "call",
-          "prepare " + DescribeResponse(r) + " (transaction is " + state() + ")");
+          "prepare " + DescribeResponse(r) + " (transaction is " + state_name() + ")");
     return;
   }
   if (r.outcome == CallOutcome::kOk) {
     b.last_error.clear();
-    SetBranch(i, r.readonly_vote ? states::kReadOnly : states::kPrepared,
+    SetBranch(i, r.readonly_vote ? BranchState::kReadOnly : BranchState::kPrepared,
               std::string("voted ") + (r.readonly_vote ? "read-only" : "yes"));
     return;
   }
@@ -394,24 +398,25 @@ void TwoPhase::OnPrepareResult(int i, const ParticipantResponse& r) {
   RecordRetry(b.spec.name, b.attempts, b.last_error, delay,
               "prepare " + b.last_error + "; attempt " + std::to_string(b.attempts) + " in " +
                   std::to_string(delay) + " ms");
-  ScheduleRetry(i, "prepare", delay);
+  ScheduleRetry(i, BranchOp::kPrepare, delay);
 }
 
-void TwoPhase::OnPhaseTwoResult(int i, const std::string& op, const ParticipantResponse& r) {
+void TwoPhase::OnPhaseTwoResult(int i, BranchOp call, const ParticipantResponse& r) {
   Branch& b = branches_[i];
+  const std::string op = ToString(call);
   if (r.outcome == CallOutcome::kOk) {
     b.last_error.clear();
-    SetBranch(i, op == "commit" ? states::kCommitted : states::kAborted,
+    SetBranch(i, call == BranchOp::kCommit ? BranchState::kCommitted : BranchState::kAborted,
               op + " " + DescribeResponse(r));
     return;
   }
   b.last_error = DescribeResponse(r);
-  if (op == "commit" && OnePhase() &&
+  if (call == BranchOp::kCommit && OnePhase() &&
       (r.outcome == CallOutcome::kBusinessFailure || r.outcome == CallOutcome::kUncallable)) {
     // The single participant refused its one-phase commit, or it was never
     // sent: nothing applied.
-    SetBranch(i, states::kAborted, "one-phase commit " + b.last_error);
-    SetState(states::kAborted, "the single branch refused its one-phase commit");
+    SetBranch(i, BranchState::kAborted, "one-phase commit " + b.last_error);
+    SetState(TxnState::kAborted, "the single branch refused its one-phase commit");
     return;
   }
   if (r.outcome == CallOutcome::kUncallable) {
@@ -435,31 +440,12 @@ void TwoPhase::OnPhaseTwoResult(int i, const std::string& op, const ParticipantR
     SetNeedsAttention(true, op + " of branch '" + b.spec.name + "' failed " +
                                 std::to_string(b.failures) + " times: " + b.last_error);
   }
-  ScheduleRetry(i, op, delay);
-}
-
-void TwoPhase::ScheduleRetry(int i, const std::string& op, int64_t delay_ms) {
-  branches_[i].timer = After(delay_ms, [this, i, op] {
-    Branch& b = branches_[i];
-    if (!b.timer) return;  // cancelled
-    b.timer.reset();
-    const bool still = op == "prepare"  ? state() == states::kPreparing
-                       : op == "commit" ? state() == states::kCommitting
-                                        : state() == states::kAborting;
-    if (still) {
-      RecordAttemptSent(b.spec.name, b.attempts);
-      Launch(i, op);
-    }
-    Pump();
-  });
+  ScheduleRetry(i, call, delay);
 }
 
 void TwoPhase::CancelTimers() {
   if (deadline_timer_) deadline_timer_->Cancel();
-  for (auto& b : branches_) {
-    if (b.timer) b.timer->Cancel();
-    b.timer.reset();
-  }
+  CancelRetries();
   // Dropped (or finished): nobody will answer these any more.
   auto replies = std::move(enlist_replies_);
   enlist_replies_.clear();
@@ -470,7 +456,7 @@ void TwoPhase::CancelTimers() {
   decision_waiters_.clear();
   for (auto& w : waiters) {
     if (finished()) {
-      w(state());
+      w(std::string(state_name()));
     } else {
       w(Status::Unavailable("coordinator stopped driving " + gtid() + "; ask for its state"));
     }

@@ -57,6 +57,10 @@
 // next_attempt_at_ms = when) and, when its timer fires, as sent
 // (next_attempt_at_ms = 0) before the call goes out.
 //
+// Calls, retry timers, operator retry-now and the recovery of logged
+// attempts go through TxnDriver's branch calls (txn_driver.h); this class
+// holds only the transitions above.
+//
 // Recovery (Restore + Start, after a crash, a takeover or a hand-back): ACTIVE
 // or PREPARING -> ABORTING (presumed abort: no decision was logged, so a
 // participant asking the coordinator is told "not committed"); COMMITTING ->
@@ -73,6 +77,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -113,18 +118,22 @@ class TwoPhase : public TxnDriver {
 
  protected:
   void CancelTimers() override;
+  ParticipantRequest CallRequest(int i, BranchOp op) override;
+  void OnCallResult(int i, BranchOp op, const ParticipantResponse& r) override;
+  bool RetryStillDue(int i, BranchOp op) const override;
+  std::optional<int> AttemptOfCall(int i, BranchOp op) const override;
+  void OnOperatorRetry(int i) override;
+  const std::string& BranchName(int i) const override { return branches_[i].spec.name; }
 
  private:
   struct Branch {
     BranchSpec spec;
-    std::string state;
+    BranchState state = BranchState::kEnlisted;
     int attempts = 0;           // attempts of the current op, as logged
     int failures = 0;           // failed commit/abort attempts since an operator retry
     int64_t planned_at_ms = 0;  // restored: attempt `attempts` not sent before
-    bool in_flight = false;     // a call is planned or outstanding
     bool voted_no = false;      // no vote, or prepare failed after retries
     bool uncallable = false;    // its commit/abort URL can never be called (in memory)
-    std::shared_ptr<TaskRunner::Timer> timer;  // a retry is scheduled
     std::string last_error;
   };
 
@@ -136,15 +145,14 @@ class TwoPhase : public TxnDriver {
   }
   void Pump() override;
   void PumpPreparing();
-  void PumpPhaseTwo(const std::string& op);
+  // Phase 2: `op` is kCommit (COMMITTING) or kAbort (ABORTING).
+  void PumpPhaseTwo(BranchOp op);
   // Logs a decision (COMMITTING/ABORTING or a direct terminal state).
-  void Decide(const std::string& state, const std::string& why);
+  void Decide(TxnState state, const std::string& why);
   void AnswerWhenDecided(DecisionCallback done);
-  void SetBranch(int i, const std::string& state, const std::string& detail);
-  void Launch(int i, const std::string& op);
+  void SetBranch(int i, BranchState state, const std::string& detail);
   void OnPrepareResult(int i, const ParticipantResponse& r);
-  void OnPhaseTwoResult(int i, const std::string& op, const ParticipantResponse& r);
-  void ScheduleRetry(int i, const std::string& op, int64_t delay_ms);
+  void OnPhaseTwoResult(int i, BranchOp op, const ParticipantResponse& r);
   void StartDeadline();
   // A restored transaction in phase 2: picks every branch's call up where
   // the log left it.

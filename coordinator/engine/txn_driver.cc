@@ -63,8 +63,8 @@ void FoldIntoCreate(TxnWrite& w) {
 
 }  // namespace
 
-TxnDriver::TxnDriver(EngineContext* ctx, std::string gtid, std::string kind)
-    : ctx_(ctx), gtid_(std::move(gtid)), kind_(std::move(kind)) {}
+TxnDriver::TxnDriver(EngineContext* ctx, std::string gtid, TxnKind kind)
+    : ctx_(ctx), gtid_(std::move(gtid)), kind_(kind) {}
 
 TxnWrite& TxnDriver::Pending() {
   has_pending_ = true;
@@ -92,19 +92,21 @@ void TxnDriver::Event(const std::string& branch, const std::string& type,
   }
 }
 
-void TxnDriver::SetState(const std::string& state, const std::string& why) {
-  if (state_ == state) return;
-  const bool first = state_.empty();
+void TxnDriver::SetState(TxnState state, const std::string& why) {
+  if (has_state_ && state_ == state) return;
+  const bool first = !has_state_;
   state_ = state;
-  Pending().state = state;
-  if (!first) Event("", "state", state + (why.empty() ? "" : ": " + why));
-  if (states::IsTerminal(state)) {
+  has_state_ = true;
+  const std::string name = ToString(state);
+  Pending().state = name;
+  if (!first) Event("", "state", name + (why.empty() ? "" : ": " + why));
+  if (IsTerminal(state)) {
     if (needs_attention_) SetNeedsAttention(false, "");
-    spdlog::info("gtid={} kind={} finished {}", gtid_, kind_, state);
+    spdlog::info("gtid={} kind={} finished {}", gtid_, kind_name(), name);
     AfterDurable([this] {
       finished_ = true;
       CancelTimers();
-      if (ctx_->observer) ctx_->observer->OnFinished(gtid_, kind_, state_);
+      if (ctx_->observer) ctx_->observer->OnFinished(gtid_, kind_name(), state_name());
     });
   }
 }
@@ -197,9 +199,10 @@ void TxnDriver::CallWhenDurable(ParticipantRequest request,
   });
 }
 
-void TxnDriver::RecordBranchState(const std::string& name, const std::string& state, int attempts,
+void TxnDriver::RecordBranchState(const std::string& name, BranchState branch_state, int attempts,
                                   const std::string& last_error, const std::string& event_type,
                                   const std::string& detail) {
+  const std::string state = ToString(branch_state);
   BranchUpdate u;
   u.name = name;
   u.state = state;

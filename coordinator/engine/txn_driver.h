@@ -53,18 +53,22 @@
 #include <vector>
 
 #include "engine/engine_context.h"
+#include "engine/states.h"
 
 namespace treaty {
 
 class TxnDriver : public std::enable_shared_from_this<TxnDriver> {
  public:
-  TxnDriver(EngineContext* ctx, std::string gtid, std::string kind);
+  TxnDriver(EngineContext* ctx, std::string gtid, TxnKind kind);
   virtual ~TxnDriver() = default;
 
   const std::string& gtid() const { return gtid_; }
-  const std::string& kind() const { return kind_; }
+  TxnKind kind() const { return kind_; }
+  const char* kind_name() const { return ToString(kind_); }
   // The state as planned (may run ahead of the log by one write).
-  const std::string& state() const { return state_; }
+  TxnState state() const { return state_; }
+  // Its stored name ("RUNNING", ...), for answers and messages.
+  const char* state_name() const { return ToString(state_); }
   bool dropped() const { return dropped_; }
   // The normalized submission, as stored in the log's `spec` column.
   const std::string& spec_json() const { return spec_json_; }
@@ -106,7 +110,7 @@ class TxnDriver : public std::enable_shared_from_this<TxnDriver> {
   void Event(const std::string& branch, const std::string& type, const std::string& detail);
   // Sets the transaction state in the pending write; terminal states mark
   // the driver finished once durable and notify the observer.
-  void SetState(const std::string& state, const std::string& why);
+  void SetState(TxnState state, const std::string& why);
   // Plans what follows a change; flushes the pending write.
   virtual void Pump() = 0;
   // Runs `fn` on the runner after `delay_ms`, unless the driver has been
@@ -124,7 +128,7 @@ class TxnDriver : public std::enable_shared_from_this<TxnDriver> {
                        std::function<bool()> still_wanted = nullptr);
   // Records a branch's new state: a BranchUpdate (next retry cleared) and a
   // history event of `event_type`.
-  void RecordBranchState(const std::string& name, const std::string& state, int attempts,
+  void RecordBranchState(const std::string& name, BranchState state, int attempts,
                          const std::string& last_error, const std::string& event_type,
                          const std::string& detail);
   // Records a retry of a branch planned in `delay_ms`: `attempts` (if given:
@@ -147,7 +151,10 @@ class TxnDriver : public std::enable_shared_from_this<TxnDriver> {
   // ahead cannot hold it back for longer than one backoff).
   int64_t RemainingWait(int64_t planned_at_ms, int64_t max_ms);
   // Sets the in-memory state from the log, without a write (recovery).
-  void RestoreState(const std::string& state) { state_ = state; }
+  void RestoreState(TxnState state) {
+    state_ = state;
+    has_state_ = true;
+  }
   // Cancels the driver's timers (subclass hook for Drop).
   virtual void CancelTimers() = 0;
   bool needs_attention_ = false;
@@ -156,6 +163,51 @@ class TxnDriver : public std::enable_shared_from_this<TxnDriver> {
   void SetNeedsAttention(bool on, const std::string& why);
   // W3C traceparent for a call of this transaction (stable trace id per gtid).
   std::string TraceParent();
+
+  // ---- Branch calls (branch_calls.cc), shared by Saga and TwoPhase ----
+  // Branch `i` (a saga step or 2PC branch, by index) has at most one call in
+  // flight (planned or outstanding) and at most one scheduled retry. The
+  // drivers decide WHICH call a branch needs (their transitions); these
+  // methods do the rest. LaunchCall is the one place where a participant call
+  // is launched: directly, when a retry timer fires, on an operator retry and
+  // on recovery. A hold-back of every call (pause) belongs there.
+  //
+  // Launches `op` for branch `i`: marks it in flight, asks CallRequest for the
+  // request and sends it once everything planned so far is durable
+  // (CallWhenDurable, asking SendStillWanted then). The answer clears the
+  // in-flight mark and goes to OnCallResult; Pump follows.
+  void LaunchCall(int i, BranchOp op);
+  // Schedules a retry of `op` in `delay_ms` (the caller has logged it as
+  // planned with RecordRetry). When the timer fires and RetryStillDue, the
+  // attempt is logged as sent (RecordAttemptSent with AttemptOfCall) and
+  // launched; Pump follows either way.
+  void ScheduleRetry(int i, BranchOp op, int64_t delay_ms);
+  bool call_in_flight(int i) const;
+  bool retry_scheduled(int i) const;
+  void CancelRetry(int i);
+  void CancelRetries();
+  // Operator retry: every scheduled retry goes out now (OnOperatorRetry
+  // first resets the branch's backoff); one no longer RetryStillDue is
+  // dropped. Returns how many calls were launched.
+  int RetryScheduledNow();
+  // Recovery of branch `i` whose `op` attempt the log holds: planned for
+  // `planned_at_ms` (> 0) and not sent -> scheduled for the rest of its
+  // backoff (at most `max_wait_ms`); otherwise sent with its outcome not
+  // logged -> the driver's Pump sends it again. Either way a "recovery"
+  // history event naming `attempt` ("commit attempt 2").
+  void ResumeRestoredCall(int i, BranchOp op, const std::string& branch, const std::string& attempt,
+                          int64_t planned_at_ms, int64_t max_wait_ms);
+  // Hooks of the branch calls.
+  virtual ParticipantRequest CallRequest(int i, BranchOp op) = 0;
+  virtual void OnCallResult(int i, BranchOp op, const ParticipantResponse& r) = 0;
+  // Asked when a retry timer fires or an operator retries it.
+  virtual bool RetryStillDue(int i, BranchOp op) const = 0;
+  // The attempt number logged as sent (nullopt: attempts not counted).
+  virtual std::optional<int> AttemptOfCall(int i, BranchOp op) const = 0;
+  // Asked once the write before a call is durable: false skips the call.
+  virtual bool SendStillWanted(BranchOp) const { return true; }
+  virtual void OnOperatorRetry(int) {}
+  virtual const std::string& BranchName(int i) const = 0;
 
  private:
   // Sends a prepared write (Flush, or a create sent again).
@@ -167,10 +219,19 @@ class TxnDriver : public std::enable_shared_from_this<TxnDriver> {
   void RewriteRefused(const Status& why, TxnWrite refused,
                       std::vector<std::function<void()>> thens);
 
+  struct BranchCall {
+    bool in_flight = false;
+    BranchOp op = BranchOp::kAction;           // of the scheduled retry
+    std::shared_ptr<TaskRunner::Timer> timer;  // a retry is scheduled
+  };
+  BranchCall& Call(int i);
+
   EngineContext* ctx_;
   std::string gtid_;
-  std::string kind_;
-  std::string state_;
+  TxnKind kind_;
+  TxnState state_ = TxnState::kRunning;
+  bool has_state_ = false;         // SetState or RestoreState ran
+  std::vector<BranchCall> calls_;  // by branch index
   bool dropped_ = false;
   bool finished_ = false;
   bool created_ = false;                 // the create write has been sent

@@ -52,7 +52,7 @@ void TxnService::SubmitSaga(SagaSpec spec, bool wait, int64_t wait_ms,
       } else if (wait) {
         AddWaiter(gtid, wait_ms, std::move(done), false);
       } else {
-        done(SubmitResult{gtid, it->second->state(), false, false});
+        done(SubmitResult{gtid, it->second->state_name(), false, false});
       }
       return;
     }
@@ -150,7 +150,7 @@ void TxnService::AddWaiter(const std::string& gtid, int64_t wait_ms, Callback<Su
       if (it->second.answered != answered) continue;
       *answered = true;
       auto d = drivers_.find(gtid);
-      std::string state = d == drivers_.end() ? "" : d->second->state();
+      std::string state = d == drivers_.end() ? "" : d->second->state_name();
       it->second.done(SubmitResult{gtid, state, it->second.created, false, true});
       waiters_.erase(it);
       return;
@@ -226,7 +226,7 @@ void TxnService::OperatorAction(const std::string& gtid, const std::string& acti
       } else {
         spdlog::info("gtid={} operator {} by {}: {}", gtid, action, EscapeControl(who.actor),
                      EscapeControl(who.reason));
-        SubmitResult r{gtid, driver->state(), false, driver->finished()};
+        SubmitResult r{gtid, driver->state_name(), false, driver->finished()};
         r.paused = driver->paused();
         done(std::move(r));
       }

@@ -15,13 +15,14 @@ void TxnService::Begin2pc(TwoPhaseSpec spec, Callback<SubmitResult> done) {
   deps_.engine_runner->Post([this, spec = std::move(spec), done = std::move(done)]() mutable {
     const std::string gtid = spec.gtid;
     if (auto it = drivers_.find(gtid); it != drivers_.end()) {
-      if (it->second->kind() != states::k2pc || it->second->spec_json() != DumpJson(ToJson(spec))) {
+      if (it->second->kind() != TxnKind::k2pc ||
+          it->second->spec_json() != DumpJson(ToJson(spec))) {
         done(Status::Conflict("gtid " + gtid + " already exists with different options"));
       } else if (it->second->create_outcome_unknown()) {
         done(Status::Unavailable("the log has not confirmed the create of gtid " + gtid +
                                  " yet (outcome unknown); re-submitting the same gtid is safe"));
       } else {
-        done(SubmitResult{gtid, it->second->state(), false, false});
+        done(SubmitResult{gtid, it->second->state_name(), false, false});
       }
       return;
     }
@@ -67,8 +68,8 @@ void TxnService::With2pc(
     std::function<void(std::shared_ptr<TwoPhase>, Callback<SubmitResult>)> fn) {
   deps_.engine_runner->Post([this, gtid, done = std::move(done), fn = std::move(fn)]() mutable {
     if (auto it = drivers_.find(gtid); it != drivers_.end()) {
-      if (it->second->kind() != states::k2pc) {
-        done(Status::Conflict("transaction " + gtid + " is a " + it->second->kind() +
+      if (it->second->kind() != TxnKind::k2pc) {
+        done(Status::Conflict("transaction " + gtid + " is a " + it->second->kind_name() +
                               ", not a 2PC transaction"));
         return;
       }
@@ -111,7 +112,7 @@ void TxnService::RegisterBranch(const std::string& gtid, BranchSpec branch,
                 return;
               }
               auto t = weak.lock();
-              done(SubmitResult{gtid, t ? t->state() : states::kActive, true, false});
+              done(SubmitResult{gtid, t ? t->state_name() : states::kActive, true, false});
             });
           });
 }

@@ -1,0 +1,92 @@
+// TxnDriver's branch calls: launching a participant call, scheduling and
+// firing retries, operator retry-now, cancellation and recovery of logged
+// attempts, shared by Saga and TwoPhase (see txn_driver.h "Branch calls").
+
+#include <spdlog/spdlog.h>
+
+#include "engine/txn_driver.h"
+
+namespace treaty {
+
+TxnDriver::BranchCall& TxnDriver::Call(int i) {
+  if (static_cast<size_t>(i) >= calls_.size()) calls_.resize(i + 1);
+  return calls_[i];
+}
+
+bool TxnDriver::call_in_flight(int i) const {
+  return static_cast<size_t>(i) < calls_.size() && calls_[i].in_flight;
+}
+
+bool TxnDriver::retry_scheduled(int i) const {
+  return static_cast<size_t>(i) < calls_.size() && calls_[i].timer != nullptr;
+}
+
+void TxnDriver::LaunchCall(int i, BranchOp op) {
+  Call(i).in_flight = true;
+  ParticipantRequest req = CallRequest(i, op);
+  req.op = ToString(op);
+  CallWhenDurable(
+      std::move(req),
+      [this, i, op](const ParticipantResponse& r) {
+        Call(i).in_flight = false;
+        OnCallResult(i, op, r);
+      },
+      [this, op] { return SendStillWanted(op); });
+}
+
+void TxnDriver::ScheduleRetry(int i, BranchOp op, int64_t delay_ms) {
+  Call(i).op = op;
+  Call(i).timer = After(delay_ms, [this, i, op] {
+    BranchCall& c = Call(i);
+    if (!c.timer) return;  // cancelled
+    c.timer.reset();
+    if (RetryStillDue(i, op)) {
+      RecordAttemptSent(BranchName(i), AttemptOfCall(i, op));
+      LaunchCall(i, op);
+    }
+    Pump();
+  });
+}
+
+void TxnDriver::CancelRetry(int i) {
+  if (static_cast<size_t>(i) >= calls_.size()) return;
+  BranchCall& c = calls_[i];
+  if (c.timer) c.timer->Cancel();
+  c.timer.reset();
+}
+
+void TxnDriver::CancelRetries() {
+  for (size_t i = 0; i < calls_.size(); ++i) CancelRetry(static_cast<int>(i));
+}
+
+int TxnDriver::RetryScheduledNow() {
+  int fired = 0;
+  for (size_t n = 0; n < calls_.size(); ++n) {
+    const int i = static_cast<int>(n);
+    if (!calls_[n].timer) continue;
+    const BranchOp op = calls_[n].op;
+    CancelRetry(i);
+    OnOperatorRetry(i);
+    if (!RetryStillDue(i, op)) continue;
+    RecordAttemptSent(BranchName(i), AttemptOfCall(i, op));
+    LaunchCall(i, op);
+    ++fired;
+  }
+  return fired;
+}
+
+void TxnDriver::ResumeRestoredCall(int i, BranchOp op, const std::string& branch,
+                                   const std::string& attempt, int64_t planned_at_ms,
+                                   int64_t max_wait_ms) {
+  if (planned_at_ms > 0) {
+    const int64_t wait = RemainingWait(planned_at_ms, max_wait_ms);
+    Event(branch, "recovery",
+          attempt + " was planned, not sent; sending it in " + std::to_string(wait) + " ms");
+    ScheduleRetry(i, op, wait);
+  } else {
+    // The driver's Pump sends it again: the same attempt, whose outcome was not logged.
+    Event(branch, "recovery", attempt + " was sent, its outcome not logged; resending it");
+  }
+}
+
+}  // namespace treaty
