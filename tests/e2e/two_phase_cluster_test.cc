@@ -2,7 +2,8 @@
 // a real participant on PostgreSQL prepared transactions
 // (support/pg_participant.h), and kill -9 of the coordinator that holds
 //   (a) transactions in PREPARING: one branch voted yes (a real prepared
-//       transaction), the other holds its prepare answer, and
+//       transaction), the other holds its prepare answer; and one with a
+//       single branch (no one-phase declared) holding its prepare answer,
 //   (b) transactions in COMMITTING: one branch committed, one fails its
 //       commit, one holds its commit answer.
 // A survivor takes them over (lease) and must abort every (a) and commit every
@@ -48,8 +49,9 @@ class TwoPhaseClusterTest : public ClusterFixture {
                   << " -> " << c.status << " " << c.answer << "\n";
       }
     }
-    bank_.reset();  // releases its holds before the coordinators go
-    ClusterFixture::TearDown();
+    ClusterFixture::TearDown();  // kills the coordinators: pending commits end
+    for (auto& t : committers_) t.join();
+    bank_.reset();
   }
 
   json PostTo(const TreatydProcess& node, const std::string& path, const json& body,
@@ -106,6 +108,7 @@ class TwoPhaseClusterTest : public ClusterFixture {
 
   std::unique_ptr<PgParticipant> bank_;
   std::map<std::string, std::vector<std::string>> branches_;  // gtid -> branch names
+  std::vector<std::thread> committers_;  // POST .../commit to the victim, one per gtid
 };
 
 void TwoPhaseClusterTest::KillHolderOfPreparingAndCommitting(int coordinators, int per_kind) {
@@ -121,33 +124,38 @@ void TwoPhaseClusterTest::KillHolderOfPreparingAndCommitting(int coordinators, i
   std::vector<std::string> preparing, committing;
   for (int i = 0; i < per_kind; ++i) {
     const std::string a = "prep" + std::to_string(i), b = "comm" + std::to_string(i);
+    const std::string solo = "solo" + std::to_string(i);
     bank_->Hold(a + "y", "prepare");          // y never answers its prepare
+    bank_->Hold(solo + "y", "prepare");       // nor does a lone branch
     bank_->FailWith(b + "q", "commit", 503);  // q fails its commit
     bank_->Hold(b + "r", "commit");           // r never answers its commit
     Begin(victim, a, {a + "x", a + "y"});
     Begin(victim, b, {b + "p", b + "q", b + "r"});
+    Begin(victim, solo, {solo + "y"});  // one branch, no one-phase declared
     preparing.push_back(a);
+    preparing.push_back(solo);
     committing.push_back(b);
   }
   // Commit all: the (a) ones block on y's prepare, so every commit runs on
   // its own thread; they end without an answer when the victim dies.
-  std::vector<std::thread> committers;
   for (const auto& gtid : preparing) {
-    committers.emplace_back([this, &victim, gtid] {
+    committers_.emplace_back([this, &victim, gtid] {
       PostTo(victim, "/v1/2pc/" + gtid + "/commit", json::object(), 30000);
     });
   }
   for (const auto& gtid : committing) {
-    committers.emplace_back([this, &victim, gtid] {
+    committers_.emplace_back([this, &victim, gtid] {
       PostTo(victim, "/v1/2pc/" + gtid + "/commit", json::object(), 30000);
     });
   }
-  // In position: (a) x voted yes, y's prepare is held; (b) p committed, q
-  // failed at least twice (COMMITTING is logged and retried), r's commit is held.
+  // In position: (a) x voted yes, y's prepare is held (a lone branch is
+  // prepared too: it did not declare one-phase); (b) p committed, q failed
+  // at least twice (COMMITTING is logged and retried), r's commit is held.
+  auto has_x = [this](const std::string& gtid) { return branches_[gtid].size() > 1; };
   const bool positioned = bank_->WaitFor(
       [&](const auto& calls) {
         for (const auto& a : preparing) {
-          if (Answered(calls, a, a + "x", "prepare", 200) < 1) return false;
+          if (has_x(a) && Answered(calls, a, a + "x", "prepare", 200) < 1) return false;
           if (Received(calls, a, a + "y", "prepare") < 1) return false;
         }
         for (const auto& b : committing) {
@@ -161,6 +169,7 @@ void TwoPhaseClusterTest::KillHolderOfPreparingAndCommitting(int coordinators, i
   ASSERT_TRUE(positioned) << "the transactions did not reach PREPARING / COMMITTING";
   for (const auto& a : preparing) {
     EXPECT_EQ(State(a), "PREPARING") << a;
+    if (!has_x(a)) continue;
     auto gids = bank_->PreparedGids();
     ASSERT_TRUE(gids.ok());
     EXPECT_NE(std::find(gids->begin(), gids->end(), a + ":" + a + "x"), gids->end())
@@ -172,7 +181,8 @@ void TwoPhaseClusterTest::KillHolderOfPreparingAndCommitting(int coordinators, i
 
   victim.proc().Kill();
   const auto killed_at = Clock::now();
-  for (auto& t : committers) t.join();
+  for (auto& t : committers_) t.join();
+  committers_.clear();
 
   // A survivor resends r's commit (held too) and sends abort to every (a)
   // branch; then the participant lets go: q's commit succeeds, both r
@@ -183,7 +193,7 @@ void TwoPhaseClusterTest::KillHolderOfPreparingAndCommitting(int coordinators, i
           if (Received(calls, b, b + "r", "commit") <= held_before[b]) return false;
         }
         for (const auto& a : preparing) {
-          if (Answered(calls, a, a + "x", "abort", 200) < 1) return false;
+          if (has_x(a) && Answered(calls, a, a + "x", "abort", 200) < 1) return false;
           if (Answered(calls, a, a + "y", "abort", 200) < 1) return false;
         }
         return true;
@@ -198,7 +208,7 @@ void TwoPhaseClusterTest::KillHolderOfPreparingAndCommitting(int coordinators, i
     bank_->FailWith(b + "q", "commit", 0);
     bank_->Release(b + "r", "commit");
   }
-  for (const auto& a : preparing) bank_->Release(a + "y", "prepare");
+  for (const auto& a : preparing) bank_->Release(a + "y", "prepare");  // solo's too
 
   std::set<std::string> all(preparing.begin(), preparing.end());
   all.insert(committing.begin(), committing.end());
