@@ -1,6 +1,7 @@
 #include "ctl/commands.h"
 
 #include <cstdio>
+#include <ctime>
 #include <fstream>
 #include <iostream>
 #include <sstream>
@@ -8,8 +9,10 @@
 
 #include <nlohmann/json.hpp>
 
+#include "api/operator_input.h"
 #include "common/endpoint.h"
 #include "common/json_input.h"
+#include "common/text.h"
 
 namespace treaty::ctl {
 namespace {
@@ -47,14 +50,47 @@ int Call(CoordinatorClient& c, const std::string& method, const std::string& pat
 }
 
 int PrintStatus(const json& doc) {
-  std::cout << doc.value("gtid", "") << " " << doc.value("state", "") << "\n";
+  std::cout << doc.value("gtid", "") << " " << doc.value("state", "")
+            << (doc.value("paused", false) ? " (paused)" : "") << "\n";
   return kExitOk;
+}
+
+// Text from the coordinator as one terminal cell: control characters
+// escaped, cut to `max_bytes`.
+std::string Cell(const std::string& s, size_t max_bytes) {
+  return Excerpt(EscapeControl(s), max_bytes);
+}
+
+// Milliseconds since the epoch as UTC "YYYY-MM-DD HH:MM:SS.mmm".
+std::string TimeText(int64_t ms) {
+  if (ms <= 0) return "-";
+  std::time_t secs = static_cast<std::time_t>(ms / 1000);
+  std::tm tm{};
+  gmtime_r(&secs, &tm);
+  char buf[40];
+  std::snprintf(buf, sizeof buf, "%04d-%02d-%02d %02d:%02d:%02d.%03d", tm.tm_year + 1900,
+                tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+                static_cast<int>(ms % 1000));
+  return buf;
+}
+
+int64_t Int(const json& doc, const char* key, int64_t fallback) {
+  auto it = doc.find(key);
+  return it != doc.end() && it->is_number_integer() ? it->get<int64_t>() : fallback;
 }
 
 std::string Str(const json& v) {
   if (v.is_string()) return v.get<std::string>();
   if (v.is_null()) return "";
   return DumpJson(v);
+}
+
+// doc[key] as text; "" when `doc` is not an object or has no such key (a
+// const json's operator[] must not be used on a missing key).
+std::string Str(const json& doc, const char* key) {
+  if (!doc.is_object()) return "";
+  auto it = doc.find(key);
+  return it == doc.end() ? "" : Str(*it);
 }
 
 // Prints rows as left-aligned columns.
@@ -126,7 +162,7 @@ int Begin2pc(CoordinatorClient& c, const std::string& gtid, int64_t timeout_ms, 
 
 int Enlist2pc(CoordinatorClient& c, const std::string& gtid, const std::string& name,
               const std::string& prepare, const std::string& commit, const std::string& abort,
-              const std::string& payload) {
+              const std::string& payload, bool one_phase) {
   for (const auto& [flag, url] : {std::pair{"--prepare", &prepare}, std::pair{"--commit", &commit},
                                   std::pair{"--abort", &abort}}) {
     if (auto ep = ParseEndpoint(*url, flag); !ep.ok()) {
@@ -143,6 +179,7 @@ int Enlist2pc(CoordinatorClient& c, const std::string& gtid, const std::string& 
     }
     body["payload"] = std::move(*p);
   }
+  if (one_phase) body["one_phase"] = true;
   json out;
   if (int rc = Call(c, "POST", "/v1/2pc/" + UrlEncode(gtid) + "/branches", DumpJson(body), &out);
       rc >= 0) {
@@ -173,20 +210,34 @@ int Get(CoordinatorClient& c, const std::string& gtid, bool as_json) {
   }
   std::cout << "gtid:     " << Str(out["gtid"]) << "\n"
             << "kind:     " << Str(out["kind"]) << "\n"
-            << "state:    " << Str(out["state"])
+            << "state:    " << Str(out["state"]) << (out.value("paused", false) ? "  (PAUSED)" : "")
             << (out.value("needs_attention", false) ? "  (NEEDS ATTENTION)" : "") << "\n"
-            << "owner:    " << Str(out["owner"]) << "\n\n";
+            << "owner:    " << Str(out["owner"]) << "\n";
+  if (!Str(out["last_error"]).empty()) {
+    std::cout << "error:    " << Cell(Str(out["last_error"]), 200) << "\n";
+  }
+  std::cout << "\n";
   std::vector<std::vector<std::string>> rows = {{"BRANCH", "STATE", "ATTEMPTS", "LAST ERROR"}};
   for (const auto& b : out["branches"]) {
-    rows.push_back({Str(b["name"]), Str(b["state"]), Str(b["attempts"]), Str(b["last_error"])});
+    rows.push_back(
+        {Str(b, "name"), Str(b, "state"), Str(b, "attempts"), Cell(Str(b, "last_error"), 200)});
   }
   PrintTable(rows);
   if (out.contains("history")) {
     std::cout << "\nhistory:\n";
+    // A collapsed event (retries of one branch) reads
+    // "retry x30 (first .. last): detail".
     for (const auto& e : out["history"]) {
-      std::string who = Str(e["branch"]);
-      std::cout << "  " << Str(e["at_ms"]) << "  " << (who.empty() ? "-" : who) << "  "
-                << Str(e["type"]) << ": " << Str(e["detail"]) << "\n";
+      std::string who = Str(e, "branch");
+      const int64_t at = Int(e, "at_ms", 0);
+      const int64_t count = Int(e, "count", 1);
+      std::string what = Cell(Str(e, "type"), 64);
+      if (count > 1) {
+        what += " x" + std::to_string(count) + " (" + TimeText(Int(e, "first_at_ms", at)) + " .. " +
+                TimeText(at) + ")";
+      }
+      std::cout << "  " << TimeText(at) << "  " << (who.empty() ? "-" : Cell(who, 128)) << "  "
+                << what << ": " << Cell(Str(e, "detail"), 1000) << "\n";
     }
   }
   return kExitOk;
@@ -197,27 +248,59 @@ int List(CoordinatorClient& c, const ListOptions& o) {
   if (!o.state.empty()) q += "&state=" + UrlEncode(o.state);
   if (!o.kind.empty()) q += "&kind=" + UrlEncode(o.kind);
   if (o.needs_attention) q += "&needs_attention=true";
+  if (o.paused) q += "&paused=true";
   json out;
   if (int rc = Call(c, "GET", "/v1/transactions" + q, "", &out); rc >= 0) return rc;
   if (o.json) {
     std::cout << out.dump(2) << "\n";
     return kExitOk;
   }
+  // FLAGS: "attention" (needs_attention), "paused"; LAST ERROR cut to fit
+  // a terminal line.
   std::vector<std::vector<std::string>> rows = {
-      {"GTID", "KIND", "STATE", "ATTENTION", "ATTEMPTS", "OWNER"}};
+      {"GTID", "KIND", "STATE", "FLAGS", "ATTEMPTS", "OWNER", "LAST ERROR"}};
   for (const auto& t : out["items"]) {
-    rows.push_back({Str(t["gtid"]), Str(t["kind"]), Str(t["state"]),
-                    t.value("needs_attention", false) ? "yes" : "", Str(t["attempts"]),
-                    Str(t["owner"])});
+    std::string flags;
+    if (t.value("needs_attention", false)) flags = "attention";
+    if (t.value("paused", false)) flags += flags.empty() ? "paused" : ",paused";
+    rows.push_back({Str(t, "gtid"), Str(t, "kind"), Str(t, "state"), flags, Str(t, "attempts"),
+                    Str(t, "owner"), Cell(Str(t, "last_error"), 60)});
   }
   PrintTable(rows);
   if (!Str(out["next"]).empty()) std::cout << "(more: next cursor " << Str(out["next"]) << ")\n";
   return kExitOk;
 }
 
-int Operator(CoordinatorClient& c, const std::string& gtid, const std::string& action) {
+int Operator(CoordinatorClient& c, const std::string& gtid, const std::string& action,
+             const std::string& reason) {
+  if (auto s = CheckReason(reason, false); !s.ok()) {
+    std::cerr << "treatyctl: --reason: " << s.message() << "\n";
+    return kExitUsage;
+  }
+  json body = json::object();
+  if (!reason.empty()) body["reason"] = reason;
   json out;
-  if (int rc = Call(c, "POST", "/v1/transactions/" + UrlEncode(gtid) + "/" + action, "{}", &out);
+  if (int rc = Call(c, "POST", "/v1/transactions/" + UrlEncode(gtid) + "/" + action, DumpJson(body),
+                    &out);
+      rc >= 0) {
+    return rc;
+  }
+  return PrintStatus(out);
+}
+
+int Resolve(CoordinatorClient& c, const std::string& gtid, const std::string& branch,
+            const std::string& outcome, const std::string& reason) {
+  for (const Status& s : {CheckOutcome(outcome), CheckReason(reason, true)}) {
+    if (!s.ok()) {
+      std::cerr << "treatyctl: " << s.message() << "\n";
+      return kExitUsage;
+    }
+  }
+  json out;
+  if (int rc = Call(
+          c, "POST",
+          "/v1/transactions/" + UrlEncode(gtid) + "/branches/" + UrlEncode(branch) + "/resolve",
+          DumpJson({{"outcome", outcome}, {"reason", reason}}), &out);
       rc >= 0) {
     return rc;
   }
@@ -234,8 +317,8 @@ int Cluster(CoordinatorClient& c, bool as_json) {
   std::vector<std::vector<std::string>> rows = {
       {"ID", "NODE", "HTTP", "THRIFT", "STATE", "HEARTBEAT AGE", "OWNED"}};
   for (const auto& m : out["coordinators"]) {
-    rows.push_back({Str(m["id"]), Str(m["node_name"]), Str(m["http"]), Str(m["thrift"]),
-                    Str(m["state"]), Str(m["heartbeat_age_ms"]) + " ms", Str(m["owned"])});
+    rows.push_back({Str(m, "id"), Str(m, "node_name"), Str(m, "http"), Str(m, "thrift"),
+                    Str(m, "state"), Str(m, "heartbeat_age_ms") + " ms", Str(m, "owned")});
   }
   PrintTable(rows);
   return kExitOk;

@@ -2,12 +2,15 @@
 //
 //   treatyctl [--coordinator URL[,URL...]] [--timeout-ms N] COMMAND ...
 //     saga submit FILE [--wait]
-//     2pc begin [--gtid G] [--timeout-ms N] [--no-one-phase]
+//     2pc begin [--gtid G] [--timeout-ms N] [--no-one-phase (no effect: the default)]
 //     2pc enlist GTID --name N --prepare URL --commit URL --abort URL [--payload JSON]
+//                [--one-phase]
 //     2pc commit GTID | 2pc abort GTID
 //     get GTID [--json]
-//     list [--state S] [--kind K] [--needs-attention] [--limit N] [--json]
-//     retry GTID | abort GTID
+//     list [--state S] [--kind K] [--needs-attention] [--paused] [--limit N] [--json]
+//     retry GTID [--reason TEXT] | abort GTID [--reason TEXT]
+//     pause GTID [--reason TEXT] | resume GTID [--reason TEXT]
+//     resolve GTID BRANCH --as COMPENSATED|COMMITTED|ABORTED --reason TEXT
 //     cluster [--json]
 //
 // --coordinator (env TREATY_COORDINATOR, default http://127.0.0.1:7480) may
@@ -37,8 +40,8 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1, 3600000))
       ->capture_default_str();
 
-  std::string gtid, file, name, prepare, commit, abort_url, payload;
-  bool wait = false, as_json = false, no_one_phase = false;
+  std::string gtid, file, name, prepare, commit, abort_url, payload, reason, branch, outcome;
+  bool wait = false, as_json = false, no_one_phase = false, one_phase = false;
   int64_t timeout_ms = 0;
   ListOptions list;
 
@@ -52,7 +55,8 @@ int main(int argc, char** argv) {
   begin->add_option("--gtid", gtid, "Transaction id (default: the server makes one)");
   begin->add_option("--timeout-ms", timeout_ms, "Deadline (undecided after it: aborted)")
       ->check(CLI::Range(int64_t{1}, int64_t{86400000}));
-  begin->add_flag("--no-one-phase", no_one_phase, "Prepare even a single branch (TCC)");
+  begin->add_flag("--no-one-phase", no_one_phase,
+                  "Accepted for old scripts; no effect (one-phase is declared per branch)");
   auto* enlist = tpc->add_subcommand("enlist", "Enlist a branch");
   enlist->add_option("GTID", gtid)->required();
   enlist->add_option("--name", name, "Branch name")->required();
@@ -60,6 +64,8 @@ int main(int argc, char** argv) {
   enlist->add_option("--commit", commit, "Commit (confirm) URL")->required();
   enlist->add_option("--abort", abort_url, "Abort (cancel) URL")->required();
   enlist->add_option("--payload", payload, "JSON given to every call");
+  enlist->add_flag("--one-phase", one_phase,
+                   "The participant supports one-phase commit (used if it is the only branch)");
   auto* tpc_commit = tpc->add_subcommand("commit", "Run the protocol; prints the decision");
   tpc_commit->add_option("GTID", gtid)->required();
   auto* tpc_abort = tpc->add_subcommand("abort", "Abort (before the commit decision)");
@@ -73,13 +79,30 @@ int main(int argc, char** argv) {
   ls->add_option("--state", list.state, "e.g. COMMITTING");
   ls->add_option("--kind", list.kind, "saga or 2pc")->check(CLI::IsMember({"saga", "2pc"}));
   ls->add_flag("--needs-attention", list.needs_attention, "Only those needing attention");
+  ls->add_flag("--paused", list.paused, "Only those an operator paused");
   ls->add_option("--limit", list.limit, "Rows")->check(CLI::Range(1, 1000))->capture_default_str();
   ls->add_flag("--json", list.json, "Print the JSON document");
 
   auto* retry = app.add_subcommand("retry", "Operator: retry pending calls now");
   retry->add_option("GTID", gtid)->required();
+  retry->add_option("--reason", reason, "Why (recorded in the history)");
   auto* force_abort = app.add_subcommand("abort", "Operator: force abort");
   force_abort->add_option("GTID", gtid)->required();
+  force_abort->add_option("--reason", reason, "Why (recorded in the history)");
+  auto* pause = app.add_subcommand("pause", "Operator: send no participant call until resume");
+  pause->add_option("GTID", gtid)->required();
+  pause->add_option("--reason", reason, "Why (recorded in the history)");
+  auto* resume = app.add_subcommand("resume", "Operator: resume a paused transaction");
+  resume->add_option("GTID", gtid)->required();
+  resume->add_option("--reason", reason, "Why (recorded in the history)");
+  auto* resolve = app.add_subcommand(
+      "resolve", "Operator: record a branch's outcome after fixing it by hand; it then continues");
+  resolve->add_option("GTID", gtid)->required();
+  resolve->add_option("BRANCH", branch, "Saga step or 2PC branch name")->required();
+  resolve->add_option("--as", outcome, "The branch's outcome")
+      ->required()
+      ->check(CLI::IsMember({"COMPENSATED", "COMMITTED", "ABORTED"}));
+  resolve->add_option("--reason", reason, "Why (required; recorded in the history)")->required();
 
   auto* cluster = app.add_subcommand("cluster", "Show coordinators and heartbeats");
   cluster->add_flag("--json", as_json, "Print the JSON document");
@@ -109,14 +132,17 @@ int main(int argc, char** argv) {
   if (saga_submit->parsed()) return SagaSubmit(client, file, wait);
   if (begin->parsed()) return Begin2pc(client, gtid, timeout_ms, no_one_phase);
   if (enlist->parsed()) {
-    return Enlist2pc(client, gtid, name, prepare, commit, abort_url, payload);
+    return Enlist2pc(client, gtid, name, prepare, commit, abort_url, payload, one_phase);
   }
   if (tpc_commit->parsed()) return Decide2pc(client, gtid, "commit");
   if (tpc_abort->parsed()) return Decide2pc(client, gtid, "abort");
   if (get->parsed()) return Get(client, gtid, as_json);
   if (ls->parsed()) return List(client, list);
-  if (retry->parsed()) return Operator(client, gtid, "retry");
-  if (force_abort->parsed()) return Operator(client, gtid, "abort");
+  if (retry->parsed()) return Operator(client, gtid, "retry", reason);
+  if (force_abort->parsed()) return Operator(client, gtid, "abort", reason);
+  if (pause->parsed()) return Operator(client, gtid, "pause", reason);
+  if (resume->parsed()) return Operator(client, gtid, "resume", reason);
+  if (resolve->parsed()) return Resolve(client, gtid, branch, outcome, reason);
   if (cluster->parsed()) return Cluster(client, as_json);
   std::cerr << app.help();
   return kExitUsage;

@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <array>
+#include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -150,6 +151,149 @@ TEST_F(TreatyctlTest, FailsOverPastADeadCoordinator) {
   std::string cmd = BinaryPath("treatyctl") + " get f1 --json > /dev/null 2>&1";
   EXPECT_EQ(WEXITSTATUS(system(cmd.c_str())), 0);
   unsetenv("TREATY_COORDINATOR");
+}
+
+// The operator commands' arguments and exit codes (usage 2, refused 1, ok 0).
+TEST_F(TreatyctlTest, OperatorCommandsAndExitCodes) {
+  EXPECT_EQ(Run("resolve g1 b1 --as COMMITTED").code, 2) << "reason required";
+  EXPECT_EQ(Run("resolve g1 b1 --reason 'fixed'").code, 2) << "--as required";
+  EXPECT_EQ(Run("resolve g1 b1 --as DONE --reason 'fixed'").code, 2);
+  EXPECT_EQ(Run("resolve g1 b1 --as COMMITTED --reason ''").code, 2);
+  EXPECT_EQ(Run("resolve g1 --as COMMITTED --reason 'fixed'").code, 2) << "branch missing";
+  EXPECT_EQ(Run("pause").code, 2);
+  EXPECT_EQ(Run("retry g1 --reason \"$(printf 'two\\nlines')\"").code, 2);
+  EXPECT_EQ(Run("abort g1 --reason \"$(head -c 1025 /dev/zero | tr '\\0' r)\"").code, 2);
+  for (const std::string cmd :
+       {"pause nobody", "resume nobody --reason 'x'", "retry nobody", "abort nobody --reason 'x'",
+        "resolve nobody b1 --as ABORTED --reason 'fixed by hand'"}) {
+    auto r = Run(cmd);
+    EXPECT_EQ(r.code, 1) << cmd << ": " << r.out;
+    EXPECT_NE(r.out.find("404"), std::string::npos) << cmd << ": " << r.out;
+  }
+  // A reason reaches the server: a running saga is retried with it.
+  participant_.SetRule("slow", "action", TestParticipant::Rule{{503}});
+  json saga = {{"gtid", "s2"},
+               {"steps",
+                {{{"name", "slow"},
+                  {"action", participant_.Url("slow", "action")},
+                  {"compensate", participant_.Url("slow", "compensate")},
+                  {"retry", {{"max_attempts", 1000}, {"max_backoff_ms", 100}}}}}}};
+  std::ofstream(dir_ + "/slow.json") << saga.dump();
+  ASSERT_EQ(Run("saga submit " + dir_ + "/slow.json").code, 0);
+  auto r = Run("retry s2 --reason 'participant redeployed'");
+  EXPECT_EQ(r.code, 0) << r.out;
+  EXPECT_EQ(r.out, "s2 RUNNING\n");
+  r = Run("list --paused");
+  EXPECT_EQ(r.code, 0) << r.out;
+  EXPECT_EQ(r.out.find("s2"), std::string::npos) << r.out;
+  r = Run("list");
+  EXPECT_NE(r.out.find("FLAGS"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("LAST ERROR"), std::string::npos) << r.out;
+  // A resolve that does not apply is the server's 409, printed, exit 1.
+  r = Run("resolve s2 slow --as COMMITTED --reason 'fixed by hand'");
+  EXPECT_EQ(r.code, 1) << r.out;
+  EXPECT_NE(r.out.find("409"), std::string::npos) << r.out;
+  EXPECT_EQ(Run("abort s2 --reason 'customer cancelled'").code, 0);
+}
+
+TEST_F(TreatyctlTest, EnlistOnePhaseDeclaresIt) {
+  ASSERT_EQ(Run("2pc begin --gtid o1").code, 0);
+  EXPECT_EQ(Run("2pc begin --gtid o2 --no-one-phase").code, 0) << "still accepted";
+  auto r = Run("2pc enlist o1 --name a --prepare " + participant_.Url("a", "prepare") +
+               " --commit " + participant_.Url("a", "commit") + " --abort " +
+               participant_.Url("a", "abort") + " --one-phase");
+  ASSERT_EQ(r.code, 0) << r.out;
+  r = Run("get o1 --json");
+  ASSERT_EQ(r.code, 0) << r.out;
+  json doc = json::parse(r.out);
+  ASSERT_EQ(doc["branches"].size(), 1u);
+  EXPECT_EQ(doc["branches"][0]["spec"].value("one_phase", false), true) << r.out;
+}
+
+// The views, against a canned coordinator answer (a TestParticipant serving
+// fixed JSON): collapsed retries, flags and a long, hostile last error.
+TEST_F(TreatyctlTest, ViewsShowFlagsLastErrorAndCollapsedRetries) {
+  TestParticipant fake;
+  const std::string hostile = "HTTP 503: \x1b[31mred\n" + std::string(300, 'e');
+  json txn = {
+      {"gtid", "v1"},
+      {"kind", "2pc"},
+      {"state", "COMMITTING"},
+      {"owner", "c1"},
+      {"needs_attention", true},
+      {"paused", true},
+      {"last_error", hostile},
+      {"branches",
+       {{{"name", "acct"}, {"state", "COMMITTING"}, {"attempts", 30}, {"last_error", hostile}}}},
+      {"history",
+       {{{"id", 1},
+         {"at_ms", 1764530000000},
+         {"branch", "acct"},
+         {"type", "retry"},
+         {"detail", "commit failed: HTTP 404"},
+         {"count", 30},
+         {"first_at_ms", 1764529520000}},
+        {{"id", 2},
+         {"at_ms", 1764530001000},
+         {"branch", ""},
+         {"type", "operator"},
+         {"detail", "pause by anonymous@127.0.0.1:5: maintenance"},
+         {"count", 1},
+         {"first_at_ms", 1764530001000}}}}};
+  fake.SetRule("transactions", "v1", TestParticipant::Rule{{200}, 0, txn.dump()});
+  json page = {{"items", {txn}}, {"next", ""}};
+  page["items"][0].erase("branches");
+  page["items"][0].erase("history");
+  fake.SetRule("v1", "transactions", TestParticipant::Rule{{200}, 0, page.dump()});
+  const std::string url = "http://127.0.0.1:" + std::to_string(fake.port());
+
+  auto r = Run("get v1", url);
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("(PAUSED)"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("(NEEDS ATTENTION)"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("retry x30 (2025-11-30 19:05:20.000 .. 2025-11-30 19:13:20.000): "
+                       "commit failed: HTTP 404"),
+            std::string::npos)
+      << r.out;
+  EXPECT_NE(r.out.find("operator: pause by anonymous@127.0.0.1:5: maintenance"), std::string::npos)
+      << r.out;
+  EXPECT_EQ(r.out.find('\x1b'), std::string::npos) << "terminal escape passed through";
+
+  r = Run("list", url);
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("attention,paused"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("HTTP 503: \\x1b[31mred\\n"), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find('\x1b'), std::string::npos) << "terminal escape passed through";
+  EXPECT_EQ(r.out.find(std::string(100, 'e')), std::string::npos) << "not truncated: " << r.out;
+  EXPECT_NE(r.out.find("..."), std::string::npos) << r.out;
+}
+
+// Issue: `treatyctl abort` of a COMPENSATING saga printed the state and
+// exited 0, doing nothing. The server refuses (409, "already compensating");
+// treatyctl prints that and exits 1. (Needs the engine's ForceAbort refusal.)
+TEST_F(TreatyctlTest, AbortOfACompensatingSagaIsRefused) {
+  participant_.SetRule("pay", "action", TestParticipant::Rule{{409}});
+  participant_.SetRule("book", "compensate", TestParticipant::Rule{{500}});
+  json saga = {{"gtid", "k1"}, {"steps", json::array()}};
+  for (std::string name : {"book", "pay"}) {
+    saga["steps"].push_back({{"name", name},
+                             {"action", participant_.Url(name, "action")},
+                             {"compensate", participant_.Url(name, "compensate")}});
+  }
+  std::ofstream(dir_ + "/k1.json") << saga.dump();
+  ASSERT_EQ(Run("saga submit " + dir_ + "/k1.json").code, 0);
+  ASSERT_TRUE(participant_.WaitFor(
+      [](const auto& calls) {
+        for (const auto& c : calls) {
+          if (c.gtid == "k1" && c.branch == "book" && c.op == "compensate") return true;
+        }
+        return false;
+      },
+      std::chrono::seconds(20)));
+  auto r = Run("abort k1");
+  EXPECT_EQ(r.code, 1) << r.out;
+  EXPECT_NE(r.out.find("409"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("already compensating"), std::string::npos) << r.out;
 }
 
 }  // namespace
