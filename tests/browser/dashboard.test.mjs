@@ -2,9 +2,14 @@
 // starts treatyd on a fresh SQLite store and a scriptable participant (a
 // small node HTTP server), creates a saga whose compensation keeps failing
 // (stuck, needs attention), then in headless Chromium: sees it on the
-// overview, filters the list, opens it, fixes the participant, presses
-// "Retry now", confirms, and sees it finish ABORTED. Screenshots go to
-// ARTIFACT_DIR. Exits non-zero on any failure.
+// overview, filters the list (with its last error), opens it, sees only the
+// buttons that apply (no force abort while compensating, a resolve button
+// on the compensating step that will not go without a reason), fixes the
+// participant, presses "Retry now", confirms, and sees it finish ABORTED.
+// Then: a 2PC stuck COMMITTING offers resolve COMMITTED and no abort; an
+// action refused by the server (abort of a 2PC committed meanwhile) shows
+// the server's message; pause and resume (needs the engine's Pause).
+// Screenshots go to ARTIFACT_DIR. Exits non-zero on any failure.
 //   usage: node dashboard.test.mjs TREATYD ARTIFACT_DIR CHROMIUM
 import { spawn } from "node:child_process";
 import fs from "node:fs";
@@ -35,6 +40,7 @@ const participant = http.createServer((req, res) => {
     let status = 200;
     if (branch === "hotel" && op === "action") status = 409;
     if (branch === "flight" && op === "compensate" && compensationBroken) status = 500;
+    if (branch === "ledger" && op === "commit") status = 404;
     res.writeHead(status, { "Content-Type": "application/json" });
     res.end(status === 500 ? '{"error":"flight service: database is read-only"}' : "{}");
   });
@@ -131,6 +137,11 @@ try {
   await page.click('#filters button[type="submit"]');
   await page.waitForFunction(() => document.querySelectorAll("table.txns tbody tr").length === 3);
   check(true, "gtid prefix filter leaves 3 rows");
+  await page.goto(base + "/#/transactions?needs_attention=true");
+  const listRow = page.locator(`table.txns tr[data-gtid="${gtid}"]`);
+  await listRow.waitFor({ timeout: 10000 });
+  await listRow.locator("td.lasterr .err").waitFor({ timeout: 10000 });
+  check((await listRow.locator("td.lasterr").innerText()).includes("500"), "list shows the last error");
   await page.goto(base + "/#/transactions?limit=50&needs_attention=true");
   await page.screenshot({ path: path.join(artifactDir, "list.png"), fullPage: true });
 
@@ -145,6 +156,25 @@ try {
   check(await page.locator("#history li").count() >= 4, "history timeline is shown");
   check((await page.locator("#spec").innerText()).includes('"price": 120'), "payloads are shown");
   await page.screenshot({ path: path.join(artifactDir, "detail-stuck.png"), fullPage: true });
+
+  // Only the buttons that apply to a COMPENSATING saga.
+  check(await page.locator("#retry-btn").count() === 1, "compensating saga: retry offered");
+  check(await page.locator("#abort-btn").count() === 0, "compensating saga: no force abort (already compensating)");
+  check(await page.locator("#pause-btn").count() === 1, "compensating saga: pause offered");
+  check(await page.locator("#resume-btn").count() === 0, "not paused: no resume");
+  check(await flight.locator(".resolve-btn").count() === 1, "compensating step: resolve offered");
+  check(await flight.locator('.resolve-btn[data-outcome="COMPENSATED"]').count() === 1, "resolve records COMPENSATED");
+  check(await page.locator('#branches tr[data-branch="hotel"] .resolve-btn').count() === 0, "compensated step: no resolve");
+  // Resolve asks for a reason and will not go without one.
+  await flight.locator(".resolve-btn").click();
+  await page.locator("#confirm[open]").waitFor();
+  check((await page.locator("#reason-need").innerText()).includes("required"), "resolve asks for a reason");
+  await page.click("#confirm-ok");
+  check(await page.locator("#confirm[open]").count() === 1, "resolve without a reason does not close the dialog");
+  check(!(await page.locator("#reason-error").isHidden()), "resolve without a reason says a reason is required");
+  await page.screenshot({ path: path.join(artifactDir, "resolve-reason.png") });
+  await page.click("#confirm-cancel");
+  check((await page.locator("#action-status").innerText()) === "", "cancelled resolve does nothing");
 
   // Cancel first: nothing happens.
   await page.click("#retry-btn");
@@ -171,9 +201,56 @@ try {
   await page.click("#confirm-ok");
   await page.locator('#detail-state [data-state="ABORTED"]').waitFor({ timeout: 7000 });
   check(Date.now() < nextAt, "saga finished ABORTED after Retry now, before its scheduled retry");
-  check(await page.locator("#retry-btn").isDisabled(), "buttons disabled once terminal");
+  check(await page.locator("#retry-btn, #abort-btn, #pause-btn, #resume-btn, .resolve-btn").count() === 0,
+    "no action offered once terminal");
   check((await flight.innerText()).includes("COMPENSATED"), "flight branch compensated");
   await page.screenshot({ path: path.join(artifactDir, "detail-finished.png"), fullPage: true });
+
+  // A 2PC stuck COMMITTING (its commit URL answers 404): resolve COMMITTED, no abort.
+  const branch2pc = (name) => ({ name, prepare: purl(name, "prepare"), commit: purl(name, "commit"), abort: purl(name, "abort") });
+  check((await api("POST", "/v1/2pc", { gtid: "pay-stuck-1" })).status === 201, "2PC begun");
+  check((await api("POST", "/v1/2pc/pay-stuck-1/branches", branch2pc("ledger"))).status === 201, "2PC branch enlisted");
+  check((await api("POST", "/v1/2pc/pay-stuck-1/commit", {})).body.state === "COMMITTING", "2PC decided COMMITTING");
+  await page.goto(base + "/#/txn/pay-stuck-1");
+  const ledger = page.locator('#branches tr[data-branch="ledger"]');
+  await ledger.locator('.resolve-btn[data-outcome="COMMITTED"]').waitFor({ timeout: 10000 });
+  check(true, "committing 2PC branch: resolve COMMITTED offered");
+  check(await page.locator("#abort-btn").count() === 0, "committing 2PC: no force abort (decision durable)");
+  check(await page.locator("#retry-btn").count() === 1, "committing 2PC: retry offered");
+  await page.screenshot({ path: path.join(artifactDir, "detail-committing.png"), fullPage: true });
+
+  // A refused action shows the server's message: the page still offers abort
+  // of an ACTIVE 2PC that was committed meanwhile (live refresh off).
+  check((await api("POST", "/v1/2pc", { gtid: "pay-race-1" })).status === 201, "second 2PC begun");
+  await page.goto(base + "/#/txn/pay-race-1");
+  await page.locator("#abort-btn").waitFor({ timeout: 10000 });
+  check(true, "active 2PC: force abort offered");
+  await page.uncheck("#live");
+  check((await api("POST", "/v1/2pc/pay-race-1/commit", {})).body.state === "COMMITTED", "committed behind the page's back");
+  await page.click("#abort-btn");
+  await page.locator("#confirm[open]").waitFor();
+  await page.fill("#reason-text", "customer cancelled");
+  await page.click("#confirm-ok");
+  await page.locator("#action-status").getByText(/✖ conflict: .*COMMITTED/).waitFor({ timeout: 10000 });
+  check(true, "refused abort shows the server's message: " + await page.locator("#action-status").innerText());
+  await page.screenshot({ path: path.join(artifactDir, "refused.png"), fullPage: true });
+  await page.check("#live");
+
+  // Pause and resume (with a reason) on the stuck 2PC.
+  await page.goto(base + "/#/txn/pay-stuck-1");
+  await page.locator("#pause-btn").waitFor({ timeout: 10000 });
+  await page.click("#pause-btn");
+  await page.locator("#confirm[open]").waitFor();
+  await page.fill("#reason-text", "ledger maintenance");
+  await page.click("#confirm-ok");
+  await page.locator("#resume-btn").waitFor({ timeout: 10000 });
+  check(await page.locator('[data-paused="true"]').count() >= 1, "paused transaction shows the paused flag");
+  check(await page.locator("#pause-btn").count() === 0, "paused: no pause button");
+  await page.click("#resume-btn");
+  await page.locator("#confirm[open]").waitFor();
+  await page.click("#confirm-ok");
+  await page.locator("#pause-btn").waitFor({ timeout: 10000 });
+  check(true, "resumed: pause offered again");
   check(pageErrors.length === 0, "no JavaScript errors on the page: " + pageErrors.join("; "));
 } catch (e) {
   exitCode = 1;

@@ -1,8 +1,12 @@
 // Treaty dashboard: a small single-page app over the coordinator's REST API.
 // Routes (location.hash): #/ overview, #/transactions?filters, #/txn/<gtid>.
 // Data: /v1/stats, /v1/cluster, /v1/transactions, /v1/transactions/{gtid},
-// POST .../retry and .../abort. Every value is put in the page as text
-// (textContent), never as HTML.
+// POST .../retry, .../abort, .../pause, .../resume and
+// .../branches/{branch}/resolve. Only the actions that apply to the
+// transaction's kind, state and paused flag are offered (actionsFor,
+// resolveOutcomeFor: the rules of docs/operations.md "Operator actions");
+// a refusal shows the server's message. Every value is put in the page as
+// text (textContent), never as HTML.
 "use strict";
 
 const REFRESH_MS = 2000;
@@ -45,6 +49,37 @@ function badge(state) {
 function attentionBadge(on) {
   return on ? h("span", { class: "badge s-warn", "data-attention": "true" }, "⚠ needs attention") : "";
 }
+
+function pausedBadge(on) {
+  return on ? h("span", { class: "badge s-none", "data-paused": "true" }, "⏸ paused") : "";
+}
+
+// The operator actions that apply to transaction `t` (docs/operations.md).
+function actionsFor(t) {
+  if (TERMINAL.has(t.state)) return [];
+  const out = ["retry"];
+  const abortable = t.kind === "saga" ? t.state === "RUNNING" : (t.state === "ACTIVE" || t.state === "PREPARING");
+  if (abortable) out.push("abort");
+  out.push(t.paused ? "resume" : "pause");
+  return out;
+}
+
+// The outcome an operator may record for branch `b` of transaction `t`, or null.
+function resolveOutcomeFor(t, b) {
+  if (t.kind === "saga") return t.state === "COMPENSATING" && b.state === "COMPENSATING" ? "COMPENSATED" : null;
+  if (t.state === "COMMITTING") return b.state === "COMMITTING" ? "COMMITTED" : null;
+  if (t.state === "ABORTING") {
+    return ["ABORTING", "ENLISTED", "PREPARING", "PREPARED"].includes(b.state) ? "ABORTED" : null;
+  }
+  return null;
+}
+
+const ACTION_TEXT = {
+  retry: ["↻ Retry now", "primary", "Retry now?", (g) => "Run every pending retry of " + g + " now, without waiting for its backoff?"],
+  abort: ["✖ Force abort", "danger", "Force abort?", (g) => "Abort " + g + "? A saga compensates every attempted step; this cannot be undone."],
+  pause: ["⏸ Pause", "", "Pause?", (g) => "Send no participant call of " + g + " until it is resumed? Calls in flight finish."],
+  resume: ["▶ Resume", "primary", "Resume?", (g) => "Send the paused calls of " + g + " again?"],
+};
 
 function fmtTime(ms) {
   if (!ms) return "—";
@@ -94,12 +129,33 @@ function markUpdated() {
   document.getElementById("updated").textContent = "updated " + new Date().toLocaleTimeString(undefined, { hour12: false });
 }
 
-function confirmAction(title, text) {
+// Asks to confirm; resolves to null (cancelled) or the reason typed (""
+// when none). With `needReason` the dialog will not confirm without one.
+function confirmAction(title, text, needReason) {
   const dlg = document.getElementById("confirm");
+  const reason = document.getElementById("reason-text");
+  const error = document.getElementById("reason-error");
   document.getElementById("confirm-title").textContent = title;
   document.getElementById("confirm-text").textContent = text;
+  document.getElementById("reason-need").textContent = needReason ? "(required: what did you do?)" : "(optional)";
+  reason.value = "";
+  error.hidden = true;
+  const ok = document.getElementById("confirm-ok");
+  const check = (e) => {
+    if (needReason && reason.value.trim() === "") {
+      e.preventDefault();
+      error.textContent = "A reason is required.";
+      error.hidden = false;
+      reason.focus();
+    }
+  };
+  ok.addEventListener("click", check);
   return new Promise((resolve) => {
-    dlg.addEventListener("close", () => resolve(dlg.returnValue === "ok"), { once: true });
+    dlg.addEventListener("close", () => {
+      ok.removeEventListener("click", check);
+      resolve(dlg.returnValue === "ok" ? reason.value.trim() : null);
+    }, { once: true });
+    dlg.returnValue = "";
     dlg.showModal();
   });
 }
@@ -189,15 +245,19 @@ function txnTable(items) {
   const now = Date.now();
   return h("table", { class: "txns" },
     h("thead", {}, h("tr", {}, h("th", {}, "GTID"), h("th", {}, "Kind"), h("th", {}, "State"),
-      h("th", { class: "num" }, "Attempts"), h("th", { class: "num" }, "Age"), h("th", {}, "Updated"), h("th", {}, "Owner"))),
+      h("th", { class: "num" }, "Attempts"), h("th", { class: "num" }, "Age"), h("th", {}, "Updated"), h("th", {}, "Owner"),
+      h("th", {}, "Last error"))),
     h("tbody", {}, items.map((t) => h("tr", { class: t.needs_attention ? "attention" : "", "data-gtid": t.gtid },
       h("td", { class: "gtid" }, h("a", { href: "#/txn/" + encodeURIComponent(t.gtid) }, t.gtid)),
       h("td", {}, t.kind),
-      h("td", {}, badge(t.state), " ", attentionBadge(t.needs_attention)),
+      h("td", {}, badge(t.state), " ", attentionBadge(t.needs_attention), " ", pausedBadge(t.paused)),
       h("td", { class: "num" }, t.attempts),
       h("td", { class: "num" }, fmtAge(now - t.created_at_ms)),
       h("td", {}, fmtTime(t.updated_at_ms)),
-      h("td", { class: "muted" }, t.owner || "—")))));
+      h("td", { class: "muted" }, t.owner || "—"),
+      h("td", { class: "lasterr" }, t.last_error
+        ? h("span", { class: "err", title: t.last_error }, t.last_error.length > 80 ? t.last_error.slice(0, 80) + "…" : t.last_error)
+        : "—")))));
 }
 
 // ---------- transactions list ----------
@@ -205,7 +265,7 @@ function txnTable(items) {
 // cursors of earlier pages (comma separated) for the Previous button.
 async function renderList(view, params, seq) {
   const q = new URLSearchParams();
-  for (const k of ["state", "kind", "needs_attention", "gtid_prefix", "cursor"]) {
+  for (const k of ["state", "kind", "needs_attention", "paused", "gtid_prefix", "cursor"]) {
     if (params.get(k)) q.set(k, params.get(k));
   }
   const ageS = params.get("min_age_s");
@@ -257,6 +317,7 @@ function filterForm(params) {
     sel("state", "State", states.map((s) => [s, s || "any"])),
     sel("kind", "Kind", [["", "any"], ["saga", "saga"], ["2pc", "2pc"]]),
     sel("needs_attention", "Needs attention", [["", "any"], ["true", "⚠ yes"], ["false", "no"]]),
+    sel("paused", "Paused", [["", "any"], ["true", "⏸ yes"], ["false", "no"]]),
     h("label", {}, "Older than (s)", h("input", { name: "min_age_s", type: "number", min: "0", size: "6", value: params.get("min_age_s") || "" })),
     h("label", {}, "GTID prefix", h("input", { name: "gtid_prefix", type: "search", value: params.get("gtid_prefix") || "" })),
     sel("limit", "Page size", [["50", "50"], ["100", "100"], ["500", "500"], ["1000", "1000"]]),
@@ -272,47 +333,70 @@ async function renderDetail(view, gtid, seq) {
   const terminal = TERMINAL.has(t.state);
   const status = h("span", { class: "toast", id: "action-status", "aria-live": "polite" },
     view.querySelector("#action-status") ? view.querySelector("#action-status").textContent : "");
+  const say = (text) => { document.getElementById("action-status").textContent = text; };
+  const gpath = "/v1/transactions/" + encodeURIComponent(gtid);
   const act = async (kind) => {
-    const isAbort = kind === "abort";
-    const ok = await confirmAction(isAbort ? "Force abort?" : "Retry now?",
-      isAbort ? "Abort " + gtid + "? A saga compensates every attempted step; this cannot be undone."
-              : "Run every pending retry of " + gtid + " now, without waiting for its backoff?");
-    if (!ok) return;
+    const [label, , title, text] = ACTION_TEXT[kind];
+    const reason = await confirmAction(title, text(gtid), false);
+    if (reason === null) return;
     try {
-      const r = await api("POST", "/v1/transactions/" + encodeURIComponent(gtid) + "/" + (isAbort ? "abort" : "retry"));
-      document.getElementById("action-status").textContent = (isAbort ? "Abort" : "Retry") + " requested: now " + r.state;
+      const r = await api("POST", gpath + "/" + kind, reason ? { reason } : {});
+      say(label.slice(2) + " done: now " + r.state + (r.paused ? " (paused)" : ""));
     } catch (e) {
-      document.getElementById("action-status").textContent = "✖ " + e.message;
+      say("✖ " + e.message);
     }
     refresh();
   };
+  const resolve = async (branch, outcome) => {
+    const reason = await confirmAction("Mark branch '" + branch + "' " + outcome + "?",
+      "Record that you " + (outcome === "COMPENSATED" ? "undid" : outcome === "COMMITTED" ? "committed" : "aborted") +
+      " branch '" + branch + "' of " + gtid + " by hand. The coordinator will not call it again for this, and the transaction continues.", true);
+    if (reason === null) return;
+    try {
+      const r = await api("POST", gpath + "/branches/" + encodeURIComponent(branch) + "/resolve", { outcome, reason });
+      say("Branch " + branch + " marked " + outcome + ": now " + r.state);
+    } catch (e) {
+      say("✖ " + e.message);
+    }
+    refresh();
+  };
+  const buttons = actionsFor(t).map((kind) => {
+    const [label, cls] = ACTION_TEXT[kind];
+    return h("button", { id: kind + "-btn", class: cls || undefined, onclick: () => act(kind) }, label);
+  });
+  const anyResolvable = (t.branches || []).some((b) => resolveOutcomeFor(t, b));
   const spec = t.spec || {};
   view.replaceChildren(
     h("p", {}, h("a", { href: "#/transactions" }, "← Transactions")),
     h("h1", {}, t.kind + " ", h("span", { class: "gtid", id: "detail-gtid" }, t.gtid)),
     h("div", { class: "actions" }, h("span", { id: "detail-state" }, badge(t.state)), attentionBadge(t.needs_attention),
-      h("button", { id: "retry-btn", class: "primary", disabled: terminal, onclick: () => act("retry") }, "↻ Retry now"),
-      h("button", { id: "abort-btn", class: "danger", disabled: terminal, onclick: () => act("abort") }, "✖ Force abort"),
-      status),
+      pausedBadge(t.paused), buttons, status),
     h("section", { class: "card" }, h("dl", { class: "kv" },
       h("dt", {}, "Owner"), h("dd", {}, t.owner || "— (unowned)"),
       h("dt", {}, "Created"), h("dd", {}, fmtTime(t.created_at_ms)),
       h("dt", {}, "Updated"), h("dd", {}, fmtTime(t.updated_at_ms)),
       h("dt", {}, "Deadline"), h("dd", {}, fmtTime(t.deadline_ms)),
       h("dt", {}, "Next attempt"), h("dd", {}, terminal ? "—" : fmtUntil(t.next_attempt_at_ms)),
-      h("dt", {}, "Attempts"), h("dd", {}, t.attempts))),
+      h("dt", {}, "Attempts"), h("dd", {}, t.attempts),
+      h("dt", {}, "Last error"), h("dd", { id: "detail-last-error" }, t.last_error ? h("span", { class: "err" }, t.last_error) : "—"))),
     h("h2", {}, "Branches"),
     h("table", { id: "branches" }, h("thead", {}, h("tr", {}, h("th", {}, "#"), h("th", {}, "Name"), h("th", {}, "State"),
-      h("th", { class: "num" }, "Attempts"), h("th", {}, "Last error"), h("th", {}, "Next retry"), h("th", {}, "Payload"))),
+      h("th", { class: "num" }, "Attempts"), h("th", {}, "Last error"), h("th", {}, "Next retry"), h("th", {}, "Payload"),
+      anyResolvable ? h("th", {}, "Resolve by hand") : null)),
     h("tbody", {}, (t.branches || []).map((b) => h("tr", { "data-branch": b.name },
       h("td", {}, b.idx), h("td", {}, b.name), h("td", {}, badge(b.state)),
       h("td", { class: "num" }, b.attempts),
       h("td", {}, b.last_error ? h("span", { class: "err" }, b.last_error) : "—"),
       h("td", {}, b.next_attempt_at_ms ? fmtUntil(b.next_attempt_at_ms) : "—"),
-      h("td", {}, h("details", {}, h("summary", {}, "show"), h("pre", {}, JSON.stringify(b.spec, null, 2)))))))),
+      h("td", {}, h("details", {}, h("summary", {}, "show"), h("pre", {}, JSON.stringify(b.spec, null, 2)))),
+      anyResolvable ? h("td", {}, resolveOutcomeFor(t, b)
+        ? h("button", { class: "resolve-btn", "data-outcome": resolveOutcomeFor(t, b),
+            onclick: () => resolve(b.name, resolveOutcomeFor(t, b)) }, "✎ Mark " + resolveOutcomeFor(t, b).toLowerCase() + "…")
+        : "") : null)))),
     h("h2", {}, "History"),
     h("ol", { class: "timeline", id: "history" }, (t.history || []).map((e) => h("li", {},
-      h("time", {}, fmtTime(e.at_ms)), e.branch ? h("strong", {}, e.branch + " ") : "", h("span", {}, e.type + ": "),
+      h("time", {}, fmtTime(e.at_ms)), e.branch ? h("strong", {}, e.branch + " ") : "",
+      h("span", { class: "etype" }, e.type + (e.count > 1 ? " ×" + e.count + " (" + fmtTime(e.first_at_ms) + " .. " + fmtTime(e.at_ms) + ")" : "") + ": "),
       h("span", {}, e.detail)))),
     h("h2", {}, "Submission (with payloads)"),
     h("pre", { id: "spec" }, JSON.stringify(spec, null, 2)));
