@@ -147,6 +147,7 @@ FetchReply Invoke(rpc::CoordinatorServiceClient& c, const std::string& method,
       b.commit = body["commit"].get<std::string>();
       b.abort = body["abort"].get<std::string>();
       b.__set_payload(PayloadText(body));
+      if (body.contains("one_phase")) b.__set_one_phase(body["one_phase"].get<bool>());
       c.registerBranch(status, gtid, b);
       return Answer(200, StatusJson(status));
     }

@@ -5,15 +5,16 @@
 
 #include <gtest/gtest.h>
 
+#include <unistd.h>
 #include <atomic>
 #include <filesystem>
 #include <map>
 #include <mutex>
-#include <unistd.h>
 
 #include "sdk/sdk_test_env.h"
 #include "treaty/client.h"
 #include "treaty/participant_server.h"
+#include "treaty/pg_resource_manager.h"
 
 namespace treaty::testing {
 namespace {
@@ -56,12 +57,31 @@ class ClientTest : public ::testing::Test {
       };
     };
     participant_->AddResourceManager("rm", vote_by_payload, record('c'), record('a'));
+    // A debit on real PostgreSQL prepared transactions (payload: the amount).
+    bank_ = FreshDatabase("client_bank");
+    ASSERT_FALSE(bank_.empty());
+    ExecSql(bank_,
+            "CREATE TABLE account(id int PRIMARY KEY, balance bigint NOT NULL);"
+            "INSERT INTO account VALUES (1, 100)");
+    auto debit = sdk::PgResourceManager::Open(
+        {.pg_uri = bank_, .coordinators = {servers_[0]->url(), servers_[1]->url()}},
+        [](sdk::SqlTx& tx, const sdk::CallContext& ctx) -> sdk::Result<sdk::Vote> {
+          auto r = tx.Exec("UPDATE account SET balance = balance - $1::bigint WHERE id = 1",
+                           {ctx.payload});
+          if (!r.ok()) return r.status();
+          return sdk::Vote::kYes;
+        });
+    ASSERT_TRUE(debit.ok()) << debit.status().ToString();
+    debit_ = *debit;
+    participant_->AddResourceManager("debit", debit_);
     auto s = participant_->Start();
     ASSERT_TRUE(s.ok()) << s.ToString();
   }
 
   void TearDown() override {
     participant_.reset();
+    debit_.reset();
+    if (!bank_.empty()) RollbackAllPrepared(bank_);
     servers_.clear();
     std::error_code ec;
     std::filesystem::remove_all(dir_, ec);
@@ -90,11 +110,12 @@ class ClientTest : public ::testing::Test {
     return ops_[key];
   }
 
-  std::string dir_, store_;
+  std::string dir_, store_, bank_;
   std::vector<std::unique_ptr<CoordinatorProcess>> servers_;
+  std::shared_ptr<sdk::PgResourceManager> debit_;
   std::unique_ptr<sdk::ParticipantServer> participant_;
   std::mutex mu_;
-  std::map<std::string, int> actions_;       // guarded by mu_
+  std::map<std::string, int> actions_;      // guarded by mu_
   std::map<std::string, std::string> ops_;  // guarded by mu_
 };
 
@@ -128,9 +149,7 @@ TEST_F(ClientTest, SpreadsRequestsAndFailsOverWhenACoordinatorDies) {
 }
 
 TEST_F(ClientTest, AllCoordinatorsDownIsUnavailable) {
-  sdk::Client client({.coordinators = {"http://127.0.0.1:1"},
-                      .max_attempts = 2,
-                      .backoff_ms = 10});
+  sdk::Client client({.coordinators = {"http://127.0.0.1:1"}, .max_attempts = 2, .backoff_ms = 10});
   auto r = client.SubmitSaga(Saga());
   EXPECT_EQ(r.status().code(), sdk::StatusCode::kUnavailable) << r.status().ToString();
 }
@@ -188,6 +207,45 @@ TEST_F(ClientTest, TwoPhaseCommitThroughResourceManagers) {
   auto a = client.Abort("tx-abort");
   ASSERT_TRUE(a.ok()) << a.status().ToString();
   EXPECT_EQ(client.WaitForOutcome("tx-abort", 20000)->state, "ABORTED");
+}
+
+// Issue 12: one branch, a participant on PostgreSQL prepared transactions.
+// It used to be committed in one phase by default: a bare commit, which the
+// resource manager answered "already committed", and COMMITTED without the
+// debit. Now it is prepared, then committed; declared one-phase at
+// enlistment, it gets one flagged commit that does the work. Both debit.
+TEST_F(ClientTest, SingleBranchTwoPhaseCommitAppliesTheWorkInBothModes) {
+  sdk::Client client({.coordinators = {servers_[0]->url(), servers_[1]->url()}});
+  auto debit = [&](const std::string& gtid, bool one_phase) {
+    ASSERT_TRUE(client.Begin(gtid, 20000).ok());
+    sdk::BranchSpec b{.name = "debit",
+                      .prepare = participant_->Url("debit", "prepare"),
+                      .commit = participant_->Url("debit", "commit"),
+                      .abort = participant_->Url("debit", "abort"),
+                      .payload = "10",
+                      .one_phase = one_phase};
+    auto s = client.Enlist(gtid, b);
+    ASSERT_TRUE(s.ok()) << s.ToString();
+    auto c = client.Commit(gtid);
+    ASSERT_TRUE(c.ok()) << c.status().ToString();
+    auto done = client.WaitForOutcome(gtid, 20000);
+    ASSERT_TRUE(done.ok()) << done.status().ToString();
+    EXPECT_EQ(done->state, "COMMITTED") << gtid;
+  };
+  auto barrier_reason = [&](const std::string& gtid) {
+    // 1: written by a prepare; 2: by a one-phase commit.
+    return QueryInt(bank_,
+                    "SELECT CASE reason WHEN 'prepare' THEN 1 WHEN 'commit' THEN 2 ELSE 0 END "
+                    "FROM treaty_barrier WHERE gtid = '" +
+                        gtid + "' AND op = 'prepare'");
+  };
+  debit("single-2pc", false);
+  EXPECT_EQ(QueryInt(bank_, "SELECT balance FROM account WHERE id = 1"), 90);
+  EXPECT_EQ(barrier_reason("single-2pc"), 1);  // prepared, then committed
+  debit("single-1pc", true);
+  EXPECT_EQ(QueryInt(bank_, "SELECT balance FROM account WHERE id = 1"), 80);
+  EXPECT_EQ(barrier_reason("single-1pc"), 2);  // one flagged commit
+  EXPECT_EQ(QueryInt(bank_, "SELECT count(*) FROM pg_prepared_xacts"), 0);
 }
 
 }  // namespace

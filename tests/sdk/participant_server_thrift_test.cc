@@ -49,8 +49,16 @@ class ParticipantServerThriftTest : public ::testing::Test {
       if (ctx.payload == "\"refuse\"") return sdk::Status::BusinessFailure("insufficient funds");
       return sdk::Vote::kYes;
     };
+    // Commit: "refuse-commit" is a business failure, "invalid-commit" an
+    // InvalidArgument (both final refusals of a one-phase commit).
+    auto commit = [this](const sdk::CallContext& ctx) -> sdk::Status {
+      Note(ctx, 'c');
+      if (ctx.payload == "\"refuse-commit\"") return sdk::Status::BusinessFailure("no funds");
+      if (ctx.payload == "\"invalid-commit\"") return sdk::Status::InvalidArgument("bad amount");
+      return sdk::Status::Ok();
+    };
     for (const char* name : {"debit", "credit"}) {
-      participant_->AddResourceManager(name, vote, Record('c'), Record('a'));
+      participant_->AddResourceManager(name, vote, commit, Record('a'));
     }
     auto s = participant_->Start();
     ASSERT_TRUE(s.ok()) << s.ToString();
@@ -67,9 +75,11 @@ class ParticipantServerThriftTest : public ::testing::Test {
     std::filesystem::remove_all(dir_, ec);
   }
 
+  // Records op `c` of the branch; a one-phase commit records "c1".
   void Note(const sdk::CallContext& ctx, char c) {
     std::lock_guard<std::mutex> l(mu_);
     ops_[ctx.gtid + "/" + ctx.branch] += c;
+    if (ctx.one_phase) ops_[ctx.gtid + "/" + ctx.branch] += '1';
   }
 
   sdk::StepHandler Record(char c, bool by_payload = false) {
@@ -183,12 +193,37 @@ TEST_F(ParticipantServerThriftTest, TwoPhaseCommitsAndANoVoteAborts) {
     EXPECT_NE(Ops(gtid, "debit").find('a'), std::string::npos) << gtid;
   }
 
-  // One branch: one-phase commit, a single commit call without prepare.
+  // One branch: prepared, then committed (one-phase is not the default).
   ASSERT_TRUE(client_->Begin("tx-one", 15000).ok());
   ASSERT_TRUE(client_->Enlist("tx-one", Branch("debit", "\"yes\"")).ok());
   ASSERT_TRUE(client_->Commit("tx-one").ok());
   EXPECT_EQ(client_->WaitForOutcome("tx-one", 15000)->state, "COMMITTED");
-  EXPECT_EQ(Ops("tx-one", "debit"), "c");
+  EXPECT_EQ(Ops("tx-one", "debit"), "pc");
+
+  // One branch that declared one-phase support: a single commit call over
+  // Thrift, flagged (ParticipantCall.one_phase reaches CallContext).
+  ASSERT_TRUE(client_->Begin("tx-one-phase", 15000).ok());
+  sdk::BranchSpec one = Branch("debit", "\"yes\"");
+  one.one_phase = true;
+  ASSERT_TRUE(client_->Enlist("tx-one-phase", one).ok());
+  ASSERT_TRUE(client_->Commit("tx-one-phase").ok());
+  EXPECT_EQ(client_->WaitForOutcome("tx-one-phase", 15000)->state, "COMMITTED");
+  EXPECT_EQ(Ops("tx-one-phase", "debit"), "c1");
+
+  // A one-phase commit refused (BusinessFailure, FAILED) aborts the
+  // transaction; an InvalidArgument from a handler is a refusal as well
+  // (FAILED), not a RETRY answered forever.
+  for (const char* refusal : {"\"refuse-commit\"", "\"invalid-commit\""}) {
+    const std::string gtid =
+        std::string("tx-one-phase-") + (refusal[1] == 'r' ? "refused" : "invalid");
+    ASSERT_TRUE(client_->Begin(gtid, 15000).ok());
+    sdk::BranchSpec b = Branch("credit", refusal);
+    b.one_phase = true;
+    ASSERT_TRUE(client_->Enlist(gtid, b).ok());
+    ASSERT_TRUE(client_->Commit(gtid).ok());
+    EXPECT_EQ(client_->WaitForOutcome(gtid, 15000)->state, "ABORTED") << gtid;
+    EXPECT_EQ(Ops(gtid, "credit"), "c1") << gtid;  // once: not retried
+  }
 }
 
 // The Client over Thrift (CoordinatorService), with a dead coordinator first
@@ -238,6 +273,15 @@ TEST_F(ParticipantServerThriftTest, ClientOverThriftSubmitsAndReadsBack) {
   ASSERT_TRUE(client.Enlist("thrift-tx-abort", Branch("debit", "\"yes\"")).ok());
   ASSERT_TRUE(client.Abort("thrift-tx-abort").ok());
   EXPECT_EQ(client.WaitForOutcome("thrift-tx-abort", 15000)->state, "ABORTED");
+
+  // One-phase declared over Thrift (Branch2pc.one_phase): one flagged commit.
+  ASSERT_TRUE(client.Begin("thrift-tx-one-phase", 15000).ok());
+  sdk::BranchSpec one = Branch("debit", "\"yes\"");
+  one.one_phase = true;
+  ASSERT_TRUE(client.Enlist("thrift-tx-one-phase", one).ok());
+  ASSERT_TRUE(client.Commit("thrift-tx-one-phase").ok());
+  EXPECT_EQ(client.WaitForOutcome("thrift-tx-one-phase", 15000)->state, "COMMITTED");
+  EXPECT_EQ(Ops("thrift-tx-one-phase", "debit"), "c1");
 
   sdk::Client dead({.coordinators = {"thrift://127.0.0.1:1"}, .max_attempts = 2, .backoff_ms = 10});
   EXPECT_EQ(dead.Get("thrift-tx").status().code(), sdk::StatusCode::kUnavailable);

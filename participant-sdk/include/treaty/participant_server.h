@@ -15,11 +15,25 @@
 //
 // Outcome mapping (handlers are never trusted to speak HTTP):
 //   OK                          -> 200 (prepare: {"vote":"yes"} or {"vote":"readonly"})
-//   Status::BusinessFailure     -> 409, never retried (prepare: vote NO)
+//   Status::BusinessFailure, InvalidArgument, Conflict
+//                               -> 409, a final refusal (prepare: vote NO; an
+//                                  action is compensated, a one-phase commit
+//                                  aborts; a two-phase commit or an abort is
+//                                  retried by the coordinator, which flags it)
 //   Vote::kNo                   -> 409 {"vote":"no"}
 //   any other Status, or an exception thrown by a handler
 //                               -> 500, transient: the coordinator retries
 //   unknown name / op           -> 404; a request breaking the input rules -> 400
+// Error bodies are {"error":{"code":ErrorCodeName(code),"message":...}}, the
+// coordinator's spelling ("business_failure", "invalid_argument", ...).
+//
+// One-phase commit: a commit with the body's "one_phase": true or the header
+// Treaty-One-Phase: true (Thrift: ParticipantCall.one_phase) reaches
+// ResourceManager::Commit with ctx.one_phase set; the commit must then do
+// the branch's whole work, or refuse (BusinessFailure: 409 / FAILED, the
+// transaction aborts). The coordinator sends it only to a branch enlisted
+// with one_phase (Client BranchSpec::one_phase). "one_phase" must be a
+// boolean, agree with the header, and be true only on a commit (else 400).
 //
 // Input rules (docs/input-rules.md; the coordinator's, from the same code):
 // every request is untrusted and none reaches a handler unless
@@ -31,7 +45,7 @@
 //     not "." or "..". gtid and op are required; branch defaults to the
 //     URL's name. When body and header both carry one, they must agree;
 //   - an Idempotency-Key header, if present, is "{gtid}/{branch}/{op}";
-// else 400 {"error":{"code":"InvalidArgument","message":...}} naming the
+// else 400 {"error":{"code":"invalid_argument","message":...}} naming the
 // field, never echoing its bytes. A traceparent that is not lower-case hex
 // and dashes is dropped. The server answers every request (or closes the
 // connection) and keeps serving; a handler that throws gets a 500 and one
@@ -43,10 +57,10 @@
 // (idl/participant.thrift; framed transport, binary protocol) on
 // thrift_url() = "thrift://HOST:PORT", the same handlers found by the call's
 // branch name. Same mapping: OK -> OK (prepare: vote YES or READONLY);
-// BusinessFailure or Vote::kNo -> FAILED (prepare: vote NO); any other
-// Status, a thrown exception or an unknown branch / op -> RETRY with the
-// reason as message. The call's one_phase flag is not passed on: a
-// one-phase commit reaches ResourceManager::Commit, as over HTTP.
+// BusinessFailure, InvalidArgument, Conflict or Vote::kNo -> FAILED
+// (prepare: vote NO); any other Status, a thrown exception or an unknown
+// branch / op -> RETRY with the reason as message. The call's one_phase
+// flag becomes ctx.one_phase, as over HTTP.
 //
 // Threads: HTTP I/O runs on `io_threads`; handlers run on a pool of
 // `handler_threads` (Thrift: one event-loop thread and its own pool of
@@ -74,6 +88,10 @@ const char* VoteName(Vote vote);  // "yes", "no", "readonly"
 
 // A 2PC (or TCC) branch's resource manager. Implementations must be
 // thread-safe and idempotent (Commit/Abort are retried until they succeed).
+// Commit must not answer OK unless the branch's work is committed: after a
+// prepare, or, with ctx.one_phase, by doing the work itself now. A commit
+// for a branch never prepared (and not one-phase) is a protocol violation:
+// answer Conflict (409), which the coordinator never takes as committed.
 class ResourceManager {
  public:
   virtual ~ResourceManager() = default;
