@@ -17,21 +17,80 @@ bool TxnDriver::call_in_flight(int i) const {
   return static_cast<size_t>(i) < calls_.size() && calls_[i].in_flight;
 }
 
+std::optional<BranchOp> TxnDriver::op_in_flight(int i) const {
+  if (!call_in_flight(i)) return std::nullopt;
+  return calls_[i].in_flight_op;
+}
+
 bool TxnDriver::retry_scheduled(int i) const {
   return static_cast<size_t>(i) < calls_.size() && calls_[i].timer != nullptr;
 }
 
+bool TxnDriver::call_held(int i) const {
+  return static_cast<size_t>(i) < calls_.size() && calls_[i].held;
+}
+
 void TxnDriver::LaunchCall(int i, BranchOp op) {
-  Call(i).in_flight = true;
+  BranchCall& c = Call(i);
+  if (paused_) {
+    if (!c.held) {
+      spdlog::debug("gtid={} {} of {} held: paused", gtid(), ToString(op), BranchName(i));
+    }
+    c.held = true;
+    c.op = op;
+    return;
+  }
+  c.held = false;
+  c.in_flight = true;
+  c.in_flight_op = op;
+  const uint64_t generation = c.generation;
   ParticipantRequest req = CallRequest(i, op);
   req.op = ToString(op);
   CallWhenDurable(
       std::move(req),
-      [this, i, op](const ParticipantResponse& r) {
-        Call(i).in_flight = false;
+      [this, i, op, generation](const ParticipantResponse& r) {
+        BranchCall& call = Call(i);
+        if (call.generation != generation) {
+          // Resolved by an operator meanwhile (DiscardCall): not this call's to decide.
+          Event(BranchName(i), "call",
+                std::string(ToString(op)) + " " + DescribeResponse(r) +
+                    " (ignored: the branch was resolved by an operator)");
+          return;
+        }
+        call.in_flight = false;
         OnCallResult(i, op, r);
       },
-      [this, op] { return SendStillWanted(op); });
+      [this, i, op, generation] {
+        return Call(i).generation == generation && SendStillWanted(op);
+      });
+}
+
+bool TxnDriver::SendAttempt(int i, BranchOp op) {
+  if (paused_) {
+    LaunchCall(i, op);  // held; the log keeps it as planned
+    return false;
+  }
+  RecordAttemptSent(BranchName(i), AttemptOfCall(i, op));
+  LaunchCall(i, op);
+  return true;
+}
+
+void TxnDriver::ReleaseHeldCalls() {
+  for (size_t n = 0; n < calls_.size(); ++n) {
+    const int i = static_cast<int>(n);
+    if (!calls_[n].held) continue;
+    calls_[n].held = false;
+    const BranchOp op = calls_[n].op;
+    if (call_in_flight(i) || retry_scheduled(i) || !RetryStillDue(i, op)) continue;
+    SendAttempt(i, op);
+  }
+}
+
+void TxnDriver::DiscardCall(int i) {
+  CancelRetry(i);
+  BranchCall& c = Call(i);
+  ++c.generation;
+  c.in_flight = false;
 }
 
 void TxnDriver::ScheduleRetry(int i, BranchOp op, int64_t delay_ms) {
@@ -40,10 +99,7 @@ void TxnDriver::ScheduleRetry(int i, BranchOp op, int64_t delay_ms) {
     BranchCall& c = Call(i);
     if (!c.timer) return;  // cancelled
     c.timer.reset();
-    if (RetryStillDue(i, op)) {
-      RecordAttemptSent(BranchName(i), AttemptOfCall(i, op));
-      LaunchCall(i, op);
-    }
+    if (RetryStillDue(i, op)) SendAttempt(i, op);
     Pump();
   });
 }
@@ -53,6 +109,7 @@ void TxnDriver::CancelRetry(int i) {
   BranchCall& c = calls_[i];
   if (c.timer) c.timer->Cancel();
   c.timer.reset();
+  c.held = false;
 }
 
 void TxnDriver::CancelRetries() {
@@ -68,9 +125,7 @@ int TxnDriver::RetryScheduledNow() {
     CancelRetry(i);
     OnOperatorRetry(i);
     if (!RetryStillDue(i, op)) continue;
-    RecordAttemptSent(BranchName(i), AttemptOfCall(i, op));
-    LaunchCall(i, op);
-    ++fired;
+    if (SendAttempt(i, op)) ++fired;
   }
   return fired;
 }

@@ -71,6 +71,7 @@ Result<std::shared_ptr<Saga>> Saga::Restore(EngineContext* ctx, const TxnDetail&
   saga->spec_json_ = detail.txn.spec;
   saga->deadline_ms_ = detail.txn.deadline_ms;
   saga->needs_attention_ = detail.txn.needs_attention;
+  saga->paused_ = detail.txn.paused;  // its calls stay held until Resume
   for (const auto& b : detail.branches) {
     for (auto& s : saga->steps_) {
       if (s.spec.name != b.name) continue;
@@ -155,6 +156,7 @@ void Saga::PumpForward() {
     Step& s = steps_[n];
     if (call_in_flight(i) || retry_scheduled(i)) continue;
     if (s.state == BranchState::kPending) {
+      if (paused()) continue;  // no step starts while paused (Resume pumps again)
       bool ready = true;
       for (int d : s.deps) ready = ready && steps_[d].state == BranchState::kSucceeded;
       if (!ready) continue;
@@ -312,24 +314,64 @@ void Saga::OnCompensateResult(int i, const ParticipantResponse& r) {
   ScheduleRetry(i, BranchOp::kCompensate, delay);
 }
 
-Status Saga::RetryNow() {
-  if (finished()) {
-    return Status::Conflict("saga " + gtid() + " is already " + state_name());
+Status Saga::RetryNow(const OperatorRequest& who) {
+  if (finished() || IsTerminal(state())) {
+    return Status::Conflict("saga " + gtid() + " is already " + state_name() +
+                            "; there is nothing to retry");
   }
   const int fired = RetryScheduledNow();
-  Event("", "operator", "retry now (" + std::to_string(fired) + " calls resent)");
+  Event("", "operator",
+        OperatorDetail("retry", who) + " (" + std::to_string(fired) + " calls resent" +
+            (paused() ? "; paused: calls are held until resume)" : ")"));
   Pump();
   return Status::Ok();
 }
 
-Status Saga::ForceAbort(const std::string& reason) {
-  if (state() == TxnState::kCommitted) {
-    return Status::Conflict("saga " + gtid() + " is already COMMITTED; it cannot be aborted");
+Status Saga::ForceAbort(const OperatorRequest& who) {
+  if (finished() || IsTerminal(state())) {
+    return Status::Conflict("saga " + gtid() + " is already " + state_name() +
+                            "; it cannot be aborted");
   }
-  if (state() == TxnState::kRunning) {
-    Event("", "operator", "force abort: " + reason);
-    BeginCompensation(reason);
+  if (state() == TxnState::kCompensating) {
+    return Status::Conflict("saga " + gtid() +
+                            " is already compensating; the abort is under way (resolve the "
+                            "stuck step or wait)");
   }
+  Event("", "operator", OperatorDetail("force abort", who));
+  BeginCompensation("operator abort by " + who.actor +
+                    (who.reason.empty() ? "" : ": " + who.reason));
+  Pump();
+  return Status::Ok();
+}
+
+Status Saga::Resolve(const std::string& branch, const std::string& outcome,
+                     const OperatorRequest& who) {
+  if (who.reason.empty()) {
+    return Status::InvalidArgument("reason is required to resolve a branch by hand");
+  }
+  const auto resolved = ParseBranchState(outcome);
+  if (!resolved || (*resolved != BranchState::kCompensated &&
+                    *resolved != BranchState::kCommitted && *resolved != BranchState::kAborted)) {
+    return Status::InvalidArgument("outcome must be COMPENSATED, COMMITTED or ABORTED");
+  }
+  int i = -1;
+  for (size_t n = 0; n < steps_.size(); ++n) {
+    if (steps_[n].spec.name == branch) i = static_cast<int>(n);
+  }
+  if (i < 0) return Status::NotFound("saga " + gtid() + " has no step '" + branch + "'");
+  Step& s = steps_[i];
+  if (*resolved != BranchState::kCompensated || state() != TxnState::kCompensating ||
+      s.state != BranchState::kCompensating) {
+    return Status::Conflict("step '" + branch + "' is " + ToString(s.state) + " in a " +
+                            state_name() + " saga; only a COMPENSATING step of a COMPENSATING " +
+                            "saga can be resolved, and only as COMPENSATED");
+  }
+  DiscardCall(i);
+  s.uncallable = false;
+  s.state = BranchState::kCompensated;
+  s.last_error.clear();  // its errors stay in the history
+  RecordBranchState(s.spec.name, BranchState::kCompensated, s.attempts, "", "operator",
+                    OperatorDetail("resolve branch '" + branch + "' as COMPENSATED", who));
   Pump();
   return Status::Ok();
 }

@@ -28,6 +28,12 @@
 // an operator and no longer holds back the compensation of the steps it
 // depends on, so every other effect is still undone.
 //
+// Operator actions (txn_service.h): force abort (RUNNING -> COMPENSATING),
+// retry now, pause / resume (every call held while paused; deadlines still
+// decide), and resolve by hand: a COMPENSATING step of a COMPENSATING saga ->
+// COMPENSATED (its retry cancelled, the answer of a call in flight ignored),
+// after which compensation of the steps it held back goes on.
+//
 // Attempts (docs/schema.md "Attempts and retries"): a step's `attempts`
 // counts its action attempts, each once, when it is planned. A retry (action
 // or compensation) is logged as planned (next_attempt_at_ms = when) and,
@@ -73,8 +79,14 @@ class Saga : public TxnDriver {
   static Result<std::shared_ptr<Saga>> Restore(EngineContext* ctx, const TxnDetail& detail);
 
   void Start() override;
-  Status RetryNow() override;
-  Status ForceAbort(const std::string& reason) override;
+  Status RetryNow(const OperatorRequest& who) override;
+  // Conflict unless RUNNING (a COMPENSATING saga is already undoing: resolve
+  // its stuck step or wait).
+  Status ForceAbort(const OperatorRequest& who) override;
+  // "COMPENSATED" for a COMPENSATING step of a COMPENSATING saga (even one
+  // whose compensation cannot be called); compensation then goes on.
+  Status Resolve(const std::string& branch, const std::string& outcome,
+                 const OperatorRequest& who) override;
 
  protected:
   void CancelTimers() override;

@@ -55,6 +55,7 @@ Result<std::shared_ptr<TwoPhase>> TwoPhase::Restore(EngineContext* ctx, const Tx
   t->spec_json_ = d.txn.spec;
   t->deadline_ms_ = d.txn.deadline_ms;
   t->needs_attention_ = d.txn.needs_attention;
+  t->paused_ = d.txn.paused;  // its calls stay held until Resume
   t->decision_durable_ = IsDecision(*state);
   for (const auto& row : d.branches) {
     json bj = json::parse(row.spec, nullptr, false);
@@ -296,25 +297,84 @@ void TwoPhase::RequestAbort(const std::string& reason, DecisionCallback done) {
   Pump();
 }
 
-Status TwoPhase::ForceAbort(const std::string& reason) {
-  if (state() == TxnState::kCommitting || state() == TxnState::kCommitted) {
+Status TwoPhase::ForceAbort(const OperatorRequest& who) {
+  if (state() == TxnState::kCommitting) {
     return Status::Conflict("transaction " + gtid() + " is " + state_name() +
-                            ": the commit decision is logged; it cannot be aborted");
+                            ": the commit decision is durable; it cannot be aborted (resolve "
+                            "a stuck branch as COMMITTED once it is committed, or wait)");
   }
-  if (!Decided()) {
-    Event("", "operator", "force abort: " + reason);
-    Decide(TxnState::kAborting, "operator: " + reason);
+  if (finished() || IsTerminal(state())) {
+    return Status::Conflict("transaction " + gtid() + " is already " + state_name() +
+                            "; it cannot be aborted");
   }
+  if (state() == TxnState::kAborting) {
+    return Status::Conflict("transaction " + gtid() +
+                            " is already aborting (resolve a stuck branch as ABORTED or wait)");
+  }
+  Event("", "operator", OperatorDetail("force abort", who));
+  Decide(TxnState::kAborting,
+         "operator abort by " + who.actor + (who.reason.empty() ? "" : ": " + who.reason));
   Pump();
   return Status::Ok();
 }
 
-Status TwoPhase::RetryNow() {
-  if (finished()) {
-    return Status::Conflict("transaction " + gtid() + " is already " + state_name());
+Status TwoPhase::RetryNow(const OperatorRequest& who) {
+  if (finished() || IsTerminal(state())) {
+    return Status::Conflict("transaction " + gtid() + " is already " + state_name() +
+                            "; there is nothing to retry");
   }
   const int fired = RetryScheduledNow();
-  Event("", "operator", "retry now (" + std::to_string(fired) + " calls resent)");
+  Event("", "operator",
+        OperatorDetail("retry", who) + " (" + std::to_string(fired) + " calls resent" +
+            (paused() ? "; paused: calls are held until resume)" : ")"));
+  Pump();
+  return Status::Ok();
+}
+
+Status TwoPhase::Resolve(const std::string& branch, const std::string& outcome,
+                         const OperatorRequest& who) {
+  if (who.reason.empty()) {
+    return Status::InvalidArgument("reason is required to resolve a branch by hand");
+  }
+  const auto resolved = ParseBranchState(outcome);
+  if (!resolved || (*resolved != BranchState::kCompensated &&
+                    *resolved != BranchState::kCommitted && *resolved != BranchState::kAborted)) {
+    return Status::InvalidArgument("outcome must be COMPENSATED, COMMITTED or ABORTED");
+  }
+  int i = -1;
+  for (size_t n = 0; n < branches_.size(); ++n) {
+    if (branches_[n].spec.name == branch) i = static_cast<int>(n);
+  }
+  if (i < 0) return Status::NotFound("transaction " + gtid() + " has no branch '" + branch + "'");
+  Branch& b = branches_[i];
+  const std::string where =
+      "branch '" + branch + "' is " + ToString(b.state) + " in a " + state_name() + " transaction";
+  if (*resolved == BranchState::kCommitted) {
+    if (state() != TxnState::kCommitting || b.state != BranchState::kCommitting) {
+      return Status::Conflict(where +
+                              "; only a COMMITTING branch of a COMMITTING transaction "
+                              "can be resolved as COMMITTED");
+    }
+  } else if (*resolved == BranchState::kAborted) {
+    const bool abortable = b.state == BranchState::kAborting || b.state == BranchState::kEnlisted ||
+                           b.state == BranchState::kPreparing || b.state == BranchState::kPrepared;
+    if (state() != TxnState::kAborting || !abortable) {
+      return Status::Conflict(where +
+                              "; only a branch of an ABORTING transaction not yet "
+                              "ABORTED (nor READONLY) can be resolved as ABORTED");
+    }
+    if (op_in_flight(i) == BranchOp::kPrepare) {
+      return Status::Conflict(where + " and its prepare call is in flight; wait for its answer");
+    }
+  } else {
+    return Status::Conflict(where + "; a 2PC branch is resolved as COMMITTED or ABORTED");
+  }
+  DiscardCall(i);
+  b.uncallable = false;
+  b.state = *resolved;
+  b.last_error.clear();  // its errors stay in the history
+  RecordBranchState(b.spec.name, *resolved, b.attempts, "", "operator",
+                    OperatorDetail("resolve branch '" + branch + "' as " + outcome, who));
   Pump();
   return Status::Ok();
 }

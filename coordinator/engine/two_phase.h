@@ -50,6 +50,12 @@
 //    branch finishes.
 //  - The deadline (begin + spec.timeout_ms) aborts an ACTIVE or PREPARING
 //    transaction.
+//  - Operator actions (txn_service.h): force abort (ACTIVE/PREPARING ->
+//    ABORTING), retry now, pause / resume (every call held while paused;
+//    the deadline still decides), and resolve by hand: a COMMITTING branch of
+//    a COMMITTING transaction -> COMMITTED, a branch of an ABORTING one ->
+//    ABORTED (never while its prepare is in flight); its retry is cancelled,
+//    the answer of a call in flight ignored, and phase 2 goes on.
 //
 // Attempts (docs/schema.md "Attempts"): a branch's `attempts` counts the
 // attempts of its current op (prepare, then commit or abort), each counted
@@ -100,9 +106,16 @@ class TwoPhase : public TxnDriver {
   static Result<std::shared_ptr<TwoPhase>> Restore(EngineContext* ctx, const TxnDetail& detail);
 
   void Start() override;
-  Status RetryNow() override;
-  // Aborts unless the commit decision is logged (then Conflict).
-  Status ForceAbort(const std::string& reason) override;
+  Status RetryNow(const OperatorRequest& who) override;
+  // ACTIVE/PREPARING -> ABORTING. Conflict otherwise: COMMITTING (the
+  // commit decision is logged), ABORTING (already aborting), finished.
+  Status ForceAbort(const OperatorRequest& who) override;
+  // "COMMITTED" for a COMMITTING branch of a COMMITTING transaction;
+  // "ABORTED" for a branch of an ABORTING transaction that is not yet
+  // ABORTED nor READONLY, unless its prepare call is in flight (Conflict:
+  // wait for its answer). The transaction then goes on.
+  Status Resolve(const std::string& branch, const std::string& outcome,
+                 const OperatorRequest& who) override;
 
   // Enlists a branch; `done` runs once the enlistment is durable. Conflict
   // when not ACTIVE or when the name is taken by a different spec;

@@ -33,6 +33,7 @@ void MergeWrite(TxnWrite& base, TxnWrite&& later) {
   if (later.next_attempt_at_ms) base.next_attempt_at_ms = later.next_attempt_at_ms;
   if (later.attempts) base.attempts = later.attempts;
   if (later.deadline_ms) base.deadline_ms = later.deadline_ms;
+  if (later.paused) base.paused = later.paused;
   base.release_owner = base.release_owner || later.release_owner;
   for (auto& b : later.new_branches) base.new_branches.push_back(std::move(b));
   for (auto& u : later.branch_updates) base.branch_updates.push_back(std::move(u));
@@ -49,6 +50,7 @@ void FoldIntoCreate(TxnWrite& w) {
   if (w.next_attempt_at_ms) row.next_attempt_at_ms = *w.next_attempt_at_ms;
   if (w.attempts) row.attempts = *w.attempts;
   if (w.deadline_ms) row.deadline_ms = *w.deadline_ms;
+  if (w.paused) row.paused = *w.paused;
   for (const auto& u : w.branch_updates) {
     for (auto& b : w.new_branches) {
       if (b.name != u.name) continue;
@@ -238,16 +240,45 @@ void TxnDriver::RecordAttemptSent(const std::string& name, std::optional<int> at
   Pending().branch_updates.push_back(std::move(u));
 }
 
-Status TxnDriver::Pause(const OperatorRequest&) {
-  return Status::Conflict("pause is not implemented yet");
+std::string TxnDriver::OperatorDetail(const std::string& action, const OperatorRequest& who) {
+  return action + " by " + who.actor + ": " + (who.reason.empty() ? "no reason given" : who.reason);
 }
 
-Status TxnDriver::Resume(const OperatorRequest&) {
-  return Status::Conflict("resume is not implemented yet");
+Status TxnDriver::Pause(const OperatorRequest& who) {
+  if (finished() || IsTerminal(state_)) {
+    return Status::Conflict("transaction " + gtid_ + " is already " + state_name() +
+                            "; there is nothing to pause");
+  }
+  if (paused_) return Status::Conflict("transaction " + gtid_ + " is already paused");
+  paused_ = true;
+  Pending().paused = true;
+  Event("", "operator", OperatorDetail("pause", who));
+  Pump();
+  return Status::Ok();
 }
 
-Status TxnDriver::Resolve(const std::string&, const std::string&, const OperatorRequest&) {
-  return Status::Conflict("resolve is not implemented yet");
+Status TxnDriver::Resume(const OperatorRequest& who) {
+  if (!paused_) return Status::Conflict("transaction " + gtid_ + " is not paused");
+  paused_ = false;
+  Pending().paused = false;
+  Event("", "operator", OperatorDetail("resume", who));
+  ReleaseHeldCalls();
+  Pump();
+  return Status::Ok();
+}
+
+void TxnDriver::WhenDurable(std::function<void(Status)> done) {
+  if (dropped_) {
+    done(Status::Unavailable("coordinator stopped driving " + gtid_ + "; ask for its state"));
+    return;
+  }
+  // Changes not yet sent go with the next write; otherwise the newest sent.
+  const uint64_t target = has_pending_ ? sent_seq_ + 1 : sent_seq_;
+  if (target <= durable_seq_) {
+    done(Status::Ok());
+    return;
+  }
+  durable_waiters_.emplace_back(target, std::move(done));
 }
 
 void TxnDriver::Drop(const Status& why) {
@@ -257,6 +288,11 @@ void TxnDriver::Drop(const Status& why) {
   pending_ = TxnWrite();
   pending_then_.clear();
   has_pending_ = false;
+  auto waiters = std::move(durable_waiters_);
+  durable_waiters_.clear();
+  for (auto& [seq, done] : waiters) {
+    done(Status::Unavailable("coordinator stopped driving " + gtid_ + "; ask for its state"));
+  }
   if (ctx_->observer) ctx_->observer->OnDropped(gtid_, why);
 }
 
@@ -270,6 +306,7 @@ void TxnDriver::Flush() {
   w.gtid = gtid_;
   w.owner = ctx_->owner;
   w.now_ms = ctx_->runner->NowMs();
+  in_flight_seq_ = ++sent_seq_;
   if (w.create) {
     created_ = true;
     w.create->owner = ctx_->owner;
@@ -308,6 +345,17 @@ void TxnDriver::OnWritten(Status status, TxnWrite write, std::vector<std::functi
       if (dropped_) return;
       t();
     }
+    durable_seq_ = std::max(durable_seq_, in_flight_seq_);
+    std::vector<std::function<void(Status)>> ready;
+    for (auto it = durable_waiters_.begin(); it != durable_waiters_.end();) {
+      if (it->first <= durable_seq_) {
+        ready.push_back(std::move(it->second));
+        it = durable_waiters_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    for (auto& done : ready) done(Status::Ok());
     Flush();
     return;
   }

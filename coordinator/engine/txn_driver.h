@@ -76,18 +76,36 @@ class TxnDriver : public std::enable_shared_from_this<TxnDriver> {
 
   // Begins driving (after creation or recovery).
   virtual void Start() = 0;
-  // Operator: run every pending retry now.
-  virtual Status RetryNow() = 0;
-  // Operator: abort (saga: compensate; 2PC: abort if no commit decision).
-  virtual Status ForceAbort(const std::string& reason) = 0;
-  // Operator: pause / resume participant calls, resolve a branch by hand
-  // (contract in engine/txn_service.h). SCAFFOLDING: answered Conflict
-  // until the drivers implement them (issue 12, in progress).
-  virtual Status Pause(const OperatorRequest& who);
-  virtual Status Resume(const OperatorRequest& who);
+  // Operator actions (contract in engine/txn_service.h). Each answers at
+  // once: OK means the change is planned (in memory, in the pending write,
+  // with an "operator" history event "<action> by <actor>: <reason>");
+  // WhenDurable tells when it is logged. Errors: Conflict saying why the
+  // action cannot apply in the current state, NotFound (unknown branch),
+  // InvalidArgument (Resolve: no reason, unknown outcome).
+  //
+  // RetryNow: every scheduled retry goes out now (none scheduled: OK, "0
+  // calls resent"). Conflict once finished.
+  virtual Status RetryNow(const OperatorRequest& who) = 0;
+  // ForceAbort: saga RUNNING -> COMPENSATING; 2PC ACTIVE/PREPARING -> ABORTING.
+  virtual Status ForceAbort(const OperatorRequest& who) = 0;
+  // Pause: from now on no participant call goes out (each is held, see
+  // "Branch calls"); durable (TxnWrite.paused). Conflict when finished or
+  // already paused.
+  Status Pause(const OperatorRequest& who);
+  // Resume: clears the pause (durable) and sends every held call. Conflict
+  // when not paused.
+  Status Resume(const OperatorRequest& who);
+  // Resolve: records the outcome of branch `branch` given by the operator
+  // ("COMPENSATED", "COMMITTED", "ABORTED") as if its participant had
+  // acknowledged it; its retry is cancelled and a call in flight is ignored
+  // when it answers. `who.reason` is required.
   virtual Status Resolve(const std::string& branch, const std::string& outcome,
-                         const OperatorRequest& who);
+                         const OperatorRequest& who) = 0;
   bool paused() const { return paused_; }
+  // Runs `done` on the runner once every change planned so far is durable
+  // (at once when it already is); with Unavailable if the driver is dropped
+  // first.
+  void WhenDurable(std::function<void(Status)> done);
   // Stops driving at once: cancels timers, ignores late results.
   void Drop(const Status& why);
 
@@ -145,6 +163,9 @@ class TxnDriver : public std::enable_shared_from_this<TxnDriver> {
   // then never mistaken for a sent one, and a sent one is never sent as a
   // new attempt. Rides on the write that precedes every call (no extra write).
   void RecordAttemptSent(const std::string& name, std::optional<int> attempt);
+  // "<action> by <actor>: <reason>" ("no reason given" when empty), the
+  // detail of an operator history event.
+  static std::string OperatorDetail(const std::string& action, const OperatorRequest& who);
   // Recovery: how long to wait before sending an attempt the log says was
   // planned for `planned_at_ms` (wall clock) and not sent: the rest of its
   // backoff, never below 0 nor above `max_ms` (so a peer whose clock ran
@@ -170,25 +191,40 @@ class TxnDriver : public std::enable_shared_from_this<TxnDriver> {
   // drivers decide WHICH call a branch needs (their transitions); these
   // methods do the rest. LaunchCall is the one place where a participant call
   // is launched: directly, when a retry timer fires, on an operator retry and
-  // on recovery. A hold-back of every call (pause) belongs there.
+  // on recovery; it is also where a pause holds every call back.
   //
   // Launches `op` for branch `i`: marks it in flight, asks CallRequest for the
   // request and sends it once everything planned so far is durable
   // (CallWhenDurable, asking SendStillWanted then). The answer clears the
   // in-flight mark and goes to OnCallResult; Pump follows.
+  // While paused, the call is HELD instead: remembered (one per branch, the
+  // latest op wins), neither in flight nor scheduled, nothing sent. Resume
+  // sends every held call still RetryStillDue, each logged as sent first
+  // (RecordAttemptSent with AttemptOfCall); so does a driver's Pump that
+  // launches the branch again meanwhile (it replaces the held op).
   void LaunchCall(int i, BranchOp op);
   // Schedules a retry of `op` in `delay_ms` (the caller has logged it as
   // planned with RecordRetry). When the timer fires and RetryStillDue, the
   // attempt is logged as sent (RecordAttemptSent with AttemptOfCall) and
-  // launched; Pump follows either way.
+  // launched (held while paused, still logged as planned); Pump follows
+  // either way.
   void ScheduleRetry(int i, BranchOp op, int64_t delay_ms);
   bool call_in_flight(int i) const;
+  // The op of branch `i`'s call in flight, if any.
+  std::optional<BranchOp> op_in_flight(int i) const;
   bool retry_scheduled(int i) const;
+  bool call_held(int i) const;
+  // Cancels branch `i`'s scheduled retry and forgets its held call.
   void CancelRetry(int i);
   void CancelRetries();
+  // Resolve by hand: cancels branch `i`'s retry, forgets its held call, and
+  // ignores the answer of its call in flight (or skips it if not yet sent):
+  // its outcome is no longer the participant's to give.
+  void DiscardCall(int i);
   // Operator retry: every scheduled retry goes out now (OnOperatorRetry
   // first resets the branch's backoff); one no longer RetryStillDue is
-  // dropped. Returns how many calls were launched.
+  // dropped. While paused they are held instead. Returns how many calls
+  // were launched.
   int RetryScheduledNow();
   // Recovery of branch `i` whose `op` attempt the log holds: planned for
   // `planned_at_ms` (> 0) and not sent -> scheduled for the rest of its
@@ -221,10 +257,18 @@ class TxnDriver : public std::enable_shared_from_this<TxnDriver> {
 
   struct BranchCall {
     bool in_flight = false;
-    BranchOp op = BranchOp::kAction;           // of the scheduled retry
-    std::shared_ptr<TaskRunner::Timer> timer;  // a retry is scheduled
+    BranchOp in_flight_op = BranchOp::kAction;  // of the call in flight
+    BranchOp op = BranchOp::kAction;            // of the scheduled retry or held call
+    std::shared_ptr<TaskRunner::Timer> timer;   // a retry is scheduled
+    bool held = false;                          // paused: `op` waits for Resume
+    uint64_t generation = 0;                    // DiscardCall: answers of older calls ignored
   };
   BranchCall& Call(int i);
+  // Sends branch `i`'s due attempt of `op`: logged as sent, then launched
+  // (held while paused, not logged as sent). True if launched.
+  bool SendAttempt(int i, BranchOp op);
+  // Resume: sends every held call still due.
+  void ReleaseHeldCalls();
 
   EngineContext* ctx_;
   std::string gtid_;
@@ -241,6 +285,12 @@ class TxnDriver : public std::enable_shared_from_this<TxnDriver> {
   int refused_writes_ = 0;  // consecutive writes the log refused for their data
   TxnWrite pending_;
   std::vector<std::function<void()>> pending_then_;
+  // WhenDurable: writes are numbered as sent (Flush); `durable_seq_` is the
+  // newest logged. A waiter fires once durable_seq_ reaches its target.
+  uint64_t sent_seq_ = 0;
+  uint64_t in_flight_seq_ = 0;
+  uint64_t durable_seq_ = 0;
+  std::vector<std::pair<uint64_t, std::function<void(Status)>>> durable_waiters_;
 };
 
 // Appends `later` to `base`: later field values win, lists concatenate.

@@ -182,16 +182,14 @@ void TxnService::List(const ListFilter& filter, Callback<TxnPage> done) {
 }
 
 void TxnService::Retry(const std::string& gtid, OperatorRequest who, Callback<SubmitResult> done) {
-  OperatorAction(gtid, "retry now", std::move(who), std::move(done),
-                 [](TxnDriver& d, const OperatorRequest&) { return d.RetryNow(); });
+  OperatorAction(gtid, "retry", std::move(who), std::move(done),
+                 [](TxnDriver& d, const OperatorRequest& w) { return d.RetryNow(w); });
 }
 
 void TxnService::ForceAbort(const std::string& gtid, OperatorRequest who,
                             Callback<SubmitResult> done) {
   OperatorAction(gtid, "force abort", std::move(who), std::move(done),
-                 [](TxnDriver& d, const OperatorRequest& w) {
-                   return d.ForceAbort(w.reason.empty() ? "operator request" : w.reason);
-                 });
+                 [](TxnDriver& d, const OperatorRequest& w) { return d.ForceAbort(w); });
 }
 
 void TxnService::Pause(const std::string& gtid, OperatorRequest who, Callback<SubmitResult> done) {
@@ -223,13 +221,20 @@ void TxnService::OperatorAction(const std::string& gtid, const std::string& acti
       Status s = apply(*driver, who);
       if (!s.ok()) {
         done(s);
-      } else {
+        return;
+      }
+      // Answered once the action (its history event) is durable.
+      driver->WhenDurable([gtid, action, who, driver, done = std::move(done)](Status durable) {
+        if (!durable.ok()) {
+          done(durable);
+          return;
+        }
         spdlog::info("gtid={} operator {} by {}: {}", gtid, action, EscapeControl(who.actor),
-                     EscapeControl(who.reason));
+                     who.reason.empty() ? "no reason given" : EscapeControl(who.reason));
         SubmitResult r{gtid, driver->state_name(), false, driver->finished()};
         r.paused = driver->paused();
         done(std::move(r));
-      }
+      });
       return;
     }
     deps_.blocking_runner->Post([this, gtid, done = std::move(done)] {

@@ -122,6 +122,7 @@ Status FakeLog::Apply(const TxnWrite& w) {
   if (d.txn.owner != w.owner) return Status::LostOwnership("owner is " + d.txn.owner);
   if (w.state) d.txn.state = *w.state;
   if (w.needs_attention) d.txn.needs_attention = *w.needs_attention;
+  if (w.paused) d.txn.paused = *w.paused;
   if (w.release_owner) d.txn.owner.clear();
   ++d.txn.version;
   for (const auto& b : w.new_branches) d.branches.push_back(b);

@@ -195,19 +195,19 @@ TEST_F(SagaTest, OperatorRetryResendsAWaitingCompensationAtOnce) {
   runner_.RunUntil([&] { return caller_.Count("g1", "flight", "compensate") == 1; });
   runner_.Advance(10);
   for (int i = 0; i < 3; ++i) {
-    ASSERT_TRUE(saga->RetryNow().ok());
+    ASSERT_TRUE(saga->RetryNow({"tester", ""}).ok());
     runner_.Advance(10);
   }
   EXPECT_EQ(recorder_.finished["g1"], states::kAborted);
   EXPECT_EQ(caller_.Count("g1", "flight", "compensate"), 4);
-  EXPECT_EQ(saga->RetryNow().code(), StatusCode::kConflict);
+  EXPECT_EQ(saga->RetryNow({"tester", ""}).code(), StatusCode::kConflict);
 }
 
 TEST_F(SagaTest, ForceAbortCompensatesARunningSaga) {
   caller_.Set("hotel", "action", {{CallOutcome::kTransient}});
   auto saga = Run(Spec("g1", {"flight", "hotel"}));
   runner_.RunUntil([&] { return caller_.Count("g1", "hotel", "action") == 1; });
-  ASSERT_TRUE(saga->ForceAbort("operator").ok());
+  ASSERT_TRUE(saga->ForceAbort({"tester", "operator"}).ok());
   EXPECT_EQ(Finish("g1"), states::kAborted);
   EXPECT_EQ(caller_.Count("g1", "hotel", "action"), 1) << "no retry after the abort";
   EXPECT_EQ(caller_.Count("g1", "hotel", "compensate"), 1);

@@ -270,7 +270,7 @@ TEST_F(TwoPhaseTest, AbortIsRefusedOnceCommitting) {
   auto t = Begin("g15", {"a", "b"});
   caller_.Set("a", "commit", {{kDown}});
   Commit(t);
-  EXPECT_EQ(t->ForceAbort("op").code(), StatusCode::kConflict);
+  EXPECT_EQ(t->ForceAbort({"tester", "op"}).code(), StatusCode::kConflict);
   Status got;
   t->RequestAbort("client", [&](Result<std::string> r) { got = r.status(); });
   EXPECT_EQ(got.code(), StatusCode::kConflict);
