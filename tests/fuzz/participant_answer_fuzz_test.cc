@@ -120,7 +120,9 @@ class ParticipantAnswerFuzzTest : public ::testing::TestWithParam<std::string> {
       Accepted(gtid, reply, "submit");
       return;
     }
-    json begin = {{"gtid", gtid}, {"timeout_ms", 15000}, {"one_phase", r.Chance(0.3)}};
+    // One-phase is declared per branch (used when it is the only one).
+    const bool one_phase = r.Chance(0.3);
+    json begin = {{"gtid", gtid}, {"timeout_ms", 15000}};
     if (!Accepted(gtid, Post(base_url_, "/v1/2pc", begin.dump()), "begin")) return;
     for (int b = 0, n = static_cast<int>(r.Int(1, 3)); b < n; ++b) {
       const std::string name = "b" + std::to_string(b);
@@ -129,7 +131,8 @@ class ParticipantAnswerFuzzTest : public ::testing::TestWithParam<std::string> {
                      {"commit", chaos_->Url(name, "commit")},
                      {"abort", chaos_->Url(name, "abort")},
                      {"payload", {{"i", i}}},
-                     {"timeout_ms", 500}};
+                     {"timeout_ms", 500},
+                     {"one_phase", one_phase}};
       if (!Accepted(gtid, Post(base_url_, "/v1/2pc/" + gtid + "/branches", branch.dump()),
                     "enlist")) {
         return;

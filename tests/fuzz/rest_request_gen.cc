@@ -205,7 +205,8 @@ json ValidBranch(FuzzRandom& r, const std::string& base) {
           {"commit", base + "/" + name + "/commit"},
           {"abort", base + "/" + name + "/abort"},
           {"payload", {{"k", "v"}}},
-          {"timeout_ms", 2000}};
+          {"timeout_ms", 2000},
+          {"one_phase", r.Chance(0.5)}};
 }
 
 // A gtid for a path: an earlier case's, or hostile text, %-escaped or raw.
@@ -346,8 +347,9 @@ RestCase RestRequestGenerator::Make(uint64_t index) const {
     method = "POST";
     c.kind = RestCase::Kind::kBegin2pc;
     c.target = "/v1/2pc";
-    json begin = {
-        {"gtid", TwoPhaseGtid(index)}, {"timeout_ms", 3000}, {"one_phase", r.Chance(0.5)}};
+    // one_phase is declared per branch; false at begin is still accepted.
+    json begin = {{"gtid", TwoPhaseGtid(index)}, {"timeout_ms", 3000}};
+    if (r.Chance(0.5)) begin["one_phase"] = false;
     if (r.Chance(0.1)) begin.erase("gtid");
     c.body = r.Chance(0.05) ? "" : MutatedJson(r, begin, mutations, base, &notes);
   } else if (route < 53) {
