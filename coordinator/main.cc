@@ -137,6 +137,13 @@ int main(int argc, char** argv) {
       ->envname("TREATY_RETRY_MAX_BACKOFF_MS")
       ->check(CLI::Range(1, 3600000))
       ->capture_default_str();
+  app.add_option("--stuck-after-ms", opts.service.engine.stuck_after_ms,
+                 "A transaction its deadline sent into abort/compensation and still unfinished "
+                 "this long after the deadline is flagged needs_attention (one decided before "
+                 "its deadline: at the deadline). 0: no past-deadline flags")
+      ->envname("TREATY_STUCK_AFTER_MS")
+      ->check(CLI::Range(0, 86400000))
+      ->capture_default_str();
   app.add_option("--call-timeout-ms", opts.service.engine.default_call_timeout_ms,
                  "Participant call time-out when a step sets none")
       ->envname("TREATY_CALL_TIMEOUT_MS")

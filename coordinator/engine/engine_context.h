@@ -24,10 +24,18 @@ struct OperatorRequest {
 
 struct EngineOptions {
   int64_t default_call_timeout_ms = 10000;  // participant call time-out when a step sets none
-  int attention_after_attempts = 10;        // failed compensate/commit/abort attempts
-  int64_t retry_initial_backoff_ms = 100;   // compensation / phase-2 retries
+  // Failed attempts of one branch's call (saga action or compensation,
+  // commit, abort) before its transaction is flagged needs_attention.
+  int attention_after_attempts = 10;
+  int64_t retry_initial_backoff_ms = 100;  // compensation / phase-2 retries
   int64_t retry_max_backoff_ms = 30000;
   int64_t log_retry_backoff_ms = 1000;  // after a log write failed as Unavailable
+  // Past-deadline flags: a transaction whose outcome was decided before its
+  // deadline (COMPENSATING, COMMITTING, ABORTING) and is unfinished at the
+  // deadline is flagged needs_attention then; one the deadline itself sent
+  // into compensation or abort is flagged if still unfinished this long after
+  // the deadline. 0: neither flag is raised.
+  int64_t stuck_after_ms = 60000;
 };
 
 // Notified by drivers on the engine runner.

@@ -111,6 +111,7 @@ void Saga::Start() {
       });
     }
   }
+  if (!is_new_ && state() == TxnState::kCompensating) WatchDeadline(deadline_ms_);
   if (!is_new_) ResumeSteps();
   Pump();
 }
@@ -176,6 +177,7 @@ void Saga::BeginCompensation(const std::string& reason) {
   spdlog::info("gtid={} compensating: {}", gtid(), reason);
   SetState(TxnState::kCompensating, reason);
   if (deadline_timer_) deadline_timer_->Cancel();
+  WatchDeadline(deadline_ms_);
   // Pending action retries are abandoned: those steps are compensated.
   for (size_t i = 0; i < steps_.size(); ++i) {
     if (steps_[i].state == BranchState::kRunning) CancelRetry(static_cast<int>(i));
@@ -262,6 +264,7 @@ void Saga::OnActionResult(int i, const ParticipantResponse& r) {
   s.last_error = DescribeResponse(r);
   if (state() != TxnState::kRunning) {
     // Compensation began meanwhile: no more attempts; the step will be compensated.
+    NoteCallFailed(s.last_error);
     Event(s.spec.name, "call", "action " + s.last_error + " (saga is compensating)");
     return;
   }
@@ -274,12 +277,20 @@ void Saga::OnActionResult(int i, const ParticipantResponse& r) {
             "action " + s.last_error + "; " + std::to_string(s.attempts) + " attempts used");
     return;
   }
-  int64_t delay =
-      ctx()->Backoff(s.attempts, s.spec.retry.initial_backoff_ms, s.spec.retry.max_backoff_ms);
+  const int failed = s.attempts;
+  const int64_t delay = r.config_error ? s.spec.retry.max_backoff_ms
+                                       : ctx()->Backoff(s.attempts, s.spec.retry.initial_backoff_ms,
+                                                        s.spec.retry.max_backoff_ms);
   ++s.attempts;
   RecordRetry(s.spec.name, s.attempts, s.last_error, delay,
-              "action " + s.last_error + "; attempt " + std::to_string(s.attempts) + " in " +
-                  std::to_string(delay) + " ms");
+              "action " + s.last_error + "; failed " + std::to_string(failed) + " times, attempt " +
+                  std::to_string(s.attempts) + " in " + std::to_string(delay) + " ms");
+  if (r.config_error) {
+    FlagConfigError("step", s.spec.name, BranchOp::kAction, s.last_error, delay);
+  } else if (failed >= ctx()->options.attention_after_attempts) {
+    SetNeedsAttention(true, "action of step '" + s.spec.name + "' failed " +
+                                std::to_string(failed) + " times: " + s.last_error);
+  }
   ScheduleRetry(i, BranchOp::kAction, delay);
 }
 
@@ -302,12 +313,15 @@ void Saga::OnCompensateResult(int i, const ParticipantResponse& r) {
   }
   ++s.comp_failures;
   const auto& o = ctx()->options;
-  int64_t delay =
-      ctx()->Backoff(s.comp_failures, o.retry_initial_backoff_ms, o.retry_max_backoff_ms);
+  const int64_t delay = r.config_error ? o.retry_max_backoff_ms
+                                       : ctx()->Backoff(s.comp_failures, o.retry_initial_backoff_ms,
+                                                        o.retry_max_backoff_ms);
   RecordRetry(s.spec.name, std::nullopt, s.last_error, delay,
               "compensate " + s.last_error + "; failed " + std::to_string(s.comp_failures) +
                   " times, next try in " + std::to_string(delay) + " ms");
-  if (s.comp_failures >= o.attention_after_attempts) {
+  if (r.config_error) {
+    FlagConfigError("step", s.spec.name, BranchOp::kCompensate, s.last_error, delay);
+  } else if (s.comp_failures >= o.attention_after_attempts) {
     SetNeedsAttention(true, "compensation of step '" + s.spec.name + "' failed " +
                                 std::to_string(s.comp_failures) + " times: " + s.last_error);
   }

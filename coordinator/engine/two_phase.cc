@@ -92,6 +92,9 @@ void TwoPhase::Start() {
       Decide(TxnState::kAborting, "presumed abort: recovered without a logged commit decision");
     }
     ResumeBranches();
+    if (state() == TxnState::kCommitting || state() == TxnState::kAborting) {
+      WatchDeadline(deadline_ms_);
+    }
   }
   StartDeadline();
   Pump();
@@ -187,6 +190,7 @@ void TwoPhase::Decide(TxnState decision, const std::string& why) {
   spdlog::info("gtid={} decision {}: {}", gtid(), ToString(decision), why);
   SetState(decision, why);
   if (deadline_timer_) deadline_timer_->Cancel();
+  WatchDeadline(deadline_ms_);  // COMMITTING / ABORTING (a no-op once terminal)
   // Prepare retries still scheduled are abandoned: those branches get abort.
   CancelRetries();
   std::weak_ptr<TxnDriver> weak = shared_from_this();
@@ -429,6 +433,7 @@ void TwoPhase::OnPrepareResult(int i, const ParticipantResponse& r) {
   Branch& b = branches_[i];
   if (state() != TxnState::kPreparing) {
     // Abort was decided meanwhile; Pump sends this branch its abort now.
+    if (r.outcome != CallOutcome::kOk) NoteCallFailed(DescribeResponse(r));
     Event(b.spec.name, "call",
           "prepare " + DescribeResponse(r) + " (transaction is " + state_name() + ")");
     return;
@@ -452,12 +457,17 @@ void TwoPhase::OnPrepareResult(int i, const ParticipantResponse& r) {
               " (counts as no)");
     return;
   }
-  const int64_t delay = ctx()->Backoff(b.attempts, spec_.prepare_retry.initial_backoff_ms,
-                                       spec_.prepare_retry.max_backoff_ms);
+  const int64_t delay = r.config_error
+                            ? spec_.prepare_retry.max_backoff_ms
+                            : ctx()->Backoff(b.attempts, spec_.prepare_retry.initial_backoff_ms,
+                                             spec_.prepare_retry.max_backoff_ms);
   ++b.attempts;
   RecordRetry(b.spec.name, b.attempts, b.last_error, delay,
               "prepare " + b.last_error + "; attempt " + std::to_string(b.attempts) + " in " +
                   std::to_string(delay) + " ms");
+  if (r.config_error) {
+    FlagConfigError("branch", b.spec.name, BranchOp::kPrepare, b.last_error, delay);
+  }
   ScheduleRetry(i, BranchOp::kPrepare, delay);
 }
 
@@ -490,13 +500,16 @@ void TwoPhase::OnPhaseTwoResult(int i, BranchOp call, const ParticipantResponse&
   }
   ++b.failures;
   const auto& o = ctx()->options;
-  const int64_t delay =
-      ctx()->Backoff(b.failures, o.retry_initial_backoff_ms, o.retry_max_backoff_ms);
+  const int64_t delay = r.config_error ? o.retry_max_backoff_ms
+                                       : ctx()->Backoff(b.failures, o.retry_initial_backoff_ms,
+                                                        o.retry_max_backoff_ms);
   ++b.attempts;
   RecordRetry(b.spec.name, b.attempts, b.last_error, delay,
               op + " " + b.last_error + "; failed " + std::to_string(b.failures) +
                   " times, next try in " + std::to_string(delay) + " ms");
-  if (b.failures >= o.attention_after_attempts) {
+  if (r.config_error) {
+    FlagConfigError("branch", b.spec.name, call, b.last_error, delay);
+  } else if (b.failures >= o.attention_after_attempts) {
     SetNeedsAttention(true, op + " of branch '" + b.spec.name + "' failed " +
                                 std::to_string(b.failures) + " times: " + b.last_error);
   }

@@ -34,6 +34,7 @@ void MergeWrite(TxnWrite& base, TxnWrite&& later) {
   if (later.attempts) base.attempts = later.attempts;
   if (later.deadline_ms) base.deadline_ms = later.deadline_ms;
   if (later.paused) base.paused = later.paused;
+  if (later.last_error) base.last_error = std::move(later.last_error);
   base.release_owner = base.release_owner || later.release_owner;
   for (auto& b : later.new_branches) base.new_branches.push_back(std::move(b));
   for (auto& u : later.branch_updates) base.branch_updates.push_back(std::move(u));
@@ -51,6 +52,7 @@ void FoldIntoCreate(TxnWrite& w) {
   if (w.attempts) row.attempts = *w.attempts;
   if (w.deadline_ms) row.deadline_ms = *w.deadline_ms;
   if (w.paused) row.paused = *w.paused;
+  if (w.last_error) row.last_error = *w.last_error;
   for (const auto& u : w.branch_updates) {
     for (auto& b : w.new_branches) {
       if (b.name != u.name) continue;
@@ -104,6 +106,8 @@ void TxnDriver::SetState(TxnState state, const std::string& why) {
   if (!first) Event("", "state", name + (why.empty() ? "" : ": " + why));
   if (IsTerminal(state)) {
     if (needs_attention_) SetNeedsAttention(false, "");
+    Pending().last_error = "";  // a finished transaction shows no error
+    if (deadline_watch_) deadline_watch_->Cancel();
     spdlog::info("gtid={} kind={} finished {}", gtid_, kind_name(), name);
     AfterDurable([this] {
       finished_ = true;
@@ -121,6 +125,36 @@ void TxnDriver::SetNeedsAttention(bool on, const std::string& why) {
     spdlog::warn("gtid={} needs attention: {}", gtid_, why);
     Event("", "attention", why);
   }
+}
+
+void TxnDriver::NoteCallFailed(const std::string& error) {
+  if (!error.empty()) Pending().last_error = error;
+}
+
+void TxnDriver::FlagConfigError(const std::string& noun, const std::string& branch, BranchOp op,
+                                const std::string& error, int64_t retry_ms) {
+  SetNeedsAttention(true, std::string(ToString(op)) + " of " + noun + " '" + branch +
+                              "' hit a configuration error (fix the participant or its URL): " +
+                              error + "; retried every " + std::to_string(retry_ms) + " ms");
+}
+
+void TxnDriver::WatchDeadline(int64_t deadline_ms) {
+  const int64_t stuck_after = ctx_->options.stuck_after_ms;
+  if (deadline_ms <= 0 || stuck_after <= 0 || IsTerminal(state_)) return;
+  const int64_t now = ctx_->runner->NowMs();
+  const bool decided_in_time = now < deadline_ms;
+  const int64_t flag_at = decided_in_time ? deadline_ms : deadline_ms + stuck_after;
+  if (deadline_watch_) deadline_watch_->Cancel();
+  deadline_watch_ =
+      After(std::max<int64_t>(flag_at - now, 0), [this, decided_in_time, flag_at, deadline_ms] {
+        if (finished_ || IsTerminal(state_)) return;
+        const std::string name = state_name();
+        SetNeedsAttention(true, decided_in_time ? "still " + name + " past its deadline"
+                                                : "still " + name + " " +
+                                                      std::to_string(flag_at - deadline_ms) +
+                                                      " ms past its deadline");
+        Pump();
+      });
 }
 
 std::string TxnDriver::TraceParent() {
@@ -212,6 +246,7 @@ void TxnDriver::RecordBranchState(const std::string& name, BranchState branch_st
   u.last_error = last_error;
   u.next_attempt_at_ms = 0;
   Pending().branch_updates.push_back(std::move(u));
+  NoteCallFailed(last_error);
   Event(name, event_type, state + (detail.empty() ? "" : ": " + detail));
 }
 
@@ -224,7 +259,9 @@ void TxnDriver::RecordRetry(const std::string& name, std::optional<int> attempts
   u.last_error = last_error;
   u.next_attempt_at_ms = ctx_->runner->NowMs() + delay_ms;
   Pending().branch_updates.push_back(std::move(u));
+  NoteCallFailed(last_error);
   Event(name, "retry", detail);
+  Pending().events.back().collapse = true;  // one event per run of retries
 }
 
 int64_t TxnDriver::RemainingWait(int64_t planned_at_ms, int64_t max_ms) {
@@ -284,6 +321,7 @@ void TxnDriver::WhenDurable(std::function<void(Status)> done) {
 void TxnDriver::Drop(const Status& why) {
   if (dropped_) return;
   dropped_ = true;
+  if (deadline_watch_) deadline_watch_->Cancel();
   CancelTimers();
   pending_ = TxnWrite();
   pending_then_.clear();
@@ -436,7 +474,9 @@ TxnWrite ReducedWrite(TxnWrite w, int level) {
       if (u.last_error) u.last_error = Excerpt(*u.last_error, limits::kErrorExcerptBytes);
     }
     for (EventRow& e : w.events) e.detail = Excerpt(e.detail, limits::kErrorExcerptBytes);
+    if (w.last_error) w.last_error = Excerpt(*w.last_error, limits::kErrorExcerptBytes);
   } else {
+    w.last_error.reset();
     w.new_branches.clear();
     w.branch_updates.clear();
     w.events.clear();

@@ -127,7 +127,8 @@ class TxnDriver : public std::enable_shared_from_this<TxnDriver> {
   // Appends an event to the pending write and logs it.
   void Event(const std::string& branch, const std::string& type, const std::string& detail);
   // Sets the transaction state in the pending write; terminal states mark
-  // the driver finished once durable and notify the observer.
+  // the driver finished once durable and notify the observer, and clear the
+  // transaction's last_error ("").
   void SetState(TxnState state, const std::string& why);
   // Plans what follows a change; flushes the pending write.
   virtual void Pump() = 0;
@@ -145,15 +146,19 @@ class TxnDriver : public std::enable_shared_from_this<TxnDriver> {
                        std::function<void(const ParticipantResponse&)> on_result,
                        std::function<bool()> still_wanted = nullptr);
   // Records a branch's new state: a BranchUpdate (next retry cleared) and a
-  // history event of `event_type`.
+  // history event of `event_type`. A non-empty `last_error` (the branch's
+  // call failed) is also the transaction's last_error (NoteCallFailed).
   void RecordBranchState(const std::string& name, BranchState state, int attempts,
                          const std::string& last_error, const std::string& event_type,
                          const std::string& detail);
   // Records a retry of a branch planned in `delay_ms`: `attempts` (if given:
-  // the number of the planned attempt), last error, next attempt time, and a
-  // "retry" history event. In the log, next_attempt_at_ms > 0 means "the
-  // next attempt is planned for then and not sent" (docs/schema.md
-  // "Attempts and retries").
+  // the number of the planned attempt), last error (also the transaction's,
+  // NoteCallFailed), next attempt time, and a "retry" history event written
+  // with EventRow::collapse: the retries of one branch in a row are ONE event
+  // in the log (count, first and last time, `detail` of the latest), so
+  // `detail` must name the error. No other event is written per failed
+  // attempt. In the log, next_attempt_at_ms > 0 means "the next attempt is
+  // planned for then and not sent" (docs/schema.md "Attempts and retries").
   void RecordRetry(const std::string& name, std::optional<int> attempts,
                    const std::string& last_error, int64_t delay_ms, const std::string& detail);
   // Records that a branch's planned attempt goes out now: `attempt` (if
@@ -182,6 +187,23 @@ class TxnDriver : public std::enable_shared_from_this<TxnDriver> {
   bool paused_ = false;
   std::string spec_json_;
   void SetNeedsAttention(bool on, const std::string& why);
+  // A branch's call failed with `error` (its DescribeResponse): the pending
+  // write sets the transaction's last_error to it (what list views show).
+  void NoteCallFailed(const std::string& error);
+  // A participant answered `op` of branch `branch` with a configuration error
+  // (ParticipantResponse::config_error): flags needs_attention at once with
+  // a reason naming both and `error`. The caller retries after `retry_ms`
+  // (its capped backoff) and says so in its retry event.
+  void FlagConfigError(const std::string& noun, const std::string& branch, BranchOp op,
+                       const std::string& error, int64_t retry_ms);
+  // Past-deadline flag (EngineOptions::stuck_after_ms), armed by a driver
+  // when its outcome is decided (COMPENSATING, COMMITTING, ABORTING: now, or
+  // restored so): decided before `deadline_ms` -> flagged at the deadline
+  // if still unfinished; decided at or after it (the deadline sent it there,
+  // or it was restored past it) -> flagged stuck_after_ms after the
+  // deadline. Nothing when `deadline_ms` <= 0 or stuck_after_ms is 0. A
+  // restored transaction computes the same from its logged deadline.
+  void WatchDeadline(int64_t deadline_ms);
   // W3C traceparent for a call of this transaction (stable trace id per gtid).
   std::string TraceParent();
 
@@ -276,6 +298,8 @@ class TxnDriver : public std::enable_shared_from_this<TxnDriver> {
   TxnState state_ = TxnState::kRunning;
   bool has_state_ = false;         // SetState or RestoreState ran
   std::vector<BranchCall> calls_;  // by branch index
+  // The past-deadline flag's timer (WatchDeadline).
+  std::shared_ptr<TaskRunner::Timer> deadline_watch_;
   bool dropped_ = false;
   bool finished_ = false;
   bool created_ = false;                 // the create write has been sent

@@ -70,6 +70,11 @@ void FakeCaller::Call(ParticipantRequest request, Callback done) {
                   : outcome == CallOutcome::kBusinessFailure ? 409
                                                              : 503;
   if (outcome != CallOutcome::kOk) r.error = "scripted";
+  if (outcome == CallOutcome::kTransient && script.config_error) {
+    r.http_status = 404;
+    r.config_error = true;
+    r.error = "HTTP 404 (scripted)";
+  }
   r.latency_ms = script.delay_ms;
   runner_->PostAfter(script.delay_ms, [done = std::move(done), r] { done(r); });
 }
@@ -123,6 +128,7 @@ Status FakeLog::Apply(const TxnWrite& w) {
   if (w.state) d.txn.state = *w.state;
   if (w.needs_attention) d.txn.needs_attention = *w.needs_attention;
   if (w.paused) d.txn.paused = *w.paused;
+  if (w.last_error) d.txn.last_error = *w.last_error;
   if (w.release_owner) d.txn.owner.clear();
   ++d.txn.version;
   for (const auto& b : w.new_branches) d.branches.push_back(b);
@@ -136,7 +142,23 @@ Status FakeLog::Apply(const TxnWrite& w) {
       b.updated_at_ms = w.now_ms;
     }
   }
-  for (const auto& e : w.events) d.events.push_back(e);
+  for (EventRow e : w.events) {
+    // As the LogStore (docs/schema.md "events"): a collapsing event updates
+    // the newest event of its branch when that has the same type.
+    if (e.first_at_ms == 0) e.first_at_ms = e.at_ms;
+    EventRow* newest = nullptr;
+    for (auto it = d.events.rbegin(); it != d.events.rend() && !newest; ++it) {
+      if (it->branch == e.branch) newest = &*it;
+    }
+    if (e.collapse && newest && newest->type == e.type) {
+      newest->count += e.count;
+      newest->detail = e.detail;
+      newest->at_ms = e.at_ms;
+      continue;
+    }
+    e.collapse = false;
+    d.events.push_back(std::move(e));
+  }
   return Status::Ok();
 }
 

@@ -55,6 +55,8 @@ class FakeCaller : public ParticipantCaller {
     std::vector<CallOutcome> outcomes;  // in order; the last repeats; empty = ok
     int64_t delay_ms = 5;
     bool readonly = false;
+    // Failures answer HTTP 404 flagged config_error (a configuration error).
+    bool config_error = false;
   };
   // Script for calls to branch `branch` with op `op`.
   void Set(const std::string& branch, const std::string& op, Script script) {
@@ -87,7 +89,7 @@ class FakeLog : public TxnLog {
   explicit FakeLog(FakeTaskRunner* runner) : runner_(runner) {}
   void Write(TxnWrite write, Callback done) override;
 
-  int fail_next_writes = 0;  // fail this many writes with Unavailable
+  int fail_next_writes = 0;         // fail this many writes with Unavailable
   int lose_ack_of_next_writes = 0;  // apply this many writes, then answer Unavailable
   std::map<std::string, TxnDetail> txns;
   int writes = 0;
