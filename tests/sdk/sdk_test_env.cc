@@ -153,7 +153,7 @@ FakeCoordinator::FakeCoordinator() : impl_(std::make_unique<Impl>()) {
                       : impl->states.end();
         if (req.method != "GET" || it == impl->states.end()) {
           r.status = 404;
-          r.body = R"({"error":{"code":"NotFound","message":"no such transaction"}})";
+          r.body = R"({"error":{"code":"not_found","message":"no such transaction"}})";
         } else {
           r.body = "{\"gtid\":\"" + it->first + "\",\"kind\":\"2pc\",\"state\":\"" +
                    it->second + "\",\"branches\":[]}";
