@@ -128,7 +128,8 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1, 64))
       ->capture_default_str();
   app.add_option("--attention-after", opts.service.engine.attention_after_attempts,
-                 "Failed compensate/commit attempts before needs_attention")
+                 "Failed attempts of one branch (action, compensate, commit, abort) before "
+                 "needs_attention")
       ->envname("TREATY_ATTENTION_AFTER")
       ->check(CLI::Range(1, 1000000))
       ->capture_default_str();
