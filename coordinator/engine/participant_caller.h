@@ -43,7 +43,7 @@ struct ParticipantResponse {
   // not know the method. Outcome stays kTransient (retried at the capped
   // backoff) and the transaction is flagged needs_attention at once.
   bool config_error = false;
-  std::string error;           // human-readable reason for a non-OK outcome (valid UTF-8)
+  std::string error;  // human-readable reason for a non-OK outcome (valid UTF-8)
   int64_t latency_ms = 0;
 };
 

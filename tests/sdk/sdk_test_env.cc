@@ -23,8 +23,7 @@ std::string FreshDatabase(const std::string& prefix) {
   static std::atomic<int> counter{0};
   MiniPostgres* pg = IntegrationPostgres();
   if (pg == nullptr) return "";
-  const std::string db =
-      prefix + "_" + std::to_string(getpid()) + "_" + std::to_string(counter++);
+  const std::string db = prefix + "_" + std::to_string(getpid()) + "_" + std::to_string(counter++);
   auto s = pg->CreateDatabase(db);
   if (!s.ok()) {
     ADD_FAILURE() << "cannot create database " << db << ": " << s.ToString();
@@ -155,8 +154,8 @@ FakeCoordinator::FakeCoordinator() : impl_(std::make_unique<Impl>()) {
           r.status = 404;
           r.body = R"({"error":{"code":"not_found","message":"no such transaction"}})";
         } else {
-          r.body = "{\"gtid\":\"" + it->first + "\",\"kind\":\"2pc\",\"state\":\"" +
-                   it->second + "\",\"branches\":[]}";
+          r.body = "{\"gtid\":\"" + it->first + "\",\"kind\":\"2pc\",\"state\":\"" + it->second +
+                   "\",\"branches\":[]}";
         }
         respond(std::move(r));
       });
