@@ -38,6 +38,20 @@ inline Status CheckReason(std::string_view reason, bool required) {
     if (c < 0x20 || c == 0x7F || c1) {
       return Status::InvalidArgument("'reason' must not contain control characters");
     }
+    // Bidirectional marks, embeddings, overrides and isolates (U+200E-200F,
+    // U+202A-202E, U+2066-2069; Unicode TR9): in an audit line they can
+    // reorder how the text around them reads.
+    if (c == 0xE2 && i + 2 < reason.size()) {
+      const auto b1 = static_cast<unsigned char>(reason[i + 1]);
+      const auto b2 = static_cast<unsigned char>(reason[i + 2]);
+      const bool bidi = (b1 == 0x80 && (b2 == 0x8E || b2 == 0x8F || (b2 >= 0xAA && b2 <= 0xAE))) ||
+                        (b1 == 0x81 && b2 >= 0xA6 && b2 <= 0xA9);
+      if (bidi) {
+        return Status::InvalidArgument(
+            "'reason' must not contain bidirectional control characters (U+200E, U+200F, "
+            "U+202A to U+202E, U+2066 to U+2069)");
+      }
+    }
   }
   return Status::Ok();
 }

@@ -136,11 +136,15 @@ void TxnDriver::ResumeRestoredCall(int i, BranchOp op, const std::string& branch
   if (planned_at_ms > 0) {
     const int64_t wait = RemainingWait(planned_at_ms, max_wait_ms);
     Event(branch, "recovery",
-          attempt + " was planned, not sent; sending it in " + std::to_string(wait) + " ms");
+          attempt + " was planned, not sent; " +
+              (paused() ? std::string("held while the transaction is paused")
+                        : "sending it in " + std::to_string(wait) + " ms"));
     ScheduleRetry(i, op, wait);
   } else {
     // The driver's Pump sends it again: the same attempt, whose outcome was not logged.
-    Event(branch, "recovery", attempt + " was sent, its outcome not logged; resending it");
+    Event(branch, "recovery",
+          attempt + " was sent, its outcome not logged; " +
+              (paused() ? "resending it once the transaction is resumed" : "resending it"));
   }
 }
 

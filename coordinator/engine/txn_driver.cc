@@ -107,6 +107,10 @@ void TxnDriver::SetState(TxnState state, const std::string& why) {
   if (IsTerminal(state)) {
     if (needs_attention_) SetNeedsAttention(false, "");
     Pending().last_error = "";  // a finished transaction shows no error
+    if (paused_) {              // nor is it paused: nothing is left to hold
+      paused_ = false;
+      Pending().paused = false;
+    }
     if (deadline_watch_) deadline_watch_->Cancel();
     spdlog::info("gtid={} kind={} finished {}", gtid_, kind_name(), name);
     AfterDurable([this] {

@@ -163,11 +163,15 @@ class CallState : public PoolWaiter, public std::enable_shared_from_this<CallSta
   void OnResolve(const std::shared_ptr<PooledConnection>& conn, beast::error_code ec,
                  const tcp::resolver::results_type& results) {
     if (finished()) return Discard(conn);
-    // Any resolver error (no such name, no DNS server, temporary failure) is
-    // a configuration error, unlike a refused connection or a time-out.
+    // A name the resolver says does not exist is a configuration error; a
+    // resolver that cannot answer now (no DNS server reachable, temporary
+    // failure) is a passing fault like a refused connection: retried, not
+    // flagged, so that a DNS outage does not flag every transaction.
     if (ec) {
+      const bool no_such_name =
+          ec == boost::asio::error::host_not_found || ec == boost::asio::error::no_data;
       return Fail(conn, "host '" + pool_->host() + "' does not resolve: " + ec.message(),
-                  /*config_error=*/true);
+                  /*config_error=*/no_such_name);
     }
     conn->stream.expires_at(std::min(deadline_, Clock::now() + connect_timeout_));
     conn->stream.async_connect(

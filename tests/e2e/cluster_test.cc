@@ -92,7 +92,7 @@ TEST_F(ClusterTest, KillNineOneOfThreeSurvivorsFinishItsWork) {
   opts.store = store_;
   opts.lease_ms = 1500;
   opts.claim_batch = 4;  // small batches: both survivors take a share
-  StartCoordinators(3, opts);
+  ASSERT_NO_FATAL_FAILURE(StartCoordinators(3, opts));
 
   std::map<int, std::set<std::string>> by_node;
   std::vector<std::thread> clients;
@@ -161,7 +161,7 @@ TEST_F(ClusterTest, PausedPastLeaseIsFencedOffAndRejoinsUnderNewId) {
   TreatydOptions opts;
   opts.store = store_;
   opts.lease_ms = 1500;
-  StartCoordinators(2, opts);
+  ASSERT_NO_FATAL_FAILURE(StartCoordinators(2, opts));
   TreatydProcess& paused = *nodes_[0];
   const std::string old_id = paused.CoordinatorId();
   const std::string peer_id = nodes_[1]->CoordinatorId();
@@ -268,7 +268,7 @@ TEST_F(ClusterTest, DrainHandsBackInFlightWorkToPeerAtOnce) {
   opts.store = store_;
   opts.lease_ms = 8000;  // a hand-back must not wait for it
   opts.drain_timeout_ms = 300;
-  StartCoordinators(2, opts);
+  ASSERT_NO_FATAL_FAILURE(StartCoordinators(2, opts));
   const std::string peer_id = nodes_[1]->CoordinatorId();
 
   std::set<std::string> gtids = SubmitMany(0, "drain-", 16);

@@ -152,7 +152,7 @@ TEST_F(ReplicationTest, PrimaryKillAndStandbyPromotionLoseNothing) {
   TreatydOptions opts;
   opts.store = store_;
   opts.lease_ms = 2000;
-  StartCoordinators(2, opts);
+  ASSERT_NO_FATAL_FAILURE(StartCoordinators(2, opts));
 
   Workload w(this, Urls(), [this](const std::string& g, bool f) { return Saga(g, f); });
   w.Start(3);
@@ -202,7 +202,7 @@ TEST_F(ReplicationTest, DatabaseRestartUnderLoadAnswers503AndRecovers) {
   TreatydOptions opts;
   opts.store = store_;
   opts.lease_ms = 2000;
-  StartCoordinators(2, opts);
+  ASSERT_NO_FATAL_FAILURE(StartCoordinators(2, opts));
 
   Workload w(this, Urls(), [this](const std::string& g, bool f) { return Saga(g, f); });
   w.Start(3);

@@ -116,7 +116,7 @@ void TwoPhaseClusterTest::KillHolderOfPreparingAndCommitting(int coordinators, i
   opts.store = store_;
   opts.lease_ms = 1500;
   opts.claim_batch = 2;  // small batches: with two survivors both take a share
-  StartCoordinators(coordinators, opts);
+  ASSERT_NO_FATAL_FAILURE(StartCoordinators(coordinators, opts));
   TreatydProcess& victim = *nodes_[0];
   const std::string victim_id = victim.CoordinatorId();
   ASSERT_FALSE(victim_id.empty());

@@ -1,5 +1,7 @@
 #include "http/http_participant_caller.h"
 
+#include <netdb.h>
+
 #include <atomic>
 #include <chrono>
 #include <future>
@@ -163,7 +165,19 @@ TEST_F(HttpParticipantCallerTest, UnresolvableHostIsAConfigErrorUnlikeRefusedOrT
   auto dns = CallSync(req);
   EXPECT_EQ(dns.outcome, CallOutcome::kTransient);
   EXPECT_EQ(dns.http_status, 0);
-  EXPECT_TRUE(dns.config_error);
+  // What this machine's resolver says of the name: "no such name" is a
+  // configuration error; a resolver that cannot answer now (EAI_AGAIN, e.g.
+  // no DNS server reachable) is a passing fault, retried and not flagged.
+  addrinfo* found = nullptr;
+  const int gai = getaddrinfo("no-such-participant.invalid", "80", nullptr, &found);
+  if (found) freeaddrinfo(found);
+  ASSERT_NE(gai, 0) << "the resolver claims a name under .invalid exists";
+  const bool no_such_name = gai == EAI_NONAME
+#ifdef EAI_NODATA
+                            || gai == EAI_NODATA
+#endif
+      ;
+  EXPECT_EQ(dns.config_error, no_such_name) << "getaddrinfo: " << gai_strerror(gai);
   EXPECT_NE(dns.error.find("host 'no-such-participant.invalid' does not resolve"),
             std::string::npos)
       << dns.error;

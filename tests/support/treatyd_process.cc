@@ -27,7 +27,20 @@ void TreatydProcess::Resume() {
 std::string TreatydProcess::http_addr() const { return "127.0.0.1:" + std::to_string(port_); }
 
 Status TreatydProcess::Start() {
-  if (port_ == 0) port_ = FreePort();
+  // A port picked here may be taken by another process before treatyd binds
+  // it (tests run in parallel): then treatyd exits at once and is started
+  // again on a fresh port. A port given by the caller (a restart) is kept.
+  const bool picked_here = port_ == 0;
+  Status last = Status::Unavailable(name_ + " was not started");
+  for (int attempt = 0; attempt < 3; ++attempt) {
+    if (picked_here) port_ = FreePort();
+    last = StartOnce();
+    if (last.ok() || !picked_here || proc_->running()) return last;
+  }
+  return last;
+}
+
+Status TreatydProcess::StartOnce() {
   url_ = "http://" + http_addr();
   std::vector<std::string> argv = {BinaryPath("treatyd"),
                                    "--store", options_.store,
@@ -50,7 +63,8 @@ Status TreatydProcess::Start() {
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(15);
   while (std::chrono::steady_clock::now() < deadline) {
     auto r = HttpFetch("GET", url_ + "/healthz", "", {}, 500);
-    if (r.ok() && r->status == 200) return Status::Ok();
+    // Ours only if it still runs (another process may hold the port).
+    if (r.ok() && r->status == 200 && proc_->running()) return Status::Ok();
     if (!proc_->running() || proc_->Wait(0) >= 0) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }

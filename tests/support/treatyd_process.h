@@ -30,7 +30,10 @@ class TreatydProcess {
  public:
   TreatydProcess(std::string dir, std::string name, TreatydOptions options);
 
-  // Starts the child and waits (up to 15 s) until /healthz answers 200.
+  // Starts the child and waits (up to 15 s) until /healthz answers 200. On
+  // the first start the port is picked free; should another process take it
+  // first (the child exits at once), it is started again on a new port, up
+  // to 3 times. Later starts (a restart) keep the port.
   [[nodiscard]] Status Start();
   Subprocess& proc() { return *proc_; }
   bool running() const { return proc_ && proc_->running(); }
@@ -48,6 +51,7 @@ class TreatydProcess {
   std::string Log() const { return proc_ ? proc_->Log() : ""; }
 
  private:
+  Status StartOnce();
   std::string dir_, name_, url_;
   int port_ = 0;
   TreatydOptions options_;
