@@ -328,19 +328,6 @@ void Saga::OnCompensateResult(int i, const ParticipantResponse& r) {
   ScheduleRetry(i, BranchOp::kCompensate, delay);
 }
 
-Status Saga::RetryNow(const OperatorRequest& who) {
-  if (finished() || IsTerminal(state())) {
-    return Status::Conflict("saga " + gtid() + " is already " + state_name() +
-                            "; there is nothing to retry");
-  }
-  const int fired = RetryScheduledNow();
-  Event("", "operator",
-        OperatorDetail("retry", who) + " (" + std::to_string(fired) + " calls resent" +
-            (paused() ? "; paused: calls are held until resume)" : ")"));
-  Pump();
-  return Status::Ok();
-}
-
 Status Saga::ForceAbort(const OperatorRequest& who) {
   if (finished() || IsTerminal(state())) {
     return Status::Conflict("saga " + gtid() + " is already " + state_name() +
@@ -358,36 +345,23 @@ Status Saga::ForceAbort(const OperatorRequest& who) {
   return Status::Ok();
 }
 
-Status Saga::Resolve(const std::string& branch, const std::string& outcome,
-                     const OperatorRequest& who) {
-  if (who.reason.empty()) {
-    return Status::InvalidArgument("reason is required to resolve a branch by hand");
-  }
-  const auto resolved = ParseBranchState(outcome);
-  if (!resolved || (*resolved != BranchState::kCompensated &&
-                    *resolved != BranchState::kCommitted && *resolved != BranchState::kAborted)) {
-    return Status::InvalidArgument("outcome must be COMPENSATED, COMMITTED or ABORTED");
-  }
-  int i = -1;
-  for (size_t n = 0; n < steps_.size(); ++n) {
-    if (steps_[n].spec.name == branch) i = static_cast<int>(n);
-  }
-  if (i < 0) return Status::NotFound("saga " + gtid() + " has no step '" + branch + "'");
-  Step& s = steps_[i];
-  if (*resolved != BranchState::kCompensated || state() != TxnState::kCompensating ||
+Status Saga::CheckResolve(int i, BranchState outcome) const {
+  const Step& s = steps_[i];
+  if (outcome != BranchState::kCompensated || state() != TxnState::kCompensating ||
       s.state != BranchState::kCompensating) {
-    return Status::Conflict("step '" + branch + "' is " + ToString(s.state) + " in a " +
+    return Status::Conflict("step '" + s.spec.name + "' is " + ToString(s.state) + " in a " +
                             state_name() + " saga; only a COMPENSATING step of a COMPENSATING " +
                             "saga can be resolved, and only as COMPENSATED");
   }
-  DiscardCall(i);
-  s.uncallable = false;
-  s.state = BranchState::kCompensated;
-  s.last_error.clear();  // its errors stay in the history
-  RecordBranchState(s.spec.name, BranchState::kCompensated, s.attempts, "", "operator",
-                    OperatorDetail("resolve branch '" + branch + "' as COMPENSATED", who));
-  Pump();
   return Status::Ok();
+}
+
+int Saga::MarkResolved(int i, BranchState outcome) {
+  Step& s = steps_[i];
+  s.uncallable = false;
+  s.state = outcome;
+  s.last_error.clear();
+  return s.attempts;
 }
 
 void Saga::CancelTimers() {

@@ -79,14 +79,9 @@ class Saga : public TxnDriver {
   static Result<std::shared_ptr<Saga>> Restore(EngineContext* ctx, const TxnDetail& detail);
 
   void Start() override;
-  Status RetryNow(const OperatorRequest& who) override;
   // Conflict unless RUNNING (a COMPENSATING saga is already undoing: resolve
   // its stuck step or wait).
   Status ForceAbort(const OperatorRequest& who) override;
-  // "COMPENSATED" for a COMPENSATING step of a COMPENSATING saga (even one
-  // whose compensation cannot be called); compensation then goes on.
-  Status Resolve(const std::string& branch, const std::string& outcome,
-                 const OperatorRequest& who) override;
 
  protected:
   void CancelTimers() override;
@@ -97,6 +92,14 @@ class Saga : public TxnDriver {
   bool SendStillWanted(BranchOp op) const override;
   void OnOperatorRetry(int i) override;
   const std::string& BranchName(int i) const override { return steps_[i].spec.name; }
+  int BranchCount() const override { return static_cast<int>(steps_.size()); }
+  const char* TxnNoun() const override { return "saga"; }
+  const char* BranchNoun() const override { return "step"; }
+  // Resolve (TxnDriver): "COMPENSATED" for a COMPENSATING step of a
+  // COMPENSATING saga (even one whose compensation cannot be called);
+  // compensation then goes on.
+  Status CheckResolve(int i, BranchState outcome) const override;
+  int MarkResolved(int i, BranchState outcome) override;
 
  private:
   struct Step {

@@ -322,44 +322,17 @@ Status TwoPhase::ForceAbort(const OperatorRequest& who) {
   return Status::Ok();
 }
 
-Status TwoPhase::RetryNow(const OperatorRequest& who) {
-  if (finished() || IsTerminal(state())) {
-    return Status::Conflict("transaction " + gtid() + " is already " + state_name() +
-                            "; there is nothing to retry");
-  }
-  const int fired = RetryScheduledNow();
-  Event("", "operator",
-        OperatorDetail("retry", who) + " (" + std::to_string(fired) + " calls resent" +
-            (paused() ? "; paused: calls are held until resume)" : ")"));
-  Pump();
-  return Status::Ok();
-}
-
-Status TwoPhase::Resolve(const std::string& branch, const std::string& outcome,
-                         const OperatorRequest& who) {
-  if (who.reason.empty()) {
-    return Status::InvalidArgument("reason is required to resolve a branch by hand");
-  }
-  const auto resolved = ParseBranchState(outcome);
-  if (!resolved || (*resolved != BranchState::kCompensated &&
-                    *resolved != BranchState::kCommitted && *resolved != BranchState::kAborted)) {
-    return Status::InvalidArgument("outcome must be COMPENSATED, COMMITTED or ABORTED");
-  }
-  int i = -1;
-  for (size_t n = 0; n < branches_.size(); ++n) {
-    if (branches_[n].spec.name == branch) i = static_cast<int>(n);
-  }
-  if (i < 0) return Status::NotFound("transaction " + gtid() + " has no branch '" + branch + "'");
-  Branch& b = branches_[i];
-  const std::string where =
-      "branch '" + branch + "' is " + ToString(b.state) + " in a " + state_name() + " transaction";
-  if (*resolved == BranchState::kCommitted) {
+Status TwoPhase::CheckResolve(int i, BranchState outcome) const {
+  const Branch& b = branches_[i];
+  const std::string where = "branch '" + b.spec.name + "' is " + ToString(b.state) + " in a " +
+                            state_name() + " transaction";
+  if (outcome == BranchState::kCommitted) {
     if (state() != TxnState::kCommitting || b.state != BranchState::kCommitting) {
       return Status::Conflict(where +
                               "; only a COMMITTING branch of a COMMITTING transaction "
                               "can be resolved as COMMITTED");
     }
-  } else if (*resolved == BranchState::kAborted) {
+  } else if (outcome == BranchState::kAborted) {
     const bool abortable = b.state == BranchState::kAborting || b.state == BranchState::kEnlisted ||
                            b.state == BranchState::kPreparing || b.state == BranchState::kPrepared;
     if (state() != TxnState::kAborting || !abortable) {
@@ -373,14 +346,15 @@ Status TwoPhase::Resolve(const std::string& branch, const std::string& outcome,
   } else {
     return Status::Conflict(where + "; a 2PC branch is resolved as COMMITTED or ABORTED");
   }
-  DiscardCall(i);
-  b.uncallable = false;
-  b.state = *resolved;
-  b.last_error.clear();  // its errors stay in the history
-  RecordBranchState(b.spec.name, *resolved, b.attempts, "", "operator",
-                    OperatorDetail("resolve branch '" + branch + "' as " + outcome, who));
-  Pump();
   return Status::Ok();
+}
+
+int TwoPhase::MarkResolved(int i, BranchState outcome) {
+  Branch& b = branches_[i];
+  b.uncallable = false;
+  b.state = outcome;
+  b.last_error.clear();
+  return b.attempts;
 }
 
 void TwoPhase::SetBranch(int i, BranchState state, const std::string& detail) {

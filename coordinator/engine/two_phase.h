@@ -106,16 +106,9 @@ class TwoPhase : public TxnDriver {
   static Result<std::shared_ptr<TwoPhase>> Restore(EngineContext* ctx, const TxnDetail& detail);
 
   void Start() override;
-  Status RetryNow(const OperatorRequest& who) override;
   // ACTIVE/PREPARING -> ABORTING. Conflict otherwise: COMMITTING (the
   // commit decision is logged), ABORTING (already aborting), finished.
   Status ForceAbort(const OperatorRequest& who) override;
-  // "COMMITTED" for a COMMITTING branch of a COMMITTING transaction;
-  // "ABORTED" for a branch of an ABORTING transaction that is not yet
-  // ABORTED nor READONLY, unless its prepare call is in flight (Conflict:
-  // wait for its answer). The transaction then goes on.
-  Status Resolve(const std::string& branch, const std::string& outcome,
-                 const OperatorRequest& who) override;
 
   // Enlists a branch; `done` runs once the enlistment is durable. Conflict
   // when not ACTIVE or when the name is taken by a different spec;
@@ -137,6 +130,15 @@ class TwoPhase : public TxnDriver {
   std::optional<int> AttemptOfCall(int i, BranchOp op) const override;
   void OnOperatorRetry(int i) override;
   const std::string& BranchName(int i) const override { return branches_[i].spec.name; }
+  int BranchCount() const override { return static_cast<int>(branches_.size()); }
+  const char* TxnNoun() const override { return "transaction"; }
+  const char* BranchNoun() const override { return "branch"; }
+  // Resolve (TxnDriver): "COMMITTED" for a COMMITTING branch of a COMMITTING
+  // transaction; "ABORTED" for a branch of an ABORTING transaction that is
+  // not yet ABORTED nor READONLY, unless its prepare call is in flight
+  // (Conflict: wait for its answer). The transaction then goes on.
+  Status CheckResolve(int i, BranchState outcome) const override;
+  int MarkResolved(int i, BranchState outcome) override;
 
  private:
   struct Branch {

@@ -285,6 +285,47 @@ std::string TxnDriver::OperatorDetail(const std::string& action, const OperatorR
   return action + " by " + who.actor + ": " + (who.reason.empty() ? "no reason given" : who.reason);
 }
 
+Status TxnDriver::RetryNow(const OperatorRequest& who) {
+  if (finished() || IsTerminal(state_)) {
+    return Status::Conflict(std::string(TxnNoun()) + " " + gtid_ + " is already " + state_name() +
+                            "; there is nothing to retry");
+  }
+  const int fired = RetryScheduledNow();
+  Event("", "operator",
+        OperatorDetail("retry", who) + " (" + std::to_string(fired) + " calls resent" +
+            (paused() ? "; paused: calls are held until resume)" : ")"));
+  Pump();
+  return Status::Ok();
+}
+
+Status TxnDriver::Resolve(const std::string& branch, const std::string& outcome,
+                          const OperatorRequest& who) {
+  if (who.reason.empty()) {
+    return Status::InvalidArgument("reason is required to resolve a branch by hand");
+  }
+  const auto resolved = ParseBranchState(outcome);
+  if (!resolved || (*resolved != BranchState::kCompensated &&
+                    *resolved != BranchState::kCommitted && *resolved != BranchState::kAborted)) {
+    return Status::InvalidArgument("outcome must be COMPENSATED, COMMITTED or ABORTED");
+  }
+  int i = -1;
+  for (int n = 0; n < BranchCount(); ++n) {
+    if (BranchName(n) == branch) i = n;
+  }
+  if (i < 0) {
+    return Status::NotFound(std::string(TxnNoun()) + " " + gtid_ + " has no " + BranchNoun() +
+                            " '" + branch + "'");
+  }
+  if (Status rules = CheckResolve(i, *resolved); !rules.ok()) return rules;
+  DiscardCall(i);
+  const int attempts = MarkResolved(i, *resolved);
+  const std::string as = ToString(*resolved);
+  RecordBranchState(branch, *resolved, attempts, "", "operator",
+                    OperatorDetail("resolve branch '" + branch + "' as " + as, who));
+  Pump();
+  return Status::Ok();
+}
+
 Status TxnDriver::Pause(const OperatorRequest& who) {
   if (finished() || IsTerminal(state_)) {
     return Status::Conflict("transaction " + gtid_ + " is already " + state_name() +

@@ -85,7 +85,7 @@ class TxnDriver : public std::enable_shared_from_this<TxnDriver> {
   //
   // RetryNow: every scheduled retry goes out now (none scheduled: OK, "0
   // calls resent"). Conflict once finished.
-  virtual Status RetryNow(const OperatorRequest& who) = 0;
+  Status RetryNow(const OperatorRequest& who);
   // ForceAbort: saga RUNNING -> COMPENSATING; 2PC ACTIVE/PREPARING -> ABORTING.
   virtual Status ForceAbort(const OperatorRequest& who) = 0;
   // Pause: from now on no participant call goes out (each is held, see
@@ -98,9 +98,10 @@ class TxnDriver : public std::enable_shared_from_this<TxnDriver> {
   // Resolve: records the outcome of branch `branch` given by the operator
   // ("COMPENSATED", "COMMITTED", "ABORTED") as if its participant had
   // acknowledged it; its retry is cancelled and a call in flight is ignored
-  // when it answers. `who.reason` is required.
-  virtual Status Resolve(const std::string& branch, const std::string& outcome,
-                         const OperatorRequest& who) = 0;
+  // when it answers. `who.reason` is required. The checks common to every
+  // protocol are made here (reason, outcome, branch known: NotFound); the
+  // protocol's own state rules are CheckResolve's.
+  Status Resolve(const std::string& branch, const std::string& outcome, const OperatorRequest& who);
   bool paused() const { return paused_; }
   // Runs `done` on the runner once every change planned so far is durable
   // (at once when it already is); with Unavailable if the driver is dropped
@@ -266,6 +267,20 @@ class TxnDriver : public std::enable_shared_from_this<TxnDriver> {
   virtual bool SendStillWanted(BranchOp) const { return true; }
   virtual void OnOperatorRetry(int) {}
   virtual const std::string& BranchName(int i) const = 0;
+  virtual int BranchCount() const = 0;
+  // What the protocol calls itself and its branches in messages ("saga" and
+  // "step"; "transaction" and "branch").
+  virtual const char* TxnNoun() const = 0;
+  virtual const char* BranchNoun() const = 0;
+  // Hooks of Resolve, called with a known branch `i` and an `outcome` that is
+  // kCompensated, kCommitted or kAborted. CheckResolve: Conflict saying why
+  // the protocol's state rules forbid it; OK otherwise (nothing changed).
+  // MarkResolved (after CheckResolve said OK and the branch's call was
+  // discarded): sets the branch's own state to `outcome`, clears its
+  // uncallable mark and last error (its errors stay in the history), and
+  // returns its attempt count for the logged branch update.
+  virtual Status CheckResolve(int i, BranchState outcome) const = 0;
+  virtual int MarkResolved(int i, BranchState outcome) = 0;
 
  private:
   // Sends a prepared write (Flush, or a create sent again).

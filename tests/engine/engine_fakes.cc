@@ -94,6 +94,15 @@ int FakeCaller::Count(const std::string& gtid, const std::string& branch,
   return n;
 }
 
+std::vector<int64_t> FakeCaller::Times(const std::string& gtid, const std::string& branch,
+                                       const std::string& op) const {
+  std::vector<int64_t> out;
+  for (const auto& c : calls) {
+    if (c.gtid == gtid && c.branch == branch && c.op == op) out.push_back(c.at);
+  }
+  return out;
+}
+
 const BranchRow* FakeLog::Branch(const std::string& gtid, const std::string& name) const {
   auto it = txns.find(gtid);
   if (it == txns.end()) return nullptr;
@@ -176,6 +185,63 @@ void FakeLog::Write(TxnWrite write, Callback done) {
     s = Apply(write);
   }
   runner_->PostAfter(1, [done = std::move(done), s] { done(s); });
+}
+
+SagaSpec DriverTest::SagaSpecOf(const std::string& gtid, const std::vector<std::string>& names,
+                                RetryPolicy retry, int64_t timeout_ms) {
+  SagaSpec spec;
+  spec.gtid = gtid;
+  spec.timeout_ms = timeout_ms;
+  for (const auto& n : names) {
+    SagaStep s;
+    s.name = n;
+    s.action = "http://svc/" + n + "/action";
+    s.compensate = "http://svc/" + n + "/compensate";
+    s.retry = retry;
+    spec.steps.push_back(s);
+  }
+  return spec;
+}
+
+std::shared_ptr<Saga> DriverTest::StartSaga(SagaSpec spec) {
+  auto saga = Saga::Create(&ctx_, std::move(spec));
+  drivers_.push_back(saga);
+  saga->Start();
+  return saga;
+}
+
+std::shared_ptr<TwoPhase> DriverTest::Begin2pc(const std::string& gtid,
+                                               const std::vector<std::string>& names,
+                                               RetryPolicy prepare_retry, int64_t timeout_ms) {
+  TwoPhaseSpec spec;
+  spec.gtid = gtid;
+  spec.timeout_ms = timeout_ms;
+  spec.prepare_retry = prepare_retry;
+  auto t = TwoPhase::Create(&ctx_, spec);
+  drivers_.push_back(t);
+  t->Start();
+  runner_.Advance(10);
+  for (const auto& n : names) {
+    BranchSpec b;
+    b.name = n;
+    b.prepare = "http://svc/" + n + "/prepare";
+    b.commit = "http://svc/" + n + "/commit";
+    b.abort = "http://svc/" + n + "/abort";
+    Status got = Status::Internal("no answer");
+    t->Enlist(std::move(b), 16, [&](Status s) { got = s; });
+    runner_.Advance(10);
+    EXPECT_TRUE(got.ok()) << got.ToString();
+  }
+  return t;
+}
+
+void DriverTest::RequestCommit(const std::shared_ptr<TwoPhase>& t) {
+  t->RequestCommit([](Result<std::string>) {});
+}
+
+std::string DriverTest::Finish(const std::string& gtid, int64_t max_ms) {
+  runner_.RunUntil([&] { return recorder_.finished.count(gtid) > 0; }, max_ms);
+  return recorder_.finished.count(gtid) ? recorder_.finished[gtid] : "(not finished)";
 }
 
 }  // namespace treaty::testing

@@ -17,6 +17,8 @@
 #include "common/task_runner.h"
 #include "engine/engine_context.h"
 #include "engine/participant_caller.h"
+#include "engine/saga.h"
+#include "engine/two_phase.h"
 #include "engine/txn_log.h"
 #include "store/records.h"
 
@@ -75,6 +77,9 @@ class FakeCaller : public ParticipantCaller {
   // "branch/op" of every call, in call order, for one gtid.
   std::vector<std::string> Sequence(const std::string& gtid) const;
   int Count(const std::string& gtid, const std::string& branch, const std::string& op) const;
+  // Fake-clock times of the calls of `op` to `branch` of `gtid`, in call order.
+  std::vector<int64_t> Times(const std::string& gtid, const std::string& branch,
+                             const std::string& op) const;
 
  private:
   FakeTaskRunner* runner_;
@@ -116,7 +121,8 @@ class Recorder : public TxnObserver {
 
 // Base fixture of the driver tests: fake clock, participants and log, and an
 // EngineContext wired to them (owner "coord-1", short retry backoffs,
-// attention after 3 failures, a fixed random seed).
+// attention after 3 failures, a fixed random seed), with builders of sagas
+// and 2PC transactions whose participant URLs are http://svc/<name>/<op>.
 class DriverTest : public ::testing::Test {
  protected:
   explicit DriverTest(uint64_t seed) : caller_(&runner_), log_(&runner_) {
@@ -131,11 +137,30 @@ class DriverTest : public ::testing::Test {
     ctx_.rng.seed(seed);
   }
 
+  // A saga of steps `names` (in order), each retried per `retry`; a deadline
+  // `timeout_ms` after it starts (0: none).
+  static SagaSpec SagaSpecOf(const std::string& gtid, const std::vector<std::string>& names,
+                             RetryPolicy retry, int64_t timeout_ms = 0);
+  // Creates and starts a saga; the fixture keeps the driver (drivers_).
+  std::shared_ptr<Saga> StartSaga(SagaSpec spec);
+  // Creates and starts 2PC `gtid` (prepare retried per `prepare_retry`,
+  // deadline `timeout_ms`), then enlists branches `names`, each expected to
+  // be accepted (10 ms of fake time after each step). Kept in drivers_.
+  std::shared_ptr<TwoPhase> Begin2pc(const std::string& gtid, const std::vector<std::string>& names,
+                                     RetryPolicy prepare_retry, int64_t timeout_ms = 60000);
+  // Requests the commit of `t`, ignoring the answer.
+  static void RequestCommit(const std::shared_ptr<TwoPhase>& t);
+  // Runs until `gtid` finishes (at most `max_ms` of fake time): its final
+  // state, or "(not finished)".
+  std::string Finish(const std::string& gtid, int64_t max_ms = 600000);
+
   FakeTaskRunner runner_;
   FakeCaller caller_;
   FakeLog log_;
   Recorder recorder_;
   EngineContext ctx_;
+  // Drivers are owned by their TxnService in production; here by the test.
+  std::vector<std::shared_ptr<TxnDriver>> drivers_;
 };
 
 }  // namespace treaty::testing

@@ -24,60 +24,14 @@ class OperatorTest : public testing::DriverTest {
  protected:
   OperatorTest() : DriverTest(5) {}
 
+  // Steps: 3 attempts, 500 ms apart; 2PC prepares: 3 attempts, 50..200 ms apart.
   static SagaSpec SagaOf(const std::string& gtid, std::vector<std::string> names,
                          int64_t timeout_ms = 0) {
-    SagaSpec spec;
-    spec.gtid = gtid;
-    spec.timeout_ms = timeout_ms;
-    for (const auto& n : names) {
-      SagaStep s;
-      s.name = n;
-      s.action = "http://svc/" + n + "/action";
-      s.compensate = "http://svc/" + n + "/compensate";
-      s.retry = {3, 500, 500};
-      spec.steps.push_back(s);
-    }
-    return spec;
+    return SagaSpecOf(gtid, names, {3, 500, 500}, timeout_ms);
   }
-
-  std::shared_ptr<Saga> RunSaga(SagaSpec spec) {
-    auto saga = Saga::Create(&ctx_, std::move(spec));
-    alive_.push_back(saga);
-    saga->Start();
-    return saga;
-  }
-
   std::shared_ptr<TwoPhase> Begin(const std::string& gtid, std::vector<std::string> names,
                                   int64_t timeout_ms = 600000) {
-    TwoPhaseSpec spec;
-    spec.gtid = gtid;
-    spec.timeout_ms = timeout_ms;
-    spec.prepare_retry = {3, 50, 200};
-    auto t = TwoPhase::Create(&ctx_, spec);
-    alive_.push_back(t);
-    t->Start();
-    runner_.Advance(10);
-    for (const auto& n : names) {
-      BranchSpec b;
-      b.name = n;
-      b.prepare = "http://svc/" + n + "/prepare";
-      b.commit = "http://svc/" + n + "/commit";
-      b.abort = "http://svc/" + n + "/abort";
-      Status got = Status::Internal("no answer");
-      t->Enlist(std::move(b), 16, [&](Status s) { got = s; });
-      runner_.Advance(10);
-      EXPECT_TRUE(got.ok()) << got.ToString();
-    }
-    return t;
-  }
-
-  void RequestCommit(const std::shared_ptr<TwoPhase>& t) {
-    t->RequestCommit([](Result<std::string>) {});
-  }
-
-  std::string Finish(const std::string& gtid, int64_t max_ms = 600000) {
-    runner_.RunUntil([&] { return recorder_.finished.count(gtid) > 0; }, max_ms);
-    return recorder_.finished.count(gtid) ? recorder_.finished[gtid] : "(not finished)";
+    return Begin2pc(gtid, names, {3, 50, 200}, timeout_ms);
   }
 
   // The (durable) history holds an "operator" event containing every `part`.
@@ -100,26 +54,25 @@ class OperatorTest : public testing::DriverTest {
   // The next coordinator restores `gtid` from the log (the old driver dropped).
   template <typename Driver>
   std::shared_ptr<Driver> Restart(const std::string& gtid) {
-    for (auto& d : alive_) d->Drop(Status::Internal("kill -9"));
+    for (auto& d : drivers_) d->Drop(Status::Internal("kill -9"));
     ctx_.owner = "coord-" + std::to_string(++generation_);
     log_.SetOwner(gtid, ctx_.owner);
     auto restored = Driver::Restore(&ctx_, log_.txns[gtid]);
     EXPECT_TRUE(restored.ok()) << restored.status().ToString();
     if (!restored.ok()) return nullptr;
-    alive_.push_back(*restored);
+    drivers_.push_back(*restored);
     (*restored)->Start();
     return *restored;
   }
 
   int generation_ = 1;
-  std::vector<std::shared_ptr<TxnDriver>> alive_;
 };
 
 // ---- Pause / resume ----
 
 TEST_F(OperatorTest, PausedSagaSendsNoCallUntilResumedThenSendsTheHeldOnes) {
   caller_.Set("a", "action", {{kOk}, 1000});
-  auto saga = RunSaga(SagaOf("p1", {"a", "b", "c"}));
+  auto saga = StartSaga(SagaOf("p1", {"a", "b", "c"}));
   runner_.RunUntil([&] { return caller_.Count("p1", "a", "action") == 1; });
   ASSERT_TRUE(saga->Pause(kWho).ok());
   EXPECT_TRUE(saga->paused());
@@ -149,7 +102,7 @@ TEST_F(OperatorTest, RetryTimerFiringWhilePausedIsHeldAndLoggedAsPlannedUntilRes
     EXPECT_EQ(log_.Branch(r.gtid, r.branch)->next_attempt_at_ms, 0) << r.branch;
     ++sent_checked;
   };
-  auto saga = RunSaga(SagaOf("p2", {"a"}));
+  auto saga = StartSaga(SagaOf("p2", {"a"}));
   runner_.RunUntil([&] { return log_.Branch("p2", "a")->next_attempt_at_ms > 0; });
   ASSERT_TRUE(saga->Pause(kWho).ok());
   runner_.Advance(5000);  // well past the retry's backoff (<= 500 ms)
@@ -168,7 +121,7 @@ TEST_F(OperatorTest, RetryTimerFiringWhilePausedIsHeldAndLoggedAsPlannedUntilRes
 
 TEST_F(OperatorTest, PausedSagaPastItsDeadlineCompensatesOnlyAfterResume) {
   caller_.Set("b", "action", {{kOk}, 2000});
-  auto saga = RunSaga(SagaOf("p3", {"a", "b", "c"}, 10000));
+  auto saga = StartSaga(SagaOf("p3", {"a", "b", "c"}, 10000));
   runner_.RunUntil([&] { return caller_.Count("p3", "b", "action") == 1; });
   ASSERT_TRUE(saga->Pause(kWho).ok());
   runner_.Advance(30000);
@@ -207,7 +160,7 @@ TEST_F(OperatorTest, PausedTwoPhaseHoldsPreparesAndItsDeadlineAbortsAfterResume)
 
 TEST_F(OperatorTest, PauseSurvivesARestartAndTheRecoveredCallsWaitForResume) {
   caller_.Set("a", "action", {{kDown, kOk}});
-  auto saga = RunSaga(SagaOf("p6", {"a", "b"}));
+  auto saga = StartSaga(SagaOf("p6", {"a", "b"}));
   runner_.RunUntil([&] { return log_.Branch("p6", "a")->next_attempt_at_ms > 0; });
   ASSERT_TRUE(saga->Pause(kWho).ok());
   runner_.Advance(100);
@@ -243,7 +196,7 @@ TEST_F(OperatorTest, PauseSurvivesARestartAndTheRecoveredCallsWaitForResume) {
 
 TEST_F(OperatorTest, RetryWithNothingScheduledIsOkAndRecordedWithItsActor) {
   caller_.Set("a", "action", {{kOk}, 1000});
-  auto saga = RunSaga(SagaOf("r1", {"a"}));
+  auto saga = StartSaga(SagaOf("r1", {"a"}));
   runner_.Advance(100);
   ASSERT_TRUE(saga->RetryNow(kWho).ok());
   runner_.Advance(100);
@@ -255,7 +208,7 @@ TEST_F(OperatorTest, RetryWithNothingScheduledIsOkAndRecordedWithItsActor) {
 TEST_F(OperatorTest, SagaForceAbortAppliesOnlyWhileRunning) {
   caller_.Set("b", "action", {{kNo}});
   caller_.Set("b", "compensate", {{kDown}});
-  auto saga = RunSaga(SagaOf("f1", {"a", "b"}));
+  auto saga = StartSaga(SagaOf("f1", {"a", "b"}));
   runner_.RunUntil([&] { return log_.txns["f1"].txn.state == states::kCompensating; });
   const Status again = saga->ForceAbort(kWho);
   EXPECT_EQ(again.code(), StatusCode::kConflict);
@@ -263,7 +216,7 @@ TEST_F(OperatorTest, SagaForceAbortAppliesOnlyWhileRunning) {
   EXPECT_NE(again.message().find("resolve the stuck step"), std::string::npos);
 
   caller_.Set("c", "action", {{kOk}, 1000});
-  auto running = RunSaga(SagaOf("f2", {"c"}));
+  auto running = StartSaga(SagaOf("f2", {"c"}));
   runner_.Advance(100);
   ASSERT_TRUE(running->ForceAbort(kWho).ok());
   EXPECT_EQ(Finish("f2"), states::kAborted);
@@ -304,7 +257,7 @@ TEST_F(OperatorTest, TwoPhaseForceAbortAppliesOnlyBeforeTheDecision) {
 TEST_F(OperatorTest, ResolvingAStuckCompensationLetsTheSagaFinish) {
   caller_.Set("b", "action", {{kNo}});
   caller_.Set("b", "compensate", {{kDown}});  // fails forever
-  auto saga = RunSaga(SagaOf("s1", {"a", "b", "c"}));
+  auto saga = StartSaga(SagaOf("s1", {"a", "b", "c"}));
   // While RUNNING nothing resolves.
   EXPECT_EQ(saga->Resolve("a", "COMPENSATED", kWho).code(), StatusCode::kConflict);
   runner_.RunUntil([&] { return caller_.Count("s1", "b", "compensate") >= 3; });
@@ -337,7 +290,7 @@ TEST_F(OperatorTest, LateAnswerOfAResolvedStepIsIgnored) {
   caller_.Set("b", "action", {{kNo}});
   caller_.Set("b", "compensate", {{kDown}, 5000});  // slow, then failing
   caller_.Set("a", "compensate", {{kOk}, 10000});
-  auto saga = RunSaga(SagaOf("s2", {"a", "b"}));
+  auto saga = StartSaga(SagaOf("s2", {"a", "b"}));
   runner_.RunUntil([&] { return caller_.Count("s2", "b", "compensate") == 1; });
   ASSERT_TRUE(saga->Resolve("b", "COMPENSATED", kWho).ok());  // its call is in flight
   runner_.RunUntil([&] { return caller_.Count("s2", "a", "compensate") == 1; });
@@ -352,7 +305,7 @@ TEST_F(OperatorTest, LateAnswerOfAResolvedStepIsIgnored) {
 TEST_F(OperatorTest, ResolveWorksOnAPausedSagaAndTheRestWaitsForResume) {
   caller_.Set("b", "action", {{kNo}});
   caller_.Set("b", "compensate", {{kDown}});
-  auto saga = RunSaga(SagaOf("s3", {"a", "b"}));
+  auto saga = StartSaga(SagaOf("s3", {"a", "b"}));
   runner_.RunUntil([&] { return caller_.Count("s3", "b", "compensate") >= 2; });
   ASSERT_TRUE(saga->Pause(kWho).ok());
   ASSERT_TRUE(saga->Resolve("b", "COMPENSATED", kWho).ok());

@@ -28,29 +28,12 @@ class RestartTest : public testing::DriverTest {
   // of `backoff_ms` (so a retry waits between backoff_ms/2 and backoff_ms).
   static SagaSpec Spec(const std::string& gtid, std::vector<std::string> names, int max_attempts,
                        int64_t backoff_ms) {
-    SagaSpec spec;
-    spec.gtid = gtid;
-    for (const auto& n : names) {
-      SagaStep s;
-      s.name = n;
-      s.action = "http://svc/" + n + "/action";
-      s.compensate = "http://svc/" + n + "/compensate";
-      s.retry = {max_attempts, backoff_ms, backoff_ms};
-      spec.steps.push_back(s);
-    }
-    return spec;
-  }
-
-  std::shared_ptr<Saga> Run(SagaSpec spec) {
-    auto saga = Saga::Create(&ctx_, std::move(spec));
-    alive_.push_back(saga);
-    saga->Start();
-    return saga;
+    return SagaSpecOf(gtid, names, {max_attempts, backoff_ms, backoff_ms});
   }
 
   // The process dies: nothing more of this driver reaches the log or a participant.
   void Crash() {
-    for (auto& d : alive_) d->Drop(Status::Internal("kill -9"));
+    for (auto& d : drivers_) d->Drop(Status::Internal("kill -9"));
   }
 
   // The next coordinator claims `gtid` and resumes it from the log.
@@ -62,20 +45,15 @@ class RestartTest : public testing::DriverTest {
     NewOwner(gtid);
     auto saga = Saga::Restore(&ctx_, log_.txns[gtid]);
     ASSERT_TRUE(saga.ok()) << saga.status().ToString();
-    alive_.push_back(*saga);
+    drivers_.push_back(*saga);
     (*saga)->Start();
   }
   void RestoreTwoPhase(const std::string& gtid) {
     NewOwner(gtid);
     auto t = TwoPhase::Restore(&ctx_, log_.txns[gtid]);
     ASSERT_TRUE(t.ok()) << t.status().ToString();
-    alive_.push_back(*t);
+    drivers_.push_back(*t);
     (*t)->Start();
-  }
-
-  std::string Finish(const std::string& gtid) {
-    runner_.RunUntil([&] { return recorder_.finished.count(gtid) > 0; });
-    return recorder_.finished.count(gtid) ? recorder_.finished[gtid] : "(not finished)";
   }
 
   // Runs until branch `name` of `gtid` has a retry planned (for attempt
@@ -87,16 +65,6 @@ class RestartTest : public testing::DriverTest {
     });
   }
 
-  // Fake-clock times of the calls of `op` to `branch`.
-  std::vector<int64_t> CallTimes(const std::string& gtid, const std::string& branch,
-                                 const std::string& op) const {
-    std::vector<int64_t> out;
-    for (const auto& c : caller_.calls) {
-      if (c.gtid == gtid && c.branch == branch && c.op == op) out.push_back(c.at);
-    }
-    return out;
-  }
-
   bool HasEvent(const std::string& gtid, const std::string& text) {
     for (const auto& e : log_.txns[gtid].events) {
       if (e.detail.find(text) != std::string::npos) return true;
@@ -105,7 +73,6 @@ class RestartTest : public testing::DriverTest {
   }
 
   int generation_ = 1;
-  std::vector<std::shared_ptr<TxnDriver>> alive_;
 };
 
 // The issue's case: the first attempt of a step with max_attempts 2 fails
@@ -114,7 +81,7 @@ class RestartTest : public testing::DriverTest {
 // left" and ended ABORTED with one attempt sent.
 TEST_F(RestartTest, PlannedAttemptIsSentOnceAfterTheRestOfItsBackoff) {
   caller_.Set("pay", "action", {{kDown, kOk}});
-  Run(Spec("g1", {"pay"}, 2, 4000));
+  StartSaga(Spec("g1", {"pay"}, 2, 4000));
   ASSERT_TRUE(RunUntilPlanned("g1", "pay", 2));
   const int64_t planned = log_.Branch("g1", "pay")->next_attempt_at_ms;
   runner_.Advance(500);
@@ -122,7 +89,7 @@ TEST_F(RestartTest, PlannedAttemptIsSentOnceAfterTheRestOfItsBackoff) {
   runner_.Advance(300);  // down for a while, still within the backoff
   RestoreSaga("g1");
   EXPECT_EQ(Finish("g1"), states::kCommitted);
-  const auto at = CallTimes("g1", "pay", "action");
+  const auto at = caller_.Times("g1", "pay", "action");
   ASSERT_EQ(at.size(), 2u) << "attempt 2 is sent once, after the restart";
   EXPECT_GE(at[1], planned) << "not before the rest of its backoff";
   EXPECT_LE(at[1], planned + 50) << "nor much later";
@@ -142,7 +109,7 @@ TEST_F(RestartTest, SentAttemptIsResentAsTheSameAttempt) {
     EXPECT_EQ(b->attempts, 2);
     ++retries_checked;
   };
-  Run(Spec("g1", {"pay"}, 2, 100));
+  StartSaga(Spec("g1", {"pay"}, 2, 100));
   ASSERT_TRUE(runner_.RunUntil([&] { return caller_.Count("g1", "pay", "action") == 2; }));
   runner_.Advance(100);  // attempt 2 in flight
   Crash();
@@ -159,7 +126,7 @@ TEST_F(RestartTest, SentAttemptIsResentAsTheSameAttempt) {
 // in flight at a crash) and 3, then the step fails and is compensated.
 TEST_F(RestartTest, MaxAttemptsHoldsAcrossSeveralRestarts) {
   caller_.Set("pay", "action", {{kDown}, 10});
-  Run(Spec("g1", {"pay"}, 3, 1000));
+  StartSaga(Spec("g1", {"pay"}, 3, 1000));
   ASSERT_TRUE(RunUntilPlanned("g1", "pay", 2));
   Crash();  // during the first backoff
   RestoreSaga("g1");
@@ -183,7 +150,7 @@ TEST_F(RestartTest, CompensationRetryTimeSurvivesRestore) {
   ctx_.options.attention_after_attempts = 100;
   caller_.Set("pay", "action", {{kNo}});
   caller_.Set("book", "compensate", {{kDown, kDown, kOk}});
-  Run(Spec("g1", {"book", "pay"}, 3, 100));
+  StartSaga(Spec("g1", {"book", "pay"}, 3, 100));
   ASSERT_TRUE(RunUntilPlanned("g1", "book"));
   const int64_t planned = log_.Branch("g1", "book")->next_attempt_at_ms;
   runner_.Advance(200);
@@ -191,7 +158,7 @@ TEST_F(RestartTest, CompensationRetryTimeSurvivesRestore) {
   RestoreSaga("g1");
   ASSERT_TRUE(runner_.RunUntil([&] { return caller_.Count("g1", "book", "compensate") == 2; }));
   runner_.Advance(50);  // its answer (a failure) is logged with the next retry
-  const auto at = CallTimes("g1", "book", "compensate");
+  const auto at = caller_.Times("g1", "book", "compensate");
   ASSERT_EQ(at.size(), 2u);
   EXPECT_GE(at[1], planned) << "the planned compensation waited out its backoff";
   // The second failure backs off at the second level (1000..2000 ms), not
@@ -213,7 +180,7 @@ TEST_F(RestartTest, DeadlinePassedWhileDownCompensatesWithoutSending) {
   caller_.Set("pay", "action", {{kDown}});
   auto spec = Spec("g1", {"pay"}, 3, 2000);
   spec.timeout_ms = 3000;
-  Run(spec);
+  StartSaga(spec);
   ASSERT_TRUE(RunUntilPlanned("g1", "pay", 2));
   Crash();
   runner_.Advance(5000);
@@ -233,7 +200,7 @@ TEST_F(RestartTest, TwoPhaseCommitRetryTimeSurvivesRestore) {
   spec.gtid = "t1";
   spec.timeout_ms = 60000;
   auto t = TwoPhase::Create(&ctx_, spec);
-  alive_.push_back(t);
+  drivers_.push_back(t);
   t->Start();
   for (const std::string n : {"a", "b"}) {
     BranchSpec b;
@@ -253,7 +220,7 @@ TEST_F(RestartTest, TwoPhaseCommitRetryTimeSurvivesRestore) {
   Crash();
   RestoreTwoPhase("t1");
   EXPECT_EQ(Finish("t1"), states::kCommitted);
-  const auto at = CallTimes("t1", "b", "commit");
+  const auto at = caller_.Times("t1", "b", "commit");
   ASSERT_EQ(at.size(), 2u);
   EXPECT_GE(at[1], planned) << "the planned commit waited out its backoff";
   EXPECT_EQ(caller_.Count("t1", "a", "commit"), 1);

@@ -24,51 +24,11 @@ class StuckDetectionTest : public testing::DriverTest {
  protected:
   StuckDetectionTest() : DriverTest(11) {}
 
-  std::shared_ptr<TwoPhase> Begin2pc(const std::string& gtid, std::vector<std::string> names,
-                                     int64_t timeout_ms = 60000) {
-    TwoPhaseSpec spec;
-    spec.gtid = gtid;
-    spec.timeout_ms = timeout_ms;
-    spec.prepare_retry = {5, 50, 400};
-    auto t = TwoPhase::Create(&ctx_, spec);
-    alive_.push_back(t);
-    t->Start();
-    runner_.Advance(10);
-    for (const auto& n : names) {
-      BranchSpec b;
-      b.name = n;
-      b.prepare = "http://svc/" + n + "/prepare";
-      b.commit = "http://svc/" + n + "/commit";
-      b.abort = "http://svc/" + n + "/abort";
-      Status got = Status::Internal("no answer");
-      t->Enlist(std::move(b), 16, [&](Status s) { got = s; });
-      runner_.Advance(10);
-      EXPECT_TRUE(got.ok()) << got.ToString();
-    }
-    return t;
-  }
-
-  void RequestCommit(const std::shared_ptr<TwoPhase>& t) {
-    t->RequestCommit([](Result<std::string>) {});
-  }
-
+  // Prepares: 5 attempts, 50..400 ms apart; steps: `max_attempts`, 50..200 ms apart.
+  static constexpr RetryPolicy kPrepareRetry{5, 50, 400};
   std::shared_ptr<Saga> RunSaga(const std::string& gtid, std::vector<std::string> names,
                                 int max_attempts, int64_t timeout_ms = 0) {
-    SagaSpec spec;
-    spec.gtid = gtid;
-    spec.timeout_ms = timeout_ms;
-    for (const auto& n : names) {
-      SagaStep s;
-      s.name = n;
-      s.action = "http://svc/" + n + "/action";
-      s.compensate = "http://svc/" + n + "/compensate";
-      s.retry = {max_attempts, 50, 200};
-      spec.steps.push_back(s);
-    }
-    auto saga = Saga::Create(&ctx_, std::move(spec));
-    alive_.push_back(saga);
-    saga->Start();
-    return saga;
+    return StartSaga(SagaSpecOf(gtid, names, {max_attempts, 50, 200}, timeout_ms));
   }
 
   const TxnRow& Row(const std::string& gtid) { return log_.txns[gtid].txn; }
@@ -83,18 +43,6 @@ class StuckDetectionTest : public testing::DriverTest {
     }
     return out;
   }
-
-  // Calls of `branch`/`op` at or after fake time `from`.
-  std::vector<int64_t> CallTimes(const std::string& gtid, const std::string& branch,
-                                 const std::string& op) {
-    std::vector<int64_t> out;
-    for (const auto& c : caller_.calls) {
-      if (c.gtid == gtid && c.branch == branch && c.op == op) out.push_back(c.at);
-    }
-    return out;
-  }
-
-  std::vector<std::shared_ptr<TxnDriver>> alive_;
 };
 
 // A commit URL answering 404 is a configuration error: flagged at the first
@@ -103,7 +51,7 @@ class StuckDetectionTest : public testing::DriverTest {
 TEST_F(StuckDetectionTest, ConfigErrorOnCommitFlagsAtOnceAndRetriesAtTheCappedBackoff) {
   ctx_.options.attention_after_attempts = 100;
   caller_.Set("a", "commit", {{kDown, kDown, kDown, kOk}, 5, false, /*config_error=*/true});
-  auto t = Begin2pc("g1", {"a", "b"});
+  auto t = Begin2pc("g1", {"a", "b"}, kPrepareRetry);
   RequestCommit(t);
   ASSERT_TRUE(runner_.RunUntil([&] { return caller_.Count("g1", "a", "commit") == 1; }, 10000));
   ASSERT_TRUE(runner_.RunUntil([&] { return Flagged("g1"); }, 100));
@@ -119,7 +67,7 @@ TEST_F(StuckDetectionTest, ConfigErrorOnCommitFlagsAtOnceAndRetriesAtTheCappedBa
 
   ASSERT_TRUE(runner_.RunUntil([&] { return recorder_.finished.count("g1") > 0; }, 60000));
   EXPECT_EQ(recorder_.finished["g1"], states::kCommitted);
-  const auto at = CallTimes("g1", "a", "commit");
+  const auto at = caller_.Times("g1", "a", "commit");
   ASSERT_EQ(at.size(), 4u);
   for (size_t i = 1; i < at.size(); ++i) {
     EXPECT_GE(at[i] - at[i - 1], ctx_.options.retry_max_backoff_ms) << "retry " << i;
@@ -139,7 +87,7 @@ TEST_F(StuckDetectionTest, ConfigErrorOnCommitFlagsAtOnceAndRetriesAtTheCappedBa
 TEST_F(StuckDetectionTest, ConfigErrorOnAbortAndPrepareFlagsAtOnce) {
   caller_.Set("a", "prepare", {{kDown, kDown}, 5, false, /*config_error=*/true});
   caller_.Set("a", "abort", {{kDown, kOk}, 5, false, /*config_error=*/true});
-  auto t = Begin2pc("g1", {"a"});
+  auto t = Begin2pc("g1", {"a"}, kPrepareRetry);
   RequestCommit(t);
   ASSERT_TRUE(runner_.RunUntil([&] { return Flagged("g1"); }, 1000));
   EXPECT_EQ(Row("g1").state, states::kPreparing);
@@ -187,7 +135,7 @@ TEST_F(StuckDetectionTest, ConfigErrorOnSagaActionFlagsAtOnceAndStillFailsAfterM
   EXPECT_EQ(Row("s1").state, states::kRunning);
   ASSERT_TRUE(runner_.RunUntil([&] { return recorder_.finished.count("s1") > 0; }, 60000));
   EXPECT_EQ(recorder_.finished["s1"], states::kAborted);
-  const auto at = CallTimes("s1", "pay", "action");
+  const auto at = caller_.Times("s1", "pay", "action");
   ASSERT_EQ(at.size(), 3u);
   EXPECT_GE(at[1] - at[0], 200);  // the step's max_backoff_ms
   EXPECT_GE(at[2] - at[1], 200);
@@ -203,7 +151,7 @@ TEST_F(StuckDetectionTest, ConfigErrorOnCompensationFlagsAtOnce) {
   EXPECT_NE(Events("s1", "attention")[0].detail.find("compensate of step 'ship'"),
             std::string::npos);
   ASSERT_TRUE(runner_.RunUntil([&] { return recorder_.finished.count("s1") > 0; }, 60000));
-  const auto at = CallTimes("s1", "ship", "compensate");
+  const auto at = caller_.Times("s1", "ship", "compensate");
   ASSERT_EQ(at.size(), 3u);
   EXPECT_GE(at[2] - at[1], ctx_.options.retry_max_backoff_ms);
   EXPECT_EQ(Row("s1").last_error, "");
@@ -215,7 +163,7 @@ TEST_F(StuckDetectionTest, CommittingPastItsDeadlineIsFlaggedThen) {
   ctx_.options.attention_after_attempts = 1000;
   caller_.Set("a", "commit", {{kDown}});
   const int64_t begin = runner_.NowMs();
-  auto t = Begin2pc("g1", {"a"}, /*timeout_ms=*/5000);
+  auto t = Begin2pc("g1", {"a"}, kPrepareRetry, /*timeout_ms=*/5000);
   RequestCommit(t);
   runner_.RunUntil([] { return false; }, begin + 4900 - runner_.NowMs());
   EXPECT_EQ(Row("g1").state, states::kCommitting);
@@ -234,7 +182,7 @@ TEST_F(StuckDetectionTest, AbortTheDeadlineDecidedIsFlaggedStuckAfterLater) {
   ctx_.options.stuck_after_ms = 5000;
   caller_.Set("a", "abort", {{kDown}});
   const int64_t begin = runner_.NowMs();
-  Begin2pc("g1", {"a"}, /*timeout_ms=*/1000);
+  Begin2pc("g1", {"a"}, kPrepareRetry, /*timeout_ms=*/1000);
   runner_.RunUntil([] { return false; }, begin + 5900 - runner_.NowMs());
   EXPECT_EQ(Row("g1").state, states::kAborting);
   EXPECT_FALSE(Flagged("g1"));
@@ -274,7 +222,7 @@ TEST_F(StuckDetectionTest, StuckAfterZeroRaisesNoDeadlineFlag) {
   ctx_.options.attention_after_attempts = 1000;
   ctx_.options.stuck_after_ms = 0;
   caller_.Set("a", "commit", {{kDown}});
-  auto t = Begin2pc("g1", {"a"}, /*timeout_ms=*/1000);
+  auto t = Begin2pc("g1", {"a"}, kPrepareRetry, /*timeout_ms=*/1000);
   RequestCommit(t);
   runner_.RunUntil([] { return false; }, 100000);
   EXPECT_EQ(Row("g1").state, states::kCommitting);
@@ -288,8 +236,8 @@ TEST_F(StuckDetectionTest, RestoredCommittingIsFlaggedAtItsLoggedDeadline) {
   caller_.Set("a", "commit", {{kDown}});
   caller_.Set("b", "commit", {{kDown}});
   const int64_t begin = runner_.NowMs();
-  auto t1 = Begin2pc("g1", {"a"}, /*timeout_ms=*/3000);
-  auto t2 = Begin2pc("g2", {"b"}, /*timeout_ms=*/3000);
+  auto t1 = Begin2pc("g1", {"a"}, kPrepareRetry, /*timeout_ms=*/3000);
+  auto t2 = Begin2pc("g2", {"b"}, kPrepareRetry, /*timeout_ms=*/3000);
   RequestCommit(t1);
   RequestCommit(t2);
   runner_.RunUntil([] { return false; }, 1000);
@@ -299,7 +247,7 @@ TEST_F(StuckDetectionTest, RestoredCommittingIsFlaggedAtItsLoggedDeadline) {
   // g1 comes back before its deadline: flagged at the deadline.
   auto r1 = TwoPhase::Restore(&ctx_, log_.txns["g1"]);
   ASSERT_TRUE(r1.ok()) << r1.status().ToString();
-  alive_.push_back(*r1);
+  drivers_.push_back(*r1);
   (*r1)->Start();
   runner_.RunUntil([] { return false; }, begin + 2900 - runner_.NowMs());
   EXPECT_FALSE(Flagged("g1"));
@@ -309,7 +257,7 @@ TEST_F(StuckDetectionTest, RestoredCommittingIsFlaggedAtItsLoggedDeadline) {
   runner_.RunUntil([] { return false; }, begin + 4000 - runner_.NowMs());
   auto r2 = TwoPhase::Restore(&ctx_, log_.txns["g2"]);
   ASSERT_TRUE(r2.ok()) << r2.status().ToString();
-  alive_.push_back(*r2);
+  drivers_.push_back(*r2);
   (*r2)->Start();
   runner_.RunUntil([] { return false; }, begin + 7900 - runner_.NowMs());
   EXPECT_FALSE(Flagged("g2"));
@@ -324,7 +272,7 @@ TEST_F(StuckDetectionTest, ThirtyRetriesOfOneBranchAreOneEvent) {
   Outcomes outcomes(30, kDown);
   outcomes.push_back(kOk);
   caller_.Set("a", "commit", {outcomes});
-  auto t = Begin2pc("g1", {"a", "b"});
+  auto t = Begin2pc("g1", {"a", "b"}, kPrepareRetry);
   RequestCommit(t);
   ASSERT_TRUE(runner_.RunUntil([&] { return caller_.Count("g1", "a", "commit") == 20; }, 600000));
   runner_.Advance(20);
