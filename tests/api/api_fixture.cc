@@ -82,21 +82,66 @@ json ApiTest::Step(const std::string& name, int max_attempts) {
            {{"max_attempts", max_attempts}, {"initial_backoff_ms", 20}, {"max_backoff_ms", 100}}}};
 }
 
-json ApiTest::WaitTerminal(const std::string& gtid, int timeout_ms) {
+json ApiTest::Branch2pc(const std::string& name) {
+  return {{"name", name},
+          {"prepare", participant_->Url(name, "prepare")},
+          {"commit", participant_->Url(name, "commit")},
+          {"abort", participant_->Url(name, "abort")}};
+}
+
+json ApiTest::PollTransaction(const std::string& gtid, int timeout_ms, const std::string& what,
+                              const std::function<bool(const json&)>& done) {
   auto end = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
   json last;
   while (std::chrono::steady_clock::now() < end) {
     auto r = Get("/v1/transactions/" + gtid);
     if (r.status == 200) {
       last = r.body;
-      std::string state = last["state"];
-      if (state == "COMMITTED" || state == "ABORTED") return last;
+      if (done(last)) return last;
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(25));
   }
-  ADD_FAILURE() << "transaction " << gtid << " not terminal after " << timeout_ms
+  ADD_FAILURE() << "transaction " << gtid << " not " << what << " after " << timeout_ms
                 << " ms: " << last.dump();
   return last;
+}
+
+json ApiTest::WaitTerminal(const std::string& gtid, int timeout_ms) {
+  return PollTransaction(gtid, timeout_ms, "terminal", [](const json& t) {
+    return t["state"] == "COMMITTED" || t["state"] == "ABORTED";
+  });
+}
+
+json ApiTest::WaitState(const std::string& gtid, const std::string& state, int timeout_ms) {
+  return PollTransaction(gtid, timeout_ms, state,
+                         [&](const json& t) { return t["state"] == state; });
+}
+
+bool ApiTest::WaitCalls(const std::string& gtid, const std::string& branch, const std::string& op,
+                        int n) {
+  return participant_->WaitFor(
+      [&](const auto& calls) {
+        int seen = 0;
+        for (const auto& c : calls) seen += c.gtid == gtid && c.branch == branch && c.op == op;
+        return seen >= n;
+      },
+      std::chrono::seconds(20));
+}
+
+std::string ApiTest::Message(const ApiReply& r) {
+  return r.body.is_object() && r.body.contains("error") ? r.body["error"].value("message", "")
+                                                        : r.raw;
+}
+
+bool ApiTest::HasOperatorEvent(const json& txn, const std::vector<std::string>& parts) {
+  for (const auto& e : txn["history"]) {
+    if (e["type"] != "operator") continue;
+    const std::string detail = e["detail"];
+    bool all = true;
+    for (const auto& p : parts) all = all && detail.find(p) != std::string::npos;
+    if (all) return true;
+  }
+  return false;
 }
 
 std::string EngineParamName(const ::testing::TestParamInfo<std::string>& info) {

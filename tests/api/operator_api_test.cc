@@ -3,8 +3,12 @@
 // file, PostgreSQL): input validation of every route (400 naming the field,
 // 404 for unknown transactions and routes), honest 409s saying why, the
 // fields of transactions, list items and events (paused, last_error,
-// needs_attention, count, first_at_ms), and the actions' effects: pause
-// holds calls until resume, resolve by hand lets a stuck transaction finish.
+// needs_attention, count, first_at_ms), and the ways out of the stuck
+// transactions an operator meets: a 2PC stuck COMMITTING (its commit URL
+// answers 404: abort is a 409 saying why, resolving the branch COMMITTED
+// with a reason finishes it), a 2PC stuck ABORTING, a saga stuck
+// COMPENSATING (abort is a 409, not a silent no-op), and a pause that holds
+// calls until resume, also across a restart of the coordinator.
 
 #include <gtest/gtest.h>
 
@@ -24,45 +28,7 @@ class OperatorApiTest : public ApiTest {
   // 400 whose error message names `field`.
   void Expect400(const ApiReply& r, const std::string& field, const std::string& what) {
     EXPECT_EQ(r.status, 400) << what << ": " << r.raw;
-    const std::string message = r.body.is_object() && r.body.contains("error")
-                                    ? r.body["error"].value("message", "")
-                                    : r.raw;
-    EXPECT_NE(message.find(field), std::string::npos) << what << ": " << message;
-  }
-  std::string Message(const ApiReply& r) {
-    return r.body.is_object() && r.body.contains("error") ? r.body["error"].value("message", "")
-                                                          : r.raw;
-  }
-  // Waits until `gtid` is in `state` (or `timeout_ms`); returns the last document.
-  json WaitState(const std::string& gtid, const std::string& state, int timeout_ms = 20000) {
-    auto end = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
-    json last;
-    while (std::chrono::steady_clock::now() < end) {
-      auto r = Get("/v1/transactions/" + gtid);
-      if (r.status == 200) {
-        last = r.body;
-        if (last["state"] == state) return last;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(25));
-    }
-    ADD_FAILURE() << gtid << " not " << state << " after " << timeout_ms << " ms: " << last.dump();
-    return last;
-  }
-  bool WaitCall(const std::string& gtid, const std::string& branch, const std::string& op) {
-    return participant_->WaitFor(
-        [&](const auto& calls) {
-          for (const auto& c : calls) {
-            if (c.gtid == gtid && c.branch == branch && c.op == op) return true;
-          }
-          return false;
-        },
-        std::chrono::seconds(20));
-  }
-  json Branch2pc(const std::string& name) {
-    return {{"name", name},
-            {"prepare", participant_->Url(name, "prepare")},
-            {"commit", participant_->Url(name, "commit")},
-            {"abort", participant_->Url(name, "abort")}};
+    EXPECT_NE(Message(r).find(field), std::string::npos) << what << ": " << Message(r);
   }
   // A saga whose first step succeeded, whose second failed for good, and
   // whose first step's compensation answers 500 for ever: stuck COMPENSATING.
@@ -71,7 +37,7 @@ class OperatorApiTest : public ApiTest {
     participant_->SetRule("book", "compensate", Rule{{500}});
     ASSERT_EQ(Post("/v1/sagas", {{"gtid", gtid}, {"steps", {Step("book"), Step("pay")}}}).status,
               201);
-    ASSERT_TRUE(WaitCall(gtid, "book", "compensate"));
+    ASSERT_TRUE(WaitCalls(gtid, "book", "compensate"));
     WaitState(gtid, "COMPENSATING");
   }
   // A one-branch 2PC whose commit URL answers 404 for ever: stuck COMMITTING.
@@ -81,7 +47,7 @@ class OperatorApiTest : public ApiTest {
     ASSERT_EQ(Post("/v1/2pc/" + gtid + "/branches", Branch2pc("acct")).status, 201);
     auto c = Post("/v1/2pc/" + gtid + "/commit", json::object());
     ASSERT_EQ(c.status, 200) << c.raw;
-    ASSERT_TRUE(WaitCall(gtid, "acct", "commit"));
+    ASSERT_TRUE(WaitCalls(gtid, "acct", "commit"));
     WaitState(gtid, "COMMITTING");
   }
 };
@@ -184,13 +150,13 @@ TEST_P(OperatorApiTest, TransactionsListItemsAndEventsCarryTheNewFields) {
   EXPECT_EQ(Get("/v1/transactions?paused=false&gtid_prefix=f-").body["items"].size(), 1u);
 }
 
-// --- Answers and refusals that need no new engine behaviour ---
+// --- Answers, refusals, and the ways out of stuck transactions ---
 
 TEST_P(OperatorApiTest, RetryAnswersStatePausedAndFinished) {
   json slow = Step("slow", 1000);
   participant_->SetRule("slow", "action", Rule{{503}});
   ASSERT_EQ(Post("/v1/sagas", {{"gtid", "r-1"}, {"steps", {slow}}}).status, 201);
-  ASSERT_TRUE(WaitCall("r-1", "slow", "action"));
+  ASSERT_TRUE(WaitCalls("r-1", "slow", "action"));
   // The old form (no body) keeps working, and with a reason.
   for (const std::string body : {"", "{}", "{\"reason\":\"participant redeployed\"}"}) {
     auto r = PostRaw("/v1/transactions/r-1/retry", body);
@@ -211,30 +177,104 @@ TEST_P(OperatorApiTest, RetryAnswersStatePausedAndFinished) {
   }
 }
 
-TEST_P(OperatorApiTest, AbortOfACommitting2pcIs409BecauseTheDecisionIsDurable) {
-  StartCommittingTwoPhase("c-1");
-  auto r = Post("/v1/transactions/c-1/abort", {{"reason", "try"}});
-  EXPECT_EQ(r.status, 409) << r.raw;
-  EXPECT_NE(Message(r).find("commit decision"), std::string::npos) << r.raw;
-  EXPECT_EQ(Get("/v1/transactions/c-1").body["state"], "COMMITTING");
+// The README walk-through's failure: a single-branch 2PC whose commit URL
+// answers 404 stays COMMITTING. Abort is refused saying why (the commit
+// decision is durable); resolving the branch by hand (with a reason) commits
+// it, and the answer says so.
+TEST_P(OperatorApiTest, TwoPhaseStuckCommittingIsResolvedCommitted) {
+  StartCommittingTwoPhase("sc-1");
+  ASSERT_TRUE(WaitCalls("sc-1", "acct", "commit", 2));
+
+  auto abort = Post("/v1/transactions/sc-1/abort", {{"reason", "give up"}});
+  EXPECT_EQ(abort.status, 409) << abort.raw;
+  EXPECT_NE(Message(abort).find("commit decision is durable"), std::string::npos) << abort.raw;
+  EXPECT_EQ(Get("/v1/transactions/sc-1").body["state"], "COMMITTING");
+
+  const std::string resolve = "/v1/transactions/sc-1/branches/acct/resolve";
+  auto no_reason = Post(resolve, {{"outcome", "COMMITTED"}});
+  EXPECT_EQ(no_reason.status, 400) << no_reason.raw;
+  EXPECT_NE(Message(no_reason).find("reason"), std::string::npos) << no_reason.raw;
+  auto wrong = Post(resolve, {{"outcome", "ABORTED"}, {"reason", "x"}});
+  EXPECT_EQ(wrong.status, 409) << wrong.raw;
+  EXPECT_NE(Message(wrong).find("COMMITTING"), std::string::npos) << wrong.raw;
+  EXPECT_EQ(Post("/v1/transactions/sc-1/branches/nope/resolve",
+                 {{"outcome", "COMMITTED"}, {"reason", "x"}})
+                .status,
+            404);
+
+  auto ok = Post(resolve, {{"outcome", "COMMITTED"}, {"reason", "COMMIT PREPARED by hand"}});
+  ASSERT_EQ(ok.status, 200) << ok.raw;
+  // Answered once durable: the branch was the last one, so it is committed.
+  EXPECT_EQ(ok.body["state"], "COMMITTED") << ok.raw;
+  EXPECT_EQ(ok.body["finished"], true) << ok.raw;
+  auto d = WaitTerminal("sc-1");
+  EXPECT_EQ(d["state"], "COMMITTED");
+  EXPECT_TRUE(HasOperatorEvent(
+      d, {"resolve branch 'acct' as COMMITTED by anonymous@127.0.0.1:", "COMMIT PREPARED by hand"}))
+      << d.dump();
+  EXPECT_EQ(Post(resolve, {{"outcome", "COMMITTED"}, {"reason", "again"}}).status, 409);
 }
 
-// --- Expected to pass once the engine implements the actions (Pause,
-// Resume, Resolve, ForceAbort refusals) ---
-
-TEST_P(OperatorApiTest, AbortOfACompensatingSagaIs409AlreadyCompensating) {
-  StartCompensatingSaga("k-1");
-  auto r = Post("/v1/transactions/k-1/abort", json::object());
-  EXPECT_EQ(r.status, 409) << r.raw;
-  EXPECT_NE(Message(r).find("already compensating"), std::string::npos) << r.raw;
+// A 2PC stuck ABORTING (its abort URL answers 404): abort again is a 409
+// "already aborting"; resolving the branch ABORTED finishes it.
+TEST_P(OperatorApiTest, TwoPhaseStuckAbortingIsResolvedAborted) {
+  participant_->SetRule("acct", "abort", Rule{{404}});
+  ASSERT_EQ(Post("/v1/2pc", {{"gtid", "sa-1"}}).status, 201);
+  ASSERT_EQ(Post("/v1/2pc/sa-1/branches", Branch2pc("acct")).status, 201);
+  ASSERT_EQ(Post("/v1/2pc/sa-1/abort", json::object()).status, 200);
+  ASSERT_TRUE(WaitCalls("sa-1", "acct", "abort", 2));
+  WaitState("sa-1", "ABORTING");
+  auto again = Post("/v1/transactions/sa-1/abort", json::object());
+  EXPECT_EQ(again.status, 409) << again.raw;
+  EXPECT_NE(Message(again).find("already aborting"), std::string::npos) << again.raw;
+  auto ok = Post("/v1/transactions/sa-1/branches/acct/resolve",
+                 {{"outcome", "ABORTED"}, {"reason", "rolled back by hand"}});
+  ASSERT_EQ(ok.status, 200) << ok.raw;
+  EXPECT_EQ(ok.body["state"], "ABORTED") << ok.raw;
+  EXPECT_EQ(WaitTerminal("sa-1")["state"], "ABORTED");
 }
 
+// `treatyctl abort` of a COMPENSATING saga used to answer 200 and do nothing:
+// now a 409 saying why (with or without a body); retry with the compensation
+// scheduled resends it; only the stuck step, and only as COMPENSATED, can be
+// resolved by hand, which finishes the saga.
+TEST_P(OperatorApiTest, CompensatingSagaAbortIs409AndResolveFinishesIt) {
+  StartCompensatingSaga("cs-1");
+  auto bare = Post("/v1/transactions/cs-1/abort", json::object());
+  EXPECT_EQ(bare.status, 409) << bare.raw;
+  EXPECT_NE(Message(bare).find("already compensating"), std::string::npos) << bare.raw;
+  auto abort = Post("/v1/transactions/cs-1/abort", {{"reason", "stop it"}});
+  EXPECT_EQ(abort.status, 409) << abort.raw;
+  EXPECT_NE(Message(abort).find("already compensating"), std::string::npos) << abort.raw;
+  EXPECT_NE(Message(abort).find("resolve the stuck step"), std::string::npos) << abort.raw;
+  auto retry = Post("/v1/transactions/cs-1/retry", {{"reason", "fixed?"}});
+  EXPECT_EQ(retry.status, 200) << retry.raw;
+
+  const std::string base = "/v1/transactions/cs-1/branches/";
+  auto unknown = Post(base + "nope/resolve", {{"outcome", "COMPENSATED"}, {"reason", "x"}});
+  EXPECT_EQ(unknown.status, 404) << unknown.raw;
+  auto wrong = Post(base + "book/resolve", {{"outcome", "COMMITTED"}, {"reason", "x"}});
+  EXPECT_EQ(wrong.status, 409) << wrong.raw;
+  auto failed = Post(base + "pay/resolve", {{"outcome", "COMPENSATED"}, {"reason", "x"}});
+  EXPECT_EQ(failed.status, 409) << failed.raw;
+  EXPECT_NE(Message(failed).find("pay"), std::string::npos) << failed.raw;
+  auto ok = Post(base + "book/resolve",
+                 {{"outcome", "COMPENSATED"}, {"reason", "refunded by hand, ticket 42"}});
+  ASSERT_EQ(ok.status, 200) << ok.raw;
+  auto d = WaitTerminal("cs-1");
+  EXPECT_EQ(d["state"], "ABORTED");
+  EXPECT_TRUE(HasOperatorEvent(d, {"retry by anonymous@127.0.0.1:", "fixed?"})) << d.dump();
+  EXPECT_TRUE(HasOperatorEvent(d, {"resolve", "COMPENSATED", "ticket 42"})) << d.dump();
+}
+
+// Pause holds every call (the list filters on it, the history says who and
+// why) until resume, which lets the saga finish.
 TEST_P(OperatorApiTest, PauseHoldsCallsUntilResume) {
   json slow = Step("slow", 1000);
   slow["retry"]["max_backoff_ms"] = 50;
   participant_->SetRule("slow", "action", Rule{{503}});
   ASSERT_EQ(Post("/v1/sagas", {{"gtid", "p-1"}, {"steps", {slow}}}).status, 201);
-  ASSERT_TRUE(WaitCall("p-1", "slow", "action"));
+  ASSERT_TRUE(WaitCalls("p-1", "slow", "action"));
   auto paused = Post("/v1/transactions/p-1/pause", {{"reason", "participant maintenance"}});
   ASSERT_EQ(paused.status, 200) << paused.raw;
   EXPECT_EQ(paused.body["paused"], true);
@@ -251,14 +291,9 @@ TEST_P(OperatorApiTest, PauseHoldsCallsUntilResume) {
   auto list = Get("/v1/transactions?paused=true&gtid_prefix=p-");
   ASSERT_EQ(list.body["items"].size(), 1u) << list.raw;
   EXPECT_EQ(list.body["items"][0]["paused"], true);
-  bool recorded = false;
-  for (const auto& e : d.body["history"]) {
-    const std::string detail = e["detail"];
-    recorded |= e["type"] == "operator" && detail.find("pause") != std::string::npos &&
-                detail.find("anonymous@127.0.0.1:") != std::string::npos &&
-                detail.find("participant maintenance") != std::string::npos;
-  }
-  EXPECT_TRUE(recorded) << d.raw;
+  EXPECT_TRUE(
+      HasOperatorEvent(d.body, {"pause", "anonymous@127.0.0.1:", "participant maintenance"}))
+      << d.raw;
 
   participant_->SetRule("slow", "action", Rule{{200}});
   auto resumed = Post("/v1/transactions/p-1/resume", {{"reason", "maintenance over"}});
@@ -268,40 +303,45 @@ TEST_P(OperatorApiTest, PauseHoldsCallsUntilResume) {
   EXPECT_EQ(Post("/v1/transactions/p-1/resume", json::object()).status, 409);
 }
 
-TEST_P(OperatorApiTest, ResolveCompensatedLetsAStuckSagaFinish) {
-  StartCompensatingSaga("k-2");
-  const std::string base = "/v1/transactions/k-2/branches/";
-  auto unknown = Post(base + "nope/resolve", {{"outcome", "COMPENSATED"}, {"reason", "x"}});
-  EXPECT_EQ(unknown.status, 404) << unknown.raw;
-  auto wrong = Post(base + "book/resolve", {{"outcome", "COMMITTED"}, {"reason", "x"}});
-  EXPECT_EQ(wrong.status, 409) << wrong.raw;
-  auto failed = Post(base + "pay/resolve", {{"outcome", "COMPENSATED"}, {"reason", "x"}});
-  EXPECT_EQ(failed.status, 409) << failed.raw;
-  EXPECT_NE(Message(failed).find("pay"), std::string::npos) << failed.raw;
-  auto ok = Post(base + "book/resolve",
-                 {{"outcome", "COMPENSATED"}, {"reason", "refunded by hand, ticket 42"}});
-  ASSERT_EQ(ok.status, 200) << ok.raw;
-  auto d = WaitTerminal("k-2");
-  EXPECT_EQ(d["state"], "ABORTED");
-  bool recorded = false;
-  for (const auto& e : d["history"]) {
-    const std::string detail = e["detail"];
-    recorded |= e["type"] == "operator" && detail.find("resolve") != std::string::npos &&
-                detail.find("COMPENSATED") != std::string::npos &&
-                detail.find("ticket 42") != std::string::npos;
-  }
-  EXPECT_TRUE(recorded) << d.dump();
-}
+// Pause is durable: a coordinator restarted meanwhile keeps the transaction
+// paused (no call goes out) until an operator resumes it.
+TEST_P(OperatorApiTest, PauseHoldsCallsAcrossARestartUntilResume) {
+  participant_->SetRule("first", "action", Rule{{200}, 800});
+  ASSERT_EQ(
+      Post("/v1/sagas", {{"gtid", "pr-1"}, {"steps", {Step("first"), Step("second")}}}).status,
+      201);
+  ASSERT_TRUE(WaitCalls("pr-1", "first", "action"));
+  auto paused = Post("/v1/transactions/pr-1/pause", {{"reason", "bank maintenance"}});
+  ASSERT_EQ(paused.status, 200) << paused.raw;
+  EXPECT_EQ(paused.body["paused"], true);
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));  // the call in flight ends
+  EXPECT_EQ(participant_->CallCount("pr-1", "second", "action"), 0) << "sent while paused";
 
-TEST_P(OperatorApiTest, ResolveCommittedLetsAStuckTwoPhaseFinish) {
-  StartCommittingTwoPhase("c-2");
-  auto wrong =
-      Post("/v1/transactions/c-2/branches/acct/resolve", {{"outcome", "ABORTED"}, {"reason", "x"}});
-  EXPECT_EQ(wrong.status, 409) << wrong.raw;
-  auto ok = Post("/v1/transactions/c-2/branches/acct/resolve",
-                 {{"outcome", "COMMITTED"}, {"reason", "committed the prepared xact by hand"}});
-  ASSERT_EQ(ok.status, 200) << ok.raw;
-  EXPECT_EQ(WaitTerminal("c-2")["state"], "COMMITTED");
+  server_->Stop();  // no hand-back: like a crash
+  StartServer();
+  // Recovered by the restarted coordinator, still paused: nothing goes out.
+  std::this_thread::sleep_for(std::chrono::milliseconds(3000));
+  auto d = Get("/v1/transactions/pr-1");
+  ASSERT_EQ(d.status, 200) << d.raw;
+  EXPECT_EQ(d.body["paused"], true) << d.raw;
+  EXPECT_EQ(d.body["state"], "RUNNING") << d.raw;
+  EXPECT_EQ(participant_->CallCount("pr-1", "second", "action"), 0) << "sent after restart";
+
+  // Resume once this coordinator drives it again (409 "driven by ..." until then).
+  ApiReply resumed;
+  for (int i = 0; i < 200; ++i) {
+    resumed = Post("/v1/transactions/pr-1/resume", {{"reason", "maintenance over"}});
+    if (resumed.status != 409 || Message(resumed).find("not paused") != std::string::npos) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  ASSERT_EQ(resumed.status, 200) << resumed.raw;
+  EXPECT_EQ(resumed.body["paused"], false);
+  auto done = WaitTerminal("pr-1");
+  EXPECT_EQ(done["state"], "COMMITTED");
+  EXPECT_EQ(done["paused"], false);
+  EXPECT_EQ(participant_->EffectCount("pr-1", "second", "action"), 1);
+  EXPECT_TRUE(HasOperatorEvent(done, {"pause by anonymous@127.0.0.1:", "bank maintenance"}));
+  EXPECT_TRUE(HasOperatorEvent(done, {"resume by anonymous@127.0.0.1:", "maintenance over"}));
 }
 
 INSTANTIATE_TEST_SUITE_P(Engines, OperatorApiTest, ::testing::Values("sqlite", "postgres"),

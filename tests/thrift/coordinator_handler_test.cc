@@ -61,6 +61,22 @@ class CoordinatorHandlerTest : public ApiTest {
     return req;
   }
 
+  // Submits saga `gtid` of one step `step` whose action answers 503,
+  // retried up to 1000 times at most 100 ms apart: it stays RUNNING.
+  rpc::TxnStatus SubmitRetryingSaga(const std::string& gtid, const std::string& step) {
+    Rule unavailable;
+    unavailable.statuses = {503};
+    participant_->SetRule(step, "action", unavailable);
+    rpc::SagaRequest req = Saga(gtid, {step});
+    rpc::RetryPolicy retry;
+    retry.__set_max_attempts(1000);
+    retry.__set_max_backoff_ms(100);
+    req.steps[0].__set_retry_policy(retry);
+    rpc::TxnStatus out;
+    client_->submitSaga(out, req);
+    return out;
+  }
+
   std::shared_ptr<at::transport::TTransport> transport_;
   std::unique_ptr<rpc::CoordinatorServiceClient> client_;
 };
@@ -157,16 +173,7 @@ TEST_P(CoordinatorHandlerTest, RefusesNewWorkWhileStoreIsDown) {
 // The operator actions over Thrift: answers carry paused/finished, the
 // transaction and its events the new optional fields, refusals are typed.
 TEST_P(CoordinatorHandlerTest, OperatorActionsAndTheirFields) {
-  Rule unavailable;
-  unavailable.statuses = {503};
-  participant_->SetRule("slow", "action", unavailable);
-  rpc::SagaRequest req = Saga("t-op", {"slow"});
-  rpc::RetryPolicy retry;
-  retry.__set_max_attempts(1000);
-  retry.__set_max_backoff_ms(100);
-  req.steps[0].__set_retry_policy(retry);
-  rpc::TxnStatus out;
-  client_->submitSaga(out, req);
+  rpc::TxnStatus out = SubmitRetryingSaga("t-op", "slow");
   ASSERT_TRUE(participant_->WaitForCalls(1, std::chrono::seconds(10)));
 
   ASSERT_NO_THROW(client_->retryTransaction(out, "t-op", "participant redeployed"));
@@ -230,16 +237,7 @@ TEST_P(CoordinatorHandlerTest, EnlistmentDeclaresOnePhase) {
 
 // Expected to pass once the engine implements Pause/Resume.
 TEST_P(CoordinatorHandlerTest, PauseAndResumeOverThrift) {
-  Rule unavailable;
-  unavailable.statuses = {503};
-  participant_->SetRule("held", "action", unavailable);
-  rpc::SagaRequest req = Saga("t-pause", {"held"});
-  rpc::RetryPolicy retry;
-  retry.__set_max_attempts(1000);
-  retry.__set_max_backoff_ms(100);
-  req.steps[0].__set_retry_policy(retry);
-  rpc::TxnStatus out;
-  client_->submitSaga(out, req);
+  rpc::TxnStatus out = SubmitRetryingSaga("t-pause", "held");
   ASSERT_NO_THROW(client_->pauseTransaction(out, "t-pause", "maintenance"));
   EXPECT_TRUE(out.paused);
   EXPECT_THROW(client_->pauseTransaction(out, "t-pause", ""), rpc::Conflict);
