@@ -22,39 +22,14 @@ class SagaTest : public testing::DriverTest {
 
   static SagaSpec Spec(const std::string& gtid, std::vector<std::string> names,
                        bool concurrent = false) {
-    SagaSpec spec;
-    spec.gtid = gtid;
+    SagaSpec spec = SagaSpecOf(gtid, names, {3, 50, 200});
     spec.concurrent = concurrent;
-    for (const auto& n : names) {
-      SagaStep s;
-      s.name = n;
-      s.action = "http://svc/" + n + "/action";
-      s.compensate = "http://svc/" + n + "/compensate";
-      s.retry.max_attempts = 3;
-      s.retry.initial_backoff_ms = 50;
-      s.retry.max_backoff_ms = 200;
-      spec.steps.push_back(s);
-    }
     return spec;
   }
-
-  std::shared_ptr<Saga> Run(SagaSpec spec) {
-    auto saga = Saga::Create(&ctx_, std::move(spec));
-    saga->Start();
-    alive_.push_back(saga);  // drivers are owned by their TxnService in production
-    return saga;
-  }
-
-  std::string Finish(const std::string& gtid) {
-    runner_.RunUntil([&] { return recorder_.finished.count(gtid) > 0; });
-    return recorder_.finished.count(gtid) ? recorder_.finished[gtid] : "(not finished)";
-  }
-
-  std::vector<std::shared_ptr<Saga>> alive_;
 };
 
 TEST_F(SagaTest, HappyPathRunsStepsInOrderAndCommits) {
-  Run(Spec("g1", {"flight", "hotel", "car"}));
+  StartSaga(Spec("g1", {"flight", "hotel", "car"}));
   EXPECT_EQ(Finish("g1"), states::kCommitted);
   EXPECT_EQ(caller_.Sequence("g1"), (Seq{"flight/action", "hotel/action", "car/action"}));
   EXPECT_EQ(log_.txns["g1"].txn.state, states::kCommitted);
@@ -71,14 +46,14 @@ TEST_F(SagaTest, StepIsLoggedRunningBeforeItsActionIsSent) {
     ++checked;
   };
   caller_.Set("car", "action", {{CallOutcome::kBusinessFailure}});
-  Run(Spec("g1", {"flight", "hotel", "car"}));
+  StartSaga(Spec("g1", {"flight", "hotel", "car"}));
   EXPECT_EQ(Finish("g1"), states::kAborted);
   EXPECT_EQ(checked, 6);
 }
 
 TEST_F(SagaTest, BusinessFailureCompensatesAttemptedStepsInReverse) {
   caller_.Set("car", "action", {{CallOutcome::kBusinessFailure}});
-  Run(Spec("g1", {"flight", "hotel", "car", "insurance"}));
+  StartSaga(Spec("g1", {"flight", "hotel", "car", "insurance"}));
   EXPECT_EQ(Finish("g1"), states::kAborted);
   EXPECT_EQ(caller_.Sequence("g1"),
             (Seq{"flight/action", "hotel/action", "car/action", "car/compensate",
@@ -91,7 +66,7 @@ TEST_F(SagaTest, BusinessFailureCompensatesAttemptedStepsInReverse) {
 TEST_F(SagaTest, TransientFailuresAreRetriedWithBackoffThenSucceed) {
   caller_.Set("hotel", "action",
               {{CallOutcome::kTransient, CallOutcome::kTransient, CallOutcome::kOk}});
-  Run(Spec("g1", {"flight", "hotel"}));
+  StartSaga(Spec("g1", {"flight", "hotel"}));
   EXPECT_EQ(Finish("g1"), states::kCommitted);
   EXPECT_EQ(caller_.Count("g1", "hotel", "action"), 3);
   EXPECT_EQ(log_.Branch("g1", "hotel")->attempts, 3);
@@ -107,7 +82,7 @@ TEST_F(SagaTest, TransientFailuresAreRetriedWithBackoffThenSucceed) {
 
 TEST_F(SagaTest, RetriesExhaustedFailsTheStepAndCompensates) {
   caller_.Set("hotel", "action", {{CallOutcome::kTransient}});
-  Run(Spec("g1", {"flight", "hotel", "car"}));
+  StartSaga(Spec("g1", {"flight", "hotel", "car"}));
   EXPECT_EQ(Finish("g1"), states::kAborted);
   EXPECT_EQ(caller_.Count("g1", "hotel", "action"), 3);
   EXPECT_EQ(caller_.Count("g1", "hotel", "compensate"), 1) << "a timed-out action may have applied";
@@ -119,7 +94,7 @@ TEST_F(SagaTest, DeadlineCompensatesAfterInFlightCallReturns) {
   caller_.Set("hotel", "action", {{CallOutcome::kOk}, 5000});
   auto spec = Spec("g1", {"flight", "hotel", "car"});
   spec.timeout_ms = 1000;
-  Run(spec);
+  StartSaga(spec);
   EXPECT_EQ(Finish("g1"), states::kAborted);
   EXPECT_EQ(caller_.Sequence("g1"),
             (Seq{"flight/action", "hotel/action", "hotel/compensate", "flight/compensate"}));
@@ -137,7 +112,7 @@ TEST_F(SagaTest, ConcurrentDagRespectsOrderForwardAndBackward) {
   spec.steps[3].after = {"b", "c"};
   caller_.Set("b", "action", {{CallOutcome::kOk}, 30});
   caller_.Set("d", "action", {{CallOutcome::kBusinessFailure}});
-  Run(spec);
+  StartSaga(spec);
   EXPECT_EQ(Finish("g1"), states::kAborted);
   auto seq = caller_.Sequence("g1");
   auto pos = [&](const std::string& s) {
@@ -163,7 +138,7 @@ TEST_F(SagaTest, ConcurrentDagRespectsOrderForwardAndBackward) {
 TEST_F(SagaTest, IndependentStepsStartTogether) {
   auto spec = Spec("g1", {"a", "b", "c"}, true);
   for (auto n : {"a", "b", "c"}) caller_.Set(n, "action", {{CallOutcome::kOk}, 100});
-  Run(spec);
+  StartSaga(spec);
   EXPECT_EQ(Finish("g1"), states::kCommitted);
   for (const auto& c : caller_.calls) EXPECT_EQ(c.at, caller_.calls[0].at);
 }
@@ -173,7 +148,7 @@ TEST_F(SagaTest, FailingCompensationIsRetriedUntilItSucceedsAndFlagsAttention) {
   std::vector<CallOutcome> comp(5, CallOutcome::kTransient);
   comp.push_back(CallOutcome::kOk);
   caller_.Set("flight", "compensate", {comp});
-  auto saga = Run(Spec("g1", {"flight", "hotel"}));
+  auto saga = StartSaga(Spec("g1", {"flight", "hotel"}));
   runner_.RunUntil([&] { return log_.txns["g1"].txn.needs_attention; });
   EXPECT_TRUE(log_.txns["g1"].txn.needs_attention);
   EXPECT_EQ(log_.txns["g1"].txn.state, states::kCompensating);
@@ -191,7 +166,7 @@ TEST_F(SagaTest, OperatorRetryResendsAWaitingCompensationAtOnce) {
                 CallOutcome::kOk}});
   ctx_.options.retry_initial_backoff_ms = 60000;
   ctx_.options.retry_max_backoff_ms = 60000;
-  auto saga = Run(Spec("g1", {"flight", "hotel"}));
+  auto saga = StartSaga(Spec("g1", {"flight", "hotel"}));
   runner_.RunUntil([&] { return caller_.Count("g1", "flight", "compensate") == 1; });
   runner_.Advance(10);
   for (int i = 0; i < 3; ++i) {
@@ -205,7 +180,7 @@ TEST_F(SagaTest, OperatorRetryResendsAWaitingCompensationAtOnce) {
 
 TEST_F(SagaTest, ForceAbortCompensatesARunningSaga) {
   caller_.Set("hotel", "action", {{CallOutcome::kTransient}});
-  auto saga = Run(Spec("g1", {"flight", "hotel"}));
+  auto saga = StartSaga(Spec("g1", {"flight", "hotel"}));
   runner_.RunUntil([&] { return caller_.Count("g1", "hotel", "action") == 1; });
   ASSERT_TRUE(saga->ForceAbort({"tester", "operator"}).ok());
   EXPECT_EQ(Finish("g1"), states::kAborted);
@@ -215,7 +190,7 @@ TEST_F(SagaTest, ForceAbortCompensatesARunningSaga) {
 
 TEST_F(SagaTest, LostOwnershipStopsDrivingAtOnce) {
   caller_.Set("flight", "action", {{CallOutcome::kOk}, 50});
-  Run(Spec("g1", {"flight", "hotel", "car"}));
+  StartSaga(Spec("g1", {"flight", "hotel", "car"}));
   runner_.RunUntil([&] { return caller_.Count("g1", "flight", "action") == 1; });
   log_.SetOwner("g1", "coord-2");
   runner_.Advance(10000);
@@ -226,7 +201,7 @@ TEST_F(SagaTest, LostOwnershipStopsDrivingAtOnce) {
 
 TEST_F(SagaTest, UnavailableLogWritesAreRetriedWithoutLoss) {
   ctx_.options.log_retry_backoff_ms = 200;
-  auto saga = Run(Spec("g1", {"flight", "hotel"}));
+  auto saga = StartSaga(Spec("g1", {"flight", "hotel"}));
   runner_.RunUntil([&] { return caller_.Count("g1", "flight", "action") == 1; });
   log_.fail_next_writes = 3;
   EXPECT_EQ(Finish("g1"), states::kCommitted);
@@ -235,7 +210,7 @@ TEST_F(SagaTest, UnavailableLogWritesAreRetriedWithoutLoss) {
 }
 
 TEST_F(SagaTest, CreateConflictIsReportedAndNothingRuns) {
-  Run(Spec("g1", {"flight"}));
+  StartSaga(Spec("g1", {"flight"}));
   Finish("g1");
   Status created = Status::Ok();
   auto again = Saga::Create(&ctx_, Spec("g1", {"flight"}));
@@ -248,7 +223,7 @@ TEST_F(SagaTest, CreateConflictIsReportedAndNothingRuns) {
 
 TEST_F(SagaTest, RecoveryResendsTheInFlightActionAndFinishes) {
   caller_.Set("hotel", "action", {{CallOutcome::kOk}, 10000});
-  auto first = Run(Spec("g1", {"flight", "hotel", "car"}));
+  auto first = StartSaga(Spec("g1", {"flight", "hotel", "car"}));
   runner_.RunUntil([&] { return caller_.Count("g1", "hotel", "action") == 1; });
   first->Drop(Status::Internal("simulated crash"));  // the process dies
   // A new coordinator claims it and restores it from the log.
@@ -258,7 +233,7 @@ TEST_F(SagaTest, RecoveryResendsTheInFlightActionAndFinishes) {
   auto restored = Saga::Restore(&ctx_, log_.txns["g1"]);
   ASSERT_TRUE(restored.ok());
   (*restored)->Start();
-  alive_.push_back(*restored);
+  drivers_.push_back(*restored);
   EXPECT_EQ(Finish("g1"), states::kCommitted);
   EXPECT_EQ(caller_.Count("g1", "flight", "action"), 1) << "a logged success is not resent";
   EXPECT_EQ(caller_.Count("g1", "hotel", "action"), 2) << "the unknown outcome is resent";
@@ -268,7 +243,7 @@ TEST_F(SagaTest, RecoveryResendsTheInFlightActionAndFinishes) {
 TEST_F(SagaTest, RecoveryDuringCompensationFinishesIt) {
   caller_.Set("car", "action", {{CallOutcome::kBusinessFailure}});
   caller_.Set("hotel", "compensate", {{CallOutcome::kOk}, 10000});
-  auto first = Run(Spec("g1", {"flight", "hotel", "car"}));
+  auto first = StartSaga(Spec("g1", {"flight", "hotel", "car"}));
   runner_.RunUntil([&] { return caller_.Count("g1", "hotel", "compensate") == 1; });
   first->Drop(Status::Internal("simulated crash"));
   log_.SetOwner("g1", "coord-2");
@@ -277,7 +252,7 @@ TEST_F(SagaTest, RecoveryDuringCompensationFinishesIt) {
   auto restored = Saga::Restore(&ctx_, log_.txns["g1"]);
   ASSERT_TRUE(restored.ok());
   (*restored)->Start();
-  alive_.push_back(*restored);
+  drivers_.push_back(*restored);
   EXPECT_EQ(Finish("g1"), states::kAborted);
   EXPECT_EQ(caller_.Count("g1", "car", "compensate"), 1);
   EXPECT_EQ(caller_.Count("g1", "hotel", "compensate"), 2);
@@ -294,7 +269,7 @@ TEST_F(SagaTest, ActionPlannedBeforeTheDeadlineIsNotSentOnceCompensating) {
   };
   auto spec = Spec("g1", {"flight", "hotel"});
   spec.timeout_ms = 1000;
-  Run(spec);
+  StartSaga(spec);
   EXPECT_EQ(Finish("g1"), states::kAborted);
   EXPECT_EQ(caller_.Count("g1", "hotel", "action"), 0);
   EXPECT_EQ(caller_.Sequence("g1"),

@@ -60,19 +60,7 @@ class DataErrorTest : public testing::DriverTest {
   DataErrorTest() : DriverTest(7), refusing_(&runner_, &log_) { ctx_.log = &refusing_; }
 
   std::shared_ptr<Saga> Run(const std::string& gtid, std::vector<std::string> names) {
-    SagaSpec spec;
-    spec.gtid = gtid;
-    for (const auto& n : names) {
-      SagaStep s;
-      s.name = n;
-      s.action = "http://svc/" + n + "/action";
-      s.compensate = "http://svc/" + n + "/compensate";
-      s.retry.max_attempts = 3;
-      s.retry.initial_backoff_ms = 50;
-      s.retry.max_backoff_ms = 200;
-      spec.steps.push_back(s);
-    }
-    auto saga = Saga::Create(&ctx_, std::move(spec));
+    auto saga = Saga::Create(&ctx_, SagaSpecOf(gtid, names, {3, 50, 200}));
     saga->on_created = [this](Status s) { created_.push_back(s); };
     saga->Start();
     alive_.push_back(saga);
