@@ -317,6 +317,24 @@ TEST_F(OperatorTest, ResolveWorksOnAPausedSagaAndTheRestWaitsForResume) {
   EXPECT_EQ(caller_.Count("s3", "a", "compensate"), 1);
 }
 
+// A transaction that finishes while paused (its last branch resolved, or its
+// last call answering) is not left paused: nothing is held any more, and a
+// finished transaction cannot be resumed.
+TEST_F(OperatorTest, FinishingWhilePausedClearsThePausedFlag) {
+  caller_.Set("a", "commit", {{kDown}});
+  auto t = Begin("p1", {"a"});
+  RequestCommit(t);
+  runner_.RunUntil([&] { return caller_.Count("p1", "a", "commit") >= 2; });
+  ASSERT_TRUE(t->Pause(kWho).ok());
+  runner_.Advance(100);
+  ASSERT_TRUE(log_.txns["p1"].txn.paused);
+  ASSERT_TRUE(t->Resolve("a", "COMMITTED", kWho).ok());
+  EXPECT_EQ(Finish("p1"), states::kCommitted);
+  EXPECT_FALSE(t->paused());
+  EXPECT_FALSE(log_.txns["p1"].txn.paused) << "a finished transaction is listed as paused";
+  EXPECT_EQ(t->Resume(kWho).code(), StatusCode::kConflict);
+}
+
 TEST_F(OperatorTest, ResolvingAStuckCommitLetsTheTransactionCommit) {
   caller_.Set("a", "commit", {{kDown}});  // e.g. its commit URL answers 404
   auto t = Begin("t1", {"a", "b"});
