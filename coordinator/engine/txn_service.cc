@@ -206,8 +206,7 @@ void TxnService::Resolve(const std::string& gtid, const std::string& branch,
                          const std::string& outcome, OperatorRequest who,
                          Callback<SubmitResult> done) {
   OperatorAction(gtid, "resolve branch '" + branch + "' as " + outcome, std::move(who),
-                 std::move(done),
-                 [branch, outcome](TxnDriver& d, const OperatorRequest& w) {
+                 std::move(done), [branch, outcome](TxnDriver& d, const OperatorRequest& w) {
                    return d.Resolve(branch, outcome, w);
                  });
 }

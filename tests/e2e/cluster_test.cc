@@ -184,8 +184,10 @@ TEST_F(ClusterTest, PausedPastLeaseIsFencedOffAndRejoinsUnderNewId) {
         if (!Adopters(*t).empty()) adopted.insert(g);
         continue;
       }
-      if ((*t)["owner"] != peer_id) all_moved = false;
-      else adopted.insert(g);
+      if ((*t)["owner"] != peer_id)
+        all_moved = false;
+      else
+        adopted.insert(g);
     }
     if (all_moved) break;
     ASSERT_LT(MsSince(stopped_at), 15000) << "peer did not adopt the paused one's work";
@@ -236,8 +238,8 @@ TEST_F(ClusterTest, PausedPastLeaseIsFencedOffAndRejoinsUnderNewId) {
     for (const auto& e : t["history"]) {
       last_id = std::max<int64_t>(last_id, e["id"].get<int64_t>());
       const std::string detail = e["detail"];
-      if (e["type"] == "step") step_states[e["branch"].get<std::string>() + " " +
-                                          detail.substr(0, detail.find(':'))]++;
+      if (e["type"] == "step")
+        step_states[e["branch"].get<std::string>() + " " + detail.substr(0, detail.find(':'))]++;
       if (e["type"] == "state" &&
           (detail.rfind("COMMITTED", 0) == 0 || detail.rfind("ABORTED", 0) == 0)) {
         EXPECT_EQ(terminal_id, -1) << gtid << " reached a terminal state twice";

@@ -67,7 +67,9 @@ class Workload {
       if (at >= from && at < to) out.insert(g);
     return out;
   }
-  std::set<std::string> Accepted() { return AcceptedBetween(Clock::time_point::min(), Clock::time_point::max()); }
+  std::set<std::string> Accepted() {
+    return AcceptedBetween(Clock::time_point::min(), Clock::time_point::max());
+  }
   std::set<std::string> Tried() {
     std::lock_guard<std::mutex> l(mu_);
     return tried_;
@@ -146,8 +148,9 @@ TEST_F(ReplicationTest, PrimaryKillAndStandbyPromotionLoseNothing) {
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
   ASSERT_TRUE(primary.CreateDatabase("treaty").ok());
-  store_ = "postgresql://postgres@127.0.0.1:" + std::to_string(primary.port()) + ",127.0.0.1:" +
-           std::to_string(standby.port()) + "/treaty?target_session_attrs=read-write";
+  store_ = "postgresql://postgres@127.0.0.1:" + std::to_string(primary.port()) +
+           ",127.0.0.1:" + std::to_string(standby.port()) +
+           "/treaty?target_session_attrs=read-write";
   SlowParticipant();
   TreatydOptions opts;
   opts.store = store_;
@@ -177,10 +180,11 @@ TEST_F(ReplicationTest, PrimaryKillAndStandbyPromotionLoseNothing) {
   std::this_thread::sleep_for(std::chrono::milliseconds(1000));
   w.Stop();
   const auto before = w.AcceptedBetween(Clock::time_point::min(), killed_at);
-  std::cout << "fail-over: " << before.size() << " sagas acknowledged before kill -9 of the "
-            << "primary; promotion took " << promote_ms << " ms; new sagas accepted again "
-            << std::chrono::duration_cast<std::chrono::milliseconds>(resumed_at - promote_at).count()
-            << " ms after the promotion began; answers" << w.Answers() << "\n";
+  std::cout
+      << "fail-over: " << before.size() << " sagas acknowledged before kill -9 of the "
+      << "primary; promotion took " << promote_ms << " ms; new sagas accepted again "
+      << std::chrono::duration_cast<std::chrono::milliseconds>(resumed_at - promote_at).count()
+      << " ms after the promotion began; answers" << w.Answers() << "\n";
   ASSERT_GT(before.size(), 5u);
 
   auto final = CheckAllFinish(w, std::chrono::seconds(60));

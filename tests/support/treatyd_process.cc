@@ -43,16 +43,24 @@ Status TreatydProcess::Start() {
 Status TreatydProcess::StartOnce() {
   url_ = "http://" + http_addr();
   std::vector<std::string> argv = {BinaryPath("treatyd"),
-                                   "--store", options_.store,
-                                   "--http", http_addr(),
-                                   "--thrift", "127.0.0.1:0",
-                                   "--node-name", name_,
-                                   "--heartbeat-ms", std::to_string(options_.heartbeat_ms),
-                                   "--lease-ms", std::to_string(options_.lease_ms),
+                                   "--store",
+                                   options_.store,
+                                   "--http",
+                                   http_addr(),
+                                   "--thrift",
+                                   "127.0.0.1:0",
+                                   "--node-name",
+                                   name_,
+                                   "--heartbeat-ms",
+                                   std::to_string(options_.heartbeat_ms),
+                                   "--lease-ms",
+                                   std::to_string(options_.lease_ms),
                                    "--retry-max-backoff-ms",
                                    std::to_string(options_.retry_max_backoff_ms),
-                                   "--drain-timeout-ms", std::to_string(options_.drain_timeout_ms),
-                                   "--log-level", "info"};
+                                   "--drain-timeout-ms",
+                                   std::to_string(options_.drain_timeout_ms),
+                                   "--log-level",
+                                   "info"};
   if (options_.claim_batch > 0) {
     argv.push_back("--claim-batch");
     argv.push_back(std::to_string(options_.claim_batch));

@@ -22,8 +22,8 @@ struct TreatydOptions {
   int lease_ms = 1500;
   int retry_max_backoff_ms = 200;
   int drain_timeout_ms = 10000;
-  int claim_batch = 0;              // 0: treatyd's default
-  std::vector<std::string> extra;   // more flags
+  int claim_batch = 0;             // 0: treatyd's default
+  std::vector<std::string> extra;  // more flags
 };
 
 class TreatydProcess {
