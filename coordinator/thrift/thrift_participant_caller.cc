@@ -1,5 +1,7 @@
 #include "thrift/thrift_participant_caller.h"
 
+#include <netdb.h>
+
 #include <algorithm>
 #include <chrono>
 #include <map>
@@ -54,6 +56,22 @@ struct EndpointState {
 bool IsResolveFailure(const at::transport::TTransportException& e) {
   return e.getType() == at::transport::TTransportException::NOT_OPEN &&
          std::string_view(e.what()).find("Could not resolve host") != std::string_view::npos;
+}
+
+// True when getaddrinfo says `host` does not exist (EAI_NONAME, EAI_NODATA),
+// as opposed to a resolver that cannot answer now. Blocks for one lookup; the
+// calls run on the caller's worker threads.
+bool ResolverSaysNoSuchName(const std::string& host) {
+  addrinfo hints{};
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* found = nullptr;
+  const int rc = getaddrinfo(host.c_str(), nullptr, &hints, &found);
+  if (found) freeaddrinfo(found);
+  return rc == EAI_NONAME
+#ifdef EAI_NODATA
+         || rc == EAI_NODATA
+#endif
+      ;
 }
 
 ParticipantResponse FromReply(const std::string& op, const rpc::ParticipantReply& reply) {
@@ -274,8 +292,12 @@ struct ThriftParticipantCaller::Impl {
       } catch (const at::transport::TTransportException& e) {
         r = ParticipantResponse();
         if (IsResolveFailure(e)) {
-          r.config_error = true;
-          r.error = "host '" + endpoint.host + "' does not resolve";
+          // Thrift keeps getaddrinfo's code to itself: ask the resolver
+          // again. Only "no such name" is a configuration error; a resolver
+          // that cannot answer now (EAI_AGAIN) is a passing fault.
+          r.config_error = ResolverSaysNoSuchName(endpoint.host);
+          r.error = "host '" + endpoint.host + "' does not resolve" +
+                    (r.config_error ? "" : " (the resolver cannot answer now)");
           return r;  // nothing was opened
         }
         r.error =
