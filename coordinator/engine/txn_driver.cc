@@ -219,7 +219,9 @@ void TxnDriver::CallWhenDurable(ParticipantRequest request,
     if (still_wanted && !still_wanted()) {
       ParticipantResponse skipped;
       skipped.outcome = CallOutcome::kTransient;
-      skipped.error = "not sent: the decision changed while it waited for the log";
+      skipped.error =
+          "not sent: no longer wanted once the log had it (the decision changed or an operator "
+          "resolved the branch)";
       on_result(skipped);
       Pump();
       return;

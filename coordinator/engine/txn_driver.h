@@ -140,7 +140,8 @@ class TxnDriver : public std::enable_shared_from_this<TxnDriver> {
   // comes back on the runner: unless the driver was dropped meanwhile, it is
   // reported to the observer, handed to `on_result`, and Pump() runs.
   // `still_wanted`, if given, is asked on the runner once the write is
-  // durable: false means the decision changed while the write was waiting
+  // durable: false means the decision changed (or an operator resolved the
+  // branch) while the write was waiting
   // (a saga began compensating), so the call is not sent and `on_result`
   // gets a kTransient answer saying so (no participant was called).
   void CallWhenDurable(ParticipantRequest request,
