@@ -415,6 +415,10 @@ void TxnDriver::Send(TxnWrite w, std::vector<std::function<void()>> thens) {
 
 void TxnDriver::OnWritten(Status status, TxnWrite write, std::vector<std::function<void()>> thens) {
   write_in_flight_ = false;
+  // The follow-ups below may Pump and so Flush the next write, which moves
+  // in_flight_seq_ on: what this answer makes durable is the write sent
+  // before them.
+  const uint64_t written_seq = in_flight_seq_;
   if (dropped_) return;
   const bool was_create = write.create.has_value();
   if (status.ok()) {
@@ -430,7 +434,7 @@ void TxnDriver::OnWritten(Status status, TxnWrite write, std::vector<std::functi
       if (dropped_) return;
       t();
     }
-    durable_seq_ = std::max(durable_seq_, in_flight_seq_);
+    durable_seq_ = std::max(durable_seq_, written_seq);
     std::vector<std::function<void(Status)>> ready;
     for (auto it = durable_waiters_.begin(); it != durable_waiters_.end();) {
       if (it->first <= durable_seq_) {

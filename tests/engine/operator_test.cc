@@ -335,6 +335,59 @@ TEST_F(OperatorTest, FinishingWhilePausedClearsThePausedFlag) {
   EXPECT_EQ(t->Resume(kWho).code(), StatusCode::kConflict);
 }
 
+// A log whose answers wait until the test releases them.
+class HeldLog : public TxnLog {
+ public:
+  explicit HeldLog(TxnLog* inner) : inner_(inner) {}
+  void Write(TxnWrite write, Callback done) override {
+    if (!hold) return inner_->Write(std::move(write), std::move(done));
+    held_.push_back({std::move(write), std::move(done)});
+  }
+  void ReleaseOne() {
+    auto [w, done] = std::move(held_.front());
+    held_.erase(held_.begin());
+    inner_->Write(std::move(w), std::move(done));
+  }
+  size_t held() const { return held_.size(); }
+  bool hold = false;
+
+ private:
+  TxnLog* inner_;
+  std::vector<std::pair<TxnWrite, Callback>> held_;
+};
+
+// An operator's answer waits for the write that holds its change. Here the
+// write before it (the retry logged as sent) is answered first, and its
+// follow-up (the resolved branch's call, no longer wanted) flushes the
+// operator's write at once: that earlier answer must not count as the
+// operator's write being durable.
+TEST_F(OperatorTest, AnswerWaitsForItsOwnWriteWhenAnEarlierWriteFlushesIt) {
+  HeldLog held(&log_);
+  ctx_.log = &held;
+  caller_.Set("a", "commit", {{kDown}});
+  auto t = Begin("w1", {"a"});
+  RequestCommit(t);
+  runner_.RunUntil([&] { return log_.Branch("w1", "a")->next_attempt_at_ms > 0; });
+  held.hold = true;
+  runner_.RunUntil([&] { return held.held() == 1; });  // the retry, logged as sent, waits
+  ASSERT_TRUE(t->Resolve("a", "COMMITTED", kWho).ok());
+  bool answered = false, finished_when_answered = false;
+  t->WhenDurable([&](Status s) {
+    ASSERT_TRUE(s.ok()) << s.ToString();
+    answered = true;
+    finished_when_answered = t->finished();
+  });
+  held.ReleaseOne();
+  runner_.RunUntil([&] { return held.held() == 1; });  // the operator's write, now sent
+  runner_.RunUntilIdle();
+  EXPECT_FALSE(answered) << "answered before the operator's write was durable";
+  held.hold = false;
+  held.ReleaseOne();
+  runner_.RunUntil([&] { return answered; });
+  EXPECT_TRUE(finished_when_answered);
+  EXPECT_EQ(log_.txns["w1"].txn.state, states::kCommitted);
+}
+
 TEST_F(OperatorTest, ResolvingAStuckCommitLetsTheTransactionCommit) {
   caller_.Set("a", "commit", {{kDown}});  // e.g. its commit URL answers 404
   auto t = Begin("t1", {"a", "b"});
