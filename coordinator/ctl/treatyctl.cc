@@ -83,18 +83,17 @@ int main(int argc, char** argv) {
   ls->add_option("--limit", list.limit, "Rows")->check(CLI::Range(1, 1000))->capture_default_str();
   ls->add_flag("--json", list.json, "Print the JSON document");
 
-  auto* retry = app.add_subcommand("retry", "Operator: retry pending calls now");
-  retry->add_option("GTID", gtid)->required();
-  retry->add_option("--reason", reason, "Why (recorded in the history)");
-  auto* force_abort = app.add_subcommand("abort", "Operator: force abort");
-  force_abort->add_option("GTID", gtid)->required();
-  force_abort->add_option("--reason", reason, "Why (recorded in the history)");
-  auto* pause = app.add_subcommand("pause", "Operator: send no participant call until resume");
-  pause->add_option("GTID", gtid)->required();
-  pause->add_option("--reason", reason, "Why (recorded in the history)");
-  auto* resume = app.add_subcommand("resume", "Operator: resume a paused transaction");
-  resume->add_option("GTID", gtid)->required();
-  resume->add_option("--reason", reason, "Why (recorded in the history)");
+  // The operator actions on one transaction: GTID and an optional --reason.
+  auto operator_command = [&](const char* name, const char* help) {
+    auto* cmd = app.add_subcommand(name, help);
+    cmd->add_option("GTID", gtid)->required();
+    cmd->add_option("--reason", reason, "Why (recorded in the history)");
+    return cmd;
+  };
+  auto* retry = operator_command("retry", "Operator: retry pending calls now");
+  auto* force_abort = operator_command("abort", "Operator: force abort");
+  auto* pause = operator_command("pause", "Operator: send no participant call until resume");
+  auto* resume = operator_command("resume", "Operator: resume a paused transaction");
   auto* resolve = app.add_subcommand(
       "resolve", "Operator: record a branch's outcome after fixing it by hand; it then continues");
   resolve->add_option("GTID", gtid)->required();
