@@ -5,6 +5,7 @@ set -euo pipefail
 
 packages=(
   build-essential cmake pkg-config git ca-certificates curl
+  libssl-dev openssl
   thrift-compiler libthrift-dev libevent-dev python3-thrift python3
   libpqxx-dev libpq-dev
   libboost-dev libboost-system-dev

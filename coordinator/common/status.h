@@ -21,6 +21,8 @@ enum class StatusCode {
   kUnavailable,      // a dependency (log store, participant) cannot be reached now
   kLostOwnership,    // fencing: this coordinator no longer owns the transaction
   kTooLarge,         // a body or field exceeds a configured limit
+  kUnauthenticated,  // no valid credentials (REST 401)
+  kPermissionDenied, // valid credentials without the role needed (REST 403)
   kInternal,         // a bug or an unexpected library failure
 };
 
@@ -39,6 +41,8 @@ class [[nodiscard]] Status {
   static Status Unavailable(std::string m) { return {StatusCode::kUnavailable, std::move(m)}; }
   static Status LostOwnership(std::string m) { return {StatusCode::kLostOwnership, std::move(m)}; }
   static Status TooLarge(std::string m) { return {StatusCode::kTooLarge, std::move(m)}; }
+  static Status Unauthenticated(std::string m) { return {StatusCode::kUnauthenticated, std::move(m)}; }
+  static Status PermissionDenied(std::string m) { return {StatusCode::kPermissionDenied, std::move(m)}; }
   static Status Internal(std::string m) { return {StatusCode::kInternal, std::move(m)}; }
 
   bool ok() const { return code_ == StatusCode::kOk; }
