@@ -1,13 +1,21 @@
 // treatyd: the Treaty coordinator. `treatyd [options]` serves; `treatyd
-// migrate --store URI` applies pending migrations and exits.
+// migrate --store URI` applies pending migrations and exits. Signals:
+// SIGTERM/SIGINT drain and stop; SIGHUP re-reads the TLS certificates and
+// the tokens file and reopens the audit log (docs/security.md), keeping the
+// old ones when a file fails to load. Every option has a TREATY_* variable
+// and may come from --config FILE.
 
 #include <signal.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <iostream>
+#include <utility>
 
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
@@ -60,6 +68,94 @@ void FitConnectionCaps(treaty::ServerOptions& opts) {
       limit, opts.http_max_connections, opts.thrift_max_connections);
 }
 
+// The security options (docs/security.md).
+void AddSecurityOptions(CLI::App& app, treaty::ServerOptions& opts) {
+  app.add_option("--tls-cert", opts.tls.cert_file,
+                 "PEM certificate chain: HTTPS on --http and TLS on --thrift (default: plain)")
+      ->envname("TREATY_TLS_CERT");
+  app.add_option("--tls-key", opts.tls.key_file, "PEM private key of --tls-cert")
+      ->envname("TREATY_TLS_KEY");
+  app.add_option("--tls-client-ca", opts.tls.client_ca_file,
+                 "PEM CA bundle: clients must present a certificate it signed (mTLS)")
+      ->envname("TREATY_TLS_CLIENT_CA");
+  app.add_option("--auth-tokens", opts.auth_tokens_file,
+                 "Tokens file (lines NAME ROLES SHA256HEX); default: no authentication, every "
+                 "caller may do everything")
+      ->envname("TREATY_AUTH_TOKENS");
+  app.add_flag("--metrics-open", opts.metrics_open, "Serve /metrics without the read role")
+      ->envname("TREATY_METRICS_OPEN");
+  app.add_flag("--insecure", opts.insecure,
+               "Allow a non-loopback listener without --auth-tokens (anyone reaching it may do "
+               "everything)")
+      ->envname("TREATY_INSECURE");
+  app.add_option("--allowed-hosts", opts.allowed_hosts,
+                 "Host headers accepted, comma-separated (name or IP, optional :port, * any); "
+                 "default: localhost names on a loopback listener, any otherwise")
+      ->envname("TREATY_ALLOWED_HOSTS")
+      ->delimiter(',');
+  app.add_option("--participant-allow", opts.participant_allow,
+                 "Participant addresses allowed, comma-separated (host, *.suffix, IP or CIDR, "
+                 "optional :port); default: any but link-local, metadata and own listeners")
+      ->envname("TREATY_PARTICIPANT_ALLOW")
+      ->delimiter(',');
+  app.add_option("--participant-ca", opts.participant_tls.ca_file,
+                 "PEM CA bundle for https:// and thrifts:// participants (default: system store)")
+      ->envname("TREATY_PARTICIPANT_CA");
+  app.add_option("--participant-cert", opts.participant_tls.cert_file,
+                 "PEM client certificate presented to TLS participants (default: none)")
+      ->envname("TREATY_PARTICIPANT_CERT");
+  app.add_option("--participant-key", opts.participant_tls.key_file,
+                 "PEM private key of --participant-cert")
+      ->envname("TREATY_PARTICIPANT_KEY");
+  app.add_option("--participant-hmac-key", opts.participant_hmac_key_file,
+                 "File with a shared key (32+ bytes): participant calls carry Treaty-Signature "
+                 "(default: unsigned)")
+      ->envname("TREATY_PARTICIPANT_HMAC_KEY");
+  app.add_option("--audit-log", opts.audit_log_file,
+                 "Append operator and admin actions as JSON lines to this file (reopened on "
+                 "SIGHUP; default: main log only)")
+      ->envname("TREATY_AUDIT_LOG");
+}
+
+// InvalidArgument naming the option when a file option names a file that
+// cannot be read, or one of a pair is missing. What is inside the files is
+// checked by Server::Start.
+treaty::Status CheckSecurityFiles(const treaty::ServerOptions& opts) {
+  const std::pair<const char*, const std::string*> files[] = {
+      {"--tls-cert", &opts.tls.cert_file},
+      {"--tls-key", &opts.tls.key_file},
+      {"--tls-client-ca", &opts.tls.client_ca_file},
+      {"--auth-tokens", &opts.auth_tokens_file},
+      {"--participant-ca", &opts.participant_tls.ca_file},
+      {"--participant-cert", &opts.participant_tls.cert_file},
+      {"--participant-key", &opts.participant_tls.key_file},
+      {"--participant-hmac-key", &opts.participant_hmac_key_file},
+  };
+  for (const auto& [option, path] : files) {
+    if (path->empty()) continue;
+    if (access(path->c_str(), R_OK) != 0) {
+      return treaty::Status::InvalidArgument(std::string(option) + ": cannot read '" + *path +
+                                             "': " + std::strerror(errno));
+    }
+  }
+  const std::pair<const char*, const char*> pairs[] = {{"--tls-cert", "--tls-key"},
+                                                       {"--participant-cert", "--participant-key"}};
+  const bool given[][2] = {
+      {!opts.tls.cert_file.empty(), !opts.tls.key_file.empty()},
+      {!opts.participant_tls.cert_file.empty(), !opts.participant_tls.key_file.empty()}};
+  for (size_t i = 0; i < 2; ++i) {
+    if (given[i][0] != given[i][1]) {
+      return treaty::Status::InvalidArgument(
+          std::string(given[i][0] ? pairs[i].second : pairs[i].first) +
+          " is missing: " + pairs[i].first + " and " + pairs[i].second + " go together");
+    }
+  }
+  if (!opts.tls.client_ca_file.empty() && opts.tls.cert_file.empty()) {
+    return treaty::Status::InvalidArgument("--tls-client-ca needs --tls-cert and --tls-key");
+  }
+  return treaty::Status::Ok();
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -76,7 +172,7 @@ int main(int argc, char** argv) {
   app.add_option("--http", http, "HTTP listen address HOST:PORT (port 0 picks one)")
       ->envname("TREATY_HTTP")
       ->capture_default_str();
-  app.add_option("--thrift", thrift, "Thrift listen address HOST:PORT (port 0 picks one)")
+  app.add_option("--thrift", thrift, "Thrift listen address HOST:PORT (port 0 picks one), or off")
       ->envname("TREATY_THRIFT")
       ->capture_default_str();
   app.add_option("--node-name", opts.node_name, "Name shown in the cluster view")
@@ -203,6 +299,7 @@ int main(int argc, char** argv) {
       ->envname("TREATY_THRIFT_REQUEST_TIMEOUT_MS")
       ->check(CLI::Range(100, 3600000))
       ->capture_default_str();
+  AddSecurityOptions(app, opts);
   auto* migrate = app.add_subcommand("migrate", "Apply pending migrations to --store and exit");
   migrate->fallthrough();  // `treatyd migrate --store URI`, as documented
   CLI11_PARSE(app, argc, argv);
@@ -214,15 +311,18 @@ int main(int argc, char** argv) {
     std::cerr << "treatyd: " << http_addr.status().message() << "\n";
     return 2;
   }
-  auto thrift_addr = treaty::ParseHostPort(thrift, "--thrift");
-  if (!thrift_addr.ok()) {
-    std::cerr << "treatyd: " << thrift_addr.status().message() << "\n";
-    return 2;
-  }
   opts.http_host = http_addr->host;
   opts.http_port = http_addr->port;
-  opts.thrift_host = thrift_addr->host;
-  opts.thrift_port = thrift_addr->port;
+  opts.thrift_enabled = thrift != "off";
+  if (opts.thrift_enabled) {
+    auto thrift_addr = treaty::ParseHostPort(thrift, "--thrift");
+    if (!thrift_addr.ok()) {
+      std::cerr << "treatyd: " << thrift_addr.status().message() << "\n";
+      return 2;
+    }
+    opts.thrift_host = thrift_addr->host;
+    opts.thrift_port = thrift_addr->port;
+  }
 
   if (migrate->parsed()) {
     auto store = treaty::OpenLogStore(opts.store_uri);
@@ -239,11 +339,17 @@ int main(int argc, char** argv) {
     return 0;
   }
 
+  if (auto s = CheckSecurityFiles(opts); !s.ok()) {
+    std::cerr << "treatyd: " << s.message() << "\n";
+    return 2;
+  }
+
   // Block the signals in every thread; the main thread waits for them.
   sigset_t signals;
   sigemptyset(&signals);
   sigaddset(&signals, SIGTERM);
   sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   signal(SIGPIPE, SIG_IGN);
 
@@ -253,13 +359,21 @@ int main(int argc, char** argv) {
     std::cerr << "treatyd: cannot start: " << s.ToString() << "\n";
     return 1;
   }
-  std::printf("treatyd listening on %s and thrift %s:%u (coordinator %s)\n",
-              server.http_url().c_str(), opts.thrift_host.c_str(), server.thrift_port(),
-              server.coordinator_id().c_str());
+  const std::string thrift_text =
+      opts.thrift_enabled ? opts.thrift_host + ":" + std::to_string(server.thrift_port()) : "off";
+  std::printf("treatyd listening on %s and thrift %s (coordinator %s)\n", server.http_url().c_str(),
+              thrift_text.c_str(), server.coordinator_id().c_str());
   std::fflush(stdout);
 
+  // SIGHUP re-reads certificates and tokens here, on the main thread (never
+  // in a signal handler); work in flight goes on. SIGTERM/SIGINT drain.
   int sig = 0;
-  sigwait(&signals, &sig);
+  while (sigwait(&signals, &sig) != 0 || sig == SIGHUP) {
+    if (sig != SIGHUP) continue;  // sigwait failed (EINTR): wait again
+    spdlog::info("received SIGHUP, reloading");
+    (void)server.Reload();  // a failure is logged and keeps the old files
+    sig = 0;
+  }
   spdlog::info("received {}, shutting down", sig == SIGTERM ? "SIGTERM" : "SIGINT");
   auto s = server.Drain();
   if (!s.ok()) {

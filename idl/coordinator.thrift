@@ -2,7 +2,17 @@
 // (README "Submitting a saga", docs/2pc.md "Client calls", docs/input-rules.md).
 //
 // Served by treatyd on --thrift HOST:PORT (default 127.0.0.1:7481) with the
-// framed transport and the binary protocol.
+// framed transport and the binary protocol; over TLS when treatyd has
+// --tls-cert (a client certificate is then required with --tls-client-ca).
+//
+// Authentication (docs/security.md): with --auth-tokens, a connection first
+// calls authenticate(token), or connects with a verified client certificate
+// whose subject CN the tokens file names; until then every other method
+// throws Unauthenticated. Each method needs the role of the REST route it
+// mirrors, else Forbidden: submit for submitSaga, begin2pc, registerBranch,
+// commit2pc, abort2pc; read for getTransaction, listTransactions; operate
+// for the operator actions. A client that sees neither exception in its
+// generated code (built from an older IDL) gets a TApplicationException.
 //
 // Versioning: this is version 1 (API_VERSION). Changes are additive only:
 // new optional fields get new ids, new methods and exceptions are appended;
@@ -21,7 +31,7 @@ namespace go treaty
 
 const i32 API_VERSION = 1
 
-// --- Errors (REST: 400, 404, 409, 503) ---
+// --- Errors (REST: 400, 404, 409, 503; 401 and 403 below) ---
 
 // The request is malformed or out of range; retrying it unchanged will not help.
 exception InvalidRequest {
@@ -43,6 +53,19 @@ exception Conflict {
 // The coordinator cannot serve now (log store down, draining); retry, on
 // another coordinator if you have one.
 exception Unavailable {
+  1: string message
+}
+
+// Authentication is on (--auth-tokens) and this connection has no
+// identity: call authenticate(token) first, or connect with a client
+// certificate the coordinator's tokens file names (REST: 401).
+exception Unauthenticated {
+  1: string message
+}
+
+// The connection's identity lacks the role the method needs; the message
+// names it (REST: 403).
+exception Forbidden {
   1: string message
 }
 
@@ -161,31 +184,38 @@ service CoordinatorService {
   // POST /v1/sagas
   TxnStatus submitSaga(1: SagaRequest req)
       throws (1: InvalidRequest invalid, 2: NotFound not_found, 3: Conflict conflict,
-              4: Unavailable unavailable)
+              4: Unavailable unavailable, 5: Unauthenticated unauthenticated,
+              6: Forbidden forbidden)
   // POST /v1/2pc
   TxnStatus begin2pc(1: Begin2pcRequest req)
       throws (1: InvalidRequest invalid, 2: NotFound not_found, 3: Conflict conflict,
-              4: Unavailable unavailable)
+              4: Unavailable unavailable, 5: Unauthenticated unauthenticated,
+              6: Forbidden forbidden)
   // POST /v1/2pc/{gtid}/branches
   TxnStatus registerBranch(1: string gtid, 2: Branch2pc branch)
       throws (1: InvalidRequest invalid, 2: NotFound not_found, 3: Conflict conflict,
-              4: Unavailable unavailable)
+              4: Unavailable unavailable, 5: Unauthenticated unauthenticated,
+              6: Forbidden forbidden)
   // POST /v1/2pc/{gtid}/commit: the decision, once durable
   TxnStatus commit2pc(1: string gtid)
       throws (1: InvalidRequest invalid, 2: NotFound not_found, 3: Conflict conflict,
-              4: Unavailable unavailable)
+              4: Unavailable unavailable, 5: Unauthenticated unauthenticated,
+              6: Forbidden forbidden)
   // POST /v1/2pc/{gtid}/abort
   TxnStatus abort2pc(1: string gtid)
       throws (1: InvalidRequest invalid, 2: NotFound not_found, 3: Conflict conflict,
-              4: Unavailable unavailable)
+              4: Unavailable unavailable, 5: Unauthenticated unauthenticated,
+              6: Forbidden forbidden)
   // GET /v1/transactions/{gtid}
   Transaction getTransaction(1: string gtid)
       throws (1: InvalidRequest invalid, 2: NotFound not_found, 3: Conflict conflict,
-              4: Unavailable unavailable)
+              4: Unavailable unavailable, 5: Unauthenticated unauthenticated,
+              6: Forbidden forbidden)
   // GET /v1/transactions
   TxnPage listTransactions(1: ListRequest req)
       throws (1: InvalidRequest invalid, 2: NotFound not_found, 3: Conflict conflict,
-              4: Unavailable unavailable)
+              4: Unavailable unavailable, 5: Unauthenticated unauthenticated,
+              6: Forbidden forbidden)
   // Operator actions (docs/operations.md "Operator actions"). `reason`:
   // free text, valid UTF-8 without control characters, at most 1024 bytes;
   // optional ("" none) except for resolveBranch. Conflict says why an action
@@ -194,23 +224,34 @@ service CoordinatorService {
   // POST /v1/transactions/{gtid}/retry
   TxnStatus retryTransaction(1: string gtid, 2: string reason)
       throws (1: InvalidRequest invalid, 2: NotFound not_found, 3: Conflict conflict,
-              4: Unavailable unavailable)
+              4: Unavailable unavailable, 5: Unauthenticated unauthenticated,
+              6: Forbidden forbidden)
   // POST /v1/transactions/{gtid}/abort (operator force abort)
   TxnStatus abortTransaction(1: string gtid, 2: string reason)
       throws (1: InvalidRequest invalid, 2: NotFound not_found, 3: Conflict conflict,
-              4: Unavailable unavailable)
+              4: Unavailable unavailable, 5: Unauthenticated unauthenticated,
+              6: Forbidden forbidden)
   // POST /v1/transactions/{gtid}/pause
   TxnStatus pauseTransaction(1: string gtid, 2: string reason)
       throws (1: InvalidRequest invalid, 2: NotFound not_found, 3: Conflict conflict,
-              4: Unavailable unavailable)
+              4: Unavailable unavailable, 5: Unauthenticated unauthenticated,
+              6: Forbidden forbidden)
   // POST /v1/transactions/{gtid}/resume
   TxnStatus resumeTransaction(1: string gtid, 2: string reason)
       throws (1: InvalidRequest invalid, 2: NotFound not_found, 3: Conflict conflict,
-              4: Unavailable unavailable)
+              4: Unavailable unavailable, 5: Unauthenticated unauthenticated,
+              6: Forbidden forbidden)
   // POST /v1/transactions/{gtid}/branches/{branch}/resolve: the operator
   // fixed the branch out of band; outcome COMPENSATED, COMMITTED or ABORTED;
   // reason required.
   TxnStatus resolveBranch(1: string gtid, 2: string branch, 3: string outcome, 4: string reason)
       throws (1: InvalidRequest invalid, 2: NotFound not_found, 3: Conflict conflict,
-              4: Unavailable unavailable)
+              4: Unavailable unavailable, 5: Unauthenticated unauthenticated,
+              6: Forbidden forbidden)
+  // Binds the identity whose bearer token is `token` to this connection
+  // (REST: "Authorization: Bearer TOKEN"); every later call on the
+  // connection runs as it. A wrong token unbinds any identity and throws
+  // Unauthenticated; after 5 wrong tokens the server closes the connection.
+  // With authentication off it succeeds and changes nothing.
+  void authenticate(1: string token) throws (5: Unauthenticated unauthenticated)
 }

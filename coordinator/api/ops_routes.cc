@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 #include <nlohmann/json.hpp>
 
+#include "api/access_gate.h"
 #include "api/dashboard_assets.h"
 #include "api/rest_api.h"
 #include "common/json_input.h"
@@ -20,8 +21,7 @@ bool ServeAsset(std::string_view name, HttpResponder& respond) {
   HttpResponse r;
   r.content_type = std::string(a->content_type);
   r.body = std::string(a->body);
-  r.headers.push_back({"Cache-Control", "no-cache"});
-  r.headers.push_back({"X-Content-Type-Options", "nosniff"});
+  r.headers.push_back({"Cache-Control", "no-cache"});  // the gate adds the security headers
   respond(std::move(r));
   return true;
 }
@@ -32,7 +32,7 @@ OpsRoutes::OpsRoutes(CoordinatorMetrics* metrics, TxnService* service, LogWriter
                      LogStore* store, TaskRunner* blocking)
     : metrics_(metrics), service_(service), writer_(writer), store_(store), blocking_(blocking) {}
 
-bool OpsRoutes::Handle(const HttpRequest& req, HttpResponder& respond) {
+bool OpsRoutes::Handle(const HttpRequest& req, const Identity& who, HttpResponder& respond) {
   const std::string& p = req.path;
   const bool get = req.method == "GET" || req.method == "HEAD";
   if (get && (p == "/" || p == "/index.html")) return ServeAsset("index.html", respond);
@@ -46,7 +46,7 @@ bool OpsRoutes::Handle(const HttpRequest& req, HttpResponder& respond) {
     return true;
   }
   if (p == "/v1/admin/log-level" && (get || req.method == "PUT")) {
-    LogLevel(req, respond);
+    LogLevel(req, who, respond);
     return true;
   }
   return false;
@@ -133,7 +133,7 @@ void OpsRoutes::AnswerStats(const HttpResponder& respond) {
   respond(JsonResponse(200, DumpJson(out)));
 }
 
-void OpsRoutes::LogLevel(const HttpRequest& req, HttpResponder& respond) {
+void OpsRoutes::LogLevel(const HttpRequest& req, const Identity& who, HttpResponder& respond) {
   if (req.method == "PUT") {
     Result<json> body = ParseJson(req.body, "the request body");
     if (!body.ok()) {
@@ -153,7 +153,7 @@ void OpsRoutes::LogLevel(const HttpRequest& req, HttpResponder& respond) {
       return;
     }
     spdlog::set_level(spdlog::level::from_str(level));
-    spdlog::warn("log level set to {} by {}", level, req.remote);
+    spdlog::warn("log level set to {} by {}", level, ActorOf(who, req));
   }
   const auto name = spdlog::level::to_string_view(spdlog::get_level());
   respond(JsonResponse(200, DumpJson({{"level", std::string(name.data(), name.size())}})));

@@ -31,6 +31,10 @@ const char* ErrorCode(StatusCode c) {
       return "unavailable";
     case StatusCode::kTimedOut:
       return "timed_out";
+    case StatusCode::kUnauthenticated:
+      return "unauthenticated";
+    case StatusCode::kPermissionDenied:
+      return "forbidden";
     default:
       return "internal";
   }
@@ -53,6 +57,10 @@ int HttpStatusOf(StatusCode c) {
       return 503;
     case StatusCode::kTimedOut:
       return 504;
+    case StatusCode::kUnauthenticated:
+      return 401;
+    case StatusCode::kPermissionDenied:
+      return 403;
     default:
       return 500;
   }
@@ -189,8 +197,17 @@ HttpResponse JsonResponse(int status, const std::string& body) {
 }
 
 HttpResponse ErrorResponse(const Status& status) {
-  json body = {{"error", {{"code", ErrorCode(status.code())}, {"message", status.message()}}}};
-  return JsonResponse(HttpStatusOf(status.code()), DumpJson(body));
+  HttpResponse r =
+      ErrorAnswer(HttpStatusOf(status.code()), ErrorCode(status.code()), status.message());
+  if (status.code() == StatusCode::kUnauthenticated) {
+    r.headers.push_back({"WWW-Authenticate", "Bearer realm=\"treaty\""});
+  }
+  return r;
+}
+
+HttpResponse ErrorAnswer(int http_status, std::string_view code, const std::string& message) {
+  json body = {{"error", {{"code", std::string(code)}, {"message", message}}}};
+  return JsonResponse(http_status, DumpJson(body));
 }
 
 std::string TxnRowJson(const TxnRow& row) { return DumpJson(RowJson(row)); }
@@ -226,14 +243,24 @@ std::string TxnDetailJson(const TxnDetail& d, bool with_events) {
 }
 
 RestApi::RestApi(TxnService* service, LogStore* store, TaskRunner* blocking, RestApiOptions options)
-    : service_(service), store_(store), blocking_(blocking), options_(options) {}
-
-void RestApi::Handle(HttpRequest req, HttpResponder respond) {
-  respond = OwedResponder(std::move(respond));
-  AnswerGuarded(respond, "REST handler", [&] { Route(req, respond); });
+    : service_(service), store_(store), blocking_(blocking), options_(options) {
+  AccessGateOptions open;
+  open.listener_loopback = false;                   // any Host
+  auto gate = AccessGate::Create(std::move(open));  // no host list: cannot fail
+  own_gate_ = std::move(*gate);
+  gate_ = own_gate_.get();
 }
 
-void RestApi::Route(const HttpRequest& req, HttpResponder& respond) {
+void RestApi::Handle(HttpRequest req, HttpResponder respond) {
+  // Security headers on every answer, the 500 of a dropped request included.
+  respond = OwedResponder(gate_->Secure(std::move(respond)));
+  AnswerGuarded(respond, "REST handler", [&] {
+    std::optional<Identity> who = gate_->Admit(req, respond);
+    if (who) Route(req, *who, respond);
+  });
+}
+
+void RestApi::Route(const HttpRequest& req, const Identity& who, HttpResponder& respond) {
   const std::string& m = req.method;
   const std::string& p = req.path;
   static const std::string kTxns = "/v1/transactions/";
@@ -246,12 +273,14 @@ void RestApi::Route(const HttpRequest& req, HttpResponder& respond) {
   } else if (p == "/v1/transactions" && m == "GET") {
     ListTransactions(req, std::move(respond));
   } else if (p.rfind(kTxns, 0) == 0 && p.size() > kTxns.size()) {
-    TransactionRoute(req, std::move(respond));  // rest_api_operator.cc
+    TransactionRoute(req, who, std::move(respond));  // rest_api_operator.cc
   } else if (p == "/v1/2pc" || p.rfind("/v1/2pc/", 0) == 0) {
     Handle2pc(req, std::move(respond));
   } else if (p == "/v1/cluster" && m == "GET") {
     Cluster(std::move(respond));
-  } else if (extra_ && extra_(req, respond)) {
+  } else if (p == "/v1/session") {
+    gate_->sessions().Handle(req, who, respond);  // dashboard sign-in (dashboard_session.h)
+  } else if (extra_ && extra_(req, who, respond)) {
     // served by an extra route
   } else {
     respond(ErrorResponse(NoRoute(req)));

@@ -18,11 +18,17 @@
 // is serialized with DumpJson (cannot throw on data), and every completion runs under
 // AnswerGuarded: an exception becomes a 500 and one log line, and a request
 // dropped unanswered gets a 500 (OwedResponder).
+//
+// Access (docs/security.md): every request passes the AccessGate first
+// (Host allow-list, authentication, the route's role, CSRF rules, security
+// headers, the audit of operator actions); routes get the identity it
+// admitted, and operator actions name "<name>@<peer ip:port>" as actor.
 
 #include <atomic>
 #include <functional>
 #include <string>
 
+#include "api/access_gate.h"
 #include "common/task_runner.h"
 #include "engine/txn_service.h"
 #include "http/http_server.h"
@@ -37,9 +43,9 @@ struct RestApiOptions {
   int max_list_limit = 1000;
 };
 
-// Extra routes served beside the REST API (dashboard, metrics); return false
-// to fall through.
-using ExtraRoute = std::function<bool(const HttpRequest&, HttpResponder&)>;
+// Extra routes served beside the REST API (dashboard, metrics), given the
+// identity the AccessGate admitted; return false to fall through.
+using ExtraRoute = std::function<bool(const HttpRequest&, const Identity&, HttpResponder&)>;
 
 class RestApi {
  public:
@@ -62,9 +68,12 @@ class RestApi {
   // in the background, so readiness comes back by itself without traffic.
   void set_write_probe(std::function<Status()> probe) { write_probe_ = std::move(probe); }
   void set_extra_routes(ExtraRoute route) { extra_ = std::move(route); }
+  // Not owned; set before serving. Without one, a gate with authentication
+  // off that accepts any Host (in-process tests of the API alone).
+  void set_access_gate(AccessGate* gate) { gate_ = gate; }
 
  private:
-  void Route(const HttpRequest& req, HttpResponder& respond);
+  void Route(const HttpRequest& req, const Identity& who, HttpResponder& respond);
   void SubmitSaga(const HttpRequest& req, HttpResponder respond);
   // POST /v1/2pc[/{gtid}/branches|commit|abort] (rest_api_2pc.cc).
   void Handle2pc(const HttpRequest& req, HttpResponder respond);
@@ -72,7 +81,7 @@ class RestApi {
   void ListTransactions(const HttpRequest& req, HttpResponder respond);
   // GET /v1/transactions/{gtid} and the operator actions under it
   // (rest_api_operator.cc).
-  void TransactionRoute(const HttpRequest& req, HttpResponder respond);
+  void TransactionRoute(const HttpRequest& req, const Identity& who, HttpResponder respond);
   void Cluster(HttpResponder respond);
   void Ready(HttpResponder respond);
 
@@ -90,12 +99,19 @@ class RestApi {
   // 503 for new work while draining or while the log store is unreachable.
   bool RefuseNewWork(HttpResponder& respond);
   ExtraRoute extra_;
+  std::unique_ptr<AccessGate> own_gate_;  // the gate without set_access_gate
+  AccessGate* gate_;
 };
 
 // JSON helpers shared with other front ends and tools.
 HttpResponse JsonResponse(int status, const std::string& body);
-// The JSON error answer of `status` (DumpJson: never throws on data).
+// The JSON error answer of `status` (DumpJson: never throws on data):
+// Unauthenticated is 401 "unauthenticated" with WWW-Authenticate: Bearer
+// realm="treaty", PermissionDenied 403 "forbidden".
 HttpResponse ErrorResponse(const Status& status);
+// A JSON error answer with an HTTP status no StatusCode maps to (415, 421,
+// 429): {"error":{"code": code, "message": message}}.
+HttpResponse ErrorAnswer(int http_status, std::string_view code, const std::string& message);
 // NotFound "no route for METHOD PATH", the request's text shown safely
 // (valid UTF-8, control characters escaped, cut to 200 bytes).
 Status NoRoute(const HttpRequest& req);

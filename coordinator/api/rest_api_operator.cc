@@ -12,8 +12,9 @@
 // with only the fields above (unknown fields: 400 naming them). Answers:
 // 200 {"gtid","state","paused","finished"}; 404 unknown gtid or branch; 409
 // with the core's reason why the action cannot apply in this state; 400
-// naming the field. The actor is "anonymous@<peer ip:port>" until the API
-// authenticates callers.
+// naming the field. The actor of the operator event is
+// "<identity name>@<peer ip:port>" (the AccessGate checked the operate role
+// and writes the audit record).
 
 #include <vector>
 
@@ -93,7 +94,8 @@ HttpResponse OperatorAnswer(const SubmitResult& r) {
 
 }  // namespace
 
-void RestApi::TransactionRoute(const HttpRequest& req, HttpResponder respond) {
+void RestApi::TransactionRoute(const HttpRequest& req, const Identity& who_called,
+                               HttpResponder respond) {
   static const std::string kTxns = "/v1/transactions/";
   const std::vector<std::string> parts = SplitPath(req.path.substr(kTxns.size()));
   const bool post = req.method == "POST";
@@ -126,8 +128,7 @@ void RestApi::TransactionRoute(const HttpRequest& req, HttpResponder respond) {
     respond(ErrorResponse(body.status()));
     return;
   }
-  OperatorRequest who{"anonymous@" + (req.remote.empty() ? std::string("unknown") : req.remote),
-                      body->reason};
+  OperatorRequest who{ActorOf(who_called, req), body->reason};
   if (resolve) {
     service_->Resolve(gtid, parts[2], body->outcome, std::move(who),
                       AnswerWith<SubmitResult>(std::move(respond),

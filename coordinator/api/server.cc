@@ -11,6 +11,7 @@
 #include <boost/asio/strand.hpp>
 #include <boost/asio/thread_pool.hpp>
 
+#include "api/access_gate.h"
 #include "api/coordinator_metrics.h"
 #include "api/ops_routes.h"
 #include "api/rest_api.h"
@@ -21,6 +22,11 @@
 #include "engine/routing_caller.h"
 #include "http/http_participant_caller.h"
 #include "http/http_server.h"
+#include "security/audit_log.h"
+#include "security/authenticator.h"
+#include "security/participant_policy.h"
+#include "security/request_signature.h"
+#include "security/tls_context.h"
 #include "store/log_store.h"
 #include "store/pg_log_store.h"
 #include "thrift/thrift_participant_caller.h"
@@ -40,6 +46,14 @@ class WriterTxnLog : public TxnLog {
  private:
   LogWriter* writer_;
 };
+
+// Whether `host` (a listen address) is reachable only from this machine.
+bool IsLoopbackHost(const std::string& host) {
+  if (host == "localhost") return true;
+  boost::system::error_code ec;
+  auto address = boost::asio::ip::make_address(host, ec);
+  return !ec && address.is_loopback();
+}
 
 }  // namespace
 
@@ -63,6 +77,7 @@ struct Server::Impl {
   std::unique_ptr<ThriftParticipantCaller> thrift_caller;
   std::unique_ptr<RoutingCaller> routing_caller;  // http:// or thrift://
   std::unique_ptr<TxnService> service;
+  std::unique_ptr<AccessGate> gate;  // before rest: destroyed after it
   std::unique_ptr<RestApi> rest;
   std::unique_ptr<OpsRoutes> ops;
   std::unique_ptr<HttpServer> http;
@@ -70,7 +85,17 @@ struct Server::Impl {
   std::atomic<TxnService*> thrift_service{nullptr};  // set once the service exists
   std::unique_ptr<Membership> membership;
   std::unique_ptr<Retention> retention;
+  // Security (docs/security.md); each null when its option is off.
+  std::shared_ptr<Authenticator> auth;
+  std::shared_ptr<ServerTls> tls;
+  std::shared_ptr<ParticipantPolicy> participant_policy;  // never null once started
+  std::shared_ptr<AuditLog> audit;                        // never null once started
   bool stopped = false;
+
+  // Builds the security objects from the options; InvalidArgument naming
+  // the option when a file cannot be used or the listeners would be open to
+  // the network without authentication.
+  Status SetUpSecurity();
 
   explicit Impl(ServerOptions o)
       : options(std::move(o)), blocking_pool(static_cast<size_t>(options.blocking_threads)) {}
@@ -92,12 +117,56 @@ struct Server::Impl {
   }
 };
 
+Status Server::Impl::SetUpSecurity() {
+  if (!options.auth_tokens_file.empty()) {
+    auto a = Authenticator::Load(options.auth_tokens_file);
+    if (!a.ok()) return a.status();
+    auth = std::move(*a);
+  }
+  const bool exposed = !IsLoopbackHost(options.http_host) ||
+                       (options.thrift_enabled && !IsLoopbackHost(options.thrift_host));
+  if (exposed && !auth) {
+    if (!options.insecure) {
+      return Status::InvalidArgument(
+          "a listener is bound to a non-loopback address without authentication: anyone who "
+          "reaches it could start, read and abort transactions. Give --auth-tokens FILE (see "
+          "docs/security.md), bind to 127.0.0.1, or accept the risk with --insecure");
+    }
+    spdlog::warn(
+        "--insecure: serving a non-loopback address without authentication; anyone who reaches "
+        "it can start, read and abort transactions");
+  }
+  if (options.tls.enabled()) {
+    auto t = ServerTls::Load(options.tls);
+    if (!t.ok()) return t.status();
+    tls = std::move(*t);
+  }
+  auto policy = ParticipantPolicy::Create(options.participant_allow);
+  if (!policy.ok()) return policy.status();
+  participant_policy = std::move(*policy);
+  auto audit_log = AuditLog::Open(options.audit_log_file);
+  if (!audit_log.ok()) return audit_log.status();
+  audit = std::move(*audit_log);
+  AccessGateOptions gate_opts;
+  gate_opts.auth = auth;
+  gate_opts.audit = audit;
+  gate_opts.allowed_hosts = options.allowed_hosts;
+  gate_opts.listener_loopback = IsLoopbackHost(options.http_host);
+  gate_opts.metrics_open = options.metrics_open;
+  gate_opts.tls = tls != nullptr;
+  auto access_gate = AccessGate::Create(std::move(gate_opts));
+  if (!access_gate.ok()) return access_gate.status();
+  gate = std::move(*access_gate);
+  return Status::Ok();
+}
+
 Server::Server(ServerOptions options) : impl_(std::make_unique<Impl>(std::move(options))) {}
 
 Server::~Server() { Stop(); }
 
 Status Server::Start() {
   Impl& m = *impl_;
+  if (auto s = m.SetUpSecurity(); !s.ok()) return s;
   auto store = OpenLogStore(m.options.store_uri);
   if (!store.ok()) return store.status();
   m.store = std::move(*store);
@@ -123,8 +192,24 @@ Status Server::Start() {
   writer_opts.health = &m.store_health;
   m.writer = std::make_unique<LogWriter>(m.store.get(), writer_opts);
   m.txn_log = std::make_unique<WriterTxnLog>(m.writer.get());
-  m.caller = std::make_unique<HttpParticipantCaller>(m.io, HttpCallerOptions{});
-  m.thrift_caller = std::make_unique<ThriftParticipantCaller>(ThriftCallerOptions{});
+  HttpCallerOptions caller_opts;
+  auto client_tls = MakeClientTlsContext(m.options.participant_tls);
+  if (!client_tls.ok()) {
+    return Status::InvalidArgument("--participant-ca/--participant-cert/--participant-key: " +
+                                   client_tls.status().message());
+  }
+  caller_opts.tls = std::move(*client_tls);
+  if (!m.options.participant_hmac_key_file.empty()) {
+    auto key = LoadSigningKey(m.options.participant_hmac_key_file, "--participant-hmac-key");
+    if (!key.ok()) return key.status();
+    caller_opts.signing_key = std::move(*key);
+  }
+  caller_opts.policy = m.participant_policy;
+  m.caller = std::make_unique<HttpParticipantCaller>(m.io, caller_opts);
+  ThriftCallerOptions thrift_caller_opts;
+  thrift_caller_opts.tls = m.options.participant_tls;
+  thrift_caller_opts.policy = m.participant_policy;
+  m.thrift_caller = std::make_unique<ThriftParticipantCaller>(thrift_caller_opts);
   m.routing_caller = std::make_unique<RoutingCaller>(m.caller.get(), m.thrift_caller.get());
 
   HttpServerOptions http_opts;
@@ -134,6 +219,7 @@ Status Server::Start() {
   http_opts.max_connections = m.options.http_max_connections;
   http_opts.idle_timeout_ms = m.options.http_idle_timeout_ms;
   http_opts.request_timeout_ms = m.options.http_request_timeout_ms;
+  http_opts.tls = m.tls;
   // The handler needs the RestApi, which needs the service, which needs the
   // coordinator id from Join: bind late through the Impl.
   m.http = std::make_unique<HttpServer>(m.io, http_opts, [&m](HttpRequest req, HttpResponder r) {
@@ -143,6 +229,7 @@ Status Server::Start() {
   // Bind now (requests are served once the io threads run, below) so the
   // cluster row can carry the real address.
   if (auto s = m.http->Start(); !s.ok()) return s;
+  m.participant_policy->AddOwnListener(m.options.http_host, m.http->port());
   ThriftServerOptions thrift_opts;
   thrift_opts.host = m.options.thrift_host;
   thrift_opts.port = m.options.thrift_port;
@@ -152,13 +239,21 @@ Status Server::Start() {
   thrift_opts.request_timeout_ms = m.options.thrift_request_timeout_ms;
   thrift_opts.handler.draining = &m.draining;
   thrift_opts.handler.store_health = &m.store_health;
-  m.thrift = std::make_unique<ThriftServer>([&m] { return m.thrift_service.load(); }, thrift_opts);
-  if (auto s = m.thrift->Start(); !s.ok()) return s;
+  thrift_opts.handler.auth = m.auth;
+  thrift_opts.handler.audit = m.audit;
+  thrift_opts.tls = m.options.tls;
+  if (m.options.thrift_enabled) {
+    m.thrift =
+        std::make_unique<ThriftServer>([&m] { return m.thrift_service.load(); }, thrift_opts);
+    if (auto s = m.thrift->Start(); !s.ok()) return s;
+    m.participant_policy->AddOwnListener(m.options.thrift_host, m.thrift->port());
+  }
 
   MembershipOptions mem;
   mem.node_name = m.options.node_name;
   mem.http_addr = m.options.http_host + ":" + std::to_string(m.http->port());
-  mem.thrift_addr = m.options.thrift_host + ":" + std::to_string(m.thrift->port());
+  mem.thrift_addr =
+      m.thrift ? m.options.thrift_host + ":" + std::to_string(m.thrift->port()) : std::string();
   mem.heartbeat_ms = m.options.heartbeat_ms;
   mem.lease_ms = m.options.lease_ms;
   mem.claim_batch = m.options.claim_batch;
@@ -173,17 +268,20 @@ Status Server::Start() {
   deps.store = m.store.get();
   deps.owner = m.membership->id();
   deps.observer = m.metrics.get();
+  deps.participant_policy = m.participant_policy.get();
   m.service = std::make_unique<TxnService>(deps, m.options.service);
   m.thrift_service = m.service.get();
   m.rest = std::make_unique<RestApi>(m.service.get(), m.store.get(), m.blocking_runner.get(),
                                      RestApiOptions{});
   m.ops = std::make_unique<OpsRoutes>(m.metrics.get(), m.service.get(), m.writer.get(),
                                       m.store.get(), m.blocking_runner.get());
+  m.rest->set_access_gate(m.gate.get());
   m.rest->set_store_health(&m.store_health);
   m.rest->set_write_probe([&m] { return m.store->Heartbeat(m.membership->id()); });
-  m.rest->set_extra_routes([ops = m.ops.get()](const HttpRequest& req, HttpResponder& r) {
-    return ops->Handle(req, r);
-  });
+  m.rest->set_extra_routes(
+      [ops = m.ops.get()](const HttpRequest& req, const Identity& who, HttpResponder& r) {
+        return ops->Handle(req, who, r);
+      });
 
   m.work =
       std::make_unique<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>>(
@@ -204,9 +302,12 @@ Status Server::Start() {
   retention.on_purged = [metrics = m.metrics.get()](int64_t n) { metrics->OnPurged(n); };
   m.retention = std::make_unique<Retention>(m.store.get(), retention);
   m.retention->Start();
-  spdlog::info("treatyd serving http://{}:{} and thrift {}:{} on store {} as coordinator {}",
-               m.options.http_host, m.http->port(), m.options.thrift_host, m.thrift->port(),
-               m.store->Engine(), m.membership->id());
+  spdlog::info("treatyd serving {}://{}:{} and thrift {} on store {} as coordinator {}{}",
+               m.tls ? "https" : "http", m.options.http_host, m.http->port(),
+               m.thrift ? m.options.thrift_host + ":" + std::to_string(m.thrift->port())
+                        : std::string("off"),
+               m.store->Engine(), m.membership->id(),
+               m.auth ? "; authentication on" : "; authentication off");
   return Status::Ok();
 }
 
@@ -215,7 +316,24 @@ uint16_t Server::http_port() const { return impl_->http ? impl_->http->port() : 
 uint16_t Server::thrift_port() const { return impl_->thrift ? impl_->thrift->port() : 0; }
 
 std::string Server::http_url() const {
-  return "http://" + impl_->options.http_host + ":" + std::to_string(http_port());
+  return std::string(impl_->tls ? "https://" : "http://") + impl_->options.http_host + ":" +
+         std::to_string(http_port());
+}
+
+Status Server::Reload() {
+  Impl& m = *impl_;
+  Status first;
+  auto note = [&first](const char* what, Status s) {
+    if (s.ok()) return;
+    spdlog::error("reload: {} kept as it was: {}", what, s.ToString());
+    if (first.ok()) first = std::move(s);
+  };
+  if (m.tls) note("the HTTPS certificate", m.tls->Reload());
+  if (m.thrift) note("the Thrift TLS certificate", m.thrift->ReloadTls());
+  if (m.auth) note("the tokens file", m.auth->Reload());
+  if (m.audit) note("the audit log", m.audit->Reopen());
+  if (first.ok()) spdlog::info("reload: certificates, tokens and the audit log re-read");
+  return first;
 }
 
 std::string Server::coordinator_id() const { return impl_->membership->id(); }

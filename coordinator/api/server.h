@@ -12,8 +12,10 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "common/status.h"
+#include "security/tls_context.h"
 #include "engine/txn_service.h"
 #include "store/log_writer.h"
 
@@ -49,6 +51,17 @@ struct ServerOptions {
   // Deadline of every PostgreSQL call (store/pg_connection_pool.h); 0: none.
   // The stall threshold is writer.stall_after_ms.
   int64_t store_timeout_ms = 3000;
+  // Security (docs/security.md).
+  TlsServerFiles tls;                        // --tls-cert/--tls-key/--tls-client-ca: HTTPS and Thrift over TLS
+  std::string auth_tokens_file;              // --auth-tokens; empty: no authentication
+  bool metrics_open = false;                 // --metrics-open: /metrics without the read role
+  bool insecure = false;                     // --insecure: non-loopback listeners without authentication
+  std::vector<std::string> allowed_hosts;    // --allowed-hosts: Host header allow-list
+  bool thrift_enabled = true;                // --thrift off
+  std::vector<std::string> participant_allow;  // --participant-allow entries
+  TlsClientFiles participant_tls;              // --participant-ca/--participant-cert/--participant-key
+  std::string participant_hmac_key_file;       // --participant-hmac-key: sign participant calls
+  std::string audit_log_file;                  // --audit-log; empty: the main log only
   TxnServiceOptions service;
   LogWriterOptions writer;
 };
@@ -70,6 +83,11 @@ class Server {
   // Changes if the coordinator re-registers after being declared dead.
   std::string coordinator_id() const;
   TxnService* service();
+
+  // SIGHUP: re-reads the TLS certificates, the tokens file and reopens the
+  // audit log. Work in flight is not disturbed; a file that fails to load
+  // keeps the old one, and the error is returned (and logged).
+  Status Reload();
 
   // Graceful shutdown: refuse new work (REST 503, Thrift Unavailable), let in-flight transactions
   // finish for up to drain_timeout_ms, hand the rest back, deregister, stop.

@@ -110,16 +110,15 @@ Result<Endpoint> ParseEndpoint(std::string_view url, std::string_view field) {
     }
   }
   Endpoint ep;
+  constexpr const char* kSchemes = "an http://, https://, thrift:// or thrifts:// URL";
   size_t sep = url.find("://");
-  if (sep == std::string_view::npos) return Bad(field, "must be an http:// or thrift:// URL");
+  if (sep == std::string_view::npos) return Bad(field, std::string("must be ") + kSchemes);
   for (char c : url.substr(0, sep)) {
     ep.scheme.push_back(static_cast<char>(std::tolower(static_cast<unsigned char>(c))));
   }
-  if (ep.scheme == "https") {
-    return Bad(field, "must be an http:// or thrift:// URL (https is not supported yet)");
-  }
-  if (ep.scheme != "http" && ep.scheme != "thrift") {
-    return Bad(field, "must be an http:// or thrift:// URL");
+  if (ep.scheme != "http" && ep.scheme != "https" && ep.scheme != "thrift" &&
+      ep.scheme != "thrifts") {
+    return Bad(field, std::string("must be ") + kSchemes);
   }
   std::string_view rest = url.substr(sep + 3);
   size_t auth_end = rest.find_first_of("/?#");
@@ -134,10 +133,10 @@ Result<Endpoint> ParseEndpoint(std::string_view url, std::string_view field) {
   if (parsed->port >= 0) {
     if (parsed->port == 0) return Bad(field, "has an invalid port (1..65535)");
     ep.port = static_cast<uint16_t>(parsed->port);
-  } else if (ep.scheme == "thrift") {
-    return Bad(field, "must be thrift://host:port (the port is required)");
+  } else if (!ep.http()) {
+    return Bad(field, "must be " + ep.scheme + "://host:port (the port is required)");
   } else {
-    ep.port = 80;
+    ep.port = ep.tls() ? 443 : 80;
   }
   if (!target.empty() && target[0] == '#') return Bad(field, "must not carry a fragment ('#')");
   for (char c : target) {
@@ -145,7 +144,7 @@ Result<Endpoint> ParseEndpoint(std::string_view url, std::string_view field) {
       return Bad(field, "has a character in its path that must be percent-encoded");
     }
   }
-  if (ep.scheme == "http") {
+  if (ep.http()) {
     ep.target =
         target.empty() ? "/" : (target[0] == '?' ? "/" + std::string(target) : std::string(target));
   }

@@ -6,13 +6,15 @@
 //
 // Accepted (docs/input-rules.md):
 //   http://HOST[:PORT][/PATH][?QUERY]     PORT defaults to 80
+//   https://HOST[:PORT][/PATH][?QUERY]    HTTP over TLS; PORT defaults to 443
 //   thrift://HOST:PORT[/ANYTHING]         PORT required
+//   thrifts://HOST:PORT[/ANYTHING]        Thrift over TLS; PORT required
 // HOST: a DNS name (letters, digits, '-', '.', '_'), an IPv4 address, or an
 // IPv6 address in brackets. PORT: 1..65535, digits only. PATH and QUERY:
 // printable ASCII without space, '\\', '"', '<', '>', '{', '}', '|', '^',
 // '`' (percent-encode anything else). No user-info ('@'), no fragment, no
-// control characters, at most limits::kMaxUrlBytes bytes.
-// https:// is refused until TLS to participants exists.
+// control characters, at most limits::kMaxUrlBytes bytes. The scheme is
+// case-insensitive; any other scheme is refused.
 //
 // Stateless, thread-safe, never throws.
 
@@ -25,13 +27,17 @@
 namespace treaty {
 
 struct Endpoint {
-  std::string scheme;  // "http" or "thrift", lower case
+  std::string scheme;  // "http", "https", "thrift" or "thrifts", lower case
   std::string host;    // without brackets for IPv6
   uint16_t port = 0;   // 1..65535
-  std::string target;  // "/path?query" for http ("/" when absent); "" for thrift
+  std::string target;  // "/path?query" for http(s) ("/" when absent); "" for thrift(s)
 
   // "host:port", with brackets around an IPv6 host.
   std::string Authority() const;
+  // True for https and thrifts: the call runs over TLS.
+  bool tls() const { return scheme == "https" || scheme == "thrifts"; }
+  // True for http and https: an HTTP participant (else a Thrift one).
+  bool http() const { return scheme == "http" || scheme == "https"; }
 };
 
 // Parses `url`. InvalidArgument naming `field` (e.g. "step 'a': 'action'")

@@ -19,6 +19,40 @@ namespace {
 
 using nlohmann::json;
 
+// Text from the coordinator as one terminal cell: control characters
+// escaped, cut to `max_bytes`.
+std::string Cell(const std::string& s, size_t max_bytes) {
+  return Excerpt(EscapeControl(s), max_bytes);
+}
+
+// What a 401 or 403 answer means for the operator, without the token.
+std::string AuthProblem(const CoordinatorClient& c, int status, const json& doc) {
+  std::string message;
+  if (doc.is_object() && doc.contains("error") && doc["error"].is_object()) {
+    message = doc["error"].value("message", "");
+  }
+  if (status == 401) {
+    if (!c.has_token() && !c.has_certificate()) {
+      return "the coordinator needs a token: --token or TREATY_TOKEN";
+    }
+    return c.has_token()
+               ? "the coordinator refused the token (unknown or revoked): check --token or "
+                 "TREATY_TOKEN"
+               : "the coordinator does not know the client certificate: give a token with "
+                 "--token or TREATY_TOKEN";
+  }
+  // "... needs the 'operate' role" (docs/security.md): name the role.
+  const size_t close = message.rfind("' role");
+  const size_t open =
+      close == std::string::npos || close == 0 ? std::string::npos : message.rfind('\'', close - 1);
+  if (open != std::string::npos) {
+    return "token lacks the " + Cell(message.substr(open, close - open + 1), 32) +
+           " role needed for this command";
+  }
+  return "forbidden: " +
+         (message.empty() ? "the token lacks a role this command needs" : Cell(message, 200));
+}
+
 // Sends a request; on success stores the parsed body in *out. Prints why
 // and returns the exit code otherwise (-1 on success).
 int Call(CoordinatorClient& c, const std::string& method, const std::string& path,
@@ -30,6 +64,10 @@ int Call(CoordinatorClient& c, const std::string& method, const std::string& pat
   }
   auto parsed = ParseJson(r->body, "the coordinator's answer");
   json doc = parsed.ok() ? std::move(*parsed) : json(json::value_t::discarded);
+  if (r->status == 401 || r->status == 403) {
+    std::cerr << "treatyctl: " << AuthProblem(c, r->status, doc) << "\n";
+    return kExitRefused;
+  }
   if (r->status >= 300) {
     std::string message = r->body;
     if (!doc.is_discarded() && doc.is_object() && doc.contains("error") &&
@@ -53,12 +91,6 @@ int PrintStatus(const json& doc) {
   std::cout << doc.value("gtid", "") << " " << doc.value("state", "")
             << (doc.value("paused", false) ? " (paused)" : "") << "\n";
   return kExitOk;
-}
-
-// Text from the coordinator as one terminal cell: control characters
-// escaped, cut to `max_bytes`.
-std::string Cell(const std::string& s, size_t max_bytes) {
-  return Excerpt(EscapeControl(s), max_bytes);
 }
 
 // Milliseconds since the epoch as UTC "YYYY-MM-DD HH:MM:SS.mmm".

@@ -24,13 +24,16 @@ Status CheckCoordinatorUrls(const std::vector<std::string>& urls) {
     const std::string field = "--coordinator URL #" + std::to_string(i + 1);
     auto ep = ParseEndpoint(urls[i], field);
     if (!ep.ok()) return ep.status();
-    if (ep->scheme != "http") return Status::InvalidArgument(field + " must be an http:// URL");
+    if (ep->scheme != "http" && ep->scheme != "https") {
+      return Status::InvalidArgument(field + " must be an http:// or https:// URL");
+    }
   }
   return Status::Ok();
 }
 
-CoordinatorClient::CoordinatorClient(std::vector<std::string> base_urls, int timeout_ms)
-    : urls_(std::move(base_urls)), timeout_ms_(timeout_ms) {}
+CoordinatorClient::CoordinatorClient(std::vector<std::string> base_urls, int timeout_ms,
+                                     Credentials credentials)
+    : urls_(std::move(base_urls)), timeout_ms_(timeout_ms), credentials_(std::move(credentials)) {}
 
 Result<HttpClientResponse> CoordinatorClient::Request(const std::string& method,
                                                       const std::string& path,
@@ -40,7 +43,8 @@ Result<HttpClientResponse> CoordinatorClient::Request(const std::string& method,
     const size_t i = (current_ + n) % urls_.size();
     std::map<std::string, std::string> headers;
     if (!body.empty()) headers["Content-Type"] = "application/json";
-    auto r = HttpFetch(method, urls_[i] + path, body, headers, timeout_ms_);
+    if (!credentials_.token.empty()) headers["Authorization"] = "Bearer " + credentials_.token;
+    auto r = HttpFetch(method, urls_[i] + path, body, headers, timeout_ms_, &credentials_.tls);
     if (r.ok()) {
       current_ = i;
       return r;

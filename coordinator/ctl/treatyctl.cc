@@ -15,11 +15,18 @@
 //
 // --coordinator (env TREATY_COORDINATOR, default http://127.0.0.1:7480) may
 // list several coordinators: on a connection error the next one is tried.
-// Exit status: 0 ok, 1 the coordinator refused (message printed), 2 usage
-// error, 3 no coordinator reachable.
+// Credentials (docs/security.md): --token (env TREATY_TOKEN) is sent as
+// `Authorization: Bearer TOKEN` and never printed; https:// coordinators are
+// verified against --ca (env TREATY_CA; default: the system's trust store),
+// and --cert/--key (env TREATY_CERT/TREATY_KEY) present a client certificate.
+// Exit status: 0 ok, 1 the coordinator refused (message printed; also a
+// missing or refused token, or a missing role), 2 usage error, 3 no
+// coordinator reachable.
 
+#include <cctype>
 #include <cstdlib>
 #include <iostream>
+#include <utility>
 
 #include <CLI/CLI.hpp>
 
@@ -39,6 +46,17 @@ int main(int argc, char** argv) {
   app.add_option("--request-timeout-ms", request_timeout_ms, "Per-request time-out")
       ->check(CLI::Range(1, 3600000))
       ->capture_default_str();
+  Credentials credentials;
+  app.add_option("--token", credentials.token, "Bearer token (prefer the environment variable)")
+      ->envname("TREATY_TOKEN");
+  app.add_option("--ca", credentials.tls.ca_file,
+                 "PEM CA bundle for https:// coordinators (default: the system's trust store)")
+      ->envname("TREATY_CA");
+  app.add_option("--cert", credentials.tls.cert_file,
+                 "PEM client certificate for coordinators that require one")
+      ->envname("TREATY_CERT");
+  app.add_option("--key", credentials.tls.key_file, "PEM private key of --cert")
+      ->envname("TREATY_KEY");
 
   std::string gtid, file, name, prepare, commit, abort_url, payload, reason, branch, outcome;
   bool wait = false, as_json = false, no_one_phase = false, one_phase = false;
@@ -126,7 +144,22 @@ int main(int argc, char** argv) {
     std::cerr << "treatyctl: " << s.message() << "\n";
     return kExitUsage;
   }
-  CoordinatorClient client(urls, request_timeout_ms);
+  // A token read from a file with $(cat FILE) or a here-string keeps no newline.
+  while (!credentials.token.empty() &&
+         std::isspace(static_cast<unsigned char>(credentials.token.back()))) {
+    credentials.token.pop_back();
+  }
+  for (char ch : credentials.token) {
+    if (static_cast<unsigned char>(ch) <= 0x20 || ch == 0x7f) {
+      std::cerr << "treatyctl: --token/TREATY_TOKEN holds a space or control character\n";
+      return kExitUsage;
+    }
+  }
+  if (credentials.tls.cert_file.empty() != credentials.tls.key_file.empty()) {
+    std::cerr << "treatyctl: --cert and --key go together\n";
+    return kExitUsage;
+  }
+  CoordinatorClient client(urls, request_timeout_ms, std::move(credentials));
 
   if (saga_submit->parsed()) return SagaSubmit(client, file, wait);
   if (begin->parsed()) return Begin2pc(client, gtid, timeout_ms, no_one_phase);

@@ -4,6 +4,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "common/endpoint.h"
 #include "common/json_input.h"
 #include "common/text.h"
 #include "engine/saga.h"
@@ -24,6 +25,26 @@ std::string NewGtid() {
   return buf;
 }
 
+namespace {
+
+// The SSRF guard at submission: every participant URL of `spec` must pass
+// `policy` (null: no guard). InvalidArgument naming the step and field.
+Status CheckSagaUrls(const ParticipantPolicy* policy, const SagaSpec& spec) {
+  if (policy == nullptr) return Status::Ok();
+  for (const SagaStep& step : spec.steps) {
+    const std::string where = "step '" + step.name + "': ";
+    for (const auto& [url, key] :
+         {std::pair{&step.action, "'action'"}, std::pair{&step.compensate, "'compensate'"}}) {
+      auto endpoint = ParseEndpoint(*url, where + key);
+      if (!endpoint.ok()) return endpoint.status();
+      if (auto s = policy->CheckUrl(*endpoint, where + key); !s.ok()) return s;
+    }
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
 TxnService::TxnService(TxnServiceDeps deps, TxnServiceOptions options)
     : deps_(std::move(deps)), options_(options) {
   ctx_.runner = deps_.engine_runner;
@@ -43,6 +64,10 @@ void TxnService::SubmitSaga(SagaSpec spec, bool wait, int64_t wait_ms,
   deps_.engine_runner->Post([this, spec = std::move(spec), wait, wait_ms,
                              done = std::move(done)]() mutable {
     const std::string gtid = spec.gtid;
+    if (auto s = CheckSagaUrls(deps_.participant_policy, spec); !s.ok()) {
+      done(std::move(s));
+      return;
+    }
     if (auto it = drivers_.find(gtid); it != drivers_.end()) {
       if (it->second->spec_json() != DumpJson(ToJson(spec))) {
         done(Status::Conflict("gtid " + gtid + " already exists with a different body"));

@@ -19,6 +19,7 @@
 
 #include "common/status.h"
 #include "common/task_runner.h"
+#include "security/participant_policy.h"
 #include "engine/engine_context.h"
 #include "engine/saga_spec.h"
 #include "engine/two_phase_spec.h"
@@ -48,6 +49,11 @@ struct TxnServiceDeps {
   // Optional (metrics): told of every start, finish, drop and participant
   // call, on the engine runner, after TxnService's own bookkeeping.
   TxnObserver* observer = nullptr;
+  // Optional (the SSRF guard): every participant URL of a submitted saga or
+  // an enlisted branch must pass CheckUrl, else the submission is refused
+  // with InvalidArgument naming the URL's field (REST 400). Must outlive the
+  // service.
+  const ParticipantPolicy* participant_policy = nullptr;
 };
 
 struct SubmitResult {

@@ -3,6 +3,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "common/endpoint.h"
 #include "common/json_input.h"
 #include "engine/states.h"
 #include "engine/two_phase.h"
@@ -99,12 +100,34 @@ void TxnService::With2pc(
   });
 }
 
+namespace {
+
+// The SSRF guard at enlistment: the branch's prepare, commit and abort URLs
+// must pass `policy` (null: no guard). InvalidArgument naming the field.
+Status CheckBranchUrls(const ParticipantPolicy* policy, const BranchSpec& branch) {
+  if (policy == nullptr) return Status::Ok();
+  for (const auto& [url, key] :
+       {std::pair{&branch.prepare, "'prepare'"}, std::pair{&branch.commit, "'commit'"},
+        std::pair{&branch.abort, "'abort'"}}) {
+    auto endpoint = ParseEndpoint(*url, key);
+    if (!endpoint.ok()) return endpoint.status();
+    if (auto s = policy->CheckUrl(*endpoint, key); !s.ok()) return s;
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
 void TxnService::RegisterBranch(const std::string& gtid, BranchSpec branch,
                                 Callback<SubmitResult> done) {
   const size_t max = options_.two_phase.max_branches;
   With2pc(gtid, std::move(done),
-          [gtid, branch = std::move(branch), max](std::shared_ptr<TwoPhase> txn,
-                                                  Callback<SubmitResult> done) mutable {
+          [gtid, branch = std::move(branch), max, policy = deps_.participant_policy](
+              std::shared_ptr<TwoPhase> txn, Callback<SubmitResult> done) mutable {
+            if (auto s = CheckBranchUrls(policy, branch); !s.ok()) {
+              done(std::move(s));
+              return;
+            }
             auto weak = std::weak_ptr<TwoPhase>(txn);
             txn->Enlist(std::move(branch), max, [gtid, weak, done = std::move(done)](Status s) {
               if (!s.ok()) {

@@ -14,19 +14,38 @@ namespace beast = boost::beast;
 using tcp = net::ip::tcp;
 using Clock = std::chrono::steady_clock;
 
-PooledConnection::PooledConnection(net::io_context& io)
-    : strand(net::make_strand(io)), stream(strand), resolver(strand) {}
+namespace {
+
+using Strand = net::strand<net::io_context::executor_type>;
+
+std::variant<PlainStream, TlsStream> MakeStream(const Strand& strand, net::ssl::context* tls) {
+  if (tls) return std::variant<PlainStream, TlsStream>(std::in_place_type<TlsStream>, strand, *tls);
+  return std::variant<PlainStream, TlsStream>(std::in_place_type<PlainStream>, strand);
+}
+
+}  // namespace
+
+PooledConnection::PooledConnection(net::io_context& io, std::shared_ptr<net::ssl::context> tls)
+    : tls_context(std::move(tls)),
+      strand(net::make_strand(io)),
+      stream(MakeStream(strand, tls_context.get())),
+      resolver(strand) {}
+
+beast::tcp_stream& PooledConnection::tcp() {
+  if (TlsStream* s = tls()) return s->next_layer();
+  return std::get<PlainStream>(stream);
+}
 
 void PooledConnection::Close() {
   beast::error_code ec;
   resolver.cancel();
-  stream.socket().shutdown(tcp::socket::shutdown_both, ec);
-  stream.close();
+  tcp().socket().shutdown(tcp::socket::shutdown_both, ec);
+  tcp().close();
 }
 
 bool PooledConnection::LooksAlive() {
   char byte;
-  ssize_t n = ::recv(stream.socket().native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+  ssize_t n = ::recv(tcp().socket().native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
   return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
 }
 
@@ -40,12 +59,17 @@ void PostClose(const std::shared_ptr<PooledConnection>& c) {
 
 HostPool::HostPool(net::io_context& io, const Endpoint& endpoint, HttpCallerOptions options)
     : io_(io),
+      endpoint_(endpoint),
       host_(endpoint.host),
       port_(std::to_string(endpoint.port)),
       authority_(endpoint.Authority()),
       options_(options),
       last_used_(Clock::now()),
       sweep_timer_(io) {}
+
+std::shared_ptr<PooledConnection> HostPool::NewConnection() {
+  return std::make_shared<PooledConnection>(io_, endpoint_.tls() ? options_.tls : nullptr);
+}
 
 void HostPool::Touch() {
   std::lock_guard<std::mutex> lock(mu_);
@@ -81,7 +105,7 @@ void HostPool::Acquire(const std::shared_ptr<PoolWaiter>& waiter) {
     if (!conn) {
       if (open_ < options_.max_connections_per_host) {
         ++open_;
-        conn = std::make_shared<PooledConnection>(io_);
+        conn = NewConnection();
       } else {
         waiting_.push_back(waiter);
       }
@@ -104,7 +128,7 @@ void HostPool::Release(const std::shared_ptr<PooledConnection>& conn, bool reusa
       if (next->finished()) next.reset();
     }
     if (next) {
-      give = reusable ? conn : std::make_shared<PooledConnection>(io_);
+      give = reusable ? conn : NewConnection();
       give->reused = reusable;
     } else if (reusable && !shut_down_) {
       conn->idle_since = Clock::now();

@@ -10,8 +10,12 @@
 #include <unordered_map>
 #include <vector>
 
+#include <openssl/ssl.h>
+#include <openssl/x509_vfy.h>
+
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/ssl/error.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/beast/core.hpp>
@@ -24,12 +28,14 @@
 #include "common/text.h"
 #include "http/bounded_read.h"
 #include "http/http_connection_pool.h"
+#include "security/request_signature.h"
 
 namespace treaty {
 
 namespace net = boost::asio;
 namespace beast = boost::beast;
 namespace http = beast::http;
+namespace ssl = net::ssl;
 using tcp = net::ip::tcp;
 using Clock = std::chrono::steady_clock;
 
@@ -86,8 +92,10 @@ void FailUncallable(net::io_context& io, ParticipantCaller::Callback done, std::
   net::post(io, [done = std::move(done), out = std::move(out)] { done(out); });
 }
 
-// One participant call: waits for a connection, then resolve → connect →
-// write → read on that connection's strand. A deadline timer (own strand)
+// One participant call: waits for a connection, then resolve → policy check →
+// connect → TLS handshake (https) → write → read on that connection's strand;
+// the HTTP exchange is one code path over either stream
+// (PooledConnection::WithStream). A deadline timer (own strand)
 // covers the whole call. Exactly one of the paths wins `finished_` and posts
 // `done`; every handler that finds the call finished discards its connection.
 class CallState : public PoolWaiter, public std::enable_shared_from_this<CallState> {
@@ -156,6 +164,13 @@ class CallState : public PoolWaiter, public std::enable_shared_from_this<CallSta
     // HTTP/1.1 keeps alive by default, so Beast's keep_alive(true) omits the
     // header; the protocol spec asks for it explicitly.
     http_req_.set(http::field::connection, "keep-alive");
+    const std::string& key = pool_->options().signing_key;
+    if (!key.empty()) {
+      const int64_t now_s = std::chrono::duration_cast<std::chrono::seconds>(
+                                std::chrono::system_clock::now().time_since_epoch())
+                                .count();
+      http_req_.set(kSignatureHeader, SignRequest(key, now_s, "POST", target, body));
+    }
     http_req_.body() = std::move(body);
     http_req_.prepare_payload();
   }
@@ -173,8 +188,17 @@ class CallState : public PoolWaiter, public std::enable_shared_from_this<CallSta
       return Fail(conn, "host '" + pool_->host() + "' does not resolve: " + ec.message(),
                   /*config_error=*/no_such_name);
     }
-    conn->stream.expires_at(std::min(deadline_, Clock::now() + connect_timeout_));
-    conn->stream.async_connect(
+    // The SSRF guard at connect time: every address the name resolved to
+    // must be allowed, else none is connected to (a name answering with a
+    // mix of public and internal addresses is refused as a whole).
+    if (const auto& policy = pool_->options().policy) {
+      for (const auto& entry : results) {
+        Status allowed = policy->CheckAddress(pool_->endpoint(), entry.endpoint().address());
+        if (!allowed.ok()) return Fail(conn, allowed.message(), /*config_error=*/true);
+      }
+    }
+    conn->tcp().expires_at(std::min(deadline_, Clock::now() + connect_timeout_));
+    conn->tcp().async_connect(
         results, [self = shared_from_this(), conn](beast::error_code ec, const tcp::endpoint&) {
           self->OnConnect(conn, ec);
         });
@@ -185,29 +209,107 @@ class CallState : public PoolWaiter, public std::enable_shared_from_this<CallSta
     const std::string& where = pool_->authority();
     if (ec == beast::error::timeout) return Fail(conn, "connect to " + where + " timed out");
     if (ec) return Fail(conn, "connect to " + where + ": " + ec.message());
+    if (conn->tls()) return Handshake(conn);
     conn->connected = true;
     Write(conn);
   }
 
+  // https://: TLS with SNI and the URL's host (a name or an IP literal) as
+  // the name the certificate must carry, within the call's deadline.
+  void Handshake(const std::shared_ptr<PooledConnection>& conn) {
+    TlsStream& tls = *conn->tls();
+    SSL* ssl = tls.native_handle();
+    const std::string& host = pool_->host();
+    beast::error_code not_ip;
+    net::ip::make_address(host, not_ip);
+    bool ok;
+    if (not_ip) {
+      // SNI carries names only (RFC 6066), never an IP literal.
+      ok =
+          SSL_set_tlsext_host_name(ssl, host.c_str()) == 1 && SSL_set1_host(ssl, host.c_str()) == 1;
+      SSL_set_hostflags(ssl, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+    } else {
+      ok = X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), host.c_str()) == 1;
+    }
+    if (!ok) {
+      return Fail(conn, "TLS to " + pool_->authority() + ": cannot set the expected host name");
+    }
+    tls.set_verify_mode(ssl::verify_peer);  // whatever the context says
+    conn->tcp().expires_at(deadline_);
+    tls.async_handshake(
+        ssl::stream_base::client,
+        [self = shared_from_this(), conn](beast::error_code ec) { self->OnHandshake(conn, ec); });
+  }
+
+  void OnHandshake(const std::shared_ptr<PooledConnection>& conn, beast::error_code ec) {
+    if (finished()) return Discard(conn);
+    if (ec) {
+      if (auto why = TlsRefusal(conn, ec)) return Fail(conn, *why, /*config_error=*/true);
+      return Fail(conn, IoError("TLS handshake with", ec));
+    }
+    conn->connected = true;
+    Write(conn);
+  }
+
+  // A TLS failure that is a configuration problem (the participant's
+  // certificate does not verify, or one side refuses the other's TLS: no
+  // common version, a client certificate missing or not trusted), as a
+  // message; nullopt for anything else (a reset, a time-out, a close).
+  std::optional<std::string> TlsRefusal(const std::shared_ptr<PooledConnection>& conn,
+                                        beast::error_code ec) const {
+    TlsStream* tls = conn->tls();
+    if (!tls || ec.category() != net::error::get_ssl_category()) return std::nullopt;
+    const long verify = SSL_get_verify_result(tls->native_handle());
+    if (verify != X509_V_OK) {
+      return "certificate verify failed: " + std::string(X509_verify_cert_error_string(verify)) +
+             " (participant " + pool_->authority() + ", expected name '" + pool_->host() + "')";
+    }
+    return "TLS with " + pool_->authority() + " failed: " + ec.message();
+  }
+
   void Write(const std::shared_ptr<PooledConnection>& conn) {
     parser_.reset();
-    conn->stream.expires_at(deadline_);
-    http::async_write(conn->stream, http_req_,
-                      [self = shared_from_this(), conn](beast::error_code ec, size_t) {
-                        self->OnWrite(conn, ec);
-                      });
+    conn->tcp().expires_at(deadline_);
+    conn->WithStream([&](auto& stream) {
+      http::async_write(stream, http_req_,
+                        [self = shared_from_this(), conn](beast::error_code ec, size_t) {
+                          self->OnWrite(conn, ec);
+                        });
+    });
   }
 
   void OnWrite(const std::shared_ptr<PooledConnection>& conn, beast::error_code ec) {
     if (finished()) return Discard(conn);
-    if (ec) return CanRetry(conn, ec) ? Retry(conn) : Fail(conn, IoError("write", ec));
+    if (ec && !(conn->tls() && !conn->reused && ec != beast::error::timeout)) {
+      return OnIoError(conn, "write", ec);
+    }
+    // A fresh TLS connection whose write failed reads on: with TLS 1.3 a
+    // server refuses the client certificate after the client's handshake
+    // completed, and its alert (the reason) waits to be read.
+    Read(conn);
+  }
+
+  void Read(const std::shared_ptr<PooledConnection>& conn) {
     parser_.emplace();
     // Header first: a declared Content-Length above the limit fails the call
     // before any body storage exists (bounded_read.h).
-    AsyncReadBounded(conn->stream, conn->buffer, *parser_, kMaxResponseBodyBytes,
-                     [self = shared_from_this(), conn](beast::error_code ec, size_t) {
-                       self->OnRead(conn, ec);
-                     });
+    conn->WithStream([&](auto& stream) {
+      AsyncReadBounded(stream, conn->buffer, *parser_, kMaxResponseBodyBytes,
+                       [self = shared_from_this(), conn](beast::error_code ec, size_t) {
+                         self->OnRead(conn, ec);
+                       });
+    });
+  }
+
+  void OnIoError(const std::shared_ptr<PooledConnection>& conn, const char* what,
+                 beast::error_code ec) {
+    if (CanRetry(conn, ec)) return Retry(conn);
+    // TLS 1.3: a server refuses the client certificate after the client's
+    // handshake completed, so its alert arrives with the first read.
+    if (!conn->reused && !(parser_ && parser_->got_some())) {
+      if (auto why = TlsRefusal(conn, ec)) return Fail(conn, *why, /*config_error=*/true);
+    }
+    Fail(conn, IoError(what, ec));
   }
 
   void OnRead(const std::shared_ptr<PooledConnection>& conn, beast::error_code ec) {
@@ -216,7 +318,7 @@ class CallState : public PoolWaiter, public std::enable_shared_from_this<CallSta
       return Fail(conn, "read " + pool_->authority() + ": the answer's body is larger than " +
                             std::to_string(kMaxResponseBodyBytes) + " bytes");
     }
-    if (ec) return CanRetry(conn, ec) ? Retry(conn) : Fail(conn, IoError("read", ec));
+    if (ec) return OnIoError(conn, "read", ec);
     const auto& res = parser_->get();
     ParticipantResponse out;
     out.http_status = static_cast<int>(res.result_int());
@@ -253,7 +355,7 @@ class CallState : public PoolWaiter, public std::enable_shared_from_this<CallSta
   void Retry(const std::shared_ptr<PooledConnection>& stale) {
     retried_ = true;
     stale->Close();
-    auto fresh = std::make_shared<PooledConnection>(pool_->io());  // keeps the stale one's slot
+    auto fresh = pool_->NewConnection();  // keeps the stale one's slot
     net::post(fresh->strand, [self = shared_from_this(), fresh] { self->Attach(fresh); });
   }
 
@@ -337,7 +439,9 @@ struct HttpParticipantCaller::Impl : std::enable_shared_from_this<Impl> {
 
   std::shared_ptr<HostPool> PoolFor(const Endpoint& endpoint) {
     std::lock_guard<std::mutex> lock(mu);
-    auto& pool = pools[endpoint.Authority()];
+    // The scheme is part of the key: http:// and https:// to one host:port
+    // never share a connection.
+    auto& pool = pools[endpoint.scheme + "://" + endpoint.Authority()];
     if (!pool) pool = std::make_shared<HostPool>(io, endpoint, options);
     pool->Touch();
     ArmPrune();
@@ -396,10 +500,15 @@ void HttpParticipantCaller::Call(ParticipantRequest request, Callback done) {
     return FailUncallable(impl_->io, std::move(done),
                           "cannot call: " + endpoint.status().message());
   }
-  if (endpoint->scheme != "http") {
+  if (!endpoint->http()) {
     return FailUncallable(impl_->io, std::move(done),
                           "cannot call: participant URL is " + endpoint->scheme +
-                              "://, and the HTTP caller serves http:// only");
+                              "://, and the HTTP caller serves http:// and https:// only");
+  }
+  if (endpoint->tls() && !impl_->options.tls) {
+    return FailUncallable(impl_->io, std::move(done),
+                          "cannot call: https participants need TLS configured (the coordinator "
+                          "has no client TLS context)");
   }
   try {
     auto pool = impl_->PoolFor(*endpoint);

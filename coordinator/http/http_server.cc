@@ -8,6 +8,7 @@
 #include <exception>
 #include <mutex>
 #include <optional>
+#include <type_traits>
 #include <unordered_map>
 #include <utility>
 #include <vector>
@@ -20,6 +21,7 @@
 #include <boost/asio/strand.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
 
 #include "common/exception_guard.h"
 #include "common/log_throttle.h"
@@ -47,8 +49,30 @@ constexpr auto kFirstAcceptDelay = std::chrono::milliseconds(10);
 constexpr auto kLastAcceptDelay = std::chrono::milliseconds(1000);
 // Bytes asked for by the first read of a request (which waits up to the idle timeout).
 constexpr size_t kFirstReadBytes = 4096;
+// HTTPS: how long close_notify may take when a connection ends.
+constexpr auto kTlsShutdownTime = std::chrono::milliseconds(1000);
 
-class Session;
+// RFC 9110 token: what a header name may be.
+bool IsToken(std::string_view s) {
+  if (s.empty()) return false;
+  for (char c : s) {
+    if (!std::isalnum(static_cast<unsigned char>(c)) &&
+        std::string_view("!#$%&'*+-.^_`|~").find(c) == std::string_view::npos) {
+      return false;
+    }
+  }
+  return true;
+}
+
+// What the server keeps of a session: enough to close it from Stop().
+class SessionBase {
+ public:
+  virtual ~SessionBase() = default;
+  // Starts serving (HTTPS: the handshake first), on the session's strand.
+  virtual void Start() = 0;
+  // Closes the connection from any thread; a later response is dropped.
+  virtual void Close() = 0;
+};
 
 // Shared by the HttpServer facade, the accept loop and every session, so a
 // session outliving the HttpServer object still has its handler and options.
@@ -80,54 +104,136 @@ struct ServerCore : std::enable_shared_from_this<ServerCore> {
   std::chrono::milliseconds accept_delay{0};
   LogThrottle accept_failures;
   LogThrottle refusals;
-  uint64_t next_session_id = 0;                                   // guarded by mu
-  std::unordered_map<uint64_t, std::weak_ptr<Session>> sessions;  // guarded by mu
+  LogThrottle handshake_failures;  // thread-safe; ticked by TLS sessions
+  uint64_t next_session_id = 0;    // guarded by mu
+  std::unordered_map<uint64_t, std::weak_ptr<SessionBase>> sessions;  // guarded by mu
 };
 
-// One connection. Every member is touched only on the connection's strand
-// (the executor of stream_). Requests are handled one at a time: the next one
-// is read only after the previous response was written, so pipelined requests
-// wait in the buffer / socket. The session lives as long as an operation or an
-// outstanding responder holds a shared_ptr to it.
-class Session : public std::enable_shared_from_this<Session> {
+using TlsStream = beast::ssl_stream<beast::tcp_stream>;
+
+// One connection, over `Stream`: beast::tcp_stream (HTTP) or TlsStream
+// (HTTPS; the handshake comes first). Every member is touched only on the
+// connection's strand (the executor of stream_). Requests are handled one at
+// a time: the next one is read only after the previous response was written,
+// so pipelined requests wait in the buffer / socket. At most one operation on
+// stream_ is in flight at a time (io_busy_). The session lives as long as an
+// operation or an outstanding responder holds a shared_ptr to it.
+template <class Stream>
+class Session : public SessionBase, public std::enable_shared_from_this<Session<Stream>> {
+  static constexpr bool kTls = std::is_same_v<Stream, TlsStream>;
+
  public:
-  Session(tcp::socket socket, std::shared_ptr<ServerCore> server, uint64_t id, bool refused)
-      : stream_(std::move(socket)), server_(std::move(server)), id_(id), refused_(refused) {
+  // `tls_context` is null for HTTP; for HTTPS it is the context this
+  // connection was accepted with, kept alive as long as the stream.
+  Session(tcp::socket socket, std::shared_ptr<net::ssl::context> tls_context,
+          std::shared_ptr<ServerCore> server, uint64_t id, bool refused)
+      : tls_context_(std::move(tls_context)),
+        stream_(MakeStream(std::move(socket), tls_context_.get())),
+        server_(std::move(server)),
+        id_(id),
+        refused_(refused) {
     beast::error_code ec;
-    auto ep = stream_.socket().remote_endpoint(ec);
+    auto ep = Tcp().socket().remote_endpoint(ec);
     if (!ec) remote_ = ep.address().to_string() + ":" + std::to_string(ep.port());
   }
-  ~Session() { server_->Forget(id_, refused_); }
+  ~Session() override { server_->Forget(id_, refused_); }
 
-  void Start() {
-    if (refused_) {
-      return net::dispatch(stream_.get_executor(), [self = shared_from_this()] {
-        self->WriteError(503, "overloaded",
-                         "too many open connections (" +
-                             std::to_string(self->server_->options.max_connections) +
-                             "); retry later");
-      });
-    }
-    net::dispatch(stream_.get_executor(),
-                  beast::bind_front_handler(&Session::ReadRequest, shared_from_this()));
+  void Start() override {
+    net::dispatch(stream_.get_executor(), [self = this->shared_from_this()] {
+      if constexpr (kTls) {
+        self->Handshake();
+      } else {
+        self->Begin();
+      }
+    });
   }
 
-  // Closes the connection from any thread; a later response is dropped.
-  void Close() {
-    net::post(stream_.get_executor(), [self = shared_from_this()] { self->CloseNow(); });
+  // Plain HTTP closes at once. HTTPS sends close_notify first (bounded by
+  // kTlsShutdownTime): an operation in flight is cancelled, and its
+  // completion starts the shutdown.
+  void Close() override {
+    net::post(stream_.get_executor(), [self = this->shared_from_this()] {
+      if constexpr (!kTls) {
+        self->CloseNow();
+      } else {
+        if (self->closed_ || self->stopping_ || self->ending_) return;  // ending: bounded already
+        self->stopping_ = true;
+        if (self->io_busy_) {
+          self->Tcp().cancel();
+        } else {
+          self->EndConnection();
+        }
+      }
+    });
   }
 
  private:
+  static Stream MakeStream(tcp::socket socket, net::ssl::context* tls_context) {
+    if constexpr (kTls) {
+      return Stream(std::move(socket), *tls_context);
+    } else {
+      return Stream(std::move(socket));
+    }
+  }
+
+  // The TCP layer: time-outs, cancel, the socket.
+  beast::tcp_stream& Tcp() { return beast::get_lowest_layer(stream_); }
+
+  // First thing in every completion of an operation on stream_: false when
+  // the session is ending and the completion must do nothing else (after
+  // Close() on HTTPS this starts the TLS shutdown).
+  bool Resume() {
+    io_busy_ = false;
+    if (closed_) return false;
+    if (stopping_) {
+      EndConnection();
+      return false;
+    }
+    return true;
+  }
+
+  // HTTPS only: the handshake, bounded by request_timeout_ms. A failure
+  // closes the connection and logs one throttled line.
+  void Handshake() {
+    if (closed_ || stopping_) return CloseNow();
+    Tcp().expires_after(std::chrono::milliseconds(server_->options.request_timeout_ms));
+    io_busy_ = true;
+    stream_.async_handshake(
+        net::ssl::stream_base::server, [self = this->shared_from_this()](beast::error_code ec) {
+          self->io_busy_ = false;
+          if (self->closed_ || self->stopping_) return self->CloseNow();
+          if (ec) {
+            if (auto r = self->server_->handshake_failures.Tick(); r.log) {
+              spdlog::warn("https handshake with {} failed: {}{}", self->remote_,
+                           ec == beast::error::timeout ? "timed out" : ec.message(), r.Suffix());
+            }
+            return self->CloseNow();
+          }
+          self->handshake_done_ = true;
+          self->tls_peer_cn_ = PeerCommonName(self->stream_.native_handle());
+          self->Begin();
+        });
+  }
+
+  // Serves the first request, or answers 503 when over the connection cap.
+  void Begin() {
+    if (!refused_) return ReadRequest();
+    WriteError(503, "overloaded",
+               "too many open connections (" + std::to_string(server_->options.max_connections) +
+                   "); retry later");
+  }
+
   // Waits up to the idle timeout for the first byte of the next request
   // (none if pipelined bytes are already buffered), then reads the request.
   void ReadRequest() {
-    if (closed_) return;
+    if (closed_ || stopping_) return;
     if (buffer_.size() > 0) return ReadRestOfRequest();
-    stream_.expires_after(std::chrono::milliseconds(server_->options.idle_timeout_ms));
+    Tcp().expires_after(std::chrono::milliseconds(server_->options.idle_timeout_ms));
+    io_busy_ = true;
     stream_.async_read_some(
         buffer_.prepare(kFirstReadBytes),
-        [self = shared_from_this()](beast::error_code ec, size_t bytes) {
-          if (self->closed_) return;
+        [self = this->shared_from_this()](beast::error_code ec, size_t bytes) {
+          if (!self->Resume()) return;
           if (ec) return self->CloseNow();  // idle timeout, EOF, reset: nothing is owed
           self->buffer_.commit(bytes);
           self->ReadRestOfRequest();
@@ -137,16 +243,17 @@ class Session : public std::enable_shared_from_this<Session> {
   void ReadRestOfRequest() {
     parser_.emplace();
     parser_->header_limit(kHeaderLimitBytes);
-    stream_.expires_after(std::chrono::milliseconds(server_->options.request_timeout_ms));
+    Tcp().expires_after(std::chrono::milliseconds(server_->options.request_timeout_ms));
     // Header first, so a declared Content-Length over the limit is answered
     // 413 before any body storage exists (bounded_read.h).
+    io_busy_ = true;
     AsyncReadBounded(stream_, buffer_, *parser_, server_->options.max_body_bytes,
-                     beast::bind_front_handler(&Session::OnRead, shared_from_this()));
+                     beast::bind_front_handler(&Session::OnRead, this->shared_from_this()));
   }
 
   void OnRead(beast::error_code ec, size_t /*bytes*/) {
-    if (closed_) return;
-    if (ec == http::error::end_of_stream) return ShutdownAndClose();
+    if (!Resume()) return;
+    if (ec == http::error::end_of_stream) return EndConnection();
     if (ec == http::error::body_limit) {
       return WriteError(
           413, "too_large",
@@ -179,11 +286,13 @@ class Session : public std::enable_shared_from_this<Session> {
     }
     req.body = std::move(msg.body());
     req.remote = remote_;
+    req.tls = kTls;
+    req.tls_peer_cn = tls_peer_cn_;
 
     const bool keep_alive = msg.keep_alive();
     const unsigned version = msg.version();
     auto responded = std::make_shared<std::atomic<bool>>(false);
-    HttpResponder respond = [self = shared_from_this(), responded, keep_alive,
+    HttpResponder respond = [self = this->shared_from_this(), responded, keep_alive,
                              version](HttpResponse res) {
       if (responded->exchange(true)) return;  // exactly once; later calls are ignored
       net::post(self->stream_.get_executor(),
@@ -196,7 +305,7 @@ class Session : public std::enable_shared_from_this<Session> {
 
   // Runs on the strand (posted by the responder).
   void Write(HttpResponse res, bool keep_alive, unsigned version) {
-    if (closed_) return;
+    if (closed_ || stopping_) return;
     try {
       response_ = {};
       response_.version(version);
@@ -220,21 +329,11 @@ class Session : public std::enable_shared_from_this<Session> {
       LogCurrentException("http response");
       return WriteError(500, "internal", "the response could not be built");
     }
-    stream_.expires_after(std::chrono::milliseconds(server_->options.idle_timeout_ms));
-    http::async_write(stream_, response_,
-                      beast::bind_front_handler(&Session::OnWrite, shared_from_this(), false));
-  }
-
-  // RFC 9110 token: what a header name may be.
-  static bool IsToken(std::string_view s) {
-    if (s.empty()) return false;
-    for (char c : s) {
-      if (!std::isalnum(static_cast<unsigned char>(c)) &&
-          std::string_view("!#$%&'*+-.^_`|~").find(c) == std::string_view::npos) {
-        return false;
-      }
-    }
-    return true;
+    Tcp().expires_after(std::chrono::milliseconds(server_->options.idle_timeout_ms));
+    io_busy_ = true;
+    http::async_write(
+        stream_, response_,
+        beast::bind_front_handler(&Session::OnWrite, this->shared_from_this(), false));
   }
 
   // Answers a request that never reached the handler, then closes.
@@ -248,46 +347,67 @@ class Session : public std::enable_shared_from_this<Session> {
     if (status == 503) response_.set(http::field::retry_after, "1");
     response_.keep_alive(false);
     response_.prepare_payload();
-    stream_.expires_after(std::chrono::milliseconds(server_->options.idle_timeout_ms));
+    Tcp().expires_after(std::chrono::milliseconds(server_->options.idle_timeout_ms));
+    io_busy_ = true;
     http::async_write(stream_, response_,
-                      beast::bind_front_handler(&Session::OnWrite, shared_from_this(), true));
+                      beast::bind_front_handler(&Session::OnWrite, this->shared_from_this(), true));
   }
 
   void OnWrite(bool drain, beast::error_code ec, size_t /*bytes*/) {
-    if (closed_) return;
+    if (!Resume()) return;
     if (ec) return CloseNow();
     if (drain) return Drain();
-    if (response_.need_eof()) return ShutdownAndClose();
+    if (response_.need_eof()) return EndConnection();
     ReadRequest();
   }
 
-  // Half-closes, then discards what the peer still sends until it closes too.
+  // Discards what the peer still sends until it closes too (each read
+  // bounded by kDrainTime), so it sees the answer rather than a reset.
+  // HTTP half-closes first; HTTPS sends close_notify after.
   void Drain() {
-    beast::error_code ec;
-    stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
-    stream_.expires_after(kDrainTime);
-    stream_.async_read_some(
-        net::buffer(drain_buf_), [self = shared_from_this()](beast::error_code ec, size_t) {
-          if (ec || self->closed_) return self->CloseNow();
-          self->stream_.async_read_some(net::buffer(self->drain_buf_),
-                                        [self](beast::error_code, size_t) { self->Drain(); });
-        });
+    if constexpr (!kTls) {
+      beast::error_code ignored;
+      Tcp().socket().shutdown(tcp::socket::shutdown_send, ignored);
+    }
+    Tcp().expires_after(kDrainTime);
+    io_busy_ = true;
+    stream_.async_read_some(net::buffer(drain_buf_),
+                            [self = this->shared_from_this()](beast::error_code ec, size_t) {
+                              if (!self->Resume()) return;
+                              if (ec) return kTls ? self->EndConnection() : self->CloseNow();
+                              self->Drain();
+                            });
   }
 
-  void ShutdownAndClose() {
-    beast::error_code ec;
-    stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
-    CloseNow();
+  // Ends a connection in good order: HTTP half-closes and closes; HTTPS
+  // sends close_notify (bounded by kTlsShutdownTime), then closes.
+  void EndConnection() {
+    if (closed_ || ending_) return;
+    ending_ = true;
+    if constexpr (kTls) {
+      if (!handshake_done_) return CloseNow();
+      Tcp().expires_after(kTlsShutdownTime);
+      io_busy_ = true;
+      stream_.async_shutdown([self = this->shared_from_this()](beast::error_code) {
+        self->io_busy_ = false;
+        self->CloseNow();
+      });
+    } else {
+      beast::error_code ignored;
+      Tcp().socket().shutdown(tcp::socket::shutdown_send, ignored);
+      CloseNow();
+    }
   }
 
   void CloseNow() {
     if (closed_) return;
     closed_ = true;
-    beast::error_code ec;
-    stream_.socket().close(ec);
+    beast::error_code ignored;
+    Tcp().socket().close(ignored);
   }
 
-  beast::tcp_stream stream_;
+  std::shared_ptr<net::ssl::context> tls_context_;  // null for HTTP; outlives stream_
+  Stream stream_;
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
   http::response<http::string_body> response_;  // alive until its write completes
@@ -296,6 +416,11 @@ class Session : public std::enable_shared_from_this<Session> {
   const uint64_t id_;
   const bool refused_;  // over the connection cap: answered 503, never read
   std::string remote_;
+  std::string tls_peer_cn_;      // HTTPS: verified client certificate CN, "" if none
+  bool handshake_done_ = false;  // HTTPS: close_notify can be sent
+  bool io_busy_ = false;         // an operation on stream_ is in flight
+  bool stopping_ = false;        // HTTPS: Close() asked for a TLS shutdown
+  bool ending_ = false;          // EndConnection() started
   bool closed_ = false;
 };
 
@@ -359,7 +484,7 @@ void ServerCore::OnAccept(beast::error_code ec, tcp::socket socket) {
   if (ec == net::error::operation_aborted) return;
   if (ec) return RetryAcceptLater(ec);
   accept_delay = std::chrono::milliseconds(0);
-  std::shared_ptr<Session> session;
+  std::shared_ptr<SessionBase> session;
   size_t open = 0;
   {
     std::lock_guard<std::mutex> lock(mu);
@@ -368,7 +493,13 @@ void ServerCore::OnAccept(beast::error_code ec, tcp::socket socket) {
     const bool refuse = serving >= options.max_connections;
     if (!refuse || refusing < kMaxRefusing) {
       uint64_t id = next_session_id++;
-      session = std::make_shared<Session>(std::move(socket), shared_from_this(), id, refuse);
+      if (options.tls) {
+        session = std::make_shared<Session<TlsStream>>(std::move(socket), options.tls->context(),
+                                                       shared_from_this(), id, refuse);
+      } else {
+        session = std::make_shared<Session<beast::tcp_stream>>(std::move(socket), nullptr,
+                                                               shared_from_this(), id, refuse);
+      }
       sessions.emplace(id, session);
       ++(refuse ? refusing : serving);
     }
@@ -451,7 +582,7 @@ Status HttpServer::Start() {
 uint16_t HttpServer::port() const { return impl_->core->port; }
 
 void HttpServer::Stop() {
-  std::vector<std::shared_ptr<Session>> open;
+  std::vector<std::shared_ptr<SessionBase>> open;
   {
     std::lock_guard<std::mutex> lock(impl_->core->mu);
     if (impl_->core->stopped) return;

@@ -1,6 +1,6 @@
 #pragma once
 
-// HttpServer: HTTP/1.1 server on Boost.Beast, keep-alive, many concurrent
+// HttpServer: HTTP/1.1 server (or HTTPS) on Boost.Beast, keep-alive, many concurrent
 // connections on the threads running the given io_context. Requests with a
 // body over `max_body_bytes` get 413 with a JSON error; malformed requests get
 // 400; neither reaches the handler, and the server stays up.
@@ -34,6 +34,22 @@
 //   failing, instead of spinning; the failure is logged as one warning line
 //   per 10 s with a count. The first accept that succeeds resets the delay.
 //
+// HTTPS (HttpServerOptions::tls non-null): every connection is TLS. Each
+// one takes tls->context() at accept, so ServerTls::Reload() applies to new
+// connections while open ones keep the context they were accepted with. The
+// handshake comes first and must finish within `request_timeout_ms`; a
+// handshake that fails or is too slow (a plain-HTTP client, a client that
+// sends nothing, a wrong or missing client certificate when the context
+// requires one) closes the connection without an answer and is logged as
+// one warning line per 10 s (LogThrottle). Then the same session as for
+// HTTP runs over the TLS stream: keep-alive, limits and 413 / 431 / 400
+// answers; an over-cap connection is answered 503 after its handshake.
+// Requests carry HttpRequest::tls = true and tls_peer_cn (the verified
+// client certificate's subject CN; "" unless the context requires client
+// certificates). A connection is ended with close_notify, bounded by 1 s;
+// Stop() cancels what a connection is doing and sends close_notify the same
+// way (best effort; a connection still handshaking is closed at once).
+//
 // No exception escapes into the io_context: the handler, its completions run
 // through AnswerGuarded, and the server's own callbacks are guarded.
 
@@ -47,6 +63,7 @@
 
 #include "common/status.h"
 #include "http/http_types.h"
+#include "security/tls_context.h"
 
 namespace treaty {
 
@@ -57,6 +74,8 @@ struct HttpServerOptions {
   int idle_timeout_ms = 60000;     // keep-alive connections idle longer are closed
   int request_timeout_ms = 30000;  // a request must be complete this long after its first byte
   size_t max_connections = 4096;   // served at once; more are answered 503 and closed
+  // Non-null: HTTPS only (see "HTTPS" above). Shared with whoever reloads it.
+  std::shared_ptr<ServerTls> tls;
 };
 
 class HttpServer {

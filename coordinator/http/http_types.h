@@ -19,6 +19,10 @@ struct HttpRequest {
   std::map<std::string, std::string> headers;  // lower-case names
   std::string body;
   std::string remote;  // "ip:port" of the peer
+  bool tls = false;     // arrived over TLS
+  // Subject CN of the client certificate, verified against --tls-client-ca
+  // (mTLS); "" when none.
+  std::string tls_peer_cn;
 
   std::string Header(const std::string& lower_name) const {
     auto it = headers.find(lower_name);

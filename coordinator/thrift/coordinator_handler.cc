@@ -2,6 +2,8 @@
 
 #include <future>
 #include <memory>
+#include <optional>
+#include <utility>
 
 #include <spdlog/spdlog.h>
 #include <nlohmann/json.hpp>
@@ -38,6 +40,16 @@ using nlohmann::json;
       e.message = ToValidUtf8(s.message());
       throw e;
     }
+    case StatusCode::kUnauthenticated: {
+      rpc::Unauthenticated e;
+      e.message = ToValidUtf8(s.message());
+      throw e;
+    }
+    case StatusCode::kPermissionDenied: {
+      rpc::Forbidden e;
+      e.message = ToValidUtf8(s.message());
+      throw e;
+    }
     default: {
       rpc::Unavailable e;
       e.message = ToValidUtf8(s.ToString());
@@ -60,6 +72,10 @@ void Guarded(const char* method, Body body) {
   } catch (const rpc::Conflict&) {
     throw;
   } catch (const rpc::Unavailable&) {
+    throw;
+  } catch (const rpc::Unauthenticated&) {
+    throw;
+  } catch (const rpc::Forbidden&) {
     throw;
   } catch (const std::exception& e) {
     spdlog::error("thrift {}: unexpected exception: {}", method,
@@ -153,10 +169,123 @@ void CheckGtid(const std::string& gtid, const SpecLimits& limits) {
   if (auto s = ValidateGtid(gtid, limits.max_gtid_length); !s.ok()) ThrowStatus(s);
 }
 
+const char* AuthMethodName(AuthMethod m) {
+  switch (m) {
+    case AuthMethod::kNone:
+      return "none";
+    case AuthMethod::kToken:
+      return "token";
+    case AuthMethod::kSession:
+      return "session";
+    case AuthMethod::kCertificate:
+      return "certificate";
+  }
+  return "none";
+}
+
+// Runs `body` and tells `answered` the status REST would have answered for
+// what it did: 200, or the code of the exception it threw (which is then
+// rethrown).
+template <typename Body>
+void WithResult(const std::function<void(int)>& answered, Body body) {
+  try {
+    body();
+  } catch (const rpc::InvalidRequest&) {
+    answered(400);
+    throw;
+  } catch (const rpc::Unauthenticated&) {
+    answered(401);
+    throw;
+  } catch (const rpc::Forbidden&) {
+    answered(403);
+    throw;
+  } catch (const rpc::NotFound&) {
+    answered(404);
+    throw;
+  } catch (const rpc::Conflict&) {
+    answered(409);
+    throw;
+  } catch (...) {
+    answered(503);  // Unavailable, or a bug that Guarded turns into it
+    throw;
+  }
+  answered(200);
+}
+
+// The audit record of an operator action, before the caller and the result are known.
+AuditRecord ActionRecord(std::string action, std::string gtid, std::string reason,
+                         std::string branch = "", std::string detail = "") {
+  AuditRecord r;
+  r.action = std::move(action);
+  r.gtid = std::move(gtid);
+  r.reason = std::move(reason);
+  r.branch = std::move(branch);
+  r.detail = std::move(detail);
+  return r;
+}
+
+// What an audit record may hold of a caller's string (the audit log escapes
+// it; this bounds its length before any check has run).
+std::string AuditText(const std::string& s) { return Excerpt(s, 1024); }
+
 }  // namespace
 
-CoordinatorHandler::CoordinatorHandler(ServiceProvider service, CoordinatorHandlerOptions options)
-    : service_(std::move(service)), options_(options) {}
+CoordinatorHandler::CoordinatorHandler(ServiceProvider service, CoordinatorHandlerOptions options,
+                                       std::shared_ptr<ThriftConnection> connection)
+    : service_(std::move(service)),
+      options_(std::move(options)),
+      connection_(connection ? std::move(connection) : std::make_shared<ThriftConnection>()) {}
+
+bool CoordinatorHandler::AuthenticateCertificate(std::string_view common_name) {
+  if (!options_.auth || common_name.empty()) return false;
+  auto identity = options_.auth->ForCertificate(common_name);
+  if (!identity) return false;
+  connection_->identity = std::move(*identity);
+  return true;
+}
+
+void CoordinatorHandler::authenticate(const std::string& token) {
+  Guarded("authenticate", [&] {
+    if (!options_.auth) return;  // open coordinator: a token changes nothing
+    if (auto identity = options_.auth->ForToken(token)) {
+      connection_->identity = std::move(*identity);
+      return;
+    }
+    connection_->identity.reset();
+    if (++connection_->failed_authentications >= kMaxFailedAuthentications) {
+      connection_->close = true;
+      ThrowStatus(Status::Unauthenticated("invalid token; the connection is closed after " +
+                                          std::to_string(kMaxFailedAuthentications) +
+                                          " failed attempts"));
+    }
+    ThrowStatus(Status::Unauthenticated("invalid token"));
+  });
+}
+
+Identity CoordinatorHandler::Require(Role role, const char* method) {
+  if (!options_.auth) return Identity{"anonymous", RoleSet::All(), AuthMethod::kNone};
+  std::optional<Identity>& bound = connection_->identity;
+  if (!bound) {
+    ThrowStatus(Status::Unauthenticated(
+        "authentication required: call authenticate(token) first, or connect with a client "
+        "certificate the coordinator knows"));
+  }
+  // The tokens file may have been reloaded since the connection authenticated.
+  auto now = options_.auth->ForName(bound->name);
+  if (!now) {
+    const std::string name = bound->name;
+    bound.reset();
+    ThrowStatus(Status::Unauthenticated("the client '" + name +
+                                        "' is no longer known to this coordinator; "
+                                        "authenticate again"));
+  }
+  bound->roles = now->roles;
+  if (!bound->roles.Has(role)) {
+    ThrowStatus(Status::PermissionDenied("'" + bound->name + "' may not call " + method +
+                                         ": it needs the '" + RoleName(role) + "' role"));
+  }
+  return *bound;
+}
 
 TxnService* CoordinatorHandler::Service() const {
   TxnService* s = service_();
@@ -179,6 +308,7 @@ void CoordinatorHandler::CheckAcceptsNewWork() const {
 
 void CoordinatorHandler::submitSaga(rpc::TxnStatus& out, const rpc::SagaRequest& req) {
   Guarded("submitSaga", [&] {
+    Require(Role::kSubmit, "submitSaga");
     CheckAcceptsNewWork();
     // Every string is checked by the REST parser: identifiers
     // (ValidateIdentifier), URLs (ParseEndpoint), payloads (ParseJson above).
@@ -193,6 +323,7 @@ void CoordinatorHandler::submitSaga(rpc::TxnStatus& out, const rpc::SagaRequest&
 
 void CoordinatorHandler::begin2pc(rpc::TxnStatus& out, const rpc::Begin2pcRequest& req) {
   Guarded("begin2pc", [&] {
+    Require(Role::kSubmit, "begin2pc");
     CheckAcceptsNewWork();
     json body = json::object();
     if (req.__isset.gtid) body["gtid"] = req.gtid;
@@ -211,6 +342,7 @@ void CoordinatorHandler::begin2pc(rpc::TxnStatus& out, const rpc::Begin2pcReques
 void CoordinatorHandler::registerBranch(rpc::TxnStatus& out, const std::string& gtid,
                                         const rpc::Branch2pc& branch) {
   Guarded("registerBranch", [&] {
+    Require(Role::kSubmit, "registerBranch");
     CheckGtid(gtid, options_.limits);
     json body = {{"name", branch.name},
                  {"prepare", branch.prepare},
@@ -231,6 +363,7 @@ void CoordinatorHandler::registerBranch(rpc::TxnStatus& out, const std::string& 
 
 void CoordinatorHandler::commit2pc(rpc::TxnStatus& out, const std::string& gtid) {
   Guarded("commit2pc", [&] {
+    Require(Role::kSubmit, "commit2pc");
     CheckGtid(gtid, options_.limits);
     FillStatus(out, Await<SubmitResult>(options_.call_timeout_ms, [&](auto done) {
                  Service()->Commit2pc(gtid, std::move(done));
@@ -240,6 +373,7 @@ void CoordinatorHandler::commit2pc(rpc::TxnStatus& out, const std::string& gtid)
 
 void CoordinatorHandler::abort2pc(rpc::TxnStatus& out, const std::string& gtid) {
   Guarded("abort2pc", [&] {
+    Require(Role::kSubmit, "abort2pc");
     CheckGtid(gtid, options_.limits);
     FillStatus(out, Await<SubmitResult>(options_.call_timeout_ms, [&](auto done) {
                  Service()->Abort2pc(gtid, std::move(done));
@@ -249,6 +383,7 @@ void CoordinatorHandler::abort2pc(rpc::TxnStatus& out, const std::string& gtid) 
 
 void CoordinatorHandler::getTransaction(rpc::Transaction& out, const std::string& gtid) {
   Guarded("getTransaction", [&] {
+    Require(Role::kRead, "getTransaction");
     CheckGtid(gtid, options_.limits);
     TxnDetail d = Await<TxnDetail>(options_.call_timeout_ms,
                                    [&](auto done) { Service()->Get(gtid, true, std::move(done)); });
@@ -281,6 +416,7 @@ void CoordinatorHandler::getTransaction(rpc::Transaction& out, const std::string
 
 void CoordinatorHandler::listTransactions(rpc::TxnPage& out, const rpc::ListRequest& req) {
   Guarded("listTransactions", [&] {
+    Require(Role::kRead, "listTransactions");
     ListFilter f;
     if (req.__isset.state && !req.state.empty()) {
       if (auto s = ValidateIdentifier(req.state, "'state'"); !s.ok()) ThrowStatus(s);
@@ -319,64 +455,85 @@ void CoordinatorHandler::listTransactions(rpc::TxnPage& out, const rpc::ListRequ
   });
 }
 
-void CoordinatorHandler::RunOperatorAction(rpc::TxnStatus& out, const std::string& gtid,
-                                           const std::string& reason, bool reason_required,
+void CoordinatorHandler::RunOperatorAction(const char* method, AuditRecord record,
+                                           rpc::TxnStatus& out, bool reason_required,
+                                           const std::function<void()>& check,
                                            const OperatorStart& start) {
-  CheckGtid(gtid, options_.limits);
-  if (auto s = CheckReason(reason, reason_required); !s.ok()) ThrowStatus(s);
-  FillOperatorStatus(
-      out, Await<SubmitResult>(options_.call_timeout_ms, [&](auto done) {
-        start(Service(), OperatorRequest{"anonymous@thrift", reason}, std::move(done));
-      }));
+  const std::string gtid = record.gtid;
+  const std::string reason = record.reason;
+  // The caller as far as known before the checks (a refused caller too).
+  const std::optional<Identity>& bound = connection_->identity;
+  record.actor = !options_.auth ? "anonymous" : bound ? bound->name : "(unauthenticated)";
+  record.method = !options_.auth ? "none" : bound ? AuthMethodName(bound->method) : "none";
+  record.peer = connection_->peer.empty() ? "thrift" : "thrift " + connection_->peer;
+  record.gtid = AuditText(record.gtid);
+  record.branch = AuditText(record.branch);
+  record.detail = AuditText(record.detail);
+  record.reason = AuditText(record.reason);
+  const auto audit = [&](int result) {
+    if (!options_.audit) return;
+    record.result = result;
+    options_.audit->Record(record);
+  };
+  WithResult(audit, [&] {
+    Guarded(method, [&] {
+      const Identity who = Require(Role::kOperate, method);
+      record.actor = who.name;
+      record.method = AuthMethodName(who.method);
+      CheckGtid(gtid, options_.limits);
+      if (check) check();
+      if (auto s = CheckReason(reason, reason_required); !s.ok()) ThrowStatus(s);
+      FillOperatorStatus(
+          out, Await<SubmitResult>(options_.call_timeout_ms, [&](auto done) {
+            start(Service(), OperatorRequest{who.name + "@thrift", reason}, std::move(done));
+          }));
+    });
+  });
 }
 
 void CoordinatorHandler::retryTransaction(rpc::TxnStatus& out, const std::string& gtid,
                                           const std::string& reason) {
-  Guarded("retryTransaction", [&] {
-    RunOperatorAction(out, gtid, reason, false, [&](TxnService* svc, auto who, auto done) {
-      svc->Retry(gtid, std::move(who), std::move(done));
-    });
-  });
+  RunOperatorAction("retryTransaction", ActionRecord("retry", gtid, reason), out, false, {},
+                    [&](TxnService* svc, auto who, auto done) {
+                      svc->Retry(gtid, std::move(who), std::move(done));
+                    });
 }
 
 void CoordinatorHandler::abortTransaction(rpc::TxnStatus& out, const std::string& gtid,
                                           const std::string& reason) {
-  Guarded("abortTransaction", [&] {
-    RunOperatorAction(out, gtid, reason, false, [&](TxnService* svc, auto who, auto done) {
-      svc->ForceAbort(gtid, std::move(who), std::move(done));
-    });
-  });
+  RunOperatorAction("abortTransaction", ActionRecord("abort", gtid, reason), out, false, {},
+                    [&](TxnService* svc, auto who, auto done) {
+                      svc->ForceAbort(gtid, std::move(who), std::move(done));
+                    });
 }
 
 void CoordinatorHandler::pauseTransaction(rpc::TxnStatus& out, const std::string& gtid,
                                           const std::string& reason) {
-  Guarded("pauseTransaction", [&] {
-    RunOperatorAction(out, gtid, reason, false, [&](TxnService* svc, auto who, auto done) {
-      svc->Pause(gtid, std::move(who), std::move(done));
-    });
-  });
+  RunOperatorAction("pauseTransaction", ActionRecord("pause", gtid, reason), out, false, {},
+                    [&](TxnService* svc, auto who, auto done) {
+                      svc->Pause(gtid, std::move(who), std::move(done));
+                    });
 }
 
 void CoordinatorHandler::resumeTransaction(rpc::TxnStatus& out, const std::string& gtid,
                                            const std::string& reason) {
-  Guarded("resumeTransaction", [&] {
-    RunOperatorAction(out, gtid, reason, false, [&](TxnService* svc, auto who, auto done) {
-      svc->Resume(gtid, std::move(who), std::move(done));
-    });
-  });
+  RunOperatorAction("resumeTransaction", ActionRecord("resume", gtid, reason), out, false, {},
+                    [&](TxnService* svc, auto who, auto done) {
+                      svc->Resume(gtid, std::move(who), std::move(done));
+                    });
 }
 
 void CoordinatorHandler::resolveBranch(rpc::TxnStatus& out, const std::string& gtid,
                                        const std::string& branch, const std::string& outcome,
                                        const std::string& reason) {
-  Guarded("resolveBranch", [&] {
-    CheckGtid(gtid, options_.limits);
+  const auto check = [&] {
     if (auto s = CheckBranchName(branch, options_.limits.max_name_length); !s.ok()) ThrowStatus(s);
     if (auto s = CheckOutcome(outcome); !s.ok()) ThrowStatus(s);
-    RunOperatorAction(out, gtid, reason, true, [&](TxnService* svc, auto who, auto done) {
-      svc->Resolve(gtid, branch, outcome, std::move(who), std::move(done));
-    });
-  });
+  };
+  RunOperatorAction("resolveBranch", ActionRecord("resolve", gtid, reason, branch, outcome), out,
+                    true, check, [&](TxnService* svc, auto who, auto done) {
+                      svc->Resolve(gtid, branch, outcome, std::move(who), std::move(done));
+                    });
 }
 
 }  // namespace treaty

@@ -1,17 +1,13 @@
 #include "thrift/thrift_participant_caller.h"
 
-#include <netdb.h>
-
 #include <algorithm>
 #include <chrono>
 #include <map>
 #include <mutex>
 #include <string>
-#include <string_view>
+#include <utility>
 #include <vector>
 
-#include <thrift/transport/TBufferTransports.h>
-#include <thrift/transport/TSocket.h>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/thread_pool.hpp>
@@ -21,6 +17,7 @@
 #include "common/limits.h"
 #include "common/text.h"
 #include "thrift/thrift_limits.h"
+#include "thrift/thrift_participant_connection.h"
 
 namespace treaty {
 namespace {
@@ -28,19 +25,7 @@ namespace {
 namespace at = apache::thrift;
 using Clock = std::chrono::steady_clock;
 
-struct Connection {
-  std::shared_ptr<at::transport::TSocket> socket;
-  std::shared_ptr<at::transport::TTransport> transport;
-  std::unique_ptr<rpc::ParticipantServiceClient> client;
-  Clock::time_point idle_since;  // when it was last given back
-
-  void Close() {
-    try {
-      transport->close();
-    } catch (const std::exception&) {
-    }
-  }
-};
+using Connection = ParticipantConnection;
 
 // What the caller keeps for one host:port.
 struct EndpointState {
@@ -48,31 +33,6 @@ struct EndpointState {
   int in_flight = 0;                              // calls using the endpoint now
   Clock::time_point last_used;                    // last call start or end
 };
-
-// TSocket::open reports a failed getaddrinfo as NOT_OPEN "Could not resolve
-// host for client socket..." (the only NOT_OPEN it raises before any socket
-// exists); a refused connection or a time-out reads "Could not connect ..." or
-// "connect() timed out".
-bool IsResolveFailure(const at::transport::TTransportException& e) {
-  return e.getType() == at::transport::TTransportException::NOT_OPEN &&
-         std::string_view(e.what()).find("Could not resolve host") != std::string_view::npos;
-}
-
-// True when getaddrinfo says `host` does not exist (EAI_NONAME, EAI_NODATA),
-// as opposed to a resolver that cannot answer now. Blocks for one lookup; the
-// calls run on the caller's worker threads.
-bool ResolverSaysNoSuchName(const std::string& host) {
-  addrinfo hints{};
-  hints.ai_socktype = SOCK_STREAM;
-  addrinfo* found = nullptr;
-  const int rc = getaddrinfo(host.c_str(), nullptr, &hints, &found);
-  if (found) freeaddrinfo(found);
-  return rc == EAI_NONAME
-#ifdef EAI_NODATA
-         || rc == EAI_NODATA
-#endif
-      ;
-}
 
 ParticipantResponse FromReply(const std::string& op, const rpc::ParticipantReply& reply) {
   ParticipantResponse r;
@@ -108,6 +68,8 @@ ParticipantResponse FromReply(const std::string& op, const rpc::ParticipantReply
 
 struct ThriftParticipantCaller::Impl {
   ThriftCallerOptions options;
+  std::mutex tls_mu;
+  std::shared_ptr<ClientTlsFactory> tls_factory;  // guarded by tls_mu; made on the first thrifts://
   // Created on the first thrift:// call: a coordinator whose participants
   // all speak HTTP starts no threads for Thrift.
   std::once_flag pool_once;
@@ -180,6 +142,7 @@ struct ThriftParticipantCaller::Impl {
   // Closes idle connections past idle_timeout_ms and forgets endpoints with
   // nothing in flight, nothing idle and no use for endpoint_idle_ms.
   void Prune() {
+    BlockSigpipeOnThisThread();
     std::vector<std::unique_ptr<Connection>> expired;
     {
       std::lock_guard<std::mutex> l(mu);
@@ -204,20 +167,19 @@ struct ThriftParticipantCaller::Impl {
     for (auto& c : expired) c->Close();
   }
 
-  // Every connection carries the limits of thrift_limits.h: a reply that
-  // exceeds them fails the call (kTransient), it never costs more memory.
-  std::unique_ptr<Connection> Open(const Endpoint& endpoint) {
-    auto c = std::make_unique<Connection>();
-    c->socket = std::make_shared<at::transport::TSocket>(endpoint.host, endpoint.port,
-                                                         ThriftConfiguration());
-    c->socket->setConnTimeout(options.connect_timeout_ms);
-    c->socket->setNoDelay(true);
-    c->transport =
-        std::make_shared<at::transport::TFramedTransport>(c->socket, ThriftConfiguration());
-    c->client =
-        std::make_unique<rpc::ParticipantServiceClient>(LimitedBinaryProtocol(c->transport));
-    c->transport->open();
-    return c;
+  // The TLS context, made on the first thrifts:// call (not kept when it
+  // fails, so a fixed file is picked up by a later call).
+  std::shared_ptr<ClientTlsFactory> TlsFactory(OpenFailure& failure) {
+    std::lock_guard<std::mutex> l(tls_mu);
+    if (!tls_factory) tls_factory = MakeClientTlsFactory(options.tls, failure);
+    return tls_factory;
+  }
+
+  std::unique_ptr<Connection> Open(const Endpoint& endpoint, const std::string& key,
+                                   OpenFailure& failure) {
+    std::shared_ptr<ClientTlsFactory> tls;
+    if (endpoint.tls() && !(tls = TlsFactory(failure))) return nullptr;
+    return OpenParticipantConnection(endpoint, key, options, tls, failure);
   }
 
   static rpc::ParticipantReply Invoke(Connection& c, const ParticipantRequest& req) {
@@ -251,16 +213,19 @@ struct ThriftParticipantCaller::Impl {
 
   // Blocking; runs on the pool.
   ParticipantResponse CallNow(const ParticipantRequest& req) {
+    BlockSigpipeOnThisThread();
     ParticipantResponse r;
     // The one URL parser (common/endpoint.h), as at submission. A URL it
     // refuses can never be called (kUncallable), never retried.
     auto endpoint = ParseEndpoint(req.url, "participant URL");
-    if (!endpoint.ok() || endpoint->scheme != "thrift") {
+    if (!endpoint.ok() || endpoint->http()) {
       r.outcome = CallOutcome::kUncallable;
-      r.error = endpoint.ok() ? "not a thrift:// URL" : endpoint.status().message();
+      r.error = endpoint.ok() ? "not a thrift:// or thrifts:// URL" : endpoint.status().message();
       return r;
     }
-    const std::string key = endpoint->Authority();
+    // The scheme is part of the key: thrift:// and thrifts:// to one
+    // host:port never share a connection.
+    const std::string key = endpoint->scheme + "://" + endpoint->Authority();
     std::unique_ptr<Connection> c = Begin(key);
     r = CallOn(*endpoint, key, req, c);
     End(key, std::move(c));  // `c` is null unless it may be reused
@@ -274,8 +239,17 @@ struct ThriftParticipantCaller::Impl {
     ParticipantResponse r;
     for (int attempt = 0; attempt < 2; ++attempt) {
       const bool reused = c != nullptr;
+      if (!c) {
+        OpenFailure failure;
+        c = Open(endpoint, key, failure);
+        if (!c) {
+          r = ParticipantResponse();
+          r.error = std::move(failure.error);
+          r.config_error = failure.config_error;
+          return r;  // a fresh connection failed: do not hammer
+        }
+      }
       try {
-        if (!c) c = Open(endpoint);
         rpc::ParticipantReply reply = Invoke(*c, req);
         return FromReply(req.op, reply);
       } catch (const at::TApplicationException& e) {
@@ -291,17 +265,14 @@ struct ThriftParticipantCaller::Impl {
         return r;
       } catch (const at::transport::TTransportException& e) {
         r = ParticipantResponse();
-        if (IsResolveFailure(e)) {
-          // Thrift keeps getaddrinfo's code to itself: ask the resolver
-          // again. Only "no such name" is a configuration error; a resolver
-          // that cannot answer now (EAI_AGAIN) is a passing fault.
-          r.config_error = ResolverSaysNoSuchName(endpoint.host);
-          r.error = "host '" + endpoint.host + "' does not resolve" +
-                    (r.config_error ? "" : " (the resolver cannot answer now)");
-          return r;  // nothing was opened
-        }
         r.error =
             "thrift call to " + key + " failed: " + Excerpt(e.what(), limits::kErrorExcerptBytes);
+        if (!reused && c) {
+          if (std::string refusal = c->TlsRefusal(e.what(), key, endpoint.host); !refusal.empty()) {
+            r.config_error = true;
+            r.error = std::move(refusal);
+          }
+        }
         if (c) c->Close();
         c.reset();
         if (!reused) return r;  // a fresh connection failed: do not hammer
@@ -326,6 +297,9 @@ ThriftParticipantCaller::~ThriftParticipantCaller() {
     impl_->pool->stop();
     impl_->pool->join();
   }
+  ScopedSigpipeBlock no_sigpipe;  // idle TLS connections send close_notify
+  std::lock_guard<std::mutex> l(impl_->mu);
+  impl_->endpoints.clear();
 }
 
 size_t ThriftParticipantCaller::endpoint_count() const {

@@ -1,17 +1,35 @@
 #pragma once
 
-// ThriftParticipantCaller: calls thrift://host:port participants
-// (idl/participant.thrift, ParticipantService, framed transport, binary
-// protocol) with the outcome rules of docs/2pc.md "What participants receive":
+// ThriftParticipantCaller: calls thrift://host:port and thrifts://host:port
+// (Thrift over TLS) participants (idl/participant.thrift, ParticipantService,
+// framed transport, binary protocol) with the outcome rules of docs/2pc.md
+// "What participants receive":
 //   OK -> kOk (prepare: vote READONLY sets readonly_vote; vote NO -> kBusinessFailure)
 //   FAILED -> kBusinessFailure;  RETRY, any exception, time-out or
 //   connection error -> kTransient.
 //   A TApplicationException UNKNOWN_METHOD or WRONG_METHOD_NAME (the service
 //   on that port does not know the op) or a host name that does not resolve
-//   also sets config_error (still kTransient). Names are resolved by
-//   TSocket::open on the call pool, never on the engine strand or io_context.
+//   also sets config_error (still kTransient).
 //
-// Connections are pooled per host:port (up to `max_idle_per_host` idle
+// Connecting: the caller resolves the host itself (getaddrinfo, on the call
+// pool, never on the engine strand or io_context), checks every address with
+// options.policy when set (ParticipantPolicy::CheckAddress; one denied
+// address: none is connected to, the call completes kTransient with
+// config_error and the policy's message), then connects to the checked
+// addresses in order (connect_timeout_ms each), never to the name again.
+// thrifts://: TLS 1.2 or newer over that connection, the participant's
+// certificate verified against tls.ca_file (or the system's trust store)
+// with the URL's host as SNI and as the name the certificate must carry (a
+// DNS subjectAltName, wildcards allowed, or an IP subjectAltName equal to
+// the address connected to); tls.cert_file/key_file: a client certificate
+// (mTLS). The handshake runs when the connection opens, bounded by
+// connect_timeout_ms. A certificate that does not verify, or a TLS refusal
+// by the participant, is a configuration error (kTransient, config_error,
+// "certificate verify failed: ..." or "TLS with ... failed: ..."); so are TLS
+// files that cannot be loaded (tried again at the next thrifts:// call).
+//
+// Connections are pooled per scheme://host:port (thrift and thrifts to one
+// host:port never share one; up to `max_idle_per_host` idle
 // ones kept). Thrift's C++ client blocks, so calls run on a small dedicated
 // thread pool (`threads`, started lazily), never on the engine strand or the io_context;
 // at most `threads` calls are in flight, the rest queue. A pooled connection
@@ -30,6 +48,8 @@
 #include <memory>
 
 #include "engine/participant_caller.h"
+#include "security/participant_policy.h"
+#include "security/tls_context.h"
 
 namespace treaty {
 
@@ -39,6 +59,11 @@ struct ThriftCallerOptions {
   int connect_timeout_ms = 3000;
   int idle_timeout_ms = 30000;   // pooled idle connections are closed after this
   int endpoint_idle_ms = 60000;  // an endpoint unused this long (no connection) is forgotten
+  // thrifts:// participants: TLS verified against tls.ca_file (or the system
+  // store) with host name verification; tls.cert_file/key_file: client certificate.
+  TlsClientFiles tls;
+  // Non-null: resolved addresses are checked before connecting (ParticipantPolicy).
+  std::shared_ptr<const ParticipantPolicy> policy;
 };
 
 class ThriftParticipantCaller : public ParticipantCaller {
@@ -48,7 +73,7 @@ class ThriftParticipantCaller : public ParticipantCaller {
 
   void Call(ParticipantRequest request, Callback done) override;
 
-  // Endpoints (host:port) the caller keeps state for now. Thread-safe.
+  // Endpoints (scheme://host:port) the caller keeps state for now. Thread-safe.
   size_t endpoint_count() const;
 
  private:

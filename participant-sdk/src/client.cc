@@ -118,7 +118,9 @@ Result<Reply> Client::Impl::Call(const std::string& method, const std::string& p
       std::chrono::steady_clock::now() + std::chrono::milliseconds(options.failover_timeout_ms);
   bool not_owner = false;
   const std::string text = body.is_null() ? "" : treaty_sdk_detail::DumpJson(body);
-  const std::map<std::string, std::string> headers = {{"Content-Type", "application/json"}};
+  std::map<std::string, std::string> headers = {{"Content-Type", "application/json"}};
+  if (!options.token.empty()) headers["Authorization"] = "Bearer " + options.token;
+  const treaty_sdk_detail::FetchTls tls{options.ca_file, options.cert_file, options.key_file};
   int backoff = options.backoff_ms;
   std::string last_error = "no attempt";
   const int attempts = options.max_attempts < 1 ? 1 : options.max_attempts;
@@ -129,9 +131,10 @@ Result<Reply> Client::Impl::Call(const std::string& method, const std::string& p
     }
     const std::string& base = cs[(start + i) % cs.size()];
     const int timeout_ms = options.request_timeout_ms + extra_timeout_ms;
-    auto f = treaty_sdk_detail::IsThriftUrl(base)
-                 ? treaty_sdk_detail::ThriftFetch(method, base, path, text, timeout_ms)
-                 : treaty_sdk_detail::Fetch(method, base + path, text, headers, timeout_ms);
+    auto f =
+        treaty_sdk_detail::IsThriftUrl(base)
+            ? treaty_sdk_detail::ThriftFetch(method, base, path, text, timeout_ms, options.token)
+            : treaty_sdk_detail::Fetch(method, base + path, text, headers, timeout_ms, tls);
     if (f.error == FetchError::kInvalidArgument) {
       return Status::InvalidArgument("coordinator URL " + base + ": " + f.error_message);
     }
@@ -166,6 +169,16 @@ Result<Reply> Client::Impl::Call(const std::string& method, const std::string& p
       continue;
     }
     switch (f.http_status) {
+      // Credentials are the same for every coordinator: asking the others
+      // with a bad token only adds load.
+      case 401:
+        return Status::Unauthenticated(
+            base + ": " +
+            (options.token.empty() ? "the coordinator needs a token (ClientOptions::token): "
+                                   : "the token was refused: ") +
+            msg);
+      case 403:
+        return Status::PermissionDenied(base + ": " + msg);
       case 400:
       case 413:
       case 422:

@@ -14,9 +14,11 @@
 namespace treaty_sdk_detail {
 
 FetchReply Fetch(const std::string& method, const std::string& url, const std::string& body,
-                 const std::map<std::string, std::string>& headers, int timeout_ms) {
+                 const std::map<std::string, std::string>& headers, int timeout_ms,
+                 const FetchTls& tls) {
   FetchReply out;
-  auto r = treaty::HttpFetch(method, url, body, headers, timeout_ms);
+  const treaty::TlsClientFiles files{tls.ca_file, tls.cert_file, tls.key_file};
+  auto r = treaty::HttpFetch(method, url, body, headers, timeout_ms, &files);
   if (!r.ok()) {
     switch (r.status().code()) {
       case treaty::StatusCode::kUnavailable:
@@ -42,37 +44,50 @@ FetchReply Fetch(const std::string& method, const std::string& url, const std::s
 
 struct HttpEndpoint::Impl {
   boost::asio::io_context io;
-  std::unique_ptr<treaty::HttpServer> server;
+  treaty::HttpServerOptions options;
+  treaty::HttpHandler handler;
+  EndpointTls tls;
+  std::unique_ptr<treaty::HttpServer> server;  // made by Start()
   std::vector<std::thread> threads;
   int io_threads = 1;
   bool started = false;
 };
 
 HttpEndpoint::HttpEndpoint(std::string host, uint16_t port, int io_threads, EndpointHandler handler,
-                           size_t max_body_bytes)
+                           size_t max_body_bytes, EndpointTls tls)
     : impl_(std::make_unique<Impl>()) {
   impl_->io_threads = io_threads < 1 ? 1 : io_threads;
-  treaty::HttpServerOptions opts;
-  opts.host = std::move(host);
-  opts.port = port;
-  opts.max_body_bytes = max_body_bytes;
-  impl_->server = std::make_unique<treaty::HttpServer>(
-      impl_->io, opts,
-      [handler = std::move(handler)](treaty::HttpRequest req, treaty::HttpResponder respond) {
-        EndpointRequest r{std::move(req.method), std::move(req.path), std::move(req.headers),
-                          std::move(req.body)};
-        handler(std::move(r), [respond = std::move(respond)](EndpointResponse out) {
-          treaty::HttpResponse resp;
-          resp.status = out.status;
-          resp.body = std::move(out.body);
-          respond(std::move(resp));
-        });
-      });
+  impl_->options.host = std::move(host);
+  impl_->options.port = port;
+  impl_->options.max_body_bytes = max_body_bytes;
+  impl_->tls = std::move(tls);
+  impl_->handler = [handler = std::move(handler)](treaty::HttpRequest req,
+                                                  treaty::HttpResponder respond) {
+    EndpointRequest r{std::move(req.method),  std::move(req.target), std::move(req.path),
+                      std::move(req.headers), std::move(req.body),   std::move(req.tls_peer_cn)};
+    handler(std::move(r), [respond = std::move(respond)](EndpointResponse out) {
+      treaty::HttpResponse resp;
+      resp.status = out.status;
+      resp.body = std::move(out.body);
+      respond(std::move(resp));
+    });
+  };
 }
 
 HttpEndpoint::~HttpEndpoint() { Stop(); }
 
-std::string HttpEndpoint::Start() {
+std::string HttpEndpoint::Start(bool* bad_tls_files) {
+  *bad_tls_files = false;
+  if (!impl_->tls.cert_file.empty()) {
+    auto tls = treaty::ServerTls::Load(treaty::TlsServerFiles{
+        impl_->tls.cert_file, impl_->tls.key_file, impl_->tls.client_ca_file});
+    if (!tls.ok()) {
+      *bad_tls_files = true;
+      return tls.status().message();
+    }
+    impl_->options.tls = *tls;
+  }
+  impl_->server = std::make_unique<treaty::HttpServer>(impl_->io, impl_->options, impl_->handler);
   auto s = impl_->server->Start();
   if (!s.ok()) return s.ToString();
   impl_->started = true;
@@ -97,7 +112,7 @@ std::string HttpEndpoint::Start() {
   return "";
 }
 
-uint16_t HttpEndpoint::port() const { return impl_->server->port(); }
+uint16_t HttpEndpoint::port() const { return impl_->server ? impl_->server->port() : 0; }
 
 void HttpEndpoint::Stop() {
   if (!impl_ || !impl_->started) return;

@@ -24,15 +24,27 @@ struct FetchReply {
   std::string body;
 };
 
-// One blocking request on a fresh connection.
+// PEM files for https:// coordinators (ClientOptions' ca_file, cert_file,
+// key_file): empty ca_file means the system's trust store.
+struct FetchTls {
+  std::string ca_file, cert_file, key_file;
+};
+
+// One blocking request on a fresh connection (http:// or https://; the
+// server's certificate is checked against `tls` and must name the URL's
+// host). Unusable TLS files are kInvalidArgument; TLS handshake failures
+// (a refused certificate) kUnavailable.
 FetchReply Fetch(const std::string& method, const std::string& url, const std::string& body,
-                 const std::map<std::string, std::string>& headers, int timeout_ms);
+                 const std::map<std::string, std::string>& headers, int timeout_ms,
+                 const FetchTls& tls = {});
 
 struct EndpointRequest {
   std::string method;
+  std::string target;                          // as sent: path and query, not decoded
   std::string path;                            // percent-decoded, without query
   std::map<std::string, std::string> headers;  // lower-case names
   std::string body;
+  std::string tls_peer_cn;  // HTTPS with a client CA: the client certificate's CN
 };
 struct EndpointResponse {
   int status = 200;
@@ -46,13 +58,19 @@ using EndpointHandler = std::function<void(EndpointRequest, EndpointResponder)>;
 // responder may be called from any thread, exactly once. A request whose
 // body exceeds `max_body_bytes` is answered 413 and malformed HTTP 400
 // without reaching `handler`; an exception thrown by `handler` answers 500.
+// With `tls.cert_file` set it serves HTTPS only (a client CA requires client
+// certificates chaining to it; the handshake fails otherwise).
+struct EndpointTls {
+  std::string cert_file, key_file, client_ca_file;  // PEM files; empty cert_file: HTTP
+};
 class HttpEndpoint {
  public:
   HttpEndpoint(std::string host, uint16_t port, int io_threads, EndpointHandler handler,
-               size_t max_body_bytes);
+               size_t max_body_bytes, EndpointTls tls = {});
   ~HttpEndpoint();
-  // "" on success, else why the address cannot be used.
-  std::string Start();
+  // "" on success, else why the TLS files or the address cannot be used;
+  // *bad_tls_files tells which.
+  std::string Start(bool* bad_tls_files);
   uint16_t port() const;
   void Stop();
 

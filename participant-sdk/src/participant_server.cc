@@ -1,5 +1,6 @@
 #include "treaty/participant_server.h"
 
+#include <algorithm>
 #include <cctype>
 #include <map>
 #include <mutex>
@@ -11,6 +12,7 @@
 #include <boost/asio/thread_pool.hpp>
 #include <nlohmann/json.hpp>
 
+#include "caller_proof.h"
 #include "http_transport.h"
 #include "input_rules.h"
 #include "thrift_endpoint.h"
@@ -177,7 +179,9 @@ class ParticipantServer::Impl {
                     Serve(req, respond);
                   });
             },
-            options.max_body_bytes) {
+            options.max_body_bytes,
+            treaty_sdk_detail::EndpointTls{options.tls_cert_file, options.tls_key_file,
+                                           options.tls_client_ca_file}) {
     if (options.thrift_port) {
       thrift = std::make_unique<treaty_sdk_detail::ThriftEndpoint>(
           options.http_host, *options.thrift_port, options.handler_threads,
@@ -191,6 +195,11 @@ class ParticipantServer::Impl {
   // The HTTP request's CallContext (input rules: docs/input-rules.md), then
   // Dispatch; 400 naming the field when the request breaks a rule.
   EndpointResponse Handle(const EndpointRequest& req);
+  // The answer refusing a request whose caller is not trusted (401: no valid
+  // signature; 403: a client certificate CN not allowed), or none.
+  std::optional<EndpointResponse> RefuseCaller(const EndpointRequest& req) const;
+  // Why the security options cannot be used, or "".
+  std::string SecurityOptionsError() const;
   // What a registered handler answered, whatever the protocol.
   struct Invocation {
     std::string invalid;       // why ctx breaks the identifier rules; no handler ran
@@ -238,7 +247,42 @@ void ParticipantServer::Impl::Serve(const EndpointRequest& req,
   }
 }
 
+std::optional<EndpointResponse> ParticipantServer::Impl::RefuseCaller(
+    const EndpointRequest& req) const {
+  if (!options.signing_keys.empty()) {
+    auto it = req.headers.find("treaty-signature");
+    const std::string header = it == req.headers.end() ? "" : it->second;
+    if (std::string e = treaty_sdk_detail::SignatureError(options.signing_keys, header, req.method,
+                                                          req.target, req.body);
+        !e.empty()) {
+      return ErrorReply(401, StatusCode::kUnauthenticated,
+                        "header Treaty-Signature does not prove the caller: " + e);
+    }
+  }
+  const auto& cns = options.allowed_client_cns;
+  if (!cns.empty() && std::find(cns.begin(), cns.end(), req.tls_peer_cn) == cns.end()) {
+    return ErrorReply(403, StatusCode::kPermissionDenied,
+                      "the client certificate's name is not among the allowed callers");
+  }
+  return std::nullopt;
+}
+
+std::string ParticipantServer::Impl::SecurityOptionsError() const {
+  if (options.tls_cert_file.empty() &&
+      (!options.tls_key_file.empty() || !options.tls_client_ca_file.empty())) {
+    return "tls_key_file and tls_client_ca_file need tls_cert_file";
+  }
+  if (!options.allowed_client_cns.empty() && options.tls_client_ca_file.empty()) {
+    return "allowed_client_cns needs tls_client_ca_file";
+  }
+  for (const std::string& key : options.signing_keys) {
+    if (key.size() < 32) return "a signing key is shorter than 32 bytes";
+  }
+  return "";
+}
+
 EndpointResponse ParticipantServer::Impl::Handle(const EndpointRequest& req) {
+  if (auto refusal = RefuseCaller(req)) return *refusal;
   if (req.method != "POST") return ErrorReply(405, StatusCode::kInvalidArgument, "POST only");
   const std::string name = NameOfPath(req.path);
   treaty_sdk_detail::ParsedJson parsed =
@@ -410,7 +454,12 @@ void ParticipantServer::AddResourceManager(const std::string& name, PrepareHandl
 }
 
 Status ParticipantServer::Start() {
-  std::string err = impl_->endpoint.Start();
+  if (std::string e = impl_->SecurityOptionsError(); !e.empty()) {
+    return Status::InvalidArgument("participant server: " + e);
+  }
+  bool bad_tls_files = false;
+  std::string err = impl_->endpoint.Start(&bad_tls_files);
+  if (bad_tls_files) return Status::InvalidArgument("participant server: TLS: " + err);
   if (!err.empty()) return Status::Unavailable("participant server: " + err);
   if (impl_->thrift) {
     err = impl_->thrift->Start();
@@ -436,7 +485,8 @@ uint16_t ParticipantServer::http_port() const { return impl_->endpoint.port(); }
 std::string ParticipantServer::http_url() const {
   std::string host = impl_->options.http_host;
   if (host == "0.0.0.0" || host.empty()) host = "127.0.0.1";
-  return "http://" + host + ":" + std::to_string(http_port());
+  const char* scheme = impl_->options.tls_cert_file.empty() ? "http://" : "https://";
+  return scheme + host + ":" + std::to_string(http_port());
 }
 
 std::string ParticipantServer::Url(const std::string& name, const std::string& op) const {

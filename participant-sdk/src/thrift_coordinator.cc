@@ -29,7 +29,10 @@ FetchReply Answer(int http_status, const json& body) {
 }
 
 FetchReply ErrorAnswer(int http_status, const std::string& message) {
-  return Answer(http_status, {{"error", {{"message", Excerpt(message, 1024)}}}});
+  json error = {{"message", Excerpt(message, 1024)}};
+  if (http_status == 401) error["code"] = "unauthenticated";
+  if (http_status == 403) error["code"] = "forbidden";
+  return Answer(http_status, {{"error", std::move(error)}});
 }
 
 FetchReply Failed(FetchError error, const std::string& message) {
@@ -174,7 +177,7 @@ FetchReply Invoke(rpc::CoordinatorServiceClient& c, const std::string& method,
 bool IsThriftUrl(const std::string& url) { return url.rfind("thrift://", 0) == 0; }
 
 FetchReply ThriftFetch(const std::string& method, const std::string& url, const std::string& path,
-                       const std::string& body, int timeout_ms) {
+                       const std::string& body, int timeout_ms, const std::string& token) {
   std::string hp = url.substr(std::string("thrift://").size());
   hp = hp.substr(0, hp.find('/'));
   const auto colon = hp.rfind(':');
@@ -208,7 +211,12 @@ FetchReply ThriftFetch(const std::string& method, const std::string& url, const 
     transport->open();
     FetchReply r;
     try {
+      if (!token.empty()) client.authenticate(token);
       r = Invoke(client, method, path, parsed);
+    } catch (const rpc::Unauthenticated& e) {
+      r = ErrorAnswer(401, e.message);
+    } catch (const rpc::Forbidden& e) {
+      r = ErrorAnswer(403, e.message);
     } catch (const rpc::InvalidRequest& e) {
       r = ErrorAnswer(400, e.message);
     } catch (const rpc::NotFound& e) {

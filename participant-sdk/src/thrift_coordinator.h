@@ -13,10 +13,16 @@
 //   POST /v1/2pc/{gtid}/abort         -> abort2pc
 //   GET  /v1/transactions/{gtid}      -> getTransaction
 //
+// Authentication: with a non-empty `token` the connection first calls
+// authenticate(token); a refused token answers 401 without the call being
+// made.
+//
 // The answer is shaped as the REST answer would be: the typed exceptions
-// become the status REST uses for them (InvalidRequest 400, NotFound 404,
-// Conflict 409, Unavailable 503) with {"error":{"message":...}}; a result
-// becomes 200 with the REST body's fields. Transport errors are
+// become the status REST uses for them (InvalidRequest 400, Unauthenticated
+// 401, Forbidden 403, NotFound 404, Conflict 409, Unavailable 503) with
+// {"error":{"code":...,"message":...}} (code "unauthenticated" or
+// "forbidden" for 401 and 403, as REST); a result becomes 200 with the REST
+// body's fields. Transport errors are
 // kUnavailable / kTimedOut. Thrift exceptions never leave
 // thrift_coordinator.cc. Blocking, one fresh connection per call;
 // thread-safe.
@@ -35,6 +41,6 @@ namespace treaty_sdk_detail {
 bool IsThriftUrl(const std::string& url);
 
 FetchReply ThriftFetch(const std::string& method, const std::string& url, const std::string& path,
-                       const std::string& body, int timeout_ms);
+                       const std::string& body, int timeout_ms, const std::string& token = "");
 
 }  // namespace treaty_sdk_detail

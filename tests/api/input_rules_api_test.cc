@@ -265,7 +265,7 @@ TEST_P(InputRulesApiTest, UncallableParticipantUrlsAre400NamingTheField) {
       "thrift://h:abc",
       base + "/a/action\r\nHost: internal\r\n\r\nGET /admin",
       base + "/a/action\nX: y",
-      "https://127.0.0.1/a/action",
+      "ftp://127.0.0.1/a/action",  // https:// is callable (TLS); other schemes are not
   };
   for (const std::string& url : urls) {
     const std::string shown = EscapeControl(url);

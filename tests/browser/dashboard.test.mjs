@@ -9,9 +9,20 @@
 // Then: a 2PC stuck COMMITTING offers resolve COMMITTED and no abort; an
 // action refused by the server (abort of a 2PC committed meanwhile) shows
 // the server's message; pause and resume (needs the engine's Pause).
+// Access (docs/security.md): treatyd runs with --auth-tokens; the page
+// first shows a sign-in form, a wrong token is refused, the right one gives
+// an HttpOnly SameSite=Strict session cookie and the flow above runs on it
+// under the dashboard's Content-Security-Policy (no violation allowed). Then
+// a page of another origin (another port) tries a text/plain form POST to
+// .../retry, a no-cors POST and a credentialed fetch PUT of the log level
+// (nothing changes), and frames the dashboard (refused: X-Frame-Options
+// DENY, frame-ancestors 'none'); a foreign Host header is refused (421);
+// sign-out. Last, a treatyd without --auth-tokens serves the dashboard
+// without sign-in, as before.
 // Screenshots go to ARTIFACT_DIR. Exits non-zero on any failure.
 //   usage: node dashboard.test.mjs TREATYD ARTIFACT_DIR CHROMIUM
 import { spawn } from "node:child_process";
+import crypto from "node:crypto";
 import fs from "node:fs";
 import http from "node:http";
 import os from "node:os";
@@ -49,32 +60,77 @@ await new Promise((r) => participant.listen(0, "127.0.0.1", r));
 const pport = participant.address().port;
 const purl = (branch, op) => `http://127.0.0.1:${pport}/${branch}/${op}`;
 
-// ---- treatyd
+// ---- treatyd, with a tokens file (docs/security.md "Tokens file")
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), "treaty-browser-"));
-const treatyd = spawn(treatydPath, [
-  "--store", `sqlite:${dir}/treaty.db`, "--http", "127.0.0.1:0", "--thrift", "127.0.0.1:0",
-  "--node-name", "browser-test",
-  "--attention-after", "2", "--retry-max-backoff-ms", "600000",
-], { stdio: ["ignore", "pipe", "pipe"] });
-const treatydLog = fs.createWriteStream(path.join(artifactDir, "treatyd.log"));
-treatyd.stderr.pipe(treatydLog);
-const base = await new Promise((resolve, reject) => {
-  let out = "";
-  const t = setTimeout(() => reject(new Error("treatyd did not start: " + out)), 20000);
-  treatyd.stdout.on("data", (c) => {
-    out += c;
-    const m = out.match(/listening on (http:\/\/[0-9.:]+)/);
-    if (m) { clearTimeout(t); resolve(m[1]); }
+const TOKEN = crypto.randomBytes(24).toString("hex");
+const sha256 = (s) => crypto.createHash("sha256").update(s).digest("hex");
+fs.writeFileSync(path.join(dir, "tokens"), `ops-alice submit,read,operate,admin ${sha256(TOKEN)}\n`);
+const children = [];
+// Starts treatyd with `extra` arguments; resolves to its base URL.
+async function startTreatyd(name, extra) {
+  const child = spawn(treatydPath, [
+    "--store", `sqlite:${dir}/${name}.db`, "--http", "127.0.0.1:0", "--thrift", "127.0.0.1:0",
+    "--node-name", "browser-test", ...extra,
+  ], { stdio: ["ignore", "pipe", "pipe"] });
+  children.push(child);
+  child.stderr.pipe(fs.createWriteStream(path.join(artifactDir, name + ".log")));
+  return new Promise((resolve, reject) => {
+    let out = "";
+    const t = setTimeout(() => reject(new Error("treatyd did not start: " + out)), 20000);
+    child.stdout.on("data", (c) => {
+      out += c;
+      const m = out.match(/listening on (http:\/\/[0-9.:]+)/);
+      if (m) { clearTimeout(t); resolve(m[1]); }
+    });
+    child.on("exit", (code) => reject(new Error("treatyd exited " + code + ": " + out)));
   });
-  treatyd.on("exit", (code) => reject(new Error("treatyd exited " + code + ": " + out)));
-});
+}
+const base = await startTreatyd("treatyd", [
+  "--auth-tokens", path.join(dir, "tokens"),
+  "--attention-after", "2", "--retry-max-backoff-ms", "600000",
+]);
 log("treatyd at", base);
 
 async function api(method, p, body) {
   const r = await fetch(base + p, {
-    method, body: body && JSON.stringify(body), headers: { "Content-Type": "application/json" },
+    method, body: body && JSON.stringify(body),
+    headers: { "Content-Type": "application/json", "Authorization": "Bearer " + TOKEN },
   });
   return { status: r.status, body: await r.json() };
+}
+
+// ---- a page of another origin (another port of the same host): attacks.
+const evilSite = http.createServer((req, res) => {
+  const u = new URL(req.url, "http://x");
+  const target = u.searchParams.get("target") || "";
+  const pages = {
+    // A form POST needs no CORS preflight: text/plain, submitted at once.
+    "/csrf-form": `<form id="f" method="POST" enctype="text/plain" action="${target}">` +
+      `<input name='{"reason":"csrf","x":"' value='"}'></form>` +
+      `<script>document.getElementById("f").submit();</script>`,
+    "/frame": `<p>framing</p><script>const f = document.createElement("iframe");` +
+      `f.id = "victim"; f.width = 800; f.height = 600;` +
+      `f.addEventListener("load", () => { window.frameLoaded = true; });` +
+      `f.src = ${JSON.stringify(target)}; document.body.append(f);</script>`,
+    "/blank": "<p>nothing here</p>",
+  };
+  res.writeHead(pages[u.pathname] ? 200 : 404, { "Content-Type": "text/html" });
+  res.end(pages[u.pathname] || "");
+});
+await new Promise((r) => evilSite.listen(0, "127.0.0.1", r));
+const evil = `http://127.0.0.1:${evilSite.address().port}`;
+
+// GET `p` of `url` with raw `headers` (node:http lets Host and Cookie be set).
+function rawGet(url, p, headers) {
+  return new Promise((resolve, reject) => {
+    const u = new URL(url);
+    const req = http.request({ host: u.hostname, port: u.port, path: p, headers }, (res) => {
+      res.resume();
+      res.on("end", () => resolve(res.statusCode));
+    });
+    req.on("error", reject);
+    req.end();
+  });
 }
 
 let browser;
@@ -104,12 +160,40 @@ try {
     args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
       "--disable-background-networking", "--disable-component-update", "--disable-sync"],
   });
-  const page = await browser.newPage({ viewport: { width: 1366, height: 800 } });
+  const context = await browser.newContext({ viewport: { width: 1366, height: 800 } });
+  const page = await context.newPage();
   const pageErrors = [];
+  const cspViolations = [];
   page.on("pageerror", (e) => pageErrors.push(String(e)));
+  page.on("console", (m) => {
+    if (m.text().includes("Content Security Policy")) cspViolations.push(m.text());
+  });
+
+  // Sign-in: the API answers 401, so the page asks for a token.
+  const first = await page.goto(base + "/");
+  await page.locator("#signin").waitFor({ state: "visible", timeout: 10000 });
+  check(await page.locator("#view *").count() === 0, "signed out: the page shows the sign-in form and no data");
+  check(first.headers()["x-frame-options"] === "DENY", "the dashboard answers X-Frame-Options: DENY");
+  const csp = first.headers()["content-security-policy"] || "";
+  check(csp.includes("frame-ancestors 'none'") && csp.includes("default-src 'self'"),
+    "the dashboard answers a CSP with frame-ancestors 'none': " + csp);
+  check(first.headers()["x-content-type-options"] === "nosniff", "the dashboard answers nosniff");
+  await page.fill("#signin-token", "not-the-token");
+  await page.click("#signin-submit");
+  await page.locator("#signin-error").getByText("not valid").waitFor({ timeout: 5000 });
+  check((await context.cookies()).length === 0, "a wrong token is refused and sets no cookie");
+  await page.screenshot({ path: path.join(artifactDir, "signin.png") });
+  await page.fill("#signin-token", TOKEN);
+  await page.click("#signin-submit");
+  await page.locator("#who-name").getByText("ops-alice").waitFor({ timeout: 10000 });
+  check(await page.locator("#signin").isHidden(), "signed in: the form is gone, the name is shown");
+  const session = (await context.cookies()).find((c) => c.name === "treaty_session");
+  check(session && session.httpOnly === true, "the session cookie is HttpOnly");
+  check(session && session.sameSite === "Strict", "the session cookie is SameSite=Strict");
+  check(session && session.secure === false && session.path === "/", "no Secure flag on plain HTTP; Path=/");
+  check(await page.evaluate(() => document.cookie) === "", "the page's script cannot read the cookie");
 
   // Overview: the stuck saga is in "Needs attention first", with a text label.
-  await page.goto(base + "/");
   const attentionRow = page.locator(`#attention tr[data-gtid="${gtid}"]`);
   await attentionRow.waitFor({ timeout: 15000 });
   check(await attentionRow.locator('[data-state="COMPENSATING"]').innerText() === "↺ COMPENSATING", "overview shows the state as text");
@@ -252,6 +336,81 @@ try {
   await page.locator("#pause-btn").waitFor({ timeout: 10000 });
   check(true, "resumed: pause offered again");
   check(pageErrors.length === 0, "no JavaScript errors on the page: " + pageErrors.join("; "));
+  check(cspViolations.length === 0, "no Content-Security-Policy violation: " + cspViolations.join("; "));
+
+  // ---- attacks from another origin, with the session cookie in the browser.
+  const operatorEvents = async (g) =>
+    (await api("GET", `/v1/transactions/${g}`)).body.history.filter((e) => e.type === "operator").length;
+  const eventsBefore = await operatorEvents("pay-stuck-1");
+  const levelBefore = (await api("GET", "/v1/admin/log-level")).body.level;
+  const attacker = await context.newPage();
+  const retryUrl = base + "/v1/transactions/pay-stuck-1/retry";
+  const [formAnswer] = await Promise.all([
+    attacker.waitForResponse((r) => r.url() === retryUrl, { timeout: 10000 }),
+    attacker.goto(evil + "/csrf-form?target=" + encodeURIComponent(retryUrl)),
+  ]);
+  check(formAnswer.status() === 403,
+    "cross-origin text/plain form POST to .../retry is refused: " + formAnswer.status() + " " + await formAnswer.text());
+  await attacker.goto(evil + "/blank");
+  const fetched = await attacker.evaluate(async ([logLevelUrl, retry]) => {
+    const out = {};
+    try {
+      const r = await fetch(logLevelUrl, {
+        method: "PUT", credentials: "include",
+        headers: { "Content-Type": "application/json" }, body: JSON.stringify({ level: "off" }),
+      });
+      out.put = "answered " + r.status;
+    } catch (e) { out.put = "blocked"; }
+    try {
+      await fetch(retry, { method: "POST", mode: "no-cors", credentials: "include", body: "{}" });
+      out.post = "sent";
+    } catch (e) { out.post = "blocked"; }
+    return out;
+  }, [base + "/v1/admin/log-level", retryUrl]);
+  check(fetched.put === "blocked", "cross-origin fetch PUT of the log level fails (no CORS grant): " + fetched.put);
+  check((await api("GET", "/v1/admin/log-level")).body.level === levelBefore, "the log level is unchanged");
+  check(await operatorEvents("pay-stuck-1") === eventsBefore,
+    "the transaction was not retried (no operator event; no-cors POST " + fetched.post + ")");
+
+  // Framing: the browser refuses to render the dashboard inside another origin's page.
+  const [framed] = await Promise.all([
+    attacker.waitForResponse((r) => r.url() === base + "/", { timeout: 10000 }),
+    attacker.goto(evil + "/frame?target=" + encodeURIComponent(base + "/")),
+  ]);
+  check(framed.headers()["x-frame-options"] === "DENY" &&
+    (framed.headers()["content-security-policy"] || "").includes("frame-ancestors 'none'"),
+    "the framed request got X-Frame-Options DENY and frame-ancestors 'none'");
+  await attacker.waitForFunction(() => window.frameLoaded === true, null, { timeout: 10000 });
+  const child = attacker.frames().find((f) => f !== attacker.mainFrame());
+  const rendered = child
+    ? await child.evaluate(() => document.querySelector(".brand, #view") !== null).catch(() => false)
+    : false;
+  check(!rendered, "the dashboard is not rendered inside the other origin's frame (frame at " +
+    (child ? child.url() : "none") + ")");
+  await attacker.screenshot({ path: path.join(artifactDir, "framed.png") });
+  await attacker.close();
+
+  // DNS rebinding: a Host header that is not this coordinator's is refused.
+  check(await rawGet(base, "/", { Host: "evil.example" }) === 421, "Host: evil.example is refused (421)");
+  check(await rawGet(base, "/", { Host: new URL(base).host }) === 200, "Host: 127.0.0.1:port is served");
+
+  // Sign-out ends the session.
+  await page.click("#sign-out");
+  await page.locator("#signin").waitFor({ state: "visible", timeout: 10000 });
+  check(!(await context.cookies()).some((c) => c.name === "treaty_session" && c.value !== ""),
+    "sign-out clears the session cookie");
+  check(await page.evaluate(async () => (await fetch("/v1/stats")).status) === 401, "signed out: the API answers 401");
+  check(await rawGet(base, "/v1/stats", { Cookie: "treaty_session=" + session.value }) === 401,
+    "the old session id no longer works");
+
+  // Without --auth-tokens the dashboard works as before: no sign-in.
+  const openBase = await startTreatyd("treatyd-open", []);
+  const open = await context.newPage();
+  await open.goto(openBase + "/");
+  await open.locator("#cluster").getByText("browser-test").waitFor({ timeout: 10000 });
+  check(await open.locator("#signin").isHidden() && await open.locator("#who").isHidden(),
+    "authentication off: the overview shows at once, without sign-in");
+  await open.close();
 } catch (e) {
   exitCode = 1;
   console.error("FAILED:", e.stack || e);
@@ -262,9 +421,12 @@ try {
   }
 } finally {
   if (browser) await browser.close();
-  treatyd.kill("SIGTERM");
-  await new Promise((r) => (treatyd.exitCode !== null ? r() : treatyd.on("exit", r)));
+  for (const child of children) {
+    child.kill("SIGTERM");
+    await new Promise((r) => (child.exitCode !== null ? r() : child.on("exit", r)));
+  }
   participant.close();
+  evilSite.close();
   fs.rmSync(dir, { recursive: true, force: true });
 }
 console.log(`screenshots in ${artifactDir}`);

@@ -26,6 +26,11 @@ TEST(EndpointTest, AcceptsCallableUrls) {
       {"http://[::1]/x", "http", "::1", 80, "/x"},
       {"thrift://127.0.0.1:7481", "thrift", "127.0.0.1", 7481, ""},
       {"thrift://[::1]:7481/ignored", "thrift", "::1", 7481, ""},
+      {"https://pay.example.com/charge?x=1", "https", "pay.example.com", 443, "/charge?x=1"},
+      {"HTTPS://127.0.0.1:8443", "https", "127.0.0.1", 8443, "/"},
+      {"https://[::1]/x", "https", "::1", 443, "/x"},
+      {"thrifts://svc.internal:7482", "thrifts", "svc.internal", 7482, ""},
+      {"Thrifts://[::1]:7482/ignored", "thrifts", "::1", 7482, ""},
   };
   for (const Case& c : cases) {
     Result<Endpoint> ep = ParseEndpoint(c.url, "'action'");
@@ -34,6 +39,8 @@ TEST(EndpointTest, AcceptsCallableUrls) {
     EXPECT_EQ(ep->host, c.host) << c.url;
     EXPECT_EQ(ep->port, c.port) << c.url;
     EXPECT_EQ(ep->target, c.target) << c.url;
+    EXPECT_EQ(ep->tls(), c.scheme == "https" || c.scheme == "thrifts") << c.url;
+    EXPECT_EQ(ep->http(), c.scheme == "http" || c.scheme == "https") << c.url;
   }
   EXPECT_EQ(ParseEndpoint("http://[::1]:8080/x")->Authority(), "[::1]:8080");
   EXPECT_EQ(ParseEndpoint("http://h:81/x")->Authority(), "h:81");
@@ -75,7 +82,15 @@ TEST(EndpointTest, RefusesUrlsThatCannotBeCalled) {
       "http://[]:80/a",
       "http://[fe80::1%eth0]:80/a",
       "http://h\\x/a",
-      "https://127.0.0.1/a",
+      "https://127.0.0.1:0/a",
+      "https://user@127.0.0.1/a",
+      "https://127.0.0.1/a#frag",
+      "https://",
+      "thrifts://h",
+      "thrifts://h:",
+      "thrifts://h:0",
+      "thriftss://h:1",
+      "httpss://h/a",
       "ftp://127.0.0.1/a",
       "127.0.0.1:8080/a",
       "",
@@ -92,6 +107,17 @@ TEST(EndpointTest, RefusesUrlsThatCannotBeCalled) {
     EXPECT_TRUE(IsValidUtf8(m)) << m;
     for (unsigned char c : m) EXPECT_FALSE(c < 0x20 || c == 0x7F) << url;
   }
+}
+
+TEST(EndpointTest, RefusalsSayWhatIsAccepted) {
+  auto no_port = ParseEndpoint("thrifts://svc.internal", "'commit'");
+  ASSERT_FALSE(no_port.ok());
+  EXPECT_EQ(no_port.status().message(),
+            "'commit' must be thrifts://host:port (the port is required)");
+  auto scheme = ParseEndpoint("ftp://svc.internal/x", "'commit'");
+  ASSERT_FALSE(scheme.ok());
+  EXPECT_EQ(scheme.status().message(),
+            "'commit' must be an http://, https://, thrift:// or thrifts:// URL");
 }
 
 }  // namespace

@@ -15,8 +15,10 @@
 #include <nlohmann/json.hpp>
 
 #include "api/server.h"
+#include "security/authenticator.h"
 #include "support/subprocess.h"
 #include "support/test_participant.h"
+#include "support/test_pki.h"
 
 namespace treaty::testing {
 namespace {
@@ -47,11 +49,13 @@ class TreatyctlTest : public ::testing::Test {
     std::filesystem::remove_all(dir_, ec);
   }
 
-  // Runs treatyctl with `args` (shell-quoted by the caller) against `coordinators`.
-  RunResult Run(const std::string& args, std::string coordinators = "") {
+  // Runs treatyctl with `args` (shell-quoted by the caller) against
+  // `coordinators`, with `env` ("NAME=value ...") in its environment.
+  RunResult Run(const std::string& args, std::string coordinators = "",
+                const std::string& env = "") {
     if (coordinators.empty()) coordinators = server_->http_url();
-    std::string cmd =
-        BinaryPath("treatyctl") + " --coordinator '" + coordinators + "' " + args + " 2>&1";
+    std::string cmd = env + " " + BinaryPath("treatyctl") + " --coordinator '" + coordinators +
+                      "' " + args + " 2>&1";
     RunResult r;
     FILE* p = popen(cmd.c_str(), "r");
     if (!p) return r;
@@ -294,6 +298,97 @@ TEST_F(TreatyctlTest, AbortOfACompensatingSagaIsRefused) {
   EXPECT_EQ(r.code, 1) << r.out;
   EXPECT_NE(r.out.find("409"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("already compensating"), std::string::npos) << r.out;
+}
+
+// A coordinator with --auth-tokens: treatyctl sends --token or TREATY_TOKEN
+// as a bearer token, explains a 401 and a 403, and never prints the token.
+class TreatyctlAuthTest : public TreatyctlTest {
+ protected:
+  void SetUp() override {
+    dir_ = MakeTempDir("treaty-ctl-auth");
+    std::ofstream(dir_ + "/tokens") << "ops submit,read,operate " << Sha256Hex(kOpsToken) << "\n"
+                                    << "viewer read " << Sha256Hex(kViewerToken) << "\n";
+    ServerOptions o;
+    o.store_uri = "sqlite:" + dir_ + "/t.db";
+    o.http_port = 0;
+    o.auth_tokens_file = dir_ + "/tokens";
+    server_ = std::make_unique<Server>(o);
+    auto s = server_->Start();
+    ASSERT_TRUE(s.ok()) << s.ToString();
+  }
+  static constexpr const char* kOpsToken = "ops-secret-6f1c2a";
+  static constexpr const char* kViewerToken = "viewer-secret-93be07";
+};
+
+TEST_F(TreatyctlAuthTest, NoTokenIsAClearError) {
+  auto r = Run("list");
+  EXPECT_NE(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("the coordinator needs a token: --token or TREATY_TOKEN"), std::string::npos)
+      << r.out;
+  r = Run("--token not-a-known-token list");
+  EXPECT_NE(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("refused the token"), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find("not-a-known-token"), std::string::npos) << "token printed: " << r.out;
+}
+
+TEST_F(TreatyctlAuthTest, TokenFromTheEnvironmentOrTheFlag) {
+  const std::string env = std::string("TREATY_TOKEN=") + kOpsToken + " ";
+  auto r = Run("2pc begin --gtid a1", "", env);
+  EXPECT_EQ(r.code, 0) << r.out;
+  EXPECT_EQ(r.out, "a1 ACTIVE\n");
+  r = Run(std::string("--token ") + kOpsToken + " get a1 --json");
+  EXPECT_EQ(r.code, 0) << r.out;
+  EXPECT_EQ(json::parse(r.out).value("state", ""), "ACTIVE") << r.out;
+  r = Run(std::string("--token ") + kViewerToken + " list");
+  EXPECT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("a1"), std::string::npos) << r.out;
+}
+
+TEST_F(TreatyctlAuthTest, AReadOnlyTokenCannotRetry) {
+  ASSERT_EQ(Run(std::string("--token ") + kOpsToken + " 2pc begin --gtid r1").code, 0);
+  auto r = Run("retry r1 --reason 'try again'", "", std::string("TREATY_TOKEN=") + kViewerToken);
+  EXPECT_NE(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("token lacks the 'operate' role"), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find(kViewerToken), std::string::npos) << "token printed: " << r.out;
+}
+
+// An https:// coordinator: verified against --ca (or TREATY_CA).
+TEST(TreatyctlTlsTest, HttpsCoordinatorWithTheCa) {
+  auto pki = TestPki::Create();
+  ASSERT_TRUE(pki.ok()) << pki.status().ToString();
+  auto cert = pki->Issue("treaty-server", "server");
+  ASSERT_TRUE(cert.ok()) << cert.status().ToString();
+  ServerOptions o;
+  o.store_uri = "sqlite:" + pki->dir() + "/t.db";
+  o.http_port = 0;
+  o.tls = {.cert_file = cert->cert, .key_file = cert->key};
+  Server server(o);
+  auto s = server.Start();
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  const std::string base = BinaryPath("treatyctl") +
+                           " --coordinator https://localhost:" + std::to_string(server.http_port());
+  auto run = [](const std::string& cmd) {
+    RunResult r;
+    FILE* p = popen((cmd + " 2>&1").c_str(), "r");
+    if (!p) return r;
+    std::array<char, 4096> buf;
+    size_t n;
+    while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
+    const int status = pclose(p);
+    r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    return r;
+  };
+  auto r = run(base + " --ca " + pki->ca_cert() + " cluster");
+  EXPECT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find(server.coordinator_id()), std::string::npos) << r.out;
+  r = run("TREATY_CA=" + pki->ca_cert() + " " + base + " list");
+  EXPECT_EQ(r.code, 0) << r.out;
+  r = run(base + " cluster");  // the system store does not know the test CA
+  EXPECT_EQ(r.code, 3) << r.out;
+  EXPECT_NE(r.out.find("certificate"), std::string::npos) << r.out;
+  server.Stop();
+  std::error_code ec;
+  std::filesystem::remove_all(pki->dir(), ec);
 }
 
 }  // namespace

@@ -129,7 +129,7 @@ TEST(ReadmeTwoPhaseWalkthroughTest, RunsAsWritten) {
   const std::regex state_line(R"(/v1/transactions/([A-Za-z0-9_.-]+)\s+#\s*"state":"([A-Z]+)\")");
   const std::regex psql_line(R"(psql -At -d (\w+) -c '([^']+)'\s+#\s*(.+))");
   std::set<std::string> begun;
-  const std::regex begin_line(R"(/v1/2pc -d '\{"gtid":"([A-Za-z0-9_.-]+)\")");
+  const std::regex begin_line(R"(/v1/2pc (?:-H '[^']*' )?-d '\{"gtid":"([A-Za-z0-9_.-]+)\")");
   {
     std::istringstream in(script);
     std::smatch m;

@@ -446,7 +446,11 @@ RestCase RestRequestGenerator::Make(uint64_t index) const {
   c.head = method == "HEAD";
   std::string headers = "Host: 127.0.0.1\r\n";
   if (!c.body.empty() || method == "POST") {
-    if (r.Chance(0.9)) headers += "Content-Type: application/json\r\n";
+    if (r.Chance(0.9)) {
+      headers += "Content-Type: application/json\r\n";
+    } else if (!c.body.empty()) {
+      notes.push_back("no Content-Type");  // a JSON body must say so (415)
+    }
   }
   bool chunked = false;
   std::string length = std::to_string(c.body.size());

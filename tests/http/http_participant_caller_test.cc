@@ -8,10 +8,12 @@
 #include <thread>
 
 #include <gtest/gtest.h>
+#include <boost/asio/ip/tcp.hpp>
 #include <nlohmann/json.hpp>
 
 #include "http/http_server.h"
 #include "http/io_runner.h"
+#include "security/participant_policy.h"
 #include "support/test_participant.h"
 
 namespace treaty {
@@ -104,10 +106,14 @@ TEST_F(HttpParticipantCallerTest, ConnectionRefusedAndBadUrls) {
   EXPECT_EQ(refused.http_status, 0);
   EXPECT_FALSE(refused.error.empty());
 
-  req.url = "https://127.0.0.1:1/x";
+  req.url = "https://127.0.0.1:1/x";  // this caller has no TLS context
   auto https = CallSync(req);
   EXPECT_EQ(https.outcome, CallOutcome::kUncallable);
-  EXPECT_NE(https.error.find("https"), std::string::npos) << https.error;
+  EXPECT_NE(https.error.find("https participants need TLS configured"), std::string::npos)
+      << https.error;
+
+  req.url = "thrift://127.0.0.1:1";
+  EXPECT_EQ(CallSync(req).outcome, CallOutcome::kUncallable);
 
   req.url = "garbage";
   EXPECT_EQ(CallSync(req).outcome, CallOutcome::kUncallable);
@@ -384,6 +390,93 @@ TEST(HttpParticipantCallerStaleTest, RetriesOnceOnFreshConnectionWhenReusedOneDi
   std::lock_guard<std::mutex> lock(mu);
   EXPECT_EQ(requests, 4);
   server.Stop();
+}
+
+// A TCP listener that counts the connections it accepts (and closes them).
+class CountingListener {
+ public:
+  CountingListener(boost::asio::io_context& io, const std::string& host, uint16_t port = 0)
+      : acceptor_(io) {
+    boost::system::error_code ec;
+    boost::asio::ip::tcp::endpoint at(boost::asio::ip::make_address(host), port);
+    acceptor_.open(at.protocol(), ec);
+    if (!ec) acceptor_.bind(at, ec);
+    if (!ec) acceptor_.listen(16, ec);
+    ok_ = !ec;
+    if (ok_) Accept();
+  }
+  ~CountingListener() {
+    boost::system::error_code ec;
+    acceptor_.close(ec);
+  }
+  bool ok() const { return ok_; }
+  uint16_t port() const { return acceptor_.local_endpoint().port(); }
+  int accepted() const { return accepted_.load(); }
+
+ private:
+  void Accept() {
+    acceptor_.async_accept([this](boost::system::error_code ec, boost::asio::ip::tcp::socket) {
+      if (ec) return;
+      ++accepted_;
+      Accept();
+    });
+  }
+  boost::asio::ip::tcp::acceptor acceptor_;
+  bool ok_ = false;
+  std::atomic<int> accepted_{0};
+};
+
+// The SSRF guard at connect time: a policy that knows this coordinator's own
+// port X denies every loopback spelling of X after resolution (an IP, a name
+// resolving to loopback, a numeric form the resolver reads as 127.0.0.1,
+// IPv6), and nothing is connected to.
+TEST(HttpParticipantCallerPolicyTest, DeniedAddressesAreNeverConnectedTo) {
+  IoRunner runner(2);
+  CountingListener own(runner.io(), "127.0.0.1");
+  ASSERT_TRUE(own.ok());
+  const std::string port = std::to_string(own.port());
+  CountingListener own_v6(runner.io(), "::1", own.port());  // absent without IPv6
+  auto policy = ParticipantPolicy::Create({});
+  ASSERT_TRUE(policy.ok()) << policy.status().ToString();
+  (*policy)->AddOwnListener("127.0.0.1", own.port());
+  HttpCallerOptions options;
+  options.policy = *policy;
+  HttpParticipantCaller caller(runner.io(), options);
+  auto call = [&](HttpParticipantCaller& c, const std::string& url) {
+    ParticipantRequest req;
+    req.url = url;
+    req.gtid = "g";
+    req.branch = "b";
+    req.op = "action";
+    req.timeout_ms = 2000;
+    std::promise<ParticipantResponse> p;
+    c.Call(req, [&](ParticipantResponse r) { p.set_value(r); });
+    return p.get_future().get();
+  };
+  std::vector<std::string> urls = {
+      "http://127.0.0.1:" + port + "/v1/2pc/victim/abort", "http://localhost:" + port + "/x",
+      "http://0x7f000001:" + port + "/x", "http://2130706433:" + port + "/x"};
+  if (own_v6.ok()) urls.push_back("http://[::1]:" + port + "/x");
+  for (const std::string& url : urls) {
+    auto r = call(caller, url);
+    EXPECT_EQ(r.outcome, CallOutcome::kTransient) << url;
+    EXPECT_TRUE(r.config_error) << url;
+    EXPECT_EQ(r.http_status, 0) << url;
+    EXPECT_NE(r.error.find("denied"), std::string::npos) << url << ": " << r.error;
+  }
+  EXPECT_EQ(own.accepted(), 0);
+  EXPECT_EQ(own_v6.ok() ? own_v6.accepted() : 0, 0);
+
+  // The same call through a caller without the policy does connect: the
+  // count above can see a connection.
+  HttpParticipantCaller unguarded(runner.io(), HttpCallerOptions{});
+  ParticipantRequest req;
+  req.url = "http://127.0.0.1:" + port + "/x";
+  req.timeout_ms = 300;  // the listener never answers
+  std::promise<ParticipantResponse> p;
+  unguarded.Call(req, [&](ParticipantResponse r) { p.set_value(r); });
+  EXPECT_EQ(p.get_future().get().outcome, CallOutcome::kTransient);
+  EXPECT_EQ(own.accepted(), 1);
 }
 
 TEST(TestParticipantTest, StatusSequencesAndIdempotentEffects) {

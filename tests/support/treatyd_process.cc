@@ -3,6 +3,7 @@
 #include <signal.h>
 
 #include <chrono>
+#include <map>
 #include <thread>
 
 #include <nlohmann/json.hpp>
@@ -24,7 +25,9 @@ void TreatydProcess::Resume() {
   paused_ = false;
 }
 
-std::string TreatydProcess::http_addr() const { return "127.0.0.1:" + std::to_string(port_); }
+std::string TreatydProcess::http_addr() const {
+  return options_.listen_host + ":" + std::to_string(port_);
+}
 
 Status TreatydProcess::Start() {
   // A port picked here may be taken by another process before treatyd binds
@@ -41,14 +44,14 @@ Status TreatydProcess::Start() {
 }
 
 Status TreatydProcess::StartOnce() {
-  url_ = "http://" + http_addr();
+  url_ = std::string(options_.https ? "https" : "http") + "://127.0.0.1:" + std::to_string(port_);
   std::vector<std::string> argv = {BinaryPath("treatyd"),
                                    "--store",
                                    options_.store,
                                    "--http",
                                    http_addr(),
                                    "--thrift",
-                                   "127.0.0.1:0",
+                                   options_.thrift,
                                    "--node-name",
                                    name_,
                                    "--heartbeat-ms",
@@ -70,7 +73,7 @@ Status TreatydProcess::StartOnce() {
   if (Status s = proc_->Start(); !s.ok()) return s;
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(15);
   while (std::chrono::steady_clock::now() < deadline) {
-    auto r = HttpFetch("GET", url_ + "/healthz", "", {}, 500);
+    auto r = HttpFetch("GET", url_ + "/healthz", "", {}, 500, &options_.tls);
     // Ours only if it still runs (another process may hold the port).
     if (r.ok() && r->status == 200 && proc_->running()) return Status::Ok();
     if (!proc_->running() || proc_->Wait(0) >= 0) break;
@@ -80,7 +83,9 @@ Status TreatydProcess::StartOnce() {
 }
 
 std::string TreatydProcess::CoordinatorId() const {
-  auto r = HttpFetch("GET", url_ + "/v1/cluster", "", {}, 2000);
+  std::map<std::string, std::string> headers;
+  if (!options_.token.empty()) headers["Authorization"] = "Bearer " + options_.token;
+  auto r = HttpFetch("GET", url_ + "/v1/cluster", "", headers, 2000, &options_.tls);
   if (!r.ok() || r->status != 200) return "";
   auto doc = nlohmann::json::parse(r->body, nullptr, false);
   if (doc.is_discarded()) return "";

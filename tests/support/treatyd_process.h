@@ -1,9 +1,12 @@
 #pragma once
 
 // TreatydProcess: one `treatyd` run as a real child process for cluster fault
-// tests (kill -9, SIGSTOP/SIGCONT, SIGTERM). It picks a free HTTP port
-// (Thrift on port 0), logs to <dir>/<name>.log, waits for /healthz on Start()
-// and finds its own coordinator id through GET /v1/cluster.
+// and security tests (kill -9, SIGSTOP/SIGCONT, SIGTERM, SIGHUP). It picks a
+// free HTTP port (Thrift on port 0), logs to <dir>/<name>.log, waits for
+// /healthz on Start() and finds its own coordinator id through GET
+// /v1/cluster. With `https`, the child is expected to serve TLS (its
+// --tls-cert/--tls-key given in `extra`) and the harness's own requests
+// trust `tls`.
 //
 // Not thread-safe; one owner. The destructor SIGKILLs a still-running child.
 
@@ -12,6 +15,7 @@
 #include <vector>
 
 #include "common/status.h"
+#include "security/tls_context.h"
 #include "support/subprocess.h"
 
 namespace treaty::testing {
@@ -22,8 +26,13 @@ struct TreatydOptions {
   int lease_ms = 1500;
   int retry_max_backoff_ms = 200;
   int drain_timeout_ms = 10000;
-  int claim_batch = 0;             // 0: treatyd's default
-  std::vector<std::string> extra;  // more flags
+  int claim_batch = 0;                    // 0: treatyd's default
+  std::string listen_host = "127.0.0.1";  // --http HOST (e.g. 0.0.0.0); requests go to 127.0.0.1
+  std::string thrift = "127.0.0.1:0";     // --thrift value ("off" for none)
+  bool https = false;                     // url() is https://; requests verify with `tls`
+  TlsClientFiles tls;                     // CA (and client certificate) for the harness's requests
+  std::string token;                      // bearer token for CoordinatorId() (auth on)
+  std::vector<std::string> extra;         // more flags
 };
 
 class TreatydProcess {
@@ -42,10 +51,11 @@ class TreatydProcess {
   void Resume();
   bool paused() const { return paused_; }
   const std::string& name() const { return name_; }
-  // http://127.0.0.1:PORT
+  // http://127.0.0.1:PORT (https:// with options.https)
   const std::string& url() const { return url_; }
-  // "127.0.0.1:PORT", as the cluster table shows it.
+  // "LISTEN_HOST:PORT", as the cluster table shows it.
   std::string http_addr() const;
+  int port() const { return port_; }
   // The id of the live coordinator row with this process's address, or "".
   std::string CoordinatorId() const;
   std::string Log() const { return proc_ ? proc_->Log() : ""; }

@@ -6,10 +6,14 @@ folder (proving the IDL is usable outside C++), starts treatyd on a fresh
 SQLite store with HTTP and Thrift on free ports and a tiny HTTP participant,
 then: submits a saga, runs a 2PC, checks typed exceptions (InvalidRequest,
 NotFound, Conflict) and that malformed frames never take the server down.
+treatyd runs with --auth-tokens: the client authenticates with a token, and
+a connection that does not (or whose token is wrong, or lacks a role) is
+refused with Unauthenticated (or Forbidden).
 
 usage: thrift_client_test.py TREATYD IDL_DIR THRIFT_COMPILER
 """
 
+import hashlib
 import http.server
 import json
 import os
@@ -38,9 +42,17 @@ def main():
         from thrift.protocol import TBinaryProtocol
         from thrift.transport import TSocket, TTransport
         from treaty.coordinator import CoordinatorService
-        from treaty.coordinator.ttypes import (Begin2pcRequest, Branch2pc, Conflict,
+        from treaty.coordinator.ttypes import (Begin2pcRequest, Branch2pc, Conflict, Forbidden,
                                                InvalidRequest, ListRequest, NotFound,
-                                               SagaRequest, SagaStep)
+                                               SagaRequest, SagaStep, Unauthenticated)
+
+        # Clients of this coordinator: NAME ROLES SHA256HEX (docs/security.md).
+        token = "py-token-" + os.urandom(16).hex()
+        read_token = "py-read-token-" + os.urandom(16).hex()
+        tokens = os.path.join(work, "tokens")
+        with open(tokens, "w") as f:
+            f.write("py-client submit,read,operate %s\n" % hashlib.sha256(token.encode()).hexdigest())
+            f.write("py-reader read %s\n" % hashlib.sha256(read_token.encode()).hexdigest())
 
         calls = []
 
@@ -63,19 +75,44 @@ def main():
 
         proc = subprocess.Popen(
             [treatyd, "--store", "sqlite:" + os.path.join(work, "t.db"), "--http", "127.0.0.1:0",
-             "--thrift", "127.0.0.1:0", "--log-level", "warn"],
+             "--thrift", "127.0.0.1:0", "--auth-tokens", tokens, "--log-level", "warn"],
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         line = proc.stdout.readline()
         m = re.search(r"thrift [0-9.]+:(\d+)", line)
         assert m, "no thrift address in: %r" % line
         port = int(m.group(1))
 
-        def client():
+        def client(with_token=token):
             sock = TSocket.TSocket("127.0.0.1", port)
             sock.setTimeout(20000)
             transport = TTransport.TFramedTransport(sock)
             transport.open()
-            return CoordinatorService.Client(TBinaryProtocol.TBinaryProtocol(transport)), transport
+            c = CoordinatorService.Client(TBinaryProtocol.TBinaryProtocol(transport))
+            if with_token is not None:
+                c.authenticate(with_token)
+            return c, transport
+
+        def expect(exc, fn, *args):
+            try:
+                fn(*args)
+            except exc as e:
+                assert e.message, e
+                return
+            raise AssertionError("expected %s from %s%r" % (exc.__name__, fn.__name__, args))
+
+        # Without a token nothing is answered but Unauthenticated; a wrong
+        # token is refused; a read-only client may read, not submit.
+        anon, t_anon = client(with_token=None)
+        expect(Unauthenticated, anon.getTransaction, "py-saga-1")
+        expect(Unauthenticated, anon.listTransactions, ListRequest())
+        expect(Unauthenticated, anon.submitSaga, SagaRequest(steps=[]))
+        expect(Unauthenticated, anon.authenticate, "not-the-token")
+        t_anon.close()
+        reader, t_reader = client(with_token=read_token)
+        reader.listTransactions(ListRequest())
+        expect(Forbidden, reader.submitSaga, SagaRequest(steps=[]))
+        expect(Forbidden, reader.retryTransaction, "py-saga-1", "")
+        t_reader.close()
 
         c, transport = client()
 
@@ -111,14 +148,6 @@ def main():
         assert [t.gtid for t in page.items] == ["py-2pc-1"], page
 
         # Typed errors.
-        def expect(exc, fn, *args):
-            try:
-                fn(*args)
-            except exc as e:
-                assert e.message, e
-                return
-            raise AssertionError("expected %s from %s%r" % (exc.__name__, fn.__name__, args))
-
         expect(NotFound, c.getTransaction, "no-such-gtid")
         expect(NotFound, c.commit2pc, "no-such-gtid")
         expect(InvalidRequest, c.getTransaction, "bad gtid")

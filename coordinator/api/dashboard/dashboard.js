@@ -7,6 +7,13 @@
 // resolveOutcomeFor: the rules of docs/operations.md "Operator actions");
 // a refusal shows the server's message. Every value is put in the page as
 // text (textContent), never as HTML.
+// Access (docs/security.md "Dashboard"): when the API answers 401 the page
+// shows a sign-in form; a token is traded for an HttpOnly session cookie
+// (POST /v1/session) that this script never sees; DELETE /v1/session signs
+// out. Requests go same-origin with credentials, state-changing ones with a
+// JSON body (the server refuses anything else). The page runs under a
+// Content-Security-Policy without 'unsafe-inline': no inline script, style
+// attribute or handler attribute; styles are set through CSSOM only.
 "use strict";
 
 const REFRESH_MS = 2000;
@@ -24,6 +31,10 @@ const STATE_LOOK = {
 
 let timer = null;
 let renderSeq = 0;
+let signedOut = false;  // the sign-in form is shown; nothing refreshes
+
+// Thrown by api() on 401: the page needs a sign-in.
+class NeedsSignIn extends Error {}
 
 // ---------- helpers ----------
 function h(tag, attrs, ...children) {
@@ -31,6 +42,7 @@ function h(tag, attrs, ...children) {
   for (const [k, v] of Object.entries(attrs || {})) {
     if (v === undefined || v === null || v === false) continue;
     if (k === "class") el.className = v;
+    else if (k === "style") Object.assign(el.style, v);  // CSSOM: allowed by the CSP
     else if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
     else el.setAttribute(k, v === true ? "" : v);
   }
@@ -103,7 +115,7 @@ function fmtUntil(ms) {
 }
 
 async function api(method, path, body) {
-  const init = { method, headers: {} };
+  const init = { method, headers: {}, credentials: "same-origin" };
   if (body !== undefined) {
     init.body = JSON.stringify(body);
     init.headers["Content-Type"] = "application/json";
@@ -111,6 +123,7 @@ async function api(method, path, body) {
   const r = await fetch(path, init);
   let data = null;
   try { data = await r.json(); } catch (e) { /* not JSON */ }
+  if (r.status === 401 && path !== "/v1/session") throw new NeedsSignIn("sign in");
   if (!r.ok) {
     const msg = data && data.error ? data.error.code + ": " + data.error.message : "HTTP " + r.status;
     throw new Error(msg);
@@ -214,10 +227,10 @@ async function renderOverview(view, seq) {
       minutes.map((m) => h("div", { class: "bar", title: new Date(m.start_ms).toLocaleTimeString() +
         ": " + m.committed + " committed, " + m.aborted + " aborted, " + m.started + " started, " +
         m.failed_calls + "/" + m.calls + " calls failed" },
-        h("div", { class: "c", style: "height:" + (80 * m.committed / maxBar) + "px" }),
-        h("div", { class: "a", style: "height:" + (80 * m.aborted / maxBar) + "px" })))),
-    h("div", { class: "legend" }, h("span", { class: "sw", style: "background:#5b8fd6" }), "committed",
-      h("span", { class: "sw", style: "background:#c2410c" }), "aborted (striped)"),
+        h("div", { class: "c", style: { height: (80 * m.committed / maxBar) + "px" } }),
+        h("div", { class: "a", style: { height: (80 * m.aborted / maxBar) + "px" } })))),
+    h("div", { class: "legend" }, h("span", { class: "sw c" }), "committed",
+      h("span", { class: "sw a" }), "aborted (striped)"),
     h("table", {}, h("thead", {}, h("tr", {}, h("th", {}, "Minute"), h("th", { class: "num" }, "Started"),
       h("th", { class: "num" }, "Committed"), h("th", { class: "num" }, "Aborted"), h("th", { class: "num" }, "Call failure rate"))),
     h("tbody", {}, minutes.slice(-5).reverse().map((m) => h("tr", {},
@@ -404,6 +417,7 @@ async function renderDetail(view, gtid, seq) {
 
 // ---------- router ----------
 async function refresh() {
+  if (signedOut) return;
   const seq = ++renderSeq;
   const view = document.getElementById("view");
   const { path, params } = parseHash();
@@ -420,8 +434,65 @@ async function refresh() {
     showError(null);
     markUpdated();
   } catch (e) {
-    if (seq === renderSeq) showError("Could not load: " + e.message);
+    if (e instanceof NeedsSignIn) showSignIn();
+    else if (seq === renderSeq) showError("Could not load: " + e.message);
   }
+}
+
+// ---------- sign-in ----------
+function showSignIn(message) {
+  signedOut = true;
+  ++renderSeq;  // drop renders in flight
+  showError(null);
+  document.getElementById("view").replaceChildren();
+  document.getElementById("who").hidden = true;
+  document.getElementById("signin").hidden = false;
+  const err = document.getElementById("signin-error");
+  err.hidden = !message;
+  err.textContent = message || "";
+  document.getElementById("signin-token").focus();
+}
+
+// Shows who is signed in; with authentication off (method "none") nothing.
+function showWho(me) {
+  signedOut = false;
+  document.getElementById("signin").hidden = true;
+  const who = document.getElementById("who");
+  who.hidden = me.method === "none";
+  document.getElementById("who-name").textContent = "Signed in as " + me.name + " (" + me.roles.join(", ") + ")";
+}
+
+async function signIn(e) {
+  e.preventDefault();
+  const input = document.getElementById("signin-token");
+  const r = await fetch("/v1/session", {
+    method: "POST", credentials: "same-origin",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ token: input.value }),
+  });
+  let data = null;
+  try { data = await r.json(); } catch (err) { /* not JSON */ }
+  if (!r.ok) {
+    showSignIn(r.status === 401 ? "That token is not valid."
+      : data && data.error ? data.error.message : "Sign-in failed: HTTP " + r.status);
+    return;
+  }
+  input.value = "";
+  showWho(data);
+  refresh();
+}
+
+async function signOut() {
+  try { await api("DELETE", "/v1/session"); } catch (e) { /* signed out anyway */ }
+  showSignIn();
+}
+
+// Who the page is signed in as; shows the sign-in form when nobody.
+async function start() {
+  const r = await fetch("/v1/session", { credentials: "same-origin" });
+  if (r.status === 401) { showSignIn(); return; }
+  if (r.ok) showWho(await r.json());
+  refresh();
 }
 
 function schedule() {
@@ -433,5 +504,7 @@ function schedule() {
 
 window.addEventListener("hashchange", () => { refresh(); schedule(); });
 document.getElementById("live").addEventListener("change", refresh);
-refresh();
+document.getElementById("signin-form").addEventListener("submit", signIn);
+document.getElementById("sign-out").addEventListener("click", signOut);
+start().catch((e) => showError("Could not load: " + e.message));
 schedule();

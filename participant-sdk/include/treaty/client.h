@@ -21,11 +21,16 @@
 // coordinators de-duplicate by gtid.
 //
 // Transport per coordinator address: "http://host:port" speaks REST,
+// "https://host:port" REST over TLS (the coordinator's certificate checked
+// against ClientOptions::ca_file and its host name),
 // "thrift://host:port" speaks CoordinatorService (idl/coordinator.thrift;
-// framed, binary; treatyd's --thrift address); both may be mixed in one
+// framed, binary; treatyd's --thrift address); all may be mixed in one
 // list. Same calls, answers and fail-over either way: InvalidRequest ->
 // InvalidArgument, NotFound -> NotFound, Conflict -> Conflict, Unavailable
 // (draining, not ready) and transport errors -> the next coordinator.
+// 401 / Unauthenticated -> Unauthenticated and 403 / Forbidden ->
+// PermissionDenied, at once: the next coordinator would refuse the same
+// credentials.
 // Input rules (docs/input-rules.md): a gtid must be an identifier (1..128
 // bytes of printable ASCII other than '/', '?', '#', '%', '\\'), and a
 // payload that is JSON may nest at most 64 levels; else InvalidArgument
@@ -53,6 +58,18 @@ struct ClientOptions {
   int max_attempts = 6;             // tries across coordinators per call
   int backoff_ms = 100;             // between full rounds over the list, doubling
   int failover_timeout_ms = 20000;  // 2PC: how long to wait for a takeover of a dead owner
+  // Authentication (docs/security.md): a bearer token sent with every call
+  // (REST: "Authorization: Bearer TOKEN"; Thrift: authenticate(TOKEN) once
+  // per connection). Empty: none. A coordinator that refuses it answers
+  // Unauthenticated (401) or PermissionDenied (403); neither is retried on
+  // another coordinator.
+  std::string token;
+  // TLS to "https://" coordinators: the CA bundle that signs them (empty:
+  // the system's trust store) and an optional client certificate and key
+  // (PEM files) for coordinators that require one (--tls-client-ca).
+  std::string ca_file;
+  std::string cert_file;
+  std::string key_file;
 };
 
 struct StepRetry {

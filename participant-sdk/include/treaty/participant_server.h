@@ -62,6 +62,23 @@
 // branch / op -> RETRY with the reason as message. The call's one_phase
 // flag becomes ctx.one_phase, as over HTTP.
 //
+// Trusting the caller (docs/security.md): three options, each off when
+// empty, all for the HTTP listener (the Thrift listener has neither TLS nor
+// signatures: serve it on a trusted network only).
+//   - tls_cert_file / tls_key_file: HTTPS only; http_url() is https://.
+//     With tls_client_ca_file, a client must present a certificate that
+//     chains to it (the coordinator's --participant-cert) or the TLS
+//     handshake fails. Files are read once, by Start().
+//   - signing_keys: every request must carry a Treaty-Signature header made
+//     with one of the keys (the coordinator's --participant-hmac-key; several
+//     during a rotation) over method, target, body and a timestamp at most
+//     300 s from this machine's clock; else 401
+//     {"error":{"code":"unauthenticated",...}}.
+//   - allowed_client_cns (with tls_client_ca_file): the client certificate's
+//     subject CN must be one of them; else 403 {"error":{"code":"forbidden"}}.
+// These checks come before the input rules (401 before 403; only the body
+// size limit, 413, comes first); a refused request never reaches a handler.
+//
 // Threads: HTTP I/O runs on `io_threads`; handlers run on a pool of
 // `handler_threads` (Thrift: one event-loop thread and its own pool of
 // `handler_threads`) and may block (database work). Handlers for different
@@ -75,6 +92,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "treaty/call_context.h"
 #include "treaty/status.h"
@@ -120,6 +138,15 @@ struct ParticipantServerOptions {
   // Called after each delivery with the status the handler returned (for
   // logging and tests). Runs on a handler thread.
   std::function<void(const CallContext&, const Status&)> on_call;
+  // HTTPS for the HTTP listener (PEM files; see "Trusting the caller").
+  // tls_key_file and tls_client_ca_file need tls_cert_file.
+  std::string tls_cert_file, tls_key_file, tls_client_ca_file;
+  // Keys whose Treaty-Signature is accepted (each at least 32 bytes); empty:
+  // requests need no signature.
+  std::vector<std::string> signing_keys;
+  // Client certificate CNs accepted (needs tls_client_ca_file); empty: any
+  // certificate from the client CA.
+  std::vector<std::string> allowed_client_cns;
 };
 
 class ParticipantServer {
@@ -138,13 +165,15 @@ class ParticipantServer {
                           StepHandler abort);
 
   // Binds and starts serving (HTTP, and Thrift if asked). Unavailable if an
-  // address cannot be bound; then nothing is served.
+  // address cannot be bound; InvalidArgument if the TLS files cannot be
+  // used, a signing key is shorter than 32 bytes, or an option needs one
+  // that is missing. Then nothing is served.
   Status Start();
   // Stops accepting, waits for running handlers. Idempotent.
   void Stop();
 
   uint16_t http_port() const;
-  std::string http_url() const;  // "http://127.0.0.1:PORT"
+  std::string http_url() const;  // "http://127.0.0.1:PORT" ("https://..." with TLS)
   std::string Url(const std::string& name, const std::string& op) const;
   // 0 / "" unless Thrift is being served.
   uint16_t thrift_port() const;

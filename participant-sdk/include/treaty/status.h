@@ -26,6 +26,8 @@ enum class StatusCode {
   kTimedOut,         // a deadline passed before the operation finished
   kUnavailable,      // a dependency (coordinator, database) cannot be reached now; retry
   kInternal,         // a bug or an unexpected library failure; treated as transient by the protocol
+  kUnauthenticated,  // no valid credentials (HTTP 401): a missing or wrong token; never retried
+  kPermissionDenied,  // valid credentials without the role needed (HTTP 403); never retried
 };
 
 // "InvalidArgument", "BusinessFailure", ...: the name in Status::ToString,
@@ -33,9 +35,10 @@ enum class StatusCode {
 const char* StatusCodeName(StatusCode code);
 
 // "invalid_argument", "not_found", "conflict", "business_failure",
-// "timed_out", "unavailable", "internal": the "code" of a JSON error body
-// {"error":{"code":...,"message":...}}, spelled as the coordinator's REST API
-// spells it (docs/input-rules.md). The participant server answers with these.
+// "timed_out", "unavailable", "internal", "unauthenticated", "forbidden":
+// the "code" of a JSON error body {"error":{"code":...,"message":...}},
+// spelled as the coordinator's REST API spells it (docs/input-rules.md).
+// The participant server answers with these.
 const char* ErrorCodeName(StatusCode code);
 
 class [[nodiscard]] Status {
@@ -55,6 +58,12 @@ class [[nodiscard]] Status {
   static Status TimedOut(std::string m) { return {StatusCode::kTimedOut, std::move(m)}; }
   static Status Unavailable(std::string m) { return {StatusCode::kUnavailable, std::move(m)}; }
   static Status Internal(std::string m) { return {StatusCode::kInternal, std::move(m)}; }
+  static Status Unauthenticated(std::string m) {
+    return {StatusCode::kUnauthenticated, std::move(m)};
+  }
+  static Status PermissionDenied(std::string m) {
+    return {StatusCode::kPermissionDenied, std::move(m)};
+  }
 
   bool ok() const { return code_ == StatusCode::kOk; }
   StatusCode code() const { return code_; }

@@ -1,0 +1,89 @@
+#pragma once
+
+// Private to treaty_thrift: how ThriftParticipantCaller opens a connection
+// to a thrift:// or thrifts:// participant (thrift_participant_caller.h,
+// "Connecting"): the name is resolved here (getaddrinfo), every address is
+// checked with the ParticipantPolicy, the socket is connected to a checked
+// address (never to the name again), and for thrifts:// the TLS handshake
+// runs at once with the URL's host as SNI and as the name the certificate
+// must carry. Everything blocks; it runs on the caller's call pool.
+
+#include <signal.h>
+
+#include <chrono>
+#include <memory>
+#include <string>
+
+#include <thrift/transport/TSSLSocket.h>
+#include <thrift/transport/TSocket.h>
+#include <thrift/transport/TTransport.h>
+
+#include "ParticipantService.h"
+#include "common/endpoint.h"
+#include "thrift/thrift_participant_caller.h"
+
+namespace treaty {
+
+// One open connection to a participant, with its framed transport and
+// client. Used by one call at a time.
+struct ParticipantConnection {
+  std::shared_ptr<apache::thrift::transport::TSocket> socket;
+  std::shared_ptr<apache::thrift::transport::TTransport> transport;
+  std::unique_ptr<rpc::ParticipantServiceClient> client;
+  std::chrono::steady_clock::time_point idle_since;  // when it was last given back
+
+  // Closes the connection; never throws.
+  void Close();
+  // After the first exchange on this connection failed with `what`: the
+  // reason as a configuration error when the participant refused its TLS
+  // (an alert: with TLS 1.3 a server refuses the client certificate after
+  // the client's handshake completed), else "". `key` and `host` name the
+  // participant in the message.
+  std::string TlsRefusal(const std::string& what, const std::string& key, const std::string& host);
+};
+
+// Why a connection could not be opened: a configuration error (a name that
+// does not exist, an address the policy denies, a certificate that does not
+// verify, TLS files that cannot be used) or a passing fault (a refused
+// connection, a time-out).
+struct OpenFailure {
+  std::string error;
+  bool config_error = false;
+};
+
+// The TLS client context of thrifts:// calls (Thrift's socket factory owns
+// it): TLS 1.2 or newer, the participant verified against files.ca_file or
+// the system's trust store, an optional client certificate. Null with
+// `failure` set when a file cannot be used. Thread-safe once made.
+class ClientTlsFactory;
+std::shared_ptr<ClientTlsFactory> MakeClientTlsFactory(const TlsClientFiles& files,
+                                                       OpenFailure& failure);
+
+// Opens a connection to `endpoint` (`key` names it in messages). `tls` must
+// be non-null for thrifts://. The connect and the handshake are each bounded
+// by options.connect_timeout_ms; the connection carries the limits of
+// thrift_limits.h. Null with `failure` set when it cannot.
+std::unique_ptr<ParticipantConnection> OpenParticipantConnection(
+    const Endpoint& endpoint, const std::string& key, const ThriftCallerOptions& options,
+    const std::shared_ptr<ClientTlsFactory>& tls, OpenFailure& failure);
+
+// OpenSSL writes with send(2) without MSG_NOSIGNAL, so writing to (or
+// shutting down) a TLS connection the participant hung up raises SIGPIPE,
+// which must not end the process. The call pool's threads run only the
+// caller's work: they block SIGPIPE for good (a write then fails with EPIPE).
+void BlockSigpipeOnThisThread();
+
+// Another thread that closes TLS connections (the caller's destructor)
+// blocks SIGPIPE for the scope, then discards one raised meanwhile.
+class ScopedSigpipeBlock {
+ public:
+  ScopedSigpipeBlock();
+  ~ScopedSigpipeBlock();
+  ScopedSigpipeBlock(const ScopedSigpipeBlock&) = delete;
+  ScopedSigpipeBlock& operator=(const ScopedSigpipeBlock&) = delete;
+
+ private:
+  sigset_t pipe_, old_;
+};
+
+}  // namespace treaty
