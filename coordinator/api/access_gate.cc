@@ -38,20 +38,6 @@ bool IsJsonType(std::string_view content_type) {
                             "application/json");
 }
 
-const char* MethodName(AuthMethod m) {
-  switch (m) {
-    case AuthMethod::kNone:
-      return "none";
-    case AuthMethod::kToken:
-      return "token";
-    case AuthMethod::kSession:
-      return "session";
-    case AuthMethod::kCertificate:
-      return "certificate";
-  }
-  return "none";
-}
-
 // The audit record of one request, written once: when it is answered, or
 // (answered 500 by the OwedResponder inside) when it is dropped.
 struct PendingAudit {
@@ -152,7 +138,7 @@ HttpResponder AccessGate::Audited(HttpResponder respond, const HttpRequest& req,
   pending->respond = std::move(respond);
   AuditRecord& rec = pending->record;
   rec.actor = who ? who->name : "(unauthenticated)";
-  rec.method = who ? MethodName(who->method) : "none";
+  rec.method = who ? AuthMethodName(who->method) : "none";
   rec.peer = req.remote.empty() ? "unknown" : req.remote;
   rec.action = rule.audit_action;
   rec.gtid = rule.gtid;

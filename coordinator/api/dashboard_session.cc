@@ -1,5 +1,6 @@
 #include "api/dashboard_session.h"
 
+#include <algorithm>
 #include <chrono>
 
 #include <openssl/rand.h>
@@ -169,23 +170,51 @@ std::string DashboardSessions::Cookie(const std::string& id) const {
   return c;
 }
 
-std::string DashboardSessions::CreateLocked(const std::string& name, int64_t now) {
-  // Expired sessions go first; then, at the cap, the oldest.
-  if (sessions_.size() >= options_.max_sessions) {
-    for (auto it = sessions_.begin(); it != sessions_.end();) {
-      const Session& s = it->second;
-      const bool expired =
-          now - s.used_ms > options_.idle_ms || now - s.created_ms > options_.absolute_ms;
-      it = expired ? sessions_.erase(it) : std::next(it);
-    }
-  }
-  while (!sessions_.empty() && sessions_.size() >= options_.max_sessions) {
-    auto oldest = sessions_.begin();
+void DashboardSessions::EvictLocked(const std::string& name, int64_t now) {
+  auto expired = [&](const Session& s) {
+    return now - s.used_ms > options_.idle_ms || now - s.created_ms > options_.absolute_ms;
+  };
+  // The oldest session of `client`, or end().
+  auto oldest_of = [&](const std::string& client) {
+    auto oldest = sessions_.end();
     for (auto it = sessions_.begin(); it != sessions_.end(); ++it) {
-      if (it->second.created_ms < oldest->second.created_ms) oldest = it;
+      if (it->second.name != client) continue;
+      if (oldest == sessions_.end() || it->second.created_ms < oldest->second.created_ms) {
+        oldest = it;
+      }
     }
-    sessions_.erase(oldest);
+    return oldest;
+  };
+  size_t own = 0;
+  for (const auto& [key, s] : sessions_) own += s.name == name ? 1 : 0;
+  if (own < options_.max_sessions_per_client && sessions_.size() < options_.max_sessions) return;
+  // Expired sessions go first.
+  for (auto it = sessions_.begin(); it != sessions_.end();) {
+    if (expired(it->second)) {
+      own -= it->second.name == name ? 1 : 0;
+      it = sessions_.erase(it);
+    } else {
+      ++it;
+    }
   }
+  // Then the client's own oldest: one client never signs out another.
+  while (own > 0 && own >= options_.max_sessions_per_client) {
+    sessions_.erase(oldest_of(name));
+    --own;
+  }
+  // Last resort, at the global cap: the oldest session of the client with
+  // the most sessions.
+  while (!sessions_.empty() && sessions_.size() >= options_.max_sessions) {
+    std::map<std::string_view, size_t> counts;
+    for (const auto& [key, s] : sessions_) ++counts[s.name];
+    auto most = std::max_element(counts.begin(), counts.end(),
+                                 [](const auto& a, const auto& b) { return a.second < b.second; });
+    sessions_.erase(oldest_of(std::string(most->first)));
+  }
+}
+
+std::string DashboardSessions::CreateLocked(const std::string& name, int64_t now) {
+  EvictLocked(name, now);
   std::string id = RandomId();
   if (id.empty()) return id;
   sessions_[Sha256Hex(id)] = Session{name, now, now};

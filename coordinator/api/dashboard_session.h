@@ -17,8 +17,11 @@
 // A session is a random 256-bit id (64 hex digits) kept in memory only
 // (a restart signs everyone out), stored by its SHA-256 so a lookup leaks
 // nothing of other ids. It ends `idle_ms` after its last use, `absolute_ms`
-// after sign-in, at sign-out, or when more than `max_sessions` exist (the
-// oldest goes). At every request it re-reads its client's roles from the
+// after sign-in, or at sign-out. A client (a NAME of the tokens file) holds
+// at most `max_sessions_per_client` sessions: its next sign-in ends its own
+// oldest, so one client can never sign another out. Should the sessions of
+// all clients together reach `max_sessions`, the oldest session of the
+// client holding the most goes. At every request it re-reads its client's roles from the
 // tokens file (Authenticator::ForName): a client removed by a reload loses
 // access at once. With authentication off (null Authenticator) there is
 // nothing to sign in to: POST and GET answer the anonymous identity and no
@@ -49,8 +52,9 @@ inline constexpr std::string_view kSessionCookie = "treaty_session";
 struct DashboardSessionOptions {
   int64_t idle_ms = 30 * 60 * 1000;
   int64_t absolute_ms = 12LL * 3600 * 1000;
-  size_t max_sessions = 10000;
-  int max_failures_per_minute = 10;  // failed sign-ins per peer IP address
+  size_t max_sessions = 10000;          // all clients together
+  size_t max_sessions_per_client = 16;  // per NAME of the tokens file
+  int max_failures_per_minute = 10;     // failed sign-ins per peer IP address
   // Milliseconds of a monotonic clock; empty: std::chrono::steady_clock.
   std::function<int64_t()> now_ms;
 };
@@ -87,6 +91,10 @@ class DashboardSessions {
   // Whether `ip` failed too often in the last minute; drops older failures.
   bool Throttled(const std::string& ip, int64_t now);
   void NoteFailure(const std::string& ip, int64_t now);
+  // Makes room for one more session of `name`: drops expired sessions,
+  // then `name`'s own oldest past max_sessions_per_client, then, at
+  // max_sessions, the oldest of the client with the most. Caller holds mu_.
+  void EvictLocked(const std::string& name, int64_t now);
   // A new session for `name`; returns its id. Caller holds mu_.
   std::string CreateLocked(const std::string& name, int64_t now);
   std::string Cookie(const std::string& id) const;

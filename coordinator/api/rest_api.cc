@@ -275,7 +275,7 @@ void RestApi::Route(const HttpRequest& req, const Identity& who, HttpResponder& 
   } else if (p.rfind(kTxns, 0) == 0 && p.size() > kTxns.size()) {
     TransactionRoute(req, who, std::move(respond));  // rest_api_operator.cc
   } else if (p == "/v1/2pc" || p.rfind("/v1/2pc/", 0) == 0) {
-    Handle2pc(req, std::move(respond));
+    Handle2pc(req, who, std::move(respond));
   } else if (p == "/v1/cluster" && m == "GET") {
     Cluster(std::move(respond));
   } else if (p == "/v1/session") {

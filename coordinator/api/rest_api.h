@@ -75,8 +75,10 @@ class RestApi {
  private:
   void Route(const HttpRequest& req, const Identity& who, HttpResponder& respond);
   void SubmitSaga(const HttpRequest& req, HttpResponder respond);
-  // POST /v1/2pc[/{gtid}/branches|commit|abort] (rest_api_2pc.cc).
-  void Handle2pc(const HttpRequest& req, HttpResponder respond);
+  // POST /v1/2pc[/{gtid}/branches|commit|abort] (rest_api_2pc.cc). With
+  // authentication on, a transaction is bound to `who` at begin and only
+  // that client may drive it (403 for others).
+  void Handle2pc(const HttpRequest& req, const Identity& who, HttpResponder respond);
   void GetTransaction(const std::string& gtid, HttpResponder respond);
   void ListTransactions(const HttpRequest& req, HttpResponder respond);
   // GET /v1/transactions/{gtid} and the operator actions under it

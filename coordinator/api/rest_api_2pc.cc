@@ -6,6 +6,10 @@
 //        -> 201 {"gtid","branch","state"}
 //   POST /v1/2pc/{gtid}/commit      -> 200 {"gtid","state"}: the durable decision
 //   POST /v1/2pc/{gtid}/abort       -> 200 {"gtid","state"}; 409 once COMMITTING
+//
+// With authentication on, the client that began a transaction is the only
+// one that may enlist, commit or abort it (or repeat its begin): others get
+// 403 "forbidden" (TxnService::Begin2pc).
 
 #include <nlohmann/json.hpp>
 
@@ -22,9 +26,14 @@ HttpResponse StateAnswer(int status, const SubmitResult& r) {
   return JsonResponse(status, DumpJson({{"gtid", r.gtid}, {"state", r.state}}));
 }
 
+// The caller's name for the 2PC client binding; empty with authentication off.
+std::string ClientName(const Identity& who) {
+  return who.method == AuthMethod::kNone ? std::string() : who.name;
+}
+
 }  // namespace
 
-void RestApi::Handle2pc(const HttpRequest& req, HttpResponder respond) {
+void RestApi::Handle2pc(const HttpRequest& req, const Identity& who, HttpResponder respond) {
   if (req.method != "POST") {
     respond(ErrorResponse(NoRoute(req)));
     return;
@@ -46,6 +55,7 @@ void RestApi::Handle2pc(const HttpRequest& req, HttpResponder respond) {
       respond(ErrorResponse(spec.status()));
       return;
     }
+    spec->client = ClientName(who);
     service_->Begin2pc(
         std::move(*spec),
         AnswerWith<SubmitResult>(std::move(respond), "POST /v1/2pc", [](const SubmitResult& r) {
@@ -68,12 +78,15 @@ void RestApi::Handle2pc(const HttpRequest& req, HttpResponder respond) {
     return;
   }
   const auto state_200 = [](const SubmitResult& r) { return StateAnswer(200, r); };
+  const std::string client = ClientName(who);
   if (action == "commit") {
-    service_->Commit2pc(gtid, AnswerWith<SubmitResult>(std::move(respond),
-                                                       "POST /v1/2pc/{gtid}/commit", state_200));
+    service_->Commit2pc(
+        gtid, client,
+        AnswerWith<SubmitResult>(std::move(respond), "POST /v1/2pc/{gtid}/commit", state_200));
   } else if (action == "abort") {
     service_->Abort2pc(
-        gtid, AnswerWith<SubmitResult>(std::move(respond), "POST /v1/2pc/{gtid}/abort", state_200));
+        gtid, client,
+        AnswerWith<SubmitResult>(std::move(respond), "POST /v1/2pc/{gtid}/abort", state_200));
   } else {
     Result<json> body = ParseJson(req.body, "the request body");
     if (!body.ok()) {
@@ -87,7 +100,7 @@ void RestApi::Handle2pc(const HttpRequest& req, HttpResponder respond) {
     }
     std::string name = branch->name;
     service_->RegisterBranch(
-        gtid, std::move(*branch),
+        gtid, std::move(*branch), client,
         AnswerWith<SubmitResult>(
             std::move(respond), "POST /v1/2pc/{gtid}/branches", [name](const SubmitResult& r) {
               return JsonResponse(

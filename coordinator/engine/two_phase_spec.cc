@@ -56,7 +56,9 @@ Status ReadBool(const json& body, const char* key, bool* out) {
 
 Result<TwoPhaseSpec> ParseTwoPhaseSpec(const json& body, const TwoPhaseLimits& limits) {
   if (!body.is_object()) return Invalid("the request body must be a JSON object");
-  if (auto s = CheckKnownFields(body, {"gtid", "timeout_ms", "one_phase"}, ""); !s.ok()) return s;
+  std::set<std::string> known = {"gtid", "timeout_ms", "one_phase"};
+  if (limits.stored) known.insert("client");  // set from the caller's identity, never by a body
+  if (auto s = CheckKnownFields(body, known, ""); !s.ok()) return s;
   TwoPhaseSpec spec;
   if (auto it = body.find("gtid"); it != body.end() && !it->is_null()) {
     if (!it->is_string()) return Invalid("'gtid' must be a string");
@@ -71,6 +73,10 @@ Result<TwoPhaseSpec> ParseTwoPhaseSpec(const json& body, const TwoPhaseLimits& l
     return Invalid(
         "'one_phase' cannot be true at begin: one_phase is declared per branch at enlistment "
         "(POST /v1/2pc/{gtid}/branches)");
+  }
+  if (auto it = body.find("client"); it != body.end() && !it->is_null()) {
+    if (!it->is_string()) return Invalid("'client' must be a string");
+    spec.client = it->get<std::string>();
   }
   return spec;
 }
@@ -110,6 +116,7 @@ Result<BranchSpec> ParseBranchSpec(const json& body, const TwoPhaseLimits& limit
 json ToJson(const TwoPhaseSpec& spec) {
   json out = {{"timeout_ms", spec.timeout_ms}};
   if (spec.legacy_one_phase) out["one_phase"] = true;
+  if (!spec.client.empty()) out["client"] = spec.client;
   return out;
 }
 

@@ -19,6 +19,10 @@
 // `false` is accepted and means nothing. Only a spec read back from the log
 // (TwoPhaseLimits.stored) may carry `"one_phase": true`: an older release
 // wrote it, and that transaction keeps the one-phase rule it was begun with.
+//
+// The client that began a transaction (TwoPhaseSpec.client) is set by the
+// front end from the caller's identity, never from the body: a begin body
+// naming `client` is refused as an unknown field; only a stored spec carries it.
 
 #include <cstdint>
 #include <string>
@@ -40,6 +44,11 @@ struct TwoPhaseSpec {
   // which it keeps (see two_phase.h). Always false for a new begin; ToJson
   // writes it only when true.
   bool legacy_one_phase = false;
+  // The name of the client that began it, when authentication was on (the
+  // identity's name; docs/security.md): only that client may enlist, commit
+  // or abort it. Empty: begun with authentication off or by an older
+  // release, and any client may. ToJson writes it only when set.
+  std::string client;
   // Prepare calls that fail transiently are retried per this policy, then
   // count as a no vote.
   RetryPolicy prepare_retry{3, 100, 2000};

@@ -19,11 +19,11 @@
 
 #include "common/status.h"
 #include "common/task_runner.h"
-#include "security/participant_policy.h"
 #include "engine/engine_context.h"
 #include "engine/saga_spec.h"
 #include "engine/two_phase_spec.h"
 #include "engine/txn_driver.h"
+#include "security/participant_policy.h"
 #include "store/log_store.h"
 
 namespace treaty {
@@ -133,18 +133,27 @@ class TxnService : private TxnObserver {
                OperatorRequest who, Callback<SubmitResult> done);
 
   // --- 2PC (txn_service_2pc.cc; see engine/two_phase.h) ---
+  // A transaction is bound to the client that began it (spec.client, the
+  // caller's identity name; empty with authentication off): `client` below
+  // is the caller's name, empty with authentication off. When both the
+  // stored client and the caller's are set and differ, every call on the
+  // transaction is PermissionDenied ("... was begun by another client")
+  // before anything is read or changed; a repeated begin too, so another
+  // client learns nothing of it.
+  //
   // Logs a new ACTIVE transaction; answers once durable. A repeated begin of
   // a known gtid with the same options answers its state (created=false);
   // different options or a saga under that gtid: Conflict.
   void Begin2pc(TwoPhaseSpec spec, Callback<SubmitResult> done);
   // Enlists a branch once durable. NotFound for an unknown gtid; Conflict
   // when not ACTIVE, not 2PC, driven by a peer, or the name is taken.
-  void RegisterBranch(const std::string& gtid, BranchSpec branch, Callback<SubmitResult> done);
+  void RegisterBranch(const std::string& gtid, BranchSpec branch, const std::string& client,
+                      Callback<SubmitResult> done);
   // Runs the protocol; answers the decision (COMMITTING, COMMITTED,
   // ABORTING, ABORTED) once it is durable.
-  void Commit2pc(const std::string& gtid, Callback<SubmitResult> done);
+  void Commit2pc(const std::string& gtid, const std::string& client, Callback<SubmitResult> done);
   // Aborts; Conflict once the commit decision is logged.
-  void Abort2pc(const std::string& gtid, Callback<SubmitResult> done);
+  void Abort2pc(const std::string& gtid, const std::string& client, Callback<SubmitResult> done);
 
   // Recovery/takeover: starts drivers for transactions just claimed.
   void Adopt(std::vector<TxnDetail> claimed);
@@ -182,7 +191,8 @@ class TxnService : private TxnObserver {
   void FireWaiters(const std::string& gtid, const std::string& state);
   // 2PC helpers (txn_service_2pc.cc).
   void Answer2pcExisting(TwoPhaseSpec spec, Callback<SubmitResult> done);
-  void With2pc(const std::string& gtid, Callback<SubmitResult> done,
+  // Runs `fn` with the driver of `gtid` once `client` may drive it.
+  void With2pc(const std::string& gtid, const std::string& client, Callback<SubmitResult> done,
                std::function<void(std::shared_ptr<TwoPhase>, Callback<SubmitResult>)> fn);
   void AnswerDecision(const std::string& gtid, Result<std::string> decision,
                       Callback<SubmitResult> done);

@@ -11,9 +11,14 @@
 #include <spdlog/spdlog.h>
 #include <nlohmann/json.hpp>
 
+#include "common/text.h"
+
 namespace treaty {
 
 namespace {
+
+constexpr size_t kMaxTextBytes = 1024;  // reason, detail
+constexpr size_t kMaxFieldBytes = 256;  // every other string
 
 int OpenForAppend(const std::string& path) {
   int fd;
@@ -36,20 +41,28 @@ std::string Rfc3339Now() {
   return buf;
 }
 
+// `s` when it fits in `max_bytes`; otherwise its first bytes, cut on a
+// UTF-8 boundary, and a marker saying how long it was, `max_bytes` in all.
+std::string Bounded(const std::string& s, size_t max_bytes) {
+  if (s.size() <= max_bytes) return s;
+  const std::string marker = " (cut from " + std::to_string(s.size()) + " bytes)";
+  return Excerpt(s, max_bytes - marker.size()) + marker;
+}
+
 // One JSON object on one line: ensure_ascii escapes every control,
 // non-ASCII and bidirectional character, and invalid UTF-8 is replaced, so
 // no field can end the line or forge another record.
 std::string ToJsonLine(const AuditRecord& r) {
   nlohmann::ordered_json j;
   j["ts"] = Rfc3339Now();
-  j["actor"] = r.actor;
-  j["method"] = r.method;
-  j["peer"] = r.peer;
-  j["action"] = r.action;
-  j["gtid"] = r.gtid;
-  j["branch"] = r.branch;
-  j["detail"] = r.detail;
-  j["reason"] = r.reason;
+  j["actor"] = Bounded(r.actor, kMaxFieldBytes);
+  j["method"] = Bounded(r.method, kMaxFieldBytes);
+  j["peer"] = Bounded(r.peer, kMaxFieldBytes);
+  j["action"] = Bounded(r.action, kMaxFieldBytes);
+  j["gtid"] = Bounded(r.gtid, kMaxFieldBytes);
+  j["branch"] = Bounded(r.branch, kMaxFieldBytes);
+  j["detail"] = Bounded(r.detail, kMaxTextBytes);
+  j["reason"] = Bounded(r.reason, kMaxTextBytes);
   j["result"] = r.result;
   return j.dump(-1, ' ', true, nlohmann::ordered_json::error_handler_t::replace);
 }

@@ -9,7 +9,10 @@
 //     SIGHUP for log rotation), and
 //   - always as one info line of the main log starting with "audit:".
 // Every string is escaped (control and bidirectional characters) so a
-// record cannot forge another. A write that fails is logged (throttled) and
+// record cannot forge another, and bounded so a caller cannot flood the
+// logs: reason and detail keep at most 1024 bytes, the other strings 256;
+// a longer one is cut on a UTF-8 boundary and ends with
+// "... (cut from N bytes)". A write that fails is logged (throttled) and
 // never fails the action: the action's durable record is the transaction
 // log's event. Thread-safe.
 

@@ -4,9 +4,11 @@
 #include <openssl/evp.h>
 
 #include <array>
-#include <fstream>
-#include <iterator>
 #include <vector>
+
+#include <spdlog/spdlog.h>
+
+#include "security/config_file.h"
 
 namespace treaty {
 
@@ -15,6 +17,7 @@ namespace {
 constexpr size_t kDigestBytes = 32;  // SHA-256
 constexpr size_t kMaxNameBytes = 64;
 constexpr size_t kMaxFileBytes = 4 * 1024 * 1024;
+constexpr std::string_view kAnonymousName = "anonymous";
 
 using Digest = std::array<unsigned char, kDigestBytes>;
 
@@ -79,16 +82,16 @@ Result<std::shared_ptr<Authenticator>> Authenticator::Parse(std::string_view tex
 
 Status Authenticator::Reload() {
   if (path_.empty()) return Status::InvalidArgument("the clients were not read from a file");
-  const std::string source = "--auth-tokens '" + path_ + "'";
-  std::ifstream f(path_, std::ios::binary);
-  if (!f) return Status::InvalidArgument(source + ": cannot read the file");
-  std::string text;
-  text.assign(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
-  if (f.bad()) return Status::InvalidArgument(source + ": cannot read the file");
-  if (text.size() > kMaxFileBytes) {
-    return Status::InvalidArgument(source + ": the file is larger than 4 MiB");
+  auto file = ReadConfigFile("--auth-tokens", path_, kMaxFileBytes);
+  if (!file.ok()) return file.status();
+  if (auto s = Replace(file->text, "--auth-tokens '" + path_ + "'"); !s.ok()) return s;
+  if ((file->mode & 077) != 0) {
+    spdlog::warn(
+        "--auth-tokens '{}' can be read by other users than its owner (mode {:04o}); "
+        "chmod 600 it",
+        path_, static_cast<unsigned>(file->mode));
   }
-  return Replace(text, source);
+  return Status::Ok();
 }
 
 Status Authenticator::Replace(std::string_view text, std::string_view source) {
@@ -121,6 +124,10 @@ Status Authenticator::Replace(std::string_view text, std::string_view source) {
     if (client.name.size() > kMaxNameBytes) return bad("the NAME is longer than 64 bytes");
     for (char c : client.name) {
       if (!IsNameChar(c)) return bad("the NAME may hold only letters, digits and . _ @ -");
+    }
+    if (client.name == kAnonymousName) {
+      return bad(
+          "the NAME 'anonymous' is reserved (it is who every caller is with authentication off)");
     }
     if (clients.count(client.name) != 0) return bad("the NAME appears on an earlier line too");
     std::string_view roles = fields[1];

@@ -5,7 +5,8 @@
 //
 //   NAME ROLES SHA256HEX        e.g.  ops-alice operate,read 9f86d0...
 //
-// NAME: 1..64 bytes of [A-Za-z0-9._@-]; unique. ROLES: a comma list of
+// NAME: 1..64 bytes of [A-Za-z0-9._@-]; unique; not "anonymous" (the name
+// of every caller when authentication is off). ROLES: a comma list of
 // submit, read, operate, admin (at least one). SHA256HEX: the lower- or
 // upper-case hex SHA-256 of the client's bearer token (64 hex digits), or
 // "-" for a client that authenticates only by certificate. Blank lines and
@@ -16,7 +17,10 @@
 // Tokens are compared by their SHA-256 in constant time (CRYPTO_memcmp); the
 // file never holds a token. Reload() re-reads the file (SIGHUP); a file that
 // fails to parse keeps the old clients and returns the error naming the line
-// number (never echoing the line). Thread-safe.
+// number (never echoing the line). Only a regular file of at most 4 MiB is
+// read; a load or reload of a file that users other than its owner can read
+// (mode & 077) succeeds with a warning in the main log. Never throws.
+// Thread-safe.
 
 #include <map>
 #include <memory>
@@ -32,8 +36,9 @@ namespace treaty {
 
 class Authenticator {
  public:
-  // Reads `path`. InvalidArgument naming the file and line on a bad file;
-  // an empty file (no client) is an error too.
+  // Reads `path`. InvalidArgument naming --auth-tokens and the file (and the
+  // line) on a bad file, a directory or anything not a regular file; an
+  // empty file (no client) is an error too.
   static Result<std::shared_ptr<Authenticator>> Load(std::string path);
   // From text (tests, and Load). `source` names the text in errors.
   static Result<std::shared_ptr<Authenticator>> Parse(std::string_view text, std::string source);

@@ -69,6 +69,21 @@ enum class AuthMethod : uint8_t {
   kCertificate,  // a verified client certificate whose subject CN is named in the tokens file
 };
 
+// "none", "token", "session", "certificate": how audit records and logs name it.
+inline const char* AuthMethodName(AuthMethod m) {
+  switch (m) {
+    case AuthMethod::kNone:
+      return "none";
+    case AuthMethod::kToken:
+      return "token";
+    case AuthMethod::kSession:
+      return "session";
+    case AuthMethod::kCertificate:
+      return "certificate";
+  }
+  return "none";
+}
+
 struct Identity {
   std::string name;  // the NAME of the tokens file line; "anonymous" when auth is off
   RoleSet roles;

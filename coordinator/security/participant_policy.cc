@@ -135,6 +135,14 @@ std::optional<ip::address> ParseLiteral(const std::string& host) {
   return std::nullopt;
 }
 
+// The host of `url` as judged: lower case, one trailing dot dropped (the
+// resolver reads "127.0.0.1." and "metadata." as "127.0.0.1" and "metadata").
+std::string HostOf(const Endpoint& url) {
+  std::string host = Lower(url.host);
+  if (host.size() > 1 && host.back() == '.') host.pop_back();
+  return host;
+}
+
 bool IsLoopback(const ip::address& a) {
   return a.is_v4() ? InNetwork(a, "127.0.0.0", 8) : a.to_v6().is_loopback();
 }
@@ -350,14 +358,13 @@ struct ParticipantPolicy::Impl {
 
   // The rule denying `url` at submission, or nullptr.
   const char* UrlDenial(const Endpoint& url) const {
-    if (auto literal = ParseLiteral(url.host)) {
+    const std::string name = HostOf(url);
+    if (auto literal = ParseLiteral(name)) {
       if (const char* why = AddressDenial(*literal, url.port)) return why;
       if (!allow.empty() && !AddressAllowed(*literal, url.port))
         return "not in --participant-allow";
       return nullptr;
     }
-    std::string name = Lower(url.host);
-    if (name.size() > 1 && name.back() == '.') name.pop_back();
     if (IsMetadataName(name)) return "cloud metadata address";
     if (IsLocalhostName(name) && (IsOwnListener(ip::make_address("127.0.0.1"), url.port) ||
                                   IsOwnListener(ip::make_address("::1"), url.port))) {
@@ -431,14 +438,14 @@ Status ParticipantPolicy::CheckUrl(const Endpoint& url, std::string_view field) 
 
 Status ParticipantPolicy::CheckAddress(const Endpoint& url, const ip::address& address) const {
   const ip::address a = Normalize(address);
-  std::string name = Lower(url.host);
-  if (name.size() > 1 && name.back() == '.') name.pop_back();
+  const std::string name = HostOf(url);
+  const bool literal = ParseLiteral(name).has_value();
   const char* why = impl_->AddressDenial(a, url.port);
-  if (why == nullptr && !ParseLiteral(url.host) && IsMetadataName(name)) {
+  if (why == nullptr && !literal && IsMetadataName(name)) {
     why = "cloud metadata address";
   }
   if (why == nullptr && !impl_->allow.empty() && !impl_->AddressAllowed(a, url.port) &&
-      (ParseLiteral(url.host) || !impl_->NameAllowed(name, url.port))) {
+      (literal || !impl_->NameAllowed(name, url.port))) {
     why = "not in --participant-allow";
   }
   if (why == nullptr) return Status::Ok();

@@ -16,7 +16,9 @@
 //   - the unspecified addresses 0.0.0.0/8 and :: (a connect to them reaches
 //     this host).
 // IPv4-mapped IPv6 addresses (::ffff:a.b.c.d) are judged as the IPv4
-// address they carry, everywhere (denials, own listeners, the list).
+// address they carry, everywhere (denials, own listeners, the list). A URL's
+// host is judged without one trailing dot, as the resolver reads it
+// ("169.254.169.254." is that literal, "metadata.google.internal." that name).
 // With --participant-allow LIST (comma-separated entries), an address must
 // also match an entry:
 //   HOST[:PORT]         a DNS name, exact, case-insensitive

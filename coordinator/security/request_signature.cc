@@ -6,8 +6,8 @@
 
 #include <array>
 #include <charconv>
-#include <fstream>
-#include <iterator>
+
+#include "security/config_file.h"
 
 namespace treaty {
 
@@ -17,6 +17,7 @@ constexpr size_t kMacBytes = 32;  // SHA-256
 constexpr size_t kMinKeyBytes = 32;
 constexpr size_t kMaxSignatures = 8;  // v1 values looked at in one header
 constexpr size_t kMaxHeaderBytes = 1024;
+constexpr size_t kMaxKeyFileBytes = 64 * 1024;
 
 using Mac = std::array<unsigned char, kMacBytes>;
 
@@ -131,10 +132,9 @@ Status VerifyRequestSignature(const std::vector<std::string>& keys, std::string_
 }
 
 Result<std::string> LoadSigningKey(const std::string& path, std::string_view option) {
-  std::ifstream f(path, std::ios::binary);
-  if (!f) return Status::InvalidArgument(std::string(option) + ": cannot read '" + path + "'");
-  std::string key((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-  if (f.bad()) return Status::InvalidArgument(std::string(option) + ": cannot read '" + path + "'");
+  auto file = ReadConfigFile(option, path, kMaxKeyFileBytes);
+  if (!file.ok()) return file.status();
+  std::string key = std::move(file->text);
   if (key.ends_with("\r\n")) {
     key.resize(key.size() - 2);
   } else if (key.ends_with("\n")) {

@@ -43,7 +43,9 @@ Status VerifyRequestSignature(const std::vector<std::string>& keys, std::string_
                               int64_t now_unix_s, int64_t max_skew_s, std::string_view method,
                               std::string_view target, std::string_view body);
 
-// Reads a key file. InvalidArgument naming `option` when unreadable or shorter than 32 bytes.
+// Reads a key file (one trailing newline is dropped). InvalidArgument naming
+// `option` and the path when it is not a readable regular file, is larger
+// than 64 KiB, or the key is shorter than 32 bytes. Never throws.
 Result<std::string> LoadSigningKey(const std::string& path, std::string_view option);
 
 }  // namespace treaty

@@ -4,7 +4,11 @@
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 
-#include <fstream>
+#include <time.h>
+
+#include <spdlog/spdlog.h>
+
+#include "security/config_file.h"
 
 namespace treaty {
 
@@ -23,16 +27,47 @@ std::string OpenSslError(const std::string& fallback) {
   return buf;
 }
 
-Status Readable(const std::string& option, const std::string& path) {
-  std::ifstream f(path);
-  if (!f) return Status::InvalidArgument(option + ": cannot read '" + path + "'");
+constexpr int64_t kExpiryWarningS = 7 * 24 * 3600;
+
+// "2020-01-02" for an ASN.1 time, or "an unreadable date".
+std::string Day(const ASN1_TIME* t) {
+  struct tm tm {};
+  if (t == nullptr || ASN1_TIME_to_tm(t, &tm) != 1) return "an unreadable date";
+  char buf[16];
+  strftime(buf, sizeof(buf), "%Y-%m-%d", &tm);
+  return buf;
+}
+
+// The server certificate (the leaf of --tls-cert) must be valid now:
+// InvalidArgument when it has expired or is not yet valid; a warning in the
+// main log when it expires within kExpiryWarningS.
+Status CheckValidity(SSL_CTX* ctx, const std::string& path) {
+  X509* leaf = SSL_CTX_get0_certificate(ctx);
+  if (leaf == nullptr) {
+    return Status::InvalidArgument("--tls-cert: '" + path + "' holds no certificate");
+  }
+  const ASN1_TIME* not_before = X509_get0_notBefore(leaf);
+  const ASN1_TIME* not_after = X509_get0_notAfter(leaf);
+  if (X509_cmp_current_time(not_after) <= 0) {
+    return Status::InvalidArgument("--tls-cert: certificate '" + path + "' expired on " +
+                                   Day(not_after));
+  }
+  if (X509_cmp_current_time(not_before) >= 0) {
+    return Status::InvalidArgument("--tls-cert: certificate '" + path + "' is not valid before " +
+                                   Day(not_before));
+  }
+  time_t soon = time(nullptr) + kExpiryWarningS;
+  if (X509_cmp_time(not_after, &soon) <= 0) {
+    spdlog::warn("--tls-cert: certificate '{}' expires on {} (in less than 7 days)", path,
+                 Day(not_after));
+  }
   return Status::Ok();
 }
 
 // Applies one file-loading step; InvalidArgument naming option and file.
 template <class Fn>
 Status LoadStep(const std::string& option, const std::string& path, Fn&& fn) {
-  if (auto s = Readable(option, path); !s.ok()) return s;
+  if (auto s = CheckRegularFile(option, path); !s.ok()) return s;
   boost::system::error_code ec;
   fn(ec);
   if (ec) {
@@ -63,6 +98,7 @@ Result<std::shared_ptr<ssl::context>> MakeServerTlsContext(const TlsServerFiles&
       !s.ok()) {
     return s;
   }
+  if (auto s = CheckValidity(ctx->native_handle(), files.cert_file); !s.ok()) return s;
   if (auto s = LoadStep(
           "--tls-key", files.key_file,
           [&](auto& ec) { ctx->use_private_key_file(files.key_file, ssl::context::pem, ec); });

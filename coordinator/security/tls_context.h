@@ -44,7 +44,12 @@ struct TlsClientFiles {
 };
 
 // InvalidArgument naming the option and the file when a file is missing,
-// unreadable, not PEM, or the key does not match the certificate.
+// unreadable, not a regular file, not PEM, or the key does not match the
+// certificate. The server's certificate (the first of --tls-cert) must be
+// valid now: one that has expired or is not yet valid is refused naming the
+// date ("--tls-cert: certificate 'FILE' expired on 2020-01-02"); one that
+// expires within 7 days is accepted with a warning in the main log. Never
+// throw.
 Result<std::shared_ptr<boost::asio::ssl::context>> MakeServerTlsContext(
     const TlsServerFiles& files);
 Result<std::shared_ptr<boost::asio::ssl::context>> MakeClientTlsContext(

@@ -102,6 +102,12 @@ T Await(int64_t timeout_ms, Start start) {
   return std::move(r).value();
 }
 
+// The caller's name for the 2PC client binding (TxnService::Begin2pc):
+// empty with authentication off.
+std::string ClientName(const Identity& who) {
+  return who.method == AuthMethod::kNone ? std::string() : who.name;
+}
+
 // A `payload` string must hold JSON (valid UTF-8, nesting at most
 // limits::kMaxPayloadDepth, as over REST); it becomes the JSON value.
 json PayloadJson(const std::string& text, const std::string& field) {
@@ -167,20 +173,6 @@ void FillRow(rpc::Transaction& out, const TxnRow& row) {
 
 void CheckGtid(const std::string& gtid, const SpecLimits& limits) {
   if (auto s = ValidateGtid(gtid, limits.max_gtid_length); !s.ok()) ThrowStatus(s);
-}
-
-const char* AuthMethodName(AuthMethod m) {
-  switch (m) {
-    case AuthMethod::kNone:
-      return "none";
-    case AuthMethod::kToken:
-      return "token";
-    case AuthMethod::kSession:
-      return "session";
-    case AuthMethod::kCertificate:
-      return "certificate";
-  }
-  return "none";
 }
 
 // Runs `body` and tells `answered` the status REST would have answered for
@@ -323,7 +315,7 @@ void CoordinatorHandler::submitSaga(rpc::TxnStatus& out, const rpc::SagaRequest&
 
 void CoordinatorHandler::begin2pc(rpc::TxnStatus& out, const rpc::Begin2pcRequest& req) {
   Guarded("begin2pc", [&] {
-    Require(Role::kSubmit, "begin2pc");
+    const Identity who = Require(Role::kSubmit, "begin2pc");
     CheckAcceptsNewWork();
     json body = json::object();
     if (req.__isset.gtid) body["gtid"] = req.gtid;
@@ -333,6 +325,7 @@ void CoordinatorHandler::begin2pc(rpc::TxnStatus& out, const rpc::Begin2pcReques
     limits.max_gtid_length = options_.limits.max_gtid_length;
     auto spec = ParseTwoPhaseSpec(body, limits);
     if (!spec.ok()) ThrowStatus(spec.status());
+    spec->client = ClientName(who);
     FillStatus(out, Await<SubmitResult>(options_.call_timeout_ms, [&](auto done) {
                  Service()->Begin2pc(std::move(*spec), std::move(done));
                }));
@@ -342,7 +335,7 @@ void CoordinatorHandler::begin2pc(rpc::TxnStatus& out, const rpc::Begin2pcReques
 void CoordinatorHandler::registerBranch(rpc::TxnStatus& out, const std::string& gtid,
                                         const rpc::Branch2pc& branch) {
   Guarded("registerBranch", [&] {
-    Require(Role::kSubmit, "registerBranch");
+    const Identity who = Require(Role::kSubmit, "registerBranch");
     CheckGtid(gtid, options_.limits);
     json body = {{"name", branch.name},
                  {"prepare", branch.prepare},
@@ -356,27 +349,28 @@ void CoordinatorHandler::registerBranch(rpc::TxnStatus& out, const std::string& 
     auto spec = ParseBranchSpec(body, limits);
     if (!spec.ok()) ThrowStatus(spec.status());
     FillStatus(out, Await<SubmitResult>(options_.call_timeout_ms, [&](auto done) {
-                 Service()->RegisterBranch(gtid, std::move(*spec), std::move(done));
+                 Service()->RegisterBranch(gtid, std::move(*spec), ClientName(who),
+                                           std::move(done));
                }));
   });
 }
 
 void CoordinatorHandler::commit2pc(rpc::TxnStatus& out, const std::string& gtid) {
   Guarded("commit2pc", [&] {
-    Require(Role::kSubmit, "commit2pc");
+    const Identity who = Require(Role::kSubmit, "commit2pc");
     CheckGtid(gtid, options_.limits);
     FillStatus(out, Await<SubmitResult>(options_.call_timeout_ms, [&](auto done) {
-                 Service()->Commit2pc(gtid, std::move(done));
+                 Service()->Commit2pc(gtid, ClientName(who), std::move(done));
                }));
   });
 }
 
 void CoordinatorHandler::abort2pc(rpc::TxnStatus& out, const std::string& gtid) {
   Guarded("abort2pc", [&] {
-    Require(Role::kSubmit, "abort2pc");
+    const Identity who = Require(Role::kSubmit, "abort2pc");
     CheckGtid(gtid, options_.limits);
     FillStatus(out, Await<SubmitResult>(options_.call_timeout_ms, [&](auto done) {
-                 Service()->Abort2pc(gtid, std::move(done));
+                 Service()->Abort2pc(gtid, ClientName(who), std::move(done));
                }));
   });
 }

@@ -55,7 +55,7 @@ std::vector<Route> AllRoutes(const std::string& log_level) {
       {"GET", "/metrics", "", "read"},
       {"GET", "/v1/session", "", "read"},
       {"POST", "/v1/sagas", "{}", "submit"},
-      {"POST", "/v1/2pc", R"({"gtid":"matrix-2pc"})", "submit"},
+      {"POST", "/v1/2pc", R"({})", "submit"},
       {"POST", "/v1/2pc/no-such-1/branches", "{}", "submit"},
       {"POST", "/v1/2pc/no-such-1/commit", "", "submit"},
       {"POST", "/v1/2pc/no-such-1/abort", "", "submit"},

@@ -64,7 +64,7 @@ class SubmissionPolicyTest : public ::testing::Test {
 
   Result<SubmitResult> Enlist(const std::string& gtid, BranchSpec branch) {
     std::optional<Result<SubmitResult>> answer;
-    service_->RegisterBranch(gtid, std::move(branch),
+    service_->RegisterBranch(gtid, std::move(branch), /*client=*/"",
                              [&](Result<SubmitResult> r) { answer = std::move(r); });
     runner_.Advance(10);
     EXPECT_TRUE(answer.has_value());

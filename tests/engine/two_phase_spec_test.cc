@@ -73,5 +73,30 @@ TEST(TwoPhaseSpecTest, BranchOnePhaseIsOptionalAndWrittenOnlyWhenTrue) {
   EXPECT_NE(bad.status().message().find("'one_phase'"), std::string::npos);
 }
 
+TEST(TwoPhaseSpecTest, ClientIsStoredWhenSetAndReadBackButNeverTakenFromABody) {
+  TwoPhaseSpec spec;
+  spec.timeout_ms = 1000;
+  EXPECT_FALSE(ToJson(spec).contains("client")) << "begun with authentication off";
+  spec.client = "shop";
+  const json written = ToJson(spec);
+  EXPECT_EQ(written, (json{{"timeout_ms", 1000}, {"client", "shop"}}));
+
+  TwoPhaseLimits stored;
+  stored.stored = true;
+  auto back = ParseTwoPhaseSpec(written, stored);
+  ASSERT_TRUE(back.ok()) << back.status().ToString();
+  EXPECT_EQ(back->client, "shop");
+  EXPECT_EQ(ToJson(*back), written);
+  auto old = ParseTwoPhaseSpec({{"timeout_ms", 1000}}, stored);
+  ASSERT_TRUE(old.ok());
+  EXPECT_EQ(old->client, "") << "an older release's spec: any client may drive it";
+
+  auto from_body = ParseTwoPhaseSpec({{"gtid", "g-1"}, {"client", "shop"}});
+  ASSERT_FALSE(from_body.ok()) << "a client cannot name itself in the begin body";
+  EXPECT_EQ(from_body.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(from_body.status().message().find("'client'"), std::string::npos);
+  EXPECT_FALSE(ParseTwoPhaseSpec({{"client", 7}}, stored).ok());
+}
+
 }  // namespace
 }  // namespace treaty

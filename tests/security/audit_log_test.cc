@@ -113,6 +113,54 @@ TEST_F(AuditLogTest, HostileStringsCannotBreakOrForgeLines) {
   EXPECT_EQ(nlohmann::json::parse(lines[1])["gtid"], "g2");
 }
 
+// A caller cannot flood the logs: reason and detail keep 1024 bytes, the
+// other strings 256, cut on a UTF-8 boundary with a marker; the file and the
+// main log get the same bounded record.
+TEST_F(AuditLogTest, LongStringsAreCutWithAMarker) {
+  std::ostringstream captured;
+  auto sink = std::make_shared<spdlog::sinks::ostream_sink_mt>(captured);
+  sink->set_pattern("%v");
+  auto previous = spdlog::default_logger();
+  spdlog::set_default_logger(std::make_shared<spdlog::logger>("audit-test", sink));
+  auto log = AuditLog::Open(path_);
+  ASSERT_TRUE(log.ok());
+  AuditRecord r = Sample("g1");
+  r.reason = std::string(900 * 1024, 'r');
+  std::string accents;
+  for (int i = 0; i < 1000; ++i) accents += "\xc3\xa9";  // é, two bytes each
+  r.detail = accents;
+  r.gtid = std::string(5000, 'g');
+  r.peer = "x" + accents;
+  (*log)->Record(r);
+  spdlog::set_default_logger(previous);
+
+  auto lines = Lines(path_);
+  ASSERT_EQ(lines.size(), 1u);
+  EXPECT_LT(lines[0].size(), 16u * 1024) << "the line is bounded";
+  auto j = nlohmann::json::parse(lines[0]);
+  const std::string reason = j["reason"];
+  EXPECT_LE(reason.size(), 1024u);
+  EXPECT_GT(reason.size(), 900u);
+  EXPECT_TRUE(reason.starts_with("rrrr"));
+  EXPECT_TRUE(reason.ends_with("(cut from 921600 bytes)")) << reason.substr(reason.size() - 40);
+  const std::string gtid = j["gtid"];
+  EXPECT_LE(gtid.size(), 256u);
+  EXPECT_TRUE(gtid.ends_with("(cut from 5000 bytes)")) << gtid;
+  for (const std::string field : {"detail", "peer"}) {
+    const std::string value = j[field];
+    EXPECT_LE(value.size(), field == "detail" ? 1024u : 256u) << field;
+    EXPECT_TRUE(value.ends_with("(cut from 2000 bytes)") ||
+                value.ends_with("(cut from 2001 bytes)"))
+        << field;
+    EXPECT_EQ(value.find("\xef\xbf\xbd"), std::string::npos)
+        << field << ": cut inside a character (U+FFFD)";
+  }
+  EXPECT_EQ(j["actor"], "ops-alice") << "short strings stay whole";
+  const std::string main_log = captured.str();
+  EXPECT_LT(main_log.size(), 16u * 1024);
+  EXPECT_NE(main_log.find("(cut from 921600 bytes)"), std::string::npos);
+}
+
 TEST_F(AuditLogTest, ReopenAfterRotationWritesToTheNewFile) {
   auto log = AuditLog::Open(path_);
   ASSERT_TRUE(log.ok());

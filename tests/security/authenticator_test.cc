@@ -5,11 +5,14 @@
 #include "security/authenticator.h"
 
 #include <gtest/gtest.h>
-
+#include <spdlog/sinks/ostream_sink.h>
+#include <spdlog/spdlog.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 
 #include "support/subprocess.h"
 
@@ -180,6 +183,76 @@ TEST(AuthenticatorTest, ReloadReplacesTheClientsAndAFailedReloadKeepsThem) {
   ASSERT_EQ(::unlink(path.c_str()), 0);
   EXPECT_FALSE(auth->Reload().ok());
   EXPECT_TRUE(auth->ForToken(kBobToken).has_value());
+  std::filesystem::remove_all(dir);
+}
+
+TEST(AuthenticatorTest, TheNameAnonymousIsReserved) {
+  auto auth = Authenticator::Parse(
+      Line("alice", "read", kAliceToken) + Line("anonymous", "admin", kBobToken), "tokens");
+  ASSERT_FALSE(auth.ok());
+  EXPECT_NE(auth.status().message().find("line 2"), std::string::npos) << auth.status().message();
+  EXPECT_NE(auth.status().message().find("reserved"), std::string::npos) << auth.status().message();
+}
+
+// A directory is refused as an error naming the option and the path, at
+// load and at reload (where the old clients stay); reading one must not
+// throw (libstdc++ streams throw "Is a directory").
+TEST(AuthenticatorTest, ADirectoryIsRefusedAtLoadAndReload) {
+  const std::string dir = testing::MakeTempDir("treaty-auth");
+  ASSERT_FALSE(dir.empty());
+  auto loaded = Authenticator::Load(dir);
+  ASSERT_FALSE(loaded.ok());
+  EXPECT_EQ(loaded.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(loaded.status().message().find("--auth-tokens"), std::string::npos);
+  EXPECT_NE(loaded.status().message().find(dir), std::string::npos) << loaded.status().message();
+  EXPECT_NE(loaded.status().message().find("directory"), std::string::npos);
+
+  const std::string path = dir + "/tokens";
+  WriteFile(path, Line("alice", "read", kAliceToken));
+  auto auth = Authenticator::Load(path);
+  ASSERT_TRUE(auth.ok()) << auth.status().ToString();
+  ASSERT_EQ(::unlink(path.c_str()), 0);
+  ASSERT_EQ(::mkdir(path.c_str(), 0700), 0);
+  Status s = (*auth)->Reload();
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(s.message().find(path), std::string::npos) << s.message();
+  EXPECT_TRUE((*auth)->ForToken(kAliceToken).has_value()) << "the old clients stay";
+  std::filesystem::remove_all(dir);
+}
+
+// A tokens file other users can read is accepted with a warning, at load
+// and at reload; a private one gives none.
+TEST(AuthenticatorTest, AFileOthersCanReadIsWarnedAbout) {
+  const std::string dir = testing::MakeTempDir("treaty-auth");
+  ASSERT_FALSE(dir.empty());
+  const std::string path = dir + "/tokens";
+  WriteFile(path, Line("alice", "read", kAliceToken));
+  std::ostringstream captured;
+  auto sink = std::make_shared<spdlog::sinks::ostream_sink_mt>(captured);
+  sink->set_pattern("%l %v");
+  auto previous = spdlog::default_logger();
+  spdlog::set_default_logger(std::make_shared<spdlog::logger>("auth-test", sink));
+
+  ASSERT_EQ(::chmod(path.c_str(), 0600), 0);
+  auto auth = Authenticator::Load(path);
+  ASSERT_TRUE(auth.ok());
+  const std::string private_log = captured.str();
+  ASSERT_EQ(::chmod(path.c_str(), 0644), 0);
+  const Status reloaded = (*auth)->Reload();
+  const std::string reload_log = captured.str();
+  ASSERT_EQ(::chmod(path.c_str(), 0640), 0);
+  auto group_readable = Authenticator::Load(path);
+  const std::string load_log = captured.str().substr(reload_log.size());
+  spdlog::set_default_logger(previous);
+
+  EXPECT_EQ(private_log, "");
+  ASSERT_TRUE(reloaded.ok());
+  EXPECT_NE(reload_log.find("warning --auth-tokens '" + path + "'"), std::string::npos)
+      << reload_log;
+  EXPECT_NE(reload_log.find("0644"), std::string::npos) << reload_log;
+  ASSERT_TRUE(group_readable.ok());
+  EXPECT_NE(load_log.find("0640"), std::string::npos) << load_log;
   std::filesystem::remove_all(dir);
 }
 

@@ -199,6 +199,30 @@ TEST(ParticipantPolicyTest, TheListNeverOverridesBuiltInDenials) {
   EXPECT_EQ(Denial(*p, "http://127.0.0.1:8081/"), "");
 }
 
+// The resolver reads a host with one trailing dot as the host without it,
+// so literals and names are judged without it.
+TEST(ParticipantPolicyTest, ATrailingDotChangesNothing) {
+  auto p = Policy();
+  p->AddOwnListener("127.0.0.1", 8080);
+  EXPECT_TRUE(Has(Denial(*p, "http://169.254.169.254.:80/"), "cloud metadata address"));
+  EXPECT_TRUE(Has(Denial(*p, "http://169.254.10.1./"), "link-local address"));
+  EXPECT_TRUE(Has(Denial(*p, "http://127.0.0.1.:8080/x"), "this coordinator's own listener"));
+  EXPECT_TRUE(Has(Denial(*p, "http://0x7f000001.:8080/x"), "this coordinator's own listener"));
+  EXPECT_TRUE(Has(Denial(*p, "http://[::ffff:169.254.169.254]/"), "cloud metadata address"));
+  EXPECT_TRUE(Has(Denial(*p, "http://METADATA.google.internal./"), "cloud metadata address"));
+  EXPECT_TRUE(Has(Denial(*p, "http://localhost.:8080/"), "this coordinator's own listener"));
+  EXPECT_EQ(Denial(*p, "http://127.0.0.1.:8081/x"), "");
+
+  // With a list: a literal with a dot is judged by the IP and CIDR entries
+  // only, never by a name entry.
+  auto listed = Policy({"*.0.1", "10.0.0.0/8"});
+  EXPECT_TRUE(Has(Denial(*listed, "http://127.0.0.1./"), "not in --participant-allow"));
+  EXPECT_EQ(Denial(*listed, "http://10.1.2.3./"), "");
+  EXPECT_TRUE(
+      Has(AddressDenial(*listed, "http://127.0.0.1./", "127.0.0.1"), "not in --participant-allow"));
+  EXPECT_TRUE(Has(AddressDenial(*p, "http://metadata./", "10.1.2.3"), "cloud metadata address"));
+}
+
 TEST(ParticipantPolicyTest, BadEntriesAreRefusedNamingThem) {
   for (const char* entry :
        {"", "*", "10.0.0.0/33", "[fd00::/8", "[fd00::1]x", "host:0", "host:70000", "host:", "ho st",

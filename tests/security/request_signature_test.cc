@@ -147,5 +147,19 @@ TEST(RequestSignatureTest, LoadSigningKey) {
   std::filesystem::remove_all(dir);
 }
 
+// A directory (or anything not a regular file) is refused as an error; the
+// read must not throw (libstdc++ streams throw "Is a directory").
+TEST(RequestSignatureTest, LoadSigningKeyRefusesADirectory) {
+  const std::string dir = testing::MakeTempDir("treaty-sig");
+  ASSERT_FALSE(dir.empty());
+  auto key = LoadSigningKey(dir, "--participant-hmac-key");
+  ASSERT_FALSE(key.ok());
+  EXPECT_EQ(key.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(key.status().message().find("--participant-hmac-key"), std::string::npos);
+  EXPECT_NE(key.status().message().find(dir), std::string::npos) << key.status().message();
+  EXPECT_NE(key.status().message().find("directory"), std::string::npos) << key.status().message();
+  std::filesystem::remove_all(dir);
+}
+
 }  // namespace
 }  // namespace treaty

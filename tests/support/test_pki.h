@@ -32,7 +32,7 @@ class TestPki {
   // valid from an hour ago for `valid_days`; with `expired`, valid only in
   // January 2020. `file_stem` names the files (stem.pem, stem.key).
   Result<CertFiles> Issue(const std::string& common_name, const std::string& file_stem,
-                          bool expired = false, int valid_days = 2);
+                          bool expired = false, int valid_days = 30);
 
  private:
   TestPki(std::string dir, std::string ca_cert)

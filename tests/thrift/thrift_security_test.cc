@@ -412,6 +412,31 @@ TEST_F(ThriftSecurityTest, OperatorEventNamesTheIdentity) {
   EXPECT_TRUE(named) << "no event names ops-all@thrift";
 }
 
+// A 2PC transaction is bound to the client that began it: another client
+// holding submit cannot enlist into, commit or abort it (Forbidden).
+TEST_F(ThriftSecurityTest, OnlyTheClientThatBeganA2pcDrivesIt) {
+  StartServer();
+  auto owner = Plain();
+  owner->rpc->authenticate(kSubmitToken);
+  auto other = Plain();
+  other->rpc->authenticate(kAllToken);
+  rpc::TxnStatus out;
+  rpc::Begin2pcRequest begin;
+  begin.__set_gtid("t-bound");
+  owner->rpc->begin2pc(out, begin);
+  rpc::Branch2pc branch;
+  branch.name = "b";
+  branch.prepare = "http://127.0.0.1:9/b/prepare";
+  branch.commit = "http://127.0.0.1:9/b/commit";
+  branch.abort = "http://127.0.0.1:9/b/abort";
+  EXPECT_THROW(other->rpc->registerBranch(out, "t-bound", branch), rpc::Forbidden);
+  EXPECT_THROW(other->rpc->commit2pc(out, "t-bound"), rpc::Forbidden);
+  EXPECT_THROW(other->rpc->abort2pc(out, "t-bound"), rpc::Forbidden);
+  EXPECT_THROW(other->rpc->begin2pc(out, begin), rpc::Forbidden);
+  owner->rpc->commit2pc(out, "t-bound");  // no branch: straight to COMMITTED
+  EXPECT_EQ(out.state, "COMMITTED");
+}
+
 TEST_F(ThriftSecurityTest, AuthenticationOffLetsEveryoneInAndAcceptsTokens) {
   options_.auth_tokens_file.clear();
   StartServer();
