@@ -16,8 +16,9 @@ namespace treaty {
 
 // Who asked for an operator action, and why.
 struct OperatorRequest {
-  // The identity the API authenticated; until it authenticates callers:
-  // "anonymous@<peer ip:port>" (REST, Thrift) or "treatyctl@<host>".
+  // Who acts: the authenticated client's name and where it came from,
+  // "<name>@<peer ip:port>" (REST) or "<name>@thrift"; "anonymous@..." when
+  // authentication is off (docs/security.md).
   std::string actor;
   std::string reason;  // free text, valid UTF-8, at most 1024 bytes
 };
