@@ -15,8 +15,8 @@
 #include <vector>
 
 #include "common/status.h"
-#include "security/tls_context.h"
 #include "engine/txn_service.h"
+#include "security/tls_context.h"
 #include "store/log_writer.h"
 
 namespace treaty {
@@ -52,16 +52,16 @@ struct ServerOptions {
   // The stall threshold is writer.stall_after_ms.
   int64_t store_timeout_ms = 3000;
   // Security (docs/security.md).
-  TlsServerFiles tls;                        // --tls-cert/--tls-key/--tls-client-ca: HTTPS and Thrift over TLS
-  std::string auth_tokens_file;              // --auth-tokens; empty: no authentication
-  bool metrics_open = false;                 // --metrics-open: /metrics without the read role
-  bool insecure = false;                     // --insecure: non-loopback listeners without authentication
-  std::vector<std::string> allowed_hosts;    // --allowed-hosts: Host header allow-list
-  bool thrift_enabled = true;                // --thrift off
+  TlsServerFiles tls;            // --tls-cert/--tls-key/--tls-client-ca: HTTPS and Thrift over TLS
+  std::string auth_tokens_file;  // --auth-tokens; empty: no authentication
+  bool metrics_open = false;     // --metrics-open: /metrics without the read role
+  bool insecure = false;         // --insecure: non-loopback listeners without authentication
+  std::vector<std::string> allowed_hosts;      // --allowed-hosts: Host header allow-list
+  bool thrift_enabled = true;                  // --thrift off
   std::vector<std::string> participant_allow;  // --participant-allow entries
-  TlsClientFiles participant_tls;              // --participant-ca/--participant-cert/--participant-key
-  std::string participant_hmac_key_file;       // --participant-hmac-key: sign participant calls
-  std::string audit_log_file;                  // --audit-log; empty: the main log only
+  TlsClientFiles participant_tls;         // --participant-ca/--participant-cert/--participant-key
+  std::string participant_hmac_key_file;  // --participant-hmac-key: sign participant calls
+  std::string audit_log_file;             // --audit-log; empty: the main log only
   TxnServiceOptions service;
   LogWriterOptions writer;
 };

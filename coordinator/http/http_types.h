@@ -19,7 +19,7 @@ struct HttpRequest {
   std::map<std::string, std::string> headers;  // lower-case names
   std::string body;
   std::string remote;  // "ip:port" of the peer
-  bool tls = false;     // arrived over TLS
+  bool tls = false;    // arrived over TLS
   // Subject CN of the client certificate, verified against --tls-client-ca
   // (mTLS); "" when none.
   std::string tls_peer_cn;
