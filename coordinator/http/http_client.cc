@@ -18,6 +18,7 @@
 
 #include "common/endpoint.h"
 #include "http/bounded_read.h"
+#include "security/peer_name.h"
 
 namespace treaty {
 
@@ -85,16 +86,6 @@ void Connect(tcp::resolver& resolver, Stream& stream, const Endpoint& ep,
       });
 }
 
-// Asks OpenSSL to check that the server's certificate names `host` (a DNS
-// name or an IP address) during the handshake, and sends `host` as SNI when
-// it is a name. False when OpenSSL refuses the parameters.
-bool ExpectServerName(SSL* ssl, const std::string& host) {
-  boost::system::error_code ec;
-  net::ip::make_address(host, ec);
-  if (!ec) return X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), host.c_str()) == 1;
-  return SSL_set_tlsext_host_name(ssl, host.c_str()) == 1 && SSL_set1_host(ssl, host.c_str()) == 1;
-}
-
 // The reason of a failed certificate check, e.g. "certificate has expired",
 // or "" when the certificate was not the problem.
 std::string VerifyFailure(SSL* ssl) {
@@ -154,7 +145,7 @@ Result<HttpClientResponse> HttpFetch(const std::string& method, const std::strin
   std::optional<beast::ssl_stream<beast::tcp_stream>> secure;
   if (https) {
     secure.emplace(io, *tls_context);
-    if (!ExpectServerName(secure->native_handle(), parsed->host)) {
+    if (!ExpectPeerName(secure->native_handle(), parsed->host)) {
       return Status::InvalidArgument("cannot verify the server name '" + parsed->host + "'");
     }
     Connect(resolver, *secure, *parsed, deadline, x, [&secure, &x] {

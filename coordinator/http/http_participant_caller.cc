@@ -28,6 +28,7 @@
 #include "common/text.h"
 #include "http/bounded_read.h"
 #include "http/http_connection_pool.h"
+#include "security/peer_name.h"
 #include "security/request_signature.h"
 
 namespace treaty {
@@ -219,19 +220,7 @@ class CallState : public PoolWaiter, public std::enable_shared_from_this<CallSta
   void Handshake(const std::shared_ptr<PooledConnection>& conn) {
     TlsStream& tls = *conn->tls();
     SSL* ssl = tls.native_handle();
-    const std::string& host = pool_->host();
-    beast::error_code not_ip;
-    net::ip::make_address(host, not_ip);
-    bool ok;
-    if (not_ip) {
-      // SNI carries names only (RFC 6066), never an IP literal.
-      ok =
-          SSL_set_tlsext_host_name(ssl, host.c_str()) == 1 && SSL_set1_host(ssl, host.c_str()) == 1;
-      SSL_set_hostflags(ssl, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
-    } else {
-      ok = X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), host.c_str()) == 1;
-    }
-    if (!ok) {
+    if (!ExpectPeerName(ssl, pool_->host())) {
       return Fail(conn, "TLS to " + pool_->authority() + ": cannot set the expected host name");
     }
     tls.set_verify_mode(ssl::verify_peer);  // whatever the context says
