@@ -18,9 +18,9 @@
 #include <thread>
 #include <vector>
 
+#include <spdlog/spdlog.h>
 #include <CLI/CLI.hpp>
 #include <boost/asio/io_context.hpp>
-#include <spdlog/spdlog.h>
 
 #include "api/server.h"
 #include "http/http_server.h"
@@ -85,17 +85,17 @@ int main(int argc, char** argv) {
     treaty::SagaSpec spec = proto;
     spec.gtid = "bench-" + run + "-" + std::to_string(i);
     auto start = Clock::now();
-    server.service()->SubmitSaga(std::move(spec), true, 60000,
-                                 [&, start](treaty::Result<treaty::SubmitResult> r) {
-      if (!r.ok() || r->state != "COMMITTED") ++failed;
-      auto us = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - start);
-      {
-        std::lock_guard<std::mutex> l(mu);
-        latencies_us.push_back(us.count());
-      }
-      if (++done == sagas) cv.notify_all();
-      submit_one();
-    });
+    server.service()->SubmitSaga(
+        std::move(spec), true, 60000, [&, start](treaty::Result<treaty::SubmitResult> r) {
+          if (!r.ok() || r->state != "COMMITTED") ++failed;
+          auto us = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - start);
+          {
+            std::lock_guard<std::mutex> l(mu);
+            latencies_us.push_back(us.count());
+          }
+          if (++done == sagas) cv.notify_all();
+          submit_one();
+        });
   };
   auto t0 = Clock::now();
   for (int i = 0; i < std::min(in_flight, sagas); ++i) submit_one();
@@ -105,12 +105,14 @@ int main(int argc, char** argv) {
   }
   double secs = std::chrono::duration<double>(Clock::now() - t0).count();
   std::sort(latencies_us.begin(), latencies_us.end());
-  auto pct = [&](double p) { return latencies_us[static_cast<size_t>(p * (latencies_us.size() - 1))] / 1000.0; };
+  auto pct = [&](double p) {
+    return latencies_us[static_cast<size_t>(p * (latencies_us.size() - 1))] / 1000.0;
+  };
   std::cout << "store=" << store.substr(0, store.find(':')) << " sagas=" << sagas
             << " steps=" << steps << " in_flight=" << in_flight << " failed=" << failed
             << "\nthroughput: " << static_cast<int>(sagas / secs) << " sagas/s (" << secs
-            << " s)\nlatency ms: p50=" << pct(0.5) << " p90=" << pct(0.9)
-            << " p99=" << pct(0.99) << " max=" << pct(1.0) << "\n";
+            << " s)\nlatency ms: p50=" << pct(0.5) << " p90=" << pct(0.9) << " p99=" << pct(0.99)
+            << " max=" << pct(1.0) << "\n";
   server.Stop();
   participant.Stop();
   pio.stop();

@@ -15,6 +15,7 @@ packages=(
   nlohmann-json3-dev libcli11-dev
   postgresql-15 postgresql-client-15
   procps psmisc
+  clang clang-format
   chromium
 )
 # Node.js + npm drive the dashboard's browser test (playwright-core, which

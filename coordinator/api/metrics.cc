@@ -156,8 +156,8 @@ void HistogramFamily::Render(std::string* out) const {
       *out += name_ + "_bucket" + LabelText(labels, "le=\"" + MetricNumber(bounds_[i]) + "\"") +
               " " + std::to_string(cumulative) + "\n";
     }
-    *out += name_ + "_bucket" + LabelText(labels, "le=\"+Inf\"") + " " +
-            std::to_string(s.count) + "\n";
+    *out +=
+        name_ + "_bucket" + LabelText(labels, "le=\"+Inf\"") + " " + std::to_string(s.count) + "\n";
     *out += name_ + "_sum" + LabelText(labels) + " " + MetricNumber(s.sum) + "\n";
     *out += name_ + "_count" + LabelText(labels) + " " + std::to_string(s.count) + "\n";
   }
@@ -165,8 +165,8 @@ void HistogramFamily::Render(std::string* out) const {
 
 CounterFamily* MetricsRegistry::AddCounter(std::string name, std::string help,
                                            std::vector<std::string> label_names) {
-  auto f = std::make_unique<CounterFamily>(std::move(name), std::move(help),
-                                           std::move(label_names));
+  auto f =
+      std::make_unique<CounterFamily>(std::move(name), std::move(help), std::move(label_names));
   CounterFamily* raw = f.get();
   std::lock_guard<std::mutex> l(mu_);
   families_.push_back(std::move(f));
@@ -175,8 +175,7 @@ CounterFamily* MetricsRegistry::AddCounter(std::string name, std::string help,
 
 GaugeFamily* MetricsRegistry::AddGauge(std::string name, std::string help,
                                        std::vector<std::string> label_names) {
-  auto f =
-      std::make_unique<GaugeFamily>(std::move(name), std::move(help), std::move(label_names));
+  auto f = std::make_unique<GaugeFamily>(std::move(name), std::move(help), std::move(label_names));
   GaugeFamily* raw = f.get();
   std::lock_guard<std::mutex> l(mu_);
   families_.push_back(std::move(f));

@@ -26,8 +26,10 @@ class AsioTaskRunner : public TaskRunner {
       : executor_(executor), name_(std::move(name)) {}
 
   int64_t NowMs() override;
+  int64_t MonotonicMs() override;
   void Post(Task task) override;
   std::shared_ptr<Timer> PostAfter(int64_t delay_ms, Task task) override;
+  bool RunsTasksOnCurrentThread() const override;
 
  private:
   boost::asio::any_io_executor executor_;

@@ -21,6 +21,7 @@
 #include "common/task_runner.h"
 #include "engine/engine_context.h"
 #include "engine/saga_spec.h"
+#include "engine/txn_adopter.h"
 #include "engine/two_phase_spec.h"
 #include "engine/txn_driver.h"
 #include "security/participant_policy.h"
@@ -74,7 +75,7 @@ struct ServiceCounters {
   int64_t calls_ok = 0, calls_business_failure = 0, calls_transient = 0;
 };
 
-class TxnService : private TxnObserver {
+class TxnService : public TxnAdopter, private TxnObserver {
  public:
   template <typename T>
   using Callback = std::function<void(Result<T>)>;
@@ -156,10 +157,10 @@ class TxnService : private TxnObserver {
   void Abort2pc(const std::string& gtid, const std::string& client, Callback<SubmitResult> done);
 
   // Recovery/takeover: starts drivers for transactions just claimed.
-  void Adopt(std::vector<TxnDetail> claimed);
+  void Adopt(std::vector<TxnDetail> claimed) override;
   // Drops every driver at once (this coordinator was declared dead) and sets
   // the owner id used from now on.
-  void DropAllAndReown(const std::string& new_owner);
+  void DropAllAndReown(const std::string& new_owner) override;
   // How many drivers are in memory (thread-safe snapshot).
   ServiceCounters counters() const;
 

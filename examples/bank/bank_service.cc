@@ -132,9 +132,10 @@ int main(int argc, char** argv) {
         auto r = tx.Exec(
             "CREATE TABLE IF NOT EXISTS accounts(id int PRIMARY KEY, balance bigint NOT NULL)");
         if (!r.ok()) return r.status();
-        r = tx.Exec("INSERT INTO accounts SELECT g, $2::bigint FROM generate_series(1, $1::int) g "
-                    "ON CONFLICT DO NOTHING",
-                    {std::to_string(accounts), std::to_string(initial)});
+        r = tx.Exec(
+            "INSERT INTO accounts SELECT g, $2::bigint FROM generate_series(1, $1::int) g "
+            "ON CONFLICT DO NOTHING",
+            {std::to_string(accounts), std::to_string(initial)});
         return r.status();
       });
   if (!seeded.ok()) {

@@ -78,8 +78,10 @@ int main(int argc, char** argv) {
       };
       auto begin = client.Begin("", 30000);
       treaty::Status s = begin.status();
-      if (s.ok()) s = client.Enlist(begin->gtid, branch("debit", a_to_b ? bank_a : bank_b, from, -amount));
-      if (s.ok()) s = client.Enlist(begin->gtid, branch("credit", a_to_b ? bank_b : bank_a, to, amount));
+      if (s.ok())
+        s = client.Enlist(begin->gtid, branch("debit", a_to_b ? bank_a : bank_b, from, -amount));
+      if (s.ok())
+        s = client.Enlist(begin->gtid, branch("credit", a_to_b ? bank_b : bank_a, to, amount));
       if (!s.ok()) {
         std::cerr << "transfer " << i << ": " << s.ToString() << "\n";
         if (begin.ok()) (void)client.Abort(begin->gtid);
@@ -105,7 +107,7 @@ int main(int argc, char** argv) {
   const int64_t after = TotalBalance(db_a) + TotalBalance(db_b);
   std::cout << "transfers: " << committed << " committed, " << aborted << " aborted, " << failed
             << " unfinished" << std::endl;
-  std::cout << "total balance after: " << after << (after == before ? " (invariant holds)" : " (INVARIANT BROKEN)")
-            << std::endl;
+  std::cout << "total balance after: " << after
+            << (after == before ? " (invariant holds)" : " (INVARIANT BROKEN)") << std::endl;
   return after == before && failed == 0 ? 0 : 1;
 }

@@ -62,8 +62,8 @@ int main(int argc, char** argv) {
     if (full.is_object() && full.contains("history")) {
       for (const auto& e : full["history"]) {
         std::string branch = e.value("branch", "");
-        std::cout << "    " << (branch.empty() ? "(saga)" : branch) << " "
-                  << e.value("detail", "") << "\n";
+        std::cout << "    " << (branch.empty() ? "(saga)" : branch) << " " << e.value("detail", "")
+                  << "\n";
       }
     }
   }

@@ -87,7 +87,8 @@ class SqliteBookings : public BookingStore {
     sqlite3_stmt* st = nullptr;
     sqlite3_prepare_v2(db_, sql, -1, &st, nullptr);
     sqlite3_bind_text(st, 1, a.c_str(), -1, SQLITE_TRANSIENT);
-    if (sqlite3_bind_parameter_count(st) > 1) sqlite3_bind_text(st, 2, b.c_str(), -1, SQLITE_TRANSIENT);
+    if (sqlite3_bind_parameter_count(st) > 1)
+      sqlite3_bind_text(st, 2, b.c_str(), -1, SQLITE_TRANSIENT);
     sqlite3_step(st);
     sqlite3_finalize(st);
   }
@@ -104,7 +105,8 @@ class SqliteBookings : public BookingStore {
     sqlite3_prepare_v2(db_, "SELECT state FROM bookings WHERE gtid=?", -1, &st, nullptr);
     sqlite3_bind_text(st, 1, gtid.c_str(), -1, SQLITE_TRANSIENT);
     std::string s;
-    if (sqlite3_step(st) == SQLITE_ROW) s = reinterpret_cast<const char*>(sqlite3_column_text(st, 0));
+    if (sqlite3_step(st) == SQLITE_ROW)
+      s = reinterpret_cast<const char*>(sqlite3_column_text(st, 0));
     sqlite3_finalize(st);
     return s;
   }
@@ -126,9 +128,10 @@ class PgBookings : public BookingStore {
       auto q = ctx.op == "action"
                    ? tx.Exec("INSERT INTO travel_bookings VALUES ($1, $2, $3, 'booked')",
                              {service_, ctx.gtid, detail})
-                   : tx.Exec("UPDATE travel_bookings SET state = 'cancelled' "
-                             "WHERE service = $1 AND gtid = $2",
-                             {service_, ctx.gtid});
+                   : tx.Exec(
+                         "UPDATE travel_bookings SET state = 'cancelled' "
+                         "WHERE service = $1 AND gtid = $2",
+                         {service_, ctx.gtid});
       what = ctx.op == "action" ? "booked " + detail : "cancelled";
       return q.status();
     });
@@ -137,9 +140,15 @@ class PgBookings : public BookingStore {
       return r.status();
     }
     switch (*r) {
-      case treaty::BarrierEffect::kApplied: *message = what; break;
-      case treaty::BarrierEffect::kDuplicate: *message = "duplicate delivery, already applied"; break;
-      case treaty::BarrierEffect::kNullCompensation: *message = "nothing to cancel"; break;
+      case treaty::BarrierEffect::kApplied:
+        *message = what;
+        break;
+      case treaty::BarrierEffect::kDuplicate:
+        *message = "duplicate delivery, already applied";
+        break;
+      case treaty::BarrierEffect::kNullCompensation:
+        *message = "nothing to cancel";
+        break;
     }
     return treaty::Status::Ok();
   }
@@ -175,9 +184,10 @@ int main(int argc, char** argv) {
     barrier = std::move(*b);
     auto s = barrier->Run({.gtid = "travel-setup", .branch = "schema", .op = "action"},
                           [](treaty::SqlTx& tx) {
-                            return tx.Exec(
-                                "CREATE TABLE IF NOT EXISTS travel_bookings(service text, gtid "
-                                "text, detail text, state text, PRIMARY KEY (service, gtid))")
+                            return tx
+                                .Exec(
+                                    "CREATE TABLE IF NOT EXISTS travel_bookings(service text, gtid "
+                                    "text, detail text, state text, PRIMARY KEY (service, gtid))")
                                 .status();
                           });
     if (!s.ok()) {

@@ -126,8 +126,8 @@ Status MigrateParticipantSchema(pqxx::connection& conn) {
         " version integer PRIMARY KEY, name text NOT NULL,"
         " applied_at timestamptz NOT NULL DEFAULT now())");
     for (const auto& m : ParticipantMigrations()) {
-      pqxx::result r =
-          w.exec_params("SELECT 1 FROM treaty_participant_migrations WHERE version = $1", m.version);
+      pqxx::result r = w.exec_params(
+          "SELECT 1 FROM treaty_participant_migrations WHERE version = $1", m.version);
       if (!r.empty()) continue;
       w.exec(m.sql);
       w.exec_params("INSERT INTO treaty_participant_migrations(version, name) VALUES ($1, $2)",

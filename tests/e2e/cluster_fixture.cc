@@ -2,8 +2,8 @@
 
 #include <signal.h>
 
-#include <filesystem>
 #include <cstdlib>
+#include <filesystem>
 #include <iostream>
 #include <thread>
 

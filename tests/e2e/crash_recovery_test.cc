@@ -9,9 +9,9 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <chrono>
 #include <filesystem>
-#include <atomic>
 #include <map>
 #include <mutex>
 #include <random>
@@ -50,9 +50,8 @@ class CrashRecoveryTest : public ::testing::TestWithParam<std::string> {
     proc_ = std::make_unique<Subprocess>(
         std::vector<std::string>{BinaryPath("treatyd"), "--store", store_, "--http",
                                  "127.0.0.1:" + std::to_string(port_), "--thrift", "127.0.0.1:0",
-                                 "--heartbeat-ms", "200",
-                                 "--lease-ms", "1000", "--retry-max-backoff-ms", "200",
-                                 "--log-level", "warn"},
+                                 "--heartbeat-ms", "200", "--lease-ms", "1000",
+                                 "--retry-max-backoff-ms", "200", "--log-level", "warn"},
         dir_ + "/treatyd.log");
     ASSERT_TRUE(proc_->Start().ok());
     for (int i = 0; i < 300; ++i) {
@@ -66,10 +65,11 @@ class CrashRecoveryTest : public ::testing::TestWithParam<std::string> {
   json Saga(const std::string& gtid, bool fails) {
     json steps = json::array();
     for (std::string name : {"flight", "hotel", fails ? "nocar" : "car"}) {
-      steps.push_back({{"name", name},
-                       {"action", participant_.Url(name, "action")},
-                       {"compensate", participant_.Url(name, "compensate")},
-                       {"retry", {{"max_attempts", 50}, {"initial_backoff_ms", 20}, {"max_backoff_ms", 100}}}});
+      steps.push_back(
+          {{"name", name},
+           {"action", participant_.Url(name, "action")},
+           {"compensate", participant_.Url(name, "compensate")},
+           {"retry", {{"max_attempts", 50}, {"initial_backoff_ms", 20}, {"max_backoff_ms", 100}}}});
     }
     return {{"gtid", gtid}, {"steps", steps}};
   }
@@ -141,7 +141,8 @@ TEST_P(CrashRecoveryTest, KillNineAtRandomMomentsLosesNothing) {
         break;
       }
       ASSERT_LT(std::chrono::steady_clock::now(), deadline)
-          << gtid << " stuck in " << t.dump() << "\n" << proc_->Log();
+          << gtid << " stuck in " << t.dump() << "\n"
+          << proc_->Log();
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
     }
   }
@@ -171,8 +172,8 @@ TEST_P(CrashRecoveryTest, KillNineAtRandomMomentsLosesNothing) {
   }
   EXPECT_GT(committed, 0);
   EXPECT_GT(aborted, 0);
-  std::cout << "sagas tried " << tried.size() << ", accepted " << accepted.size()
-            << ", committed " << committed << ", aborted " << aborted << "\n";
+  std::cout << "sagas tried " << tried.size() << ", accepted " << accepted.size() << ", committed "
+            << committed << ", aborted " << aborted << "\n";
 
   // A clean SIGTERM exits 0.
   proc_->Signal(SIGTERM);

@@ -26,7 +26,12 @@ void FakeTaskRunner::RunUntilIdle() {
   while (!queue_.empty() && queue_.begin()->first.first <= now_) {
     Entry e = std::move(queue_.begin()->second);
     queue_.erase(queue_.begin());
-    if (!*e.cancelled) e.task();
+    if (!*e.cancelled) {
+      const bool outer = running_;
+      running_ = true;
+      e.task();
+      running_ = outer;
+    }
   }
 }
 

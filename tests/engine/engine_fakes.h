@@ -27,8 +27,11 @@ namespace treaty::testing {
 class FakeTaskRunner : public TaskRunner {
  public:
   int64_t NowMs() override { return now_; }
+  int64_t MonotonicMs() override { return now_ - kStartMs; }
   void Post(Task task) override { PostAfter(0, std::move(task)); }
   std::shared_ptr<Timer> PostAfter(int64_t delay_ms, Task task) override;
+  // True inside a task this runner runs (RunUntilIdle, Advance, RunUntil).
+  bool RunsTasksOnCurrentThread() const override { return running_; }
 
   // Runs every task due at the current time (including ones they post).
   void RunUntilIdle();
@@ -44,7 +47,9 @@ class FakeTaskRunner : public TaskRunner {
     Task task;
     std::shared_ptr<bool> cancelled;
   };
-  int64_t now_ = 1'700'000'000'000;
+  static constexpr int64_t kStartMs = 1'700'000'000'000;
+  int64_t now_ = kStartMs;
+  bool running_ = false;
   uint64_t seq_ = 0;
   std::multimap<std::pair<int64_t, uint64_t>, Entry> queue_;
 };

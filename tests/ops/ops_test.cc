@@ -6,8 +6,8 @@
 #include <thread>
 
 #include <gtest/gtest.h>
-#include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
+#include <nlohmann/json.hpp>
 
 #include "api/api_fixture.h"
 #include "api/metrics.h"
@@ -64,12 +64,14 @@ TEST(MetricsRegistryTest, ParserRejectsBrokenExposition) {
   EXPECT_FALSE(ParsePrometheus("x 1", &e, &error));  // no final newline
   PromExposition h;
   EXPECT_FALSE(ParsePrometheus(
-      "# TYPE h histogram\nh_bucket{le=\"1\"} 2\nh_bucket{le=\"+Inf\"} 1\nh_count 1\n", &h, &error));
+      "# TYPE h histogram\nh_bucket{le=\"1\"} 2\nh_bucket{le=\"+Inf\"} 1\nh_count 1\n", &h,
+      &error));
 }
 
 TEST(JsonLogFormatterTest, EveryLineIsValidJsonWithGtidAndBranch) {
-  spdlog::details::log_msg msg("treatyd", spdlog::level::warn,
-                               "gtid=g-1 branch=hotel compensate failed: \"500\"\n\tbody \\ \x01 \xff");
+  spdlog::details::log_msg msg(
+      "treatyd", spdlog::level::warn,
+      "gtid=g-1 branch=hotel compensate failed: \"500\"\n\tbody \\ \x01 \xff");
   const std::string line = JsonLogLine(msg);
   ASSERT_EQ(line.back(), '\n');
   EXPECT_EQ(line.find('\n'), line.size() - 1);
@@ -99,10 +101,12 @@ TEST_P(OpsApiTest, MetricsMoveAsTransactionsRun) {
   EXPECT_EQ(before.Sum("treaty_cluster_members", {{"state", "alive"}}), 1);
   EXPECT_EQ(before.Sum("treaty_log_store_up"), 1);
 
-  auto ok = Post("/v1/sagas", {{"gtid", "m-ok"}, {"wait", true}, {"steps", {Step("a"), Step("b")}}});
+  auto ok =
+      Post("/v1/sagas", {{"gtid", "m-ok"}, {"wait", true}, {"steps", {Step("a"), Step("b")}}});
   ASSERT_EQ(ok.body["state"], "COMMITTED") << ok.raw;
   participant_->SetRule("b", "action", Rule{{409}});
-  auto bad = Post("/v1/sagas", {{"gtid", "m-bad"}, {"wait", true}, {"steps", {Step("a"), Step("b")}}});
+  auto bad =
+      Post("/v1/sagas", {{"gtid", "m-bad"}, {"wait", true}, {"steps", {Step("a"), Step("b")}}});
   ASSERT_EQ(bad.body["state"], "ABORTED") << bad.raw;
   // A stuck one: compensation keeps failing -> needs attention.
   participant_->SetRule("c", "action", Rule{{409}});
@@ -117,14 +121,21 @@ TEST_P(OpsApiTest, MetricsMoveAsTransactionsRun) {
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
   EXPECT_EQ(after.Sum("treaty_transactions_started_total", {{"kind", "saga"}}), 3);
-  EXPECT_EQ(after.Sum("treaty_transactions_finished_total", {{"kind", "saga"}, {"outcome", "committed"}}), 1);
-  EXPECT_EQ(after.Sum("treaty_transactions_finished_total", {{"kind", "saga"}, {"outcome", "aborted"}}), 1);
+  EXPECT_EQ(
+      after.Sum("treaty_transactions_finished_total", {{"kind", "saga"}, {"outcome", "committed"}}),
+      1);
+  EXPECT_EQ(
+      after.Sum("treaty_transactions_finished_total", {{"kind", "saga"}, {"outcome", "aborted"}}),
+      1);
   EXPECT_EQ(after.Sum("treaty_transactions_needing_attention", {{"kind", "saga"}}), 1);
   EXPECT_EQ(after.Sum("treaty_transactions_in_flight", {{"kind", "saga"}}), 1);
   EXPECT_EQ(after.Sum("treaty_transactions", {{"state", "COMMITTED"}}), 1);
   EXPECT_GE(after.Sum("treaty_branch_calls_total", {{"op", "action"}, {"outcome", "ok"}}), 4);
-  EXPECT_EQ(after.Sum("treaty_branch_calls_total", {{"op", "action"}, {"outcome", "business_failure"}}), 2);
-  EXPECT_GE(after.Sum("treaty_branch_calls_total", {{"op", "compensate"}, {"outcome", "transient"}}), 3);
+  EXPECT_EQ(
+      after.Sum("treaty_branch_calls_total", {{"op", "action"}, {"outcome", "business_failure"}}),
+      2);
+  EXPECT_GE(
+      after.Sum("treaty_branch_calls_total", {{"op", "compensate"}, {"outcome", "transient"}}), 3);
   EXPECT_GE(after.Sum("treaty_branch_call_retries_total", {{"op", "compensate"}}), 3);
   EXPECT_GE(after.Sum("treaty_participant_call_duration_seconds_count", {{"op", "action"}}), 6);
   EXPECT_GE(after.Sum("treaty_log_write_duration_seconds_count"), 3);

@@ -12,9 +12,18 @@ const std::regex kMetricName("[a-zA-Z_:][a-zA-Z0-9_:]*");
 const std::regex kLabelName("[a-zA-Z_][a-zA-Z0-9_]*");
 
 bool ParseValue(const std::string& s, double* v) {
-  if (s == "+Inf") { *v = INFINITY; return true; }
-  if (s == "-Inf") { *v = -INFINITY; return true; }
-  if (s == "NaN") { *v = NAN; return true; }
+  if (s == "+Inf") {
+    *v = INFINITY;
+    return true;
+  }
+  if (s == "-Inf") {
+    *v = -INFINITY;
+    return true;
+  }
+  if (s == "NaN") {
+    *v = NAN;
+    return true;
+  }
   try {
     size_t used = 0;
     *v = std::stod(s, &used);
@@ -41,17 +50,32 @@ bool ParseSample(const std::string& line, PromSample* s, std::string* why) {
   size_t i = 0;
   while (i < line.size() && line[i] != '{' && line[i] != ' ') ++i;
   s->name = line.substr(0, i);
-  if (!std::regex_match(s->name, kMetricName)) { *why = "bad metric name"; return false; }
+  if (!std::regex_match(s->name, kMetricName)) {
+    *why = "bad metric name";
+    return false;
+  }
   if (i < line.size() && line[i] == '{') {
     ++i;
     while (true) {
-      if (i < line.size() && line[i] == '}') { ++i; break; }
+      if (i < line.size() && line[i] == '}') {
+        ++i;
+        break;
+      }
       size_t eq = line.find('=', i);
-      if (eq == std::string::npos) { *why = "label without '='"; return false; }
+      if (eq == std::string::npos) {
+        *why = "label without '='";
+        return false;
+      }
       std::string lname = line.substr(i, eq - i);
-      if (!std::regex_match(lname, kLabelName)) { *why = "bad label name '" + lname + "'"; return false; }
+      if (!std::regex_match(lname, kLabelName)) {
+        *why = "bad label name '" + lname + "'";
+        return false;
+      }
       i = eq + 1;
-      if (i >= line.size() || line[i] != '"') { *why = "label value not quoted"; return false; }
+      if (i >= line.size() || line[i] != '"') {
+        *why = "label value not quoted";
+        return false;
+      }
       ++i;
       std::string value;
       bool closed = false;
@@ -60,9 +84,14 @@ bool ParseSample(const std::string& line, PromSample* s, std::string* why) {
         if (c == '\\') {
           if (i >= line.size()) break;
           char e = line[i++];
-          if (e == 'n') value += '\n';
-          else if (e == '\\' || e == '"') value += e;
-          else { *why = "bad escape in label value"; return false; }
+          if (e == 'n')
+            value += '\n';
+          else if (e == '\\' || e == '"')
+            value += e;
+          else {
+            *why = "bad escape in label value";
+            return false;
+          }
         } else if (c == '"') {
           closed = true;
           break;
@@ -70,18 +99,33 @@ bool ParseSample(const std::string& line, PromSample* s, std::string* why) {
           value += c;
         }
       }
-      if (!closed) { *why = "unterminated label value"; return false; }
-      if (s->labels.count(lname)) { *why = "duplicate label " + lname; return false; }
+      if (!closed) {
+        *why = "unterminated label value";
+        return false;
+      }
+      if (s->labels.count(lname)) {
+        *why = "duplicate label " + lname;
+        return false;
+      }
       s->labels[lname] = value;
       if (i < line.size() && line[i] == ',') ++i;
     }
   }
-  if (i >= line.size() || line[i] != ' ') { *why = "no value"; return false; }
+  if (i >= line.size() || line[i] != ' ') {
+    *why = "no value";
+    return false;
+  }
   std::istringstream rest(line.substr(i + 1));
   std::string value, timestamp, extra;
   rest >> value >> timestamp >> extra;
-  if (!extra.empty()) { *why = "trailing text"; return false; }
-  if (!ParseValue(value, &s->value)) { *why = "bad value '" + value + "'"; return false; }
+  if (!extra.empty()) {
+    *why = "trailing text";
+    return false;
+  }
+  if (!ParseValue(value, &s->value)) {
+    *why = "bad value '" + value + "'";
+    return false;
+  }
   return true;
 }
 

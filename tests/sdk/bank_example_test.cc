@@ -10,15 +10,17 @@
 
 #include <gtest/gtest.h>
 
-#include <csignal>
 #include <chrono>
+#include <csignal>
 #include <filesystem>
 #include <thread>
 
 namespace treaty::testing {
 namespace {
 
-std::string Example(const std::string& name) { return std::string(TREATY_EXAMPLES_DIR) + "/" + name; }
+std::string Example(const std::string& name) {
+  return std::string(TREATY_EXAMPLES_DIR) + "/" + name;
+}
 
 bool WaitHttp(const std::string& url, int timeout_ms) {
   auto end = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
@@ -56,14 +58,15 @@ TEST(BankExampleTest, TotalBalanceIsInvariantUnderConcurrentTransfersWithFailure
   ASSERT_TRUE(WaitHttp(url_a, 20000)) << a->Log();
   ASSERT_TRUE(WaitHttp(url_b, 20000)) << b->Log();
 
-  Subprocess transfer({Example("bank_transfer"), "--coordinator", coordinator.url(),
-                       "--bank-a", url_a, "--bank-b", url_b, "--db-a", db_a, "--db-b", db_b,
-                       "--transfers", "40", "--concurrency", "6", "--accounts", "5",
-                       "--max-amount", "600"},
+  Subprocess transfer({Example("bank_transfer"), "--coordinator", coordinator.url(), "--bank-a",
+                       url_a, "--bank-b", url_b, "--db-a", db_a, "--db-b", db_b, "--transfers",
+                       "40", "--concurrency", "6", "--accounts", "5", "--max-amount", "600"},
                       dir + "/transfer.log");
   ASSERT_TRUE(transfer.Start().ok());
   int rc = transfer.Wait(240000);
-  EXPECT_EQ(rc, 0) << transfer.Log() << "\n--- bank A\n" << a->Log() << "\n--- bank B\n" << b->Log();
+  EXPECT_EQ(rc, 0) << transfer.Log() << "\n--- bank A\n"
+                   << a->Log() << "\n--- bank B\n"
+                   << b->Log();
   std::cout << transfer.Log();
 
   EXPECT_EQ(QueryInt(db_a, "SELECT sum(balance) FROM accounts") +
@@ -71,8 +74,12 @@ TEST(BankExampleTest, TotalBalanceIsInvariantUnderConcurrentTransfersWithFailure
             10000);
   EXPECT_EQ(QueryInt(db_a, "SELECT count(*) FROM accounts WHERE balance < 0"), 0);
   EXPECT_EQ(QueryInt(db_b, "SELECT count(*) FROM accounts WHERE balance < 0"), 0);
-  EXPECT_EQ(QueryInt(db_a, "SELECT count(*) FROM pg_prepared_xacts WHERE database = current_database()"), 0);
-  EXPECT_EQ(QueryInt(db_b, "SELECT count(*) FROM pg_prepared_xacts WHERE database = current_database()"), 0);
+  EXPECT_EQ(
+      QueryInt(db_a, "SELECT count(*) FROM pg_prepared_xacts WHERE database = current_database()"),
+      0);
+  EXPECT_EQ(
+      QueryInt(db_b, "SELECT count(*) FROM pg_prepared_xacts WHERE database = current_database()"),
+      0);
   a->Signal(SIGTERM);
   b->Signal(SIGTERM);
   EXPECT_EQ(a->Wait(10000), 0);

@@ -34,8 +34,8 @@ class CoordinatorProcess {
   ~CoordinatorProcess();
   // false (with a gtest failure and the log) if it does not become ready.
   bool Start(int timeout_ms = 30000);
-  void Kill();       // SIGKILL: a crash
-  void Terminate();  // SIGTERM and wait: a graceful shutdown
+  void Kill();                     // SIGKILL: a crash
+  void Terminate();                // SIGTERM and wait: a graceful shutdown
   std::string url() const;         // http://127.0.0.1:PORT
   std::string thrift_url() const;  // thrift://127.0.0.1:PORT
   std::string Log() const;
