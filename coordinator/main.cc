@@ -360,7 +360,7 @@ int main(int argc, char** argv) {
     return 1;
   }
   const std::string thrift_text =
-      opts.thrift_enabled ? opts.thrift_host + ":" + std::to_string(server.thrift_port()) : "off";
+      opts.thrift_enabled ? treaty::FormatHostPort(opts.thrift_host, server.thrift_port()) : "off";
   std::printf("treatyd listening on %s and thrift %s (coordinator %s)\n", server.http_url().c_str(),
               thrift_text.c_str(), server.coordinator_id().c_str());
   std::fflush(stdout);

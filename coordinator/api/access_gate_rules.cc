@@ -3,11 +3,11 @@
 
 #include <algorithm>
 #include <cctype>
-#include <charconv>
 
 #include <boost/asio/ip/address.hpp>
 
 #include "api/access_gate.h"
+#include "common/host_port.h"
 #include "common/text.h"
 
 namespace treaty {
@@ -50,37 +50,22 @@ std::string Lower(std::string_view s) {
   return out;
 }
 
-// Splits "name:port", "[v6]:port", "[v6]", "name" into a lower-case host
-// (IPv6 without brackets, one trailing dot dropped) and a port (0: none).
-// `bare_ipv6`: a value with several colons and no brackets is an IPv6
-// address without port (allowed in the option, not in a Host header).
+// Splits "name:port", "[v6]:port", "[v6]", "name" (SplitAuthority) into a
+// lower-case host (IPv6 without brackets, one trailing dot dropped) and a
+// port 1..65535 (0: none). `bare_ipv6`: a value with several colons and no
+// brackets is an IPv6 address without port (allowed in the option, not in a
+// Host header).
 bool SplitHostPort(std::string_view in, bool bare_ipv6, std::string* host, int* port) {
-  std::string_view h = in, p;
-  if (!in.empty() && in.front() == '[') {
-    const size_t close = in.find(']');
-    if (close == std::string_view::npos) return false;
-    h = in.substr(1, close - 1);
-    std::string_view after = in.substr(close + 1);
-    if (!after.empty()) {
-      if (after.front() != ':') return false;
-      p = after.substr(1);
-      if (p.empty()) return false;
-    }
-  } else if (std::count(in.begin(), in.end(), ':') == 1) {
-    const size_t colon = in.find(':');
-    h = in.substr(0, colon);
-    p = in.substr(colon + 1);
-    if (p.empty()) return false;
-  } else if (std::count(in.begin(), in.end(), ':') > 1 && !bare_ipv6) {
-    return false;
-  }
+  const AuthorityParts parts =
+      SplitAuthority(in, bare_ipv6 ? ExtraColons::kNoPort : ExtraColons::kRefuse);
+  if (parts.error != AuthorityParts::Error::kNone) return false;
   *port = 0;
-  if (!p.empty()) {
-    auto [end, ec] = std::from_chars(p.data(), p.data() + p.size(), *port);
-    if (ec != std::errc() || end != p.data() + p.size() || *port < 1 || *port > 65535) {
-      return false;
-    }
+  if (parts.has_port) {
+    const std::optional<uint16_t> number = ParsePortNumber(parts.port);
+    if (!number || *number == 0) return false;
+    *port = *number;
   }
+  std::string_view h = parts.host;
   if (!h.empty() && h.back() == '.') h.remove_suffix(1);
   if (h.empty()) return false;
   *host = Lower(h);

@@ -124,7 +124,7 @@ ThroughputMinute& CoordinatorMetrics::Minute() {
 
 void CoordinatorMetrics::OnStarted(const std::string& gtid, const std::string& kind) {
   started_->Inc({kind});
-  std::lock_guard<std::mutex> l(window_mu_);
+  MutexLock l(&window_mu_);
   ++Minute().started;
 }
 
@@ -132,7 +132,7 @@ void CoordinatorMetrics::OnFinished(const std::string& gtid, const std::string& 
                                     const std::string& state) {
   const bool committed = state == states::kCommitted;
   finished_->Inc({kind, committed ? "committed" : "aborted"});
-  std::lock_guard<std::mutex> l(window_mu_);
+  MutexLock l(&window_mu_);
   ++(committed ? Minute().committed : Minute().aborted);
 }
 
@@ -144,7 +144,7 @@ void CoordinatorMetrics::OnCall(const std::string& op, CallOutcome outcome, int6
   calls_->Inc({op, OutcomeName(outcome)});
   if (outcome == CallOutcome::kTransient) retries_->Inc({op});
   call_latency_->Observe({op}, static_cast<double>(latency_ms) / 1000.0);
-  std::lock_guard<std::mutex> l(window_mu_);
+  MutexLock l(&window_mu_);
   ThroughputMinute& m = Minute();
   ++m.calls;
   if (outcome != CallOutcome::kOk) ++m.failed_calls;
@@ -196,7 +196,7 @@ std::vector<ThroughputMinute> CoordinatorMetrics::RecentThroughput() const {
   const int64_t now = now_ms_();
   const int64_t current = now - now % kMinuteMs;
   std::vector<ThroughputMinute> out;
-  std::lock_guard<std::mutex> l(window_mu_);
+  MutexLock l(&window_mu_);
   for (int i = kWindowMinutes - 1; i >= 0; --i) {
     const int64_t start = current - i * kMinuteMs;
     const ThroughputMinute& m = window_[static_cast<size_t>((start / kMinuteMs) % kWindowMinutes)];

@@ -19,11 +19,11 @@
 #include <array>
 #include <cstdint>
 #include <functional>
-#include <mutex>
 #include <string>
 #include <vector>
 
 #include "api/metrics.h"
+#include "common/mutex.h"
 #include "common/status.h"
 #include "engine/engine_context.h"
 #include "store/records.h"
@@ -58,7 +58,7 @@ class CoordinatorMetrics : public TxnObserver {
   void OnLogBatch(size_t writes, int64_t latency_us, const Status& status);
   // A failed store read (scrape, dashboard, API).
   void OnStoreError(const std::string& op, const Status& status);
-  // Retention deleted `n` finished transactions (retention thread).
+  // Retention deleted `n` finished transactions (on the retention runner).
   void OnPurged(int64_t n);
 
   // Scrape-time snapshot from the log and this process.
@@ -80,7 +80,7 @@ class CoordinatorMetrics : public TxnObserver {
   const MetricsRegistry& registry() const { return registry_; }
 
  private:
-  ThroughputMinute& Minute();  // the current bucket; caller holds window_mu_
+  ThroughputMinute& Minute() TREATY_REQUIRES(window_mu_);  // the current bucket
 
   std::function<int64_t()> now_ms_;
   MetricsRegistry registry_;
@@ -103,8 +103,9 @@ class CoordinatorMetrics : public TxnObserver {
   GaugeFamily* cluster_members_;
   GaugeFamily* store_up_;
 
-  mutable std::mutex window_mu_;
-  std::array<ThroughputMinute, kWindowMinutes> window_{};  // ring by minute; guarded
+  mutable Mutex window_mu_;
+  // A ring by minute: minute `start` is at (start / kMinuteMs) % kWindowMinutes.
+  std::array<ThroughputMinute, kWindowMinutes> window_ TREATY_GUARDED_BY(window_mu_){};
 };
 
 }  // namespace treaty

@@ -1,7 +1,7 @@
 #pragma once
 
 // The dashboard's static files (coordinator/api/dashboard/), compiled into
-// treatyd by embed_dashboard.cmake at build time.
+// treatyd at build time by treaty_embed_files (cmake/EmbedFiles.cmake).
 
 #include <string_view>
 

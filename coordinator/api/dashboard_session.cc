@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "api/rest_api.h"
+#include "common/host_port.h"
 #include "common/json_input.h"
 
 namespace treaty {
@@ -33,10 +34,11 @@ std::string RandomId() {
   return out;
 }
 
-// "1.2.3.4:5678" -> "1.2.3.4", "::1:5678" -> "::1".
+// "1.2.3.4:5678" -> "1.2.3.4", "::1:5678" -> "::1" (the HTTP server writes
+// peers ADDRESS:PORT without brackets).
 std::string PeerIp(const std::string& remote) {
-  const size_t colon = remote.rfind(':');
-  return colon == std::string::npos ? remote : remote.substr(0, colon);
+  const AuthorityParts parts = SplitAuthority(remote, ExtraColons::kLastSplits);
+  return parts.error == AuthorityParts::Error::kNone ? std::string(parts.host) : remote;
 }
 
 HttpResponse WhoAnswer(const Identity& who) {
@@ -102,7 +104,7 @@ std::optional<Identity> DashboardSessions::Find(std::string_view id) {
   const int64_t now = Now();
   std::string name;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     auto it = sessions_.find(key);
     if (it == sessions_.end()) return std::nullopt;
     Session& s = it->second;
@@ -115,7 +117,7 @@ std::optional<Identity> DashboardSessions::Find(std::string_view id) {
   }
   std::optional<Identity> who = auth_->ForName(name);
   if (!who) {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     sessions_.erase(key);
     return std::nullopt;
   }
@@ -124,7 +126,7 @@ std::optional<Identity> DashboardSessions::Find(std::string_view id) {
 }
 
 size_t DashboardSessions::size() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   return sessions_.size();
 }
 
@@ -175,7 +177,7 @@ void DashboardSessions::EvictLocked(const std::string& name, int64_t now) {
     return now - s.used_ms > options_.idle_ms || now - s.created_ms > options_.absolute_ms;
   };
   // The oldest session of `client`, or end().
-  auto oldest_of = [&](const std::string& client) {
+  auto oldest_of = [&](const std::string& client) TREATY_REQUIRES(mu_) {
     auto oldest = sessions_.end();
     for (auto it = sessions_.begin(); it != sessions_.end(); ++it) {
       if (it->second.name != client) continue;
@@ -228,16 +230,18 @@ void DashboardSessions::SignIn(const HttpRequest& req, HttpResponder& respond) {
   }
   const std::string ip = PeerIp(req.remote);
   const int64_t now = Now();
+  bool throttled;
   {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (Throttled(ip, now)) {
-      HttpResponse r = ErrorAnswer(
-          429, "too_many_requests",
-          "too many failed sign-ins from this address in the last minute; wait and try again");
-      r.headers.push_back({"Retry-After", "60"});
-      respond(std::move(r));
-      return;
-    }
+    MutexLock lock(&mu_);
+    throttled = Throttled(ip, now);
+  }
+  if (throttled) {
+    HttpResponse r = ErrorAnswer(
+        429, "too_many_requests",
+        "too many failed sign-ins from this address in the last minute; wait and try again");
+    r.headers.push_back({"Retry-After", "60"});
+    respond(std::move(r));
+    return;
   }
   Result<json> body = ParseJson(req.body, "the request body");
   if (!body.ok()) {
@@ -253,7 +257,7 @@ void DashboardSessions::SignIn(const HttpRequest& req, HttpResponder& respond) {
   std::optional<Identity> who = auth_->ForToken(token->get_ref<const std::string&>());
   if (!who) {
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(&mu_);
       NoteFailure(ip, now);
     }
     spdlog::warn("dashboard sign-in with an unknown token from {}", req.remote);
@@ -262,7 +266,7 @@ void DashboardSessions::SignIn(const HttpRequest& req, HttpResponder& respond) {
   }
   std::string id;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     const std::string old = CookieOf(req);
     if (old.size() == 64) sessions_.erase(Sha256Hex(old));
     id = CreateLocked(who->name, now);
@@ -281,7 +285,7 @@ void DashboardSessions::SignIn(const HttpRequest& req, HttpResponder& respond) {
 void DashboardSessions::SignOut(const HttpRequest& req, HttpResponder& respond) {
   const std::string id = CookieOf(req);
   if (id.size() == 64) {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     sessions_.erase(Sha256Hex(id));
   }
   HttpResponse r = JsonResponse(200, R"({"signed_out":true})");

@@ -34,12 +34,12 @@
 #include <functional>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "common/mutex.h"
 #include "http/http_types.h"
 #include "security/authenticator.h"
 #include "security/identity.h"
@@ -89,23 +89,23 @@ class DashboardSessions {
   void SignIn(const HttpRequest& req, HttpResponder& respond);
   void SignOut(const HttpRequest& req, HttpResponder& respond);
   // Whether `ip` failed too often in the last minute; drops older failures.
-  bool Throttled(const std::string& ip, int64_t now);
-  void NoteFailure(const std::string& ip, int64_t now);
+  bool Throttled(const std::string& ip, int64_t now) TREATY_REQUIRES(mu_);
+  void NoteFailure(const std::string& ip, int64_t now) TREATY_REQUIRES(mu_);
   // Makes room for one more session of `name`: drops expired sessions,
   // then `name`'s own oldest past max_sessions_per_client, then, at
-  // max_sessions, the oldest of the client with the most. Caller holds mu_.
-  void EvictLocked(const std::string& name, int64_t now);
-  // A new session for `name`; returns its id. Caller holds mu_.
-  std::string CreateLocked(const std::string& name, int64_t now);
+  // max_sessions, the oldest of the client with the most.
+  void EvictLocked(const std::string& name, int64_t now) TREATY_REQUIRES(mu_);
+  // A new session for `name`; returns its id.
+  std::string CreateLocked(const std::string& name, int64_t now) TREATY_REQUIRES(mu_);
   std::string Cookie(const std::string& id) const;
   int64_t Now() const;
 
   const std::shared_ptr<Authenticator> auth_;
   const bool secure_cookie_;
   const DashboardSessionOptions options_;
-  mutable std::mutex mu_;
-  std::map<std::string, Session, std::less<>> sessions_;  // guarded by mu_; by SHA-256 of id
-  std::map<std::string, std::deque<int64_t>> failures_;   // guarded by mu_; by peer IP
+  mutable Mutex mu_;
+  std::map<std::string, Session, std::less<>> sessions_ TREATY_GUARDED_BY(mu_);  // by SHA-256 of id
+  std::map<std::string, std::deque<int64_t>> failures_ TREATY_GUARDED_BY(mu_);   // by peer IP
 };
 
 // The roles of `roles` as JSON-ready names, in the order submit, read,

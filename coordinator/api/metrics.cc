@@ -71,19 +71,19 @@ void MetricFamily::Header(const char* type, std::string* out) const {
 
 void CounterFamily::Inc(const LabelValues& values, double by) {
   if (!Valid(values) || by < 0) return;
-  std::lock_guard<std::mutex> l(mu_);
+  MutexLock l(&mu_);
   series_[values] += by;
 }
 
 double CounterFamily::Value(const LabelValues& values) const {
-  std::lock_guard<std::mutex> l(mu_);
+  MutexLock l(&mu_);
   auto it = series_.find(values);
   return it == series_.end() ? 0 : it->second;
 }
 
 void CounterFamily::Render(std::string* out) const {
   Header("counter", out);
-  std::lock_guard<std::mutex> l(mu_);
+  MutexLock l(&mu_);
   // A label-less counter is always shown, starting at 0.
   if (series_.empty() && label_names_.empty()) *out += name_ + " 0\n";
   for (const auto& [labels, v] : series_) {
@@ -93,7 +93,7 @@ void CounterFamily::Render(std::string* out) const {
 
 void GaugeFamily::Set(const LabelValues& values, double v) {
   if (!Valid(values)) return;
-  std::lock_guard<std::mutex> l(mu_);
+  MutexLock l(&mu_);
   series_[values] = v;
 }
 
@@ -101,19 +101,19 @@ void GaugeFamily::Replace(std::map<LabelValues, double> series) {
   for (auto it = series.begin(); it != series.end();) {
     it = Valid(it->first) ? std::next(it) : series.erase(it);
   }
-  std::lock_guard<std::mutex> l(mu_);
+  MutexLock l(&mu_);
   series_ = std::move(series);
 }
 
 double GaugeFamily::Value(const LabelValues& values) const {
-  std::lock_guard<std::mutex> l(mu_);
+  MutexLock l(&mu_);
   auto it = series_.find(values);
   return it == series_.end() ? 0 : it->second;
 }
 
 void GaugeFamily::Render(std::string* out) const {
   Header("gauge", out);
-  std::lock_guard<std::mutex> l(mu_);
+  MutexLock l(&mu_);
   if (series_.empty() && label_names_.empty()) *out += name_ + " 0\n";
   for (const auto& [labels, v] : series_) {
     *out += name_ + LabelText(labels) + " " + MetricNumber(v) + "\n";
@@ -127,7 +127,7 @@ HistogramFamily::HistogramFamily(std::string name, std::string help,
 
 void HistogramFamily::Observe(const LabelValues& values, double v) {
   if (!Valid(values)) return;
-  std::lock_guard<std::mutex> l(mu_);
+  MutexLock l(&mu_);
   Series& s = series_[values];
   if (s.buckets.empty()) s.buckets.assign(bounds_.size(), 0);
   for (size_t i = 0; i < bounds_.size(); ++i) {
@@ -141,14 +141,14 @@ void HistogramFamily::Observe(const LabelValues& values, double v) {
 }
 
 uint64_t HistogramFamily::Count(const LabelValues& values) const {
-  std::lock_guard<std::mutex> l(mu_);
+  MutexLock l(&mu_);
   auto it = series_.find(values);
   return it == series_.end() ? 0 : it->second.count;
 }
 
 void HistogramFamily::Render(std::string* out) const {
   Header("histogram", out);
-  std::lock_guard<std::mutex> l(mu_);
+  MutexLock l(&mu_);
   for (const auto& [labels, s] : series_) {
     uint64_t cumulative = 0;
     for (size_t i = 0; i < bounds_.size(); ++i) {
@@ -168,7 +168,7 @@ CounterFamily* MetricsRegistry::AddCounter(std::string name, std::string help,
   auto f =
       std::make_unique<CounterFamily>(std::move(name), std::move(help), std::move(label_names));
   CounterFamily* raw = f.get();
-  std::lock_guard<std::mutex> l(mu_);
+  MutexLock l(&mu_);
   families_.push_back(std::move(f));
   return raw;
 }
@@ -177,7 +177,7 @@ GaugeFamily* MetricsRegistry::AddGauge(std::string name, std::string help,
                                        std::vector<std::string> label_names) {
   auto f = std::make_unique<GaugeFamily>(std::move(name), std::move(help), std::move(label_names));
   GaugeFamily* raw = f.get();
-  std::lock_guard<std::mutex> l(mu_);
+  MutexLock l(&mu_);
   families_.push_back(std::move(f));
   return raw;
 }
@@ -188,14 +188,14 @@ HistogramFamily* MetricsRegistry::AddHistogram(std::string name, std::string hel
   auto f = std::make_unique<HistogramFamily>(std::move(name), std::move(help),
                                              std::move(label_names), std::move(bounds));
   HistogramFamily* raw = f.get();
-  std::lock_guard<std::mutex> l(mu_);
+  MutexLock l(&mu_);
   families_.push_back(std::move(f));
   return raw;
 }
 
 std::string MetricsRegistry::Render() const {
   std::string out;
-  std::lock_guard<std::mutex> l(mu_);
+  MutexLock l(&mu_);
   for (const auto& f : families_) f->Render(&out);
   return out;
 }

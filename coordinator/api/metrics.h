@@ -16,9 +16,10 @@
 
 #include <map>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <vector>
+
+#include "common/mutex.h"
 
 namespace treaty {
 
@@ -42,7 +43,7 @@ class MetricFamily {
   const std::string name_;
   const std::string help_;
   const std::vector<std::string> label_names_;
-  mutable std::mutex mu_;
+  mutable Mutex mu_;  // guards the subclass's series_
 };
 
 class CounterFamily : public MetricFamily {
@@ -53,7 +54,7 @@ class CounterFamily : public MetricFamily {
   void Render(std::string* out) const override;
 
  private:
-  std::map<LabelValues, double> series_;  // guarded by mu_
+  std::map<LabelValues, double> series_ TREATY_GUARDED_BY(mu_);
 };
 
 class GaugeFamily : public MetricFamily {
@@ -67,7 +68,7 @@ class GaugeFamily : public MetricFamily {
   void Render(std::string* out) const override;
 
  private:
-  std::map<LabelValues, double> series_;  // guarded by mu_
+  std::map<LabelValues, double> series_ TREATY_GUARDED_BY(mu_);
 };
 
 class HistogramFamily : public MetricFamily {
@@ -86,7 +87,7 @@ class HistogramFamily : public MetricFamily {
     double sum = 0;
   };
   const std::vector<double> bounds_;
-  std::map<LabelValues, Series> series_;  // guarded by mu_
+  std::map<LabelValues, Series> series_ TREATY_GUARDED_BY(mu_);
 };
 
 class MetricsRegistry {
@@ -102,8 +103,8 @@ class MetricsRegistry {
   std::string Render() const;
 
  private:
-  mutable std::mutex mu_;
-  std::vector<std::unique_ptr<MetricFamily>> families_;  // guarded by mu_
+  mutable Mutex mu_;
+  std::vector<std::unique_ptr<MetricFamily>> families_ TREATY_GUARDED_BY(mu_);
 };
 
 // Prometheus number text: integers without a fraction, "+Inf", "NaN".

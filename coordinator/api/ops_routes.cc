@@ -5,7 +5,7 @@
 
 #include "api/access_gate.h"
 #include "api/dashboard_assets.h"
-#include "api/rest_api.h"
+#include "api/http_answers.h"
 #include "common/json_input.h"
 #include "engine/states.h"
 #include "http/http_server.h"
@@ -29,56 +29,68 @@ bool ServeAsset(std::string_view name, HttpResponder& respond) {
 }  // namespace
 
 OpsRoutes::OpsRoutes(CoordinatorMetrics* metrics, TxnService* service, LogWriter* writer,
-                     LogStore* store, TaskRunner* blocking)
-    : metrics_(metrics), service_(service), writer_(writer), store_(store), blocking_(blocking) {}
+                     TxnQueries* queries)
+    : metrics_(metrics), service_(service), writer_(writer), queries_(queries) {}
 
-bool OpsRoutes::Handle(const HttpRequest& req, const Identity& who, HttpResponder& respond) {
-  const std::string& p = req.path;
-  const bool get = req.method == "GET" || req.method == "HEAD";
-  if (get && (p == "/" || p == "/index.html")) return ServeAsset("index.html", respond);
-  if (get && p.rfind("/ui/", 0) == 0) return ServeAsset(p.substr(4), respond);
-  if (get && p == "/metrics") {
-    Metrics(respond);
-    return true;
+void OpsRoutes::AddRoutes(Router* router) {
+  const auto asset = [](const std::string& name, const RouteCall& call, HttpResponder& respond) {
+    if (!ServeAsset(name, respond)) respond(ErrorResponse(NoRoute(call.req)));
+  };
+  for (const char* index : {"/", "/index.html"}) {
+    router->Add({"GET", "HEAD"}, index, [asset](const RouteCall& call, HttpResponder& respond) {
+      asset("index.html", call, respond);
+    });
   }
-  if (get && p == "/v1/stats") {
-    Stats(respond);
-    return true;
-  }
-  if (p == "/v1/admin/log-level" && (get || req.method == "PUT")) {
-    LogLevel(req, who, respond);
-    return true;
-  }
-  return false;
+  router->Add({"GET", "HEAD"}, "/ui/{file...}",
+              [asset](const RouteCall& call, HttpResponder& respond) {
+                asset(call.params["file"], call, respond);
+              });
+  router->Add({"GET", "HEAD"}, "/metrics",
+              [this](const RouteCall&, HttpResponder& respond) { Metrics(std::move(respond)); });
+  router->Add({"GET", "HEAD"}, "/v1/stats",
+              [this](const RouteCall&, HttpResponder& respond) { Stats(std::move(respond)); });
+  router->Add({"GET", "HEAD", "PUT"}, "/v1/admin/log-level",
+              [this](const RouteCall& call, HttpResponder& respond) {
+                LogLevel(call.req, call.who, respond);
+              });
 }
 
-CoordinatorMetrics::Snapshot OpsRoutes::Snapshot(bool with_coordinators) {
+void OpsRoutes::Snapshot(bool with_coordinators,
+                         std::function<void(CoordinatorMetrics::Snapshot)> done) {
   CoordinatorMetrics::Snapshot s;
-  s.active_drivers = service_->counters().active;
+  s.active_drivers = service_->active_drivers();
   s.log_queue_depth = static_cast<int64_t>(writer_->queue_depth());
   s.log_stalled = writer_->stalled();
-  auto counts = store_->CountByState();
-  if (!counts.ok()) {
-    metrics_->OnStoreError("read", counts.status());
-    return s;
-  }
-  s.counts = std::move(*counts);
-  if (with_coordinators) {
-    auto members = store_->ListCoordinators();
-    if (!members.ok()) {
-      metrics_->OnStoreError("read", members.status());
-      return s;
+  queries_->CountByState([this, s = std::move(s), with_coordinators,
+                          done = std::move(done)](Result<std::vector<StateCount>> counts) mutable {
+    if (!counts.ok()) {
+      metrics_->OnStoreError("read", counts.status());
+      done(std::move(s));
+      return;
     }
-    s.coordinators = std::move(*members);
-  }
-  s.store_ok = true;
-  return s;
+    s.counts = std::move(*counts);
+    if (!with_coordinators) {
+      s.store_ok = true;
+      done(std::move(s));
+      return;
+    }
+    queries_->Coordinators([this, s = std::move(s), done = std::move(done)](
+                               Result<std::vector<CoordinatorRow>> members) mutable {
+      if (!members.ok()) {
+        metrics_->OnStoreError("read", members.status());
+      } else {
+        s.coordinators = std::move(*members);
+        s.store_ok = true;
+      }
+      done(std::move(s));
+    });
+  });
 }
 
 void OpsRoutes::Metrics(HttpResponder respond) {
-  blocking_->Post([this, respond = std::move(respond)] {
+  Snapshot(true, [this, respond = std::move(respond)](CoordinatorMetrics::Snapshot s) {
     AnswerGuarded(respond, "GET /metrics", [&] {
-      metrics_->Refresh(Snapshot(true));
+      metrics_->Refresh(std::move(s));
       HttpResponse r;
       r.content_type = "text/plain; version=0.0.4; charset=utf-8";
       r.body = metrics_->Render();
@@ -88,13 +100,12 @@ void OpsRoutes::Metrics(HttpResponder respond) {
 }
 
 void OpsRoutes::Stats(HttpResponder respond) {
-  blocking_->Post([this, respond = std::move(respond)] {
-    AnswerGuarded(respond, "GET /v1/stats", [&] { AnswerStats(respond); });
+  Snapshot(false, [this, respond = std::move(respond)](CoordinatorMetrics::Snapshot s) {
+    AnswerGuarded(respond, "GET /v1/stats", [&] { AnswerStats(s, respond); });
   });
 }
 
-void OpsRoutes::AnswerStats(const HttpResponder& respond) {
-  CoordinatorMetrics::Snapshot s = Snapshot(false);
+void OpsRoutes::AnswerStats(const CoordinatorMetrics::Snapshot& s, const HttpResponder& respond) {
   if (!s.store_ok) {
     respond(ErrorResponse(Status::Unavailable("the log store did not answer")));
     return;

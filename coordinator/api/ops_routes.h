@@ -1,7 +1,7 @@
 #pragma once
 
-// OpsRoutes: the operator-facing HTTP routes beside the REST API, plugged in
-// with RestApi::set_extra_routes:
+// OpsRoutes: the operator-facing HTTP routes beside the REST API, added to
+// its route table with AddRoutes (GET routes also answer HEAD):
 //   GET /, /ui/<file>         the dashboard (embedded static files)
 //   GET /metrics              Prometheus text format (CoordinatorMetrics)
 //   GET /v1/stats             counts by kind/state/needs_attention and this
@@ -11,13 +11,17 @@
 // The AccessGate (access_gate.h) has checked each route's role before
 // Handle runs (read for /metrics and /v1/stats, admin for the log level;
 // the dashboard's files are open) and audits log-level changes.
-// Store reads run on the blocking runner; Handle never blocks. Bodies are
+// Store reads go through TxnQueries and answer on the blocking runner; no
+// route blocks the caller's thread. Bodies are
 // parsed with ParseJson, answers serialized with DumpJson, and each
 // completion runs under AnswerGuarded (an exception is a 500 and a log line).
 // Thread-safe; every pointer is borrowed and must outlive this object.
 
+#include <functional>
+
 #include "api/coordinator_metrics.h"
-#include "common/task_runner.h"
+#include "api/router.h"
+#include "engine/txn_queries.h"
 #include "engine/txn_service.h"
 #include "http/http_types.h"
 #include "security/identity.h"
@@ -28,27 +32,27 @@ namespace treaty {
 
 class OpsRoutes {
  public:
-  OpsRoutes(CoordinatorMetrics* metrics, TxnService* service, LogWriter* writer, LogStore* store,
-            TaskRunner* blocking);
+  OpsRoutes(CoordinatorMetrics* metrics, TxnService* service, LogWriter* writer,
+            TxnQueries* queries);
 
-  // An ExtraRoute: true if it answered (or will answer) the request. `who`:
-  // the identity admitted (named in the log line of a log-level change).
-  bool Handle(const HttpRequest& req, const Identity& who, HttpResponder& respond);
+  // Adds the routes above to `router` (before serving).
+  void AddRoutes(Router* router);
 
  private:
   void Metrics(HttpResponder respond);
   void Stats(HttpResponder respond);
   // The body of Stats, on the blocking runner.
-  void AnswerStats(const HttpResponder& respond);
+  void AnswerStats(const CoordinatorMetrics::Snapshot& s, const HttpResponder& respond);
+  // `who`: the identity admitted (named in the log line of a level change).
   void LogLevel(const HttpRequest& req, const Identity& who, HttpResponder& respond);
-  // Reads counts (and optionally coordinators) from the store; blocking.
-  CoordinatorMetrics::Snapshot Snapshot(bool with_coordinators);
+  // Reads counts (and optionally coordinators) through TxnQueries and gives
+  // them to `done` on the blocking runner; a failed read leaves store_ok false.
+  void Snapshot(bool with_coordinators, std::function<void(CoordinatorMetrics::Snapshot)> done);
 
   CoordinatorMetrics* metrics_;
   TxnService* service_;
   LogWriter* writer_;
-  LogStore* store_;
-  TaskRunner* blocking_;
+  TxnQueries* queries_;
 };
 
 }  // namespace treaty

@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 
 #include "api/rest_api.h"
+#include "api/txn_json.h"
 #include "common/json_input.h"
 #include "engine/two_phase_spec.h"
 
@@ -22,63 +23,53 @@ namespace {
 
 using nlohmann::json;
 
-HttpResponse StateAnswer(int status, const SubmitResult& r) {
-  return JsonResponse(status, DumpJson({{"gtid", r.gtid}, {"state", r.state}}));
-}
-
 // The caller's name for the 2PC client binding; empty with authentication off.
 std::string ClientName(const Identity& who) {
   return who.method == AuthMethod::kNone ? std::string() : who.name;
 }
 
+TwoPhaseLimits Limits(const SpecLimits& spec) {
+  TwoPhaseLimits limits;
+  limits.max_gtid_length = spec.max_gtid_length;
+  limits.max_name_length = spec.max_name_length;
+  return limits;
+}
+
 }  // namespace
 
-void RestApi::Handle2pc(const HttpRequest& req, const Identity& who, HttpResponder respond) {
-  if (req.method != "POST") {
-    respond(ErrorResponse(NoRoute(req)));
+void RestApi::Begin2pc(const RouteCall& call, HttpResponder respond) {
+  if (RefuseNewWork(respond)) return;
+  const HttpRequest& req = call.req;
+  Result<json> body =
+      req.body.empty() ? Result<json>(json::object()) : ParseJson(req.body, "the request body");
+  if (!body.ok()) {
+    respond(ErrorResponse(body.status()));
     return;
   }
-  TwoPhaseLimits limits;
-  limits.max_gtid_length = options_.limits.max_gtid_length;
-  limits.max_name_length = options_.limits.max_name_length;
+  auto spec = ParseTwoPhaseSpec(*body, Limits(options_.limits));
+  if (!spec.ok()) {
+    respond(ErrorResponse(spec.status()));
+    return;
+  }
+  spec->client = ClientName(call.who);
+  service_->Begin2pc(
+      std::move(*spec),
+      AnswerWith<SubmitResult>(std::move(respond), "POST /v1/2pc", [](const SubmitResult& r) {
+        return JsonResponse(r.created ? 201 : 200, TxnStateJson(r.gtid, r.state));
+      }));
+}
 
-  if (req.path == "/v1/2pc") {
-    if (RefuseNewWork(respond)) return;
-    Result<json> body =
-        req.body.empty() ? Result<json>(json::object()) : ParseJson(req.body, "the request body");
-    if (!body.ok()) {
-      respond(ErrorResponse(body.status()));
-      return;
-    }
-    auto spec = ParseTwoPhaseSpec(*body, limits);
-    if (!spec.ok()) {
-      respond(ErrorResponse(spec.status()));
-      return;
-    }
-    spec->client = ClientName(who);
-    service_->Begin2pc(
-        std::move(*spec),
-        AnswerWith<SubmitResult>(std::move(respond), "POST /v1/2pc", [](const SubmitResult& r) {
-          return StateAnswer(r.created ? 201 : 200, r);
-        }));
-    return;
-  }
-
-  // /v1/2pc/{gtid}/{action}
-  const std::string rest = req.path.substr(std::string("/v1/2pc/").size());
-  const auto slash = rest.find('/');
-  const std::string gtid = rest.substr(0, slash);
-  const std::string action = slash == std::string::npos ? "" : rest.substr(slash + 1);
-  if (action != "branches" && action != "commit" && action != "abort") {
-    respond(ErrorResponse(NoRoute(req)));
-    return;
-  }
+void RestApi::Call2pc(const RouteCall& call, std::string_view action, HttpResponder respond) {
+  const TwoPhaseLimits limits = Limits(options_.limits);
+  const std::string& gtid = call.params["gtid"];
   if (auto s = ValidateGtid(gtid, limits.max_gtid_length); !s.ok()) {
     respond(ErrorResponse(s));
     return;
   }
-  const auto state_200 = [](const SubmitResult& r) { return StateAnswer(200, r); };
-  const std::string client = ClientName(who);
+  const auto state_200 = [](const SubmitResult& r) {
+    return JsonResponse(200, TxnStateJson(r.gtid, r.state));
+  };
+  const std::string client = ClientName(call.who);
   if (action == "commit") {
     service_->Commit2pc(
         gtid, client,
@@ -88,7 +79,7 @@ void RestApi::Handle2pc(const HttpRequest& req, const Identity& who, HttpRespond
         gtid, client,
         AnswerWith<SubmitResult>(std::move(respond), "POST /v1/2pc/{gtid}/abort", state_200));
   } else {
-    Result<json> body = ParseJson(req.body, "the request body");
+    Result<json> body = ParseJson(call.req.body, "the request body");
     if (!body.ok()) {
       respond(ErrorResponse(body.status()));
       return;

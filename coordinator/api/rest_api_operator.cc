@@ -16,12 +16,11 @@
 // "<identity name>@<peer ip:port>" (the AccessGate checked the operate role
 // and writes the audit record).
 
-#include <vector>
-
 #include <nlohmann/json.hpp>
 
 #include "api/operator_input.h"
 #include "api/rest_api.h"
+#include "api/txn_json.h"
 #include "common/json_input.h"
 
 namespace treaty {
@@ -74,17 +73,6 @@ Result<OperatorBody> ParseOperatorBody(const std::string& text, bool resolve) {
   return out;
 }
 
-std::vector<std::string> SplitPath(const std::string& s) {
-  std::vector<std::string> parts;
-  size_t start = 0;
-  while (true) {
-    size_t slash = s.find('/', start);
-    parts.push_back(s.substr(start, slash - start));
-    if (slash == std::string::npos) return parts;
-    start = slash + 1;
-  }
-}
-
 HttpResponse OperatorAnswer(const SubmitResult& r) {
   return JsonResponse(
       200,
@@ -94,68 +82,53 @@ HttpResponse OperatorAnswer(const SubmitResult& r) {
 
 }  // namespace
 
-void RestApi::TransactionRoute(const HttpRequest& req, const Identity& who_called,
-                               HttpResponder respond) {
-  static const std::string kTxns = "/v1/transactions/";
-  const std::vector<std::string> parts = SplitPath(req.path.substr(kTxns.size()));
-  const bool post = req.method == "POST";
-  const bool get = parts.size() == 1 && req.method == "GET";
-  const bool action =
-      parts.size() == 2 && post &&
-      (parts[1] == "retry" || parts[1] == "abort" || parts[1] == "pause" || parts[1] == "resume");
-  const bool resolve = parts.size() == 4 && post && parts[1] == "branches" && parts[3] == "resolve";
-  if (!get && !action && !resolve) {
-    respond(ErrorResponse(NoRoute(req)));
-    return;
-  }
-  const std::string& gtid = parts[0];
+void RestApi::GetTransaction(const RouteCall& call, HttpResponder respond) {
+  const std::string& gtid = call.params["gtid"];
   if (auto s = ValidateGtid(gtid, options_.limits.max_gtid_length); !s.ok()) {
     respond(ErrorResponse(s));
     return;
   }
-  if (get) {
-    GetTransaction(gtid, std::move(respond));
+  queries_->Get(gtid, true,
+                AnswerWith<TxnDetail>(
+                    std::move(respond), "GET /v1/transactions/{gtid}",
+                    [](const TxnDetail& d) { return JsonResponse(200, TxnDetailJson(d, true)); }));
+}
+
+void RestApi::OperatorAction(const RouteCall& call, std::string_view action,
+                             HttpResponder respond) {
+  const std::string& gtid = call.params["gtid"];
+  if (auto s = ValidateGtid(gtid, options_.limits.max_gtid_length); !s.ok()) {
+    respond(ErrorResponse(s));
     return;
   }
+  const bool resolve = action == "resolve";
+  const std::string& branch = call.params["branch"];
   if (resolve) {
-    if (auto s = CheckBranchName(parts[2], options_.limits.max_name_length); !s.ok()) {
+    if (auto s = CheckBranchName(branch, options_.limits.max_name_length); !s.ok()) {
       respond(ErrorResponse(s));
       return;
     }
   }
-  Result<OperatorBody> body = ParseOperatorBody(req.body, resolve);
+  Result<OperatorBody> body = ParseOperatorBody(call.req.body, resolve);
   if (!body.ok()) {
     respond(ErrorResponse(body.status()));
     return;
   }
-  OperatorRequest who{ActorOf(who_called, req), body->reason};
+  OperatorRequest who{ActorOf(call.who, call.req), body->reason};
+  const auto answer = [&respond](const char* where) {
+    return AnswerWith<SubmitResult>(std::move(respond), where, OperatorAnswer);
+  };
   if (resolve) {
-    service_->Resolve(gtid, parts[2], body->outcome, std::move(who),
-                      AnswerWith<SubmitResult>(std::move(respond),
-                                               "POST /v1/transactions/{gtid}/branches/{branch}/"
-                                               "resolve",
-                                               OperatorAnswer));
-    return;
-  }
-  const std::string& name = parts[1];
-  if (name == "retry") {
-    service_->Retry(gtid, std::move(who),
-                    AnswerWith<SubmitResult>(std::move(respond),
-                                             "POST /v1/transactions/{gtid}/retry", OperatorAnswer));
-  } else if (name == "abort") {
-    service_->ForceAbort(
-        gtid, std::move(who),
-        AnswerWith<SubmitResult>(std::move(respond), "POST /v1/transactions/{gtid}/abort",
-                                 OperatorAnswer));
-  } else if (name == "pause") {
-    service_->Pause(gtid, std::move(who),
-                    AnswerWith<SubmitResult>(std::move(respond),
-                                             "POST /v1/transactions/{gtid}/pause", OperatorAnswer));
+    service_->Resolve(gtid, branch, body->outcome, std::move(who),
+                      answer("POST /v1/transactions/{gtid}/branches/{branch}/resolve"));
+  } else if (action == "retry") {
+    service_->Retry(gtid, std::move(who), answer("POST /v1/transactions/{gtid}/retry"));
+  } else if (action == "abort") {
+    service_->ForceAbort(gtid, std::move(who), answer("POST /v1/transactions/{gtid}/abort"));
+  } else if (action == "pause") {
+    service_->Pause(gtid, std::move(who), answer("POST /v1/transactions/{gtid}/pause"));
   } else {
-    service_->Resume(
-        gtid, std::move(who),
-        AnswerWith<SubmitResult>(std::move(respond), "POST /v1/transactions/{gtid}/resume",
-                                 OperatorAnswer));
+    service_->Resume(gtid, std::move(who), answer("POST /v1/transactions/{gtid}/resume"));
   }
 }
 

@@ -20,6 +20,7 @@
 #include "common/asio_task_runner.h"
 #include "common/exception_guard.h"
 #include "engine/routing_caller.h"
+#include "engine/txn_queries.h"
 #include "http/http_participant_caller.h"
 #include "http/http_server.h"
 #include "security/audit_log.h"
@@ -65,6 +66,11 @@ struct Server::Impl {
   std::vector<std::thread> io_threads;
   std::unique_ptr<AsioTaskRunner> engine_runner;
   std::unique_ptr<AsioTaskRunner> blocking_runner;
+  // Membership and Retention run on a strand each of their own pool, so a
+  // long purge or a busy read pool never delays a heartbeat.
+  boost::asio::thread_pool cluster_pool{2};
+  std::unique_ptr<AsioTaskRunner> membership_runner;
+  std::unique_ptr<AsioTaskRunner> retention_runner;
   std::unique_ptr<LogStore> store;
   std::unique_ptr<CoordinatorMetrics> metrics;  // before its users: destroyed after them
   // Fed by the writer, read by the REST and Thrift front ends.
@@ -76,6 +82,7 @@ struct Server::Impl {
   std::unique_ptr<HttpParticipantCaller> caller;
   std::unique_ptr<ThriftParticipantCaller> thrift_caller;
   std::unique_ptr<RoutingCaller> routing_caller;  // http:// or thrift://
+  std::unique_ptr<TxnQueries> queries;            // every read of REST, the ops routes and Thrift
   std::unique_ptr<TxnService> service;
   std::unique_ptr<AccessGate> gate;  // before rest: destroyed after it
   std::unique_ptr<RestApi> rest;
@@ -107,6 +114,7 @@ struct Server::Impl {
     if (thrift) thrift->Stop();
     if (membership) (void)membership->Stop(false);
     if (retention) retention->Stop();
+    cluster_pool.join();
     work.reset();
     io.stop();
     for (auto& t : io_threads) {
@@ -184,6 +192,11 @@ Status Server::Start() {
   m.engine_runner = std::make_unique<AsioTaskRunner>(boost::asio::make_strand(m.io), "engine task");
   m.blocking_runner =
       std::make_unique<AsioTaskRunner>(m.blocking_pool.get_executor(), "blocking task");
+  m.membership_runner =
+      std::make_unique<AsioTaskRunner>(boost::asio::make_strand(m.cluster_pool), "membership task");
+  m.retention_runner =
+      std::make_unique<AsioTaskRunner>(boost::asio::make_strand(m.cluster_pool), "retention task");
+  m.queries = std::make_unique<TxnQueries>(m.store.get(), m.blocking_runner.get());
   m.metrics = std::make_unique<CoordinatorMetrics>();
   LogWriterOptions writer_opts = m.options.writer;
   writer_opts.on_batch = [metrics = m.metrics.get()](size_t n, int64_t us, const Status& s) {
@@ -239,6 +252,7 @@ Status Server::Start() {
   thrift_opts.request_timeout_ms = m.options.thrift_request_timeout_ms;
   thrift_opts.handler.draining = &m.draining;
   thrift_opts.handler.store_health = &m.store_health;
+  thrift_opts.handler.queries = m.queries.get();
   thrift_opts.handler.auth = m.auth;
   thrift_opts.handler.audit = m.audit;
   thrift_opts.tls = m.options.tls;
@@ -257,7 +271,7 @@ Status Server::Start() {
   mem.heartbeat_ms = m.options.heartbeat_ms;
   mem.lease_ms = m.options.lease_ms;
   mem.claim_batch = m.options.claim_batch;
-  m.membership = std::make_unique<Membership>(m.store.get(), mem);
+  m.membership = std::make_unique<Membership>(m.store.get(), m.membership_runner.get(), mem);
   if (auto s = m.membership->Join(); !s.ok()) return s;
 
   TxnServiceDeps deps;
@@ -271,17 +285,14 @@ Status Server::Start() {
   deps.participant_policy = m.participant_policy.get();
   m.service = std::make_unique<TxnService>(deps, m.options.service);
   m.thrift_service = m.service.get();
-  m.rest = std::make_unique<RestApi>(m.service.get(), m.store.get(), m.blocking_runner.get(),
-                                     RestApiOptions{});
+  m.rest = std::make_unique<RestApi>(m.service.get(), m.queries.get(), m.store.get(),
+                                     m.blocking_runner.get(), RestApiOptions{});
   m.ops = std::make_unique<OpsRoutes>(m.metrics.get(), m.service.get(), m.writer.get(),
-                                      m.store.get(), m.blocking_runner.get());
+                                      m.queries.get());
   m.rest->set_access_gate(m.gate.get());
   m.rest->set_store_health(&m.store_health);
   m.rest->set_write_probe([&m] { return m.store->Heartbeat(m.membership->id()); });
-  m.rest->set_extra_routes(
-      [ops = m.ops.get()](const HttpRequest& req, const Identity& who, HttpResponder& r) {
-        return ops->Handle(req, who, r);
-      });
+  m.ops->AddRoutes(m.rest->router());
 
   m.work =
       std::make_unique<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>>(
@@ -300,7 +311,8 @@ Status Server::Start() {
   retention.batch = m.options.purge_batch;
   retention.interval_ms = m.options.purge_interval_ms;
   retention.on_purged = [metrics = m.metrics.get()](int64_t n) { metrics->OnPurged(n); };
-  m.retention = std::make_unique<Retention>(m.store.get(), retention);
+  m.retention =
+      std::make_unique<Retention>(m.store.get(), m.retention_runner.get(), std::move(retention));
   m.retention->Start();
   spdlog::info("treatyd serving {}://{}:{} and thrift {} on store {} as coordinator {}{}",
                m.tls ? "https" : "http", m.options.http_host, m.http->port(),
@@ -340,6 +352,8 @@ std::string Server::coordinator_id() const { return impl_->membership->id(); }
 
 TxnService* Server::service() { return impl_->service.get(); }
 
+TxnQueries* Server::queries() { return impl_->queries.get(); }
+
 Status Server::Drain() {
   Impl& m = *impl_;
   if (m.stopped || !m.service) return Status::Ok();
@@ -350,10 +364,10 @@ Status Server::Drain() {
       std::chrono::steady_clock::now() + std::chrono::milliseconds(m.options.drain_timeout_ms);
   // Stop adopting more work, then wait for what is in memory.
   (void)m.membership->Stop(false);
-  while (m.service->counters().active > 0 && std::chrono::steady_clock::now() < deadline) {
+  while (m.service->active_drivers() > 0 && std::chrono::steady_clock::now() < deadline) {
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
-  const int64_t left = m.service->counters().active;
+  const int64_t left = m.service->active_drivers();
   m.service->DropAllAndReown("");
   m.writer->Stop();  // every accepted write is durable before we hand back
   Status s = m.membership->Stop(true);

@@ -6,7 +6,7 @@
 // ServerOptions; integration tests build a Server in-process.
 //
 // Threads: `io_threads` run the io_context (HTTP server, participant calls,
-// engine strand); a pool of `blocking_threads` runs store reads; the
+// engine strand); a pool of `blocking_threads` runs store reads (TxnQueries); the
 // LogWriter and Membership each own one thread.
 
 #include <cstdint>
@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "common/status.h"
+#include "engine/txn_queries.h"
 #include "engine/txn_service.h"
 #include "security/tls_context.h"
 #include "store/log_writer.h"
@@ -83,6 +84,8 @@ class Server {
   // Changes if the coordinator re-registers after being declared dead.
   std::string coordinator_id() const;
   TxnService* service();
+  // The one read service (null before Start has opened the store).
+  TxnQueries* queries();
 
   // SIGHUP: re-reads the TLS certificates, the tokens file and reopens the
   // audit log. Work in flight is not disturbed; a file that fails to load

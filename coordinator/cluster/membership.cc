@@ -1,25 +1,26 @@
 #include "cluster/membership.h"
 
-#include <unistd.h>
-
-#include <chrono>
+#include <algorithm>
+#include <utility>
+#include <vector>
 
 #include <spdlog/spdlog.h>
 
+#include "common/ids.h"
+
 namespace treaty {
 
-Membership::Membership(LogStore* store, MembershipOptions options)
-    : store_(store), options_(std::move(options)) {}
+Membership::Membership(ClusterStore* store, TaskRunner* runner, MembershipOptions options)
+    : store_(store), runner_(runner), options_(std::move(options)), rounds_(runner) {}
 
 Membership::~Membership() { (void)Stop(false); }
 
 std::string Membership::NewId(const std::string& node_name) {
-  std::string gtid = NewGtid();
-  return (node_name.empty() ? "treatyd" : node_name) + "-" + gtid.substr(0, 8);
+  return (node_name.empty() ? "treatyd" : node_name) + "-" + NewUuid().substr(0, 8);
 }
 
 std::string Membership::id() const {
-  std::lock_guard<std::mutex> l(id_mu_);
+  MutexLock lock(&mu_);
   return id_;
 }
 
@@ -32,70 +33,57 @@ Status Membership::Join() {
   row.state = "alive";
   if (auto s = store_->RegisterCoordinator(row); !s.ok()) return s;
   {
-    std::lock_guard<std::mutex> l(id_mu_);
+    MutexLock lock(&mu_);
     id_ = row.id;
   }
   spdlog::info("joined the cluster as coordinator {}", row.id);
   return Status::Ok();
 }
 
-void Membership::Start(TxnService* service) {
-  service_ = service;
-  {
-    std::lock_guard<std::mutex> l(mu_);
-    stop_ = false;
-  }
-  thread_ = std::thread([this] { Loop(); });
-}
-
-void Membership::Loop() {
-  std::unique_lock<std::mutex> l(mu_);
-  while (!stop_) {
-    l.unlock();
-    const bool more = Tick();
-    l.lock();
+void Membership::Start(TxnAdopter* adopter) {
+  if (rounds_.started()) return;
+  adopter_ = adopter;
+  rounds_.Start([this] {
     // A full batch means more orphans wait: come back soon (peers interleave).
-    const int64_t wait_ms =
-        more ? std::min<int64_t>(100, options_.heartbeat_ms) : options_.heartbeat_ms;
-    cv_.wait_for(l, std::chrono::milliseconds(wait_ms), [this] { return stop_; });
-  }
+    return Round() ? std::min(kFullBatchPauseMs, options_.heartbeat_ms) : options_.heartbeat_ms;
+  });
 }
 
-bool Membership::Tick() {
+bool Membership::Round() {
   const std::string me = id();
   Status hb = store_->Heartbeat(me);
   if (hb.code() == StatusCode::kLostOwnership) {
     spdlog::warn("coordinator {} was declared dead by a peer; dropping in-memory work", me);
     if (Join().ok()) {
-      if (service_) service_->DropAllAndReown(id());
+      if (adopter_) adopter_->DropAllAndReown(id());
       spdlog::warn("re-registered: {} -> {}", me, id());
     }
     return false;
   }
   if (!hb.ok()) {
     spdlog::warn("heartbeat failed: {}", hb.ToString());
-    connected_since_ = std::nullopt;
+    connected_since_ms_ = std::nullopt;
     return false;
   }
   // Judge peers only after heartbeating without a break for a whole lease:
   // after an outage of the database (restart, fail-over) every peer's last
   // heartbeat is old too, and the first coordinator back would otherwise
   // declare all the others dead and make them drop and re-adopt their work.
-  const auto now = std::chrono::steady_clock::now();
-  if (!connected_since_) connected_since_ = now;
-  if (now - *connected_since_ < std::chrono::milliseconds(options_.lease_ms)) {
-    return ClaimBatch(me);
-  }
+  const int64_t now_ms = runner_->MonotonicMs();
+  if (!connected_since_ms_) connected_since_ms_ = now_ms;
+  if (now_ms - *connected_since_ms_ < options_.lease_ms) return ClaimBatch(me);
   auto expired = store_->MarkExpiredCoordinators(options_.lease_ms);
   if (expired.ok()) {
     for (const auto& dead : *expired) spdlog::warn("coordinator {} missed its lease: dead", dead);
+  } else {
+    spdlog::warn("marking expired coordinators failed: {}", expired.status().ToString());
   }
   return ClaimBatch(me);
 }
 
 bool Membership::ClaimBatch(const std::string& me) {
-  if (!service_) return false;
-  // One bounded batch per tick, so that when a peer dies every survivor
+  if (!adopter_) return false;
+  // One bounded batch per round, so that when a peer dies every survivor
   // takes a share of its work instead of the fastest one taking all of it.
   auto claimed = store_->ClaimOrphans(me, options_.claim_batch);
   if (!claimed.ok()) {
@@ -105,24 +93,19 @@ bool Membership::ClaimBatch(const std::string& me) {
   if (claimed->empty()) return false;
   const bool full = claimed->size() >= static_cast<size_t>(options_.claim_batch);
   spdlog::info("adopting {} unfinished transactions", claimed->size());
-  service_->Adopt(std::move(*claimed));
+  adopter_->Adopt(std::move(*claimed));
   return full;
 }
 
 Status Membership::Stop(bool hand_back) {
-  {
-    std::lock_guard<std::mutex> l(mu_);
-    stop_ = true;
-  }
-  cv_.notify_all();
-  if (thread_.joinable()) thread_.join();
+  rounds_.Stop();
   const std::string me = id();
   if (!hand_back || me.empty()) return Status::Ok();
   auto released = store_->ReleaseOwned(me);
   if (!released.ok()) return released.status();
   spdlog::info("handed back {} unfinished transactions", *released);
   Status s = store_->DeleteCoordinator(me);
-  std::lock_guard<std::mutex> l(id_mu_);
+  MutexLock lock(&mu_);
   id_.clear();
   return s;
 }

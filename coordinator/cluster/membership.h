@@ -1,87 +1,106 @@
 #pragma once
 
 // Membership: this coordinator's place in the leaderless cluster
-// (docs/schema.md "Ownership and recovery", docs/operations.md). On Join it registers a fresh id; a
-// background thread then, every heartbeat interval:
+// (docs/schema.md "Ownership and recovery", docs/operations.md). On Join it
+// registers a fresh id; then one round runs every heartbeat interval, as a
+// task on `runner` that re-arms itself with PostAfter (RepeatingTask,
+// cluster/repeating_task.h):
 //   1. heartbeats its row (by the database clock); if the row was marked
-//      dead by a peer (a pause longer than the lease), it drops every
-//      in-memory transaction at once and re-registers under a new id;
+//      dead by a peer (a pause longer than the lease), it re-registers under
+//      a new id and has the adopter drop every in-memory transaction at once
+//      and fence its writes with that id;
 //   2. marks dead every peer whose heartbeat is older than the lease (only
-//      once its own heartbeats have succeeded for a whole lease, so that a
-//      database outage does not make every peer look dead);
-//   3. claims one bounded batch of unowned or dead-owned unfinished
-//      transactions and hands it to TxnService to resume (one batch per
-//      tick, so survivors of a crash share the dead one's work).
-// Deleting finished transactions past the retention period is not its job:
-// that is Retention (cluster/retention.h), on its own thread.
-// Recovery after a crash of a single coordinator is this same path: its
-// transactions are adopted once its lease expires (or at once if it handed
-// them back on a graceful drain).
+//      once its own heartbeats have succeeded for a whole lease by the
+//      monotonic clock, so that a database outage does not make every peer
+//      look dead);
+//   3. claims one bounded batch (`claim_batch`) of unowned or dead-owned
+//      unfinished transactions and hands it to the TxnAdopter (one batch per
+//      round, so survivors of a crash share the dead one's work). A full
+//      batch means more are waiting: the next round comes after at most
+//      kFullBatchPauseMs instead of a whole heartbeat interval.
 //
-// Threading: one private thread doing blocking store calls; Join/Drain are
-// called from the owner's thread. Not copyable.
+//   Start ──► round ──► PostAfter(heartbeat_ms, or kFullBatchPauseMs after a
+//               ▲        full batch) ──┐
+//               └──────────────────────┘     Stop: no new round; waits for
+//                                             the one in progress
+//
+// A store error in any step is logged and the loop goes on with the next
+// round. Deleting finished transactions past the retention period is not its
+// job: that is Retention (cluster/retention.h), on its own runner. Recovery
+// after a crash of a single coordinator is this same path: its transactions
+// are adopted once its lease expires (or at once if it handed them back on a
+// graceful drain).
+//
+// Threading: `runner` must be serial (a strand or a single thread; rounds
+// never overlap) and may block (every round does blocking store calls), so
+// it must not be the engine strand. Join, Start and Stop are called from the
+// owner's thread, never from a task of `runner`. id() is thread-safe.
+// `store`, `runner` and the adopter must outlive Stop(). Not copyable.
 
-#include <atomic>
-#include <chrono>
-#include <condition_variable>
 #include <cstdint>
-#include <mutex>
 #include <optional>
 #include <string>
-#include <thread>
 
+#include "cluster/repeating_task.h"
+#include "common/mutex.h"
 #include "common/status.h"
-#include "engine/txn_service.h"
-#include "store/log_store.h"
+#include "common/task_runner.h"
+#include "engine/txn_adopter.h"
+#include "store/cluster_store.h"
 
 namespace treaty {
 
 struct MembershipOptions {
-  std::string node_name;
+  std::string node_name;  // prefix of the ids; "treatyd" when empty
   std::string http_addr;
   std::string thrift_addr;
   int64_t heartbeat_ms = 1000;
   int64_t lease_ms = 5000;
-  int claim_batch = 100;  // most transactions adopted per heartbeat
+  int claim_batch = 100;  // most transactions adopted per round
 };
 
 class Membership {
  public:
-  Membership(LogStore* store, MembershipOptions options);
-  ~Membership();
+  // The pause before the next round after a full batch (capped by heartbeat_ms).
+  static constexpr int64_t kFullBatchPauseMs = 100;
+
+  Membership(ClusterStore* store, TaskRunner* runner, MembershipOptions options);
+  ~Membership();  // Stop(false)
+  Membership(const Membership&) = delete;
+  Membership& operator=(const Membership&) = delete;
 
   // Registers a fresh coordinator id. Blocking.
-  Status Join();
-  // The current id (changes when the coordinator re-registers). Thread-safe.
+  [[nodiscard]] Status Join();
+  // The current id (changes when the coordinator re-registers; empty before
+  // Join and after a hand-back). Thread-safe.
   std::string id() const;
-  // Starts the heartbeat/takeover thread, resuming work through `service`.
-  void Start(TxnService* service);
-  // Stops the thread; then, if `hand_back`, releases owned unfinished
-  // transactions (owner cleared, peers adopt them at once) and deregisters.
+  // Starts the rounds (the first at once), resuming work through `adopter`.
+  void Start(TxnAdopter* adopter);
+  // Stops the rounds: none starts after this, and a round in progress
+  // finishes first (blocking). Then, if `hand_back`, releases owned
+  // unfinished transactions (owner cleared, peers adopt them at once) and
+  // deregisters. Idempotent; Stop(false) then Stop(true) hands back.
   Status Stop(bool hand_back);
-  // Runs one heartbeat/expire/claim round now; true when it claimed a full
-  // batch (more orphans are likely waiting).
-  bool Tick();
 
  private:
-  void Loop();
+  // Heartbeat, expire peers, claim; true when it claimed a full batch.
+  bool Round();
   // Claims and adopts one batch of orphans; true when the batch was full.
   bool ClaimBatch(const std::string& me);
   static std::string NewId(const std::string& node_name);
 
-  LogStore* store_;
-  MembershipOptions options_;
-  TxnService* service_ = nullptr;
+  ClusterStore* const store_;
+  TaskRunner* const runner_;
+  const MembershipOptions options_;
+  TxnAdopter* adopter_ = nullptr;  // set by Start, before the first round
 
-  mutable std::mutex id_mu_;
-  std::string id_;  // guarded by id_mu_; written by Join (start, re-register)
-  // Since when heartbeats have succeeded without a break (loop thread only);
-  // peers are declared dead only after a whole lease of it.
-  std::optional<std::chrono::steady_clock::time_point> connected_since_;
-  std::thread thread_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool stop_ = false;  // guarded by mu_
+  mutable Mutex mu_;
+  // Written by Join (start, re-register) and by a hand-back.
+  std::string id_ TREATY_GUARDED_BY(mu_);
+  // Since when (monotonic ms) heartbeats have succeeded without a break;
+  // rounds only (serial). Peers are declared dead only after a whole lease.
+  std::optional<int64_t> connected_since_ms_;
+  RepeatingTask rounds_;  // last member: stopped before the rest goes
 };
 
 }  // namespace treaty

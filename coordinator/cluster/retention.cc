@@ -2,100 +2,99 @@
 
 #include <algorithm>
 #include <chrono>
+#include <thread>
+#include <utility>
 
 #include <spdlog/spdlog.h>
 
 namespace treaty {
 
-using Clock = std::chrono::steady_clock;
+namespace {
 
-Retention::Retention(LogStore* store, RetentionOptions options)
-    : store_(store), options_(std::move(options)) {
-  options_.batch = std::max(1, options_.batch);
-  options_.interval_ms = std::max<int64_t>(1, options_.interval_ms);
-  options_.batch_pause_ms = std::max<int64_t>(0, options_.batch_pause_ms);
-  if (!options_.now_ms) {
-    options_.now_ms = [] {
-      return std::chrono::duration_cast<std::chrono::milliseconds>(
-                 std::chrono::system_clock::now().time_since_epoch())
-          .count();
-    };
-  }
+RetentionOptions Sanitize(RetentionOptions options) {
+  options.batch = std::max(1, options.batch);
+  options.interval_ms = std::max<int64_t>(1, options.interval_ms);
+  options.batch_pause_ms = std::max<int64_t>(0, options.batch_pause_ms);
+  return options;
 }
+
+}  // namespace
+
+Retention::Retention(ClusterStore* store, TaskRunner* runner, RetentionOptions options)
+    : store_(store), runner_(runner), options_(Sanitize(std::move(options))), rounds_(runner) {}
 
 Retention::~Retention() { Stop(); }
 
 void Retention::Start() {
-  if (options_.retention_ms <= 0 || thread_.joinable()) return;
-  {
-    std::lock_guard<std::mutex> l(mu_);
-    stop_ = false;
-  }
-  thread_ = std::thread([this] { Loop(); });
+  if (options_.retention_ms <= 0) return;
+  rounds_.Start([this] { return Round(); });
 }
 
 void Retention::Stop() {
-  {
-    std::lock_guard<std::mutex> l(mu_);
-    stop_ = true;
+  rounds_.Stop();
+  if (run_) {
+    (void)EndRun(*run_, Status::Ok());  // cut short: the next run resumes
+    run_.reset();
   }
-  cv_.notify_all();
-  if (thread_.joinable()) thread_.join();
 }
 
-bool Retention::stopping() {
-  std::lock_guard<std::mutex> l(mu_);
-  return stop_;
-}
-
-void Retention::Loop() {
-  while (!stopping()) {
-    (void)RunOnce();  // logs its own summary or error
-    std::unique_lock<std::mutex> l(mu_);
-    cv_.wait_for(l, std::chrono::milliseconds(options_.interval_ms), [this] { return stop_; });
-  }
+int64_t Retention::Round() {
+  if (!run_) run_ = BeginRun();
+  Status error;
+  if (!Step(&*run_, &error)) return options_.batch_pause_ms;
+  (void)EndRun(*run_, error);  // logs its own summary or error
+  run_.reset();
+  return options_.interval_ms;
 }
 
 Result<int64_t> Retention::RunOnce() {
-  // One cut-off for the whole run: rows that age past it meanwhile wait for
-  // the next run, so a run always ends.
-  const int64_t before_ms = options_.now_ms() - options_.retention_ms;
-  const auto start = Clock::now();
-  int64_t purged = 0;
-  int batches = 0;
+  Run run = BeginRun();
   Status error;
-  while (true) {
-    Result<int64_t> n = store_->PurgeFinished(before_ms, options_.batch);
-    if (!n.ok()) {
-      error = n.status();
-      break;
-    }
-    ++batches;
-    purged += *n;
-    purged_total_ += *n;
-    if (options_.on_purged && *n > 0) options_.on_purged(*n);
-    if (*n < options_.batch) break;  // caught up
-    std::unique_lock<std::mutex> l(mu_);
-    if (cv_.wait_for(l, std::chrono::milliseconds(options_.batch_pause_ms),
-                     [this] { return stop_; })) {
-      break;
+  while (!Step(&run, &error)) {
+    if (options_.batch_pause_ms > 0) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(options_.batch_pause_ms));
     }
   }
-  const int64_t took_ms =
-      std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start).count();
-  if (purged > 0) {
+  return EndRun(run, error);
+}
+
+Retention::Run Retention::BeginRun() {
+  // One cut-off for the whole run: rows that age past it meanwhile wait for
+  // the next run, so a run always ends.
+  Run run;
+  run.before_ms = runner_->NowMs() - options_.retention_ms;
+  run.started_ms = runner_->MonotonicMs();
+  return run;
+}
+
+bool Retention::Step(Run* run, Status* error) {
+  Result<int64_t> n = store_->PurgeFinished(run->before_ms, options_.batch);
+  if (!n.ok()) {
+    *error = n.status();
+    return true;
+  }
+  ++run->batches;
+  run->purged += *n;
+  purged_total_ += *n;
+  if (options_.on_purged && *n > 0) options_.on_purged(*n);
+  return *n < options_.batch;  // fewer than a batch: caught up
+}
+
+Result<int64_t> Retention::EndRun(const Run& run, const Status& error) {
+  const int64_t took_ms = runner_->MonotonicMs() - run.started_ms;
+  if (run.purged > 0) {
     spdlog::info(
         "retention: purged {} finished transactions older than {} h in {} batches, {} ms "
         "({} per second)",
-        purged, options_.retention_ms / 3600000.0, batches, took_ms,
-        took_ms > 0 ? purged * 1000 / took_ms : purged);
+        run.purged, options_.retention_ms / 3600000.0, run.batches, took_ms,
+        took_ms > 0 ? run.purged * 1000 / took_ms : run.purged);
   }
   if (!error.ok()) {
-    spdlog::warn("retention: purging finished transactions failed after {} deleted: {}", purged,
+    spdlog::warn("retention: purging finished transactions failed after {} deleted: {}", run.purged,
                  error.ToString());
     return error;
   }
-  return purged;
+  return run.purged;
 }
 
 }  // namespace treaty

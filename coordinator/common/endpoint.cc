@@ -44,58 +44,47 @@ struct ParsedAuthority {
 };
 
 Result<ParsedAuthority> ParseAuthority(std::string_view authority, std::string_view field) {
+  using Error = AuthorityParts::Error;
+  const AuthorityParts parts = SplitAuthority(authority, ExtraColons::kFirstSplits);
+  if (parts.error == Error::kUnclosedBracket) {
+    return Bad(field, "has an unclosed '[' in its host");
+  }
   ParsedAuthority out;
-  std::string_view port_text;
-  bool has_port = false;
-  if (!authority.empty() && authority[0] == '[') {
-    size_t close = authority.find(']');
-    if (close == std::string_view::npos) return Bad(field, "has an unclosed '[' in its host");
-    std::string v6(authority.substr(1, close - 1));
+  if (parts.bracketed) {
+    std::string v6(parts.host);
     boost::system::error_code ec;
     auto addr = boost::asio::ip::make_address_v6(v6, ec);
     if (ec || v6.find('%') != std::string::npos) {
       return Bad(field, "has an invalid IPv6 address in its host");
     }
+    if (parts.error == Error::kAfterBracket)
+      return Bad(field, "has characters after its IPv6 host");
     out.host = addr.to_string();
-    std::string_view after = authority.substr(close + 1);
-    if (!after.empty()) {
-      if (after[0] != ':') return Bad(field, "has characters after its IPv6 host");
-      has_port = true;
-      port_text = after.substr(1);
-    }
   } else {
-    size_t colon = authority.find(':');
-    std::string_view host = authority.substr(0, colon);
-    if (colon != std::string_view::npos) {
-      has_port = true;
-      port_text = authority.substr(colon + 1);
-    }
-    if (host.empty()) return Bad(field, "has no host");
-    if (host.size() > 253) return Bad(field, "has a host name longer than 253 bytes");
-    for (char c : host) {
+    if (parts.host.empty()) return Bad(field, "has no host");
+    if (parts.host.size() > 253) return Bad(field, "has a host name longer than 253 bytes");
+    for (char c : parts.host) {
       if (!IsHostNameChar(c)) {
         return Bad(field, "has an invalid host (letters, digits, '-', '.', '_' or [IPv6])");
       }
     }
-    out.host = std::string(host);
+    out.host = std::string(parts.host);
   }
-  if (has_port) {
-    if (port_text.empty() || port_text.size() > 5 ||
-        port_text.find_first_not_of("0123456789") != std::string_view::npos) {
+  if (parts.has_port) {
+    if (parts.port.empty() || parts.port.size() > 5 ||
+        parts.port.find_first_not_of("0123456789") != std::string_view::npos) {
       return Bad(field, "has an invalid port (digits only, at most 65535)");
     }
-    out.port = std::stoi(std::string(port_text));
-    if (out.port > 65535) return Bad(field, "has an invalid port (at most 65535)");
+    std::optional<uint16_t> port = ParsePortNumber(parts.port);
+    if (!port) return Bad(field, "has an invalid port (at most 65535)");
+    out.port = *port;
   }
   return out;
 }
 
 }  // namespace
 
-std::string Endpoint::Authority() const {
-  bool v6 = host.find(':') != std::string::npos;
-  return (v6 ? "[" + host + "]" : host) + ":" + std::to_string(port);
-}
+std::string Endpoint::Authority() const { return FormatHostPort(host, port); }
 
 Result<Endpoint> ParseEndpoint(std::string_view url, std::string_view field) {
   if (url.size() > limits::kMaxUrlBytes) {

@@ -1,8 +1,11 @@
 #pragma once
 
-// Endpoint: a participant (or coordinator) URL, parsed once. The one parser
-// used both to validate URLs at submission and by every caller (HTTP,
-// Thrift, the SDK, treatyctl), so a URL accepted is a URL that can be called.
+// Endpoint: a participant (or coordinator) URL, parsed once, and the one
+// reader of "HOST[:PORT]" text in Treaty. ParseEndpoint validates URLs at
+// submission and is used by every caller (HTTP, Thrift, the SDK, treatyctl),
+// so a URL accepted is a URL that can be called. ParseHostPort reads listen
+// addresses. Both are made of common/host_port.h (SplitAuthority,
+// ParsePortNumber), which the readers with rules of their own share.
 //
 // Accepted (docs/input-rules.md):
 //   http://HOST[:PORT][/PATH][?QUERY]     PORT defaults to 80
@@ -22,6 +25,7 @@
 #include <string>
 #include <string_view>
 
+#include "common/host_port.h"
 #include "common/status.h"
 
 namespace treaty {
@@ -32,7 +36,7 @@ struct Endpoint {
   uint16_t port = 0;   // 1..65535
   std::string target;  // "/path?query" for http(s) ("/" when absent); "" for thrift(s)
 
-  // "host:port", with brackets around an IPv6 host.
+  // "host:port", with brackets around an IPv6 host (FormatHostPort).
   std::string Authority() const;
   // True for https and thrifts: the call runs over TLS.
   bool tls() const { return scheme == "https" || scheme == "thrifts"; }

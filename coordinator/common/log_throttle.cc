@@ -15,7 +15,7 @@ LogThrottle::LogThrottle(std::chrono::milliseconds window, Clock now)
 
 LogThrottle::Report LogThrottle::Tick() {
   const auto now = now_();
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   Report r;
   if (logged_once_ && now - last_log_ < window_) {
     ++held_back_;

@@ -22,8 +22,9 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
-#include <mutex>
 #include <string>
+
+#include "common/mutex.h"
 
 namespace treaty {
 
@@ -49,10 +50,10 @@ class LogThrottle {
  private:
   const std::chrono::milliseconds window_;
   const Clock now_;
-  std::mutex mu_;
-  bool logged_once_ = false;                          // guarded by mu_
-  std::chrono::steady_clock::time_point last_log_{};  // guarded by mu_
-  int64_t held_back_ = 0;                             // guarded by mu_
+  Mutex mu_;
+  bool logged_once_ TREATY_GUARDED_BY(mu_) = false;
+  std::chrono::steady_clock::time_point last_log_ TREATY_GUARDED_BY(mu_){};
+  int64_t held_back_ TREATY_GUARDED_BY(mu_) = 0;
 };
 
 }  // namespace treaty

@@ -66,6 +66,17 @@ class CondVar {
   bool WaitFor(Mutex* mu, int64_t timeout_ms, Predicate pred) TREATY_REQUIRES(mu) {
     return cv_.wait_for(*mu, std::chrono::milliseconds(timeout_ms), pred);
   }
+  // False when `deadline` passed first (time_point::max(): no deadline).
+  template <typename Clock, typename Duration, typename Predicate>
+  bool WaitUntil(Mutex* mu, std::chrono::time_point<Clock, Duration> deadline, Predicate pred)
+      TREATY_REQUIRES(mu) {
+    return cv_.wait_until(*mu, deadline, pred);
+  }
+  // Returns on a notification, a spurious wake-up or at `deadline`.
+  template <typename Clock, typename Duration>
+  void WaitUntil(Mutex* mu, std::chrono::time_point<Clock, Duration> deadline) TREATY_REQUIRES(mu) {
+    cv_.wait_until(*mu, deadline);
+  }
   void NotifyOne() { cv_.notify_one(); }
   void NotifyAll() { cv_.notify_all(); }
 

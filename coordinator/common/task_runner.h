@@ -28,6 +28,11 @@ class Clock {
   virtual int64_t MonotonicMs() = 0;
 };
 
+// The machine's clocks (std::chrono::system_clock and steady_clock), for
+// code given no Clock (like leveldb's Env::Default()). Never null; lives
+// for the whole process.
+Clock* SystemClock();
+
 class TaskRunner : public Clock {
  public:
   using Task = std::function<void()>;

@@ -9,6 +9,7 @@
 namespace treaty {
 
 TxnDriver::BranchCall& TxnDriver::Call(int i) {
+  TREATY_ASSERT_ON(*ctx_->runner);
   if (static_cast<size_t>(i) >= calls_.size()) calls_.resize(i + 1);
   return calls_[i];
 }
@@ -31,6 +32,7 @@ bool TxnDriver::call_held(int i) const {
 }
 
 void TxnDriver::LaunchCall(int i, BranchOp op) {
+  TREATY_ASSERT_ON(*ctx_->runner);
   BranchCall& c = Call(i);
   if (paused_) {
     if (!c.held) {
@@ -66,6 +68,7 @@ void TxnDriver::LaunchCall(int i, BranchOp op) {
 }
 
 bool TxnDriver::SendAttempt(int i, BranchOp op) {
+  TREATY_ASSERT_ON(*ctx_->runner);
   if (paused_) {
     LaunchCall(i, op);  // held; the log keeps it as planned
     return false;
@@ -76,6 +79,7 @@ bool TxnDriver::SendAttempt(int i, BranchOp op) {
 }
 
 void TxnDriver::ReleaseHeldCalls() {
+  TREATY_ASSERT_ON(*ctx_->runner);
   for (size_t n = 0; n < calls_.size(); ++n) {
     const int i = static_cast<int>(n);
     if (!calls_[n].held) continue;
@@ -87,6 +91,7 @@ void TxnDriver::ReleaseHeldCalls() {
 }
 
 void TxnDriver::DiscardCall(int i) {
+  TREATY_ASSERT_ON(*ctx_->runner);
   CancelRetry(i);
   BranchCall& c = Call(i);
   ++c.generation;
@@ -94,6 +99,7 @@ void TxnDriver::DiscardCall(int i) {
 }
 
 void TxnDriver::ScheduleRetry(int i, BranchOp op, int64_t delay_ms) {
+  TREATY_ASSERT_ON(*ctx_->runner);
   Call(i).op = op;
   Call(i).timer = After(delay_ms, [this, i, op] {
     BranchCall& c = Call(i);
@@ -105,6 +111,7 @@ void TxnDriver::ScheduleRetry(int i, BranchOp op, int64_t delay_ms) {
 }
 
 void TxnDriver::CancelRetry(int i) {
+  TREATY_ASSERT_ON(*ctx_->runner);
   if (static_cast<size_t>(i) >= calls_.size()) return;
   BranchCall& c = calls_[i];
   if (c.timer) c.timer->Cancel();
@@ -113,10 +120,12 @@ void TxnDriver::CancelRetry(int i) {
 }
 
 void TxnDriver::CancelRetries() {
+  TREATY_ASSERT_ON(*ctx_->runner);
   for (size_t i = 0; i < calls_.size(); ++i) CancelRetry(static_cast<int>(i));
 }
 
 int TxnDriver::RetryScheduledNow() {
+  TREATY_ASSERT_ON(*ctx_->runner);
   int fired = 0;
   for (size_t n = 0; n < calls_.size(); ++n) {
     const int i = static_cast<int>(n);
@@ -133,6 +142,7 @@ int TxnDriver::RetryScheduledNow() {
 void TxnDriver::ResumeRestoredCall(int i, BranchOp op, const std::string& branch,
                                    const std::string& attempt, int64_t planned_at_ms,
                                    int64_t max_wait_ms) {
+  TREATY_ASSERT_ON(*ctx_->runner);
   if (planned_at_ms > 0) {
     const int64_t wait = RemainingWait(planned_at_ms, max_wait_ms);
     Event(branch, "recovery",

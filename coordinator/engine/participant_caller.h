@@ -1,9 +1,10 @@
 #pragma once
 
-// ParticipantCaller: how the engine reaches a participant (docs/2pc.md "What participants receive",
-// "Participant protocol"). Implementations: HttpParticipantCaller
-// (http://, pooled keep-alive connections), later a Thrift caller, and
-// RoutingCaller which dispatches on the URL's scheme. Tests use fakes.
+// ParticipantCaller: how the engine reaches a participant (docs/2pc.md "What
+// participants receive", "Participant protocol"). Implementations:
+// HttpParticipantCaller (http:// and https://, pooled keep-alive
+// connections), ThriftParticipantCaller (thrift:// and thrifts://), and
+// RoutingCaller, which dispatches on the URL's scheme. Tests use fakes.
 
 #include <cstdint>
 #include <functional>

@@ -96,6 +96,7 @@ Result<std::shared_ptr<Saga>> Saga::Restore(EngineContext* ctx, const TxnDetail&
 }
 
 void Saga::Start() {
+  TREATY_ASSERT_ON(*ctx()->runner);
   if (!is_new_) {
     spdlog::info("gtid={} resuming saga in state {}", gtid(), state_name());
     Event("", "recovery", "resumed by coordinator " + ctx()->owner + " in state " + state_name());
@@ -117,6 +118,7 @@ void Saga::Start() {
 }
 
 void Saga::ResumeSteps() {
+  TREATY_ASSERT_ON(*ctx()->runner);
   for (size_t i = 0; i < steps_.size(); ++i) {
     Step& s = steps_[i];
     const bool action = state() == TxnState::kRunning && s.state == BranchState::kRunning;
@@ -133,6 +135,7 @@ void Saga::ResumeSteps() {
 }
 
 void Saga::Pump() {
+  TREATY_ASSERT_ON(*ctx()->runner);
   if (dropped() || finished()) return;
   if (state() == TxnState::kRunning) PumpForward();
   if (state() == TxnState::kCompensating) PumpCompensation();
@@ -140,6 +143,7 @@ void Saga::Pump() {
 }
 
 void Saga::PumpForward() {
+  TREATY_ASSERT_ON(*ctx()->runner);
   bool all_succeeded = true;
   for (size_t i = 0; i < steps_.size(); ++i) {
     if (steps_[i].state == BranchState::kFailed) {
@@ -173,6 +177,7 @@ void Saga::PumpForward() {
 }
 
 void Saga::BeginCompensation(const std::string& reason) {
+  TREATY_ASSERT_ON(*ctx()->runner);
   if (state() != TxnState::kRunning) return;
   spdlog::info("gtid={} compensating: {}", gtid(), reason);
   SetState(TxnState::kCompensating, reason);
@@ -185,6 +190,7 @@ void Saga::BeginCompensation(const std::string& reason) {
 }
 
 void Saga::PumpCompensation() {
+  TREATY_ASSERT_ON(*ctx()->runner);
   bool done = true;
   for (size_t n = 0; n < steps_.size(); ++n) {
     const int i = static_cast<int>(n);
@@ -211,12 +217,14 @@ void Saga::PumpCompensation() {
 }
 
 void Saga::SetStep(int i, BranchState state, const std::string& detail) {
+  TREATY_ASSERT_ON(*ctx()->runner);
   Step& s = steps_[i];
   s.state = state;
   RecordBranchState(s.spec.name, state, s.attempts, s.last_error, "step", detail);
 }
 
 ParticipantRequest Saga::CallRequest(int i, BranchOp op) {
+  TREATY_ASSERT_ON(*ctx()->runner);
   const Step& s = steps_[i];
   ParticipantRequest req;
   req.url = op == BranchOp::kAction ? s.spec.action : s.spec.compensate;
@@ -235,6 +243,7 @@ bool Saga::SendStillWanted(BranchOp op) const {
 }
 
 void Saga::OnCallResult(int i, BranchOp op, const ParticipantResponse& r) {
+  TREATY_ASSERT_ON(*ctx()->runner);
   if (op == BranchOp::kAction) {
     OnActionResult(i, r);
   } else {
@@ -255,6 +264,7 @@ std::optional<int> Saga::AttemptOfCall(int i, BranchOp op) const {
 void Saga::OnOperatorRetry(int i) { steps_[i].comp_failures = 0; }
 
 void Saga::OnActionResult(int i, const ParticipantResponse& r) {
+  TREATY_ASSERT_ON(*ctx()->runner);
   Step& s = steps_[i];
   if (r.outcome == CallOutcome::kOk) {
     s.last_error.clear();
@@ -295,6 +305,7 @@ void Saga::OnActionResult(int i, const ParticipantResponse& r) {
 }
 
 void Saga::OnCompensateResult(int i, const ParticipantResponse& r) {
+  TREATY_ASSERT_ON(*ctx()->runner);
   Step& s = steps_[i];
   if (r.outcome == CallOutcome::kOk) {
     s.last_error.clear();
@@ -329,6 +340,7 @@ void Saga::OnCompensateResult(int i, const ParticipantResponse& r) {
 }
 
 Status Saga::ForceAbort(const OperatorRequest& who) {
+  TREATY_ASSERT_ON(*ctx()->runner);
   if (finished() || IsTerminal(state())) {
     return Status::Conflict("saga " + gtid() + " is already " + state_name() +
                             "; it cannot be aborted");
@@ -357,6 +369,7 @@ Status Saga::CheckResolve(int i, BranchState outcome) const {
 }
 
 int Saga::MarkResolved(int i, BranchState outcome) {
+  TREATY_ASSERT_ON(*ctx()->runner);
   Step& s = steps_[i];
   s.uncallable = false;
   s.state = outcome;
@@ -365,6 +378,7 @@ int Saga::MarkResolved(int i, BranchState outcome) {
 }
 
 void Saga::CancelTimers() {
+  TREATY_ASSERT_ON(*ctx()->runner);
   if (deadline_timer_) deadline_timer_->Cancel();
   CancelRetries();
 }

@@ -56,7 +56,7 @@
 //    back from the logged delay: next_attempt_at_ms - updated_at_ms); one
 //    whose call was in flight starts its backoff over.
 //
-// Threading: runs on ctx->runner only.
+// Threading: runs on ctx->runner only, asserted (txn_driver.h).
 
 #include <memory>
 #include <optional>

@@ -85,6 +85,7 @@ Result<std::shared_ptr<TwoPhase>> TwoPhase::Restore(EngineContext* ctx, const Tx
 }
 
 void TwoPhase::Start() {
+  TREATY_ASSERT_ON(*ctx()->runner);
   if (!is_new_) {
     spdlog::info("gtid={} resuming 2PC in state {}", gtid(), state_name());
     Event("", "recovery", "resumed by coordinator " + ctx()->owner + " in state " + state_name());
@@ -101,6 +102,7 @@ void TwoPhase::Start() {
 }
 
 void TwoPhase::ResumeBranches() {
+  TREATY_ASSERT_ON(*ctx()->runner);
   const bool commit = state() == TxnState::kCommitting;
   if (!commit && state() != TxnState::kAborting) return;
   const BranchOp op = commit ? BranchOp::kCommit : BranchOp::kAbort;
@@ -117,6 +119,7 @@ void TwoPhase::ResumeBranches() {
 }
 
 void TwoPhase::StartDeadline() {
+  TREATY_ASSERT_ON(*ctx()->runner);
   if (deadline_ms_ <= 0 || Decided()) return;
   deadline_timer_ = After(deadline_ms_ - ctx()->runner->NowMs(), [this] {
     if (Decided()) return;
@@ -128,6 +131,7 @@ void TwoPhase::StartDeadline() {
 bool TwoPhase::Decided() const { return IsDecision(state()); }
 
 void TwoPhase::Pump() {
+  TREATY_ASSERT_ON(*ctx()->runner);
   if (dropped() || finished()) return;
   if (state() == TxnState::kPreparing) PumpPreparing();
   if (state() == TxnState::kCommitting) PumpPhaseTwo(BranchOp::kCommit);
@@ -136,6 +140,7 @@ void TwoPhase::Pump() {
 }
 
 void TwoPhase::PumpPreparing() {
+  TREATY_ASSERT_ON(*ctx()->runner);
   bool all_voted = true, any_prepared = false;
   for (const auto& b : branches_) {
     if (b.voted_no) {
@@ -161,6 +166,7 @@ void TwoPhase::PumpPreparing() {
 }
 
 void TwoPhase::PumpPhaseTwo(BranchOp op) {
+  TREATY_ASSERT_ON(*ctx()->runner);
   const bool commit = op == BranchOp::kCommit;
   const BranchState done_state = commit ? BranchState::kCommitted : BranchState::kAborted;
   const BranchState doing_state = commit ? BranchState::kCommitting : BranchState::kAborting;
@@ -186,6 +192,7 @@ void TwoPhase::PumpPhaseTwo(BranchOp op) {
 }
 
 void TwoPhase::Decide(TxnState decision, const std::string& why) {
+  TREATY_ASSERT_ON(*ctx()->runner);
   if (Decided()) return;
   spdlog::info("gtid={} decision {}: {}", gtid(), ToString(decision), why);
   SetState(decision, why);
@@ -200,19 +207,21 @@ void TwoPhase::Decide(TxnState decision, const std::string& why) {
     self->decision_durable_ = true;
     auto waiters = std::move(self->decision_waiters_);
     self->decision_waiters_.clear();
-    for (auto& w : waiters) w(std::string(self->state_name()));
+    for (auto& w : waiters) w(self->state());
   });
 }
 
 void TwoPhase::AnswerWhenDecided(DecisionCallback done) {
+  TREATY_ASSERT_ON(*ctx()->runner);
   if (decision_durable_) {
-    done(std::string(state_name()));
+    done(state());
   } else {
     decision_waiters_.push_back(std::move(done));
   }
 }
 
 void TwoPhase::Enlist(BranchSpec branch, size_t max_branches, std::function<void(Status)> done) {
+  TREATY_ASSERT_ON(*ctx()->runner);
   if (state() != TxnState::kActive) {
     done(Status::Conflict("transaction " + gtid() + " is " + state_name() +
                           "; branches can enlist only while it is ACTIVE"));
@@ -266,6 +275,7 @@ void TwoPhase::Enlist(BranchSpec branch, size_t max_branches, std::function<void
 }
 
 void TwoPhase::RequestCommit(DecisionCallback done) {
+  TREATY_ASSERT_ON(*ctx()->runner);
   if (state() != TxnState::kActive) {
     // Already preparing or decided: answer with the decision.
     AnswerWhenDecided(std::move(done));
@@ -291,6 +301,7 @@ void TwoPhase::RequestCommit(DecisionCallback done) {
 }
 
 void TwoPhase::RequestAbort(const std::string& reason, DecisionCallback done) {
+  TREATY_ASSERT_ON(*ctx()->runner);
   if (state() == TxnState::kCommitting || state() == TxnState::kCommitted) {
     done(Status::Conflict("transaction " + gtid() + " is " + state_name() +
                           ": the commit decision is logged; it cannot be aborted"));
@@ -302,6 +313,7 @@ void TwoPhase::RequestAbort(const std::string& reason, DecisionCallback done) {
 }
 
 Status TwoPhase::ForceAbort(const OperatorRequest& who) {
+  TREATY_ASSERT_ON(*ctx()->runner);
   if (state() == TxnState::kCommitting) {
     return Status::Conflict("transaction " + gtid() + " is " + state_name() +
                             ": the commit decision is durable; it cannot be aborted (resolve "
@@ -350,6 +362,7 @@ Status TwoPhase::CheckResolve(int i, BranchState outcome) const {
 }
 
 int TwoPhase::MarkResolved(int i, BranchState outcome) {
+  TREATY_ASSERT_ON(*ctx()->runner);
   Branch& b = branches_[i];
   b.uncallable = false;
   b.state = outcome;
@@ -358,139 +371,14 @@ int TwoPhase::MarkResolved(int i, BranchState outcome) {
 }
 
 void TwoPhase::SetBranch(int i, BranchState state, const std::string& detail) {
+  TREATY_ASSERT_ON(*ctx()->runner);
   Branch& b = branches_[i];
   b.state = state;
   RecordBranchState(b.spec.name, state, b.attempts, b.last_error, "branch", detail);
 }
 
-ParticipantRequest TwoPhase::CallRequest(int i, BranchOp op) {
-  const Branch& b = branches_[i];
-  ParticipantRequest req;
-  req.url = op == BranchOp::kPrepare  ? b.spec.prepare
-            : op == BranchOp::kCommit ? b.spec.commit
-                                      : b.spec.abort;
-  req.gtid = gtid();
-  req.branch = b.spec.name;
-  req.payload_json = b.spec.payload;
-  req.one_phase = op == BranchOp::kCommit && OnePhase();
-  req.timeout_ms =
-      b.spec.timeout_ms > 0 ? b.spec.timeout_ms : ctx()->options.default_call_timeout_ms;
-  // LaunchCall sends it only once everything planned so far is durable: for
-  // commit, that includes the COMMITTING decision.
-  return req;
-}
-
-void TwoPhase::OnCallResult(int i, BranchOp op, const ParticipantResponse& r) {
-  if (op == BranchOp::kPrepare) {
-    OnPrepareResult(i, r);
-  } else {
-    OnPhaseTwoResult(i, op, r);
-  }
-}
-
-bool TwoPhase::RetryStillDue(int, BranchOp op) const {
-  switch (op) {
-    case BranchOp::kPrepare:
-      return state() == TxnState::kPreparing;
-    case BranchOp::kCommit:
-      return state() == TxnState::kCommitting;
-    default:
-      return state() == TxnState::kAborting;
-  }
-}
-
-std::optional<int> TwoPhase::AttemptOfCall(int i, BranchOp) const { return branches_[i].attempts; }
-
-void TwoPhase::OnOperatorRetry(int i) { branches_[i].failures = 0; }
-
-void TwoPhase::OnPrepareResult(int i, const ParticipantResponse& r) {
-  Branch& b = branches_[i];
-  if (state() != TxnState::kPreparing) {
-    // Abort was decided meanwhile; Pump sends this branch its abort now.
-    if (r.outcome != CallOutcome::kOk) NoteCallFailed(DescribeResponse(r));
-    Event(b.spec.name, "call",
-          "prepare " + DescribeResponse(r) + " (transaction is " + state_name() + ")");
-    return;
-  }
-  if (r.outcome == CallOutcome::kOk) {
-    b.last_error.clear();
-    SetBranch(i, r.readonly_vote ? BranchState::kReadOnly : BranchState::kPrepared,
-              std::string("voted ") + (r.readonly_vote ? "read-only" : "yes"));
-    return;
-  }
-  b.last_error = DescribeResponse(r);
-  if (r.outcome == CallOutcome::kBusinessFailure || r.outcome == CallOutcome::kUncallable) {
-    b.voted_no = true;
-    Event(b.spec.name, "vote", "voted no: " + b.last_error);
-    return;
-  }
-  if (b.attempts >= spec_.prepare_retry.max_attempts) {
-    b.voted_no = true;
-    Event(b.spec.name, "vote",
-          "prepare failed after " + std::to_string(b.attempts) + " attempts: " + b.last_error +
-              " (counts as no)");
-    return;
-  }
-  const int64_t delay = r.config_error
-                            ? spec_.prepare_retry.max_backoff_ms
-                            : ctx()->Backoff(b.attempts, spec_.prepare_retry.initial_backoff_ms,
-                                             spec_.prepare_retry.max_backoff_ms);
-  ++b.attempts;
-  RecordRetry(b.spec.name, b.attempts, b.last_error, delay,
-              "prepare " + b.last_error + "; attempt " + std::to_string(b.attempts) + " in " +
-                  std::to_string(delay) + " ms");
-  if (r.config_error) {
-    FlagConfigError("branch", b.spec.name, BranchOp::kPrepare, b.last_error, delay);
-  }
-  ScheduleRetry(i, BranchOp::kPrepare, delay);
-}
-
-void TwoPhase::OnPhaseTwoResult(int i, BranchOp call, const ParticipantResponse& r) {
-  Branch& b = branches_[i];
-  const std::string op = ToString(call);
-  if (r.outcome == CallOutcome::kOk) {
-    b.last_error.clear();
-    SetBranch(i, call == BranchOp::kCommit ? BranchState::kCommitted : BranchState::kAborted,
-              op + " " + DescribeResponse(r));
-    return;
-  }
-  b.last_error = DescribeResponse(r);
-  if (call == BranchOp::kCommit && OnePhase() &&
-      (r.outcome == CallOutcome::kBusinessFailure || r.outcome == CallOutcome::kUncallable)) {
-    // The single participant refused its one-phase commit, or it was never
-    // sent: nothing applied.
-    SetBranch(i, BranchState::kAborted, "one-phase commit " + b.last_error);
-    SetState(TxnState::kAborted, "the single branch refused its one-phase commit");
-    return;
-  }
-  if (r.outcome == CallOutcome::kUncallable) {
-    // Retrying cannot help: the URL is in the spec. Flag it for an operator.
-    b.uncallable = true;
-    RecordBranchState(b.spec.name, b.state, b.attempts, b.last_error, "branch",
-                      op + " " + b.last_error + "; not retried");
-    SetNeedsAttention(true,
-                      op + " of branch '" + b.spec.name + "' cannot be called: " + b.last_error);
-    return;
-  }
-  ++b.failures;
-  const auto& o = ctx()->options;
-  const int64_t delay = r.config_error ? o.retry_max_backoff_ms
-                                       : ctx()->Backoff(b.failures, o.retry_initial_backoff_ms,
-                                                        o.retry_max_backoff_ms);
-  ++b.attempts;
-  RecordRetry(b.spec.name, b.attempts, b.last_error, delay,
-              op + " " + b.last_error + "; failed " + std::to_string(b.failures) +
-                  " times, next try in " + std::to_string(delay) + " ms");
-  if (r.config_error) {
-    FlagConfigError("branch", b.spec.name, call, b.last_error, delay);
-  } else if (b.failures >= o.attention_after_attempts) {
-    SetNeedsAttention(true, op + " of branch '" + b.spec.name + "' failed " +
-                                std::to_string(b.failures) + " times: " + b.last_error);
-  }
-  ScheduleRetry(i, call, delay);
-}
-
 void TwoPhase::CancelTimers() {
+  TREATY_ASSERT_ON(*ctx()->runner);
   if (deadline_timer_) deadline_timer_->Cancel();
   CancelRetries();
   // Dropped (or finished): nobody will answer these any more.
@@ -503,7 +391,7 @@ void TwoPhase::CancelTimers() {
   decision_waiters_.clear();
   for (auto& w : waiters) {
     if (finished()) {
-      w(std::string(state_name()));
+      w(state());
     } else {
       w(Status::Unavailable("coordinator stopped driving " + gtid() + "; ask for its state"));
     }

@@ -78,7 +78,7 @@
 // A transaction still ACTIVE when its coordinator drains (SIGTERM) or dies
 // is taken over by a peer and so aborted: clients re-run it under a new gtid.
 //
-// Threading: runs on ctx->runner only. Reply callbacks run there too.
+// Threading: runs on ctx->runner only, asserted (txn_driver.h). Reply callbacks run there too.
 
 #include <functional>
 #include <map>
@@ -97,7 +97,7 @@ namespace treaty {
 class TwoPhase : public TxnDriver {
  public:
   // Answers with the state once the decision (or the refusal) is durable.
-  using DecisionCallback = std::function<void(Result<std::string>)>;
+  using DecisionCallback = std::function<void(Result<TxnState>)>;
 
   // A new transaction in ACTIVE: the create write is the first thing Start()
   // sends. `spec.gtid` must be set.

@@ -44,7 +44,11 @@
 //  - Unavailable/Internal on an update: the same change is retried after
 //    options.log_retry_backoff_ms, merged with anything newer, never lost.
 //
-// Threading: every method runs on ctx->runner; not thread-safe otherwise.
+// Threading: every method runs on ctx->runner (the engine strand); not
+// thread-safe otherwise. Every method that changes driver state asserts it
+// (TREATY_ASSERT_ON: called from any other thread it aborts the process);
+// const accessors do not. Create and Restore build a driver nobody else sees
+// yet, but Create plans its first write, so it runs on ctx->runner too.
 
 #include <functional>
 #include <memory>

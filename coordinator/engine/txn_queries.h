@@ -9,7 +9,8 @@
 // answers `done` on the blocking runner (a pool), where the store call ran.
 // Errors are the store's: NotFound (unknown gtid), Unavailable (log
 // unreachable), InvalidArgument (a filter the store refuses, e.g. a cursor
-// that does not decode).
+// that does not decode), and Internal naming the read when the store threw
+// (a bug; logged once), so `done` is always called exactly once.
 
 #include <functional>
 #include <string>

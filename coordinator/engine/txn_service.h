@@ -2,28 +2,40 @@
 
 // TxnService: the one core every front end (REST, Thrift, tests) adapts.
 // It creates and keeps the in-memory drivers of the transactions this
-// coordinator owns, answers reads from the log, applies operator actions,
-// and adopts transactions handed to it by recovery/takeover.
+// coordinator owns, applies operator actions, and adopts transactions handed
+// to it by recovery/takeover. What is protocol-specific (how a saga or a 2PC
+// transaction is restored, what a repeated submission of one is) is behind
+// TxnProtocol (engine/txn_protocol.h); held answers are TxnWaiters'.
+//
+//   SubmitSaga / Begin2pc ─► TxnSubmission ─► driver (created, logged) ─► answer
+//   Adopt (Membership)    ─► TxnProtocols::Find(kind)->Restore ─► driver ─► Start
+//   operator actions, 2PC calls ─► the driver in memory, else why not (from the log)
 //
 // Threading: public methods are thread-safe and never block; callbacks run
 // on either the engine runner or the blocking runner and must not block.
-// Driver state lives on the engine runner only. Reads (Get, List) run on the
-// blocking runner, straight against the LogStore.
+// Driver state (drivers_, the waiters) lives on the engine runner only.
+// Reads (Get, List) run on the blocking runner, straight against the
+// LogStore (as TxnQueries, engine/txn_queries.h, which front ends use).
 
+#include <atomic>
+#include <cstdint>
 #include <functional>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <vector>
 
+#include "common/ids.h"
 #include "common/status.h"
 #include "common/task_runner.h"
 #include "engine/engine_context.h"
 #include "engine/saga_spec.h"
-#include "engine/txn_adopter.h"
+#include "engine/submit_result.h"
 #include "engine/two_phase_spec.h"
+#include "engine/txn_adopter.h"
 #include "engine/txn_driver.h"
+#include "engine/txn_protocol.h"
+#include "engine/txn_waiters.h"
 #include "security/participant_policy.h"
 #include "store/log_store.h"
 
@@ -57,24 +69,6 @@ struct TxnServiceDeps {
   const ParticipantPolicy* participant_policy = nullptr;
 };
 
-struct SubmitResult {
-  std::string gtid;
-  std::string state;
-  bool created = false;       // false: an identical earlier submission
-  bool finished = false;      // terminal at answer time
-  bool wait_expired = false;  // `wait` was asked and ran out first
-  bool paused = false;        // an operator paused its calls (Pause/Resume)
-};
-
-// Live counters for metrics and the dashboard.
-struct ServiceCounters {
-  int64_t started = 0;
-  int64_t committed = 0;
-  int64_t aborted = 0;
-  int64_t active = 0;  // drivers in memory
-  int64_t calls_ok = 0, calls_business_failure = 0, calls_transient = 0;
-};
-
 class TxnService : public TxnAdopter, private TxnObserver {
  public:
   template <typename T>
@@ -94,8 +88,6 @@ class TxnService : public TxnAdopter, private TxnObserver {
   // answers, then its state).
   void SubmitSaga(SagaSpec spec, bool wait, int64_t wait_ms, Callback<SubmitResult> done);
 
-  void Get(const std::string& gtid, bool with_events, Callback<TxnDetail> done);
-  void List(const ListFilter& filter, Callback<TxnPage> done);
   // Operator actions (docs/operations.md "Operator actions"). Each is
   // recorded in the history (type "operator": actor, action, reason) and in
   // a log line once durable, and answers the state then. Errors:
@@ -144,7 +136,9 @@ class TxnService : public TxnAdopter, private TxnObserver {
   //
   // Logs a new ACTIVE transaction; answers once durable. A repeated begin of
   // a known gtid with the same options answers its state (created=false);
-  // different options or a saga under that gtid: Conflict.
+  // different options or a saga under that gtid: Conflict. Unavailable when
+  // the log does not confirm the create in time (outcome unknown, as for
+  // SubmitSaga).
   void Begin2pc(TwoPhaseSpec spec, Callback<SubmitResult> done);
   // Enlists a branch once durable. NotFound for an unknown gtid; Conflict
   // when not ACTIVE, not 2PC, driven by a peer, or the name is taken.
@@ -156,13 +150,16 @@ class TxnService : public TxnAdopter, private TxnObserver {
   // Aborts; Conflict once the commit decision is logged.
   void Abort2pc(const std::string& gtid, const std::string& client, Callback<SubmitResult> done);
 
-  // Recovery/takeover: starts drivers for transactions just claimed.
+  // Recovery/takeover: starts drivers for transactions just claimed (each by
+  // its kind's TxnProtocol; one of an unknown kind is logged and skipped).
   void Adopt(std::vector<TxnDetail> claimed) override;
   // Drops every driver at once (this coordinator was declared dead) and sets
   // the owner id used from now on.
   void DropAllAndReown(const std::string& new_owner) override;
-  // How many drivers are in memory (thread-safe snapshot).
-  ServiceCounters counters() const;
+  // How many drivers are in memory (unfinished transactions driven here).
+  // Thread-safe; a snapshot, possibly stale by the time it is read. (Starts,
+  // finishes and calls are counted by the observer, CoordinatorMetrics.)
+  int64_t active_drivers() const { return active_drivers_.load(std::memory_order_relaxed); }
 
  private:
   void OnFinished(const std::string& gtid, const std::string& kind,
@@ -170,6 +167,20 @@ class TxnService : public TxnAdopter, private TxnObserver {
   void OnDropped(const std::string& gtid, const Status& why) override;
   void OnCall(const std::string& op, CallOutcome outcome, int64_t latency_ms) override;
 
+  // Engine runner: answers `submission` (an identical one in memory, or a
+  // new driver, see SubmitSaga) or refuses it.
+  void Submit(std::shared_ptr<const TxnSubmission> submission, bool wait, int64_t wait_ms,
+              Callback<SubmitResult> done);
+  // Answers a submission whose gtid already exists in the log (blocking
+  // runner): its state if it is the same submission, else why not. (A create
+  // of ours whose commit answer was lost never gets here: the LogWriter
+  // recognizes its own row on a retry and answers OK, see
+  // store/log_writer.h; an identical re-submission while our create's
+  // outcome is unknown is answered 503.)
+  void AnswerExisting(std::shared_ptr<const TxnSubmission> submission, bool wait, int64_t wait_ms,
+                      Callback<SubmitResult> done);
+  // Engine runner: keeps `driver` (drivers_, active_drivers_) and starts it.
+  void StartDriver(std::shared_ptr<TxnDriver> driver);
   // A driver dropped with Internal (the log refused every write of it)
   // leaves a row owned by this live coordinator that nobody drives. Hands it
   // back (owner cleared, fenced on this owner), retried while the log is
@@ -177,28 +188,13 @@ class TxnService : public TxnAdopter, private TxnObserver {
   // not dropped: its driver sends it again until the log answers, see
   // engine/txn_driver.h.)
   void HandBack(const std::string& gtid);
-  // Blocking (store read): the logged transaction `gtid` if it is the same
-  // submission (same kind, same normalized spec); Conflict if it differs,
-  // Unavailable if it is not visible yet. (A create of ours whose commit
-  // answer was lost never gets here: the LogWriter recognizes its own row on
-  // a retry and answers OK, see store/log_writer.h; an identical
-  // re-submission while our create's outcome is unknown is answered 503.)
-  Result<TxnRow> FindSameSubmission(const std::string& gtid, const std::string& kind,
-                                    const nlohmann::json& spec);
-  // Answers a submission whose gtid already exists in the log.
-  void AnswerExisting(SagaSpec spec, bool wait, int64_t wait_ms, Callback<SubmitResult> done);
-  void AddWaiter(const std::string& gtid, int64_t wait_ms, Callback<SubmitResult> done,
-                 bool created);
-  void FireWaiters(const std::string& gtid, const std::string& state);
   // 2PC helpers (txn_service_2pc.cc).
-  void Answer2pcExisting(TwoPhaseSpec spec, Callback<SubmitResult> done);
   // Runs `fn` with the driver of `gtid` once `client` may drive it.
   void With2pc(const std::string& gtid, const std::string& client, Callback<SubmitResult> done,
                std::function<void(std::shared_ptr<TwoPhase>, Callback<SubmitResult>)> fn);
-  void AnswerDecision(const std::string& gtid, Result<std::string> decision,
+  void AnswerDecision(const std::string& gtid, Result<TxnState> decision,
                       Callback<SubmitResult> done);
-  void Adopt2pc(const TxnDetail& detail);
-  // Publishes drivers_.size() as counters_.active (engine runner).
+  // Publishes drivers_.size() as active_drivers_ (engine runner).
   void CountActive();
   // Runs an operator action (`apply` on the driver) on the engine runner;
   // `action` names it in the log line.
@@ -209,22 +205,14 @@ class TxnService : public TxnAdopter, private TxnObserver {
   TxnServiceDeps deps_;
   TxnServiceOptions options_;
   EngineContext ctx_;
+  const TxnProtocols protocols_ = TxnProtocols::Builtin();
 
   // Engine-runner-only state.
   std::map<std::string, std::shared_ptr<TxnDriver>> drivers_;
-  struct Waiter {
-    Callback<SubmitResult> done;
-    std::shared_ptr<TaskRunner::Timer> timer;
-    bool created;
-    std::shared_ptr<bool> answered;
-  };
-  std::multimap<std::string, Waiter> waiters_;
+  TxnWaiters waiters_;
 
-  mutable std::mutex counters_mu_;
-  ServiceCounters counters_;  // guarded by counters_mu_
+  // drivers_.size(), published for other threads.
+  std::atomic<int64_t> active_drivers_{0};
 };
-
-// A fresh random gtid (UUID v4 text).
-std::string NewGtid();
 
 }  // namespace treaty

@@ -1,114 +1,39 @@
 // TxnService: the 2PC entry points (Begin2pc, RegisterBranch, Commit2pc,
-// Abort2pc) and adoption of 2PC transactions. See txn_service.h.
-
-#include <spdlog/spdlog.h>
+// Abort2pc). See txn_service.h; the protocol's own rules are in
+// engine/two_phase_protocol.h and engine/two_phase.h.
 
 #include "common/endpoint.h"
-#include "common/json_input.h"
 #include "engine/states.h"
 #include "engine/two_phase.h"
+#include "engine/two_phase_protocol.h"
 #include "engine/txn_service.h"
 
 namespace treaty {
 namespace {
 
-// The binding of a 2PC transaction to the client that began it (txn_service.h):
-// `begun_by` is the stored client, `caller` the caller's name (either empty:
-// authentication was or is off, anyone may).
-Status CheckClient(const std::string& gtid, const std::string& begun_by,
-                   const std::string& caller) {
-  if (begun_by.empty() || caller.empty() || begun_by == caller) return Status::Ok();
-  return Status::PermissionDenied("2PC transaction '" + gtid + "' was begun by another client");
-}
-
-// Whether two begins ask for the same options (the client aside: a
-// transaction begun with authentication off is the same begin with it on).
-bool SameOptions(TwoPhaseSpec a, TwoPhaseSpec b) {
-  a.client.clear();
-  b.client.clear();
-  return ToJson(a) == ToJson(b);
-}
-
-// The spec of a logged 2PC transaction, read as recovery reads it.
-Result<TwoPhaseSpec> StoredSpec(const TxnRow& row) {
-  auto body = ParseJson(row.spec, "the stored spec", 2 * limits::kMaxJsonDepth);
-  if (!body.ok()) return body.status();
-  TwoPhaseLimits stored;
-  stored.stored = true;
-  return ParseTwoPhaseSpec(*body, stored);
+// The SSRF guard at enlistment: the branch's prepare, commit and abort URLs
+// must pass `policy` (null: no guard). InvalidArgument naming the field.
+Status CheckBranchUrls(const ParticipantPolicy* policy, const BranchSpec& branch) {
+  if (policy == nullptr) return Status::Ok();
+  for (const auto& [url, key] :
+       {std::pair{&branch.prepare, "'prepare'"}, std::pair{&branch.commit, "'commit'"},
+        std::pair{&branch.abort, "'abort'"}}) {
+    auto endpoint = ParseEndpoint(*url, key);
+    if (!endpoint.ok()) return endpoint.status();
+    if (auto s = policy->CheckUrl(*endpoint, key); !s.ok()) return s;
+  }
+  return Status::Ok();
 }
 
 }  // namespace
 
 void TxnService::Begin2pc(TwoPhaseSpec spec, Callback<SubmitResult> done) {
   if (spec.gtid.empty()) spec.gtid = NewGtid();
-  deps_.engine_runner->Post([this, spec = std::move(spec), done = std::move(done)]() mutable {
-    const std::string gtid = spec.gtid;
-    if (auto it = drivers_.find(gtid); it != drivers_.end()) {
-      if (it->second->kind() != TxnKind::k2pc) {
-        done(Status::Conflict("gtid " + gtid + " already exists with different options"));
-        return;
-      }
-      const TwoPhaseSpec& existing = std::static_pointer_cast<TwoPhase>(it->second)->spec();
-      if (auto s = CheckClient(gtid, existing.client, spec.client); !s.ok()) {
-        done(std::move(s));
-      } else if (!SameOptions(existing, spec)) {
-        done(Status::Conflict("gtid " + gtid + " already exists with different options"));
-      } else if (it->second->create_outcome_unknown()) {
-        done(Status::Unavailable("the log has not confirmed the create of gtid " + gtid +
-                                 " yet (outcome unknown); re-submitting the same gtid is safe"));
-      } else {
-        done(SubmitResult{gtid, it->second->state_name(), false, false});
-      }
-      return;
-    }
-    auto txn = TwoPhase::Create(&ctx_, spec);
-    drivers_[gtid] = txn;
-    CountActive();
-    txn->on_created = [this, spec, done = std::move(done), gtid](Status s) mutable {
-      if (s.ok()) {
-        {
-          std::lock_guard<std::mutex> l(counters_mu_);
-          ++counters_.started;
-        }
-        if (deps_.observer) deps_.observer->OnStarted(gtid, states::k2pc);
-        done(SubmitResult{gtid, states::kActive, true, false});
-      } else if (s.code() == StatusCode::kConflict) {
-        Answer2pcExisting(std::move(spec), std::move(done));
-      } else if (s.code() == StatusCode::kInvalidArgument) {
-        done(std::move(s));  // refused for its own data: a 4xx, not "try again"
-      } else {
-        done(Status::Unavailable("could not log the transaction: " + s.message()));
-      }
-    };
-    txn->Start();
-  });
-}
-
-void TxnService::Answer2pcExisting(TwoPhaseSpec spec, Callback<SubmitResult> done) {
-  deps_.blocking_runner->Post([this, spec = std::move(spec), done = std::move(done)] {
-    auto existing = deps_.store->GetTransactionNoEvents(spec.gtid);
-    if (!existing.ok()) {
-      done(existing.status().code() == StatusCode::kNotFound
-               ? Status::Unavailable("gtid " + spec.gtid + " was created concurrently; retry")
-               : existing.status());
-      return;
-    }
-    const TxnRow& row = existing->txn;
-    if (row.kind == states::k2pc) {
-      if (auto stored = StoredSpec(row); stored.ok()) {
-        if (auto s = CheckClient(spec.gtid, stored->client, spec.client); !s.ok()) {
-          done(std::move(s));
-          return;
-        }
-        if (SameOptions(*stored, spec)) {
-          done(SubmitResult{row.gtid, row.state, false, states::IsTerminal(row.state)});
-          return;
-        }
-      }
-    }
-    done(Status::Conflict("gtid " + spec.gtid + " already exists with a different body"));
-  });
+  std::shared_ptr<const TxnSubmission> submission = NewTwoPhaseSubmission(std::move(spec));
+  deps_.engine_runner->Post(
+      [this, submission = std::move(submission), done = std::move(done)]() mutable {
+        Submit(std::move(submission), /*wait=*/false, 0, std::move(done));
+      });
 }
 
 // Runs `fn` on the engine runner with the in-memory driver of `gtid` once
@@ -127,7 +52,7 @@ void TxnService::With2pc(
             return;
           }
           auto txn = std::static_pointer_cast<TwoPhase>(it->second);
-          if (auto s = CheckClient(gtid, txn->spec().client, client); !s.ok()) {
+          if (auto s = CheckTwoPhaseClient(gtid, txn->spec().client, client); !s.ok()) {
             done(std::move(s));
             return;
           }
@@ -143,17 +68,20 @@ void TxnService::With2pc(
             return;
           }
           const TxnRow& row = existing->txn;
-          if (row.kind == states::k2pc) {
-            auto stored = StoredSpec(row);
-            if (auto s = CheckClient(gtid, stored.ok() ? stored->client : "", client); !s.ok()) {
+          const bool two_phase = ParseTxnKind(row.kind) == TxnKind::k2pc;
+          if (two_phase) {
+            auto stored = StoredTwoPhaseSpec(row);
+            if (auto s = CheckTwoPhaseClient(gtid, stored.ok() ? stored->client : "", client);
+                !s.ok()) {
               done(std::move(s));
               return;
             }
           }
-          if (row.kind != states::k2pc) {
+          const auto state = ParseTxnState(row.state);
+          if (!two_phase) {
             done(Status::Conflict("transaction " + gtid + " is a " + row.kind +
                                   ", not a 2PC transaction"));
-          } else if (states::IsTerminal(row.state)) {
+          } else if (state && IsTerminal(*state)) {
             done(Status::Conflict("transaction " + gtid + " is already " + row.state));
           } else {
             done(Status::Conflict("transaction " + gtid + " is " + row.state +
@@ -163,24 +91,6 @@ void TxnService::With2pc(
         });
       });
 }
-
-namespace {
-
-// The SSRF guard at enlistment: the branch's prepare, commit and abort URLs
-// must pass `policy` (null: no guard). InvalidArgument naming the field.
-Status CheckBranchUrls(const ParticipantPolicy* policy, const BranchSpec& branch) {
-  if (policy == nullptr) return Status::Ok();
-  for (const auto& [url, key] :
-       {std::pair{&branch.prepare, "'prepare'"}, std::pair{&branch.commit, "'commit'"},
-        std::pair{&branch.abort, "'abort'"}}) {
-    auto endpoint = ParseEndpoint(*url, key);
-    if (!endpoint.ok()) return endpoint.status();
-    if (auto s = policy->CheckUrl(*endpoint, key); !s.ok()) return s;
-  }
-  return Status::Ok();
-}
-
-}  // namespace
 
 void TxnService::RegisterBranch(const std::string& gtid, BranchSpec branch,
                                 const std::string& client, Callback<SubmitResult> done) {
@@ -204,25 +114,26 @@ void TxnService::RegisterBranch(const std::string& gtid, BranchSpec branch,
           });
 }
 
-void TxnService::AnswerDecision(const std::string& gtid, Result<std::string> decision,
+void TxnService::AnswerDecision(const std::string& gtid, Result<TxnState> decision,
                                 Callback<SubmitResult> done) {
   if (!decision.ok()) {
     done(decision.status());
     return;
   }
-  if (states::IsTerminal(*decision) || !drivers_.count(gtid)) {
-    done(SubmitResult{gtid, *decision, false, states::IsTerminal(*decision)});
+  const bool terminal = IsTerminal(*decision);
+  if (terminal || !drivers_.count(gtid)) {
+    done(SubmitResult{gtid, ToString(*decision), false, terminal});
     return;
   }
   // Decided: give phase 2 a moment so a quick one answers its final state.
-  AddWaiter(gtid, options_.phase_two_answer_wait_ms, std::move(done), false);
+  waiters_.Add(gtid, options_.phase_two_answer_wait_ms, false, std::move(done));
 }
 
 void TxnService::Commit2pc(const std::string& gtid, const std::string& client,
                            Callback<SubmitResult> done) {
   With2pc(gtid, client, std::move(done),
           [this, gtid](std::shared_ptr<TwoPhase> txn, Callback<SubmitResult> done) mutable {
-            txn->RequestCommit([this, gtid, done = std::move(done)](Result<std::string> r) mutable {
+            txn->RequestCommit([this, gtid, done = std::move(done)](Result<TxnState> r) mutable {
               AnswerDecision(gtid, std::move(r), std::move(done));
             });
           });
@@ -233,21 +144,10 @@ void TxnService::Abort2pc(const std::string& gtid, const std::string& client,
   With2pc(gtid, client, std::move(done),
           [this, gtid](std::shared_ptr<TwoPhase> txn, Callback<SubmitResult> done) mutable {
             txn->RequestAbort("client requested abort",
-                              [this, gtid, done = std::move(done)](Result<std::string> r) mutable {
+                              [this, gtid, done = std::move(done)](Result<TxnState> r) mutable {
                                 AnswerDecision(gtid, std::move(r), std::move(done));
                               });
           });
-}
-
-void TxnService::Adopt2pc(const TxnDetail& detail) {
-  auto txn = TwoPhase::Restore(&ctx_, detail);
-  if (!txn.ok()) {
-    spdlog::error("gtid={} cannot resume: {}", detail.txn.gtid, txn.status().ToString());
-    return;
-  }
-  drivers_[detail.txn.gtid] = *txn;
-  CountActive();
-  (*txn)->Start();
 }
 
 }  // namespace treaty

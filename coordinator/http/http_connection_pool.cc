@@ -72,12 +72,12 @@ std::shared_ptr<PooledConnection> HostPool::NewConnection() {
 }
 
 void HostPool::Touch() {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   last_used_ = Clock::now();
 }
 
 bool HostPool::Unused(Clock::time_point now, std::chrono::milliseconds idle_for) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   return open_ == 0 && waiting_.empty() && now - last_used_ >= idle_for;
 }
 
@@ -89,7 +89,7 @@ void HostPool::Acquire(const std::shared_ptr<PoolWaiter>& waiter) {
   std::shared_ptr<PooledConnection> conn;
   std::vector<std::shared_ptr<PooledConnection>> stale;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     auto now = Clock::now();
     while (!idle_.empty()) {
       auto c = std::move(idle_.back());
@@ -120,7 +120,7 @@ void HostPool::Release(const std::shared_ptr<PooledConnection>& conn, bool reusa
   std::shared_ptr<PooledConnection> give;
   bool close = false;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     last_used_ = Clock::now();
     while (!waiting_.empty() && !next) {
       next = std::move(waiting_.front());
@@ -144,7 +144,7 @@ void HostPool::Release(const std::shared_ptr<PooledConnection>& conn, bool reusa
 }
 
 void HostPool::Forget(const PoolWaiter* waiter) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   auto it = std::find_if(waiting_.begin(), waiting_.end(),
                          [waiter](const auto& w) { return w.get() == waiter; });
   if (it != waiting_.end()) waiting_.erase(it);
@@ -153,7 +153,7 @@ void HostPool::Forget(const PoolWaiter* waiter) {
 void HostPool::Shutdown() {
   std::vector<std::shared_ptr<PooledConnection>> idle;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     shut_down_ = true;
     open_ -= static_cast<int>(idle_.size());
     idle.swap(idle_);
@@ -174,7 +174,7 @@ void HostPool::ArmSweep() {
 void HostPool::Sweep() {
   std::vector<std::shared_ptr<PooledConnection>> expired;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     sweep_armed_ = false;
     auto now = Clock::now();
     auto keep =

@@ -7,7 +7,6 @@
 #include <chrono>
 #include <deque>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <utility>
 #include <variant>
@@ -23,6 +22,7 @@
 #include <boost/beast/ssl/ssl_stream.hpp>
 
 #include "common/endpoint.h"
+#include "common/mutex.h"
 #include "http/http_participant_caller.h"
 
 namespace treaty {
@@ -119,7 +119,7 @@ class HostPool : public std::enable_shared_from_this<HostPool> {
   const std::string& authority() const { return authority_; }
 
  private:
-  void ArmSweep();  // requires mu_
+  void ArmSweep() TREATY_REQUIRES(mu_);
   void Sweep();
   bool Expired(const PooledConnection& c, std::chrono::steady_clock::time_point now) const;
 
@@ -127,14 +127,14 @@ class HostPool : public std::enable_shared_from_this<HostPool> {
   const Endpoint endpoint_;
   const std::string host_, port_, authority_;
   const HttpCallerOptions options_;
-  std::mutex mu_;
-  std::vector<std::shared_ptr<PooledConnection>> idle_;  // guarded by mu_; most recent last
-  std::deque<std::shared_ptr<PoolWaiter>> waiting_;      // guarded by mu_
-  int open_ = 0;                                         // guarded by mu_; slots in use
-  bool shut_down_ = false;                               // guarded by mu_
-  bool sweep_armed_ = false;                             // guarded by mu_
-  std::chrono::steady_clock::time_point last_used_;      // guarded by mu_
-  boost::asio::steady_timer sweep_timer_;                // used under mu_
+  Mutex mu_;
+  std::vector<std::shared_ptr<PooledConnection>> idle_ TREATY_GUARDED_BY(mu_);  // newest last
+  std::deque<std::shared_ptr<PoolWaiter>> waiting_ TREATY_GUARDED_BY(mu_);
+  int open_ TREATY_GUARDED_BY(mu_) = 0;  // slots in use
+  bool shut_down_ TREATY_GUARDED_BY(mu_) = false;
+  bool sweep_armed_ TREATY_GUARDED_BY(mu_) = false;
+  std::chrono::steady_clock::time_point last_used_ TREATY_GUARDED_BY(mu_);
+  boost::asio::steady_timer sweep_timer_ TREATY_GUARDED_BY(mu_);
 };
 
 }  // namespace treaty

@@ -5,7 +5,6 @@
 #include <cerrno>
 #include <chrono>
 #include <deque>
-#include <mutex>
 #include <optional>
 #include <unordered_map>
 #include <vector>
@@ -25,6 +24,7 @@
 #include "common/endpoint.h"
 #include "common/json_input.h"
 #include "common/limits.h"
+#include "common/mutex.h"
 #include "common/text.h"
 #include "http/bounded_read.h"
 #include "http/http_connection_pool.h"
@@ -127,7 +127,7 @@ class CallState : public PoolWaiter, public std::enable_shared_from_this<CallSta
   // On conn->strand.
   void Attach(std::shared_ptr<PooledConnection> conn) override {
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(&mu_);
       conn_ = conn;
     }
     if (finished()) return Discard(conn);
@@ -376,7 +376,7 @@ class CallState : public PoolWaiter, public std::enable_shared_from_this<CallSta
     if (!Finish(std::move(out))) return;
     std::shared_ptr<PooledConnection> conn;
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(&mu_);
       conn = conn_;
     }
     if (conn) {
@@ -405,8 +405,8 @@ class CallState : public PoolWaiter, public std::enable_shared_from_this<CallSta
   net::strand<net::io_context::executor_type> timer_strand_;
   net::steady_timer timer_;  // on timer_strand_
   std::atomic<bool> finished_{false};
-  std::mutex mu_;
-  std::shared_ptr<PooledConnection> conn_;  // guarded by mu_; the connection in use, for OnTimeout
+  Mutex mu_;
+  std::shared_ptr<PooledConnection> conn_ TREATY_GUARDED_BY(mu_);  // in use, for OnTimeout
   // Below: touched only on the strand of the connection in use (handed over by post).
   http::request<http::string_body> http_req_;
   std::optional<http::response_parser<http::string_body>> parser_;
@@ -420,14 +420,14 @@ struct HttpParticipantCaller::Impl : std::enable_shared_from_this<Impl> {
       : io(io_context), options(opts), prune_timer(io_context) {}
   net::io_context& io;
   HttpCallerOptions options;
-  mutable std::mutex mu;
-  std::unordered_map<std::string, std::shared_ptr<HostPool>> pools;  // guarded by mu
-  net::steady_timer prune_timer;                                     // used under mu
-  bool prune_armed = false;                                          // guarded by mu
-  bool shut_down = false;                                            // guarded by mu
+  mutable Mutex mu;
+  std::unordered_map<std::string, std::shared_ptr<HostPool>> pools TREATY_GUARDED_BY(mu);
+  net::steady_timer prune_timer TREATY_GUARDED_BY(mu);
+  bool prune_armed TREATY_GUARDED_BY(mu) = false;
+  bool shut_down TREATY_GUARDED_BY(mu) = false;
 
   std::shared_ptr<HostPool> PoolFor(const Endpoint& endpoint) {
-    std::lock_guard<std::mutex> lock(mu);
+    MutexLock lock(&mu);
     // The scheme is part of the key: http:// and https:// to one host:port
     // never share a connection.
     auto& pool = pools[endpoint.scheme + "://" + endpoint.Authority()];
@@ -437,7 +437,7 @@ struct HttpParticipantCaller::Impl : std::enable_shared_from_this<Impl> {
     return pool;
   }
 
-  void ArmPrune() {  // requires mu
+  void ArmPrune() TREATY_REQUIRES(mu) {
     if (prune_armed || shut_down) return;
     prune_armed = true;
     prune_timer.expires_after(std::chrono::milliseconds(std::max(1, options.endpoint_idle_ms / 4)));
@@ -450,7 +450,7 @@ struct HttpParticipantCaller::Impl : std::enable_shared_from_this<Impl> {
   // CallState keeps its HostPool alive: use_count() > 1). New holders come
   // only through PoolFor, under mu, so nothing can pick a pool up meanwhile.
   void Prune() {
-    std::lock_guard<std::mutex> lock(mu);
+    MutexLock lock(&mu);
     prune_armed = false;
     const auto now = Clock::now();
     const auto idle_for = std::chrono::milliseconds(options.endpoint_idle_ms);
@@ -472,14 +472,14 @@ HttpParticipantCaller::HttpParticipantCaller(net::io_context& io, HttpCallerOpti
 }
 
 HttpParticipantCaller::~HttpParticipantCaller() {
-  std::lock_guard<std::mutex> lock(impl_->mu);
+  MutexLock lock(&impl_->mu);
   impl_->shut_down = true;
   impl_->prune_timer.cancel();
   for (auto& [key, pool] : impl_->pools) pool->Shutdown();
 }
 
 size_t HttpParticipantCaller::endpoint_count() const {
-  std::lock_guard<std::mutex> lock(impl_->mu);
+  MutexLock lock(&impl_->mu);
   return impl_->pools.size();
 }
 

@@ -26,6 +26,7 @@ std::map<std::string, std::string> ParseQuery(std::string_view query);
 void SplitTarget(std::string_view target, std::string* path,
                  std::map<std::string, std::string>* query);
 
+// The coordinator's one error body (also behind api/http_answers.h):
 // `{"error":{"code":code,"message":message}}` with proper JSON escaping;
 // ill-formed UTF-8 in `message` becomes U+FFFD (DumpJson): never throws on data.
 std::string JsonError(std::string_view code, std::string_view message);

@@ -6,7 +6,6 @@
 #include <cctype>
 #include <chrono>
 #include <exception>
-#include <mutex>
 #include <optional>
 #include <type_traits>
 #include <unordered_map>
@@ -25,6 +24,7 @@
 
 #include "common/exception_guard.h"
 #include "common/log_throttle.h"
+#include "common/mutex.h"
 #include "common/text.h"
 #include "http/bounded_read.h"
 #include "http/http_request_parsing.h"
@@ -94,19 +94,20 @@ struct ServerCore : std::enable_shared_from_this<ServerCore> {
   const HttpHandler handler;
   std::atomic<uint16_t> port{0};
 
-  std::mutex mu;
-  tcp::acceptor acceptor;         // guarded by mu: initiations and close never overlap
-  net::steady_timer retry_timer;  // guarded by mu; the accept back-off
-  bool stopped = false;           // guarded by mu
-  size_t serving = 0;             // guarded by mu: sessions counted against max_connections
-  size_t refusing = 0;            // guarded by mu: sessions answering 503
+  Mutex mu;
+  // Guarded so that initiations and close never overlap.
+  tcp::acceptor acceptor TREATY_GUARDED_BY(mu);
+  net::steady_timer retry_timer TREATY_GUARDED_BY(mu);  // the accept back-off
+  bool stopped TREATY_GUARDED_BY(mu) = false;
+  size_t serving TREATY_GUARDED_BY(mu) = 0;   // sessions counted against max_connections
+  size_t refusing TREATY_GUARDED_BY(mu) = 0;  // sessions answering 503
   // Touched only on the acceptor's strand (OnAccept and the timer's handler).
   std::chrono::milliseconds accept_delay{0};
   LogThrottle accept_failures;
   LogThrottle refusals;
   LogThrottle handshake_failures;  // thread-safe; ticked by TLS sessions
-  uint64_t next_session_id = 0;    // guarded by mu
-  std::unordered_map<uint64_t, std::weak_ptr<SessionBase>> sessions;  // guarded by mu
+  uint64_t next_session_id TREATY_GUARDED_BY(mu) = 0;
+  std::unordered_map<uint64_t, std::weak_ptr<SessionBase>> sessions TREATY_GUARDED_BY(mu);
 };
 
 using TlsStream = beast::ssl_stream<beast::tcp_stream>;
@@ -474,7 +475,7 @@ struct HttpServer::Impl {
 };
 
 void ServerCore::Accept() {
-  std::lock_guard<std::mutex> lock(mu);
+  MutexLock lock(&mu);
   if (stopped) return;
   acceptor.async_accept(net::make_strand(io),
                         beast::bind_front_handler(&ServerCore::OnAccept, shared_from_this()));
@@ -487,7 +488,7 @@ void ServerCore::OnAccept(beast::error_code ec, tcp::socket socket) {
   std::shared_ptr<SessionBase> session;
   size_t open = 0;
   {
-    std::lock_guard<std::mutex> lock(mu);
+    MutexLock lock(&mu);
     if (stopped) return;
     open = serving;
     const bool refuse = serving >= options.max_connections;
@@ -525,7 +526,7 @@ void ServerCore::RetryAcceptLater(const beast::error_code& ec) {
     spdlog::warn("http accept failed: {}{}; retrying in {} ms", ec.message(), r.Suffix(),
                  accept_delay.count());
   }
-  std::lock_guard<std::mutex> lock(mu);
+  MutexLock lock(&mu);
   if (stopped) return;
   retry_timer.expires_after(accept_delay);
   retry_timer.async_wait([self = shared_from_this()](beast::error_code ec) {
@@ -534,7 +535,7 @@ void ServerCore::RetryAcceptLater(const beast::error_code& ec) {
 }
 
 void ServerCore::Forget(uint64_t id, bool refused) {
-  std::lock_guard<std::mutex> lock(mu);
+  MutexLock lock(&mu);
   sessions.erase(id);
   --(refused ? refusing : serving);
 }
@@ -556,10 +557,10 @@ Status HttpServer::Start() {
   }
   tcp::endpoint endpoint = results.begin()->endpoint();
   {
-    std::lock_guard<std::mutex> lock(impl_->core->mu);
+    MutexLock lock(&impl_->core->mu);
     if (impl_->core->stopped) return Status::Unavailable("server was stopped");
     auto& acceptor = impl_->core->acceptor;
-    auto fail = [&](const char* what) {
+    auto fail = [&](const char* what) TREATY_REQUIRES(impl_->core->mu) {
       beast::error_code ignored;
       acceptor.close(ignored);
       return Status::Unavailable(std::string(what) + " " + endpoint.address().to_string() + ":" +
@@ -584,7 +585,7 @@ uint16_t HttpServer::port() const { return impl_->core->port; }
 void HttpServer::Stop() {
   std::vector<std::shared_ptr<SessionBase>> open;
   {
-    std::lock_guard<std::mutex> lock(impl_->core->mu);
+    MutexLock lock(&impl_->core->mu);
     if (impl_->core->stopped) return;
     impl_->core->stopped = true;
     beast::error_code ec;

@@ -70,15 +70,14 @@ std::string ToJsonLine(const AuditRecord& r) {
 }  // namespace
 
 Result<std::shared_ptr<AuditLog>> AuditLog::Open(std::string path) {
-  auto log = std::shared_ptr<AuditLog>(new AuditLog(std::move(path)));
-  if (!log->path_.empty()) {
-    log->fd_ = OpenForAppend(log->path_);
-    if (log->fd_ < 0) {
-      return Status::InvalidArgument("--audit-log: cannot open '" + log->path_ +
-                                     "': " + strerror(errno));
+  int fd = -1;
+  if (!path.empty()) {
+    fd = OpenForAppend(path);
+    if (fd < 0) {
+      return Status::InvalidArgument("--audit-log: cannot open '" + path + "': " + strerror(errno));
     }
   }
-  return log;
+  return std::shared_ptr<AuditLog>(new AuditLog(std::move(path), fd));
 }
 
 AuditLog::~AuditLog() {
@@ -92,7 +91,7 @@ void AuditLog::Record(const AuditRecord& record) {
     if (path_.empty()) return;
     bool written;
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(&mu_);
       written = WriteLine(line + "\n");
     }
     if (!written) {
@@ -130,7 +129,7 @@ Status AuditLog::Reopen() {
   }
   int old;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     old = fd_;
     fd_ = fd;
   }

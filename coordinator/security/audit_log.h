@@ -18,10 +18,10 @@
 
 #include <cstdint>
 #include <memory>
-#include <mutex>
 #include <string>
 
 #include "common/log_throttle.h"
+#include "common/mutex.h"
 #include "common/status.h"
 
 namespace treaty {
@@ -54,14 +54,15 @@ class AuditLog {
   Status Reopen();
 
  private:
-  explicit AuditLog(std::string path) : path_(std::move(path)) {}
-  // Writes `line` to fd_ (mu_ held); false on failure.
-  bool WriteLine(const std::string& line);
+  // `fd`: the open file, -1 when `path` is empty.
+  AuditLog(std::string path, int fd) : path_(std::move(path)), fd_(fd) {}
+  // Writes `line` to fd_; false on failure.
+  bool WriteLine(const std::string& line) TREATY_REQUIRES(mu_);
 
   const std::string path_;
   LogThrottle write_failures_;  // one warning per window when the file cannot be written
-  std::mutex mu_;
-  int fd_ = -1;  // guarded by mu_
+  Mutex mu_;
+  int fd_ TREATY_GUARDED_BY(mu_) = -1;
 };
 
 }  // namespace treaty

@@ -164,7 +164,7 @@ Status Authenticator::Replace(std::string_view text, std::string_view source) {
     clients.emplace(std::move(key), std::move(client));
   }
   if (clients.empty()) return Status::InvalidArgument(std::string(source) + ": names no client");
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   clients_ = std::move(clients);
   return Status::Ok();
 }
@@ -172,7 +172,7 @@ Status Authenticator::Replace(std::string_view text, std::string_view source) {
 std::optional<Identity> Authenticator::ForToken(std::string_view token) const {
   if (token.empty()) return std::nullopt;
   const Digest presented = Sha256(token);
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   // Every client is compared, each in constant time, so the time taken does
   // not tell how close a token came.
   const Client* found = nullptr;
@@ -186,21 +186,21 @@ std::optional<Identity> Authenticator::ForToken(std::string_view token) const {
 }
 
 std::optional<Identity> Authenticator::ForCertificate(std::string_view common_name) const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   auto it = clients_.find(common_name);
   if (it == clients_.end()) return std::nullopt;
   return Identity{it->second.name, it->second.roles, AuthMethod::kCertificate};
 }
 
 std::optional<Identity> Authenticator::ForName(std::string_view name) const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   auto it = clients_.find(name);
   if (it == clients_.end()) return std::nullopt;
   return Identity{it->second.name, it->second.roles, AuthMethod::kSession};
 }
 
 size_t Authenticator::size() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   return clients_.size();
 }
 

@@ -24,11 +24,11 @@
 
 #include <map>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
 
+#include "common/mutex.h"
 #include "common/status.h"
 #include "security/identity.h"
 
@@ -69,8 +69,8 @@ class Authenticator {
   Status Replace(std::string_view text, std::string_view source);
 
   const std::string path_;  // "" when parsed from text
-  mutable std::mutex mu_;
-  std::map<std::string, Client, std::less<>> clients_;  // guarded by mu_; by name
+  mutable Mutex mu_;
+  std::map<std::string, Client, std::less<>> clients_ TREATY_GUARDED_BY(mu_);  // by name
 };
 
 // Hex SHA-256 of `data` (lower case): what the tokens file holds for a token.

@@ -11,6 +11,8 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 
+#include "common/host_port.h"
+#include "common/mutex.h"
 #include "common/text.h"
 
 namespace treaty {
@@ -201,15 +203,6 @@ bool IsNameChar(char c) {
   return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '.' || c == '_';
 }
 
-bool ParsePort(std::string_view text, uint16_t* port) {
-  if (text.empty() || text.size() > 5) return false;
-  unsigned v = 0;
-  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
-  if (ec != std::errc() || end != text.data() + text.size() || v == 0 || v > 65535) return false;
-  *port = static_cast<uint16_t>(v);
-  return true;
-}
-
 // "10.0.0.0/8", "fd00::/8", "10.1.2.3", "::1" into `e`.
 bool ParseNetwork(std::string_view text, AllowEntry* e) {
   size_t slash = text.find('/');
@@ -239,27 +232,19 @@ Result<AllowEntry> ParseAllowEntry(std::string_view text, size_t index) {
                                    " ('" + EscapeControl(Excerpt(text, 100)) + "') " + why);
   };
   AllowEntry e;
-  std::string_view host = text;
-  std::string_view port;
-  bool bracketed = false;
-  if (!text.empty() && text[0] == '[') {
-    size_t close = text.find(']');
-    if (close == std::string_view::npos) return bad("has an unclosed '['");
-    host = text.substr(1, close - 1);
-    std::string_view after = text.substr(close + 1);
-    if (!after.empty()) {
-      if (after[0] != ':') return bad("has characters after ']'");
-      port = after.substr(1);
-      if (port.empty()) return bad("has an empty port");
-    }
-    bracketed = true;
-  } else if (std::count(text.begin(), text.end(), ':') == 1) {
-    size_t colon = text.find(':');
-    host = text.substr(0, colon);
-    port = text.substr(colon + 1);
-    if (port.empty()) return bad("has an empty port");
+  // Several colons without brackets: a bare IPv6 address or network.
+  const AuthorityParts parts = SplitAuthority(text, ExtraColons::kNoPort);
+  if (parts.error == AuthorityParts::Error::kUnclosedBracket) return bad("has an unclosed '['");
+  if (parts.error != AuthorityParts::Error::kNone) return bad("has characters after ']'");
+  if (parts.has_port) {
+    if (parts.port.empty()) return bad("has an empty port");
+    const std::optional<uint16_t> port =
+        parts.port.size() > 5 ? std::nullopt : ParsePortNumber(parts.port);
+    if (!port || *port == 0) return bad("has a port outside 1..65535");
+    e.port = *port;
   }
-  if (!port.empty() && !ParsePort(port, &e.port)) return bad("has a port outside 1..65535");
+  const std::string_view host = parts.host;
+  const bool bracketed = parts.bracketed;
   if (host.empty()) return bad("is empty");
   if (bracketed || host.find(':') != std::string_view::npos ||
       host.find('/') != std::string_view::npos) {
@@ -289,8 +274,8 @@ Result<AllowEntry> ParseAllowEntry(std::string_view text, size_t index) {
 
 struct ParticipantPolicy::Impl {
   std::vector<AllowEntry> allow;  // immutable after Create
-  mutable std::mutex mu;
-  std::vector<OwnListener> own;  // guarded by mu
+  mutable Mutex mu;
+  std::vector<OwnListener> own TREATY_GUARDED_BY(mu);
 
   bool NameAllowed(const std::string& name, uint16_t port) const {
     for (const AllowEntry& e : allow) {
@@ -324,7 +309,7 @@ struct ParticipantPolicy::Impl {
   bool IsOwnListener(const ip::address& a, uint16_t port) const {
     bool any = false;
     {
-      std::lock_guard<std::mutex> lock(mu);
+      MutexLock lock(&mu);
       for (const OwnListener& l : own) {
         if (l.port != port) continue;
         switch (l.kind) {
@@ -425,7 +410,7 @@ void ParticipantPolicy::AddOwnListener(const std::string& host, uint16_t port) {
     }
     if (IsLocalhostName(Lower(host))) add.push_back({OwnListener::Kind::kLoopback, {}, port});
   }
-  std::lock_guard<std::mutex> lock(impl_->mu);
+  MutexLock lock(&impl_->mu);
   impl_->own.insert(impl_->own.end(), add.begin(), add.end());
 }
 

@@ -188,14 +188,14 @@ Result<std::shared_ptr<ServerTls>> ServerTls::Load(TlsServerFiles files) {
 }
 
 std::shared_ptr<ssl::context> ServerTls::context() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   return context_;
 }
 
 Status ServerTls::Reload() {
   auto ctx = MakeServerTlsContext(files_);
   if (!ctx.ok()) return ctx.status();
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   context_ = std::move(*ctx);
   return Status::Ok();
 }

@@ -21,11 +21,11 @@
 // context and returns the error. Thread-safe.
 
 #include <memory>
-#include <mutex>
 #include <string>
 
 #include <boost/asio/ssl/context.hpp>
 
+#include "common/mutex.h"
 #include "common/status.h"
 
 namespace treaty {
@@ -74,8 +74,8 @@ class ServerTls {
  private:
   explicit ServerTls(TlsServerFiles files) : files_(std::move(files)) {}
   const TlsServerFiles files_;
-  mutable std::mutex mu_;
-  std::shared_ptr<boost::asio::ssl::context> context_;  // guarded by mu_
+  mutable Mutex mu_;
+  std::shared_ptr<boost::asio::ssl::context> context_ TREATY_GUARDED_BY(mu_);
 };
 
 }  // namespace treaty

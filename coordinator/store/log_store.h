@@ -23,11 +23,12 @@
 #include <vector>
 
 #include "common/status.h"
+#include "store/cluster_store.h"
 #include "store/records.h"
 
 namespace treaty {
 
-class LogStore {
+class LogStore : public ClusterStore {
  public:
   virtual ~LogStore() = default;
 

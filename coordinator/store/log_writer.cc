@@ -1,9 +1,10 @@
 #include "store/log_writer.h"
 
-#include <spdlog/spdlog.h>
-
 #include <algorithm>
+#include <chrono>
 #include <iterator>
+
+#include <spdlog/spdlog.h>
 
 namespace treaty {
 
@@ -30,7 +31,9 @@ bool IsOwnCreate(const TxnWrite& w, const TxnRow& row) {
 }  // namespace
 
 LogWriter::LogWriter(LogStore* store, LogWriterOptions options)
-    : store_(store), options_(Sanitize(options)) {
+    : store_(store),
+      options_(Sanitize(options)),
+      clock_(options_.clock ? options_.clock : SystemClock()) {
   thread_ = std::thread([this] { Run(); });
   watch_thread_ = std::thread([this] { Watch(); });
 }
@@ -39,10 +42,10 @@ LogWriter::~LogWriter() { Stop(); }
 
 void LogWriter::Submit(TxnWrite write, Callback done) {
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(&mu_);
     if (!stopping_) {
-      queue_.push_back({std::move(write), std::move(done), Clock::now()});
-      cv_.notify_one();
+      queue_.push_back({std::move(write), std::move(done), clock_->MonotonicMs()});
+      cv_.NotifyOne();
       return;
     }
   }
@@ -51,21 +54,21 @@ void LogWriter::Submit(TxnWrite write, Callback done) {
 
 void LogWriter::Stop() {
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(&mu_);
     stopping_ = true;
   }
-  cv_.notify_one();
+  cv_.NotifyOne();
   if (thread_.joinable()) thread_.join();
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(&mu_);
     watch_stopping_ = true;
   }
-  watch_cv_.notify_one();
+  watch_cv_.NotifyOne();
   if (watch_thread_.joinable()) watch_thread_.join();
 }
 
 size_t LogWriter::queue_depth() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   return queue_.size();
 }
 
@@ -73,8 +76,8 @@ void LogWriter::Run() {
   while (true) {
     std::vector<Pending> batch;
     {
-      std::unique_lock lock(mu_);
-      cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+      MutexLock lock(&mu_);
+      while (!stopping_ && queue_.empty()) cv_.Wait(&mu_);
       if (queue_.empty()) return;  // stopping and drained
       const size_t n = std::min(queue_.size(), options_.max_batch);
       batch.reserve(n);
@@ -82,21 +85,23 @@ void LogWriter::Run() {
         batch.push_back(std::move(queue_.front()));
         queue_.pop_front();
       }
-      batch_since_ = Clock::now();
+      batch_since_ms_ = clock_->MonotonicMs();
       batch_writes_ = n;
       stall_reported_ = false;
     }
-    watch_cv_.notify_one();
-    Clock::time_point oldest = batch.front().submitted;
+    watch_cv_.NotifyOne();
+    int64_t oldest_ms = batch.front().submitted_ms;
     std::vector<TxnWrite> writes;
     writes.reserve(batch.size());
     for (Pending& p : batch) {
-      oldest = std::min(oldest, p.submitted);
+      oldest_ms = std::min(oldest_ms, p.submitted_ms);
       writes.push_back(std::move(p.write));
     }
-    const auto deadline = oldest + std::chrono::milliseconds(options_.retry_for_ms);
+    // +1: times are whole milliseconds, so this is the first one at which
+    // retry_for_ms has certainly passed since the oldest submission.
+    const int64_t deadline_ms = oldest_ms + options_.retry_for_ms + 1;
     std::vector<Status> results;
-    if (store_unavailable_ && Clock::now() >= deadline) {
+    if (store_unavailable_ && clock_->MonotonicMs() >= deadline_ms) {
       // These writes waited out their retry window behind an unavailable
       // store: answer now rather than after one more blocked attempt.
       results.assign(writes.size(),
@@ -104,11 +109,11 @@ void LogWriter::Run() {
                                       std::to_string(options_.retry_for_ms) + " ms; not written"));
     } else {
       bool outcome_unknown = false;
-      results = Apply(std::move(writes), deadline, &outcome_unknown);
+      results = Apply(std::move(writes), deadline_ms, &outcome_unknown);
     }
     {
-      std::lock_guard lock(mu_);
-      batch_since_.reset();
+      MutexLock lock(&mu_);
+      batch_since_ms_.reset();
     }
     for (size_t i = 0; i < batch.size(); ++i) {
       if (batch[i].done) batch[i].done(std::move(results[i]));
@@ -117,30 +122,35 @@ void LogWriter::Run() {
 }
 
 void LogWriter::Watch() {
-  std::unique_lock lock(mu_);
-  while (!watch_stopping_) {
-    if (!batch_since_ || stall_reported_) {
-      watch_cv_.wait(lock);
-      continue;
+  while (true) {
+    int64_t waited_ms = 0;
+    size_t writes = 0;
+    {
+      MutexLock lock(&mu_);
+      if (watch_stopping_) return;
+      if (!batch_since_ms_ || stall_reported_) {
+        watch_cv_.Wait(&mu_);
+        continue;
+      }
+      const int64_t due_ms = *batch_since_ms_ + options_.stall_after_ms + 1;  // as deadline_ms
+      const int64_t now_ms = clock_->MonotonicMs();
+      if (now_ms < due_ms) {
+        // Until the batch is due or Stop; a batch that ended or began
+        // meanwhile is seen when the loop looks again.
+        (void)watch_cv_.WaitFor(&mu_, due_ms - now_ms,
+                                [this]() TREATY_REQUIRES(mu_) { return watch_stopping_; });
+        continue;
+      }
+      stall_reported_ = true;
+      stalled_.store(true);
+      waited_ms = now_ms - *batch_since_ms_;
+      writes = batch_writes_ + queue_.size();
     }
-    const auto due = *batch_since_ + std::chrono::milliseconds(options_.stall_after_ms);
-    const auto now = Clock::now();
-    if (now < due) {
-      watch_cv_.wait_until(lock, due);
-      continue;
-    }
-    stall_reported_ = true;
-    stalled_.store(true);
-    const int64_t waited_ms =
-        std::chrono::duration_cast<std::chrono::milliseconds>(now - *batch_since_).count();
-    const size_t writes = batch_writes_ + queue_.size();
-    lock.unlock();
     if (options_.health) {
       options_.health->ReportStall(waited_ms, writes);
     } else {
       spdlog::error("log writer: {} writes have waited {} ms for a commit", writes, waited_ms);
     }
-    lock.lock();
   }
 }
 
@@ -155,9 +165,9 @@ void LogWriter::ReportAttempt(const Status& failure, bool applied) {
   if (options_.health) options_.health->Report(Status::Ok());
 }
 
-std::vector<Status> LogWriter::Apply(std::vector<TxnWrite> writes, Clock::time_point deadline,
+std::vector<Status> LogWriter::Apply(std::vector<TxnWrite> writes, int64_t deadline_ms,
                                      bool* outcome_unknown) {
-  Result<std::vector<Status>> r = ApplyWithRetries(writes, deadline, outcome_unknown);
+  Result<std::vector<Status>> r = ApplyWithRetries(writes, deadline_ms, outcome_unknown);
   if (r.ok()) return std::move(*r);
   const Status& failure = r.status();
   if (failure.code() == StatusCode::kUnavailable || writes.size() == 1) {
@@ -172,29 +182,31 @@ std::vector<Status> LogWriter::Apply(std::vector<TxnWrite> writes, Clock::time_p
   std::vector<TxnWrite> second(std::make_move_iterator(middle),
                                std::make_move_iterator(writes.end()));
   writes.erase(middle, writes.end());
-  std::vector<Status> results = Apply(std::move(writes), deadline, outcome_unknown);
-  std::vector<Status> rest = Apply(std::move(second), deadline, outcome_unknown);
+  std::vector<Status> results = Apply(std::move(writes), deadline_ms, outcome_unknown);
+  std::vector<Status> rest = Apply(std::move(second), deadline_ms, outcome_unknown);
   results.insert(results.end(), std::make_move_iterator(rest.begin()),
                  std::make_move_iterator(rest.end()));
   return results;
 }
 
 Result<std::vector<Status>> LogWriter::ApplyWithRetries(const std::vector<TxnWrite>& writes,
-                                                        Clock::time_point deadline,
+                                                        int64_t deadline_ms,
                                                         bool* outcome_unknown) {
   int64_t backoff_ms = kInitialBackoffMs;
   while (true) {
-    const auto began = Clock::now();
+    // Latency for the metric only, finer than the Clock's milliseconds.
+    const auto began = std::chrono::steady_clock::now();
     Result<std::vector<Status>> r = store_->ApplyBatch(writes);
     const bool applied = r.ok() && r->size() == writes.size();
     Status failure = applied  ? Status::Ok()
                      : r.ok() ? Status::Internal("store returned a wrong number of results")
                               : r.status();
     if (options_.on_batch) {
-      options_.on_batch(
-          writes.size(),
-          std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - began).count(),
-          failure);
+      options_.on_batch(writes.size(),
+                        std::chrono::duration_cast<std::chrono::microseconds>(
+                            std::chrono::steady_clock::now() - began)
+                            .count(),
+                        failure);
     }
     // A create recognized as its own counts as applied: its row is visible,
     // so the COMMIT that wrote it has completed.
@@ -205,12 +217,12 @@ Result<std::vector<Status>> LogWriter::ApplyWithRetries(const std::vector<TxnWri
     if (applied) return r;
     if (failure.code() != StatusCode::kUnavailable) return failure;
     *outcome_unknown = true;
-    const auto now = Clock::now();
-    if (now >= deadline) return failure;
+    const int64_t now_ms = clock_->MonotonicMs();
+    if (now_ms >= deadline_ms) return failure;
     spdlog::warn("log writer: batch of {} writes failed, retrying in {} ms: {}", writes.size(),
                  backoff_ms, failure.ToString());
-    const auto wake = std::min(now + std::chrono::milliseconds(backoff_ms), deadline);
-    std::this_thread::sleep_until(wake);
+    const int64_t wake_ms = std::min(now_ms + backoff_ms, deadline_ms);
+    std::this_thread::sleep_for(std::chrono::milliseconds(wake_ms - now_ms));
     backoff_ms = std::min(backoff_ms * 2, kMaxBackoffMs);
   }
 }

@@ -48,6 +48,10 @@
 // split) again, so only the writes that fail on their own get that Status.
 // A data error is never retried.
 //
+// Time: waits, retry windows and stalls are measured on `clock`'s monotonic
+// milliseconds (the batch latency given to on_batch, in microseconds, is
+// measured with the steady clock). The threads sleep in real time.
+//
 // Threading: callbacks run ON THE WRITER THREAD and must not block (post the
 // result to the caller's executor/strand instead); they must not call Stop().
 // Submit() is thread-safe and never blocks on I/O.
@@ -56,15 +60,14 @@
 // the log (an Unavailable commit may have committed).
 
 #include <atomic>
-#include <chrono>
-#include <condition_variable>
 #include <cstdint>
 #include <deque>
 #include <functional>
-#include <mutex>
 #include <optional>
 #include <thread>
 
+#include "common/mutex.h"
+#include "common/task_runner.h"
 #include "store/log_store.h"
 #include "store/store_health.h"
 
@@ -83,6 +86,8 @@ struct LogWriterOptions {
   // stalls, so the API can refuse new work at once while the store is
   // unreachable or stalled.
   StoreHealth* health = nullptr;
+  // Not owned: where time is read (monotonic). SystemClock() when null.
+  Clock* clock = nullptr;
 };
 
 class LogWriter {
@@ -103,27 +108,26 @@ class LogWriter {
   void Stop();
 
   // Writes queued and not yet taken by the writer thread.
-  size_t queue_depth() const;
+  size_t queue_depth() const TREATY_EXCLUDES(mu_);
   // True during a stall (see above). Thread-safe.
   bool stalled() const { return stalled_.load(); }
 
  private:
-  using Clock = std::chrono::steady_clock;
   struct Pending {
     TxnWrite write;
     Callback done;
-    Clock::time_point submitted;
+    int64_t submitted_ms;  // monotonic
   };
 
   void Run();
   // Applies one batch with retries (and halving, see above) until
-  // `deadline` and returns one Status per write. `*outcome_unknown` is set
+  // `deadline_ms` (monotonic) and returns one Status per write. `*outcome_unknown` is set
   // once an attempt failed with Unavailable (it may have committed).
-  std::vector<Status> Apply(std::vector<TxnWrite> writes, Clock::time_point deadline,
+  std::vector<Status> Apply(std::vector<TxnWrite> writes, int64_t deadline_ms,
                             bool* outcome_unknown);
   // One batch with retries while Unavailable; the whole-batch failure, if any.
   Result<std::vector<Status>> ApplyWithRetries(const std::vector<TxnWrite>& writes,
-                                               Clock::time_point deadline, bool* outcome_unknown);
+                                               int64_t deadline_ms, bool* outcome_unknown);
   // Each create answered Conflict whose outcome is unknown (`batch_unknown`:
   // an attempt of this batch failed with Unavailable; or the write's own
   // create_outcome_unknown) and whose stored row is exactly its own becomes
@@ -140,16 +144,19 @@ class LogWriter {
   LogStore* const store_;
   const LogWriterOptions options_;
 
-  mutable std::mutex mu_;
-  std::condition_variable cv_;
-  std::condition_variable watch_cv_;
-  std::deque<Pending> queue_;                     // guarded by mu_
-  bool stopping_ = false;                         // guarded by mu_
-  bool watch_stopping_ = false;                   // guarded by mu_
-  std::optional<Clock::time_point> batch_since_;  // guarded by mu_; when the batch was taken
-  size_t batch_writes_ = 0;                       // guarded by mu_
-  bool stall_reported_ = false;                   // guarded by mu_; for the current batch
-  bool store_unavailable_ = false;                // writer thread: last attempt Unavailable
+  Clock* const clock_;
+
+  mutable Mutex mu_;
+  CondVar cv_;
+  CondVar watch_cv_;
+  std::deque<Pending> queue_ TREATY_GUARDED_BY(mu_);
+  bool stopping_ TREATY_GUARDED_BY(mu_) = false;
+  bool watch_stopping_ TREATY_GUARDED_BY(mu_) = false;
+  // When the batch in progress was taken (monotonic ms).
+  std::optional<int64_t> batch_since_ms_ TREATY_GUARDED_BY(mu_);
+  size_t batch_writes_ TREATY_GUARDED_BY(mu_) = 0;
+  bool stall_reported_ TREATY_GUARDED_BY(mu_) = false;  // for the current batch
+  bool store_unavailable_ = false;                      // writer thread: last attempt Unavailable
   std::atomic<bool> stalled_{false};
   std::thread thread_;
   std::thread watch_thread_;

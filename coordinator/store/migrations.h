@@ -1,7 +1,7 @@
 #pragma once
 
 // Schema migrations compiled into the binary from migrations/<engine>/*.sql
-// (see embed_migrations.cmake). Files are named NNNN_name.sql, numbered and
+// (treaty_embed_files in cmake/EmbedFiles.cmake). Files are named NNNN_name.sql, numbered and
 // forward-only: a released file is never edited, changes go into a new one.
 // Each engine records applied versions in `schema_migrations`.
 //

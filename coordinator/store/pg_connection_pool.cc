@@ -53,10 +53,11 @@ PgConnectionPool::PgConnectionPool(std::string conninfo, PgPoolOptions options)
 
 PgConnectionPool::~PgConnectionPool() {
   {
-    std::lock_guard lock(watch_mu_);
+    MutexLock lock(&watch_mu_);
     watch_stop_ = true;
   }
-  watch_cv_.notify_all();
+  watch_cv_.NotifyAll();
+  // No Watch() can run any more: the thread is read without the lock.
   if (watchdog_.joinable()) watchdog_.join();
 }
 
@@ -95,8 +96,9 @@ int64_t PgConnectionPool::NowMs() const {
 std::unique_ptr<pqxx::connection> PgConnectionPool::Acquire(Status* refused,
                                                             Clock::time_point deadline) {
   {
-    std::unique_lock lock(mu_);
-    if (!cv_.wait_until(lock, deadline, [&] { return !idle_.empty() || in_use_ < size_; })) {
+    MutexLock lock(&mu_);
+    if (!cv_.WaitUntil(&mu_, deadline,
+                       [&]() TREATY_REQUIRES(mu_) { return !idle_.empty() || in_use_ < size_; })) {
       *refused = Status::Unavailable("no free database connection (all " + std::to_string(size_) +
                                      " busy) within the store timeout");
       return nullptr;
@@ -122,13 +124,13 @@ std::unique_ptr<pqxx::connection> PgConnectionPool::Acquire(Status* refused,
   try {
     auto conn = std::make_unique<pqxx::connection>(
         WithConnectionDefaults(conninfo_, call_timeout_ms_.load()));
-    std::lock_guard lock(mu_);
+    MutexLock lock(&mu_);
     reconnect_not_before_ms_ = 0;
     reconnect_backoff_ms_ = 0;
     return conn;
   } catch (...) {
     {
-      std::lock_guard lock(mu_);
+      MutexLock lock(&mu_);
       reconnect_backoff_ms_ =
           reconnect_backoff_ms_ == 0
               ? options_.reconnect_backoff_initial_ms
@@ -142,24 +144,24 @@ std::unique_ptr<pqxx::connection> PgConnectionPool::Acquire(Status* refused,
 
 void PgConnectionPool::Release(std::unique_ptr<pqxx::connection> conn) {
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(&mu_);
     --in_use_;
     if (conn) idle_.push_back(std::move(conn));
   }
-  cv_.notify_one();
+  cv_.NotifyOne();
 }
 
 uint64_t PgConnectionPool::Watch(int fd, Clock::time_point deadline) {
-  std::lock_guard lock(watch_mu_);
+  MutexLock lock(&watch_mu_);
   if (!watchdog_.joinable()) watchdog_ = std::thread([this] { WatchdogLoop(); });
   const uint64_t id = next_watch_id_++;
   watched_[id] = Watched{fd, deadline, false};
-  watch_cv_.notify_all();
+  watch_cv_.NotifyAll();
   return id;
 }
 
 bool PgConnectionPool::Unwatch(uint64_t id) {
-  std::lock_guard lock(watch_mu_);
+  MutexLock lock(&watch_mu_);
   auto it = watched_.find(id);
   if (it == watched_.end()) return false;
   const bool fired = it->second.fired;
@@ -168,7 +170,7 @@ bool PgConnectionPool::Unwatch(uint64_t id) {
 }
 
 void PgConnectionPool::WatchdogLoop() {
-  std::unique_lock lock(watch_mu_);
+  MutexLock lock(&watch_mu_);
   while (!watch_stop_) {
     auto next = Clock::time_point::max();
     const auto now = Clock::now();
@@ -184,9 +186,9 @@ void PgConnectionPool::WatchdogLoop() {
       }
     }
     if (next == Clock::time_point::max()) {
-      watch_cv_.wait(lock);
+      watch_cv_.Wait(&watch_mu_);
     } else {
-      watch_cv_.wait_until(lock, next);
+      watch_cv_.WaitUntil(&watch_mu_, next);
     }
   }
 }

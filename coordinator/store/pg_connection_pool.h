@@ -39,18 +39,17 @@
 
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include <pqxx/pqxx>
 
+#include "common/mutex.h"
 #include "common/status.h"
 
 namespace treaty {
@@ -112,7 +111,7 @@ class PgConnectionPool {
   // (Clock::time_point::max(): none).
   std::unique_ptr<pqxx::connection> Acquire(Status* refused, Clock::time_point deadline);
   // Returns a connection, or just frees its slot when it is null (dropped).
-  void Release(std::unique_ptr<pqxx::connection> conn);
+  void Release(std::unique_ptr<pqxx::connection> conn) TREATY_EXCLUDES(mu_);
 
   int64_t NowMs() const;
 
@@ -125,12 +124,12 @@ class PgConnectionPool {
   const std::string conninfo_;
   const int size_;
   const PgPoolOptions options_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::vector<std::unique_ptr<pqxx::connection>> idle_;  // guarded by mu_
-  int in_use_ = 0;                                       // guarded by mu_
-  int64_t reconnect_not_before_ms_ = 0;                  // guarded by mu_; 0: no window
-  int64_t reconnect_backoff_ms_ = 0;                     // guarded by mu_; 0: no failure yet
+  Mutex mu_;
+  CondVar cv_;  // a slot or an idle connection became free
+  std::vector<std::unique_ptr<pqxx::connection>> idle_ TREATY_GUARDED_BY(mu_);
+  int in_use_ TREATY_GUARDED_BY(mu_) = 0;
+  int64_t reconnect_not_before_ms_ TREATY_GUARDED_BY(mu_) = 0;  // 0: no window
+  int64_t reconnect_backoff_ms_ TREATY_GUARDED_BY(mu_) = 0;     // 0: no failure yet
   std::atomic<int64_t> call_timeout_ms_;
 
   struct Watched {
@@ -138,12 +137,12 @@ class PgConnectionPool {
     Clock::time_point deadline;
     bool fired;
   };
-  std::mutex watch_mu_;
-  std::condition_variable watch_cv_;
-  std::map<uint64_t, Watched> watched_;  // guarded by watch_mu_
-  uint64_t next_watch_id_ = 1;           // guarded by watch_mu_
-  bool watch_stop_ = false;              // guarded by watch_mu_
-  std::thread watchdog_;                 // started with the first watched call
+  Mutex watch_mu_;
+  CondVar watch_cv_;  // watched_ or watch_stop_ changed
+  std::map<uint64_t, Watched> watched_ TREATY_GUARDED_BY(watch_mu_);
+  uint64_t next_watch_id_ TREATY_GUARDED_BY(watch_mu_) = 1;
+  bool watch_stop_ TREATY_GUARDED_BY(watch_mu_) = false;
+  std::thread watchdog_ TREATY_GUARDED_BY(watch_mu_);  // started by the first Watch()
 };
 
 // The Status of a PostgreSQL error, by SQLSTATE (the one mapping, also used

@@ -40,13 +40,13 @@ Result<std::unique_ptr<SqliteLogStore>> SqliteLogStore::Open(const std::string& 
   return store;
 }
 
-void SqliteLogStore::CallLock::lock() {
-  mu_.lock();
+void SqliteLogStore::CallLock::Lock() {
+  mu_.Lock();
   // A failure leaves the connection closed; Exec and Prepare then say why.
   (void)conn_->EnsureOpen();
 }
 
-void SqliteLogStore::CallLock::unlock() {
+void SqliteLogStore::CallLock::Unlock() {
   if (conn_->broken()) {
     const Status why = conn_->broken_by();
     conn_->Close();
@@ -71,7 +71,7 @@ void SqliteLogStore::CallLock::unlock() {
       conn_->Close();
     }
   }
-  mu_.unlock();
+  mu_.Unlock();
 }
 
 Status SqliteLogStore::InTransaction(const Body& body) {
@@ -83,8 +83,8 @@ Status SqliteLogStore::InTransaction(const Body& body) {
 }
 
 Status SqliteLogStore::Migrate() {
-  std::lock_guard lock(mu_);
-  return InTransaction([&]() -> Status {
+  CallScope lock(&mu_);
+  return InTransaction([&]() TREATY_REQUIRES(mu_) -> Status {
     Status s = conn_.Exec(
         "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, "
         "name TEXT NOT NULL, applied_at BIGINT NOT NULL)");
@@ -123,7 +123,7 @@ Status SqliteLogStore::Migrate() {
 }
 
 Status SqliteLogStore::CheckReady() {
-  std::lock_guard lock(mu_);
+  CallScope lock(&mu_);
   Status s;
   auto st = Prepare("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", &s);
   if (!st) return Status::Unavailable("schema not migrated: " + s.message());
@@ -140,10 +140,10 @@ Status SqliteLogStore::CheckReady() {
 }
 
 Result<std::vector<Status>> SqliteLogStore::ApplyStorable(const std::vector<TxnWrite>& writes) {
-  std::lock_guard lock(mu_);
+  CallScope lock(&mu_);
   std::vector<Status> results;
   results.reserve(writes.size());
-  Status s = InTransaction([&]() -> Status {
+  Status s = InTransaction([&]() TREATY_REQUIRES(mu_) -> Status {
     results.clear();
     for (const TxnWrite& w : writes) {
       if (Status sp = conn_.Exec("SAVEPOINT w"); !sp.ok()) return sp;

@@ -31,9 +31,9 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <string>
 
+#include "common/mutex.h"
 #include "store/log_store.h"
 #include "store/sqlite_statement.h"
 
@@ -44,8 +44,9 @@ struct PlannedEvent;
 class SqliteLogStore final : public LogStore {
  public:
   // Opens (creating the file and its parent folders) the database at `path`.
-  // Does not migrate.
-  [[nodiscard]] static Result<std::unique_ptr<SqliteLogStore>> Open(const std::string& path);
+  // Does not migrate. Touches conn_ before the store is shared, without mu_.
+  [[nodiscard]] static Result<std::unique_ptr<SqliteLogStore>> Open(const std::string& path)
+      TREATY_NO_THREAD_SAFETY_ANALYSIS;
 
   std::string Engine() const override { return "sqlite"; }
   Status Migrate() override;
@@ -80,43 +81,57 @@ class SqliteLogStore final : public LogStore {
   SqliteLogStore() = default;
 
   using Body = std::function<Status()>;
-  // Runs `body` between BEGIN IMMEDIATE and COMMIT (ROLLBACK when it fails).
-  // Requires mu_.
-  Status InTransaction(const Body& body);
+  // Runs `body` (which may assume mu_ held) between BEGIN IMMEDIATE and
+  // COMMIT (ROLLBACK when it fails).
+  Status InTransaction(const Body& body) TREATY_REQUIRES(mu_);
   // Prepares a cached statement, or returns nullopt with `*status` set.
-  std::optional<SqliteStatement> Prepare(const std::string& sql, Status* status) {
+  std::optional<SqliteStatement> Prepare(const std::string& sql, Status* status)
+      TREATY_REQUIRES(mu_) {
     return conn_.Prepare(sql, status);
   }
   // One write of a batch; a non-OK result means the write was not applied
   // (the caller rolls back its savepoint); Unavailable/Internal mean the
-  // database failed and the whole batch must be abandoned. Requires mu_.
-  Status ApplyOne(const TxnWrite& w);
+  // database failed and the whole batch must be abandoned.
+  Status ApplyOne(const TxnWrite& w) TREATY_REQUIRES(mu_);
   // Collapses `p` into the newest stored event of its gtid and branch, or
-  // inserts it (event_collapse.h). Requires mu_, inside ApplyOne.
-  Status ApplyEvent(const PlannedEvent& p);
-  Status LoadDetail(const std::string& gtid, bool with_events, TxnDetail* out);
-  Result<TxnDetail> GetDetail(const std::string& gtid, bool with_events);
+  // inserts it (event_collapse.h). Inside ApplyOne.
+  Status ApplyEvent(const PlannedEvent& p) TREATY_REQUIRES(mu_);
+  Status LoadDetail(const std::string& gtid, bool with_events, TxnDetail* out) TREATY_REQUIRES(mu_);
+  Result<TxnDetail> GetDetail(const std::string& gtid, bool with_events) TREATY_EXCLUDES(mu_);
   static TxnRow ReadTxn(const SqliteStatement& st);
 
-  // The lock of every call (BasicLockable, for std::lock_guard): lock()
-  // opens the connection again if an earlier call closed it; unlock(), when
-  // the call's statements are gone, closes a connection the call broke, and
-  // any connection while failing (see above).
-  class CallLock {
+  // The lock of every call, held through a CallScope: Lock() opens the
+  // connection again if an earlier call closed it; Unlock(), when the
+  // call's statements are gone, closes a connection the call broke, and any
+  // connection while failing (see above).
+  class TREATY_CAPABILITY("mutex") CallLock {
    public:
     explicit CallLock(SqliteConnection* conn) : conn_(conn) {}
-    void lock();
-    void unlock();
+    // Both implement this capability on top of mu_, which the analysis
+    // cannot relate to it.
+    void Lock() TREATY_ACQUIRE() TREATY_NO_THREAD_SAFETY_ANALYSIS;
+    void Unlock() TREATY_RELEASE() TREATY_NO_THREAD_SAFETY_ANALYSIS;
 
    private:
-    std::mutex mu_;
+    Mutex mu_;
     SqliteConnection* const conn_;
-    int64_t last_warning_ms_ = 0;   // guarded by mu_ (steady clock)
-    int closes_since_warning_ = 0;  // guarded by mu_
-    bool failing_ = false;          // guarded by mu_: no write since a file failure
+    int64_t last_warning_ms_ TREATY_GUARDED_BY(mu_) = 0;  // steady clock
+    int closes_since_warning_ TREATY_GUARDED_BY(mu_) = 0;
+    bool failing_ TREATY_GUARDED_BY(mu_) = false;  // no write since a file failure
+  };
+  // Holds a CallLock for its lifetime (one call).
+  class TREATY_SCOPED_CAPABILITY CallScope {
+   public:
+    explicit CallScope(CallLock* lock) TREATY_ACQUIRE(lock) : lock_(lock) { lock_->Lock(); }
+    ~CallScope() TREATY_RELEASE() { lock_->Unlock(); }
+    CallScope(const CallScope&) = delete;
+    CallScope& operator=(const CallScope&) = delete;
+
+   private:
+    CallLock* const lock_;
   };
 
-  SqliteConnection conn_;  // guarded by mu_
+  SqliteConnection conn_ TREATY_GUARDED_BY(mu_);
   CallLock mu_{&conn_};
 };
 

@@ -69,7 +69,7 @@ Status SqliteLogStore::LoadDetail(const std::string& gtid, bool with_events, Txn
 }
 
 Result<TxnDetail> SqliteLogStore::GetDetail(const std::string& gtid, bool with_events) {
-  std::lock_guard lock(mu_);
+  CallScope lock(&mu_);
   TxnDetail detail;
   if (Status s = LoadDetail(gtid, with_events, &detail); !s.ok()) return s;
   return detail;
@@ -91,7 +91,7 @@ Result<TxnPage> SqliteLogStore::ListTransactions(const ListFilter& f) {
     cursor = std::move(*c);
   }
   const int64_t limit = f.limit <= 0 ? 50 : std::min(f.limit, 1000);
-  std::lock_guard lock(mu_);
+  CallScope lock(&mu_);
   Status s;
   auto st = Prepare(
       "SELECT " + Cols() +
@@ -124,7 +124,7 @@ Result<TxnPage> SqliteLogStore::ListTransactions(const ListFilter& f) {
 }
 
 Result<std::vector<StateCount>> SqliteLogStore::CountByState() {
-  std::lock_guard lock(mu_);
+  CallScope lock(&mu_);
   Status s;
   auto st = Prepare(
       "SELECT kind, state, needs_attention, COUNT(*) FROM transactions GROUP BY kind, state, "
@@ -141,7 +141,7 @@ Result<std::vector<StateCount>> SqliteLogStore::CountByState() {
 }
 
 Status SqliteLogStore::RegisterCoordinator(const CoordinatorRow& row) {
-  std::lock_guard lock(mu_);
+  CallScope lock(&mu_);
   Status s;
   auto st = Prepare(
       "INSERT INTO coordinators (id, node_name, http_addr, thrift_addr, state, started_at_ms, "
@@ -163,7 +163,7 @@ Status SqliteLogStore::SetCoordinatorState(const std::string& id, const std::str
   if (!state.empty() && state != "alive" && state != "draining") {
     return Status::InvalidArgument("coordinator state must be alive or draining: " + state);
   }
-  std::lock_guard lock(mu_);
+  CallScope lock(&mu_);
   Status s;
   // An empty state is a heartbeat.
   auto st =
@@ -178,7 +178,7 @@ Status SqliteLogStore::SetCoordinatorState(const std::string& id, const std::str
 }
 
 Result<std::vector<std::string>> SqliteLogStore::MarkExpiredCoordinators(int64_t lease_ms) {
-  std::lock_guard lock(mu_);
+  CallScope lock(&mu_);
   Status s;
   auto st = Prepare(
       "UPDATE coordinators SET state = 'dead' WHERE state IN ('alive', 'draining') "
@@ -197,7 +197,7 @@ Result<std::vector<std::string>> SqliteLogStore::MarkExpiredCoordinators(int64_t
 }
 
 Result<std::vector<CoordinatorRow>> SqliteLogStore::ListCoordinators() {
-  std::lock_guard lock(mu_);
+  CallScope lock(&mu_);
   Status s;
   auto st = Prepare(
       "SELECT c.id, c.node_name, c.http_addr, c.thrift_addr, c.state, c.started_at_ms, "
@@ -221,7 +221,7 @@ Result<std::vector<CoordinatorRow>> SqliteLogStore::ListCoordinators() {
 }
 
 Status SqliteLogStore::DeleteCoordinator(const std::string& id) {
-  std::lock_guard lock(mu_);
+  CallScope lock(&mu_);
   Status s;
   auto st = Prepare("DELETE FROM coordinators WHERE id = ?1", &s);
   if (!st) return s;
@@ -233,9 +233,9 @@ Status SqliteLogStore::DeleteCoordinator(const std::string& id) {
 
 Result<std::vector<TxnDetail>> SqliteLogStore::ClaimOrphans(const std::string& new_owner,
                                                             int limit) {
-  std::lock_guard lock(mu_);
+  CallScope lock(&mu_);
   std::vector<TxnDetail> claimed;
-  Status s = InTransaction([&]() -> Status {
+  Status s = InTransaction([&]() TREATY_REQUIRES(mu_) -> Status {
     Status ps;
     auto st = Prepare(
         "UPDATE transactions SET owner = ?1, version = version + 1, updated_at_ms = " + Now() +
@@ -265,7 +265,7 @@ Result<std::vector<TxnDetail>> SqliteLogStore::ClaimOrphans(const std::string& n
 }
 
 Result<int64_t> SqliteLogStore::ReleaseOwned(const std::string& owner) {
-  std::lock_guard lock(mu_);
+  CallScope lock(&mu_);
   Status s;
   auto st = Prepare(
       "UPDATE transactions SET owner = NULL, version = version + 1, updated_at_ms = " + Now() +
@@ -276,9 +276,9 @@ Result<int64_t> SqliteLogStore::ReleaseOwned(const std::string& owner) {
 }
 
 Result<int64_t> SqliteLogStore::PurgeFinished(int64_t before_ms, int limit) {
-  std::lock_guard lock(mu_);
+  CallScope lock(&mu_);
   int64_t purged = 0;
-  Status s = InTransaction([&]() -> Status {
+  Status s = InTransaction([&]() TREATY_REQUIRES(mu_) -> Status {
     Status ps;
     // INDEXED BY: without statistics SQLite would pick the state index, read
     // every finished row (young ones too) and sort them, on every batch; the

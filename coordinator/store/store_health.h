@@ -26,27 +26,32 @@
 // the last failure, so that a submission gets through to probe the database
 // again (its write then marks the store up or down).
 //
+// Times (the probe interval, how long a stall lasts) are `clock`'s
+// monotonic milliseconds.
+//
 // Thread-safe; never blocks (one short mutex for the texts).
 
 #include <atomic>
-#include <chrono>
 #include <cstdint>
-#include <mutex>
 #include <string>
 
 #include <spdlog/spdlog.h>
 
+#include "common/mutex.h"
 #include "common/status.h"
+#include "common/task_runner.h"
 
 namespace treaty {
 
 class StoreHealth {
  public:
-  explicit StoreHealth(int64_t probe_after_ms = 1000) : probe_after_ms_(probe_after_ms) {}
+  // `clock` is not owned (SystemClock() when null).
+  explicit StoreHealth(int64_t probe_after_ms = 1000, Clock* clock = nullptr)
+      : probe_after_ms_(probe_after_ms), clock_(clock ? clock : SystemClock()) {}
 
   void Report(const Status& status) {
     if (status.code() == StatusCode::kUnavailable) {
-      std::lock_guard lock(mu_);
+      MutexLock lock(&mu_);
       last_failure_ms_.store(NowMs());
       last_error_ = status.message();
       up_.store(false);
@@ -55,7 +60,7 @@ class StoreHealth {
     if (!status.ok()) return;  // the write changed nothing: no evidence
     up_.store(true);
     if (stalled_.load()) {
-      std::lock_guard lock(mu_);
+      MutexLock lock(&mu_);
       if (stalled_.exchange(false)) {
         spdlog::warn("log store: writes complete again after a stall of {} ms",
                      NowMs() - stalled_since_ms_);
@@ -65,7 +70,7 @@ class StoreHealth {
 
   // Writes (`writes` of them) have waited `waited_ms` for a commit.
   void ReportStall(int64_t waited_ms, size_t writes) {
-    std::lock_guard lock(mu_);
+    MutexLock lock(&mu_);
     if (stalled_.exchange(true)) return;
     stalled_since_ms_ = NowMs() - waited_ms;
     spdlog::error(
@@ -82,7 +87,7 @@ class StoreHealth {
   }
   // Why the store cannot take new work now ("" when it can), for answers.
   std::string Problem() const {
-    std::lock_guard lock(mu_);
+    MutexLock lock(&mu_);
     if (stalled_.load()) {
       return "the transaction log is stalled: no write has completed for " +
              std::to_string(NowMs() - stalled_since_ms_) + " ms";
@@ -92,18 +97,16 @@ class StoreHealth {
   }
 
  private:
-  static int64_t NowMs() {
-    return std::chrono::duration_cast<std::chrono::milliseconds>(
-               std::chrono::steady_clock::now().time_since_epoch())
-        .count();
-  }
+  int64_t NowMs() const { return clock_->MonotonicMs(); }
+
   const int64_t probe_after_ms_;
+  Clock* const clock_;
   std::atomic<bool> up_{true};
   std::atomic<bool> stalled_{false};
   std::atomic<int64_t> last_failure_ms_{0};
-  mutable std::mutex mu_;
-  std::string last_error_;        // guarded by mu_
-  int64_t stalled_since_ms_ = 0;  // guarded by mu_
+  mutable Mutex mu_;
+  std::string last_error_ TREATY_GUARDED_BY(mu_);
+  int64_t stalled_since_ms_ TREATY_GUARDED_BY(mu_) = 0;
 };
 
 }  // namespace treaty

@@ -1,5 +1,7 @@
 #include "thrift/coordinator_handler.h"
 
+#include "thrift/rpc_convert.h"
+
 #include <future>
 #include <memory>
 #include <optional>
@@ -11,6 +13,7 @@
 #include "api/operator_input.h"
 #include "common/json_input.h"
 #include "common/text.h"
+#include "engine/states.h"
 #include "engine/two_phase_spec.h"
 #include "store/list_cursor.h"
 
@@ -19,189 +22,14 @@ namespace {
 
 using nlohmann::json;
 
-// The one place where a Status becomes a Thrift exception. Messages are
-// made valid UTF-8 (they name fields, never echo bad bytes; this is a net).
-[[noreturn]] void ThrowStatus(const Status& s) {
-  switch (s.code()) {
-    case StatusCode::kInvalidArgument:
-    case StatusCode::kTooLarge: {
-      rpc::InvalidRequest e;
-      e.message = ToValidUtf8(s.message());
-      throw e;
-    }
-    case StatusCode::kNotFound: {
-      rpc::NotFound e;
-      e.message = ToValidUtf8(s.message());
-      throw e;
-    }
-    case StatusCode::kConflict:
-    case StatusCode::kLostOwnership: {
-      rpc::Conflict e;
-      e.message = ToValidUtf8(s.message());
-      throw e;
-    }
-    case StatusCode::kUnauthenticated: {
-      rpc::Unauthenticated e;
-      e.message = ToValidUtf8(s.message());
-      throw e;
-    }
-    case StatusCode::kPermissionDenied: {
-      rpc::Forbidden e;
-      e.message = ToValidUtf8(s.message());
-      throw e;
-    }
-    default: {
-      rpc::Unavailable e;
-      e.message = ToValidUtf8(s.ToString());
-      throw e;
-    }
-  }
-}
-
-// Runs one handler method's body. The typed exceptions of the IDL pass
-// through; anything else (a bug) becomes Unavailable and one log line, so no
-// exception of ours reaches Thrift's processor or a worker thread.
-template <typename Body>
-void Guarded(const char* method, Body body) {
-  try {
-    body();
-  } catch (const rpc::InvalidRequest&) {
-    throw;
-  } catch (const rpc::NotFound&) {
-    throw;
-  } catch (const rpc::Conflict&) {
-    throw;
-  } catch (const rpc::Unavailable&) {
-    throw;
-  } catch (const rpc::Unauthenticated&) {
-    throw;
-  } catch (const rpc::Forbidden&) {
-    throw;
-  } catch (const std::exception& e) {
-    spdlog::error("thrift {}: unexpected exception: {}", method,
-                  EscapeControl(Excerpt(e.what(), 200)));
-    ThrowStatus(Status::Unavailable(std::string("internal error in ") + method));
-  } catch (...) {
-    spdlog::error("thrift {}: unexpected exception", method);
-    ThrowStatus(Status::Unavailable(std::string("internal error in ") + method));
-  }
-}
-
-// Runs an asynchronous TxnService call and waits for its answer.
-template <typename T, typename Start>
-T Await(int64_t timeout_ms, Start start) {
-  auto promise = std::make_shared<std::promise<Result<T>>>();
-  auto future = promise->get_future();
-  start([promise](Result<T> r) { promise->set_value(std::move(r)); });
-  if (future.wait_for(std::chrono::milliseconds(timeout_ms)) != std::future_status::ready) {
-    ThrowStatus(Status::Unavailable("the coordinator did not answer within " +
-                                    std::to_string(timeout_ms) + " ms"));
-  }
-  Result<T> r = future.get();
-  if (!r.ok()) ThrowStatus(r.status());
-  return std::move(r).value();
-}
-
 // The caller's name for the 2PC client binding (TxnService::Begin2pc):
 // empty with authentication off.
 std::string ClientName(const Identity& who) {
   return who.method == AuthMethod::kNone ? std::string() : who.name;
 }
 
-// A `payload` string must hold JSON (valid UTF-8, nesting at most
-// limits::kMaxPayloadDepth, as over REST); it becomes the JSON value.
-json PayloadJson(const std::string& text, const std::string& field) {
-  auto v = ParseJson(text, field, limits::kMaxPayloadDepth);
-  if (!v.ok()) ThrowStatus(v.status());
-  return std::move(v).value();
-}
-
-json SagaJson(const rpc::SagaRequest& req) {
-  json body = json::object();
-  if (req.__isset.gtid) body["gtid"] = req.gtid;
-  if (req.__isset.timeout_ms) body["timeout_ms"] = req.timeout_ms;
-  if (req.__isset.concurrent) body["concurrent"] = req.concurrent;
-  json steps = json::array();
-  for (size_t i = 0; i < req.steps.size(); ++i) {
-    const auto& s = req.steps[i];
-    json step = {{"name", s.name}, {"action", s.action}, {"compensate", s.compensate}};
-    if (s.__isset.payload) {
-      step["payload"] = PayloadJson(s.payload, "steps[" + std::to_string(i) + "].payload");
-    }
-    if (s.__isset.after) step["after"] = s.after;
-    if (s.__isset.timeout_ms) step["timeout_ms"] = s.timeout_ms;
-    if (s.__isset.retry_policy) {
-      json retry = json::object();
-      const auto& r = s.retry_policy;
-      if (r.__isset.max_attempts) retry["max_attempts"] = r.max_attempts;
-      if (r.__isset.initial_backoff_ms) retry["initial_backoff_ms"] = r.initial_backoff_ms;
-      if (r.__isset.max_backoff_ms) retry["max_backoff_ms"] = r.max_backoff_ms;
-      step["retry"] = retry;
-    }
-    steps.push_back(std::move(step));
-  }
-  body["steps"] = steps;
-  return body;
-}
-
-void FillStatus(rpc::TxnStatus& out, const SubmitResult& r) {
-  out.gtid = r.gtid;
-  out.state = r.state;
-}
-
-// An operator action's answer also says whether it is paused and finished.
-void FillOperatorStatus(rpc::TxnStatus& out, const SubmitResult& r) {
-  FillStatus(out, r);
-  out.__set_paused(r.paused);
-  out.__set_finished(r.finished);
-}
-
-void FillRow(rpc::Transaction& out, const TxnRow& row) {
-  out.gtid = row.gtid;
-  out.kind = row.kind;
-  out.state = row.state;
-  out.owner = row.owner;
-  out.needs_attention = row.needs_attention;
-  out.deadline_ms = row.deadline_ms;
-  out.attempts = row.attempts;
-  out.created_at_ms = row.created_at_ms;
-  out.updated_at_ms = row.updated_at_ms;
-  out.spec = row.spec;
-  out.__set_paused(row.paused);
-  out.__set_last_error(row.last_error);
-}
-
 void CheckGtid(const std::string& gtid, const SpecLimits& limits) {
   if (auto s = ValidateGtid(gtid, limits.max_gtid_length); !s.ok()) ThrowStatus(s);
-}
-
-// Runs `body` and tells `answered` the status REST would have answered for
-// what it did: 200, or the code of the exception it threw (which is then
-// rethrown).
-template <typename Body>
-void WithResult(const std::function<void(int)>& answered, Body body) {
-  try {
-    body();
-  } catch (const rpc::InvalidRequest&) {
-    answered(400);
-    throw;
-  } catch (const rpc::Unauthenticated&) {
-    answered(401);
-    throw;
-  } catch (const rpc::Forbidden&) {
-    answered(403);
-    throw;
-  } catch (const rpc::NotFound&) {
-    answered(404);
-    throw;
-  } catch (const rpc::Conflict&) {
-    answered(409);
-    throw;
-  } catch (...) {
-    answered(503);  // Unavailable, or a bug that Guarded turns into it
-    throw;
-  }
-  answered(200);
 }
 
 // The audit record of an operator action, before the caller and the result are known.
@@ -283,6 +111,11 @@ TxnService* CoordinatorHandler::Service() const {
   TxnService* s = service_();
   if (!s) ThrowStatus(Status::Unavailable("the coordinator is starting; retry"));
   return s;
+}
+
+TxnQueries* CoordinatorHandler::Queries() const {
+  if (!options_.queries) ThrowStatus(Status::Unavailable("the coordinator is starting; retry"));
+  return options_.queries;
 }
 
 void CoordinatorHandler::CheckAcceptsNewWork() const {
@@ -380,7 +213,7 @@ void CoordinatorHandler::getTransaction(rpc::Transaction& out, const std::string
     Require(Role::kRead, "getTransaction");
     CheckGtid(gtid, options_.limits);
     TxnDetail d = Await<TxnDetail>(options_.call_timeout_ms,
-                                   [&](auto done) { Service()->Get(gtid, true, std::move(done)); });
+                                   [&](auto done) { Queries()->Get(gtid, true, std::move(done)); });
     FillRow(out, d.txn);
     for (const auto& b : d.branches) {
       rpc::BranchInfo bi;
@@ -417,7 +250,7 @@ void CoordinatorHandler::listTransactions(rpc::TxnPage& out, const rpc::ListRequ
       f.state = req.state;
     }
     if (req.__isset.kind && !req.kind.empty()) {
-      if (req.kind != "saga" && req.kind != "2pc") {
+      if (!ParseTxnKind(req.kind)) {
         ThrowStatus(Status::InvalidArgument("'kind' must be saga or 2pc"));
       }
       f.kind = req.kind;
@@ -439,7 +272,7 @@ void CoordinatorHandler::listTransactions(rpc::TxnPage& out, const rpc::ListRequ
       f.cursor = req.cursor;
     }
     TxnPage page = Await<TxnPage>(options_.call_timeout_ms,
-                                  [&](auto done) { Service()->List(f, std::move(done)); });
+                                  [&](auto done) { Queries()->List(f, std::move(done)); });
     for (const auto& row : page.items) {
       rpc::Transaction t;
       FillRow(t, row);

@@ -1,7 +1,8 @@
 #pragma once
 
 // CoordinatorHandler: the Thrift CoordinatorService (idl/coordinator.thrift)
-// as a thin adapter over TxnService, like RestApi is for REST. Requests are
+// as a thin adapter over TxnService (work) and TxnQueries (reads), like
+// RestApi is for REST. Requests are
 // converted to the REST JSON shapes and validated by the same parsers
 // (ParseSagaSpec, ParseTwoPhaseSpec, ParseBranchSpec), so both front ends
 // accept and refuse exactly the same things.
@@ -21,7 +22,7 @@
 // Input rules (docs/input-rules.md): every string from Thrift is checked at
 // this boundary by the REST parsers: gtids, step and branch names by the
 // identifier rules (ValidateIdentifier), URLs by ParseEndpoint, payloads by
-// ParseJson (valid UTF-8, depth <= 64), a list cursor by DecodeListCursor.
+// ParseJson (valid UTF-8, depth <= 32), a list cursor by DecodeListCursor.
 // A string that breaks them is InvalidRequest naming the field, whose
 // message never echoes the bytes.
 //
@@ -56,8 +57,8 @@
 //
 // Threading: one handler per connection; its methods run one at a time on
 // that connection's thread and block (bounded by `call_timeout_ms`) until
-// TxnService answers; TxnService itself never blocks them on I/O of its
-// own. A handler made without a ThriftConnection owns one (tests).
+// TxnService or TxnQueries answers; neither blocks them on I/O of its own. A handler made without a
+// ThriftConnection owns one (tests).
 
 #include <atomic>
 #include <cstdint>
@@ -68,6 +69,7 @@
 #include <string_view>
 
 #include "CoordinatorService.h"
+#include "engine/txn_queries.h"
 #include "engine/txn_service.h"
 #include "security/audit_log.h"
 #include "security/authenticator.h"
@@ -84,6 +86,9 @@ struct CoordinatorHandlerOptions {
   // outlive the handler; the Server owns them and sets `draining` in Drain().
   const std::atomic<bool>* draining = nullptr;
   const StoreHealth* store_health = nullptr;
+  // Not owned, must outlive the handler: every read (getTransaction,
+  // listTransactions). Null: reads fail with Unavailable.
+  TxnQueries* queries = nullptr;
   // Null: authentication off (every connection may call every method, actor
   // "anonymous"). Else a connection calls authenticate(token) first, or
   // presents a client certificate whose CN the tokens file names.
@@ -142,6 +147,7 @@ class CoordinatorHandler : public rpc::CoordinatorServiceIf {
 
  private:
   TxnService* Service() const;
+  TxnQueries* Queries() const;
   // The caller's identity if it holds `role`; else throws Unauthenticated
   // or Forbidden (see Authentication and roles). `method` names the call.
   Identity Require(Role role, const char* method);

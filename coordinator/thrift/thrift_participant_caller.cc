@@ -15,7 +15,9 @@
 #include "ParticipantService.h"
 #include "common/endpoint.h"
 #include "common/limits.h"
+#include "common/mutex.h"
 #include "common/text.h"
+#include "engine/states.h"
 #include "thrift/thrift_limits.h"
 #include "thrift/thrift_participant_connection.h"
 
@@ -34,12 +36,12 @@ struct EndpointState {
   Clock::time_point last_used;                    // last call start or end
 };
 
-ParticipantResponse FromReply(const std::string& op, const rpc::ParticipantReply& reply) {
+ParticipantResponse FromReply(BranchOp op, const rpc::ParticipantReply& reply) {
   ParticipantResponse r;
   switch (reply.outcome) {
     case rpc::Outcome::OK:
       r.outcome = CallOutcome::kOk;
-      if (op == "prepare" && reply.__isset.vote) {
+      if (op == BranchOp::kPrepare && reply.__isset.vote) {
         if (reply.vote == rpc::Vote::NO) {
           r.outcome = CallOutcome::kBusinessFailure;
           r.error = "voted NO";
@@ -68,17 +70,18 @@ ParticipantResponse FromReply(const std::string& op, const rpc::ParticipantReply
 
 struct ThriftParticipantCaller::Impl {
   ThriftCallerOptions options;
-  std::mutex tls_mu;
-  std::shared_ptr<ClientTlsFactory> tls_factory;  // guarded by tls_mu; made on the first thrifts://
+  Mutex tls_mu;
+  // Made on the first thrifts:// call.
+  std::shared_ptr<ClientTlsFactory> tls_factory TREATY_GUARDED_BY(tls_mu);
   // Created on the first thrift:// call: a coordinator whose participants
   // all speak HTTP starts no threads for Thrift.
   std::once_flag pool_once;
   std::unique_ptr<boost::asio::thread_pool> pool;
-  mutable std::mutex mu;
-  std::map<std::string, EndpointState> endpoints;  // guarded by mu
+  mutable Mutex mu;
+  std::map<std::string, EndpointState> endpoints TREATY_GUARDED_BY(mu);
   // On `pool`; declared after it, so destroyed before it.
-  std::unique_ptr<boost::asio::steady_timer> prune_timer;  // used under mu
-  bool prune_armed = false;                                // guarded by mu
+  std::unique_ptr<boost::asio::steady_timer> prune_timer TREATY_GUARDED_BY(mu);
+  bool prune_armed TREATY_GUARDED_BY(mu) = false;
 
   explicit Impl(ThriftCallerOptions o) : options(o) {}
 
@@ -86,7 +89,7 @@ struct ThriftParticipantCaller::Impl {
     std::call_once(pool_once, [this] {
       pool = std::make_unique<boost::asio::thread_pool>(
           static_cast<size_t>(std::max(1, options.threads)));
-      std::lock_guard<std::mutex> l(mu);
+      MutexLock l(&mu);
       prune_timer = std::make_unique<boost::asio::steady_timer>(pool->get_executor());
     });
     return *pool;
@@ -98,7 +101,7 @@ struct ThriftParticipantCaller::Impl {
     std::vector<std::unique_ptr<Connection>> expired;
     std::unique_ptr<Connection> c;
     {
-      std::lock_guard<std::mutex> l(mu);
+      MutexLock l(&mu);
       EndpointState& e = endpoints[key];
       ++e.in_flight;
       e.last_used = Clock::now();
@@ -117,7 +120,7 @@ struct ThriftParticipantCaller::Impl {
 
   // The call to `key` ends; `c` (if any) is kept for reuse.
   void End(const std::string& key, std::unique_ptr<Connection> c) {
-    std::lock_guard<std::mutex> l(mu);
+    MutexLock l(&mu);
     EndpointState& e = endpoints[key];
     --e.in_flight;
     e.last_used = Clock::now();
@@ -129,7 +132,7 @@ struct ThriftParticipantCaller::Impl {
     }
   }
 
-  void ArmPrune() {  // requires mu
+  void ArmPrune() TREATY_REQUIRES(mu) {
     if (prune_armed || !prune_timer) return;
     prune_armed = true;
     prune_timer->expires_after(
@@ -145,7 +148,7 @@ struct ThriftParticipantCaller::Impl {
     BlockSigpipeOnThisThread();
     std::vector<std::unique_ptr<Connection>> expired;
     {
-      std::lock_guard<std::mutex> l(mu);
+      MutexLock l(&mu);
       prune_armed = false;
       const auto now = Clock::now();
       for (auto it = endpoints.begin(); it != endpoints.end();) {
@@ -170,7 +173,7 @@ struct ThriftParticipantCaller::Impl {
   // The TLS context, made on the first thrifts:// call (not kept when it
   // fails, so a fixed file is picked up by a later call).
   std::shared_ptr<ClientTlsFactory> TlsFactory(OpenFailure& failure) {
-    std::lock_guard<std::mutex> l(tls_mu);
+    MutexLock l(&tls_mu);
     if (!tls_factory) tls_factory = MakeClientTlsFactory(options.tls, failure);
     return tls_factory;
   }
@@ -195,18 +198,24 @@ struct ThriftParticipantCaller::Impl {
     c.socket->setRecvTimeout(timeout);
     c.socket->setSendTimeout(timeout);
     rpc::ParticipantReply reply;
-    if (req.op == "action") {
-      c.client->action(reply, call);
-    } else if (req.op == "compensate") {
-      c.client->compensate(reply, call);
-    } else if (req.op == "prepare") {
-      c.client->prepare(reply, call);
-    } else if (req.op == "commit") {
-      c.client->commit(reply, call);
-    } else if (req.op == "abort") {
-      c.client->abort(reply, call);
-    } else {
-      throw std::invalid_argument("unknown op '" + req.op + "'");
+    const std::optional<BranchOp> op = ParseBranchOp(req.op);
+    if (!op) throw std::invalid_argument("unknown op '" + req.op + "'");
+    switch (*op) {
+      case BranchOp::kAction:
+        c.client->action(reply, call);
+        break;
+      case BranchOp::kCompensate:
+        c.client->compensate(reply, call);
+        break;
+      case BranchOp::kPrepare:
+        c.client->prepare(reply, call);
+        break;
+      case BranchOp::kCommit:
+        c.client->commit(reply, call);
+        break;
+      case BranchOp::kAbort:
+        c.client->abort(reply, call);
+        break;
     }
     return reply;
   }
@@ -251,7 +260,7 @@ struct ThriftParticipantCaller::Impl {
       }
       try {
         rpc::ParticipantReply reply = Invoke(*c, req);
-        return FromReply(req.op, reply);
+        return FromReply(ParseBranchOp(req.op).value_or(BranchOp::kAction), reply);
       } catch (const at::TApplicationException& e) {
         // The participant answered with an error: the connection is fine.
         r = ParticipantResponse();
@@ -298,12 +307,12 @@ ThriftParticipantCaller::~ThriftParticipantCaller() {
     impl_->pool->join();
   }
   ScopedSigpipeBlock no_sigpipe;  // idle TLS connections send close_notify
-  std::lock_guard<std::mutex> l(impl_->mu);
+  MutexLock l(&impl_->mu);
   impl_->endpoints.clear();
 }
 
 size_t ThriftParticipantCaller::endpoint_count() const {
-  std::lock_guard<std::mutex> l(impl_->mu);
+  MutexLock l(&impl_->mu);
   return impl_->endpoints.size();
 }
 

@@ -5,11 +5,9 @@
 #include <atomic>
 #include <cerrno>
 #include <chrono>
-#include <condition_variable>
 #include <cstring>
 #include <functional>
 #include <future>
-#include <mutex>
 #include <thread>
 #include <vector>
 
@@ -28,7 +26,9 @@
 #include <thrift/transport/TServerSocket.h>
 #include <thrift/transport/TSocket.h>
 
+#include "common/host_port.h"
 #include "common/log_throttle.h"
+#include "common/mutex.h"
 #include "common/text.h"
 #include "security/tls_context.h"
 #include "thrift/thrift_limits.h"
@@ -47,10 +47,9 @@ constexpr uint32_t kReadChunkBytes = 64 * 1024;
 
 // "IP:PORT" ("[IP]:PORT" for IPv6) of a connection's peer, or "".
 std::string PeerName(at::transport::TSocket& socket) {
-  std::string address = socket.getPeerAddress();
+  const std::string address = socket.getPeerAddress();
   if (address.empty()) return "";
-  if (address.find(':') != std::string::npos) address = "[" + address + "]";
-  return address + ":" + std::to_string(socket.getPeerPort());
+  return FormatHostPort(address, static_cast<uint16_t>(socket.getPeerPort()));
 }
 
 // The OpenSSL errors queued on this thread as text (the queue is cleared),
@@ -270,10 +269,10 @@ class BackoffServerSocket : public at::transport::TServerSocket {
 
   void interrupt() override {
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(&mu_);
       interrupted_ = true;
     }
-    wake_.notify_all();
+    wake_.NotifyAll();
     TServerSocket::interrupt();
   }
 
@@ -301,8 +300,9 @@ class BackoffServerSocket : public at::transport::TServerSocket {
           spdlog::warn("thrift accept failed: {}{}; retrying in {} ms", EscapeControl(e.what()),
                        r.Suffix(), delay.count());
         }
-        std::unique_lock<std::mutex> lock(mu_);
-        if (wake_.wait_for(lock, delay, [this] { return interrupted_; })) {
+        MutexLock lock(&mu_);
+        if (wake_.WaitFor(&mu_, delay.count(),
+                          [this]() TREATY_REQUIRES(mu_) { return interrupted_; })) {
           throw TTransportException(TTransportException::INTERRUPTED);
         }
         continue;
@@ -331,18 +331,18 @@ class BackoffServerSocket : public at::transport::TServerSocket {
   std::shared_ptr<TTransport> last_accepted_;
   LogThrottle accept_failures_;
   LogThrottle refusals_;
-  std::mutex mu_;
-  std::condition_variable wake_;
-  bool interrupted_ = false;  // guarded by mu_
+  Mutex mu_;
+  CondVar wake_;  // interrupted_ was set
+  bool interrupted_ TREATY_GUARDED_BY(mu_) = false;
 };
 
 // Thrift Threads that failed to start. Such a Thread cannot be destroyed
 // (its destructor would use the std::thread it never got), so it is kept
 // for the life of the process, reachable from here. Any thread.
 void KeepUnstartedThread(std::shared_ptr<at::concurrency::Thread> thread) {
-  static std::mutex mu;
+  static Mutex mu;
   static auto* threads = new std::vector<std::shared_ptr<at::concurrency::Thread>>();
-  std::lock_guard<std::mutex> lock(mu);
+  MutexLock lock(&mu);
   threads->push_back(std::move(thread));
 }
 

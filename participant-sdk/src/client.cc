@@ -3,12 +3,12 @@
 #include <atomic>
 #include <chrono>
 #include <map>
-#include <mutex>
-#include <random>
 #include <thread>
 
 #include <nlohmann/json.hpp>
 
+#include "common/ids.h"
+#include "common/mutex.h"
 #include "http_transport.h"
 #include "input_rules.h"
 #include "thrift_coordinator.h"
@@ -100,8 +100,8 @@ class Client::Impl {
 
   ClientOptions options;
   std::atomic<uint64_t> next{0};
-  std::mutex mu;
-  std::map<std::string, size_t> owner_of;  // 2PC gtid -> coordinator index; guarded by mu
+  treaty::Mutex mu;
+  std::map<std::string, size_t> owner_of TREATY_GUARDED_BY(mu);  // 2PC gtid -> coordinator index
 };
 
 Result<Reply> Client::Impl::Call(const std::string& method, const std::string& path,
@@ -111,7 +111,7 @@ Result<Reply> Client::Impl::Call(const std::string& method, const std::string& p
   if (cs.empty()) return Status::InvalidArgument("client: no coordinators configured");
   size_t start = next.fetch_add(1) % cs.size();
   if (!pin_gtid.empty()) {
-    std::lock_guard<std::mutex> l(mu);
+    treaty::MutexLock l(&mu);
     if (auto it = owner_of.find(pin_gtid); it != owner_of.end()) start = it->second;
   }
   const auto deadline =
@@ -153,7 +153,7 @@ Result<Reply> Client::Impl::Call(const std::string& method, const std::string& p
         continue;
       }
       if (!pin_gtid.empty()) {
-        std::lock_guard<std::mutex> l(mu);
+        treaty::MutexLock l(&mu);
         owner_of[pin_gtid] = (start + i) % cs.size();
         if (owner_of.size() > 100000) owner_of.clear();  // a cache, not a registry
       }
@@ -200,19 +200,7 @@ Result<Reply> Client::Impl::Call(const std::string& method, const std::string& p
 Client::Client(ClientOptions options) : impl_(std::make_unique<Impl>(std::move(options))) {}
 Client::~Client() = default;
 
-std::string Client::NewGtid() {
-  thread_local std::mt19937_64 rng{
-      std::random_device{}() ^
-      static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count())};
-  uint64_t a = rng(), b = rng();
-  a = (a & 0xFFFFFFFFFFFF0FFFULL) | 0x0000000000004000ULL;  // version 4
-  b = (b & 0x3FFFFFFFFFFFFFFFULL) | 0x8000000000000000ULL;  // variant 1
-  char out[37];
-  snprintf(out, sizeof out, "%08x-%04x-%04x-%04x-%012llx", static_cast<unsigned>(a >> 32),
-           static_cast<unsigned>((a >> 16) & 0xFFFF), static_cast<unsigned>(a & 0xFFFF),
-           static_cast<unsigned>(b >> 48), static_cast<unsigned long long>(b & 0xFFFFFFFFFFFFULL));
-  return out;
-}
+std::string Client::NewGtid() { return NewUuid(); }
 
 Result<TxnStatus> Client::SubmitSaga(const SagaSpec& saga, bool wait, int wait_ms) {
   const std::string gtid = saga.gtid.empty() ? NewGtid() : saga.gtid;

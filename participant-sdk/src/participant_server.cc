@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <cctype>
 #include <map>
-#include <mutex>
 #include <optional>
 #include <tuple>
 
@@ -13,6 +12,8 @@
 #include <nlohmann/json.hpp>
 
 #include "caller_proof.h"
+#include "common/host_port.h"
+#include "common/mutex.h"
 #include "http_transport.h"
 #include "input_rules.h"
 #include "thrift_endpoint.h"
@@ -216,9 +217,9 @@ class ParticipantServer::Impl {
   ThriftOutcome DispatchThrift(const CallContext& ctx);
 
   ParticipantServerOptions options;
-  std::mutex mu;
-  std::map<std::string, Step> steps;                                 // guarded by mu
-  std::map<std::string, std::shared_ptr<ResourceManager>> managers;  // guarded by mu
+  treaty::Mutex mu;
+  std::map<std::string, Step> steps TREATY_GUARDED_BY(mu);
+  std::map<std::string, std::shared_ptr<ResourceManager>> managers TREATY_GUARDED_BY(mu);
   boost::asio::thread_pool pool;
   treaty_sdk_detail::HttpEndpoint endpoint;
   std::unique_ptr<treaty_sdk_detail::ThriftEndpoint> thrift;  // null: no Thrift
@@ -338,7 +339,7 @@ ParticipantServer::Impl::Invocation ParticipantServer::Impl::Invoke(const std::s
   StepHandler step_fn;
   std::shared_ptr<ResourceManager> rm;
   {
-    std::lock_guard<std::mutex> l(mu);
+    treaty::MutexLock l(&mu);
     if (auto it = steps.find(name); it != steps.end()) {
       if (ctx.op == "action") step_fn = it->second.action;
       if (ctx.op == "compensate") step_fn = it->second.compensate;
@@ -437,13 +438,13 @@ ParticipantServer::~ParticipantServer() { Stop(); }
 
 void ParticipantServer::AddSagaStep(const std::string& name, StepHandler action,
                                     StepHandler compensate) {
-  std::lock_guard<std::mutex> l(impl_->mu);
+  treaty::MutexLock l(&impl_->mu);
   impl_->steps[name] = Step{std::move(action), std::move(compensate)};
 }
 
 void ParticipantServer::AddResourceManager(const std::string& name,
                                            std::shared_ptr<ResourceManager> rm) {
-  std::lock_guard<std::mutex> l(impl_->mu);
+  treaty::MutexLock l(&impl_->mu);
   impl_->managers[name] = std::move(rm);
 }
 
@@ -486,7 +487,7 @@ std::string ParticipantServer::http_url() const {
   std::string host = impl_->options.http_host;
   if (host == "0.0.0.0" || host.empty()) host = "127.0.0.1";
   const char* scheme = impl_->options.tls_cert_file.empty() ? "http://" : "https://";
-  return scheme + host + ":" + std::to_string(http_port());
+  return scheme + treaty::FormatHostPort(host, http_port());
 }
 
 std::string ParticipantServer::Url(const std::string& name, const std::string& op) const {
@@ -501,7 +502,7 @@ std::string ParticipantServer::thrift_url() const {
   if (thrift_port() == 0) return "";
   std::string host = impl_->options.http_host;
   if (host == "0.0.0.0" || host.empty()) host = "127.0.0.1";
-  return "thrift://" + host + ":" + std::to_string(thrift_port());
+  return "thrift://" + treaty::FormatHostPort(host, thrift_port());
 }
 
 }  // namespace sdk

@@ -1,10 +1,9 @@
 #include "treaty/pg_resource_manager.h"
 
-#include <condition_variable>
-#include <mutex>
 #include <thread>
 #include <utility>
 
+#include "common/mutex.h"
 #include "input_rules.h"
 #include "pg_support.h"
 #include "treaty/client.h"
@@ -56,11 +55,21 @@ class PgResourceManager::Impl {
         client(ClientOptions{.coordinators = options.coordinators, .max_attempts = 2}) {}
   ~Impl() {
     {
-      std::lock_guard<std::mutex> l(mu);
+      treaty::MutexLock l(&mu);
       stopping = true;
     }
-    cv.notify_all();
+    cv.NotifyAll();
     if (loop.joinable()) loop.join();
+  }
+
+  // The recovery loop's pause: waits options.recovery_interval_ms; false
+  // once the destructor asked the loop to stop.
+  bool WaitForNextRecovery() TREATY_EXCLUDES(mu) {
+    treaty::MutexLock l(&mu);
+    if (stopping) return false;
+    cv.WaitFor(&mu, options.recovery_interval_ms,
+               [this]() TREATY_REQUIRES(mu) { return stopping; });
+    return !stopping;
   }
 
   // What ApplyWork did.
@@ -91,9 +100,9 @@ class PgResourceManager::Impl {
   PgPool pool;
   Client client;
   RecoveryReport open_report;
-  std::mutex mu;
-  std::condition_variable cv;
-  bool stopping = false;  // guarded by mu
+  treaty::Mutex mu;
+  treaty::CondVar cv;
+  bool stopping TREATY_GUARDED_BY(mu) = false;
   std::thread loop;
 };
 
@@ -227,13 +236,8 @@ Result<std::shared_ptr<PgResourceManager>> PgResourceManager::Open(PgResourceMan
     Impl* impl_ptr = rm->impl_.get();
     PgResourceManager* self = rm.get();
     impl_ptr->loop = std::thread([impl_ptr, self] {
-      std::unique_lock<std::mutex> l(impl_ptr->mu);
-      while (!impl_ptr->stopping) {
-        impl_ptr->cv.wait_for(l, std::chrono::milliseconds(impl_ptr->options.recovery_interval_ms));
-        if (impl_ptr->stopping) break;
-        l.unlock();
+      while (impl_ptr->WaitForNextRecovery()) {
         (void)self->Recover(impl_ptr->options.recovery_min_age_ms);
-        l.lock();
       }
     });
   }

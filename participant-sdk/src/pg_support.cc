@@ -85,8 +85,8 @@ PgPool::Lease::~Lease() {
 Result<PgPool::Lease> PgPool::Acquire() {
   std::unique_ptr<pqxx::connection> c;
   {
-    std::unique_lock<std::mutex> l(mu_);
-    cv_.wait(l, [&] { return !idle_.empty() || leased_ < max_; });
+    treaty::MutexLock l(&mu_);
+    cv_.Wait(&mu_, [this]() TREATY_REQUIRES(mu_) { return !idle_.empty() || leased_ < max_; });
     ++leased_;
     if (!idle_.empty()) {
       c = std::move(idle_.back());
@@ -100,9 +100,9 @@ Result<PgPool::Lease> PgPool::Acquire() {
       return Status::Ok();
     });
     if (!s.ok()) {
-      std::lock_guard<std::mutex> l(mu_);
+      treaty::MutexLock l(&mu_);
       --leased_;
-      cv_.notify_one();
+      cv_.NotifyOne();
       return Status::Unavailable("cannot connect to " + uri_ + ": " + s.message());
     }
   }
@@ -110,10 +110,10 @@ Result<PgPool::Lease> PgPool::Acquire() {
 }
 
 void PgPool::Return(std::unique_ptr<pqxx::connection> c, bool discard) {
-  std::lock_guard<std::mutex> l(mu_);
+  treaty::MutexLock l(&mu_);
   --leased_;
   if (!discard && c->is_open()) idle_.push_back(std::move(c));
-  cv_.notify_one();
+  cv_.NotifyOne();
 }
 
 Status MigrateParticipantSchema(pqxx::connection& conn) {

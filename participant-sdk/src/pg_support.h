@@ -3,15 +3,14 @@
 // Private libpqxx plumbing of the SDK: a small connection pool, the one
 // place where libpqxx exceptions become Status, and the SqlTx implementation.
 
-#include <condition_variable>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <vector>
 
 #include <pqxx/pqxx>
 
+#include "common/mutex.h"
 #include "treaty/sql.h"
 #include "treaty/status.h"
 
@@ -58,18 +57,18 @@ class PgPool {
   };
 
   // A connected connection, or Unavailable.
-  Result<Lease> Acquire();
+  Result<Lease> Acquire() TREATY_EXCLUDES(mu_);
   const std::string& uri() const { return uri_; }
 
  private:
-  void Return(std::unique_ptr<pqxx::connection> c, bool discard);
+  void Return(std::unique_ptr<pqxx::connection> c, bool discard) TREATY_EXCLUDES(mu_);
 
   const std::string uri_;
   const int max_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::vector<std::unique_ptr<pqxx::connection>> idle_;  // guarded by mu_
-  int leased_ = 0;                                       // guarded by mu_
+  treaty::Mutex mu_;
+  treaty::CondVar cv_;
+  std::vector<std::unique_ptr<pqxx::connection>> idle_ TREATY_GUARDED_BY(mu_);
+  int leased_ TREATY_GUARDED_BY(mu_) = 0;
 };
 
 // Applies migrations/participant/*.sql not yet recorded in

@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "CoordinatorService.h"
+#include "common/endpoint.h"
 #include "input_rules.h"
 #include "thrift/thrift_limits.h"
 
@@ -178,18 +179,9 @@ bool IsThriftUrl(const std::string& url) { return url.rfind("thrift://", 0) == 0
 
 FetchReply ThriftFetch(const std::string& method, const std::string& url, const std::string& path,
                        const std::string& body, int timeout_ms, const std::string& token) {
-  std::string hp = url.substr(std::string("thrift://").size());
-  hp = hp.substr(0, hp.find('/'));
-  const auto colon = hp.rfind(':');
-  int port = 0;
-  try {
-    if (colon == std::string::npos || colon == 0) throw std::invalid_argument("no port");
-    size_t used = 0;
-    port = std::stoi(hp.substr(colon + 1), &used);
-    if (used != hp.size() - colon - 1 || port <= 0 || port > 65535) {
-      throw std::invalid_argument("bad port");
-    }
-  } catch (const std::exception&) {
+  // The coordinator's own URL parser, so the SDK calls what treatyd accepts.
+  const treaty::Result<treaty::Endpoint> endpoint = treaty::ParseEndpoint(url);
+  if (!endpoint.ok() || endpoint->scheme != "thrift") {
     return Failed(FetchError::kInvalidArgument, "expected thrift://HOST:PORT, got '" + url + "'");
   }
   json parsed = body.empty() ? json::object() : json::parse(body, nullptr, false);
@@ -199,7 +191,7 @@ FetchReply ThriftFetch(const std::string& method, const std::string& url, const 
   try {
     // The limits of thrift_limits.h on the answer: one that exceeds them
     // fails the call (kUnavailable), it never costs more memory.
-    auto socket = std::make_shared<at::transport::TSocket>(hp.substr(0, colon), port,
+    auto socket = std::make_shared<at::transport::TSocket>(endpoint->host, endpoint->port,
                                                            treaty::ThriftConfiguration());
     socket->setConnTimeout(std::min(timeout_ms, 5000));
     socket->setRecvTimeout(timeout_ms);

@@ -1,4 +1,4 @@
-// Issue 9's hostile REST inputs against a real treatyd (in-process Server,
+// Hostile REST inputs against a real treatyd (in-process Server,
 // REST over loopback) on a real SQLite file and a real PostgreSQL: each one
 // gets a well-formed 4xx naming the field, and afterwards the server still
 // answers and a valid saga still commits.
@@ -81,7 +81,7 @@ class InputRulesApiTest : public ApiTest {
   int alive_ = 0;
 };
 
-// Input 1: a gtid of invalid UTF-8 in the path or the query.
+// A gtid of invalid UTF-8 in the path or the query.
 TEST_P(InputRulesApiTest, InvalidUtf8GtidInPathIs400NamingGtid) {
   struct Case {
     std::string method, target, field;
@@ -161,7 +161,7 @@ TEST_P(InputRulesApiTest, BadIdentifiersAre400NamingTheField) {
   ExpectServing("bad branch names");
 }
 
-// Input 9 (and the kind): a cursor that is not exactly what a page returned.
+// A cursor that is not exactly what a page returned.
 TEST_P(InputRulesApiTest, MalformedCursorIs400OnEveryStore) {
   for (int i = 0; i < 3; ++i) ExpectServing("setup");
   auto page = Get("/v1/transactions?limit=1");
@@ -181,7 +181,7 @@ TEST_P(InputRulesApiTest, MalformedCursorIs400OnEveryStore) {
   ExpectServing("malformed cursors");
 }
 
-// Input 4: 100,000 nested arrays (a 200 KB body) in every body that is JSON.
+// 100,000 nested arrays (a 200 KB body) in every body that is JSON.
 TEST_P(InputRulesApiTest, DeeplyNestedBodiesAre400AndServerStaysUp) {
   const std::string deep = Nested(100000);
   const json step = Step("a");
@@ -250,7 +250,7 @@ TEST_P(InputRulesApiTest, EncodedSlashNeverSplitsThePath) {
   ExpectServing("encoded slashes");
 }
 
-// Input 8 (REST side): participant URLs that can never be called.
+// On the REST side: participant URLs that can never be called.
 TEST_P(InputRulesApiTest, UncallableParticipantUrlsAre400NamingTheField) {
   const std::string base = "http://127.0.0.1:" + std::to_string(participant_->port());
   const std::vector<std::string> urls = {

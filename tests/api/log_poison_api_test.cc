@@ -1,4 +1,4 @@
-// Issue 9, inputs 6 and 2 at the REST level, on the log's write path: a step
+// Hostile input at the REST level, on the log's write path: a step
 // named "a\u0000b" submitted at the same moment as valid sagas is refused
 // alone (400) and never stored under a cut name, while every valid
 // submission is logged (201); a participant's non-ASCII error text longer

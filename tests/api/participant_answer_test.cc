@@ -1,11 +1,11 @@
-// What a participant answers, end to end (issue 9, inputs 2 and 10): a real
+// What a participant answers, end to end: a real
 // treatyd child process on a real SQLite file and on a real PostgreSQL, a
 // real HTTP participant on loopback answering with hostile text.
-//  - Input 2: a 503 whose body is non-ASCII text longer than the 200-byte
+//  - a 503 whose body is non-ASCII text longer than the 200-byte
 //    excerpt kept as last_error. The excerpt used to cut a character in two:
 //    every later GET aborted treatyd (SQLite) or the write was refused and
 //    retried forever (PostgreSQL).
-//  - Input 10: an error body with a newline and an ESC sequence reached the
+//  - an error body with a newline and an ESC sequence reached the
 //    text log raw (a forged log line, a terminal escape).
 
 #include <gtest/gtest.h>
@@ -105,7 +105,7 @@ class ParticipantAnswerTest : public ::testing::TestWithParam<std::string> {
   std::unique_ptr<TreatydProcess> treatyd_;
 };
 
-// Input 2. The hotel's action answers 503 "x" + 100 × "é" (201 bytes), so
+// The hotel's action answers 503 "x" + 100 × "é" (201 bytes), so
 // the saga retries it, fails the step and compensates; its compensation
 // answers the same until the test has read last_error, then 200.
 TEST_P(ParticipantAnswerTest, NonAsciiErrorBodyLongerThanTheExcerptKeepsTheSagaGoing) {
@@ -142,7 +142,7 @@ TEST_P(ParticipantAnswerTest, NonAsciiErrorBodyLongerThanTheExcerptKeepsTheSagaG
   EXPECT_EQ(Detail("accents-1").value("state", ""), "ABORTED");
 }
 
-// Input 10. A 409 whose body carries a newline, a forged log line and an
+// A 409 whose body carries a newline, a forged log line and an
 // ESC sequence: the step fails and the saga compensates, logging the reason
 // at info level. The log file must hold no forged line and no ESC byte.
 TEST_P(ParticipantAnswerTest, ErrorBodyCannotForgeLogLinesOrSendTerminalEscapes) {

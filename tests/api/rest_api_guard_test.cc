@@ -84,7 +84,8 @@ class RestApiGuardTest : public ::testing::Test {
     deps.store = &store_;
     deps.owner = "c1";
     service_ = std::make_unique<TxnService>(deps, TxnServiceOptions{});
-    rest_ = std::make_unique<RestApi>(service_.get(), &store_, &blocking_, RestApiOptions{});
+    rest_ =
+        std::make_unique<RestApi>(service_.get(), &queries_, &store_, &blocking_, RestApiOptions{});
     server_ = std::make_unique<HttpServer>(
         io_.io(), HttpServerOptions{},
         [this](HttpRequest req, HttpResponder respond) { rest_->Handle(req, respond); });
@@ -128,20 +129,21 @@ class RestApiGuardTest : public ::testing::Test {
   AsioTaskRunner engine_{boost::asio::make_strand(io_.io()), "engine task"};
   AsioTaskRunner blocking_{pool_.get_executor(), "blocking task"};
   ThrowingStore store_;
+  TxnQueries queries_{&store_, &blocking_};
   std::unique_ptr<TxnService> service_;
   std::unique_ptr<RestApi> rest_;
   std::unique_ptr<HttpServer> server_;
 };
 
-// The store throws inside TxnService's task on the blocking pool, before the
-// completion is called: the runner's guard logs it, and the answer still
-// owed is a 500 (RestApi's OwedResponder).
+// The store throws inside TxnQueries' task on the blocking pool: its guard
+// logs it once and answers Internal, which REST answers 500.
 TEST_F(RestApiGuardTest, StoreThrowingOnBlockingPoolIs500AndLogged) {
   Expect500ThenServing("/v1/transactions/explode");
   Expect500ThenServing("/v1/transactions/explode-odd");
   Expect500ThenServing("/v1/transactions");
   const std::string log = Log();
-  EXPECT_NE(log.find("blocking task threw"), std::string::npos) << log;
+  EXPECT_NE(log.find("reading a transaction threw"), std::string::npos) << log;
+  EXPECT_NE(log.find("listing transactions threw"), std::string::npos) << log;
   EXPECT_NE(log.find("driver exploded\\nforged line"), std::string::npos) << log;
   EXPECT_EQ(log.find("driver exploded\nforged"), std::string::npos) << "raw newline in the log";
   EXPECT_NE(log.find("list exploded"), std::string::npos) << log;

@@ -48,7 +48,7 @@ TEST(EndpointTest, AcceptsCallableUrls) {
 
 TEST(EndpointTest, RefusesUrlsThatCannotBeCalled) {
   const std::string bad[] = {
-      // The list (input 8).
+      // URLs that can never be called.
       "http://127.0.0.1:99999/a",
       "http://127.0.0.1:0/a",
       "http://127.0.0.1:abc/a",
@@ -63,7 +63,7 @@ TEST(EndpointTest, RefusesUrlsThatCannotBeCalled) {
       "thrift://h:abc",
       "thrift://h",
       "thrift://h:",
-      // Input 7: CR/LF would reach the request line.
+      // CR/LF would reach the request line.
       "http://127.0.0.1:8080/a\r\nHost: evil\r\n\r\nGET /admin",
       "http://127.0.0.1:8080/a\nb",
       "http://127.0.0.1:8080/a\rb",
@@ -118,6 +118,96 @@ TEST(EndpointTest, RefusalsSayWhatIsAccepted) {
   ASSERT_FALSE(scheme.ok());
   EXPECT_EQ(scheme.status().message(),
             "'commit' must be an http://, https://, thrift:// or thrifts:// URL");
+}
+
+TEST(EndpointTest, HostileAuthoritiesAreRefusedWithTheirRule) {
+  struct Case {
+    std::string url, message;
+  };
+  const Case cases[] = {
+      {"http://[::1", "f has an unclosed '[' in its host"},
+      {"http://[zz]x/a", "f has an invalid IPv6 address in its host"},
+      {"http://[::1]x/a", "f has characters after its IPv6 host"},
+      {"http://::1:80/a", "f has no host"},
+      {"http://:80/a", "f has no host"},
+      {"http://a:b:c/a", "f has an invalid port (digits only, at most 65535)"},
+      {"http://host:/a", "f has an invalid port (digits only, at most 65535)"},
+      {"http://h:65536/a", "f has an invalid port (at most 65535)"},
+      {"http://h:99999999999/a", "f has an invalid port (digits only, at most 65535)"},
+      {"http://h:0/a", "f has an invalid port (1..65535)"},
+      {"thrift://h:", "f has an invalid port (digits only, at most 65535)"},
+      {"thrift://[::1]", "f must be thrift://host:port (the port is required)"},
+  };
+  for (const Case& c : cases) {
+    auto ep = ParseEndpoint(c.url, "f");
+    ASSERT_FALSE(ep.ok()) << c.url;
+    EXPECT_EQ(ep.status().message(), c.message) << c.url;
+  }
+}
+
+TEST(HostPortTest, AcceptsListenAddresses) {
+  struct Case {
+    std::string text, host;
+    uint16_t port;
+  };
+  const Case cases[] = {
+      {"127.0.0.1:7480", "127.0.0.1", 7480},
+      {"0.0.0.0:0", "0.0.0.0", 0},
+      {"localhost:65535", "localhost", 65535},
+      {"[::1]:7481", "::1", 7481},
+      {"[::]:1", "::", 1},
+      {"[0:0::1]:80", "::1", 80},
+  };
+  for (const Case& c : cases) {
+    auto hp = ParseHostPort(c.text, "--http");
+    ASSERT_TRUE(hp.ok()) << c.text << ": " << hp.status().ToString();
+    EXPECT_EQ(hp->host, c.host) << c.text;
+    EXPECT_EQ(hp->port, c.port) << c.text;
+  }
+}
+
+TEST(HostPortTest, RefusesHostileListenAddressesWithoutEchoingThem) {
+  struct Case {
+    std::string text, message;
+  };
+  const Case cases[] = {
+      {"127.0.0.1", "--http must be HOST:PORT (the port is missing)"},
+      {"[::1]", "--http must be HOST:PORT (the port is missing)"},
+      {"host:", "--http has an invalid port (digits only, at most 65535)"},
+      {":80", "--http has no host"},
+      {"::1:80", "--http has no host"},
+      {"[::1", "--http has an unclosed '[' in its host"},
+      {"[::1]80", "--http has characters after its IPv6 host"},
+      {"[::1]:", "--http has an invalid port (digits only, at most 65535)"},
+      {"[fe80::1%eth0]:80", "--http has an invalid IPv6 address in its host"},
+      {"a:b:c", "--http has an invalid port (digits only, at most 65535)"},
+      {"h:65536", "--http has an invalid port (at most 65535)"},
+      {"h:4294967377", "--http has an invalid port (digits only, at most 65535)"},
+      {"h:+80", "--http has an invalid port (digits only, at most 65535)"},
+      {"h:-1", "--http has an invalid port (digits only, at most 65535)"},
+      {"h!:80", "--http has an invalid host (letters, digits, '-', '.', '_' or [IPv6])"},
+      {"http://h:80", "--http must be HOST:PORT (no scheme, path or user info)"},
+      {"h:80/x", "--http must be HOST:PORT (no scheme, path or user info)"},
+      {"u@h:80", "--http must be HOST:PORT (no scheme, path or user info)"},
+      {"h :80", "--http must be HOST:PORT without spaces, control characters or non-ASCII bytes"},
+      {std::string("h\0:80", 5),
+       "--http must be HOST:PORT without spaces, control characters or non-ASCII bytes"},
+      {"h:80\r\nX: y",
+       "--http must be HOST:PORT without spaces, control characters or non-ASCII bytes"},
+      {"h\x1b[31m:80",
+       "--http must be HOST:PORT without spaces, control characters or non-ASCII bytes"},
+      {"caf\xC3\xA9:80",
+       "--http must be HOST:PORT without spaces, control characters or non-ASCII bytes"},
+      {std::string(254, 'h') + ":80", "--http has a host name longer than 253 bytes"},
+      {std::string(301, 'h') + ":80", "--http must be HOST:PORT of at most 300 bytes"},
+      {"", "--http has no host"},
+  };
+  for (const Case& c : cases) {
+    auto hp = ParseHostPort(c.text, "--http");
+    ASSERT_FALSE(hp.ok()) << c.text;
+    EXPECT_EQ(hp.status().code(), StatusCode::kInvalidArgument);
+    EXPECT_EQ(hp.status().message(), c.message) << EscapeControl(c.text);
+  }
 }
 
 }  // namespace

@@ -52,7 +52,7 @@ TEST(TextTest, ToValidUtf8ReplacesIllFormedBytesAndNul) {
 }
 
 TEST(TextTest, ExcerptNeverCutsACodePoint) {
-  // The input: "x" + 100 x "é" is 201 bytes; a 200-byte excerpt used
+  // The reported case: "x" + 100 x "é" is 201 bytes; a 200-byte excerpt used
   // to end in half an "é".
   const std::string answer = "x" + Repeat("\xC3\xA9", 100);
   ASSERT_EQ(answer.size(), 201u);

@@ -113,7 +113,7 @@ class TwoPhaseSingleBranchTest : public ::testing::Test {
   std::unique_ptr<TreatydProcess> node_;
 };
 
-// The input: one branch, no one-phase declared, and a participant
+// The reported case: one branch, no one-phase declared, and a participant
 // that answers 200 to a commit it has nothing prepared for. The branch must
 // be prepared (the debit happens in PREPARE TRANSACTION) before the commit.
 // A coordinator that skipped the prepare reported COMMITTED with alice still

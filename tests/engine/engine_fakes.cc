@@ -1,62 +1,6 @@
 #include "engine/engine_fakes.h"
 
 namespace treaty::testing {
-namespace {
-
-class FakeTimer : public TaskRunner::Timer {
- public:
-  explicit FakeTimer(std::shared_ptr<bool> cancelled) : cancelled_(std::move(cancelled)) {}
-  void Cancel() override { *cancelled_ = true; }
-
- private:
-  std::shared_ptr<bool> cancelled_;
-};
-
-}  // namespace
-
-std::shared_ptr<TaskRunner::Timer> FakeTaskRunner::PostAfter(int64_t delay_ms, Task task) {
-  auto cancelled = std::make_shared<bool>(false);
-  int64_t at = now_ + (delay_ms < 0 ? 0 : delay_ms);
-  uint64_t seq = seq_++;
-  queue_.emplace(std::make_pair(at, seq), Entry{at, seq, std::move(task), cancelled});
-  return std::make_shared<FakeTimer>(cancelled);
-}
-
-void FakeTaskRunner::RunUntilIdle() {
-  while (!queue_.empty() && queue_.begin()->first.first <= now_) {
-    Entry e = std::move(queue_.begin()->second);
-    queue_.erase(queue_.begin());
-    if (!*e.cancelled) {
-      const bool outer = running_;
-      running_ = true;
-      e.task();
-      running_ = outer;
-    }
-  }
-}
-
-void FakeTaskRunner::Advance(int64_t ms) {
-  const int64_t end = now_ + ms;
-  RunUntilIdle();
-  while (!queue_.empty() && queue_.begin()->first.first <= end) {
-    now_ = queue_.begin()->first.first;
-    RunUntilIdle();
-  }
-  now_ = end;
-  RunUntilIdle();
-}
-
-bool FakeTaskRunner::RunUntil(const std::function<bool()>& pred, int64_t max_ms) {
-  const int64_t end = now_ + max_ms;
-  RunUntilIdle();
-  while (!pred()) {
-    if (queue_.empty() || queue_.begin()->first.first > end) return pred();
-    now_ = std::max(now_, queue_.begin()->first.first);
-    RunUntilIdle();
-  }
-  return true;
-}
-
 void FakeCaller::Call(ParticipantRequest request, Callback done) {
   if (on_call) on_call(request);
   calls.push_back({request.gtid, request.branch, request.op, runner_->NowMs()});
@@ -209,9 +153,9 @@ SagaSpec DriverTest::SagaSpecOf(const std::string& gtid, const std::vector<std::
 }
 
 std::shared_ptr<Saga> DriverTest::StartSaga(SagaSpec spec) {
-  auto saga = Saga::Create(&ctx_, std::move(spec));
+  auto saga = OnEngine([&] { return Saga::Create(&ctx_, std::move(spec)); });
   drivers_.push_back(saga);
-  saga->Start();
+  OnEngine([&] { saga->Start(); });
   return saga;
 }
 
@@ -222,9 +166,9 @@ std::shared_ptr<TwoPhase> DriverTest::Begin2pc(const std::string& gtid,
   spec.gtid = gtid;
   spec.timeout_ms = timeout_ms;
   spec.prepare_retry = prepare_retry;
-  auto t = TwoPhase::Create(&ctx_, spec);
+  auto t = OnEngine([&] { return TwoPhase::Create(&ctx_, spec); });
   drivers_.push_back(t);
-  t->Start();
+  OnEngine([&] { t->Start(); });
   runner_.Advance(10);
   for (const auto& n : names) {
     BranchSpec b;
@@ -233,7 +177,7 @@ std::shared_ptr<TwoPhase> DriverTest::Begin2pc(const std::string& gtid,
     b.commit = "http://svc/" + n + "/commit";
     b.abort = "http://svc/" + n + "/abort";
     Status got = Status::Internal("no answer");
-    t->Enlist(std::move(b), 16, [&](Status s) { got = s; });
+    OnEngine([&] { t->Enlist(std::move(b), 16, [&](Status s) { got = s; }); });
     runner_.Advance(10);
     EXPECT_TRUE(got.ok()) << got.ToString();
   }
@@ -241,7 +185,7 @@ std::shared_ptr<TwoPhase> DriverTest::Begin2pc(const std::string& gtid,
 }
 
 void DriverTest::RequestCommit(const std::shared_ptr<TwoPhase>& t) {
-  t->RequestCommit([](Result<std::string>) {});
+  OnEngine([&] { t->RequestCommit([](Result<TxnState>) {}); });
 }
 
 std::string DriverTest::Finish(const std::string& gtid, int64_t max_ms) {

@@ -1,8 +1,9 @@
 #pragma once
 
-// Fakes for unit tests of the engine: a manual clock and task queue, a
-// scripted participant caller, and an in-memory log with fencing and fault
-// injection. Single-threaded: everything runs inside FakeTaskRunner::Run*.
+// Fakes for unit tests of the engine: a manual clock and task queue
+// (FakeTaskRunner, support/fake_task_runner.h), a scripted participant
+// caller, and an in-memory log with fencing and fault injection.
+// Single-threaded: everything runs inside FakeTaskRunner::Run*.
 
 #include <deque>
 #include <functional>
@@ -21,38 +22,9 @@
 #include "engine/two_phase.h"
 #include "engine/txn_log.h"
 #include "store/records.h"
+#include "support/fake_task_runner.h"
 
 namespace treaty::testing {
-
-class FakeTaskRunner : public TaskRunner {
- public:
-  int64_t NowMs() override { return now_; }
-  int64_t MonotonicMs() override { return now_ - kStartMs; }
-  void Post(Task task) override { PostAfter(0, std::move(task)); }
-  std::shared_ptr<Timer> PostAfter(int64_t delay_ms, Task task) override;
-  // True inside a task this runner runs (RunUntilIdle, Advance, RunUntil).
-  bool RunsTasksOnCurrentThread() const override { return running_; }
-
-  // Runs every task due at the current time (including ones they post).
-  void RunUntilIdle();
-  // Moves the clock forward by `ms`, running tasks as they come due.
-  void Advance(int64_t ms);
-  // Advances until `pred` holds or `max_ms` of fake time passed.
-  bool RunUntil(const std::function<bool()>& pred, int64_t max_ms = 600000);
-
- private:
-  struct Entry {
-    int64_t at;
-    uint64_t seq;
-    Task task;
-    std::shared_ptr<bool> cancelled;
-  };
-  static constexpr int64_t kStartMs = 1'700'000'000'000;
-  int64_t now_ = kStartMs;
-  bool running_ = false;
-  uint64_t seq_ = 0;
-  std::multimap<std::pair<int64_t, uint64_t>, Entry> queue_;
-};
 
 class FakeCaller : public ParticipantCaller {
  public:
@@ -154,7 +126,13 @@ class DriverTest : public ::testing::Test {
   std::shared_ptr<TwoPhase> Begin2pc(const std::string& gtid, const std::vector<std::string>& names,
                                      RetryPolicy prepare_retry, int64_t timeout_ms = 60000);
   // Requests the commit of `t`, ignoring the answer.
-  static void RequestCommit(const std::shared_ptr<TwoPhase>& t);
+  void RequestCommit(const std::shared_ptr<TwoPhase>& t);
+  // Runs `fn` now on the engine strand (FakeTaskRunner::RunInTask) and
+  // returns its result: driver methods assert that they run there.
+  template <typename Fn>
+  auto OnEngine(Fn&& fn) {
+    return runner_.RunInTask(std::forward<Fn>(fn));
+  }
   // Runs until `gtid` finishes (at most `max_ms` of fake time): its final
   // state, or "(not finished)".
   std::string Finish(const std::string& gtid, int64_t max_ms = 600000);

@@ -1,4 +1,4 @@
-// Restarts in the middle of retries (issue 11 item 8): the retry budget, the
+// Restarts in the middle of retries: the retry budget, the
 // backoff schedule and the deadlines mean the same whether or not the
 // coordinator restarted in between. A restart (kill -9 and start again, a
 // takeover by a peer, a hand-back on SIGTERM: all restore from the log) is
@@ -33,7 +33,7 @@ class RestartTest : public testing::DriverTest {
 
   // The process dies: nothing more of this driver reaches the log or a participant.
   void Crash() {
-    for (auto& d : drivers_) d->Drop(Status::Internal("kill -9"));
+    for (auto& d : drivers_) OnEngine([&] { d->Drop(Status::Internal("kill -9")); });
   }
 
   // The next coordinator claims `gtid` and resumes it from the log.
@@ -46,14 +46,14 @@ class RestartTest : public testing::DriverTest {
     auto saga = Saga::Restore(&ctx_, log_.txns[gtid]);
     ASSERT_TRUE(saga.ok()) << saga.status().ToString();
     drivers_.push_back(*saga);
-    (*saga)->Start();
+    OnEngine([&] { (*saga)->Start(); });
   }
   void RestoreTwoPhase(const std::string& gtid) {
     NewOwner(gtid);
     auto t = TwoPhase::Restore(&ctx_, log_.txns[gtid]);
     ASSERT_TRUE(t.ok()) << t.status().ToString();
     drivers_.push_back(*t);
-    (*t)->Start();
+    OnEngine([&] { (*t)->Start(); });
   }
 
   // Runs until branch `name` of `gtid` has a retry planned (for attempt
@@ -75,7 +75,7 @@ class RestartTest : public testing::DriverTest {
   int generation_ = 1;
 };
 
-// The issue's case: the first attempt of a step with max_attempts 2 fails
+// The reported case: the first attempt of a step with max_attempts 2 fails
 // transiently and the coordinator dies during the backoff. Before the fix
 // the restored saga declared "outcome unknown after restart and no attempts
 // left" and ended ABORTED with one attempt sent.
@@ -199,20 +199,20 @@ TEST_F(RestartTest, TwoPhaseCommitRetryTimeSurvivesRestore) {
   TwoPhaseSpec spec;
   spec.gtid = "t1";
   spec.timeout_ms = 60000;
-  auto t = TwoPhase::Create(&ctx_, spec);
+  auto t = OnEngine([&] { return TwoPhase::Create(&ctx_, spec); });
   drivers_.push_back(t);
-  t->Start();
+  OnEngine([&] { t->Start(); });
   for (const std::string n : {"a", "b"}) {
     BranchSpec b;
     b.name = n;
     b.prepare = "http://svc/" + n + "/prepare";
     b.commit = "http://svc/" + n + "/commit";
     b.abort = "http://svc/" + n + "/abort";
-    t->Enlist(b, 16, [](Status s) { EXPECT_TRUE(s.ok()) << s.ToString(); });
+    OnEngine([&] { t->Enlist(b, 16, [](Status s) { EXPECT_TRUE(s.ok()) << s.ToString(); }); });
     runner_.Advance(10);
   }
   caller_.Set("b", "commit", {{kDown, kOk}});
-  t->RequestCommit([](Result<std::string>) {});
+  OnEngine([&] { t->RequestCommit([](Result<TxnState>) {}); });
   ASSERT_TRUE(RunUntilPlanned("t1", "b"));
   ASSERT_EQ(log_.Branch("t1", "a")->state, states::kCommitted);
   const int64_t planned = log_.Branch("t1", "b")->next_attempt_at_ms;

@@ -170,19 +170,19 @@ TEST_F(SagaTest, OperatorRetryResendsAWaitingCompensationAtOnce) {
   runner_.RunUntil([&] { return caller_.Count("g1", "flight", "compensate") == 1; });
   runner_.Advance(10);
   for (int i = 0; i < 3; ++i) {
-    ASSERT_TRUE(saga->RetryNow({"tester", ""}).ok());
+    ASSERT_TRUE(OnEngine([&] { return saga->RetryNow({"tester", ""}); }).ok());
     runner_.Advance(10);
   }
   EXPECT_EQ(recorder_.finished["g1"], states::kAborted);
   EXPECT_EQ(caller_.Count("g1", "flight", "compensate"), 4);
-  EXPECT_EQ(saga->RetryNow({"tester", ""}).code(), StatusCode::kConflict);
+  EXPECT_EQ(OnEngine([&] { return saga->RetryNow({"tester", ""}); }).code(), StatusCode::kConflict);
 }
 
 TEST_F(SagaTest, ForceAbortCompensatesARunningSaga) {
   caller_.Set("hotel", "action", {{CallOutcome::kTransient}});
   auto saga = StartSaga(Spec("g1", {"flight", "hotel"}));
   runner_.RunUntil([&] { return caller_.Count("g1", "hotel", "action") == 1; });
-  ASSERT_TRUE(saga->ForceAbort({"tester", "operator"}).ok());
+  ASSERT_TRUE(OnEngine([&] { return saga->ForceAbort({"tester", "operator"}); }).ok());
   EXPECT_EQ(Finish("g1"), states::kAborted);
   EXPECT_EQ(caller_.Count("g1", "hotel", "action"), 1) << "no retry after the abort";
   EXPECT_EQ(caller_.Count("g1", "hotel", "compensate"), 1);
@@ -213,9 +213,9 @@ TEST_F(SagaTest, CreateConflictIsReportedAndNothingRuns) {
   StartSaga(Spec("g1", {"flight"}));
   Finish("g1");
   Status created = Status::Ok();
-  auto again = Saga::Create(&ctx_, Spec("g1", {"flight"}));
+  auto again = OnEngine([&] { return Saga::Create(&ctx_, Spec("g1", {"flight"})); });
   again->on_created = [&](Status s) { created = s; };
-  again->Start();
+  OnEngine([&] { again->Start(); });
   runner_.Advance(100);
   EXPECT_EQ(created.code(), StatusCode::kConflict);
   EXPECT_EQ(caller_.Count("g1", "flight", "action"), 1);
@@ -225,14 +225,14 @@ TEST_F(SagaTest, RecoveryResendsTheInFlightActionAndFinishes) {
   caller_.Set("hotel", "action", {{CallOutcome::kOk}, 10000});
   auto first = StartSaga(Spec("g1", {"flight", "hotel", "car"}));
   runner_.RunUntil([&] { return caller_.Count("g1", "hotel", "action") == 1; });
-  first->Drop(Status::Internal("simulated crash"));  // the process dies
+  OnEngine([&] { first->Drop(Status::Internal("simulated crash")); });  // the process dies
   // A new coordinator claims it and restores it from the log.
   log_.SetOwner("g1", "coord-2");
   ctx_.owner = "coord-2";
   caller_.Set("hotel", "action", {{CallOutcome::kOk}, 5});
   auto restored = Saga::Restore(&ctx_, log_.txns["g1"]);
   ASSERT_TRUE(restored.ok());
-  (*restored)->Start();
+  OnEngine([&] { (*restored)->Start(); });
   drivers_.push_back(*restored);
   EXPECT_EQ(Finish("g1"), states::kCommitted);
   EXPECT_EQ(caller_.Count("g1", "flight", "action"), 1) << "a logged success is not resent";
@@ -245,13 +245,13 @@ TEST_F(SagaTest, RecoveryDuringCompensationFinishesIt) {
   caller_.Set("hotel", "compensate", {{CallOutcome::kOk}, 10000});
   auto first = StartSaga(Spec("g1", {"flight", "hotel", "car"}));
   runner_.RunUntil([&] { return caller_.Count("g1", "hotel", "compensate") == 1; });
-  first->Drop(Status::Internal("simulated crash"));
+  OnEngine([&] { first->Drop(Status::Internal("simulated crash")); });
   log_.SetOwner("g1", "coord-2");
   ctx_.owner = "coord-2";
   caller_.Set("hotel", "compensate", {{CallOutcome::kOk}, 5});
   auto restored = Saga::Restore(&ctx_, log_.txns["g1"]);
   ASSERT_TRUE(restored.ok());
-  (*restored)->Start();
+  OnEngine([&] { (*restored)->Start(); });
   drivers_.push_back(*restored);
   EXPECT_EQ(Finish("g1"), states::kAborted);
   EXPECT_EQ(caller_.Count("g1", "car", "compensate"), 1);

@@ -242,13 +242,13 @@ TEST_F(StuckDetectionTest, RestoredCommittingIsFlaggedAtItsLoggedDeadline) {
   RequestCommit(t2);
   runner_.RunUntil([] { return false; }, 1000);
   ASSERT_EQ(Row("g1").state, states::kCommitting);
-  t1->Drop(Status::LostOwnership("restart"));
-  t2->Drop(Status::LostOwnership("restart"));
+  OnEngine([&] { t1->Drop(Status::LostOwnership("restart")); });
+  OnEngine([&] { t2->Drop(Status::LostOwnership("restart")); });
   // g1 comes back before its deadline: flagged at the deadline.
   auto r1 = TwoPhase::Restore(&ctx_, log_.txns["g1"]);
   ASSERT_TRUE(r1.ok()) << r1.status().ToString();
   drivers_.push_back(*r1);
-  (*r1)->Start();
+  OnEngine([&] { (*r1)->Start(); });
   runner_.RunUntil([] { return false; }, begin + 2900 - runner_.NowMs());
   EXPECT_FALSE(Flagged("g1"));
   runner_.RunUntil([] { return false; }, begin + 3200 - runner_.NowMs());
@@ -258,7 +258,7 @@ TEST_F(StuckDetectionTest, RestoredCommittingIsFlaggedAtItsLoggedDeadline) {
   auto r2 = TwoPhase::Restore(&ctx_, log_.txns["g2"]);
   ASSERT_TRUE(r2.ok()) << r2.status().ToString();
   drivers_.push_back(*r2);
-  (*r2)->Start();
+  OnEngine([&] { (*r2)->Start(); });
   runner_.RunUntil([] { return false; }, begin + 7900 - runner_.NowMs());
   EXPECT_FALSE(Flagged("g2"));
   runner_.RunUntil([] { return false; }, begin + 8200 - runner_.NowMs());

@@ -34,15 +34,15 @@ class TwoPhaseTest : public testing::DriverTest {
     spec.legacy_one_phase = legacy_one_phase;
     spec.timeout_ms = timeout_ms;
     spec.prepare_retry = {3, 50, 200};
-    auto t = TwoPhase::Create(&ctx_, spec);
+    auto t = OnEngine([&] { return TwoPhase::Create(&ctx_, spec); });
     alive_.push_back(t);
-    t->Start();
+    OnEngine([&] { t->Start(); });
     runner_.Advance(10);
     for (const auto& n : names) {
       Status got = Status::Internal("no answer");
       BranchSpec b = Branch(n);
       b.one_phase = one_phase;
-      t->Enlist(std::move(b), 16, [&](Status s) { got = s; });
+      OnEngine([&] { t->Enlist(std::move(b), 16, [&](Status s) { got = s; }); });
       runner_.Advance(10);
       EXPECT_TRUE(got.ok()) << got.ToString();
     }
@@ -62,8 +62,10 @@ class TwoPhaseTest : public testing::DriverTest {
   // Requests commit; returns the decision the caller was told.
   std::string Commit(const std::shared_ptr<TwoPhase>& t) {
     std::string decision = "(no answer)";
-    t->RequestCommit(
-        [&](Result<std::string> r) { decision = r.ok() ? *r : r.status().ToString(); });
+    OnEngine([&] {
+      t->RequestCommit(
+          [&](Result<TxnState> r) { decision = r.ok() ? ToString(*r) : r.status().ToString(); });
+    });
     runner_.RunUntil([&] { return decision != "(no answer)"; }, 60000);
     return decision;
   }
@@ -108,7 +110,7 @@ TEST_F(TwoPhaseTest, PreparesGoOutInParallel) {
   caller_.Set("a", "prepare", {{kOk}, 500});
   caller_.Set("b", "prepare", {{kOk}, 500});
   caller_.Set("c", "prepare", {{kOk}, 500});
-  t->RequestCommit([](Result<std::string>) {});
+  OnEngine([&] { t->RequestCommit([](Result<TxnState>) {}); });
   runner_.Advance(100);
   int prepares = 0;
   for (const auto& c : caller_.calls) prepares += c.op == "prepare";
@@ -235,7 +237,7 @@ TEST_F(TwoPhaseTest, DeadlineAbortsPreparingAfterInFlightPrepareReturns) {
     }
   };
   runner_.Advance(500);
-  t->RequestCommit([](Result<std::string>) {});
+  OnEngine([&] { t->RequestCommit([](Result<TxnState>) {}); });
   EXPECT_EQ(Finish("g12"), states::kAborted);
   EXPECT_EQ(caller_.Count("g12", "slow", "abort"), 1);
   EXPECT_EQ(caller_.Count("g12", "a", "commit"), 0);
@@ -243,9 +245,9 @@ TEST_F(TwoPhaseTest, DeadlineAbortsPreparingAfterInFlightPrepareReturns) {
 
 TEST_F(TwoPhaseTest, EnlistAfterCommitStartedIsConflict) {
   auto t = Begin("g13", {"a", "b"});
-  t->RequestCommit([](Result<std::string>) {});
+  OnEngine([&] { t->RequestCommit([](Result<TxnState>) {}); });
   Status got;
-  t->Enlist(Branch("late"), 16, [&](Status s) { got = s; });
+  OnEngine([&] { t->Enlist(Branch("late"), 16, [&](Status s) { got = s; }); });
   EXPECT_EQ(got.code(), StatusCode::kConflict);
   EXPECT_NE(got.message().find("PREPARING"), std::string::npos) << got.message();
 }
@@ -253,16 +255,16 @@ TEST_F(TwoPhaseTest, EnlistAfterCommitStartedIsConflict) {
 TEST_F(TwoPhaseTest, EnlistIsIdempotentAndRejectsADifferentSpec) {
   auto t = Begin("g14", {"a"});
   Status same = Status::Internal("none"), diff;
-  t->Enlist(Branch("a"), 16, [&](Status s) { same = s; });
+  OnEngine([&] { t->Enlist(Branch("a"), 16, [&](Status s) { same = s; }); });
   runner_.Advance(10);
   EXPECT_TRUE(same.ok());
   BranchSpec other = Branch("a");
   other.commit = "http://elsewhere/commit";
-  t->Enlist(other, 16, [&](Status s) { diff = s; });
+  OnEngine([&] { t->Enlist(other, 16, [&](Status s) { diff = s; }); });
   EXPECT_EQ(diff.code(), StatusCode::kConflict);
   EXPECT_EQ(log_.txns["g14"].branches.size(), 1u);
   Status full;
-  t->Enlist(Branch("b"), 1, [&](Status s) { full = s; });
+  OnEngine([&] { t->Enlist(Branch("b"), 1, [&](Status s) { full = s; }); });
   EXPECT_EQ(full.code(), StatusCode::kInvalidArgument);
 }
 
@@ -270,16 +272,20 @@ TEST_F(TwoPhaseTest, AbortIsRefusedOnceCommitting) {
   auto t = Begin("g15", {"a", "b"});
   caller_.Set("a", "commit", {{kDown}});
   Commit(t);
-  EXPECT_EQ(t->ForceAbort({"tester", "op"}).code(), StatusCode::kConflict);
+  EXPECT_EQ(OnEngine([&] {
+              return t->ForceAbort({"tester", "op"});
+            }).code(),
+            StatusCode::kConflict);
   Status got;
-  t->RequestAbort("client", [&](Result<std::string> r) { got = r.status(); });
+  OnEngine([&] { t->RequestAbort("client", [&](Result<TxnState> r) { got = r.status(); }); });
   EXPECT_EQ(got.code(), StatusCode::kConflict);
 }
 
 TEST_F(TwoPhaseTest, ClientAbortAbortsEnlistedBranches) {
   auto t = Begin("g16", {"a", "b"});
   std::string decision;
-  t->RequestAbort("client", [&](Result<std::string> r) { decision = *r; });
+  OnEngine(
+      [&] { t->RequestAbort("client", [&](Result<TxnState> r) { decision = ToString(*r); }); });
   runner_.Advance(10);
   EXPECT_EQ(decision, states::kAborting);
   EXPECT_EQ(Finish("g16"), states::kAborted);
@@ -291,13 +297,13 @@ TEST_F(TwoPhaseTest, ClientAbortAbortsEnlistedBranches) {
 class TwoPhaseRecoveryTest : public TwoPhaseTest {
  protected:
   std::string Recover(const std::string& gtid) {
-    for (auto& d : alive_) d->Drop(Status::LostOwnership("crash"));
+    for (auto& d : alive_) OnEngine([&] { d->Drop(Status::LostOwnership("crash")); });
     log_.SetOwner(gtid, "coord-2");
     ctx_.owner = "coord-2";
     auto t = TwoPhase::Restore(&ctx_, log_.txns[gtid]);
     EXPECT_TRUE(t.ok()) << t.status().ToString();
     alive_.push_back(*t);
-    (*t)->Start();
+    OnEngine([&] { (*t)->Start(); });
     return Finish(gtid);
   }
 };
@@ -305,7 +311,7 @@ class TwoPhaseRecoveryTest : public TwoPhaseTest {
 TEST_F(TwoPhaseRecoveryTest, PreparingIsPresumedAborted) {
   auto t = Begin("r1", {"a", "b"});
   caller_.Set("b", "prepare", {{kOk}, 100000});  // never answers before the crash
-  t->RequestCommit([](Result<std::string>) {});
+  OnEngine([&] { t->RequestCommit([](Result<TxnState>) {}); });
   runner_.Advance(50);
   ASSERT_EQ(BranchState("r1", "a"), states::kPrepared);
   ASSERT_EQ(log_.txns["r1"].txn.state, states::kPreparing);
@@ -363,7 +369,7 @@ TEST_F(TwoPhaseTest, LostOwnershipStopsAndFailsPendingAnswers) {
   auto t = Begin("f1", {"a"});
   log_.SetOwner("f1", "coord-9");
   Status got = Status::Internal("none");
-  t->Enlist(Branch("b"), 16, [&](Status s) { got = s; });
+  OnEngine([&] { t->Enlist(Branch("b"), 16, [&](Status s) { got = s; }); });
   runner_.Advance(10);
   EXPECT_EQ(got.code(), StatusCode::kUnavailable);
   EXPECT_TRUE(t->dropped());

@@ -60,9 +60,11 @@ class DataErrorTest : public testing::DriverTest {
   DataErrorTest() : DriverTest(7), refusing_(&runner_, &log_) { ctx_.log = &refusing_; }
 
   std::shared_ptr<Saga> Run(const std::string& gtid, std::vector<std::string> names) {
-    auto saga = Saga::Create(&ctx_, SagaSpecOf(gtid, names, {3, 50, 200}));
+    auto saga = OnEngine([&] {
+      return Saga::Create(&ctx_, SagaSpecOf(gtid, names, {3, 50, 200}));
+    });
     saga->on_created = [this](Status s) { created_.push_back(s); };
-    saga->Start();
+    OnEngine([&] { saga->Start(); });
     alive_.push_back(saga);
     return saga;
   }

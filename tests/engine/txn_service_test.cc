@@ -16,6 +16,18 @@ using testing::FakeCaller;
 using testing::FakeLog;
 using testing::FakeTaskRunner;
 
+// Counts what TxnService reports to its observer (the metrics in production).
+class CountingObserver : public TxnObserver {
+ public:
+  void OnStarted(const std::string&, const std::string& kind) override { ++started[kind]; }
+  void OnFinished(const std::string&, const std::string&, const std::string& state) override {
+    ++finished[state];
+  }
+  void OnDropped(const std::string&, const Status&) override { ++dropped; }
+  std::map<std::string, int> started, finished;
+  int dropped = 0;
+};
+
 class TxnServiceTest : public ::testing::Test {
  protected:
   TxnServiceTest() : caller_(&runner_), log_(&runner_) {
@@ -25,6 +37,7 @@ class TxnServiceTest : public ::testing::Test {
     deps.caller = &caller_;
     deps.log = &log_;
     deps.owner = "coord-1";
+    deps.observer = &observer_;
     service_ = std::make_unique<TxnService>(deps, TxnServiceOptions{});
   }
 
@@ -42,6 +55,7 @@ class TxnServiceTest : public ::testing::Test {
   FakeTaskRunner runner_;
   FakeCaller caller_;
   FakeLog log_;
+  CountingObserver observer_;
   std::unique_ptr<TxnService> service_;
 };
 
@@ -57,7 +71,8 @@ TEST_F(TxnServiceTest, CreateWhoseCommitAnswerWasLostIsAnsweredUnknownThenRuns) 
   EXPECT_EQ(log_.txns["g1"].txn.state, states::kCommitted)
       << "the driver sent the create again, recognized its own row and ran it";
   EXPECT_EQ(caller_.calls.size(), 1u) << "the step ran once";
-  EXPECT_EQ(service_->counters().started, 1);
+  EXPECT_EQ(observer_.started["saga"], 1) << "started once, when the log confirmed it";
+  EXPECT_EQ(service_->active_drivers(), 0) << "finished: no driver left in memory";
 }
 
 TEST_F(TxnServiceTest, CreateThatNeverCommittedIsSentAgainUntilTheLogAnswers) {
@@ -90,7 +105,46 @@ TEST_F(TxnServiceTest, SubmittedSagaRunsToCommit) {
   ASSERT_TRUE(answer.has_value());
   EXPECT_EQ(answer->state, states::kCommitted);
   EXPECT_TRUE(answer->created);
-  EXPECT_EQ(service_->counters().committed, 1);
+  EXPECT_EQ(observer_.started["saga"], 1);
+  EXPECT_EQ(observer_.finished["COMMITTED"], 1);
+  EXPECT_EQ(service_->active_drivers(), 0);
+}
+
+TEST_F(TxnServiceTest, ActiveDriversCountsTheTransactionsDrivenHere) {
+  caller_.Set("flight", "action", {{CallOutcome::kOk}, 500});
+  service_->SubmitSaga(Spec("g4"), false, 0, [](Result<SubmitResult>) {});
+  runner_.Advance(10);
+  EXPECT_EQ(service_->active_drivers(), 1);
+  runner_.Advance(1000);
+  EXPECT_EQ(service_->active_drivers(), 0);
+}
+
+TEST_F(TxnServiceTest, AdoptRestoresEachKindByItsProtocolAndSkipsUnknownKinds) {
+  // Log a saga and a 2PC transaction, then let the log hand them over again
+  // (as a peer's takeover would) along with one of an unknown kind.
+  caller_.Set("flight", "action", {{CallOutcome::kOk}, 60000});
+  service_->SubmitSaga(Spec("s1"), false, 0, [](Result<SubmitResult>) {});
+  TwoPhaseSpec tpc;
+  tpc.gtid = "t1";
+  tpc.timeout_ms = 60000;
+  service_->Begin2pc(tpc, [](Result<SubmitResult>) {});
+  runner_.Advance(10);
+  ASSERT_TRUE(log_.txns.count("s1") && log_.txns.count("t1"));
+  service_->DropAllAndReown("coord-2");
+  runner_.Advance(10);
+  EXPECT_EQ(service_->active_drivers(), 0);
+  log_.SetOwner("s1", "coord-2");
+  log_.SetOwner("t1", "coord-2");
+  TxnDetail unknown = log_.txns["s1"];
+  unknown.txn.gtid = "x1";
+  unknown.txn.kind = "tcc";
+  service_->Adopt({log_.txns["s1"], log_.txns["t1"], unknown});
+  runner_.RunUntilIdle();
+  EXPECT_EQ(service_->active_drivers(), 2) << "the saga and the 2PC; not the unknown kind";
+  runner_.Advance(120000);
+  EXPECT_EQ(log_.txns["t1"].txn.state, states::kAborted) << "2PC restored: presumed abort";
+  EXPECT_EQ(log_.txns["s1"].txn.state, states::kCommitted);
+  EXPECT_EQ(service_->active_drivers(), 0);
 }
 
 }  // namespace

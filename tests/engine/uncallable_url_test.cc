@@ -1,4 +1,4 @@
-// A participant URL that can never be called (issue 9, input 8). Submission
+// A participant URL that can never be called. Submission
 // refuses such URLs now, but a log written by an older release can hold one:
 // the call fails as kUncallable (never retried), a saga still compensates
 // every other step, a compensation or phase-2 call that can never be made is
@@ -79,14 +79,14 @@ class UncallableUrlTest : public testing::DriverTest {
     spec.gtid = gtid;
     spec.timeout_ms = 600000;
     spec.prepare_retry = {3, 50, 200};
-    auto t = TwoPhase::Create(&ctx_, spec);
+    auto t = OnEngine([&] { return TwoPhase::Create(&ctx_, spec); });
     keep_.push_back(t);
-    t->Start();
+    OnEngine([&] { t->Start(); });
     runner_.Advance(10);
     for (auto& b : branches) {
       Status got = Status::Internal("no answer");
       b.one_phase = one_phase;
-      t->Enlist(std::move(b), 16, [&](Status s) { got = s; });
+      OnEngine([&] { t->Enlist(std::move(b), 16, [&](Status s) { got = s; }); });
       runner_.Advance(10);
       EXPECT_TRUE(got.ok()) << got.ToString();
     }
@@ -95,8 +95,10 @@ class UncallableUrlTest : public testing::DriverTest {
 
   std::string Commit(const std::shared_ptr<TwoPhase>& t) {
     std::string decision = "(no answer)";
-    t->RequestCommit(
-        [&](Result<std::string> r) { decision = r.ok() ? *r : r.status().ToString(); });
+    OnEngine([&] {
+      t->RequestCommit(
+          [&](Result<TxnState> r) { decision = r.ok() ? ToString(*r) : r.status().ToString(); });
+    });
     runner_.RunUntil([&] { return decision != "(no answer)"; }, 60000);
     return decision;
   }
@@ -120,9 +122,9 @@ class UncallableUrlTest : public testing::DriverTest {
 TEST_F(UncallableUrlTest, UncallableActionFailsTheStepAtOnceAndTheSagaCompensates) {
   SagaSpec spec = Saga3("g1");
   spec.steps[1].action = "http://svc:99999/hotel/action";
-  auto saga = Saga::Create(&ctx_, spec);
+  auto saga = OnEngine([&] { return Saga::Create(&ctx_, spec); });
   keep_.push_back(saga);
-  saga->Start();
+  OnEngine([&] { saga->Start(); });
   EXPECT_EQ(Finish("g1"), states::kAborted);
   EXPECT_EQ(checking_.uncallable, (std::vector<std::string>{"hotel/action"})) << "never retried";
   EXPECT_EQ(log_.Branch("g1", "hotel")->state, states::kCompensated);
@@ -130,15 +132,15 @@ TEST_F(UncallableUrlTest, UncallableActionFailsTheStepAtOnceAndTheSagaCompensate
   EXPECT_EQ(caller_.Count("g1", "car", "action"), 0);
 }
 
-// The issue's case: the uncallable step's compensation must not hold the
+// The reported case: the uncallable step's compensation must not hold the
 // earlier step's compensation back forever.
 TEST_F(UncallableUrlTest, UncallableCompensationIsFlaggedAndDoesNotBlockEarlierSteps) {
   SagaSpec spec = Saga3("g1");
   spec.steps[1].action = "http://svc:0/hotel/action";
   spec.steps[1].compensate = "http://svc:abc/hotel/compensate";
-  auto saga = Saga::Create(&ctx_, spec);
+  auto saga = OnEngine([&] { return Saga::Create(&ctx_, spec); });
   keep_.push_back(saga);
-  saga->Start();
+  OnEngine([&] { saga->Start(); });
   ASSERT_TRUE(runner_.RunUntil([&] { return caller_.Count("g1", "flight", "compensate") == 1; }));
   runner_.Advance(10 * 60 * 1000);  // ten minutes: nothing is retried
   EXPECT_EQ(checking_.uncallable, (std::vector<std::string>{"hotel/action", "hotel/compensate"}));
@@ -157,11 +159,11 @@ TEST_F(UncallableUrlTest, UncallableCompensationIsFlaggedAndDoesNotBlockEarlierS
 // it again) and the saga must still finish its compensation.
 TEST_F(UncallableUrlTest, RestoredSpecWithAnUncallableUrlIsStillDriven) {
   caller_.Set("hotel", "action", {{CallOutcome::kOk}, 10000});
-  auto first = Saga::Create(&ctx_, Saga3("g1"));
+  auto first = OnEngine([&] { return Saga::Create(&ctx_, Saga3("g1")); });
   keep_.push_back(first);
-  first->Start();
+  OnEngine([&] { first->Start(); });
   runner_.RunUntil([&] { return caller_.Count("g1", "hotel", "action") == 1; });
-  first->Drop(Status::Internal("simulated crash"));
+  OnEngine([&] { first->Drop(Status::Internal("simulated crash")); });
   std::string& stored = log_.txns["g1"].txn.spec;
   const std::string good = "http://svc/hotel/action";
   ASSERT_NE(stored.find(good), std::string::npos);
@@ -171,7 +173,7 @@ TEST_F(UncallableUrlTest, RestoredSpecWithAnUncallableUrlIsStillDriven) {
 
   auto restored = Saga::Restore(&ctx_, log_.txns["g1"]);
   ASSERT_TRUE(restored.ok()) << restored.status().ToString();
-  (*restored)->Start();
+  OnEngine([&] { (*restored)->Start(); });
   keep_.push_back(*restored);
   EXPECT_EQ(Finish("g1"), states::kAborted);
   EXPECT_EQ(log_.Branch("g1", "hotel")->state, states::kCompensated);
@@ -211,7 +213,7 @@ TEST_F(UncallableUrlTest, UncallableOnePhaseCommitAbortsNothingWasSent) {
   EXPECT_EQ(checking_.uncallable, (std::vector<std::string>{"only/commit"}));
 }
 
-// Input 2 at the engine boundary: whatever a caller puts in `error`, what the
+// At the engine boundary: whatever a caller puts in `error`, what the
 // engine stores (last_error, history) is valid UTF-8 without NUL, bounded.
 TEST(DescribeResponseTest, IsValidUtf8AndBounded) {
   ParticipantResponse r;

@@ -1,4 +1,4 @@
-// Per-endpoint state is freed (issue 11, item 7). The HTTP and Thrift
+// Per-endpoint state is freed. The HTTP and Thrift
 // participant callers are made to call thousands of distinct host:port
 // endpoints (closed loopback ports, plus real participants whose pooled
 // keep-alive connections stay open); once nothing has called them for the

@@ -1,4 +1,4 @@
-# Issue 11, items 4 and 5: bounded front ends (a thousand idle sockets, a
+# Bounded front ends (a thousand idle sockets, a
 # descriptor limit, idle and request time-outs, connection caps) and Thrift
 # calls that wait without starving others. Real treatyd child processes.
 treaty_add_test(front_ends_sockets_test

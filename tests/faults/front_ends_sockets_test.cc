@@ -1,4 +1,4 @@
-// Issue 11, item 4: a thousand idle client connections, and too few file
+// A thousand idle client connections, and too few file
 // descriptors, against both front ends of a real treatyd child process
 // (SQLite store).
 //

@@ -1,6 +1,6 @@
 # A restart during a retry's backoff (kill -9 + restart on the same log, peer
 # takeover, SIGTERM hand-back) keeps the retry budget and the backoff
-# (issue 11 item 8; docs/operations.md "What happens when ...", restart).
+# (docs/operations.md "What happens when ...", restart).
 treaty_add_test(restart_retry_test
   SOURCES restart_retry_test.cc
   LIBS treaty_http treaty_test_support

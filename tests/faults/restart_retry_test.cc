@@ -1,5 +1,5 @@
-// A restart during a retry's backoff does not change the outcome (issue 11
-// item 8). A saga step with max_attempts 2 gets a 503 on its first attempt;
+// A restart during a retry's backoff does not change the outcome. A saga
+// step with max_attempts 2 gets a 503 on its first attempt;
 // while its second attempt waits out the backoff, the coordinator that owns
 // it goes away: kill -9 and a restart on the same log, kill -9 and a takeover
 // by a peer, or SIGTERM and a hand-back to a peer. In every case the second

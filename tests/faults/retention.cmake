@@ -1,4 +1,4 @@
-# Retention and per-endpoint state (issue 11, items 6 and 7): the purge keeps
+# Retention and per-endpoint state: the purge keeps
 # up with a backlog on a real SQLite file and a real PostgreSQL without
 # blocking writers; idle participant endpoints are forgotten.
 treaty_add_test(retention_purge_test

@@ -1,4 +1,4 @@
-// A log migrated by a newer release (issue 11, item 2): schema_migrations
+// A log migrated by a newer release: schema_migrations
 // holds a version above the newest this binary knows. `treatyd` must refuse
 // to start and `treatyd migrate` to migrate, exiting non-zero with a message
 // naming both versions; LogStore::CheckReady (/readyz) must fail likewise.

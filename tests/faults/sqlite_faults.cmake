@@ -1,6 +1,6 @@
-# The SQLite log's file system full, read-only and back (issue 11, item 3;
-# mounts a tmpfs, skipped unless root), and a log migrated by a newer release
-# refused on both engines (item 2). Both run treatyd as a child process.
+# The SQLite log's file system full, read-only and back (mounts a tmpfs,
+# skipped unless root), and a log migrated by a newer release refused on
+# both engines. Both run treatyd as a child process.
 treaty_add_test(sqlite_file_system_test
   SOURCES sqlite_file_system_test.cc
   LIBS treaty_http treaty_test_support

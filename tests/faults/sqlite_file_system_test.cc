@@ -1,6 +1,6 @@
 // The SQLite log's file system fills up, turns read-only, and recovers, under
-// a running treatyd (issue 11, item 3; docs/operations.md "What happens
-// when ...", sqlite-faults).
+// a running treatyd (docs/operations.md "What happens when ...",
+// sqlite-faults).
 //
 // treatyd runs as a real child process with its log on a small tmpfs that
 // the test mounts (mount(2); the test is skipped when mounting is refused,

@@ -1,5 +1,5 @@
-// A create whose COMMIT went through but whose answer was lost (issue 11
-// item 9): the LogWriter retries the batch, meets its own row as a
+// A create whose COMMIT went through but whose answer was lost: the
+// LogWriter retries the batch, meets its own row as a
 // Conflict, recognizes it and reports OK, so the submission is answered as
 // created and the saga is driven to COMMITTED by its own driver, without a
 // re-submission. Real parts: TxnService on an Asio strand, LogWriter, a real

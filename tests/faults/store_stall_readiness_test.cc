@@ -1,5 +1,5 @@
-// Readiness tells the truth about writing the log (issue 11 item 2, the
-// readiness half; docs/operations.md "What happens when ...", store-stall):
+// Readiness tells the truth about writing the log (docs/operations.md
+// "What happens when ...", store-stall):
 //  - the database turns read-only (default_transaction_read_only = on) while
 //    SELECT still works: /readyz is 503 even with no traffic, reads still
 //    answer, new work is refused; /readyz is ready again by itself once the

@@ -1,5 +1,5 @@
 // The PostgreSQL log stops completing commits under a running coordinator
-// (issue 11 item 1; docs/operations.md "What happens when ...", store-stall):
+// (docs/operations.md "What happens when ...", store-stall):
 //  - synchronous_standby_names = 'nobody' (the state after a fail-over that
 //    kept the old synchronous setting): every COMMIT waits forever;
 //  - the server's processes SIGSTOPped: nothing answers at all.

@@ -1,4 +1,4 @@
-// Issue 11, item 5: Thrift calls that wait must not starve other clients.
+// Thrift calls that wait must not starve other clients.
 //
 // Six clients each submit a saga with wait=true whose only step is answered
 // by a real HTTP participant after 12 s; while they wait, another client

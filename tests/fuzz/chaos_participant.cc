@@ -41,7 +41,7 @@ std::string WithoutLineBreaks(std::string s) {
 
 std::string Body(FuzzRandom& r) {
   switch (r.Int(0, 8)) {
-    case 0: {  // issue 9 input 2: "x" and 100 x "é" (201 bytes)
+    case 0: {  // "x" and 100 x "é" (201 bytes)
       std::string s = "x";
       for (int i = 0; i < 100; ++i) s += "\xC3\xA9";
       return s;

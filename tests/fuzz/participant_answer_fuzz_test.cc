@@ -1,5 +1,5 @@
-// Deterministic fuzz test of the participant-answer path (issue 9, "Fuzzing
-// in the suite"): a real treatyd child process, on a SQLite file and on a
+// Deterministic fuzz test of the participant-answer path: a real treatyd
+// child process, on a SQLite file and on a
 // throwaway PostgreSQL, runs sagas and 2PC transactions whose participant is
 // a ChaosParticipant (chaos_participant.h) answering every action,
 // compensate, prepare, commit and abort call with hostile HTTP. Properties:

@@ -1,5 +1,5 @@
-// Deterministic fuzz test of the REST front end (issue 9, "Fuzzing in the
-// suite"): a few thousand generated requests (rest_request_gen.h) sent as
+// Deterministic fuzz test of the REST front end: a few thousand generated
+// requests (rest_request_gen.h) sent as
 // raw bytes to a real treatyd child process, on a SQLite file and on a
 // throwaway PostgreSQL. Properties:
 //   - the server stays up (a crash is reported with the cases in flight,

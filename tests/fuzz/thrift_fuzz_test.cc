@@ -1,4 +1,4 @@
-// Deterministic fuzz of treatyd's Thrift front end (issue 9): valid
+// Deterministic fuzz of treatyd's Thrift front end: valid
 // submitSaga messages serialized by the generated client, then mutated
 // (bytes flipped, hostile 32-bit values written over length fields,
 // truncated, bytes inserted, wrong frame lengths, plain random bytes), each

@@ -1,5 +1,5 @@
 // HttpParticipantCaller with requests no submission can produce any more but
-// a log written by an older release can (issue 9, inputs 2, 7, 8, 10): URLs
+// a log written by an older release can: URLs
 // and names are given to the caller directly, bypassing spec validation. A
 // raw TCP listener records the exact bytes that reach the wire.
 
@@ -166,7 +166,7 @@ class ParticipantCallerInputTest : public ::testing::Test {
   HttpParticipantCaller caller_{runner_.io(), HttpCallerOptions{}};
 };
 
-// Input 7: CR/LF (or NUL, space) in a participant URL went verbatim onto the
+// CR/LF (or NUL, space) in a participant URL went verbatim onto the
 // request line: a smuggled second request and injected headers.
 TEST_F(ParticipantCallerInputTest, UrlWithControlBytesIsUncallableAndNothingIsSent) {
   const std::vector<std::string> urls = {
@@ -229,7 +229,7 @@ TEST_F(ParticipantCallerInputTest, ControlBytesInNamesNeverReachTheWire) {
   EXPECT_EQ(Header(lines, "Idempotency-Key").find('\r'), std::string::npos);
 }
 
-// Input 8: URLs ParseEndpoint refuses can never be called: kUncallable (never
+// URLs ParseEndpoint refuses can never be called: kUncallable (never
 // retried by the engine), nothing sent, an error naming the rule.
 TEST_F(ParticipantCallerInputTest, UnparsableUrlsAreUncallable) {
   const std::string port = std::to_string(listener_.port());
@@ -254,7 +254,7 @@ TEST_F(ParticipantCallerInputTest, UnparsableUrlsAreUncallable) {
   EXPECT_EQ(listener_.Connections().size(), 1u) << "only the well-formed call connected";
 }
 
-// Input 2: a 503 whose body is non-ASCII text longer than the excerpt: the
+// a 503 whose body is non-ASCII text longer than the excerpt: the
 // error kept is valid UTF-8, cut on a code point, bounded; NUL and invalid
 // bytes in an answer never reach `error` raw.
 TEST(ParticipantAnswerTextTest, ErrorExcerptIsValidUtf8AndBounded) {

@@ -98,7 +98,7 @@ TEST_F(BarrierTest, HangingActionAfterCompensationIsRefused) {
   EXPECT_EQ(ran.load(), 0);
 }
 
-// Issue 12: a commit runs (and is acknowledged) only when the records show
+// A commit runs (and is acknowledged) only when the records show
 // the branch prepared; a one-phase commit does the whole work once.
 TEST_F(BarrierTest, CommitRunsOnlyAfterAPrepareOrAsOnePhase) {
   std::atomic<int> ran{0};
@@ -193,7 +193,7 @@ TEST_F(BarrierTest, OpenTwiceMigratesOnce) {
   EXPECT_EQ(QueryInt(uri_, "SELECT count(*) FROM treaty_participant_migrations"), 1);
 }
 
-// Issue 10: only identifiers reach the barrier table.
+// Only identifiers reach the barrier table.
 TEST_F(BarrierTest, GtidBranchAndOpMustBeIdentifiers) {
   std::atomic<int> ran{0};
   for (CallContext ctx :

@@ -1,4 +1,4 @@
-// treaty::Client against a coordinator that answers garbage (issue 10):
+// treaty::Client against a coordinator that answers garbage:
 // not JSON, JSON nested 100,000 levels deep, ill-formed UTF-8, fields of the
 // wrong type. Every call returns a clean Status; none crashes or throws.
 // Also: the Client refuses gtids that are not identifiers and payloads

@@ -209,7 +209,7 @@ TEST_F(ClientTest, TwoPhaseCommitThroughResourceManagers) {
   EXPECT_EQ(client.WaitForOutcome("tx-abort", 20000)->state, "ABORTED");
 }
 
-// Issue 12: one branch, a participant on PostgreSQL prepared transactions.
+// One branch, a participant on PostgreSQL prepared transactions.
 // It used to be committed in one phase by default: a bare commit, which the
 // resource manager answered "already committed", and COMMITTED without the
 // debit. Now it is prepared, then committed; declared one-phase at

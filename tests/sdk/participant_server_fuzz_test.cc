@@ -1,5 +1,5 @@
-// Deterministic fuzz of the SDK's HTTP participant server (issue 10,
-// docs/input-rules.md): fixed seeds, a few thousand raw requests against a
+// Deterministic fuzz of the SDK's HTTP participant server
+// (docs/input-rules.md): fixed seeds, a few thousand raw requests against a
 // real ParticipantServer on loopback: random methods and paths, Treaty-*
 // headers with invalid UTF-8 and control bytes, random and mutated JSON
 // bodies, deep nesting, lying and huge Content-Lengths, bogus chunking.

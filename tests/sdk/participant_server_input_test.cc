@@ -1,5 +1,5 @@
-// The SDK's HTTP participant server under hostile input (issue 10,
-// docs/input-rules.md), against a real ParticipantServer on loopback with
+// The SDK's HTTP participant server under hostile input
+// (docs/input-rules.md), against a real ParticipantServer on loopback with
 // raw sockets: deep JSON, invalid UTF-8 and control bytes in the Treaty-*
 // headers, disagreeing body and headers, oversized bodies, handlers that
 // throw or answer with ill-formed UTF-8. After each, the server still
@@ -90,7 +90,7 @@ class ParticipantServerInputTest : public ::testing::Test {
   std::vector<sdk::CallContext> calls_;  // guarded by mu_
 };
 
-// Issue 10, input 1: 100,000 nested arrays in the payload (200 KB) used to
+// 100,000 nested arrays in the payload (200 KB) used to
 // overflow the stack and kill the service.
 TEST_F(ParticipantServerInputTest, DeeplyNestedPayloadIsRefusedAndTheServiceStaysUp) {
   const std::string deep = std::string(100000, '[') + std::string(100000, ']');
@@ -121,7 +121,7 @@ TEST_F(ParticipantServerInputTest, NestingUpToTheLimitIsAccepted) {
   EXPECT_EQ(Calls().size(), 1u);
 }
 
-// Issue 10, input 2: one 0xFF byte in Treaty-Gtid with an empty JSON body
+// One 0xFF byte in Treaty-Gtid with an empty JSON body
 // used to be accepted (200) and handed to the handler.
 TEST_F(ParticipantServerInputTest, InvalidUtf8GtidHeaderIsRefused) {
   RawResponse r =
@@ -269,7 +269,7 @@ TEST_F(ParticipantServerInputTest, BodiesOverTheLimitAre413) {
   ExpectStillServing();
 }
 
-// Issue 12: a handler's InvalidArgument was answered 500, which the
+// A handler's InvalidArgument was answered 500, which the
 // coordinator retries forever (forever for a compensation). It is a final
 // refusal: 409, like a BusinessFailure. The error codes of the JSON bodies
 // are spelled as the coordinator's REST API spells them.
@@ -317,7 +317,7 @@ TEST_F(ParticipantServerInputTest, InvalidArgumentIsABusinessFailureAndCodesMatc
   }
 }
 
-// Issue 12: a commit without prepare (one-phase) is flagged to the handler,
+// A commit without prepare (one-phase) is flagged to the handler,
 // from the body's "one_phase" or the Treaty-One-Phase header.
 TEST_F(ParticipantServerInputTest, HandlersAreToldThatACommitIsOnePhase) {
   struct Case {

@@ -1,5 +1,5 @@
-// Deterministic fuzz of the SDK's Thrift ParticipantService (issue 10,
-// docs/input-rules.md): fixed seeds, a few thousand call frames against a
+// Deterministic fuzz of the SDK's Thrift ParticipantService
+// (docs/input-rules.md): fixed seeds, a few thousand call frames against a
 // real in-process ParticipantServer's Thrift port, each sent as raw bytes on
 // a fresh loopback connection (half-closed after sending). Every frame starts
 // as a call serialized by the generated client, with gtid, branch, op,

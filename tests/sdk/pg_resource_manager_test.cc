@@ -92,7 +92,7 @@ TEST_F(PgResourceManagerTest, PrepareThenCommit) {
   EXPECT_EQ(Balance(), 110);
 }
 
-// Issue 12: a commit for a branch this database never prepared used to be
+// A commit for a branch this database never prepared used to be
 // answered "already committed" (OK; HTTP 200), so the coordinator reported
 // COMMITTED although the work never happened. Now the barrier records
 // decide: nothing recorded, or an abort's tombstone, is not acknowledged.
@@ -210,7 +210,7 @@ TEST_F(PgResourceManagerTest, GidCarriesGtidAndBranch) {
   ASSERT_TRUE(gid.ok());
   EXPECT_EQ(*gid, "treaty:3:a:b:acct");
   EXPECT_FALSE(PgResourceManager::Gid("treaty", std::string(300, 'x'), "acct").ok());
-  // Issue 10: gtid and branch must be identifiers before they reach SQL.
+  // The gtid and branch must be identifiers before they reach SQL.
   EXPECT_FALSE(PgResourceManager::Gid("treaty", "\xff", "acct").ok());
   EXPECT_FALSE(PgResourceManager::Gid("treaty", "g1", "a'; --").ok());
   auto v = rm_->Prepare(Ctx("bad gtid", "prepare", "5"));

@@ -1,4 +1,4 @@
-// The SDK's Thrift ParticipantService under untrusted input (issue 10): an
+// The SDK's Thrift ParticipantService under untrusted input: an
 // in-process ParticipantServer serving Thrift on loopback.
 //
 // - Hostile frames (a string declared 2^31-1 bytes long, containers of 2^31-1

@@ -31,7 +31,7 @@ TEST(ListCursorTest, RejectsGarbage) {
       "12.6",
       "12.zz",
       "12.616",
-      "1.ff",                            // issue 9 input 9: gtid "\xFF" (PostgreSQL answered 500)
+      "1.ff",                            // gtid "\xFF" (PostgreSQL answered 500)
       "1.c3",                            // truncated UTF-8
       "1.c0af",                          // overlong
       "1.eda080",                        // surrogate

@@ -1,7 +1,7 @@
 // LogWriter when a batch's outcome is unknown or the store stalls, on real
 // stores (SQLite file, PostgreSQL):
 //  - a create whose commit went through but whose answer was lost is
-//    recognized as our own on retry and reported OK (issue 11, item 9);
+//    recognized as our own on retry and reported OK;
 //    a row that is not exactly ours stays Conflict;
 //  - a batch blocked in the store longer than stall_after_ms is reported as
 //    a stall to StoreHealth (new work refused) without the writer thread,

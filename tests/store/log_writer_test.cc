@@ -96,6 +96,23 @@ TEST_P(LogWriterTest, ConcurrentSubmitsAreBatchedAndDurable) {
   EXPECT_EQ(store().GetTransaction("w5-149")->events.size(), 1u);
 }
 
+// Stop must not wait out the stall watcher's window: after a batch, the
+// watcher sleeps until that batch would have been "stalled" and used to
+// ignore Stop's wake-up, so every shutdown (of treatyd, of each test's
+// server) hung for up to stall_after_ms. The bound below is a hang check,
+// a tenth of the window, not a speed target.
+TEST_P(LogWriterTest, StopDoesNotWaitOutTheStallWindow) {
+  Completions done;
+  LogWriter writer(&store(), {.stall_after_ms = 600000});
+  writer.Submit(CreateWrite("s1", "c1"), done.Add("s1"));
+  auto results = done.Wait(1);
+  ASSERT_EQ(results.size(), 1u);
+  ASSERT_TRUE(results[0].second.ok()) << results[0].second.ToString();
+  const auto start = std::chrono::steady_clock::now();
+  writer.Stop();
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(60));
+}
+
 TEST_P(LogWriterTest, RetriesUnavailableThenGivesUp) {
   CountingStore counting(&store());
   Completions done;

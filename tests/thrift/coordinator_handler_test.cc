@@ -151,6 +151,7 @@ TEST_P(CoordinatorHandlerTest, RefusesNewWorkWhileStoreIsDown) {
   StoreHealth health(/*probe_after_ms=*/60000);
   CoordinatorHandlerOptions opts;
   opts.store_health = &health;
+  opts.queries = server_->queries();
   CoordinatorHandler handler([this] { return server_->service(); }, opts);
 
   rpc::TxnStatus out;

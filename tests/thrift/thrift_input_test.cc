@@ -1,4 +1,4 @@
-// Untrusted input on treatyd's Thrift port (issue 9, inputs 3 and 5), against
+// Untrusted input on treatyd's Thrift port, against
 // a real treatyd child process on SQLite with a real HTTP participant:
 //
 // - Hostile frames (a list declared with 2^31-1 or 4 million elements in a

@@ -1,0 +1,82 @@
+#include "api/list_query.h"
+
+#include <charconv>
+
+#include "common/limits.h"
+#include "common/text.h"
+#include "engine/states.h"
+#include "store/list_cursor.h"
+
+namespace treaty {
+
+Status QueryInt(const HttpRequest& req, const std::string& key, int64_t min, int64_t max,
+                std::optional<int64_t>* out) {
+  auto it = req.query.find(key);
+  if (it == req.query.end() || it->second.empty()) return Status::Ok();
+  const std::string& text = it->second;
+  int64_t v = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+  if (ec != std::errc() || end != text.data() + text.size() || text[0] == '+' || v < min ||
+      v > max) {
+    return Status::InvalidArgument("query parameter '" + key + "' must be an integer from " +
+                                   std::to_string(min) + " to " + std::to_string(max));
+  }
+  *out = v;
+  return Status::Ok();
+}
+
+Result<ListFilter> ParseListFilter(const HttpRequest& req, int max_limit, int64_t now_ms) {
+  ListFilter f;
+  std::optional<int64_t> limit, age;
+  if (auto s = QueryInt(req, "limit", 1, max_limit, &limit); !s.ok()) return s;
+  if (auto s = QueryInt(req, "min_age_ms", 0, INT64_MAX / 2, &age); !s.ok()) return s;
+  if (limit) f.limit = static_cast<int>(*limit);
+  if (age) f.created_before_ms = now_ms - *age;
+  auto q = [&](const char* k) -> std::optional<std::string> {
+    auto it = req.query.find(k);
+    if (it == req.query.end() || it->second.empty()) return std::nullopt;
+    return it->second;
+  };
+  f.state = q("state");
+  f.kind = q("kind");
+  f.gtid_prefix = q("gtid_prefix");
+  f.cursor = q("cursor").value_or("");
+  if (f.state && !ParseTxnState(*f.state)) {
+    return Status::InvalidArgument(
+        "query parameter 'state' must be one of RUNNING, COMPENSATING, ACTIVE, PREPARING, "
+        "COMMITTING, ABORTING, COMMITTED, ABORTED");
+  }
+  if (f.kind && !ParseTxnKind(*f.kind)) {
+    return Status::InvalidArgument("query parameter 'kind' must be saga or 2pc");
+  }
+  if (f.gtid_prefix) {
+    bool ok = f.gtid_prefix->size() <= limits::kMaxIdentifierBytes;
+    for (char c : *f.gtid_prefix) ok = ok && IsIdentifierChar(c);
+    if (!ok) {
+      return Status::InvalidArgument(
+          "query parameter 'gtid_prefix' must be at most " +
+          std::to_string(limits::kMaxIdentifierBytes) +
+          " bytes of the gtid characters (printable ASCII other than space, '/', '?', '#', '%' "
+          "and '\\')");
+    }
+  }
+  if (!f.cursor.empty() && !DecodeListCursor(f.cursor).ok()) {
+    return Status::InvalidArgument(
+        "query parameter 'cursor' is malformed: pass back the 'next' value of the previous page");
+  }
+  const auto boolean = [&](const char* key, std::optional<bool>* into) -> Status {
+    auto v = q(key);
+    if (!v) return Status::Ok();
+    if (*v != "true" && *v != "false") {
+      return Status::InvalidArgument(std::string("query parameter '") + key +
+                                     "' must be true or false");
+    }
+    *into = *v == "true";
+    return Status::Ok();
+  };
+  if (auto s = boolean("needs_attention", &f.needs_attention); !s.ok()) return s;
+  if (auto s = boolean("paused", &f.paused); !s.ok()) return s;
+  return f;
+}
+
+}  // namespace treaty

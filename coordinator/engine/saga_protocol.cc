@@ -1,0 +1,73 @@
+#include "engine/saga_protocol.h"
+
+#include <utility>
+
+#include "common/endpoint.h"
+#include "common/json_input.h"
+#include "common/limits.h"
+#include "engine/saga.h"
+
+namespace treaty {
+namespace {
+
+Status DifferentBody(const std::string& gtid) {
+  return Status::Conflict("gtid " + gtid + " already exists with a different body");
+}
+
+class SagaSubmission : public TxnSubmission {
+ public:
+  explicit SagaSubmission(SagaSpec spec) : spec_(std::move(spec)), json_(ToJson(spec_)) {}
+
+  TxnKind kind() const override { return TxnKind::kSaga; }
+  const std::string& gtid() const override { return spec_.gtid; }
+  const char* noun() const override { return "saga"; }
+
+  Status Check(const ParticipantPolicy* policy) const override {
+    if (policy == nullptr) return Status::Ok();
+    for (const SagaStep& step : spec_.steps) {
+      const std::string where = "step '" + step.name + "': ";
+      for (const auto& [url, key] :
+           {std::pair{&step.action, "'action'"}, std::pair{&step.compensate, "'compensate'"}}) {
+        auto endpoint = ParseEndpoint(*url, where + key);
+        if (!endpoint.ok()) return endpoint.status();
+        if (auto s = policy->CheckUrl(*endpoint, where + key); !s.ok()) return s;
+      }
+    }
+    return Status::Ok();
+  }
+
+  Status SameAs(const TxnDriver& live) const override {
+    return live.spec_json() == DumpJson(json_) ? Status::Ok() : DifferentBody(spec_.gtid);
+  }
+
+  Status SameAs(const TxnRow& logged) const override {
+    Result<nlohmann::json> stored =
+        ParseJson(logged.spec, "the stored spec", 2 * limits::kMaxJsonDepth);
+    const bool same =
+        ParseTxnKind(logged.kind) == TxnKind::kSaga && stored.ok() && *stored == json_;
+    return same ? Status::Ok() : DifferentBody(spec_.gtid);
+  }
+
+  std::shared_ptr<TxnDriver> Create(EngineContext* ctx) const override {
+    return Saga::Create(ctx, spec_);
+  }
+
+ private:
+  SagaSpec spec_;
+  nlohmann::json json_;  // normalized
+};
+
+}  // namespace
+
+Result<std::shared_ptr<TxnDriver>> SagaProtocol::Restore(EngineContext* ctx,
+                                                         const TxnDetail& detail) const {
+  auto saga = Saga::Restore(ctx, detail);
+  if (!saga.ok()) return saga.status();
+  return std::shared_ptr<TxnDriver>(std::move(*saga));
+}
+
+std::unique_ptr<TxnSubmission> NewSagaSubmission(SagaSpec spec) {
+  return std::make_unique<SagaSubmission>(std::move(spec));
+}
+
+}  // namespace treaty

@@ -1,0 +1,139 @@
+// Router (api/router.h): literal and captured segments, the rest capture,
+// percent-encoding, trailing slashes, empty segments, HEAD only where listed,
+// no path vs wrong method, hostile paths.
+
+#include "api/router.h"
+
+#include <gtest/gtest.h>
+
+#include <string>
+
+namespace treaty {
+namespace {
+
+class RouterTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    Add({"GET"}, "/healthz", "healthz");
+    Add({"GET"}, "/v1/transactions/{gtid}", "get");
+    Add({"POST"}, "/v1/transactions/{gtid}/retry", "retry");
+    Add({"POST"}, "/v1/transactions/{gtid}/branches/{branch}/resolve", "resolve");
+    Add({"GET", "HEAD"}, "/ui/{file...}", "ui");
+    Add({"GET", "HEAD"}, "/", "index");
+    Add({}, "/v1/session", "session");
+  }
+
+  void Add(std::initializer_list<std::string_view> methods, std::string_view pattern,
+           std::string name) {
+    router_.Add(methods, pattern, [this, name](const RouteCall& call, HttpResponder&) {
+      hit_ = name;
+      gtid_ = call.params["gtid"];
+      branch_ = call.params["branch"];
+      file_ = call.params["file"];
+    });
+  }
+
+  // The name of the route that took METHOD PATH, or "404"/"405".
+  std::string Route(const std::string& method, const std::string& path) {
+    HttpRequest req;
+    req.method = method;
+    req.path = path;
+    hit_.clear();
+    HttpResponder respond = [](HttpResponse) {};
+    switch (
+        router_.Dispatch(req, Identity{"anonymous", RoleSet::All(), AuthMethod::kNone}, respond)) {
+      case Router::Outcome::kMatched:
+        return hit_;
+      case Router::Outcome::kNoPath:
+        return "404";
+      case Router::Outcome::kWrongMethod:
+        return "405";
+    }
+    return "?";
+  }
+
+  Router router_;
+  std::string hit_, gtid_, branch_, file_;
+};
+
+TEST_F(RouterTest, LiteralsMatchExactly) {
+  EXPECT_EQ(Route("GET", "/healthz"), "healthz");
+  EXPECT_EQ(Route("GET", "/HEALTHZ"), "404");
+  EXPECT_EQ(Route("GET", "/healthzz"), "404");
+  EXPECT_EQ(Route("GET", "/"), "index");
+}
+
+TEST_F(RouterTest, CapturesAreHandedToTheHandler) {
+  EXPECT_EQ(Route("GET", "/v1/transactions/trip-42"), "get");
+  EXPECT_EQ(gtid_, "trip-42");
+  EXPECT_EQ(Route("POST", "/v1/transactions/trip-42/branches/hotel/resolve"), "resolve");
+  EXPECT_EQ(gtid_, "trip-42");
+  EXPECT_EQ(branch_, "hotel");
+  EXPECT_EQ(Route("GET", "/ui/js/app.js"), "ui");
+  EXPECT_EQ(file_, "js/app.js");
+}
+
+TEST_F(RouterTest, EncodedSlashIsDataNotASeparator) {
+  // The HTTP server keeps %2F encoded in the decoded path.
+  // One segment "x%2Fretry": the GET route's path, never the retry route.
+  EXPECT_EQ(Route("POST", "/v1/transactions/x%2Fretry"), "405");
+  EXPECT_EQ(Route("GET", "/v1/transactions/x%2Fretry"), "get");
+  EXPECT_EQ(gtid_, "x%2Fretry");
+}
+
+TEST_F(RouterTest, TrailingSlashNeverFillsACapture) {
+  EXPECT_EQ(Route("GET", "/v1/transactions/"), "404");
+  EXPECT_EQ(Route("GET", "/v1/transactions/g/"), "404");
+  EXPECT_EQ(Route("GET", "/healthz/"), "404");
+  EXPECT_EQ(Route("POST", "/v1/transactions/g/retry/"), "404");
+  // The rest capture takes an empty rest (its handler decides).
+  EXPECT_EQ(Route("GET", "/ui/"), "ui");
+  EXPECT_EQ(file_, "");
+}
+
+TEST_F(RouterTest, EmptyInnerSegmentIsCapturedEmpty) {
+  EXPECT_EQ(Route("POST", "/v1/transactions//retry"), "retry");
+  EXPECT_EQ(gtid_, "");
+  EXPECT_EQ(Route("POST", "/v1/transactions/g/branches//resolve"), "resolve");
+  EXPECT_EQ(branch_, "");
+}
+
+TEST_F(RouterTest, HeadOnlyWhereListed) {
+  EXPECT_EQ(Route("HEAD", "/ui/index.js"), "ui");
+  EXPECT_EQ(Route("HEAD", "/"), "index");
+  EXPECT_EQ(Route("HEAD", "/healthz"), "405");
+  EXPECT_EQ(Route("HEAD", "/v1/transactions/g"), "405");
+}
+
+TEST_F(RouterTest, NoPathAgainstWrongMethod) {
+  EXPECT_EQ(Route("POST", "/healthz"), "405");
+  EXPECT_EQ(Route("GET", "/v1/transactions/g/retry"), "405");
+  EXPECT_EQ(Route("DELETE", "/v1/transactions/g/pause"), "404");
+  EXPECT_EQ(Route("GET", "/v1/nothing"), "404");
+  // A route without methods takes every method.
+  EXPECT_EQ(Route("PATCH", "/v1/session"), "session");
+}
+
+TEST_F(RouterTest, HostilePathsMatchNothingUnexpected) {
+  EXPECT_EQ(Route("GET", ""), "404");
+  EXPECT_EQ(Route("GET", "healthz"), "404");
+  EXPECT_EQ(Route("GET", "//healthz"), "404");
+  EXPECT_EQ(Route("GET", "/v1/transactions/../../healthz"), "404");
+  EXPECT_EQ(Route("GET", "/v1/transactions/.."), "get");  // a capture; ValidateGtid judges it
+  EXPECT_EQ(Route("GET", "/v1/transactions/a\nb"), "get");
+  EXPECT_EQ(Route("GET", std::string("/healthz\0x", 10)), "404");
+  EXPECT_EQ(Route("GET", "/" + std::string(100000, '/')), "404");
+  EXPECT_EQ(Route("GET", "/v1/transactions/" + std::string(100000, 'a')), "get");
+  EXPECT_EQ(gtid_.size(), 100000u);
+  EXPECT_EQ(Route("G\xffT", "/healthz"), "405");
+}
+
+TEST(PathParamsTest, UnknownNameIsEmpty) {
+  PathParams p;
+  p.Add("gtid", "g");
+  EXPECT_EQ(p["gtid"], "g");
+  EXPECT_EQ(p["branch"], "");
+}
+
+}  // namespace
+}  // namespace treaty
