@@ -2,6 +2,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <future>
 #include <thread>
 #include <vector>
 
@@ -19,6 +20,7 @@
 #include "cluster/retention.h"
 #include "common/asio_task_runner.h"
 #include "common/exception_guard.h"
+#include "common/host_port.h"
 #include "engine/routing_caller.h"
 #include "engine/txn_queries.h"
 #include "http/http_participant_caller.h"
@@ -265,9 +267,9 @@ Status Server::Start() {
 
   MembershipOptions mem;
   mem.node_name = m.options.node_name;
-  mem.http_addr = m.options.http_host + ":" + std::to_string(m.http->port());
+  mem.http_addr = FormatHostPort(m.options.http_host, m.http->port());
   mem.thrift_addr =
-      m.thrift ? m.options.thrift_host + ":" + std::to_string(m.thrift->port()) : std::string();
+      m.thrift ? FormatHostPort(m.options.thrift_host, m.thrift->port()) : std::string();
   mem.heartbeat_ms = m.options.heartbeat_ms;
   mem.lease_ms = m.options.lease_ms;
   mem.claim_batch = m.options.claim_batch;
@@ -314,12 +316,12 @@ Status Server::Start() {
   m.retention =
       std::make_unique<Retention>(m.store.get(), m.retention_runner.get(), std::move(retention));
   m.retention->Start();
-  spdlog::info("treatyd serving {}://{}:{} and thrift {} on store {} as coordinator {}{}",
-               m.tls ? "https" : "http", m.options.http_host, m.http->port(),
-               m.thrift ? m.options.thrift_host + ":" + std::to_string(m.thrift->port())
-                        : std::string("off"),
-               m.store->Engine(), m.membership->id(),
-               m.auth ? "; authentication on" : "; authentication off");
+  spdlog::info(
+      "treatyd serving {}://{} and thrift {} on store {} as coordinator {}{}",
+      m.tls ? "https" : "http", FormatHostPort(m.options.http_host, m.http->port()),
+      m.thrift ? FormatHostPort(m.options.thrift_host, m.thrift->port()) : std::string("off"),
+      m.store->Engine(), m.membership->id(),
+      m.auth ? "; authentication on" : "; authentication off");
   return Status::Ok();
 }
 
@@ -328,8 +330,8 @@ uint16_t Server::http_port() const { return impl_->http ? impl_->http->port() : 
 uint16_t Server::thrift_port() const { return impl_->thrift ? impl_->thrift->port() : 0; }
 
 std::string Server::http_url() const {
-  return std::string(impl_->tls ? "https://" : "http://") + impl_->options.http_host + ":" +
-         std::to_string(http_port());
+  return std::string(impl_->tls ? "https://" : "http://") +
+         FormatHostPort(impl_->options.http_host, http_port());
 }
 
 Status Server::Reload() {
@@ -369,6 +371,11 @@ Status Server::Drain() {
   }
   const int64_t left = m.service->active_drivers();
   m.service->DropAllAndReown("");
+  // Wait (bounded) until the engine has done it: clients held by `wait` are
+  // answered by then (TxnWaiters::ExpireAll), before the listeners close.
+  auto dropped = std::make_shared<std::promise<void>>();
+  m.engine_runner->Post([dropped] { dropped->set_value(); });
+  (void)dropped->get_future().wait_for(std::chrono::seconds(5));
   m.writer->Stop();  // every accepted write is durable before we hand back
   Status s = m.membership->Stop(true);
   if (s.ok()) {

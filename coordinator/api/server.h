@@ -6,8 +6,9 @@
 // ServerOptions; integration tests build a Server in-process.
 //
 // Threads: `io_threads` run the io_context (HTTP server, participant calls,
-// engine strand); a pool of `blocking_threads` runs store reads (TxnQueries); the
-// LogWriter and Membership each own one thread.
+// engine strand); a pool of `blocking_threads` runs store reads (TxnQueries);
+// a pool of two threads runs Membership's and Retention's rounds, each on its
+// own strand; the LogWriter owns its writer thread and its stall watcher.
 
 #include <cstdint>
 #include <memory>

@@ -50,8 +50,10 @@ void RepeatingTask::Stop() {
   std::shared_ptr<Schedule> schedule;
   {
     MutexLock lock(&mu_);
-    schedule = std::move(schedule_);
+    // A Stop racing another one waits for the same round to end.
+    if (schedule_) stopping_ = std::move(schedule_);
     schedule_.reset();
+    schedule = stopping_;
   }
   if (!schedule) return;
   std::shared_ptr<TaskRunner::Timer> next;

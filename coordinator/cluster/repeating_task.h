@@ -63,6 +63,9 @@ class RepeatingTask {
   TaskRunner* const runner_;
   mutable Mutex mu_;
   std::shared_ptr<Schedule> schedule_ TREATY_GUARDED_BY(mu_);  // null when stopped
+  // The last stopped schedule: every Stop waits on it, so a Stop concurrent
+  // with another one also returns only when no round is in progress.
+  std::shared_ptr<Schedule> stopping_ TREATY_GUARDED_BY(mu_);
 };
 
 }  // namespace treaty

@@ -5,8 +5,9 @@
 // all on a manual clock (FakeTaskRunner in tests/support/fake_task_runner.h).
 //
 // The engine touches its state only from tasks of one serial runner (its
-// "engine strand"), so it needs no locks; blocking database work (reads,
-// membership, retention) runs on a second runner backed by a thread pool.
+// "engine strand"), so it needs no locks; blocking database reads run on a
+// second runner backed by a thread pool, and Membership and Retention each
+// on a strand of a small pool of their own.
 // Production: AsioTaskRunner (common/asio_task_runner.h).
 
 #include <cstdint>

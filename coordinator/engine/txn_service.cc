@@ -231,6 +231,8 @@ void TxnService::Adopt(std::vector<TxnDetail> claimed) {
 
 void TxnService::DropAllAndReown(const std::string& new_owner) {
   deps_.engine_runner->Post([this, new_owner] {
+    // Held answers first, while the drivers still tell their states.
+    waiters_.ExpireAll();
     auto all = std::move(drivers_);
     drivers_.clear();
     CountActive();

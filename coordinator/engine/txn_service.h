@@ -14,8 +14,7 @@
 // Threading: public methods are thread-safe and never block; callbacks run
 // on either the engine runner or the blocking runner and must not block.
 // Driver state (drivers_, the waiters) lives on the engine runner only.
-// Reads (Get, List) run on the blocking runner, straight against the
-// LogStore (as TxnQueries, engine/txn_queries.h, which front ends use).
+// Reads are not here: front ends use TxnQueries (engine/txn_queries.h).
 
 #include <atomic>
 #include <cstdint>

@@ -36,6 +36,21 @@ void TxnWaiters::Expire(const std::string& gtid, uint64_t id) {
   w.done(std::move(r));
 }
 
+void TxnWaiters::ExpireAll() {
+  TREATY_ASSERT_ON(*runner_);
+  auto all = std::move(waiters_);
+  waiters_.clear();
+  for (auto& [gtid, of] : all) {
+    const std::string state = state_of_ ? state_of_(gtid) : "";
+    for (auto& [id, w] : of) {
+      if (w.timer) w.timer->Cancel();
+      SubmitResult r{gtid, state, w.created, false};
+      r.wait_expired = true;
+      w.done(std::move(r));
+    }
+  }
+}
+
 void TxnWaiters::Finished(const std::string& gtid, const std::string& state) {
   TREATY_ASSERT_ON(*runner_);
   auto of = waiters_.find(gtid);

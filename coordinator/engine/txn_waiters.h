@@ -44,6 +44,14 @@ class TxnWaiters {
   // `gtid` reached terminal `state`: answers every waiter of it (in the
   // order they were added) with finished=true and cancels their timers.
   void Finished(const std::string& gtid, const std::string& state);
+  // Answers every held waiter now, as if its wait had run out (its
+  // transaction's current state, wait_expired), and cancels their timers.
+  // For when this coordinator stops driving its transactions (drain,
+  // re-registration): the transactions go on, on a peer, and a client held
+  // here gets the same answer as after its wait, instead of a dropped
+  // connection. Call before the drivers are dropped, so that `state_of`
+  // still knows the states.
+  void ExpireAll();
   // How many answers are held (for tests).
   size_t size() const;
 

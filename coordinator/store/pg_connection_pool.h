@@ -36,6 +36,14 @@
 // connect_timeout (the deadline rounded up to seconds, at least 2 s; 10 s
 // without a deadline) and TCP keepalives (idle 10 s, interval 5 s, 3 probes)
 // are added, so opening a connection to a stopped server is bounded too.
+// Unless the conninfo sets `options`, the session also gets
+// idle_in_transaction_session_timeout = the deadline (10 s without one):
+// PostgreSQL ends a session of ours that stays idle inside a transaction
+// that long, rolling it back. Our transactions never wait between
+// statements, so this only ends those of a coordinator that stopped
+// mid-transaction (SIGSTOP, a paused VM): otherwise its row locks would
+// stay held, and ClaimOrphans (FOR UPDATE SKIP LOCKED) would skip those
+// transactions, so no peer could adopt them until it woke up.
 
 #include <atomic>
 #include <chrono>
@@ -69,6 +77,9 @@ struct PgPoolOptions {
 
 class PgConnectionPool {
  public:
+  // idle_in_transaction_session_timeout, in ms, of a pool without a deadline.
+  static constexpr int64_t kIdleInTransactionMsWithoutDeadline = 10000;
+
   PgConnectionPool(std::string conninfo, int size);
   PgConnectionPool(std::string conninfo, PgPoolOptions options);
   ~PgConnectionPool();

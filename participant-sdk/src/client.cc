@@ -136,7 +136,10 @@ Result<Reply> Client::Impl::Call(const std::string& method, const std::string& p
             ? treaty_sdk_detail::ThriftFetch(method, base, path, text, timeout_ms, options.token)
             : treaty_sdk_detail::Fetch(method, base + path, text, headers, timeout_ms, tls);
     if (f.error == FetchError::kInvalidArgument) {
-      return Status::InvalidArgument("coordinator URL " + base + ": " + f.error_message);
+      return Status::InvalidArgument(
+          "coordinator URL " +
+          treaty_sdk_detail::EscapeControl(treaty_sdk_detail::Excerpt(base, 200)) + ": " +
+          treaty_sdk_detail::EscapeControl(f.error_message));
     }
     if (f.error != FetchError::kNone) {
       last_error = base + ": " + f.error_message;

@@ -64,15 +64,23 @@ TEST(RepeatingTaskTest, StopWaitsForTheRoundInProgressAndNoRoundRunsAfterIt) {
     return 0;  // again at once: only Stop ends it
   });
   entered.get_future().wait();
-  std::atomic<bool> stopped{false};
+  // Two Stops at once: neither returns while the round is in progress.
+  std::atomic<bool> stopped{false}, stopped_too{false};
   std::thread stopper([&] {
     task->Stop();
     stopped = true;
   });
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  std::thread second_stopper([&] {
+    task->Stop();
+    stopped_too = true;
+  });
   std::this_thread::sleep_for(std::chrono::milliseconds(100));
   EXPECT_FALSE(stopped.load()) << "Stop returned while a round was in progress";
+  EXPECT_FALSE(stopped_too.load()) << "a second, concurrent Stop returned during the round";
   release.set_value();
   stopper.join();
+  second_stopper.join();
   EXPECT_TRUE(round_done.load());
   EXPECT_EQ(rounds.load(), 1);
   task.reset();  // the round captures state by reference: none may run now

@@ -274,6 +274,16 @@ TEST_F(ClusterTest, DrainHandsBackInFlightWorkToPeerAtOnce) {
   const std::string peer_id = nodes_[1]->CoordinatorId();
 
   std::set<std::string> gtids = SubmitMany(0, "drain-", 16);
+  // A client held by `wait` when the drain drops the work gets the answer of
+  // a wait that ran out (202, the current state), not a dropped connection.
+  json held = Saga("drain-held", false);
+  held["wait"] = true;
+  Result<HttpClientResponse> held_answer = Status::Internal("not answered");
+  std::thread held_client([&] {
+    held_answer = HttpFetch("POST", nodes_[0]->url() + "/v1/sagas?wait_timeout_ms=30000",
+                            held.dump(), {}, 20000);
+  });
+  gtids.insert("drain-held");
   std::this_thread::sleep_for(std::chrono::milliseconds(200));
   const auto term_at = Clock::now();
   nodes_[0]->proc().Signal(SIGTERM);
@@ -282,6 +292,11 @@ TEST_F(ClusterTest, DrainHandsBackInFlightWorkToPeerAtOnce) {
   EXPECT_TRUE(during == 503 || during == 0) << during;
   EXPECT_EQ(nodes_[0]->proc().Wait(10000), 0) << nodes_[0]->Log();
   const int64_t exit_ms = MsSince(term_at);
+  held_client.join();
+  ASSERT_TRUE(held_answer.ok()) << "the held client lost its answer: "
+                                << held_answer.status().ToString();
+  EXPECT_EQ(held_answer->status, 202) << held_answer->body;
+  EXPECT_EQ(json::parse(held_answer->body)["gtid"], "drain-held") << held_answer->body;
 
   // Every unfinished saga is owned by the peer soon after the exit.
   const auto exited_at = Clock::now();

@@ -91,6 +91,27 @@ TEST_F(TxnWaitersTest, AWaitThatRunsOutAnswersTheCurrentStateAndOnlyThatWaiter) 
   EXPECT_EQ(waiters_->size(), 0u);
 }
 
+// Drain or re-registration: every held answer is given at once with the
+// current state, exactly once; the timers are cancelled.
+TEST_F(TxnWaitersTest, ExpireAllAnswersEveryHeldWaiterOnceWithItsCurrentState) {
+  state_of_["g1"] = "RUNNING";
+  state_of_["g2"] = "COMMITTING";
+  Add("g1", 1000, true, 1);
+  Add("g2", 1000, false, 2);
+  Add("g1", 5000, false, 3);
+  runner_.RunInTask([&] { waiters_->ExpireAll(); });
+  ASSERT_EQ(answers_.size(), 3u);
+  for (const Answer& a : answers_) {
+    EXPECT_TRUE(a.result.wait_expired);
+    EXPECT_FALSE(a.result.finished);
+    EXPECT_EQ(a.result.state, a.tag == 2 ? "COMMITTING" : "RUNNING");
+  }
+  EXPECT_EQ(waiters_->size(), 0u);
+  Finished("g1", "COMMITTED");
+  runner_.Advance(10000);
+  EXPECT_EQ(answers_.size(), 3u) << "each waiter is answered exactly once";
+}
+
 TEST_F(TxnWaitersTest, FinishedWithoutWaitersDoesNothing) {
   Finished("unknown", "COMMITTED");
   EXPECT_TRUE(answers_.empty());

@@ -9,6 +9,8 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <chrono>
+#include <thread>
 
 #include "support/mini_postgres.h"
 
@@ -98,6 +100,67 @@ TEST(PgConnectionPoolTest, BacksOffReconnectsWhileDownAndRecovers) {
   now_ms += 50;
   EXPECT_EQ(pool.Run("select", SelectOne).code(), StatusCode::kUnavailable);
   EXPECT_EQ(attempts.load(), second_outage + 2);
+}
+
+// A coordinator stopped between two statements of a transaction (SIGSTOP, a
+// paused VM) must not keep its row locks: ClaimOrphans skips locked rows, so
+// no peer could adopt those transactions until it woke up. The pool's
+// sessions carry idle_in_transaction_session_timeout = the call deadline,
+// and PostgreSQL ends such a session. Both conninfo forms get the setting.
+TEST(PgConnectionPoolTest, SessionIdleInsideATransactionIsEndedByTheServer) {
+  EXPECT_EQ(PgConnectionPool::WithConnectionDefaults("postgresql://h/db", 1500),
+            "postgresql://h/db?connect_timeout=2&keepalives=1&keepalives_idle=10&"
+            "keepalives_interval=5&keepalives_count=3&"
+            "options=-c%20idle_in_transaction_session_timeout%3D1500");
+  EXPECT_EQ(PgConnectionPool::WithConnectionDefaults("host=h keepalives=0", 0),
+            "host=h keepalives=0 connect_timeout=10 "
+            "options='-c idle_in_transaction_session_timeout=10000'");
+  // A conninfo that sets `options` itself is left alone.
+  EXPECT_EQ(PgConnectionPool::WithConnectionDefaults("host=h options='-c x=1' keepalives=0 "
+                                                     "connect_timeout=3",
+                                                     1500),
+            "host=h options='-c x=1' keepalives=0 connect_timeout=3");
+
+  MiniPostgres pg;
+  Status s = pg.Start();
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  PgPoolOptions options;
+  options.call_timeout_ms = 1000;
+  PgConnectionPool pool(pg.Uri(), options);
+  std::string shown;
+  ASSERT_TRUE(
+      pool.Run("show",
+               [&](pqxx::connection& c) {
+                 pqxx::nontransaction tx(c);
+                 shown = tx.exec1("SHOW idle_in_transaction_session_timeout")[0].as<std::string>();
+                 return Status::Ok();
+               })
+          .ok());
+  EXPECT_EQ(shown, "1s");
+
+  // A session with the pool's settings that stops inside a transaction
+  // holding a row lock: the server ends it and the lock is free again.
+  pqxx::connection stopped(PgConnectionPool::WithConnectionDefaults(pg.Uri(), 1000));
+  pqxx::connection other(pg.Uri());
+  {
+    pqxx::work setup(other);
+    setup.exec0("CREATE TABLE t (id int PRIMARY KEY)");
+    setup.exec0("INSERT INTO t VALUES (1)");
+    setup.commit();
+  }
+  pqxx::work held(stopped);
+  held.exec1("SELECT id FROM t WHERE id = 1 FOR UPDATE");
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  int64_t free_rows = 0;
+  while (free_rows == 0 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    pqxx::work probe(other);
+    free_rows = probe.exec1("SELECT count(*) FROM (SELECT id FROM t FOR UPDATE SKIP LOCKED) s")[0]
+                    .as<int64_t>();
+  }
+  EXPECT_EQ(free_rows, 1) << "the idle transaction still holds its row lock";
+  // The stopped session learns it was ended on its next statement.
+  EXPECT_ANY_THROW(held.exec1("SELECT 1"));
 }
 
 }  // namespace

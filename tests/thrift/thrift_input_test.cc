@@ -195,7 +195,7 @@ TEST_F(ThriftInputTest, HostileFramesNeitherKillNorBloatTreatyd) {
   ASSERT_GT(rss_before, 0);
 
   const std::string list_max = StepsListFrame(INT32_MAX);
-  EXPECT_EQ(list_max.size(), 39u);  // the frame of the issue
+  EXPECT_EQ(list_max.size(), 39u);  // the reported frame
   const struct {
     const char* what;
     std::string frame;
