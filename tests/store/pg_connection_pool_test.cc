@@ -106,21 +106,9 @@ TEST(PgConnectionPoolTest, BacksOffReconnectsWhileDownAndRecovers) {
 // paused VM) must not keep its row locks: ClaimOrphans skips locked rows, so
 // no peer could adopt those transactions until it woke up. The pool's
 // sessions carry idle_in_transaction_session_timeout = the call deadline,
-// and PostgreSQL ends such a session. Both conninfo forms get the setting.
+// and PostgreSQL ends such a session (the conninfo forms are checked in
+// pg_store_deadline_test.cc).
 TEST(PgConnectionPoolTest, SessionIdleInsideATransactionIsEndedByTheServer) {
-  EXPECT_EQ(PgConnectionPool::WithConnectionDefaults("postgresql://h/db", 1500),
-            "postgresql://h/db?connect_timeout=2&keepalives=1&keepalives_idle=10&"
-            "keepalives_interval=5&keepalives_count=3&"
-            "options=-c%20idle_in_transaction_session_timeout%3D1500");
-  EXPECT_EQ(PgConnectionPool::WithConnectionDefaults("host=h keepalives=0", 0),
-            "host=h keepalives=0 connect_timeout=10 "
-            "options='-c idle_in_transaction_session_timeout=10000'");
-  // A conninfo that sets `options` itself is left alone.
-  EXPECT_EQ(PgConnectionPool::WithConnectionDefaults("host=h options='-c x=1' keepalives=0 "
-                                                     "connect_timeout=3",
-                                                     1500),
-            "host=h options='-c x=1' keepalives=0 connect_timeout=3");
-
   MiniPostgres pg;
   Status s = pg.Start();
   ASSERT_TRUE(s.ok()) << s.ToString();
