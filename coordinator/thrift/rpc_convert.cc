@@ -104,4 +104,31 @@ void FillRow(rpc::Transaction& out, const TxnRow& row) {
   out.__set_last_error(row.last_error);
 }
 
+void FillDetail(rpc::Transaction& out, const TxnDetail& d) {
+  FillRow(out, d.txn);
+  for (const auto& b : d.branches) {
+    rpc::BranchInfo bi;
+    bi.name = b.name;
+    bi.idx = b.idx;
+    bi.state = b.state;
+    bi.attempts = b.attempts;
+    bi.last_error = b.last_error;
+    bi.next_attempt_at_ms = b.next_attempt_at_ms;
+    bi.spec = b.spec;
+    bi.updated_at_ms = b.updated_at_ms;
+    out.branches.push_back(std::move(bi));
+  }
+  for (const auto& e : d.events) {
+    rpc::TxnEvent te;
+    te.id = e.id;
+    te.at_ms = e.at_ms;
+    te.branch = e.branch;
+    te.type = e.type;
+    te.detail = e.detail;
+    te.__set_count(e.count);
+    te.__set_first_at_ms(e.first_at_ms > 0 ? e.first_at_ms : e.at_ms);
+    out.history.push_back(std::move(te));
+  }
+}
+
 }  // namespace treaty

@@ -44,6 +44,9 @@ void FillStatus(rpc::TxnStatus& out, const SubmitResult& r);
 // An operator action's answer also says whether it is paused and finished.
 void FillOperatorStatus(rpc::TxnStatus& out, const SubmitResult& r);
 void FillRow(rpc::Transaction& out, const TxnRow& row);
+// A row with its branches and history (first_at_ms defaults to at_ms, as
+// over REST).
+void FillDetail(rpc::Transaction& out, const TxnDetail& d);
 
 // Runs one handler method's body. The typed exceptions of the IDL pass
 // through; anything else (a bug) becomes Unavailable and one log line, so no
