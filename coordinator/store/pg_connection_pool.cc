@@ -74,27 +74,14 @@ std::string PgConnectionPool::WithConnectionDefaults(const std::string& conninfo
     add.emplace_back("keepalives_interval", "5");
     add.emplace_back("keepalives_count", "3");
   }
-  // A session of ours idle inside a transaction for this long is ended by
-  // the server (see the header): a coordinator stopped between two
-  // statements must not keep its row locks, which ClaimOrphans skips.
-  const bool idle_limit = !Names(conninfo, "options");
-  const std::string idle_ms =
-      std::to_string(call_timeout_ms > 0 ? call_timeout_ms : kIdleInTransactionMsWithoutDeadline);
   const bool uri = conninfo.rfind("postgresql://", 0) == 0 || conninfo.rfind("postgres://", 0) == 0;
   std::string out = conninfo;
-  const auto append = [&](const std::string& key, const std::string& value) {
+  for (const auto& [key, value] : add) {
     if (uri) {
       out += (out.find('?') == std::string::npos ? "?" : "&") + key + "=" + value;
     } else {
       out += (out.empty() ? "" : " ") + key + "=" + value;
     }
-  };
-  for (const auto& [key, value] : add) append(key, value);
-  if (idle_limit) {
-    // libpq's `options`: command-line options for the server session. A URI
-    // percent-encodes the space and '='; key=value quotes the value.
-    append("options", uri ? "-c%20idle_in_transaction_session_timeout%3D" + idle_ms
-                          : "'-c idle_in_transaction_session_timeout=" + idle_ms + "'");
   }
   return out;
 }
@@ -135,8 +122,16 @@ std::unique_ptr<pqxx::connection> PgConnectionPool::Acquire(Status* refused,
   // Open outside the lock: connecting may take a while.
   if (options_.on_connect_attempt) options_.on_connect_attempt();
   try {
-    auto conn = std::make_unique<pqxx::connection>(
-        WithConnectionDefaults(conninfo_, call_timeout_ms_.load()));
+    const int64_t call_timeout_ms = call_timeout_ms_.load();
+    auto conn =
+        std::make_unique<pqxx::connection>(WithConnectionDefaults(conninfo_, call_timeout_ms));
+    // See the header: a session of ours idle inside a transaction this long
+    // is ended by the server. A SET, not the conninfo's `options`, so that
+    // the operator's conninfo, PGOPTIONS and service file stay as they are.
+    pqxx::nontransaction(*conn).exec0("SET idle_in_transaction_session_timeout = " +
+                                      std::to_string(call_timeout_ms > 0
+                                                         ? call_timeout_ms
+                                                         : kIdleInTransactionMsWithoutDeadline));
     MutexLock lock(&mu_);
     reconnect_not_before_ms_ = 0;
     reconnect_backoff_ms_ = 0;

@@ -36,8 +36,8 @@
 // connect_timeout (the deadline rounded up to seconds, at least 2 s; 10 s
 // without a deadline) and TCP keepalives (idle 10 s, interval 5 s, 3 probes)
 // are added, so opening a connection to a stopped server is bounded too.
-// Unless the conninfo sets `options`, the session also gets
-// idle_in_transaction_session_timeout = the deadline (10 s without one):
+// Every new session also gets SET idle_in_transaction_session_timeout = the
+// deadline at connect time (10 s without one; the SET fails the connect):
 // PostgreSQL ends a session of ours that stays idle inside a transaction
 // that long, rolling it back. Our transactions never wait between
 // statements, so this only ends those of a coordinator that stopped

@@ -35,28 +35,18 @@ Status SelectOne(pqxx::connection& c) {
   return Status::Ok();
 }
 
-// connect_timeout, keepalives and the idle-in-transaction limit (in the
-// session `options`, percent-encoded in a URI, quoted in key=value form),
-// each unless the conninfo sets it.
-TEST(PgConnectionDefaultsTest, AddsConnectTimeoutKeepalivesAndIdleLimitUnlessSet) {
+TEST(PgConnectionDefaultsTest, AddsConnectTimeoutAndKeepalivesUnlessSet) {
   EXPECT_EQ(PgConnectionPool::WithConnectionDefaults("postgresql://u@h:5432/db", 3000),
             "postgresql://u@h:5432/db?connect_timeout=3&keepalives=1&keepalives_idle=10&"
-            "keepalives_interval=5&keepalives_count=3&"
-            "options=-c%20idle_in_transaction_session_timeout%3D3000");
+            "keepalives_interval=5&keepalives_count=3");
   EXPECT_EQ(PgConnectionPool::WithConnectionDefaults("postgres://h/db?sslmode=disable", 500),
             "postgres://h/db?sslmode=disable&connect_timeout=2&keepalives=1&keepalives_idle=10&"
-            "keepalives_interval=5&keepalives_count=3&"
-            "options=-c%20idle_in_transaction_session_timeout%3D500");
+            "keepalives_interval=5&keepalives_count=3");
   EXPECT_EQ(PgConnectionPool::WithConnectionDefaults("host=h dbname=d", 0),
             "host=h dbname=d connect_timeout=10 keepalives=1 keepalives_idle=10 "
-            "keepalives_interval=5 keepalives_count=3 "
-            "options='-c idle_in_transaction_session_timeout=10000'");
+            "keepalives_interval=5 keepalives_count=3");
   EXPECT_EQ(PgConnectionPool::WithConnectionDefaults("host=h connect_timeout=7 keepalives=0", 3000),
-            "host=h connect_timeout=7 keepalives=0 "
-            "options='-c idle_in_transaction_session_timeout=3000'");
-  EXPECT_EQ(PgConnectionPool::WithConnectionDefaults(
-                "host=h options='-c x=1' keepalives=0 connect_timeout=3", 1500),
-            "host=h options='-c x=1' keepalives=0 connect_timeout=3");
+            "host=h connect_timeout=7 keepalives=0");
 }
 
 class PgDeadlineTest : public ::testing::Test {
