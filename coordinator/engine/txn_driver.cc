@@ -358,6 +358,9 @@ void TxnDriver::Drop(const Status& why) {
   for (auto& [seq, done] : waiters) {
     done(Status::Unavailable("coordinator stopped driving " + gtid_ + "; ask for its state"));
   }
+  if (on_created) {
+    AnswerCreate(Status::Unavailable("the coordinator stopped before the log answered the create"));
+  }
   if (ctx_->observer) ctx_->observer->OnDropped(gtid_, why);
 }
 

@@ -115,7 +115,9 @@ class TxnDriver : public std::enable_shared_from_this<TxnDriver> {
   void Drop(const Status& why);
 
   // Called once after the create write's first answer (OK, Conflict,
-  // InvalidArgument, or Unavailable/Internal: outcome unknown, see above).
+  // InvalidArgument, or Unavailable/Internal: outcome unknown, see above),
+  // or with Unavailable (outcome unknown) when the driver is dropped before
+  // that answer (drain, re-registration), so the creator is always answered.
   std::function<void(Status)> on_created;
   // Called once if a create first answered with an unknown outcome is later
   // confirmed (the transaction now runs). Optional.
@@ -292,6 +294,8 @@ class TxnDriver : public std::enable_shared_from_this<TxnDriver> {
   void Send(TxnWrite w, std::vector<std::function<void()>> thens);
   void OnWritten(Status status, TxnWrite write, std::vector<std::function<void()>> thens);
   // A create answered anything but OK (see above).
+  // Calls on_created once with `status` and clears it.
+  void AnswerCreate(Status status);
   void OnCreateFailed(Status status, TxnWrite write, std::vector<std::function<void()>> thens);
   // An update refused for its data: writes it again reduced (see above).
   void RewriteRefused(const Status& why, TxnWrite refused,

@@ -102,7 +102,7 @@ void TxnDriver::OnWritten(Status status, TxnWrite write, std::vector<std::functi
       spdlog::warn("gtid={} the log confirmed the create after all; driving it", gtid_);
       if (on_confirmed_late) on_confirmed_late();
     } else if (was_create && on_created) {
-      on_created(Status::Ok());
+      AnswerCreate(Status::Ok());
     }
     for (auto& t : thens) {
       if (dropped_) return;
@@ -154,6 +154,12 @@ void TxnDriver::OnWritten(Status status, TxnWrite write, std::vector<std::functi
   });
 }
 
+void TxnDriver::AnswerCreate(Status status) {
+  auto answer = std::move(on_created);
+  on_created = nullptr;
+  answer(std::move(status));
+}
+
 void TxnDriver::OnCreateFailed(Status status, TxnWrite write,
                                std::vector<std::function<void()>> thens) {
   TREATY_ASSERT_ON(*ctx_->runner);
@@ -162,7 +168,7 @@ void TxnDriver::OnCreateFailed(Status status, TxnWrite write,
                        (status.code() == StatusCode::kTimedOut && create_outcome_unknown_);
   if (!unknown) {
     spdlog::warn("gtid={} create failed: {}", gtid_, status.ToString());
-    if (!create_outcome_unknown_ && on_created) on_created(status);
+    if (!create_outcome_unknown_ && on_created) AnswerCreate(status);
     Drop(status);
     return;
   }
@@ -170,7 +176,7 @@ void TxnDriver::OnCreateFailed(Status status, TxnWrite write,
     create_outcome_unknown_ = true;
     spdlog::warn("gtid={} the log did not confirm the create ({}); sending it again until it does",
                  gtid_, status.ToString());
-    if (on_created) on_created(status);
+    if (on_created) AnswerCreate(status);
     if (dropped_) return;
   }
   // The very same create again (so that its own row is recognized), flagged;

@@ -95,6 +95,25 @@ TEST_F(TxnServiceTest, CreateThatNeverCommittedIsSentAgainUntilTheLogAnswers) {
   EXPECT_EQ(caller_.calls.size(), 1u);
 }
 
+// A drain or re-registration while a create is still being written: the
+// creator (here one held by `wait`) is answered Unavailable, outcome unknown,
+// once; the log's late answer changes nothing.
+TEST_F(TxnServiceTest, DropBeforeTheCreateIsAnsweredAnswersTheCreatorOnce) {
+  std::vector<Status> answers;
+  service_->SubmitSaga(Spec("g1"), /*wait=*/true, 30000,
+                       [&](Result<SubmitResult> r) { answers.push_back(r.status()); });
+  runner_.RunUntilIdle();  // the create is sent; the log answers 1 ms later
+  ASSERT_EQ(log_.writes, 1);
+  service_->DropAllAndReown("coord-2");
+  runner_.RunUntilIdle();
+  ASSERT_EQ(answers.size(), 1u) << "the creator must not be left without an answer";
+  EXPECT_EQ(answers[0].code(), StatusCode::kUnavailable);
+  EXPECT_NE(answers[0].message().find("outcome unknown"), std::string::npos)
+      << answers[0].message();
+  runner_.Advance(60000);
+  EXPECT_EQ(answers.size(), 1u) << "answered exactly once";
+}
+
 TEST_F(TxnServiceTest, SubmittedSagaRunsToCommit) {
   std::optional<SubmitResult> answer;
   service_->SubmitSaga(Spec("g3"), true, 10000, [&](Result<SubmitResult> r) {
