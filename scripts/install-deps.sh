@@ -14,6 +14,8 @@ packages=(
   libsqlite3-dev sqlite3
   nlohmann-json3-dev libcli11-dev
   postgresql-15 postgresql-client-15
+  patroni etcd-server etcd-client
+  libsystemd-dev dpkg-dev file
   procps psmisc
   clang clang-format
   chromium
