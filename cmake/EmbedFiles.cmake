@@ -1,7 +1,8 @@
 # treaty_embed_files: compiles files of the source tree into a generated C++
 # source, so a binary needs no file path at run time. Used for the
-# dashboard's assets (coordinator/api), the coordinator's SQL migrations
-# (coordinator/store) and the SDK's (participant-sdk).
+# dashboard's assets and the OpenAPI document (coordinator/api), the
+# coordinator's SQL migrations (coordinator/store) and the SDK's
+# (participant-sdk).
 #
 #   include(${PROJECT_SOURCE_DIR}/cmake/EmbedFiles.cmake)
 #   treaty_embed_files(
@@ -16,7 +17,7 @@
 #                                 it gives (a wrong name fails the build):
 #                                   migration  NNNN_stem.sql: @VERSION@ (NNNN as
 #                                              a decimal number), @STEM@
-#                                   asset      *.html, *.css, *.js or *.svg:
+#                                   asset      *.html, *.css, *.js, *.svg or *.json:
 #                                              @MIME@ (its Content-Type)
 #     ENTRY     <C++>             one file's entry; besides the above, @FILE@
 #                                 (its name) and @TEXT@ (its contents as a raw
@@ -65,6 +66,8 @@ if(CMAKE_SCRIPT_MODE_FILE AND DEFINED TREATY_EMBED_CONFIG)
           set(mime "text/javascript; charset=utf-8")
         elseif(file MATCHES "\\.svg$")
           set(mime "image/svg+xml")
+        elseif(file MATCHES "\\.json$")
+          set(mime "application/json")
         else()
           message(FATAL_ERROR "unsupported file type to embed: ${shown}")
         endif()

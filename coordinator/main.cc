@@ -1,9 +1,13 @@
 // treatyd: the Treaty coordinator. `treatyd [options]` serves; `treatyd
-// migrate --store URI` applies pending migrations and exits. Signals:
+// migrate --store URI` applies pending migrations and exits; `treatyd backup
+// --store sqlite:PATH --to FILE` copies a SQLite log and exits. Signals:
 // SIGTERM/SIGINT drain and stop; SIGHUP re-reads the TLS certificates and
 // the tokens file and reopens the audit log (docs/security.md), keeping the
 // old ones when a file fails to load. Every option has a TREATY_* variable
-// and may come from --config FILE.
+// and may come from --config FILE (an unknown key there is an error);
+// `--check-config` validates and exits. Under systemd (NOTIFY_SOCKET set) it
+// reports READY=1 once listening, RELOADING=1/READY=1 around SIGHUP and
+// STOPPING=1 when the drain begins (deploy/systemd/treatyd.service).
 
 #include <signal.h>
 #include <sys/resource.h>
@@ -17,6 +21,8 @@
 #include <iostream>
 #include <utility>
 
+#include <systemd/sd-daemon.h>
+
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 #include <CLI/CLI.hpp>
@@ -25,7 +31,9 @@
 #include "common/endpoint.h"
 #include "common/json_log_formatter.h"
 #include "common/text_log_formatter.h"
+#include "common/version.h"
 #include "store/log_store.h"
+#include "store/sqlite_backup.h"
 
 namespace {
 
@@ -156,11 +164,57 @@ treaty::Status CheckSecurityFiles(const treaty::ServerOptions& opts) {
   return treaty::Status::Ok();
 }
 
+// --advertise-http: HOST:PORT (port 0: the port bound), not a wildcard host.
+treaty::Status ParseAdvertised(const std::string& text, treaty::ServerOptions& opts) {
+  if (text.empty()) return treaty::Status::Ok();
+  auto parsed = treaty::ParseHostPort(text, "--advertise-http");
+  if (!parsed.ok()) return parsed.status();
+  if (parsed->host.empty() || parsed->host == "0.0.0.0" || parsed->host == "::") {
+    return treaty::Status::InvalidArgument(
+        "--advertise-http: HOST must be a name or address peers can reach, not empty or a "
+        "wildcard (0.0.0.0, ::)");
+  }
+  opts.advertise_http_host = parsed->host;
+  opts.advertise_http_port = parsed->port;
+  return treaty::Status::Ok();
+}
+
+// Tells systemd (when it started us with NOTIFY_SOCKET) how we are; a no-op
+// otherwise. Failures to send are ignored: the service works without it.
+void NotifySystemd(const std::string& state) { (void)sd_notify(0, state.c_str()); }
+
+constexpr const char* kFooter = R"(Commands:
+  treatyd [options]                      serve until SIGTERM/SIGINT (drain, then exit 0)
+  treatyd migrate [--store URI]          apply pending migrations and exit
+  treatyd backup --store sqlite:PATH --to FILE   copy a SQLite log and exit
+  treatyd --check-config [options]       validate the options (and --config FILE), exit 0 if valid
+
+Option sources, strongest first: the command line, --config FILE (TOML: `key = value`, the
+option's long name without dashes; an unknown key is an error), TREATY_* environment variables,
+the defaults shown. The sample /etc/treaty/treatyd.conf (deploy/config/treatyd.conf in the
+source) lists every option with its default.
+
+Signals: SIGTERM/SIGINT drain (new work refused, in-flight work gets --drain-timeout-ms, the rest
+is handed back to peers); SIGHUP re-reads certificates and tokens and reopens the audit log.
+Under systemd (Type=notify) READY=1 is sent once the listeners answer and STOPPING=1 when the
+drain begins. Exit status: 0 done, 1 could not start or run, 2 bad option or configuration.
+Docs: docs/operations.md.)";
+
 }  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{"treatyd: Treaty distributed transaction coordinator"};
-  app.set_config("--config", "", "Read options from a TOML/INI file");
+  app.set_config("--config", "",
+                 "Read options from a TOML file (`key = value`; an unknown key is an error)");
+  app.allow_config_extras(CLI::config_extras_mode::error);
+  app.set_version_flag("--version", treaty::VersionLine("treatyd"),
+                       "Print the version, git commit and build type, and exit");
+  app.footer(kFooter);
+  bool check_config = false;
+  app.add_flag("--check-config", check_config,
+               "Validate the options and the files they name, print the result and exit (the "
+               "store is not opened, nothing is bound)");
+  std::string advertise_http;
   treaty::ServerOptions opts;
   std::string http = "127.0.0.1:7480";
   std::string thrift = "127.0.0.1:7481";
@@ -177,6 +231,11 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--node-name", opts.node_name, "Name shown in the cluster view")
       ->envname("TREATY_NODE_NAME");
+  app.add_option("--advertise-http", advertise_http,
+                 "HOST:PORT peers and the cluster view show for this coordinator (port 0: the "
+                 "port bound); default: the --http host, or this machine's host name when "
+                 "--http is a wildcard (0.0.0.0, ::)")
+      ->envname("TREATY_ADVERTISE_HTTP");
   app.add_option("--heartbeat-ms", opts.heartbeat_ms, "Membership heartbeat interval")
       ->envname("TREATY_HEARTBEAT_MS")
       ->check(CLI::Range(50, 600000))
@@ -302,7 +361,36 @@ int main(int argc, char** argv) {
   AddSecurityOptions(app, opts);
   auto* migrate = app.add_subcommand("migrate", "Apply pending migrations to --store and exit");
   migrate->fallthrough();  // `treatyd migrate --store URI`, as documented
-  CLI11_PARSE(app, argc, argv);
+  // `treatyd backup --store sqlite:PATH --to FILE [--force]`: a checked copy
+  // of a SQLite log (store/sqlite_backup.h). Exit 0 done, 1 failed, 2 usage.
+  auto* backup = app.add_subcommand("backup", "Copy the SQLite log of --store to --to and exit");
+  backup->fallthrough();
+  std::string backup_to;
+  treaty::SqliteBackupOptions backup_opts;
+  backup->add_option("--to", backup_to, "Backup file to write (refused if it exists)");
+  backup->add_flag("--force", backup_opts.force, "Replace an existing --to file");
+  backup
+      ->add_option("--busy-wait-ms", backup_opts.busy_wait_ms,
+                   "How long to wait for a locked log before failing")
+      ->check(CLI::Range(0, 3600000))
+      ->capture_default_str();
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ConfigError& e) {
+    // CLI11 says "INI was not able to parse KEY" for an unknown key.
+    std::string what = e.what();
+    const std::string kUnknown = "INI was not able to parse ";
+    if (what.rfind(kUnknown, 0) == 0) {
+      what = "unknown key '" + what.substr(kUnknown.size()) +
+             "' (keys are the long option names of treatyd --help, without the dashes)";
+    }
+    std::cerr << "treatyd: --config " << app.get_config_ptr()->as<std::string>() << ": " << what
+              << "\n";
+    return 2;
+  } catch (const CLI::ParseError& e) {
+    // --help and --version exit 0; every usage error (CLI11's own codes) is 2.
+    return app.exit(e) != 0 ? 2 : 0;
+  }
 
   opts.retention_ms = retention_hours * 3600 * 1000;
   SetUpLogging(log_level, log_format);
@@ -322,6 +410,25 @@ int main(int argc, char** argv) {
     }
     opts.thrift_host = thrift_addr->host;
     opts.thrift_port = thrift_addr->port;
+  }
+  if (auto s = ParseAdvertised(advertise_http, opts); !s.ok()) {
+    std::cerr << "treatyd: " << s.message() << "\n";
+    return 2;
+  }
+
+  if (backup->parsed()) {
+    if (backup_to.empty()) {
+      std::cerr << "treatyd backup: --to FILE is required\n";
+      return 2;
+    }
+    auto report = treaty::BackupStore(opts.store_uri, backup_to, backup_opts);
+    if (!report.ok()) {
+      std::cerr << "treatyd backup: " << report.status().message() << "\n";
+      return report.status().code() == treaty::StatusCode::kInvalidArgument ? 2 : 1;
+    }
+    std::cout << "backup written to " << backup_to << ": " << report->transactions
+              << " transactions, " << report->bytes << " bytes, " << report->elapsed_ms << " ms\n";
+    return 0;
   }
 
   if (migrate->parsed()) {
@@ -343,6 +450,10 @@ int main(int argc, char** argv) {
     std::cerr << "treatyd: " << s.message() << "\n";
     return 2;
   }
+  if (check_config) {
+    std::cout << "treatyd: configuration OK\n";
+    return 0;
+  }
 
   // Block the signals in every thread; the main thread waits for them.
   sigset_t signals;
@@ -357,6 +468,7 @@ int main(int argc, char** argv) {
   treaty::Server server(opts);
   if (auto s = server.Start(); !s.ok()) {
     std::cerr << "treatyd: cannot start: " << s.ToString() << "\n";
+    NotifySystemd("STATUS=cannot start: " + s.message());
     return 1;
   }
   const std::string thrift_text =
@@ -364,6 +476,9 @@ int main(int argc, char** argv) {
   std::printf("treatyd listening on %s and thrift %s (coordinator %s)\n", server.http_url().c_str(),
               thrift_text.c_str(), server.coordinator_id().c_str());
   std::fflush(stdout);
+  // The listeners answer from here on (Server::Start runs the io threads).
+  NotifySystemd("READY=1\nSTATUS=serving " + server.http_url() + " as coordinator " +
+                server.coordinator_id());
 
   // SIGHUP re-reads certificates and tokens here, on the main thread (never
   // in a signal handler); work in flight goes on. SIGTERM/SIGINT drain.
@@ -371,10 +486,16 @@ int main(int argc, char** argv) {
   while (sigwait(&signals, &sig) != 0 || sig == SIGHUP) {
     if (sig != SIGHUP) continue;  // sigwait failed (EINTR): wait again
     spdlog::info("received SIGHUP, reloading");
+    NotifySystemd("RELOADING=1");
     (void)server.Reload();  // a failure is logged and keeps the old files
+    NotifySystemd("READY=1");
     sig = 0;
   }
   spdlog::info("received {}, shutting down", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+  // The drain may take --drain-timeout-ms and the hand-back a few seconds
+  // more: ask systemd for that long, whatever TimeoutStopSec says.
+  NotifySystemd("STOPPING=1\nSTATUS=draining\nEXTEND_TIMEOUT_USEC=" +
+                std::to_string((opts.drain_timeout_ms + 30000) * 1000));
   auto s = server.Drain();
   if (!s.ok()) {
     spdlog::error("shutdown: {}", s.ToString());

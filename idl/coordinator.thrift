@@ -1,5 +1,5 @@
 // Treaty client API over Thrift: CoordinatorService mirrors the REST API
-// (README "Submitting a saga", docs/2pc.md "Client calls", docs/input-rules.md).
+// (docs/api.md, docs/2pc.md "Client calls", docs/input-rules.md).
 //
 // Served by treatyd on --thrift HOST:PORT (default 127.0.0.1:7481) with the
 // framed transport and the binary protocol; over TLS when treatyd has
@@ -93,6 +93,11 @@ struct SagaRequest {
   3: optional i64 timeout_ms
   4: optional bool concurrent
   5: optional bool wait            // answer once terminal (bounded by the server)
+  // W3C trace context (REST: the traceparent and tracestate headers): a
+  // valid traceparent makes every participant call carry its trace id and
+  // flags; absent or invalid, a new trace is started (never an error).
+  6: optional string traceparent
+  7: optional string tracestate
 }
 
 // --- 2PC ---
@@ -103,6 +108,9 @@ struct Begin2pcRequest {
   // Only false (or absent) is accepted: one-phase commit is declared per
   // branch at enlistment (Branch2pc.one_phase); true is InvalidRequest.
   3: optional bool one_phase
+  // W3C trace context, as in SagaRequest.
+  4: optional string traceparent
+  5: optional string tracestate
 }
 
 struct Branch2pc {

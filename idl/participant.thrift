@@ -1,6 +1,6 @@
 // Treaty participant protocol over Thrift: the coordinator calls
-// ParticipantService on thrift://host:port endpoints (docs/2pc.md "Thrift
-// participants"), framed transport, binary protocol.
+// ParticipantService on thrift://host:port endpoints (docs/protocol.md "Over
+// Thrift", docs/2pc.md "Thrift participants"), framed transport, binary protocol.
 //
 // Same semantics as HTTP: delivery is at least once, so every method must be
 // idempotent per (gtid, branch, op) — `idempotency_key` is
@@ -41,6 +41,7 @@ struct ParticipantCall {
   5: string idempotency_key    // "{gtid}/{branch}/{op}"
   6: string traceparent        // W3C trace context
   7: optional bool one_phase   // commit without prepare (2PC single branch)
+  8: optional string tracestate  // W3C tracestate of the submitter, unchanged; absent: none
 }
 
 struct ParticipantReply {

@@ -1,8 +1,9 @@
 #pragma once
 
 // AccessGate: what every request to the coordinator's HTTP listener (REST,
-// dashboard, /metrics) passes before it is routed (docs/security.md "HTTP
-// front end"). RestApi::Handle calls Secure, then Admit, then routes with
+// dashboard, /metrics) passes before it is routed (docs/security.md
+// "Authentication and roles", "Browser protections"; docs/api.md "Every
+// request"). RestApi::Handle calls Secure, then Admit, then routes with
 // the identity Admit returns. In this order:
 //
 //   1. Host allow-list: the Host header must name this coordinator

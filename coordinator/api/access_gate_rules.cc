@@ -102,7 +102,10 @@ RouteRule RuleFor(std::string_view method, std::string_view path, bool metrics_o
     if (post || method == "DELETE") return Open();
     if (get) return Needs(Role::kRead);
   }
-  if (get && (path == "/v1/transactions" || path == "/v1/cluster" || path == "/v1/stats")) {
+  // The OpenAPI document is public (docs/openapi.json) but needs read like the
+  // other reads: strangers learn nothing of what this listener serves.
+  if (get && (path == "/v1/transactions" || path == "/v1/cluster" || path == "/v1/stats" ||
+              path == "/v1/openapi.json")) {
     return Needs(Role::kRead);
   }
   if (get && path == "/metrics") return metrics_open ? Open() : Needs(Role::kRead);

@@ -3,6 +3,7 @@
 #include <chrono>
 #include <map>
 
+#include "common/version.h"
 #include "engine/states.h"
 
 namespace treaty {
@@ -103,6 +104,10 @@ CoordinatorMetrics::CoordinatorMetrics(std::function<int64_t()> now_ms)
                                 "Coordinators registered in the log, by state.", {"state"});
   store_up_ = r.AddGauge("treaty_log_store_up",
                          "1 if the log store answered this scrape's queries, else 0.");
+  // Constant 1; the labels say which build answers (join on them in queries).
+  r.AddGauge("treaty_build_info", "1, labelled with the version and git commit of this build.",
+             {"version", "commit"})
+      ->Set({std::string(Version()), std::string(GitCommit())}, 1);
   // Label sets that should read 0 rather than be absent from the start.
   for (const char* kind : {states::kSaga, states::k2pc}) {
     started_->Inc({kind}, 0);

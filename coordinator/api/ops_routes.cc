@@ -6,6 +6,7 @@
 #include "api/access_gate.h"
 #include "api/dashboard_assets.h"
 #include "api/http_answers.h"
+#include "api/openapi.h"
 #include "common/json_input.h"
 #include "engine/states.h"
 #include "http/http_server.h"
@@ -49,6 +50,11 @@ void OpsRoutes::AddRoutes(Router* router) {
               [this](const RouteCall&, HttpResponder& respond) { Metrics(std::move(respond)); });
   router->Add({"GET", "HEAD"}, "/v1/stats",
               [this](const RouteCall&, HttpResponder& respond) { Stats(std::move(respond)); });
+  router->Add({"GET", "HEAD"}, "/v1/openapi.json", [](const RouteCall&, HttpResponder& respond) {
+    HttpResponse r;  // application/json
+    r.body = std::string(OpenApiDocument());
+    respond(std::move(r));
+  });
   router->Add({"GET", "HEAD", "PUT"}, "/v1/admin/log-level",
               [this](const RouteCall& call, HttpResponder& respond) {
                 LogLevel(call.req, call.who, respond);
@@ -155,7 +161,9 @@ void OpsRoutes::LogLevel(const HttpRequest& req, const Identity& who, HttpRespon
         body->is_object() && body->contains("level") && (*body)["level"].is_string()
             ? (*body)["level"].get<std::string>()
             : "";
-    static const char* kLevels[] = {"trace", "debug", "info", "warn", "error", "critical", "off"};
+    // "warning" is how GET names "warn" (spdlog's name), so a level read can be set back.
+    static const char* kLevels[] = {"trace",   "debug", "info",     "warn",
+                                    "warning", "error", "critical", "off"};
     bool known = false;
     for (const char* l : kLevels) known = known || level == l;
     if (!known) {

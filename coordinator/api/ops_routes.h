@@ -6,11 +6,14 @@
 //   GET /metrics              Prometheus text format (CoordinatorMetrics)
 //   GET /v1/stats             counts by kind/state/needs_attention and this
 //                             coordinator's per-minute throughput (dashboard)
+//   GET /v1/openapi.json      the OpenAPI 3.1 document of this API (api/openapi.h)
 //   GET /v1/admin/log-level   {"level":"info"}
 //   PUT /v1/admin/log-level   {"level":"debug"} sets spdlog's level at run time
+//                             (trace, debug, info, warn or warning, error,
+//                             critical, off; GET names warn "warning")
 // The AccessGate (access_gate.h) has checked each route's role before
-// Handle runs (read for /metrics and /v1/stats, admin for the log level;
-// the dashboard's files are open) and audits log-level changes.
+// Handle runs (read for /metrics, /v1/stats and /v1/openapi.json, admin for
+// the log level; the dashboard's files are open) and audits log-level changes.
 // Store reads go through TxnQueries and answer on the blocking runner; no
 // route blocks the caller's thread. Bodies are
 // parsed with ParseJson, answers serialized with DumpJson, and each

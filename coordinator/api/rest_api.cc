@@ -5,6 +5,7 @@
 #include "api/list_query.h"
 #include "api/txn_json.h"
 #include "common/json_input.h"
+#include "common/trace_context.h"
 
 namespace treaty {
 namespace {
@@ -110,6 +111,7 @@ void RestApi::SubmitSaga(const HttpRequest& req, HttpResponder respond) {
     respond(ErrorResponse(spec.status()));
     return;
   }
+  spec->trace = TraceFromHeaders(req.Header("traceparent"), req.Header("tracestate"));
   auto wait_field = body->find("wait");  // ParseSagaSpec checked: boolean or null
   const bool wait =
       wait_field != body->end() && wait_field->is_boolean() && wait_field->get<bool>();

@@ -1,11 +1,13 @@
 #pragma once
 
-// RestApi: the REST front end (README "Submitting a saga", docs/2pc.md, docs/input-rules.md), a
-// thin adapter from HTTP requests to TxnService calls (work) and TxnQueries calls (reads) and from
-// results to JSON (api/txn_json.h). It validates input (JSON syntax, fields, limits) and maps
+// RestApi: the REST front end (docs/api.md, docs/openapi.json; docs/2pc.md,
+// docs/input-rules.md), a thin adapter from HTTP requests to TxnService calls
+// (work) and TxnQueries calls (reads) and from results to JSON
+// (api/txn_json.h). It validates input (JSON syntax, fields, limits) and maps
 // Status codes to HTTP with the one table of api/http_answers.h; errors are
-// {"error":{"code","message"}}. It never blocks the caller's thread: reads go through TxnQueries;
-// /readyz (write probe, CheckReady) and /v1/cluster run their store calls on the blocking runner.
+// {"error":{"code","message"}}. It never blocks the caller's thread: reads go
+// through TxnQueries; /readyz (write probe, CheckReady) and /v1/cluster run
+// their store calls on the blocking runner.
 //
 // Routing: one Router (api/router.h) holds every route of the listener, the
 // REST routes below and those other parts add (OpsRoutes::AddRoutes); a

@@ -16,6 +16,7 @@
 #include "api/rest_api.h"
 #include "api/txn_json.h"
 #include "common/json_input.h"
+#include "common/trace_context.h"
 #include "engine/two_phase_spec.h"
 
 namespace treaty {
@@ -52,6 +53,7 @@ void RestApi::Begin2pc(const RouteCall& call, HttpResponder respond) {
     return;
   }
   spec->client = ClientName(call.who);
+  spec->trace = TraceFromHeaders(req.Header("traceparent"), req.Header("tracestate"));
   service_->Begin2pc(
       std::move(*spec),
       AnswerWith<SubmitResult>(std::move(respond), "POST /v1/2pc", [](const SubmitResult& r) {

@@ -33,6 +33,7 @@ void Router::Add(std::initializer_list<std::string_view> methods, std::string_vi
   if (pattern.empty() || pattern.front() != '/') std::abort();  // a programming error
   Route route;
   for (std::string_view m : methods) route.methods.emplace_back(m);
+  route.pattern = std::string(pattern);
   const std::vector<std::string_view> parts = Segments(pattern);
   for (size_t i = 0; i < parts.size(); ++i) {
     std::string_view p = parts[i];
@@ -114,6 +115,13 @@ Router::Outcome Router::Dispatch(const HttpRequest& req, const Identity& who,
     (*match.handler)(RouteCall{req, who, match.params}, respond);
   }
   return match.outcome;
+}
+
+std::vector<Router::RouteInfo> Router::Routes() const {
+  std::vector<RouteInfo> out;
+  out.reserve(routes_.size());
+  for (const Route& route : routes_) out.push_back({route.methods, route.pattern});
+  return out;
 }
 
 }  // namespace treaty

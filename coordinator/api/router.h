@@ -27,8 +27,11 @@
 // (kWrongMethod) in one place; the REST front end answers both with the same
 // 404 "no route for METHOD PATH", as it always has (no 405, no Allow header).
 //
-// Thread-safety: Add before serving; Find and Dispatch are const and may run
-// on any thread at once.
+// Routes lists the table as added (methods and pattern text), read-only: the
+// OpenAPI document (docs/openapi.json) is checked against it by a test.
+//
+// Thread-safety: Add before serving; Find, Dispatch and Routes are const and
+// may run on any thread at once.
 
 #include <functional>
 #include <initializer_list>
@@ -69,6 +72,11 @@ using RouteHandler = std::function<void(const RouteCall& call, HttpResponder& re
 class Router {
  public:
   enum class Outcome { kMatched, kNoPath, kWrongMethod };
+  // One route as it was added.
+  struct RouteInfo {
+    std::vector<std::string> methods;  // empty: any method
+    std::string pattern;               // e.g. "/v1/transactions/{gtid}", "/ui/{file...}"
+  };
   struct Match {
     Outcome outcome = Outcome::kNoPath;
     const RouteHandler* handler = nullptr;  // with kMatched
@@ -86,6 +94,9 @@ class Router {
   // caller answers kNoPath and kWrongMethod).
   Outcome Dispatch(const HttpRequest& req, const Identity& who, HttpResponder& respond) const;
 
+  // Every route, in the order added (a copy).
+  std::vector<RouteInfo> Routes() const;
+
  private:
   struct Segment {
     enum class Kind { kLiteral, kCapture, kRest };
@@ -94,6 +105,7 @@ class Router {
   };
   struct Route {
     std::vector<std::string> methods;
+    std::string pattern;
     std::vector<Segment> segments;
     RouteHandler handler;
   };

@@ -1,5 +1,7 @@
 #include "api/server.h"
 
+#include <unistd.h>
+
 #include <atomic>
 #include <chrono>
 #include <future>
@@ -56,6 +58,25 @@ bool IsLoopbackHost(const std::string& host) {
   boost::system::error_code ec;
   auto address = boost::asio::ip::make_address(host, ec);
   return !ec && address.is_loopback();
+}
+
+// Whether `host` (a listen address) accepts connections on every address.
+bool IsWildcardHost(const std::string& host) {
+  if (host.empty()) return true;
+  boost::system::error_code ec;
+  auto address = boost::asio::ip::make_address(host, ec);
+  return !ec && address.is_unspecified();
+}
+
+// The host other coordinators and operators are shown for a listener on
+// `listen_host`: `advertised` if given, the listen host if it names one
+// address, else this machine's host name (the wildcard if it has none).
+std::string ShownHost(const std::string& listen_host, const std::string& advertised) {
+  if (!advertised.empty()) return advertised;
+  if (!IsWildcardHost(listen_host)) return listen_host;
+  char name[256] = {};
+  if (gethostname(name, sizeof(name) - 1) != 0 || name[0] == '\0') return listen_host;
+  return name;
 }
 
 }  // namespace
@@ -267,9 +288,14 @@ Status Server::Start() {
 
   MembershipOptions mem;
   mem.node_name = m.options.node_name;
-  mem.http_addr = FormatHostPort(m.options.http_host, m.http->port());
-  mem.thrift_addr =
-      m.thrift ? FormatHostPort(m.options.thrift_host, m.thrift->port()) : std::string();
+  const std::string shown_host = ShownHost(m.options.http_host, m.options.advertise_http_host);
+  mem.http_addr = FormatHostPort(
+      shown_host, m.options.advertise_http_port ? m.options.advertise_http_port : m.http->port());
+  if (m.thrift) {
+    mem.thrift_addr =
+        FormatHostPort(IsWildcardHost(m.options.thrift_host) ? shown_host : m.options.thrift_host,
+                       m.thrift->port());
+  }
   mem.heartbeat_ms = m.options.heartbeat_ms;
   mem.lease_ms = m.options.lease_ms;
   mem.claim_batch = m.options.claim_batch;
@@ -355,6 +381,8 @@ std::string Server::coordinator_id() const { return impl_->membership->id(); }
 TxnService* Server::service() { return impl_->service.get(); }
 
 TxnQueries* Server::queries() { return impl_->queries.get(); }
+
+const Router* Server::router() const { return impl_->rest ? impl_->rest->router() : nullptr; }
 
 Status Server::Drain() {
   Impl& m = *impl_;

@@ -23,6 +23,8 @@
 
 namespace treaty {
 
+class Router;
+
 struct ServerOptions {
   std::string store_uri = "sqlite:./treaty-data/treaty.db";
   std::string http_host = "127.0.0.1";
@@ -32,6 +34,13 @@ struct ServerOptions {
   std::string thrift_host = "127.0.0.1";
   uint16_t thrift_port = 0;
   std::string node_name;
+  // What the cluster view (GET /v1/cluster, the coordinators rows) shows as
+  // this coordinator's HTTP address (--advertise-http HOST:PORT). Empty
+  // host: the listen host, unless that is a wildcard (0.0.0.0, ::), then
+  // this machine's host name (gethostname). Port 0: the port bound. A
+  // wildcard Thrift listener is shown with the same host.
+  std::string advertise_http_host;
+  uint16_t advertise_http_port = 0;
   int64_t heartbeat_ms = 1000;
   int64_t lease_ms = 5000;
   int claim_batch = 100;  // most orphaned transactions adopted per heartbeat
@@ -87,6 +96,9 @@ class Server {
   TxnService* service();
   // The one read service (null before Start has opened the store).
   TxnQueries* queries();
+  // The HTTP listener's route table, read-only (null before Start has built
+  // the REST front end); lives as long as this Server.
+  const Router* router() const;
 
   // SIGHUP: re-reads the TLS certificates, the tokens file and reopens the
   // audit log. Work in flight is not disturbed; a file that fails to load

@@ -87,23 +87,15 @@ int Call(CoordinatorClient& c, const std::string& method, const std::string& pat
   return -1;
 }
 
-int PrintStatus(const json& doc) {
-  std::cout << doc.value("gtid", "") << " " << doc.value("state", "")
+// "GTID STATE" (and " (paused)"), or the whole answer with `as_json`.
+int PrintStatus(const json& doc, bool as_json) {
+  if (as_json) {
+    std::cout << doc.dump(2) << "\n";
+    return kExitOk;
+  }
+  std::cout << Cell(doc.value("gtid", ""), 256) << " " << Cell(doc.value("state", ""), 32)
             << (doc.value("paused", false) ? " (paused)" : "") << "\n";
   return kExitOk;
-}
-
-// Milliseconds since the epoch as UTC "YYYY-MM-DD HH:MM:SS.mmm".
-std::string TimeText(int64_t ms) {
-  if (ms <= 0) return "-";
-  std::time_t secs = static_cast<std::time_t>(ms / 1000);
-  std::tm tm{};
-  gmtime_r(&secs, &tm);
-  char buf[40];
-  std::snprintf(buf, sizeof buf, "%04d-%02d-%02d %02d:%02d:%02d.%03d", tm.tm_year + 1900,
-                tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-                static_cast<int>(ms % 1000));
-  return buf;
 }
 
 int64_t Int(const json& doc, const char* key, int64_t fallback) {
@@ -161,7 +153,28 @@ std::string UrlEncode(const std::string& s) {
 
 }  // namespace
 
-int SagaSubmit(CoordinatorClient& c, const std::string& file, bool wait) {
+const char kExitCodesHelp[] =
+    "Exit status:\n"
+    "  0  done (saga submit --wait, 2pc commit: COMMITTED)\n"
+    "  1  the coordinator refused the request (its message is printed)\n"
+    "  2  usage error (bad arguments, unreadable file)\n"
+    "  3  no coordinator reachable\n"
+    "  4  saga submit --wait, 2pc commit: the transaction ended ABORTED\n"
+    "  5  saga submit --wait: the wait ran out before the saga finished\n";
+
+std::string TimeText(int64_t ms) {
+  if (ms <= 0) return "-";
+  std::time_t secs = static_cast<std::time_t>(ms / 1000);
+  std::tm tm{};
+  gmtime_r(&secs, &tm);
+  char buf[48];
+  std::snprintf(buf, sizeof buf, "%04d-%02d-%02d %02d:%02d:%02d.%03d UTC", tm.tm_year + 1900,
+                tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+                static_cast<int>(ms % 1000));
+  return buf;
+}
+
+int SagaSubmit(CoordinatorClient& c, const std::string& file, bool wait, bool as_json) {
   std::ifstream in(file);
   if (!in) {
     std::cerr << "treatyctl: cannot read " << file << "\n";
@@ -179,22 +192,27 @@ int SagaSubmit(CoordinatorClient& c, const std::string& file, bool wait) {
   if (wait) body["wait"] = true;
   json out;
   if (int rc = Call(c, "POST", "/v1/sagas", DumpJson(body), &out); rc >= 0) return rc;
-  return PrintStatus(out);
+  PrintStatus(out, as_json);
+  if (!wait) return kExitOk;
+  const std::string state = Str(out, "state");
+  if (state == "COMMITTED") return kExitOk;
+  return state == "ABORTED" ? kExitAborted : kExitNotFinished;
 }
 
-int Begin2pc(CoordinatorClient& c, const std::string& gtid, int64_t timeout_ms, bool no_one_phase) {
+int Begin2pc(CoordinatorClient& c, const std::string& gtid, int64_t timeout_ms, bool no_one_phase,
+             bool as_json) {
   json body = json::object();
   if (!gtid.empty()) body["gtid"] = gtid;
   if (timeout_ms > 0) body["timeout_ms"] = timeout_ms;
   if (no_one_phase) body["one_phase"] = false;
   json out;
   if (int rc = Call(c, "POST", "/v1/2pc", DumpJson(body), &out); rc >= 0) return rc;
-  return PrintStatus(out);
+  return PrintStatus(out, as_json);
 }
 
 int Enlist2pc(CoordinatorClient& c, const std::string& gtid, const std::string& name,
               const std::string& prepare, const std::string& commit, const std::string& abort,
-              const std::string& payload, bool one_phase) {
+              const std::string& payload, bool one_phase, bool as_json) {
   for (const auto& [flag, url] : {std::pair{"--prepare", &prepare}, std::pair{"--commit", &commit},
                                   std::pair{"--abort", &abort}}) {
     if (auto ep = ParseEndpoint(*url, flag); !ep.ok()) {
@@ -217,17 +235,21 @@ int Enlist2pc(CoordinatorClient& c, const std::string& gtid, const std::string& 
       rc >= 0) {
     return rc;
   }
+  if (as_json) return PrintStatus(out, true);
   std::cout << out.value("gtid", "") << " " << out.value("branch", "") << " enlisted ("
             << out.value("state", "") << ")\n";
   return kExitOk;
 }
 
-int Decide2pc(CoordinatorClient& c, const std::string& gtid, const std::string& op) {
+int Decide2pc(CoordinatorClient& c, const std::string& gtid, const std::string& op, bool as_json) {
   json out;
   if (int rc = Call(c, "POST", "/v1/2pc/" + UrlEncode(gtid) + "/" + op, "{}", &out); rc >= 0) {
     return rc;
   }
-  return PrintStatus(out);
+  PrintStatus(out, as_json);
+  const std::string state = Str(out, "state");
+  const bool aborted = state == "ABORTING" || state == "ABORTED";
+  return op == "commit" && aborted ? kExitAborted : kExitOk;
 }
 
 int Get(CoordinatorClient& c, const std::string& gtid, bool as_json) {
@@ -244,7 +266,10 @@ int Get(CoordinatorClient& c, const std::string& gtid, bool as_json) {
             << "kind:     " << Str(out["kind"]) << "\n"
             << "state:    " << Str(out["state"]) << (out.value("paused", false) ? "  (PAUSED)" : "")
             << (out.value("needs_attention", false) ? "  (NEEDS ATTENTION)" : "") << "\n"
-            << "owner:    " << Str(out["owner"]) << "\n";
+            << "owner:    " << Str(out["owner"]) << "\n"
+            << "created:  " << TimeText(Int(out, "created_at_ms", 0)) << "\n"
+            << "updated:  " << TimeText(Int(out, "updated_at_ms", 0)) << "\n"
+            << "deadline: " << TimeText(Int(out, "deadline_ms", 0)) << "\n";
   if (!Str(out["last_error"]).empty()) {
     std::cout << "error:    " << Cell(Str(out["last_error"]), 200) << "\n";
   }
@@ -281,6 +306,7 @@ int List(CoordinatorClient& c, const ListOptions& o) {
   if (!o.kind.empty()) q += "&kind=" + UrlEncode(o.kind);
   if (o.needs_attention) q += "&needs_attention=true";
   if (o.paused) q += "&paused=true";
+  if (!o.cursor.empty()) q += "&cursor=" + UrlEncode(o.cursor);
   json out;
   if (int rc = Call(c, "GET", "/v1/transactions" + q, "", &out); rc >= 0) return rc;
   if (o.json) {
@@ -290,21 +316,24 @@ int List(CoordinatorClient& c, const ListOptions& o) {
   // FLAGS: "attention" (needs_attention), "paused"; LAST ERROR cut to fit
   // a terminal line.
   std::vector<std::vector<std::string>> rows = {
-      {"GTID", "KIND", "STATE", "FLAGS", "ATTEMPTS", "OWNER", "LAST ERROR"}};
+      {"GTID", "KIND", "STATE", "FLAGS", "ATTEMPTS", "OWNER", "UPDATED", "LAST ERROR"}};
   for (const auto& t : out["items"]) {
     std::string flags;
     if (t.value("needs_attention", false)) flags = "attention";
     if (t.value("paused", false)) flags += flags.empty() ? "paused" : ",paused";
     rows.push_back({Str(t, "gtid"), Str(t, "kind"), Str(t, "state"), flags, Str(t, "attempts"),
-                    Str(t, "owner"), Cell(Str(t, "last_error"), 60)});
+                    Str(t, "owner"), TimeText(Int(t, "updated_at_ms", 0)),
+                    Cell(Str(t, "last_error"), 60)});
   }
   PrintTable(rows);
-  if (!Str(out["next"]).empty()) std::cout << "(more: next cursor " << Str(out["next"]) << ")\n";
+  // The cursor is opaque URL-safe text from the coordinator; escaped anyway.
+  const std::string next = Cell(Str(out, "next"), 1024);
+  if (!next.empty()) std::cout << "next page: --cursor " << next << "\n";
   return kExitOk;
 }
 
 int Operator(CoordinatorClient& c, const std::string& gtid, const std::string& action,
-             const std::string& reason) {
+             const std::string& reason, bool as_json) {
   if (auto s = CheckReason(reason, false); !s.ok()) {
     std::cerr << "treatyctl: --reason: " << s.message() << "\n";
     return kExitUsage;
@@ -317,11 +346,11 @@ int Operator(CoordinatorClient& c, const std::string& gtid, const std::string& a
       rc >= 0) {
     return rc;
   }
-  return PrintStatus(out);
+  return PrintStatus(out, as_json);
 }
 
 int Resolve(CoordinatorClient& c, const std::string& gtid, const std::string& branch,
-            const std::string& outcome, const std::string& reason) {
+            const std::string& outcome, const std::string& reason, bool as_json) {
   for (const Status& s : {CheckOutcome(outcome), CheckReason(reason, true)}) {
     if (!s.ok()) {
       std::cerr << "treatyctl: " << s.message() << "\n";
@@ -336,7 +365,7 @@ int Resolve(CoordinatorClient& c, const std::string& gtid, const std::string& br
       rc >= 0) {
     return rc;
   }
-  return PrintStatus(out);
+  return PrintStatus(out, as_json);
 }
 
 int Cluster(CoordinatorClient& c, bool as_json) {

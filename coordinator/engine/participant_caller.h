@@ -18,7 +18,8 @@ struct ParticipantRequest {
   std::string branch;        // step / branch name
   std::string op;            // action, compensate, prepare, commit, abort
   std::string payload_json;  // JSON text; "null" when none was given
-  std::string traceparent;   // W3C trace context to propagate
+  std::string traceparent;   // W3C trace context to propagate (a new span id per call)
+  std::string tracestate;    // the submitter's W3C tracestate, unchanged; "" = none (not sent)
   int64_t timeout_ms = 10000;
   // 2PC one-phase commit (op "commit" without a prior prepare): the
   // participant prepares and commits at once; 409 means it refused.

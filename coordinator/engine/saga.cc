@@ -25,7 +25,9 @@ Saga::Saga(EngineContext* ctx, SagaSpec spec)
 }
 
 std::shared_ptr<Saga> Saga::Create(EngineContext* ctx, SagaSpec spec) {
+  if (spec.trace.empty()) spec.trace.trace_id = NewTraceId(ctx->rng);  // no caller's trace
   std::shared_ptr<Saga> saga(new Saga(ctx, std::move(spec)));
+  saga->trace_ = saga->spec_.trace;
   saga->is_new_ = true;
   const int64_t now = ctx->runner->NowMs();
   TxnRow row;
@@ -66,7 +68,9 @@ Result<std::shared_ptr<Saga>> Saga::Restore(EngineContext* ctx, const TxnDetail&
   spec->gtid = detail.txn.gtid;
   const auto state = ParseTxnState(detail.txn.state);
   if (!state) return Status::Internal("stored saga state '" + detail.txn.state + "' is unknown");
+  if (spec->trace.empty()) spec->trace.trace_id = DerivedTraceId(detail.txn.gtid);  // older log
   std::shared_ptr<Saga> saga(new Saga(ctx, std::move(*spec)));
+  saga->trace_ = saga->spec_.trace;
   saga->RestoreState(*state);
   saga->spec_json_ = detail.txn.spec;
   saga->deadline_ms_ = detail.txn.deadline_ms;

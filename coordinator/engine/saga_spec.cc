@@ -197,7 +197,15 @@ Result<SagaSpec> ParseSagaSpec(const json& body, const SpecLimits& limits) {
   for (const auto& [key, _] : body.items()) {
     static const std::set<std::string> kKnown = {"gtid", "timeout_ms", "concurrent", "wait",
                                                  "steps"};
-    if (!kKnown.count(key)) return Invalid("unknown field '" + key + "'");
+    // "trace" is set by the front end from the request's headers, never by a body.
+    if (!kKnown.count(key) && !(limits.stored && key == "trace")) {
+      return Invalid("unknown field '" + key + "'");
+    }
+  }
+  if (auto it = body.find("trace"); limits.stored && it != body.end() && !it->is_null()) {
+    auto trace = TraceFromJson(*it);
+    if (!trace.ok()) return trace.status();
+    spec.trace = std::move(*trace);
   }
   if (auto s = CheckGraph(spec); !s.ok()) return s;
   return spec;
@@ -217,10 +225,17 @@ json ToJson(const SagaSpec& spec) {
                        {"initial_backoff_ms", s.retry.initial_backoff_ms},
                        {"max_backoff_ms", s.retry.max_backoff_ms}}}});
   }
-  return {{"gtid", spec.gtid},
-          {"timeout_ms", spec.timeout_ms},
-          {"concurrent", spec.concurrent},
-          {"steps", steps}};
+  json out = {{"gtid", spec.gtid},
+              {"timeout_ms", spec.timeout_ms},
+              {"concurrent", spec.concurrent},
+              {"steps", steps}};
+  if (!spec.trace.empty()) out["trace"] = ToJson(spec.trace);
+  return out;
+}
+
+json WithoutTrace(json stored) {
+  if (stored.is_object()) stored.erase("trace");
+  return stored;
 }
 
 std::vector<int> StepDependencies(const SagaSpec& spec, size_t i) {

@@ -1,12 +1,19 @@
 #pragma once
 
-// SagaSpec: a validated saga submission (POST /v1/sagas: README "Submitting a saga",
+// SagaSpec: a validated saga submission (POST /v1/sagas: docs/api.md "Sagas",
 // docs/input-rules.md). ParseSagaSpec rejects, with a message naming the problem: a body that is
 // not an object, missing or mistyped fields, no steps, duplicate step names,
 // unknown names in `after`, cycles, non-http(s)/thrift URLs, negative
 // timeouts or retry settings out of range. ToJson gives the normalized form
 // (defaults filled in, `wait` dropped) that is stored as the transaction's
 // spec and compared on re-submission.
+//
+// The trace (SagaSpec.trace) is not part of the body: the front end sets it
+// from the request's traceparent/tracestate (common/trace_context.h), the
+// driver gives it a new trace id when none came, and ToJson stores it as
+// "trace" so it survives adoption. A body naming "trace" is refused as an
+// unknown field; only a stored spec carries it. It is not compared on
+// re-submission (WithoutTrace).
 
 #include <cstdint>
 #include <string>
@@ -15,6 +22,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/status.h"
+#include "common/trace_context.h"
 
 namespace treaty {
 
@@ -39,6 +47,8 @@ struct SagaSpec {
   int64_t timeout_ms = 0;  // 0: no saga deadline
   bool concurrent = false;
   std::vector<SagaStep> steps;
+  // The W3C trace its participant calls carry (empty: not set yet).
+  TraceContext trace;
 };
 
 struct SpecLimits {
@@ -55,6 +65,10 @@ struct SpecLimits {
 
 Result<SagaSpec> ParseSagaSpec(const nlohmann::json& body, const SpecLimits& limits = {});
 nlohmann::json ToJson(const SagaSpec& spec);
+// `stored` (a ToJson form) without its "trace": what a re-submission is
+// compared on, so that the same body sent again under another trace is the
+// same submission.
+nlohmann::json WithoutTrace(nlohmann::json stored);
 
 // Dependencies of step `i` as indexes: its `after` list when concurrent, else
 // the previous step (none for the first).

@@ -19,7 +19,9 @@ TwoPhase::TwoPhase(EngineContext* ctx, TwoPhaseSpec spec)
     : TxnDriver(ctx, spec.gtid, TxnKind::k2pc), spec_(std::move(spec)) {}
 
 std::shared_ptr<TwoPhase> TwoPhase::Create(EngineContext* ctx, TwoPhaseSpec spec) {
+  if (spec.trace.empty()) spec.trace.trace_id = NewTraceId(ctx->rng);  // no caller's trace
   std::shared_ptr<TwoPhase> t(new TwoPhase(ctx, std::move(spec)));
+  t->trace_ = t->spec_.trace;
   t->is_new_ = true;
   const int64_t now = ctx->runner->NowMs();
   TxnRow row;
@@ -50,7 +52,9 @@ Result<std::shared_ptr<TwoPhase>> TwoPhase::Restore(EngineContext* ctx, const Tx
   spec->gtid = d.txn.gtid;
   const auto state = ParseTxnState(d.txn.state);
   if (!state) return Status::Internal("stored 2PC state '" + d.txn.state + "' is unknown");
+  if (spec->trace.empty()) spec->trace.trace_id = DerivedTraceId(d.txn.gtid);  // older log
   std::shared_ptr<TwoPhase> t(new TwoPhase(ctx, std::move(*spec)));
+  t->trace_ = t->spec_.trace;
   t->RestoreState(*state);
   t->spec_json_ = d.txn.spec;
   t->deadline_ms_ = d.txn.deadline_ms;

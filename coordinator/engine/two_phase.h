@@ -1,8 +1,8 @@
 #pragma once
 
-// TwoPhase: the driver of one two-phase-commit transaction (docs/2pc.md "2PC
-// rules"). Presumed abort: without a logged commit decision, the outcome is
-// abort.
+// TwoPhase: the driver of one two-phase-commit transaction (docs/2pc.md, the
+// rules as clients and participants see them). Presumed abort: without a
+// logged commit decision, the outcome is abort.
 //
 //   transaction:
 //
@@ -57,9 +57,9 @@
 //    ABORTED (never while its prepare is in flight); its retry is cancelled,
 //    the answer of a call in flight ignored, and phase 2 goes on.
 //
-// Attempts (docs/schema.md "Attempts"): a branch's `attempts` counts the
-// attempts of its current op (prepare, then commit or abort), each counted
-// once, when it is planned. A retry is logged as planned (attempt n,
+// Attempts (docs/schema.md "Attempts and retries"): a branch's `attempts`
+// counts the attempts of its current op (prepare, then commit or abort), each
+// counted once, when it is planned. A retry is logged as planned (attempt n,
 // next_attempt_at_ms = when) and, when its timer fires, as sent
 // (next_attempt_at_ms = 0) before the call goes out.
 //

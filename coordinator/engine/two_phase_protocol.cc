@@ -9,10 +9,12 @@
 namespace treaty {
 namespace {
 
-// Whether two begins ask for the same options (the client aside).
+// Whether two begins ask for the same options (the client and trace aside).
 bool SameOptions(TwoPhaseSpec a, TwoPhaseSpec b) {
   a.client.clear();
   b.client.clear();
+  a.trace = {};
+  b.trace = {};
   return ToJson(a) == ToJson(b);
 }
 

@@ -57,7 +57,10 @@ Status ReadBool(const json& body, const char* key, bool* out) {
 Result<TwoPhaseSpec> ParseTwoPhaseSpec(const json& body, const TwoPhaseLimits& limits) {
   if (!body.is_object()) return Invalid("the request body must be a JSON object");
   std::set<std::string> known = {"gtid", "timeout_ms", "one_phase"};
-  if (limits.stored) known.insert("client");  // set from the caller's identity, never by a body
+  if (limits.stored) {
+    known.insert("client");  // set from the caller's identity, never by a body
+    known.insert("trace");   // set from the request's headers, never by a body
+  }
   if (auto s = CheckKnownFields(body, known, ""); !s.ok()) return s;
   TwoPhaseSpec spec;
   if (auto it = body.find("gtid"); it != body.end() && !it->is_null()) {
@@ -77,6 +80,11 @@ Result<TwoPhaseSpec> ParseTwoPhaseSpec(const json& body, const TwoPhaseLimits& l
   if (auto it = body.find("client"); it != body.end() && !it->is_null()) {
     if (!it->is_string()) return Invalid("'client' must be a string");
     spec.client = it->get<std::string>();
+  }
+  if (auto it = body.find("trace"); it != body.end() && !it->is_null()) {
+    auto trace = TraceFromJson(*it);
+    if (!trace.ok()) return trace.status();
+    spec.trace = std::move(*trace);
   }
   return spec;
 }
@@ -117,6 +125,7 @@ json ToJson(const TwoPhaseSpec& spec) {
   json out = {{"timeout_ms", spec.timeout_ms}};
   if (spec.legacy_one_phase) out["one_phase"] = true;
   if (!spec.client.empty()) out["client"] = spec.client;
+  if (!spec.trace.empty()) out["trace"] = ToJson(spec.trace);
   return out;
 }
 

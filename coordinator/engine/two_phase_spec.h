@@ -23,6 +23,9 @@
 // The client that began a transaction (TwoPhaseSpec.client) is set by the
 // front end from the caller's identity, never from the body: a begin body
 // naming `client` is refused as an unknown field; only a stored spec carries it.
+// The same holds for the trace (TwoPhaseSpec.trace, stored as "trace"), set
+// from the begin request's traceparent (see engine/saga_spec.h); neither is
+// compared on a repeated begin.
 
 #include <cstdint>
 #include <string>
@@ -52,6 +55,9 @@ struct TwoPhaseSpec {
   // Prepare calls that fail transiently are retried per this policy, then
   // count as a no vote.
   RetryPolicy prepare_retry{3, 100, 2000};
+  // The W3C trace every call of its branches carries (empty: not set yet;
+  // TwoPhase::Create makes one). ToJson writes it only when set.
+  TraceContext trace;
 };
 
 struct BranchSpec {

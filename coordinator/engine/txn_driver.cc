@@ -130,18 +130,8 @@ void TxnDriver::WatchDeadline(int64_t deadline_ms) {
 
 std::string TxnDriver::TraceParent() {
   TREATY_ASSERT_ON(*ctx_->runner);
-  static const char kHex[] = "0123456789abcdef";
-  auto hex = [](uint64_t v, std::string& out) {
-    for (int i = 60; i >= 0; i -= 4) out.push_back(kHex[(v >> i) & 0xf]);
-  };
-  std::hash<std::string> h;
-  std::string out = "00-";
-  hex(h(gtid_), out);
-  hex(h(gtid_ + "#trace"), out);
-  out += "-";
-  hex(ctx_->rng(), out);
-  out += "-01";
-  return out;
+  if (trace_.empty()) trace_.trace_id = DerivedTraceId(gtid_);  // a subclass always sets it
+  return FormatTraceParent(trace_, NewSpanId(ctx_->rng));
 }
 
 std::string DescribeResponse(const ParticipantResponse& r) {
@@ -197,6 +187,7 @@ void TxnDriver::CallWhenDurable(ParticipantRequest request,
       return;
     }
     request.traceparent = TraceParent();
+    request.tracestate = trace_.tracestate;
     EngineContext* c = ctx_;
     const std::string op = request.op;
     c->caller->Call(std::move(request), [weak, c, op, on_result](ParticipantResponse r) {

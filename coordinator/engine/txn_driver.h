@@ -56,6 +56,7 @@
 #include <string>
 #include <vector>
 
+#include "common/trace_context.h"
 #include "engine/engine_context.h"
 #include "engine/states.h"
 
@@ -212,7 +213,13 @@ class TxnDriver : public std::enable_shared_from_this<TxnDriver> {
   // deadline. Nothing when `deadline_ms` <= 0 or stuck_after_ms is 0. A
   // restored transaction computes the same from its logged deadline.
   void WatchDeadline(int64_t deadline_ms);
-  // W3C traceparent for a call of this transaction (stable trace id per gtid).
+  // The W3C trace of this transaction (common/trace_context.h): the caller's
+  // or a new one, stored in its spec. Set by the subclass's Create (making
+  // one with NewTraceId when the submission brought none) and Restore (for a
+  // spec logged without one: DerivedTraceId of the gtid, flags "01").
+  TraceContext trace_;
+  // The traceparent of one participant call: trace_'s trace id and flags
+  // with a new random span id.
   std::string TraceParent();
 
   // ---- Branch calls (branch_calls.cc), shared by Saga and TwoPhase ----

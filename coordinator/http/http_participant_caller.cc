@@ -161,6 +161,7 @@ class CallState : public PoolWaiter, public std::enable_shared_from_this<CallSta
     http_req_.set("Treaty-Op", HeaderValue(req_.op));
     http_req_.set("Idempotency-Key", HeaderValue(req_.gtid + "/" + req_.branch + "/" + req_.op));
     if (!req_.traceparent.empty()) http_req_.set("traceparent", HeaderValue(req_.traceparent));
+    if (!req_.tracestate.empty()) http_req_.set("tracestate", HeaderValue(req_.tracestate));
     if (req_.one_phase) http_req_.set("Treaty-One-Phase", "true");
     // HTTP/1.1 keeps alive by default, so Beast's keep_alive(true) omits the
     // header; the protocol spec asks for it explicitly.

@@ -2,7 +2,8 @@
 
 // HttpParticipantCaller: calls http:// and https:// participants as docs/2pc.md "What participants
 // receive" specifies (POST, JSON body {"gtid","branch","op","payload"}, Treaty-* headers,
-// Idempotency-Key, traceparent, and Treaty-Signature when a signing key is set). Keeps a pool of
+// Idempotency-Key, traceparent, tracestate when the submitter sent one, and Treaty-Signature
+// when a signing key is set). Keeps a pool of
 // keep-alive connections per scheme://host:port (http and https to one host:port never share
 // one), bounded by `max_connections_per_host`; calls beyond the bound queue. All I/O is async on
 // `io`; no thread per call.
@@ -37,7 +38,7 @@
 //    submissions; a URL it refuses, or one that is not http:// or https://,
 //    completes as kUncallable and nothing is sent;
 //  - every header value (Treaty-Gtid, Treaty-Branch, Treaty-Op,
-//    Idempotency-Key, traceparent) is sent as printable ASCII: any other
+//    Idempotency-Key, traceparent, tracestate) is sent as printable ASCII: any other
 //    byte is written \xNN and '\' as \\, so no CR, LF, NUL or other control
 //    byte reaches the wire (the JSON body carries the exact values);
 //  - the participant's answer text kept in `error` is an Excerpt of

@@ -1,7 +1,7 @@
 #pragma once
 
-// Event collapsing (EventRow::collapse, docs/schema.md "events"), planned in
-// ONE place for every engine and write path.
+// Event collapsing (EventRow::collapse, docs/schema.md "History: one event
+// per run of retries"), planned in ONE place for every engine and write path.
 //
 // The rule: an event written with `collapse` set, whose gtid's newest event
 // of the same branch has the same type, updates that event (count + its

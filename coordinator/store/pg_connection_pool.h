@@ -1,8 +1,9 @@
 #pragma once
 
 // PgConnectionPool: a small pool of libpqxx connections for PgLogStore, and
-// the ONE place where libpqxx exceptions become Status (STYLE.md rule 3).
-// Private to treaty_store (includes libpqxx).
+// the ONE place where libpqxx exceptions become Status: no library
+// exception crosses a module boundary. Private to treaty_store (includes
+// libpqxx).
 //
 // Connections are opened lazily, at most `size` at a time; a caller waits for
 // a free one. A connection that broke (server restart, fail-over, network)

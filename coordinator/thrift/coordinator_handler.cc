@@ -13,6 +13,7 @@
 #include "api/operator_input.h"
 #include "common/json_input.h"
 #include "common/text.h"
+#include "common/trace_context.h"
 #include "engine/states.h"
 #include "engine/two_phase_spec.h"
 #include "store/list_cursor.h"
@@ -139,6 +140,8 @@ void CoordinatorHandler::submitSaga(rpc::TxnStatus& out, const rpc::SagaRequest&
     // (ValidateIdentifier), URLs (ParseEndpoint), payloads (ParseJson above).
     auto spec = ParseSagaSpec(SagaJson(req), options_.limits);
     if (!spec.ok()) ThrowStatus(spec.status());
+    spec->trace = TraceFromHeaders(req.__isset.traceparent ? req.traceparent : "",
+                                   req.__isset.tracestate ? req.tracestate : "");
     const bool wait = req.__isset.wait && req.wait;
     FillStatus(out, Await<SubmitResult>(options_.call_timeout_ms, [&](auto done) {
                  Service()->SubmitSaga(std::move(*spec), wait, 0, std::move(done));
@@ -159,6 +162,8 @@ void CoordinatorHandler::begin2pc(rpc::TxnStatus& out, const rpc::Begin2pcReques
     auto spec = ParseTwoPhaseSpec(body, limits);
     if (!spec.ok()) ThrowStatus(spec.status());
     spec->client = ClientName(who);
+    spec->trace = TraceFromHeaders(req.__isset.traceparent ? req.traceparent : "",
+                                   req.__isset.tracestate ? req.tracestate : "");
     FillStatus(out, Await<SubmitResult>(options_.call_timeout_ms, [&](auto done) {
                  Service()->Begin2pc(std::move(*spec), std::move(done));
                }));

@@ -193,6 +193,7 @@ struct ThriftParticipantCaller::Impl {
     call.payload = req.payload_json;
     call.idempotency_key = req.gtid + "/" + req.branch + "/" + req.op;
     call.traceparent = req.traceparent;
+    if (!req.tracestate.empty()) call.__set_tracestate(req.tracestate);
     if (req.one_phase) call.__set_one_phase(true);
     const int timeout = static_cast<int>(req.timeout_ms);
     c.socket->setRecvTimeout(timeout);

@@ -1,31 +1,35 @@
 #include "treaty/client.h"
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <functional>
 #include <map>
 #include <thread>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
 #include "common/ids.h"
 #include "common/mutex.h"
-#include "http_transport.h"
+#include "coordinator_transport.h"
 #include "input_rules.h"
-#include "thrift_coordinator.h"
 
 namespace treaty {
 inline namespace sdk {
 
 using nlohmann::json;
-using treaty_sdk_detail::FetchError;
+using treaty_sdk_detail::AnswerCode;
+using treaty_sdk_detail::AnswerCodeName;
+using treaty_sdk_detail::CoordinatorReply;
+using treaty_sdk_detail::CoordinatorTransport;
+using treaty_sdk_detail::Delivery;
+using treaty_sdk_detail::EscapeControl;
+using treaty_sdk_detail::TransportOptions;
 
 namespace {
 
-// A coordinator's answer: 2xx with a JSON object body.
-struct Reply {
-  int status = 0;
-  json body;  // an object
-};
+constexpr int kMaxBackoffMs = 5000;  // the backoff between rounds stops doubling here
 
 // Coordinators' answers are parsed with the input rules too (depth limit,
 // UTF-8): a garbage answer is an error, never a crash. These read fields
@@ -48,20 +52,9 @@ bool BoolField(const json& j, const char* key) {
   return it != j.end() && it->is_boolean() && it->get<bool>();
 }
 
-// What an error answer says: {"error":{"message":...}}, else an excerpt of
-// the raw body (valid UTF-8, at most kAnswerExcerptBytes).
-constexpr size_t kAnswerExcerptBytes = 200;
-std::string ErrorMessage(const json& body, const std::string& raw) {
-  std::string excerpt = treaty_sdk_detail::Excerpt(raw, kAnswerExcerptBytes);
-  if (body.is_object()) {
-    if (auto it = body.find("error"); it != body.end()) return StringField(*it, "message", excerpt);
-  }
-  return excerpt;
-}
-
-Result<TxnStatus> ToTxnStatus(const Result<Reply>& r) {
+Result<TxnStatus> ToTxnStatus(const Result<json>& r) {
   if (!r.ok()) return r.status();
-  return TxnStatus{StringField(r->body, "gtid"), StringField(r->body, "state")};
+  return TxnStatus{StringField(*r, "gtid"), StringField(*r, "state")};
 }
 
 // A step's or branch's payload (JSON text) as JSON. Text that is not JSON is
@@ -84,117 +77,136 @@ Status CheckGtid(const std::string& gtid) {
 
 }  // namespace
 
+// One call of Client as the fail-over loop sees it (client.h, "Fail-over").
+struct CallPlan {
+  // The 2PC transaction this call drives (Begin, Enlist, Commit, Abort), or
+  // "": it starts at that transaction's coordinator and a Conflict from
+  // another one may mean "not the owner".
+  std::string pin_gtid;
+  // True for Enlist, Commit and Abort: only the owner acts on them.
+  bool owner_only = false;
+  int extra_timeout_ms = 0;  // a waiting submit's wait
+  std::function<CoordinatorReply(CoordinatorTransport&, int timeout_ms)> send;
+};
+
 class Client::Impl {
  public:
   explicit Impl(ClientOptions o) : options(std::move(o)) {
+    TransportOptions t;
+    t.token = options.token;
+    t.ca_file = options.ca_file;
+    t.cert_file = options.cert_file;
+    t.key_file = options.key_file;
+    t.pool_size = std::max(0, options.keepalive_connections);
+    t.idle_ms = std::max(0, options.keepalive_idle_ms);
     for (auto& c : options.coordinators) {
       while (!c.empty() && c.back() == '/') c.pop_back();
+      transports.push_back(treaty_sdk_detail::MakeCoordinatorTransport(c, t));
     }
   }
 
-  // One logical request with fail-over (see client.h). With `pin_gtid`, the
-  // request starts at the coordinator that last answered for that 2PC
-  // transaction (its owner) and re-pins to whichever answers.
-  Result<Reply> Call(const std::string& method, const std::string& path, const json& body,
-                     int extra_timeout_ms = 0, const std::string& pin_gtid = "");
+  Result<json> Call(const CallPlan& plan);
 
   ClientOptions options;
-  std::atomic<uint64_t> next{0};
+  std::vector<std::unique_ptr<CoordinatorTransport>> transports;  // one per coordinator
+  std::atomic<size_t> preferred{0};  // the coordinator that answered last (sticky)
   treaty::Mutex mu;
   std::map<std::string, size_t> owner_of TREATY_GUARDED_BY(mu);  // 2PC gtid -> coordinator index
 };
 
-Result<Reply> Client::Impl::Call(const std::string& method, const std::string& path,
-                                 const json& body, int extra_timeout_ms,
-                                 const std::string& pin_gtid) {
-  const auto& cs = options.coordinators;
-  if (cs.empty()) return Status::InvalidArgument("client: no coordinators configured");
-  size_t start = next.fetch_add(1) % cs.size();
-  if (!pin_gtid.empty()) {
+Result<json> Client::Impl::Call(const CallPlan& plan) {
+  const size_t n = transports.size();
+  if (n == 0) return Status::InvalidArgument("client: no coordinators configured");
+  size_t start = preferred.load() % n;
+  size_t owner = n;  // unknown
+  if (!plan.pin_gtid.empty()) {
     treaty::MutexLock l(&mu);
-    if (auto it = owner_of.find(pin_gtid); it != owner_of.end()) start = it->second;
+    if (auto it = owner_of.find(plan.pin_gtid); it != owner_of.end() && it->second < n) {
+      start = owner = it->second;
+    }
   }
-  const auto deadline =
+  const auto takeover_deadline =
       std::chrono::steady_clock::now() + std::chrono::milliseconds(options.failover_timeout_ms);
-  bool not_owner = false;
-  const std::string text = body.is_null() ? "" : treaty_sdk_detail::DumpJson(body);
-  std::map<std::string, std::string> headers = {{"Content-Type", "application/json"}};
-  if (!options.token.empty()) headers["Authorization"] = "Bearer " + options.token;
-  const treaty_sdk_detail::FetchTls tls{options.ca_file, options.cert_file, options.key_file};
+  const int attempts = options.max_attempts < 1 ? 1 : options.max_attempts;
+  const int timeout_ms = options.request_timeout_ms + plan.extra_timeout_ms;
+  std::vector<bool> conflicted(n, false);
+  bool awaiting_takeover = false;  // a coordinator said another one owns the transaction
   int backoff = options.backoff_ms;
   std::string last_error = "no attempt";
-  const int attempts = options.max_attempts < 1 ? 1 : options.max_attempts;
-  for (int i = 0; i < attempts || (not_owner && std::chrono::steady_clock::now() < deadline); ++i) {
-    if (i > 0 && i % cs.size() == 0) {
+  for (int i = 0;
+       i < attempts || (awaiting_takeover && std::chrono::steady_clock::now() < takeover_deadline);
+       ++i) {
+    if (i > 0 && i % n == 0) {
       std::this_thread::sleep_for(std::chrono::milliseconds(backoff));
-      backoff = std::min(backoff * 2, 5000);
+      backoff = std::min(backoff * 2, kMaxBackoffMs);
     }
-    const std::string& base = cs[(start + i) % cs.size()];
-    const int timeout_ms = options.request_timeout_ms + extra_timeout_ms;
-    auto f =
-        treaty_sdk_detail::IsThriftUrl(base)
-            ? treaty_sdk_detail::ThriftFetch(method, base, path, text, timeout_ms, options.token)
-            : treaty_sdk_detail::Fetch(method, base + path, text, headers, timeout_ms, tls);
-    if (f.error == FetchError::kInvalidArgument) {
-      return Status::InvalidArgument(
-          "coordinator URL " +
-          treaty_sdk_detail::EscapeControl(treaty_sdk_detail::Excerpt(base, 200)) + ": " +
-          treaty_sdk_detail::EscapeControl(f.error_message));
-    }
-    if (f.error != FetchError::kNone) {
-      last_error = base + ": " + f.error_message;
-      continue;  // connection refused/reset or time-out: the next coordinator
-    }
-    treaty_sdk_detail::ParsedJson answer =
-        treaty_sdk_detail::ParseJsonInput(f.body, "the coordinator's answer");
-    const json& parsed = answer.value;  // null when the answer is not JSON
-    if (f.http_status >= 200 && f.http_status < 300) {
-      if (!parsed.is_object()) {
-        // Not a Treaty coordinator, or a broken one: try the next.
-        last_error = base + ": HTTP " + std::to_string(f.http_status) + " but " +
-                     (answer.ok() ? "the coordinator's answer is not a JSON object" : answer.error);
+    const size_t at = (start + i) % n;
+    const std::string& name = options.coordinators[at];
+    CoordinatorReply r = plan.send(*transports[at], timeout_ms);
+    switch (r.delivery) {
+      case Delivery::kBadConfig:
+        return Status::InvalidArgument(EscapeControl(r.message));
+      case Delivery::kNotSent:    // never reached the coordinator: safe anywhere
+      case Delivery::kNoAnswer:   // outcome unknown: every call is safe to repeat (client.h)
+      case Delivery::kBadAnswer:  // not a coordinator's answer: as kNoAnswer
+        last_error = EscapeControl(r.message);
         continue;
-      }
-      if (!pin_gtid.empty()) {
-        treaty::MutexLock l(&mu);
-        owner_of[pin_gtid] = (start + i) % cs.size();
-        if (owner_of.size() > 100000) owner_of.clear();  // a cache, not a registry
-      }
-      return Reply{f.http_status, parsed};
-    }
-    const std::string msg = ErrorMessage(parsed, f.body);
-    // A 2PC transaction is driven by the coordinator that began it; the
-    // others answer 409 naming it (until one of them takes it over after a
-    // crash). Try the next one, for up to failover_timeout_ms.
-    if (f.http_status == 409 && msg.find("driven by coordinator") != std::string::npos) {
-      not_owner = true;
-      last_error = base + ": " + msg;
-      continue;
-    }
-    switch (f.http_status) {
-      // Credentials are the same for every coordinator: asking the others
-      // with a bad token only adds load.
-      case 401:
-        return Status::Unauthenticated(
-            base + ": " +
-            (options.token.empty() ? "the coordinator needs a token (ClientOptions::token): "
-                                   : "the token was refused: ") +
-            msg);
-      case 403:
-        return Status::PermissionDenied(base + ": " + msg);
-      case 400:
-      case 413:
-      case 422:
-        return Status::InvalidArgument(msg);
-      case 404:
-        return Status::NotFound(msg);
-      case 409:
-        return Status::Conflict(msg);
-      default:
+      case Delivery::kAnswered:
         break;
     }
-    // 503 (draining, not ready) and other 5xx: try another coordinator.
-    last_error = base + ": HTTP " + std::to_string(f.http_status) + " " + msg;
+    const std::string msg = name + ": " + EscapeControl(r.message);
+    switch (r.code) {
+      case AnswerCode::kOk:
+        preferred.store(at);
+        if (!plan.pin_gtid.empty()) {
+          treaty::MutexLock l(&mu);
+          owner_of[plan.pin_gtid] = at;
+          if (owner_of.size() > 100000) owner_of.clear();  // a cache, not a registry
+        }
+        return std::move(r.body);
+      // Credentials are the same for every coordinator: asking the others
+      // with a bad token only adds load.
+      case AnswerCode::kUnauthenticated:
+        return Status::Unauthenticated(
+            name + ": " +
+            (options.token.empty() ? "the coordinator needs a token (ClientOptions::token): "
+                                   : "the token was refused: ") +
+            EscapeControl(r.message));
+      case AnswerCode::kForbidden:
+        return Status::PermissionDenied(msg);
+      case AnswerCode::kInvalidArgument:
+      case AnswerCode::kTooLarge:
+        return Status::InvalidArgument(r.message);
+      case AnswerCode::kNotFound:
+        return Status::NotFound(r.message);
+      case AnswerCode::kConflict:
+        // For Enlist/Commit/Abort a coordinator that does not own the
+        // transaction answers Conflict too: final only from the owner, or
+        // once every coordinator said so (the owner among them).
+        conflicted[at] = true;
+        if (!plan.owner_only || at == owner ||
+            std::all_of(conflicted.begin(), conflicted.end(), [](bool b) { return b; })) {
+          return Status::Conflict(r.message);
+        }
+        awaiting_takeover = true;
+        last_error = msg;
+        continue;
+      case AnswerCode::kNotOwner:  // lost its ownership: another takes over
+        awaiting_takeover = true;
+        last_error = msg;
+        continue;
+      case AnswerCode::kUnavailable:  // draining, not ready, store down
+      case AnswerCode::kTimedOut:
+      case AnswerCode::kInternal:
+        last_error = name + ": " + AnswerCodeName(r.code) + ": " + EscapeControl(r.message);
+        continue;
+    }
+  }
+  if (awaiting_takeover) {
+    return Status::Unavailable("transaction " + plan.pin_gtid +
+                               ": no coordinator acted for it within failover_timeout_ms (" +
+                               std::to_string(options.failover_timeout_ms) +
+                               " ms); last: " + last_error);
   }
   return Status::Unavailable("no coordinator answered after " + std::to_string(attempts) +
                              " attempts; last: " + last_error);
@@ -234,7 +246,9 @@ Result<TxnStatus> Client::SubmitSaga(const SagaSpec& saga, bool wait, int wait_m
   if (saga.timeout_ms > 0) body["timeout_ms"] = saga.timeout_ms;
   if (saga.concurrent) body["concurrent"] = true;
   if (wait) body["wait"] = true;
-  return ToTxnStatus(impl_->Call("POST", "/v1/sagas", body, wait ? wait_ms : 0));
+  return ToTxnStatus(impl_->Call(
+      {.extra_timeout_ms = wait ? wait_ms : 0,
+       .send = [&](CoordinatorTransport& t, int ms) { return t.SubmitSaga(body, ms); }}));
 }
 
 Result<TxnStatus> Client::Begin(const std::string& gtid_or_empty, int64_t timeout_ms) {
@@ -245,7 +259,9 @@ Result<TxnStatus> Client::Begin(const std::string& gtid_or_empty, int64_t timeou
   // two phases too.
   json body = {{"gtid", gtid}, {"one_phase", false}};
   if (timeout_ms > 0) body["timeout_ms"] = timeout_ms;
-  return ToTxnStatus(impl_->Call("POST", "/v1/2pc", body, 0, gtid));
+  return ToTxnStatus(impl_->Call({.pin_gtid = gtid, .send = [&](CoordinatorTransport& t, int ms) {
+                                    return t.Begin(body, ms);
+                                  }}));
 }
 
 Status Client::Enlist(const std::string& gtid, const BranchSpec& b) {
@@ -258,25 +274,34 @@ Status Client::Enlist(const std::string& gtid, const BranchSpec& b) {
                {"abort", b.abort},
                {"payload", std::move(*payload)}};
   if (b.one_phase) body["one_phase"] = true;  // absent: older coordinators accept the body
-  auto r = impl_->Call("POST", "/v1/2pc/" + gtid + "/branches", body, 0, gtid);
+  auto r = impl_->Call(
+      {.pin_gtid = gtid, .owner_only = true, .send = [&](CoordinatorTransport& t, int ms) {
+         return t.Enlist(gtid, body, ms);
+       }});
   return r.ok() ? Status::Ok() : r.status();
 }
 
 Result<TxnStatus> Client::Commit(const std::string& gtid) {
   if (Status s = CheckGtid(gtid); !s.ok()) return s;
-  return ToTxnStatus(impl_->Call("POST", "/v1/2pc/" + gtid + "/commit", json::object(), 0, gtid));
+  return ToTxnStatus(impl_->Call(
+      {.pin_gtid = gtid, .owner_only = true, .send = [&](CoordinatorTransport& t, int ms) {
+         return t.Commit(gtid, ms);
+       }}));
 }
 
 Result<TxnStatus> Client::Abort(const std::string& gtid) {
   if (Status s = CheckGtid(gtid); !s.ok()) return s;
-  return ToTxnStatus(impl_->Call("POST", "/v1/2pc/" + gtid + "/abort", json::object(), 0, gtid));
+  return ToTxnStatus(impl_->Call(
+      {.pin_gtid = gtid, .owner_only = true, .send = [&](CoordinatorTransport& t, int ms) {
+         return t.Abort(gtid, ms);
+       }}));
 }
 
 Result<TransactionInfo> Client::Get(const std::string& gtid) {
   if (Status s = CheckGtid(gtid); !s.ok()) return s;
-  auto r = impl_->Call("GET", "/v1/transactions/" + gtid, json());
+  auto r = impl_->Call({.send = [&](CoordinatorTransport& t, int ms) { return t.Get(gtid, ms); }});
   if (!r.ok()) return r.status();
-  const json& j = r->body;
+  const json& j = *r;
   TransactionInfo t;
   t.gtid = StringField(j, "gtid");
   t.kind = StringField(j, "kind");

@@ -8,39 +8,9 @@
 #include <boost/asio/io_context.hpp>
 
 #include "common/text.h"
-#include "http/http_client.h"
 #include "http/http_server.h"
 
 namespace treaty_sdk_detail {
-
-FetchReply Fetch(const std::string& method, const std::string& url, const std::string& body,
-                 const std::map<std::string, std::string>& headers, int timeout_ms,
-                 const FetchTls& tls) {
-  FetchReply out;
-  const treaty::TlsClientFiles files{tls.ca_file, tls.cert_file, tls.key_file};
-  auto r = treaty::HttpFetch(method, url, body, headers, timeout_ms, &files);
-  if (!r.ok()) {
-    switch (r.status().code()) {
-      case treaty::StatusCode::kUnavailable:
-        out.error = FetchError::kUnavailable;
-        break;
-      case treaty::StatusCode::kTimedOut:
-        out.error = FetchError::kTimedOut;
-        break;
-      case treaty::StatusCode::kInvalidArgument:
-        out.error = FetchError::kInvalidArgument;
-        break;
-      default:
-        out.error = FetchError::kOther;
-        break;
-    }
-    out.error_message = r.status().message();
-    return out;
-  }
-  out.http_status = r->status;
-  out.body = std::move(r->body);
-  return out;
-}
 
 struct HttpEndpoint::Impl {
   boost::asio::io_context io;

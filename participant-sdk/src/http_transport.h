@@ -1,10 +1,12 @@
 #pragma once
 
-// The SDK's HTTP transport, over the coordinator's Beast layer (treaty_http,
-// linked privately). This header deliberately uses plain types only, and
-// http_transport.cc (with input_rules.cc) is the only SDK file that includes
-// coordinator headers: the coordinator's treaty::Status and the SDK's
-// treaty::sdk::Status must never meet in one translation unit.
+// The participant server's HTTP endpoint, over the coordinator's Beast layer
+// (treaty_http, linked privately); the Client's side is http_coordinator.h.
+// This header deliberately uses plain types only. Only the SDK's private
+// transport files (this one's .cc, http_coordinator.cc, thrift_*.cc,
+// input_rules.cc) include coordinator headers: the coordinator's
+// treaty::Status and the SDK's treaty::sdk::Status must never meet in one
+// translation unit.
 
 #include <cstddef>
 #include <cstdint>
@@ -14,29 +16,6 @@
 #include <string>
 
 namespace treaty_sdk_detail {
-
-enum class FetchError { kNone, kUnavailable, kTimedOut, kInvalidArgument, kOther };
-
-struct FetchReply {
-  FetchError error = FetchError::kNone;
-  std::string error_message;  // when error != kNone
-  int http_status = 0;
-  std::string body;
-};
-
-// PEM files for https:// coordinators (ClientOptions' ca_file, cert_file,
-// key_file): empty ca_file means the system's trust store.
-struct FetchTls {
-  std::string ca_file, cert_file, key_file;
-};
-
-// One blocking request on a fresh connection (http:// or https://; the
-// server's certificate is checked against `tls` and must name the URL's
-// host). Unusable TLS files are kInvalidArgument; TLS handshake failures
-// (a refused certificate) kUnavailable.
-FetchReply Fetch(const std::string& method, const std::string& url, const std::string& body,
-                 const std::map<std::string, std::string>& headers, int timeout_ms,
-                 const FetchTls& tls = {});
 
 struct EndpointRequest {
   std::string method;

@@ -1,6 +1,10 @@
 #include "thrift_coordinator.h"
 
+#include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <memory>
+#include <vector>
 
 #include <thrift/transport/TBufferTransports.h>
 #include <thrift/transport/TSocket.h>
@@ -9,6 +13,7 @@
 
 #include "CoordinatorService.h"
 #include "common/endpoint.h"
+#include "common/mutex.h"
 #include "input_rules.h"
 #include "thrift/thrift_limits.h"
 
@@ -17,31 +22,9 @@ namespace treaty_sdk_detail {
 namespace at = apache::thrift;
 namespace rpc = treaty::rpc;
 using nlohmann::json;
+using Clock = std::chrono::steady_clock;
 
 namespace {
-
-// The coordinator's strings are outside input too: DumpJson cannot throw on
-// ill-formed UTF-8 (it becomes U+FFFD).
-FetchReply Answer(int http_status, const json& body) {
-  FetchReply r;
-  r.http_status = http_status;
-  r.body = DumpJson(body);
-  return r;
-}
-
-FetchReply ErrorAnswer(int http_status, const std::string& message) {
-  json error = {{"message", Excerpt(message, 1024)}};
-  if (http_status == 401) error["code"] = "unauthenticated";
-  if (http_status == 403) error["code"] = "forbidden";
-  return Answer(http_status, {{"error", std::move(error)}});
-}
-
-FetchReply Failed(FetchError error, const std::string& message) {
-  FetchReply r;
-  r.error = error;
-  r.error_message = message;
-  return r;
-}
 
 json StatusJson(const rpc::TxnStatus& s) { return {{"gtid", s.gtid}, {"state", s.state}}; }
 
@@ -113,125 +96,267 @@ rpc::SagaRequest SagaRequest(const json& body) {
   return req;
 }
 
-// "/v1/2pc/{gtid}/{what}" -> gtid, what.
-bool SplitTwoPhasePath(const std::string& path, std::string* gtid, std::string* what) {
-  const std::string prefix = "/v1/2pc/";
-  if (path.rfind(prefix, 0) != 0) return false;
-  std::string rest = path.substr(prefix.size());
-  auto slash = rest.rfind('/');
-  if (slash == std::string::npos || slash == 0) return false;
-  *gtid = rest.substr(0, slash);
-  *what = rest.substr(slash + 1);
-  return true;
+constexpr size_t kMessageBytes = 200;  // error messages are cut to this
+
+CoordinatorReply Answered(AnswerCode code, const std::string& message) {
+  CoordinatorReply r;
+  r.delivery = Delivery::kAnswered;
+  r.code = code;
+  r.message = Excerpt(message, kMessageBytes);
+  return r;
 }
 
-// Runs the CoordinatorService call for (method, path); throws what the
-// client throws.
-FetchReply Invoke(rpc::CoordinatorServiceClient& c, const std::string& method,
-                  const std::string& path, const json& body) {
-  rpc::TxnStatus status;
-  std::string gtid, what;
-  if (method == "POST" && path == "/v1/sagas") {
-    c.submitSaga(status, SagaRequest(body));
-    return Answer(200, StatusJson(status));
+CoordinatorReply Failed(Delivery d, std::string message) {
+  CoordinatorReply r;
+  r.delivery = d;
+  r.message = std::move(message);
+  return r;
+}
+
+// One open connection; used by one call at a time.
+struct ThriftConnection {
+  std::shared_ptr<at::transport::TSocket> socket;
+  std::shared_ptr<at::transport::TTransport> transport;
+  std::unique_ptr<rpc::CoordinatorServiceClient> client;
+  Clock::time_point idle_since;
+
+  void Close() {
+    try {
+      transport->close();
+    } catch (const std::exception&) {
+      // closing a broken connection: nothing to do
+    }
   }
-  if (method == "POST" && path == "/v1/2pc") {
-    rpc::Begin2pcRequest req;
-    if (body.contains("gtid")) req.__set_gtid(body["gtid"].get<std::string>());
-    if (body.contains("timeout_ms")) req.__set_timeout_ms(body["timeout_ms"].get<int64_t>());
-    if (body.contains("one_phase")) req.__set_one_phase(body["one_phase"].get<bool>());
-    c.begin2pc(status, req);
-    return Answer(200, StatusJson(status));
+};
+
+class ThriftCoordinator : public CoordinatorTransport {
+ public:
+  ThriftCoordinator(std::string address, treaty::Endpoint endpoint, const TransportOptions& options)
+      : address_(std::move(address)), endpoint_(std::move(endpoint)), options_(options) {}
+
+  CoordinatorReply SubmitSaga(const json& request, int timeout_ms) override {
+    return Call(timeout_ms, [&](rpc::CoordinatorServiceClient& c) {
+      rpc::TxnStatus status;
+      c.submitSaga(status, SagaRequest(request));
+      return StatusJson(status);
+    });
   }
-  if (method == "POST" && SplitTwoPhasePath(path, &gtid, &what)) {
-    if (what == "branches") {
+  CoordinatorReply Begin(const json& request, int timeout_ms) override {
+    return Call(timeout_ms, [&](rpc::CoordinatorServiceClient& c) {
+      rpc::Begin2pcRequest req;
+      if (request.contains("gtid")) req.__set_gtid(request["gtid"].get<std::string>());
+      if (request.contains("timeout_ms")) {
+        req.__set_timeout_ms(request["timeout_ms"].get<int64_t>());
+      }
+      if (request.contains("one_phase")) req.__set_one_phase(request["one_phase"].get<bool>());
+      rpc::TxnStatus status;
+      c.begin2pc(status, req);
+      return StatusJson(status);
+    });
+  }
+  CoordinatorReply Enlist(const std::string& gtid, const json& branch, int timeout_ms) override {
+    return Call(timeout_ms, [&](rpc::CoordinatorServiceClient& c) {
       rpc::Branch2pc b;
-      b.name = body["name"].get<std::string>();
-      b.prepare = body["prepare"].get<std::string>();
-      b.commit = body["commit"].get<std::string>();
-      b.abort = body["abort"].get<std::string>();
-      b.__set_payload(PayloadText(body));
-      if (body.contains("one_phase")) b.__set_one_phase(body["one_phase"].get<bool>());
+      b.name = branch["name"].get<std::string>();
+      b.prepare = branch["prepare"].get<std::string>();
+      b.commit = branch["commit"].get<std::string>();
+      b.abort = branch["abort"].get<std::string>();
+      b.__set_payload(PayloadText(branch));
+      if (branch.contains("one_phase")) b.__set_one_phase(branch["one_phase"].get<bool>());
+      rpc::TxnStatus status;
       c.registerBranch(status, gtid, b);
-      return Answer(200, StatusJson(status));
-    }
-    if (what == "commit") {
+      return StatusJson(status);
+    });
+  }
+  CoordinatorReply Commit(const std::string& gtid, int timeout_ms) override {
+    return Call(timeout_ms, [&](rpc::CoordinatorServiceClient& c) {
+      rpc::TxnStatus status;
       c.commit2pc(status, gtid);
-      return Answer(200, StatusJson(status));
-    }
-    if (what == "abort") {
+      return StatusJson(status);
+    });
+  }
+  CoordinatorReply Abort(const std::string& gtid, int timeout_ms) override {
+    return Call(timeout_ms, [&](rpc::CoordinatorServiceClient& c) {
+      rpc::TxnStatus status;
       c.abort2pc(status, gtid);
-      return Answer(200, StatusJson(status));
+      return StatusJson(status);
+    });
+  }
+  CoordinatorReply Get(const std::string& gtid, int timeout_ms) override {
+    return Call(timeout_ms, [&](rpc::CoordinatorServiceClient& c) {
+      rpc::Transaction t;
+      c.getTransaction(t, gtid);
+      return TransactionJson(t);
+    });
+  }
+  int64_t connections_opened() const override { return opened_.load(); }
+
+ private:
+  // Runs `fn` on a pooled or fresh connection (thrift_coordinator.h).
+  template <class Fn>
+  CoordinatorReply Call(int timeout_ms, Fn fn);
+  std::unique_ptr<ThriftConnection> TakeIdle();
+  void GiveBack(std::unique_ptr<ThriftConnection> c);
+  // Opens (and authenticates) a connection, or answers why not.
+  std::unique_ptr<ThriftConnection> Open(int timeout_ms, CoordinatorReply* failure);
+
+  const std::string address_;
+  const treaty::Endpoint endpoint_;
+  const TransportOptions options_;
+  std::atomic<int64_t> opened_{0};
+  treaty::Mutex mu_;
+  std::vector<std::unique_ptr<ThriftConnection>> idle_ TREATY_GUARDED_BY(mu_);  // newest last
+};
+
+std::unique_ptr<ThriftConnection> ThriftCoordinator::TakeIdle() {
+  const auto now = Clock::now();
+  std::vector<std::unique_ptr<ThriftConnection>> stale;  // closed outside the lock
+  std::unique_ptr<ThriftConnection> found;
+  {
+    treaty::MutexLock l(&mu_);
+    while (!idle_.empty() && !found) {
+      std::unique_ptr<ThriftConnection> c = std::move(idle_.back());
+      idle_.pop_back();
+      const bool fresh = now - c->idle_since < std::chrono::milliseconds(options_.idle_ms);
+      if (fresh && IdleSocketUsable(c->socket->getSocketFD())) {
+        found = std::move(c);
+      } else {
+        stale.push_back(std::move(c));
+      }
     }
   }
-  const std::string get_prefix = "/v1/transactions/";
-  if (method == "GET" && path.rfind(get_prefix, 0) == 0) {
-    rpc::Transaction t;
-    c.getTransaction(t, path.substr(get_prefix.size()));
-    return Answer(200, TransactionJson(t));
+  for (auto& c : stale) c->Close();
+  return found;
+}
+
+void ThriftCoordinator::GiveBack(std::unique_ptr<ThriftConnection> c) {
+  c->idle_since = Clock::now();
+  {
+    treaty::MutexLock l(&mu_);
+    if (static_cast<int>(idle_.size()) < options_.pool_size) {
+      idle_.push_back(std::move(c));
+      return;
+    }
   }
-  return Failed(FetchError::kInvalidArgument, "no Thrift call for " + method + " " + path);
+  c->Close();
+}
+
+std::unique_ptr<ThriftConnection> ThriftCoordinator::Open(int timeout_ms,
+                                                          CoordinatorReply* failure) {
+  auto c = std::make_unique<ThriftConnection>();
+  try {
+    // The limits of thrift_limits.h on the answer: one that exceeds them
+    // fails the call, it never costs more memory.
+    c->socket = std::make_shared<at::transport::TSocket>(endpoint_.host, endpoint_.port,
+                                                         treaty::ThriftConfiguration());
+    c->socket->setConnTimeout(std::min(timeout_ms, 5000));
+    c->socket->setRecvTimeout(timeout_ms);
+    c->socket->setSendTimeout(timeout_ms);
+    c->socket->setNoDelay(true);
+    c->transport =
+        std::make_shared<at::transport::TFramedTransport>(c->socket, treaty::ThriftConfiguration());
+    c->client = std::make_unique<rpc::CoordinatorServiceClient>(
+        treaty::LimitedBinaryProtocol(c->transport));
+    c->transport->open();
+    opened_.fetch_add(1);
+  } catch (const std::exception& e) {
+    *failure = Failed(Delivery::kNotSent, address_ + ": connect: " + Excerpt(e.what(), 200));
+    return nullptr;
+  }
+  if (options_.token.empty()) return c;
+  try {
+    c->client->authenticate(options_.token);
+    return c;
+  } catch (const rpc::Unauthenticated& e) {
+    *failure = Answered(AnswerCode::kUnauthenticated, e.message);
+  } catch (const std::exception& e) {
+    *failure = Failed(Delivery::kNotSent, address_ + ": authenticate: " + Excerpt(e.what(), 200));
+  }
+  c->Close();
+  return nullptr;
+}
+
+template <class Fn>
+CoordinatorReply ThriftCoordinator::Call(int timeout_ms, Fn fn) {
+  for (int round = 0;; ++round) {
+    std::unique_ptr<ThriftConnection> c = round == 0 ? TakeIdle() : nullptr;
+    const bool reused = c != nullptr;
+    if (!c) {
+      CoordinatorReply failure;
+      c = Open(timeout_ms, &failure);
+      if (!c) return failure;
+    } else {
+      try {
+        c->socket->setRecvTimeout(timeout_ms);
+        c->socket->setSendTimeout(timeout_ms);
+      } catch (const std::exception&) {
+        c->Close();
+        continue;
+      }
+    }
+    try {
+      CoordinatorReply r;
+      r.delivery = Delivery::kAnswered;
+      json raw = fn(*c->client);
+      GiveBack(std::move(c));
+      // Strings made valid UTF-8 (DumpJson), as a REST answer would be.
+      ParsedJson clean = ParseJsonInput(DumpJson(raw), "the coordinator's answer",
+                                        treaty::limits::kMaxJsonDepth + 2);
+      if (!clean.ok()) return Failed(Delivery::kBadAnswer, address_ + ": " + clean.error);
+      r.body = std::move(clean.value);
+      return r;
+    } catch (const rpc::InvalidRequest& e) {
+      GiveBack(std::move(c));
+      return Answered(AnswerCode::kInvalidArgument, e.message);
+    } catch (const rpc::NotFound& e) {
+      GiveBack(std::move(c));
+      return Answered(AnswerCode::kNotFound, e.message);
+    } catch (const rpc::Conflict& e) {
+      GiveBack(std::move(c));
+      return Answered(AnswerCode::kConflict, e.message);
+    } catch (const rpc::Unavailable& e) {
+      GiveBack(std::move(c));
+      return Answered(AnswerCode::kUnavailable, e.message);
+    } catch (const rpc::Unauthenticated& e) {
+      GiveBack(std::move(c));
+      return Answered(AnswerCode::kUnauthenticated, e.message);
+    } catch (const rpc::Forbidden& e) {
+      GiveBack(std::move(c));
+      return Answered(AnswerCode::kForbidden, e.message);
+    } catch (const json::exception& e) {
+      // The request could not be converted: nothing was sent.
+      GiveBack(std::move(c));
+      return Failed(Delivery::kBadConfig, std::string("request body: ") + Excerpt(e.what(), 200));
+    } catch (const at::transport::TTransportException& e) {
+      c->Close();
+      const bool timed_out = e.getType() == at::transport::TTransportException::TIMED_OUT;
+      if (reused && round == 0 && !timed_out) continue;  // closed while idle
+      return Failed(Delivery::kNoAnswer,
+                    address_ + ": " +
+                        (timed_out ? "timed out after " + std::to_string(timeout_ms) + " ms"
+                                   : Excerpt(e.what(), 200)));
+    } catch (const std::exception& e) {
+      // TApplicationException, protocol errors, a reply beyond the limits:
+      // the call was sent; its outcome is unknown.
+      c->Close();
+      return Failed(Delivery::kBadAnswer, address_ + ": " + Excerpt(e.what(), 200));
+    }
+  }
 }
 
 }  // namespace
 
-bool IsThriftUrl(const std::string& url) { return url.rfind("thrift://", 0) == 0; }
-
-FetchReply ThriftFetch(const std::string& method, const std::string& url, const std::string& path,
-                       const std::string& body, int timeout_ms, const std::string& token) {
+std::unique_ptr<CoordinatorTransport> MakeThriftCoordinator(const std::string& address,
+                                                            const TransportOptions& options,
+                                                            std::string* why) {
   // The coordinator's own URL parser, so the SDK calls what treatyd accepts.
-  const treaty::Result<treaty::Endpoint> endpoint = treaty::ParseEndpoint(url);
+  const treaty::Result<treaty::Endpoint> endpoint = treaty::ParseEndpoint(address);
   if (!endpoint.ok() || endpoint->scheme != "thrift") {
-    return Failed(FetchError::kInvalidArgument, "expected thrift://HOST:PORT, got '" + url + "'");
+    *why =
+        "coordinator URL " + EscapeControl(Excerpt(address, 200)) + ": expected thrift://HOST:PORT";
+    return nullptr;
   }
-  json parsed = body.empty() ? json::object() : json::parse(body, nullptr, false);
-  if (parsed.is_discarded() || !parsed.is_object()) {
-    return Failed(FetchError::kInvalidArgument, "request body is not a JSON object");
-  }
-  try {
-    // The limits of thrift_limits.h on the answer: one that exceeds them
-    // fails the call (kUnavailable), it never costs more memory.
-    auto socket = std::make_shared<at::transport::TSocket>(endpoint->host, endpoint->port,
-                                                           treaty::ThriftConfiguration());
-    socket->setConnTimeout(std::min(timeout_ms, 5000));
-    socket->setRecvTimeout(timeout_ms);
-    socket->setSendTimeout(timeout_ms);
-    socket->setNoDelay(true);
-    auto transport =
-        std::make_shared<at::transport::TFramedTransport>(socket, treaty::ThriftConfiguration());
-    rpc::CoordinatorServiceClient client(treaty::LimitedBinaryProtocol(transport));
-    transport->open();
-    FetchReply r;
-    try {
-      if (!token.empty()) client.authenticate(token);
-      r = Invoke(client, method, path, parsed);
-    } catch (const rpc::Unauthenticated& e) {
-      r = ErrorAnswer(401, e.message);
-    } catch (const rpc::Forbidden& e) {
-      r = ErrorAnswer(403, e.message);
-    } catch (const rpc::InvalidRequest& e) {
-      r = ErrorAnswer(400, e.message);
-    } catch (const rpc::NotFound& e) {
-      r = ErrorAnswer(404, e.message);
-    } catch (const rpc::Conflict& e) {
-      r = ErrorAnswer(409, e.message);
-    } catch (const rpc::Unavailable& e) {
-      r = ErrorAnswer(503, e.message);
-    }
-    transport->close();
-    return r;
-  } catch (const json::exception& e) {
-    return Failed(FetchError::kInvalidArgument,
-                  std::string("request body: ") + Excerpt(e.what(), 200));
-  } catch (const at::transport::TTransportException& e) {
-    const bool timed_out = e.getType() == at::transport::TTransportException::TIMED_OUT;
-    return Failed(timed_out ? FetchError::kTimedOut : FetchError::kUnavailable,
-                  url + ": " + Excerpt(e.what(), 200));
-  } catch (const std::exception& e) {
-    // TApplicationException, protocol errors, a refused answer: the
-    // coordinator could not answer this call; another may.
-    return Failed(FetchError::kUnavailable, url + ": " + Excerpt(e.what(), 200));
-  }
+  return std::make_unique<ThriftCoordinator>(address, *endpoint, options);
 }
 
 }  // namespace treaty_sdk_detail

@@ -1,46 +1,46 @@
 #pragma once
 
-// Private to the SDK: the Client's Thrift transport. Speaks Treaty's
-// CoordinatorService (idl/coordinator.thrift; framed transport, binary
-// protocol) to a coordinator at "thrift://host:port", taking the same
-// request the REST transport takes (method, path, JSON body) so that
-// Client::Impl::Call keeps one fail-over loop for both:
+// Private to the SDK: ThriftCoordinator, the CoordinatorTransport of
+// "thrift://host:port" coordinators: Treaty's CoordinatorService
+// (idl/coordinator.thrift; framed transport, binary protocol; treatyd's
+// --thrift address).
 //
-//   POST /v1/sagas                    -> submitSaga
-//   POST /v1/2pc                      -> begin2pc
-//   POST /v1/2pc/{gtid}/branches      -> registerBranch
-//   POST /v1/2pc/{gtid}/commit        -> commit2pc
-//   POST /v1/2pc/{gtid}/abort         -> abort2pc
-//   GET  /v1/transactions/{gtid}      -> getTransaction
+//   CoordinatorTransport   CoordinatorService
+//   SubmitSaga             submitSaga
+//   Begin                  begin2pc
+//   Enlist                 registerBranch
+//   Commit / Abort         commit2pc / abort2pc
+//   Get                    getTransaction
 //
-// Authentication: with a non-empty `token` the connection first calls
-// authenticate(token); a refused token answers 401 without the call being
-// made.
+// Connections stay open between calls: at most TransportOptions::pool_size
+// idle ones per coordinator, reused most-recent-first after checking that
+// the coordinator has not closed them (IdleSocketUsable), closed after
+// TransportOptions::idle_ms idle. With a token, a connection calls
+// authenticate(token) once, when it is opened; a refused token answers
+// kUnauthenticated without the call being made. A connection that fails in
+// any way other than a typed exception is closed (the next call opens a
+// fresh one); one reused from the pool that fails before its answer is read
+// is retried once on a fresh connection, as HTTP does (http_coordinator.h).
 //
-// The answer is shaped as the REST answer would be: the typed exceptions
-// become the status REST uses for them (InvalidRequest 400, Unauthenticated
-// 401, Forbidden 403, NotFound 404, Conflict 409, Unavailable 503) with
-// {"error":{"code":...,"message":...}} (code "unauthenticated" or
-// "forbidden" for 401 and 403, as REST); a result becomes 200 with the REST
-// body's fields. Transport errors are
-// kUnavailable / kTimedOut. Thrift exceptions never leave
-// thrift_coordinator.cc. Blocking, one fresh connection per call;
-// thread-safe.
-//
-// The coordinator's answer is outside input (docs/input-rules.md): read
-// under the Thrift limits of coordinator/thrift/thrift_limits.h (an answer
-// beyond them fails the call with kUnavailable), its strings made valid
-// UTF-8 and its spec parsed with the JSON depth limit.
+// Typed exceptions become AnswerCodes (InvalidRequest kInvalidArgument,
+// Unauthenticated, Forbidden, NotFound, Conflict, Unavailable); a
+// connection that cannot be opened is kNotSent, a call that fails after
+// being sent (time-out, reset, TApplicationException, a reply beyond the
+// limits of coordinator/thrift/thrift_limits.h) kNoAnswer. Results are
+// shaped as the REST answers (gtid, state; a transaction's fields), their
+// strings made valid UTF-8 and the spec parsed with the JSON depth limit.
+// Thrift exceptions never leave thrift_coordinator.cc. Thread-safe.
 
+#include <memory>
 #include <string>
 
-#include "http_transport.h"
+#include "coordinator_transport.h"
 
 namespace treaty_sdk_detail {
 
-bool IsThriftUrl(const std::string& url);
-
-FetchReply ThriftFetch(const std::string& method, const std::string& url, const std::string& path,
-                       const std::string& body, int timeout_ms, const std::string& token = "");
+// The transport for a thrift:// `address`, or null with *why set.
+std::unique_ptr<CoordinatorTransport> MakeThriftCoordinator(const std::string& address,
+                                                            const TransportOptions& options,
+                                                            std::string* why);
 
 }  // namespace treaty_sdk_detail

@@ -52,6 +52,7 @@ std::vector<Route> AllRoutes(const std::string& log_level) {
       {"GET", "/v1/transactions/no-such-1", "", "read"},
       {"GET", "/v1/cluster", "", "read"},
       {"GET", "/v1/stats", "", "read"},
+      {"GET", "/v1/openapi.json", "", "read"},
       {"GET", "/metrics", "", "read"},
       {"GET", "/v1/session", "", "read"},
       {"POST", "/v1/sagas", "{}", "submit"},

@@ -1,12 +1,13 @@
 // Router (api/router.h): literal and captured segments, the rest capture,
 // percent-encoding, trailing slashes, empty segments, HEAD only where listed,
-// no path vs wrong method, hostile paths.
+// no path vs wrong method, hostile paths, the table as Routes lists it.
 
 #include "api/router.h"
 
 #include <gtest/gtest.h>
 
 #include <string>
+#include <vector>
 
 namespace treaty {
 namespace {
@@ -126,6 +127,18 @@ TEST_F(RouterTest, HostilePathsMatchNothingUnexpected) {
   EXPECT_EQ(Route("GET", "/v1/transactions/" + std::string(100000, 'a')), "get");
   EXPECT_EQ(gtid_.size(), 100000u);
   EXPECT_EQ(Route("G\xffT", "/healthz"), "405");
+}
+
+TEST_F(RouterTest, RoutesListsTheTableAsAdded) {
+  const std::vector<Router::RouteInfo> routes = router_.Routes();
+  ASSERT_EQ(routes.size(), 7u);
+  EXPECT_EQ(routes[0].pattern, "/healthz");
+  EXPECT_EQ(routes[0].methods, std::vector<std::string>{"GET"});
+  EXPECT_EQ(routes[3].pattern, "/v1/transactions/{gtid}/branches/{branch}/resolve");
+  EXPECT_EQ(routes[4].pattern, "/ui/{file...}");
+  EXPECT_EQ(routes[4].methods, (std::vector<std::string>{"GET", "HEAD"}));
+  EXPECT_EQ(routes[6].pattern, "/v1/session");
+  EXPECT_TRUE(routes[6].methods.empty());  // any method
 }
 
 TEST(PathParamsTest, UnknownNameIsEmpty) {

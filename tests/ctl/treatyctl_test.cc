@@ -6,11 +6,14 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <array>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <regex>
+#include <set>
 
 #include <nlohmann/json.hpp>
 
@@ -255,7 +258,7 @@ TEST_F(TreatyctlTest, ViewsShowFlagsLastErrorAndCollapsedRetries) {
   ASSERT_EQ(r.code, 0) << r.out;
   EXPECT_NE(r.out.find("(PAUSED)"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("(NEEDS ATTENTION)"), std::string::npos) << r.out;
-  EXPECT_NE(r.out.find("retry x30 (2025-11-30 19:05:20.000 .. 2025-11-30 19:13:20.000): "
+  EXPECT_NE(r.out.find("retry x30 (2025-11-30 19:05:20.000 UTC .. 2025-11-30 19:13:20.000 UTC): "
                        "commit failed: HTTP 404"),
             std::string::npos)
       << r.out;
@@ -270,6 +273,180 @@ TEST_F(TreatyctlTest, ViewsShowFlagsLastErrorAndCollapsedRetries) {
   EXPECT_EQ(r.out.find('\x1b'), std::string::npos) << "terminal escape passed through";
   EXPECT_EQ(r.out.find(std::string(100, 'e')), std::string::npos) << "not truncated: " << r.out;
   EXPECT_NE(r.out.find("..."), std::string::npos) << r.out;
+}
+
+// --json is accepted before or after every command and prints the answer's
+// JSON (raw ms times); text shows times in UTC with the zone.
+TEST_F(TreatyctlTest, JsonBeforeOrAfterEveryCommandAndReadableTimes) {
+  auto r = Run("2pc begin --gtid j1 --json");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_EQ(json::parse(r.out)["state"], "ACTIVE") << r.out;
+  r = Run("--json 2pc enlist j1 --name a --prepare " + participant_.Url("a", "prepare") +
+          " --commit " + participant_.Url("a", "commit") + " --abort " +
+          participant_.Url("a", "abort"));
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_EQ(json::parse(r.out)["branch"], "a") << r.out;
+  r = Run("--json pause j1 --reason 'maintenance'");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_EQ(json::parse(r.out)["paused"], true) << r.out;
+  r = Run("resume j1 --json");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_EQ(json::parse(r.out)["gtid"], "j1") << r.out;
+  r = Run("2pc commit j1 --json");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_EQ(json::parse(r.out)["state"], "COMMITTED") << r.out;
+  for (const std::string cmd : {"--json get j1", "get j1 --json"}) {
+    r = Run(cmd);
+    ASSERT_EQ(r.code, 0) << cmd << ": " << r.out;
+    json doc = json::parse(r.out);
+    EXPECT_TRUE(doc["created_at_ms"].is_number_integer()) << r.out;
+  }
+  for (const std::string cmd : {"--json list", "list --json", "--json cluster", "cluster --json"}) {
+    r = Run(cmd);
+    ASSERT_EQ(r.code, 0) << cmd << ": " << r.out;
+    EXPECT_TRUE(json::parse(r.out).is_object()) << cmd << ": " << r.out;
+  }
+  EXPECT_EQ(Run("2pc begin --gtid j2").code, 0);
+  r = Run("--json 2pc abort j2");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(json::parse(r.out)["state"].get<std::string>().find("ABORT"), std::string::npos);
+  // Text: created/updated/deadline and the list's UPDATED column in UTC.
+  r = Run("get j1");
+  ASSERT_EQ(r.code, 0) << r.out;
+  const std::regex utc(R"(created:  \d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}\.\d{3} UTC\n)");
+  EXPECT_TRUE(std::regex_search(r.out, utc)) << r.out;
+  EXPECT_TRUE(std::regex_search(r.out, std::regex(R"(\n  \d{4}-\d{2}-\d{2} [0-9:.]{12} UTC  )")))
+      << "history times: " << r.out;
+  r = Run("list");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("UPDATED"), std::string::npos) << r.out;
+  EXPECT_TRUE(std::regex_search(r.out, std::regex(R"(j1 .* \d{2}:\d{2}:\d{2}\.\d{3} UTC)")))
+      << r.out;
+}
+
+// list pages with --cursor: the text names the cursor of the next page,
+// --json carries it as "next", and the pages together hold every row once.
+TEST_F(TreatyctlTest, ListPagesWithTheCursor) {
+  for (std::string g : {"p1", "p2", "p3", "p4", "p5"}) {
+    ASSERT_EQ(Run("2pc begin --gtid " + g).code, 0);
+  }
+  std::set<std::string> seen;
+  std::string cursor;
+  int pages = 0;
+  do {
+    auto r = Run("list --limit 2" + (cursor.empty() ? "" : " --cursor '" + cursor + "'"));
+    ASSERT_EQ(r.code, 0) << r.out;
+    ++pages;
+    for (std::string g : {"p1", "p2", "p3", "p4", "p5"}) {
+      if (r.out.find(g + " ") != std::string::npos) {
+        EXPECT_TRUE(seen.insert(g).second) << g;
+      }
+    }
+    const std::string kNext = "next page: --cursor ";
+    const size_t at = r.out.find(kNext);
+    cursor = at == std::string::npos
+                 ? ""
+                 : r.out.substr(at + kNext.size(), r.out.find('\n', at) - at - kNext.size());
+    if (pages == 1) {
+      ASSERT_FALSE(cursor.empty()) << r.out;
+      auto first = Run("--json list --limit 2");
+      EXPECT_EQ(json::parse(first.out)["next"], cursor) << first.out;
+    }
+  } while (!cursor.empty() && pages < 10);
+  EXPECT_EQ(pages, 3);
+  EXPECT_EQ(seen.size(), 5u);
+  auto bad = Run("list --cursor 'not-a-cursor'");
+  EXPECT_EQ(bad.code, 1) << bad.out;
+  EXPECT_NE(bad.out.find("cursor"), std::string::npos) << bad.out;
+}
+
+// Exit codes tell a waited outcome: 4 for ABORTED (saga --wait, 2pc commit),
+// 5 when the wait ran out; --help lists every code.
+TEST_F(TreatyctlTest, ExitCodesOfWaitedOutcomes) {
+  participant_.SetRule("nope", "action", TestParticipant::Rule{{409}});
+  json saga = {{"gtid", "x1"},
+               {"steps",
+                {{{"name", "nope"},
+                  {"action", participant_.Url("nope", "action")},
+                  {"compensate", participant_.Url("nope", "compensate")}}}}};
+  std::ofstream(dir_ + "/x1.json") << saga.dump();
+  auto r = Run("saga submit " + dir_ + "/x1.json --wait");
+  EXPECT_EQ(r.code, 4) << r.out;
+  EXPECT_EQ(r.out, "x1 ABORTED\n");
+  r = Run("--json saga submit " + dir_ + "/x1.json --wait");  // the same saga again
+  EXPECT_EQ(r.code, 4) << r.out;
+  EXPECT_EQ(json::parse(r.out)["state"], "ABORTED") << r.out;
+  EXPECT_EQ(Run("saga submit " + dir_ + "/x1.json").code, 0) << "not waited: accepted is 0";
+
+  participant_.SetRule("no", "prepare", TestParticipant::Rule{{409}});
+  ASSERT_EQ(Run("2pc begin --gtid x2").code, 0);
+  ASSERT_EQ(
+      Run("2pc enlist x2 --name no --prepare " + participant_.Url("no", "prepare") + " --commit " +
+          participant_.Url("no", "commit") + " --abort " + participant_.Url("no", "abort"))
+          .code,
+      0);
+  r = Run("2pc commit x2");
+  EXPECT_EQ(r.code, 4) << r.out;
+  EXPECT_NE(r.out.find("x2 ABORT"), std::string::npos) << r.out;
+
+  // A wait that ran out (202, still RUNNING), from a canned coordinator.
+  TestParticipant fake;
+  fake.SetRule("v1", "sagas",
+               TestParticipant::Rule{{202}, 0, R"({"gtid":"x3","state":"RUNNING"})"});
+  r = Run("saga submit " + dir_ + "/x1.json --wait",
+          "http://127.0.0.1:" + std::to_string(fake.port()));
+  EXPECT_EQ(r.code, 5) << r.out;
+  EXPECT_EQ(r.out, "x3 RUNNING\n");
+
+  r = Run("--help");
+  EXPECT_EQ(r.code, 0) << r.out;
+  for (const char* line :
+       {"0  done", "1  the coordinator refused", "2  usage error", "3  no coordinator reachable",
+        "4  saga submit --wait, 2pc commit", "5  saga submit --wait: the wait ran out"}) {
+    EXPECT_NE(r.out.find(line), std::string::npos) << line << "\n" << r.out;
+  }
+}
+
+// `completion bash` prints a script bash accepts (bash -n) whose function
+// completes subcommands, nested ones and options through compgen.
+TEST_F(TreatyctlTest, ShellCompletion) {
+  auto r = Run("completion bash");
+  ASSERT_EQ(r.code, 0) << r.out;
+  const std::string script = dir_ + "/treatyctl.bash";
+  std::ofstream(script) << r.out;
+  EXPECT_EQ(WEXITSTATUS(system(("bash -n " + script).c_str())), 0) << r.out;
+  // Completes the last word of `line` (COMP_CWORD = its index).
+  auto complete = [&](const std::string& words) {
+    const std::string cmd = "bash -c 'source " + script + "; COMP_WORDS=(" + words +
+                            "); COMP_CWORD=$((${#COMP_WORDS[@]} - 1)); _treatyctl; "
+                            "echo \"${COMPREPLY[*]}\"' 2>&1";
+    RunResult out;
+    FILE* p = popen(cmd.c_str(), "r");
+    std::array<char, 4096> buf;
+    size_t n;
+    while (p && (n = fread(buf.data(), 1, buf.size(), p)) > 0) out.out.append(buf.data(), n);
+    if (p) pclose(p);
+    return out.out;
+  };
+  EXPECT_EQ(complete("treatyctl 2p"), "2pc\n");
+  EXPECT_EQ(complete("treatyctl li"), "list\n");
+  EXPECT_EQ(complete("treatyctl 2pc c"), "commit\n");
+  EXPECT_EQ(complete("treatyctl --json 2pc e"), "enlist\n");
+  EXPECT_EQ(complete("treatyctl saga s"), "submit\n");
+  EXPECT_EQ(complete("treatyctl list --cu"), "--cursor\n");
+  EXPECT_EQ(complete("treatyctl get g1 --js"), "--json\n");
+  EXPECT_EQ(complete("treatyctl completion z"), "zsh\n");
+  std::string top = complete("treatyctl \"\"");
+  std::replace(top.begin(), top.end(), '\n', ' ');
+  for (const char* cmd : {"saga", "2pc", "get", "list", "retry", "abort", "pause", "resume",
+                          "resolve", "cluster", "completion"}) {
+    EXPECT_NE((" " + top).find(std::string(" ") + cmd + " "), std::string::npos) << top;
+  }
+  r = Run("completion zsh");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("bashcompinit"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("complete -F _treatyctl treatyctl"), std::string::npos) << r.out;
+  EXPECT_EQ(Run("completion fish").code, 2);
 }
 
 // Issue: `treatyctl abort` of a COMPENSATING saga printed the state and

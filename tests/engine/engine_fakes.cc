@@ -101,8 +101,9 @@ Status FakeLog::Apply(const TxnWrite& w) {
     }
   }
   for (EventRow e : w.events) {
-    // As the LogStore (docs/schema.md "events"): a collapsing event updates
-    // the newest event of its branch when that has the same type.
+    // As the LogStore (docs/schema.md "History: one event per run of retries"):
+    // a collapsing event updates the newest event of its branch when that has
+    // the same type.
     if (e.first_at_ms == 0) e.first_at_ms = e.at_ms;
     EventRow* newest = nullptr;
     for (auto it = d.events.rbegin(); it != d.events.rend() && !newest; ++it) {

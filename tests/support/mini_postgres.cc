@@ -142,6 +142,41 @@ Status MiniPostgres::StartStandbyOf(const MiniPostgres& primary, const std::stri
   return StartServer();
 }
 
+Result<std::string> MiniPostgres::BaseBackup() {
+  const std::string target = root_ + "/base-" + std::to_string(++base_backups_);
+  const std::string log = root_ + "/basebackup.log";
+  const pid_t pid =
+      Spawn({bin_dir_ + "/pg_basebackup", "-h", "127.0.0.1", "-p", std::to_string(port_), "-U",
+             "postgres", "-D", target, "-F", "p", "-X", "fetch", "-c", "fast", "--no-sync"},
+            log);
+  if (pid < 0 || WaitExit(pid) != 0) return Status::Internal("pg_basebackup failed: " + Tail(log));
+  return target;
+}
+
+Status MiniPostgres::StartFromBaseBackup(const std::string& base_backup,
+                                         const std::string& restore_command) {
+  if (Status s = MakeRoot(); !s.ok()) return s;
+  const std::string log = root_ + "/restore.log";
+  // cp -a as the server's user: the copy keeps the 0700 data folder it wants.
+  pid_t pid = Spawn({"/bin/cp", "-a", base_backup, data_dir_}, log);
+  if (pid < 0 || WaitExit(pid) != 0) return Status::Internal("copying the base backup failed");
+  pid = Spawn({"/usr/bin/touch", data_dir_ + "/recovery.signal"}, log);
+  if (pid < 0 || WaitExit(pid) != 0) return Status::Internal("writing recovery.signal failed");
+  settings_.push_back("restore_command=" + restore_command);
+  port_ = PickFreePort();
+  if (port_ == 0) return Status::Unavailable("no free port");
+  if (Status s = StartServer(); !s.ok()) return s;
+  // Connections are accepted read-only while WAL is replayed; wait for the
+  // end of recovery (promotion to a new timeline).
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (std::chrono::steady_clock::now() < deadline) {
+    Result<std::string> in_recovery = Query("SELECT pg_is_in_recovery()");
+    if (in_recovery.ok() && *in_recovery == "f") return Status::Ok();
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return Status::TimedOut("recovery did not end: " + Tail(root_ + "/postgres.log"));
+}
+
 Status MiniPostgres::Promote() {
   const std::string log = root_ + "/promote.log";
   const pid_t pid =

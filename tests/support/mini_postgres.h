@@ -43,6 +43,20 @@ class MiniPostgres {
   // (pg_basebackup -R -X stream), cluster_name `name`, on its own port.
   [[nodiscard]] Status StartStandbyOf(const MiniPostgres& primary,
                                       const std::string& name = "treaty_standby");
+  // Point-in-time recovery (tests/backup/pg_restore_test.cc): BaseBackup()
+  // runs pg_basebackup (plain format, WAL fetched, fast checkpoint) of this
+  // running server into a new folder under its temp folder and returns it.
+  [[nodiscard]] Result<std::string> BaseBackup();
+  // Instead of Start(): copies `base_backup` (another instance's
+  // BaseBackup()) into a fresh data folder, writes recovery.signal and starts
+  // with `restore_command` and the set_settings() (e.g. recovery_target_time);
+  // waits (up to 60 s) until recovery has ended and the server accepts writes.
+  [[nodiscard]] Status StartFromBaseBackup(const std::string& base_backup,
+                                           const std::string& restore_command);
+  // The user the server runs as (uid/gid to chown a folder it must write,
+  // such as a WAL archive); 0 when it runs as the test's own user.
+  uid_t run_uid() const { return run_uid_; }
+  gid_t run_gid() const { return run_gid_; }
   // pg_ctl promote -w: the standby becomes a read-write primary.
   [[nodiscard]] Status Promote();
   // Runs `sql` with psql on `dbname`; the unaligned, tuples-only output.
@@ -86,6 +100,7 @@ class MiniPostgres {
   pid_t pid_ = -1;
   std::vector<std::string> settings_;  // extra -c name=value
   std::vector<pid_t> paused_pids_;     // SIGSTOPped by Pause()
+  int base_backups_ = 0;               // BaseBackup() folders made
   uid_t run_uid_ = 0;                  // user to run as when root; 0 = do not switch
   gid_t run_gid_ = 0;
 };

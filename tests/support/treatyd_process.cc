@@ -1,6 +1,7 @@
 #include "support/treatyd_process.h"
 
 #include <signal.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <map>
@@ -26,7 +27,13 @@ void TreatydProcess::Resume() {
 }
 
 std::string TreatydProcess::http_addr() const {
-  return options_.listen_host + ":" + std::to_string(port_);
+  // A wildcard listener is shown with the host name (ServerOptions::advertise_http_host).
+  std::string host = options_.listen_host;
+  char name[256] = {};
+  if ((host == "0.0.0.0" || host == "::") && gethostname(name, sizeof(name) - 1) == 0 && name[0]) {
+    host = name;
+  }
+  return host + ":" + std::to_string(port_);
 }
 
 Status TreatydProcess::Start() {
@@ -49,7 +56,7 @@ Status TreatydProcess::StartOnce() {
                                    "--store",
                                    options_.store,
                                    "--http",
-                                   http_addr(),
+                                   options_.listen_host + ":" + std::to_string(port_),
                                    "--thrift",
                                    options_.thrift,
                                    "--node-name",

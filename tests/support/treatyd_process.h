@@ -53,7 +53,8 @@ class TreatydProcess {
   const std::string& name() const { return name_; }
   // http://127.0.0.1:PORT (https:// with options.https)
   const std::string& url() const { return url_; }
-  // "LISTEN_HOST:PORT", as the cluster table shows it.
+  // "HOST:PORT" as the cluster table shows it: LISTEN_HOST, or the host
+  // name for a wildcard listen host (0.0.0.0, ::).
   std::string http_addr() const;
   int port() const { return port_; }
   // The id of the live coordinator row with this process's address, or "".

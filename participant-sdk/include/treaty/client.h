@@ -10,27 +10,75 @@
 //   auto r = client.SubmitSaga(saga, /*wait=*/true);
 //   if (r.ok()) std::cout << r->gtid << " " << r->state << "\n";
 //
-// Fail-over and load spreading: each call starts at the next coordinator in
-// round-robin order and moves to the next one on a connection error, a
-// time-out or a 503 (draining / not ready), up to `max_attempts` tries with
-// a short backoff. A 2PC transaction is driven by the coordinator that began
-// it: Enlist/Commit/Abort go to that one first, and when it is gone they
-// keep trying the others (which refuse until one takes the transaction
-// over, after the coordinators' lease) for up to `failover_timeout_ms`. Every request carries a
-// gtid (the client makes a UUID when the caller gives none), so a retried submission is safe: the
-// coordinators de-duplicate by gtid.
+// Fail-over (one loop for every transport; participant-sdk/README.md
+// "Client: transports and fail-over"). The client
+// is sticky: every call starts at the coordinator that answered last (the
+// first one listed at the start) and moves on to the next in list order
+// when that one cannot serve it, so load follows health, not round robin.
+// What moves a call on is the typed outcome of an attempt, never the text
+// of a message:
+//
+//   attempt's outcome                          the loop
+//   not sent (refused, no route, TLS refused)  next coordinator
+//   sent, no answer (time-out, reset, close),  next coordinator: the outcome
+//     or an answer that is no coordinator's      is unknown, but every call
+//                                                 below is safe to repeat
+//   unavailable / timed_out / internal (503,   next coordinator (draining,
+//     504, 500)                                  not ready, store down)
+//   not_owner (409)                            next one, waiting for a takeover
+//   conflict (409) to Enlist/Commit/Abort      from the transaction's owner,
+//                                                or from every coordinator:
+//                                                Conflict; else next one,
+//                                                waiting for a takeover
+//   conflict to SubmitSaga/Begin/Get           Conflict
+//   invalid_argument, too_large (400, 413)     InvalidArgument
+//   not_found (404)                            NotFound
+//   unauthenticated (401), forbidden (403)     Unauthenticated / PermissionDenied
+//                                                at once: the next coordinator
+//                                                would refuse the same credentials
+//
+// Bounds: at most `max_attempts` attempts per call, each bounded by
+// `request_timeout_ms` (a waiting SubmitSaga adds its `wait_ms`); after
+// every full round over the list the loop sleeps `backoff_ms`, doubling up
+// to 5 s. While a coordinator has said that another one owns the 2PC
+// transaction, the loop goes on past `max_attempts` until
+// `failover_timeout_ms` has passed since the call started (the owner's
+// lease must run out and another coordinator take it over; with
+// treatyd's defaults that takes a few seconds), then answers Unavailable.
+// Unavailable names the last failure when no coordinator answered.
+//
+// Re-sending after an unknown outcome. Every call carries a gtid and the
+// coordinators de-duplicate by it, so each call is safe to send again:
+//   SubmitSaga  the client makes the gtid before the first attempt (when
+//               the spec has none), so every attempt carries the same one;
+//               the same gtid with the same body answers the existing saga
+//               (which ran once), another body Conflict.
+//   Begin       the same gtid with the same options answers the existing
+//               transaction.
+//   Enlist      the same branch name with the same spec is "enlisted again
+//               (same spec; no change)".
+//   Commit      a repeated commit answers once the decision is durable,
+//   Abort       a repeated abort likewise; neither acts twice.
+//   Get         reads only.
+// A 2PC transaction is driven by the coordinator that began it: Enlist,
+// Commit and Abort go to that one first (the client remembers which
+// answered Begin) and, when it is gone, keep trying the others, which
+// refuse with Conflict until one takes the transaction over.
+//
+// Connections stay open between calls (HTTP/1.1 keep-alive; a Thrift
+// connection stays open and authenticated): up to `keepalive_connections`
+// idle connections per coordinator, each closed after `keepalive_idle_ms`
+// unused; one the coordinator closed is noticed before reuse and replaced
+// by a fresh one.
 //
 // Transport per coordinator address: "http://host:port" speaks REST,
 // "https://host:port" REST over TLS (the coordinator's certificate checked
 // against ClientOptions::ca_file and its host name),
 // "thrift://host:port" speaks CoordinatorService (idl/coordinator.thrift;
 // framed, binary; treatyd's --thrift address); all may be mixed in one
-// list. Same calls, answers and fail-over either way: InvalidRequest ->
-// InvalidArgument, NotFound -> NotFound, Conflict -> Conflict, Unavailable
-// (draining, not ready) and transport errors -> the next coordinator.
-// 401 / Unauthenticated -> Unauthenticated and 403 / Forbidden ->
-// PermissionDenied, at once: the next coordinator would refuse the same
-// credentials.
+// list. Same calls, answers and fail-over either way (Thrift's typed
+// exceptions stand for the codes above: InvalidRequest invalid_argument,
+// NotFound, Conflict, Unavailable, Unauthenticated, Forbidden).
 // Input rules (docs/input-rules.md): a gtid must be an identifier (1..128
 // bytes of printable ASCII other than '/', '?', '#', '%', '\\'), and a
 // payload that is JSON may nest at most 64 levels; else InvalidArgument
@@ -39,7 +87,9 @@
 // deeper than 64 levels) counts as a failed attempt (the next coordinator
 // is tried; Unavailable says why when none answers properly), and error
 // messages are cut to 200 bytes of valid UTF-8.
-// Thread-safe; every call blocks.
+// Thread-safe (calls from many threads share the connection pools, each
+// call on its own connection); every call blocks, at most as the bounds
+// above allow.
 
 #include <cstdint>
 #include <memory>
@@ -56,7 +106,7 @@ struct ClientOptions {
   std::vector<std::string> coordinators = {"http://127.0.0.1:7480"};
   int request_timeout_ms = 10000;   // per request (a waiting submit adds its own wait)
   int max_attempts = 6;             // tries across coordinators per call
-  int backoff_ms = 100;             // between full rounds over the list, doubling
+  int backoff_ms = 100;             // between full rounds over the list, doubling up to 5 s
   int failover_timeout_ms = 20000;  // 2PC: how long to wait for a takeover of a dead owner
   // Authentication (docs/security.md): a bearer token sent with every call
   // (REST: "Authorization: Bearer TOKEN"; Thrift: authenticate(TOKEN) once
@@ -70,6 +120,11 @@ struct ClientOptions {
   std::string ca_file;
   std::string cert_file;
   std::string key_file;
+  // Keep-alive: idle connections kept open per coordinator (0: a fresh
+  // connection per call), and how long one may stay unused before it is
+  // closed (below treatyd's 60 s idle limit, so the client closes first).
+  int keepalive_connections = 4;
+  int keepalive_idle_ms = 30000;
 };
 
 struct StepRetry {

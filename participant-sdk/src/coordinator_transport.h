@@ -1,0 +1,115 @@
+#pragma once
+
+// Private to the SDK: CoordinatorTransport, the one typed interface the
+// Client talks to a coordinator through, one instance per configured
+// coordinator address. Two implementations:
+//
+//   "http://", "https://"  HttpCoordinator   (http_coordinator.h; REST)
+//   "thrift://"            ThriftCoordinator (thrift_coordinator.h; CoordinatorService)
+//
+// Both keep connections open between calls (a small pool per coordinator)
+// and say what happened to every call in the same typed way, so that
+// Client::Impl keeps one fail-over loop for both (client.h explains it):
+//
+//   Delivery       what the caller may conclude
+//   kAnswered      the coordinator answered; `code` says how (kOk or an error)
+//   kNotSent       no connection, TLS refused, or the request was never
+//                  completely written: the coordinator cannot have acted;
+//                  safe to send anywhere
+//   kNoAnswer      the request was written but no complete answer came
+//                  (time-out, reset, close): the outcome is unknown
+//   kBadAnswer     an answer that is not a coordinator's (a 2xx whose body is
+//                  not a JSON object, a broken Thrift reply): outcome unknown
+//   kBadConfig     the address or the TLS files are unusable: never retried
+//
+// `code` comes from the answer's typed error, never from its message text:
+// over REST the code string of {"error":{"code":CODE,...}} (the table of
+// coordinator/api/http_answers.h), falling back to the HTTP status when the
+// body carries no known code (a proxy's 502 page); over Thrift the IDL's
+// exception type (rpc_convert.h: Conflict covers both "conflict" and
+// "not_owner", the IDL has no separate exception).
+//
+// Every call is blocking and bounded by its `timeout_ms` (connect, TLS,
+// write and read together). Implementations are thread-safe: concurrent
+// calls use different connections. This header uses plain types (and
+// nlohmann::json) only: it is included on both sides of the line between
+// the coordinator's headers and the SDK's (http_transport.h says why).
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+namespace treaty_sdk_detail {
+
+enum class Delivery { kAnswered, kNotSent, kNoAnswer, kBadAnswer, kBadConfig };
+
+// The coordinator's error codes (http_answers.h), kOk for a success.
+enum class AnswerCode {
+  kOk,
+  kInvalidArgument,  // "invalid_argument" / 400 / InvalidRequest
+  kUnauthenticated,  // "unauthenticated" / 401 / Unauthenticated
+  kForbidden,        // "forbidden" / 403 / Forbidden
+  kNotFound,         // "not_found" / 404 / NotFound
+  kConflict,         // "conflict" / 409 / Conflict (Thrift: also not_owner)
+  kNotOwner,         // "not_owner": the coordinator lost the transaction's ownership
+  kTooLarge,         // "too_large" / 413
+  kUnavailable,      // "unavailable" / 503 / Unavailable (draining, not ready, store down)
+  kTimedOut,         // "timed_out" / 504
+  kInternal,         // "internal" / 500 and any other status
+};
+
+// The name used in messages, e.g. "conflict".
+const char* AnswerCodeName(AnswerCode code);
+// The code of a REST error answer: the body's {"error":{"code":...}} when it
+// is one of http_answers.h's, else by `http_status`.
+AnswerCode AnswerCodeOf(int http_status, const nlohmann::json& body);
+
+struct CoordinatorReply {
+  Delivery delivery = Delivery::kNotSent;
+  AnswerCode code = AnswerCode::kOk;  // with kAnswered
+  std::string message;  // the error's message (at most 200 bytes of valid UTF-8), or why not sent
+  nlohmann::json body;  // with kAnswered and kOk: the answer, a JSON object (REST's shape)
+};
+
+// What every transport needs from ClientOptions.
+struct TransportOptions {
+  std::string token;                         // bearer token; "" for none
+  std::string ca_file, cert_file, key_file;  // TLS (https:// only)
+  int pool_size = 4;                         // idle connections kept per coordinator
+  int idle_ms = 30000;                       // an idle connection older than this is closed
+};
+
+class CoordinatorTransport {
+ public:
+  virtual ~CoordinatorTransport() = default;
+
+  // The calls of Client, one each (REST route / Thrift method). `request` is
+  // the REST body; the Thrift transport converts it.
+  virtual CoordinatorReply SubmitSaga(const nlohmann::json& request,
+                                      int timeout_ms) = 0;  // POST /v1/sagas
+  virtual CoordinatorReply Begin(const nlohmann::json& request,
+                                 int timeout_ms) = 0;  // POST /v1/2pc
+  virtual CoordinatorReply Enlist(const std::string& gtid, const nlohmann::json& branch,
+                                  int timeout_ms) = 0;  // POST /v1/2pc/{gtid}/branches
+  virtual CoordinatorReply Commit(const std::string& gtid, int timeout_ms) = 0;
+  virtual CoordinatorReply Abort(const std::string& gtid, int timeout_ms) = 0;
+  virtual CoordinatorReply Get(const std::string& gtid,
+                               int timeout_ms) = 0;  // GET /v1/transactions/{gtid}
+
+  // TCP connections opened so far (a test and diagnostics figure).
+  virtual int64_t connections_opened() const = 0;
+};
+
+// The transport for `address` (trailing '/' removed), or one whose every
+// call answers kBadConfig naming the problem (unknown scheme, bad URL,
+// unusable TLS files).
+std::unique_ptr<CoordinatorTransport> MakeCoordinatorTransport(const std::string& address,
+                                                               const TransportOptions& options);
+
+// Whether an idle connection's socket may be reused: false when the peer
+// closed it (or reset it, or sent bytes nobody asked for). Never blocks.
+bool IdleSocketUsable(int fd);
+
+}  // namespace treaty_sdk_detail

@@ -1,0 +1,384 @@
+// treatyd and treatyctl as deployed: the real binaries run as child
+// processes. --version and the treaty_build_info gauge; `treatyd migrate`
+// however the store is given; --config (the sample deploy/config/treatyd.conf
+// is complete and accepted, an unknown key is refused by name);
+// --advertise-http and the address a wildcard listener shows; the systemd
+// readiness protocol over a NOTIFY_SOCKET this test binds; the unit file
+// through `systemd-analyze verify` when that tool works here.
+
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <fstream>
+#include <regex>
+#include <set>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "common/version.h"
+#include "http/http_client.h"
+#include "support/subprocess.h"
+#include "support/treatyd_process.h"
+
+namespace treaty::testing {
+namespace {
+
+using nlohmann::json;
+
+struct RunResult {
+  int code = -1;
+  std::string output;  // stdout and stderr
+};
+
+// Runs `argv` to completion (at most 30 s) with its output captured.
+RunResult RunBinary(const std::string& dir, const std::string& name,
+                    std::vector<std::string> argv) {
+  Subprocess proc(std::move(argv), dir + "/" + name + ".out");
+  if (!proc.Start().ok()) return {};
+  const int code = proc.Wait(30000);
+  return {code, proc.Log()};
+}
+
+std::string SourceDir() {
+  const char* dir = std::getenv("TREATY_SOURCE_DIR");
+  return dir ? dir : "../..";
+}
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+void WriteFile(const std::string& path, const std::string& text) { std::ofstream(path) << text; }
+
+std::string HostName() {
+  char name[256] = {};
+  return gethostname(name, sizeof(name) - 1) == 0 ? name : "";
+}
+
+class DeployTest : public ::testing::Test {
+ protected:
+  void SetUp() override { dir_ = MakeTempDir("treaty-deploy"); }
+  void TearDown() override { (void)std::system(("rm -rf '" + dir_ + "'").c_str()); }
+
+  TreatydOptions Options(const std::string& name) {
+    TreatydOptions o;
+    o.store = "sqlite:" + dir_ + "/" + name + ".db";
+    return o;
+  }
+
+  // The coordinators rows of GET /v1/cluster.
+  json Cluster(const TreatydProcess& t) {
+    auto r = HttpFetch("GET", t.url() + "/v1/cluster");
+    if (!r.ok() || r->status != 200) return json::array();
+    return json::parse(r->body)["coordinators"];
+  }
+
+  std::string dir_;
+};
+
+TEST_F(DeployTest, VersionOfBothBinaries) {
+  const std::regex shape(
+      R"(^(treatyd|treatyctl) \d+\.\d+\.\d+ \(git [0-9A-Za-z._+~-]+, built \S+\)\n$)");
+  for (const char* program : {"treatyd", "treatyctl"}) {
+    RunResult r = RunBinary(dir_, program, {BinaryPath(program), "--version"});
+    EXPECT_EQ(r.code, 0) << program << ": " << r.output;
+    EXPECT_TRUE(std::regex_match(r.output, shape)) << r.output;
+    EXPECT_EQ(r.output, VersionLine(program) + "\n");
+  }
+  // Version() is CMake's project(VERSION).
+  const std::string cmake = ReadFile(SourceDir() + "/CMakeLists.txt");
+  EXPECT_NE(cmake.find("project(treaty VERSION " + std::string(Version()) + " "), std::string::npos)
+      << Version();
+}
+
+TEST_F(DeployTest, MetricsCarryBuildInfo) {
+  TreatydProcess t(dir_, "metrics", Options("metrics"));
+  ASSERT_TRUE(t.Start().ok()) << t.Log();
+  auto r = HttpFetch("GET", t.url() + "/metrics");
+  ASSERT_TRUE(r.ok() && r->status == 200) << t.Log();
+  const std::string line = "treaty_build_info{version=\"" + std::string(Version()) +
+                           "\",commit=\"" + std::string(GitCommit()) + "\"} 1\n";
+  EXPECT_NE(r->body.find("# TYPE treaty_build_info gauge\n"), std::string::npos) << r->body;
+  EXPECT_NE(r->body.find(line), std::string::npos) << line << r->body;
+}
+
+// The documented forms of `treatyd migrate` (docs/operations.md).
+TEST_F(DeployTest, MigrateTakesTheStoreAnyWay) {
+  const std::string treatyd = BinaryPath("treatyd");
+  const std::string applied = "migrations applied to sqlite store";
+  RunResult after =
+      RunBinary(dir_, "after", {treatyd, "migrate", "--store", "sqlite:" + dir_ + "/a.db"});
+  EXPECT_EQ(after.code, 0) << after.output;
+  EXPECT_NE(after.output.find(applied), std::string::npos) << after.output;
+  EXPECT_GT(ReadFile(dir_ + "/a.db").size(), 0u);
+  // Again: nothing left to apply, still 0.
+  after = RunBinary(dir_, "again", {treatyd, "migrate", "--store", "sqlite:" + dir_ + "/a.db"});
+  EXPECT_EQ(after.code, 0) << after.output;
+
+  RunResult before =
+      RunBinary(dir_, "before", {treatyd, "--store", "sqlite:" + dir_ + "/b.db", "migrate"});
+  EXPECT_EQ(before.code, 0) << before.output;
+  EXPECT_GT(ReadFile(dir_ + "/b.db").size(), 0u);
+
+  setenv("TREATY_STORE", ("sqlite:" + dir_ + "/c.db").c_str(), 1);
+  RunResult env = RunBinary(dir_, "env", {treatyd, "migrate"});
+  unsetenv("TREATY_STORE");
+  EXPECT_EQ(env.code, 0) << env.output;
+  EXPECT_GT(ReadFile(dir_ + "/c.db").size(), 0u);
+
+  WriteFile(dir_ + "/migrate.conf", "store = \"sqlite:" + dir_ + "/d.db\"\n");
+  RunResult config =
+      RunBinary(dir_, "config", {treatyd, "migrate", "--config", dir_ + "/migrate.conf"});
+  EXPECT_EQ(config.code, 0) << config.output;
+  EXPECT_GT(ReadFile(dir_ + "/d.db").size(), 0u);
+
+  // A misspelt option is a usage error naming it.
+  RunResult bad =
+      RunBinary(dir_, "bad", {treatyd, "migrate", "--stor", "sqlite:" + dir_ + "/e.db"});
+  EXPECT_EQ(bad.code, 2) << bad.output;
+  EXPECT_NE(bad.output.find("--stor"), std::string::npos) << bad.output;
+}
+
+// Every long option of `treatyd --help` is a key of the sample configuration.
+TEST_F(DeployTest, SampleConfigListsEveryOption) {
+  RunResult help = RunBinary(dir_, "help", {BinaryPath("treatyd"), "--help"});
+  ASSERT_EQ(help.code, 0) << help.output;
+  const std::string sample = ReadFile(SourceDir() + "/deploy/config/treatyd.conf");
+  ASSERT_FALSE(sample.empty());
+  // Not configuration: what to do this run, or the file itself.
+  const std::set<std::string> not_keys = {"help", "version", "config", "check-config"};
+  const std::regex option(R"(^  (?:-\w,)?--([a-z0-9-]+))");
+  int seen = 0;
+  std::istringstream lines(help.output);
+  for (std::string line; std::getline(lines, line);) {
+    if (line.rfind("Subcommands:", 0) == 0) break;  // the subcommands' own options follow
+    std::smatch m;
+    if (!std::regex_search(line, m, option) || not_keys.count(m[1])) continue;
+    ++seen;
+    const std::regex key("(^|\n)(# )?" + std::string(m[1]) + " = ");
+    EXPECT_TRUE(std::regex_search(sample, key)) << "--" << m[1] << " is not in the sample";
+  }
+  EXPECT_GT(seen, 30) << help.output;
+}
+
+TEST_F(DeployTest, SampleConfigIsAccepted) {
+  const std::string treatyd = BinaryPath("treatyd");
+  const std::string sample = SourceDir() + "/deploy/config/treatyd.conf";
+  RunResult as_is = RunBinary(dir_, "as-is", {treatyd, "--config", sample, "--check-config"});
+  EXPECT_EQ(as_is.code, 0) << as_is.output;
+  EXPECT_NE(as_is.output.find("configuration OK"), std::string::npos) << as_is.output;
+
+  // With every `# key = value` line uncommented: each default is a valid value.
+  std::istringstream in(ReadFile(sample));
+  std::string all;
+  int uncommented = 0;
+  for (std::string line; std::getline(in, line);) {
+    if (std::regex_match(line, std::regex(R"(# [a-z0-9-]+ = .*)"))) {
+      line = line.substr(2);
+      ++uncommented;
+    }
+    all += line + "\n";
+  }
+  EXPECT_GT(uncommented, 30);
+  WriteFile(dir_ + "/all.conf", all);
+  RunResult every =
+      RunBinary(dir_, "every", {treatyd, "--config", dir_ + "/all.conf", "--check-config"});
+  EXPECT_EQ(every.code, 0) << every.output;
+
+  // And it serves with it (the command line overrides its store and address).
+  TreatydOptions o = Options("sample");
+  o.extra = {"--config", sample};
+  TreatydProcess t(dir_, "sample", o);
+  ASSERT_TRUE(t.Start().ok()) << t.Log();
+  EXPECT_FALSE(t.CoordinatorId().empty()) << t.Log();
+}
+
+TEST_F(DeployTest, UnknownConfigKeyIsRefusedByName) {
+  const std::string treatyd = BinaryPath("treatyd");
+  WriteFile(dir_ + "/typo.conf",
+            "store = \"sqlite:" + dir_ + "/typo.db\"\nhttp-max-conections = 10\n");
+  for (const char* mode : {"--check-config", "--http=127.0.0.1:0"}) {
+    RunResult r = RunBinary(dir_, "typo", {treatyd, "--config", dir_ + "/typo.conf", mode});
+    EXPECT_EQ(r.code, 2) << r.output;
+    EXPECT_NE(r.output.find("unknown key 'http-max-conections'"), std::string::npos) << r.output;
+  }
+  EXPECT_EQ(ReadFile(dir_ + "/typo.db").size(), 0u) << "the store was opened";
+
+  // A value out of range is refused naming the option, as on the command line.
+  WriteFile(dir_ + "/range.conf", "lease-ms = 5\n");
+  RunResult range =
+      RunBinary(dir_, "range", {treatyd, "--config", dir_ + "/range.conf", "--check-config"});
+  EXPECT_EQ(range.code, 2) << range.output;
+  EXPECT_NE(range.output.find("--lease-ms"), std::string::npos) << range.output;
+
+  RunResult missing =
+      RunBinary(dir_, "missing", {treatyd, "--config", dir_ + "/absent.conf", "--check-config"});
+  EXPECT_EQ(missing.code, 2) << missing.output;
+  EXPECT_NE(missing.output.find("absent.conf"), std::string::npos) << missing.output;
+}
+
+TEST_F(DeployTest, AdvertisedAddressIsWhatTheClusterShows) {
+  TreatydOptions o = Options("adv");
+  o.extra = {"--advertise-http", "treaty-a.example:7999"};
+  TreatydProcess a(dir_, "adv", o);
+  ASSERT_TRUE(a.Start().ok()) << a.Log();
+  json rows = Cluster(a);
+  ASSERT_EQ(rows.size(), 1u) << rows;
+  EXPECT_EQ(rows[0].value("http", ""), "treaty-a.example:7999") << rows;
+  EXPECT_EQ(rows[0].value("thrift", "").rfind("127.0.0.1:", 0), 0u) << rows;
+  a.proc().Signal(SIGTERM);
+  EXPECT_EQ(a.proc().Wait(20000), 0) << a.Log();
+
+  // A wildcard listener is shown with the host name, never 0.0.0.0.
+  const std::string host = HostName();
+  ASSERT_FALSE(host.empty());
+  TreatydOptions w = Options("wild");
+  w.listen_host = "0.0.0.0";
+  w.thrift = "0.0.0.0:0";
+  w.extra = {"--insecure"};
+  TreatydProcess b(dir_, "wild", w);
+  ASSERT_TRUE(b.Start().ok()) << b.Log();
+  rows = Cluster(b);
+  ASSERT_EQ(rows.size(), 1u) << rows;
+  EXPECT_EQ(rows[0].value("http", ""), host + ":" + std::to_string(b.port())) << rows;
+  EXPECT_EQ(rows[0].value("thrift", "").rfind(host + ":", 0), 0u) << rows;
+  EXPECT_EQ(rows.dump().find("0.0.0.0"), std::string::npos) << rows;
+  EXPECT_EQ(b.http_addr(), rows[0].value("http", ""));
+  EXPECT_FALSE(b.CoordinatorId().empty());
+
+  // Bad values: a usage error naming the option; from the environment too.
+  const std::string treatyd = BinaryPath("treatyd");
+  for (const char* bad : {"0.0.0.0:7480", "treaty-a.example", "http://x:1", "[::]:1", "a:99999"}) {
+    RunResult r = RunBinary(dir_, "bad", {treatyd, "--advertise-http", bad, "--check-config"});
+    EXPECT_EQ(r.code, 2) << bad << ": " << r.output;
+    EXPECT_NE(r.output.find("--advertise-http"), std::string::npos) << bad << ": " << r.output;
+  }
+  setenv("TREATY_ADVERTISE_HTTP", "no-port", 1);
+  RunResult env = RunBinary(dir_, "env", {treatyd, "--check-config"});
+  unsetenv("TREATY_ADVERTISE_HTTP");
+  EXPECT_EQ(env.code, 2) << env.output;
+  EXPECT_NE(env.output.find("--advertise-http"), std::string::npos) << env.output;
+}
+
+// A unix datagram socket standing in for systemd's NOTIFY_SOCKET.
+class NotifySocket {
+ public:
+  explicit NotifySocket(const std::string& path) : path_(path) {
+    fd_ = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::snprintf(addr.sun_path, sizeof(addr.sun_path), "%s", path.c_str());
+    bound_ = fd_ >= 0 && bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0;
+  }
+  ~NotifySocket() {
+    if (fd_ >= 0) close(fd_);
+    unlink(path_.c_str());
+  }
+  bool bound() const { return bound_; }
+  // The next message, or "" after timeout_ms.
+  std::string Next(int timeout_ms) {
+    timeval tv{timeout_ms / 1000, (timeout_ms % 1000) * 1000};
+    setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    char buf[4096];
+    const ssize_t n = recv(fd_, buf, sizeof(buf), 0);
+    return n > 0 ? std::string(buf, static_cast<size_t>(n)) : "";
+  }
+
+ private:
+  std::string path_;
+  int fd_ = -1;
+  bool bound_ = false;
+};
+
+TEST_F(DeployTest, SystemdReadinessAndStopping) {
+  NotifySocket notify(dir_ + "/notify.sock");
+  ASSERT_TRUE(notify.bound()) << dir_;
+  setenv("NOTIFY_SOCKET", (dir_ + "/notify.sock").c_str(), 1);
+  Subprocess proc({BinaryPath("treatyd"), "--store", "sqlite:" + dir_ + "/n.db", "--http",
+                   "127.0.0.1:0", "--thrift", "127.0.0.1:0", "--drain-timeout-ms", "2000"},
+                  dir_ + "/notify.log");
+  const Status started = proc.Start();
+  unsetenv("NOTIFY_SOCKET");
+  ASSERT_TRUE(started.ok()) << started.ToString();
+
+  // READY=1 names the URL (the port was 0: nothing could have polled it
+  // before); it must answer at once.
+  const std::string ready = notify.Next(20000);
+  ASSERT_EQ(ready.rfind("READY=1\n", 0), 0u) << ready << proc.Log();
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(ready, m, std::regex(R"(STATUS=serving (http://\S+) as )")))
+      << ready;
+  auto health = HttpFetch("GET", m[1].str() + "/healthz", "", {}, 2000);
+  ASSERT_TRUE(health.ok()) << health.status().ToString();
+  EXPECT_EQ(health->status, 200);
+
+  proc.Signal(SIGHUP);
+  EXPECT_EQ(notify.Next(10000), "RELOADING=1");
+  EXPECT_EQ(notify.Next(10000), "READY=1");
+
+  proc.Signal(SIGTERM);
+  const std::string stopping = notify.Next(10000);
+  EXPECT_EQ(stopping.rfind("STOPPING=1\n", 0), 0u) << stopping;
+  EXPECT_NE(stopping.find("EXTEND_TIMEOUT_USEC=32000000"), std::string::npos) << stopping;
+  EXPECT_EQ(proc.Wait(20000), 0) << proc.Log();
+  EXPECT_EQ(notify.Next(200), "") << "nothing after STOPPING";
+}
+
+TEST_F(DeployTest, SystemdNotReadyWhenStartFails) {
+  NotifySocket notify(dir_ + "/notify.sock");
+  ASSERT_TRUE(notify.bound()) << dir_;
+  setenv("NOTIFY_SOCKET", (dir_ + "/notify.sock").c_str(), 1);
+  // A directory where the SQLite file should be: the store cannot open.
+  Subprocess proc({BinaryPath("treatyd"), "--store", "sqlite:" + dir_, "--http", "127.0.0.1:0",
+                   "--thrift", "off"},
+                  dir_ + "/fail.log");
+  const Status started = proc.Start();
+  unsetenv("NOTIFY_SOCKET");
+  ASSERT_TRUE(started.ok()) << started.ToString();
+  EXPECT_EQ(proc.Wait(20000), 1) << proc.Log();
+  const std::string status = notify.Next(1000);
+  EXPECT_EQ(status.rfind("STATUS=cannot start: ", 0), 0u) << status;
+  EXPECT_EQ(status.find("READY=1"), std::string::npos) << status;
+}
+
+// `systemd-analyze verify` of deploy/systemd/treatyd.service (ExecStart
+// pointed at the built binary), when the tool works on this machine.
+TEST_F(DeployTest, UnitFileVerifies) {
+  if (access("/usr/bin/systemd-analyze", X_OK) != 0) GTEST_SKIP() << "no systemd-analyze";
+  WriteFile(dir_ + "/probe.service", "[Service]\nExecStart=/bin/true\n");
+  RunResult probe = RunBinary(
+      dir_, "probe", {"/usr/bin/systemd-analyze", "verify", "--man=no", dir_ + "/probe.service"});
+  if (probe.code != 0 || !probe.output.empty()) {
+    GTEST_SKIP() << "systemd-analyze verify does not work here: " << probe.output;
+  }
+  std::string unit = ReadFile(SourceDir() + "/deploy/systemd/treatyd.service");
+  ASSERT_NE(unit.find("Type=notify\n"), std::string::npos);
+  ASSERT_NE(unit.find("ExecStart=/usr/bin/treatyd --config /etc/treaty/treatyd.conf\n"),
+            std::string::npos);
+  unit = std::regex_replace(unit, std::regex("/usr/bin/treatyd"), BinaryPath("treatyd"));
+  WriteFile(dir_ + "/treatyd.service", unit);
+  RunResult r =
+      RunBinary(dir_, "verify",
+                {"/usr/bin/systemd-analyze", "verify", "--man=no", dir_ + "/treatyd.service"});
+  EXPECT_EQ(r.code, 0) << r.output;
+  EXPECT_EQ(r.output, "") << "systemd warns about the unit";
+  // TimeoutStopSec must exceed the default drain timeout (10 s).
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(unit, m, std::regex(R"(\nTimeoutStopSec=(\d+)\n)")));
+  EXPECT_GT(std::stoi(m[1]), 10);
+}
+
+}  // namespace
+}  // namespace treaty::testing
