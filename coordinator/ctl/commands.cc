@@ -11,6 +11,7 @@
 
 #include "api/operator_input.h"
 #include "common/endpoint.h"
+#include "common/ids.h"
 #include "common/json_input.h"
 #include "common/text.h"
 
@@ -189,9 +190,21 @@ int SagaSubmit(CoordinatorClient& c, const std::string& file, bool wait, bool as
     return kExitUsage;
   }
   json body = std::move(*parsed);
+  // A submission is re-sent to the next coordinator when one does not
+  // answer: without a gtid each would make its own and the saga would run
+  // twice. The gtid is chosen here, once, as the SDK's Client does.
+  if (!body.contains("gtid") || body["gtid"].is_null()) body["gtid"] = NewGtid();
   if (wait) body["wait"] = true;
   json out;
-  if (int rc = Call(c, "POST", "/v1/sagas", DumpJson(body), &out); rc >= 0) return rc;
+  if (int rc = Call(c, "POST", "/v1/sagas", DumpJson(body), &out); rc >= 0) {
+    if (rc == kExitUnreachable && body["gtid"].is_string()) {
+      // A time-out may hide a saga that was created: name it, so that it
+      // can be looked up or the same file submitted again with this gtid.
+      std::cerr << "treatyctl: the saga's gtid is " << Cell(body["gtid"].get<std::string>(), 256)
+                << " (treatyctl get GTID tells whether it was created)\n";
+    }
+    return rc;
+  }
   PrintStatus(out, as_json);
   if (!wait) return kExitOk;
   const std::string state = Str(out, "state");
@@ -202,7 +215,7 @@ int SagaSubmit(CoordinatorClient& c, const std::string& file, bool wait, bool as
 int Begin2pc(CoordinatorClient& c, const std::string& gtid, int64_t timeout_ms, bool no_one_phase,
              bool as_json) {
   json body = json::object();
-  if (!gtid.empty()) body["gtid"] = gtid;
+  body["gtid"] = gtid.empty() ? NewGtid() : gtid;  // one gtid for every coordinator tried
   if (timeout_ms > 0) body["timeout_ms"] = timeout_ms;
   if (no_one_phase) body["one_phase"] = false;
   json out;
@@ -266,7 +279,7 @@ int Get(CoordinatorClient& c, const std::string& gtid, bool as_json) {
             << "kind:     " << Str(out["kind"]) << "\n"
             << "state:    " << Str(out["state"]) << (out.value("paused", false) ? "  (PAUSED)" : "")
             << (out.value("needs_attention", false) ? "  (NEEDS ATTENTION)" : "") << "\n"
-            << "owner:    " << Str(out["owner"]) << "\n"
+            << "owner:    " << Cell(Str(out["owner"]), 256) << "\n"
             << "created:  " << TimeText(Int(out, "created_at_ms", 0)) << "\n"
             << "updated:  " << TimeText(Int(out, "updated_at_ms", 0)) << "\n"
             << "deadline: " << TimeText(Int(out, "deadline_ms", 0)) << "\n";
@@ -322,7 +335,7 @@ int List(CoordinatorClient& c, const ListOptions& o) {
     if (t.value("needs_attention", false)) flags = "attention";
     if (t.value("paused", false)) flags += flags.empty() ? "paused" : ",paused";
     rows.push_back({Str(t, "gtid"), Str(t, "kind"), Str(t, "state"), flags, Str(t, "attempts"),
-                    Str(t, "owner"), TimeText(Int(t, "updated_at_ms", 0)),
+                    Cell(Str(t, "owner"), 256), TimeText(Int(t, "updated_at_ms", 0)),
                     Cell(Str(t, "last_error"), 60)});
   }
   PrintTable(rows);
@@ -378,8 +391,11 @@ int Cluster(CoordinatorClient& c, bool as_json) {
   std::vector<std::vector<std::string>> rows = {
       {"ID", "NODE", "HTTP", "THRIFT", "STATE", "HEARTBEAT AGE", "OWNED"}};
   for (const auto& m : out["coordinators"]) {
-    rows.push_back({Str(m, "id"), Str(m, "node_name"), Str(m, "http"), Str(m, "thrift"),
-                    Str(m, "state"), Str(m, "heartbeat_age_ms") + " ms", Str(m, "owned")});
+    // A peer's id and node name are whatever its operator set: escaped.
+    rows.push_back({Cell(Str(m, "id"), 256), Cell(Str(m, "node_name"), 256),
+                    Cell(Str(m, "http"), 300), Cell(Str(m, "thrift"), 300),
+                    Cell(Str(m, "state"), 32), Str(m, "heartbeat_age_ms") + " ms",
+                    Str(m, "owned")});
   }
   PrintTable(rows);
   return kExitOk;
