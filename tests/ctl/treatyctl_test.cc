@@ -14,6 +14,7 @@
 #include <fstream>
 #include <regex>
 #include <set>
+#include <thread>
 
 #include <nlohmann/json.hpp>
 
@@ -132,6 +133,30 @@ TEST_F(TreatyctlTest, SagaSubmitRetryAndCluster) {
   EXPECT_NE(r.out.find(server_->coordinator_id()), std::string::npos) << r.out;
   r = Run("cluster --json");
   EXPECT_EQ(json::parse(r.out)["coordinators"].size(), 1u);
+}
+
+// A saga file without a gtid whose submission times out on one coordinator
+// and is sent again to the next must not start a second saga: treatyctl
+// names the gtid before the first attempt, so the retry is a re-submission.
+TEST_F(TreatyctlTest, SubmitWithoutGtidFailingOverStartsOneSaga) {
+  participant_.SetRule("slow", "action", TestParticipant::Rule{{200}, 2500});
+  json saga = {{"steps",
+                {{{"name", "slow"},
+                  {"action", participant_.Url("slow", "action")},
+                  {"compensate", participant_.Url("slow", "compensate")}}}}};
+  std::ofstream(dir_ + "/nogtid.json") << saga.dump();
+  const std::string url = server_->http_url();
+  auto r =
+      Run("--request-timeout-ms 1000 saga submit " + dir_ + "/nogtid.json --wait", url + "," + url);
+  EXPECT_EQ(r.code, 3) << r.out;
+  EXPECT_NE(r.out.find("gtid is "), std::string::npos) << r.out;
+  std::this_thread::sleep_for(std::chrono::milliseconds(3000));
+  auto list = Run("list --json");
+  ASSERT_EQ(list.code, 0) << list.out;
+  EXPECT_EQ(json::parse(list.out)["items"].size(), 1u) << list.out;
+  size_t actions = 0;
+  for (const auto& c : participant_.Calls()) actions += c.op == "action";
+  EXPECT_EQ(actions, 1u);
 }
 
 TEST_F(TreatyctlTest, ErrorsAndExitCodes) {
