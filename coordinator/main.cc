@@ -18,6 +18,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <iostream>
 #include <utility>
 
@@ -27,6 +28,7 @@
 #include <spdlog/spdlog.h>
 #include <CLI/CLI.hpp>
 
+#include "api/control_socket.h"
 #include "api/server.h"
 #include "common/endpoint.h"
 #include "common/json_log_formatter.h"
@@ -229,8 +231,16 @@ int main(int argc, char** argv) {
   app.add_option("--thrift", thrift, "Thrift listen address HOST:PORT (port 0 picks one), or off")
       ->envname("TREATY_THRIFT")
       ->capture_default_str();
-  app.add_option("--node-name", opts.node_name, "Name shown in the cluster view")
-      ->envname("TREATY_NODE_NAME");
+  app.add_option("--node-name", opts.node_name,
+                 "Name shown in the cluster view (printable ASCII, at most 128 bytes)")
+      ->envname("TREATY_NODE_NAME")
+      ->check([](const std::string& v) -> std::string {
+        if (v.size() > 128) return "longer than 128 bytes";
+        for (unsigned char c : v) {
+          if (c < 0x20 || c > 0x7e) return "only printable ASCII is allowed";
+        }
+        return "";
+      });
   app.add_option("--advertise-http", advertise_http,
                  "HOST:PORT peers and the cluster view show for this coordinator (port 0: the "
                  "port bound); default: the --http host, or this machine's host name when "
@@ -421,7 +431,23 @@ int main(int argc, char** argv) {
       std::cerr << "treatyd backup: --to FILE is required\n";
       return 2;
     }
-    auto report = treaty::BackupStore(opts.store_uri, backup_to, backup_opts);
+    // A treatyd running on the log copies it itself, asked through its
+    // control socket (api/control_socket.h); else the file is copied here.
+    treaty::Result<treaty::SqliteBackupReport> report =
+        treaty::Status::Unavailable("no backup attempted");
+    bool nobody = true;
+    if (auto log = treaty::SqliteLogPathOf(opts.store_uri); log.ok()) {
+      std::error_code ec;
+      const std::string dest = std::filesystem::absolute(backup_to, ec).lexically_normal().string();
+      if (!ec) {
+        constexpr int kAnswerWithinMs = 3600 * 1000;  // a copy of a very large log
+        report = treaty::RequestBackup(treaty::SqliteControlSocketPath(*log), dest,
+                                       backup_opts.force, kAnswerWithinMs, &nobody);
+        if (!nobody)
+          std::cerr << "treatyd backup: asked the running treatyd to write " << dest << "\n";
+      }
+    }
+    if (nobody) report = treaty::BackupStore(opts.store_uri, backup_to, backup_opts);
     if (!report.ok()) {
       std::cerr << "treatyd backup: " << report.status().message() << "\n";
       return report.status().code() == treaty::StatusCode::kInvalidArgument ? 2 : 1;
@@ -451,6 +477,10 @@ int main(int argc, char** argv) {
     return 2;
   }
   if (check_config) {
+    if (auto s = treaty::Server::CheckOptions(opts); !s.ok()) {
+      std::cerr << "treatyd: " << s.message() << "\n";
+      return 2;
+    }
     std::cout << "treatyd: configuration OK\n";
     return 0;
   }
@@ -469,7 +499,9 @@ int main(int argc, char** argv) {
   if (auto s = server.Start(); !s.ok()) {
     std::cerr << "treatyd: cannot start: " << s.ToString() << "\n";
     NotifySystemd("STATUS=cannot start: " + s.message());
-    return 1;
+    // A configuration the options cannot work with is a usage error (2);
+    // anything else (the store, a port in use) is 1.
+    return s.code() == treaty::StatusCode::kInvalidArgument ? 2 : 1;
   }
   const std::string thrift_text =
       opts.thrift_enabled ? treaty::FormatHostPort(opts.thrift_host, server.thrift_port()) : "off";

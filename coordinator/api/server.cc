@@ -3,7 +3,10 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
 #include <chrono>
+#include <cstring>
+#include <filesystem>
 #include <future>
 #include <thread>
 #include <vector>
@@ -15,6 +18,7 @@
 #include <boost/asio/thread_pool.hpp>
 
 #include "api/access_gate.h"
+#include "api/control_socket.h"
 #include "api/coordinator_metrics.h"
 #include "api/ops_routes.h"
 #include "api/rest_api.h"
@@ -23,6 +27,7 @@
 #include "common/asio_task_runner.h"
 #include "common/exception_guard.h"
 #include "common/host_port.h"
+#include "common/text.h"
 #include "engine/routing_caller.h"
 #include "engine/txn_queries.h"
 #include "http/http_participant_caller.h"
@@ -34,6 +39,8 @@
 #include "security/tls_context.h"
 #include "store/log_store.h"
 #include "store/pg_log_store.h"
+#include "store/sqlite_backup.h"
+#include "store/sqlite_log_store.h"
 #include "thrift/thrift_participant_caller.h"
 #include "thrift/thrift_server.h"
 
@@ -120,12 +127,18 @@ struct Server::Impl {
   std::shared_ptr<ServerTls> tls;
   std::shared_ptr<ParticipantPolicy> participant_policy;  // never null once started
   std::shared_ptr<AuditLog> audit;                        // never null once started
+  // `treatyd backup` of a running SQLite log (null on PostgreSQL); after
+  // `io` and `store`: destroyed before them.
+  std::unique_ptr<ControlSocket> control;
   bool stopped = false;
 
   // Builds the security objects from the options; InvalidArgument naming
   // the option when a file cannot be used or the listeners would be open to
   // the network without authentication.
   Status SetUpSecurity();
+  // Opens the control socket of a SQLite log (api/control_socket.h); logs
+  // why not and goes on without it.
+  void StartControlSocket(SqliteLogStore* sqlite);
 
   explicit Impl(ServerOptions o)
       : options(std::move(o)), blocking_pool(static_cast<size_t>(options.blocking_threads)) {}
@@ -133,6 +146,7 @@ struct Server::Impl {
   void StopThreads() {
     if (stopped) return;
     stopped = true;
+    if (control) control->Stop();  // cancels a running backup: the store stays until then
     if (http) http->Stop();
     if (thrift) thrift->Stop();
     if (membership) (void)membership->Stop(false);
@@ -192,6 +206,53 @@ Status Server::Impl::SetUpSecurity() {
 }
 
 Server::Server(ServerOptions options) : impl_(std::make_unique<Impl>(std::move(options))) {}
+
+Status Server::CheckOptions(const ServerOptions& options) {
+  ServerOptions probe_options = options;
+  probe_options.audit_log_file.clear();  // checked below, without creating it
+  Impl probe(std::move(probe_options));
+  if (Status s = probe.SetUpSecurity(); !s.ok()) return s;
+  if (auto client_tls = MakeClientTlsContext(options.participant_tls); !client_tls.ok()) {
+    return Status::InvalidArgument("--participant-ca/--participant-cert/--participant-key: " +
+                                   client_tls.status().message());
+  }
+  if (!options.participant_hmac_key_file.empty()) {
+    auto key = LoadSigningKey(options.participant_hmac_key_file, "--participant-hmac-key");
+    if (!key.ok()) return key.status();
+  }
+  if (!options.audit_log_file.empty()) {
+    const std::filesystem::path file(options.audit_log_file);
+    const std::string dir = file.has_parent_path() ? file.parent_path().string() : ".";
+    const bool exists = access(options.audit_log_file.c_str(), F_OK) == 0;
+    const char* what = exists ? options.audit_log_file.c_str() : dir.c_str();
+    if (access(what, W_OK) != 0) {
+      return Status::InvalidArgument(std::string("--audit-log: cannot write '") +
+                                     EscapeControl(what) + "': " + std::strerror(errno));
+    }
+  }
+  return Status::Ok();
+}
+
+void Server::Impl::StartControlSocket(SqliteLogStore* sqlite) {
+  Result<std::string> log = SqliteLogPathOf(options.store_uri);
+  if (!log.ok() || *log == ":memory:") return;
+  auto backup = [sqlite, log = *log](const std::string& dest, bool force,
+                                     const std::atomic<bool>& cancel) {
+    SqliteBackupOptions backup_options;
+    backup_options.force = force;
+    backup_options.cancel = &cancel;
+    SqliteConnectionLender lend = [sqlite](const std::function<Status(sqlite3*)>& use) {
+      return sqlite->LendConnection(use);
+    };
+    return BackupLiveSqliteLog(log, lend, dest, backup_options);
+  };
+  control = std::make_unique<ControlSocket>(io, SqliteControlSocketPath(*log), std::move(backup));
+  // Serving goes on without it: `treatyd backup` then says it cannot reach this process.
+  if (Status s = control->Start(); !s.ok()) {
+    spdlog::error("{}; online backups (treatyd backup) are off", s.message());
+    control.reset();
+  }
+}
 
 Server::~Server() { Stop(); }
 
@@ -333,6 +394,7 @@ Status Server::Start() {
       }
     });
   }
+  if (auto* sqlite = dynamic_cast<SqliteLogStore*>(m.store.get())) m.StartControlSocket(sqlite);
   m.membership->Start(m.service.get());
   RetentionOptions retention;
   retention.retention_ms = m.options.retention_ms;

@@ -88,6 +88,13 @@ class Server {
   // resumes orphaned work. Unavailable / InvalidArgument with a clear
   // message if the store or the address cannot be used.
   Status Start();
+  // What `treatyd --check-config` runs: every check Start makes before it
+  // opens the store (tokens file, TLS files, the exposure rule, participant
+  // allow-list, allowed hosts, signing key), without binding, opening the
+  // store or creating the audit log (only its directory is checked for
+  // writing). InvalidArgument naming the option when one would stop Start.
+  // Blocks on file reads only; safe from any thread.
+  static Status CheckOptions(const ServerOptions& options);
   uint16_t http_port() const;
   uint16_t thrift_port() const;
   std::string http_url() const;

@@ -9,6 +9,8 @@
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
+#include <functional>
 #include <memory>
 #include <thread>
 #include <vector>
@@ -93,6 +95,17 @@ Status CheckPaths(const std::string& source, const std::string& dest,
   if (!S_ISREG(src.st_mode)) {
     return Status::InvalidArgument("--store: '" + source + "' is not a regular file");
   }
+  // The log's side files: replacing one (its WAL above all) would lose
+  // acknowledged commits of a running coordinator.
+  std::error_code ec;
+  const std::filesystem::path dest_real = std::filesystem::weakly_canonical(dest, ec);
+  for (const char* suffix : {"-wal", "-journal", "-shm", ".ctl"}) {
+    const std::filesystem::path side = std::filesystem::weakly_canonical(source + suffix, ec);
+    if (!ec && side == dest_real) {
+      return Status::InvalidArgument("--to: '" + dest + "' is a file of the log itself (" +
+                                     side.string() + ")");
+    }
+  }
   struct stat folder {};
   const std::string dir = Folder(dest);
   if (stat(dir.c_str(), &folder) != 0 || !S_ISDIR(folder.st_mode)) {
@@ -134,23 +147,49 @@ Result<Db> OpenSource(const std::string& path) {
   return db;
 }
 
-// Copies src into dst page by page, retrying a busy/locked source until
-// `busy_wait_ms` of waiting has passed.
-Status CopyPages(sqlite3* src, sqlite3* dst, const std::string& source,
+// Copies the lent source into dst page by page, retrying a busy/locked
+// source until `busy_wait_ms` of waiting has passed. Every call on the
+// source connection (init, each step, finish) runs inside `lend`.
+Status CopyPages(const SqliteConnectionLender& lend, sqlite3* dst, const std::string& source,
                  const SqliteBackupOptions& options) {
-  sqlite3_backup* backup = sqlite3_backup_init(dst, "main", src, "main");
+  sqlite3_backup* backup = nullptr;
+  sqlite3* first = nullptr;  // the connection the copy started on
+  Status lent = lend([&](sqlite3* src) {
+    first = src;
+    backup = sqlite3_backup_init(dst, "main", src, "main");
+    return Status::Ok();
+  });
+  if (!lent.ok()) return lent;
   if (backup == nullptr) return SqliteFailure(dst, sqlite3_errcode(dst), "backup: cannot start");
   const auto started = Clock::now();
   int64_t waited_ms = 0;
   int last_remaining = -1;
   Status failure;
   while (true) {
-    const int rc = sqlite3_backup_step(backup, options.pages_per_step);
+    if (options.cancel != nullptr && options.cancel->load()) {
+      failure = Status::Unavailable("backup of '" + source + "' cancelled: treatyd is stopping");
+      break;
+    }
+    int rc = SQLITE_OK;
+    int remaining = 0;
+    lent = lend([&](sqlite3* src) {
+      if (src != first) {
+        return Status::Unavailable("--store: '" + source +
+                                   "' was closed and opened again during the copy (after a file "
+                                   "failure); try the backup again");
+      }
+      rc = sqlite3_backup_step(backup, options.pages_per_step);
+      remaining = sqlite3_backup_remaining(backup);
+      return Status::Ok();
+    });
+    if (!lent.ok()) {
+      failure = lent;
+      break;
+    }
     if (rc == SQLITE_DONE) break;
     if (rc == SQLITE_OK) {
       // A copy that starts over (the source was changed by another
       // connection) shows as more pages remaining than before.
-      const int remaining = sqlite3_backup_remaining(backup);
       if (last_remaining >= 0 && remaining > last_remaining &&
           MsSince(started) > options.busy_wait_ms) {
         failure = Status::Unavailable("--store: '" + source +
@@ -169,7 +208,8 @@ Status CopyPages(sqlite3* src, sqlite3* dst, const std::string& source,
         failure = Status::Unavailable(
             "--store: '" + source + "' stayed locked for " + std::to_string(waited_ms) +
             " ms: another process holds it (a running treatyd keeps its SQLite log locked "
-            "exclusively; stop it with SIGTERM, or back up after it has stopped or crashed)");
+            "exclusively: ask it through its control socket, or back up after it has stopped "
+            "or crashed)");
         break;
       }
       constexpr int kBusyPauseMs = 25;
@@ -180,7 +220,16 @@ Status CopyPages(sqlite3* src, sqlite3* dst, const std::string& source,
     failure = SqliteFailure(dst, rc, "backup: copying '" + source + "' failed");
     break;
   }
-  const int finish = sqlite3_backup_finish(backup);
+  // Finishing touches the source connection too: lent again, whatever the
+  // connection now is (a replaced one stays allocated until this call).
+  int finish = SQLITE_OK;
+  Status finished = lend([&](sqlite3*) {
+    finish = sqlite3_backup_finish(backup);
+    return Status::Ok();
+  });
+  // The lender refuses only when the connection is closed: the old one is
+  // then a zombie only this copy still uses, finished without the lock.
+  if (!finished.ok()) finish = sqlite3_backup_finish(backup);
   if (!failure.ok()) return failure;
   if (finish != SQLITE_OK) return SqliteFailure(dst, finish, "backup: finishing the copy failed");
   return Status::Ok();
@@ -208,30 +257,27 @@ Status SyncFile(const std::string& path, bool folder) {
   return Status::Ok();
 }
 
-}  // namespace
-
-Result<SqliteBackupReport> BackupSqliteLog(const std::string& source_path,
-                                           const std::string& dest_path,
-                                           const SqliteBackupOptions& options) {
-  const auto started = Clock::now();
-  if (Status s = CheckPaths(source_path, dest_path, options); !s.ok()) return s;
-
+// The copy itself, from the connection `lend` lends; `release_source` runs
+// as soon as the pages are copied.
+Result<SqliteBackupReport> Backup(const std::string& source_path,
+                                  const SqliteConnectionLender& lend,
+                                  const std::function<void()>& release_source,
+                                  const std::string& dest_path, const SqliteBackupOptions& options,
+                                  Clock::time_point started) {
   std::string pattern = dest_path + ".tmp-XXXXXX";
   const int fd = mkstemp(pattern.data());
   if (fd < 0) return Status::Unavailable(Errno("--to: cannot create a file next to", dest_path));
   close(fd);
   TempCopy temp(pattern);
 
-  Result<Db> src = OpenSource(source_path);
-  if (!src.ok()) return src.status();
   sqlite3* raw_dst = nullptr;
   const int rc = sqlite3_open_v2(temp.path().c_str(), &raw_dst,
                                  SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, nullptr);
   Db dst(raw_dst);
   if (rc != SQLITE_OK) return SqliteFailure(raw_dst, rc, "--to: cannot open '" + temp.path() + "'");
 
-  if (Status s = CopyPages(src->get(), dst.get(), source_path, options); !s.ok()) return s;
-  src->reset();  // release the source as soon as it is copied
+  if (Status s = CopyPages(lend, dst.get(), source_path, options); !s.ok()) return s;
+  release_source();
   // The copy carries the source's WAL flag; a rollback journal keeps it one
   // self-contained file (treatyd switches it back to WAL when it opens it).
   if (Result<std::vector<std::string>> mode = Rows(dst.get(), "PRAGMA journal_mode=DELETE");
@@ -278,12 +324,49 @@ Result<SqliteBackupReport> BackupSqliteLog(const std::string& source_path,
   return report;
 }
 
+}  // namespace
+
+Result<SqliteBackupReport> BackupSqliteLog(const std::string& source_path,
+                                           const std::string& dest_path,
+                                           const SqliteBackupOptions& options) {
+  const auto started = Clock::now();
+  if (Status s = CheckPaths(source_path, dest_path, options); !s.ok()) return s;
+  Result<Db> src = OpenSource(source_path);
+  if (!src.ok()) return src.status();
+  Db db = std::move(*src);
+  SqliteConnectionLender lend = [&db](const std::function<Status(sqlite3*)>& use) {
+    return use(db.get());
+  };
+  // The own read-only connection, alone in this call: lent without a lock.
+  return Backup(
+      source_path, lend, [&db] { db.reset(); }, dest_path, options, started);
+}
+
+Result<SqliteBackupReport> BackupLiveSqliteLog(const std::string& source_path,
+                                               const SqliteConnectionLender& lend,
+                                               const std::string& dest_path,
+                                               const SqliteBackupOptions& options) {
+  const auto started = Clock::now();
+  if (Status s = CheckPaths(source_path, dest_path, options); !s.ok()) return s;
+  return Backup(
+      source_path, lend, [] {}, dest_path, options, started);
+}
+
+std::string SqliteControlSocketPath(const std::string& log_path) { return log_path + ".ctl"; }
+
+Result<std::string> SqliteLogPathOf(const std::string& store_uri) {
+  if (!StartsWith(store_uri, "sqlite:")) {
+    return Status::InvalidArgument("--store: not a SQLite log (want sqlite:PATH): " + store_uri);
+  }
+  std::string path = store_uri.substr(7);
+  if (StartsWith(path, "//")) path = path.substr(2);  // sqlite://PATH, as OpenLogStore
+  return path;
+}
+
 Result<SqliteBackupReport> BackupStore(const std::string& store_uri, const std::string& dest_path,
                                        const SqliteBackupOptions& options) {
   if (StartsWith(store_uri, "sqlite:")) {
-    std::string path = store_uri.substr(7);
-    if (StartsWith(path, "//")) path = path.substr(2);  // sqlite://PATH, as OpenLogStore
-    return BackupSqliteLog(path, dest_path, options);
+    return BackupSqliteLog(*SqliteLogPathOf(store_uri), dest_path, options);
   }
   if (StartsWith(store_uri, "postgresql://") || StartsWith(store_uri, "postgres://") ||
       store_uri.find('=') != std::string::npos) {

@@ -74,6 +74,14 @@ void SqliteLogStore::CallLock::Unlock() {
   mu_.Unlock();
 }
 
+Status SqliteLogStore::LendConnection(const std::function<Status(sqlite3*)>& use) {
+  CallScope lock(&mu_);
+  if (conn_.db() == nullptr) {
+    return Status::Unavailable("sqlite: " + conn_.path() + " is not open (a file failure)");
+  }
+  return use(conn_.db());
+}
+
 Status SqliteLogStore::InTransaction(const Body& body) {
   if (Status s = conn_.Exec("BEGIN IMMEDIATE"); !s.ok()) return s;
   Status s = body();

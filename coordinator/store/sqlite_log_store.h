@@ -66,6 +66,12 @@ class SqliteLogStore final : public LogStore {
   Result<int64_t> ReleaseOwned(const std::string& owner) override;
   Result<int64_t> PurgeFinished(int64_t before_ms, int limit) override;
 
+  // Runs `use` with the open connection under the lock of every call
+  // (serialized with them), for the online backup (sqlite_backup.h
+  // BackupLiveSqliteLog); Unavailable without calling it when the file
+  // could not be opened. `use` must not keep the pointer nor call the store.
+  Status LendConnection(const std::function<Status(sqlite3*)>& use) TREATY_EXCLUDES(mu_);
+
   // The database clock in SQL, ms since the epoch.
   static constexpr const char* kNowSql =
       "CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER)";

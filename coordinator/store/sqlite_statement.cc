@@ -158,7 +158,9 @@ Status SqliteConnection::EnsureOpen() {
 void SqliteConnection::Close() {
   for (auto& [sql, stmt] : cache_) sqlite3_finalize(stmt);
   cache_.clear();
-  if (db_ != nullptr) sqlite3_close(db_);
+  // close_v2: a connection an online backup still reads (sqlite_backup.h)
+  // is freed when that backup finishes, instead of leaking.
+  if (db_ != nullptr) sqlite3_close_v2(db_);
   db_ = nullptr;
   broken_ = false;
 }

@@ -229,6 +229,41 @@ TEST_F(DeployTest, UnknownConfigKeyIsRefusedByName) {
   EXPECT_NE(missing.output.find("absent.conf"), std::string::npos) << missing.output;
 }
 
+// --check-config makes every check a start would make before it opens the
+// store: a configuration it passes must not then fail to start (under
+// systemd, ExecStartPre would pass and Restart= loop). Each refusal names
+// its option and exits 2, at check and at start alike.
+TEST_F(DeployTest, CheckConfigRefusesWhatStartWouldRefuse) {
+  const std::string treatyd = BinaryPath("treatyd");
+  const std::string store = "--store=sqlite:" + dir_ + "/check.db";
+  WriteFile(dir_ + "/bad-tokens", "not a tokens line\n");
+  WriteFile(dir_ + "/short-key", "too short");
+  WriteFile(dir_ + "/garbage.pem", "-----BEGIN CERTIFICATE-----\nnot base64\n");
+  struct Case {
+    std::vector<std::string> args;
+    std::string named;  // text the refusal must contain
+  };
+  const std::vector<Case> cases = {
+      {{"--auth-tokens", dir_ + "/bad-tokens"}, "line 1"},
+      {{"--http", "0.0.0.0:0"}, "--auth-tokens"},
+      {{"--participant-allow", "a/b/c"}, "a/b/c"},
+      {{"--participant-hmac-key", dir_ + "/short-key"}, "--participant-hmac-key"},
+      {{"--tls-cert", dir_ + "/garbage.pem", "--tls-key", dir_ + "/garbage.pem"}, "--tls"},
+      {{"--audit-log", dir_ + "/no-such-dir/audit.log"}, "--audit-log"},
+  };
+  for (const Case& c : cases) {
+    for (const char* mode : {"--check-config", "--thrift=off"}) {
+      std::vector<std::string> argv = {treatyd, store, mode};
+      argv.insert(argv.end(), c.args.begin(), c.args.end());
+      if (c.args[0] != "--http") argv.push_back("--http=127.0.0.1:0");
+      RunResult r = RunBinary(dir_, "check", argv);
+      EXPECT_EQ(r.code, 2) << mode << " " << c.args[0] << ": " << r.output;
+      EXPECT_NE(r.output.find(c.named), std::string::npos) << c.args[0] << ": " << r.output;
+      EXPECT_EQ(r.output.find("configuration OK"), std::string::npos) << r.output;
+    }
+  }
+}
+
 TEST_F(DeployTest, AdvertisedAddressIsWhatTheClusterShows) {
   TreatydOptions o = Options("adv");
   o.extra = {"--advertise-http", "treaty-a.example:7999"};
