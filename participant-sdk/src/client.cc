@@ -4,6 +4,7 @@
 #include <atomic>
 #include <chrono>
 #include <functional>
+#include <initializer_list>
 #include <map>
 #include <thread>
 #include <vector>
@@ -85,8 +86,11 @@ struct CallPlan {
   std::string pin_gtid;
   // True for Enlist, Commit and Abort: only the owner acts on them.
   bool owner_only = false;
-  int extra_timeout_ms = 0;  // a waiting submit's wait
   std::function<CoordinatorReply(CoordinatorTransport&, int timeout_ms)> send;
+  // Commit and Abort: called with a final Conflict when an earlier attempt's
+  // outcome was unknown (that attempt may have finished the transaction);
+  // answers what a first successful attempt would have, or the Conflict.
+  std::function<Result<nlohmann::json>(const Status& conflict)> after_lost_answer;
 };
 
 class Client::Impl {
@@ -106,6 +110,10 @@ class Client::Impl {
   }
 
   Result<json> Call(const CallPlan& plan);
+  // After a Conflict that followed a lost answer: {"gtid","state"} when
+  // Get finds `gtid` in one of the `decided` states, else `conflict`.
+  Result<json> DecidedState(const std::string& gtid, const Status& conflict,
+                            std::initializer_list<const char*> decided);
 
   ClientOptions options;
   std::vector<std::unique_ptr<CoordinatorTransport>> transports;  // one per coordinator
@@ -128,8 +136,9 @@ Result<json> Client::Impl::Call(const CallPlan& plan) {
   const auto takeover_deadline =
       std::chrono::steady_clock::now() + std::chrono::milliseconds(options.failover_timeout_ms);
   const int attempts = options.max_attempts < 1 ? 1 : options.max_attempts;
-  const int timeout_ms = options.request_timeout_ms + plan.extra_timeout_ms;
+  const int timeout_ms = options.request_timeout_ms;
   std::vector<bool> conflicted(n, false);
+  bool outcome_unknown = false;    // an attempt may have acted though no answer came back
   bool awaiting_takeover = false;  // a coordinator said another one owns the transaction
   int backoff = options.backoff_ms;
   std::string last_error = "no attempt";
@@ -146,9 +155,12 @@ Result<json> Client::Impl::Call(const CallPlan& plan) {
     switch (r.delivery) {
       case Delivery::kBadConfig:
         return Status::InvalidArgument(EscapeControl(r.message));
-      case Delivery::kNotSent:    // never reached the coordinator: safe anywhere
+      case Delivery::kNotSent:  // never reached the coordinator: safe anywhere
+        last_error = EscapeControl(r.message);
+        continue;
       case Delivery::kNoAnswer:   // outcome unknown: every call is safe to repeat (client.h)
       case Delivery::kBadAnswer:  // not a coordinator's answer: as kNoAnswer
+        outcome_unknown = true;
         last_error = EscapeControl(r.message);
         continue;
       case Delivery::kAnswered:
@@ -186,18 +198,23 @@ Result<json> Client::Impl::Call(const CallPlan& plan) {
         conflicted[at] = true;
         if (!plan.owner_only || at == owner ||
             std::all_of(conflicted.begin(), conflicted.end(), [](bool b) { return b; })) {
+          if (outcome_unknown && plan.after_lost_answer) {
+            return plan.after_lost_answer(Status::Conflict(r.message));
+          }
           return Status::Conflict(r.message);
         }
         awaiting_takeover = true;
         last_error = msg;
         continue;
       case AnswerCode::kNotOwner:  // lost its ownership: another takes over
+        outcome_unknown = true;    // it may have acted before it noticed
         awaiting_takeover = true;
         last_error = msg;
         continue;
       case AnswerCode::kUnavailable:  // draining, not ready, store down
       case AnswerCode::kTimedOut:
       case AnswerCode::kInternal:
+        outcome_unknown = true;  // e.g. a 504 after the coordinator acted
         last_error = name + ": " + AnswerCodeName(r.code) + ": " + EscapeControl(r.message);
         continue;
     }
@@ -246,9 +263,12 @@ Result<TxnStatus> Client::SubmitSaga(const SagaSpec& saga, bool wait, int wait_m
   if (saga.timeout_ms > 0) body["timeout_ms"] = saga.timeout_ms;
   if (saga.concurrent) body["concurrent"] = true;
   if (wait) body["wait"] = true;
-  return ToTxnStatus(impl_->Call(
-      {.extra_timeout_ms = wait ? wait_ms : 0,
-       .send = [&](CoordinatorTransport& t, int ms) { return t.SubmitSaga(body, ms); }}));
+  // REST tells the coordinator to hold at most `wait_ms`; Thrift cannot, so
+  // there the bound covers the coordinator's own hold (client.h).
+  const int wait_bound = wait ? std::max(wait_ms, 1) : 0;
+  return ToTxnStatus(impl_->Call({.send = [&](CoordinatorTransport& t, int ms) {
+    return t.SubmitSaga(body, ms + (wait ? t.SagaWaitHoldMs(wait_bound) : 0), wait_bound);
+  }}));
 }
 
 Result<TxnStatus> Client::Begin(const std::string& gtid_or_empty, int64_t timeout_ms) {
@@ -281,20 +301,43 @@ Status Client::Enlist(const std::string& gtid, const BranchSpec& b) {
   return r.ok() ? Status::Ok() : r.status();
 }
 
+Result<json> Client::Impl::DecidedState(const std::string& gtid, const Status& conflict,
+                                        std::initializer_list<const char*> decided) {
+  auto r = Call({.send = [&](CoordinatorTransport& t, int ms) { return t.Get(gtid, ms); }});
+  if (!r.ok()) return conflict;
+  const std::string state = StringField(*r, "state");
+  for (const char* d : decided) {
+    if (state == d) return json{{"gtid", StringField(*r, "gtid", gtid)}, {"state", state}};
+  }
+  return conflict;
+}
+
 Result<TxnStatus> Client::Commit(const std::string& gtid) {
   if (Status s = CheckGtid(gtid); !s.ok()) return s;
-  return ToTxnStatus(impl_->Call(
-      {.pin_gtid = gtid, .owner_only = true, .send = [&](CoordinatorTransport& t, int ms) {
-         return t.Commit(gtid, ms);
-       }}));
+  return ToTxnStatus(
+      impl_->Call({.pin_gtid = gtid,
+                   .owner_only = true,
+                   .send = [&](CoordinatorTransport& t, int ms) { return t.Commit(gtid, ms); },
+                   // "already COMMITTED/ABORTED": a lost attempt decided it.
+                   .after_lost_answer =
+                       [&](const Status& conflict) {
+                         return impl_->DecidedState(
+                             gtid, conflict, {"COMMITTED", "COMMITTING", "ABORTED", "ABORTING"});
+                       }}));
 }
 
 Result<TxnStatus> Client::Abort(const std::string& gtid) {
   if (Status s = CheckGtid(gtid); !s.ok()) return s;
-  return ToTxnStatus(impl_->Call(
-      {.pin_gtid = gtid, .owner_only = true, .send = [&](CoordinatorTransport& t, int ms) {
-         return t.Abort(gtid, ms);
-       }}));
+  return ToTxnStatus(
+      impl_->Call({.pin_gtid = gtid,
+                   .owner_only = true,
+                   .send = [&](CoordinatorTransport& t, int ms) { return t.Abort(gtid, ms); },
+                   // "already ABORTED": a lost attempt aborted it. COMMITTING or
+                   // COMMITTED stays a Conflict: the abort did not happen.
+                   .after_lost_answer =
+                       [&](const Status& conflict) {
+                         return impl_->DecidedState(gtid, conflict, {"ABORTED", "ABORTING"});
+                       }}));
 }
 
 Result<TransactionInfo> Client::Get(const std::string& gtid) {

@@ -19,7 +19,7 @@ namespace {
 class UnusableCoordinator : public CoordinatorTransport {
  public:
   explicit UnusableCoordinator(std::string why) : why_(std::move(why)) {}
-  CoordinatorReply SubmitSaga(const json&, int) override { return Reply(); }
+  CoordinatorReply SubmitSaga(const json&, int, int = 0) override { return Reply(); }
   CoordinatorReply Begin(const json&, int) override { return Reply(); }
   CoordinatorReply Enlist(const std::string&, const json&, int) override { return Reply(); }
   CoordinatorReply Commit(const std::string&, int) override { return Reply(); }

@@ -87,8 +87,15 @@ class CoordinatorTransport {
 
   // The calls of Client, one each (REST route / Thrift method). `request` is
   // the REST body; the Thrift transport converts it.
-  virtual CoordinatorReply SubmitSaga(const nlohmann::json& request,
-                                      int timeout_ms) = 0;  // POST /v1/sagas
+  // POST /v1/sagas. `wait_timeout_ms` > 0 with `"wait": true` bounds the
+  // coordinator's hold (REST: the `wait_timeout_ms` query parameter; Thrift
+  // has no such field, so it is not sent and the coordinator holds up to its
+  // default of 30 s); 0 leaves the coordinator's default.
+  virtual CoordinatorReply SubmitSaga(const nlohmann::json& request, int timeout_ms,
+                                      int wait_timeout_ms = 0) = 0;
+  // How long the coordinator may hold a waiting submit asked to wait
+  // `wait_ms`: `wait_ms` where the bound is sent, else its default hold.
+  virtual int SagaWaitHoldMs(int wait_ms) const { return wait_ms; }
   virtual CoordinatorReply Begin(const nlohmann::json& request,
                                  int timeout_ms) = 0;  // POST /v1/2pc
   virtual CoordinatorReply Enlist(const std::string& gtid, const nlohmann::json& branch,

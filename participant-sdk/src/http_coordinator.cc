@@ -3,6 +3,7 @@
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <optional>
@@ -121,8 +122,13 @@ class HttpCoordinator : public CoordinatorTransport {
     while (!prefix_.empty() && prefix_.back() == '/') prefix_.pop_back();
   }
 
-  CoordinatorReply SubmitSaga(const json& request, int timeout_ms) override {
-    return Exchange(http::verb::post, "/v1/sagas", DumpJson(request), timeout_ms);
+  CoordinatorReply SubmitSaga(const json& request, int timeout_ms,
+                              int wait_timeout_ms = 0) override {
+    std::string target = "/v1/sagas";
+    if (wait_timeout_ms > 0) {  // the coordinator accepts 1 - 3,600,000 (docs/api.md)
+      target += "?wait_timeout_ms=" + std::to_string(std::min(wait_timeout_ms, 3600000));
+    }
+    return Exchange(http::verb::post, target, DumpJson(request), timeout_ms);
   }
   CoordinatorReply Begin(const json& request, int timeout_ms) override {
     return Exchange(http::verb::post, "/v1/2pc", DumpJson(request), timeout_ms);

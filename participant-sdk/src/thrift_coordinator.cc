@@ -97,6 +97,8 @@ rpc::SagaRequest SagaRequest(const json& body) {
 }
 
 constexpr size_t kMessageBytes = 200;  // error messages are cut to this
+// How long treatyd holds a waiting submit when it is not told (docs/api.md).
+constexpr int kCoordinatorWaitHoldMs = 30000;
 
 CoordinatorReply Answered(AnswerCode code, const std::string& message) {
   CoordinatorReply r;
@@ -134,7 +136,12 @@ class ThriftCoordinator : public CoordinatorTransport {
   ThriftCoordinator(std::string address, treaty::Endpoint endpoint, const TransportOptions& options)
       : address_(std::move(address)), endpoint_(std::move(endpoint)), options_(options) {}
 
-  CoordinatorReply SubmitSaga(const json& request, int timeout_ms) override {
+  int SagaWaitHoldMs(int wait_ms) const override {
+    return std::max(wait_ms, kCoordinatorWaitHoldMs);
+  }
+  // SagaRequest has no wait bound: the coordinator holds a waiting submit
+  // up to its default (30 s), whatever the client's wait.
+  CoordinatorReply SubmitSaga(const json& request, int timeout_ms, int = 0) override {
     return Call(timeout_ms, [&](rpc::CoordinatorServiceClient& c) {
       rpc::TxnStatus status;
       c.submitSaga(status, SagaRequest(request));

@@ -38,7 +38,9 @@
 //                                                would refuse the same credentials
 //
 // Bounds: at most `max_attempts` attempts per call, each bounded by
-// `request_timeout_ms` (a waiting SubmitSaga adds its `wait_ms`); after
+// `request_timeout_ms` (a waiting SubmitSaga adds the coordinator's hold:
+// `wait_ms` over REST, which sends it as `wait_timeout_ms`; over Thrift,
+// which cannot send it, max(`wait_ms`, 30 s), treatyd's default hold); after
 // every full round over the list the loop sleeps `backoff_ms`, doubling up
 // to 5 s. While a coordinator has said that another one owns the 2PC
 // transaction, the loop goes on past `max_attempts` until
@@ -58,7 +60,13 @@
 //   Enlist      the same branch name with the same spec is "enlisted again
 //               (same spec; no change)".
 //   Commit      a repeated commit answers once the decision is durable,
-//   Abort       a repeated abort likewise; neither acts twice.
+//   Abort       a repeated abort likewise; neither acts twice. When an
+//               earlier attempt's answer was lost and the transaction has
+//               finished meanwhile, the coordinator answers the repeat with
+//               Conflict ("already COMMITTED"); the client then reads the
+//               state and answers it as the lost attempt would have
+//               (Commit: COMMITTED/COMMITTING/ABORTED/ABORTING; Abort:
+//               ABORTED/ABORTING; an Abort finding it committed stays Conflict).
 //   Get         reads only.
 // A 2PC transaction is driven by the coordinator that began it: Enlist,
 // Commit and Abort go to that one first (the client remembers which
@@ -191,8 +199,9 @@ class Client {
   Client& operator=(const Client&) = delete;
 
   // POST /v1/sagas. With `wait`, answers once the saga is terminal, or with
-  // its current state when `wait_ms` passes first. Conflict when the gtid
-  // was used with another body.
+  // its current state when `wait_ms` passes first (over Thrift, which cannot
+  // tell the coordinator `wait_ms`, when treatyd's hold of up to 30 s ends).
+  // Conflict when the gtid was used with another body.
   Result<TxnStatus> SubmitSaga(const SagaSpec& saga, bool wait = false, int wait_ms = 30000);
 
   // 2PC: begin (ACTIVE), enlist branches, then commit or abort. Commit
