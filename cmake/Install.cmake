@@ -18,9 +18,11 @@ set(CMAKE_SKIP_INSTALL_ALL_DEPENDENCY ON)
 # --- The shared libtreaty -------------------------------------------------
 # The in-tree static target `treaty` (which the tests link, SDK internals
 # included) whole, plus the parts of the internal static libraries it uses
-# (treaty_http, treaty_common, treaty_security, treaty_thrift_gen), in one
+# (the base library treaty_base: treaty_common, treaty_security, treaty_http,
+# treaty_pg, treaty_thrift_server; and treaty_thrift_gen), in one
 # libtreaty.so.0 that needs only system libraries. The version script
-# exports the SDK's public API (namespace treaty::sdk) and nothing else.
+# exports the SDK's public API (namespace treaty::sdk, and the base
+# library's treaty::Status) and nothing else.
 if(TARGET treaty)
   set(TREATY_SDK_VERSION_SCRIPT ${PROJECT_SOURCE_DIR}/participant-sdk/treaty.map)
   add_library(treaty_shared SHARED ${TREATY_SDK_VERSION_SCRIPT})
@@ -29,6 +31,7 @@ if(TARGET treaty)
                       "LINKER:--no-undefined")
   target_include_directories(treaty_shared INTERFACE
     $<BUILD_INTERFACE:${PROJECT_SOURCE_DIR}/participant-sdk/include>
+    $<BUILD_INTERFACE:${PROJECT_SOURCE_DIR}/coordinator/common/include>
     $<INSTALL_INTERFACE:${CMAKE_INSTALL_INCLUDEDIR}>)
   target_compile_features(treaty_shared INTERFACE cxx_std_17)
   set_target_properties(treaty_shared PROPERTIES
@@ -44,6 +47,9 @@ if(TARGET treaty)
   install(DIRECTORY ${PROJECT_SOURCE_DIR}/participant-sdk/include/treaty
     DESTINATION ${CMAKE_INSTALL_INCLUDEDIR} COMPONENT sdk
     FILES_MATCHING PATTERN "*.h")
+  # treaty/status.h: the base library's Status, which the SDK's API returns.
+  install(FILES ${PROJECT_SOURCE_DIR}/coordinator/common/include/treaty/status.h
+    DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/treaty COMPONENT sdk)
 
   # find_package(Treaty) -> Treaty::treaty
   set(TREATY_CMAKE_DIR ${CMAKE_INSTALL_LIBDIR}/cmake/Treaty)

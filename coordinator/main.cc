@@ -34,6 +34,7 @@
 #include "common/json_log_formatter.h"
 #include "common/text_log_formatter.h"
 #include "common/version.h"
+#include "security/config_file.h"
 #include "store/log_store.h"
 #include "store/sqlite_backup.h"
 
@@ -185,6 +186,68 @@ treaty::Status ParseAdvertised(const std::string& text, treaty::ServerOptions& o
 // otherwise. Failures to send are ignored: the service works without it.
 void NotifySystemd(const std::string& state) { (void)sd_notify(0, state.c_str()); }
 
+// Reads treatyd's --config file for CLI11, in the format of ParseConfigText
+// (security/config_file.h): at most kMaxOptionsFileBytes, each key checked
+// against `app`'s options as it is read, so that an error names the line
+// and the key as written. Errors are CLI::ConfigError; main() prints them
+// after "--config FILE: ". The file reaches from_config() already open:
+// --config's own check (ConfigFileCheck) refused anything but a regular
+// file before CLI11 opened it.
+class ConfigFileFormat : public CLI::Config {
+ public:
+  explicit ConfigFileFormat(const CLI::App* app) : app_(app) {}
+
+  std::string to_config(const CLI::App* app, bool default_also, bool write_description,
+                        std::string prefix) const override {
+    return CLI::ConfigTOML().to_config(app, default_also, write_description, std::move(prefix));
+  }
+
+  std::vector<CLI::ConfigItem> from_config(std::istream& input) const override {
+    std::string text(treaty::kMaxOptionsFileBytes + 1, '\0');
+    input.read(text.data(), static_cast<std::streamsize>(text.size()));
+    if (input.bad()) throw CLI::ConfigError("cannot read the file");
+    text.resize(static_cast<size_t>(input.gcount()));
+    if (text.size() > treaty::kMaxOptionsFileBytes) {
+      throw CLI::ConfigError("the file is larger than " +
+                             std::to_string(treaty::kMaxOptionsFileBytes) +
+                             " bytes: not a treatyd configuration");
+    }
+    auto settings = treaty::ParseConfigText(text, [this](const std::string& key) {
+      const CLI::Option* op = app_->get_option_no_throw("--" + key);
+      if (op == nullptr) return treaty::ConfigKeyKind::kUnknown;
+      if (!op->get_configurable()) return treaty::ConfigKeyKind::kNotInFile;
+      // As CLI11 tells a flag from an option taking a value.
+      return op->get_expected_min() == 0 ? treaty::ConfigKeyKind::kFlag
+                                         : treaty::ConfigKeyKind::kValue;
+    });
+    if (!settings.ok()) throw CLI::ConfigError(settings.status().message());
+    std::vector<CLI::ConfigItem> items;
+    for (treaty::ConfigSetting& s : *settings) {
+      CLI::ConfigItem item;
+      item.name = std::move(s.key);
+      item.inputs = std::move(s.values);
+      items.push_back(std::move(item));
+    }
+    return items;
+  }
+
+ private:
+  const CLI::App* const app_;
+};
+
+// --config's check, run as soon as the option is parsed (before CLI11 opens
+// the file): only a regular file, so that a FIFO cannot block the start and
+// a device such as /dev/zero is not read without end. "" when fine.
+std::string ConfigFileCheck(const std::string& path) {
+  treaty::Status s = treaty::CheckRegularFile("--config", path);
+  if (s.ok()) return "";
+  // CLI11 puts "--config: " before the message itself.
+  std::string message = s.message();
+  const std::string prefix = "--config: ";
+  if (message.rfind(prefix, 0) == 0) message.erase(0, prefix.size());
+  return message;
+}
+
 constexpr const char* kFooter = R"(Commands:
   treatyd [options]                      serve until SIGTERM/SIGINT (drain, then exit 0)
   treatyd migrate [--store URI]          apply pending migrations and exit
@@ -207,15 +270,21 @@ Docs: docs/operations.md.)";
 int main(int argc, char** argv) {
   CLI::App app{"treatyd: Treaty distributed transaction coordinator"};
   app.set_config("--config", "",
-                 "Read options from a TOML file (`key = value`; an unknown key is an error)");
+                 "Read options from a TOML file (`key = value`; an unknown key is an error)")
+      ->check(ConfigFileCheck)
+      ->trigger_on_parse();  // checked before CLI11 opens it
+  app.config_formatter(std::make_shared<ConfigFileFormat>(&app));
   app.allow_config_extras(CLI::config_extras_mode::error);
   app.set_version_flag("--version", treaty::VersionLine("treatyd"),
-                       "Print the version, git commit and build type, and exit");
+                       "Print the version, git commit and build type, and exit")
+      ->configurable(false);
+  app.get_help_ptr()->configurable(false);
   app.footer(kFooter);
   bool check_config = false;
   app.add_flag("--check-config", check_config,
                "Validate the options and the files they name, print the result and exit (the "
-               "store is not opened, nothing is bound)");
+               "store is not opened, nothing is bound)")
+      ->configurable(false);  // what to do this run, not configuration
   std::string advertise_http;
   treaty::ServerOptions opts;
   std::string http = "127.0.0.1:7480";
@@ -387,14 +456,8 @@ int main(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ConfigError& e) {
-    // CLI11 says "INI was not able to parse KEY" for an unknown key.
-    std::string what = e.what();
-    const std::string kUnknown = "INI was not able to parse ";
-    if (what.rfind(kUnknown, 0) == 0) {
-      what = "unknown key '" + what.substr(kUnknown.size()) +
-             "' (keys are the long option names of treatyd --help, without the dashes)";
-    }
-    std::cerr << "treatyd: --config " << app.get_config_ptr()->as<std::string>() << ": " << what
+    // From ConfigFileFormat: "line N: ..." naming the key, or the file's size.
+    std::cerr << "treatyd: --config " << app.get_config_ptr()->as<std::string>() << ": " << e.what()
               << "\n";
     return 2;
   } catch (const CLI::ParseError& e) {

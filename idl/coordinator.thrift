@@ -46,8 +46,17 @@ exception NotFound {
 // The request contradicts what is logged: a gtid reused with a different
 // body, enlisting after commit started, aborting after the commit decision,
 // or a transaction driven by another coordinator.
+//
+// `code` tells two cases apart, as REST's 409 error codes do (docs/api.md
+// "Errors"): "conflict" for all of the above; "not_owner" when this
+// coordinator lost the transaction to a peer while acting on it (what it
+// did may or may not stand: retry the same call on any coordinator, which
+// answers once a peer has taken the transaction over). Absent from an older
+// coordinator: read it as "conflict". Clients must read an unknown value as
+// "conflict" too.
 exception Conflict {
   1: string message
+  2: optional string code
 }
 
 // The coordinator cannot serve now (log store down, draining); retry, on

@@ -131,7 +131,7 @@ std::optional<HttpResponse> AccessGate::CsrfRefusal(const HttpRequest& req,
 }
 
 HttpResponder AccessGate::Audited(HttpResponder respond, const HttpRequest& req,
-                                  const RouteRule& rule, const Identity* who) const {
+                                  const Router::Rule& rule, const Identity* who) const {
   if (!options_.audit) return respond;
   auto pending = std::make_shared<PendingAudit>();
   pending->log = options_.audit;
@@ -140,9 +140,9 @@ HttpResponder AccessGate::Audited(HttpResponder respond, const HttpRequest& req,
   rec.actor = who ? who->name : "(unauthenticated)";
   rec.method = who ? AuthMethodName(who->method) : "none";
   rec.peer = req.remote.empty() ? "unknown" : req.remote;
-  rec.action = rule.audit_action;
-  rec.gtid = rule.gtid;
-  rec.branch = rule.branch;
+  rec.action = rule.access.audit_action;
+  rec.gtid = rule.params["gtid"];
+  rec.branch = rule.params["branch"];
   if (req.method == "GET" || req.method == "HEAD") rec.detail = "read";
   if (!req.body.empty()) {
     // Best effort: the route itself refuses a malformed body (and that
@@ -154,7 +154,7 @@ HttpResponder AccessGate::Audited(HttpResponder respond, const HttpRequest& req,
         return it != body->end() && it->is_string() ? it->get<std::string>() : std::string();
       };
       rec.reason = text("reason");
-      rec.detail = rule.audit_action == "log-level" ? text("level") : text("outcome");
+      rec.detail = rule.access.audit_action == "log-level" ? text("level") : text("outcome");
     }
   }
   return [pending](HttpResponse r) {
@@ -163,17 +163,18 @@ HttpResponder AccessGate::Audited(HttpResponder respond, const HttpRequest& req,
   };
 }
 
-std::optional<Identity> AccessGate::Admit(const HttpRequest& req, HttpResponder& respond) {
-  const bool probe = req.path == "/healthz" || req.path == "/readyz";
-  if (!probe && !hosts_.Allows(req.Header("host"), options_.tls || req.tls ? 443 : 80)) {
+std::optional<Identity> AccessGate::Admit(const HttpRequest& req, const Router& routes,
+                                          HttpResponder& respond) {
+  const Router::Rule rule = routes.RuleFor(req.method, req.path);
+  const RouteAccess& access = rule.access;
+  if (!access.any_host && !hosts_.Allows(req.Header("host"), options_.tls || req.tls ? 443 : 80)) {
     respond(ErrorAnswer(421, "misdirected_request",
                         "the Host header does not name this coordinator (see --allowed-hosts)"));
     return std::nullopt;
   }
-  const RouteRule rule = RuleFor(req.method, req.path, options_.metrics_open);
-  const bool audited = !rule.audit_action.empty();
+  const bool audited = !access.audit_action.empty();
   Identity who{"anonymous", RoleSet::All(), AuthMethod::kNone};
-  if (options_.auth && rule.access == RouteRule::Access::kOpen) {
+  if (options_.auth && access.kind == RouteAccess::Kind::kOpen) {
     who.roles = RoleSet();
   } else if (options_.auth) {
     std::optional<Identity> found = Identify(req);
@@ -190,14 +191,14 @@ std::optional<Identity> AccessGate::Admit(const HttpRequest& req, HttpResponder&
     who = std::move(*found);
   }
   std::optional<HttpResponse> refusal;
-  if (rule.access == RouteRule::Access::kRole && !who.roles.Has(rule.role)) {
+  if (access.kind == RouteAccess::Kind::kRole && !who.roles.Has(access.role)) {
     refusal = ErrorResponse(Status::PermissionDenied(std::string("this request needs the '") +
-                                                     RoleName(rule.role) + "' role, which '" +
+                                                     RoleName(access.role) + "' role, which '" +
                                                      who.name + "' does not have"));
   } else {
     refusal = CsrfRefusal(req, who);
   }
-  if (audited && (refusal || rule.audit_when_admitted)) {
+  if (audited && (refusal || access.audit_when_admitted)) {
     respond = Audited(std::move(respond), req, rule, &who);
   }
   if (refusal) {

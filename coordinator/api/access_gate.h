@@ -7,10 +7,12 @@
 // the identity Admit returns. In this order:
 //
 //   1. Host allow-list: the Host header must name this coordinator
-//      (HostAllowList), else 421 misdirected_request. /healthz and /readyz
-//      are exempt so probes by IP address work. Defeats DNS rebinding.
-//   2. The route's rule, from one table (RuleFor): open, a role, or, for a
-//      route that does not exist, just authentication (so a stranger gets
+//      (HostAllowList), else 421 misdirected_request. The probes' paths
+//      (RouteAccess::Probe: /healthz, /readyz) are exempt so probes by IP
+//      address work. Defeats DNS rebinding.
+//   2. The route's rule, from the route table itself (Router::RuleFor: each
+//      route is added with the RouteAccess it needs): open, a role, or, for
+//      a route that does not exist, just authentication (so a stranger gets
 //      401, never a 404 telling which routes exist).
 //   3. Identity (not for open routes): authentication off -> "anonymous"
 //      with every role; else `Authorization: Bearer TOKEN`, else a verified
@@ -40,11 +42,12 @@
 #include <vector>
 
 #include "api/dashboard_session.h"
-#include "common/status.h"
+#include "api/router.h"
 #include "http/http_types.h"
 #include "security/audit_log.h"
 #include "security/authenticator.h"
 #include "security/identity.h"
+#include "treaty/status.h"
 
 namespace treaty {
 
@@ -56,25 +59,9 @@ struct AccessGateOptions {
   // when `listener_loopback`, else any Host.
   std::vector<std::string> allowed_hosts;
   bool listener_loopback = true;
-  bool metrics_open = false;  // --metrics-open: GET /metrics without the read role
-  bool tls = false;           // the listener is HTTPS: HSTS, Secure cookies
+  bool tls = false;  // the listener is HTTPS: HSTS, Secure cookies
   DashboardSessionOptions sessions;
 };
-
-// What a request needs to reach its route.
-struct RouteRule {
-  enum class Access { kOpen, kRole, kAuthenticated };
-  Access access = Access::kAuthenticated;
-  Role role = Role::kRead;  // with kRole
-  // Operator/admin routes: the AuditRecord action ("retry", "log-level", ...); "" for others.
-  std::string audit_action;
-  bool audit_when_admitted = false;  // false: only refusals are recorded (a GET)
-  std::string gtid;                  // from the path, for the record
-  std::string branch;
-};
-
-// The rule of METHOD PATH: the role table of docs/security.md "Roles".
-RouteRule RuleFor(std::string_view method, std::string_view path, bool metrics_open);
 
 // The Host header allow-list.
 class HostAllowList {
@@ -109,12 +96,14 @@ class AccessGate {
   // (existing ones are kept) and Cache-Control: no-store unless it sets one.
   HttpResponder Secure(HttpResponder respond) const;
 
-  // Runs checks 1-4 for `req`. Refused: answers through `respond` and
+  // Runs checks 1-4 for `req`, with the rule `routes` gives for it (the
+  // router that serves it). Refused: answers through `respond` and
   // returns nullopt. Admitted: returns the identity to act as (open routes:
   // "anonymous", with every role when authentication is off, none
   // otherwise); for an audited route `respond` is replaced by one that
   // writes the AuditRecord when called (or, if dropped, as a 500).
-  std::optional<Identity> Admit(const HttpRequest& req, HttpResponder& respond);
+  std::optional<Identity> Admit(const HttpRequest& req, const Router& routes,
+                                HttpResponder& respond);
 
   DashboardSessions& sessions() { return sessions_; }
   bool auth_on() const { return options_.auth != nullptr; }
@@ -126,7 +115,7 @@ class AccessGate {
   // The CSRF refusal of a state-changing `req`, or nullopt.
   std::optional<HttpResponse> CsrfRefusal(const HttpRequest& req, const Identity& who) const;
   // `respond`, wrapped to write the audit record of `rule` for `who`.
-  HttpResponder Audited(HttpResponder respond, const HttpRequest& req, const RouteRule& rule,
+  HttpResponder Audited(HttpResponder respond, const HttpRequest& req, const Router::Rule& rule,
                         const Identity* who) const;
 
   const AccessGateOptions options_;

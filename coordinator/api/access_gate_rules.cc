@@ -1,5 +1,6 @@
-// AccessGate's tables: the role of every REST route, the Host allow-list
-// and the security headers (access_gate.h).
+// AccessGate's tables: the Host allow-list and the security headers
+// (access_gate.h). The role of every route is not here: each route carries
+// its own (Router::Add, api/router.h).
 
 #include <algorithm>
 #include <cctype>
@@ -12,36 +13,6 @@
 
 namespace treaty {
 namespace {
-
-std::vector<std::string_view> Split(std::string_view s) {
-  std::vector<std::string_view> parts;
-  while (true) {
-    const size_t slash = s.find('/');
-    parts.push_back(s.substr(0, slash));
-    if (slash == std::string_view::npos) return parts;
-    s.remove_prefix(slash + 1);
-  }
-}
-
-RouteRule Open() {
-  RouteRule r;
-  r.access = RouteRule::Access::kOpen;
-  return r;
-}
-
-RouteRule Needs(Role role) {
-  RouteRule r;
-  r.access = RouteRule::Access::kRole;
-  r.role = role;
-  return r;
-}
-
-RouteRule Audited(Role role, std::string action, bool when_admitted) {
-  RouteRule r = Needs(role);
-  r.audit_action = std::move(action);
-  r.audit_when_admitted = when_admitted;
-  return r;
-}
 
 std::string Lower(std::string_view s) {
   std::string out(s);
@@ -90,58 +61,6 @@ bool SameHost(const std::string& a, const std::string& b) {
 }
 
 }  // namespace
-
-RouteRule RuleFor(std::string_view method, std::string_view path, bool metrics_open) {
-  const bool get = method == "GET" || method == "HEAD";
-  const bool post = method == "POST";
-  if (get && (path == "/healthz" || path == "/readyz" || path == "/" || path == "/index.html" ||
-              path.rfind("/ui/", 0) == 0)) {
-    return Open();
-  }
-  if (path == "/v1/session") {
-    if (post || method == "DELETE") return Open();
-    if (get) return Needs(Role::kRead);
-  }
-  // The OpenAPI document is public (docs/openapi.json) but needs read like the
-  // other reads: strangers learn nothing of what this listener serves.
-  if (get && (path == "/v1/transactions" || path == "/v1/cluster" || path == "/v1/stats" ||
-              path == "/v1/openapi.json")) {
-    return Needs(Role::kRead);
-  }
-  if (get && path == "/metrics") return metrics_open ? Open() : Needs(Role::kRead);
-  if (post && (path == "/v1/sagas" || path == "/v1/2pc")) return Needs(Role::kSubmit);
-  static constexpr std::string_view k2pc = "/v1/2pc/";
-  if (post && path.rfind(k2pc, 0) == 0) {
-    const auto parts = Split(path.substr(k2pc.size()));
-    if (parts.size() == 2 && !parts[0].empty() &&
-        (parts[1] == "branches" || parts[1] == "commit" || parts[1] == "abort")) {
-      return Needs(Role::kSubmit);
-    }
-  }
-  static constexpr std::string_view kTxns = "/v1/transactions/";
-  if (path.rfind(kTxns, 0) == 0 && path.size() > kTxns.size()) {
-    const auto parts = Split(path.substr(kTxns.size()));
-    RouteRule r;
-    if (get && parts.size() == 1) return Needs(Role::kRead);
-    if (post && parts.size() == 2 &&
-        (parts[1] == "retry" || parts[1] == "abort" || parts[1] == "pause" ||
-         parts[1] == "resume")) {
-      r = Audited(Role::kOperate, std::string(parts[1]), true);
-    } else if (post && parts.size() == 4 && parts[1] == "branches" && parts[3] == "resolve") {
-      r = Audited(Role::kOperate, "resolve", true);
-      r.branch = std::string(parts[2]);
-    } else {
-      return RouteRule{};
-    }
-    r.gtid = std::string(parts[0]);
-    return r;
-  }
-  if (path == "/v1/admin/log-level") {
-    if (get) return Audited(Role::kAdmin, "log-level", false);
-    if (method == "PUT") return Audited(Role::kAdmin, "log-level", true);
-  }
-  return RouteRule{};  // no such route: authentication only, then 404
-}
 
 Result<HostAllowList> HostAllowList::Parse(const std::vector<std::string>& entries,
                                            bool listener_loopback) {

@@ -42,8 +42,8 @@
 #include <boost/asio/local/stream_protocol.hpp>
 #include <boost/asio/steady_timer.hpp>
 
-#include "common/status.h"
 #include "store/sqlite_backup.h"
+#include "treaty/status.h"
 
 namespace treaty {
 

@@ -24,9 +24,9 @@
 
 #include "api/metrics.h"
 #include "common/mutex.h"
-#include "common/status.h"
 #include "engine/engine_context.h"
 #include "store/records.h"
+#include "treaty/status.h"
 
 namespace treaty {
 

@@ -18,6 +18,7 @@ int HttpStatusOf(StatusCode c) {
     case StatusCode::kNotFound:
       return 404;
     case StatusCode::kConflict:
+    case StatusCode::kBusinessFailure:
     case StatusCode::kLostOwnership:
       return 409;
     case StatusCode::kTooLarge:
@@ -31,31 +32,6 @@ int HttpStatusOf(StatusCode c) {
   }
 }
 
-const char* ErrorCodeOf(StatusCode c) {
-  switch (c) {
-    case StatusCode::kInvalidArgument:
-      return "invalid_argument";
-    case StatusCode::kUnauthenticated:
-      return "unauthenticated";
-    case StatusCode::kPermissionDenied:
-      return "forbidden";
-    case StatusCode::kNotFound:
-      return "not_found";
-    case StatusCode::kConflict:
-      return "conflict";
-    case StatusCode::kLostOwnership:
-      return "not_owner";
-    case StatusCode::kTooLarge:
-      return "too_large";
-    case StatusCode::kUnavailable:
-      return "unavailable";
-    case StatusCode::kTimedOut:
-      return "timed_out";
-    default:
-      return "internal";
-  }
-}
-
 HttpResponse JsonResponse(int status, const std::string& body) {
   HttpResponse r;
   r.status = status;
@@ -65,7 +41,7 @@ HttpResponse JsonResponse(int status, const std::string& body) {
 
 HttpResponse ErrorResponse(const Status& status) {
   HttpResponse r =
-      ErrorAnswer(HttpStatusOf(status.code()), ErrorCodeOf(status.code()), status.message());
+      ErrorAnswer(HttpStatusOf(status.code()), ErrorCodeName(status.code()), status.message());
   if (status.code() == StatusCode::kUnauthenticated) {
     r.headers.push_back({"WWW-Authenticate", "Bearer realm=\"treaty\""});
   }

@@ -13,6 +13,7 @@
 //   PermissionDenied   403   forbidden
 //   NotFound           404   not_found
 //   Conflict           409   conflict
+//   BusinessFailure    409   business_failure (a participant's answer; not the coordinator's)
 //   LostOwnership      409   not_owner
 //   TooLarge           413   too_large
 //   Unavailable        503   unavailable
@@ -25,15 +26,15 @@
 #include <string>
 #include <string_view>
 
-#include "common/status.h"
 #include "http/http_server.h"
 #include "http/http_types.h"
+#include "treaty/status.h"
 
 namespace treaty {
 
-// The HTTP status and the error code of a Status (the table above).
+// The HTTP status of a Status (the table above); its error code is
+// ErrorCodeName (treaty/status.h).
 int HttpStatusOf(StatusCode code);
-const char* ErrorCodeOf(StatusCode code);
 
 // A JSON answer with `body` as it is.
 HttpResponse JsonResponse(int status, const std::string& body);

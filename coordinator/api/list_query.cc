@@ -1,13 +1,53 @@
 #include "api/list_query.h"
 
+#include <algorithm>
 #include <charconv>
+#include <set>
 
 #include "common/limits.h"
 #include "common/text.h"
 #include "engine/states.h"
+#include "http/http_request_parsing.h"
 #include "store/list_cursor.h"
 
 namespace treaty {
+
+namespace {
+
+// A parameter name from the request, safe to quote in an answer or a log.
+std::string ShownName(std::string_view name) { return EscapeControl(Excerpt(name, 64)); }
+
+}  // namespace
+
+Status CheckQueryParameters(const HttpRequest& req, std::initializer_list<std::string_view> known) {
+  for (const auto& [name, value] : req.query) {
+    if (std::find(known.begin(), known.end(), name) != known.end()) continue;
+    std::string takes;
+    for (std::string_view k : known) takes += (takes.empty() ? "" : ", ") + std::string(k);
+    return Status::InvalidArgument("query parameter '" + ShownName(name) +
+                                   "' is unknown; this route takes " +
+                                   (takes.empty() ? std::string("none") : takes));
+  }
+  // req.query kept the first of repeated names: look at the raw target, as
+  // SplitTarget parsed it.
+  const size_t q = req.target.find('?');
+  if (q == std::string::npos) return Status::Ok();
+  std::string_view raw = std::string_view(req.target).substr(q + 1);
+  raw = raw.substr(0, raw.find('#'));
+  std::set<std::string> seen;
+  while (!raw.empty()) {
+    const size_t amp = raw.find('&');
+    const std::string_view pair = raw.substr(0, amp);
+    raw = amp == std::string_view::npos ? std::string_view() : raw.substr(amp + 1);
+    if (pair.empty()) continue;
+    std::string name = PercentDecode(pair.substr(0, pair.find('=')), true);
+    if (!seen.insert(name).second) {
+      return Status::InvalidArgument("query parameter '" + ShownName(name) +
+                                     "' is given more than once; give it once");
+    }
+  }
+  return Status::Ok();
+}
 
 Status QueryInt(const HttpRequest& req, const std::string& key, int64_t min, int64_t max,
                 std::optional<int64_t>* out) {
@@ -26,6 +66,11 @@ Status QueryInt(const HttpRequest& req, const std::string& key, int64_t min, int
 }
 
 Result<ListFilter> ParseListFilter(const HttpRequest& req, int max_limit, int64_t now_ms) {
+  if (auto s = CheckQueryParameters(req, {"state", "kind", "needs_attention", "paused",
+                                          "gtid_prefix", "min_age_ms", "limit", "cursor"});
+      !s.ok()) {
+    return s;
+  }
   ListFilter f;
   std::optional<int64_t> limit, age;
   if (auto s = QueryInt(req, "limit", 1, max_limit, &limit); !s.ok()) return s;

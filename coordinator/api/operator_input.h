@@ -11,8 +11,8 @@
 #include <string>
 #include <string_view>
 
-#include "common/status.h"
 #include "common/text.h"
+#include "treaty/status.h"
 
 namespace treaty {
 

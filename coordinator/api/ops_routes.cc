@@ -30,35 +30,48 @@ bool ServeAsset(std::string_view name, HttpResponder& respond) {
 }  // namespace
 
 OpsRoutes::OpsRoutes(CoordinatorMetrics* metrics, TxnService* service, LogWriter* writer,
-                     TxnQueries* queries)
-    : metrics_(metrics), service_(service), writer_(writer), queries_(queries) {}
+                     TxnQueries* queries, bool metrics_open)
+    : metrics_(metrics),
+      service_(service),
+      writer_(writer),
+      queries_(queries),
+      metrics_open_(metrics_open) {}
 
 void OpsRoutes::AddRoutes(Router* router) {
   const auto asset = [](const std::string& name, const RouteCall& call, HttpResponder& respond) {
     if (!ServeAsset(name, respond)) respond(ErrorResponse(NoRoute(call.req)));
   };
   for (const char* index : {"/", "/index.html"}) {
-    router->Add({"GET", "HEAD"}, index, [asset](const RouteCall& call, HttpResponder& respond) {
-      asset("index.html", call, respond);
-    });
+    router->Add({"GET", "HEAD"}, index, RouteAccess::Open(),
+                [asset](const RouteCall& call, HttpResponder& respond) {
+                  asset("index.html", call, respond);
+                });
   }
-  router->Add({"GET", "HEAD"}, "/ui/{file...}",
+  router->Add({"GET", "HEAD"}, "/ui/{file...}", RouteAccess::Open(),
               [asset](const RouteCall& call, HttpResponder& respond) {
                 asset(call.params["file"], call, respond);
               });
   router->Add({"GET", "HEAD"}, "/metrics",
+              metrics_open_ ? RouteAccess::Open() : RouteAccess::Needs(Role::kRead),
               [this](const RouteCall&, HttpResponder& respond) { Metrics(std::move(respond)); });
-  router->Add({"GET", "HEAD"}, "/v1/stats",
+  router->Add({"GET", "HEAD"}, "/v1/stats", RouteAccess::Needs(Role::kRead),
               [this](const RouteCall&, HttpResponder& respond) { Stats(std::move(respond)); });
-  router->Add({"GET", "HEAD"}, "/v1/openapi.json", [](const RouteCall&, HttpResponder& respond) {
-    HttpResponse r;  // application/json
-    r.body = std::string(OpenApiDocument());
-    respond(std::move(r));
-  });
-  router->Add({"GET", "HEAD", "PUT"}, "/v1/admin/log-level",
-              [this](const RouteCall& call, HttpResponder& respond) {
-                LogLevel(call.req, call.who, respond);
+  // The OpenAPI document is public (docs/openapi.json) but needs read like the
+  // other reads: strangers learn nothing of what this listener serves.
+  router->Add({"GET", "HEAD"}, "/v1/openapi.json", RouteAccess::Needs(Role::kRead),
+              [](const RouteCall&, HttpResponder& respond) {
+                HttpResponse r;  // application/json
+                r.body = std::string(OpenApiDocument());
+                respond(std::move(r));
               });
+  // Reading the level is audited only when refused; every change is.
+  const RouteHandler log_level = [this](const RouteCall& call, HttpResponder& respond) {
+    LogLevel(call.req, call.who, respond);
+  };
+  router->Add({"GET", "HEAD"}, "/v1/admin/log-level",
+              RouteAccess::Audited(Role::kAdmin, "log-level", /*when_admitted=*/false), log_level);
+  router->Add({"PUT"}, "/v1/admin/log-level",
+              RouteAccess::Audited(Role::kAdmin, "log-level", /*when_admitted=*/true), log_level);
 }
 
 void OpsRoutes::Snapshot(bool with_coordinators,

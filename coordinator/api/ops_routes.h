@@ -11,9 +11,11 @@
 //   PUT /v1/admin/log-level   {"level":"debug"} sets spdlog's level at run time
 //                             (trace, debug, info, warn or warning, error,
 //                             critical, off; GET names warn "warning")
-// The AccessGate (access_gate.h) has checked each route's role before
-// Handle runs (read for /metrics, /v1/stats and /v1/openapi.json, admin for
-// the log level; the dashboard's files are open) and audits log-level changes.
+// Each route is added with the access it needs, which the AccessGate
+// (access_gate.h) checks before it runs: the dashboard's files are open;
+// /metrics needs read (open with --metrics-open), as /v1/stats and
+// /v1/openapi.json do; the log level needs admin, refusals are audited and
+// so are changes.
 // Store reads go through TxnQueries and answer on the blocking runner; no
 // route blocks the caller's thread. Bodies are
 // parsed with ParseJson, answers serialized with DumpJson, and each
@@ -35,8 +37,9 @@ namespace treaty {
 
 class OpsRoutes {
  public:
+  // `metrics_open` (--metrics-open): GET /metrics without the read role.
   OpsRoutes(CoordinatorMetrics* metrics, TxnService* service, LogWriter* writer,
-            TxnQueries* queries);
+            TxnQueries* queries, bool metrics_open);
 
   // Adds the routes above to `router` (before serving).
   void AddRoutes(Router* router);
@@ -56,6 +59,7 @@ class OpsRoutes {
   TxnService* service_;
   LogWriter* writer_;
   TxnQueries* queries_;
+  const bool metrics_open_;
 };
 
 }  // namespace treaty

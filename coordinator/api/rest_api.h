@@ -6,13 +6,13 @@
 // (api/txn_json.h). It validates input (JSON syntax, fields, limits) and maps
 // Status codes to HTTP with the one table of api/http_answers.h; errors are
 // {"error":{"code","message"}}. It never blocks the caller's thread: reads go
-// through TxnQueries; /readyz (write probe, CheckReady) and /v1/cluster run
-// their store calls on the blocking runner.
+// through TxnQueries, and /readyz and the refusal of new work (503) are
+// Readiness's answers (engine/readiness.h).
 //
 // Routing: one Router (api/router.h) holds every route of the listener, the
-// REST routes below and those other parts add (OpsRoutes::AddRoutes); a
-// request no route takes, or whose method its path does not serve, is a 404
-// "no route for METHOD PATH".
+// REST routes below and those other parts add (OpsRoutes::AddRoutes), each
+// with the access it needs; a request no route takes, or whose method its
+// path does not serve, is a 404 "no route for METHOD PATH".
 //
 // Input rules (docs/input-rules.md): every body is parsed with ParseJson
 // (depth <= 64, a payload within it <= 32, valid UTF-8); gtids in paths follow the identifier
@@ -25,11 +25,11 @@
 // dropped unanswered gets a 500 (OwedResponder).
 //
 // Access (docs/security.md): every request passes the AccessGate first
-// (Host allow-list, authentication, the route's role, CSRF rules, security
-// headers, the audit of operator actions); routes get the identity it
-// admitted, and operator actions name "<name>@<peer ip:port>" as actor.
+// (Host allow-list, authentication, the role its route was added with, CSRF
+// rules, security headers, the audit of operator actions); routes get the
+// identity it admitted, and operator actions name "<name>@<peer ip:port>" as
+// actor.
 
-#include <atomic>
 #include <functional>
 #include <memory>
 #include <string>
@@ -38,11 +38,10 @@
 #include "api/http_answers.h"
 #include "api/router.h"
 #include "common/task_runner.h"
+#include "engine/readiness.h"
 #include "engine/txn_queries.h"
 #include "engine/txn_service.h"
 #include "http/http_types.h"
-#include "store/log_store.h"
-#include "store/store_health.h"
 
 namespace treaty {
 
@@ -53,11 +52,10 @@ struct RestApiOptions {
 
 class RestApi {
  public:
-  // Every pointer is borrowed and must outlive this object. `store` serves
-  // only /readyz and /v1/cluster, whose store calls run inside the route's
-  // exception guard (a throwing store answers 500 "GET /readyz failed: ...");
-  // every other read goes through `queries`.
-  RestApi(TxnService* service, TxnQueries* queries, LogStore* store, TaskRunner* blocking,
+  // Every pointer is borrowed and must outlive this object. `readiness`
+  // answers /readyz and whether new work (POST /v1/sagas, POST /v1/2pc) is
+  // accepted; `blocking` gives the clock of list filters.
+  RestApi(TxnService* service, TxnQueries* queries, Readiness* readiness, TaskRunner* blocking,
           RestApiOptions options);
 
   // The HttpHandler of the coordinator's HTTP server.
@@ -66,19 +64,6 @@ class RestApi {
   // The route table; other parts add their routes to it before serving.
   Router* router() { return &router_; }
 
-  // While draining, new work is refused (503) and /readyz fails.
-  void set_draining(bool on) { draining_ = on; }
-  // Optional, not owned: while it reports the log store unreachable or
-  // stalled, new work (POST /v1/sagas, POST /v1/2pc) is refused at once with
-  // 503 and /readyz answers 503 with the reason, without a store call.
-  void set_store_health(StoreHealth* health) { health_ = health; }
-  // Optional: a small committed write (blocking, bounded by the store's
-  // deadline) that /readyz runs before its read check, so readiness fails
-  // while writes fail (e.g. a read-only database) even when SELECT works.
-  // Its outcome is reported to the StoreHealth. At most one runs at a time;
-  // while the health is bad /readyz answers 503 at once and runs the probe
-  // in the background, so readiness comes back by itself without traffic.
-  void set_write_probe(std::function<Status()> probe) { write_probe_ = std::move(probe); }
   // Not owned; set before serving. Without one, a gate with authentication
   // off that accepts any Host (in-process tests of the API alone).
   void set_access_gate(AccessGate* gate) { gate_ = gate; }
@@ -102,18 +87,11 @@ class RestApi {
 
   TxnService* service_;
   TxnQueries* queries_;
-  LogStore* store_;
+  Readiness* readiness_;
   TaskRunner* blocking_;
   RestApiOptions options_;
   Router router_;
-  std::atomic<bool> draining_{false};
-  StoreHealth* health_ = nullptr;
-  std::function<Status()> write_probe_;
-  std::atomic<bool> probing_{false};
-  // Runs the write probe unless one is running (then OK: that one reports);
-  // blocking.
-  Status ProbeWrites();
-  // 503 for new work while draining or while the log store is unreachable.
+  // Answers 503 and returns true when Readiness does not admit new work.
   bool RefuseNewWork(HttpResponder& respond);
   std::unique_ptr<AccessGate> own_gate_;  // the gate without set_access_gate
   AccessGate* gate_;

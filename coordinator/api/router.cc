@@ -20,6 +20,34 @@ std::vector<std::string_view> Segments(std::string_view path) {
 
 }  // namespace
 
+RouteAccess RouteAccess::Open() {
+  RouteAccess a;
+  a.kind = Kind::kOpen;
+  return a;
+}
+
+RouteAccess RouteAccess::Probe() {
+  RouteAccess a = Open();
+  a.any_host = true;
+  return a;
+}
+
+RouteAccess RouteAccess::Authenticated() { return RouteAccess(); }
+
+RouteAccess RouteAccess::Needs(Role role) {
+  RouteAccess a;
+  a.kind = Kind::kRole;
+  a.role = role;
+  return a;
+}
+
+RouteAccess RouteAccess::Audited(Role role, std::string action, bool when_admitted) {
+  RouteAccess a = Needs(role);
+  a.audit_action = std::move(action);
+  a.audit_when_admitted = when_admitted;
+  return a;
+}
+
 const std::string& PathParams::operator[](std::string_view name) const {
   static const std::string kNone;
   for (const auto& [key, value] : values_) {
@@ -29,7 +57,7 @@ const std::string& PathParams::operator[](std::string_view name) const {
 }
 
 void Router::Add(std::initializer_list<std::string_view> methods, std::string_view pattern,
-                 RouteHandler handler) {
+                 RouteAccess access, RouteHandler handler) {
   if (pattern.empty() || pattern.front() != '/') std::abort();  // a programming error
   Route route;
   for (std::string_view m : methods) route.methods.emplace_back(m);
@@ -50,6 +78,7 @@ void Router::Add(std::initializer_list<std::string_view> methods, std::string_vi
     }
     route.segments.push_back(std::move(seg));
   }
+  route.access = std::move(access);
   route.handler = std::move(handler);
   routes_.push_back(std::move(route));
 }
@@ -86,26 +115,50 @@ bool Router::PathMatches(const Route& route, const std::vector<std::string_view>
   return true;
 }
 
-Router::Match Router::Find(std::string_view method, std::string_view path) const {
-  Match match;
-  if (path.empty() || path.front() != '/') return match;
+const Router::Route* Router::FindRoute(std::string_view method, std::string_view path,
+                                       PathParams* params, Outcome* outcome, bool* any_host) const {
+  *outcome = Outcome::kNoPath;
+  if (path.empty() || path.front() != '/') return nullptr;
   const std::vector<std::string_view> segments = Segments(path);
   for (const Route& route : routes_) {
-    PathParams params;
-    if (!PathMatches(route, segments, &params)) continue;
+    PathParams found;
+    if (!PathMatches(route, segments, &found)) continue;
+    if (any_host != nullptr && route.access.any_host) *any_host = true;
     const bool method_ok =
         route.methods.empty() ||
         std::find(route.methods.begin(), route.methods.end(), method) != route.methods.end();
     if (!method_ok) {
-      match.outcome = Outcome::kWrongMethod;
+      *outcome = Outcome::kWrongMethod;
       continue;
     }
-    match.outcome = Outcome::kMatched;
-    match.handler = &route.handler;
-    match.params = std::move(params);
-    return match;
+    *outcome = Outcome::kMatched;
+    *params = std::move(found);
+    return &route;
+  }
+  return nullptr;
+}
+
+Router::Match Router::Find(std::string_view method, std::string_view path) const {
+  Match match;
+  if (const Route* route = FindRoute(method, path, &match.params, &match.outcome)) {
+    match.handler = &route->handler;
   }
   return match;
+}
+
+Router::Rule Router::RuleFor(std::string_view method, std::string_view path) const {
+  Rule rule;
+  Outcome outcome;
+  bool any_host = false;
+  const Route* route = FindRoute(method, path, &rule.params, &outcome, &any_host);
+  if (route == nullptr && method == "HEAD") route = FindRoute("GET", path, &rule.params, &outcome);
+  if (route != nullptr) {
+    rule.access = route->access;
+    return rule;
+  }
+  rule.access = RouteAccess::Authenticated();  // no such route: 401 before 404
+  rule.access.any_host = any_host;
+  return rule;
 }
 
 Router::Outcome Router::Dispatch(const HttpRequest& req, const Identity& who,

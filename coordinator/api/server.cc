@@ -28,6 +28,7 @@
 #include "common/exception_guard.h"
 #include "common/host_port.h"
 #include "common/text.h"
+#include "engine/readiness.h"
 #include "engine/routing_caller.h"
 #include "engine/txn_queries.h"
 #include "http/http_participant_caller.h"
@@ -103,9 +104,10 @@ struct Server::Impl {
   std::unique_ptr<AsioTaskRunner> retention_runner;
   std::unique_ptr<LogStore> store;
   std::unique_ptr<CoordinatorMetrics> metrics;  // before its users: destroyed after them
-  // Fed by the writer, read by the REST and Thrift front ends.
+  // Fed by the writer and the readiness probe, read by Readiness and the
+  // Thrift front end.
   StoreHealth store_health;
-  // Set by Drain(), read by the Thrift front end (RestApi has its own flag).
+  // Set by Drain(), read by Readiness (REST) and the Thrift front end.
   std::atomic<bool> draining{false};
   std::unique_ptr<LogWriter> writer;
   std::unique_ptr<WriterTxnLog> txn_log;
@@ -114,7 +116,8 @@ struct Server::Impl {
   std::unique_ptr<RoutingCaller> routing_caller;  // http:// or thrift://
   std::unique_ptr<TxnQueries> queries;            // every read of REST, the ops routes and Thrift
   std::unique_ptr<TxnService> service;
-  std::unique_ptr<AccessGate> gate;  // before rest: destroyed after it
+  std::unique_ptr<Readiness> readiness;  // /readyz and the 503 of new work; before rest
+  std::unique_ptr<AccessGate> gate;      // before rest: destroyed after it
   std::unique_ptr<RestApi> rest;
   std::unique_ptr<OpsRoutes> ops;
   std::unique_ptr<HttpServer> http;
@@ -197,7 +200,6 @@ Status Server::Impl::SetUpSecurity() {
   gate_opts.audit = audit;
   gate_opts.allowed_hosts = options.allowed_hosts;
   gate_opts.listener_loopback = IsLoopbackHost(options.http_host);
-  gate_opts.metrics_open = options.metrics_open;
   gate_opts.tls = tls != nullptr;
   auto access_gate = AccessGate::Create(std::move(gate_opts));
   if (!access_gate.ok()) return access_gate.status();
@@ -327,6 +329,15 @@ Status Server::Start() {
   // cluster row can carry the real address.
   if (auto s = m.http->Start(); !s.ok()) return s;
   m.participant_policy->AddOwnListener(m.options.http_host, m.http->port());
+  // Readiness: /readyz and the admission of new work, for both front ends.
+  ReadinessDeps readiness;
+  readiness.queries = m.queries.get();
+  readiness.blocking = m.blocking_runner.get();
+  readiness.draining = &m.draining;
+  readiness.health = &m.store_health;
+  // The write probe: this coordinator's heartbeat, a small committed write.
+  readiness.write_probe = [&m] { return m.store->Heartbeat(m.membership->id()); };
+  m.readiness = std::make_unique<Readiness>(std::move(readiness));
   ThriftServerOptions thrift_opts;
   thrift_opts.host = m.options.thrift_host;
   thrift_opts.port = m.options.thrift_port;
@@ -334,8 +345,7 @@ Status Server::Start() {
   thrift_opts.max_connections = m.options.thrift_max_connections;
   thrift_opts.idle_timeout_ms = m.options.thrift_idle_timeout_ms;
   thrift_opts.request_timeout_ms = m.options.thrift_request_timeout_ms;
-  thrift_opts.handler.draining = &m.draining;
-  thrift_opts.handler.store_health = &m.store_health;
+  thrift_opts.handler.readiness = m.readiness.get();
   thrift_opts.handler.queries = m.queries.get();
   thrift_opts.handler.auth = m.auth;
   thrift_opts.handler.audit = m.audit;
@@ -374,13 +384,11 @@ Status Server::Start() {
   deps.participant_policy = m.participant_policy.get();
   m.service = std::make_unique<TxnService>(deps, m.options.service);
   m.thrift_service = m.service.get();
-  m.rest = std::make_unique<RestApi>(m.service.get(), m.queries.get(), m.store.get(),
+  m.rest = std::make_unique<RestApi>(m.service.get(), m.queries.get(), m.readiness.get(),
                                      m.blocking_runner.get(), RestApiOptions{});
   m.ops = std::make_unique<OpsRoutes>(m.metrics.get(), m.service.get(), m.writer.get(),
-                                      m.queries.get());
+                                      m.queries.get(), m.options.metrics_open);
   m.rest->set_access_gate(m.gate.get());
-  m.rest->set_store_health(&m.store_health);
-  m.rest->set_write_probe([&m] { return m.store->Heartbeat(m.membership->id()); });
   m.ops->AddRoutes(m.rest->router());
 
   m.work =
@@ -450,8 +458,7 @@ Status Server::Drain() {
   Impl& m = *impl_;
   if (m.stopped || !m.service) return Status::Ok();
   spdlog::info("draining: refusing new work, letting in-flight transactions finish");
-  m.rest->set_draining(true);
-  m.draining = true;
+  m.draining = true;  // Readiness and the Thrift front end refuse new work
   const auto deadline =
       std::chrono::steady_clock::now() + std::chrono::milliseconds(m.options.drain_timeout_ms);
   // Stop adopting more work, then wait for what is in memory.

@@ -15,11 +15,11 @@
 #include <string>
 #include <vector>
 
-#include "common/status.h"
 #include "engine/txn_queries.h"
 #include "engine/txn_service.h"
 #include "security/tls_context.h"
 #include "store/log_writer.h"
+#include "treaty/status.h"
 
 namespace treaty {
 

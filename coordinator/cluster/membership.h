@@ -43,10 +43,10 @@
 
 #include "cluster/repeating_task.h"
 #include "common/mutex.h"
-#include "common/status.h"
 #include "common/task_runner.h"
 #include "engine/txn_adopter.h"
 #include "store/cluster_store.h"
+#include "treaty/status.h"
 
 namespace treaty {
 

@@ -43,9 +43,9 @@
 #include <optional>
 
 #include "cluster/repeating_task.h"
-#include "common/status.h"
 #include "common/task_runner.h"
 #include "store/cluster_store.h"
+#include "treaty/status.h"
 
 namespace treaty {
 

@@ -26,7 +26,7 @@
 #include <string_view>
 
 #include "common/host_port.h"
-#include "common/status.h"
+#include "treaty/status.h"
 
 namespace treaty {
 

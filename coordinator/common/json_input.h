@@ -12,7 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/limits.h"
-#include "common/status.h"
+#include "treaty/status.h"
 
 namespace treaty {
 

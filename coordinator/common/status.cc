@@ -1,4 +1,4 @@
-#include "common/status.h"
+#include "treaty/status.h"
 
 namespace treaty {
 
@@ -12,6 +12,8 @@ const char* StatusCodeName(StatusCode code) {
       return "NotFound";
     case StatusCode::kConflict:
       return "Conflict";
+    case StatusCode::kBusinessFailure:
+      return "BusinessFailure";
     case StatusCode::kTimedOut:
       return "TimedOut";
     case StatusCode::kUnavailable:
@@ -28,6 +30,45 @@ const char* StatusCodeName(StatusCode code) {
       return "Internal";
   }
   return "Unknown";
+}
+
+const char* ErrorCodeName(StatusCode code) {
+  switch (code) {
+    case StatusCode::kOk:
+      return "ok";
+    case StatusCode::kInvalidArgument:
+      return "invalid_argument";
+    case StatusCode::kNotFound:
+      return "not_found";
+    case StatusCode::kConflict:
+      return "conflict";
+    case StatusCode::kBusinessFailure:
+      return "business_failure";
+    case StatusCode::kTimedOut:
+      return "timed_out";
+    case StatusCode::kUnavailable:
+      return "unavailable";
+    case StatusCode::kLostOwnership:
+      return "not_owner";
+    case StatusCode::kTooLarge:
+      return "too_large";
+    case StatusCode::kUnauthenticated:
+      return "unauthenticated";
+    case StatusCode::kPermissionDenied:
+      return "forbidden";
+    case StatusCode::kInternal:
+      return "internal";
+  }
+  return "internal";
+}
+
+StatusCode ErrorCodeFromName(const std::string& name) {
+  for (int c = static_cast<int>(StatusCode::kOk); c <= static_cast<int>(StatusCode::kInternal);
+       ++c) {
+    const auto code = static_cast<StatusCode>(c);
+    if (name == ErrorCodeName(code)) return code;
+  }
+  return StatusCode::kInternal;
 }
 
 std::string Status::ToString() const {

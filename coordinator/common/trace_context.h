@@ -29,7 +29,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "common/status.h"
+#include "treaty/status.h"
 
 namespace treaty {
 

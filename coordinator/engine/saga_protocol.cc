@@ -2,9 +2,9 @@
 
 #include <utility>
 
-#include "common/endpoint.h"
 #include "common/json_input.h"
 #include "common/limits.h"
+#include "engine/participant_urls.h"
 #include "engine/saga.h"
 
 namespace treaty {
@@ -24,15 +24,9 @@ class SagaSubmission : public TxnSubmission {
   const char* noun() const override { return "saga"; }
 
   Status Check(const ParticipantPolicy* policy) const override {
-    if (policy == nullptr) return Status::Ok();
+    if (policy == nullptr) return Status::Ok();  // ParseSagaSpec parsed the URLs
     for (const SagaStep& step : spec_.steps) {
-      const std::string where = "step '" + step.name + "': ";
-      for (const auto& [url, key] :
-           {std::pair{&step.action, "'action'"}, std::pair{&step.compensate, "'compensate'"}}) {
-        auto endpoint = ParseEndpoint(*url, where + key);
-        if (!endpoint.ok()) return endpoint.status();
-        if (auto s = policy->CheckUrl(*endpoint, where + key); !s.ok()) return s;
-      }
+      if (auto s = CheckStepUrls(step, policy); !s.ok()) return s;
     }
     return Status::Ok();
   }

@@ -1,8 +1,8 @@
 #include "engine/saga_spec.h"
 
-#include "common/endpoint.h"
 #include "common/json_input.h"
 #include "common/text.h"
+#include "engine/participant_urls.h"
 
 #include <functional>
 #include <map>
@@ -77,8 +77,7 @@ Status ParseStep(const json& obj, size_t i, const SpecLimits& limits, SagaStep* 
   if (auto s = ReadString(obj, "action", where, true, &step->action); !s.ok()) return s;
   if (auto s = ReadString(obj, "compensate", where, true, &step->compensate); !s.ok()) return s;
   if (!limits.stored) {
-    if (auto s = ValidateEndpoint(step->action, where + "'action'"); !s.ok()) return s;
-    if (auto s = ValidateEndpoint(step->compensate, where + "'compensate'"); !s.ok()) return s;
+    if (auto s = CheckStepUrls(*step, /*policy=*/nullptr); !s.ok()) return s;
   }
   if (auto it = obj.find("payload"); it != obj.end()) {
     if (!limits.stored && JsonDepth(*it) > limits::kMaxPayloadDepth) {
@@ -158,10 +157,6 @@ Status ValidateGtid(const std::string& gtid, size_t max_length) {
     return Invalid("'gtid' must be 1.." + std::to_string(max_length) + " bytes long");
   }
   return Status::Ok();
-}
-
-Status ValidateEndpoint(const std::string& url, const std::string& what) {
-  return ParseEndpoint(url, what).status();
 }
 
 Result<SagaSpec> ParseSagaSpec(const json& body, const SpecLimits& limits) {

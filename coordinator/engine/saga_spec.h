@@ -21,8 +21,8 @@
 
 #include <nlohmann/json.hpp>
 
-#include "common/status.h"
 #include "common/trace_context.h"
+#include "treaty/status.h"
 
 namespace treaty {
 
@@ -77,8 +77,5 @@ std::vector<int> StepDependencies(const SagaSpec& spec, size_t i);
 // Checks a gtid given by a client: the identifier rules of common/text.h
 // (ValidateIdentifier) and at most `max_length` bytes.
 Status ValidateGtid(const std::string& gtid, size_t max_length);
-// Checks a participant endpoint with the callers' own parser (ParseEndpoint,
-// common/endpoint.h): a URL accepted here is one that can be called.
-Status ValidateEndpoint(const std::string& url, const std::string& what);
 
 }  // namespace treaty

@@ -2,6 +2,7 @@
 
 #include "common/json_input.h"
 #include "common/text.h"
+#include "engine/participant_urls.h"
 
 #include <set>
 
@@ -27,7 +28,8 @@ Status ReadUrl(const json& body, const char* key, bool check, std::string* out) 
   }
   if (!it->is_string()) return Invalid(std::string("'") + key + "' must be a string");
   *out = it->get<std::string>();
-  return check ? ValidateEndpoint(*out, std::string("'") + key + "'") : Status::Ok();
+  return check ? CheckParticipantUrl(*out, std::string("'") + key + "'", /*policy=*/nullptr)
+               : Status::Ok();
 }
 
 Status ReadTimeout(const json& body, int64_t min, int64_t max, int64_t* out) {

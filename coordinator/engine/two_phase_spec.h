@@ -32,8 +32,8 @@
 
 #include <nlohmann/json.hpp>
 
-#include "common/status.h"
 #include "engine/saga_spec.h"
+#include "treaty/status.h"
 
 namespace treaty {
 

@@ -5,8 +5,8 @@
 
 #include <functional>
 
-#include "common/status.h"
 #include "store/records.h"
+#include "treaty/status.h"
 
 namespace treaty {
 

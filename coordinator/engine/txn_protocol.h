@@ -20,12 +20,12 @@
 #include <memory>
 #include <string>
 
-#include "common/status.h"
 #include "engine/engine_context.h"
 #include "engine/states.h"
 #include "engine/txn_driver.h"
 #include "security/participant_policy.h"
 #include "store/records.h"
+#include "treaty/status.h"
 
 namespace treaty {
 
@@ -51,8 +51,8 @@ class TxnSubmission {
   // How answers name it ("saga", "transaction").
   virtual const char* noun() const = 0;
   // Refusals of its own data before anything is logged: the participant
-  // URLs it holds must pass `policy` (null: no guard); InvalidArgument
-  // naming the field.
+  // URLs it holds must pass `policy` (null: no guard; the checks of
+  // engine/participant_urls.h); InvalidArgument naming the field.
   virtual Status Check(const ParticipantPolicy* policy) const = 0;
   // Whether it is the same submission as `live`, the driver in memory under
   // its gtid: OK if so; PermissionDenied when another client owns that one;

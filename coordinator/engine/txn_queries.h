@@ -16,9 +16,9 @@
 #include <string>
 #include <vector>
 
-#include "common/status.h"
 #include "common/task_runner.h"
 #include "store/log_store.h"
+#include "treaty/status.h"
 
 namespace treaty {
 

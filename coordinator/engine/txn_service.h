@@ -25,7 +25,6 @@
 #include <vector>
 
 #include "common/ids.h"
-#include "common/status.h"
 #include "common/task_runner.h"
 #include "engine/engine_context.h"
 #include "engine/saga_spec.h"
@@ -37,6 +36,7 @@
 #include "engine/txn_waiters.h"
 #include "security/participant_policy.h"
 #include "store/log_store.h"
+#include "treaty/status.h"
 
 namespace treaty {
 

@@ -2,30 +2,13 @@
 // Abort2pc). See txn_service.h; the protocol's own rules are in
 // engine/two_phase_protocol.h and engine/two_phase.h.
 
-#include "common/endpoint.h"
+#include "engine/participant_urls.h"
 #include "engine/states.h"
 #include "engine/two_phase.h"
 #include "engine/two_phase_protocol.h"
 #include "engine/txn_service.h"
 
 namespace treaty {
-namespace {
-
-// The SSRF guard at enlistment: the branch's prepare, commit and abort URLs
-// must pass `policy` (null: no guard). InvalidArgument naming the field.
-Status CheckBranchUrls(const ParticipantPolicy* policy, const BranchSpec& branch) {
-  if (policy == nullptr) return Status::Ok();
-  for (const auto& [url, key] :
-       {std::pair{&branch.prepare, "'prepare'"}, std::pair{&branch.commit, "'commit'"},
-        std::pair{&branch.abort, "'abort'"}}) {
-    auto endpoint = ParseEndpoint(*url, key);
-    if (!endpoint.ok()) return endpoint.status();
-    if (auto s = policy->CheckUrl(*endpoint, key); !s.ok()) return s;
-  }
-  return Status::Ok();
-}
-
-}  // namespace
 
 void TxnService::Begin2pc(TwoPhaseSpec spec, Callback<SubmitResult> done) {
   if (spec.gtid.empty()) spec.gtid = NewGtid();
@@ -98,7 +81,9 @@ void TxnService::RegisterBranch(const std::string& gtid, BranchSpec branch,
   With2pc(gtid, client, std::move(done),
           [gtid, branch = std::move(branch), max, policy = deps_.participant_policy](
               std::shared_ptr<TwoPhase> txn, Callback<SubmitResult> done) mutable {
-            if (auto s = CheckBranchUrls(policy, branch); !s.ok()) {
+            // The SSRF guard at enlistment (null policy: none; the parser
+            // checked the URLs' syntax).
+            if (auto s = policy ? CheckBranchUrls(branch, policy) : Status::Ok(); !s.ok()) {
               done(std::move(s));
               return;
             }

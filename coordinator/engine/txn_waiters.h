@@ -19,9 +19,9 @@
 #include <memory>
 #include <string>
 
-#include "common/status.h"
 #include "common/task_runner.h"
 #include "engine/submit_result.h"
+#include "treaty/status.h"
 
 namespace treaty {
 

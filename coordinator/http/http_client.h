@@ -7,8 +7,8 @@
 #include <map>
 #include <string>
 
-#include "common/status.h"
 #include "security/tls_context.h"
+#include "treaty/status.h"
 
 namespace treaty {
 

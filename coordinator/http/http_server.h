@@ -61,9 +61,9 @@
 
 #include <boost/asio/io_context.hpp>
 
-#include "common/status.h"
 #include "http/http_types.h"
 #include "security/tls_context.h"
+#include "treaty/status.h"
 
 namespace treaty {
 

@@ -22,7 +22,7 @@
 
 #include "common/log_throttle.h"
 #include "common/mutex.h"
-#include "common/status.h"
+#include "treaty/status.h"
 
 namespace treaty {
 

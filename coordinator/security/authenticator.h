@@ -29,8 +29,8 @@
 #include <string_view>
 
 #include "common/mutex.h"
-#include "common/status.h"
 #include "security/identity.h"
+#include "treaty/status.h"
 
 namespace treaty {
 

@@ -6,6 +6,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <map>
+#include <optional>
+
+#include "common/text.h"
+
 namespace treaty {
 
 namespace {
@@ -83,6 +88,228 @@ Result<ConfigFile> ReadConfigFile(std::string_view option, const std::string& pa
     if (n == 0) break;
     if (out.text.size() + static_cast<size_t>(n) > max_bytes) return too_large();
     out.text.append(buf, static_cast<size_t>(n));
+  }
+  return out;
+}
+
+namespace {
+
+constexpr const char* kKeysAre =
+    " (keys are the long option names of treatyd --help, without the dashes)";
+
+// Text of the file as shown in a message: control characters escaped, cut.
+std::string Shown(std::string_view s) { return EscapeControl(Excerpt(s, 80)); }
+
+bool IsKeyChar(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+         c == '_' || c == '.';
+}
+
+// Reads a config text left to right; `line_` is the 1-based line at `pos_`.
+class ConfigScanner {
+ public:
+  explicit ConfigScanner(std::string_view text) : text_(text) {}
+
+  bool AtEnd() const { return pos_ >= text_.size(); }
+  int line() const { return line_; }
+
+  // Skips spaces and tabs (and a '\r' before a newline).
+  void SkipBlanks() {
+    while (!AtEnd() && (Peek() == ' ' || Peek() == '\t' || (Peek() == '\r' && Next() == '\n')))
+      ++pos_;
+  }
+  // Past a `# comment` up to (not past) the end of the line.
+  void SkipComment() {
+    if (AtEnd() || Peek() != '#') return;
+    while (!AtEnd() && Peek() != '\n') ++pos_;
+  }
+  // After blanks and a comment: true and past the newline when the line
+  // ends here.
+  bool EndOfLine() {
+    SkipBlanks();
+    SkipComment();
+    if (AtEnd()) return true;
+    if (Peek() != '\n') return false;
+    ++pos_;
+    ++line_;
+    return true;
+  }
+  // Skips blanks, comments and newlines (inside a list).
+  void SkipSpace() {
+    while (true) {
+      SkipBlanks();
+      SkipComment();
+      if (AtEnd() || Peek() != '\n') return;
+      ++pos_;
+      ++line_;
+    }
+  }
+  // The rest of the current line (for messages), not consumed.
+  std::string_view RestOfLine() const {
+    std::string_view rest = text_.substr(pos_);
+    rest = rest.substr(0, rest.find('\n'));
+    if (!rest.empty() && rest.back() == '\r') rest.remove_suffix(1);
+    return rest;
+  }
+  std::string_view Key() {
+    const size_t begin = pos_;
+    while (!AtEnd() && IsKeyChar(Peek())) ++pos_;
+    return text_.substr(begin, pos_ - begin);
+  }
+  char Peek() const { return text_[pos_]; }
+  char Next() const { return pos_ + 1 < text_.size() ? text_[pos_ + 1] : '\0'; }
+  void Advance() { ++pos_; }
+
+  // One value at `pos_`: quoted, or bare up to one of `stops`, a '#' or
+  // the end of the line. Error text (without "line N: ") on failure.
+  Result<std::string> Value(std::string_view stops) {
+    if (AtEnd()) return std::string();
+    if (Peek() == '"') return Quoted();
+    if (Peek() == '\'') {
+      const size_t close = text_.find_first_of("'\n", pos_ + 1);
+      if (close == std::string_view::npos || text_[close] != '\'')
+        return Status::InvalidArgument("a ' is not closed on its line");
+      std::string out(text_.substr(pos_ + 1, close - pos_ - 1));
+      pos_ = close + 1;
+      return out;
+    }
+    const size_t begin = pos_;
+    while (!AtEnd() && Peek() != '\n' && Peek() != '#' &&
+           std::string_view::npos == stops.find(Peek()))
+      ++pos_;
+    std::string_view bare = text_.substr(begin, pos_ - begin);
+    while (!bare.empty() && (bare.back() == ' ' || bare.back() == '\t' || bare.back() == '\r'))
+      bare.remove_suffix(1);
+    return std::string(bare);
+  }
+
+ private:
+  Result<std::string> Quoted() {
+    std::string out;
+    for (++pos_; !AtEnd() && Peek() != '\n'; ++pos_) {
+      const char c = Peek();
+      if (c == '"') {
+        ++pos_;
+        return out;
+      }
+      if (c != '\\') {
+        out.push_back(c);
+        continue;
+      }
+      ++pos_;
+      const char e = AtEnd() ? '\0' : Peek();
+      if (e == '"' || e == '\\') {
+        out.push_back(e);
+      } else if (e == 't') {
+        out.push_back('\t');
+      } else if (e == 'n') {
+        out.push_back('\n');
+      } else {
+        return Status::InvalidArgument(
+            "unsupported escape in a \"string\" (only \\\" \\\\ \\t \\n; write a backslash as "
+            "\\\\, or use a 'single-quoted' string)");
+      }
+    }
+    return Status::InvalidArgument("a \" is not closed on its line");
+  }
+
+  std::string_view text_;
+  size_t pos_ = 0;
+  int line_ = 1;
+};
+
+Status LineError(int line, const std::string& what) {
+  return Status::InvalidArgument("line " + std::to_string(line) + ": " + what);
+}
+
+}  // namespace
+
+Result<std::vector<ConfigSetting>> ParseConfigText(
+    std::string_view text, const std::function<ConfigKeyKind(const std::string&)>& kind_of) {
+  std::vector<ConfigSetting> out;
+  std::map<std::string, int> first_line;  // key -> line where it was set
+  ConfigScanner in(text);
+  while (!in.AtEnd()) {
+    if (in.EndOfLine()) continue;  // blank or comment
+    const int line = in.line();
+    if (in.Peek() == '[') {
+      return LineError(line, "section header '" + Shown(in.RestOfLine()) +
+                                 "': treatyd's configuration has no sections; write every "
+                                 "`key = value` at the top level" +
+                                 kKeysAre);
+    }
+    const std::string key(in.Key());
+    if (key.empty()) {
+      return LineError(line, "expected `key = value`, found '" + Shown(in.RestOfLine()) + "'");
+    }
+    switch (kind_of(key)) {
+      case ConfigKeyKind::kUnknown:
+        return LineError(line, "unknown key '" + key + "'" + kKeysAre);
+      case ConfigKeyKind::kNotInFile:
+        return LineError(line, "'" + key + "' is an option of the command line only");
+      case ConfigKeyKind::kFlag:
+      case ConfigKeyKind::kValue:
+        break;
+    }
+    if (auto [it, fresh] = first_line.emplace(key, line); !fresh) {
+      return LineError(
+          line, "'" + key + "' is set again (first on line " + std::to_string(it->second) + ")");
+    }
+    ConfigSetting setting{key, {}, line};
+    if (in.EndOfLine()) {
+      if (kind_of(key) != ConfigKeyKind::kFlag) {
+        return LineError(line, "'" + key + "' needs a value: `" + key + " = VALUE`");
+      }
+      setting.values.push_back("true");  // a bare flag
+      out.push_back(std::move(setting));
+      continue;
+    }
+    if (in.Peek() != '=') {
+      return LineError(line,
+                       "expected '=' after '" + key + "', found '" + Shown(in.RestOfLine()) + "'");
+    }
+    in.Advance();
+    in.SkipBlanks();
+    if (in.AtEnd() || in.Peek() == '\n' || in.Peek() == '#') {
+      return LineError(line, "'" + key + "' = nothing: give a value (\"\" for empty text)");
+    }
+    const auto bad_value = [&](const Status& s) {
+      return LineError(in.line(), "the value of '" + key + "': " + s.message());
+    };
+    if (!in.AtEnd() && in.Peek() == '[') {
+      in.Advance();
+      while (true) {
+        in.SkipSpace();
+        if (in.AtEnd()) return LineError(line, "the list of '" + key + "' is not closed with ]");
+        if (in.Peek() == ']') break;
+        if (in.Peek() == ',')
+          return LineError(in.line(), "a value is missing in the list of '" + key + "'");
+        Result<std::string> v = in.Value(",]");
+        if (!v.ok()) return bad_value(v.status());
+        setting.values.push_back(std::move(*v));
+        in.SkipSpace();
+        if (in.AtEnd()) return LineError(line, "the list of '" + key + "' is not closed with ]");
+        if (in.Peek() == ',') {
+          in.Advance();
+        } else if (in.Peek() != ']') {
+          return LineError(in.line(), "expected ',' or ']' in the list of '" + key + "'");
+        }
+      }
+      in.Advance();  // ']'
+      if (setting.values.empty()) {
+        return LineError(line,
+                         "the list of '" + key + "' is empty; leave the key out for its default");
+      }
+    } else {
+      Result<std::string> v = in.Value("");
+      if (!v.ok()) return bad_value(v.status());
+      setting.values.push_back(std::move(*v));
+    }
+    if (!in.EndOfLine()) {
+      return LineError(in.line(), "unexpected text after the value of '" + key + "': '" +
+                                      Shown(in.RestOfLine()) + "'");
+    }
+    out.push_back(std::move(setting));
   }
   return out;
 }

@@ -1,19 +1,23 @@
 #pragma once
 
-// Reading the small files named by security options (--auth-tokens,
-// --participant-hmac-key, the PEM files of --tls-*): only a regular file is
-// read (a directory, FIFO or device is refused before a byte is read, so a
-// FIFO cannot block the caller), with a size bound. Never throws; errors
-// are InvalidArgument naming the option and the path. Thread-safe
-// (stateless); blocks on the file system.
+// Reading the small files named by options (treatyd --config, and the
+// security options --auth-tokens, --participant-hmac-key, the PEM files of
+// --tls-*): only a regular file is read (a directory, FIFO or device such as
+// /dev/zero is refused before a byte is read, so a FIFO cannot block the
+// caller), with a size bound. And parsing the text of treatyd's --config
+// file (ParseConfigText). Never throws; errors are InvalidArgument naming
+// the option and the path, or the line and the key. Thread-safe
+// (stateless); the readers block on the file system.
 
 #include <sys/types.h>
 
 #include <cstddef>
+#include <functional>
 #include <string>
 #include <string_view>
+#include <vector>
 
-#include "common/status.h"
+#include "treaty/status.h"
 
 namespace treaty {
 
@@ -28,5 +32,39 @@ Status CheckRegularFile(std::string_view option, const std::string& path);
 // The whole of `path`, at most `max_bytes` bytes.
 Result<ConfigFile> ReadConfigFile(std::string_view option, const std::string& path,
                                   size_t max_bytes);
+
+// The largest treatyd --config file read (the sample is about 7 KiB).
+inline constexpr size_t kMaxOptionsFileBytes = 1 << 20;
+
+// One `key = value` of a treatyd --config file.
+struct ConfigSetting {
+  std::string key;                  // as written: "http-max-connections"
+  std::vector<std::string> values;  // the value (quotes removed), or a list's elements
+  int line = 0;                     // 1-based line of the key
+};
+
+// What ParseConfigText's caller says a key is.
+enum class ConfigKeyKind {
+  kUnknown,    // no such option: an error naming the key and its line
+  kFlag,       // a boolean flag: `key = true|false`, or the bare `key` (= true)
+  kValue,      // an option that takes a value: `key = value` required
+  kNotInFile,  // an option of the command line only (--config, --help, ...)
+};
+
+// Parses the text of a treatyd --config file: the subset of TOML that
+// deploy/config/treatyd.conf documents. Line by line: blank lines and
+// `# comments` (also after a value) are skipped; every other line is
+// `key = value`, the key one of `kind_of`'s options. A value is a "double
+// quoted" string (escapes \" \\ \t \n), a 'single quoted' one (taken as is),
+// a list ["a", "b"] (it may span lines; elements as values; not empty), or
+// a bare word up to a `#` or the end of the line (numbers, true/false,
+// info). A bare key without `= value` is allowed for a flag only (it means
+// true). Refused, as InvalidArgument "line N: ..." naming the key as
+// written: an unknown key, a key of the command line only, a bare key that
+// takes a value, a key set twice, a `[section]` header (treatyd's keys
+// are all top-level) and anything that does not parse. Text of the file is quoted in a message
+// only with control characters escaped, at most 80 bytes.
+Result<std::vector<ConfigSetting>> ParseConfigText(
+    std::string_view text, const std::function<ConfigKeyKind(const std::string&)>& kind_of);
 
 }  // namespace treaty

@@ -60,7 +60,7 @@
 #include <boost/asio/ip/address.hpp>
 
 #include "common/endpoint.h"
-#include "common/status.h"
+#include "treaty/status.h"
 
 namespace treaty {
 

@@ -26,7 +26,7 @@
 #include <boost/asio/ssl/context.hpp>
 
 #include "common/mutex.h"
-#include "common/status.h"
+#include "treaty/status.h"
 
 namespace treaty {
 

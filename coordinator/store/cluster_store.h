@@ -13,8 +13,8 @@
 #include <string>
 #include <vector>
 
-#include "common/status.h"
 #include "store/records.h"
+#include "treaty/status.h"
 
 namespace treaty {
 

@@ -11,7 +11,7 @@
 #include <cstdint>
 #include <string>
 
-#include "common/status.h"
+#include "treaty/status.h"
 
 namespace treaty {
 

@@ -22,9 +22,9 @@
 #include <string>
 #include <vector>
 
-#include "common/status.h"
 #include "store/cluster_store.h"
 #include "store/records.h"
+#include "treaty/status.h"
 
 namespace treaty {
 

@@ -11,7 +11,9 @@ namespace treaty {
 namespace {
 
 constexpr int64_t kInitialBackoffMs = 10;
-constexpr int64_t kMaxBackoffMs = 1000;
+// While a batch keeps failing, a warning about every this many retries
+// (about 5 s at the cap).
+constexpr int kRetriesPerWarning = 20;
 
 LogWriterOptions Sanitize(LogWriterOptions options) {
   options.max_batch = std::max<size_t>(options.max_batch, 1);
@@ -193,7 +195,7 @@ Result<std::vector<Status>> LogWriter::ApplyWithRetries(const std::vector<TxnWri
                                                         int64_t deadline_ms,
                                                         bool* outcome_unknown) {
   int64_t backoff_ms = kInitialBackoffMs;
-  while (true) {
+  for (int retries = 0;; ++retries) {
     // Latency for the metric only, finer than the Clock's milliseconds.
     const auto began = std::chrono::steady_clock::now();
     Result<std::vector<Status>> r = store_->ApplyBatch(writes);
@@ -219,11 +221,16 @@ Result<std::vector<Status>> LogWriter::ApplyWithRetries(const std::vector<TxnWri
     *outcome_unknown = true;
     const int64_t now_ms = clock_->MonotonicMs();
     if (now_ms >= deadline_ms) return failure;
-    spdlog::warn("log writer: batch of {} writes failed, retrying in {} ms: {}", writes.size(),
-                 backoff_ms, failure.ToString());
+    if (retries == 0) {
+      spdlog::warn("log writer: batch of {} writes failed, retrying (at most {} ms apart): {}",
+                   writes.size(), kLogWriterMaxRetryBackoffMs, failure.ToString());
+    } else if (retries % kRetriesPerWarning == 0) {
+      spdlog::warn("log writer: batch of {} writes still failing after {} retries: {}",
+                   writes.size(), retries, failure.ToString());
+    }
     const int64_t wake_ms = std::min(now_ms + backoff_ms, deadline_ms);
     std::this_thread::sleep_for(std::chrono::milliseconds(wake_ms - now_ms));
-    backoff_ms = std::min(backoff_ms * 2, kMaxBackoffMs);
+    backoff_ms = std::min(backoff_ms * 2, kLogWriterMaxRetryBackoffMs);
   }
 }
 

@@ -10,9 +10,15 @@
 //
 // When the whole batch fails with Unavailable (database down, fail-over in
 // progress, a store call past its deadline) the batch is retried with capped
-// exponential backoff (10 ms doubling to 1 s) until `retry_for_ms` has passed
-// since its oldest write was submitted; then every write of the batch fails
-// with Unavailable. So every write is answered within about retry_for_ms plus
+// exponential backoff (10 ms doubling to kLogWriterMaxRetryBackoffMs, 250 ms)
+// until `retry_for_ms` has passed since its oldest write was submitted; then
+// every write of the batch fails with Unavailable. The cap bounds how long
+// acknowledged-pending writes wait once the store answers again: at most
+// 250 ms after the store's own recovery (for PostgreSQL, the pool's reconnect
+// window, PgPoolOptions::reconnect_backoff_max_ms; an attempt inside
+// that window fails at once without a connect, so retrying more often than
+// the window costs nothing). One warning when a batch starts retrying, then
+// one about every 5 s while it goes on. So every write is answered within about retry_for_ms plus
 // one store call (its deadline), however long the store stays away; a write
 // that waited past retry_for_ms behind an unavailable store is failed with
 // TimedOut without any attempt (so it is certainly not in the log). Writes are applied in
@@ -72,6 +78,10 @@
 #include "store/store_health.h"
 
 namespace treaty {
+
+// The longest pause between two attempts of a batch while the store is
+// unavailable (see above).
+inline constexpr int64_t kLogWriterMaxRetryBackoffMs = 250;
 
 struct LogWriterOptions {
   size_t max_batch = 512;       // most writes per ApplyBatch

@@ -15,8 +15,8 @@
 
 #include <pqxx/pqxx>
 
-#include "common/status.h"
 #include "store/records.h"
+#include "treaty/status.h"
 
 namespace treaty::pg {
 

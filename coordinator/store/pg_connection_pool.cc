@@ -6,32 +6,22 @@
 #include <chrono>
 #include <cstdlib>
 
+#include <libpq-fe.h>
 #include <spdlog/spdlog.h>
-
-#include "common/text.h"
-#include "store/write_rules.h"
 
 namespace treaty {
 
 namespace {
 
-// SQLSTATE classes after which retrying later may succeed.
-bool IsTransient(const std::string& state) {
-  const std::string cls = state.substr(0, 2);
-  return cls == "08" || cls == "57" || cls == "53" || cls == "40" || state == "25006";
-}
-
-// Classes after which the session itself may be unusable.
-bool MayBreakConnection(const std::string& state) {
-  const std::string cls = state.substr(0, 2);
-  return cls == "08" || cls == "57" || state.empty();
-}
-
-// Whether `conninfo` (URI or key=value) names `keyword`: both forms spell
-// parameter names literally (a value containing the word counts as setting
-// it; then the user's conninfo is left as it is).
-bool Names(const std::string& conninfo, const char* keyword) {
-  return conninfo.find(keyword) != std::string::npos;
+// A conninfo value, quoted for a key=value conninfo: in single quotes, with
+// backslash and single quote escaped by a backslash.
+std::string QuotedValue(const std::string& value) {
+  std::string out = "'";
+  for (char c : value) {
+    if (c == '\\' || c == '\'') out += '\\';
+    out += c;
+  }
+  return out + "'";
 }
 
 PgPoolOptions SizedOptions(int size) {
@@ -63,24 +53,40 @@ PgConnectionPool::~PgConnectionPool() {
 
 std::string PgConnectionPool::WithConnectionDefaults(const std::string& conninfo,
                                                      int64_t call_timeout_ms) {
+  // libpq's own parser reads both forms (URI and key=value) and lists every
+  // parameter it knows, with a value only where the conninfo set one (no
+  // environment, service file or compiled-in defaults are filled in).
+  char* error = nullptr;
+  PQconninfoOption* options = PQconninfoParse(conninfo.c_str(), &error);
+  if (options == nullptr) {
+    PQfreemem(error);
+    return conninfo;  // not a conninfo libpq accepts: connecting reports why
+  }
+  std::vector<std::pair<std::string, std::string>> given;
+  for (const PQconninfoOption* o = options; o->keyword != nullptr; ++o) {
+    if (o->val != nullptr) given.emplace_back(o->keyword, o->val);
+  }
+  PQconninfoFree(options);
+  const auto absent = [&](const char* keyword) {
+    return std::none_of(given.begin(), given.end(),
+                        [&](const auto& kv) { return kv.first == keyword; });
+  };
   std::vector<std::pair<std::string, std::string>> add;
-  if (!Names(conninfo, "connect_timeout") && std::getenv("PGCONNECT_TIMEOUT") == nullptr) {
+  if (absent("connect_timeout") && std::getenv("PGCONNECT_TIMEOUT") == nullptr) {
     const int64_t seconds = call_timeout_ms > 0 ? (call_timeout_ms + 999) / 1000 : 10;
     add.emplace_back("connect_timeout", std::to_string(std::max<int64_t>(seconds, 2)));
   }
-  if (!Names(conninfo, "keepalives")) {
-    add.emplace_back("keepalives", "1");
-    add.emplace_back("keepalives_idle", "10");
-    add.emplace_back("keepalives_interval", "5");
-    add.emplace_back("keepalives_count", "3");
+  static constexpr const char* kKeepalives[][2] = {{"keepalives", "1"},
+                                                   {"keepalives_idle", "10"},
+                                                   {"keepalives_interval", "5"},
+                                                   {"keepalives_count", "3"}};
+  for (const auto& [keyword, value] : kKeepalives) {
+    if (absent(keyword)) add.emplace_back(keyword, value);
   }
-  const bool uri = conninfo.rfind("postgresql://", 0) == 0 || conninfo.rfind("postgres://", 0) == 0;
-  std::string out = conninfo;
-  for (const auto& [key, value] : add) {
-    if (uri) {
-      out += (out.find('?') == std::string::npos ? "?" : "&") + key + "=" + value;
-    } else {
-      out += (out.empty() ? "" : " ") + key + "=" + value;
+  std::string out;
+  for (const auto* list : {&given, &add}) {
+    for (const auto& [keyword, value] : *list) {
+      out += (out.empty() ? "" : " ") + keyword + "=" + QuotedValue(value);
     }
   }
   return out;
@@ -100,7 +106,7 @@ std::unique_ptr<pqxx::connection> PgConnectionPool::Acquire(Status* refused,
     if (!cv_.WaitUntil(&mu_, deadline,
                        [&]() TREATY_REQUIRES(mu_) { return !idle_.empty() || in_use_ < size_; })) {
       *refused = Status::Unavailable("no free database connection (all " + std::to_string(size_) +
-                                     " busy) within the store timeout");
+                                     " busy) within the call deadline");
       return nullptr;
     }
     if (!idle_.empty()) {
@@ -206,9 +212,6 @@ Status PgConnectionPool::Run(const char* what, const Body& body) {
   bool acquired = false;  // Acquire() frees the slot itself when it throws
   bool drop = false;
   Status status;
-  const auto fail = [&](StatusCode code, const std::string& msg) {
-    status = Status(code, std::string(what) + ": " + Excerpt(msg, 512));
-  };
   const int64_t timeout_ms = call_timeout_ms_.load();
   const auto deadline = timeout_ms > 0 ? Clock::now() + std::chrono::milliseconds(timeout_ms)
                                        : Clock::time_point::max();
@@ -226,22 +229,9 @@ Status PgConnectionPool::Run(const char* what, const Body& body) {
     if (timeout_ms > 0) watch = Watch(conn->sock(), deadline);
     status = body(*conn);
     unwatch();
-  } catch (const pqxx::broken_connection& e) {
+  } catch (...) {
     unwatch();
-    drop = true;
-    fail(StatusCode::kUnavailable, std::string("connection lost: ") + e.what());
-  } catch (const pqxx::in_doubt_error& e) {
-    unwatch();
-    drop = true;
-    fail(StatusCode::kUnavailable, std::string("commit outcome unknown: ") + e.what());
-  } catch (const pqxx::sql_error& e) {
-    unwatch();
-    drop = MayBreakConnection(e.sqlstate());
-    status = PgErrorStatus(what, e.sqlstate(), e.what());
-  } catch (const std::exception& e) {  // pqxx::usage_error, conversion errors, bad_alloc
-    unwatch();
-    drop = true;
-    fail(StatusCode::kInternal, e.what());
+    status = CaughtPgErrorStatus(what, &drop);
   }
   if (timed_out) {
     // The socket was shut down at the deadline. A body that still finished
@@ -251,7 +241,7 @@ Status PgConnectionPool::Run(const char* what, const Body& body) {
     if (!status.ok()) {
       status = Status::Unavailable(std::string(what) + ": no answer from the database within " +
                                    std::to_string(timeout_ms) +
-                                   " ms (store timeout; connection closed, outcome unknown)");
+                                   " ms (call deadline; connection closed, outcome unknown)");
     }
   }
   if (conn && (drop || !conn->is_open())) {
@@ -264,17 +254,6 @@ Status PgConnectionPool::Run(const char* what, const Body& body) {
   }
   if (acquired) Release(std::move(conn));
   return status;
-}
-
-Status PgErrorStatus(const char* what, const std::string& sqlstate, const std::string& message) {
-  constexpr size_t kMaxMessageBytes = 512;
-  const std::string text =
-      std::string(what) + ": [" + sqlstate + "] " + Excerpt(message, kMaxMessageBytes);
-  const std::string cls = sqlstate.substr(0, 2);
-  if (IsTransient(sqlstate)) return Status::Unavailable(text);
-  if (sqlstate == "23505") return Status::Conflict(text);
-  if (cls == "22" || cls == "23" || cls == "54") return DataError(text);
-  return Status::Internal(text);
 }
 
 }  // namespace treaty

@@ -1,9 +1,11 @@
 #pragma once
 
-// PgConnectionPool: a small pool of libpqxx connections for PgLogStore, and
-// the ONE place where libpqxx exceptions become Status: no library
-// exception crosses a module boundary. Private to treaty_store (includes
-// libpqxx).
+// PgConnectionPool: a small pool of libpqxx connections, shared by the
+// coordinator's PgLogStore and the participant SDK (Barrier,
+// PgResourceManager), and the place where libpqxx exceptions become Status
+// (with store/pg_error.h): no library exception crosses a module boundary.
+// Part of treaty_pg, which the SDK links privately: includes libpqxx, so it
+// never appears in a public header.
 //
 // Connections are opened lazily, at most `size` at a time; a caller waits for
 // a free one. A connection that broke (server restart, fail-over, network)
@@ -35,8 +37,13 @@
 //
 // Connection defaults: unless the conninfo (or PGCONNECT_TIMEOUT) sets them,
 // connect_timeout (the deadline rounded up to seconds, at least 2 s; 10 s
-// without a deadline) and TCP keepalives (idle 10 s, interval 5 s, 3 probes)
-// are added, so opening a connection to a stopped server is bounded too.
+// without a deadline) and TCP keepalives (keepalives 1, idle 10 s, interval
+// 5 s, 3 probes; each only where absent) are added, so opening a connection
+// to a stopped server is bounded too. The given conninfo, URI or key=value,
+// is read with libpq's own parser (PQconninfoParse) and the connection opened
+// with the equivalent key=value conninfo, so every form libpq accepts keeps
+// its meaning (a URI ending in "?", one with a query, quoted values,
+// multi-host lists).
 // Every new session also gets SET idle_in_transaction_session_timeout = the
 // deadline at connect time (10 s without one; the SET fails the connect):
 // PostgreSQL ends a session of ours that stays idle inside a transaction
@@ -59,7 +66,8 @@
 #include <pqxx/pqxx>
 
 #include "common/mutex.h"
-#include "common/status.h"
+#include "store/pg_error.h"
+#include "treaty/status.h"
 
 namespace treaty {
 
@@ -87,12 +95,15 @@ class PgConnectionPool {
 
   using Body = std::function<Status(pqxx::connection&)>;
   // Borrows a connection, runs `body` on it and returns its Status. Every
-  // exception thrown inside is caught here: broken connections and server
-  // shutdown/overload/serialization failures -> Unavailable (connection
-  // dropped when it may be unusable; also, without trying, while the
-  // reconnect backoff window is open), other SQL errors as PgErrorStatus
-  // maps them, anything else -> Internal. `what` names the operation in
-  // messages.
+  // exception thrown inside is caught here and mapped by CaughtPgErrorStatus
+  // (store/pg_error.h): broken connections and server shutdown/overload/
+  // serialization failures -> Unavailable (connection dropped when it may be
+  // unusable; also, without trying, while the reconnect backoff window is
+  // open), other SQL errors as PgErrorStatus maps them, anything else ->
+  // Internal. `what` names the operation in messages. A body must leave its
+  // connection outside any transaction block (a pqxx transaction object does
+  // so by itself; a nontransaction that sent BEGIN must end the block, also
+  // when it throws).
   // Blocks on database I/O and while all connections are busy, at most until
   // the call's deadline (call_timeout_ms; then Unavailable, see above).
   [[nodiscard]] Status Run(const char* what, const Body& body);
@@ -111,8 +122,10 @@ class PgConnectionPool {
   void set_call_timeout_ms(int64_t ms) { call_timeout_ms_.store(ms < 0 ? 0 : ms); }
   int64_t call_timeout_ms() const { return call_timeout_ms_.load(); }
 
-  // `conninfo` (URI or key=value) with connect_timeout and keepalives added
-  // where it sets none (see above). Exposed for tests.
+  // `conninfo` (URI or key=value) as a key=value conninfo with
+  // connect_timeout and keepalives added where it sets none (see above).
+  // A conninfo libpq cannot parse is returned as it is (connecting then
+  // reports the error). Exposed for tests.
   static std::string WithConnectionDefaults(const std::string& conninfo, int64_t call_timeout_ms);
 
  private:
@@ -156,19 +169,5 @@ class PgConnectionPool {
   bool watch_stop_ TREATY_GUARDED_BY(watch_mu_) = false;
   std::thread watchdog_ TREATY_GUARDED_BY(watch_mu_);  // started by the first Watch()
 };
-
-// The Status of a PostgreSQL error, by SQLSTATE (the one mapping, also used
-// where a batch catches the failure of one write):
-//  - classes 08, 57, 53, 40 and 25006 (connection, shutdown, resources,
-//    serialization, read-only fail-over) -> Unavailable: retrying may help;
-//  - 23505 unique violation -> Conflict;
-//  - classes 22 (data exception, e.g. invalid UTF-8), 23 (other integrity
-//    violations) and 54 (program limits, e.g. an index row too large) -> a
-//    data error (store/write_rules.h): the statement's data is wrong,
-//    retrying cannot help;
-//  - anything else -> Internal.
-// The message names `what`, the SQLSTATE and a valid-UTF-8 excerpt of
-// `message`.
-Status PgErrorStatus(const char* what, const std::string& sqlstate, const std::string& message);
 
 }  // namespace treaty

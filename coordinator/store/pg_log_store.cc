@@ -1,11 +1,11 @@
 #include "store/pg_log_store.h"
 
 #include <optional>
-#include <set>
 
 #include "store/migrations.h"
 #include "store/pg_batch.h"
 #include "store/pg_connection_pool.h"
+#include "store/pg_migrations.h"
 #include "store/pg_rows.h"
 #include "store/write_rules.h"
 
@@ -15,7 +15,7 @@ namespace {
 
 using pg::kNow;
 
-// Key of the session-independent advisory lock serializing migrations.
+// Key of the advisory lock serializing migrators of the log.
 constexpr int64_t kMigrationLockKey = 0x7472656174790001;  // "treaty" + 1
 
 bool IsDatabaseFailure(const Status& s) {
@@ -127,31 +127,14 @@ Result<std::unique_ptr<PgLogStore>> PgLogStore::Open(const std::string& conninfo
 }
 
 Status PgLogStore::Migrate() {
+  static const PgMigrationLog kLog{.table = "schema_migrations",
+                                   .applied_at_column = "BIGINT NOT NULL",
+                                   .applied_at_value = kNow,
+                                   .lock_key = kMigrationLockKey,
+                                   .subject = "the log",
+                                   .program = "treatyd"};
   return pool_->Run("migrate", [](pqxx::connection& c) {
-    pqxx::work tx(c);
-    // Transaction-scoped: released by COMMIT/ROLLBACK, even if the session dies.
-    tx.exec_params("SELECT pg_advisory_xact_lock($1)", kMigrationLockKey);
-    tx.exec(
-        "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, "
-        "name TEXT NOT NULL, applied_at BIGINT NOT NULL)");
-    std::set<int64_t> applied;
-    for (const auto& row : tx.exec("SELECT version FROM schema_migrations")) {
-      applied.insert(row[0].as<int64_t>());
-    }
-    if (!applied.empty()) {
-      // A newer release migrated this log: apply nothing (rolled back).
-      Status newer = CheckSchemaNotNewer(*applied.rbegin(), LatestMigrationVersion("postgres"));
-      if (!newer.ok()) return newer;
-    }
-    for (const Migration& m : EmbeddedMigrations("postgres")) {
-      if (applied.count(m.version)) continue;
-      tx.exec(std::string(m.sql));
-      tx.exec_params(
-          "INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, " + kNow + ")",
-          m.version, m.name);
-    }
-    tx.commit();
-    return Status::Ok();
+    return ApplyPgMigrations(c, kLog, EmbeddedMigrations("postgres"));
   });
 }
 

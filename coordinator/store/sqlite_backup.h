@@ -42,7 +42,7 @@
 #include <functional>
 #include <string>
 
-#include "common/status.h"
+#include "treaty/status.h"
 
 struct sqlite3;
 

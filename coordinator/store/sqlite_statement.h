@@ -12,7 +12,7 @@
 #include <optional>
 #include <string>
 
-#include "common/status.h"
+#include "treaty/status.h"
 
 namespace treaty {
 

@@ -38,8 +38,8 @@
 #include <spdlog/spdlog.h>
 
 #include "common/mutex.h"
-#include "common/status.h"
 #include "common/task_runner.h"
+#include "treaty/status.h"
 
 namespace treaty {
 

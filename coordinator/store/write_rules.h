@@ -27,8 +27,8 @@
 #include <string>
 #include <string_view>
 
-#include "common/status.h"
 #include "store/records.h"
+#include "treaty/status.h"
 
 namespace treaty {
 

@@ -120,16 +120,10 @@ TxnQueries* CoordinatorHandler::Queries() const {
 }
 
 void CoordinatorHandler::CheckAcceptsNewWork() const {
-  if (options_.draining && options_.draining->load()) {
-    ThrowStatus(Status::Unavailable("this coordinator is draining; use another"));
-  }
-  if (options_.store_health && !options_.store_health->AcceptsNewWork()) {
-    // As in REST: answer now rather than after the log writer's retry
-    // window (the client retries; the gtid makes that safe).
-    std::string why = options_.store_health->Problem();
-    if (why.empty()) why = "the transaction log is unreachable";
-    ThrowStatus(Status::Unavailable(why + "; retry later"));
-  }
+  if (options_.readiness == nullptr) return;
+  // As in REST: answer now rather than after the log writer's retry window
+  // (the client retries; the gtid makes that safe).
+  if (Status s = options_.readiness->AdmitNewWork(); !s.ok()) ThrowStatus(s);
 }
 
 void CoordinatorHandler::submitSaga(rpc::TxnStatus& out, const rpc::SagaRequest& req) {

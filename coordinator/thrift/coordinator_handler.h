@@ -7,10 +7,11 @@
 // (ParseSagaSpec, ParseTwoPhaseSpec, ParseBranchSpec), so both front ends
 // accept and refuse exactly the same things.
 //
-// Admission: like the REST front end, new work (submitSaga, begin2pc) is
+// Admission: the REST front end's rule, asked of the same Readiness
+// (engine/readiness.h, AdmitNewWork): new work (submitSaga, begin2pc) is
 // refused with Unavailable, before anything is parsed or logged, while the
 // coordinator is draining or while the log store is known to be down or
-// stalled (StoreHealth). Reads and calls on existing transactions still go through.
+// stalled. Reads and calls on existing transactions still go through.
 //
 // Errors: every Status is turned into a typed Thrift exception in one place
 // (ThrowStatus): InvalidArgument/TooLarge -> InvalidRequest, NotFound ->
@@ -69,12 +70,12 @@
 #include <string_view>
 
 #include "CoordinatorService.h"
+#include "engine/readiness.h"
 #include "engine/txn_queries.h"
 #include "engine/txn_service.h"
 #include "security/audit_log.h"
 #include "security/authenticator.h"
 #include "security/identity.h"
-#include "store/store_health.h"
 
 namespace treaty {
 
@@ -82,10 +83,9 @@ struct CoordinatorHandlerOptions {
   SpecLimits limits;
   int max_list_limit = 1000;
   int64_t call_timeout_ms = 60000;  // longest a worker waits for TxnService
-  // Not owned; either may be null (never refuse on that ground). Both must
-  // outlive the handler; the Server owns them and sets `draining` in Drain().
-  const std::atomic<bool>* draining = nullptr;
-  const StoreHealth* store_health = nullptr;
+  // Not owned, must outlive the handler: whether new work may be accepted
+  // (Readiness::AdmitNewWork). Null: new work is never refused on that ground.
+  const Readiness* readiness = nullptr;
   // Not owned, must outlive the handler: every read (getTransaction,
   // listTransactions). Null: reads fail with Unavailable.
   TxnQueries* queries = nullptr;

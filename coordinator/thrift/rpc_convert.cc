@@ -24,6 +24,7 @@ void ThrowStatus(const Status& s) {
     case StatusCode::kLostOwnership: {
       rpc::Conflict e;
       e.message = ToValidUtf8(s.message());
+      e.__set_code(ErrorCodeName(s.code()));  // "conflict" or "not_owner", as over REST
       throw e;
     }
     case StatusCode::kUnauthenticated: {

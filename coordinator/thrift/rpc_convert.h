@@ -17,15 +17,16 @@
 #include <nlohmann/json.hpp>
 
 #include "CoordinatorService.h"
-#include "common/status.h"
 #include "common/text.h"
 #include "engine/submit_result.h"
 #include "store/log_store.h"
+#include "treaty/status.h"
 
 namespace treaty {
 
 // Throws the IDL exception for `s`: InvalidArgument/TooLarge -> InvalidRequest,
-// NotFound -> NotFound, Conflict/LostOwnership -> Conflict, Unauthenticated ->
+// NotFound -> NotFound, Conflict/LostOwnership -> Conflict (its `code`
+// "conflict" / "not_owner", REST's error code), Unauthenticated ->
 // Unauthenticated, PermissionDenied -> Forbidden, anything else ->
 // Unavailable. Messages are made valid UTF-8 (they name fields, never echo
 // bad bytes; this is a net).

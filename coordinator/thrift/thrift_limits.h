@@ -23,11 +23,11 @@
 //   frame), and GuardedProcessor answers a refused request with a
 //   TApplicationException instead of letting anything reach the server's
 //   own handler. Together with setMaxFrameSize the memory one request can
-//   cost is bounded by its frame. (The SDK's ParticipantService server.
-//   treatyd's own front end is a thread-per-connection TThreadedServer: its
-//   FramedRequestProcessor in thrift_server.cc reads each frame into a
-//   TMemoryBuffer itself and uses FrameReader and GuardedProcessor the same
-//   way.)
+//   cost is bounded by its frame. (Treaty's own servers, treatyd's front end
+//   and the SDK's ParticipantService server, run on one thread-per-connection
+//   loop, framed_thrift_server.h: its FramedRequestProcessor reads each frame
+//   into a TMemoryBuffer itself and uses FrameReader and GuardedProcessor
+//   the same way.)
 //
 // Header-only; thread-safe (each call builds new objects; a GuardedProcessor
 // may serve many connections at once).

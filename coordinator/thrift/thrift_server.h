@@ -1,65 +1,29 @@
 #pragma once
 
 // ThriftServer: treatyd's Thrift front end (--thrift HOST:PORT). Serves
-// CoordinatorService (coordinator_handler.h) with the framed transport and
-// the binary protocol on an Apache Thrift TThreadedServer: one thread per
-// connection, at most `max_connections` connections.
-//
-// Why a thread per connection: CoordinatorHandler blocks its thread while a
-// call runs, and submitSaga with wait=true blocks until the saga ends
-// (bounded by the handler's call_timeout_ms). On a shared worker pool four
-// such calls held every worker and every other client waited. Here a
-// waiting call holds only its own connection's thread, which its client is
-// waiting on anyway; other connections are served by their own threads. The
-// connection cap bounds the threads (and descriptors).
-//
-// Bounded resources (docs/operations.md, "What happens when ..."):
-// - A connection accepted while `max_connections` are open is closed at
-//   once (the client reads end-of-file); open ones are not disturbed. One
-//   warning line per 10 s says so (LogThrottle).
-// - A connection on which no byte arrives for `idle_timeout_ms` while the
-//   server waits for (the rest of) a request is closed; so is one that does
-//   not take its answer within that time. A connection the client closed
-//   is closed by the server at once (its thread sees end-of-file).
-// - Once the first byte of a frame has arrived, the whole frame must arrive
-//   within `request_timeout_ms`, else the connection is closed (a client
-//   trickling a byte just inside the idle timeout would otherwise hold its
-//   connection, and its slot under the cap, forever). One warning line per
-//   10 s says so (LogThrottle). The time to run the call and write the
-//   answer is not counted.
-// - When accept fails (EMFILE, ENFILE, ENOBUFS...), the accept loop waits
-//   10 ms, doubling up to 1 s while it keeps failing, and logs one warning
-//   line per 10 s with a count; it never spins and never stops serving.
-//
-// Input limits (thrift_limits.h, docs/input-rules.md): each request is one
-// frame of at most `max_frame_bytes` (at most limits::kThriftMaxMessageBytes;
-// a larger one closes the connection), read into memory as it arrives
-// (memory grows with the bytes received, not with the declared length), then
-// parsed through a FrameReader by the bounded binary protocol under a
-// GuardedProcessor: a request refused by them, or any exception out of the
-// processor, is answered with a TApplicationException and one warning log
-// line; the connection and the server keep serving.
-//
-// TLS (options.tls enabled; docs/security.md "TLS"): every connection is
-// TLS 1.2 or newer with the certificate chain and key of the files; with
-// client_ca_file a client must present a certificate that chains to it
-// (mTLS: OpenSSL's chain check; no host name check of clients). The
-// handshake runs on the connection's own thread at its first read, bounded
-// like a request: each wait at most `idle_timeout_ms`, the whole handshake
-// at most `request_timeout_ms`. A client that fails it (a plain Thrift
-// client, an unknown CA, no certificate under mTLS, a timeout) has only its
-// own connection closed, with one warning line per 10 s (LogThrottle).
-// ReloadTls() re-reads the files: connections accepted later use them, open
-// ones keep theirs; a failure keeps the old ones and returns the error.
-// OpenSSL writes to the socket itself, so a TLS connection's thread blocks
-// SIGPIPE for itself: a client that hangs up never ends the process.
+// CoordinatorService (coordinator_handler.h) on the shared Thrift server
+// loop, FramedThriftServer (framed_thrift_server.h): framed transport,
+// binary protocol, one thread per connection, at most `max_connections`
+// connections. Everything that is not CoordinatorService is that loop's, and
+// its header comment is the contract:
+// - why a thread per connection (a submitSaga with wait=true blocks its
+//   thread until the saga ends, bounded by the handler's call_timeout_ms;
+//   it holds only its own connection's thread);
+// - bounded resources: the connection cap, the idle and request timeouts,
+//   accept-failure backoff (docs/operations.md, "What happens when ...");
+// - input limits: frames of at most `max_frame_bytes` (at most
+//   limits::kThriftMaxMessageBytes), the bounded binary protocol and the
+//   GuardedProcessor of thrift_limits.h (docs/input-rules.md);
+// - TLS and mTLS (options.tls; docs/security.md "TLS") and ReloadTls();
+// - Start/Stop and their Status. The log lines start with "thrift" and name
+//   --thrift-request-timeout-ms, as docs/operations.md quotes them.
 //
 // Authentication (options.handler.auth set; coordinator_handler.h): each
 // connection has its own CoordinatorHandler and ThriftConnection, made when
-// it is accepted (a TProcessorFactory; no state is shared between
-// connections). The identity comes from authenticate(token), or, over mTLS,
-// from the verified client certificate's subject CN when the tokens file
-// names it (looked up once, right after the handshake). After
+// it is accepted (the loop's ThriftConnectionFactory; no state is shared
+// between connections). The identity comes from authenticate(token), or,
+// over mTLS, from the verified client certificate's subject CN when the
+// tokens file names it (looked up once, right after the handshake). After
 // kMaxFailedAuthentications wrong tokens the connection is closed once that
 // answer is written (one warning line per 10 s).
 //
@@ -70,16 +34,17 @@
 // call_timeout_ms) and joins the threads. The TxnService must outlive the
 // server (the provider may return nullptr until it exists). Thrift
 // exceptions never escape: Start() returns a Status (InvalidArgument naming
-// the option for unusable TLS files). Start/Stop from one owner thread;
-// ReloadTls from any thread between them.
+// the option for unusable TLS files; Unavailable "cannot serve Thrift on
+// HOST:PORT: ...", an IPv6 HOST in brackets). Start/Stop from one owner
+// thread; ReloadTls from any thread between them.
 
 #include <cstdint>
 #include <memory>
 #include <string>
 
-#include "common/status.h"
 #include "security/tls_context.h"
 #include "thrift/coordinator_handler.h"
+#include "treaty/status.h"
 
 namespace treaty {
 

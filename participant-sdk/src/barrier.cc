@@ -1,7 +1,9 @@
 #include "treaty/barrier.h"
 
 #include "input_rules.h"
-#include "pg_support.h"
+#include "participant_migrations.h"
+#include "sql_tx.h"
+#include "store/pg_connection_pool.h"
 
 namespace treaty {
 inline namespace sdk {
@@ -57,6 +59,13 @@ Status ProveCommittable(pqxx::work& w, const CallContext& ctx) {
   return Status::Ok();  // two-phase after a prepare, or a duplicate one-phase commit
 }
 
+PgPoolOptions PoolOptions(const BarrierOptions& options) {
+  PgPoolOptions pool;
+  pool.size = options.max_connections;
+  pool.call_timeout_ms = options.call_timeout_ms;
+  return pool;
+}
+
 }  // namespace
 
 const char* BarrierEffectName(BarrierEffect effect) {
@@ -74,9 +83,9 @@ const char* BarrierEffectName(BarrierEffect effect) {
 class Barrier::Impl {
  public:
   explicit Impl(BarrierOptions o)
-      : options(std::move(o)), pool(options.pg_uri, options.max_connections) {}
+      : options(std::move(o)), pool(options.pg_uri, PoolOptions(options)) {}
   BarrierOptions options;
-  PgPool pool;
+  PgConnectionPool pool;  // thread-safe
 };
 
 Barrier::Barrier(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -85,10 +94,13 @@ Barrier::~Barrier() = default;
 Result<std::unique_ptr<Barrier>> Barrier::Open(BarrierOptions options) {
   if (options.pg_uri.empty()) return Status::InvalidArgument("Barrier: pg_uri is empty");
   auto impl = std::make_unique<Impl>(std::move(options));
-  auto lease = impl->pool.Acquire();
-  if (!lease.ok()) return lease.status();
+  Status s = impl->pool.Run("barrier: connect", [](pqxx::connection& c) {
+    pqxx::nontransaction(c).exec("SELECT 1");
+    return Status::Ok();
+  });
+  if (!s.ok()) return s.code() == StatusCode::kInternal ? Status::Unavailable(s.message()) : s;
   if (impl->options.migrate) {
-    Status s = MigrateParticipantSchema(lease->conn());
+    s = MigrateParticipantSchema(impl->pool);
     if (!s.ok()) return Status(s.code(), "barrier migration: " + s.message());
   }
   return std::unique_ptr<Barrier>(new Barrier(std::move(impl)));
@@ -99,12 +111,10 @@ Result<BarrierEffect> Barrier::Run(const CallContext& ctx, const BarrierBody& bo
   if (std::string e = treaty_sdk_detail::CallContextError(ctx); !e.empty()) {
     return Status::InvalidArgument("barrier: " + e);
   }
-  auto lease = impl_->pool.Acquire();
-  if (!lease.ok()) return lease.status();
   BarrierEffect effect = BarrierEffect::kApplied;
   Status body_status;
-  Status s = PgGuard([&]() -> Status {
-    pqxx::work w(lease->conn());
+  Status s = impl_->pool.Run("barrier", [&](pqxx::connection& c) -> Status {
+    pqxx::work w(c);
     w.exec("SET LOCAL lock_timeout = " + std::to_string(impl_->options.lock_timeout_ms));
     if (ctx.op == "commit") {
       if (Status proof = ProveCommittable(w, ctx); !proof.ok()) {
@@ -158,20 +168,15 @@ Result<BarrierEffect> Barrier::Run(const CallContext& ctx, const BarrierBody& bo
     w.commit();
     return Status::Ok();
   });
-  if (!s.ok()) {
-    if (s.code() == StatusCode::kUnavailable || s.code() == StatusCode::kInternal) lease->Discard();
-    return s;
-  }
+  if (!s.ok()) return s;
   if (!body_status.ok()) return body_status;
   return effect;
 }
 
 Result<int64_t> Barrier::Purge(int64_t older_than_seconds) {
-  auto lease = impl_->pool.Acquire();
-  if (!lease.ok()) return lease.status();
   int64_t n = 0;
-  Status s = PgGuard([&] {
-    pqxx::work w(lease->conn());
+  Status s = impl_->pool.Run("barrier: purge", [&](pqxx::connection& c) {
+    pqxx::work w(c);
     pqxx::result r = w.exec_params(
         "DELETE FROM treaty_barrier WHERE created_at < now() - make_interval(secs => $1)",
         older_than_seconds);

@@ -1,10 +1,9 @@
 #pragma once
 
 // Private to the SDK: checks of the proof a coordinator's call carries
-// (docs/security.md "Participants can trust the caller"), behind plain types
-// like input_rules.h: caller_proof.cc includes coordinator headers, so the
-// coordinator's treaty::Status and the SDK's never meet in one translation
-// unit.
+// (docs/security.md "Participants can trust the caller"), over the
+// coordinator's own signature code (security/request_signature.h), so that
+// a participant checks exactly what treatyd signs.
 //
 // Stateless, thread-safe; nothing here throws except std::bad_alloc.
 

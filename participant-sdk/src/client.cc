@@ -20,8 +20,6 @@ namespace treaty {
 inline namespace sdk {
 
 using nlohmann::json;
-using treaty_sdk_detail::AnswerCode;
-using treaty_sdk_detail::AnswerCodeName;
 using treaty_sdk_detail::CoordinatorReply;
 using treaty_sdk_detail::CoordinatorTransport;
 using treaty_sdk_detail::Delivery;
@@ -150,25 +148,29 @@ Result<json> Client::Impl::Call(const CallPlan& plan) {
       backoff = std::min(backoff * 2, kMaxBackoffMs);
     }
     const size_t at = (start + i) % n;
-    const std::string& name = options.coordinators[at];
     CoordinatorReply r = plan.send(*transports[at], timeout_ms);
+    // Every text below that comes from outside (the coordinator's message,
+    // a library's error) is shown escaped: control characters and invalid
+    // UTF-8 made visible, so a Status message is safe to log.
+    const std::string why = EscapeControl(r.message);
     switch (r.delivery) {
       case Delivery::kBadConfig:
-        return Status::InvalidArgument(EscapeControl(r.message));
+        return Status::InvalidArgument(why);
       case Delivery::kNotSent:  // never reached the coordinator: safe anywhere
-        last_error = EscapeControl(r.message);
+        last_error = why;
         continue;
       case Delivery::kNoAnswer:   // outcome unknown: every call is safe to repeat (client.h)
       case Delivery::kBadAnswer:  // not a coordinator's answer: as kNoAnswer
         outcome_unknown = true;
-        last_error = EscapeControl(r.message);
+        last_error = why;
         continue;
       case Delivery::kAnswered:
         break;
     }
-    const std::string msg = name + ": " + EscapeControl(r.message);
+    const std::string name = EscapeControl(options.coordinators[at]);
+    const std::string msg = name + ": " + why;
     switch (r.code) {
-      case AnswerCode::kOk:
+      case StatusCode::kOk:
         preferred.store(at);
         if (!plan.pin_gtid.empty()) {
           treaty::MutexLock l(&mu);
@@ -178,20 +180,21 @@ Result<json> Client::Impl::Call(const CallPlan& plan) {
         return std::move(r.body);
       // Credentials are the same for every coordinator: asking the others
       // with a bad token only adds load.
-      case AnswerCode::kUnauthenticated:
+      case StatusCode::kUnauthenticated:
         return Status::Unauthenticated(
             name + ": " +
             (options.token.empty() ? "the coordinator needs a token (ClientOptions::token): "
                                    : "the token was refused: ") +
-            EscapeControl(r.message));
-      case AnswerCode::kForbidden:
+            why);
+      case StatusCode::kPermissionDenied:
         return Status::PermissionDenied(msg);
-      case AnswerCode::kInvalidArgument:
-      case AnswerCode::kTooLarge:
-        return Status::InvalidArgument(r.message);
-      case AnswerCode::kNotFound:
-        return Status::NotFound(r.message);
-      case AnswerCode::kConflict:
+      case StatusCode::kInvalidArgument:
+      case StatusCode::kTooLarge:
+        return Status::InvalidArgument(why);
+      case StatusCode::kNotFound:
+        return Status::NotFound(why);
+      case StatusCode::kConflict:
+      case StatusCode::kBusinessFailure:  // a participant's code, never a coordinator's: as its 409
         // For Enlist/Commit/Abort a coordinator that does not own the
         // transaction answers Conflict too: final only from the owner, or
         // once every coordinator said so (the owner among them).
@@ -199,23 +202,23 @@ Result<json> Client::Impl::Call(const CallPlan& plan) {
         if (!plan.owner_only || at == owner ||
             std::all_of(conflicted.begin(), conflicted.end(), [](bool b) { return b; })) {
           if (outcome_unknown && plan.after_lost_answer) {
-            return plan.after_lost_answer(Status::Conflict(r.message));
+            return plan.after_lost_answer(Status::Conflict(why));
           }
-          return Status::Conflict(r.message);
+          return Status::Conflict(why);
         }
         awaiting_takeover = true;
         last_error = msg;
         continue;
-      case AnswerCode::kNotOwner:  // lost its ownership: another takes over
-        outcome_unknown = true;    // it may have acted before it noticed
+      case StatusCode::kLostOwnership:  // "not_owner": another coordinator takes over
+        outcome_unknown = true;         // it may have acted before it noticed
         awaiting_takeover = true;
         last_error = msg;
         continue;
-      case AnswerCode::kUnavailable:  // draining, not ready, store down
-      case AnswerCode::kTimedOut:
-      case AnswerCode::kInternal:
+      case StatusCode::kUnavailable:  // draining, not ready, store down
+      case StatusCode::kTimedOut:
+      case StatusCode::kInternal:
         outcome_unknown = true;  // e.g. a 504 after the coordinator acted
-        last_error = name + ": " + AnswerCodeName(r.code) + ": " + EscapeControl(r.message);
+        last_error = name + ": " + ErrorCodeName(r.code) + ": " + why;
         continue;
     }
   }

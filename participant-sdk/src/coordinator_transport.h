@@ -22,18 +22,25 @@
 //                  not a JSON object, a broken Thrift reply): outcome unknown
 //   kBadConfig     the address or the TLS files are unusable: never retried
 //
-// `code` comes from the answer's typed error, never from its message text:
-// over REST the code string of {"error":{"code":CODE,...}} (the table of
-// coordinator/api/http_answers.h), falling back to the HTTP status when the
-// body carries no known code (a proxy's 502 page); over Thrift the IDL's
-// exception type (rpc_convert.h: Conflict covers both "conflict" and
-// "not_owner", the IDL has no separate exception).
+// `code` is a treaty::StatusCode taken from the answer's typed error, never
+// from its message text:
+//
+//   REST: the code string of {"error":{"code":CODE,...}} read back with
+//     ErrorCodeFromName ("not_owner" kLostOwnership, "forbidden"
+//     kPermissionDenied, ...; the table of coordinator/api/http_answers.h);
+//     when the body carries no such code (a proxy's 502 page, a code newer
+//     than this SDK) the HTTP status decides: 400/422 kInvalidArgument, 401
+//     kUnauthenticated, 403 kPermissionDenied, 404 kNotFound, 409 kConflict,
+//     413 kTooLarge, 502/503 kUnavailable, 504 kTimedOut, any other
+//     kInternal.
+//   Thrift: the IDL exception's type (InvalidRequest kInvalidArgument,
+//     NotFound, Conflict, Unavailable, Unauthenticated, Forbidden
+//     kPermissionDenied); a Conflict whose `code` is "not_owner" is
+//     kLostOwnership, one without a code (an older coordinator) kConflict.
 //
 // Every call is blocking and bounded by its `timeout_ms` (connect, TLS,
 // write and read together). Implementations are thread-safe: concurrent
-// calls use different connections. This header uses plain types (and
-// nlohmann::json) only: it is included on both sides of the line between
-// the coordinator's headers and the SDK's (http_transport.h says why).
+// calls use different connections.
 
 #include <cstdint>
 #include <memory>
@@ -41,35 +48,21 @@
 
 #include <nlohmann/json.hpp>
 
+#include "treaty/status.h"
+
 namespace treaty_sdk_detail {
 
 enum class Delivery { kAnswered, kNotSent, kNoAnswer, kBadAnswer, kBadConfig };
 
-// The coordinator's error codes (http_answers.h), kOk for a success.
-enum class AnswerCode {
-  kOk,
-  kInvalidArgument,  // "invalid_argument" / 400 / InvalidRequest
-  kUnauthenticated,  // "unauthenticated" / 401 / Unauthenticated
-  kForbidden,        // "forbidden" / 403 / Forbidden
-  kNotFound,         // "not_found" / 404 / NotFound
-  kConflict,         // "conflict" / 409 / Conflict (Thrift: also not_owner)
-  kNotOwner,         // "not_owner": the coordinator lost the transaction's ownership
-  kTooLarge,         // "too_large" / 413
-  kUnavailable,      // "unavailable" / 503 / Unavailable (draining, not ready, store down)
-  kTimedOut,         // "timed_out" / 504
-  kInternal,         // "internal" / 500 and any other status
-};
-
-// The name used in messages, e.g. "conflict".
-const char* AnswerCodeName(AnswerCode code);
-// The code of a REST error answer: the body's {"error":{"code":...}} when it
-// is one of http_answers.h's, else by `http_status`.
-AnswerCode AnswerCodeOf(int http_status, const nlohmann::json& body);
-
 struct CoordinatorReply {
   Delivery delivery = Delivery::kNotSent;
-  AnswerCode code = AnswerCode::kOk;  // with kAnswered
-  std::string message;  // the error's message (at most 200 bytes of valid UTF-8), or why not sent
+  // With kAnswered: kOk, or the coordinator's typed error (above).
+  treaty::StatusCode code = treaty::StatusCode::kOk;
+  // With kAnswered and an error: the coordinator's message (at most 200
+  // bytes of valid UTF-8). Otherwise why the call was not sent or not
+  // answered. Control characters are left as they came: the Client escapes
+  // this text wherever it shows it.
+  std::string message;
   nlohmann::json body;  // with kAnswered and kOk: the answer, a JSON object (REST's shape)
 };
 

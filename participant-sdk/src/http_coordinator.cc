@@ -32,6 +32,7 @@ namespace http = beast::http;
 using tcp = net::ip::tcp;
 using Clock = std::chrono::steady_clock;
 using nlohmann::json;
+using treaty::StatusCode;
 
 namespace {
 
@@ -100,6 +101,47 @@ std::string VerifyFailure(SSL* ssl) {
   const long result = SSL_get_verify_result(ssl);
   if (result == X509_V_OK) return "";
   return X509_verify_cert_error_string(result);
+}
+
+// The code of a REST answer with `http_status` (coordinator_transport.h):
+// kOk for a 2xx, else the body's {"error":{"code":...}} when it names a
+// StatusCode, else by the HTTP status.
+StatusCode RestAnswerCode(int http_status, const json& body) {
+  if (http_status >= 200 && http_status < 300) return StatusCode::kOk;
+  if (body.is_object()) {
+    auto error = body.find("error");
+    if (error != body.end() && error->is_object()) {
+      auto code = error->find("code");
+      if (code != error->end() && code->is_string()) {
+        const std::string& name = code->get_ref<const std::string&>();
+        // ErrorCodeFromName answers kInternal for a name it does not know.
+        const StatusCode known = treaty::ErrorCodeFromName(name);
+        if (known != StatusCode::kOk && name == treaty::ErrorCodeName(known)) return known;
+      }
+    }
+  }
+  switch (http_status) {
+    case 400:
+    case 422:
+      return StatusCode::kInvalidArgument;
+    case 401:
+      return StatusCode::kUnauthenticated;
+    case 403:
+      return StatusCode::kPermissionDenied;
+    case 404:
+      return StatusCode::kNotFound;
+    case 409:
+      return StatusCode::kConflict;
+    case 413:
+      return StatusCode::kTooLarge;
+    case 502:
+    case 503:
+      return StatusCode::kUnavailable;
+    case 504:
+      return StatusCode::kTimedOut;
+    default:
+      return StatusCode::kInternal;
+  }
 }
 
 CoordinatorReply Reply(Delivery d, std::string message) {
@@ -240,8 +282,8 @@ CoordinatorReply HttpCoordinator::ReadAnswer(http::response<http::string_body>& 
   ParsedJson answer = ParseJsonInput(res.body(), "the coordinator's answer");
   CoordinatorReply r;
   r.delivery = Delivery::kAnswered;
-  r.code = AnswerCodeOf(status, answer.value);
-  if (r.code == AnswerCode::kOk) {
+  r.code = RestAnswerCode(status, answer.value);
+  if (r.code == StatusCode::kOk) {
     if (!answer.value.is_object()) {
       return Reply(
           Delivery::kBadAnswer,

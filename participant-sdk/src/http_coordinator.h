@@ -21,9 +21,6 @@
 // cert_file/key_file when given; a refused certificate is kNotSent naming
 // the reason ("certificate has expired"). Answers are read with a 64 MiB
 // bound (coordinator/http/bounded_read.h). Thread-safe.
-//
-// This file and http_coordinator.cc include coordinator headers; this
-// header exposes plain types only (see http_transport.h).
 
 #include <memory>
 #include <string>

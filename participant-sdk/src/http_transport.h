@@ -1,12 +1,9 @@
 #pragma once
 
-// The participant server's HTTP endpoint, over the coordinator's Beast layer
-// (treaty_http, linked privately); the Client's side is http_coordinator.h.
-// This header deliberately uses plain types only. Only the SDK's private
-// transport files (this one's .cc, http_coordinator.cc, thrift_*.cc,
-// input_rules.cc) include coordinator headers: the coordinator's
-// treaty::Status and the SDK's treaty::sdk::Status must never meet in one
-// translation unit.
+// Private to the SDK: the participant server's HTTP endpoint, over the
+// coordinator's Beast layer (treaty_http, linked privately); the Client's
+// side is http_coordinator.h. Its types are plain structs so that Beast and
+// Asio stay inside http_transport.cc (participant_server.cc needs neither).
 
 #include <cstddef>
 #include <cstdint>

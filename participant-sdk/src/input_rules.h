@@ -1,10 +1,10 @@
 #pragma once
 
-// Private to the SDK: the input rules of docs/input-rules.md, the same code
-// as the coordinator's (coordinator/common/text.h, json_input.h, limits.h),
-// behind plain types. input_rules.cc and http_transport.cc are the only SDK
-// files that include coordinator headers: the coordinator's treaty::Status
-// and the SDK's treaty::sdk::Status must never meet in one translation unit.
+// Private to the SDK: the input rules of docs/input-rules.md as the SDK
+// applies them, each a thin call into the coordinator's own code
+// (coordinator/common/text.h, json_input.h, limits.h), so that the SDK and
+// treatyd accept and refuse exactly the same input. Where the SDK only needs
+// a message the helpers answer a string ("" for success).
 //
 // Stateless, thread-safe; nothing here throws.
 

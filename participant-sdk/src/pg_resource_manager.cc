@@ -5,7 +5,9 @@
 
 #include "common/mutex.h"
 #include "input_rules.h"
-#include "pg_support.h"
+#include "participant_migrations.h"
+#include "sql_tx.h"
+#include "store/pg_connection_pool.h"
 #include "treaty/client.h"
 
 namespace treaty {
@@ -44,6 +46,13 @@ bool IsUndefinedObject(const std::exception& e) {
   return sql != nullptr && sql->sqlstate() == "42704";
 }
 
+PgPoolOptions PoolOptions(const PgResourceManagerOptions& options) {
+  PgPoolOptions pool;
+  pool.size = options.max_connections;
+  pool.call_timeout_ms = options.call_timeout_ms;
+  return pool;
+}
+
 }  // namespace
 
 class PgResourceManager::Impl {
@@ -51,7 +60,7 @@ class PgResourceManager::Impl {
   Impl(PgResourceManagerOptions o, PgWork w)
       : options(std::move(o)),
         work(std::move(w)),
-        pool(options.pg_uri, options.max_connections),
+        pool(options.pg_uri, PoolOptions(options)),
         client(ClientOptions{.coordinators = options.coordinators, .max_attempts = 2}) {}
   ~Impl() {
     {
@@ -84,8 +93,16 @@ class PgResourceManager::Impl {
     Result<Vote> answer = Vote::kYes;
   };
 
+  // Runs `body` on a pooled connection, through a nontransaction whose
+  // statements open and end their own transaction block (BEGIN ... PREPARE
+  // TRANSACTION, COMMIT or ROLLBACK). When `body` throws, a block it left open
+  // is rolled back first, so the connection goes back to the pool outside
+  // any transaction (one that cannot even roll back is broken: the pool
+  // drops it). Blocks; errors as PgConnectionPool::Run.
+  Status RunSession(const char* what, const std::function<Status(pqxx::nontransaction&)>& body);
+
   // BEGIN; claim the barrier slot with `reason`; run the work. Throws what
-  // libpqxx throws (the caller's PgGuard turns it into a Status).
+  // libpqxx throws (RunSession turns it into a Status).
   Applied ApplyWork(pqxx::nontransaction& n, const CallContext& ctx, const char* reason);
   static bool IsPrepared(pqxx::nontransaction& n, const std::string& gid);
   // A commit flagged one_phase: the work and its barrier row in one local
@@ -97,7 +114,7 @@ class PgResourceManager::Impl {
 
   PgResourceManagerOptions options;
   PgWork work;
-  PgPool pool;
+  PgConnectionPool pool;  // thread-safe
   Client client;
   RecoveryReport open_report;
   treaty::Mutex mu;
@@ -105,6 +122,22 @@ class PgResourceManager::Impl {
   bool stopping TREATY_GUARDED_BY(mu) = false;
   std::thread loop;
 };
+
+Status PgResourceManager::Impl::RunSession(
+    const char* what, const std::function<Status(pqxx::nontransaction&)>& body) {
+  return pool.Run(what, [&](pqxx::connection& c) -> Status {
+    pqxx::nontransaction n(c);
+    try {
+      return body(n);
+    } catch (...) {
+      try {
+        n.exec("ROLLBACK");  // outside a block only a warning
+      } catch (...) {
+      }
+      throw;
+    }
+  });
+}
 
 bool PgResourceManager::Impl::IsPrepared(pqxx::nontransaction& n, const std::string& gid) {
   return !n.exec_params("SELECT 1 FROM pg_prepared_xacts WHERE gid = $1", gid).empty();
@@ -203,15 +236,13 @@ Result<std::shared_ptr<PgResourceManager>> PgResourceManager::Open(PgResourceMan
   if (!work) return Status::InvalidArgument("PgResourceManager: no work function");
   auto impl = std::make_unique<Impl>(std::move(options), std::move(work));
   {
-    auto lease = impl->pool.Acquire();
-    if (!lease.ok()) return lease.status();
     std::string max_prepared;
-    Status s = PgGuard([&] {
-      pqxx::nontransaction n(lease->conn());
+    Status s = impl->pool.Run("PgResourceManager: connect", [&](pqxx::connection& c) {
+      pqxx::nontransaction n(c);
       max_prepared = n.exec("SHOW max_prepared_transactions")[0][0].c_str();
       return Status::Ok();
     });
-    if (!s.ok()) return s;
+    if (!s.ok()) return s.code() == StatusCode::kInternal ? Status::Unavailable(s.message()) : s;
     if (max_prepared == "0") {
       return Status::InvalidArgument(
           "PgResourceManager: max_prepared_transactions is 0 on " + impl->options.pg_uri +
@@ -219,7 +250,7 @@ Result<std::shared_ptr<PgResourceManager>> PgResourceManager::Open(PgResourceMan
           "e.g. to max_connections) and restart PostgreSQL");
     }
     if (impl->options.migrate) {
-      s = MigrateParticipantSchema(lease->conn());
+      s = MigrateParticipantSchema(impl->pool);
       if (!s.ok()) return Status(s.code(), "participant migration: " + s.message());
     }
   }
@@ -249,11 +280,8 @@ const RecoveryReport& PgResourceManager::open_recovery() const { return impl_->o
 Result<Vote> PgResourceManager::Prepare(const CallContext& ctx) {
   auto gid = Gid(impl_->options.gid_prefix, ctx.gtid, ctx.branch);
   if (!gid.ok()) return gid.status();
-  auto lease = impl_->pool.Acquire();
-  if (!lease.ok()) return lease.status();
   Result<Vote> answer = Vote::kYes;
-  Status s = PgGuard([&]() -> Status {
-    pqxx::nontransaction n(lease->conn());
+  Status s = impl_->RunSession("prepare", [&](pqxx::nontransaction& n) -> Status {
     // A duplicate while the first delivery is still prepared: same answer.
     if (impl_->IsPrepared(n, *gid)) return Status::Ok();
     Impl::Applied applied = impl_->ApplyWork(n, ctx, "prepare");
@@ -279,8 +307,6 @@ Result<Vote> PgResourceManager::Prepare(const CallContext& ctx) {
     return Status::Ok();
   });
   if (!s.ok()) {
-    // The connection may be inside an aborted transaction block: drop it.
-    lease->Discard();
     if (s.message().find("prepared transactions are disabled") != std::string::npos) {
       return Status::InvalidArgument(
           "max_prepared_transactions is 0 on the participant's PostgreSQL: " + s.message());
@@ -293,11 +319,8 @@ Result<Vote> PgResourceManager::Prepare(const CallContext& ctx) {
 Status PgResourceManager::Commit(const CallContext& ctx) {
   auto gid = Gid(impl_->options.gid_prefix, ctx.gtid, ctx.branch);
   if (!gid.ok()) return gid.status();
-  auto lease = impl_->pool.Acquire();
-  if (!lease.ok()) return lease.status();
   Status answer;
-  Status s = PgGuard([&]() -> Status {
-    pqxx::nontransaction n(lease->conn());
+  Status s = impl_->RunSession("commit", [&](pqxx::nontransaction& n) -> Status {
     if (ctx.one_phase) {
       answer = impl_->CommitOnePhase(n, ctx, *gid);
       return Status::Ok();
@@ -313,21 +336,16 @@ Status PgResourceManager::Commit(const CallContext& ctx) {
     answer = impl_->CommittedBefore(n, ctx);
     return Status::Ok();
   });
-  if (!s.ok()) {
-    lease->Discard();
-    return s;
-  }
+  if (!s.ok()) return s;
   return answer;
 }
 
 Status PgResourceManager::Abort(const CallContext& ctx) {
   auto gid = Gid(impl_->options.gid_prefix, ctx.gtid, ctx.branch);
   if (!gid.ok()) return gid.status();
-  auto lease = impl_->pool.Acquire();
-  if (!lease.ok()) return lease.status();
-  Status s = PgGuard([&] {
+  return impl_->pool.Run("abort", [&](pqxx::connection& c) {
     {
-      pqxx::nontransaction n(lease->conn());
+      pqxx::nontransaction n(c);
       try {
         n.exec("ROLLBACK PREPARED " + n.quote(*gid));
       } catch (const pqxx::sql_error& e) {
@@ -337,23 +355,19 @@ Status PgResourceManager::Abort(const CallContext& ctx) {
     // Tombstone: a prepare that arrives late must not apply. If a prepare is
     // in flight it holds this key; we wait (lock_timeout) and the coordinator
     // retries the abort, which then rolls that prepare back.
-    pqxx::work w(lease->conn());
+    pqxx::work w(c);
     w.exec("SET LOCAL lock_timeout = " + std::to_string(impl_->options.lock_timeout_ms));
     w.exec_params(kBarrierInsert, ctx.gtid, ctx.branch, "abort");
     w.commit();
     return Status::Ok();
   });
-  if (!s.ok()) lease->Discard();
-  return s;
 }
 
 Result<RecoveryReport> PgResourceManager::Recover(int min_age_ms) {
   std::vector<std::string> gids;
   {
-    auto lease = impl_->pool.Acquire();
-    if (!lease.ok()) return lease.status();
-    Status s = PgGuard([&] {
-      pqxx::nontransaction n(lease->conn());
+    Status s = impl_->pool.Run("recover", [&](pqxx::connection& c) {
+      pqxx::nontransaction n(c);
       pqxx::result r = n.exec_params(
           "SELECT gid FROM pg_prepared_xacts WHERE database = current_database() "
           "AND starts_with(gid, $1) AND prepared <= now() - make_interval(secs => $2) "

@@ -22,6 +22,7 @@ namespace treaty_sdk_detail {
 namespace at = apache::thrift;
 namespace rpc = treaty::rpc;
 using nlohmann::json;
+using treaty::StatusCode;
 using Clock = std::chrono::steady_clock;
 
 namespace {
@@ -100,12 +101,21 @@ constexpr size_t kMessageBytes = 200;  // error messages are cut to this
 // How long treatyd holds a waiting submit when it is not told (docs/api.md).
 constexpr int kCoordinatorWaitHoldMs = 30000;
 
-CoordinatorReply Answered(AnswerCode code, const std::string& message) {
+CoordinatorReply Answered(StatusCode code, const std::string& message) {
   CoordinatorReply r;
   r.delivery = Delivery::kAnswered;
   r.code = code;
   r.message = Excerpt(message, kMessageBytes);
   return r;
+}
+
+// A Conflict's `code` (idl/coordinator.thrift): "not_owner" is
+// kLostOwnership; "conflict", a code newer than this SDK, or none (an older
+// coordinator) is kConflict.
+StatusCode ConflictCode(const rpc::Conflict& e) {
+  const bool not_owner =
+      e.__isset.code && e.code == treaty::ErrorCodeName(StatusCode::kLostOwnership);
+  return not_owner ? StatusCode::kLostOwnership : StatusCode::kConflict;
 }
 
 CoordinatorReply Failed(Delivery d, std::string message) {
@@ -275,7 +285,7 @@ std::unique_ptr<ThriftConnection> ThriftCoordinator::Open(int timeout_ms,
     c->client->authenticate(options_.token);
     return c;
   } catch (const rpc::Unauthenticated& e) {
-    *failure = Answered(AnswerCode::kUnauthenticated, e.message);
+    *failure = Answered(StatusCode::kUnauthenticated, e.message);
   } catch (const std::exception& e) {
     *failure = Failed(Delivery::kNotSent, address_ + ": authenticate: " + Excerpt(e.what(), 200));
   }
@@ -314,22 +324,22 @@ CoordinatorReply ThriftCoordinator::Call(int timeout_ms, Fn fn) {
       return r;
     } catch (const rpc::InvalidRequest& e) {
       GiveBack(std::move(c));
-      return Answered(AnswerCode::kInvalidArgument, e.message);
+      return Answered(StatusCode::kInvalidArgument, e.message);
     } catch (const rpc::NotFound& e) {
       GiveBack(std::move(c));
-      return Answered(AnswerCode::kNotFound, e.message);
+      return Answered(StatusCode::kNotFound, e.message);
     } catch (const rpc::Conflict& e) {
       GiveBack(std::move(c));
-      return Answered(AnswerCode::kConflict, e.message);
+      return Answered(ConflictCode(e), e.message);
     } catch (const rpc::Unavailable& e) {
       GiveBack(std::move(c));
-      return Answered(AnswerCode::kUnavailable, e.message);
+      return Answered(StatusCode::kUnavailable, e.message);
     } catch (const rpc::Unauthenticated& e) {
       GiveBack(std::move(c));
-      return Answered(AnswerCode::kUnauthenticated, e.message);
+      return Answered(StatusCode::kUnauthenticated, e.message);
     } catch (const rpc::Forbidden& e) {
       GiveBack(std::move(c));
-      return Answered(AnswerCode::kForbidden, e.message);
+      return Answered(StatusCode::kPermissionDenied, e.message);
     } catch (const json::exception& e) {
       // The request could not be converted: nothing was sent.
       GiveBack(std::move(c));

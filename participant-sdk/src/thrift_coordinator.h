@@ -22,8 +22,9 @@
 // fresh one); one reused from the pool that fails before its answer is read
 // is retried once on a fresh connection, as HTTP does (http_coordinator.h).
 //
-// Typed exceptions become AnswerCodes (InvalidRequest kInvalidArgument,
-// Unauthenticated, Forbidden, NotFound, Conflict, Unavailable); a
+// Typed exceptions become StatusCodes (InvalidRequest kInvalidArgument,
+// Unauthenticated, Forbidden kPermissionDenied, NotFound, Unavailable;
+// Conflict kConflict, or kLostOwnership when its `code` is "not_owner"); a
 // connection that cannot be opened is kNotSent, a call that fails after
 // being sent (time-out, reset, TApplicationException, a reply beyond the
 // limits of coordinator/thrift/thrift_limits.h) kNoAnswer. Results are

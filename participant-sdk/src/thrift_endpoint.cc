@@ -1,20 +1,14 @@
 #include "thrift_endpoint.h"
 
-#include <atomic>
-#include <chrono>
-#include <future>
-#include <thread>
+#include <semaphore>
+#include <utility>
 
 #include <thrift/TApplicationException.h>
-#include <thrift/TOutput.h>
-#include <thrift/concurrency/ThreadFactory.h>
-#include <thrift/concurrency/ThreadManager.h>
-#include <thrift/server/TNonblockingServer.h>
-#include <thrift/transport/TNonblockingServerSocket.h>
 
 #include "ParticipantService.h"
+#include "common/limits.h"
 #include "input_rules.h"
-#include "thrift/thrift_limits.h"
+#include "thrift/framed_thrift_server.h"
 
 namespace treaty_sdk_detail {
 
@@ -22,6 +16,13 @@ namespace at = apache::thrift;
 namespace rpc = treaty::rpc;
 
 namespace {
+
+static_assert(ThriftEndpointLimits{}.max_frame_bytes ==
+                  static_cast<size_t>(treaty::limits::kThriftMaxMessageBytes),
+              "the SDK's Thrift frames are bounded by the Thrift message limit");
+
+// At most `handler_threads` handlers at once across all connections.
+using HandlerSlots = std::counting_semaphore<>;
 
 // As the HTTP side: a W3C traceparent is lower-case hex and dashes; anything
 // else is dropped.
@@ -55,10 +56,13 @@ std::string CallError(treaty::CallContext* ctx, const rpc::ParticipantCall& c) {
 }
 
 // ParticipantServiceIf over the endpoint's handler: fills the call context,
-// converts the outcome to a ParticipantReply.
+// runs the handler when one of the `slots` is free (waiting for one on the
+// calling connection's thread), converts the outcome to a ParticipantReply.
+// Shared by every connection; thread-safe (the handler is).
 class ParticipantService : public rpc::ParticipantServiceIf {
  public:
-  explicit ParticipantService(ThriftEndpoint::Handler* handler) : handler_(handler) {}
+  ParticipantService(ThriftEndpoint::Handler* handler, HandlerSlots* slots)
+      : handler_(handler), slots_(slots) {}
 
   void action(rpc::ParticipantReply& out, const rpc::ParticipantCall& c) override {
     Serve(out, "action", c);
@@ -88,6 +92,7 @@ class ParticipantService : public rpc::ParticipantServiceIf {
       throw at::TApplicationException(at::TApplicationException::UNKNOWN, "invalid request: " + e);
     }
     ThriftOutcome r;
+    slots_->acquire();
     try {
       r = (*handler_)(ctx);
     } catch (const std::exception& e) {
@@ -95,6 +100,7 @@ class ParticipantService : public rpc::ParticipantServiceIf {
     } catch (...) {
       r = {ThriftOutcome::Kind::kRetry, std::nullopt, "handler threw"};
     }
+    slots_->release();
     switch (r.kind) {
       case ThriftOutcome::Kind::kOk:
         out.outcome = rpc::Outcome::OK;
@@ -114,113 +120,67 @@ class ParticipantService : public rpc::ParticipantServiceIf {
     if (!r.message.empty()) out.__set_message(r.message);
   }
 
-  ThriftEndpoint::Handler* handler_;  // owned by ThriftEndpoint::Impl
+  ThriftEndpoint::Handler* const handler_;  // owned by ThriftEndpoint::Impl
+  HandlerSlots* const slots_;               // owned by ThriftEndpoint::Impl
 };
 
 }  // namespace
 
 struct ThriftEndpoint::Impl {
-  std::string host;
-  uint16_t requested_port;
-  int handler_threads;
   Handler handler;
-  std::shared_ptr<at::concurrency::ThreadManager> workers;
-  std::unique_ptr<at::server::TNonblockingServer> server;
-  std::thread loop;
-  std::atomic<bool> loop_done{false};
-  std::atomic<uint16_t> port{0};
+  HandlerSlots slots;
+  treaty::FramedThriftServer loop;
+
+  Impl(std::string host, uint16_t port, int handler_threads, Handler h,
+       const ThriftEndpointLimits& limits)
+      : handler(std::move(h)),
+        slots(handler_threads < 1 ? 1 : handler_threads),
+        loop(LoopOptions(std::move(host), port, limits), Connections(this)) {}
+
+  static treaty::FramedThriftServerOptions LoopOptions(std::string host, uint16_t port,
+                                                       const ThriftEndpointLimits& limits) {
+    treaty::FramedThriftServerOptions out;
+    out.host = std::move(host);
+    out.port = port;
+    out.max_connections = limits.max_connections;
+    out.idle_timeout_ms = limits.idle_timeout_ms;
+    out.request_timeout_ms = limits.request_timeout_ms;
+    out.max_frame_bytes = limits.max_frame_bytes;
+    out.log_name = "participant thrift";
+    out.request_timeout_name = "the participant server's Thrift request time-out";
+    return out;
+  }
+
+  // Every connection is served by one ParticipantService processor over
+  // the handler (the generated processor keeps no per-call state).
+  static treaty::ThriftConnectionFactory Connections(Impl* impl) {
+    auto processor = std::make_shared<rpc::ParticipantServiceProcessor>(
+        std::make_shared<ParticipantService>(&impl->handler, &impl->slots));
+    return [processor](const std::string& /*peer*/) {
+      treaty::ThriftConnectionService service;
+      service.processor = processor;
+      return service;
+    };
+  }
 };
 
 ThriftEndpoint::ThriftEndpoint(std::string host, uint16_t port, int handler_threads,
-                               Handler handler)
-    : impl_(std::make_unique<Impl>()) {
-  impl_->host = std::move(host);
-  impl_->requested_port = port;
-  impl_->handler_threads = handler_threads < 1 ? 1 : handler_threads;
-  impl_->handler = std::move(handler);
-}
+                               Handler handler, ThriftEndpointLimits limits)
+    : impl_(std::make_unique<Impl>(std::move(host), port, handler_threads, std::move(handler),
+                                   limits)) {}
 
 ThriftEndpoint::~ThriftEndpoint() { Stop(); }
 
 std::string ThriftEndpoint::Start() {
-  Impl& m = *impl_;
-  // Thrift's own chatter (loop start, closed connections) is dropped: the
-  // SDK has no logger of its own. A library global.
-  at::GlobalOutput.setOutputFunction([](const char*) {});
-  try {
-    // The limits of thrift_limits.h (docs/input-rules.md): frames up to
-    // kThriftMaxMessageBytes read through a FrameReader by the bounded binary
-    // protocol; a request refused by them is answered with a
-    // TApplicationException, never an exit.
-    auto processor = std::make_shared<treaty::GuardedProcessor>(
-        std::make_shared<rpc::ParticipantServiceProcessor>(
-            std::make_shared<ParticipantService>(&m.handler)),
-        nullptr);
-    auto protocol = treaty::LimitedBinaryProtocolFactory();
-    m.workers = at::concurrency::ThreadManager::newSimpleThreadManager(
-        static_cast<size_t>(m.handler_threads));
-    m.workers->threadFactory(std::make_shared<at::concurrency::ThreadFactory>());
-    m.workers->start();
-    auto socket =
-        std::make_shared<at::transport::TNonblockingServerSocket>(m.host, m.requested_port);
-    m.server = std::make_unique<at::server::TNonblockingServer>(
-        processor, treaty::LimitedServerInputTransportFactory(),
-        std::make_shared<at::transport::TTransportFactory>(), protocol, protocol, socket,
-        m.workers);
-    m.server->setMaxFrameSize(static_cast<size_t>(treaty::limits::kThriftMaxMessageBytes));
-  } catch (const std::exception& e) {
-    m.server.reset();
-    if (m.workers) m.workers->stop();
-    m.workers.reset();
-    return std::string("thrift: ") + e.what();
-  }
-  // Bind (registerEvents) and serve on the same thread: TNonblockingServer
-  // remembers the registering thread as its loop thread, and stop() from
-  // another thread relies on that to wake the loop.
-  std::promise<std::string> bound;  // "" or why binding failed
-  auto bound_future = bound.get_future();
-  m.loop_done = false;
-  m.loop = std::thread([&m, &bound] {
-    try {
-      m.server->registerEvents(nullptr);
-      m.port = static_cast<uint16_t>(m.server->getListenPort());
-      bound.set_value("");
-    } catch (const std::exception& e) {
-      bound.set_value(e.what());
-      m.loop_done = true;
-      return;
-    }
-    try {
-      m.server->serve();
-    } catch (const std::exception&) {
-    }
-    m.loop_done = true;
-  });
-  if (std::string error = bound_future.get(); !error.empty()) {
-    m.loop.join();
-    m.server.reset();
-    m.workers->stop();
-    m.workers.reset();
-    return "cannot serve Thrift on " + m.host + ":" + std::to_string(m.requested_port) + ": " +
-           error;
-  }
-  return "";
+  // The loop answers a request refused by the limits of thrift_limits.h
+  // with a TApplicationException (docs/input-rules.md); the generated
+  // processor answers the "invalid request: ..." of CallError the same way.
+  treaty::Status s = impl_->loop.Start();
+  return s.ok() ? "" : s.message();
 }
 
-void ThriftEndpoint::Stop() {
-  Impl& m = *impl_;
-  if (!m.server) return;
-  // A stop that lands before the event loop starts is lost: repeat it.
-  while (m.loop.joinable() && !m.loop_done) {
-    m.server->stop();
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-  if (m.loop.joinable()) m.loop.join();
-  m.server.reset();
-  if (m.workers) m.workers->stop();  // waits for running handlers
-  m.workers.reset();
-}
+void ThriftEndpoint::Stop() { impl_->loop.Stop(); }
 
-uint16_t ThriftEndpoint::port() const { return impl_->port; }
+uint16_t ThriftEndpoint::port() const { return impl_->loop.port(); }
 
 }  // namespace treaty_sdk_detail

@@ -6,10 +6,28 @@
 // of the participant server that includes Thrift headers; this one shows
 // none of them.
 //
-// Threads: one event-loop thread (bind and serve on it, so Stop() can wake
-// it) and `handler_threads` workers that run the handler, which may block.
-// Thrift exceptions never leave thrift_endpoint.cc: a handler that throws
-// gets the RETRY outcome.
+// Serving: Treaty's one Thrift server loop, treaty::FramedThriftServer
+// (coordinator/thrift/framed_thrift_server.h, the loop treatyd's front end
+// runs on), without TLS. So the endpoint has the same protections as
+// treatyd's Thrift port, with the limits of ThriftEndpointLimits:
+// - one thread per connection, at most `max_connections` connections (one
+//   accepted over the cap is closed at once; the client reads end-of-file);
+// - a connection silent for `idle_timeout_ms` while a request is awaited, or
+//   not taking its answer within that time, is closed; a frame must be
+//   complete `request_timeout_ms` after its first byte, else the connection
+//   is closed (slowloris);
+// - frames of at most `max_frame_bytes`, read as they arrive; a larger one
+//   closes the connection;
+// - accept failures (out of descriptors) back off from 10 ms to 1 s;
+// - warning lines (spdlog) start with "participant thrift".
+//
+// Threads: the handler runs on the connection's thread, and at most
+// `handler_threads` handlers run at once across all connections: a call
+// that finds them all busy waits on its connection's thread until one
+// returns (what a pool of `handler_threads` workers did before this
+// endpoint moved to the shared loop). The handler may block. Thrift
+// exceptions never leave thrift_endpoint.cc: a handler that throws gets the
+// RETRY outcome.
 //
 // Input rules (docs/input-rules.md): the Thrift limits of
 // coordinator/thrift/thrift_limits.h (frames up to 16 MiB, strings,
@@ -19,6 +37,7 @@
 // called. A request the limits refuse is answered the same way; the server
 // keeps serving.
 
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -29,6 +48,16 @@
 #include "treaty/participant_server.h"
 
 namespace treaty_sdk_detail {
+
+// The server loop's limits (see the file comment). The defaults are
+// treatyd's Thrift defaults, but for frames: 16 MiB, the Thrift message
+// limit of coordinator/common/limits.h (docs/input-rules.md).
+struct ThriftEndpointLimits {
+  int max_connections = 512;
+  int idle_timeout_ms = 60000;
+  int request_timeout_ms = 30000;
+  size_t max_frame_bytes = size_t{16} << 20;
+};
 
 // ParticipantReply without Thrift types (see idl/participant.thrift).
 struct ThriftOutcome {
@@ -43,12 +72,17 @@ class ThriftEndpoint {
   // ctx.op is the method called; ctx.branch names the handler.
   using Handler = std::function<ThriftOutcome(const treaty::CallContext& ctx)>;
 
-  ThriftEndpoint(std::string host, uint16_t port, int handler_threads, Handler handler);
+  // handler_threads < 1 counts as 1.
+  ThriftEndpoint(std::string host, uint16_t port, int handler_threads, Handler handler,
+                 ThriftEndpointLimits limits = {});
   ~ThriftEndpoint();  // Stop()
 
-  // Binds and serves on its own thread; "" or why it cannot bind.
+  // Binds and serves on its own threads; "" or why it cannot
+  // ("cannot serve Thrift on HOST:PORT: ...", an IPv6 HOST in brackets).
   std::string Start();
-  // Stops serving, waits for the loop thread and running handlers. Idempotent.
+  // Stops accepting, closes connections waiting for a request, waits for
+  // running handlers (and calls waiting for one) and joins the threads.
+  // Idempotent.
   void Stop();
   uint16_t port() const;  // the bound port once Start() succeeded
 

@@ -171,6 +171,13 @@ TEST_F(AccessGateTest, OpenRoutesAndUnknownRoutes) {
   EXPECT_EQ(Call("DELETE", "/v1/transactions/x").status, 401);
   EXPECT_EQ(As("rd", "GET", "/v1/no-such-route").status, 404);
   EXPECT_EQ(As("sub", "DELETE", "/v1/transactions/x").status, 404);
+  // A probe's path is exempt from the Host allow-list whatever the method; a
+  // method it does not serve is then an unknown route like any other.
+  EXPECT_EQ(Call("POST", "/healthz", "", {{"Host", "10.1.2.3:9"}}).status, 401);
+  EXPECT_EQ(As("rd", "POST", "/readyz", "", {{"Host", "10.1.2.3:9"}}).status, 404);
+  // The sign-in's methods are its routes': another one needs credentials.
+  EXPECT_EQ(Call("PUT", "/v1/session").status, 401);
+  EXPECT_EQ(As("sub", "PUT", "/v1/session").status, 404);
 }
 
 TEST_F(AccessGateTest, MetricsOpenOnlyWhenAsked) {

@@ -11,8 +11,8 @@
 //     the router's "no route for" 404, its status is one the operation
 //     documents, and a JSON answer has the documented shape (types, enums,
 //     required fields) — probed with minimal bodies on a real 2PC transaction;
-//   - each operation's x-treaty-role is the AccessGate's rule for the route
-//     (RuleFor, the table of docs/security.md "Roles").
+//   - each operation's x-treaty-role is the access its route was added with,
+//     as the AccessGate reads it (Router::RuleFor; docs/security.md "Roles").
 
 #include <gtest/gtest.h>
 
@@ -72,28 +72,19 @@ std::string Concrete(const std::string& path) {
   return out;
 }
 
-// The role the AccessGate requires for METHOD PATH, as x-treaty-role writes it.
-std::string GateRole(const std::string& method, const std::string& path) {
-  const RouteRule rule = RuleFor(method, path, /*metrics_open=*/false);
-  switch (rule.access) {
-    case RouteRule::Access::kOpen:
+// The role the AccessGate requires for METHOD PATH on `router`, as
+// x-treaty-role writes it.
+std::string GateRole(const Router& router, const std::string& method, const std::string& path) {
+  const RouteAccess access = router.RuleFor(method, path).access;
+  switch (access.kind) {
+    case RouteAccess::Kind::kOpen:
       return "none";
-    case RouteRule::Access::kAuthenticated:
+    case RouteAccess::Kind::kAuthenticated:
       return "(no rule: the gate takes it for an unknown route)";
-    case RouteRule::Access::kRole:
+    case RouteAccess::Kind::kRole:
       break;
   }
-  switch (rule.role) {
-    case Role::kSubmit:
-      return "submit";
-    case Role::kRead:
-      return "read";
-    case Role::kOperate:
-      return "operate";
-    case Role::kAdmin:
-      return "admin";
-  }
-  return "?";
+  return RoleName(access.role);
 }
 
 std::string SourceDir() {
@@ -321,7 +312,8 @@ TEST_F(OpenApiTest, DocumentedRolesAreTheAccessGates) {
     for (const char* m : kMethods) {
       if (!item.contains(m)) continue;
       const std::string method = Upper(m);
-      EXPECT_EQ(item[m].value("x-treaty-role", ""), GateRole(method, Concrete(path)))
+      EXPECT_EQ(item[m].value("x-treaty-role", ""),
+                GateRole(*server_->router(), method, Concrete(path)))
           << method << " " << path;
     }
   }

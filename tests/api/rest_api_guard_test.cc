@@ -72,6 +72,14 @@ class ThrowingStore : public LogStore {
   static Status Unavailable() { return Status::Unavailable("not in this test"); }
 };
 
+// Readiness with only its read check (no write probe, no StoreHealth).
+ReadinessDeps ReadinessFor(TxnQueries* queries, TaskRunner* blocking) {
+  ReadinessDeps deps;
+  deps.queries = queries;
+  deps.blocking = blocking;
+  return deps;
+}
+
 class RestApiGuardTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -84,8 +92,8 @@ class RestApiGuardTest : public ::testing::Test {
     deps.store = &store_;
     deps.owner = "c1";
     service_ = std::make_unique<TxnService>(deps, TxnServiceOptions{});
-    rest_ =
-        std::make_unique<RestApi>(service_.get(), &queries_, &store_, &blocking_, RestApiOptions{});
+    rest_ = std::make_unique<RestApi>(service_.get(), &queries_, &readiness_, &blocking_,
+                                      RestApiOptions{});
     server_ = std::make_unique<HttpServer>(
         io_.io(), HttpServerOptions{},
         [this](HttpRequest req, HttpResponder respond) { rest_->Handle(req, respond); });
@@ -130,34 +138,35 @@ class RestApiGuardTest : public ::testing::Test {
   AsioTaskRunner blocking_{pool_.get_executor(), "blocking task"};
   ThrowingStore store_;
   TxnQueries queries_{&store_, &blocking_};
+  Readiness readiness_{ReadinessFor(&queries_, &blocking_)};
   std::unique_ptr<TxnService> service_;
   std::unique_ptr<RestApi> rest_;
   std::unique_ptr<HttpServer> server_;
 };
 
 // The store throws inside TxnQueries' task on the blocking pool: its guard
-// logs it once and answers Internal, which REST answers 500.
+// logs it once and answers Internal, which REST answers 500. /readyz's read
+// check goes through TxnQueries too (Readiness).
 TEST_F(RestApiGuardTest, StoreThrowingOnBlockingPoolIs500AndLogged) {
   Expect500ThenServing("/v1/transactions/explode");
   Expect500ThenServing("/v1/transactions/explode-odd");
   Expect500ThenServing("/v1/transactions");
+  Expect500ThenServing("/v1/cluster");
+  HttpClientResponse ready = Fetch("/readyz");
+  EXPECT_EQ(ready.status, 500);
+  EXPECT_NE(ready.body.find("the transaction log is not ready: checking the log failed: ready "
+                            "check exploded"),
+            std::string::npos)
+      << ready.body;
+  Expect500ThenServing("/readyz");
   const std::string log = Log();
   EXPECT_NE(log.find("reading a transaction threw"), std::string::npos) << log;
   EXPECT_NE(log.find("listing transactions threw"), std::string::npos) << log;
+  EXPECT_NE(log.find("listing coordinators threw"), std::string::npos) << log;
+  EXPECT_NE(log.find("checking the log threw"), std::string::npos) << log;
   EXPECT_NE(log.find("driver exploded\\nforged line"), std::string::npos) << log;
   EXPECT_EQ(log.find("driver exploded\nforged"), std::string::npos) << "raw newline in the log";
   EXPECT_NE(log.find("list exploded"), std::string::npos) << log;
-}
-
-// The throw happens inside a completion that answers (AnswerGuarded): a 500
-// naming the route and one log line.
-TEST_F(RestApiGuardTest, CompletionThrowingIs500NamingTheRoute) {
-  HttpClientResponse r = Fetch("/readyz");
-  EXPECT_EQ(r.status, 500);
-  EXPECT_NE(r.body.find("GET /readyz failed: ready check exploded"), std::string::npos) << r.body;
-  Expect500ThenServing("/readyz");
-  Expect500ThenServing("/v1/cluster");
-  EXPECT_NE(Log().find("GET /readyz threw"), std::string::npos) << Log();
 }
 
 }  // namespace

@@ -1,6 +1,8 @@
 // Router (api/router.h): literal and captured segments, the rest capture,
 // percent-encoding, trailing slashes, empty segments, HEAD only where listed,
-// no path vs wrong method, hostile paths, the table as Routes lists it.
+// no path vs wrong method, hostile paths, the table as Routes lists it, and
+// RuleFor (the access a request needs: its route's, a GET's for HEAD, else
+// authentication only).
 
 #include "api/router.h"
 
@@ -15,23 +17,26 @@ namespace {
 class RouterTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    Add({"GET"}, "/healthz", "healthz");
-    Add({"GET"}, "/v1/transactions/{gtid}", "get");
-    Add({"POST"}, "/v1/transactions/{gtid}/retry", "retry");
-    Add({"POST"}, "/v1/transactions/{gtid}/branches/{branch}/resolve", "resolve");
-    Add({"GET", "HEAD"}, "/ui/{file...}", "ui");
-    Add({"GET", "HEAD"}, "/", "index");
-    Add({}, "/v1/session", "session");
+    Add({"GET"}, "/healthz", "healthz", RouteAccess::Probe());
+    Add({"GET"}, "/v1/transactions/{gtid}", "get", RouteAccess::Needs(Role::kRead));
+    Add({"POST"}, "/v1/transactions/{gtid}/retry", "retry",
+        RouteAccess::Audited(Role::kOperate, "retry", true));
+    Add({"POST"}, "/v1/transactions/{gtid}/branches/{branch}/resolve", "resolve",
+        RouteAccess::Audited(Role::kOperate, "resolve", true));
+    Add({"GET", "HEAD"}, "/ui/{file...}", "ui", RouteAccess::Open());
+    Add({"GET", "HEAD"}, "/", "index", RouteAccess::Open());
+    Add({}, "/v1/session", "session", RouteAccess::Authenticated());
   }
 
   void Add(std::initializer_list<std::string_view> methods, std::string_view pattern,
-           std::string name) {
-    router_.Add(methods, pattern, [this, name](const RouteCall& call, HttpResponder&) {
-      hit_ = name;
-      gtid_ = call.params["gtid"];
-      branch_ = call.params["branch"];
-      file_ = call.params["file"];
-    });
+           std::string name, RouteAccess access) {
+    router_.Add(methods, pattern, std::move(access),
+                [this, name](const RouteCall& call, HttpResponder&) {
+                  hit_ = name;
+                  gtid_ = call.params["gtid"];
+                  branch_ = call.params["branch"];
+                  file_ = call.params["file"];
+                });
   }
 
   // The name of the route that took METHOD PATH, or "404"/"405".
@@ -139,6 +144,68 @@ TEST_F(RouterTest, RoutesListsTheTableAsAdded) {
   EXPECT_EQ(routes[4].methods, (std::vector<std::string>{"GET", "HEAD"}));
   EXPECT_EQ(routes[6].pattern, "/v1/session");
   EXPECT_TRUE(routes[6].methods.empty());  // any method
+}
+
+// RuleFor: what the AccessGate asks of the table.
+TEST_F(RouterTest, RuleForIsTheMatchedRoutesAccessWithItsCaptures) {
+  Router::Rule rule = router_.RuleFor("POST", "/v1/transactions/g1/branches/b2/resolve");
+  EXPECT_EQ(rule.access.kind, RouteAccess::Kind::kRole);
+  EXPECT_EQ(rule.access.role, Role::kOperate);
+  EXPECT_EQ(rule.access.audit_action, "resolve");
+  EXPECT_TRUE(rule.access.audit_when_admitted);
+  EXPECT_EQ(rule.params["gtid"], "g1");
+  EXPECT_EQ(rule.params["branch"], "b2");
+  rule = router_.RuleFor("POST", "/v1/transactions//retry");  // the handler refuses the gtid
+  EXPECT_EQ(rule.access.role, Role::kOperate);
+  EXPECT_EQ(rule.params["gtid"], "");
+  EXPECT_EQ(router_.RuleFor("GET", "/ui/app.js").access.kind, RouteAccess::Kind::kOpen);
+  EXPECT_EQ(router_.RuleFor("PATCH", "/v1/session").access.kind, RouteAccess::Kind::kAuthenticated);
+}
+
+TEST_F(RouterTest, RuleForHeadOnAGetOnlyRouteIsTheGets) {
+  Router::Rule rule = router_.RuleFor("HEAD", "/v1/transactions/g1");
+  EXPECT_EQ(rule.access.kind, RouteAccess::Kind::kRole);
+  EXPECT_EQ(rule.access.role, Role::kRead);
+  EXPECT_EQ(rule.params["gtid"], "g1");
+  EXPECT_EQ(Route("HEAD", "/v1/transactions/g1"), "405");  // still not served
+  rule = router_.RuleFor("HEAD", "/healthz");
+  EXPECT_EQ(rule.access.kind, RouteAccess::Kind::kOpen);
+  EXPECT_TRUE(rule.access.any_host);
+  // HEAD where no GET is served either: as an unknown route.
+  EXPECT_EQ(router_.RuleFor("HEAD", "/v1/transactions/g/retry").access.kind,
+            RouteAccess::Kind::kAuthenticated);
+}
+
+TEST_F(RouterTest, RuleForUnknownRoutesIsAuthenticationOnly) {
+  for (const auto& [method, path] :
+       std::vector<std::pair<std::string, std::string>>{{"GET", "/v1/nothing"},
+                                                        {"DELETE", "/v1/transactions/x"},
+                                                        {"GET", "/v1/transactions/g/retry"},
+                                                        {"GET", "/v1/transactions/"},
+                                                        {"GET", ""},
+                                                        {"OPTIONS", "*"},
+                                                        {"GET", "/ui"}}) {
+    const Router::Rule rule = router_.RuleFor(method, path);
+    EXPECT_EQ(rule.access.kind, RouteAccess::Kind::kAuthenticated) << method << " " << path;
+    EXPECT_FALSE(rule.access.any_host) << method << " " << path;
+    EXPECT_EQ(rule.access.audit_action, "") << method << " " << path;
+    EXPECT_EQ(rule.params.size(), 0u) << method << " " << path;
+  }
+  // A probe's path stays exempt from the Host allow-list whatever the method.
+  const Router::Rule post = router_.RuleFor("POST", "/healthz");
+  EXPECT_EQ(post.access.kind, RouteAccess::Kind::kAuthenticated);
+  EXPECT_TRUE(post.access.any_host);
+  EXPECT_FALSE(router_.RuleFor("GET", "/healthz/").access.any_host);
+}
+
+TEST_F(RouterTest, RuleForTakesTheFirstRouteOfItsMethod) {
+  router_.Add({"POST"}, "/v1/thing", RouteAccess::Open(), [](const RouteCall&, HttpResponder&) {});
+  router_.Add({"GET"}, "/v1/thing", RouteAccess::Needs(Role::kAdmin),
+              [](const RouteCall&, HttpResponder&) {});
+  EXPECT_EQ(router_.RuleFor("POST", "/v1/thing").access.kind, RouteAccess::Kind::kOpen);
+  EXPECT_EQ(router_.RuleFor("GET", "/v1/thing").access.role, Role::kAdmin);
+  EXPECT_EQ(router_.RuleFor("HEAD", "/v1/thing").access.role, Role::kAdmin);
+  EXPECT_EQ(router_.RuleFor("PUT", "/v1/thing").access.kind, RouteAccess::Kind::kAuthenticated);
 }
 
 TEST(PathParamsTest, UnknownNameIsEmpty) {

@@ -246,6 +246,54 @@ TEST_P(SagaApiTest, ListFiltersAndPagesWithoutGapsOrDuplicates) {
   EXPECT_EQ(Get("/v1/transactions?kind=2pc").body["items"].size(), 0u);
 }
 
+// A misspelt filter used to be ignored, so `?stat=ABORTED` listed every
+// transaction; a repeated one kept its first value. Both are a 400 naming
+// the parameter now.
+TEST_P(SagaApiTest, ListRefusesUnknownAndRepeatedParameters) {
+  auto r = Post("/v1/sagas", {{"gtid", "one"}, {"wait", true}, {"steps", {Step("good")}}});
+  ASSERT_EQ(r.status, 201) << r.raw;
+  const auto expect_400 = [&](const std::string& target, const std::string& named) {
+    auto r = Get(target);
+    EXPECT_EQ(r.status, 400) << target << ": " << r.raw;
+    EXPECT_EQ(r.body["error"]["code"], "invalid_argument") << target << ": " << r.raw;
+    const std::string message = r.body["error"]["message"];
+    EXPECT_NE(message.find("query parameter " + named), std::string::npos)
+        << target << ": " << message;
+  };
+  expect_400("/v1/transactions?stat=ABORTED", "'stat' is unknown");
+  expect_400("/v1/transactions?limit=5&Limit=5", "'Limit' is unknown");
+  expect_400("/v1/transactions?st%61tus=1", "'status' is unknown");
+  expect_400("/v1/transactions?%1B%5B2J=1", "'\\x1b[2J' is unknown");
+  expect_400("/v1/transactions?state=ABORTED&state=COMMITTED", "'state' is given more than once");
+  expect_400("/v1/transactions?limit=5&kind=saga&l%69mit=6", "'limit' is given more than once");
+  expect_400("/v1/transactions?cursor&cursor", "'cursor' is given more than once");
+  // Every documented parameter is still taken, empty ones as absent.
+  auto all =
+      Get("/v1/transactions?state=COMMITTED&kind=saga&needs_attention=false&paused=false&"
+          "gtid_prefix=o&min_age_ms=&limit=5&cursor=&&");
+  EXPECT_EQ(all.status, 200) << all.raw;
+  EXPECT_EQ(all.body["items"].size(), 1u) << all.raw;
+}
+
+// A misspelt or repeated query parameter of a submission is refused, never
+// silently dropped (a typo of wait_timeout_ms would hold the answer 30 s);
+// nothing is started.
+TEST_P(SagaApiTest, SubmitRefusesUnknownAndRepeatedParameters) {
+  for (const std::string& target :
+       {std::string("/v1/sagas?wait_timout_ms=200"),
+        std::string("/v1/sagas?wait_timeout_ms=200&wait_timeout_ms=9")}) {
+    auto r = Post(target, {{"gtid", "typo"}, {"wait", true}, {"steps", {Step("good")}}});
+    EXPECT_EQ(r.status, 400) << target << ": " << r.raw;
+    EXPECT_EQ(r.body["error"]["code"], "invalid_argument") << r.raw;
+    const std::string message = r.body["error"]["message"];
+    EXPECT_NE(message.find("query parameter 'wait_t"), std::string::npos) << message;
+  }
+  EXPECT_EQ(Get("/v1/transactions/typo").status, 404);
+  auto ok = Post("/v1/sagas?wait_timeout_ms=2000",
+                 {{"gtid", "typo"}, {"wait", true}, {"steps", {Step("good")}}});
+  EXPECT_EQ(ok.status, 201) << ok.raw;
+}
+
 TEST_P(SagaApiTest, WaitThatRunsOutAnswers202WithTheCurrentState) {
   participant_->SetRule("slow", "action", Rule{{200}, 1500});
   auto r = Post("/v1/sagas?wait_timeout_ms=200",

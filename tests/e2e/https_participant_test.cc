@@ -81,7 +81,7 @@ class HttpsParticipantTest : public ::testing::Test {
     for (const char* branch : {"debit", "credit"}) {
       participant_->AddResourceManager(
           branch,
-          [this](const sdk::CallContext& ctx) -> sdk::Result<sdk::Vote> {
+          [this](const sdk::CallContext& ctx) -> treaty::Result<sdk::Vote> {
             Note(ctx);
             return sdk::Vote::kYes;
           },
@@ -111,7 +111,7 @@ class HttpsParticipantTest : public ::testing::Test {
   sdk::StepHandler Count() {
     return [this](const sdk::CallContext& ctx) {
       Note(ctx);
-      return sdk::Status::Ok();
+      return treaty::Status::Ok();
     };
   }
   void Note(const sdk::CallContext& ctx) {

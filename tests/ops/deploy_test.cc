@@ -1,13 +1,16 @@
 // treatyd and treatyctl as deployed: the real binaries run as child
 // processes. --version and the treaty_build_info gauge; `treatyd migrate`
 // however the store is given; --config (the sample deploy/config/treatyd.conf
-// is complete and accepted, an unknown key is refused by name);
+// is complete and accepted; an unknown key, a section, a bare key that takes
+// a value are refused naming the file, line and key; a FIFO, a device or a
+// file over 1 MiB is refused at once);
 // --advertise-http and the address a wildcard listener shows; the systemd
 // readiness protocol over a NOTIFY_SOCKET this test binds; the unit file
 // through `systemd-analyze verify` when that tool works here.
 
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -227,6 +230,77 @@ TEST_F(DeployTest, UnknownConfigKeyIsRefusedByName) {
       RunBinary(dir_, "missing", {treatyd, "--config", dir_ + "/absent.conf", "--check-config"});
   EXPECT_EQ(missing.code, 2) << missing.output;
   EXPECT_NE(missing.output.find("absent.conf"), std::string::npos) << missing.output;
+}
+
+// Each mistake in the file is refused (exit 2, before anything is opened)
+// naming the file, the line and the key as written. Before: a `[server]`
+// section had its keys reported as "server.lease-ms" and its end as
+// "server.--", without a line; a bare `store` became store = "true"; a key
+// set twice kept its first value silently.
+TEST_F(DeployTest, ConfigMistakesNameFileLineAndKey) {
+  const std::string treatyd = BinaryPath("treatyd");
+  const std::string conf = dir_ + "/mistake.conf";
+  const std::string store = "store = \"sqlite:" + dir_ + "/mistake.db\"\n";
+  struct Case {
+    std::string text;
+    std::string named;  // after "--config FILE: "
+  };
+  const std::vector<Case> cases = {
+      {store + "[server]\nlease-ms = 5000\n", "line 2: section header '[server]'"},
+      {store + "lease-ms = 5000\n[server]\n", "line 3: section header '[server]'"},
+      {"# where the log is\nstore\n", "line 2: 'store' needs a value"},
+      {store + "lease-ms = 5000\nlease-ms = 6000\n",
+       "line 3: 'lease-ms' is set again (first on line 2)"},
+      {store + "check-config = true\n", "line 2: 'check-config' is an option of the command line"},
+      {store + "\n\nhttp-max-conections = 10\n", "line 4: unknown key 'http-max-conections'"},
+  };
+  for (const Case& c : cases) {
+    WriteFile(conf, c.text);
+    for (const char* mode : {"--check-config", "--http=127.0.0.1:0"}) {
+      RunResult r = RunBinary(dir_, "mistake", {treatyd, "--config", conf, mode});
+      EXPECT_EQ(r.code, 2) << c.text << r.output;
+      EXPECT_NE(r.output.find("treatyd: --config " + conf + ": " + c.named), std::string::npos)
+          << c.text << r.output;
+      EXPECT_EQ(r.output.find("server."), std::string::npos) << r.output;
+    }
+  }
+  EXPECT_EQ(ReadFile(dir_ + "/mistake.db").size(), 0u) << "the store was opened";
+
+  // A bare flag is that flag set: `insecure` allows the wildcard listener.
+  WriteFile(conf, store + "insecure\n");
+  RunResult flag =
+      RunBinary(dir_, "flag", {treatyd, "--config", conf, "--http=0.0.0.0:0", "--check-config"});
+  EXPECT_EQ(flag.code, 0) << flag.output;
+  EXPECT_NE(flag.output.find("configuration OK"), std::string::npos) << flag.output;
+}
+
+// --config names a regular file of at most 1 MiB; anything else is refused
+// at once, naming it. Before, /dev/zero was read without end and a FIFO
+// blocked the start until a writer came.
+TEST_F(DeployTest, ConfigThatIsNotASmallFileIsRefusedAtOnce) {
+  const std::string treatyd = BinaryPath("treatyd");
+  const std::string fifo = dir_ + "/fifo.conf";
+  ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0);
+  const std::string big = dir_ + "/big.conf";
+  std::string comments;
+  while (comments.size() <= (1u << 20)) comments += "# " + std::string(77, 'x') + "\n";
+  WriteFile(big, comments);
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"/dev/zero", "not a regular file"},
+      {fifo, "not a regular file"},
+      {dir_, "a directory"},
+      {big, "larger than 1048576 bytes"},
+  };
+  for (const auto& [path, why] : cases) {
+    for (const char* mode : {"--check-config", "--http=127.0.0.1:0"}) {
+      const auto began = std::chrono::steady_clock::now();
+      RunResult r = RunBinary(dir_, "not-a-file", {treatyd, "--config", path, mode});
+      EXPECT_LT(std::chrono::steady_clock::now() - began, std::chrono::seconds(10)) << path;
+      EXPECT_EQ(r.code, 2) << path << ": " << r.output;
+      EXPECT_NE(r.output.find(path), std::string::npos) << r.output;
+      EXPECT_NE(r.output.find(why), std::string::npos) << r.output;
+    }
+  }
 }
 
 // --check-config makes every check a start would make before it opens the

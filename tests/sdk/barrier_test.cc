@@ -1,9 +1,13 @@
 // Barrier on a real PostgreSQL: duplicates, null compensation, hanging
-// actions, and the same op delivered concurrently on two connections.
+// actions, and the same op delivered concurrently on two connections; SQL
+// error codes, the call deadline and a schema migrated by a newer SDK.
 
 #include <gtest/gtest.h>
 
+#include <pqxx/pqxx>
+
 #include <atomic>
+#include <chrono>
 #include <thread>
 
 #include "sdk/sdk_test_env.h"
@@ -12,12 +16,12 @@
 namespace treaty::testing {
 namespace {
 
+using treaty::StatusCode;
 using treaty::sdk::Barrier;
 using treaty::sdk::BarrierEffect;
 using treaty::sdk::BarrierOptions;
 using treaty::sdk::CallContext;
 using treaty::sdk::SqlTx;
-using treaty::sdk::StatusCode;
 namespace sdk = treaty::sdk;
 
 class BarrierTest : public ::testing::Test {
@@ -32,11 +36,11 @@ class BarrierTest : public ::testing::Test {
   }
 
   // Delivers `op`; the body records itself in `ledger`.
-  sdk::Result<BarrierEffect> Deliver(const std::string& gtid, const std::string& op,
-                                     std::atomic<int>* ran = nullptr, int sleep_ms = 0,
-                                     bool one_phase = false) {
+  treaty::Result<BarrierEffect> Deliver(const std::string& gtid, const std::string& op,
+                                        std::atomic<int>* ran = nullptr, int sleep_ms = 0,
+                                        bool one_phase = false) {
     CallContext ctx{.gtid = gtid, .branch = "b1", .op = op, .one_phase = one_phase};
-    return barrier_->Run(ctx, [&](SqlTx& tx) -> sdk::Status {
+    return barrier_->Run(ctx, [&](SqlTx& tx) -> treaty::Status {
       if (ran) ++*ran;
       if (sleep_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(sleep_ms));
       auto r = tx.Exec("INSERT INTO ledger VALUES ($1, $2, $3)", {gtid, "b1", op});
@@ -128,9 +132,9 @@ TEST_F(BarrierTest, CommitRunsOnlyAfterAPrepareOrAsOnePhase) {
 
 TEST_F(BarrierTest, FailedBodyLeavesNoTraceSoCompensationIsNull) {
   CallContext ctx{.gtid = "g4", .branch = "b1", .op = "action"};
-  auto r = barrier_->Run(ctx, [&](SqlTx& tx) -> sdk::Status {
+  auto r = barrier_->Run(ctx, [&](SqlTx& tx) -> treaty::Status {
     (void)tx.Exec("INSERT INTO ledger VALUES ('g4', 'b1', 'action')");
-    return sdk::Status::BusinessFailure("insufficient funds");
+    return treaty::Status::BusinessFailure("insufficient funds");
   });
   EXPECT_EQ(r.status().code(), StatusCode::kBusinessFailure);
   EXPECT_EQ(Ledger("g4", "action"), 0);
@@ -139,7 +143,7 @@ TEST_F(BarrierTest, FailedBodyLeavesNoTraceSoCompensationIsNull) {
 
 TEST_F(BarrierTest, ExceptionInBodyIsInternalAndRollsBack) {
   CallContext ctx{.gtid = "g5", .branch = "b1", .op = "action"};
-  auto r = barrier_->Run(ctx, [&](SqlTx& tx) -> sdk::Status {
+  auto r = barrier_->Run(ctx, [&](SqlTx& tx) -> treaty::Status {
     (void)tx.Exec("INSERT INTO ledger VALUES ('g5', 'b1', 'action')");
     throw std::runtime_error("boom");
   });
@@ -152,7 +156,7 @@ TEST_F(BarrierTest, SameOpConcurrentlyFromTwoConnectionsRunsOnce) {
   for (int round = 0; round < 10; ++round) {
     const std::string gtid = "c" + std::to_string(round);
     std::atomic<int> ran{0};
-    sdk::Result<BarrierEffect> a = sdk::Status::Internal("unset"), b = a;
+    treaty::Result<BarrierEffect> a = treaty::Status::Internal("unset"), b = a;
     std::thread t1([&] { a = Deliver(gtid, "action", &ran, 50); });
     std::thread t2([&] { b = Deliver(gtid, "action", &ran, 50); });
     t1.join();
@@ -169,7 +173,7 @@ TEST_F(BarrierTest, ActionRacingItsCompensationNeverHangs) {
   // compensated, or the compensation was null and the action refused.
   for (int round = 0; round < 10; ++round) {
     const std::string gtid = "r" + std::to_string(round);
-    sdk::Result<BarrierEffect> act = sdk::Status::Internal("unset"), comp = act;
+    treaty::Result<BarrierEffect> act = treaty::Status::Internal("unset"), comp = act;
     std::thread t1([&] { act = Deliver(gtid, "action", nullptr, round % 2 ? 30 : 0); });
     std::thread t2([&] { comp = Deliver(gtid, "compensate", nullptr, round % 2 ? 0 : 30); });
     t1.join();
@@ -202,15 +206,95 @@ TEST_F(BarrierTest, GtidBranchAndOpMustBeIdentifiers) {
         CallContext{.gtid = "g1", .branch = "b 1", .op = "action"},
         CallContext{.gtid = "g1", .branch = "b1", .op = std::string(129, 'o')},
         CallContext{.gtid = "g1", .branch = "b1", .op = ""}}) {
-    auto r = barrier_->Run(ctx, [&](SqlTx&) -> sdk::Status {
+    auto r = barrier_->Run(ctx, [&](SqlTx&) -> treaty::Status {
       ++ran;
-      return sdk::Status::Ok();
+      return treaty::Status::Ok();
     });
     ASSERT_FALSE(r.ok());
     EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument) << r.status().ToString();
   }
   EXPECT_EQ(ran.load(), 0);
   EXPECT_EQ(QueryInt(uri_, "SELECT count(*) FROM treaty_barrier"), 0);
+}
+
+// SqlTx's errors as treaty/sql.h promises them (the shared SQLSTATE reading
+// of store/pg_error.h): integrity violations are Conflict, a lock time-out is
+// Unavailable, anything else (bad data, syntax) Internal.
+TEST_F(BarrierTest, SqlErrorsAreMappedAsSqlTxPromises) {
+  ExecSql(uri_,
+          "CREATE TABLE account(id int PRIMARY KEY, balance bigint NOT NULL CHECK (balance >= 0));"
+          "INSERT INTO account VALUES (1, 10)");
+  const auto exec_in_body = [&](const std::string& gtid, const std::string& sql) {
+    treaty::Status got;
+    auto r = barrier_->Run(CallContext{.gtid = gtid, .branch = "b1", .op = "action"},
+                           [&](SqlTx& tx) -> treaty::Status {
+                             (void)tx.Exec("SET LOCAL lock_timeout = '200ms'");
+                             got = tx.Exec(sql).status();
+                             return got;
+                           });
+    EXPECT_EQ(r.status().code(), got.code()) << r.status().ToString();
+    return got;
+  };
+  EXPECT_EQ(exec_in_body("e1", "INSERT INTO account VALUES (1, 5)").code(), StatusCode::kConflict);
+  EXPECT_EQ(exec_in_body("e2", "UPDATE account SET balance = -1").code(), StatusCode::kConflict);
+  EXPECT_EQ(exec_in_body("e3", "INSERT INTO account VALUES (2, NULL)").code(),
+            StatusCode::kConflict);
+  treaty::Status bad = exec_in_body("e4", "SELECT 'x'::int");
+  EXPECT_EQ(bad.code(), StatusCode::kInternal) << bad.ToString();
+  EXPECT_NE(bad.message().find("22P02"), std::string::npos) << bad.ToString();
+  EXPECT_EQ(exec_in_body("e5", "SELEC 1").code(), StatusCode::kInternal);
+  {
+    pqxx::connection other(uri_);
+    pqxx::work hold(other);
+    hold.exec("LOCK TABLE account IN ACCESS EXCLUSIVE MODE");
+    treaty::Status locked = exec_in_body("e6", "SELECT count(*) FROM account");
+    EXPECT_EQ(locked.code(), StatusCode::kUnavailable) << locked.ToString();
+  }
+  // Every failure rolled back: a redelivery runs the body again.
+  EXPECT_EQ(*Deliver("e1", "action"), BarrierEffect::kApplied);
+}
+
+// With call_timeout_ms a call stuck on the database (here: on a lock held
+// elsewhere, lock_timeout being longer) fails with Unavailable at about the
+// deadline, rolled back; the barrier works again afterwards.
+TEST_F(BarrierTest, CallDeadlineEndsAStuckRun) {
+  auto b = Barrier::Open(
+      BarrierOptions{.pg_uri = uri_, .lock_timeout_ms = 30000, .call_timeout_ms = 500});
+  ASSERT_TRUE(b.ok()) << b.status().ToString();
+  const auto began = std::chrono::steady_clock::now();
+  {
+    pqxx::connection other(uri_);
+    pqxx::work hold(other);
+    hold.exec("LOCK TABLE ledger IN ACCESS EXCLUSIVE MODE");
+    auto r =
+        (*b)->Run(CallContext{.gtid = "d1", .branch = "b1", .op = "action"},
+                  [&](SqlTx& tx) -> treaty::Status {
+                    return tx.Exec("INSERT INTO ledger VALUES ('d1', 'b1', 'action')").status();
+                  });
+    ASSERT_FALSE(r.ok());
+    EXPECT_EQ(r.status().code(), StatusCode::kUnavailable) << r.status().ToString();
+  }
+  EXPECT_LT(std::chrono::steady_clock::now() - began, std::chrono::seconds(5));
+  EXPECT_EQ(Ledger("d1", "action"), 0);
+  auto again = (*b)->Run(CallContext{.gtid = "d1", .branch = "b1", .op = "action"},
+                         [](SqlTx&) { return treaty::Status::Ok(); });
+  ASSERT_TRUE(again.ok()) << again.status().ToString();
+  EXPECT_EQ(*again, BarrierEffect::kApplied);
+}
+
+// A participant database migrated by a newer SDK is refused at Open (as
+// treatyd refuses a newer log): nothing is applied; without `migrate` the
+// schema is the application's business and Open goes on.
+TEST_F(BarrierTest, DatabaseMigratedByANewerSdkIsRefused) {
+  ExecSql(uri_, "INSERT INTO treaty_participant_migrations(version, name) VALUES (999, 'future')");
+  auto refused = Barrier::Open(BarrierOptions{.pg_uri = uri_});
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), StatusCode::kUnavailable) << refused.status().ToString();
+  EXPECT_NE(refused.status().message().find("version 999"), std::string::npos)
+      << refused.status().ToString();
+  EXPECT_NE(refused.status().message().find("upgrade libtreaty"), std::string::npos)
+      << refused.status().ToString();
+  EXPECT_TRUE(Barrier::Open(BarrierOptions{.pg_uri = uri_, .migrate = false}).ok());
 }
 
 }  // namespace

@@ -3,7 +3,6 @@
 // refused token and a missing role (never retried on other coordinators),
 // and https:// coordinators verified against a CA made at test time.
 
-// Coordinator and test-support headers before treaty/ (see sdk_test_env.h).
 #include "security/authenticator.h"
 #include "support/subprocess.h"
 #include "support/test_participant.h"
@@ -76,19 +75,19 @@ TEST_F(ClientAuthTest, ATokenIsSentAndItsAbsenceIsTyped) {
   sdk::Client without({.coordinators = {t->url()}});
   r = without.SubmitSaga(Saga("auth-2"));
   ASSERT_FALSE(r.ok());
-  EXPECT_EQ(r.status().code(), sdk::StatusCode::kUnauthenticated) << r.status().ToString();
+  EXPECT_EQ(r.status().code(), treaty::StatusCode::kUnauthenticated) << r.status().ToString();
   EXPECT_NE(r.status().message().find("token"), std::string::npos) << r.status().ToString();
 
   sdk::Client wrong({.coordinators = {t->url()}, .token = "not-a-token"});
   r = wrong.SubmitSaga(Saga("auth-3"));
   ASSERT_FALSE(r.ok());
-  EXPECT_EQ(r.status().code(), sdk::StatusCode::kUnauthenticated) << r.status().ToString();
+  EXPECT_EQ(r.status().code(), treaty::StatusCode::kUnauthenticated) << r.status().ToString();
   EXPECT_EQ(r.status().message().find("not-a-token"), std::string::npos) << r.status().ToString();
 
   sdk::Client viewer({.coordinators = {t->url()}, .token = kViewerToken});
   r = viewer.SubmitSaga(Saga("auth-4"));
   ASSERT_FALSE(r.ok());
-  EXPECT_EQ(r.status().code(), sdk::StatusCode::kPermissionDenied) << r.status().ToString();
+  EXPECT_EQ(r.status().code(), treaty::StatusCode::kPermissionDenied) << r.status().ToString();
   EXPECT_TRUE(viewer.Get("auth-1").ok()) << "read is enough to read";
 }
 
@@ -106,11 +105,11 @@ TEST_F(ClientAuthTest, RefusedCredentialsAreNotRetriedOnOtherCoordinators) {
   sdk::Client client({.coordinators = {a, b}, .max_attempts = 6});
   auto r = client.SubmitSaga(Saga("once-1"));
   ASSERT_FALSE(r.ok());
-  EXPECT_EQ(r.status().code(), sdk::StatusCode::kUnauthenticated) << r.status().ToString();
+  EXPECT_EQ(r.status().code(), treaty::StatusCode::kUnauthenticated) << r.status().ToString();
   EXPECT_EQ(first.Calls().size() + second.Calls().size(), 1u);
   r = client.Begin("once-2");
   ASSERT_FALSE(r.ok());
-  EXPECT_EQ(r.status().code(), sdk::StatusCode::kPermissionDenied) << r.status().ToString();
+  EXPECT_EQ(r.status().code(), treaty::StatusCode::kPermissionDenied) << r.status().ToString();
   EXPECT_EQ(first.Calls().size() + second.Calls().size(), 2u);
 }
 
@@ -135,7 +134,7 @@ TEST_F(ClientAuthTest, HttpsCoordinator) {
   sdk::Client untrusting({.coordinators = {url}, .max_attempts = 1, .token = kAppToken});
   r = untrusting.SubmitSaga(Saga("tls-2"));
   ASSERT_FALSE(r.ok());
-  EXPECT_EQ(r.status().code(), sdk::StatusCode::kUnavailable) << r.status().ToString();
+  EXPECT_EQ(r.status().code(), treaty::StatusCode::kUnavailable) << r.status().ToString();
   EXPECT_NE(r.status().message().find("certificate"), std::string::npos) << r.status().ToString();
   std::error_code ec;
   std::filesystem::remove_all(pki->dir(), ec);

@@ -4,7 +4,6 @@
 // run once) or drains (SIGTERM: 503 "unavailable", typed), over REST and
 // over Thrift, and Thrift keep-alive (one connection for many calls).
 
-// Coordinator and test-support headers before treaty/ (see sdk_test_env.h).
 #include "support/store_env.h"
 #include "support/subprocess.h"
 #include "support/test_participant.h"
@@ -28,7 +27,6 @@ namespace treaty::testing {
 namespace {
 
 namespace sdk = treaty::sdk;
-using treaty_sdk_detail::AnswerCode;
 using treaty_sdk_detail::Delivery;
 
 // A loopback TCP port free right now (for treatyd's --thrift).
@@ -171,11 +169,11 @@ TEST_F(ClientFailoverTest, SigtermDrainAnswersUnavailableAndTheClientMovesOn) {
                               {"action", participant_.Url("step", "action")},
                               {"compensate", participant_.Url("step", "compensate")}}}}},
                           2000);
-    if (reply.delivery == Delivery::kAnswered && reply.code == AnswerCode::kUnavailable) break;
+    if (reply.delivery == Delivery::kAnswered && reply.code == StatusCode::kUnavailable) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   EXPECT_EQ(reply.delivery, Delivery::kAnswered) << reply.message;
-  EXPECT_EQ(reply.code, AnswerCode::kUnavailable) << reply.message;
+  EXPECT_EQ(reply.code, StatusCode::kUnavailable) << reply.message;
 
   // The client, still stuck to `a`, moves on to `b`.
   SubmitCommitted(client, "drain-after-", 3);
@@ -192,7 +190,7 @@ TEST_F(ClientFailoverTest, ThriftKeepsOneConnectionAndFailsOverOnKillNine) {
   for (int i = 0; i < 10; ++i) {
     auto r = t->Get("nobody-" + std::to_string(i), 5000);
     ASSERT_EQ(r.delivery, Delivery::kAnswered) << r.message;
-    EXPECT_EQ(r.code, AnswerCode::kNotFound);
+    EXPECT_EQ(r.code, StatusCode::kNotFound);
   }
   EXPECT_EQ(t->connections_opened(), 1);
 

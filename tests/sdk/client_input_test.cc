@@ -90,12 +90,12 @@ TEST_F(ClientInputTest, GarbageSuccessAnswersGiveUnavailableNamingTheProblem) {
     coordinator_.Answer(200, c.body);
     auto r = client.Get("g1");
     ASSERT_FALSE(r.ok()) << c.names;
-    EXPECT_EQ(r.status().code(), sdk::StatusCode::kUnavailable);
+    EXPECT_EQ(r.status().code(), treaty::StatusCode::kUnavailable);
     EXPECT_NE(r.status().message().find(c.names), std::string::npos) << r.status().message();
     auto saga = client.SubmitSaga({.gtid = "g1", .steps = {}});
-    EXPECT_EQ(saga.status().code(), sdk::StatusCode::kUnavailable) << c.names;
+    EXPECT_EQ(saga.status().code(), treaty::StatusCode::kUnavailable) << c.names;
     auto commit = client.Commit("g1");
-    EXPECT_EQ(commit.status().code(), sdk::StatusCode::kUnavailable) << c.names;
+    EXPECT_EQ(commit.status().code(), treaty::StatusCode::kUnavailable) << c.names;
   }
 }
 
@@ -123,16 +123,16 @@ TEST_F(ClientInputTest, ErrorAnswersAreCutAndMadeValidUtf8) {
   sdk::Client client = MakeClient();
   coordinator_.Answer(404, std::string(5000, 'x') + "\xff");
   auto r = client.Get("g1");
-  ASSERT_EQ(r.status().code(), sdk::StatusCode::kNotFound);
+  ASSERT_EQ(r.status().code(), treaty::StatusCode::kNotFound);
   EXPECT_LE(r.status().message().size(), 200u);
 
   coordinator_.Answer(400, R"({"error":{"message":7}})");
-  EXPECT_EQ(client.Get("g1").status().code(), sdk::StatusCode::kInvalidArgument);
+  EXPECT_EQ(client.Get("g1").status().code(), treaty::StatusCode::kInvalidArgument);
   coordinator_.Answer(409, R"({"error":"conflict"})");
-  EXPECT_EQ(client.Get("g1").status().code(), sdk::StatusCode::kConflict);
+  EXPECT_EQ(client.Get("g1").status().code(), treaty::StatusCode::kConflict);
   coordinator_.Answer(500, kDeep);
   auto deep = client.Get("g1");
-  EXPECT_EQ(deep.status().code(), sdk::StatusCode::kUnavailable);
+  EXPECT_EQ(deep.status().code(), treaty::StatusCode::kUnavailable);
   EXPECT_LE(deep.status().message().size(), 400u);
 }
 
@@ -141,12 +141,13 @@ TEST_F(ClientInputTest, GtidsThatAreNotIdentifiersAreRefusedBeforeSending) {
   coordinator_.Answer(200, R"({"gtid":"g","state":"COMMITTED"})");
   for (const std::string& gtid : {std::string("a/../b"), std::string("a?x=1"), std::string("\xff"),
                                   std::string("a b"), std::string(129, 'g'), std::string("..")}) {
-    EXPECT_EQ(client.Get(gtid).status().code(), sdk::StatusCode::kInvalidArgument);
-    EXPECT_EQ(client.Commit(gtid).status().code(), sdk::StatusCode::kInvalidArgument);
-    EXPECT_EQ(client.Abort(gtid).status().code(), sdk::StatusCode::kInvalidArgument);
-    EXPECT_EQ(client.Enlist(gtid, {.name = "b"}).code(), sdk::StatusCode::kInvalidArgument);
-    EXPECT_EQ(client.Begin(gtid).status().code(), sdk::StatusCode::kInvalidArgument);
-    EXPECT_EQ(client.SubmitSaga({.gtid = gtid}).status().code(), sdk::StatusCode::kInvalidArgument);
+    EXPECT_EQ(client.Get(gtid).status().code(), treaty::StatusCode::kInvalidArgument);
+    EXPECT_EQ(client.Commit(gtid).status().code(), treaty::StatusCode::kInvalidArgument);
+    EXPECT_EQ(client.Abort(gtid).status().code(), treaty::StatusCode::kInvalidArgument);
+    EXPECT_EQ(client.Enlist(gtid, {.name = "b"}).code(), treaty::StatusCode::kInvalidArgument);
+    EXPECT_EQ(client.Begin(gtid).status().code(), treaty::StatusCode::kInvalidArgument);
+    EXPECT_EQ(client.SubmitSaga({.gtid = gtid}).status().code(),
+              treaty::StatusCode::kInvalidArgument);
   }
   EXPECT_EQ(coordinator_.requests(), 0);
 }
@@ -157,10 +158,10 @@ TEST_F(ClientInputTest, PayloadsNestedTooDeeplyAreRefusedBeforeSending) {
   saga.steps.push_back(
       {.name = "s", .action = "http://h/a", .compensate = "http://h/c", .payload = kDeep});
   auto r = client.SubmitSaga(saga);
-  EXPECT_EQ(r.status().code(), sdk::StatusCode::kInvalidArgument);
+  EXPECT_EQ(r.status().code(), treaty::StatusCode::kInvalidArgument);
   EXPECT_NE(r.status().message().find("deeper than 32"), std::string::npos) << r.status().message();
   EXPECT_EQ(client.Enlist("g1", {.name = "b", .payload = kDeep}).code(),
-            sdk::StatusCode::kInvalidArgument);
+            treaty::StatusCode::kInvalidArgument);
   EXPECT_EQ(coordinator_.requests(), 0);
   // Text that is not JSON is still sent as a JSON string (unchanged rule).
   coordinator_.Answer(200, R"({"gtid":"g1","state":"RUNNING"})");

@@ -8,7 +8,6 @@
 //    at most wait_ms, so the call answers RUNNING after about wait_ms instead
 //    of timing out and failing over.
 
-// Coordinator and test-support headers before treaty/ (see sdk_test_env.h).
 #include "support/store_env.h"
 #include "support/subprocess.h"
 #include "support/test_participant.h"
@@ -115,7 +114,7 @@ TEST_F(ClientLostAnswerTest, AbortOfACommittedTransactionStaysConflict) {
   ASSERT_EQ(c->state, "COMMITTED");
   auto r = client.Abort("committed-then-abort");
   ASSERT_FALSE(r.ok());
-  EXPECT_EQ(r.status().code(), sdk::StatusCode::kConflict) << r.status().ToString();
+  EXPECT_EQ(r.status().code(), treaty::StatusCode::kConflict) << r.status().ToString();
 }
 
 TEST_F(ClientLostAnswerTest, WaitingSubmitOverRestHoldsOnlyWaitMs) {

@@ -39,10 +39,10 @@ class ClientTest : public ::testing::Test {
         [this](const sdk::CallContext& ctx) {
           std::lock_guard<std::mutex> l(mu_);
           actions_[ctx.gtid]++;
-          return sdk::Status::Ok();
+          return treaty::Status::Ok();
         },
-        [](const sdk::CallContext&) { return sdk::Status::Ok(); });
-    auto vote_by_payload = [this](const sdk::CallContext& ctx) -> sdk::Result<sdk::Vote> {
+        [](const sdk::CallContext&) { return treaty::Status::Ok(); });
+    auto vote_by_payload = [this](const sdk::CallContext& ctx) -> treaty::Result<sdk::Vote> {
       std::lock_guard<std::mutex> l(mu_);
       ops_[ctx.gtid + "/" + ctx.branch] += "p";
       if (ctx.payload == "\"no\"") return sdk::Vote::kNo;
@@ -53,7 +53,7 @@ class ClientTest : public ::testing::Test {
       return [this, c](const sdk::CallContext& ctx) {
         std::lock_guard<std::mutex> l(mu_);
         ops_[ctx.gtid + "/" + ctx.branch] += c;
-        return sdk::Status::Ok();
+        return treaty::Status::Ok();
       };
     };
     participant_->AddResourceManager("rm", vote_by_payload, record('c'), record('a'));
@@ -65,7 +65,7 @@ class ClientTest : public ::testing::Test {
             "INSERT INTO account VALUES (1, 100)");
     auto debit = sdk::PgResourceManager::Open(
         {.pg_uri = bank_, .coordinators = {servers_[0]->url(), servers_[1]->url()}},
-        [](sdk::SqlTx& tx, const sdk::CallContext& ctx) -> sdk::Result<sdk::Vote> {
+        [](sdk::SqlTx& tx, const sdk::CallContext& ctx) -> treaty::Result<sdk::Vote> {
           auto r = tx.Exec("UPDATE account SET balance = balance - $1::bigint WHERE id = 1",
                            {ctx.payload});
           if (!r.ok()) return r.status();
@@ -151,7 +151,7 @@ TEST_F(ClientTest, SpreadsRequestsAndFailsOverWhenACoordinatorDies) {
 TEST_F(ClientTest, AllCoordinatorsDownIsUnavailable) {
   sdk::Client client({.coordinators = {"http://127.0.0.1:1"}, .max_attempts = 2, .backoff_ms = 10});
   auto r = client.SubmitSaga(Saga());
-  EXPECT_EQ(r.status().code(), sdk::StatusCode::kUnavailable) << r.status().ToString();
+  EXPECT_EQ(r.status().code(), treaty::StatusCode::kUnavailable) << r.status().ToString();
 }
 
 TEST_F(ClientTest, ResubmittingTheSameGtidIsSafe) {
@@ -168,8 +168,8 @@ TEST_F(ClientTest, ResubmittingTheSameGtidIsSafe) {
   // The same gtid with another body is a conflict.
   auto other = Saga("same-gtid");
   other.steps[0].payload = R"({"n":2})";
-  EXPECT_EQ(client.SubmitSaga(other).status().code(), sdk::StatusCode::kConflict);
-  EXPECT_EQ(client.Get("no-such-gtid").status().code(), sdk::StatusCode::kNotFound);
+  EXPECT_EQ(client.SubmitSaga(other).status().code(), treaty::StatusCode::kConflict);
+  EXPECT_EQ(client.Get("no-such-gtid").status().code(), treaty::StatusCode::kNotFound);
 }
 
 TEST_F(ClientTest, TwoPhaseCommitThroughResourceManagers) {

@@ -11,7 +11,10 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <string>
 #include <thread>
+#include <utility>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -23,7 +26,6 @@ namespace {
 
 namespace sdk = treaty::sdk;
 using nlohmann::json;
-using treaty_sdk_detail::AnswerCode;
 using treaty_sdk_detail::Delivery;
 using Mode = LoopbackCoordinator::Mode;
 
@@ -45,7 +47,7 @@ TEST(ClientTransportTest, KeepAliveCarriesManyCallsOnOneConnection) {
   sdk::Client client({.coordinators = {c.url()}});
   constexpr int kCalls = 25;
   for (int i = 0; i < kCalls; ++i) {
-    const sdk::Status s = i % 2 ? client.Get("g").status() : client.SubmitSaga(Saga()).status();
+    const treaty::Status s = i % 2 ? client.Get("g").status() : client.SubmitSaga(Saga()).status();
     ASSERT_TRUE(s.ok()) << s.ToString();
   }
   EXPECT_EQ(c.requests().size(), static_cast<size_t>(kCalls));
@@ -114,31 +116,33 @@ TEST(ClientTransportTest, EachOutcomeIsTyped) {
   struct Case {
     int status;
     std::string body;
-    AnswerCode code;
+    StatusCode code;
   };
   const std::vector<Case> cases = {
-      {503, R"({"error":{"code":"unavailable","message":"draining"}})", AnswerCode::kUnavailable},
-      {409, R"({"error":{"code":"not_owner","message":"x"}})", AnswerCode::kNotOwner},
+      {503, R"({"error":{"code":"unavailable","message":"draining"}})", StatusCode::kUnavailable},
+      {409, R"({"error":{"code":"not_owner","message":"x"}})", StatusCode::kLostOwnership},
       // The code string decides, not the message text.
       {409, R"({"error":{"code":"conflict","message":"driven by coordinator 'a'"}})",
-       AnswerCode::kConflict},
-      {400, R"({"error":{"code":"invalid_argument","message":"x"}})", AnswerCode::kInvalidArgument},
-      {404, R"({"error":{"code":"not_found","message":"x"}})", AnswerCode::kNotFound},
-      {401, R"({"error":{"code":"unauthenticated","message":"x"}})", AnswerCode::kUnauthenticated},
-      {403, R"({"error":{"code":"forbidden","message":"x"}})", AnswerCode::kForbidden},
-      {413, R"({"error":{"code":"too_large","message":"x"}})", AnswerCode::kTooLarge},
-      {504, R"({"error":{"code":"timed_out","message":"x"}})", AnswerCode::kTimedOut},
-      {500, R"({"error":{"code":"internal","message":"x"}})", AnswerCode::kInternal},
+       StatusCode::kConflict},
+      {400, R"({"error":{"code":"invalid_argument","message":"x"}})", StatusCode::kInvalidArgument},
+      {404, R"({"error":{"code":"not_found","message":"x"}})", StatusCode::kNotFound},
+      {401, R"({"error":{"code":"unauthenticated","message":"x"}})", StatusCode::kUnauthenticated},
+      {403, R"({"error":{"code":"forbidden","message":"x"}})", StatusCode::kPermissionDenied},
+      {413, R"({"error":{"code":"too_large","message":"x"}})", StatusCode::kTooLarge},
+      {504, R"({"error":{"code":"timed_out","message":"x"}})", StatusCode::kTimedOut},
+      {500, R"({"error":{"code":"internal","message":"x"}})", StatusCode::kInternal},
       // No known code (a proxy's page): the HTTP status decides.
-      {502, "<html>bad gateway</html>", AnswerCode::kUnavailable},
-      {409, R"({"error":{"code":"something_new"}})", AnswerCode::kConflict},
+      {502, "<html>bad gateway</html>", StatusCode::kUnavailable},
+      {409, R"({"error":{"code":"something_new"}})", StatusCode::kConflict},
+      // "ok" names no error: an error status never reads as a success.
+      {400, R"({"error":{"code":"ok","message":"x"}})", StatusCode::kInvalidArgument},
   };
   for (const auto& k : cases) {
     c.SetBehavior({.status = k.status, .body = k.body});
     auto a = t->Commit("g", 2000);
     EXPECT_EQ(a.delivery, Delivery::kAnswered) << k.body;
     EXPECT_EQ(a.code, k.code) << k.status << " " << k.body << " -> "
-                              << treaty_sdk_detail::AnswerCodeName(a.code);
+                              << treaty::ErrorCodeName(a.code);
   }
   c.SetBehavior({.status = 200, .body = "not json"});
   EXPECT_EQ(t->Get("g", 2000).delivery, Delivery::kBadAnswer);
@@ -153,7 +157,7 @@ TEST(ClientTransportTest, EachOutcomeIsTyped) {
   c.SetBehavior({});
   auto ok = t->Get("g", 2000);
   EXPECT_EQ(ok.delivery, Delivery::kAnswered);
-  EXPECT_EQ(ok.code, AnswerCode::kOk);
+  EXPECT_EQ(ok.code, StatusCode::kOk);
   EXPECT_EQ(ok.body["state"], "COMMITTED");
 }
 
@@ -191,10 +195,10 @@ TEST(ClientTransportTest, TypedRefusalsEndTheCallAtOnce) {
         {.status = 409, .body = R"({"error":{"code":"conflict","message":"other body"}})"});
   }
   sdk::Client client({.coordinators = {a.url(), b.url()}, .backoff_ms = 1});
-  EXPECT_EQ(client.SubmitSaga(Saga("x")).status().code(), sdk::StatusCode::kConflict);
+  EXPECT_EQ(client.SubmitSaga(Saga("x")).status().code(), treaty::StatusCode::kConflict);
   EXPECT_EQ(a.requests().size() + b.requests().size(), 1u);
   a.SetBehavior({.status = 404, .body = R"({"error":{"code":"not_found","message":"no"}})"});
-  EXPECT_EQ(client.Get("x").status().code(), sdk::StatusCode::kNotFound);
+  EXPECT_EQ(client.Get("x").status().code(), treaty::StatusCode::kNotFound);
   EXPECT_EQ(a.requests().size() + b.requests().size(), 2u);
 }
 
@@ -212,7 +216,7 @@ TEST(ClientTransportTest, TwoPhaseConflictsWaitForATakeoverUnlessTheOwnerSaidSo)
 
   // The owner's Conflict is final: b is never asked.
   a.SetBehavior({.status = 409, .body = R"({"error":{"code":"conflict","message":"late"}})"});
-  EXPECT_EQ(client.Abort("t1").status().code(), sdk::StatusCode::kConflict);
+  EXPECT_EQ(client.Abort("t1").status().code(), treaty::StatusCode::kConflict);
   EXPECT_EQ(b.requests().size(), 0u);
 
   // The owner dies; b refuses until it has taken t1 over, then commits.
@@ -233,8 +237,74 @@ TEST(ClientTransportTest, TwoPhaseConflictsWaitForATakeoverUnlessTheOwnerSaidSo)
   c.SetBehavior({.status = 409, .body = R"({"error":{"code":"not_owner","message":"lost"}})"});
   sdk::Client bounded({.coordinators = {c.url()}, .backoff_ms = 20, .failover_timeout_ms = 500});
   const auto t0 = std::chrono::steady_clock::now();
-  EXPECT_EQ(bounded.Commit("t2").status().code(), sdk::StatusCode::kUnavailable);
+  EXPECT_EQ(bounded.Commit("t2").status().code(), treaty::StatusCode::kUnavailable);
   EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(3));
+}
+
+// A coordinator's message reaches the Client's Status escaped, however the
+// call ends (final answer, retries exhausted, no takeover): control
+// characters and invalid UTF-8 made visible, so the Status is safe to log.
+TEST(ClientTransportTest, CoordinatorMessagesAreEscapedInEveryStatus) {
+  const auto error = [](int status, const std::string& code) {
+    // The JSON escapes are LF and ESC: the parsed message holds both.
+    return LoopbackCoordinator::Behavior{
+        .status = status,
+        .body = R"({"error":{"code":")" + code + R"(","message":"line1\nline2\u001b[31m"}})"};
+  };
+  const std::string shown = "line1\\nline2\\x1b[31m";
+  const auto clean = [](const std::string& m) {
+    for (unsigned char ch : m) {
+      if (ch < 0x20 || ch == 0x7F) return false;
+    }
+    return true;
+  };
+  LoopbackCoordinator c;
+  sdk::Client client(
+      {.coordinators = {c.url()}, .max_attempts = 2, .backoff_ms = 1, .failover_timeout_ms = 200});
+
+  // Retried until the attempts run out: Unavailable naming the last error.
+  for (const auto& [status, code] : std::vector<std::pair<int, std::string>>{
+           {503, "unavailable"}, {504, "timed_out"}, {500, "internal"}}) {
+    c.SetBehavior(error(status, code));
+    const treaty::Status s = client.Get("g").status();
+    EXPECT_EQ(s.code(), treaty::StatusCode::kUnavailable) << code;
+    EXPECT_NE(s.message().find(code + ": " + shown), std::string::npos) << s.message();
+    EXPECT_TRUE(clean(s.message())) << s.message();
+  }
+  // not_owner: no takeover within failover_timeout_ms.
+  c.SetBehavior(error(409, "not_owner"));
+  treaty::Status s = client.Commit("g").status();
+  EXPECT_EQ(s.code(), treaty::StatusCode::kUnavailable);
+  EXPECT_NE(s.message().find(shown), std::string::npos) << s.message();
+  EXPECT_TRUE(clean(s.message())) << s.message();
+
+  // Final answers carry the message itself, escaped.
+  struct Final {
+    int status;
+    std::string code;
+    treaty::StatusCode expected;
+  };
+  for (const auto& f :
+       std::vector<Final>{{404, "not_found", treaty::StatusCode::kNotFound},
+                          {409, "conflict", treaty::StatusCode::kConflict},
+                          {400, "invalid_argument", treaty::StatusCode::kInvalidArgument},
+                          {403, "forbidden", treaty::StatusCode::kPermissionDenied},
+                          {401, "unauthenticated", treaty::StatusCode::kUnauthenticated}}) {
+    c.SetBehavior(error(f.status, f.code));
+    s = client.Abort("g").status();
+    EXPECT_EQ(s.code(), f.expected) << f.code;
+    EXPECT_NE(s.message().find(shown), std::string::npos) << f.code << ": " << s.message();
+    EXPECT_TRUE(clean(s.message())) << s.message();
+  }
+
+  // A body that is not JSON (a proxy's page): an excerpt of it, ill-formed
+  // UTF-8 as U+FFFD and control bytes escaped.
+  c.SetBehavior({.status = 502, .body = "bad\x01gateway\xff\r\n"});
+  s = client.Get("g").status();
+  EXPECT_EQ(s.code(), treaty::StatusCode::kUnavailable);
+  EXPECT_NE(s.message().find("bad\\x01gateway\xEF\xBF\xBD\\r\\n"), std::string::npos)
+      << s.message();
+  EXPECT_TRUE(clean(s.message())) << s.message();
 }
 
 }  // namespace

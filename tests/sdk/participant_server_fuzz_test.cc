@@ -376,13 +376,13 @@ TEST(ParticipantServerFuzzTest, HostileRequestsNeverCrashOrReachHandlersInvalid)
   sdk::ParticipantServer server;
   auto step = [&](const sdk::CallContext& ctx) {
     record(ctx);
-    return sdk::Status::Ok();
+    return treaty::Status::Ok();
   };
   server.AddSagaStep("flight", step, step);
   server.AddSagaStep("hotel", step, step);
   server.AddResourceManager(
       "rm",
-      [&](const sdk::CallContext& ctx) -> sdk::Result<sdk::Vote> {
+      [&](const sdk::CallContext& ctx) -> treaty::Result<sdk::Vote> {
         record(ctx);
         return sdk::Vote::kYes;
       },

@@ -33,20 +33,21 @@ class ParticipantServerInputTest : public ::testing::Test {
     server_ = std::make_unique<sdk::ParticipantServer>(std::move(options));
     // The travel example's shape: a saga step "flight" (POST /flight/book).
     // The payload steers what the handler answers.
-    auto step = [this](const sdk::CallContext& ctx) -> sdk::Status {
+    auto step = [this](const sdk::CallContext& ctx) -> treaty::Status {
       {
         std::lock_guard<std::mutex> l(mu_);
         calls_.push_back(ctx);
       }
       if (ctx.payload == "\"throw\"") throw std::runtime_error("boom\n\x1b[31m\xff");
-      if (ctx.payload == "\"bad-utf8\"") return sdk::Status::BusinessFailure("sold out \xff\xfe");
-      if (ctx.payload == "\"invalid\"") return sdk::Status::InvalidArgument("no such seat");
-      if (ctx.payload == "\"unavailable\"") return sdk::Status::Unavailable("database down");
-      return sdk::Status::Ok();
+      if (ctx.payload == "\"bad-utf8\"")
+        return treaty::Status::BusinessFailure("sold out \xff\xfe");
+      if (ctx.payload == "\"invalid\"") return treaty::Status::InvalidArgument("no such seat");
+      if (ctx.payload == "\"unavailable\"") return treaty::Status::Unavailable("database down");
+      return treaty::Status::Ok();
     };
     server_->AddSagaStep("flight", step, step);
     // A resource manager "debit" whose commit records its context.
-    auto prepare = [](const sdk::CallContext&) -> sdk::Result<sdk::Vote> {
+    auto prepare = [](const sdk::CallContext&) -> treaty::Result<sdk::Vote> {
       return sdk::Vote::kYes;
     };
     server_->AddResourceManager("debit", prepare, step, step);
@@ -301,20 +302,16 @@ TEST_F(ParticipantServerInputTest, InvalidArgumentIsABusinessFailureAndCodesMatc
   EXPECT_EQ(unknown.status, 404);
   EXPECT_EQ(Code(unknown), "not_found") << unknown.body;
 
-  // The names the coordinator uses (StatusCodeName of common/status.h; the
-  // JSON codes of its REST API), for every code the SDK shares with it.
-  using C = sdk::StatusCode;
-  for (auto [code, name, json_code] :
-       {std::tuple{C::kInvalidArgument, "InvalidArgument", "invalid_argument"},
-        std::tuple{C::kNotFound, "NotFound", "not_found"},
-        std::tuple{C::kConflict, "Conflict", "conflict"},
-        std::tuple{C::kTimedOut, "TimedOut", "timed_out"},
-        std::tuple{C::kUnavailable, "Unavailable", "unavailable"},
-        std::tuple{C::kInternal, "Internal", "internal"},
-        std::tuple{C::kBusinessFailure, "BusinessFailure", "business_failure"}}) {
-    EXPECT_STREQ(sdk::StatusCodeName(code), name);
-    EXPECT_STREQ(sdk::ErrorCodeName(code), json_code);
+  // The coordinator and the SDK share one Status (treaty/status.h): every
+  // code's JSON name reads back to the same code.
+  for (int c = static_cast<int>(StatusCode::kOk); c <= static_cast<int>(StatusCode::kInternal);
+       ++c) {
+    const auto code = static_cast<StatusCode>(c);
+    EXPECT_EQ(ErrorCodeFromName(ErrorCodeName(code)), code) << StatusCodeName(code);
   }
+  EXPECT_STREQ(ErrorCodeName(StatusCode::kBusinessFailure), "business_failure");
+  EXPECT_STREQ(ErrorCodeName(StatusCode::kLostOwnership), "not_owner");
+  EXPECT_EQ(ErrorCodeFromName("no such code"), StatusCode::kInternal);
 }
 
 // A commit without prepare (one-phase) is flagged to the handler,

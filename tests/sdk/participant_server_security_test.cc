@@ -39,7 +39,7 @@ class ParticipantServerSecurityTest : public ::testing::Test {
     server_ = std::make_unique<sdk::ParticipantServer>(std::move(options));
     auto step = [this](const sdk::CallContext&) {
       ++calls_;
-      return sdk::Status::Ok();
+      return treaty::Status::Ok();
     };
     server_->AddSagaStep("flight", step, step);
     auto s = server_->Start();
@@ -183,13 +183,13 @@ TEST_F(HttpsParticipantTest, StartRefusesUnusableSecurityOptions) {
   };
   sdk::ParticipantServerOptions cns_without_ca;
   cns_without_ca.allowed_client_cns = {"coordinator"};
-  EXPECT_EQ(bad(cns_without_ca), sdk::StatusCode::kInvalidArgument);
+  EXPECT_EQ(bad(cns_without_ca), treaty::StatusCode::kInvalidArgument);
   sdk::ParticipantServerOptions short_key;
   short_key.signing_keys = {"short"};
-  EXPECT_EQ(bad(short_key), sdk::StatusCode::kInvalidArgument);
+  EXPECT_EQ(bad(short_key), treaty::StatusCode::kInvalidArgument);
   auto missing_file = TlsOptions();
   missing_file.tls_cert_file = ca_->ca_cert() + ".missing";
-  EXPECT_EQ(bad(missing_file), sdk::StatusCode::kInvalidArgument);
+  EXPECT_EQ(bad(missing_file), treaty::StatusCode::kInvalidArgument);
 }
 
 }  // namespace

@@ -477,7 +477,7 @@ TEST(ParticipantServerThriftFuzzTest, HostileCallFramesNeverCrashBloatOrReachHan
   auto step = [&](const char* branch, const char* op) {
     return [&record, branch, op](const sdk::CallContext& ctx) {
       record(branch, op, ctx);
-      return sdk::Status::Ok();
+      return treaty::Status::Ok();
     };
   };
   sdk::ParticipantServerOptions options;
@@ -488,7 +488,7 @@ TEST(ParticipantServerThriftFuzzTest, HostileCallFramesNeverCrashBloatOrReachHan
   server.AddSagaStep("hotel", step("hotel", "action"), step("hotel", "compensate"));
   server.AddResourceManager(
       "rm",
-      [&](const sdk::CallContext& ctx) -> sdk::Result<sdk::Vote> {
+      [&](const sdk::CallContext& ctx) -> treaty::Result<sdk::Vote> {
         record("rm", "prepare", ctx);
         return sdk::Vote::kYes;
       },

@@ -42,20 +42,20 @@ class ParticipantServerThriftTest : public ::testing::Test {
     for (const char* name : {"flight", "hotel", "car"}) {
       participant_->AddSagaStep(name, Record('A', /*by_payload=*/true), Record('C'));
     }
-    auto vote = [this](const sdk::CallContext& ctx) -> sdk::Result<sdk::Vote> {
+    auto vote = [this](const sdk::CallContext& ctx) -> treaty::Result<sdk::Vote> {
       Note(ctx, 'p');
       if (ctx.payload == "\"no\"") return sdk::Vote::kNo;
       if (ctx.payload == "\"readonly\"") return sdk::Vote::kReadOnly;
-      if (ctx.payload == "\"refuse\"") return sdk::Status::BusinessFailure("insufficient funds");
+      if (ctx.payload == "\"refuse\"") return treaty::Status::BusinessFailure("insufficient funds");
       return sdk::Vote::kYes;
     };
     // Commit: "refuse-commit" is a business failure, "invalid-commit" an
     // InvalidArgument (both final refusals of a one-phase commit).
-    auto commit = [this](const sdk::CallContext& ctx) -> sdk::Status {
+    auto commit = [this](const sdk::CallContext& ctx) -> treaty::Status {
       Note(ctx, 'c');
-      if (ctx.payload == "\"refuse-commit\"") return sdk::Status::BusinessFailure("no funds");
-      if (ctx.payload == "\"invalid-commit\"") return sdk::Status::InvalidArgument("bad amount");
-      return sdk::Status::Ok();
+      if (ctx.payload == "\"refuse-commit\"") return treaty::Status::BusinessFailure("no funds");
+      if (ctx.payload == "\"invalid-commit\"") return treaty::Status::InvalidArgument("bad amount");
+      return treaty::Status::Ok();
     };
     for (const char* name : {"debit", "credit"}) {
       participant_->AddResourceManager(name, vote, commit, Record('a'));
@@ -85,12 +85,13 @@ class ParticipantServerThriftTest : public ::testing::Test {
   sdk::StepHandler Record(char c, bool by_payload = false) {
     return [this, c, by_payload](const sdk::CallContext& ctx) {
       Note(ctx, c);
-      if (by_payload && ctx.payload == "\"fail\"") return sdk::Status::BusinessFailure("sold out");
+      if (by_payload && ctx.payload == "\"fail\"")
+        return treaty::Status::BusinessFailure("sold out");
       if (by_payload && ctx.payload == "\"throw-once\"") {
         std::lock_guard<std::mutex> l(mu_);
         if (thrown_.insert(ctx.gtid).second) throw std::runtime_error("database hiccup");
       }
-      return sdk::Status::Ok();
+      return treaty::Status::Ok();
     };
   }
 
@@ -253,9 +254,10 @@ TEST_F(ParticipantServerThriftTest, ClientOverThriftSubmitsAndReadsBack) {
   ASSERT_TRUE(again.ok()) << again.status().ToString();
   EXPECT_EQ(Ops("thrift-trip-0", "flight"), "A");
   EXPECT_EQ(client.SubmitSaga(Trip("thrift-trip-0", "\"fail\"")).status().code(),
-            sdk::StatusCode::kConflict);
-  EXPECT_EQ(client.Get("no-such-gtid").status().code(), sdk::StatusCode::kNotFound);
-  EXPECT_EQ(client.SubmitSaga(sdk::SagaSpec{}).status().code(), sdk::StatusCode::kInvalidArgument);
+            treaty::StatusCode::kConflict);
+  EXPECT_EQ(client.Get("no-such-gtid").status().code(), treaty::StatusCode::kNotFound);
+  EXPECT_EQ(client.SubmitSaga(sdk::SagaSpec{}).status().code(),
+            treaty::StatusCode::kInvalidArgument);
 
   // 2PC driven over Thrift.
   auto begin = client.Begin("thrift-tx", 15000);
@@ -284,7 +286,7 @@ TEST_F(ParticipantServerThriftTest, ClientOverThriftSubmitsAndReadsBack) {
   EXPECT_EQ(Ops("thrift-tx-one-phase", "debit"), "c1");
 
   sdk::Client dead({.coordinators = {"thrift://127.0.0.1:1"}, .max_attempts = 2, .backoff_ms = 10});
-  EXPECT_EQ(dead.Get("thrift-tx").status().code(), sdk::StatusCode::kUnavailable);
+  EXPECT_EQ(dead.Get("thrift-tx").status().code(), treaty::StatusCode::kUnavailable);
 }
 
 }  // namespace

@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 
+#include <pqxx/pqxx>
+
 #include "sdk/sdk_test_env.h"
 #include "support/store_env.h"
 #include "treaty/pg_resource_manager.h"
@@ -16,12 +18,12 @@ using sdk::CallContext;
 using sdk::PgResourceManager;
 using sdk::PgResourceManagerOptions;
 using sdk::SqlTx;
-using sdk::StatusCode;
 using sdk::Vote;
+using treaty::StatusCode;
 
 // Work: payload "AMOUNT" or "AMOUNT@ID" adds AMOUNT to account ID (default
 // 1); a negative balance votes no; amount 0 is a read-only vote.
-sdk::Result<Vote> AddToAccount(SqlTx& tx, const CallContext& ctx) {
+treaty::Result<Vote> AddToAccount(SqlTx& tx, const CallContext& ctx) {
   std::string amount = ctx.payload, id = "1";
   if (auto at = amount.find('@'); at != std::string::npos) {
     id = amount.substr(at + 1);
@@ -97,7 +99,7 @@ TEST_F(PgResourceManagerTest, PrepareThenCommit) {
 // COMMITTED although the work never happened. Now the barrier records
 // decide: nothing recorded, or an abort's tombstone, is not acknowledged.
 TEST_F(PgResourceManagerTest, CommitOfANeverPreparedBranchIsNotAcknowledged) {
-  sdk::Status bare = rm_->Commit(Ctx("never", "commit"));
+  treaty::Status bare = rm_->Commit(Ctx("never", "commit"));
   EXPECT_EQ(bare.code(), StatusCode::kConflict) << bare.ToString();
   EXPECT_NE(bare.message().find("nothing was prepared"), std::string::npos) << bare.ToString();
   EXPECT_EQ(Balance(), 100);
@@ -107,7 +109,7 @@ TEST_F(PgResourceManagerTest, CommitOfANeverPreparedBranchIsNotAcknowledged) {
   // Prepared, then rolled back by an abort: a commit after it is refused too.
   ASSERT_EQ(*rm_->Prepare(Ctx("aborted", "prepare")), Vote::kYes);
   ASSERT_TRUE(rm_->Abort(Ctx("aborted", "abort")).ok());
-  sdk::Status late = rm_->Commit(Ctx("aborted", "commit"));
+  treaty::Status late = rm_->Commit(Ctx("aborted", "commit"));
   EXPECT_EQ(late.code(), StatusCode::kConflict) << late.ToString();
   EXPECT_NE(late.message().find("aborted"), std::string::npos) << late.ToString();
   EXPECT_EQ(Balance(), 100);
@@ -153,7 +155,7 @@ TEST_F(PgResourceManagerTest, OnePhaseCommitAppliesTheWorkInOneLocalTransaction)
   // A failure of the work is transient and rolls the barrier row back: a retry works.
   CallContext bad = Ctx("op3", "commit", "not-a-number");
   bad.one_phase = true;
-  sdk::Status failed = rm_->Commit(bad);
+  treaty::Status failed = rm_->Commit(bad);
   EXPECT_FALSE(failed.ok());
   EXPECT_NE(failed.code(), StatusCode::kBusinessFailure) << failed.ToString();
   bad.payload = "5";
@@ -269,6 +271,32 @@ TEST_F(PgResourceManagerTest, UnreachableCoordinatorLeavesTransactionsInDoubt) {
   EXPECT_EQ((*rm)->open_recovery().errors.size(), 1u);
   EXPECT_EQ(Prepared(), 1);  // never guessed
   EXPECT_TRUE((*rm)->Abort(Ctx("t7", "abort")).ok());
+}
+
+// A prepare that fails half-way through its transaction block (here: the
+// barrier insert times out on a lock held elsewhere) is Unavailable and
+// leaves its pooled connection outside any block: the next call on that same
+// connection (a pool of one) works.
+TEST_F(PgResourceManagerTest, FailureInsideATransactionBlockLeavesTheConnectionUsable) {
+  PgResourceManagerOptions o{.pg_uri = uri_,
+                             .coordinators = {coordinator_.url()},
+                             .max_connections = 1,
+                             .lock_timeout_ms = 200};
+  auto rm = PgResourceManager::Open(o, AddToAccount);
+  ASSERT_TRUE(rm.ok()) << rm.status().ToString();
+  {
+    pqxx::connection other(uri_);
+    pqxx::work hold(other);
+    hold.exec("LOCK TABLE treaty_barrier IN ACCESS EXCLUSIVE MODE");
+    auto v = (*rm)->Prepare(Ctx("t8", "prepare"));
+    ASSERT_FALSE(v.ok());
+    EXPECT_EQ(v.status().code(), StatusCode::kUnavailable) << v.status().ToString();
+  }
+  auto v = (*rm)->Prepare(Ctx("t8", "prepare"));
+  ASSERT_TRUE(v.ok()) << v.status().ToString();
+  EXPECT_EQ(*v, Vote::kYes);
+  EXPECT_TRUE((*rm)->Commit(Ctx("t8", "commit")).ok());
+  EXPECT_EQ(Balance(), 110);
 }
 
 }  // namespace

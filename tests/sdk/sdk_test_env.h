@@ -2,8 +2,6 @@
 
 // Helpers of the SDK integration tests: fresh databases on the binary-wide
 // throwaway PostgreSQL and direct SQL to check what the SDK did.
-// Include coordinator/test-support headers before treaty/ headers (see
-// participant-sdk/include/treaty/status.h on the inline namespace).
 
 #include <cstdint>
 #include <map>

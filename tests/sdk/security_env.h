@@ -1,9 +1,8 @@
 #pragma once
 
-// What SDK security tests need from the coordinator's side, behind plain
-// types (the coordinator's treaty::Status and the SDK's must not meet in one
-// translation unit): a throwaway CA (TestPki) and request signatures as a
-// coordinator makes them (SignRequest). Not thread-safe; blocking (openssl).
+// What SDK security tests need from the coordinator's side: a throwaway CA
+// (TestPki) and request signatures as a coordinator makes them
+// (SignRequest). Not thread-safe; blocking (openssl).
 
 #include <cstdint>
 #include <memory>

@@ -43,7 +43,7 @@ class ThriftLimitsSdkTest : public ::testing::Test {
     server_ = std::make_unique<sdk::ParticipantServer>(options);
     auto count = [this](const sdk::CallContext&) {
       ++handled_;
-      return sdk::Status::Ok();
+      return treaty::Status::Ok();
     };
     server_->AddSagaStep("book", count, count);
     auto s = server_->Start();

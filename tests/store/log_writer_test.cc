@@ -1,7 +1,9 @@
 // LogWriter: group commit on real stores, retries while PostgreSQL restarts.
 #include "store/log_writer.h"
 
+#include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <future>
 #include <mutex>
@@ -134,6 +136,60 @@ TEST_P(LogWriterTest, RetriesUnavailableThenGivesUp) {
   EXPECT_GE(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(200));
   EXPECT_EQ(store().GetTransaction("r2").status().code(), StatusCode::kNotFound);
   counting.fail_next = 0;
+}
+
+// Forwards to a real store after failing the first `fail_first` calls with
+// Unavailable; notes when each call began (steady clock).
+class TimedStore : public ForwardingLogStore {
+ public:
+  TimedStore(LogStore* inner, int fail_first) : ForwardingLogStore(inner), left_(fail_first) {}
+
+  Result<std::vector<Status>> ApplyStorable(const std::vector<TxnWrite>& w) override {
+    {
+      std::lock_guard lock(mu_);
+      calls_.push_back(std::chrono::steady_clock::now());
+      if (left_ > 0) {
+        --left_;
+        return Status::Unavailable("injected: store away");
+      }
+    }
+    return inner_->ApplyBatch(w);
+  }
+  std::vector<std::chrono::steady_clock::time_point> calls() {
+    std::lock_guard lock(mu_);
+    return calls_;
+  }
+
+ private:
+  std::mutex mu_;
+  int left_;
+  std::vector<std::chrono::steady_clock::time_point> calls_;
+};
+
+// During an outage a batch is retried 10 ms, 20 ms, ... doubling up to
+// kLogWriterMaxRetryBackoffMs (250 ms) apart, so once the store is back a
+// waiting write commits within about 250 ms. The cap used to be 1 s, so
+// acknowledged-pending writes waited up to a second after the database
+// recovered. 12 failures: the pauses reach the cap and stay there.
+TEST_P(LogWriterTest, RetriesDuringAnOutageAreAtMostTheCapApart) {
+  static_assert(kLogWriterMaxRetryBackoffMs <= 250);
+  TimedStore timed(&store(), 12);
+  Completions done;
+  LogWriter writer(&timed, {.retry_for_ms = 60000});
+  writer.Submit(CreateWrite("cap-1", "c1"), done.Add("cap-1"));
+  auto results = done.Wait(1);
+  ASSERT_EQ(results.size(), 1u);
+  EXPECT_TRUE(results[0].second.ok()) << results[0].second.ToString();
+  const auto calls = timed.calls();
+  ASSERT_EQ(calls.size(), 13u);
+  std::chrono::steady_clock::duration longest{};
+  for (size_t i = 1; i < calls.size(); ++i) longest = std::max(longest, calls[i] - calls[i - 1]);
+  // Slack for a loaded machine (sanitizers, -j2), well under the old 1 s.
+  EXPECT_LE(longest, std::chrono::milliseconds(250 + 150));
+  EXPECT_GE(longest, std::chrono::milliseconds(250)) << "the backoff did not reach its cap";
+  // The store came back at the 13th call: the write was answered then.
+  EXPECT_LT(calls.back() - calls.front(),
+            std::chrono::milliseconds(10 + 20 + 40 + 80 + 160 + 7 * 250 + 1000));
 }
 
 TEST(LogWriterPostgresTest, RetriesWhilePostgresRestartsThenFailsWhenDown) {

@@ -3,13 +3,20 @@
 // Unavailable without each trying to connect; once it is back, calls succeed
 // again within the backoff cap. Time is a fake clock the test advances, and
 // connect attempts are counted through PgPoolOptions::on_connect_attempt.
+// Also: the connection defaults added to every conninfo form libpq accepts,
+// and the one mapping of PostgreSQL errors (store/pg_error.h).
 
 #include "store/pg_connection_pool.h"
 
 #include <gtest/gtest.h>
 
+#include <libpq-fe.h>
+
 #include <atomic>
 #include <chrono>
+#include <cstdlib>
+#include <map>
+#include <string>
 #include <thread>
 
 #include "support/mini_postgres.h"
@@ -21,6 +28,152 @@ Status SelectOne(pqxx::connection& c) {
   pqxx::nontransaction tx(c);
   tx.exec("SELECT 1");
   return Status::Ok();
+}
+
+// Every parameter `conninfo` sets, as libpq reads it; {"error", why} when it
+// cannot.
+std::map<std::string, std::string> Parsed(const std::string& conninfo) {
+  char* error = nullptr;
+  PQconninfoOption* options = PQconninfoParse(conninfo.c_str(), &error);
+  if (options == nullptr) {
+    std::string why = error != nullptr ? error : "out of memory";
+    PQfreemem(error);
+    return {{"error", why}};
+  }
+  std::map<std::string, std::string> out;
+  for (const PQconninfoOption* o = options; o->keyword != nullptr; ++o) {
+    if (o->val != nullptr) out[o->keyword] = o->val;
+  }
+  PQconninfoFree(options);
+  return out;
+}
+
+// `given` plus the defaults PgConnectionPool adds where absent.
+std::map<std::string, std::string> WithDefaults(std::map<std::string, std::string> given,
+                                                const std::string& connect_timeout) {
+  for (const auto& [key, value] :
+       std::map<std::string, std::string>{{"connect_timeout", connect_timeout},
+                                          {"keepalives", "1"},
+                                          {"keepalives_idle", "10"},
+                                          {"keepalives_interval", "5"},
+                                          {"keepalives_count", "3"}}) {
+    given.emplace(key, value);
+  }
+  return given;
+}
+
+// Regression: the defaults used to be appended to the conninfo as text, which
+// broke a URI ending in "?" ("?&connect_timeout=..."), and could not tell a
+// parameter from a value that happens to contain its name.
+TEST(PgConnectionDefaultsTest, KeepsEveryGivenValueAndAddsDefaultsOnlyWhereAbsent) {
+  ::unsetenv("PGCONNECT_TIMEOUT");
+  const auto defaults = [](const std::string& conninfo, int64_t call_timeout_ms) {
+    return Parsed(PgConnectionPool::WithConnectionDefaults(conninfo, call_timeout_ms));
+  };
+  EXPECT_EQ(defaults("postgresql://u@127.0.0.1:5432/db?", 3000),
+            WithDefaults({{"user", "u"}, {"host", "127.0.0.1"}, {"port", "5432"}, {"dbname", "db"}},
+                         "3"));
+  EXPECT_EQ(defaults("postgresql://127.0.0.1/db?sslmode=disable", 500),
+            WithDefaults({{"host", "127.0.0.1"}, {"dbname", "db"}, {"sslmode", "disable"}}, "2"));
+  EXPECT_EQ(defaults("postgres://h/db?connect_timeout=7&keepalives=0&application_name=a%20b", 0),
+            WithDefaults({{"host", "h"},
+                          {"dbname", "db"},
+                          {"connect_timeout", "7"},
+                          {"keepalives", "0"},
+                          {"application_name", "a b"}},
+                         "unused"));
+  // Quoted key=value values, with spaces, escaped quotes and backslashes,
+  // and an empty one.
+  EXPECT_EQ(defaults(R"(host=h dbname='my db' password='it\'s \\ x' application_name='')", 0),
+            WithDefaults({{"host", "h"},
+                          {"dbname", "my db"},
+                          {"password", R"(it's \ x)"},
+                          {"application_name", ""}},
+                         "10"));
+  // A value naming a parameter does not set it.
+  EXPECT_EQ(
+      defaults("host=h application_name=keepalives_connect_timeout", 0),
+      WithDefaults({{"host", "h"}, {"application_name", "keepalives_connect_timeout"}}, "10"));
+  // Multi-host lists, key=value and URI.
+  EXPECT_EQ(
+      defaults("host=a,b port=5432,5433 target_session_attrs=read-write", 2500),
+      WithDefaults({{"host", "a,b"}, {"port", "5432,5433"}, {"target_session_attrs", "read-write"}},
+                   "3"));
+  EXPECT_EQ(defaults("postgresql://a:1,b:2/db?target_session_attrs=read-write", 0),
+            WithDefaults({{"host", "a,b"},
+                          {"port", "1,2"},
+                          {"dbname", "db"},
+                          {"target_session_attrs", "read-write"}},
+                         "10"));
+  EXPECT_EQ(defaults("host=h connect_timeout=7 keepalives=0", 3000),
+            WithDefaults({{"host", "h"}, {"connect_timeout", "7"}, {"keepalives", "0"}}, "unused"));
+  EXPECT_EQ(defaults("", 0), WithDefaults({}, "10"));
+  // What libpq cannot parse is left for the connect to report.
+  EXPECT_EQ(PgConnectionPool::WithConnectionDefaults("host='unterminated", 0),
+            "host='unterminated");
+  EXPECT_EQ(PgConnectionPool::WithConnectionDefaults("postgresql://h/db?nokey=1", 0),
+            "postgresql://h/db?nokey=1");
+}
+
+// The rebuilt conninfo reaches the server as given: a URI ending in "?" and
+// one with a query both connect, the latter with its application_name.
+TEST(PgConnectionDefaultsTest, UriFormsConnect) {
+  MiniPostgres pg;
+  Status s = pg.Start();
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  for (const std::string& uri :
+       {pg.Uri() + "?", pg.Uri() + "?sslmode=disable&application_name=treaty%20pool"}) {
+    PgConnectionPool pool(uri, 1);
+    std::string name;
+    s = pool.Run("show", [&](pqxx::connection& c) {
+      pqxx::nontransaction tx(c);
+      name = tx.exec1("SHOW application_name")[0].as<std::string>();
+      return Status::Ok();
+    });
+    ASSERT_TRUE(s.ok()) << uri << ": " << s.ToString();
+    if (uri.find("application_name") != std::string::npos) EXPECT_EQ(name, "treaty pool");
+  }
+}
+
+// The one reading of SQLSTATEs (store/pg_error.h); the store's data errors
+// are checked in log_store_poison_test.cc.
+TEST(PgErrorTest, KindsOfSqlstates) {
+  for (const char* transient :
+       {"08006", "57P01", "57014", "53300", "40001", "40P01", "25006", "55P03"}) {
+    EXPECT_EQ(PgErrorKindOf(transient), PgErrorKind::kTransient) << transient;
+    EXPECT_EQ(PgErrorStatus("w", transient, "m").code(), StatusCode::kUnavailable) << transient;
+  }
+  EXPECT_EQ(PgErrorKindOf("23505"), PgErrorKind::kUniqueViolation);
+  for (const char* integrity : {"23502", "23503", "23514", "23P01"}) {
+    EXPECT_EQ(PgErrorKindOf(integrity), PgErrorKind::kIntegrityViolation) << integrity;
+  }
+  for (const char* bad : {"22021", "22P02", "54000"}) {
+    EXPECT_EQ(PgErrorKindOf(bad), PgErrorKind::kBadData) << bad;
+  }
+  for (const char* other : {"42601", "42P01", "42501", "55000", ""}) {
+    EXPECT_EQ(PgErrorKindOf(other), PgErrorKind::kOther) << other;
+  }
+  EXPECT_TRUE(PgErrorMayBreakConnection("08006"));
+  EXPECT_TRUE(PgErrorMayBreakConnection(""));
+  EXPECT_FALSE(PgErrorMayBreakConnection("40001"));
+}
+
+// An exception of any kind thrown by a body becomes a Status; the pool
+// stays usable.
+TEST(PgConnectionPoolTest, AnyExceptionOfABodyBecomesAStatus) {
+  MiniPostgres pg;
+  Status s = pg.Start();
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  PgConnectionPool pool(pg.Uri(), 1);
+  s = pool.Run("syntax", [](pqxx::connection& c) {
+    pqxx::work(c).exec("SELEC 1");
+    return Status::Ok();
+  });
+  EXPECT_EQ(s.code(), StatusCode::kInternal) << s.ToString();
+  EXPECT_NE(s.message().find("42601"), std::string::npos) << s.ToString();
+  s = pool.Run("throw", [](pqxx::connection&) -> Status { throw 42; });
+  EXPECT_EQ(s.code(), StatusCode::kInternal) << s.ToString();
+  EXPECT_TRUE(pool.Run("select", SelectOne).ok());
 }
 
 TEST(PgConnectionPoolTest, BacksOffReconnectsWhileDownAndRecovers) {

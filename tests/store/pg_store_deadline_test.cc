@@ -35,20 +35,6 @@ Status SelectOne(pqxx::connection& c) {
   return Status::Ok();
 }
 
-TEST(PgConnectionDefaultsTest, AddsConnectTimeoutAndKeepalivesUnlessSet) {
-  EXPECT_EQ(PgConnectionPool::WithConnectionDefaults("postgresql://u@h:5432/db", 3000),
-            "postgresql://u@h:5432/db?connect_timeout=3&keepalives=1&keepalives_idle=10&"
-            "keepalives_interval=5&keepalives_count=3");
-  EXPECT_EQ(PgConnectionPool::WithConnectionDefaults("postgres://h/db?sslmode=disable", 500),
-            "postgres://h/db?sslmode=disable&connect_timeout=2&keepalives=1&keepalives_idle=10&"
-            "keepalives_interval=5&keepalives_count=3");
-  EXPECT_EQ(PgConnectionPool::WithConnectionDefaults("host=h dbname=d", 0),
-            "host=h dbname=d connect_timeout=10 keepalives=1 keepalives_idle=10 "
-            "keepalives_interval=5 keepalives_count=3");
-  EXPECT_EQ(PgConnectionPool::WithConnectionDefaults("host=h connect_timeout=7 keepalives=0", 3000),
-            "host=h connect_timeout=7 keepalives=0");
-}
-
 class PgDeadlineTest : public ::testing::Test {
  protected:
   void SetUp() override {

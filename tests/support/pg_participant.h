@@ -51,8 +51,8 @@
 
 #include <boost/asio/io_context.hpp>
 
-#include "common/status.h"
 #include "http/http_server.h"
+#include "treaty/status.h"
 
 namespace treaty::testing {
 

@@ -10,7 +10,7 @@
 
 #include <string>
 
-#include "common/status.h"
+#include "treaty/status.h"
 
 namespace treaty::testing {
 

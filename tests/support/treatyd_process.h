@@ -14,9 +14,9 @@
 #include <string>
 #include <vector>
 
-#include "common/status.h"
 #include "security/tls_context.h"
 #include "support/subprocess.h"
+#include "treaty/status.h"
 
 namespace treaty::testing {
 

@@ -16,7 +16,9 @@
 
 #include "CoordinatorService.h"
 #include "api/api_fixture.h"
+#include "engine/readiness.h"
 #include "http/http_client.h"
+#include "support/fake_task_runner.h"
 #include "thrift/coordinator_handler.h"
 
 namespace treaty::testing {
@@ -149,8 +151,14 @@ TEST_P(CoordinatorHandlerTest, RefusesNewWorkWhileDraining) {
 
 TEST_P(CoordinatorHandlerTest, RefusesNewWorkWhileStoreIsDown) {
   StoreHealth health(/*probe_after_ms=*/60000);
+  FakeTaskRunner blocking;  // AdmitNewWork never posts to it
+  ReadinessDeps deps;
+  deps.queries = server_->queries();
+  deps.blocking = &blocking;
+  deps.health = &health;
+  Readiness readiness(std::move(deps));
   CoordinatorHandlerOptions opts;
-  opts.store_health = &health;
+  opts.readiness = &readiness;
   opts.queries = server_->queries();
   CoordinatorHandler handler([this] { return server_->service(); }, opts);
 

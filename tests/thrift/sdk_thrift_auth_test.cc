@@ -84,18 +84,18 @@ TEST_F(SdkThriftAuthTest, TokenAuthenticatesTheThriftConnection) {
   sdk::Client without(Options());
   r = without.SubmitSaga(Saga("thrift-auth-2"));
   ASSERT_FALSE(r.ok());
-  EXPECT_EQ(r.status().code(), sdk::StatusCode::kUnauthenticated) << r.status().ToString();
+  EXPECT_EQ(r.status().code(), treaty::StatusCode::kUnauthenticated) << r.status().ToString();
 
   sdk::Client wrong(Options("not-a-token"));
   r = wrong.SubmitSaga(Saga("thrift-auth-3"));
   ASSERT_FALSE(r.ok());
-  EXPECT_EQ(r.status().code(), sdk::StatusCode::kUnauthenticated) << r.status().ToString();
+  EXPECT_EQ(r.status().code(), treaty::StatusCode::kUnauthenticated) << r.status().ToString();
   EXPECT_EQ(r.status().message().find("not-a-token"), std::string::npos) << r.status().ToString();
 
   sdk::Client viewer(Options(kViewerToken));
   r = viewer.SubmitSaga(Saga("thrift-auth-4"));
   ASSERT_FALSE(r.ok());
-  EXPECT_EQ(r.status().code(), sdk::StatusCode::kPermissionDenied) << r.status().ToString();
+  EXPECT_EQ(r.status().code(), treaty::StatusCode::kPermissionDenied) << r.status().ToString();
   EXPECT_NE(r.status().message().find("'submit'"), std::string::npos) << r.status().ToString();
   EXPECT_TRUE(viewer.Get("thrift-auth-1").ok()) << "read is enough to read";
 }

@@ -46,6 +46,15 @@ struct BarrierOptions {
   int max_connections = 8;      // pooled connections; Run blocks when all are busy
   int lock_timeout_ms = 10000;  // waiting on a concurrent delivery longer is Unavailable
   bool migrate = true;          // apply migrations/participant/ in Open
+  // Deadline of every database call (Open's connect and migration, each Run
+  // and Purge), in ms; 0: none. A call still waiting on the database then
+  // has its connection closed and fails with Unavailable (for a Run whose
+  // commit was under way: outcome unknown, as after any lost connection; a
+  // redelivery finds out through the barrier). Waiting for a free
+  // connection counts too. PostgreSQL also ends a session of ours that stays
+  // idle inside a transaction this long (10 s without a deadline), so a
+  // `body` must not pause that long between its statements.
+  int call_timeout_ms = 0;
 };
 
 enum class BarrierEffect {

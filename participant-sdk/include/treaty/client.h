@@ -86,7 +86,9 @@
 // framed, binary; treatyd's --thrift address); all may be mixed in one
 // list. Same calls, answers and fail-over either way (Thrift's typed
 // exceptions stand for the codes above: InvalidRequest invalid_argument,
-// NotFound, Conflict, Unavailable, Unauthenticated, Forbidden).
+// NotFound, Conflict (conflict, or not_owner when its `code` says so; an
+// older coordinator sends no code: conflict), Unavailable, Unauthenticated,
+// Forbidden).
 // Input rules (docs/input-rules.md): a gtid must be an identifier (1..128
 // bytes of printable ASCII other than '/', '?', '#', '%', '\\'), and a
 // payload that is JSON may nest at most 64 levels; else InvalidArgument
@@ -94,7 +96,10 @@
 // whose body is not a JSON object (not JSON, ill-formed UTF-8, nested
 // deeper than 64 levels) counts as a failed attempt (the next coordinator
 // is tried; Unavailable says why when none answers properly), and error
-// messages are cut to 200 bytes of valid UTF-8.
+// messages are cut to 200 bytes of valid UTF-8. Every message a Status of
+// the client carries from outside (a coordinator's message, a connection
+// error) has its control characters escaped as in log lines (\n, \xNN;
+// docs/input-rules.md "Text"), so it is safe to log as it is.
 // Thread-safe (calls from many threads share the connection pools, each
 // call on its own connection); every call blocks, at most as the bounds
 // above allow.

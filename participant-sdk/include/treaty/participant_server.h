@@ -80,8 +80,9 @@
 // size limit, 413, comes first); a refused request never reaches a handler.
 //
 // Threads: HTTP I/O runs on `io_threads`; handlers run on a pool of
-// `handler_threads` (Thrift: one event-loop thread and its own pool of
-// `handler_threads`) and may block (database work). Handlers for different
+// `handler_threads` (Thrift: a thread per connection, up to 512, and at
+// most `handler_threads` Thrift handlers at once; participant-sdk/README.md)
+// and may block (database work). Handlers for different
 // deliveries run concurrently, including duplicates of the same delivery:
 // use a Barrier or PgResourceManager for exactly-once effects.
 // Register handlers before Start(); registration after Start is not allowed.

@@ -68,6 +68,15 @@ struct PgResourceManagerOptions {
   bool recover_on_open = true;      // run Recover() in Open (errors are reported, not fatal)
   int recovery_interval_ms = 0;     // > 0: also recover in the background this often
   int recovery_min_age_ms = 30000;  // background recovery skips younger prepared xacts
+  // Deadline of every database call (Open's checks and migration, each
+  // Prepare, Commit, Abort and Recover's listing), in ms; 0: none. A call
+  // still waiting on the database then has its connection closed and fails
+  // with Unavailable (outcome unknown: the coordinator retries, and a
+  // branch left prepared is found again by Prepare or recovery). Waiting for
+  // a free connection counts too. PostgreSQL also ends a session of ours that
+  // stays idle inside a transaction this long (10 s without a deadline), so
+  // the work must not pause that long between its statements.
+  int call_timeout_ms = 0;
 };
 
 // The service's part of prepare: runs in the transaction that is then

@@ -49,9 +49,10 @@ class SqlTx {
   explicit SqlTx(Impl* impl) : impl_(impl) {}
 
   // Runs one statement with $n parameters. Errors: Unavailable for a lost
-  // connection, serialization failure, deadlock or lock time-out (retrying
-  // the whole call may succeed); Conflict for an integrity violation (unique,
-  // foreign key, check); Internal otherwise.
+  // connection, serialization failure, deadlock or lock time-out, server
+  // shutdown or overload, a read-only server after fail-over (retrying the
+  // whole call may succeed); Conflict for an integrity violation (unique,
+  // not null, foreign key, check); Internal otherwise.
   Result<SqlResult> Exec(const std::string& sql, const std::vector<SqlParam>& params = {});
 
  private:

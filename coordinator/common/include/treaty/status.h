@@ -1,9 +1,16 @@
 #pragma once
 
-// Status and Result<T>: how every fallible call in Treaty reports failure.
-// No exception crosses a module boundary; library exceptions (libpqxx,
-// Thrift, Beast) are caught in one wrapper per library and turned into a
-// Status with a domain code.
+// treaty::Status and treaty::Result<T>: how every fallible call in Treaty
+// reports failure, in the coordinator and in the participant SDK (libtreaty)
+// alike. This is the one Status of the project: it belongs to the base
+// library (treaty_common) and is installed with the SDK's headers.
+//
+// No exception crosses a module boundary, and none leaves the SDK: library
+// exceptions (libpqxx, Thrift, Beast) are caught in one wrapper per library
+// and turned into a Status with a domain code.
+//
+// Thread-safety: a Status is a value; distinct objects may be used from
+// distinct threads, one object needs outside synchronisation to be changed.
 
 #include <cassert>
 #include <string>
@@ -12,21 +19,37 @@
 
 namespace treaty {
 
+// kInternal stays the last code (control_socket.cc iterates the codes up to
+// it).
 enum class StatusCode {
   kOk = 0,
-  kInvalidArgument,   // the caller's input is wrong; retrying will not help
-  kNotFound,          // no such transaction / branch / coordinator
-  kConflict,          // the request contradicts what is already logged
-  kTimedOut,          // a deadline passed before the operation finished
-  kUnavailable,       // a dependency (log store, participant) cannot be reached now
-  kLostOwnership,     // fencing: this coordinator no longer owns the transaction
+  kInvalidArgument,  // the caller's input is wrong; retrying will not help
+  kNotFound,         // no such transaction / branch (coordinator: presumed aborted)
+  kConflict,         // contradicts what is already logged (e.g. a gtid reused with another body)
+  kBusinessFailure,  // a participant refused on business grounds: 409 / FAILED / vote NO; never
+                     // retried
+  kTimedOut,         // a deadline passed before the operation finished
+  kUnavailable,  // a dependency (log store, coordinator, participant) cannot be reached now; retry
+  kLostOwnership,     // fencing: this coordinator no longer owns the transaction ("not_owner")
   kTooLarge,          // a body or field exceeds a configured limit
-  kUnauthenticated,   // no valid credentials (REST 401)
-  kPermissionDenied,  // valid credentials without the role needed (REST 403)
-  kInternal,          // a bug or an unexpected library failure
+  kUnauthenticated,   // no valid credentials (HTTP 401): a missing or wrong token; never retried
+  kPermissionDenied,  // valid credentials without the role needed (HTTP 403); never retried
+  kInternal,          // a bug or an unexpected library failure; transient for the protocol
 };
 
+// "InvalidArgument", "BusinessFailure", "LostOwnership", ...: the name used by
+// Status::ToString.
 const char* StatusCodeName(StatusCode code);
+
+// The "code" of a JSON error body {"error":{"code":...,"message":...}}:
+// "invalid_argument", "not_found", "conflict", "business_failure",
+// "timed_out", "unavailable", "not_owner", "too_large", "unauthenticated",
+// "forbidden", "internal" ("ok" for kOk). The coordinator's REST API
+// (docs/api.md) and the participant server (docs/protocol.md) both answer
+// with these; ErrorCodeFromName reads them back.
+const char* ErrorCodeName(StatusCode code);
+// The code whose ErrorCodeName is `name`; kInternal for an unknown name.
+StatusCode ErrorCodeFromName(const std::string& name);
 
 class [[nodiscard]] Status {
  public:
@@ -39,6 +62,9 @@ class [[nodiscard]] Status {
   }
   static Status NotFound(std::string m) { return {StatusCode::kNotFound, std::move(m)}; }
   static Status Conflict(std::string m) { return {StatusCode::kConflict, std::move(m)}; }
+  static Status BusinessFailure(std::string m) {
+    return {StatusCode::kBusinessFailure, std::move(m)};
+  }
   static Status TimedOut(std::string m) { return {StatusCode::kTimedOut, std::move(m)}; }
   static Status Unavailable(std::string m) { return {StatusCode::kUnavailable, std::move(m)}; }
   static Status LostOwnership(std::string m) { return {StatusCode::kLostOwnership, std::move(m)}; }
