@@ -20,6 +20,8 @@
 #include <cstring>
 #include <filesystem>
 #include <iostream>
+#include <memory>
+#include <string_view>
 #include <utility>
 
 #include <systemd/sd-daemon.h>
@@ -32,6 +34,7 @@
 #include "api/server.h"
 #include "common/endpoint.h"
 #include "common/json_log_formatter.h"
+#include "common/text.h"
 #include "common/text_log_formatter.h"
 #include "common/version.h"
 #include "security/config_file.h"
@@ -186,40 +189,44 @@ treaty::Status ParseAdvertised(const std::string& text, treaty::ServerOptions& o
 // otherwise. Failures to send are ignored: the service works without it.
 void NotifySystemd(const std::string& state) { (void)sd_notify(0, state.c_str()); }
 
+// The text of treatyd's --config file, read once by the option's own check
+// (ReadConfigFileOnce) and parsed by ConfigFileFormat. Only main's thread
+// uses it, during app.parse().
+struct ConfigFileText {
+  std::string path;  // as given
+  std::string text;
+  bool read = false;
+};
+
+// What CLI11 opens in place of the --config file. CLI11 (2.1) opens the path
+// the option holds itself (Config::from_file, not virtual) before calling
+// from_config, and offers no way to hand it text: ReadConfigFileOnce has
+// already read the file, so the option's value becomes this always-openable
+// empty device and from_config parses the text read. The user's file is so
+// opened once, by ReadConfigFile (no FIFO swapped in meanwhile can block).
+constexpr const char* kConfigHandedOver = "/dev/null";
+
 // Reads treatyd's --config file for CLI11, in the format of ParseConfigText
-// (security/config_file.h): at most kMaxOptionsFileBytes, each key checked
-// against `app`'s options as it is read, so that an error names the line
-// and the key as written. Errors are CLI::ConfigError; main() prints them
-// after "--config FILE: ". The file reaches from_config() already open:
-// --config's own check (ConfigFileCheck) refused anything but a regular
-// file before CLI11 opened it.
+// (security/config_file.h), from the text ReadConfigFileOnce read; each key
+// checked against `app`'s options as it is read, so that an error names the
+// line and the key as written, and each value against its option's kind
+// (flag, integer, text, list). Errors are CLI::ConfigError; main() prints
+// them after "--config FILE: ".
 class ConfigFileFormat : public CLI::Config {
  public:
-  explicit ConfigFileFormat(const CLI::App* app) : app_(app) {}
+  ConfigFileFormat(const CLI::App* app, std::shared_ptr<const ConfigFileText> file)
+      : app_(app), file_(std::move(file)) {}
 
   std::string to_config(const CLI::App* app, bool default_also, bool write_description,
                         std::string prefix) const override {
     return CLI::ConfigTOML().to_config(app, default_also, write_description, std::move(prefix));
   }
 
-  std::vector<CLI::ConfigItem> from_config(std::istream& input) const override {
-    std::string text(treaty::kMaxOptionsFileBytes + 1, '\0');
-    input.read(text.data(), static_cast<std::streamsize>(text.size()));
-    if (input.bad()) throw CLI::ConfigError("cannot read the file");
-    text.resize(static_cast<size_t>(input.gcount()));
-    if (text.size() > treaty::kMaxOptionsFileBytes) {
-      throw CLI::ConfigError("the file is larger than " +
-                             std::to_string(treaty::kMaxOptionsFileBytes) +
-                             " bytes: not a treatyd configuration");
-    }
-    auto settings = treaty::ParseConfigText(text, [this](const std::string& key) {
-      const CLI::Option* op = app_->get_option_no_throw("--" + key);
-      if (op == nullptr) return treaty::ConfigKeyKind::kUnknown;
-      if (!op->get_configurable()) return treaty::ConfigKeyKind::kNotInFile;
-      // As CLI11 tells a flag from an option taking a value.
-      return op->get_expected_min() == 0 ? treaty::ConfigKeyKind::kFlag
-                                         : treaty::ConfigKeyKind::kValue;
-    });
+  // `input` is kConfigHandedOver, opened by CLI11: not read.
+  std::vector<CLI::ConfigItem> from_config(std::istream& /*input*/) const override {
+    if (!file_->read) throw CLI::ConfigError("the file was not read");
+    auto settings = treaty::ParseConfigText(file_->text,
+                                            [this](const std::string& key) { return KindOf(key); });
     if (!settings.ok()) throw CLI::ConfigError(settings.status().message());
     std::vector<CLI::ConfigItem> items;
     for (treaty::ConfigSetting& s : *settings) {
@@ -232,20 +239,68 @@ class ConfigFileFormat : public CLI::Config {
   }
 
  private:
+  treaty::ConfigKeyKind KindOf(const std::string& key) const {
+    const CLI::Option* op = app_->get_option_no_throw("--" + key);
+    if (op == nullptr) return treaty::ConfigKeyKind::kUnknown;
+    if (!op->get_configurable()) return treaty::ConfigKeyKind::kNotInFile;
+    // As CLI11 tells a flag from an option taking a value, and a list
+    // (std::vector) from one value; the type name is "INT", "UINT",
+    // "TEXT"..., then ":" and the checks' descriptions.
+    if (op->get_expected_min() == 0) return treaty::ConfigKeyKind::kFlag;
+    if (op->get_expected_max() > 1) return treaty::ConfigKeyKind::kList;
+    const std::string type = op->get_type_name();
+    const std::string base = type.substr(0, type.find(':'));
+    return base == "INT" || base == "UINT" ? treaty::ConfigKeyKind::kInteger
+                                           : treaty::ConfigKeyKind::kText;
+  }
+
   const CLI::App* const app_;
+  const std::shared_ptr<const ConfigFileText> file_;
 };
 
-// --config's check, run as soon as the option is parsed (before CLI11 opens
-// the file): only a regular file, so that a FIFO cannot block the start and
-// a device such as /dev/zero is not read without end. "" when fine.
-std::string ConfigFileCheck(const std::string& path) {
-  treaty::Status s = treaty::CheckRegularFile("--config", path);
-  if (s.ok()) return "";
-  // CLI11 puts "--config: " before the message itself.
-  std::string message = s.message();
-  const std::string prefix = "--config: ";
-  if (message.rfind(prefix, 0) == 0) message.erase(0, prefix.size());
-  return message;
+// --config's transform, run as soon as the option is parsed: reads the file
+// once (only a regular file, opened without blocking, so that a FIFO cannot
+// block the start and a device such as /dev/zero is not read without end;
+// at most kMaxOptionsFileBytes) into `file`, and hands CLI11
+// kConfigHandedOver to open instead. Returns "" when fine, else the reason
+// (CLI11 puts "--config: " before it).
+CLI::Validator ReadConfigFileOnce(std::shared_ptr<ConfigFileText> file) {
+  return CLI::Validator(
+      [file](std::string& path) -> std::string {
+        if (file->read && path == kConfigHandedOver) return "";  // validated again
+        auto read = treaty::ReadConfigFile("--config", path, treaty::kMaxOptionsFileBytes);
+        if (!read.ok()) {
+          std::string message = read.status().message();
+          const std::string prefix = "--config: ";
+          if (message.rfind(prefix, 0) == 0) message.erase(0, prefix.size());
+          return message;
+        }
+        file->path = path;
+        file->text = std::move(read->text);
+        file->read = true;
+        path = kConfigHandedOver;
+        return "";
+      },
+      "", "config-file");
+}
+
+// Messages printed to the terminal are at most about kShownBytes.
+constexpr size_t kShownBytes = 400;
+
+// A message for the terminal built from text that may come from the command
+// line or the --config file: control characters escaped, bounded.
+std::string Shown(std::string_view text) {
+  return treaty::EscapeControl(treaty::Excerpt(text, kShownBytes));
+}
+
+// A message whose quoted text is escaped already (ParseConfigText's):
+// bounded, and a control character that is still there shown as '?'.
+std::string Bounded(std::string_view text) {
+  std::string out = treaty::Excerpt(text, kShownBytes);
+  for (char& c : out) {
+    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = '?';
+  }
+  return out;
 }
 
 constexpr const char* kFooter = R"(Commands:
@@ -269,11 +324,12 @@ Docs: docs/operations.md.)";
 
 int main(int argc, char** argv) {
   CLI::App app{"treatyd: Treaty distributed transaction coordinator"};
+  auto config_file = std::make_shared<ConfigFileText>();
   app.set_config("--config", "",
                  "Read options from a TOML file (`key = value`; an unknown key is an error)")
-      ->check(ConfigFileCheck)
-      ->trigger_on_parse();  // checked before CLI11 opens it
-  app.config_formatter(std::make_shared<ConfigFileFormat>(&app));
+      ->transform(ReadConfigFileOnce(config_file))
+      ->trigger_on_parse();  // read before CLI11 would open it
+  app.config_formatter(std::make_shared<ConfigFileFormat>(&app, config_file));
   app.allow_config_extras(CLI::config_extras_mode::error);
   app.set_version_flag("--version", treaty::VersionLine("treatyd"),
                        "Print the version, git commit and build type, and exit")
@@ -457,12 +513,16 @@ int main(int argc, char** argv) {
     app.parse(argc, argv);
   } catch (const CLI::ConfigError& e) {
     // From ConfigFileFormat: "line N: ..." naming the key, or the file's size.
-    std::cerr << "treatyd: --config " << app.get_config_ptr()->as<std::string>() << ": " << e.what()
+    // The parser's messages are escaped already: bounded, not escaped twice.
+    std::cerr << "treatyd: --config " << Shown(config_file->path) << ": " << Bounded(e.what())
               << "\n";
     return 2;
   } catch (const CLI::ParseError& e) {
-    // --help and --version exit 0; every usage error (CLI11's own codes) is 2.
-    return app.exit(e) != 0 ? 2 : 0;
+    // --help and --version exit 0; every usage error (CLI11's own codes) is
+    // 2, its message (which may quote a value) escaped and bounded.
+    if (e.get_exit_code() == static_cast<int>(CLI::ExitCodes::Success)) return app.exit(e);
+    std::cerr << "treatyd: " << Shown(e.what()) << "\nRun with --help for more information.\n";
+    return 2;
   }
 
   opts.retention_ms = retention_hours * 3600 * 1000;
@@ -524,7 +584,8 @@ int main(int argc, char** argv) {
     auto store = treaty::OpenLogStore(opts.store_uri);
     if (!store.ok()) {
       std::cerr << "treatyd: cannot open store: " << store.status().ToString() << "\n";
-      return 1;
+      // A store URI that cannot be right (CheckStoreUri) is a configuration error.
+      return store.status().code() == treaty::StatusCode::kInvalidArgument ? 2 : 1;
     }
     auto s = (*store)->Migrate();
     if (!s.ok()) {

@@ -39,6 +39,7 @@
 #include "security/request_signature.h"
 #include "security/tls_context.h"
 #include "store/log_store.h"
+#include "store/open_log_store.h"
 #include "store/pg_log_store.h"
 #include "store/sqlite_backup.h"
 #include "store/sqlite_log_store.h"
@@ -210,6 +211,8 @@ Status Server::Impl::SetUpSecurity() {
 Server::Server(ServerOptions options) : impl_(std::make_unique<Impl>(std::move(options))) {}
 
 Status Server::CheckOptions(const ServerOptions& options) {
+  // The store URI as Start's OpenLogStore checks it first (no connection).
+  if (Status s = CheckStoreUri(options.store_uri); !s.ok()) return s;
   ServerOptions probe_options = options;
   probe_options.audit_log_file.clear();  // checked below, without creating it
   Impl probe(std::move(probe_options));
@@ -289,6 +292,7 @@ Status Server::Start() {
     metrics->OnLogBatch(n, us, s);
   };
   writer_opts.health = &m.store_health;
+  writer_opts.lanes = static_cast<size_t>(m.store->WriteConcurrency());
   m.writer = std::make_unique<LogWriter>(m.store.get(), writer_opts);
   m.txn_log = std::make_unique<WriterTxnLog>(m.writer.get());
   HttpCallerOptions caller_opts;

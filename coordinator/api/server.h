@@ -89,7 +89,8 @@ class Server {
   // message if the store or the address cannot be used.
   Status Start();
   // What `treatyd --check-config` runs: every check Start makes before it
-  // opens the store (tokens file, TLS files, the exposure rule, participant
+  // opens the store (the store URI as CheckStoreUri in store/open_log_store.h
+  // reads it, tokens file, TLS files, the exposure rule, participant
   // allow-list, allowed hosts, signing key), without binding, opening the
   // store or creating the audit log (only its directory is checked for
   // writing). InvalidArgument naming the option when one would stop Start.

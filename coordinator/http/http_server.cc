@@ -23,6 +23,7 @@
 #include <boost/beast/ssl.hpp>
 
 #include "common/exception_guard.h"
+#include "common/host_port.h"
 #include "common/log_throttle.h"
 #include "common/mutex.h"
 #include "common/text.h"
@@ -563,8 +564,9 @@ Status HttpServer::Start() {
     auto fail = [&](const char* what) TREATY_REQUIRES(impl_->core->mu) {
       beast::error_code ignored;
       acceptor.close(ignored);
-      return Status::Unavailable(std::string(what) + " " + endpoint.address().to_string() + ":" +
-                                 std::to_string(endpoint.port()) + ": " + ec.message());
+      return Status::Unavailable(std::string(what) + " " +
+                                 FormatHostPort(endpoint.address().to_string(), endpoint.port()) +
+                                 ": " + ec.message());
     };
     acceptor.open(endpoint.protocol(), ec);
     if (ec) return fail("cannot open");

@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <map>
 #include <optional>
 
@@ -105,6 +106,13 @@ bool IsKeyChar(char c) {
          c == '_' || c == '.';
 }
 
+// A value as written: its text (quotes and escapes removed) and whether it
+// was quoted ("3" is text, 3 a number).
+struct ScannedValue {
+  std::string text;
+  bool quoted = false;
+};
+
 // Reads a config text left to right; `line_` is the 1-based line at `pos_`.
 class ConfigScanner {
  public:
@@ -162,16 +170,20 @@ class ConfigScanner {
 
   // One value at `pos_`: quoted, or bare up to one of `stops`, a '#' or
   // the end of the line. Error text (without "line N: ") on failure.
-  Result<std::string> Value(std::string_view stops) {
-    if (AtEnd()) return std::string();
-    if (Peek() == '"') return Quoted();
+  Result<ScannedValue> Value(std::string_view stops) {
+    if (AtEnd()) return ScannedValue{};
+    if (Peek() == '"') {
+      Result<std::string> quoted = Quoted();
+      if (!quoted.ok()) return quoted.status();
+      return ScannedValue{std::move(*quoted), true};
+    }
     if (Peek() == '\'') {
       const size_t close = text_.find_first_of("'\n", pos_ + 1);
       if (close == std::string_view::npos || text_[close] != '\'')
         return Status::InvalidArgument("a ' is not closed on its line");
       std::string out(text_.substr(pos_ + 1, close - pos_ - 1));
       pos_ = close + 1;
-      return out;
+      return ScannedValue{std::move(out), true};
     }
     const size_t begin = pos_;
     while (!AtEnd() && Peek() != '\n' && Peek() != '#' &&
@@ -180,7 +192,7 @@ class ConfigScanner {
     std::string_view bare = text_.substr(begin, pos_ - begin);
     while (!bare.empty() && (bare.back() == ' ' || bare.back() == '\t' || bare.back() == '\r'))
       bare.remove_suffix(1);
-    return std::string(bare);
+    return ScannedValue{std::string(bare), false};
   }
 
  private:
@@ -202,11 +214,9 @@ class ConfigScanner {
         out.push_back(e);
       } else if (e == 't') {
         out.push_back('\t');
-      } else if (e == 'n') {
-        out.push_back('\n');
       } else {
         return Status::InvalidArgument(
-            "unsupported escape in a \"string\" (only \\\" \\\\ \\t \\n; write a backslash as "
+            "unsupported escape in a \"string\" (only \\\" \\\\ \\t; write a backslash as "
             "\\\\, or use a 'single-quoted' string)");
       }
     }
@@ -222,10 +232,73 @@ Status LineError(int line, const std::string& what) {
   return Status::InvalidArgument("line " + std::to_string(line) + ": " + what);
 }
 
+// A control character (C0 but tab, or DEL) in `value`: its escaped form
+// ("\x00"), or "" when there is none.
+std::string ControlCharIn(std::string_view value) {
+  for (char c : value) {
+    const unsigned char u = static_cast<unsigned char>(c);
+    if ((u < 0x20 && c != '\t') || u == 0x7f) {
+      char hex[8];
+      std::snprintf(hex, sizeof hex, "\\x%02x", u);
+      return hex;
+    }
+  }
+  return "";
+}
+
+bool IsInteger(std::string_view v) {
+  if (!v.empty() && v.front() == '-') v.remove_prefix(1);
+  if (v.empty() || v.size() > 19) return false;
+  for (char c : v) {
+    if (c < '0' || c > '9') return false;
+  }
+  return true;
+}
+
+// "" when the value(s) of a `kind` key as written (`list`: in [ ]) have
+// that kind, else why not.
+std::string WrongKind(ConfigKeyKind kind, bool list, const std::vector<ScannedValue>& values) {
+  if (list && kind != ConfigKeyKind::kList) return "takes one value, not a list";
+  for (const ScannedValue& v : values) {
+    switch (kind) {
+      case ConfigKeyKind::kFlag:
+        if (v.quoted || (v.text != "true" && v.text != "false"))
+          return "is a flag: write true or false, unquoted";
+        break;
+      case ConfigKeyKind::kInteger:
+        if (v.quoted || !IsInteger(v.text)) return "takes an integer, unquoted (such as 5000)";
+        break;
+      default:
+        break;
+    }
+  }
+  return "";
+}
+
+// Where a carriage return is not followed by a newline (0: nowhere); such
+// a line would otherwise hide the lines after it in a comment or a value.
+int LoneCarriageReturnLine(std::string_view text) {
+  int line = 1;
+  for (size_t i = 0; i < text.size(); ++i) {
+    if (text[i] == '\n') ++line;
+    if (text[i] == '\r' && (i + 1 == text.size() || text[i + 1] != '\n')) return line;
+  }
+  return 0;
+}
+
 }  // namespace
 
 Result<std::vector<ConfigSetting>> ParseConfigText(
     std::string_view text, const std::function<ConfigKeyKind(const std::string&)>& kind_of) {
+  constexpr std::string_view kByteOrderMark = "\xEF\xBB\xBF";
+  if (text.substr(0, kByteOrderMark.size()) == kByteOrderMark) {
+    text.remove_prefix(kByteOrderMark.size());
+  }
+  if (const int line = LoneCarriageReturnLine(text); line != 0) {
+    return LineError(line,
+                     "a carriage return (\\r) not followed by a newline: save the file with "
+                     "\\n or \\r\\n line endings");
+  }
   std::vector<ConfigSetting> out;
   std::map<std::string, int> first_line;  // key -> line where it was set
   ConfigScanner in(text);
@@ -240,75 +313,91 @@ Result<std::vector<ConfigSetting>> ParseConfigText(
     }
     const std::string key(in.Key());
     if (key.empty()) {
+      if (in.RestOfLine().substr(0, 3) == "\xEF\xBB\xBF") {
+        return LineError(line,
+                         "a byte order mark (U+FEFF) is allowed only at the start of the file");
+      }
       return LineError(line, "expected `key = value`, found '" + Shown(in.RestOfLine()) + "'");
     }
-    switch (kind_of(key)) {
+    const std::string shown = Shown(key);  // the key as quoted in messages
+    const ConfigKeyKind kind = kind_of(key);
+    switch (kind) {
       case ConfigKeyKind::kUnknown:
-        return LineError(line, "unknown key '" + key + "'" + kKeysAre);
+        return LineError(line, "unknown key '" + shown + "'" + kKeysAre);
       case ConfigKeyKind::kNotInFile:
-        return LineError(line, "'" + key + "' is an option of the command line only");
-      case ConfigKeyKind::kFlag:
-      case ConfigKeyKind::kValue:
+        return LineError(line, "'" + shown + "' is an option of the command line only");
+      default:
         break;
     }
     if (auto [it, fresh] = first_line.emplace(key, line); !fresh) {
       return LineError(
-          line, "'" + key + "' is set again (first on line " + std::to_string(it->second) + ")");
+          line, "'" + shown + "' is set again (first on line " + std::to_string(it->second) + ")");
     }
     ConfigSetting setting{key, {}, line};
     if (in.EndOfLine()) {
-      if (kind_of(key) != ConfigKeyKind::kFlag) {
-        return LineError(line, "'" + key + "' needs a value: `" + key + " = VALUE`");
+      if (kind != ConfigKeyKind::kFlag) {
+        return LineError(line, "'" + shown + "' needs a value: `" + shown + " = VALUE`");
       }
       setting.values.push_back("true");  // a bare flag
       out.push_back(std::move(setting));
       continue;
     }
     if (in.Peek() != '=') {
-      return LineError(line,
-                       "expected '=' after '" + key + "', found '" + Shown(in.RestOfLine()) + "'");
+      return LineError(
+          line, "expected '=' after '" + shown + "', found '" + Shown(in.RestOfLine()) + "'");
     }
     in.Advance();
     in.SkipBlanks();
     if (in.AtEnd() || in.Peek() == '\n' || in.Peek() == '#') {
-      return LineError(line, "'" + key + "' = nothing: give a value (\"\" for empty text)");
+      return LineError(line, "'" + shown + "' = nothing: give a value (\"\" for empty text)");
     }
-    const auto bad_value = [&](const Status& s) {
-      return LineError(in.line(), "the value of '" + key + "': " + s.message());
+    std::vector<ScannedValue> values;
+    // Each value as it is read: it parses and holds no control character.
+    const auto take = [&](std::string_view stops) -> Status {
+      Result<ScannedValue> v = in.Value(stops);
+      if (!v.ok())
+        return LineError(in.line(), "the value of '" + shown + "': " + v.status().message());
+      if (std::string c = ControlCharIn(v->text); !c.empty()) {
+        return LineError(in.line(), "the value of '" + shown + "' holds the control character " +
+                                        c + " (only tab is allowed)");
+      }
+      values.push_back(std::move(*v));
+      return Status::Ok();
     };
-    if (!in.AtEnd() && in.Peek() == '[') {
+    const bool list = in.Peek() == '[';
+    if (list) {
       in.Advance();
       while (true) {
         in.SkipSpace();
-        if (in.AtEnd()) return LineError(line, "the list of '" + key + "' is not closed with ]");
+        if (in.AtEnd()) return LineError(line, "the list of '" + shown + "' is not closed with ]");
         if (in.Peek() == ']') break;
         if (in.Peek() == ',')
-          return LineError(in.line(), "a value is missing in the list of '" + key + "'");
-        Result<std::string> v = in.Value(",]");
-        if (!v.ok()) return bad_value(v.status());
-        setting.values.push_back(std::move(*v));
+          return LineError(in.line(), "a value is missing in the list of '" + shown + "'");
+        if (Status s = take(",]"); !s.ok()) return s;
         in.SkipSpace();
-        if (in.AtEnd()) return LineError(line, "the list of '" + key + "' is not closed with ]");
+        if (in.AtEnd()) return LineError(line, "the list of '" + shown + "' is not closed with ]");
         if (in.Peek() == ',') {
           in.Advance();
         } else if (in.Peek() != ']') {
-          return LineError(in.line(), "expected ',' or ']' in the list of '" + key + "'");
+          return LineError(in.line(), "expected ',' or ']' in the list of '" + shown + "'");
         }
       }
       in.Advance();  // ']'
-      if (setting.values.empty()) {
+      if (values.empty()) {
         return LineError(line,
-                         "the list of '" + key + "' is empty; leave the key out for its default");
+                         "the list of '" + shown + "' is empty; leave the key out for its default");
       }
     } else {
-      Result<std::string> v = in.Value("");
-      if (!v.ok()) return bad_value(v.status());
-      setting.values.push_back(std::move(*v));
+      if (Status s = take(""); !s.ok()) return s;
+    }
+    if (std::string why = WrongKind(kind, list, values); !why.empty()) {
+      return LineError(line, "'" + shown + "' " + why);
     }
     if (!in.EndOfLine()) {
-      return LineError(in.line(), "unexpected text after the value of '" + key + "': '" +
+      return LineError(in.line(), "unexpected text after the value of '" + shown + "': '" +
                                       Shown(in.RestOfLine()) + "'");
     }
+    for (ScannedValue& v : values) setting.values.push_back(std::move(v.text));
     out.push_back(std::move(setting));
   }
   return out;

@@ -43,27 +43,35 @@ struct ConfigSetting {
   int line = 0;                     // 1-based line of the key
 };
 
-// What ParseConfigText's caller says a key is.
+// What ParseConfigText's caller says a key is, and so which values it takes.
 enum class ConfigKeyKind {
   kUnknown,    // no such option: an error naming the key and its line
-  kFlag,       // a boolean flag: `key = true|false`, or the bare `key` (= true)
-  kValue,      // an option that takes a value: `key = value` required
+  kFlag,       // a boolean flag: `key = true|false` (bare), or the bare `key` (= true)
+  kText,       // one text value: "double", 'single' quoted or a bare word; not a list
+  kInteger,    // one bare integer (`-`? digits): not quoted, not a list
+  kList,       // a list ["a", "b"] of text values, or one text value
   kNotInFile,  // an option of the command line only (--config, --help, ...)
 };
 
 // Parses the text of a treatyd --config file: the subset of TOML that
-// deploy/config/treatyd.conf documents. Line by line: blank lines and
-// `# comments` (also after a value) are skipped; every other line is
-// `key = value`, the key one of `kind_of`'s options. A value is a "double
-// quoted" string (escapes \" \\ \t \n), a 'single quoted' one (taken as is),
-// a list ["a", "b"] (it may span lines; elements as values; not empty), or
-// a bare word up to a `#` or the end of the line (numbers, true/false,
-// info). A bare key without `= value` is allowed for a flag only (it means
-// true). Refused, as InvalidArgument "line N: ..." naming the key as
-// written: an unknown key, a key of the command line only, a bare key that
-// takes a value, a key set twice, a `[section]` header (treatyd's keys
-// are all top-level) and anything that does not parse. Text of the file is quoted in a message
-// only with control characters escaped, at most 80 bytes.
+// deploy/config/treatyd.conf documents. A UTF-8 byte order mark at the very
+// start is skipped. Line by line: blank lines and `# comments` (also after
+// a value) are skipped; every other line is `key = value`, the key one of
+// `kind_of`'s options. A value is a "double quoted" string (its escapes:
+// \" \\ and \t), a 'single quoted' one (taken as is), a list ["a", "b"] (it may span
+// lines; elements as values; not empty), or a bare word up to a `#` or the
+// end of the line (numbers, true/false, info). Each value must have the
+// kind of its key (ConfigKeyKind): a flag takes only a bare true or false,
+// an integer option only a bare integer, and only a list option a list. A
+// bare key without `= value` is allowed for a flag only (it means true).
+// Refused, as InvalidArgument "line N: ..." naming the key: an unknown key,
+// a key of the command line only, a bare key that takes a value, a key set
+// twice, a value of the wrong kind, a value holding a control character
+// other than tab (NUL, an escape, \n), a carriage return not followed by a
+// newline, a `[section]` header (treatyd's keys are all top-level) and
+// anything that does not parse. Text of the file (a key included) is
+// quoted in a message only with control characters escaped, at most 80
+// bytes, so a message is at most a few hundred bytes whatever the file.
 Result<std::vector<ConfigSetting>> ParseConfigText(
     std::string_view text, const std::function<ConfigKeyKind(const std::string&)>& kind_of);
 

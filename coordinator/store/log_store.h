@@ -62,6 +62,12 @@ class LogStore : public ClusterStore {
   // identifiers is refused alone without reaching the engine.
   [[nodiscard]] Result<std::vector<Status>> ApplyBatch(const std::vector<TxnWrite>& writes);
 
+  // How many ApplyBatch calls may usefully run at the same time (writes of
+  // different gtids; LogWriter runs that many lanes): 1 for an engine with
+  // one writer (SQLite), more where each call has its own connection
+  // (PostgreSQL). Thread-safe, constant.
+  virtual int WriteConcurrency() const { return 1; }
+
   virtual Result<TxnDetail> GetTransaction(const std::string& gtid) = 0;
   // Same, without the (possibly long) history.
   virtual Result<TxnDetail> GetTransactionNoEvents(const std::string& gtid) = 0;

@@ -2,7 +2,9 @@
 
 #include <algorithm>
 #include <chrono>
+#include <functional>
 #include <iterator>
+#include <string>
 
 #include <spdlog/spdlog.h>
 
@@ -17,6 +19,7 @@ constexpr int kRetriesPerWarning = 20;
 
 LogWriterOptions Sanitize(LogWriterOptions options) {
   options.max_batch = std::max<size_t>(options.max_batch, 1);
+  options.lanes = std::clamp<size_t>(options.lanes, 1, kLogWriterMaxLanes);
   options.retry_for_ms = std::max<int64_t>(options.retry_for_ms, 0);
   options.stall_after_ms = std::max<int64_t>(options.stall_after_ms, 1);
   return options;
@@ -36,18 +39,25 @@ LogWriter::LogWriter(LogStore* store, LogWriterOptions options)
     : store_(store),
       options_(Sanitize(options)),
       clock_(options_.clock ? options_.clock : SystemClock()) {
-  thread_ = std::thread([this] { Run(); });
+  {
+    MutexLock lock(&mu_);
+    lanes_.resize(options_.lanes);
+  }
+  for (size_t i = 0; i < options_.lanes; ++i) lane_cv_.push_back(std::make_unique<CondVar>());
+  for (size_t i = 0; i < options_.lanes; ++i) threads_.emplace_back([this, i] { Run(i); });
   watch_thread_ = std::thread([this] { Watch(); });
 }
 
 LogWriter::~LogWriter() { Stop(); }
 
 void LogWriter::Submit(TxnWrite write, Callback done) {
+  const size_t lane =
+      options_.lanes == 1 ? 0 : std::hash<std::string>{}(write.gtid) % options_.lanes;
   {
     MutexLock lock(&mu_);
     if (!stopping_) {
-      queue_.push_back({std::move(write), std::move(done), clock_->MonotonicMs()});
-      cv_.NotifyOne();
+      lanes_[lane].queue.push_back({std::move(write), std::move(done), clock_->MonotonicMs()});
+      lane_cv_[lane]->NotifyOne();
       return;
     }
   }
@@ -59,8 +69,10 @@ void LogWriter::Stop() {
     MutexLock lock(&mu_);
     stopping_ = true;
   }
-  cv_.NotifyOne();
-  if (thread_.joinable()) thread_.join();
+  for (auto& cv : lane_cv_) cv->NotifyOne();
+  for (std::thread& t : threads_) {
+    if (t.joinable()) t.join();
+  }
   {
     MutexLock lock(&mu_);
     watch_stopping_ = true;
@@ -71,25 +83,30 @@ void LogWriter::Stop() {
 
 size_t LogWriter::queue_depth() const {
   MutexLock lock(&mu_);
-  return queue_.size();
+  size_t depth = 0;
+  for (const Lane& l : lanes_) depth += l.queue.size();
+  return depth;
 }
 
-void LogWriter::Run() {
+void LogWriter::Run(size_t lane) {
+  // Whether this lane's last attempt failed with Unavailable.
+  bool store_unavailable = false;
   while (true) {
     std::vector<Pending> batch;
     {
       MutexLock lock(&mu_);
-      while (!stopping_ && queue_.empty()) cv_.Wait(&mu_);
-      if (queue_.empty()) return;  // stopping and drained
-      const size_t n = std::min(queue_.size(), options_.max_batch);
+      while (!stopping_ && lanes_[lane].queue.empty()) lane_cv_[lane]->Wait(&mu_);
+      Lane& l = lanes_[lane];
+      if (l.queue.empty()) return;  // stopping and drained
+      const size_t n = std::min(l.queue.size(), options_.max_batch);
       batch.reserve(n);
       for (size_t i = 0; i < n; ++i) {
-        batch.push_back(std::move(queue_.front()));
-        queue_.pop_front();
+        batch.push_back(std::move(l.queue.front()));
+        l.queue.pop_front();
       }
-      batch_since_ms_ = clock_->MonotonicMs();
-      batch_writes_ = n;
-      stall_reported_ = false;
+      l.batch_since_ms = clock_->MonotonicMs();
+      l.batch_writes = n;
+      l.stall_reported = false;
     }
     watch_cv_.NotifyOne();
     int64_t oldest_ms = batch.front().submitted_ms;
@@ -103,7 +120,7 @@ void LogWriter::Run() {
     // retry_for_ms has certainly passed since the oldest submission.
     const int64_t deadline_ms = oldest_ms + options_.retry_for_ms + 1;
     std::vector<Status> results;
-    if (store_unavailable_ && clock_->MonotonicMs() >= deadline_ms) {
+    if (store_unavailable && clock_->MonotonicMs() >= deadline_ms) {
       // These writes waited out their retry window behind an unavailable
       // store: answer now rather than after one more blocked attempt.
       results.assign(writes.size(),
@@ -111,11 +128,11 @@ void LogWriter::Run() {
                                       std::to_string(options_.retry_for_ms) + " ms; not written"));
     } else {
       bool outcome_unknown = false;
-      results = Apply(std::move(writes), deadline_ms, &outcome_unknown);
+      results = Apply(std::move(writes), deadline_ms, &outcome_unknown, &store_unavailable);
     }
     {
       MutexLock lock(&mu_);
-      batch_since_ms_.reset();
+      lanes_[lane].batch_since_ms.reset();
     }
     for (size_t i = 0; i < batch.size(); ++i) {
       if (batch[i].done) batch[i].done(std::move(results[i]));
@@ -130,11 +147,17 @@ void LogWriter::Watch() {
     {
       MutexLock lock(&mu_);
       if (watch_stopping_) return;
-      if (!batch_since_ms_ || stall_reported_) {
+      // The lane whose batch in progress, not yet reported, is due first.
+      Lane* due = nullptr;
+      for (Lane& l : lanes_) {
+        if (!l.batch_since_ms || l.stall_reported) continue;
+        if (due == nullptr || *l.batch_since_ms < *due->batch_since_ms) due = &l;
+      }
+      if (due == nullptr) {
         watch_cv_.Wait(&mu_);
         continue;
       }
-      const int64_t due_ms = *batch_since_ms_ + options_.stall_after_ms + 1;  // as deadline_ms
+      const int64_t due_ms = *due->batch_since_ms + options_.stall_after_ms + 1;  // as deadline_ms
       const int64_t now_ms = clock_->MonotonicMs();
       if (now_ms < due_ms) {
         // Until the batch is due or Stop; a batch that ended or began
@@ -143,10 +166,11 @@ void LogWriter::Watch() {
                                 [this]() TREATY_REQUIRES(mu_) { return watch_stopping_; });
         continue;
       }
-      stall_reported_ = true;
+      due->stall_reported = true;
       stalled_.store(true);
-      waited_ms = now_ms - *batch_since_ms_;
-      writes = batch_writes_ + queue_.size();
+      waited_ms = now_ms - *due->batch_since_ms;
+      writes = due->batch_writes;
+      for (const Lane& l : lanes_) writes += l.queue.size();
     }
     if (options_.health) {
       options_.health->ReportStall(waited_ms, writes);
@@ -156,9 +180,9 @@ void LogWriter::Watch() {
   }
 }
 
-void LogWriter::ReportAttempt(const Status& failure, bool applied) {
-  store_unavailable_ = failure.code() == StatusCode::kUnavailable;
-  if (store_unavailable_) {
+void LogWriter::ReportAttempt(const Status& failure, bool applied, bool* store_unavailable) {
+  *store_unavailable = failure.code() == StatusCode::kUnavailable;
+  if (*store_unavailable) {
     if (options_.health) options_.health->Report(failure);
     return;
   }
@@ -168,8 +192,9 @@ void LogWriter::ReportAttempt(const Status& failure, bool applied) {
 }
 
 std::vector<Status> LogWriter::Apply(std::vector<TxnWrite> writes, int64_t deadline_ms,
-                                     bool* outcome_unknown) {
-  Result<std::vector<Status>> r = ApplyWithRetries(writes, deadline_ms, outcome_unknown);
+                                     bool* outcome_unknown, bool* store_unavailable) {
+  Result<std::vector<Status>> r =
+      ApplyWithRetries(writes, deadline_ms, outcome_unknown, store_unavailable);
   if (r.ok()) return std::move(*r);
   const Status& failure = r.status();
   if (failure.code() == StatusCode::kUnavailable || writes.size() == 1) {
@@ -184,16 +209,18 @@ std::vector<Status> LogWriter::Apply(std::vector<TxnWrite> writes, int64_t deadl
   std::vector<TxnWrite> second(std::make_move_iterator(middle),
                                std::make_move_iterator(writes.end()));
   writes.erase(middle, writes.end());
-  std::vector<Status> results = Apply(std::move(writes), deadline_ms, outcome_unknown);
-  std::vector<Status> rest = Apply(std::move(second), deadline_ms, outcome_unknown);
+  std::vector<Status> results =
+      Apply(std::move(writes), deadline_ms, outcome_unknown, store_unavailable);
+  std::vector<Status> rest =
+      Apply(std::move(second), deadline_ms, outcome_unknown, store_unavailable);
   results.insert(results.end(), std::make_move_iterator(rest.begin()),
                  std::make_move_iterator(rest.end()));
   return results;
 }
 
 Result<std::vector<Status>> LogWriter::ApplyWithRetries(const std::vector<TxnWrite>& writes,
-                                                        int64_t deadline_ms,
-                                                        bool* outcome_unknown) {
+                                                        int64_t deadline_ms, bool* outcome_unknown,
+                                                        bool* store_unavailable) {
   int64_t backoff_ms = kInitialBackoffMs;
   for (int retries = 0;; ++retries) {
     // Latency for the metric only, finer than the Clock's milliseconds.
@@ -215,7 +242,7 @@ Result<std::vector<Status>> LogWriter::ApplyWithRetries(const std::vector<TxnWri
     if (applied) RecognizeOwnCreates(writes, *outcome_unknown, &*r);
     const bool any_ok =
         applied && std::any_of(r->begin(), r->end(), [](const Status& s) { return s.ok(); });
-    ReportAttempt(failure, any_ok);
+    ReportAttempt(failure, any_ok, store_unavailable);
     if (applied) return r;
     if (failure.code() != StatusCode::kUnavailable) return failure;
     *outcome_unknown = true;

@@ -2,11 +2,20 @@
 
 // LogWriter: group commit for LogStore writes.
 //
-// Callers on any thread Submit() writes; one background thread takes
+// Callers on any thread Submit() writes; a background thread takes
 // everything queued (up to `max_batch`), applies it with ONE
 // LogStore::ApplyBatch call (one database transaction, one fsync/commit), and
 // then invokes each write's callback with that write's Status (OK, Conflict,
 // LostOwnership, NotFound, ...).
+//
+// Lanes: with `lanes` > 1 there are that many queues, each with its own
+// thread, and a write goes to the lane of its gtid (a hash), so batches of
+// different lanes commit at the same time on different connections while
+// the writes of one gtid stay in one queue, in submission order. One lane
+// waiting for its COMMIT (an fsync, a synchronous standby) no longer holds
+// every other write behind it; the database's own group commit merges the
+// lanes' flushes. Everything below holds per lane. The store must take
+// concurrent ApplyBatch calls (LogStore::WriteConcurrency).
 //
 // When the whole batch fails with Unavailable (database down, fail-over in
 // progress, a store call past its deadline) the batch is retried with capped
@@ -58,7 +67,7 @@
 // milliseconds (the batch latency given to on_batch, in microseconds, is
 // measured with the steady clock). The threads sleep in real time.
 //
-// Threading: callbacks run ON THE WRITER THREAD and must not block (post the
+// Threading: callbacks run ON A LANE'S WRITER THREAD and must not block (post the
 // result to the caller's executor/strand instead); they must not call Stop().
 // Submit() is thread-safe and never blocks on I/O.
 //
@@ -69,8 +78,10 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <thread>
+#include <vector>
 
 #include "common/mutex.h"
 #include "common/task_runner.h"
@@ -82,9 +93,13 @@ namespace treaty {
 // The longest pause between two attempts of a batch while the store is
 // unavailable (see above).
 inline constexpr int64_t kLogWriterMaxRetryBackoffMs = 250;
+// The most lanes a LogWriter runs (LogWriterOptions::lanes is cut to it).
+inline constexpr size_t kLogWriterMaxLanes = 32;
 
 struct LogWriterOptions {
-  size_t max_batch = 512;       // most writes per ApplyBatch
+  size_t max_batch = 512;  // most writes per ApplyBatch
+  // Queues committing concurrently (see "Lanes" above), 1 to kMaxLanes.
+  size_t lanes = 1;
   int64_t retry_for_ms = 5000;  // how long to retry a write that fails with Unavailable
   // A batch waiting longer than this for a commit is a stall (see above).
   int64_t stall_after_ms = 2000;
@@ -109,7 +124,8 @@ class LogWriter {
   LogWriter& operator=(const LogWriter&) = delete;
 
   using Callback = std::function<void(Status)>;
-  // Queues `write`; `done` is called exactly once on the writer thread. After
+  // Queues `write` on its gtid's lane; `done` is called exactly once on that
+  // lane's thread. After
   // Stop(), `done` is called at once, on the caller's thread, with Unavailable.
   void Submit(TxnWrite write, Callback done);
 
@@ -117,8 +133,9 @@ class LogWriter {
   // then joins the threads. Idempotent. Must not be called from a callback.
   void Stop();
 
-  // Writes queued and not yet taken by the writer thread.
+  // Writes queued and not yet taken by a lane's thread (all lanes).
   size_t queue_depth() const TREATY_EXCLUDES(mu_);
+  size_t lanes() const { return options_.lanes; }
   // True during a stall (see above). Thread-safe.
   bool stalled() const { return stalled_.load(); }
 
@@ -129,15 +146,28 @@ class LogWriter {
     int64_t submitted_ms;  // monotonic
   };
 
-  void Run();
+  // One lane's state. The whole vector is guarded by mu_.
+  struct Lane {
+    std::deque<Pending> queue;
+    // When the batch in progress was taken (monotonic ms).
+    std::optional<int64_t> batch_since_ms;
+    size_t batch_writes = 0;
+    bool stall_reported = false;  // for the current batch
+  };
+
+  // Lane `lane`'s thread.
+  void Run(size_t lane);
   // Applies one batch with retries (and halving, see above) until
   // `deadline_ms` (monotonic) and returns one Status per write. `*outcome_unknown` is set
-  // once an attempt failed with Unavailable (it may have committed).
+  // once an attempt failed with Unavailable (it may have committed);
+  // `*store_unavailable` (the lane thread's) tells whether the last attempt
+  // failed with Unavailable.
   std::vector<Status> Apply(std::vector<TxnWrite> writes, int64_t deadline_ms,
-                            bool* outcome_unknown);
+                            bool* outcome_unknown, bool* store_unavailable);
   // One batch with retries while Unavailable; the whole-batch failure, if any.
   Result<std::vector<Status>> ApplyWithRetries(const std::vector<TxnWrite>& writes,
-                                               int64_t deadline_ms, bool* outcome_unknown);
+                                               int64_t deadline_ms, bool* outcome_unknown,
+                                               bool* store_unavailable);
   // Each create answered Conflict whose outcome is unknown (`batch_unknown`:
   // an attempt of this batch failed with Unavailable; or the write's own
   // create_outcome_unknown) and whose stored row is exactly its own becomes
@@ -147,7 +177,7 @@ class LogWriter {
   // Reports one attempt to health and the stall flag: `failure` is the
   // whole-batch failure (OK when the store answered per write), `applied`
   // whether at least one write was applied (see "Stall" above).
-  void ReportAttempt(const Status& failure, bool applied);
+  void ReportAttempt(const Status& failure, bool applied, bool* store_unavailable);
   // The stall watch thread.
   void Watch();
 
@@ -157,18 +187,14 @@ class LogWriter {
   Clock* const clock_;
 
   mutable Mutex mu_;
-  CondVar cv_;
+  // One per lane, fixed at construction: wakes that lane's thread.
+  std::vector<std::unique_ptr<CondVar>> lane_cv_;
   CondVar watch_cv_;
-  std::deque<Pending> queue_ TREATY_GUARDED_BY(mu_);
+  std::vector<Lane> lanes_ TREATY_GUARDED_BY(mu_);
   bool stopping_ TREATY_GUARDED_BY(mu_) = false;
   bool watch_stopping_ TREATY_GUARDED_BY(mu_) = false;
-  // When the batch in progress was taken (monotonic ms).
-  std::optional<int64_t> batch_since_ms_ TREATY_GUARDED_BY(mu_);
-  size_t batch_writes_ TREATY_GUARDED_BY(mu_) = 0;
-  bool stall_reported_ TREATY_GUARDED_BY(mu_) = false;  // for the current batch
-  bool store_unavailable_ = false;                      // writer thread: last attempt Unavailable
   std::atomic<bool> stalled_{false};
-  std::thread thread_;
+  std::vector<std::thread> threads_;
   std::thread watch_thread_;
 };
 

@@ -95,12 +95,13 @@ class PgConnectionPool {
 
   using Body = std::function<Status(pqxx::connection&)>;
   // Borrows a connection, runs `body` on it and returns its Status. Every
-  // exception thrown inside is caught here and mapped by CaughtPgErrorStatus
-  // (store/pg_error.h): broken connections and server shutdown/overload/
-  // serialization failures -> Unavailable (connection dropped when it may be
-  // unusable; also, without trying, while the reconnect backoff window is
-  // open), other SQL errors as PgErrorStatus maps them, anything else ->
-  // Internal. `what` names the operation in messages. A body must leave its
+  // exception thrown inside is caught here and mapped by CaughtPgError
+  // (store/pg_error.h, which has the whole table): broken connections, failed
+  // libpq calls and server shutdown/overload/serialization failures ->
+  // Unavailable (the connection dropped only when it may be unusable; also,
+  // without trying, while the reconnect backoff window is open), other SQL
+  // errors as PgErrorStatus maps them, libpqxx's own result errors and
+  // anything else -> Internal. `what` names the operation in messages. A body must leave its
   // connection outside any transaction block (a pqxx transaction object does
   // so by itself; a nontransaction that sent BEGIN must end the block, also
   // when it throws).

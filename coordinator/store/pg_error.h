@@ -8,6 +8,7 @@
 //
 // Stateless, thread-safe, never throw.
 
+#include <exception>
 #include <string>
 #include <string_view>
 
@@ -44,16 +45,52 @@ bool PgErrorMayBreakConnection(std::string_view sqlstate);
 //  - kIntegrityViolation, kBadData -> a data error: InvalidArgument whose
 //    message starts "data error: " (IsDataError, store/write_rules.h);
 //  - kOther -> Internal.
-// The message names `what`, the SQLSTATE and a valid-UTF-8 excerpt of
-// `message`.
+// The message names `what`, the SQLSTATE in brackets (when not empty) and a
+// valid-UTF-8 excerpt of `message`.
 Status PgErrorStatus(const char* what, const std::string& sqlstate, const std::string& message);
 
-// The Status of the exception being handled (call only inside a catch
-// block), named after `what`: a lost connection or a COMMIT whose outcome is
-// unknown (pqxx::in_doubt_error) -> Unavailable; an SQL error as
-// PgErrorStatus; anything else (libpqxx usage and conversion errors,
-// bad_alloc, non-standard exceptions) -> Internal. Sets *drop when the
-// connection it came from may be unusable and must not be reused.
+// The SQLSTATE of a libpqxx exception: its sqlstate() when it carries one,
+// else the one its class stands for (libpqxx 6.4, Debian 12, throws
+// transaction_rollback and its subclasses, which are no sql_error there, and
+// insufficient_privilege without one: "40001", "40P01", "42501", ...); ""
+// for a lost connection, an unknown commit outcome and libpqxx's own errors.
+std::string PgSqlStateOf(const std::exception& e);
+
+// A caught exception, read (CaughtPgError).
+struct PgFailure {
+  Status status;
+  // The SQL error's kind; kTransient for a lost connection or an unknown
+  // commit outcome, kOther for everything that is no SQL error.
+  PgErrorKind kind = PgErrorKind::kOther;
+  bool drop = false;  // the connection may be unusable: do not reuse it
+};
+
+// The exception being handled (call only inside a catch block), named after
+// `what`. Every libpqxx 6.4 exception class, explicitly:
+//  - broken_connection (too_many_connections included) -> Unavailable,
+//    dropped;
+//  - in_doubt_error (a COMMIT whose outcome is unknown) -> Unavailable,
+//    dropped;
+//  - transaction_rollback and its subclasses (serialization_failure 40001,
+//    deadlock_detected 40P01, statement_completion_unknown 40003) and every
+//    sql_error (insufficient_privilege, syntax_error, undefined_table,
+//    integrity_constraint_violation's subclasses, data_exception,
+//    feature_not_supported, invalid_sql_statement_name, plpgsql_error, ...)
+//    -> PgErrorStatus of PgSqlStateOf; dropped only when
+//    PgErrorMayBreakConnection (class 08, 57, or no SQLSTATE at all);
+//  - other pqxx::failure (a failed libpq call outside a statement) ->
+//    Unavailable, dropped;
+//  - conversion_error, range_error (unexpected_rows), argument_error
+//    (raised while binding or reading, the session untouched; the body's
+//    transaction rolls back as it unwinds) -> Internal, kept;
+//  - usage_error, internal_error (libpqxx's state of the connection may be
+//    inconsistent), any other exception (bad_alloc, non-standard ones;
+//    thrown from who knows where) -> Internal, dropped.
+// The message names the SQLSTATE in brackets whenever one is known.
+PgFailure CaughtPgError(const char* what);
+
+// CaughtPgError's Status; sets *drop when the connection it came from may
+// be unusable and must not be reused.
 Status CaughtPgErrorStatus(const char* what, bool* drop);
 
 }  // namespace treaty

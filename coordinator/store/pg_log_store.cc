@@ -1,5 +1,6 @@
 #include "store/pg_log_store.h"
 
+#include <algorithm>
 #include <optional>
 
 #include "store/migrations.h"
@@ -97,7 +98,7 @@ Status ApplyIsolated(pqxx::transaction_base& tx, const TxnWrite& w) {
   try {
     return ApplyOne(tx, w);
   } catch (const pqxx::sql_error& e) {
-    Status s = PgErrorStatus("write", e.sqlstate(), e.what());
+    Status s = PgErrorStatus("write", PgSqlStateOf(e), e.what());
     if (IsDataError(s) || s.code() == StatusCode::kConflict) return s;
     throw;
   }
@@ -109,6 +110,8 @@ PgLogStore::PgLogStore(std::unique_ptr<PgConnectionPool> pool) : pool_(std::move
 PgLogStore::~PgLogStore() = default;
 
 void PgLogStore::set_call_timeout_ms(int64_t ms) { pool_->set_call_timeout_ms(ms); }
+
+int PgLogStore::WriteConcurrency() const { return std::max(1, pool_->size() / 2); }
 
 Result<std::unique_ptr<PgLogStore>> PgLogStore::Open(const std::string& conninfo, int pool_size) {
   PgPoolOptions options;
@@ -168,7 +171,7 @@ Result<std::vector<Status>> PgLogStore::ApplyStorable(const std::vector<TxnWrite
         if (set_based) tx.commit();
       } catch (const pqxx::sql_error& e) {
         // Some write's data was refused: find it write by write below.
-        if (!IsDataError(PgErrorStatus("apply batch", e.sqlstate(), e.what()))) throw;
+        if (!IsDataError(PgErrorStatus("apply batch", PgSqlStateOf(e), e.what()))) throw;
       }
       if (set_based) {
         *results = std::move(*set_based);

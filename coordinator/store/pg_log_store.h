@@ -7,9 +7,10 @@
 // ("host=a,b port=5432 dbname=treaty target_session_attrs=read-write");
 // libpq resolves multi-host lists, so a new connection follows a fail-over.
 //
-// Concurrency: a pool of `pool_size` connections (default 4, see
-// PgConnectionPool), so the group-commit writer and readers (API, recovery
-// scan, dashboard) do not wait for each other. A call that finds its
+// Concurrency: a pool of `pool_size` connections (default 8, see
+// PgConnectionPool), so the group-commit writer's lanes (WriteConcurrency:
+// half the pool) commit concurrently and readers (API, recovery scan,
+// dashboard) do not wait for them. A call that finds its
 // connection broken fails with Unavailable; the next call reconnects.
 //
 // Durability: ApplyBatch is one READ COMMITTED transaction; each write runs
@@ -31,7 +32,7 @@ class PgConnectionPool;
 
 class PgLogStore final : public LogStore {
  public:
-  static constexpr int kDefaultPoolSize = 4;
+  static constexpr int kDefaultPoolSize = 8;
   // Deadline of every database call (PgConnectionPool: the connection is cut
   // and the call fails with Unavailable, outcome unknown).
   static constexpr int64_t kDefaultCallTimeoutMs = 3000;
@@ -46,6 +47,9 @@ class PgLogStore final : public LogStore {
   void set_call_timeout_ms(int64_t ms);
 
   std::string Engine() const override { return "postgres"; }
+  // Half the pool (at least 1): the other half stays for reads, recovery
+  // and cluster work, so a busy writer never starves them.
+  int WriteConcurrency() const override;
   Status Migrate() override;
   Status CheckReady() override;
   Result<TxnDetail> GetTransaction(const std::string& gtid) override;

@@ -223,10 +223,12 @@ Result<json> Client::Impl::Call(const CallPlan& plan) {
     }
   }
   if (awaiting_takeover) {
-    return Status::Unavailable("transaction " + plan.pin_gtid +
-                               ": no coordinator acted for it within failover_timeout_ms (" +
-                               std::to_string(options.failover_timeout_ms) +
-                               " ms); last: " + last_error);
+    // Get has no pinned gtid: it names none rather than "transaction :".
+    const std::string subject =
+        plan.pin_gtid.empty() ? std::string("the call") : "transaction " + plan.pin_gtid;
+    return Status::Unavailable(
+        subject + ": no coordinator acted for it within failover_timeout_ms (" +
+        std::to_string(options.failover_timeout_ms) + " ms); last: " + last_error);
   }
   return Status::Unavailable("no coordinator answered after " + std::to_string(attempts) +
                              " attempts; last: " + last_error);

@@ -1,5 +1,6 @@
 #include "http_transport.h"
 
+#include <optional>
 #include <thread>
 #include <vector>
 
@@ -7,10 +8,14 @@
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 
+#include "common/mutex.h"
 #include "common/text.h"
 #include "http/http_server.h"
 
 namespace treaty_sdk_detail {
+
+// How long Stop() lets the I/O threads close the open connections.
+constexpr int64_t kStopGraceMs = 1500;
 
 struct HttpEndpoint::Impl {
   boost::asio::io_context io;
@@ -21,6 +26,12 @@ struct HttpEndpoint::Impl {
   std::vector<std::thread> threads;
   int io_threads = 1;
   bool started = false;
+  // Keeps the I/O threads running until Stop().
+  std::optional<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>> work;
+  // How many I/O threads have not returned yet; Stop() waits on it.
+  treaty::Mutex mu;
+  treaty::CondVar ended;
+  int running TREATY_GUARDED_BY(mu) = 0;
 };
 
 HttpEndpoint::HttpEndpoint(std::string host, uint16_t port, int io_threads, EndpointHandler handler,
@@ -61,14 +72,23 @@ std::string HttpEndpoint::Start(bool* bad_tls_files) {
   auto s = impl_->server->Start();
   if (!s.ok()) return s.ToString();
   impl_->started = true;
+  impl_->work.emplace(impl_->io.get_executor());
+  {
+    treaty::MutexLock lock(&impl_->mu);
+    impl_->running = impl_->io_threads;
+  }
   for (int i = 0; i < impl_->io_threads; ++i) {
     impl_->threads.emplace_back([this] {
-      auto guard = boost::asio::make_work_guard(impl_->io);
       // A completion that throws must not end the thread (std::terminate):
       // log it and keep serving (io_context::run may be called again).
       while (true) {
         try {
           impl_->io.run();
+          {
+            treaty::MutexLock lock(&impl_->mu);
+            --impl_->running;
+          }
+          impl_->ended.NotifyAll();
           return;
         } catch (const std::exception& e) {
           spdlog::error("participant server: I/O callback threw: {}",
@@ -88,6 +108,16 @@ void HttpEndpoint::Stop() {
   if (!impl_ || !impl_->started) return;
   impl_->started = false;
   impl_->server->Stop();
+  // server->Stop() posts each connection's close to the I/O threads: let
+  // them run it (the clients see their connections closed now, not when
+  // this endpoint is destroyed), bounded by kStopGraceMs (a TLS close_notify
+  // takes up to 1 s), then stop what is left.
+  impl_->work.reset();
+  {
+    treaty::MutexLock lock(&impl_->mu);
+    impl_->ended.WaitFor(&impl_->mu, kStopGraceMs,
+                         [this]() TREATY_REQUIRES(impl_->mu) { return impl_->running == 0; });
+  }
   impl_->io.stop();
   for (auto& t : impl_->threads) t.join();
   impl_->threads.clear();

@@ -1,10 +1,12 @@
 #include "treaty/participant_server.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cctype>
 #include <map>
 #include <optional>
 #include <tuple>
+#include <utility>
 
 #include <spdlog/spdlog.h>
 #include <boost/asio/post.hpp>
@@ -184,14 +186,21 @@ class ParticipantServer::Impl {
             treaty_sdk_detail::EndpointTls{options.tls_cert_file, options.tls_key_file,
                                            options.tls_client_ca_file}) {
     if (options.thrift_port) {
+      treaty_sdk_detail::ThriftEndpointLimits limits;
+      limits.max_connections = options.thrift_max_connections;
+      limits.idle_timeout_ms = options.thrift_idle_timeout_ms;
+      limits.request_timeout_ms = options.thrift_request_timeout_ms;
       thrift = std::make_unique<treaty_sdk_detail::ThriftEndpoint>(
           options.http_host, *options.thrift_port, options.handler_threads,
-          [this](const CallContext& ctx) { return DispatchThrift(ctx); });
+          [this](const CallContext& ctx) { return DispatchThrift(ctx); }, limits);
     }
   }
 
   // Answers one HTTP request on a pool thread. Nothing escapes: a failure
-  // of the server's own code answers 500 and logs one line.
+  // of the server's own code answers 500 and logs one line. Once Stop()
+  // began, a request still queued is not run: 503 "unavailable" (by then
+  // Stop() has closed its connection, so the coordinator sees the
+  // connection closed and retries).
   void Serve(const EndpointRequest& req, const treaty_sdk_detail::EndpointResponder& respond);
   // The HTTP request's CallContext (input rules: docs/input-rules.md), then
   // Dispatch; 400 naming the field when the request breaks a rule.
@@ -199,8 +208,8 @@ class ParticipantServer::Impl {
   // The answer refusing a request whose caller is not trusted (401: no valid
   // signature; 403: a client certificate CN not allowed), or none.
   std::optional<EndpointResponse> RefuseCaller(const EndpointRequest& req) const;
-  // Why the security options cannot be used, or "".
-  std::string SecurityOptionsError() const;
+  // Why the options (security, Thrift limits) cannot be used, or "".
+  std::string OptionsError() const;
   // What a registered handler answered, whatever the protocol.
   struct Invocation {
     std::string invalid;       // why ctx breaks the identifier rules; no handler ran
@@ -224,13 +233,18 @@ class ParticipantServer::Impl {
   treaty_sdk_detail::HttpEndpoint endpoint;
   std::unique_ptr<treaty_sdk_detail::ThriftEndpoint> thrift;  // null: no Thrift
   bool started = false;
+  // Set by Stop(): HTTP requests still queued for the pool are not run.
+  // Read on pool threads.
+  std::atomic<bool> stopping{false};
 };
 
 void ParticipantServer::Impl::Serve(const EndpointRequest& req,
                                     const treaty_sdk_detail::EndpointResponder& respond) {
   EndpointResponse out;
   try {
-    out = Handle(req);
+    out = stopping.load() ? ErrorReply(503, StatusCode::kUnavailable,
+                                       "the participant server is stopping; the call was not run")
+                          : Handle(req);
   } catch (const std::exception& e) {
     spdlog::error("participant server: request to {} failed: {}", Printable(req.path),
                   EscapeControl(e.what()));
@@ -268,7 +282,7 @@ std::optional<EndpointResponse> ParticipantServer::Impl::RefuseCaller(
   return std::nullopt;
 }
 
-std::string ParticipantServer::Impl::SecurityOptionsError() const {
+std::string ParticipantServer::Impl::OptionsError() const {
   if (options.tls_cert_file.empty() &&
       (!options.tls_key_file.empty() || !options.tls_client_ca_file.empty())) {
     return "tls_key_file and tls_client_ca_file need tls_cert_file";
@@ -278,6 +292,12 @@ std::string ParticipantServer::Impl::SecurityOptionsError() const {
   }
   for (const std::string& key : options.signing_keys) {
     if (key.size() < 32) return "a signing key is shorter than 32 bytes";
+  }
+  for (auto [name, value] :
+       {std::pair{"thrift_max_connections", options.thrift_max_connections},
+        std::pair{"thrift_idle_timeout_ms", options.thrift_idle_timeout_ms},
+        std::pair{"thrift_request_timeout_ms", options.thrift_request_timeout_ms}}) {
+    if (value < 1) return std::string(name) + " must be at least 1";
   }
   return "";
 }
@@ -455,7 +475,7 @@ void ParticipantServer::AddResourceManager(const std::string& name, PrepareHandl
 }
 
 Status ParticipantServer::Start() {
-  if (std::string e = impl_->SecurityOptionsError(); !e.empty()) {
+  if (std::string e = impl_->OptionsError(); !e.empty()) {
     return Status::InvalidArgument("participant server: " + e);
   }
   bool bad_tls_files = false;
@@ -476,6 +496,9 @@ Status ParticipantServer::Start() {
 void ParticipantServer::Stop() {
   if (!impl_ || !impl_->started) return;
   impl_->started = false;
+  // Handlers not yet started never run (HTTP: the flag; Thrift: the
+  // endpoint answers RETRY); then wait for the running ones.
+  impl_->stopping = true;
   impl_->endpoint.Stop();
   if (impl_->thrift) impl_->thrift->Stop();
   impl_->pool.join();

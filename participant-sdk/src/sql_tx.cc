@@ -9,8 +9,8 @@ inline namespace sdk {
 
 namespace {
 
-// treaty/sql.h's codes for the Status CaughtPgErrorStatus gives an SQL
-// error of `kind`: the store's data errors (InvalidArgument) are, for
+// treaty/sql.h's codes for the Status CaughtPgError gives an SQL error of
+// `kind`: the store's data errors (InvalidArgument) are, for
 // business code, a Conflict (integrity violations) or Internal (bad data).
 Status SqlTxStatus(PgErrorKind kind, const Status& mapped) {
   switch (kind) {
@@ -54,14 +54,13 @@ Result<SqlResult> SqlTx::Impl::Exec(const std::string& sql, const std::vector<Sq
       }
       out.rows.emplace_back(std::move(cells));
     }
-  } catch (const pqxx::sql_error& e) {
-    // A broken connection is the pool's to notice (it drops connections
-    // that are no longer open when the call ends).
-    bool drop = false;
-    return SqlTxStatus(PgErrorKindOf(e.sqlstate()), CaughtPgErrorStatus("sql", &drop));
   } catch (...) {
-    bool drop = false;
-    return CaughtPgErrorStatus("sql", &drop);
+    // Every libpqxx exception, as the pool reads it (a transaction_rollback
+    // is no sql_error in libpqxx 6.4). A broken connection is the pool's to
+    // notice (it drops connections that are no longer open when the call
+    // ends).
+    const PgFailure failure = CaughtPgError("sql");
+    return SqlTxStatus(failure.kind, failure.status);
   }
   return out;
 }

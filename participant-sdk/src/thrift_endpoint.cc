@@ -1,12 +1,12 @@
 #include "thrift_endpoint.h"
 
-#include <semaphore>
 #include <utility>
 
 #include <thrift/TApplicationException.h>
 
 #include "ParticipantService.h"
 #include "common/limits.h"
+#include "common/mutex.h"
 #include "input_rules.h"
 #include "thrift/framed_thrift_server.h"
 
@@ -21,8 +21,45 @@ static_assert(ThriftEndpointLimits{}.max_frame_bytes ==
                   static_cast<size_t>(treaty::limits::kThriftMaxMessageBytes),
               "the SDK's Thrift frames are bounded by the Thrift message limit");
 
-// At most `handler_threads` handlers at once across all connections.
-using HandlerSlots = std::counting_semaphore<>;
+// At most `count` handlers at once across all connections: a counting
+// semaphore whose waits Stop() ends. After Stop() no slot is handed out any
+// more (a call still waiting, or arriving later, is told to go), so Stop()
+// of the endpoint waits only for handlers already running. Thread-safe.
+class HandlerSlots {
+ public:
+  explicit HandlerSlots(int count) : free_(count < 1 ? 1 : count) {}
+
+  // Blocks until a slot is free (true: the caller must Release() it) or
+  // Stop() was called (false, at once).
+  [[nodiscard]] bool Acquire() {
+    treaty::MutexLock lock(&mu_);
+    wake_.Wait(&mu_, [this]() TREATY_REQUIRES(mu_) { return stopping_ || free_ > 0; });
+    if (stopping_) return false;
+    --free_;
+    return true;
+  }
+  void Release() {
+    {
+      treaty::MutexLock lock(&mu_);
+      ++free_;
+    }
+    wake_.NotifyOne();
+  }
+  // Ends every wait in Acquire() and refuses later ones. Idempotent.
+  void Stop() {
+    {
+      treaty::MutexLock lock(&mu_);
+      stopping_ = true;
+    }
+    wake_.NotifyAll();
+  }
+
+ private:
+  treaty::Mutex mu_;
+  treaty::CondVar wake_;  // a slot was released, or stopping_ was set
+  int free_ TREATY_GUARDED_BY(mu_);
+  bool stopping_ TREATY_GUARDED_BY(mu_) = false;
+};
 
 // As the HTTP side: a W3C traceparent is lower-case hex and dashes; anything
 // else is dropped.
@@ -58,7 +95,10 @@ std::string CallError(treaty::CallContext* ctx, const rpc::ParticipantCall& c) {
 // ParticipantServiceIf over the endpoint's handler: fills the call context,
 // runs the handler when one of the `slots` is free (waiting for one on the
 // calling connection's thread), converts the outcome to a ParticipantReply.
-// Shared by every connection; thread-safe (the handler is).
+// A call that gets no slot because the endpoint is stopping is answered
+// RETRY without running the handler (the coordinator retries it, here after
+// a restart or at another replica). Shared by every connection; thread-safe
+// (the handler is).
 class ParticipantService : public rpc::ParticipantServiceIf {
  public:
   ParticipantService(ThriftEndpoint::Handler* handler, HandlerSlots* slots)
@@ -92,15 +132,19 @@ class ParticipantService : public rpc::ParticipantServiceIf {
       throw at::TApplicationException(at::TApplicationException::UNKNOWN, "invalid request: " + e);
     }
     ThriftOutcome r;
-    slots_->acquire();
-    try {
-      r = (*handler_)(ctx);
-    } catch (const std::exception& e) {
-      r = {ThriftOutcome::Kind::kRetry, std::nullopt, std::string("handler threw: ") + e.what()};
-    } catch (...) {
-      r = {ThriftOutcome::Kind::kRetry, std::nullopt, "handler threw"};
+    if (!slots_->Acquire()) {
+      r = {ThriftOutcome::Kind::kRetry, std::nullopt,
+           "the participant server is stopping; the call was not run"};
+    } else {
+      try {
+        r = (*handler_)(ctx);
+      } catch (const std::exception& e) {
+        r = {ThriftOutcome::Kind::kRetry, std::nullopt, std::string("handler threw: ") + e.what()};
+      } catch (...) {
+        r = {ThriftOutcome::Kind::kRetry, std::nullopt, "handler threw"};
+      }
+      slots_->Release();
     }
-    slots_->release();
     switch (r.kind) {
       case ThriftOutcome::Kind::kOk:
         out.outcome = rpc::Outcome::OK;
@@ -134,7 +178,7 @@ struct ThriftEndpoint::Impl {
   Impl(std::string host, uint16_t port, int handler_threads, Handler h,
        const ThriftEndpointLimits& limits)
       : handler(std::move(h)),
-        slots(handler_threads < 1 ? 1 : handler_threads),
+        slots(handler_threads),
         loop(LoopOptions(std::move(host), port, limits), Connections(this)) {}
 
   static treaty::FramedThriftServerOptions LoopOptions(std::string host, uint16_t port,
@@ -179,7 +223,13 @@ std::string ThriftEndpoint::Start() {
   return s.ok() ? "" : s.message();
 }
 
-void ThriftEndpoint::Stop() { impl_->loop.Stop(); }
+void ThriftEndpoint::Stop() {
+  // First the slots: calls waiting for one (which the loop's Stop would
+  // wait for, one handler time each) are answered RETRY at once; then the
+  // loop waits only for the handlers already running.
+  impl_->slots.Stop();
+  impl_->loop.Stop();
+}
 
 uint16_t ThriftEndpoint::port() const { return impl_->loop.port(); }
 

@@ -29,6 +29,12 @@
 // exceptions never leave thrift_endpoint.cc: a handler that throws gets the
 // RETRY outcome.
 //
+// Stopping: a call whose handler has not started when Stop() begins (one
+// waiting for a handler slot, or read later) never runs: it is answered
+// RETRY ("the participant server is stopping; ...") and its connection is
+// then closed, so the coordinator retries it later or elsewhere. Stop()
+// waits only for the handlers already running.
+//
 // Input rules (docs/input-rules.md): the Thrift limits of
 // coordinator/thrift/thrift_limits.h (frames up to 16 MiB, strings,
 // containers, nesting); gtid, branch and op must be identifiers and the
@@ -80,9 +86,10 @@ class ThriftEndpoint {
   // Binds and serves on its own threads; "" or why it cannot
   // ("cannot serve Thrift on HOST:PORT: ...", an IPv6 HOST in brackets).
   std::string Start();
-  // Stops accepting, closes connections waiting for a request, waits for
-  // running handlers (and calls waiting for one) and joins the threads.
-  // Idempotent.
+  // Stops accepting, answers RETRY to calls waiting for a handler slot
+  // (their handlers never run), closes connections waiting for a request,
+  // waits for running handlers and joins the threads. Blocks about as long
+  // as the longest running handler. Idempotent.
   void Stop();
   uint16_t port() const;  // the bound port once Start() succeeded
 

@@ -92,6 +92,31 @@ TEST(HttpRequestParsingTest, DecodesPathAndQuery) {
   EXPECT_EQ(PercentDecode("a%2Fb", false), "a/b");
 }
 
+// A listener that cannot bind on [::1] names the address in brackets
+// ("cannot bind [::1]:PORT: ..."), as every host:port the coordinator
+// prints does (common/host_port.h), not "::1:PORT". Skipped without an IPv6
+// loopback.
+TEST(HttpServerBindTest, BindFailureOnIpv6NamesTheAddressInBrackets) {
+  boost::asio::io_context io;
+  boost::asio::ip::tcp::acceptor taken(io);
+  boost::system::error_code ec;
+  const boost::asio::ip::tcp::endpoint any6(boost::asio::ip::address_v6::loopback(), 0);
+  taken.open(any6.protocol(), ec);
+  if (!ec) taken.bind(any6, ec);
+  if (!ec) taken.listen(4, ec);
+  if (ec) GTEST_SKIP() << "no IPv6 loopback on this machine: " << ec.message();
+  const uint16_t port = taken.local_endpoint().port();
+  IoRunner runner;
+  HttpServerOptions options;
+  options.host = "::1";
+  options.port = port;
+  HttpServer server(runner.io(), options, [](HttpRequest, HttpResponder r) { r({}); });
+  Status s = server.Start();
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("cannot bind [::1]:" + std::to_string(port) + ": "), std::string::npos)
+      << s.ToString();
+}
+
 TEST_F(HttpServerTest, RoutesMethodPathQueryHeadersAndBody) {
   std::mutex mu;
   HttpRequest seen;

@@ -2,13 +2,16 @@
 // processes. --version and the treaty_build_info gauge; `treatyd migrate`
 // however the store is given; --config (the sample deploy/config/treatyd.conf
 // is complete and accepted; an unknown key, a section, a bare key that takes
-// a value are refused naming the file, line and key; a FIFO, a device or a
-// file over 1 MiB is refused at once);
+// a value, a value of the wrong kind or with a control character are
+// refused naming the file, line and key, escaped and bounded; a FIFO, a
+// device or a file over 1 MiB is refused at once; the file is opened once);
+// --check-config and a real start agree on the store URI;
 // --advertise-http and the address a wildcard listener shows; the systemd
 // readiness protocol over a NOTIFY_SOCKET this test binds; the unit file
 // through `systemd-analyze verify` when that tool works here.
 
 #include <signal.h>
+#include <sys/inotify.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -336,6 +339,200 @@ TEST_F(DeployTest, CheckConfigRefusesWhatStartWouldRefuse) {
       EXPECT_EQ(r.output.find("configuration OK"), std::string::npos) << r.output;
     }
   }
+}
+
+// Each value must have its option's kind. Before: `insecure = ""` turned
+// the flag on (CLI11 takes an empty flag value as set), `= yes`, `= 1`,
+// `= "true"` and `= [true]` were taken too, `io-threads = [3]` and
+// `io-threads = "3"` were accepted.
+TEST_F(DeployTest, ConfigValueOfTheWrongKindIsRefused) {
+  const std::string treatyd = BinaryPath("treatyd");
+  const std::string conf = dir_ + "/kind.conf";
+  const std::string store = "store = \"sqlite:" + dir_ + "/kind.db\"\n";
+  struct Case {
+    std::string line;
+    std::string named;  // after "line 2: "
+  };
+  const std::vector<Case> cases = {
+      {"insecure = \"\"", "'insecure' is a flag"},
+      {"insecure = yes", "'insecure' is a flag"},
+      {"insecure = 1", "'insecure' is a flag"},
+      {"insecure = \"true\"", "'insecure' is a flag"},
+      {"insecure = [true]", "'insecure' takes one value, not a list"},
+      {"metrics-open = \"\"", "'metrics-open' is a flag"},
+      {"io-threads = [3]", "'io-threads' takes one value, not a list"},
+      {"io-threads = \"3\"", "'io-threads' takes an integer"},
+      {"io-threads = 3x", "'io-threads' takes an integer"},
+      {"store-timeout-ms = \"0\"", "'store-timeout-ms' takes an integer"},
+      {"log-level = [\"info\"]", "'log-level' takes one value, not a list"},
+  };
+  int run = 0;  // each run its own output file: the outputs of one name add up
+  for (const Case& c : cases) {
+    WriteFile(conf, store + c.line + "\n");
+    // A non-loopback listener: allowed only if the flag were taken as set.
+    for (const char* mode : {"--check-config", "--thrift=off"}) {
+      RunResult r = RunBinary(dir_, "kind" + std::to_string(++run),
+                              {treatyd, "--config", conf, "--http=0.0.0.0:0", mode});
+      EXPECT_EQ(r.code, 2) << c.line << ": " << r.output;
+      EXPECT_NE(r.output.find("treatyd: --config " + conf + ": line 2: " + c.named),
+                std::string::npos)
+          << c.line << ": " << r.output;
+    }
+  }
+  // The kinds as documented still work.
+  WriteFile(conf, store +
+                      "insecure = true\nmetrics-open = false\nio-threads = 3\n"
+                      "allowed-hosts = [\"a.example\", \"b.example\"]\n"
+                      "participant-allow = \"*.svc,10.0.0.0/8\"\n");
+  RunResult ok = RunBinary(dir_, "kinds", {treatyd, "--config", conf, "--check-config"});
+  EXPECT_EQ(ok.code, 0) << ok.output;
+}
+
+// Text of the file or the command line reaches the terminal escaped and
+// bounded. Before: a NUL cut a store path short (sqlite:/x.db<NUL>.evil
+// opened /x.db), a 1,000,000-byte key gave a 1 MB message, CLI11's own
+// value errors printed a raw ESC (a terminal escape) or CR.
+TEST_F(DeployTest, ConfigTextReachesTheTerminalEscapedAndBounded) {
+  const std::string treatyd = BinaryPath("treatyd");
+  const std::string conf = dir_ + "/text.conf";
+  const std::string db = dir_ + "/x.db";
+  struct Case {
+    std::string text;
+    std::string named;  // after "--config FILE: "
+  };
+  const std::vector<Case> cases = {
+      {std::string("store = \"sqlite:") + db + std::string("\0.evil\"\n", 8),
+       "line 1: the value of 'store' holds the control character \\x00"},
+      {"store = 'sqlite:" + db + "\x1b'\n", "line 1: the value of 'store' holds the control"},
+      {"log-level = \"a\x1b[2Jb\"\n", "line 1: the value of 'log-level' holds the control"},
+      {"allowed-hosts = [\"a\x07\"]\n", "line 1: the value of 'allowed-hosts' holds the control"},
+      {"store = \"a\"\rlease-ms = 5000\r", "line 1: a carriage return"},
+      {"# only a comment\rinsecure\r", "line 1: a carriage return"},
+      {std::string(1000000, 'k') + " = 1\n", "line 1: unknown key 'kkkk"},
+      {"store = \"a\"\n\xEF\xBB\xBFlease-ms = 5000\n", "line 2: a byte order mark"},
+  };
+  for (size_t i = 0; i < cases.size(); ++i) {
+    const Case& c = cases[i];
+    WriteFile(conf, c.text);
+    // Its own output file each: the outputs of one name add up.
+    RunResult r =
+        RunBinary(dir_, "text" + std::to_string(i), {treatyd, "--config", conf, "--check-config"});
+    EXPECT_EQ(r.code, 2) << r.output.substr(0, 300);
+    EXPECT_NE(r.output.find("treatyd: --config " + conf + ": " + c.named), std::string::npos)
+        << r.output.substr(0, 300);
+    EXPECT_LT(r.output.size(), 1000u) << r.output.substr(0, 1000);
+    for (char ch : r.output) {
+      EXPECT_TRUE(ch == '\n' || static_cast<unsigned char>(ch) >= 0x20) << r.output;
+    }
+  }
+  EXPECT_NE(access(db.c_str(), F_OK), 0) << "the store was opened";
+
+  // CLI11's own refusal of a value (not a member, out of range), from the
+  // file or the command line: escaped and bounded too.
+  WriteFile(conf, "log-level = \"" + std::string(100000, 'a') + "\"\n");
+  RunResult long_value = RunBinary(dir_, "long", {treatyd, "--config", conf, "--check-config"});
+  EXPECT_EQ(long_value.code, 2) << long_value.output.substr(0, 300);
+  EXPECT_LT(long_value.output.size(), 1000u);
+  RunResult escape =
+      RunBinary(dir_, "escape", {treatyd, "--log-level", "a\x1b[2J\rb", "--check-config"});
+  EXPECT_EQ(escape.code, 2) << escape.output;
+  EXPECT_NE(escape.output.find("--log-level"), std::string::npos) << escape.output;
+  EXPECT_NE(escape.output.find("a\\x1b[2J\\rb"), std::string::npos) << escape.output;
+  EXPECT_EQ(escape.output.find('\x1b'), std::string::npos) << escape.output;
+
+  // A byte order mark at the very start (as some editors save) is skipped.
+  WriteFile(conf, "\xEF\xBB\xBFstore = \"sqlite:" + db + "\"\n");
+  RunResult bom = RunBinary(dir_, "bom", {treatyd, "--config", conf, "--check-config"});
+  EXPECT_EQ(bom.code, 0) << bom.output;
+}
+
+// The file is opened exactly once (by treatyd's own bounded, non-blocking
+// read), so it cannot be swapped for a FIFO between a check and the read.
+// Before: once by the check and once more by CLI11's std::ifstream.
+TEST_F(DeployTest, ConfigFileIsOpenedOnce) {
+  const std::string treatyd = BinaryPath("treatyd");
+  const std::string conf = dir_ + "/once.conf";
+  WriteFile(conf, "store = \"sqlite:" + dir_ + "/once.db\"\n");
+  const int watch = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+  ASSERT_GE(watch, 0);
+  // Closes watched too: inotify merges an event into an identical one
+  // still unread, so two opens in a row would count as one.
+  ASSERT_GE(inotify_add_watch(watch, conf.c_str(), IN_OPEN | IN_CLOSE), 0);
+  RunResult r = RunBinary(dir_, "once", {treatyd, "--config", conf, "--check-config"});
+  EXPECT_EQ(r.code, 0) << r.output;
+  int opens = 0;
+  alignas(inotify_event) char buf[4096];
+  for (ssize_t n; (n = read(watch, buf, sizeof buf)) > 0;) {
+    for (char* p = buf; p < buf + n;) {
+      const auto* event = reinterpret_cast<const inotify_event*>(p);
+      if (event->mask & IN_OPEN) ++opens;
+      p += sizeof(inotify_event) + event->len;
+    }
+  }
+  close(watch);
+  EXPECT_EQ(opens, 1);
+}
+
+// The store URI is part of what --check-config checks, without opening the
+// store, and a real start refuses the same URIs the same way (exit 2, a
+// configuration error) before connecting. Before: --check-config said OK
+// to each, and a start failed with "unknown store URI" (exit 2) or
+// "connect: connection lost: invalid connection option" (exit 1). The
+// message never shows the password.
+TEST_F(DeployTest, CheckConfigAndStartAgreeOnTheStoreUri) {
+  const std::string treatyd = BinaryPath("treatyd");
+  struct Case {
+    std::string store;
+    std::string named;  // text the refusal must contain
+  };
+  const std::vector<Case> cases = {
+      {"mysql://u:hunter2@x/db", "unknown kind of store 'mysql:'"},
+      {"", "store URI: empty"},
+      {"sqlite:", "sqlite: needs a PATH"},
+      {"host=127.0.0.1 bogus=1", "invalid connection option \"bogus\""},
+      {"postgresql://u:hunter2@h:badport/db", "port 'badport' is not a number 1..65535"},
+      {"postgresql://u:hunter2@h:70000/db", "port '70000'"},
+      {"postgresql://u:hunter2@h/db?bogus=1", "invalid URI query parameter: \"bogus\""},
+      {"postgresql://u:hunter2%zz@h/db", "invalid percent-encoded token"},
+      {"postgres://u:hunter2@[::1/db", "IPv6 host address"},
+      {"host=h password=hunter2 sslmode=sometimes", "sslmode 'sometimes' is not one of"},
+      {"host=h password=hun ter2", "missing \"=\" after (not shown)"},
+      {"host=h connect_timeout=soon", "connect_timeout 'soon' is not an integer"},
+      {"host=h1,h2 port=1,2,3", "3 ports for 2 hosts"},
+  };
+  // Given in the file (as under systemd), so that "" is a value too.
+  const std::string conf = dir_ + "/store.conf";
+  int run = 0;  // each run its own output file: the outputs of one name add up
+  for (const Case& c : cases) {
+    WriteFile(conf, "store = '" + c.store + "'\n");
+    for (const char* mode : {"--check-config", "--thrift=off"}) {
+      RunResult r = RunBinary(dir_, "store" + std::to_string(++run),
+                              {treatyd, "--config", conf, "--http=127.0.0.1:0", mode});
+      EXPECT_EQ(r.code, 2) << mode << " " << c.store << ": " << r.output;
+      EXPECT_NE(r.output.find(c.named), std::string::npos) << c.store << ": " << r.output;
+      EXPECT_EQ(r.output.find("hunter2"), std::string::npos) << r.output;
+      EXPECT_EQ(r.output.find("ter2"), std::string::npos) << r.output;
+      EXPECT_EQ(r.output.find("connection lost"), std::string::npos) << r.output;
+      EXPECT_EQ(r.output.find("configuration OK"), std::string::npos) << r.output;
+    }
+    RunResult migrate =
+        RunBinary(dir_, "migrate" + std::to_string(++run), {treatyd, "migrate", "--config", conf});
+    EXPECT_EQ(migrate.code, 2) << c.store << ": " << migrate.output;
+  }
+  // And on the command line.
+  RunResult cli = RunBinary(dir_, "cli", {treatyd, "--store", "mysql://x", "--check-config"});
+  EXPECT_EQ(cli.code, 2) << cli.output;
+  EXPECT_NE(cli.output.find("unknown kind of store 'mysql:'"), std::string::npos) << cli.output;
+
+  // A well-formed URI of a server that is not there passes the check; the
+  // start fails to connect: Unavailable, exit 1.
+  const std::string down = "postgresql://treaty@127.0.0.1:1/treaty?connect_timeout=2";
+  RunResult check = RunBinary(dir_, "down-check", {treatyd, "--store=" + down, "--check-config"});
+  EXPECT_EQ(check.code, 0) << check.output;
+  RunResult start = RunBinary(dir_, "down-start",
+                              {treatyd, "--store=" + down, "--http=127.0.0.1:0", "--thrift=off"});
+  EXPECT_EQ(start.code, 1) << start.output;
+  EXPECT_NE(start.output.find("Unavailable"), std::string::npos) << start.output;
 }
 
 TEST_F(DeployTest, AdvertisedAddressIsWhatTheClusterShows) {

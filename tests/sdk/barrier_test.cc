@@ -8,7 +8,10 @@
 
 #include <atomic>
 #include <chrono>
+#include <string>
 #include <thread>
+#include <tuple>
+#include <vector>
 
 #include "sdk/sdk_test_env.h"
 #include "treaty/barrier.h"
@@ -252,6 +255,102 @@ TEST_F(BarrierTest, SqlErrorsAreMappedAsSqlTxPromises) {
   }
   // Every failure rolled back: a redelivery runs the body again.
   EXPECT_EQ(*Deliver("e1", "action"), BarrierEffect::kApplied);
+}
+
+// The session of the Barrier's one pooled connection: pg_backend_pid()
+// read by a body (0 when that Run fails).
+int64_t BackendPid(sdk::Barrier& barrier, const std::string& gtid) {
+  int64_t pid = 0;
+  auto r = barrier.Run(CallContext{.gtid = gtid, .branch = "b1", .op = "action"},
+                       [&](SqlTx& tx) -> treaty::Status {
+                         auto got = tx.Exec("SELECT pg_backend_pid()");
+                         if (got.ok()) pid = got->rows.at(0).Int(0);
+                         return got.status();
+                       });
+  EXPECT_TRUE(r.ok()) << r.status().ToString();
+  return pid;
+}
+
+// Real errors through Barrier::Run (its pool and SqlTx) keep the pooled
+// connection: a deadlock (libpqxx 6.4's deadlock_detected, no sql_error)
+// is Unavailable naming 40P01, and the next Run uses the same session.
+TEST_F(BarrierTest, DeadlockIsUnavailableAndKeepsTheConnection) {
+  ExecSql(uri_, "CREATE TABLE account(id int PRIMARY KEY); INSERT INTO account VALUES (1), (2)");
+  auto b = Barrier::Open(BarrierOptions{.pg_uri = uri_, .max_connections = 1});
+  ASSERT_TRUE(b.ok()) << b.status().ToString();
+  const int64_t pid = BackendPid(**b, "k0");
+  treaty::Status got;
+  std::atomic<bool> holds_2{false};
+  std::thread other;  // joined after Run: it waits for the Run's row lock until the rollback
+  auto r = (*b)->Run(
+      CallContext{.gtid = "k1", .branch = "b1", .op = "action"}, [&](SqlTx& tx) -> treaty::Status {
+        // This session checks for the deadlock first, so it is the victim.
+        EXPECT_TRUE(tx.Exec("SET LOCAL deadlock_timeout = '50ms'").ok());
+        EXPECT_TRUE(tx.Exec("SELECT 1 FROM account WHERE id = 1 FOR UPDATE").ok());
+        other = std::thread([&] {
+          try {
+            pqxx::connection oc(uri_);
+            pqxx::work w(oc);
+            w.exec("SET LOCAL deadlock_timeout = '60s'");
+            w.exec("SELECT 1 FROM account WHERE id = 2 FOR UPDATE");
+            holds_2 = true;
+            w.exec("SELECT 1 FROM account WHERE id = 1 FOR UPDATE");  // waits for this Run
+            w.commit();
+          } catch (const std::exception&) {
+            holds_2 = true;
+          }
+        });
+        const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+        while (
+            std::chrono::steady_clock::now() < deadline &&
+            (!holds_2 ||
+             tx.Exec("SELECT count(*) FROM pg_locks WHERE NOT granted")->rows.at(0).Int(0) == 0)) {
+          std::this_thread::sleep_for(std::chrono::milliseconds(10));
+        }
+        got = tx.Exec("SELECT 1 FROM account WHERE id = 2 FOR UPDATE").status();
+        return got;
+      });
+  if (other.joinable()) other.join();
+  EXPECT_EQ(got.code(), StatusCode::kUnavailable) << got.ToString();
+  EXPECT_NE(got.message().find("[40P01]"), std::string::npos) << got.ToString();
+  EXPECT_EQ(r.status().code(), StatusCode::kUnavailable) << r.status().ToString();
+  EXPECT_EQ(BackendPid(**b, "k2"), pid) << "the connection was dropped";
+}
+
+// A role without privileges on the business table: Internal naming 42501
+// (libpqxx 6.4's insufficient_privilege carries no SQLSTATE), the pooled
+// connection kept; so are the statement errors.
+TEST_F(BarrierTest, PermissionAndStatementErrorsKeepTheConnection) {
+  ExecSql(uri_,
+          "CREATE TABLE account(id int PRIMARY KEY, balance bigint CHECK (balance >= 0));"
+          "INSERT INTO account VALUES (1, 10);"
+          "DO $$ BEGIN CREATE ROLE treaty_weak LOGIN; "
+          "EXCEPTION WHEN duplicate_object THEN NULL; END $$;"
+          "GRANT ALL ON treaty_barrier TO treaty_weak");
+  std::string weak_uri = uri_;
+  weak_uri.replace(weak_uri.find("postgres@"), 9, "treaty_weak@");
+  for (const auto& [uri, sql, code, sqlstate] :
+       std::vector<std::tuple<std::string, std::string, StatusCode, std::string>>{
+           {weak_uri, "INSERT INTO account VALUES (2, 1)", StatusCode::kInternal, "42501"},
+           {uri_, "INSERT INTO account VALUES (1, 5)", StatusCode::kConflict, "23505"},
+           {uri_, "UPDATE account SET balance = -1", StatusCode::kConflict, "23514"},
+           {uri_, "SELECT 1 / 0", StatusCode::kInternal, "22012"},
+           {uri_, "SELEC 1", StatusCode::kInternal, "42601"},
+           {uri_, "SELECT * FROM nowhere", StatusCode::kInternal, "42P01"}}) {
+    auto b = Barrier::Open(BarrierOptions{.pg_uri = uri, .max_connections = 1, .migrate = false});
+    ASSERT_TRUE(b.ok()) << b.status().ToString();
+    const int64_t pid = BackendPid(**b, "p" + sqlstate + "a");
+    treaty::Status got;
+    auto r = (*b)->Run(CallContext{.gtid = "p" + sqlstate + "b", .branch = "b1", .op = "action"},
+                       [&](SqlTx& tx) -> treaty::Status {
+                         got = tx.Exec(sql).status();
+                         return got;
+                       });
+    EXPECT_EQ(got.code(), code) << sqlstate << ": " << got.ToString();
+    EXPECT_NE(got.message().find("[" + sqlstate + "]"), std::string::npos) << got.ToString();
+    EXPECT_EQ(r.status().code(), code) << r.status().ToString();
+    EXPECT_EQ(BackendPid(**b, "p" + sqlstate + "c"), pid) << sqlstate << ": connection dropped";
+  }
 }
 
 // With call_timeout_ms a call stuck on the database (here: on a lock held

@@ -237,8 +237,15 @@ TEST(ClientTransportTest, TwoPhaseConflictsWaitForATakeoverUnlessTheOwnerSaidSo)
   c.SetBehavior({.status = 409, .body = R"({"error":{"code":"not_owner","message":"lost"}})"});
   sdk::Client bounded({.coordinators = {c.url()}, .backoff_ms = 20, .failover_timeout_ms = 500});
   const auto t0 = std::chrono::steady_clock::now();
-  EXPECT_EQ(bounded.Commit("t2").status().code(), treaty::StatusCode::kUnavailable);
+  const treaty::Status commit = bounded.Commit("t2").status();
+  EXPECT_EQ(commit.code(), treaty::StatusCode::kUnavailable);
+  EXPECT_EQ(commit.message().rfind("transaction t2: no coordinator acted", 0), 0u)
+      << commit.message();
   EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(3));
+  // Get pins no gtid: its message names none ("transaction : ..." before).
+  const treaty::Status get = bounded.Get("t2").status();
+  EXPECT_EQ(get.code(), treaty::StatusCode::kUnavailable);
+  EXPECT_EQ(get.message().rfind("the call: no coordinator acted", 0), 0u) << get.message();
 }
 
 // A coordinator's message reaches the Client's Status escaped, however the

@@ -9,6 +9,10 @@
 //   the connection, long before the idle time-out.
 // - At most `handler_threads` handlers run at once; the other calls wait and
 //   are all answered.
+// - Stop() waits for the running handler only: calls still waiting for a
+//   handler slot are answered RETRY and their handlers never run.
+// - ParticipantServerOptions' thrift_* limits reach the endpoint (a small
+//   connection cap, idle and request time-outs); a limit below 1 is refused.
 // - A bind failure on [::1] names the address in brackets (skipped when the
 //   machine has no IPv6 loopback).
 
@@ -25,6 +29,7 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <vector>
 
 #include <thrift/protocol/TBinaryProtocol.h>
@@ -219,6 +224,125 @@ TEST(ThriftEndpointTest, StopWaitsForRunningHandlers) {
   caller.join();
   EXPECT_TRUE(answered);
   endpoint.Stop();  // idempotent
+}
+
+// The repro of the review: one handler slot, a slow handler, several calls
+// at once, then Stop() while the first runs. Before the fix Stop() ran every
+// waiting call (one handler time each) after it began.
+TEST(ThriftEndpointTest, StopRunsNoCallThatHadNotStartedItsHandler) {
+  constexpr int kCalls = 5;
+  constexpr int kHandlerMs = 1500;
+  std::atomic<int> ran{0};
+  auto slow = [&](const CallContext&) {
+    ++ran;
+    std::this_thread::sleep_for(std::chrono::milliseconds(kHandlerMs));
+    return ThriftOutcome{ThriftOutcome::Kind::kOk, std::nullopt, ""};
+  };
+  ThriftEndpoint endpoint("127.0.0.1", 0, /*handler_threads=*/1, slow);
+  ASSERT_EQ(endpoint.Start(), "");
+  const int port = endpoint.port();
+  std::atomic<int> ok{0}, retry{0}, closed{0}, sent{0};
+  std::vector<std::thread> callers;
+  for (int i = 0; i < kCalls; ++i) {
+    callers.emplace_back([&, i] {
+      try {
+        Client c(port);
+        ++sent;
+        const rpc::Outcome::type outcome = c.Action("g-" + std::to_string(i));
+        if (outcome == rpc::Outcome::OK) ++ok;
+        if (outcome == rpc::Outcome::RETRY) ++retry;
+      } catch (const at::TException&) {
+        ++closed;
+      }
+    });
+  }
+  for (int i = 0; i < 500 && (ran == 0 || sent < kCalls); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  ASSERT_EQ(ran, 1);
+  ASSERT_EQ(sent, kCalls);
+  // Let the other calls' frames arrive and queue for the slot.
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+
+  const auto start = std::chrono::steady_clock::now();
+  endpoint.Stop();
+  const auto elapsed = std::chrono::duration_cast<std::chrono::milliseconds>(
+                           std::chrono::steady_clock::now() - start)
+                           .count();
+  for (auto& t : callers) t.join();
+  EXPECT_LT(elapsed, kHandlerMs + 1000) << "Stop() ran calls queued for a handler slot";
+  EXPECT_EQ(ran, 1) << "a handler ran after Stop() began";
+  EXPECT_EQ(ok, 1);
+  // Answered RETRY; a call whose frame had not been read in full when
+  // Stop() began has its connection closed instead (rare here: they were
+  // sent 300 ms before).
+  EXPECT_EQ(retry + closed, kCalls - 1);
+  EXPECT_GE(retry, 1) << closed << " calls saw the connection closed";
+}
+
+// Options whose Thrift limits are small, on a ParticipantServer serving
+// the step "book".
+std::unique_ptr<sdk::ParticipantServer> ServerWithLimits(int max_connections, int idle_ms,
+                                                         int request_ms) {
+  sdk::ParticipantServerOptions options;
+  options.thrift_port = 0;
+  options.thrift_max_connections = max_connections;
+  options.thrift_idle_timeout_ms = idle_ms;
+  options.thrift_request_timeout_ms = request_ms;
+  auto server = std::make_unique<sdk::ParticipantServer>(options);
+  auto ok = [](const CallContext&) { return Status::Ok(); };
+  server->AddSagaStep("book", ok, ok);
+  return server;
+}
+
+TEST(ThriftEndpointTest, ParticipantServerOptionsSetTheConnectionCap) {
+  auto server = ServerWithLimits(/*max_connections=*/2, 60000, 30000);
+  ASSERT_TRUE(server->Start().ok());
+  const int port = server->thrift_port();
+  Client a(port), b(port);
+  EXPECT_EQ(a.Action("g-a"), rpc::Outcome::OK);
+  EXPECT_EQ(b.Action("g-b"), rpc::Outcome::OK);
+  Client over(port);  // accepted by the kernel, closed by the server
+  EXPECT_THROW(over.Action("g-over"), at::transport::TTransportException);
+  EXPECT_EQ(a.Action("g-a2"), rpc::Outcome::OK);  // never disturbed
+}
+
+TEST(ThriftEndpointTest, ParticipantServerOptionsSetTheIdleAndRequestTimeouts) {
+  auto server = ServerWithLimits(512, /*idle_ms=*/1000, /*request_ms=*/300);
+  ASSERT_TRUE(server->Start().ok());
+  const int port = server->thrift_port();
+  const auto timed = [port](const std::string& bytes, WireReply* r) {
+    const auto start = std::chrono::steady_clock::now();
+    *r = SendRaw(port, bytes, 10000);
+    return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() -
+                                                                 start)
+        .count();
+  };
+  WireReply r;
+  // A silent connection: closed after the idle time-out (not the default 60 s).
+  int64_t ms = timed("", &r);
+  EXPECT_TRUE(r.closed);
+  EXPECT_GE(ms, 800);
+  EXPECT_LT(ms, 5000);
+  // A frame header declaring 100 bytes, and 10 of them: closed after the
+  // request time-out, before the idle one.
+  ms = timed(ThriftWriter().I32(100).Raw(std::string(10, 'x')).bytes(), &r);
+  EXPECT_TRUE(r.closed);
+  EXPECT_GE(ms, 200);
+  EXPECT_LT(ms, 900);
+}
+
+TEST(ThriftEndpointTest, ParticipantServerRefusesThriftLimitsBelowOne) {
+  for (auto [connections, idle, request, name] :
+       {std::tuple{0, 60000, 30000, "thrift_max_connections"},
+        std::tuple{512, 0, 30000, "thrift_idle_timeout_ms"},
+        std::tuple{512, 60000, -1, "thrift_request_timeout_ms"}}) {
+    auto server = ServerWithLimits(connections, idle, request);
+    const Status s = server->Start();
+    EXPECT_EQ(s.code(), StatusCode::kInvalidArgument) << s.ToString();
+    EXPECT_NE(s.message().find(name), std::string::npos) << s.ToString();
+    EXPECT_EQ(server->http_port(), 0) << "nothing is served";
+  }
 }
 
 TEST(ThriftEndpointTest, BindFailureOnIpv6NamesTheAddressInBrackets) {

@@ -21,10 +21,10 @@ namespace {
 // The options of a small treatyd.
 ConfigKeyKind KindOf(const std::string& key) {
   static const std::map<std::string, ConfigKeyKind> kKeys = {
-      {"store", ConfigKeyKind::kValue},         {"lease-ms", ConfigKeyKind::kValue},
-      {"allowed-hosts", ConfigKeyKind::kValue}, {"insecure", ConfigKeyKind::kFlag},
-      {"metrics-open", ConfigKeyKind::kFlag},   {"config", ConfigKeyKind::kNotInFile},
-      {"log-level", ConfigKeyKind::kValue},
+      {"store", ConfigKeyKind::kText},         {"lease-ms", ConfigKeyKind::kInteger},
+      {"allowed-hosts", ConfigKeyKind::kList}, {"insecure", ConfigKeyKind::kFlag},
+      {"metrics-open", ConfigKeyKind::kFlag},  {"config", ConfigKeyKind::kNotInFile},
+      {"log-level", ConfigKeyKind::kText},
   };
   auto it = kKeys.find(key);
   return it == kKeys.end() ? ConfigKeyKind::kUnknown : it->second;
@@ -131,6 +131,10 @@ TEST(ConfigTextTest, OtherMistakesNameTheLineAndKey) {
   EXPECT_EQ(
       Refusal("store = \"a\\qb\"\n").rfind("line 1: the value of 'store': unsupported escape", 0),
       0u);
+  // \n is not an escape any more: a value holds no newline.
+  EXPECT_EQ(
+      Refusal("store = \"a\\nb\"\n").rfind("line 1: the value of 'store': unsupported escape", 0),
+      0u);
   EXPECT_EQ(Refusal("store: 1\n").rfind("line 1: expected '=' after 'store'", 0), 0u);
   EXPECT_EQ(
       Refusal("allowed-hosts = []\n").rfind("line 1: the list of 'allowed-hosts' is empty", 0), 0u);
@@ -140,6 +144,107 @@ TEST(ConfigTextTest, OtherMistakesNameTheLineAndKey) {
   EXPECT_EQ(Refusal("allowed-hosts = [\"a\" \"b\"]\n")
                 .rfind("line 1: expected ',' or ']' in the list of 'allowed-hosts'", 0),
             0u);
+}
+
+// A flag takes only a bare true or false (or stands alone). Before,
+// `insecure = ""` set the flag (CLI11 reads an empty flag value as set) and
+// yes, 1, "true", [true] were taken.
+TEST(ConfigTextTest, FlagTakesOnlyBareTrueOrFalse) {
+  for (const char* value :
+       {"\"\"", "''", "yes", "1", "\"true\"", "'false'", "TRUE", "on", "true false"}) {
+    const std::string text = std::string("insecure = ") + value + "\n";
+    EXPECT_EQ(Refusal(text).rfind("line 1: 'insecure' is a flag: write true or false, unquoted", 0),
+              0u)
+        << text << Refusal(text);
+  }
+  EXPECT_EQ(Refusal("store = \"x\"\nmetrics-open = [true]\n")
+                .rfind("line 2: 'metrics-open' takes one value, not a list", 0),
+            0u);
+  auto r = Parse("insecure = true\nmetrics-open = false # off\n");
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  EXPECT_EQ((*r)[0].values, std::vector<std::string>{"true"});
+  EXPECT_EQ((*r)[1].values, std::vector<std::string>{"false"});
+}
+
+// Every value has its option's kind: only a list option takes a list, an
+// integer option takes a bare integer. Before, `lease-ms = [3]` and
+// `lease-ms = "3"` were accepted.
+TEST(ConfigTextTest, ValueMustHaveItsOptionsKind) {
+  const std::pair<const char*, const char*> refused[] = {
+      {"lease-ms = [3]", "line 1: 'lease-ms' takes one value, not a list"},
+      {"lease-ms = \"3\"", "line 1: 'lease-ms' takes an integer, unquoted"},
+      {"lease-ms = '3'", "line 1: 'lease-ms' takes an integer, unquoted"},
+      {"lease-ms = 3x", "line 1: 'lease-ms' takes an integer, unquoted"},
+      {"lease-ms = 3.5", "line 1: 'lease-ms' takes an integer, unquoted"},
+      {"lease-ms = -", "line 1: 'lease-ms' takes an integer, unquoted"},
+      {"lease-ms = 99999999999999999999", "line 1: 'lease-ms' takes an integer, unquoted"},
+      {"store = [\"sqlite:/a\"]", "line 1: 'store' takes one value, not a list"},
+      {"log-level = [info, debug]", "line 1: 'log-level' takes one value, not a list"},
+  };
+  for (const auto& [text, why] : refused) {
+    EXPECT_EQ(Refusal(text).rfind(why, 0), 0u) << text << ": " << Refusal(text);
+  }
+  for (const char* text :
+       {"lease-ms = 5000", "lease-ms = -1", "store = sqlite:/a", "allowed-hosts = \"a,b\"",
+        "allowed-hosts = [a]", "log-level = 'info'"}) {
+    EXPECT_EQ(Refusal(text), "") << text;
+  }
+}
+
+// A control character in a value (quoted, bare or in a list) is refused
+// naming line and key; tab is allowed. Before, a NUL was taken and cut the
+// value short where it was used (sqlite:/tmp/x.db<NUL>.evil opened /tmp/x.db).
+TEST(ConfigTextTest, ControlCharacterInAValueIsRefused) {
+  const std::pair<std::string, std::string> refused[] = {
+      {std::string("store = \"sqlite:/tmp/x.db\0.evil\"\n", 32),
+       "line 1: the value of 'store' holds the control character \\x00 (only tab is allowed)"},
+      {std::string("\nstore = 'a\0b'\n", 15), "line 2: the value of 'store' holds"},
+      {std::string("store = a\0b\n", 12), "line 1: the value of 'store' holds"},
+      {"log-level = \"a\x1b[2Jb\"\n",
+       "line 1: the value of 'log-level' holds the control "
+       "character \\x1b"},
+      {"allowed-hosts = [\"a\",\n \"b\x7f\"]\n", "line 2: the value of 'allowed-hosts' holds"},
+      {"store = \"a\x0b\"\n", "line 1: the value of 'store' holds the control character \\x0b"},
+  };
+  for (const auto& [text, why] : refused) {
+    EXPECT_EQ(Refusal(text).rfind(why, 0), 0u) << Refusal(text);
+  }
+  auto tab = Parse("store = \"a\tb\"\nlog-level = 'c\td'\n");
+  ASSERT_TRUE(tab.ok()) << tab.status().message();
+  EXPECT_EQ((*tab)[0].values[0], "a\tb");
+}
+
+// Every message quoting the file is escaped and short. Before, a
+// 1,000,000-byte unknown key gave a 1 MB message; CR-only line endings
+// left a CR in a value (CLI11 then printed it raw) or hid the following
+// lines in a comment; a byte order mark gave an invisible character.
+TEST(ConfigTextTest, MessagesAreEscapedAndBounded) {
+  const std::string huge(1000000, 'k');
+  for (const std::string& text :
+       {huge + " = 1\n", "store = \"a\"\n" + huge + "\n", "[" + huge + "]\n",
+        "store " + huge + "\n", "store = \"a\" " + huge + "\n"}) {
+    const std::string msg = Refusal(text);
+    EXPECT_FALSE(msg.empty());
+    EXPECT_LT(msg.size(), 400u) << msg.substr(0, 200);
+  }
+  EXPECT_EQ(Refusal(huge + " = 1\n").rfind("line 1: unknown key 'kkk", 0), 0u);
+  EXPECT_EQ(Refusal("store = \"a\"\rlease-ms = 5000\r")
+                .rfind("line 1: a carriage return (\\r) not followed by a newline", 0),
+            0u);
+  EXPECT_EQ(Refusal("store = \"a\"\n# c\rinsecure\r").rfind("line 2: a carriage return", 0), 0u);
+  EXPECT_EQ(Refusal("store = \"a\r\"\r\n").rfind("line 1: a carriage return", 0), 0u);
+  // A byte order mark at the very start is skipped; anywhere else named.
+  auto bom = Parse("\xEF\xBB\xBFstore = \"a\"\r\n");
+  ASSERT_TRUE(bom.ok()) << bom.status().message();
+  EXPECT_EQ((*bom)[0].key, "store");
+  EXPECT_EQ(Refusal("store = \"a\"\n\xEF\xBB\xBFlease-ms = 1\n")
+                .rfind("line 2: a byte order mark (U+FEFF) is allowed only at the start", 0),
+            0u);
+  for (char c = 1; c < 0x20; ++c) {
+    if (c == '\n' || c == '\r' || c == '\t' || c == ' ') continue;
+    const std::string msg = Refusal(std::string("lease-ms = 1 ") + c + "x\n");
+    for (char m : msg) EXPECT_GE(static_cast<unsigned char>(m), 0x20) << msg;
+  }
 }
 
 class ConfigFileReadTest : public ::testing::Test {

@@ -15,9 +15,12 @@
 #include <atomic>
 #include <chrono>
 #include <cstdlib>
+#include <functional>
 #include <map>
+#include <memory>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "support/mini_postgres.h"
 
@@ -158,6 +161,80 @@ TEST(PgErrorTest, KindsOfSqlstates) {
   EXPECT_FALSE(PgErrorMayBreakConnection("40001"));
 }
 
+// Every libpqxx 6.4 exception class, constructed as libpqxx throws it (the
+// class 40 ones and insufficient_privilege without a SQLSTATE, the other
+// SQL errors with one): its Status code, the SQLSTATE named, and whether
+// the connection is dropped.
+TEST(PgErrorTest, EveryLibpqxxExceptionClass) {
+  struct Case {
+    std::function<void()> raise;
+    StatusCode code;
+    std::string sqlstate;  // "" when none is known
+    bool drop;
+  };
+  const auto sql = [](auto error) { return [error] { throw error; }; };
+  const std::vector<Case> cases = {
+      {sql(pqxx::broken_connection("gone")), StatusCode::kUnavailable, "", true},
+      {sql(pqxx::too_many_connections("full")), StatusCode::kUnavailable, "53300", true},
+      {sql(pqxx::in_doubt_error("commit")), StatusCode::kUnavailable, "", true},
+      {sql(pqxx::transaction_rollback("rb")), StatusCode::kUnavailable, "40000", false},
+      {sql(pqxx::serialization_failure("sf")), StatusCode::kUnavailable, "40001", false},
+      {sql(pqxx::statement_completion_unknown("scu")), StatusCode::kUnavailable, "40003", false},
+      {sql(pqxx::deadlock_detected("dl")), StatusCode::kUnavailable, "40P01", false},
+      {sql(pqxx::insufficient_privilege("perm", "q")), StatusCode::kInternal, "42501", false},
+      {sql(pqxx::syntax_error("syn", "q", "42601")), StatusCode::kInternal, "42601", false},
+      {sql(pqxx::undefined_table("t", "q", "42P01")), StatusCode::kInternal, "42P01", false},
+      {sql(pqxx::undefined_column("c", "q", "42703")), StatusCode::kInternal, "42703", false},
+      {sql(pqxx::undefined_function("f", "q", "42883")), StatusCode::kInternal, "42883", false},
+      {sql(pqxx::unique_violation("u", "q", "23505")), StatusCode::kConflict, "23505", false},
+      {sql(pqxx::check_violation("c", "q", "23514")), StatusCode::kInvalidArgument, "23514", false},
+      {sql(pqxx::not_null_violation("n", "q", "23502")), StatusCode::kInvalidArgument, "23502",
+       false},
+      {sql(pqxx::foreign_key_violation("f", "q", "23503")), StatusCode::kInvalidArgument, "23503",
+       false},
+      {sql(pqxx::restrict_violation("r", "q", "23001")), StatusCode::kInvalidArgument, "23001",
+       false},
+      {sql(pqxx::data_exception("d", "q", "22012")), StatusCode::kInvalidArgument, "22012", false},
+      {sql(pqxx::feature_not_supported("f", "q", "0A000")), StatusCode::kInternal, "0A000", false},
+      {sql(pqxx::invalid_sql_statement_name("s", "q", "26000")), StatusCode::kInternal, "26000",
+       false},
+      {sql(pqxx::invalid_cursor_state("c", "q", "24000")), StatusCode::kInternal, "24000", false},
+      {sql(pqxx::invalid_cursor_name("c", "q", "34000")), StatusCode::kInternal, "34000", false},
+      {sql(pqxx::insufficient_resources("r", "q", "53000")), StatusCode::kUnavailable, "53000",
+       false},
+      {sql(pqxx::disk_full("d", "q", "53100")), StatusCode::kUnavailable, "53100", false},
+      {sql(pqxx::plpgsql_raise("r", "q", "P0001")), StatusCode::kInternal, "P0001", false},
+      {sql(pqxx::plpgsql_error("p", "q", "P0000")), StatusCode::kInternal, "P0000", false},
+      {sql(pqxx::sql_error("shutdown", "q", "57P01")), StatusCode::kUnavailable, "57P01", true},
+      {sql(pqxx::sql_error("libpq's own", "q")), StatusCode::kInternal, "", true},
+      {sql(pqxx::failure("libpq call")), StatusCode::kUnavailable, "", true},
+      {sql(pqxx::conversion_error("conv")), StatusCode::kInternal, "", false},
+      {sql(pqxx::unexpected_rows("rows")), StatusCode::kInternal, "", false},
+      {sql(pqxx::range_error("range")), StatusCode::kInternal, "", false},
+      {sql(pqxx::argument_error("arg")), StatusCode::kInternal, "", false},
+      {sql(pqxx::usage_error("usage")), StatusCode::kInternal, "", true},
+      {sql(pqxx::internal_error("bug")), StatusCode::kInternal, "", true},
+      {sql(std::bad_alloc()), StatusCode::kInternal, "", true},
+      {[] { throw 42; }, StatusCode::kInternal, "", true},
+  };
+  for (const Case& c : cases) {
+    PgFailure failure;
+    try {
+      c.raise();
+    } catch (...) {
+      failure = CaughtPgError("w");
+    }
+    const std::string text = failure.status.ToString();
+    EXPECT_EQ(failure.status.code(), c.code) << text;
+    EXPECT_EQ(failure.drop, c.drop) << text;
+    if (c.sqlstate.empty()) {
+      EXPECT_EQ(text.find('['), std::string::npos) << text;
+    } else {
+      EXPECT_NE(text.find("[" + c.sqlstate + "]"), std::string::npos) << text;
+    }
+  }
+}
+
 // An exception of any kind thrown by a body becomes a Status; the pool
 // stays usable.
 TEST(PgConnectionPoolTest, AnyExceptionOfABodyBecomesAStatus) {
@@ -174,6 +251,162 @@ TEST(PgConnectionPoolTest, AnyExceptionOfABodyBecomesAStatus) {
   s = pool.Run("throw", [](pqxx::connection&) -> Status { throw 42; });
   EXPECT_EQ(s.code(), StatusCode::kInternal) << s.ToString();
   EXPECT_TRUE(pool.Run("select", SelectOne).ok());
+}
+
+// Real errors of a real PostgreSQL through PgConnectionPool::Run, as
+// libpqxx throws them (its exception classes differ from the SQLSTATE's:
+// in libpqxx 6.4 the class 40 ones are no sql_error and
+// insufficient_privilege carries no SQLSTATE). Each gets its Status code,
+// names its SQLSTATE, and leaves the one pooled connection in use: the call
+// after it succeeds without a reconnect.
+class PgRealErrorTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    Status s = pg_.Start();
+    ASSERT_TRUE(s.ok()) << s.ToString();
+    admin_ = std::make_unique<pqxx::connection>(pg_.Uri());
+    pqxx::work setup(*admin_);
+    setup.exec0(
+        "CREATE TABLE account(id int PRIMARY KEY, balance bigint NOT NULL CHECK (balance >= 0))");
+    setup.exec0("INSERT INTO account VALUES (1, 10), (2, 10)");
+    setup.exec0("CREATE ROLE treaty_weak LOGIN");  // no privilege on account
+    setup.commit();
+  }
+
+  // Runs `body` on a pool of one connection as `user`; expects `code` with
+  // `sqlstate` in the message, and the connection kept.
+  void ExpectMapped(const std::string& user, const PgConnectionPool::Body& body, StatusCode code,
+                    const std::string& sqlstate) {
+    std::atomic<int> connects{0};
+    PgPoolOptions options;
+    options.size = 1;
+    options.on_connect_attempt = [&] { ++connects; };
+    PgConnectionPool pool(
+        "postgresql://" + user + "@127.0.0.1:" + std::to_string(pg_.port()) + "/postgres", options);
+    ASSERT_TRUE(pool.Run("warm", SelectOne).ok());
+    const Status s = pool.Run("w", body);
+    EXPECT_EQ(s.code(), code) << sqlstate << ": " << s.ToString();
+    EXPECT_NE(s.message().find("[" + sqlstate + "]"), std::string::npos) << s.ToString();
+    const Status after = pool.Run("after", SelectOne);
+    EXPECT_TRUE(after.ok()) << sqlstate << ": " << after.ToString();
+    EXPECT_EQ(connects.load(), 1) << sqlstate << ": the connection was dropped";
+  }
+
+  static PgConnectionPool::Body Exec(const std::string& sql) {
+    return [sql](pqxx::connection& c) {
+      pqxx::work tx(c);
+      tx.exec(sql);
+      tx.commit();
+      return Status::Ok();
+    };
+  }
+
+  MiniPostgres pg_;
+  std::unique_ptr<pqxx::connection> admin_;  // the superuser's own session
+};
+
+TEST_F(PgRealErrorTest, SerializationFailureIsUnavailableAndKeepsTheConnection) {
+  ExpectMapped(
+      "postgres",
+      [&](pqxx::connection& c) {
+        pqxx::transaction<pqxx::isolation_level::repeatable_read> tx(c);
+        tx.exec("SELECT balance FROM account WHERE id = 1");  // takes the snapshot
+        pqxx::work concurrent(*admin_);
+        concurrent.exec0("UPDATE account SET balance = balance + 1 WHERE id = 1");
+        concurrent.commit();
+        tx.exec("UPDATE account SET balance = balance - 1 WHERE id = 1");  // 40001
+        tx.commit();
+        return Status::Ok();
+      },
+      StatusCode::kUnavailable, "40001");
+}
+
+TEST_F(PgRealErrorTest, DeadlockIsUnavailableAndKeepsTheConnection) {
+  ExpectMapped(
+      "postgres",
+      [&](pqxx::connection& c) {
+        pqxx::work tx(c);
+        // This session checks for the deadlock first, so it is the victim.
+        tx.exec("SET LOCAL deadlock_timeout = '50ms'");
+        tx.exec("SELECT 1 FROM account WHERE id = 1 FOR UPDATE");
+        std::atomic<bool> holds_2{false};
+        std::thread other([&] {
+          try {
+            pqxx::work w(*admin_);
+            w.exec("SET LOCAL deadlock_timeout = '60s'");
+            w.exec("SELECT 1 FROM account WHERE id = 2 FOR UPDATE");
+            holds_2 = true;
+            w.exec("SELECT 1 FROM account WHERE id = 1 FOR UPDATE");  // waits for tx
+          } catch (const std::exception&) {
+            holds_2 = true;
+          }
+        });
+        try {
+          const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+          while (std::chrono::steady_clock::now() < deadline &&
+                 (!holds_2 ||
+                  tx.exec1("SELECT count(*) FROM pg_locks WHERE NOT granted")[0].as<int>() == 0)) {
+            std::this_thread::sleep_for(std::chrono::milliseconds(10));
+          }
+          tx.exec("SELECT 1 FROM account WHERE id = 2 FOR UPDATE");  // 40P01
+        } catch (...) {
+          tx.abort();  // frees row 1 for the other session
+          other.join();
+          throw;
+        }
+        tx.abort();
+        other.join();
+        return Status::Ok();
+      },
+      StatusCode::kUnavailable, "40P01");
+}
+
+TEST_F(PgRealErrorTest, PermissionDeniedIsInternalAndKeepsTheConnection) {
+  ExpectMapped("treaty_weak", Exec("INSERT INTO account VALUES (3, 1)"), StatusCode::kInternal,
+               "42501");
+}
+
+TEST_F(PgRealErrorTest, StatementErrorsKeepTheConnection) {
+  ExpectMapped("postgres", Exec("INSERT INTO account VALUES (1, 5)"), StatusCode::kConflict,
+               "23505");
+  ExpectMapped("postgres", Exec("UPDATE account SET balance = -1"), StatusCode::kInvalidArgument,
+               "23514");
+  ExpectMapped("postgres", Exec("SELECT 1 / 0"), StatusCode::kInvalidArgument, "22012");
+  ExpectMapped("postgres", Exec("SELEC 1"), StatusCode::kInternal, "42601");
+  ExpectMapped("postgres", Exec("SELECT * FROM nowhere"), StatusCode::kInternal, "42P01");
+}
+
+// libpqxx's own errors raised while reading a result leave the session
+// usable: Internal, connection kept. A usage error may leave libpqxx's
+// state of the connection inconsistent: dropped.
+TEST_F(PgRealErrorTest, LibpqxxClientErrors) {
+  std::atomic<int> connects{0};
+  PgPoolOptions options;
+  options.size = 1;
+  options.on_connect_attempt = [&] { ++connects; };
+  PgConnectionPool pool(pg_.Uri(), options);
+  Status s = pool.Run("conversion", [](pqxx::connection& c) {
+    pqxx::work tx(c);
+    (void)tx.exec1("SELECT 'x'")[0].as<int>();  // pqxx::conversion_error
+    return Status::Ok();
+  });
+  EXPECT_EQ(s.code(), StatusCode::kInternal) << s.ToString();
+  s = pool.Run("rows", [](pqxx::connection& c) {
+    pqxx::work tx(c);
+    tx.exec1("SELECT 1 WHERE false");  // pqxx::unexpected_rows
+    return Status::Ok();
+  });
+  EXPECT_EQ(s.code(), StatusCode::kInternal) << s.ToString();
+  EXPECT_TRUE(pool.Run("after", SelectOne).ok());
+  EXPECT_EQ(connects.load(), 1);
+  s = pool.Run("usage", [](pqxx::connection& c) {
+    pqxx::work tx(c);
+    pqxx::work second(c);  // pqxx::usage_error: one transaction at a time
+    return Status::Ok();
+  });
+  EXPECT_EQ(s.code(), StatusCode::kInternal) << s.ToString();
+  EXPECT_TRUE(pool.Run("after", SelectOne).ok());
+  EXPECT_EQ(connects.load(), 2);
 }
 
 TEST(PgConnectionPoolTest, BacksOffReconnectsWhileDownAndRecovers) {

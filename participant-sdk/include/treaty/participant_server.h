@@ -63,8 +63,14 @@
 // flag becomes ctx.one_phase, as over HTTP.
 //
 // Trusting the caller (docs/security.md): three options, each off when
-// empty, all for the HTTP listener (the Thrift listener has neither TLS nor
-// signatures: serve it on a trusted network only).
+// empty, all for the HTTP listener. The Thrift listener authenticates no
+// caller (neither TLS nor signatures): every peer that can connect to it is
+// served and its calls reach handlers, so make the Thrift port reachable by
+// coordinators only (it listens on http_host: bind that to a private
+// address or firewall the port). All that bounds an unauthenticated peer
+// there are the thrift_* limits below: it can hold up to
+// thrift_max_connections connections (a thread each) for
+// thrift_idle_timeout_ms each.
 //   - tls_cert_file / tls_key_file: HTTPS only; http_url() is https://.
 //     With tls_client_ca_file, a client must present a certificate that
 //     chains to it (the coordinator's --participant-cert) or the TLS
@@ -78,13 +84,17 @@
 //     subject CN must be one of them; else 403 {"error":{"code":"forbidden"}}.
 // These checks come before the input rules (401 before 403; only the body
 // size limit, 413, comes first); a refused request never reaches a handler.
+// Before a request is authenticated: the TLS handshake (with
+// tls_client_ca_file, a client without a good certificate never gets to send
+// one); then the request is read in full (at most max_body_bytes) and waits
+// for a handler thread, on which the signature and CN are checked.
 //
 // Threads: HTTP I/O runs on `io_threads`; handlers run on a pool of
-// `handler_threads` (Thrift: a thread per connection, up to 512, and at
-// most `handler_threads` Thrift handlers at once; participant-sdk/README.md)
-// and may block (database work). Handlers for different
-// deliveries run concurrently, including duplicates of the same delivery:
-// use a Barrier or PgResourceManager for exactly-once effects.
+// `handler_threads` (Thrift: a thread per connection, up to
+// thrift_max_connections, and at most `handler_threads` Thrift handlers at
+// once; participant-sdk/README.md) and may block (database work). Handlers
+// for different deliveries run concurrently, including duplicates of the
+// same delivery: use a Barrier or PgResourceManager for exactly-once effects.
 // Register handlers before Start(); registration after Start is not allowed.
 
 #include <cstddef>
@@ -148,6 +158,18 @@ struct ParticipantServerOptions {
   // Client certificate CNs accepted (needs tls_client_ca_file); empty: any
   // certificate from the client CA.
   std::vector<std::string> allowed_client_cns;
+  // The Thrift listener's limits (with thrift_port; each at least 1, else
+  // Start() fails with InvalidArgument). They bound what any peer can hold
+  // (see "Trusting the caller"; docs/protocol.md "Over Thrift").
+  // Connections open at once, a thread each; one accepted over the cap is
+  // closed at once (the coordinator's call fails and is retried).
+  int thrift_max_connections = 512;
+  // A connection on which nothing arrives this long while a request is
+  // awaited (or that does not take its answer this long) is closed, in ms.
+  int thrift_idle_timeout_ms = 60000;
+  // A request frame must be complete this long after its first byte, else
+  // its connection is closed, in ms. Time spent in the handler not counted.
+  int thrift_request_timeout_ms = 30000;
 };
 
 class ParticipantServer {
@@ -167,10 +189,15 @@ class ParticipantServer {
 
   // Binds and starts serving (HTTP, and Thrift if asked). Unavailable if an
   // address cannot be bound; InvalidArgument if the TLS files cannot be
-  // used, a signing key is shorter than 32 bytes, or an option needs one
-  // that is missing. Then nothing is served.
+  // used, a signing key is shorter than 32 bytes, a thrift_* limit is below
+  // 1, or an option needs one that is missing. Then nothing is served.
   Status Start();
-  // Stops accepting, waits for running handlers. Idempotent.
+  // Stops accepting and waits for the handlers already running: blocks
+  // about as long as the longest of them. A request whose handler has not
+  // started when Stop() begins (queued for a handler thread) never runs:
+  // over Thrift it is answered RETRY, over HTTP its connection is closed;
+  // the coordinator takes either as transient and retries later or at
+  // another replica. Idempotent.
   void Stop();
 
   uint16_t http_port() const;
