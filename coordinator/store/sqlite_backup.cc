@@ -375,7 +375,8 @@ Result<SqliteBackupReport> BackupStore(const std::string& store_uri, const std::
         "with pg_basebackup and a WAL archive (point-in-time recovery), as docs/operations.md "
         "\"Backup and restore\" describes");
   }
-  return Status::InvalidArgument("--store: unknown store URI (want sqlite:PATH): " + store_uri);
+  // The URI itself is not echoed: it may hold a password.
+  return Status::InvalidArgument("--store: unknown store URI (want sqlite:PATH)");
 }
 
 }  // namespace treaty

@@ -479,6 +479,40 @@ TEST_F(DeployTest, ConfigFileIsOpenedOnce) {
 // to each, and a start failed with "unknown store URI" (exit 2) or
 // "connect: connection lost: invalid connection option" (exit 1). The
 // message never shows the password.
+// A flag's environment variable takes true or false only, as in the config
+// file: CLI11 alone read "", "yes" or "1" as set, so an empty
+// TREATY_INSECURE allowed a public listener without authentication.
+TEST_F(DeployTest, FlagEnvironmentVariablesTakeTrueOrFalseOnly) {
+  const std::string treatyd = BinaryPath("treatyd");
+  const std::string store = "--store=sqlite:" + dir_ + "/flags.db";
+  int run = 0;
+  for (const char* name : {"TREATY_INSECURE", "TREATY_METRICS_OPEN"}) {
+    for (const char* value : {"", "yes", "1", "on", "TRUE", " true"}) {
+      setenv(name, value, 1);
+      RunResult r = RunBinary(dir_, "flagenv" + std::to_string(++run),
+                              {treatyd, store, "--http=0.0.0.0:0", "--check-config"});
+      unsetenv(name);
+      EXPECT_EQ(r.code, 2) << name << "='" << value << "': " << r.output;
+      EXPECT_NE(r.output.find(std::string(name) + " must be true or false"), std::string::npos)
+          << r.output;
+    }
+  }
+  // true is taken (a public listener then needs --insecure: here it has it).
+  setenv("TREATY_INSECURE", "true", 1);
+  RunResult ok = RunBinary(dir_, "flagenv-true",
+                           {treatyd, store, "--http=0.0.0.0:0", "--thrift=off", "--check-config"});
+  unsetenv("TREATY_INSECURE");
+  EXPECT_EQ(ok.code, 0) << ok.output;
+  // false is taken too: without --insecure the public listener is refused.
+  setenv("TREATY_INSECURE", "false", 1);
+  RunResult refused =
+      RunBinary(dir_, "flagenv-false",
+                {treatyd, store, "--http=0.0.0.0:0", "--thrift=off", "--check-config"});
+  unsetenv("TREATY_INSECURE");
+  EXPECT_EQ(refused.code, 2) << refused.output;
+  EXPECT_EQ(refused.output.find("must be true or false"), std::string::npos) << refused.output;
+}
+
 TEST_F(DeployTest, CheckConfigAndStartAgreeOnTheStoreUri) {
   const std::string treatyd = BinaryPath("treatyd");
   struct Case {
