@@ -509,18 +509,6 @@ int main(int argc, char** argv) {
                    "How long to wait for a locked log before failing")
       ->check(CLI::Range(0, 3600000))
       ->capture_default_str();
-  // A flag's environment variable takes what a flag takes in the config
-  // file, true or false: CLI11 would read "yes", "1", "on" or "" as set, so
-  // TREATY_INSECURE="" could open an unauthenticated listener.
-  for (const char* name : {"TREATY_INSECURE", "TREATY_METRICS_OPEN"}) {
-    const char* value = std::getenv(name);
-    if (value == nullptr) continue;
-    const std::string v(value);
-    if (v != "true" && v != "false") {
-      std::cerr << "treatyd: " << name << " must be true or false, not '" << Shown(v) << "'\n";
-      return 2;
-    }
-  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::ConfigError& e) {
@@ -537,6 +525,20 @@ int main(int argc, char** argv) {
     return 2;
   }
 
+  // A flag's environment variable takes what a flag takes in the config
+  // file, true or false: CLI11 would read "yes", "1", "on" or "" as set, so
+  // TREATY_INSECURE="" could open an unauthenticated listener. Checked for
+  // the server only: --help and --version have exited, migrate and backup
+  // take neither flag.
+  for (const char* name : {"TREATY_INSECURE", "TREATY_METRICS_OPEN"}) {
+    const char* value = std::getenv(name);
+    if (value == nullptr || migrate->parsed() || backup->parsed()) continue;
+    const std::string v(value);
+    if (v != "true" && v != "false") {
+      std::cerr << "treatyd: " << name << " must be true or false, not '" << Shown(v) << "'\n";
+      return 2;
+    }
+  }
   opts.retention_ms = retention_hours * 3600 * 1000;
   SetUpLogging(log_level, log_format);
   auto http_addr = treaty::ParseHostPort(http, "--http");

@@ -395,6 +395,10 @@ Status Server::Start() {
   m.rest->set_access_gate(m.gate.get());
   m.ops->AddRoutes(m.rest->router());
 
+  // The control socket listens before the io threads serve anything: once
+  // /healthz answers, `treatyd backup` can reach this process (and the
+  // socket is already 0600).
+  if (auto* sqlite = dynamic_cast<SqliteLogStore*>(m.store.get())) m.StartControlSocket(sqlite);
   m.work =
       std::make_unique<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>>(
           m.io.get_executor());
@@ -406,7 +410,6 @@ Status Server::Start() {
       }
     });
   }
-  if (auto* sqlite = dynamic_cast<SqliteLogStore*>(m.store.get())) m.StartControlSocket(sqlite);
   m.membership->Start(m.service.get());
   RetentionOptions retention;
   retention.retention_ms = m.options.retention_ms;

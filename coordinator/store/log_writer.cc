@@ -89,8 +89,7 @@ size_t LogWriter::queue_depth() const {
 }
 
 void LogWriter::Run(size_t lane) {
-  // Whether this lane's last attempt failed with Unavailable.
-  bool store_unavailable = false;
+  LaneThread self{.lane = lane};
   while (true) {
     std::vector<Pending> batch;
     {
@@ -120,7 +119,7 @@ void LogWriter::Run(size_t lane) {
     // retry_for_ms has certainly passed since the oldest submission.
     const int64_t deadline_ms = oldest_ms + options_.retry_for_ms + 1;
     std::vector<Status> results;
-    if (store_unavailable && clock_->MonotonicMs() >= deadline_ms) {
+    if (self.store_unavailable && clock_->MonotonicMs() >= deadline_ms) {
       // These writes waited out their retry window behind an unavailable
       // store: answer now rather than after one more blocked attempt.
       results.assign(writes.size(),
@@ -128,7 +127,7 @@ void LogWriter::Run(size_t lane) {
                                       std::to_string(options_.retry_for_ms) + " ms; not written"));
     } else {
       bool outcome_unknown = false;
-      results = Apply(std::move(writes), deadline_ms, &outcome_unknown, &store_unavailable);
+      results = Apply(std::move(writes), deadline_ms, &outcome_unknown, &self);
     }
     {
       MutexLock lock(&mu_);
@@ -167,6 +166,7 @@ void LogWriter::Watch() {
         continue;
       }
       due->stall_reported = true;
+      due->stalled = true;
       stalled_.store(true);
       waited_ms = now_ms - *due->batch_since_ms;
       writes = due->batch_writes;
@@ -180,21 +180,29 @@ void LogWriter::Watch() {
   }
 }
 
-void LogWriter::ReportAttempt(const Status& failure, bool applied, bool* store_unavailable) {
-  *store_unavailable = failure.code() == StatusCode::kUnavailable;
-  if (*store_unavailable) {
+void LogWriter::ReportAttempt(const Status& failure, bool applied, LaneThread* lane) {
+  lane->store_unavailable = failure.code() == StatusCode::kUnavailable;
+  if (lane->store_unavailable) {
     if (options_.health) options_.health->Report(failure);
     return;
   }
   if (!applied) return;  // nothing committed: no evidence either way
+  bool any_stalled = false;
+  {
+    MutexLock lock(&mu_);
+    lanes_[lane->lane].stalled = false;
+    for (const Lane& l : lanes_) any_stalled = any_stalled || l.stalled;
+  }
+  // Another lane still waiting for its COMMIT keeps the stall (and the
+  // store reported down): this commit proves only its own connection.
+  if (any_stalled) return;
   stalled_.store(false);
   if (options_.health) options_.health->Report(Status::Ok());
 }
 
 std::vector<Status> LogWriter::Apply(std::vector<TxnWrite> writes, int64_t deadline_ms,
-                                     bool* outcome_unknown, bool* store_unavailable) {
-  Result<std::vector<Status>> r =
-      ApplyWithRetries(writes, deadline_ms, outcome_unknown, store_unavailable);
+                                     bool* outcome_unknown, LaneThread* lane) {
+  Result<std::vector<Status>> r = ApplyWithRetries(writes, deadline_ms, outcome_unknown, lane);
   if (r.ok()) return std::move(*r);
   const Status& failure = r.status();
   if (failure.code() == StatusCode::kUnavailable || writes.size() == 1) {
@@ -209,10 +217,8 @@ std::vector<Status> LogWriter::Apply(std::vector<TxnWrite> writes, int64_t deadl
   std::vector<TxnWrite> second(std::make_move_iterator(middle),
                                std::make_move_iterator(writes.end()));
   writes.erase(middle, writes.end());
-  std::vector<Status> results =
-      Apply(std::move(writes), deadline_ms, outcome_unknown, store_unavailable);
-  std::vector<Status> rest =
-      Apply(std::move(second), deadline_ms, outcome_unknown, store_unavailable);
+  std::vector<Status> results = Apply(std::move(writes), deadline_ms, outcome_unknown, lane);
+  std::vector<Status> rest = Apply(std::move(second), deadline_ms, outcome_unknown, lane);
   results.insert(results.end(), std::make_move_iterator(rest.begin()),
                  std::make_move_iterator(rest.end()));
   return results;
@@ -220,7 +226,7 @@ std::vector<Status> LogWriter::Apply(std::vector<TxnWrite> writes, int64_t deadl
 
 Result<std::vector<Status>> LogWriter::ApplyWithRetries(const std::vector<TxnWrite>& writes,
                                                         int64_t deadline_ms, bool* outcome_unknown,
-                                                        bool* store_unavailable) {
+                                                        LaneThread* lane) {
   int64_t backoff_ms = kInitialBackoffMs;
   for (int retries = 0;; ++retries) {
     // Latency for the metric only, finer than the Clock's milliseconds.
@@ -242,7 +248,7 @@ Result<std::vector<Status>> LogWriter::ApplyWithRetries(const std::vector<TxnWri
     if (applied) RecognizeOwnCreates(writes, *outcome_unknown, &*r);
     const bool any_ok =
         applied && std::any_of(r->begin(), r->end(), [](const Status& s) { return s.ok(); });
-    ReportAttempt(failure, any_ok, store_unavailable);
+    ReportAttempt(failure, any_ok, lane);
     if (applied) return r;
     if (failure.code() != StatusCode::kUnavailable) return failure;
     *outcome_unknown = true;

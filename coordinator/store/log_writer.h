@@ -47,7 +47,10 @@
 // Stall: a batch whose writes have waited longer than `stall_after_ms` for
 // a commit (retries included) is a stall: a watch thread reports it to
 // StoreHealth (which refuses new work and logs once) and stalled() is true
-// until a batch commits with at least one write applied (OK). A batch whose
+// until a batch of that lane commits with at least one write applied (OK);
+// with several lanes, while any lane is stalled (a commit on another lane
+// proves only that lane's connection), and the store is reported up again
+// only then. A batch whose
 // writes all fail on their own (NotFound, LostOwnership, Conflict, a data
 // error) proves nothing: PostgreSQL completes a COMMIT that wrote nothing
 // without waiting for a synchronous standby. It neither ends a stall nor
@@ -153,21 +156,27 @@ class LogWriter {
     std::optional<int64_t> batch_since_ms;
     size_t batch_writes = 0;
     bool stall_reported = false;  // for the current batch
+    // The watch reported this lane's batch as a stall and no batch of the
+    // lane has committed a write since: stalled() is true while any is.
+    bool stalled = false;
+  };
+  // What a lane's thread carries through one batch.
+  struct LaneThread {
+    size_t lane = 0;
+    bool store_unavailable = false;  // the last attempt failed with Unavailable
   };
 
   // Lane `lane`'s thread.
   void Run(size_t lane);
   // Applies one batch with retries (and halving, see above) until
   // `deadline_ms` (monotonic) and returns one Status per write. `*outcome_unknown` is set
-  // once an attempt failed with Unavailable (it may have committed);
-  // `*store_unavailable` (the lane thread's) tells whether the last attempt
-  // failed with Unavailable.
+  // once an attempt failed with Unavailable (it may have committed).
   std::vector<Status> Apply(std::vector<TxnWrite> writes, int64_t deadline_ms,
-                            bool* outcome_unknown, bool* store_unavailable);
+                            bool* outcome_unknown, LaneThread* lane);
   // One batch with retries while Unavailable; the whole-batch failure, if any.
   Result<std::vector<Status>> ApplyWithRetries(const std::vector<TxnWrite>& writes,
                                                int64_t deadline_ms, bool* outcome_unknown,
-                                               bool* store_unavailable);
+                                               LaneThread* lane);
   // Each create answered Conflict whose outcome is unknown (`batch_unknown`:
   // an attempt of this batch failed with Unavailable; or the write's own
   // create_outcome_unknown) and whose stored row is exactly its own becomes
@@ -176,8 +185,9 @@ class LogWriter {
                            std::vector<Status>* results);
   // Reports one attempt to health and the stall flag: `failure` is the
   // whole-batch failure (OK when the store answered per write), `applied`
-  // whether at least one write was applied (see "Stall" above).
-  void ReportAttempt(const Status& failure, bool applied, bool* store_unavailable);
+  // whether at least one write was applied (see "Stall" above): that ends
+  // this lane's stall; the store is reported up once no lane is stalled.
+  void ReportAttempt(const Status& failure, bool applied, LaneThread* lane) TREATY_EXCLUDES(mu_);
   // The stall watch thread.
   void Watch();
 

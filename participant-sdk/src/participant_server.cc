@@ -475,6 +475,12 @@ void ParticipantServer::AddResourceManager(const std::string& name, PrepareHandl
 }
 
 Status ParticipantServer::Start() {
+  // Stop() joined the handler pool and stopped the endpoints for good.
+  if (impl_->stopping) {
+    return Status::InvalidArgument(
+        "participant server: stopped; a stopped server cannot be started again (make a new one)");
+  }
+  if (impl_->started) return Status::InvalidArgument("participant server: already started");
   if (std::string e = impl_->OptionsError(); !e.empty()) {
     return Status::InvalidArgument("participant server: " + e);
   }
@@ -496,12 +502,17 @@ Status ParticipantServer::Start() {
 void ParticipantServer::Stop() {
   if (!impl_ || !impl_->started) return;
   impl_->started = false;
-  // Handlers not yet started never run (HTTP: the flag; Thrift: the
-  // endpoint answers RETRY); then wait for the running ones.
+  // Handlers not yet started never run (HTTP: the flag, 503; Thrift: the
+  // endpoint answers RETRY); the running ones finish and their answers are
+  // handed to the connections before these are closed: the pool is joined
+  // before the HTTP endpoint stops (a response posted to a connection is
+  // written before the close posted after it), so a caller of a handler
+  // that did its work gets the answer rather than an empty reply (which it
+  // would retry).
   impl_->stopping = true;
-  impl_->endpoint.Stop();
   if (impl_->thrift) impl_->thrift->Stop();
   impl_->pool.join();
+  impl_->endpoint.Stop();
 }
 
 uint16_t ParticipantServer::http_port() const { return impl_->endpoint.port(); }

@@ -163,6 +163,36 @@ TEST_P(LogWriterTest, OtherLanesCommitWhileOneLaneIsHeld) {
   EXPECT_TRUE(store().GetTransactionNoEvents("held").ok());
 }
 
+// A stall is the writer's, not one lane's: while one lane's COMMIT hangs,
+// commits on the other lanes do not end it (they used to: /readyz turned
+// ready again and health flapped while writes piled up behind the stuck
+// lane). It ends when the stuck lane commits.
+TEST_P(LogWriterTest, ALaneStallLastsUntilThatLaneCommits) {
+  HoldingStore holding(&store());
+  Completions done;
+  LogWriter writer(&holding, {.max_batch = 8, .lanes = 4, .stall_after_ms = 100});
+  writer.Submit(CreateWrite("held", "c1"), done.Add("held"));
+  holding.AwaitHolding();
+  for (int i = 0; i < 100 && !writer.stalled(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  ASSERT_TRUE(writer.stalled());
+  for (int i = 0; i < 20; ++i) {
+    writer.Submit(CreateWrite("free-" + std::to_string(i), "c1"), done.Add("free"));
+  }
+  auto meanwhile = done.Wait(10);
+  ASSERT_GE(meanwhile.size(), 10u);
+  EXPECT_TRUE(writer.stalled()) << "a commit on another lane ended the held lane's stall";
+  holding.Release();
+  auto all = done.Wait(21);
+  ASSERT_EQ(all.size(), 21u);
+  for (int i = 0; i < 100 && writer.stalled(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_FALSE(writer.stalled());
+  writer.Stop();
+}
+
 // The writes of one gtid, queued back to back without waiting for each
 // other, are applied in submission order whatever the number of lanes: the
 // create first, then every update, the last one winning.

@@ -190,14 +190,17 @@ class ParticipantServer {
   // Binds and starts serving (HTTP, and Thrift if asked). Unavailable if an
   // address cannot be bound; InvalidArgument if the TLS files cannot be
   // used, a signing key is shorter than 32 bytes, a thrift_* limit is below
-  // 1, or an option needs one that is missing. Then nothing is served.
+  // 1, or an option needs one that is missing; InvalidArgument when already
+  // started or once stopped (a server is started at most once: make a new
+  // one). Then nothing is served.
   Status Start();
   // Stops accepting and waits for the handlers already running: blocks
   // about as long as the longest of them. A request whose handler has not
   // started when Stop() begins (queued for a handler thread) never runs:
-  // over Thrift it is answered RETRY, over HTTP its connection is closed;
-  // the coordinator takes either as transient and retries later or at
-  // another replica. Idempotent.
+  // over Thrift it is answered RETRY, over HTTP 503 (or its connection is
+  // closed); the coordinator takes either as transient and retries later or
+  // at another replica. A running handler's answer reaches its caller before
+  // the connections close. Idempotent.
   void Stop();
 
   uint16_t http_port() const;
