@@ -19,7 +19,6 @@ packages=(
   procps psmisc
   clang clang-format
   chromium
-  nginx wrk jq  # bench/run.sh: no-op participants, load generator, JSON
 )
 # Node.js + npm drive the dashboard's browser test (playwright-core, which
 # needs Node >= 18: Debian's nodejs 18 is enough). A machine that already has
