@@ -2,16 +2,17 @@
 // CheckStoreUri (open_log_store.h).
 #include "store/open_log_store.h"
 
-#include <libpq-fe.h>
-
 #include <cctype>
 #include <memory>
+#include <optional>
 #include <string_view>
 #include <vector>
 
 #include "common/text.h"
 #include "store/log_store.h"
+#include "store/pg_connection_pool.h"
 #include "store/pg_log_store.h"
+#include "store/sqlite_backup.h"
 #include "store/sqlite_log_store.h"
 
 namespace treaty {
@@ -29,18 +30,6 @@ bool LooksLikeConninfo(const std::string& s) {
     if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == ' ')) return false;
   }
   return true;
-}
-
-bool IsPostgres(const std::string& uri) {
-  return StartsWith(uri, "postgresql://") || StartsWith(uri, "postgres://") ||
-         LooksLikeConninfo(uri);
-}
-
-// The sqlite: URI's path ("sqlite://PATH" tolerated as "sqlite:PATH").
-std::string SqlitePath(const std::string& uri) {
-  std::string path = uri.substr(7);
-  if (StartsWith(path, "//")) path = path.substr(2);
-  return path;
 }
 
 Status Refused(const std::string& why) { return Status::InvalidArgument("store URI: " + why); }
@@ -172,30 +161,28 @@ Status CheckPgValues(const std::vector<std::pair<std::string, std::string>>& giv
 }
 
 Status CheckPostgresUri(const std::string& uri) {
-  char* error = nullptr;
-  PQconninfoOption* options = PQconninfoParse(uri.c_str(), &error);
-  if (options == nullptr) {
-    std::string why = error != nullptr ? error : "out of memory";
-    PQfreemem(error);
-    return Refused(WithoutSecrets(std::move(why)));
-  }
-  std::vector<std::pair<std::string, std::string>> given;
-  for (const PQconninfoOption* o = options; o->keyword != nullptr; ++o) {
-    if (o->val != nullptr) given.emplace_back(o->keyword, o->val);
-  }
-  PQconninfoFree(options);
-  return CheckPgValues(given);
+  std::string error;
+  std::optional<PgConnectionPool::ConninfoPairs> given =
+      PgConnectionPool::ParseConninfo(uri, &error);
+  if (!given) return Refused(WithoutSecrets(std::move(error)));
+  return CheckPgValues(*given);
 }
 
 }  // namespace
 
+bool IsPostgresStoreUri(const std::string& uri) {
+  return StartsWith(uri, "postgresql://") || StartsWith(uri, "postgres://") ||
+         LooksLikeConninfo(uri);
+}
+
 Status CheckStoreUri(const std::string& uri) {
   if (uri.empty()) return Refused("empty (want sqlite:PATH or a PostgreSQL URI/conninfo)");
   if (StartsWith(uri, "sqlite:")) {
-    if (SqlitePath(uri).empty()) return Refused("sqlite: needs a PATH (sqlite:/var/lib/x.db)");
+    if (SqliteLogPathOf(uri)->empty())
+      return Refused("sqlite: needs a PATH (sqlite:/var/lib/x.db)");
     return Status::Ok();
   }
-  if (IsPostgres(uri)) return CheckPostgresUri(uri);
+  if (IsPostgresStoreUri(uri)) return CheckPostgresUri(uri);
   // Only the scheme is shown: the rest may hold a password.
   const size_t colon = uri.find(':');
   return Refused(
@@ -207,7 +194,7 @@ Status CheckStoreUri(const std::string& uri) {
 Result<std::unique_ptr<LogStore>> OpenLogStore(const std::string& uri) {
   if (Status s = CheckStoreUri(uri); !s.ok()) return s;
   if (StartsWith(uri, "sqlite:")) {
-    Result<std::unique_ptr<SqliteLogStore>> store = SqliteLogStore::Open(SqlitePath(uri));
+    Result<std::unique_ptr<SqliteLogStore>> store = SqliteLogStore::Open(*SqliteLogPathOf(uri));
     if (!store.ok()) return store.status();
     return std::unique_ptr<LogStore>(std::move(*store));
   }

@@ -26,4 +26,9 @@ namespace treaty {
 // no connection; thread-safe.
 [[nodiscard]] Status CheckStoreUri(const std::string& uri);
 
+// Whether `uri` names a PostgreSQL log (postgresql://, postgres:// or a
+// key=value conninfo), as OpenLogStore tells; SQLite URIs are
+// SqliteLogPathOf's (store/sqlite_backup.h). No I/O; thread-safe.
+bool IsPostgresStoreUri(const std::string& uri);
+
 }  // namespace treaty

@@ -51,27 +51,35 @@ PgConnectionPool::~PgConnectionPool() {
   if (watchdog_.joinable()) watchdog_.join();
 }
 
-std::string PgConnectionPool::WithConnectionDefaults(const std::string& conninfo,
-                                                     int64_t call_timeout_ms) {
-  // libpq's own parser reads both forms (URI and key=value) and lists every
-  // parameter it knows, with a value only where the conninfo set one (no
-  // environment, service file or compiled-in defaults are filled in).
-  char* error = nullptr;
-  PQconninfoOption* options = PQconninfoParse(conninfo.c_str(), &error);
+std::optional<PgConnectionPool::ConninfoPairs> PgConnectionPool::ParseConninfo(
+    const std::string& conninfo, std::string* error) {
+  char* message = nullptr;
+  PQconninfoOption* options = PQconninfoParse(conninfo.c_str(), &message);
   if (options == nullptr) {
-    PQfreemem(error);
-    return conninfo;  // not a conninfo libpq accepts: connecting reports why
+    *error = message != nullptr ? message : "out of memory";
+    PQfreemem(message);
+    return std::nullopt;
   }
-  std::vector<std::pair<std::string, std::string>> given;
+  ConninfoPairs given;
   for (const PQconninfoOption* o = options; o->keyword != nullptr; ++o) {
     if (o->val != nullptr) given.emplace_back(o->keyword, o->val);
   }
   PQconninfoFree(options);
+  return given;
+}
+
+std::string PgConnectionPool::WithConnectionDefaults(const std::string& conninfo,
+                                                     int64_t call_timeout_ms) {
+  // Both forms (URI and key=value), as libpq reads them.
+  std::string error;
+  std::optional<ConninfoPairs> parsed = ParseConninfo(conninfo, &error);
+  if (!parsed) return conninfo;  // not a conninfo libpq accepts: connecting reports why
+  const ConninfoPairs& given = *parsed;
   const auto absent = [&](const char* keyword) {
     return std::none_of(given.begin(), given.end(),
                         [&](const auto& kv) { return kv.first == keyword; });
   };
-  std::vector<std::pair<std::string, std::string>> add;
+  ConninfoPairs add;
   if (absent("connect_timeout") && std::getenv("PGCONNECT_TIMEOUT") == nullptr) {
     const int64_t seconds = call_timeout_ms > 0 ? (call_timeout_ms + 999) / 1000 : 10;
     add.emplace_back("connect_timeout", std::to_string(std::max<int64_t>(seconds, 2)));
@@ -84,7 +92,8 @@ std::string PgConnectionPool::WithConnectionDefaults(const std::string& conninfo
     if (absent(keyword)) add.emplace_back(keyword, value);
   }
   std::string out;
-  for (const auto* list : {&given, &add}) {
+  const ConninfoPairs* lists[] = {&given, &add};
+  for (const ConninfoPairs* list : lists) {
     for (const auto& [keyword, value] : *list) {
       out += (out.empty() ? "" : " ") + keyword + "=" + QuotedValue(value);
     }

@@ -59,8 +59,10 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include <pqxx/pqxx>
@@ -128,6 +130,15 @@ class PgConnectionPool {
   // A conninfo libpq cannot parse is returned as it is (connecting then
   // reports the error). Exposed for tests.
   static std::string WithConnectionDefaults(const std::string& conninfo, int64_t call_timeout_ms);
+
+  // The keyword/value pairs `conninfo` (a URI or key=value text) sets, read
+  // with libpq's own parser (PQconninfoParse: no environment, service file
+  // or compiled-in defaults filled in), in libpq's keyword order; nullopt
+  // with `*error` set to libpq's message when libpq cannot parse it. No I/O;
+  // thread-safe.
+  using ConninfoPairs = std::vector<std::pair<std::string, std::string>>;
+  static std::optional<ConninfoPairs> ParseConninfo(const std::string& conninfo,
+                                                    std::string* error);
 
  private:
   using Clock = std::chrono::steady_clock;

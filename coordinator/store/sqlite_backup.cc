@@ -15,6 +15,8 @@
 #include <thread>
 #include <vector>
 
+#include "store/open_log_store.h"
+
 namespace treaty {
 
 namespace {
@@ -356,7 +358,8 @@ std::string SqliteControlSocketPath(const std::string& log_path) { return log_pa
 
 Result<std::string> SqliteLogPathOf(const std::string& store_uri) {
   if (!StartsWith(store_uri, "sqlite:")) {
-    return Status::InvalidArgument("--store: not a SQLite log (want sqlite:PATH): " + store_uri);
+    // The URI itself is not echoed: it may hold a password.
+    return Status::InvalidArgument("--store: not a SQLite log (want sqlite:PATH)");
   }
   std::string path = store_uri.substr(7);
   if (StartsWith(path, "//")) path = path.substr(2);  // sqlite://PATH, as OpenLogStore
@@ -368,8 +371,7 @@ Result<SqliteBackupReport> BackupStore(const std::string& store_uri, const std::
   if (StartsWith(store_uri, "sqlite:")) {
     return BackupSqliteLog(*SqliteLogPathOf(store_uri), dest_path, options);
   }
-  if (StartsWith(store_uri, "postgresql://") || StartsWith(store_uri, "postgres://") ||
-      store_uri.find('=') != std::string::npos) {
+  if (IsPostgresStoreUri(store_uri)) {
     return Status::InvalidArgument(
         "--store is a PostgreSQL log: treatyd backup copies SQLite logs only; back up PostgreSQL "
         "with pg_basebackup and a WAL archive (point-in-time recovery), as docs/operations.md "

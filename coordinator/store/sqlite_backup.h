@@ -104,7 +104,7 @@ using SqliteConnectionLender = std::function<Status(const std::function<Status(s
 std::string SqliteControlSocketPath(const std::string& log_path);
 
 // PATH of a `sqlite:PATH` (or sqlite://PATH) store URI; InvalidArgument
-// naming the URI for anything else.
+// for anything else (not naming the URI, which may hold a password).
 [[nodiscard]] Result<std::string> SqliteLogPathOf(const std::string& store_uri);
 
 // The same for a store URI as given to --store: `sqlite:PATH` (or
