@@ -7,6 +7,7 @@
 #include <chrono>
 #include <exception>
 #include <optional>
+#include <set>
 #include <type_traits>
 #include <unordered_map>
 #include <utility>
@@ -43,7 +44,10 @@ constexpr uint32_t kHeaderLimitBytes = 32 * 1024;
 // After an error response that closes the connection, unread request bytes
 // are drained for at most this long so the peer sees the response, not a RST.
 constexpr auto kDrainTime = std::chrono::seconds(1);
-// Over-cap connections being answered 503 at once; past this they are closed.
+// Over-cap connections answered 503 at once. A newcomer past this evicts the
+// oldest one, whose answer is written and which is only draining, so every
+// new connection still hears 503 under a flood; only while twice this many
+// are open (evictions not yet closed) is a newcomer closed unanswered.
 constexpr size_t kMaxRefusing = 64;
 // Accept back-off while accept fails: the first delay, doubled up to the last.
 constexpr auto kFirstAcceptDelay = std::chrono::milliseconds(10);
@@ -102,6 +106,8 @@ struct ServerCore : std::enable_shared_from_this<ServerCore> {
   bool stopped TREATY_GUARDED_BY(mu) = false;
   size_t serving TREATY_GUARDED_BY(mu) = 0;   // sessions counted against max_connections
   size_t refusing TREATY_GUARDED_BY(mu) = 0;  // sessions answering 503
+  // The refusing sessions not yet evicted, oldest (lowest id) first.
+  std::set<uint64_t> refusing_ids TREATY_GUARDED_BY(mu);
   // Touched only on the acceptor's strand (OnAccept and the timer's handler).
   std::chrono::milliseconds accept_delay{0};
   LogThrottle accept_failures;
@@ -487,13 +493,19 @@ void ServerCore::OnAccept(beast::error_code ec, tcp::socket socket) {
   if (ec) return RetryAcceptLater(ec);
   accept_delay = std::chrono::milliseconds(0);
   std::shared_ptr<SessionBase> session;
+  std::shared_ptr<SessionBase> evicted;
   size_t open = 0;
   {
     MutexLock lock(&mu);
     if (stopped) return;
     open = serving;
     const bool refuse = serving >= options.max_connections;
-    if (!refuse || refusing < kMaxRefusing) {
+    if (refuse && refusing_ids.size() >= kMaxRefusing) {
+      const uint64_t oldest = *refusing_ids.begin();
+      refusing_ids.erase(refusing_ids.begin());
+      if (auto it = sessions.find(oldest); it != sessions.end()) evicted = it->second.lock();
+    }
+    if (!refuse || refusing < 2 * kMaxRefusing) {
       uint64_t id = next_session_id++;
       if (options.tls) {
         session = std::make_shared<Session<TlsStream>>(std::move(socket), options.tls->context(),
@@ -504,8 +516,10 @@ void ServerCore::OnAccept(beast::error_code ec, tcp::socket socket) {
       }
       sessions.emplace(id, session);
       ++(refuse ? refusing : serving);
+      if (refuse) refusing_ids.insert(id);
     }
   }
+  if (evicted) evicted->Close();
   if (!session || open >= options.max_connections) {
     if (auto r = refusals.Tick(); r.log) {
       spdlog::warn("http connection refused with 503: {} connections open, the cap is {}{}", open,
@@ -539,6 +553,7 @@ void ServerCore::Forget(uint64_t id, bool refused) {
   MutexLock lock(&mu);
   sessions.erase(id);
   --(refused ? refusing : serving);
+  if (refused) refusing_ids.erase(id);
 }
 
 HttpServer::HttpServer(net::io_context& io, HttpServerOptions options, HttpHandler handler)

@@ -61,4 +61,12 @@ Result<ListCursor> DecodeListCursor(const std::string& text) {
   return cursor;
 }
 
+std::optional<std::string> PrefixUpperBound(std::string_view prefix) {
+  std::string bound(prefix);
+  while (!bound.empty() && static_cast<unsigned char>(bound.back()) == 0xFF) bound.pop_back();
+  if (bound.empty()) return std::nullopt;
+  bound.back() = static_cast<char>(static_cast<unsigned char>(bound.back()) + 1);
+  return bound;
+}
+
 }  // namespace treaty

@@ -9,7 +9,9 @@
 // as std::to_string writes it, lower-case hex.
 
 #include <cstdint>
+#include <optional>
 #include <string>
+#include <string_view>
 
 #include "treaty/status.h"
 
@@ -29,5 +31,13 @@ std::string EncodeListCursor(const ListCursor& cursor);
 // upper-case or odd-length hex, an empty or ill-formed gtid):
 // InvalidArgument naming 'cursor', never echoing the text.
 [[nodiscard]] Result<ListCursor> DecodeListCursor(const std::string& text);
+
+// The gtid_prefix filter as a range of the gtid key, in byte order (both
+// stores compare gtids byte by byte): the gtids that start with `prefix` are
+// those >= prefix and < PrefixUpperBound(prefix), the least string that is
+// greater than all of them: `prefix` cut after its last byte below 0xFF, that
+// byte incremented. nullopt when there is none (an empty prefix, or only 0xFF
+// bytes): then `gtid >= prefix` alone is the filter.
+std::optional<std::string> PrefixUpperBound(std::string_view prefix);
 
 }  // namespace treaty

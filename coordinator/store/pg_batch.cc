@@ -21,11 +21,16 @@ json OrNull(const std::optional<T>& v) {
   return v ? json(*v) : json(nullptr);
 }
 
-// Runs `sql`, whose only parameter $1 is `rows` as JSON text. The writes
-// passed the storable-write rules (valid UTF-8, no NUL), so DumpJson keeps
-// every string as it is; json_to_recordset turns \u escapes back into text.
-pqxx::result ExecRows(pqxx::transaction_base& tx, const std::string& sql, const json& rows) {
-  return tx.exec_params(sql, DumpJson(rows));
+// Runs `sql`, whose only parameter $1 is `rows` as JSON text, as the
+// prepared statement `name` of this connection (parsed and planned once per
+// connection: libpqxx prepares it on first use, again after a reconnect).
+// The writes passed the storable-write rules (valid UTF-8, no NUL), so
+// DumpJson keeps every string as it is; json_to_recordset turns \u escapes
+// back into text.
+pqxx::result ExecRows(pqxx::transaction_base& tx, const char* name, const std::string& sql,
+                      const json& rows) {
+  tx.conn().prepare(name, sql);
+  return tx.exec_prepared(name, DumpJson(rows));
 }
 
 // Inserts every create; returns the gtids actually inserted.
@@ -51,7 +56,7 @@ std::set<std::string> InsertCreates(pqxx::transaction_base& tx,
                     {"last_error", c.last_error}});
   }
   pqxx::result r = ExecRows(
-      tx,
+      tx, "treaty_insert_txns",
       "INSERT INTO transactions (gtid, kind, state, spec, deadline_ms, owner, next_attempt_at_ms, "
       "attempts, needs_attention, version, created_at_ms, updated_at_ms, paused, last_error) "
       "SELECT u.gtid, u.kind, u.state, u.spec, u.deadline_ms, NULLIF(u.owner, ''), u.next_at, "
@@ -86,7 +91,7 @@ std::set<std::string> UpdateTransactions(pqxx::transaction_base& tx,
                     {"now", w->now_ms}});
   }
   pqxx::result r = ExecRows(
-      tx,
+      tx, "treaty_update_txns",
       "UPDATE transactions t SET state = COALESCE(u.state, t.state), needs_attention = "
       "COALESCE(u.na, t.needs_attention), next_attempt_at_ms = COALESCE(u.next_at, "
       "t.next_attempt_at_ms), attempts = COALESCE(u.attempts, t.attempts), deadline_ms = "
@@ -104,10 +109,30 @@ std::set<std::string> UpdateTransactions(pqxx::transaction_base& tx,
   return matched;
 }
 
+// Fences the writes that change no field of their transaction (a step's
+// progress) without rewriting its row: a share lock, taken only where the
+// writer still owns it. A take-over's UPDATE of the owner waits for this
+// transaction; one that committed first makes the row not match (READ
+// COMMITTED re-checks the join on the newest row version). Returns the gtids
+// fenced.
+std::set<std::string> FenceTransactions(pqxx::transaction_base& tx,
+                                        const std::vector<const TxnWrite*>& fenced) {
+  json rows = json::array();
+  for (const TxnWrite* w : fenced) rows.push_back({{"gtid", w->gtid}, {"owner", w->owner}});
+  pqxx::result r = ExecRows(tx, "treaty_fence_txns",
+                            "SELECT t.gtid FROM transactions t JOIN json_to_recordset($1::json) "
+                            "AS u(gtid text, owner text) ON t.gtid = u.gtid AND t.owner = "
+                            "u.owner FOR SHARE OF t",
+                            rows);
+  std::set<std::string> matched;
+  for (const auto& row : r) matched.insert(row[0].as<std::string>());
+  return matched;
+}
+
 // Which of `gtids` exist.
 std::set<std::string> Existing(pqxx::transaction_base& tx, const json& gtids) {
   std::set<std::string> existing;
-  for (const auto& row : ExecRows(tx,
+  for (const auto& row : ExecRows(tx, "treaty_existing_txns",
                                   "SELECT t.gtid FROM transactions t JOIN "
                                   "json_array_elements_text($1::json) AS m(gtid) USING (gtid)",
                                   gtids)) {
@@ -138,13 +163,19 @@ bool SetBasedEligible(const std::vector<TxnWrite>& writes) {
 
 std::optional<std::vector<Status>> ApplySetBased(pqxx::transaction_base& tx,
                                                  const std::vector<TxnWrite>& writes) {
-  std::vector<const TxnWrite*> creates, updates;
-  for (const TxnWrite& w : writes) (w.create ? creates : updates).push_back(&w);
+  std::vector<const TxnWrite*> creates, row_updates, fenced, updates;
+  for (const TxnWrite& w : writes) {
+    if (w.create) {
+      creates.push_back(&w);
+      continue;
+    }
+    updates.push_back(&w);
+    (ChangesTransactionRow(w) ? row_updates : fenced).push_back(&w);
+  }
   std::set<std::string> ok;
   if (!creates.empty()) ok = InsertCreates(tx, creates);
-  std::set<std::string> updated;
-  if (!updates.empty()) updated = UpdateTransactions(tx, updates);
-  ok.insert(updated.begin(), updated.end());
+  if (!row_updates.empty()) ok.merge(UpdateTransactions(tx, row_updates));
+  if (!fenced.empty()) ok.merge(FenceTransactions(tx, fenced));
 
   // Why did the unmatched updates fail: gone, or owned by someone else?
   json missing = json::array();
@@ -184,7 +215,7 @@ std::optional<std::vector<Status>> ApplySetBased(pqxx::transaction_base& tx,
   }
   if (!branches.empty()) {
     pqxx::result r = ExecRows(
-        tx,
+        tx, "treaty_insert_branches",
         "INSERT INTO branches (gtid, name, idx, state, attempts, last_error, next_attempt_at_ms, "
         "spec, updated_at_ms) SELECT u.gtid, u.name, u.idx, u.state, u.attempts, u.last_error, "
         "u.next_at, u.spec, COALESCE(NULLIF(u.updated, 0), " +
@@ -207,7 +238,7 @@ std::optional<std::vector<Status>> ApplySetBased(pqxx::transaction_base& tx,
                       {"now", m.now}});
     }
     pqxx::result r = ExecRows(
-        tx,
+        tx, "treaty_update_branches",
         "UPDATE branches b SET state = COALESCE(u.state, b.state), attempts = COALESCE(u.attempts, "
         "b.attempts), last_error = COALESCE(u.last_error, b.last_error), next_attempt_at_ms = "
         "COALESCE(u.next_at, b.next_attempt_at_ms), updated_at_ms = COALESCE(NULLIF(u.now, 0), " +
@@ -259,7 +290,7 @@ void AppendEvents(pqxx::transaction_base& tx, const std::vector<const TxnWrite*>
     // looked up before this statement adds anything (no two rows share a
     // gtid and branch: PlanEvents keeps one per branch of a write).
     pqxx::result r = ExecRows(
-        tx,
+        tx, "treaty_collapse_events",
         "UPDATE events e SET count = e.count + v.count, detail = v.detail, at_ms = "
         "COALESCE(NULLIF(v.at, 0), " +
             kNow +
@@ -286,7 +317,7 @@ void AppendEvents(pqxx::transaction_base& tx, const std::vector<const TxnWrite*>
   if (rows.empty()) return;
   // One clock reading per row, so at_ms and first_at_ms agree when the write
   // gave no time.
-  ExecRows(tx,
+  ExecRows(tx, "treaty_insert_events",
            "INSERT INTO events (gtid, branch, type, detail, at_ms, count, first_at_ms) SELECT "
            "u.gtid, u.branch, u.type, u.detail, u.at_ms, u.count, COALESCE(NULLIF(u.first, 0), "
            "u.at_ms) FROM (SELECT r.*, COALESCE(NULLIF(r.at, 0), " +

@@ -7,7 +7,10 @@
 //
 // Every value is bound: each statement takes ONE parameter, a JSON array of
 // row objects (built with nlohmann, never by hand) that the SQL expands with
-// json_to_recordset. No SQL text is assembled from data.
+// json_to_recordset. No SQL text is assembled from data. The statements are
+// prepared once per connection (named treaty_*), so PostgreSQL does not
+// parse and plan them again for every batch. PgLogStore takes this path for
+// a batch of one write too.
 // Private to treaty_store (includes libpqxx).
 
 #include <optional>

@@ -98,18 +98,24 @@ Result<TxnPage> PgLogStore::ListTransactions(const ListFilter& f) {
     cursor_at = cursor->created_at_ms;
     cursor_gtid = cursor->gtid;
   }
+  // gtid is COLLATE "C" (0003_gtid_byte_order): the prefix is a range of the
+  // primary key. The statement is planned with its parameters' values
+  // (unnamed, PQexecParams), so the filters left NULL fold away.
+  std::optional<std::string> prefix_end;
+  if (f.gtid_prefix) prefix_end = PrefixUpperBound(*f.gtid_prefix);
   return pool_->Get<TxnPage>("list transactions", [&](pqxx::connection& c, TxnPage* page) {
     pqxx::read_transaction tx(c);
     pqxx::result r = tx.exec_params(
         "SELECT " + pg::kTxnColumns +
             " FROM transactions WHERE ($1::text IS NULL OR state = $1) "
             "AND ($2::text IS NULL OR kind = $2) AND ($3::boolean IS NULL OR needs_attention = $3) "
-            "AND ($4::text IS NULL OR substr(gtid, 1, length($4)) = $4) AND ($5::bigint IS NULL OR "
+            "AND ($4::text IS NULL OR (gtid >= $4 AND ($10::text IS NULL OR gtid < $10))) AND "
+            "($5::bigint IS NULL OR "
             "created_at_ms < $5) AND ($6::bigint IS NULL OR (created_at_ms, gtid) < ($6, "
             "$7::text)) AND ($9::boolean IS NULL OR paused = $9) ORDER BY created_at_ms DESC, "
             "gtid DESC LIMIT $8",
         f.state, f.kind, f.needs_attention, f.gtid_prefix, f.created_before_ms, cursor_at,
-        cursor_gtid, limit + 1, f.paused);
+        cursor_gtid, limit + 1, f.paused, prefix_end);
     for (const auto& row : r) page->items.push_back(pg::ReadTxn(row));
     if (static_cast<int>(page->items.size()) > limit) {
       page->items.pop_back();

@@ -100,6 +100,13 @@ struct BranchUpdate {
 //    given fields, bumping version and updated_at; if no row matches, the
 //    write fails with LostOwnership (or NotFound) and nothing of it applies.
 //    Then inserts `new_branches` (enlistment), applies `branch_updates`.
+//    An update that sets none of the transaction's own fields (a step's
+//    progress: branches and events only, see ChangesTransactionRow) is fenced
+//    without rewriting the row: PostgreSQL checks the owner under a share
+//    lock (`SELECT ... FOR SHARE`, which a take-over's UPDATE of the owner
+//    waits for, and which sees a take-over that committed first); SQLite
+//    checks it inside its single write transaction. version and updated_at
+//    are left as they are; the branches' updated_at shows the progress.
 // In both cases `events` are appended.
 struct TxnWrite {
   std::string gtid;
@@ -125,6 +132,14 @@ struct TxnWrite {
   std::vector<BranchUpdate> branch_updates;
   std::vector<EventRow> events;
 };
+
+// Whether `w` creates the transaction or sets one of its own fields (state,
+// flags, schedule, deadline, last_error, hand-back): then the transactions
+// row is written; otherwise the write is fenced only (see TxnWrite).
+inline bool ChangesTransactionRow(const TxnWrite& w) {
+  return w.create || w.state || w.needs_attention || w.next_attempt_at_ms || w.attempts ||
+         w.deadline_ms || w.paused || w.last_error || w.release_owner;
+}
 
 // Query of GET /v1/transactions. Newest first; `cursor` is opaque (from a
 // previous page's `next`).

@@ -192,6 +192,14 @@ Status SqliteLogStore::ApplyOne(const TxnWrite& w) {
     Result<int64_t> n = st->Run();
     if (!n.ok()) return n.status();
     if (*n == 0) return Status::Conflict("transaction " + w.gtid + " already exists");
+  } else if (!ChangesTransactionRow(w)) {
+    // The write transaction holds SQLite's only write lock: no take-over can
+    // commit between this check and the commit.
+    auto owned = Prepare("SELECT 1 FROM transactions WHERE gtid = ?1 AND owner = ?2", &s);
+    if (!owned) return s;
+    Result<bool> row = owned->Bind(1, w.gtid).Bind(2, w.owner).Step();
+    if (!row.ok()) return row.status();
+    if (!*row) return NotOwnedOrMissing(w);
   } else {
     auto st = Prepare(
         "UPDATE transactions SET state = COALESCE(?3, state), needs_attention = COALESCE(?4, "
@@ -212,14 +220,7 @@ Status SqliteLogStore::ApplyOne(const TxnWrite& w) {
     st->Bind(11, w.last_error);
     Result<int64_t> n = st->Run();
     if (!n.ok()) return n.status();
-    if (*n == 0) {
-      auto exists = Prepare("SELECT 1 FROM transactions WHERE gtid = ?1", &s);
-      if (!exists) return s;
-      Result<bool> row = exists->Bind(1, w.gtid).Step();
-      if (!row.ok()) return row.status();
-      if (!*row) return Status::NotFound("transaction " + w.gtid + " not found");
-      return Status::LostOwnership("transaction " + w.gtid + " is not owned by " + w.owner);
-    }
+    if (*n == 0) return NotOwnedOrMissing(w);
   }
   for (const BranchRow& b : w.new_branches) {
     auto st = Prepare(
@@ -254,6 +255,16 @@ Status SqliteLogStore::ApplyOne(const TxnWrite& w) {
     if (Status es = ApplyEvent(p); !es.ok()) return es;
   }
   return Status::Ok();
+}
+
+Status SqliteLogStore::NotOwnedOrMissing(const TxnWrite& w) {
+  Status s;
+  auto exists = Prepare("SELECT 1 FROM transactions WHERE gtid = ?1", &s);
+  if (!exists) return s;
+  Result<bool> row = exists->Bind(1, w.gtid).Step();
+  if (!row.ok()) return row.status();
+  if (!*row) return Status::NotFound("transaction " + w.gtid + " not found");
+  return Status::LostOwnership("transaction " + w.gtid + " is not owned by " + w.owner);
 }
 
 Status SqliteLogStore::ApplyEvent(const PlannedEvent& p) {

@@ -102,6 +102,8 @@ class SqliteLogStore final : public LogStore {
   // Collapses `p` into the newest stored event of its gtid and branch, or
   // inserts it (event_collapse.h). Inside ApplyOne.
   Status ApplyEvent(const PlannedEvent& p) TREATY_REQUIRES(mu_);
+  // Why a fenced write of `w` matched no row: NotFound or LostOwnership.
+  Status NotOwnedOrMissing(const TxnWrite& w) TREATY_REQUIRES(mu_);
   Status LoadDetail(const std::string& gtid, bool with_events, TxnDetail* out) TREATY_REQUIRES(mu_);
   Result<TxnDetail> GetDetail(const std::string& gtid, bool with_events) TREATY_EXCLUDES(mu_);
   static TxnRow ReadTxn(const SqliteStatement& st);

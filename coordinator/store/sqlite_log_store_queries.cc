@@ -93,16 +93,23 @@ Result<TxnPage> SqliteLogStore::ListTransactions(const ListFilter& f) {
   const int64_t limit = f.limit <= 0 ? 50 : std::min(f.limit, 1000);
   CallScope lock(&mu_);
   Status s;
-  auto st = Prepare(
-      "SELECT " + Cols() +
-          " FROM transactions WHERE (?1 IS NULL OR state = ?1) AND (?2 IS NULL "
-          "OR kind = ?2) AND (?3 IS NULL OR needs_attention = ?3) AND (?4 IS NULL OR substr(gtid, "
-          "1, "
-          "length(?4)) = ?4) AND (?5 IS NULL OR created_at_ms < ?5) AND (?6 IS NULL OR "
-          "created_at_ms "
-          "< ?6 OR (created_at_ms = ?6 AND gtid < ?7)) AND (?9 IS NULL OR paused = ?9) ORDER BY "
-          "created_at_ms DESC, gtid DESC LIMIT ?8",
-      &s);
+  // The gtid prefix is a range of the primary key (byte order), written only
+  // when asked for: SQLite plans `?4 IS NULL OR ...` without the value and
+  // would scan the whole table.
+  std::optional<std::string> prefix_end;
+  std::string prefix_range;
+  if (f.gtid_prefix) {
+    prefix_end = PrefixUpperBound(*f.gtid_prefix);
+    prefix_range = prefix_end ? " AND gtid >= ?4 AND gtid < ?10" : " AND gtid >= ?4";
+  }
+  auto st = Prepare("SELECT " + Cols() +
+                        " FROM transactions WHERE (?1 IS NULL OR state = ?1) AND (?2 IS NULL "
+                        "OR kind = ?2) AND (?3 IS NULL OR needs_attention = ?3)" +
+                        prefix_range +
+                        " AND (?5 IS NULL OR created_at_ms < ?5) AND (?6 IS NULL OR "
+                        "created_at_ms < ?6 OR (created_at_ms = ?6 AND gtid < ?7)) AND (?9 IS "
+                        "NULL OR paused = ?9) ORDER BY created_at_ms DESC, gtid DESC LIMIT ?8",
+                    &s);
   if (!st) return s;
   st->Bind(1, f.state).Bind(2, f.kind);
   st->Bind(3, f.needs_attention ? std::optional<int64_t>(*f.needs_attention) : std::nullopt);
@@ -110,6 +117,7 @@ Result<TxnPage> SqliteLogStore::ListTransactions(const ListFilter& f) {
   if (cursor) st->Bind(6, cursor->created_at_ms).Bind(7, cursor->gtid);
   st->Bind(8, limit + 1);
   st->Bind(9, f.paused ? std::optional<int64_t>(*f.paused) : std::nullopt);
+  if (prefix_end) st->Bind(10, *prefix_end);
   TxnPage page;
   for (Result<bool> row = st->Step();; row = st->Step()) {
     if (!row.ok()) return row.status();

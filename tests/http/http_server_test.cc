@@ -2,7 +2,9 @@
 
 #include <atomic>
 #include <chrono>
+#include <memory>
 #include <thread>
+#include <vector>
 
 #include <gtest/gtest.h>
 #include <boost/asio/connect.hpp>
@@ -277,6 +279,30 @@ TEST_F(HttpServerTest, IdleConnectionsAreClosed) {
   auto start = std::chrono::steady_clock::now();
   EXPECT_EQ(client.ReadAll(), "");
   EXPECT_LT(std::chrono::steady_clock::now() - start, 5s);
+}
+
+// A flood over the cap: each refused connection gets its 503 and then drains
+// for up to a second. A newcomer must still hear 503 while many are draining
+// (it evicts the oldest), not a close without an answer.
+TEST_F(HttpServerTest, NewcomerHears503WhileManyRefusedConnectionsDrain) {
+  HttpServerOptions options;
+  options.max_connections = 1;
+  StartServer(
+      [&](HttpRequest, HttpResponder respond) {
+        respond({200, "text/plain", "ok", {}});
+      },
+      options);
+  RawClient served(server_->port());  // holds the only slot, idle
+  std::this_thread::sleep_for(50ms);
+  std::vector<std::unique_ptr<RawClient>> refused;
+  for (int i = 0; i < 200; ++i) refused.push_back(std::make_unique<RawClient>(server_->port()));
+  auto res = HttpFetch("GET", Url("/x"), "", {}, 5000);
+  ASSERT_TRUE(res.ok()) << res.status().ToString();
+  EXPECT_EQ(res->status, 503);
+  // Every refused connection, evicted or not, was answered before it closed.
+  for (size_t i : {size_t{0}, size_t{100}, size_t{199}}) {
+    EXPECT_EQ(refused[i]->ReadAll().rfind("HTTP/1.1 503 ", 0), 0u) << "connection " << i;
+  }
 }
 
 TEST_F(HttpServerTest, StopClosesOpenConnections) {

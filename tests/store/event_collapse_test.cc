@@ -371,6 +371,19 @@ TEST_P(PreviousSchemaTest, MigratesToTheNewColumns) {
   EXPECT_EQ(d->events[1].count, 2);
   EXPECT_EQ(d->events[1].first_at_ms, 120);
   EXPECT_EQ(d->events[1].at_ms, 130);
+  // Listing by prefix on the migrated log (a key range since 0003).
+  Result<TxnPage> listed = (*store)->ListTransactions({.gtid_prefix = "ol"});
+  ASSERT_TRUE(listed.ok()) << listed.status().ToString();
+  ASSERT_EQ(listed->items.size(), 1u);
+  EXPECT_EQ(listed->items[0].gtid, "old");
+  if (GetParam() == "postgres") {
+    Result<std::string> collations = SharedPostgres()->Query(
+        "SELECT string_agg(DISTINCT collation_name, ',') FROM information_schema.columns WHERE "
+        "column_name = 'gtid' AND table_name IN ('transactions', 'branches', 'events')",
+        "previous_schema");
+    ASSERT_TRUE(collations.ok());
+    EXPECT_EQ(*collations, "C");
+  }
   store->reset();
   if (!dir.empty()) std::filesystem::remove_all(dir);
 }

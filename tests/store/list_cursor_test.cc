@@ -22,6 +22,14 @@ TEST(ListCursorTest, RoundTripsAnyStorableGtid) {
   EXPECT_EQ(EncodeListCursor({1700000000000, "ab"}), "1700000000000.6162");
 }
 
+TEST(ListCursorTest, PrefixUpperBoundIsTheLeastStringAfterThePrefixRange) {
+  EXPECT_EQ(PrefixUpperBound("a-"), "a.");
+  EXPECT_EQ(PrefixUpperBound("order~"), "order\x7f");
+  EXPECT_EQ(PrefixUpperBound("a\xff\xff"), "b");
+  EXPECT_EQ(PrefixUpperBound("\xff"), std::nullopt);
+  EXPECT_EQ(PrefixUpperBound(""), std::nullopt);
+}
+
 TEST(ListCursorTest, RejectsGarbage) {
   const std::vector<std::string> bad = {
       "",

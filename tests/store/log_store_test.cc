@@ -122,6 +122,53 @@ TEST_P(StoreTest, UpdatesAreFencedByOwner) {
   EXPECT_EQ(ApplyOne(store(), u).code(), StatusCode::kLostOwnership);
 }
 
+// A step's progress (branches and events only) leaves the transactions row
+// as it is, yet is fenced exactly like an update: alone and in a batch (the
+// set-based path on PostgreSQL), a stranger or a missing gtid applies nothing.
+TEST_P(StoreTest, ProgressWritesAreFencedWithoutRewritingTheTransaction) {
+  for (const char* gtid : {"p1", "p2", "theirs"}) {
+    TxnWrite c = CreateWrite(gtid, std::string(gtid) == "theirs" ? "c2" : "c1");
+    c.new_branches.push_back({gtid, "s1", 0, "PENDING", 0, "", 0, "", 0});
+    ASSERT_OK(ApplyOne(store(), c));
+  }
+  const TxnRow before = store().GetTransaction("p1")->txn;
+  const auto progress = [](const std::string& gtid, const std::string& owner, int64_t now) {
+    TxnWrite w{.gtid = gtid, .owner = owner, .now_ms = now};
+    w.branch_updates.push_back({"s1", "SUCCEEDED", 1, "", 0});
+    w.events.push_back({0, gtid, "s1", "step", "SUCCEEDED", now});
+    return w;
+  };
+  ASSERT_FALSE(ChangesTransactionRow(progress("p1", "c1", 1)));
+  ASSERT_OK(ApplyOne(store(), progress("p1", "c1", 8000)));
+  Result<TxnDetail> p1 = store().GetTransaction("p1");
+  ASSERT_TRUE(p1.ok());
+  EXPECT_EQ(p1->txn.version, before.version);
+  EXPECT_EQ(p1->txn.updated_at_ms, before.updated_at_ms);
+  EXPECT_EQ(p1->branches.at(0).state, "SUCCEEDED");
+  EXPECT_EQ(p1->branches.at(0).updated_at_ms, 8000);
+  EXPECT_EQ(p1->events.size(), 1u);
+
+  EXPECT_EQ(ApplyOne(store(), progress("theirs", "c1", 8000)).code(), StatusCode::kLostOwnership);
+  EXPECT_EQ(ApplyOne(store(), progress("ghost", "c1", 8000)).code(), StatusCode::kNotFound);
+  Result<std::vector<Status>> r = store().ApplyBatch(
+      {progress("p2", "c1", 9000), progress("theirs", "c1", 9000), progress("ghost", "c1", 9000)});
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  ASSERT_EQ(r->size(), 3u);
+  EXPECT_TRUE((*r)[0].ok()) << (*r)[0].ToString();
+  EXPECT_EQ((*r)[1].code(), StatusCode::kLostOwnership);
+  EXPECT_EQ((*r)[2].code(), StatusCode::kNotFound);
+  EXPECT_EQ(store().GetTransaction("p2")->branches.at(0).state, "SUCCEEDED");
+  Result<TxnDetail> theirs = store().GetTransaction("theirs");
+  EXPECT_EQ(theirs->branches.at(0).state, "PENDING");
+  EXPECT_TRUE(theirs->events.empty());
+
+  // Handed back: the old owner's progress is fenced out too.
+  TxnWrite release{.gtid = "p1", .owner = "c1"};
+  release.release_owner = true;
+  ASSERT_OK(ApplyOne(store(), release));
+  EXPECT_EQ(ApplyOne(store(), progress("p1", "c1", 9500)).code(), StatusCode::kLostOwnership);
+}
+
 TEST_P(StoreTest, FailedWriteInBatchIsSkippedOthersCommit) {
   ASSERT_OK(ApplyOne(store(), CreateWrite("g1", "c1")));
   TxnWrite stale{.gtid = "g1", .owner = "c9"};
@@ -337,6 +384,36 @@ TEST_P(StoreTest, ListPagesWithoutDuplicatesOrOmissions) {
   ASSERT_TRUE(def.ok());
   EXPECT_EQ(def->items.size(), 30u);
   EXPECT_TRUE(def->next.empty());
+}
+
+// The prefix filter is a key range in byte order: exactly the gtids that
+// start with the prefix, whatever sorts near it in a linguistic collation
+// (upper case, punctuation) and whatever the database's default collation.
+TEST_P(StoreTest, ListByGtidPrefixIsExactInByteOrder) {
+  const std::vector<std::string> gtids = {"a",  "a-",  "a-1", "a-Z", "a-z", "a-~",
+                                          "a.", "a,1", "a_1", "A-1", "a1",  "b-1"};
+  std::vector<TxnWrite> writes;
+  for (size_t i = 0; i < gtids.size(); ++i) {
+    writes.push_back(CreateWrite(gtids[i], "c1", 1000 + static_cast<int64_t>(i % 3)));
+  }
+  Result<std::vector<Status>> r = store().ApplyBatch(writes);
+  ASSERT_TRUE(r.ok());
+  for (const Status& s : *r) ASSERT_TRUE(s.ok()) << s.ToString();
+  const auto listed = [&](const std::string& prefix) {
+    int pages = 0;
+    std::set<std::string> out;
+    for (const TxnRow& row : ListAll(store(), {.gtid_prefix = prefix, .limit = 2}, &pages)) {
+      out.insert(row.gtid);
+    }
+    return out;
+  };
+  EXPECT_EQ(listed("a-"), (std::set<std::string>{"a-", "a-1", "a-Z", "a-z", "a-~"}));
+  EXPECT_EQ(listed("a-~"), (std::set<std::string>{"a-~"}));
+  EXPECT_EQ(listed("a"), (std::set<std::string>{"a", "a-", "a-1", "a-Z", "a-z", "a-~", "a.", "a,1",
+                                                "a_1", "a1"}));
+  EXPECT_EQ(listed("A"), (std::set<std::string>{"A-1"}));
+  EXPECT_EQ(listed("c"), (std::set<std::string>{}));
+  EXPECT_EQ(listed("").size(), gtids.size());
 }
 
 TEST_P(StoreTest, CountByState) {
