@@ -161,6 +161,10 @@ bool SetBasedEligible(const std::vector<TxnWrite>& writes) {
   return true;
 }
 
+void PreferIndexJoins(pqxx::transaction_base& tx) {
+  tx.exec("SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off");
+}
+
 std::optional<std::vector<Status>> ApplySetBased(pqxx::transaction_base& tx,
                                                  const std::vector<TxnWrite>& writes) {
   std::vector<const TxnWrite*> creates, row_updates, fenced, updates;

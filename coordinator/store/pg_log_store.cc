@@ -178,6 +178,7 @@ Result<std::vector<Status>> PgLogStore::ApplyStorable(const std::vector<TxnWrite
       std::optional<std::vector<Status>> set_based;
       try {
         pqxx::work tx(c);
+        pg::PreferIndexJoins(tx);
         set_based = pg::ApplySetBased(tx, writes);
         if (set_based) tx.commit();
       } catch (const pqxx::sql_error& e) {
@@ -191,6 +192,7 @@ Result<std::vector<Status>> PgLogStore::ApplyStorable(const std::vector<TxnWrite
       // Rolled back; apply write by write below.
     }
     pqxx::work tx(c);
+    pg::PreferIndexJoins(tx);
     if (writes.size() == 1) {
       // No savepoint needed: a failed write rolls the whole
       // transaction back.

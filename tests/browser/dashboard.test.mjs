@@ -310,6 +310,10 @@ try {
   await page.locator("#abort-btn").waitFor({ timeout: 10000 });
   check(true, "active 2PC: force abort offered");
   await page.uncheck("#live");
+  // Unchecking refreshes once: let that refresh land before the commit, or it
+  // may already show COMMITTED and offer no abort to click.
+  await page.waitForLoadState("networkidle");
+  await page.locator("#abort-btn").waitFor({ timeout: 10000 });
   check((await api("POST", "/v1/2pc/pay-race-1/commit", {})).body.state === "COMMITTED", "committed behind the page's back");
   await page.click("#abort-btn");
   await page.locator("#confirm[open]").waitFor();
