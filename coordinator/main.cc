@@ -58,9 +58,11 @@ void SetUpLogging(const std::string& level, const std::string& format) {
 
 // Raises the soft descriptor limit to the hard one, then lowers the
 // connection caps if both front ends at their caps would leave fewer than
-// kSpareDescriptors for the store, participant calls and log files.
+// kSpareDescriptors for the store, participant calls, log files and the
+// connections over the HTTP cap being answered 503 (at most 128 at once,
+// http_server.cc).
 void FitConnectionCaps(treaty::ServerOptions& opts) {
-  constexpr uint64_t kSpareDescriptors = 256;
+  constexpr uint64_t kSpareDescriptors = 256 + 128;
   rlimit lim{};
   if (getrlimit(RLIMIT_NOFILE, &lim) != 0) return;
   if (lim.rlim_cur < lim.rlim_max) {

@@ -44,10 +44,12 @@ constexpr uint32_t kHeaderLimitBytes = 32 * 1024;
 // After an error response that closes the connection, unread request bytes
 // are drained for at most this long so the peer sees the response, not a RST.
 constexpr auto kDrainTime = std::chrono::seconds(1);
-// Over-cap connections answered 503 at once. A newcomer past this evicts the
-// oldest one, whose answer is written and which is only draining, so every
-// new connection still hears 503 under a flood; only while twice this many
-// are open (evictions not yet closed) is a newcomer closed unanswered.
+// Over-cap connections answered 503 at once. A newcomer past this closes
+// the oldest of them whose 503 is written (it only waits, up to kDrainTime,
+// for its client to close) and takes its place, so every newcomer hears 503
+// under a flood of connections. Only when none has written its answer yet
+// (HTTPS handshakes under way), or twice this many are open (evicted ones not
+// closed yet), is a newcomer closed unanswered.
 constexpr size_t kMaxRefusing = 64;
 // Accept back-off while accept fails: the first delay, doubled up to the last.
 constexpr auto kFirstAcceptDelay = std::chrono::milliseconds(10);
@@ -93,6 +95,8 @@ struct ServerCore : std::enable_shared_from_this<ServerCore> {
   void OnAccept(beast::error_code ec, tcp::socket socket);
   void RetryAcceptLater(const beast::error_code& ec);
   void Forget(uint64_t id, bool refused);
+  // A refusing session has written its 503: a newcomer may now evict it.
+  void Answered(uint64_t id);
 
   net::io_context& io;
   const HttpServerOptions options;
@@ -106,8 +110,9 @@ struct ServerCore : std::enable_shared_from_this<ServerCore> {
   bool stopped TREATY_GUARDED_BY(mu) = false;
   size_t serving TREATY_GUARDED_BY(mu) = 0;   // sessions counted against max_connections
   size_t refusing TREATY_GUARDED_BY(mu) = 0;  // sessions answering 503
-  // The refusing sessions not yet evicted, oldest (lowest id) first.
-  std::set<uint64_t> refusing_ids TREATY_GUARDED_BY(mu);
+  // The refusing sessions whose 503 is written and that are not evicted
+  // yet, oldest (lowest id) first: those a newcomer may evict.
+  std::set<uint64_t> answered_refusing TREATY_GUARDED_BY(mu);
   // Touched only on the acceptor's strand (OnAccept and the timer's handler).
   std::chrono::milliseconds accept_delay{0};
   LogThrottle accept_failures;
@@ -364,6 +369,7 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
   void OnWrite(bool drain, beast::error_code ec, size_t /*bytes*/) {
     if (!Resume()) return;
     if (ec) return CloseNow();
+    if (refused_) server_->Answered(id_);
     if (drain) return Drain();
     if (response_.need_eof()) return EndConnection();
     ReadRequest();
@@ -500,12 +506,14 @@ void ServerCore::OnAccept(beast::error_code ec, tcp::socket socket) {
     if (stopped) return;
     open = serving;
     const bool refuse = serving >= options.max_connections;
-    if (refuse && refusing_ids.size() >= kMaxRefusing) {
-      const uint64_t oldest = *refusing_ids.begin();
-      refusing_ids.erase(refusing_ids.begin());
+    bool admit = !refuse || refusing < kMaxRefusing;
+    if (!admit && refusing < 2 * kMaxRefusing && !answered_refusing.empty()) {
+      const uint64_t oldest = *answered_refusing.begin();
+      answered_refusing.erase(answered_refusing.begin());
       if (auto it = sessions.find(oldest); it != sessions.end()) evicted = it->second.lock();
+      admit = true;
     }
-    if (!refuse || refusing < 2 * kMaxRefusing) {
+    if (admit) {
       uint64_t id = next_session_id++;
       if (options.tls) {
         session = std::make_shared<Session<TlsStream>>(std::move(socket), options.tls->context(),
@@ -516,7 +524,6 @@ void ServerCore::OnAccept(beast::error_code ec, tcp::socket socket) {
       }
       sessions.emplace(id, session);
       ++(refuse ? refusing : serving);
-      if (refuse) refusing_ids.insert(id);
     }
   }
   if (evicted) evicted->Close();
@@ -549,11 +556,16 @@ void ServerCore::RetryAcceptLater(const beast::error_code& ec) {
   });
 }
 
+void ServerCore::Answered(uint64_t id) {
+  MutexLock lock(&mu);
+  if (sessions.count(id)) answered_refusing.insert(id);
+}
+
 void ServerCore::Forget(uint64_t id, bool refused) {
   MutexLock lock(&mu);
   sessions.erase(id);
   --(refused ? refusing : serving);
-  if (refused) refusing_ids.erase(id);
+  if (refused) answered_refusing.erase(id);
 }
 
 HttpServer::HttpServer(net::io_context& io, HttpServerOptions options, HttpHandler handler)

@@ -37,7 +37,10 @@ std::string EncodeListCursor(const ListCursor& cursor);
 // those >= prefix and < PrefixUpperBound(prefix), the least string that is
 // greater than all of them: `prefix` cut after its last byte below 0xFF, that
 // byte incremented. nullopt when there is none (an empty prefix, or only 0xFF
-// bytes): then `gtid >= prefix` alone is the filter.
+// bytes): then `gtid >= prefix` alone is the filter. Meant for prefixes the
+// API accepts (printable ASCII, coordinator/api/list_query.cc), whose bound is
+// ASCII too; for other bytes the bound may not be valid UTF-8, which
+// PostgreSQL refuses as a text parameter.
 std::optional<std::string> PrefixUpperBound(std::string_view prefix);
 
 }  // namespace treaty

@@ -36,7 +36,13 @@ PgErrorKind PgErrorKindOf(std::string_view sqlstate) {
 
 bool PgErrorMayBreakConnection(std::string_view sqlstate) {
   const std::string_view cls = ClassOf(sqlstate);
-  return cls == "08" || cls == "57" || sqlstate.empty();
+  // 0A000 includes "cached plan must not change result type" (a migration
+  // changed a table under a prepared statement); 26000 and 42P05 say the
+  // session's prepared statements are not what libpqxx believes (a pooler
+  // that does not keep sessions). Each fails every later use of the
+  // session's prepared statements, so a fresh session is the way out.
+  return cls == "08" || cls == "57" || sqlstate.empty() || sqlstate == "0A000" ||
+         sqlstate == "26000" || sqlstate == "42P05";
 }
 
 Status PgErrorStatus(const char* what, const std::string& sqlstate, const std::string& message) {

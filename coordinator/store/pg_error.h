@@ -35,7 +35,9 @@ enum class PgErrorKind {
 PgErrorKind PgErrorKindOf(std::string_view sqlstate);
 
 // Whether the session may be unusable after an error with `sqlstate`
-// (classes 08 and 57, or no SQLSTATE at all): the connection is dropped.
+// (classes 08 and 57, no SQLSTATE at all, or a prepared statement the
+// session cannot use any more: 0A000, 26000, 42P05): the connection is
+// dropped.
 bool PgErrorMayBreakConnection(std::string_view sqlstate);
 
 // The Status of a PostgreSQL error (the mapping PgConnectionPool::Run
@@ -77,7 +79,8 @@ struct PgFailure {
 //    integrity_constraint_violation's subclasses, data_exception,
 //    feature_not_supported, invalid_sql_statement_name, plpgsql_error, ...)
 //    -> PgErrorStatus of PgSqlStateOf; dropped only when
-//    PgErrorMayBreakConnection (class 08, 57, or no SQLSTATE at all);
+//    PgErrorMayBreakConnection (class 08, 57, no SQLSTATE at all, 0A000,
+//    26000, 42P05);
 //  - other pqxx::failure (a failed libpq call outside a statement) ->
 //    Unavailable, dropped;
 //  - conversion_error, range_error (unexpected_rows), argument_error

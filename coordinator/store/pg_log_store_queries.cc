@@ -98,7 +98,7 @@ Result<TxnPage> PgLogStore::ListTransactions(const ListFilter& f) {
     cursor_at = cursor->created_at_ms;
     cursor_gtid = cursor->gtid;
   }
-  // gtid is COLLATE "C" (0003_gtid_byte_order): the prefix is a range of the
+  // gtid is COLLATE "C" (0003_write_and_list_costs): the prefix is a range of the
   // primary key. The statement is planned with its parameters' values
   // (unnamed, PQexecParams), so the filters left NULL fold away.
   std::optional<std::string> prefix_end;

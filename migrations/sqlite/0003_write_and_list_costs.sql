@@ -2,4 +2,4 @@
 -- gtid (a transaction's history is read whole and sorted by id): one index
 -- fewer to write per event. (gtids already compare byte by byte here:
 -- SQLite's BINARY collation.)
-DROP INDEX events_gtid;
+DROP INDEX IF EXISTS events_gtid;

@@ -306,14 +306,14 @@ try {
   // A refused action shows the server's message: the page still offers abort
   // of an ACTIVE 2PC that was committed meanwhile (live refresh off).
   check((await api("POST", "/v1/2pc", { gtid: "pay-race-1" })).status === 201, "second 2PC begun");
+  // Live refresh off first: unchecking refreshes once, and that refresh must
+  // not land after the commit below (it would show COMMITTED, no abort).
+  // The page shown then (pay-stuck-1) offers no abort, so the button waited
+  // for is pay-race-1's.
+  await page.uncheck("#live");
   await page.goto(base + "/#/txn/pay-race-1");
   await page.locator("#abort-btn").waitFor({ timeout: 10000 });
   check(true, "active 2PC: force abort offered");
-  await page.uncheck("#live");
-  // Unchecking refreshes once: let that refresh land before the commit, or it
-  // may already show COMMITTED and offer no abort to click.
-  await page.waitForLoadState("networkidle");
-  await page.locator("#abort-btn").waitFor({ timeout: 10000 });
   check((await api("POST", "/v1/2pc/pay-race-1/commit", {})).body.state === "COMMITTED", "committed behind the page's back");
   await page.click("#abort-btn");
   await page.locator("#confirm[open]").waitFor();

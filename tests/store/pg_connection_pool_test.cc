@@ -159,6 +159,10 @@ TEST(PgErrorTest, KindsOfSqlstates) {
   EXPECT_TRUE(PgErrorMayBreakConnection("08006"));
   EXPECT_TRUE(PgErrorMayBreakConnection(""));
   EXPECT_FALSE(PgErrorMayBreakConnection("40001"));
+  // A prepared statement the session cannot use any more.
+  EXPECT_TRUE(PgErrorMayBreakConnection("0A000"));
+  EXPECT_TRUE(PgErrorMayBreakConnection("26000"));
+  EXPECT_TRUE(PgErrorMayBreakConnection("42P05"));
 }
 
 // Every libpqxx 6.4 exception class, constructed as libpqxx throws it (the
