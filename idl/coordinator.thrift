@@ -175,7 +175,8 @@ struct Transaction {
   6: i64 deadline_ms
   7: i32 attempts
   8: i64 created_at_ms
-  9: i64 updated_at_ms
+  9: i64 updated_at_ms             // last change of state, owner or flags; a step's
+                                   // progress shows in its branch's updated_at_ms
   10: string spec                  // JSON of the submission
   11: list<BranchInfo> branches    // empty in listTransactions
   12: list<TxnEvent> history       // empty in listTransactions

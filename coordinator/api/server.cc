@@ -267,9 +267,8 @@ Status Server::Start() {
   auto store = OpenLogStore(m.options.store_uri);
   if (!store.ok()) return store.status();
   m.store = std::move(*store);
-  // Migrations may legitimately take long: no store deadline until they are done.
+  // Migrate() runs without the store's call deadline (it may take minutes).
   auto* pg = dynamic_cast<PgLogStore*>(m.store.get());
-  if (pg) pg->set_call_timeout_ms(0);
   if (auto s = m.store->Migrate(); !s.ok()) return s;
   if (pg) pg->set_call_timeout_ms(m.options.store_timeout_ms);
   if (pg && m.options.store_timeout_ms <= 0) {

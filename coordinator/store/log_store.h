@@ -40,7 +40,9 @@ class LogStore : public ClusterStore {
   // several coordinators (PG: advisory lock). All or nothing. Refuses
   // (Unavailable, naming both versions, nothing applied) a log that a newer
   // release migrated: one whose schema_migrations holds a version above the
-  // newest compiled in (store/migrations.h).
+  // newest compiled in (store/migrations.h). Runs without a deadline (on
+  // PostgreSQL the call deadline is lifted for it): rebuilding the indexes
+  // of a large log takes minutes. Not to be called while the store serves.
   virtual Status Migrate() = 0;
 
   // OK when the log can be reached and its schema is exactly at the newest

@@ -145,9 +145,17 @@ Status PgLogStore::Migrate() {
                                    .lock_key = kMigrationLockKey,
                                    .subject = "the log",
                                    .program = "treatyd"};
-  return pool_->Run("migrate", [](pqxx::connection& c) {
+  // A migration may rebuild indexes of a large log for minutes (measured:
+  // docs/operations.md, "Upgrading"): it runs without the call deadline,
+  // which is restored after. Nothing else uses the store meanwhile (treatyd
+  // migrates before it serves; `treatyd migrate` does nothing else).
+  const int64_t deadline_ms = pool_->call_timeout_ms();
+  pool_->set_call_timeout_ms(0);
+  Status s = pool_->Run("migrate", [](pqxx::connection& c) {
     return ApplyPgMigrations(c, kLog, EmbeddedMigrations("postgres"));
   });
+  pool_->set_call_timeout_ms(deadline_ms);
+  return s;
 }
 
 Status PgLogStore::CheckReady() {

@@ -13,6 +13,7 @@
 #include <thread>
 #include <vector>
 
+#include "store/migrations.h"
 #include "store/open_log_store.h"
 #include "store/store_fixture.h"
 
@@ -158,6 +159,51 @@ TEST(PgStoreStatementsTest, PreparedStatementsSurviveATableChangedUnderThem) {
   Result<TxnDetail> d = log.GetTransaction(Gtid(3));
   ASSERT_TRUE(d.ok());
   EXPECT_EQ(d->branches.at(0).state, "SUCCEEDED");
+}
+
+// A log at schema version 2 whose migration has to wait 4.5 s for a lock
+// (as it would for index builds on a large log) is still migrated.
+TEST(PgStoreStatementsTest, MigrationOutlastsTheCallDeadline) {
+  MiniPostgres* pg = SharedPostgres();
+  ASSERT_NE(pg, nullptr);
+  ASSERT_TRUE(pg->CreateDatabase("slow_migration").ok());
+  std::string v2;  // 0001 creates schema_migrations
+  for (const Migration& m : EmbeddedMigrations("postgres")) {
+    if (m.version > 2) continue;
+    v2 += std::string(m.sql) + ";\nINSERT INTO schema_migrations VALUES (" +
+          std::to_string(m.version) + ", '" + m.name + "', 1);\n";
+  }
+  Result<std::string> created = pg->Query(v2, "slow_migration");
+  ASSERT_TRUE(created.ok()) << created.status().ToString();
+
+  Result<std::unique_ptr<LogStore>> store = OpenLogStore(pg->Uri("slow_migration"));
+  ASSERT_TRUE(store.ok()) << store.status().ToString();
+  ASSERT_EQ((*store)->CheckReady().code(), StatusCode::kUnavailable);
+  std::thread holder([&] {
+    EXPECT_TRUE(pg->Query("BEGIN; LOCK TABLE transactions IN ACCESS SHARE MODE; SELECT "
+                          "pg_sleep(4.5); COMMIT;",
+                          "slow_migration")
+                    .ok());
+  });
+  // The lock is taken before the migration asks for it.
+  for (int i = 0; i < 100; ++i) {
+    Result<std::string> held = pg->Query(
+        "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation WHERE "
+        "c.relname = 'transactions' AND l.mode = 'AccessShareLock' AND l.granted",
+        "slow_migration");
+    if (held.ok() && *held != "0") break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  const auto start = std::chrono::steady_clock::now();
+  Status migrated = (*store)->Migrate();
+  const auto took = std::chrono::steady_clock::now() - start;
+  holder.join();
+  EXPECT_TRUE(migrated.ok()) << migrated.ToString();
+  EXPECT_GE(took, std::chrono::seconds(3)) << "the migration did not wait for the lock";
+  EXPECT_TRUE((*store)->CheckReady().ok());
+  // And serves writes after it.
+  TxnWrite c = CreateWrite("after-migration", "c1");
+  EXPECT_TRUE(ApplyOne(**store, c).ok());
 }
 
 }  // namespace
