@@ -79,6 +79,10 @@ class SessionBase {
   virtual void Start() = 0;
   // Closes the connection from any thread; a later response is dropped.
   virtual void Close() = 0;
+  // Closes the connection at once from any thread, HTTPS without waiting
+  // for close_notify: for an evicted refused session, whose 503 (with its
+  // length) is written, so its client has the whole answer.
+  virtual void Abort() = 0;
 };
 
 // Shared by the HttpServer facade, the accept loop and every session, so a
@@ -159,6 +163,10 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
         self->Begin();
       }
     });
+  }
+
+  void Abort() override {
+    net::post(stream_.get_executor(), [self = this->shared_from_this()] { self->CloseNow(); });
   }
 
   // Plain HTTP closes at once. HTTPS sends close_notify first (bounded by
@@ -526,7 +534,7 @@ void ServerCore::OnAccept(beast::error_code ec, tcp::socket socket) {
       ++(refuse ? refusing : serving);
     }
   }
-  if (evicted) evicted->Close();
+  if (evicted) evicted->Abort();
   if (!session || open >= options.max_connections) {
     if (auto r = refusals.Tick(); r.log) {
       spdlog::warn("http connection refused with 503: {} connections open, the cap is {}{}", open,

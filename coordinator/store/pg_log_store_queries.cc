@@ -5,6 +5,7 @@
 
 #include "common/json_input.h"
 #include "store/list_cursor.h"
+#include "store/pg_batch.h"
 #include "store/pg_connection_pool.h"
 #include "store/pg_log_store.h"
 #include "store/pg_rows.h"
@@ -275,6 +276,7 @@ Result<int64_t> PgLogStore::PurgeFinished(int64_t before_ms, int limit) {
       gtids.push_back(r[0].as<std::string>());
     }
     if (!gtids.empty()) {
+      pg::PreferIndexJoins(tx);  // found by gtid, not by scanning branches and events
       const std::string list = DumpJson(nlohmann::json(gtids));  // bound, not spliced
       tx.exec_params(
           "DELETE FROM branches WHERE gtid IN (SELECT json_array_elements_text($1::json))", list);

@@ -8,6 +8,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include <openssl/x509_vfy.h>
 
@@ -258,6 +259,36 @@ TEST_F(HttpsServerTest, OverCapConnectionIsAnswered503AfterItsHandshake) {
   ASSERT_FALSE(over_cap.Get("/", &res));
   EXPECT_EQ(res.status, 503);
   EXPECT_EQ(res.headers["retry-after"], "1");
+  EXPECT_EQ(handled_, 1);
+}
+
+// HTTPS under a flood over the cap: each refused client completes its
+// handshake and reads its 503, then keeps the connection open (the server
+// waits up to a second for it to close). With more of them than may be
+// refusing at once, a newcomer still hears 503: it takes the place of the
+// oldest one whose answer is written.
+TEST_F(HttpsServerTest, NewcomerHears503WhileManyRefusedConnectionsDrain) {
+  HttpServerOptions options;
+  options.max_connections = 1;
+  StartServer(options);
+  TlsTestClient served(pki_->ca_cert());
+  ASSERT_FALSE(served.Connect(server_->port()));
+  TlsTestResponse res;
+  ASSERT_FALSE(served.Get("/", &res));
+  ASSERT_EQ(res.status, 200);
+  std::vector<std::unique_ptr<TlsTestClient>> refused;
+  for (int i = 0; i < 150; ++i) {
+    refused.push_back(std::make_unique<TlsTestClient>(pki_->ca_cert()));
+    ASSERT_FALSE(refused.back()->Connect(server_->port())) << "client " << i;
+    TlsTestResponse r;
+    ASSERT_FALSE(refused.back()->Get("/", &r)) << "client " << i;
+    ASSERT_EQ(r.status, 503) << "client " << i;
+  }
+  TlsTestClient newcomer(pki_->ca_cert());
+  ASSERT_FALSE(newcomer.Connect(server_->port()));
+  TlsTestResponse late;
+  ASSERT_FALSE(newcomer.Get("/", &late));
+  EXPECT_EQ(late.status, 503);
   EXPECT_EQ(handled_, 1);
 }
 
