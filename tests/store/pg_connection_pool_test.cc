@@ -199,9 +199,10 @@ TEST(PgErrorTest, EveryLibpqxxExceptionClass) {
       {sql(pqxx::restrict_violation("r", "q", "23001")), StatusCode::kInvalidArgument, "23001",
        false},
       {sql(pqxx::data_exception("d", "q", "22012")), StatusCode::kInvalidArgument, "22012", false},
-      {sql(pqxx::feature_not_supported("f", "q", "0A000")), StatusCode::kInternal, "0A000", false},
+      // Prepared statements the session cannot use any more: dropped.
+      {sql(pqxx::feature_not_supported("f", "q", "0A000")), StatusCode::kInternal, "0A000", true},
       {sql(pqxx::invalid_sql_statement_name("s", "q", "26000")), StatusCode::kInternal, "26000",
-       false},
+       true},
       {sql(pqxx::invalid_cursor_state("c", "q", "24000")), StatusCode::kInternal, "24000", false},
       {sql(pqxx::invalid_cursor_name("c", "q", "34000")), StatusCode::kInternal, "34000", false},
       {sql(pqxx::insufficient_resources("r", "q", "53000")), StatusCode::kUnavailable, "53000",
