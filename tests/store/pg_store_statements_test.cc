@@ -9,6 +9,7 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -204,6 +205,38 @@ TEST(PgStoreStatementsTest, MigrationOutlastsTheCallDeadline) {
   // And serves writes after it.
   TxnWrite c = CreateWrite("after-migration", "c1");
   EXPECT_TRUE(ApplyOne(**store, c).ok());
+}
+
+// On a database whose default collation is language-aware (ICU en-US,
+// where punctuation and case weigh less than letters), listing by gtid
+// prefix is still exact: the gtid column compares bytes (0003).
+TEST(PgStoreStatementsTest, PrefixListingIsExactUnderALanguageCollation) {
+  MiniPostgres* pg = SharedPostgres();
+  ASSERT_NE(pg, nullptr);
+  Result<std::string> created = pg->Query(
+      "CREATE DATABASE icu_log TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'en-US' "
+      "LOCALE 'C.UTF-8'");
+  ASSERT_TRUE(created.ok()) << created.status().ToString();
+  Result<std::unique_ptr<LogStore>> store = OpenLogStore(pg->Uri("icu_log"));
+  ASSERT_TRUE(store.ok()) << store.status().ToString();
+  ASSERT_TRUE((*store)->Migrate().ok());
+  const std::vector<std::string> gtids = {"a",   "a-",  "a-1", "a-Z", "a-z", "a-~", "a.",
+                                          "a,1", "a_1", "A-1", "a1",  "A-",  "b-1"};
+  for (const std::string& gtid : gtids)
+    ASSERT_TRUE(ApplyOne(**store, CreateWrite(gtid, "c1")).ok());
+  const auto listed = [&](const std::string& prefix) {
+    std::set<std::string> out;
+    Result<TxnPage> page = (*store)->ListTransactions({.gtid_prefix = prefix, .limit = 100});
+    EXPECT_TRUE(page.ok()) << page.status().ToString();
+    if (page.ok()) {
+      for (const TxnRow& row : page->items) out.insert(row.gtid);
+    }
+    return out;
+  };
+  EXPECT_EQ(listed("a-"), (std::set<std::string>{"a-", "a-1", "a-Z", "a-z", "a-~"}));
+  EXPECT_EQ(listed("A-"), (std::set<std::string>{"A-", "A-1"}));
+  EXPECT_EQ(listed("a"), (std::set<std::string>{"a", "a-", "a-1", "a-Z", "a-z", "a-~", "a.", "a,1",
+                                                "a_1", "a1"}));
 }
 
 }  // namespace
