@@ -33,6 +33,13 @@ pqxx::result ExecRows(pqxx::transaction_base& tx, const char* name, const std::s
   return tx.exec_prepared(name, DumpJson(rows));
 }
 
+// The gtids a statement returned (its first column).
+std::set<std::string> GtidsOf(const pqxx::result& r) {
+  std::set<std::string> gtids;
+  for (const auto& row : r) gtids.insert(row[0].as<std::string>());
+  return gtids;
+}
+
 // Inserts every create; returns the gtids actually inserted.
 std::set<std::string> InsertCreates(pqxx::transaction_base& tx,
                                     const std::vector<const TxnWrite*>& creates) {
@@ -68,9 +75,7 @@ std::set<std::string> InsertCreates(pqxx::transaction_base& tx,
           "paused boolean, last_error text) "
           "ON CONFLICT (gtid) DO NOTHING RETURNING gtid",
       rows);
-  std::set<std::string> inserted;
-  for (const auto& row : r) inserted.insert(row[0].as<std::string>());
-  return inserted;
+  return GtidsOf(r);
 }
 
 // Applies every fenced update; returns the gtids whose update matched.
@@ -104,9 +109,7 @@ std::set<std::string> UpdateTransactions(pqxx::transaction_base& tx,
           "paused boolean, last_error text, now bigint) WHERE t.gtid = u.gtid AND "
           "t.owner = u.owner RETURNING t.gtid",
       rows);
-  std::set<std::string> matched;
-  for (const auto& row : r) matched.insert(row[0].as<std::string>());
-  return matched;
+  return GtidsOf(r);
 }
 
 // Fences the writes that change no field of their transaction (a step's
@@ -124,21 +127,15 @@ std::set<std::string> FenceTransactions(pqxx::transaction_base& tx,
                             "AS u(gtid text, owner text) ON t.gtid = u.gtid AND t.owner = "
                             "u.owner FOR SHARE OF t",
                             rows);
-  std::set<std::string> matched;
-  for (const auto& row : r) matched.insert(row[0].as<std::string>());
-  return matched;
+  return GtidsOf(r);
 }
 
 // Which of `gtids` exist.
 std::set<std::string> Existing(pqxx::transaction_base& tx, const json& gtids) {
-  std::set<std::string> existing;
-  for (const auto& row : ExecRows(tx, "treaty_existing_txns",
-                                  "SELECT t.gtid FROM transactions t JOIN "
-                                  "json_array_elements_text($1::json) AS m(gtid) USING (gtid)",
-                                  gtids)) {
-    existing.insert(row[0].as<std::string>());
-  }
-  return existing;
+  return GtidsOf(ExecRows(tx, "treaty_existing_txns",
+                          "SELECT t.gtid FROM transactions t JOIN "
+                          "json_array_elements_text($1::json) AS m(gtid) USING (gtid)",
+                          gtids));
 }
 
 // A branch's updates within one batch, merged (later wins).

@@ -31,11 +31,9 @@ TxnWrite Progress(const std::string& gtid, const std::string& owner) {
 TEST(PgFencingTest, ProgressWaitsForATakeOverInFlightAndIsThenFencedOut) {
   MiniPostgres* pg = SharedPostgres();
   ASSERT_NE(pg, nullptr);
-  ASSERT_TRUE(pg->CreateDatabase("fencing_test").ok());
-  Result<std::unique_ptr<LogStore>> opened = OpenLogStore(pg->Uri("fencing_test"));
+  Result<std::unique_ptr<LogStore>> opened = OpenNewPgStore("fencing_test");
   ASSERT_TRUE(opened.ok()) << opened.status().ToString();
   LogStore& store = **opened;
-  ASSERT_TRUE(store.Migrate().ok());
   for (const char* gtid : {"g1", "g2", "g3"}) {
     TxnWrite c = CreateWrite(gtid, "c1");
     c.new_branches.push_back({gtid, "s1", 0, "PENDING", 0, "", 0, "", 0});

@@ -65,11 +65,9 @@ TxnWrite Progress(int i, bool retry) {
 TEST(PgStoreStatementsTest, BatchWritesDoNotScanTheLog) {
   MiniPostgres* pg = SharedPostgres();
   ASSERT_NE(pg, nullptr);
-  ASSERT_TRUE(pg->CreateDatabase("scan_test").ok());
   {
-    Result<std::unique_ptr<LogStore>> store = OpenLogStore(pg->Uri("scan_test"));
+    Result<std::unique_ptr<LogStore>> store = OpenNewPgStore("scan_test");
     ASSERT_TRUE(store.ok()) << store.status().ToString();
-    ASSERT_TRUE((*store)->Migrate().ok());
     for (int chunk = 0; chunk < kTransactions; chunk += 500) {
       std::vector<TxnWrite> creates;
       for (int i = chunk; i < chunk + 500; ++i) {
@@ -136,11 +134,9 @@ TEST(PgStoreStatementsTest, BatchWritesDoNotScanTheLog) {
 TEST(PgStoreStatementsTest, PreparedStatementsSurviveATableChangedUnderThem) {
   MiniPostgres* pg = SharedPostgres();
   ASSERT_NE(pg, nullptr);
-  ASSERT_TRUE(pg->CreateDatabase("stale_statements").ok());
-  Result<std::unique_ptr<LogStore>> store = OpenLogStore(pg->Uri("stale_statements"));
+  Result<std::unique_ptr<LogStore>> store = OpenNewPgStore("stale_statements");
   ASSERT_TRUE(store.ok()) << store.status().ToString();
   LogStore& log = **store;
-  ASSERT_TRUE(log.Migrate().ok());
   for (int i = 0; i < 4; ++i) {
     TxnWrite c = CreateWrite(Gtid(i), "c1");
     c.new_branches.push_back({Gtid(i), "s1", 0, "PENDING", 0, "", 0, "", 0});

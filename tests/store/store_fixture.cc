@@ -39,6 +39,16 @@ Result<std::unique_ptr<LogStore>> OpenFreshStore(const std::string& engine,
   return OpenLogStore(pg->Uri(db));
 }
 
+Result<std::unique_ptr<LogStore>> OpenNewPgStore(const std::string& db) {
+  MiniPostgres* pg = SharedPostgres();
+  if (pg == nullptr) return Status::Unavailable("no PostgreSQL");
+  if (Status s = pg->CreateDatabase(db); !s.ok()) return s;
+  Result<std::unique_ptr<LogStore>> store = OpenLogStore(pg->Uri(db));
+  if (!store.ok()) return store.status();
+  if (Status s = (*store)->Migrate(); !s.ok()) return s;
+  return store;
+}
+
 void StoreTest::SetUp() {
   Result<std::unique_ptr<LogStore>> store = OpenFreshStore(GetParam(), &scratch_dir_);
   ASSERT_TRUE(store.ok()) << store.status().ToString();

@@ -23,6 +23,10 @@ MiniPostgres* SharedPostgres();
 Result<std::unique_ptr<LogStore>> OpenFreshStore(const std::string& engine,
                                                  std::string* scratch_dir = nullptr);
 
+// Creates database `db` on SharedPostgres() and opens a migrated store on it,
+// for PostgreSQL-only tests that also reach the database by name (psql).
+Result<std::unique_ptr<LogStore>> OpenNewPgStore(const std::string& db);
+
 class StoreTest : public ::testing::TestWithParam<std::string> {
  protected:
   void SetUp() override;
