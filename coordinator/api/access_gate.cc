@@ -195,6 +195,10 @@ std::optional<Identity> AccessGate::Admit(const HttpRequest& req, const Router& 
     refusal = ErrorResponse(Status::PermissionDenied(std::string("this request needs the '") +
                                                      RoleName(access.role) + "' role, which '" +
                                                      who.name + "' does not have"));
+    // The role for programs (treatyctl names it), beside the message for people.
+    nlohmann::json body = nlohmann::json::parse(refusal->body);
+    body["error"]["required_role"] = RoleName(access.role);
+    refusal->body = DumpJson(body);
   } else {
     refusal = CsrfRefusal(req, who);
   }

@@ -42,13 +42,14 @@ std::string AuthProblem(const CoordinatorClient& c, int status, const json& doc)
                : "the coordinator does not know the client certificate: give a token with "
                  "--token or TREATY_TOKEN";
   }
-  // "... needs the 'operate' role" (docs/security.md): name the role.
-  const size_t close = message.rfind("' role");
-  const size_t open =
-      close == std::string::npos || close == 0 ? std::string::npos : message.rfind('\'', close - 1);
-  if (open != std::string::npos) {
-    return "token lacks the " + Cell(message.substr(open, close - open + 1), 32) +
-           " role needed for this command";
+  // A missing role is named in "required_role" (docs/api.md "Errors").
+  if (doc.is_object() && doc.contains("error") && doc["error"].is_object()) {
+    const json& error = doc["error"];
+    auto role = error.find("required_role");
+    if (role != error.end() && role->is_string()) {
+      return "token lacks the '" + Cell(role->get<std::string>(), 32) +
+             "' role needed for this command";
+    }
   }
   return "forbidden: " +
          (message.empty() ? "the token lacks a role this command needs" : Cell(message, 200));

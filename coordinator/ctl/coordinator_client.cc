@@ -1,5 +1,8 @@
 #include "ctl/coordinator_client.h"
 
+#include <map>
+#include <optional>
+
 #include "common/endpoint.h"
 
 namespace treaty::ctl {
@@ -33,25 +36,42 @@ Status CheckCoordinatorUrls(const std::vector<std::string>& urls) {
 
 CoordinatorClient::CoordinatorClient(std::vector<std::string> base_urls, int timeout_ms,
                                      Credentials credentials)
-    : urls_(std::move(base_urls)), timeout_ms_(timeout_ms), credentials_(std::move(credentials)) {}
+    : urls_(std::move(base_urls)),
+      clients_(urls_.size()),
+      timeout_ms_(timeout_ms),
+      credentials_(std::move(credentials)) {}
 
 Result<HttpClientResponse> CoordinatorClient::Request(const std::string& method,
                                                       const std::string& path,
                                                       const std::string& body) {
+  std::map<std::string, std::string> headers;
+  if (!body.empty()) headers["Content-Type"] = "application/json";
+  if (!credentials_.token.empty()) headers["Authorization"] = "Bearer " + credentials_.token;
   std::string tried;
+  std::optional<HttpClientResponse> unavailable;  // the last 503
   for (size_t n = 0; n < urls_.size(); ++n) {
     const size_t i = (current_ + n) % urls_.size();
-    std::map<std::string, std::string> headers;
-    if (!body.empty()) headers["Content-Type"] = "application/json";
-    if (!credentials_.token.empty()) headers["Authorization"] = "Bearer " + credentials_.token;
-    auto r = HttpFetch(method, urls_[i] + path, body, headers, timeout_ms_, &credentials_.tls);
-    if (r.ok()) {
+    auto endpoint = ParseEndpoint(urls_[i] + path);
+    if (!endpoint.ok()) return endpoint.status();
+    if (!clients_[i]) {
+      HttpClientOptions options;
+      options.tls = credentials_.tls;
+      options.pool_size = 1;  // treatyctl sends one request at a time
+      auto client = HttpClient::Open(*endpoint, std::move(options));
+      if (!client.ok()) return client.status();
+      clients_[i] = std::move(*client);
+    }
+    auto r = clients_[i]->Send(method, endpoint->target, body, headers, timeout_ms_);
+    if (r.ok() && r->status != 503) {
       current_ = i;
       return r;
     }
-    if (r.status().code() == StatusCode::kInvalidArgument) return r.status();
-    tried += (tried.empty() ? "" : "; ") + urls_[i] + ": " + r.status().message();
+    if (!r.ok() && r.status().code() == StatusCode::kInvalidArgument) return r.status();
+    tried += (tried.empty() ? "" : "; ") + urls_[i] + ": " +
+             (r.ok() ? "HTTP 503" : r.status().message());
+    if (r.ok()) unavailable = std::move(*r);
   }
+  if (unavailable) return std::move(*unavailable);
   return Status::Unavailable("no coordinator reachable (" + tried + ")");
 }
 

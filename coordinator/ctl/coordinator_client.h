@@ -2,13 +2,18 @@
 
 // CoordinatorClient: treatyctl's way to the coordinators. Takes a list of
 // base URLs (http:// or https://); each request goes to the last one that
-// answered, failing over to the next on connection errors and time-outs (not
-// on HTTP errors: a 4xx from one coordinator would be the same from any
-// other). Every request carries `Authorization: Bearer TOKEN` when a token
-// is set; https:// coordinators are verified with the TLS files (CA, and a
-// client certificate for coordinators that require one). Blocking; one
-// owner; uses HttpFetch (fresh connection per request).
+// answered, failing over to the next on connection errors, time-outs and a
+// 503 (unavailable, draining or overloaded: docs/api.md says to retry on any
+// coordinator), not on other HTTP errors (a 4xx from one coordinator would be
+// the same from any other). Every request treatyctl sends is safe to repeat
+// on another coordinator (a saga submit or 2PC begin carries its gtid from
+// the first attempt). Every request carries `Authorization: Bearer TOKEN`
+// when a token is set; https:// coordinators are verified with the TLS files
+// (CA, and a client certificate for coordinators that require one). One
+// keep-alive HttpClient per coordinator (http/http_client.h). Blocking; one
+// owner.
 
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -27,8 +32,10 @@ class CoordinatorClient {
   CoordinatorClient(std::vector<std::string> base_urls, int timeout_ms,
                     Credentials credentials = {});
 
-  // Unavailable (with every URL tried named) when no coordinator answered;
-  // InvalidArgument for a URL, header or TLS file that cannot be used.
+  // The answer of the first coordinator that answered other than 503; the
+  // last 503 when every coordinator answered 503; Unavailable (with every
+  // URL tried named) when none answered; InvalidArgument for a URL, header
+  // or TLS file that cannot be used.
   Result<HttpClientResponse> Request(const std::string& method, const std::string& path,
                                      const std::string& body = "");
   bool has_token() const { return !credentials_.token.empty(); }
@@ -36,6 +43,7 @@ class CoordinatorClient {
 
  private:
   std::vector<std::string> urls_;
+  std::vector<std::unique_ptr<HttpClient>> clients_;  // one per URL, opened on first use
   size_t current_ = 0;
   int timeout_ms_;
   Credentials credentials_;

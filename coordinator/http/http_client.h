@@ -1,16 +1,37 @@
 #pragma once
 
-// Blocking HTTP/1.1 client for tools and tests (treatyctl, test harnesses).
-// One request per call on a fresh connection. Not for the engine's hot path
-// (that is HttpParticipantCaller).
+// The blocking HTTP/1.1 client of Treaty's tools and SDK: treatyctl, the
+// participant SDK's REST transport to the coordinator, test harnesses. Not for
+// the engine's hot path (that is HttpParticipantCaller, asynchronous).
+//
+// HttpClient talks to one server and keeps idle keep-alive connections;
+// HttpFetch is one request on a fresh connection, for a URL.
+//
+// Both:
+// - https verifies the server against `tls.ca_file` (the system's trust store
+//   when empty), checks that the certificate names the host (a DNS name, sent
+//   as SNI, or an IP address) and presents tls.cert_file/key_file as the
+//   client certificate when set. A refused certificate says why
+//   ("the server's certificate was refused: certificate has expired").
+// - An answer is read with a bound of kMaxHttpAnswerBytes (declared or sent,
+//   chunked or not; http/bounded_read.h): memory stays bounded whatever
+//   Content-Length says.
+// - A request with a body, or any POST or PUT, carries
+//   Content-Type: application/json unless the caller's headers set one.
 
+#include <cstdint>
 #include <map>
+#include <memory>
 #include <string>
 
+#include "common/endpoint.h"
 #include "security/tls_context.h"
 #include "treaty/status.h"
 
 namespace treaty {
+
+// The largest answer body either client reads: 64 MiB.
+inline constexpr uint64_t kMaxHttpAnswerBytes = 64u << 20;
 
 struct HttpClientResponse {
   int status = 0;
@@ -18,20 +39,76 @@ struct HttpClientResponse {
   std::map<std::string, std::string> headers;  // lower-case names
 };
 
-// `url` is an http:// or https:// URL as ParseEndpoint accepts it
-// ("https://host:port/path?query"; common/endpoint.h). https verifies the
-// server against `tls->ca_file` (the system's trust store when `tls` is null
-// or its ca_file empty), checks that the certificate names the URL's host (a
-// DNS name, sent as SNI, or an IP address) and presents tls->cert_file as
-// client certificate when set. A request with a body, or any POST or PUT,
-// carries Content-Type: application/json unless `headers` sets one.
-// Unavailable on connection and TLS errors (a refused server certificate
-// says why, e.g. "certificate has expired"), TimedOut after `timeout_ms`,
-// InvalidArgument for a URL ParseEndpoint refuses, a scheme other than http
-// or https, an unknown method, unusable TLS files, or a header name or value
-// holding a control character (CR, LF, NUL...).
-// A response body over 64 MiB (declared or sent, chunked or not) fails with
-// Unavailable; memory stays bounded by that, whatever Content-Length says.
+struct HttpClientOptions {
+  TlsClientFiles tls;  // used for https only
+  std::string user_agent = "treaty";
+  // Idle keep-alive connections kept for reuse; any number may be in use at
+  // once (one per concurrent call). 0: every request on a fresh connection,
+  // sent with "Connection: close".
+  int pool_size = 0;
+  // An idle connection older than this (ms) is closed instead of reused.
+  int idle_ms = 30000;
+};
+
+// What a failed HttpClient::Send had done: whether the request may have
+// reached the server (so that a caller knows whether a retry can repeat it).
+enum class HttpSendStage {
+  kNotSent,  // failed before the request was completely written
+  kSent,     // written; the answer did not arrive (whole)
+};
+
+// Thread-safe: any number of threads may call Send at once, each on its own
+// connection. Every operation of a call runs on the calling thread and ends
+// by the call's deadline (nothing runs in the background).
+class HttpClient {
+ public:
+  // A client for `server`'s scheme, host and port (its target is ignored).
+  // InvalidArgument when the scheme is not http or https, or TLS files are
+  // unusable (naming the file).
+  static Result<std::unique_ptr<HttpClient>> Open(const Endpoint& server,
+                                                  HttpClientOptions options);
+  ~HttpClient();
+  HttpClient(const HttpClient&) = delete;
+  HttpClient& operator=(const HttpClient&) = delete;
+
+  // Sends `method target` (target: "/path?query") with `body` and `headers`,
+  // and reads the answer, all within `timeout_ms`. An idle connection is
+  // reused most-recent-first, after checking that the server has not closed it
+  // (IdleSocketUsable); one that fails before a single byte of the answer
+  // arrives (the server closed it just as the request left) is retried once
+  // on a fresh connection, so callers must only send requests that are safe to
+  // repeat over a keep-alive client (every Treaty call is). A connection goes
+  // back to the pool when the answer allows keep-alive.
+  // Errors (messages say "<stage>: <why>", stage being resolve, connect,
+  // TLS handshake, write or read):
+  //   InvalidArgument  unknown method; a header name or value holding a
+  //                    control character (CR, LF, NUL...); a host name that
+  //                    cannot be checked against a certificate
+  //   TimedOut         the deadline passed ("read: timed out after 500 ms")
+  //   TooLarge         the answer body is over kMaxHttpAnswerBytes
+  //   Unavailable      any other connection, TLS or protocol error
+  // `*stage` (when given) says, for a failure, whether the request was sent.
+  Result<HttpClientResponse> Send(const std::string& method, const std::string& target,
+                                  const std::string& body,
+                                  const std::map<std::string, std::string>& headers, int timeout_ms,
+                                  HttpSendStage* stage = nullptr);
+
+  // TCP connections opened so far (a test and diagnostics figure).
+  int64_t connections_opened() const;
+
+ private:
+  struct Impl;
+  explicit HttpClient(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+// One request to `url` ("https://host:port/path?query" as ParseEndpoint
+// accepts it; common/endpoint.h) on a fresh connection, closed afterwards.
+// Errors as HttpClient::Send's, with "METHOD URL: " before the message, except
+// that an answer over kMaxHttpAnswerBytes is Unavailable; also InvalidArgument
+// for a URL ParseEndpoint refuses or a scheme other than http or https, and
+// for unusable TLS files. `tls` may be null (system trust store, no client
+// certificate).
 Result<HttpClientResponse> HttpFetch(const std::string& method, const std::string& url,
                                      const std::string& body = "",
                                      const std::map<std::string, std::string>& headers = {},

@@ -1,11 +1,10 @@
 #include "http/http_connection_pool.h"
 
-#include <sys/socket.h>
-
 #include <algorithm>
-#include <cerrno>
 
 #include <boost/asio/post.hpp>
+
+#include "common/idle_socket.h"
 
 namespace treaty {
 
@@ -43,11 +42,7 @@ void PooledConnection::Close() {
   tcp().close();
 }
 
-bool PooledConnection::LooksAlive() {
-  char byte;
-  ssize_t n = ::recv(tcp().socket().native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
-  return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
-}
+bool PooledConnection::LooksAlive() { return IdleSocketUsable(tcp().socket().native_handle()); }
 
 namespace {
 

@@ -74,6 +74,29 @@ Status CheckGtid(const std::string& gtid) {
   return e.empty() ? Status::Ok() : Status::InvalidArgument("client: " + e);
 }
 
+// InvalidArgument unless each value of `trace` is printable ASCII within its
+// bound (client.h, TraceContext): they travel as HTTP header values.
+Status CheckTrace(const TraceContext& trace) {
+  const struct {
+    const std::string& value;
+    const char* name;
+    size_t max_bytes;
+  } fields[] = {{trace.traceparent, "traceparent", 128}, {trace.tracestate, "tracestate", 512}};
+  for (const auto& f : fields) {
+    if (f.value.size() > f.max_bytes) {
+      return Status::InvalidArgument("client: 'trace." + std::string(f.name) + "' is longer than " +
+                                     std::to_string(f.max_bytes) + " bytes");
+    }
+    for (char c : f.value) {
+      if (c < 0x20 || c > 0x7e) {
+        return Status::InvalidArgument("client: 'trace." + std::string(f.name) +
+                                       "' must be printable ASCII");
+      }
+    }
+  }
+  return Status::Ok();
+}
+
 }  // namespace
 
 // One call of Client as the fail-over loop sees it (client.h, "Fail-over").
@@ -242,6 +265,7 @@ std::string Client::NewGtid() { return NewUuid(); }
 Result<TxnStatus> Client::SubmitSaga(const SagaSpec& saga, bool wait, int wait_ms) {
   const std::string gtid = saga.gtid.empty() ? NewGtid() : saga.gtid;
   if (Status s = CheckGtid(gtid); !s.ok()) return s;
+  if (Status s = CheckTrace(saga.trace); !s.ok()) return s;
   json steps = json::array();
   for (const auto& s : saga.steps) {
     auto payload = ParsePayload(s.payload);
@@ -272,20 +296,23 @@ Result<TxnStatus> Client::SubmitSaga(const SagaSpec& saga, bool wait, int wait_m
   // there the bound covers the coordinator's own hold (client.h).
   const int wait_bound = wait ? std::max(wait_ms, 1) : 0;
   return ToTxnStatus(impl_->Call({.send = [&](CoordinatorTransport& t, int ms) {
-    return t.SubmitSaga(body, ms + (wait ? t.SagaWaitHoldMs(wait_bound) : 0), wait_bound);
+    return t.SubmitSaga(body, ms + (wait ? t.SagaWaitHoldMs(wait_bound) : 0), wait_bound,
+                        saga.trace);
   }}));
 }
 
-Result<TxnStatus> Client::Begin(const std::string& gtid_or_empty, int64_t timeout_ms) {
+Result<TxnStatus> Client::Begin(const std::string& gtid_or_empty, int64_t timeout_ms,
+                                const TraceContext& trace) {
   const std::string gtid = gtid_or_empty.empty() ? NewGtid() : gtid_or_empty;
   if (Status s = CheckGtid(gtid); !s.ok()) return s;
+  if (Status s = CheckTrace(trace); !s.ok()) return s;
   // One-phase commit is declared per branch at enlistment; "false" keeps an
   // older coordinator (whose default was one phase for a single branch) on
   // two phases too.
   json body = {{"gtid", gtid}, {"one_phase", false}};
   if (timeout_ms > 0) body["timeout_ms"] = timeout_ms;
   return ToTxnStatus(impl_->Call({.pin_gtid = gtid, .send = [&](CoordinatorTransport& t, int ms) {
-                                    return t.Begin(body, ms);
+                                    return t.Begin(body, ms, trace);
                                   }}));
 }
 

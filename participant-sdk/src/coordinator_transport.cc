@@ -1,9 +1,5 @@
 #include "coordinator_transport.h"
 
-#include <poll.h>
-#include <sys/socket.h>
-
-#include <cerrno>
 #include <utility>
 
 #include "http_coordinator.h"
@@ -19,8 +15,13 @@ namespace {
 class UnusableCoordinator : public CoordinatorTransport {
  public:
   explicit UnusableCoordinator(std::string why) : why_(std::move(why)) {}
-  CoordinatorReply SubmitSaga(const json&, int, int = 0) override { return Reply(); }
-  CoordinatorReply Begin(const json&, int) override { return Reply(); }
+  CoordinatorReply SubmitSaga(const json&, int, int = 0,
+                              const treaty::sdk::TraceContext& = {}) override {
+    return Reply();
+  }
+  CoordinatorReply Begin(const json&, int, const treaty::sdk::TraceContext& = {}) override {
+    return Reply();
+  }
   CoordinatorReply Enlist(const std::string&, const json&, int) override { return Reply(); }
   CoordinatorReply Commit(const std::string&, int) override { return Reply(); }
   CoordinatorReply Abort(const std::string&, int) override { return Reply(); }
@@ -39,24 +40,11 @@ class UnusableCoordinator : public CoordinatorTransport {
 
 }  // namespace
 
-bool IdleSocketUsable(int fd) {
-  if (fd < 0) return false;
-  pollfd p{fd, POLLIN, 0};
-  const int ready = ::poll(&p, 1, 0);
-  if (ready == 0) return true;  // nothing to read: still open
-  if (ready < 0) return false;
-  // Readable while idle: EOF (the peer closed), an error, or unsolicited
-  // bytes; none of these connections can carry the next request.
-  char byte;
-  const ssize_t n = ::recv(fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
-  return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
-}
-
 std::unique_ptr<CoordinatorTransport> MakeCoordinatorTransport(const std::string& address,
                                                                const TransportOptions& options) {
   std::string why;
   std::unique_ptr<CoordinatorTransport> t;
-  if (address.rfind("thrift://", 0) == 0) {
+  if (address.rfind("thrift://", 0) == 0 || address.rfind("thrifts://", 0) == 0) {
     t = MakeThriftCoordinator(address, options, &why);
   } else {
     t = MakeHttpCoordinator(address, options, &why);

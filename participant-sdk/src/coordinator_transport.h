@@ -4,8 +4,8 @@
 // Client talks to a coordinator through, one instance per configured
 // coordinator address. Two implementations:
 //
-//   "http://", "https://"  HttpCoordinator   (http_coordinator.h; REST)
-//   "thrift://"            ThriftCoordinator (thrift_coordinator.h; CoordinatorService)
+//   "http://", "https://"      HttpCoordinator   (http_coordinator.h; REST)
+//   "thrift://", "thrifts://"  ThriftCoordinator (thrift_coordinator.h; CoordinatorService)
 //
 // Both keep connections open between calls (a small pool per coordinator)
 // and say what happened to every call in the same typed way, so that
@@ -48,6 +48,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "treaty/client.h"
 #include "treaty/status.h"
 
 namespace treaty_sdk_detail {
@@ -69,7 +70,7 @@ struct CoordinatorReply {
 // What every transport needs from ClientOptions.
 struct TransportOptions {
   std::string token;                         // bearer token; "" for none
-  std::string ca_file, cert_file, key_file;  // TLS (https:// only)
+  std::string ca_file, cert_file, key_file;  // TLS (https:// and thrifts://)
   int pool_size = 4;                         // idle connections kept per coordinator
   int idle_ms = 30000;                       // an idle connection older than this is closed
 };
@@ -83,14 +84,17 @@ class CoordinatorTransport {
   // POST /v1/sagas. `wait_timeout_ms` > 0 with `"wait": true` bounds the
   // coordinator's hold (REST: the `wait_timeout_ms` query parameter; Thrift
   // has no such field, so it is not sent and the coordinator holds up to its
-  // default of 30 s); 0 leaves the coordinator's default.
+  // default of 30 s); 0 leaves the coordinator's default. `trace` (checked
+  // by the Client) goes as REST headers or as the Thrift request's fields;
+  // empty values are not sent.
   virtual CoordinatorReply SubmitSaga(const nlohmann::json& request, int timeout_ms,
-                                      int wait_timeout_ms = 0) = 0;
+                                      int wait_timeout_ms = 0,
+                                      const treaty::sdk::TraceContext& trace = {}) = 0;
   // How long the coordinator may hold a waiting submit asked to wait
   // `wait_ms`: `wait_ms` where the bound is sent, else its default hold.
   virtual int SagaWaitHoldMs(int wait_ms) const { return wait_ms; }
-  virtual CoordinatorReply Begin(const nlohmann::json& request,
-                                 int timeout_ms) = 0;  // POST /v1/2pc
+  virtual CoordinatorReply Begin(const nlohmann::json& request, int timeout_ms,
+                                 const treaty::sdk::TraceContext& trace = {}) = 0;  // POST /v1/2pc
   virtual CoordinatorReply Enlist(const std::string& gtid, const nlohmann::json& branch,
                                   int timeout_ms) = 0;  // POST /v1/2pc/{gtid}/branches
   virtual CoordinatorReply Commit(const std::string& gtid, int timeout_ms) = 0;
@@ -107,9 +111,5 @@ class CoordinatorTransport {
 // unusable TLS files).
 std::unique_ptr<CoordinatorTransport> MakeCoordinatorTransport(const std::string& address,
                                                                const TransportOptions& options);
-
-// Whether an idle connection's socket may be reused: false when the peer
-// closed it (or reset it, or sent bytes nobody asked for). Never blocks.
-bool IdleSocketUsable(int fd);
 
 }  // namespace treaty_sdk_detail

@@ -2,25 +2,22 @@
 
 // Private to the SDK: HttpCoordinator, the CoordinatorTransport of
 // "http://host:port" and "https://host:port" coordinators (REST,
-// docs/api.md), over Beast with HTTP/1.1 keep-alive.
+// docs/api.md), over the base library's keep-alive HttpClient
+// (coordinator/http/http_client.h).
 //
 // Connections: at most TransportOptions::pool_size idle connections are
-// kept per coordinator (any number may be in use at once, one per
-// concurrent call); an idle one is reused most-recent-first, after checking
-// that the coordinator has not closed it (IdleSocketUsable), and closed once
-// idle for longer than TransportOptions::idle_ms or when the answer says
-// "Connection: close". A reused connection that fails before a single byte
-// of the answer arrives (the coordinator closed it just as the request
-// left) is retried once on a fresh connection: every call of
-// CoordinatorTransport is safe to repeat (client.h, "Fail-over"), so this
-// hides keep-alive races without ever doing anything the caller's own retry
-// would not.
+// kept per coordinator (0: one connection per call, "Connection: close");
+// any number may be in use at once, one per concurrent call. Reuse, idle
+// expiry (TransportOptions::idle_ms), the one retry of a reused connection
+// found closed before any answer byte (safe: every call of
+// CoordinatorTransport may be repeated; client.h, "Fail-over"), TLS checks
+// and the 64 MiB answer bound are HttpClient's.
 //
-// https:// checks the coordinator's certificate against ca_file (the
-// system's trust store when empty) and the URL's host name, presenting
-// cert_file/key_file when given; a refused certificate is kNotSent naming
-// the reason ("certificate has expired"). Answers are read with a 64 MiB
-// bound (coordinator/http/bounded_read.h). Thread-safe.
+// Delivery: an answer is kAnswered with the body's typed error code
+// (RestAnswerCode); a failure before the request was written is kNotSent,
+// after it kNoAnswer; an answer over the bound or not a JSON object is
+// kBadAnswer; a host no certificate can be checked against is kBadConfig.
+// Thread-safe.
 
 #include <memory>
 #include <string>

@@ -8,6 +8,7 @@
 #include "participant_migrations.h"
 #include "sql_tx.h"
 #include "store/pg_connection_pool.h"
+#include "store/pg_error.h"
 #include "treaty/client.h"
 
 namespace treaty {
@@ -281,6 +282,7 @@ Result<Vote> PgResourceManager::Prepare(const CallContext& ctx) {
   auto gid = Gid(impl_->options.gid_prefix, ctx.gtid, ctx.branch);
   if (!gid.ok()) return gid.status();
   Result<Vote> answer = Vote::kYes;
+  bool prepare_disabled = false;
   Status s = impl_->RunSession("prepare", [&](pqxx::nontransaction& n) -> Status {
     // A duplicate while the first delivery is still prepared: same answer.
     if (impl_->IsPrepared(n, *gid)) return Status::Ok();
@@ -302,12 +304,20 @@ Result<Vote> PgResourceManager::Prepare(const CallContext& ctx) {
     if (*applied.answer == Vote::kReadOnly) {
       n.exec("COMMIT");
     } else {
-      n.exec("PREPARE TRANSACTION " + n.quote(*gid));
+      try {
+        n.exec("PREPARE TRANSACTION " + n.quote(*gid));
+      } catch (const pqxx::sql_error& e) {
+        // 55000 (object_not_in_prerequisite_state) from PREPARE TRANSACTION:
+        // max_prepared_transactions is 0 ("prepared transactions are
+        // disabled"); the statement has no other cause of this code.
+        prepare_disabled = treaty::PgSqlStateOf(e) == "55000";
+        throw;
+      }
     }
     return Status::Ok();
   });
   if (!s.ok()) {
-    if (s.message().find("prepared transactions are disabled") != std::string::npos) {
+    if (prepare_disabled) {
       return Status::InvalidArgument(
           "max_prepared_transactions is 0 on the participant's PostgreSQL: " + s.message());
     }

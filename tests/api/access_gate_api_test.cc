@@ -152,6 +152,7 @@ TEST_F(AccessGateTest, EveryRouteNeedsItsRole) {
         EXPECT_NE(error["message"].get<std::string>().find("'" + route.role + "' role"),
                   std::string::npos)
             << r.body;
+        EXPECT_EQ(error["required_role"], route.role) << r.body;
       }
     }
   }

@@ -19,6 +19,7 @@
 #include <nlohmann/json.hpp>
 
 #include "api/server.h"
+#include "sdk/loopback_coordinator.h"
 #include "security/authenticator.h"
 #include "support/subprocess.h"
 #include "support/test_participant.h"
@@ -173,6 +174,23 @@ TEST_F(TreatyctlTest, ErrorsAndExitCodes) {
   r = Run("list", dead_);
   EXPECT_EQ(r.code, 3);
   EXPECT_NE(r.out.find("no coordinator reachable"), std::string::npos) << r.out;
+}
+
+// A coordinator that answers 503 (draining, store unavailable, overloaded:
+// "retry on any coordinator", docs/api.md) is passed over like a dead one;
+// when every coordinator answers 503 its message is shown.
+TEST_F(TreatyctlTest, FailsOverPastACoordinatorAnswering503) {
+  LoopbackCoordinator draining;
+  draining.SetBehavior(
+      {.status = 503,
+       .body = R"({"error":{"code":"unavailable","message":"this coordinator is draining"}})"});
+  auto r = Run("2pc begin --gtid f503", draining.url() + "," + server_->http_url());
+  EXPECT_EQ(r.code, 0) << r.out;
+  EXPECT_EQ(r.out, "f503 ACTIVE\n");
+  EXPECT_EQ(draining.requests().size(), 1u);
+  r = Run("get f503", draining.url());
+  EXPECT_NE(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("this coordinator is draining"), std::string::npos) << r.out;
 }
 
 TEST_F(TreatyctlTest, FailsOverPastADeadCoordinator) {

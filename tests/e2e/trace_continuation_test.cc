@@ -2,7 +2,9 @@
 // participant call of its transaction with the client's trace id and flags
 // and a new span id per call, also after the coordinator that accepted it is
 // killed (-9) and another one adopts it; a submission without one (or with
-// an invalid one) gets a fresh trace. Two treatyd on one PostgreSQL.
+// an invalid one) gets a fresh trace; the SDK Client passes a trace on over
+// REST and Thrift. Two treatyd on one PostgreSQL (a third with a known
+// Thrift port for the SDK case).
 
 #include <signal.h>
 
@@ -19,12 +21,15 @@
 #include "common/trace_context.h"
 #include "http/http_client.h"
 #include "support/store_env.h"
+#include "support/subprocess.h"
+#include "treaty/client.h"
 
 namespace treaty::testing {
 namespace {
 
 using nlohmann::json;
 using Rule = TestParticipant::Rule;
+namespace sdk = treaty::sdk;
 
 constexpr char kTraceId[] = "4bf92f3577b34da6a3ce929d0e0e4736";
 constexpr char kCallerParent[] = "00f067aa0ba902b7";
@@ -167,6 +172,82 @@ TEST_F(TraceContinuationTest, NoOrAnInvalidTraceparentStartsAFreshTrace) {
   }
   EXPECT_NE(ParseTraceParent(CallsOf("untraced")[0].traceparent)->trace_id,
             ParseTraceParent(CallsOf("badtrace")[0].traceparent)->trace_id);
+}
+
+// The participant SDK's Client passes a trace on (SagaSpec::trace and
+// Begin's trace) over REST (headers) and over Thrift (request fields), as a
+// service does from inside a handler with CallContext::traceparent.
+TEST_F(TraceContinuationTest, SdkClientContinuesTheTraceOverRestAndThrift) {
+  TreatydOptions o;
+  o.store = store_;
+  o.heartbeat_ms = 200;
+  o.lease_ms = 1500;
+  o.retry_max_backoff_ms = 200;
+  const int thrift_port = FreePort();
+  o.thrift = "127.0.0.1:" + std::to_string(thrift_port);
+  nodes_.push_back(std::make_unique<TreatydProcess>(dir_, "thrift-node", o));
+  ASSERT_TRUE(nodes_.back()->Start().ok());
+  const std::string traceparent = std::string("00-") + kTraceId + "-" + kCallerParent + "-01";
+
+  struct Case {
+    std::string coordinator, saga_gtid, tpc_gtid;
+  };
+  for (const Case& c : {Case{nodes_[0]->url(), "sdk-rest", "sdk-rest-2pc"},
+                        Case{"thrift://127.0.0.1:" + std::to_string(thrift_port), "sdk-thrift",
+                             "sdk-thrift-2pc"}}) {
+    sdk::Client client({.coordinators = {c.coordinator}});
+    sdk::SagaSpec saga;
+    saga.gtid = c.saga_gtid;
+    for (std::string name : {"flight", "hotel"}) {
+      saga.steps.push_back({.name = name,
+                            .action = participant_.Url(name, "action"),
+                            .compensate = participant_.Url(name, "compensate")});
+    }
+    saga.trace = {.traceparent = traceparent, .tracestate = "rojo=00f067aa0ba902b7"};
+    auto submitted = client.SubmitSaga(saga, /*wait=*/true, 20000);
+    ASSERT_TRUE(submitted.ok()) << c.coordinator << ": " << submitted.status().ToString();
+    EXPECT_EQ(submitted->state, "COMMITTED") << c.coordinator;
+
+    ASSERT_TRUE(client.Begin(c.tpc_gtid, 0, {.traceparent = traceparent}).ok()) << c.coordinator;
+    ASSERT_TRUE(client
+                    .Enlist(c.tpc_gtid, {.name = "a",
+                                         .prepare = participant_.Url("a", "prepare"),
+                                         .commit = participant_.Url("a", "commit"),
+                                         .abort = participant_.Url("a", "abort")})
+                    .ok());
+    auto committed = client.Commit(c.tpc_gtid);
+    ASSERT_TRUE(committed.ok()) << committed.status().ToString();
+    ASSERT_TRUE(participant_.WaitFor(
+        [&](const auto& calls) {
+          for (const auto& call : calls) {
+            if (call.gtid == c.tpc_gtid && call.op == "commit") return true;
+          }
+          return false;
+        },
+        std::chrono::seconds(10)));
+
+    ASSERT_EQ(CallsOf(c.saga_gtid).size(), 2u) << c.coordinator;
+    ExpectOneTraceNewSpans(CallsOf(c.saga_gtid), kTraceId, "01");
+    for (const auto& call : CallsOf(c.saga_gtid)) {
+      auto state = call.headers.find("tracestate");
+      ASSERT_NE(state, call.headers.end()) << c.coordinator;
+      EXPECT_EQ(state->second, "rojo=00f067aa0ba902b7");
+    }
+    ExpectOneTraceNewSpans(CallsOf(c.tpc_gtid), kTraceId, "01");
+  }
+
+  // A trace that cannot travel as a header is refused before anything is sent.
+  sdk::Client client({.coordinators = {nodes_[0]->url()}});
+  sdk::SagaSpec bad;
+  bad.steps.push_back({.name = "flight",
+                       .action = participant_.Url("flight", "action"),
+                       .compensate = participant_.Url("flight", "compensate")});
+  bad.trace.traceparent = "00-a\r\nX-Injected: 1";
+  auto refused = client.SubmitSaga(bad);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(refused.status().message().find("trace.traceparent"), std::string::npos)
+      << refused.status().ToString();
 }
 
 }  // namespace

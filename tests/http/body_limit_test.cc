@@ -203,7 +203,7 @@ TEST_F(CallerBodyLimitTest, AnswerWithinTheLimitStillWorks) {
 }
 
 // ---------------------------------------------------------------------------
-// HttpFetch (limit 64 MiB); the SDK's client transport calls it.
+// HttpFetch (limit 64 MiB): HttpClient, which the SDK's REST transport also uses.
 
 void ExpectFetchRefused(const CannedPeer& peer) {
   MemoryBound bound;

@@ -7,6 +7,7 @@
 #include <pqxx/pqxx>
 
 #include "sdk/sdk_test_env.h"
+#include "support/mini_postgres.h"
 #include "support/store_env.h"
 #include "treaty/pg_resource_manager.h"
 
@@ -297,6 +298,45 @@ TEST_F(PgResourceManagerTest, FailureInsideATransactionBlockLeavesTheConnectionU
   EXPECT_EQ(*v, Vote::kYes);
   EXPECT_TRUE((*rm)->Commit(Ctx("t8", "commit")).ok());
   EXPECT_EQ(Balance(), 110);
+}
+
+// Open refuses a PostgreSQL with max_prepared_transactions = 0; one restarted
+// with it at 0 after Open refuses PREPARE TRANSACTION with SQLSTATE 55000: a
+// configuration error (InvalidArgument naming the setting), told apart by the
+// SQLSTATE, not by the server's message text (which a server with another
+// lc_messages words differently).
+TEST(PgResourceManagerConfigTest, PrepareOnAServerWithoutPreparedTransactionsIsAConfigError) {
+  MiniPostgres pg;
+  ASSERT_TRUE(pg.Start().ok());
+  ASSERT_TRUE(pg.CreateDatabase("nopre").ok());
+  const std::string uri = pg.Uri("nopre");
+  ExecSql(uri,
+          "CREATE TABLE account(id int PRIMARY KEY, balance bigint NOT NULL);"
+          "INSERT INTO account VALUES (1, 100)");
+  FakeCoordinator coordinator;
+  auto rm =
+      PgResourceManager::Open({.pg_uri = uri, .coordinators = {coordinator.url()}}, AddToAccount);
+  ASSERT_TRUE(rm.ok()) << rm.status().ToString();
+  pg.set_settings({"max_prepared_transactions=0"});
+  ASSERT_TRUE(pg.Restart().ok());
+  auto reopened =
+      PgResourceManager::Open({.pg_uri = uri, .coordinators = {coordinator.url()}}, AddToAccount);
+  ASSERT_FALSE(reopened.ok());
+  EXPECT_NE(reopened.status().message().find("max_prepared_transactions is 0"), std::string::npos)
+      << reopened.status().ToString();
+  const CallContext ctx{.gtid = "np1", .branch = "acct", .op = "prepare", .payload = "10"};
+  auto v = (*rm)->Prepare(ctx);
+  // The restart broke the pooled session: that first answer may be Unavailable.
+  for (int i = 0; i < 3 && !v.ok() && v.status().code() == StatusCode::kUnavailable; ++i) {
+    v = (*rm)->Prepare(ctx);
+  }
+  ASSERT_FALSE(v.ok());
+  EXPECT_EQ(v.status().code(), StatusCode::kInvalidArgument) << v.status().ToString();
+  EXPECT_NE(v.status().message().find("max_prepared_transactions is 0"), std::string::npos)
+      << v.status().ToString();
+  // Nothing was applied, and the session is usable afterwards.
+  EXPECT_EQ(QueryInt(uri, "SELECT balance FROM account WHERE id = 1"), 100);
+  EXPECT_TRUE((*rm)->Abort(CallContext{.gtid = "np1", .branch = "acct", .op = "abort"}).ok());
 }
 
 }  // namespace

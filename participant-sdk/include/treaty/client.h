@@ -83,8 +83,13 @@
 // "https://host:port" REST over TLS (the coordinator's certificate checked
 // against ClientOptions::ca_file and its host name),
 // "thrift://host:port" speaks CoordinatorService (idl/coordinator.thrift;
-// framed, binary; treatyd's --thrift address); all may be mixed in one
-// list. Same calls, answers and fail-over either way (Thrift's typed
+// framed, binary; treatyd's --thrift address), "thrifts://host:port" the
+// same over TLS (treatyd started with --tls-cert; checked as https://); all
+// may be mixed in one list. A certificate that is refused ("the server's
+// certificate was refused: certificate has expired") or a TLS connection the
+// coordinator refuses (no client certificate under --tls-client-ca) never
+// reached it: the next coordinator is tried, and the call answers
+// Unavailable naming why when none accepts. Same calls, answers and fail-over either way (Thrift's typed
 // exceptions stand for the codes above: InvalidRequest invalid_argument,
 // NotFound, Conflict (conflict, or not_owner when its `code` says so; an
 // older coordinator sends no code: conflict), Unavailable, Unauthenticated,
@@ -127,9 +132,10 @@ struct ClientOptions {
   // Unauthenticated (401) or PermissionDenied (403); neither is retried on
   // another coordinator.
   std::string token;
-  // TLS to "https://" coordinators: the CA bundle that signs them (empty:
-  // the system's trust store) and an optional client certificate and key
-  // (PEM files) for coordinators that require one (--tls-client-ca).
+  // TLS to "https://" and "thrifts://" coordinators: the CA bundle that
+  // signs them (empty: the system's trust store) and an optional client
+  // certificate and key (PEM files) for coordinators that require one
+  // (--tls-client-ca).
   std::string ca_file;
   std::string cert_file;
   std::string key_file;
@@ -156,11 +162,25 @@ struct SagaStepSpec {
   StepRetry retry;
 };
 
+// W3C Trace Context (docs/api.md, POST /v1/sagas "Headers") to continue in
+// the coordinator's calls to participants: the same trace id and flags, a new
+// span id per call. Both "" (the default): the coordinator starts a trace.
+// Inside a participant handler, CallContext::traceparent passes the caller's
+// trace on. Each value: printable ASCII, traceparent at most 128 bytes and
+// tracestate at most 512 (else InvalidArgument naming it); a value that is
+// printable but not a valid traceparent is ignored by the coordinator, which
+// then starts a trace of its own (never an error).
+struct TraceContext {
+  std::string traceparent;
+  std::string tracestate;
+};
+
 struct SagaSpec {
   std::string gtid;  // "" = the client makes one
   int64_t timeout_ms = 0;
   bool concurrent = false;
   std::vector<SagaStepSpec> steps;
+  TraceContext trace;  // REST: the traceparent/tracestate headers; Thrift: SagaRequest fields
 };
 
 struct BranchSpec {
@@ -215,7 +235,9 @@ class Client {
   // also a single one, unless it declared BranchSpec::one_phase (Begin
   // sends "one_phase": false, so a coordinator of an older release does
   // not commit a single branch in one phase either).
-  Result<TxnStatus> Begin(const std::string& gtid = "", int64_t timeout_ms = 0);
+  // `trace`: as SagaSpec::trace, for the branches' prepare/commit/abort calls.
+  Result<TxnStatus> Begin(const std::string& gtid = "", int64_t timeout_ms = 0,
+                          const TraceContext& trace = {});
   Status Enlist(const std::string& gtid, const BranchSpec& branch);
   Result<TxnStatus> Commit(const std::string& gtid);
   Result<TxnStatus> Abort(const std::string& gtid);
