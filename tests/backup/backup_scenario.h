@@ -99,7 +99,16 @@ class BackupScenario {
         return false;
       }
     }
-    for (const std::string& gtid : Finished()) {
+    return WaitCommitted(url, Finished(),
+                         std::chrono::duration_cast<std::chrono::milliseconds>(
+                             deadline - std::chrono::steady_clock::now()));
+  }
+
+  // Waits until every saga in `gtids` is COMMITTED at `url`.
+  bool WaitCommitted(const std::string& url, const std::set<std::string>& gtids,
+                     std::chrono::milliseconds timeout) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    for (const std::string& gtid : gtids) {
       while (State(url, gtid) != "COMMITTED") {
         if (std::chrono::steady_clock::now() > deadline) return false;
         std::this_thread::sleep_for(std::chrono::milliseconds(20));
@@ -108,6 +117,7 @@ class BackupScenario {
     return true;
   }
 
+  // The saga's state at `url`, "" when it cannot be read (any answer but 200).
   std::string State(const std::string& url, const std::string& gtid) {
     auto r = HttpFetch("GET", url + "/v1/transactions/" + gtid, "", {}, 2000);
     if (!r.ok() || r->status != 200) return "";
