@@ -20,8 +20,9 @@
 // thrifts://: TLS 1.2 or newer over that connection, the participant's
 // certificate verified against tls.ca_file (or the system's trust store)
 // with the URL's host as SNI and as the name the certificate must carry (a
-// DNS subjectAltName, wildcards allowed, or an IP subjectAltName equal to
-// the address connected to); tls.cert_file/key_file: a client certificate
+// DNS subjectAltName, wildcards allowed, or, for a URL whose host is an IP
+// literal, an IP subjectAltName equal to it: ExpectPeerName, as for
+// https://); tls.cert_file/key_file: a client certificate
 // (mTLS). The handshake runs when the connection opens, bounded by
 // connect_timeout_ms. A certificate that does not verify, or a TLS refusal
 // by the participant, is a configuration error (kTransient, config_error,

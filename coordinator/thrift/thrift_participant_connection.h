@@ -2,24 +2,24 @@
 
 // Private to treaty_thrift: how ThriftParticipantCaller opens a connection
 // to a thrift:// or thrifts:// participant (thrift_participant_caller.h,
-// "Connecting"): the name is resolved here (getaddrinfo), every address is
+// "Connecting"), on the Thrift client socket shared with the SDK
+// (thrift_client_tls.h): the name is resolved there, every address is
 // checked with the ParticipantPolicy, the socket is connected to a checked
 // address (never to the name again), and for thrifts:// the TLS handshake
 // runs at once with the URL's host as SNI and as the name the certificate
-// must carry. Everything blocks; it runs on the caller's call pool.
-
-#include <signal.h>
+// must carry. This file words the failures for participants. Everything
+// blocks; it runs on the caller's call pool.
 
 #include <chrono>
 #include <memory>
 #include <string>
 
-#include <thrift/transport/TSSLSocket.h>
 #include <thrift/transport/TSocket.h>
 #include <thrift/transport/TTransport.h>
 
 #include "ParticipantService.h"
 #include "common/endpoint.h"
+#include "thrift/thrift_client_tls.h"
 #include "thrift/thrift_participant_caller.h"
 
 namespace treaty {
@@ -51,11 +51,8 @@ struct OpenFailure {
   bool config_error = false;
 };
 
-// The TLS client context of thrifts:// calls (Thrift's socket factory owns
-// it): TLS 1.2 or newer, the participant verified against files.ca_file or
-// the system's trust store, an optional client certificate. Null with
-// `failure` set when a file cannot be used. Thread-safe once made.
-class ClientTlsFactory;
+// MakeClientTlsFactory (thrift_client_tls.h) for thrifts:// participants:
+// null with `failure` set (a configuration error) when a file cannot be used.
 std::shared_ptr<ClientTlsFactory> MakeClientTlsFactory(const TlsClientFiles& files,
                                                        OpenFailure& failure);
 
@@ -66,24 +63,5 @@ std::shared_ptr<ClientTlsFactory> MakeClientTlsFactory(const TlsClientFiles& fil
 std::unique_ptr<ParticipantConnection> OpenParticipantConnection(
     const Endpoint& endpoint, const std::string& key, const ThriftCallerOptions& options,
     const std::shared_ptr<ClientTlsFactory>& tls, OpenFailure& failure);
-
-// OpenSSL writes with send(2) without MSG_NOSIGNAL, so writing to (or
-// shutting down) a TLS connection the participant hung up raises SIGPIPE,
-// which must not end the process. The call pool's threads run only the
-// caller's work: they block SIGPIPE for good (a write then fails with EPIPE).
-void BlockSigpipeOnThisThread();
-
-// Another thread that closes TLS connections (the caller's destructor)
-// blocks SIGPIPE for the scope, then discards one raised meanwhile.
-class ScopedSigpipeBlock {
- public:
-  ScopedSigpipeBlock();
-  ~ScopedSigpipeBlock();
-  ScopedSigpipeBlock(const ScopedSigpipeBlock&) = delete;
-  ScopedSigpipeBlock& operator=(const ScopedSigpipeBlock&) = delete;
-
- private:
-  sigset_t pipe_, old_;
-};
 
 }  // namespace treaty

@@ -182,7 +182,7 @@ std::unique_ptr<CoordinatorTransport> MakeHttpCoordinator(const std::string& add
   }
   if (endpoint->scheme != "http" && endpoint->scheme != "https") {
     *why = "coordinator URL " + EscapeControl(Excerpt(address, 200)) +
-           ": the scheme must be http://, https:// or thrift://";
+           ": the scheme must be http://, https://, thrift:// or thrifts://";
     return nullptr;
   }
   treaty::HttpClientOptions client_options;

@@ -1,9 +1,10 @@
 #pragma once
 
 // Private to the SDK: ThriftCoordinator, the CoordinatorTransport of
-// "thrift://host:port" coordinators: Treaty's CoordinatorService
-// (idl/coordinator.thrift; framed transport, binary protocol; treatyd's
-// --thrift address).
+// "thrift://host:port" and "thrifts://host:port" (Thrift over TLS)
+// coordinators: Treaty's CoordinatorService (idl/coordinator.thrift; framed
+// transport, binary protocol; treatyd's --thrift address, over TLS when
+// treatyd has --tls-cert).
 //
 //   CoordinatorTransport   CoordinatorService
 //   SubmitSaga             submitSaga
@@ -22,6 +23,19 @@
 // fresh one); one reused from the pool that fails before its answer is read
 // is retried once on a fresh connection, as HTTP does (http_coordinator.h).
 //
+// Connections are opened with the Thrift client socket treatyd calls
+// participants with (coordinator/thrift/thrift_client_tls.h). thrifts://:
+// TLS 1.2 or newer, the coordinator's certificate verified against
+// TransportOptions::ca_file (the system's trust store when empty) and the
+// URL's host (ExpectPeerName); cert_file/key_file: a client certificate for
+// coordinators that require one (--tls-client-ca). A certificate refused is
+// kNotSent "the server's certificate was refused: REASON" (as over
+// https://); a coordinator refusing the TLS connection (an alert, e.g. no
+// client certificate under mTLS, also when TLS 1.3 makes it arrive on the
+// first exchange) kNotSent "the coordinator refused TLS: REASON"; TLS files
+// that cannot be used kBadConfig. SIGPIPE is blocked on the calling thread
+// while a thrifts:// call (or the destructor) runs.
+//
 // Typed exceptions become StatusCodes (InvalidRequest kInvalidArgument,
 // Unauthenticated, Forbidden kPermissionDenied, NotFound, Unavailable;
 // Conflict kConflict, or kLostOwnership when its `code` is "not_owner"); a
@@ -39,7 +53,8 @@
 
 namespace treaty_sdk_detail {
 
-// The transport for a thrift:// `address`, or null with *why set.
+// The transport for a thrift:// or thrifts:// `address`, or null with *why
+// set (a bad URL, unusable TLS files). Blocks reading the TLS files.
 std::unique_ptr<CoordinatorTransport> MakeThriftCoordinator(const std::string& address,
                                                             const TransportOptions& options,
                                                             std::string* why);

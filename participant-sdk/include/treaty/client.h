@@ -89,11 +89,11 @@
 // certificate was refused: certificate has expired") or a TLS connection the
 // coordinator refuses (no client certificate under --tls-client-ca) never
 // reached it: the next coordinator is tried, and the call answers
-// Unavailable naming why when none accepts. Same calls, answers and fail-over either way (Thrift's typed
-// exceptions stand for the codes above: InvalidRequest invalid_argument,
-// NotFound, Conflict (conflict, or not_owner when its `code` says so; an
-// older coordinator sends no code: conflict), Unavailable, Unauthenticated,
-// Forbidden).
+// Unavailable naming why when none accepts. Same calls, answers and
+// fail-over either way (Thrift's typed exceptions stand for the codes
+// above: InvalidRequest invalid_argument, NotFound, Conflict (conflict, or
+// not_owner when its `code` says so; an older coordinator sends no code:
+// conflict), Unavailable, Unauthenticated, Forbidden).
 // Input rules (docs/input-rules.md): a gtid must be an identifier (1..128
 // bytes of printable ASCII other than '/', '?', '#', '%', '\\'), and a
 // payload that is JSON may nest at most 64 levels; else InvalidArgument
