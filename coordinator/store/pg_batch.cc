@@ -214,43 +214,21 @@ std::optional<std::vector<Status>> ApplySetBased(pqxx::transaction_base& tx,
       m.now = w.now_ms;
     }
   }
-  if (!branches.empty()) {
-    pqxx::result r = ExecRows(
-        tx, "treaty_insert_branches",
-        "INSERT INTO branches (gtid, name, idx, state, attempts, last_error, next_attempt_at_ms, "
-        "spec, updated_at_ms) SELECT u.gtid, u.name, u.idx, u.state, u.attempts, u.last_error, "
-        "u.next_at, u.spec, COALESCE(NULLIF(u.updated, 0), " +
-            kNow +
-            ") FROM json_to_recordset($1::json) AS u(gtid text, name text, idx integer, "
-            "state text, attempts integer, last_error text, next_at bigint, spec text, "
-            "updated bigint) ON CONFLICT (gtid, name) DO NOTHING",
-        branches);
-    if (static_cast<size_t>(r.affected_rows()) != branches.size()) return std::nullopt;
+  json branch_updates = json::array();
+  for (const auto& [key, m] : merged) {
+    branch_updates.push_back({{"gtid", key.first},
+                              {"name", key.second},
+                              {"state", OrNull(m.state)},
+                              {"attempts", OrNull(m.attempts)},
+                              {"last_error", OrNull(m.last_error)},
+                              {"next_at", OrNull(m.next_at)},
+                              {"now", m.now}});
   }
-  if (!merged.empty()) {
-    json rows = json::array();
-    for (const auto& [key, m] : merged) {
-      rows.push_back({{"gtid", key.first},
-                      {"name", key.second},
-                      {"state", OrNull(m.state)},
-                      {"attempts", OrNull(m.attempts)},
-                      {"last_error", OrNull(m.last_error)},
-                      {"next_at", OrNull(m.next_at)},
-                      {"now", m.now}});
-    }
-    pqxx::result r = ExecRows(
-        tx, "treaty_update_branches",
-        "UPDATE branches b SET state = COALESCE(u.state, b.state), attempts = COALESCE(u.attempts, "
-        "b.attempts), last_error = COALESCE(u.last_error, b.last_error), next_attempt_at_ms = "
-        "COALESCE(u.next_at, b.next_attempt_at_ms), updated_at_ms = COALESCE(NULLIF(u.now, 0), " +
-            kNow +
-            ") FROM json_to_recordset($1::json) AS u(gtid text, name text, state text, "
-            "attempts integer, last_error text, next_at bigint, now bigint) "
-            "WHERE b.gtid = u.gtid AND b.name = u.name",
-        rows);
-    if (static_cast<size_t>(r.affected_rows()) != merged.size()) return std::nullopt;
+  const json events = CollapseEvents(tx, applied);
+  const BranchCounts counts = WriteBranchesAndEvents(tx, branches, branch_updates, events);
+  if (counts.inserted != branches.size() || counts.updated != branch_updates.size()) {
+    return std::nullopt;
   }
-  AppendEvents(tx, applied);
 
   std::vector<Status> results;
   results.reserve(writes.size());
@@ -269,7 +247,7 @@ std::optional<std::vector<Status>> ApplySetBased(pqxx::transaction_base& tx,
   return results;
 }
 
-void AppendEvents(pqxx::transaction_base& tx, const std::vector<const TxnWrite*>& writes) {
+json CollapseEvents(pqxx::transaction_base& tx, const std::vector<const TxnWrite*>& writes) {
   json collapsing = json::array();  // planned events that may update a stored one
   std::vector<std::pair<PlannedEvent, bool>> planned;  // event, collapsed into a stored one
   for (const TxnWrite* w : writes) {
@@ -315,18 +293,102 @@ void AppendEvents(pqxx::transaction_base& tx, const std::vector<const TxnWrite*>
                     {"count", p.row.count},
                     {"first", p.row.first_at_ms}});
   }
-  if (rows.empty()) return;
-  // One clock reading per row, so at_ms and first_at_ms agree when the write
-  // gave no time.
-  ExecRows(tx, "treaty_insert_events",
-           "INSERT INTO events (gtid, branch, type, detail, at_ms, count, first_at_ms) SELECT "
-           "u.gtid, u.branch, u.type, u.detail, u.at_ms, u.count, COALESCE(NULLIF(u.first, 0), "
-           "u.at_ms) FROM (SELECT r.*, COALESCE(NULLIF(r.at, 0), " +
-               kNow +
-               ") AS at_ms FROM json_to_recordset($1::json) AS r(n bigint, gtid text, "
-               "branch text, type text, detail text, at bigint, count bigint, first bigint)) u "
-               "ORDER BY u.n",
-           rows);
+  return rows;
+}
+
+BranchCounts WriteBranchesAndEvents(pqxx::transaction_base& tx, const json& new_branches,
+                                    const json& branch_updates, const json& events) {
+  // The statement for exactly the parts given, prepared once per connection
+  // under a name that says which (treaty_write_<i><u><e>, 1 = present). Its
+  // data-modifying WITH parts run exactly once each, on one snapshot; they
+  // touch different rows (a batch holds one write per gtid, and events are
+  // only inserted), so none needs to see another's effect.
+  const bool insert = !new_branches.empty(), update = !branch_updates.empty(),
+             append = !events.empty();
+  BranchCounts counts;
+  if (!insert && !update && !append) return counts;
+  std::vector<std::string> parts;
+  std::vector<const json*> params;
+  auto param = [&](const json& rows) {
+    params.push_back(&rows);
+    return "$" + std::to_string(params.size()) + "::json";
+  };
+  if (insert) {
+    parts.push_back(
+        "ib AS (INSERT INTO branches (gtid, name, idx, state, attempts, last_error, "
+        "next_attempt_at_ms, spec, updated_at_ms) SELECT u.gtid, u.name, u.idx, u.state, "
+        "u.attempts, u.last_error, u.next_at, u.spec, COALESCE(NULLIF(u.updated, 0), " +
+        kNow + ") FROM json_to_recordset(" + param(new_branches) +
+        ") AS u(gtid text, name text, idx integer, state text, attempts integer, last_error "
+        "text, next_at bigint, spec text, updated bigint) ON CONFLICT (gtid, name) DO NOTHING "
+        "RETURNING 1)");
+  }
+  if (update) {
+    parts.push_back(
+        "ub AS (UPDATE branches b SET state = COALESCE(u.state, b.state), attempts = "
+        "COALESCE(u.attempts, b.attempts), last_error = COALESCE(u.last_error, b.last_error), "
+        "next_attempt_at_ms = COALESCE(u.next_at, b.next_attempt_at_ms), updated_at_ms = "
+        "COALESCE(NULLIF(u.now, 0), " +
+        kNow + ") FROM json_to_recordset(" + param(branch_updates) +
+        ") AS u(gtid text, name text, state text, attempts integer, last_error text, next_at "
+        "bigint, now bigint) WHERE b.gtid = u.gtid AND b.name = u.name RETURNING 1)");
+  }
+  if (append) {
+    // One clock reading per row, so at_ms and first_at_ms agree when the
+    // write gave no time; ids follow the rows' order.
+    parts.push_back(
+        "ie AS (INSERT INTO events (gtid, branch, type, detail, at_ms, count, first_at_ms) "
+        "SELECT u.gtid, u.branch, u.type, u.detail, u.at_ms, u.count, "
+        "COALESCE(NULLIF(u.first, 0), u.at_ms) FROM (SELECT r.*, COALESCE(NULLIF(r.at, 0), " +
+        kNow + ") AS at_ms FROM json_to_recordset(" + param(events) +
+        ") AS r(n bigint, gtid text, branch text, type text, detail text, at bigint, count "
+        "bigint, first bigint)) u ORDER BY u.n)");
+  }
+  std::string sql = "WITH ";
+  for (size_t i = 0; i < parts.size(); ++i) sql += (i ? ", " : "") + parts[i];
+  sql += std::string(" SELECT ") + (insert ? "(SELECT count(*) FROM ib)" : "0") + ", " +
+         (update ? "(SELECT count(*) FROM ub)" : "0");
+  const std::string name = std::string("treaty_write_") + (insert ? "1" : "0") +
+                           (update ? "1" : "0") + (append ? "1" : "0");
+  tx.conn().prepare(name, sql);
+  pqxx::result r;
+  switch (params.size()) {
+    case 1:
+      r = tx.exec_prepared(name, DumpJson(*params[0]));
+      break;
+    case 2:
+      r = tx.exec_prepared(name, DumpJson(*params[0]), DumpJson(*params[1]));
+      break;
+    default:
+      r = tx.exec_prepared(name, DumpJson(*params[0]), DumpJson(*params[1]), DumpJson(*params[2]));
+      break;
+  }
+  counts.inserted = r[0][0].as<size_t>();
+  counts.updated = r[0][1].as<size_t>();
+  return counts;
+}
+
+void AppendEvents(pqxx::transaction_base& tx, const std::vector<const TxnWrite*>& writes) {
+  WriteBranchesAndEvents(tx, json::array(), json::array(), CollapseEvents(tx, writes));
+}
+
+WriteTransaction::WriteTransaction(pqxx::connection& c) : tx_(c) {
+  tx_.exec("BEGIN; SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off");
+  open_ = true;
+}
+
+WriteTransaction::~WriteTransaction() {
+  if (!open_) return;
+  try {
+    tx_.exec("ROLLBACK");
+  } catch (...) {
+    // A broken session: the pool drops it (the error that got us here says so).
+  }
+}
+
+void WriteTransaction::Commit() {
+  open_ = false;  // whatever COMMIT answers, nothing is left to roll back
+  tx_.exec("COMMIT");
 }
 
 }  // namespace treaty::pg

@@ -185,10 +185,9 @@ Result<std::vector<Status>> PgLogStore::ApplyStorable(const std::vector<TxnWrite
     if (pg::SetBasedEligible(writes)) {
       std::optional<std::vector<Status>> set_based;
       try {
-        pqxx::work tx(c);
-        pg::PreferIndexJoins(tx);
-        set_based = pg::ApplySetBased(tx, writes);
-        if (set_based) tx.commit();
+        pg::WriteTransaction tx(c);
+        set_based = pg::ApplySetBased(tx.tx(), writes);
+        if (set_based) tx.Commit();
       } catch (const pqxx::sql_error& e) {
         // Some write's data was refused: find it write by write below.
         if (!IsDataError(PgErrorStatus("apply batch", PgSqlStateOf(e), e.what()))) throw;
