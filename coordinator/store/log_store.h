@@ -92,9 +92,12 @@ class LogStore : public ClusterStore {
   virtual Status DeleteCoordinator(const std::string& id) = 0;
 
   // Claims up to `limit` unfinished transactions that are unowned or owned by
-  // a dead coordinator, setting owner = `new_owner`; returns them with their
-  // branches (no events). PG uses FOR UPDATE SKIP LOCKED so peers claiming
-  // at once get disjoint sets.
+  // a dead coordinator (or one whose row is gone), setting owner =
+  // `new_owner`; returns them with their branches (no events), sorted by
+  // creation time. Taken owner by owner, the owner with the oldest orphan
+  // first, each owner's oldest first. PG uses FOR UPDATE SKIP LOCKED so peers
+  // claiming at once get disjoint sets, and reads about `limit` rows per call
+  // whatever a take-over has claimed before (the owner index).
   virtual Result<std::vector<TxnDetail>> ClaimOrphans(const std::string& new_owner, int limit) = 0;
   // Hands back every unfinished transaction owned by `owner` (owner = NULL).
   virtual Result<int64_t> ReleaseOwned(const std::string& owner) = 0;

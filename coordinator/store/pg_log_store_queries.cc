@@ -1,5 +1,6 @@
 // PgLogStore: reads, cluster membership, take-over and retention.
 #include <algorithm>
+#include <map>
 
 #include <nlohmann/json.hpp>
 
@@ -67,6 +68,7 @@ Status LoadDetail(pqxx::transaction_base& tx, const std::string& gtid, bool with
 
 }  // namespace pg
 
+using nlohmann::json;
 using pg::kNow;
 using pg::kUnfinished;
 
@@ -223,24 +225,81 @@ Status PgLogStore::DeleteCoordinator(const std::string& id) {
   });
 }
 
+namespace {
+
+// The owners whose unfinished transactions are orphans (a coordinator that
+// is dead or whose row is gone; "" stands for no owner), each with its
+// oldest unfinished transaction's creation time, oldest first. The distinct
+// owners are found by a loose scan of transactions_owner_unfinished (one
+// index descent per owner), so the cost follows the number of owners, never
+// the number of transactions.
+std::vector<std::string> OrphanOwners(pqxx::transaction_base& tx) {
+  const std::string unfinished = "t." + kUnfinished;
+  pqxx::result r = tx.exec(
+      "WITH RECURSIVE o(owner) AS ((SELECT t.owner FROM transactions t WHERE " + unfinished +
+      " AND t.owner IS NOT NULL ORDER BY t.owner LIMIT 1) UNION ALL SELECT (SELECT t.owner FROM "
+      "transactions t WHERE " +
+      unfinished +
+      " AND t.owner > o.owner ORDER BY t.owner LIMIT 1) FROM o WHERE o.owner IS NOT NULL), "
+      "orphan AS (SELECT o.owner, (SELECT min(t.created_at_ms) FROM transactions t WHERE "
+      "t.owner = o.owner AND " +
+      unfinished +
+      ") AS oldest FROM o WHERE o.owner IS NOT NULL AND NOT EXISTS (SELECT 1 FROM coordinators "
+      "c WHERE c.id = o.owner AND c.state <> 'dead') UNION ALL SELECT '', (SELECT "
+      "min(t.created_at_ms) FROM transactions t WHERE t.owner IS NULL AND " +
+      unfinished + ")) SELECT owner FROM orphan WHERE oldest IS NOT NULL ORDER BY oldest, owner");
+  std::vector<std::string> owners;
+  for (const auto& row : r) owners.push_back(row[0].as<std::string>());
+  return owners;
+}
+
+}  // namespace
+
 Result<std::vector<TxnDetail>> PgLogStore::ClaimOrphans(const std::string& new_owner, int limit) {
   return pool_->Get<std::vector<TxnDetail>>("claim orphans", [&](pqxx::connection& c,
                                                                  std::vector<TxnDetail>* out) {
     pqxx::work tx(c);
-    // Orphans: unfinished, and unowned or owned by a coordinator that is
-    // dead (or whose row is gone). Rows a peer is claiming right now are
-    // locked and skipped, so concurrent claimers get disjoint sets.
-    pqxx::result r = tx.exec_params(
-        "UPDATE transactions SET owner = $1, version = version + 1, updated_at_ms = " + kNow +
-            " WHERE gtid IN (SELECT t.gtid FROM transactions t WHERE t." + kUnfinished +
-            " AND (t.owner IS NULL OR NOT EXISTS (SELECT 1 FROM coordinators c WHERE c.id = "
-            "t.owner AND c.state <> 'dead')) ORDER BY t.created_at_ms, t.gtid LIMIT $2 FOR "
-            "UPDATE OF t SKIP LOCKED) RETURNING gtid",
-        new_owner, std::max(limit, 0));
-    for (const auto& row : r) {
-      TxnDetail d;
-      if (Status s = pg::LoadDetail(tx, row[0].as<std::string>(), false, &d); !s.ok()) return s;
-      out->push_back(std::move(d));
+    pg::PreferIndexJoins(tx);  // the branches below are found by gtid
+    // Owner by owner (oldest orphan first), each owner's oldest first, along
+    // transactions_owner_unfinished: a claim reads about the rows it takes,
+    // however many a take-over has claimed before (the rows claimed already
+    // have another owner and are out of the range). Rows a peer is claiming
+    // right now are locked and skipped, so concurrent claimers get disjoint
+    // sets; a row a peer took meanwhile no longer matches its old owner.
+    json gtids = json::array();
+    for (const std::string& owner : OrphanOwners(tx)) {
+      const int want = std::max(limit, 0) - static_cast<int>(out->size());
+      if (want <= 0) break;
+      const std::string claim =
+          "UPDATE transactions SET owner = $1, version = version + 1, updated_at_ms = " + kNow +
+          " WHERE gtid IN (SELECT t.gtid FROM transactions t WHERE " +
+          (owner.empty() ? "t.owner IS NULL" : "t.owner = $3") + " AND t." + kUnfinished +
+          " ORDER BY t.created_at_ms LIMIT $2 FOR UPDATE OF t SKIP LOCKED) RETURNING " +
+          pg::kTxnColumns;
+      pqxx::result r = owner.empty() ? tx.exec_params(claim, new_owner, want)
+                                     : tx.exec_params(claim, new_owner, want, owner);
+      for (const auto& row : r) {
+        TxnDetail d;
+        d.txn = pg::ReadTxn(row);
+        gtids.push_back(d.txn.gtid);
+        out->push_back(std::move(d));
+      }
+    }
+    if (!out->empty()) {
+      // Their branches in one statement (not two per transaction).
+      std::map<std::string, TxnDetail*> by_gtid;
+      for (TxnDetail& d : *out) by_gtid[d.txn.gtid] = &d;
+      for (const auto& r : tx.exec_params(
+               "SELECT b.gtid, b.name, b.idx, b.state, b.attempts, b.last_error, "
+               "b.next_attempt_at_ms, b.spec, b.updated_at_ms FROM branches b WHERE b.gtid IN "
+               "(SELECT json_array_elements_text($1::json)) ORDER BY b.gtid, b.idx, b.name",
+               DumpJson(gtids))) {
+        const std::string gtid = r[0].as<std::string>();
+        by_gtid.at(gtid)->branches.push_back({gtid, r[1].as<std::string>(), r[2].as<int>(),
+                                              r[3].as<std::string>(), r[4].as<int>(),
+                                              r[5].as<std::string>(), r[6].as<int64_t>(),
+                                              r[7].as<std::string>(), r[8].as<int64_t>()});
+      }
     }
     tx.commit();
     std::sort(out->begin(), out->end(), [](const TxnDetail& a, const TxnDetail& b) {
