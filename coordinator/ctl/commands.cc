@@ -26,12 +26,31 @@ std::string Cell(const std::string& s, size_t max_bytes) {
   return Excerpt(EscapeControl(s), max_bytes);
 }
 
+std::string Str(const json& v) {
+  if (v.is_string()) return v.get<std::string>();
+  if (v.is_null()) return "";
+  return DumpJson(v);
+}
+
+// doc[key] as text; "" when `doc` is not an object or has no such key (a
+// const json's operator[] must not be used on a missing key).
+std::string Str(const json& doc, const char* key) {
+  if (!doc.is_object()) return "";
+  auto it = doc.find(key);
+  return it == doc.end() ? "" : Str(*it);
+}
+
+// doc[key] when it is a boolean; false otherwise (what a coordinator sends
+// is never trusted to have the expected type).
+bool Flag(const json& doc, const char* key) {
+  if (!doc.is_object()) return false;
+  auto it = doc.find(key);
+  return it != doc.end() && it->is_boolean() && it->get<bool>();
+}
+
 // What a 401 or 403 answer means for the operator, without the token.
 std::string AuthProblem(const CoordinatorClient& c, int status, const json& doc) {
-  std::string message;
-  if (doc.is_object() && doc.contains("error") && doc["error"].is_object()) {
-    message = doc["error"].value("message", "");
-  }
+  const std::string message = doc.is_object() ? Str(doc.value("error", json()), "message") : "";
   if (status == 401) {
     if (!c.has_token() && !c.has_certificate()) {
       return "the coordinator needs a token: --token or TREATY_TOKEN";
@@ -57,9 +76,12 @@ std::string AuthProblem(const CoordinatorClient& c, int status, const json& doc)
 
 // Sends a request; on success stores the parsed body in *out. Prints why
 // and returns the exit code otherwise (-1 on success).
+// `fail_over_on_503`: as CoordinatorClient::Request (false for operator
+// actions, which a coordinator may have applied before answering 503).
 int Call(CoordinatorClient& c, const std::string& method, const std::string& path,
-         const std::string& body, json* out, std::string* raw = nullptr) {
-  auto r = c.Request(method, path, body);
+         const std::string& body, json* out, std::string* raw = nullptr,
+         bool fail_over_on_503 = true) {
+  auto r = c.Request(method, path, body, fail_over_on_503);
   if (!r.ok()) {
     std::cerr << "treatyctl: " << r.status().message() << "\n";
     return r.status().code() == StatusCode::kInvalidArgument ? kExitUsage : kExitUnreachable;
@@ -71,10 +93,12 @@ int Call(CoordinatorClient& c, const std::string& method, const std::string& pat
     return kExitRefused;
   }
   if (r->status >= 300) {
-    std::string message = r->body;
+    // The coordinator's words, escaped and cut: never raw bytes on the terminal.
+    std::string message = Cell(r->body, 200);
     if (!doc.is_discarded() && doc.is_object() && doc.contains("error") &&
         doc["error"].is_object()) {
-      message = doc["error"].value("code", "") + ": " + doc["error"].value("message", "");
+      const json& error = doc["error"];
+      message = Cell(Str(error, "code"), 64) + ": " + Cell(Str(error, "message"), 200);
     }
     std::cerr << "treatyctl: " << method << " " << path << " -> " << r->status << " " << message
               << "\n";
@@ -95,28 +119,14 @@ int PrintStatus(const json& doc, bool as_json) {
     std::cout << doc.dump(2) << "\n";
     return kExitOk;
   }
-  std::cout << Cell(doc.value("gtid", ""), 256) << " " << Cell(doc.value("state", ""), 32)
-            << (doc.value("paused", false) ? " (paused)" : "") << "\n";
+  std::cout << Cell(Str(doc, "gtid"), 256) << " " << Cell(Str(doc, "state"), 32)
+            << (Flag(doc, "paused") ? " (paused)" : "") << "\n";
   return kExitOk;
 }
 
 int64_t Int(const json& doc, const char* key, int64_t fallback) {
   auto it = doc.find(key);
   return it != doc.end() && it->is_number_integer() ? it->get<int64_t>() : fallback;
-}
-
-std::string Str(const json& v) {
-  if (v.is_string()) return v.get<std::string>();
-  if (v.is_null()) return "";
-  return DumpJson(v);
-}
-
-// doc[key] as text; "" when `doc` is not an object or has no such key (a
-// const json's operator[] must not be used on a missing key).
-std::string Str(const json& doc, const char* key) {
-  if (!doc.is_object()) return "";
-  auto it = doc.find(key);
-  return it == doc.end() ? "" : Str(*it);
 }
 
 // Prints rows as left-aligned columns.
@@ -250,8 +260,8 @@ int Enlist2pc(CoordinatorClient& c, const std::string& gtid, const std::string& 
     return rc;
   }
   if (as_json) return PrintStatus(out, true);
-  std::cout << out.value("gtid", "") << " " << out.value("branch", "") << " enlisted ("
-            << out.value("state", "") << ")\n";
+  std::cout << Cell(Str(out, "gtid"), 256) << " " << Cell(Str(out, "branch"), 128) << " enlisted ("
+            << Cell(Str(out, "state"), 32) << ")\n";
   return kExitOk;
 }
 
@@ -276,10 +286,11 @@ int Get(CoordinatorClient& c, const std::string& gtid, bool as_json) {
     std::cout << out.dump(2) << "\n";
     return kExitOk;
   }
-  std::cout << "gtid:     " << Str(out["gtid"]) << "\n"
-            << "kind:     " << Str(out["kind"]) << "\n"
-            << "state:    " << Str(out["state"]) << (out.value("paused", false) ? "  (PAUSED)" : "")
-            << (out.value("needs_attention", false) ? "  (NEEDS ATTENTION)" : "") << "\n"
+  std::cout << "gtid:     " << Cell(Str(out["gtid"]), 256) << "\n"
+            << "kind:     " << Cell(Str(out["kind"]), 32) << "\n"
+            << "state:    " << Cell(Str(out["state"]), 32)
+            << (Flag(out, "paused") ? "  (PAUSED)" : "")
+            << (Flag(out, "needs_attention") ? "  (NEEDS ATTENTION)" : "") << "\n"
             << "owner:    " << Cell(Str(out["owner"]), 256) << "\n"
             << "created:  " << TimeText(Int(out, "created_at_ms", 0)) << "\n"
             << "updated:  " << TimeText(Int(out, "updated_at_ms", 0)) << "\n"
@@ -333,8 +344,8 @@ int List(CoordinatorClient& c, const ListOptions& o) {
       {"GTID", "KIND", "STATE", "FLAGS", "ATTEMPTS", "OWNER", "UPDATED", "LAST ERROR"}};
   for (const auto& t : out["items"]) {
     std::string flags;
-    if (t.value("needs_attention", false)) flags = "attention";
-    if (t.value("paused", false)) flags += flags.empty() ? "paused" : ",paused";
+    if (Flag(t, "needs_attention")) flags = "attention";
+    if (Flag(t, "paused")) flags += flags.empty() ? "paused" : ",paused";
     rows.push_back({Str(t, "gtid"), Str(t, "kind"), Str(t, "state"), flags, Str(t, "attempts"),
                     Cell(Str(t, "owner"), 256), TimeText(Int(t, "updated_at_ms", 0)),
                     Cell(Str(t, "last_error"), 60)});
@@ -356,7 +367,7 @@ int Operator(CoordinatorClient& c, const std::string& gtid, const std::string& a
   if (!reason.empty()) body["reason"] = reason;
   json out;
   if (int rc = Call(c, "POST", "/v1/transactions/" + UrlEncode(gtid) + "/" + action, DumpJson(body),
-                    &out);
+                    &out, nullptr, /*fail_over_on_503=*/false);
       rc >= 0) {
     return rc;
   }
@@ -375,7 +386,8 @@ int Resolve(CoordinatorClient& c, const std::string& gtid, const std::string& br
   if (int rc = Call(
           c, "POST",
           "/v1/transactions/" + UrlEncode(gtid) + "/branches/" + UrlEncode(branch) + "/resolve",
-          DumpJson({{"outcome", outcome}, {"reason", reason}}), &out);
+          DumpJson({{"outcome", outcome}, {"reason", reason}}), &out, nullptr,
+          /*fail_over_on_503=*/false);
       rc >= 0) {
     return rc;
   }

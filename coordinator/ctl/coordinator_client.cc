@@ -43,7 +43,8 @@ CoordinatorClient::CoordinatorClient(std::vector<std::string> base_urls, int tim
 
 Result<HttpClientResponse> CoordinatorClient::Request(const std::string& method,
                                                       const std::string& path,
-                                                      const std::string& body) {
+                                                      const std::string& body,
+                                                      bool fail_over_on_503) {
   std::map<std::string, std::string> headers;
   if (!body.empty()) headers["Content-Type"] = "application/json";
   if (!credentials_.token.empty()) headers["Authorization"] = "Bearer " + credentials_.token;
@@ -62,7 +63,7 @@ Result<HttpClientResponse> CoordinatorClient::Request(const std::string& method,
       clients_[i] = std::move(*client);
     }
     auto r = clients_[i]->Send(method, endpoint->target, body, headers, timeout_ms_);
-    if (r.ok() && r->status != 503) {
+    if (r.ok() && (r->status != 503 || !fail_over_on_503)) {
       current_ = i;
       return r;
     }

@@ -35,9 +35,13 @@ class CoordinatorClient {
   // The answer of the first coordinator that answered other than 503; the
   // last 503 when every coordinator answered 503; Unavailable (with every
   // URL tried named) when none answered; InvalidArgument for a URL, header
-  // or TLS file that cannot be used.
+  // or TLS file that cannot be used. With `fail_over_on_503` false a 503 is
+  // the answer (for an operator action, which the coordinator may have
+  // applied before its write failed: another coordinator, not the owner,
+  // would only answer 409 and hide that). Each coordinator tried gets
+  // `timeout_ms`, so a request may take that times the coordinators.
   Result<HttpClientResponse> Request(const std::string& method, const std::string& path,
-                                     const std::string& body = "");
+                                     const std::string& body = "", bool fail_over_on_503 = true);
   bool has_token() const { return !credentials_.token.empty(); }
   bool has_certificate() const { return !credentials_.tls.cert_file.empty(); }
 

@@ -57,7 +57,8 @@ int main(int argc, char** argv) {
   app.add_option("--coordinator", coordinators, "Coordinator URL(s), comma-separated")
       ->envname("TREATY_COORDINATOR")
       ->capture_default_str();
-  app.add_option("--request-timeout-ms", request_timeout_ms, "Per-request time-out")
+  app.add_option("--request-timeout-ms", request_timeout_ms,
+                 "Time-out of a request to one coordinator, in ms (each coordinator tried gets it)")
       ->check(CLI::Range(1, 3600000))
       ->capture_default_str();
   Credentials credentials;
@@ -204,21 +205,28 @@ int main(int argc, char** argv) {
   }
   CoordinatorClient client(urls, request_timeout_ms, std::move(credentials));
 
-  if (saga_submit->parsed()) return SagaSubmit(client, file, wait, as_json);
-  if (begin->parsed()) return Begin2pc(client, gtid, timeout_ms, no_one_phase, as_json);
-  if (enlist->parsed()) {
-    return Enlist2pc(client, gtid, name, prepare, commit, abort_url, payload, one_phase, as_json);
+  // The commands read what coordinators answer defensively; should a shape
+  // still surprise them, say so instead of aborting.
+  try {
+    if (saga_submit->parsed()) return SagaSubmit(client, file, wait, as_json);
+    if (begin->parsed()) return Begin2pc(client, gtid, timeout_ms, no_one_phase, as_json);
+    if (enlist->parsed()) {
+      return Enlist2pc(client, gtid, name, prepare, commit, abort_url, payload, one_phase, as_json);
+    }
+    if (tpc_commit->parsed()) return Decide2pc(client, gtid, "commit", as_json);
+    if (tpc_abort->parsed()) return Decide2pc(client, gtid, "abort", as_json);
+    if (get->parsed()) return Get(client, gtid, as_json);
+    if (ls->parsed()) return List(client, list);
+    if (retry->parsed()) return Operator(client, gtid, "retry", reason, as_json);
+    if (force_abort->parsed()) return Operator(client, gtid, "abort", reason, as_json);
+    if (pause->parsed()) return Operator(client, gtid, "pause", reason, as_json);
+    if (resume->parsed()) return Operator(client, gtid, "resume", reason, as_json);
+    if (resolve->parsed()) return Resolve(client, gtid, branch, outcome, reason, as_json);
+    if (cluster->parsed()) return Cluster(client, as_json);
+  } catch (const std::exception& e) {
+    std::cerr << "treatyctl: unexpected answer from the coordinator: " << e.what() << "\n";
+    return kExitRefused;
   }
-  if (tpc_commit->parsed()) return Decide2pc(client, gtid, "commit", as_json);
-  if (tpc_abort->parsed()) return Decide2pc(client, gtid, "abort", as_json);
-  if (get->parsed()) return Get(client, gtid, as_json);
-  if (ls->parsed()) return List(client, list);
-  if (retry->parsed()) return Operator(client, gtid, "retry", reason, as_json);
-  if (force_abort->parsed()) return Operator(client, gtid, "abort", reason, as_json);
-  if (pause->parsed()) return Operator(client, gtid, "pause", reason, as_json);
-  if (resume->parsed()) return Operator(client, gtid, "resume", reason, as_json);
-  if (resolve->parsed()) return Resolve(client, gtid, branch, outcome, reason, as_json);
-  if (cluster->parsed()) return Cluster(client, as_json);
   std::cerr << app.help();
   return kExitUsage;
 }

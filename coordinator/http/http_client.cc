@@ -8,6 +8,7 @@
 #include <chrono>
 #include <optional>
 #include <string_view>
+#include <thread>
 #include <vector>
 
 #include <boost/asio/io_context.hpp>
@@ -67,6 +68,10 @@ struct Connection {
   std::optional<beast::ssl_stream<beast::tcp_stream>> secure;
   beast::flat_buffer buffer;
   Clock::time_point idle_since;
+  // A host-name lookup is under way: getaddrinfo runs on the resolver's own
+  // thread and cannot be interrupted, so a connection given up while it
+  // runs is left to finish on a thread of its own (Abandon).
+  bool resolving = false;
 };
 
 // One step of an exchange and how it ended.
@@ -84,7 +89,10 @@ struct Progress {
 
 // Runs c's io_context until `p` is done or `deadline` passes; then cancels
 // what is pending and lets it finish, so that nothing outlives the call.
-void RunUntil(Connection& c, Progress& p, Clock::time_point deadline) {
+// Returns false when a host-name lookup was still running at the deadline:
+// `c` must then be given to Abandon, not destroyed (its io_context would wait
+// for the lookup).
+bool RunUntil(Connection& c, Progress& p, Clock::time_point deadline) {
   c.io.restart();
   while (!p.done && Clock::now() < deadline) {
     c.io.run_one_until(deadline);
@@ -92,11 +100,22 @@ void RunUntil(Connection& c, Progress& p, Clock::time_point deadline) {
   c.io.restart();
   if (p.done) {
     c.io.poll();  // the stream's cancelled timers; never blocks
-    return;
+    return true;
   }
   p.Finish(p.stage, beast::error::timeout);
   c.Close();
-  c.io.run();  // the cancelled handlers run at once (a name lookup may finish first)
+  if (c.resolving) return false;
+  c.io.run();  // the cancelled handlers run at once
+  return true;
+}
+
+// Lets a connection whose host-name lookup outlived its call finish it on a
+// detached thread and be destroyed there; its handlers own what they touch.
+void Abandon(std::unique_ptr<Connection> c) {
+  std::thread([c = std::move(c)] {
+    c->io.restart();
+    c->io.run();
+  }).detach();
 }
 
 // The reason of a failed certificate check, e.g. "certificate has expired",
@@ -151,8 +170,9 @@ struct HttpClient::Impl {
   // The most recent usable idle connection, or null.
   std::unique_ptr<Connection> TakeIdle();
   void GiveBack(std::unique_ptr<Connection> c);
-  // Connects (and handshakes) `c`; OK or why not.
-  Status Connect(Connection& c, Clock::time_point deadline, int timeout_ms);
+  // Connects (and handshakes) `c`; OK or why not. Sets *abandon when `c`
+  // must be given to Abandon (a lookup still running at the deadline).
+  Status Connect(Connection& c, Clock::time_point deadline, int timeout_ms, bool* abandon);
 };
 
 std::unique_ptr<Connection> HttpClient::Impl::TakeIdle() {
@@ -188,32 +208,38 @@ void HttpClient::Impl::GiveBack(std::unique_ptr<Connection> c) {
   c->Close();
 }
 
-Status HttpClient::Impl::Connect(Connection& c, Clock::time_point deadline, int timeout_ms) {
-  Progress p;
-  p.stage = "resolve";
+Status HttpClient::Impl::Connect(Connection& c, Clock::time_point deadline, int timeout_ms,
+                                 bool* abandon) {
+  // Shared with the handlers: after an abandoned lookup they run on another
+  // thread, after this call has returned.
+  auto p = std::make_shared<Progress>();
+  p->stage = "resolve";
+  c.resolving = true;
   c.resolver.async_resolve(
       server.host, std::to_string(server.port),
-      [&c, &p, deadline](beast::error_code ec, tcp::resolver::results_type results) {
-        if (ec) return p.Finish("resolve", ec);
-        p.stage = "connect";
+      [&c, p, deadline](beast::error_code ec, tcp::resolver::results_type results) {
+        c.resolving = false;
+        if (ec) return p->Finish("resolve", ec);
+        if (p->done) return;  // the call gave up meanwhile
+        p->stage = "connect";
         c.tcp().expires_at(deadline);
-        c.tcp().async_connect(results, [&c, &p](beast::error_code ec, const tcp::endpoint&) {
-          if (ec) return p.Finish("connect", ec);
-          if (!c.secure) return p.Finish("connect", ec);
-          p.stage = "TLS handshake";
+        c.tcp().async_connect(results, [&c, p](beast::error_code ec, const tcp::endpoint&) {
+          if (ec) return p->Finish("connect", ec);
+          if (!c.secure) return p->Finish("connect", ec);
+          p->stage = "TLS handshake";
           c.secure->async_handshake(ssl::stream_base::client,
-                                    [&p](beast::error_code ec) { p.Finish("TLS handshake", ec); });
+                                    [p](beast::error_code ec) { p->Finish("TLS handshake", ec); });
         });
       });
-  RunUntil(c, p, deadline);
-  if (!p.error) {
+  *abandon = !RunUntil(c, *p, deadline);
+  if (!p->error) {
     opened.fetch_add(1);
     beast::error_code ignored;
     c.tcp().socket().set_option(tcp::no_delay(true), ignored);
     return Status::Ok();
   }
-  Status why = Failure(c, p, timeout_ms);
-  c.Close();
+  Status why = Failure(c, *p, timeout_ms);
+  if (!*abandon) c.Close();
   return why;
 }
 
@@ -246,8 +272,10 @@ Result<std::unique_ptr<HttpClient>> HttpClient::Open(const Endpoint& server,
 Result<HttpClientResponse> HttpClient::Send(const std::string& method, const std::string& target,
                                             const std::string& body,
                                             const std::map<std::string, std::string>& headers,
-                                            int timeout_ms, HttpSendStage* stage) {
-  if (stage) *stage = HttpSendStage::kNotSent;
+                                            int timeout_ms, HttpSendTrace* trace) {
+  HttpSendTrace local;
+  HttpSendTrace& wire = trace ? *trace : local;
+  wire = HttpSendTrace();
   const http::verb verb = http::string_to_verb(method);
   if (verb == http::verb::unknown) return Status::InvalidArgument("unknown HTTP method");
   for (const auto& [name, value] : headers) {
@@ -285,18 +313,22 @@ Result<HttpClientResponse> HttpClient::Send(const std::string& method, const std
         return Status::InvalidArgument("cannot verify the server name '" + impl_->server.host +
                                        "'");
       }
-      if (Status s = impl_->Connect(*c, deadline, timeout_ms); !s.ok()) return s;
+      if (wire.sent) wire.resent = true;  // round 1, after a complete write in round 0
+      bool abandon = false;
+      if (Status s = impl_->Connect(*c, deadline, timeout_ms, &abandon); !s.ok()) {
+        if (abandon) Abandon(std::move(c));
+        return s;
+      }
     }
     Progress p;
     p.stage = "write";
-    bool written = false;
     c->buffer.clear();
     http::response_parser<http::string_body> parser;
     auto exchange = [&](auto& stream) {
       c->tcp().expires_at(deadline);
       http::async_write(stream, req, [&](beast::error_code ec, size_t) {
         if (ec) return p.Finish("write", ec);
-        written = true;
+        wire.sent = true;
         p.stage = "read";
         AsyncReadBounded(stream, c->buffer, parser, kMaxHttpAnswerBytes,
                          [&p](beast::error_code ec, size_t) { p.Finish("read", ec); });
@@ -324,7 +356,6 @@ Result<HttpClientResponse> HttpClient::Send(const std::string& method, const std
     const bool closed_before_answer = p.error != beast::error::timeout &&
                                       p.error != http::error::body_limit && !parser.got_some();
     if (reused && round == 0 && closed_before_answer && Clock::now() < deadline) continue;
-    if (stage && written) *stage = HttpSendStage::kSent;
     return failed;
   }
 }

@@ -50,16 +50,23 @@ struct HttpClientOptions {
   int idle_ms = 30000;
 };
 
-// What a failed HttpClient::Send had done: whether the request may have
-// reached the server (so that a caller knows whether a retry can repeat it).
-enum class HttpSendStage {
-  kNotSent,  // failed before the request was completely written
-  kSent,     // written; the answer did not arrive (whole)
+// What HttpClient::Send did on the wire, so that a caller knows whether the
+// request may have reached the server (and acted) although its answer says
+// nothing of it.
+struct HttpSendTrace {
+  // The request was completely written at least once (in any round).
+  bool sent = false;
+  // A second try was made on a fresh connection after a reused one closed
+  // with the request completely written on it: that first copy may have
+  // acted, whatever the answer (or failure) of the second try says.
+  bool resent = false;
 };
 
 // Thread-safe: any number of threads may call Send at once, each on its own
 // connection. Every operation of a call runs on the calling thread and ends
-// by the call's deadline (nothing runs in the background).
+// by the call's deadline, except a host-name lookup, which is abandoned at
+// the deadline and finishes on a thread of its own. The client must outlive
+// every Send in progress (an in-flight call returns its connection to it).
 class HttpClient {
  public:
   // A client for `server`'s scheme, host and port (its target is ignored).
@@ -87,11 +94,12 @@ class HttpClient {
   //   TimedOut         the deadline passed ("read: timed out after 500 ms")
   //   TooLarge         the answer body is over kMaxHttpAnswerBytes
   //   Unavailable      any other connection, TLS or protocol error
-  // `*stage` (when given) says, for a failure, whether the request was sent.
+  // `*trace` (when given) says what went on the wire, for an answer and for
+  // a failure alike.
   Result<HttpClientResponse> Send(const std::string& method, const std::string& target,
                                   const std::string& body,
                                   const std::map<std::string, std::string>& headers, int timeout_ms,
-                                  HttpSendStage* stage = nullptr);
+                                  HttpSendTrace* trace = nullptr);
 
   // TCP connections opened so far (a test and diagnostics figure).
   int64_t connections_opened() const;

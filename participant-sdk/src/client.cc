@@ -176,6 +176,7 @@ Result<json> Client::Impl::Call(const CallPlan& plan) {
     // a library's error) is shown escaped: control characters and invalid
     // UTF-8 made visible, so a Status message is safe to log.
     const std::string why = EscapeControl(r.message);
+    if (r.resent) outcome_unknown = true;
     switch (r.delivery) {
       case Delivery::kBadConfig:
         return Status::InvalidArgument(why);

@@ -65,6 +65,12 @@ struct CoordinatorReply {
   // this text wherever it shows it.
   std::string message;
   nlohmann::json body;  // with kAnswered and kOk: the answer, a JSON object (REST's shape)
+  // The transport sent the call again within this attempt (a keep-alive
+  // connection found closed) after an earlier send of it was written: that
+  // earlier send may have acted, so the Client treats the outcome as unknown
+  // whatever this reply says (a later "already COMMITTED" is then an answer,
+  // not a conflict).
+  bool resent = false;
 };
 
 // What every transport needs from ClientOptions.

@@ -106,6 +106,9 @@ class HttpCoordinator : public CoordinatorTransport {
                             const std::string& body, int timeout_ms,
                             const treaty::sdk::TraceContext* trace = nullptr);
   CoordinatorReply ReadAnswer(const treaty::HttpClientResponse& res);
+  // The reply for what Send returned.
+  CoordinatorReply Answer(const treaty::Result<treaty::HttpClientResponse>& res,
+                          const treaty::HttpSendTrace& wire);
 
   const std::string address_;
   const std::unique_ptr<treaty::HttpClient> client_;  // thread-safe
@@ -146,7 +149,7 @@ CoordinatorReply HttpCoordinator::ReadAnswer(const treaty::HttpClientResponse& r
 CoordinatorReply HttpCoordinator::Exchange(const std::string& method, const std::string& path,
                                            const std::string& body, int timeout_ms,
                                            const treaty::sdk::TraceContext* trace) {
-  treaty::HttpSendStage stage = treaty::HttpSendStage::kNotSent;
+  treaty::HttpSendTrace wire;
   const std::map<std::string, std::string>* headers = &headers_;
   std::map<std::string, std::string> traced;
   if (trace && (!trace->traceparent.empty() || !trace->tracestate.empty())) {
@@ -155,7 +158,14 @@ CoordinatorReply HttpCoordinator::Exchange(const std::string& method, const std:
     if (!trace->tracestate.empty()) traced["tracestate"] = trace->tracestate;
     headers = &traced;
   }
-  auto res = client_->Send(method, prefix_ + path, body, *headers, timeout_ms, &stage);
+  auto res = client_->Send(method, prefix_ + path, body, *headers, timeout_ms, &wire);
+  CoordinatorReply r = Answer(res, wire);
+  r.resent = wire.resent;
+  return r;
+}
+
+CoordinatorReply HttpCoordinator::Answer(const treaty::Result<treaty::HttpClientResponse>& res,
+                                         const treaty::HttpSendTrace& wire) {
   if (res.ok()) return ReadAnswer(*res);
   const std::string why = address_ + ": " + res.status().message();
   switch (res.status().code()) {
@@ -164,8 +174,7 @@ CoordinatorReply HttpCoordinator::Exchange(const std::string& method, const std:
     case StatusCode::kTooLarge:
       return Reply(Delivery::kBadAnswer, why);
     default:
-      return Reply(stage == treaty::HttpSendStage::kSent ? Delivery::kNoAnswer : Delivery::kNotSent,
-                   why);
+      return Reply(wire.sent ? Delivery::kNoAnswer : Delivery::kNotSent, why);
   }
 }
 

@@ -193,6 +193,30 @@ TEST_F(TreatyctlTest, FailsOverPastACoordinatorAnswering503) {
   EXPECT_NE(r.out.find("this coordinator is draining"), std::string::npos) << r.out;
 }
 
+// A coordinator's answer of an unexpected shape or with control bytes is
+// reported, escaped and cut; treatyctl neither aborts nor writes the raw bytes
+// to the terminal. Before: `{"error":{"code":5}}` ended in std::terminate
+// (exit 134), and a non-JSON error body reached stderr as it came.
+TEST_F(TreatyctlTest, HostileAnswersAreReportedNotObeyed) {
+  LoopbackCoordinator odd;
+  odd.SetBehavior({.status = 409, .body = R"({"error":{"code":5,"message":["x"]}})"});
+  auto r = Run("get g1", odd.url());
+  EXPECT_EQ(r.code, 1) << r.out;
+  odd.SetBehavior({.status = 403, .body = R"({"error":{"code":"forbidden","message":7}})"});
+  r = Run("get g1", odd.url());
+  EXPECT_EQ(r.code, 1) << r.out;
+  odd.SetBehavior({.status = 200, .body = R"({"gtid":["a"],"state":{"x":1},"paused":"yes"})"});
+  r = Run("2pc begin --gtid g1", odd.url());
+  EXPECT_EQ(r.code, 0) << r.out;
+  odd.SetBehavior(
+      {.status = 503, .body = "\x1b[31mred\x07\x1b]0;title\x07" + std::string(5000, 'x')});
+  r = Run("get g1", odd.url());
+  EXPECT_NE(r.code, 0) << r.out;
+  EXPECT_EQ(r.out.find('\x1b'), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find('\x07'), std::string::npos) << r.out;
+  EXPECT_LT(r.out.size(), 1000u) << r.out;
+}
+
 TEST_F(TreatyctlTest, FailsOverPastADeadCoordinator) {
   auto r = Run("2pc begin --gtid f1", dead_ + "," + server_->http_url());
   EXPECT_EQ(r.code, 0) << r.out;

@@ -6,9 +6,11 @@
 
 #include "http/http_client.h"
 
+#include <chrono>
 #include <map>
 #include <memory>
 #include <string>
+#include <thread>
 
 #include <gtest/gtest.h>
 
@@ -73,11 +75,12 @@ TEST(HttpClientTest, AReusedConnectionClosedBeforeTheAnswerIsRetriedOnceOnly) {
   // the reused connection's failure is retried once on a fresh one, whose
   // failure is the answer.
   server.SetBehavior({.mode = Mode::kDropRequest});
-  HttpSendStage stage = HttpSendStage::kNotSent;
-  auto r = client->Send("POST", "/second", "{}", {}, 5000, &stage);
+  HttpSendTrace trace;
+  auto r = client->Send("POST", "/second", "{}", {}, 5000, &trace);
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.status().code(), StatusCode::kUnavailable) << r.status().message();
-  EXPECT_EQ(stage, HttpSendStage::kSent);
+  EXPECT_TRUE(trace.sent);
+  EXPECT_TRUE(trace.resent);                // the first copy may have acted
   EXPECT_EQ(server.requests().size(), 3u);  // /first, then /second twice
   EXPECT_EQ(server.accepted(), 2);
 
@@ -87,16 +90,39 @@ TEST(HttpClientTest, AReusedConnectionClosedBeforeTheAnswerIsRetriedOnceOnly) {
   EXPECT_EQ(server.requests().size(), 4u);
 }
 
+// The server read the request on the reused connection, closed it and
+// stopped listening: the second try cannot connect, yet the request was
+// sent (and may have acted). Before, the second try's failure to connect
+// reported the request as never sent.
+TEST(HttpClientTest, ARequestSentBeforeTheServerWentAwayIsReportedSent) {
+  LoopbackCoordinator server;
+  auto client = OpenClient(server.url(), 2);
+  ASSERT_TRUE(client->Send("GET", "/keep", "", {}, 5000).ok());
+  server.SetBehavior({.mode = Mode::kDropRequest});
+  std::thread stopper([&] {
+    while (server.requests().size() < 2) std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    server.Stop();
+  });
+  HttpSendTrace trace;
+  auto r = client->Send("POST", "/v1/2pc/g/commit", "{}", {}, 5000, &trace);
+  stopper.join();
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(server.requests()[1].target, "/v1/2pc/g/commit");
+  EXPECT_TRUE(trace.sent) << r.status().message();
+  EXPECT_TRUE(trace.resent) << r.status().message();
+}
+
 TEST(HttpClientTest, FailuresSayWhereAndWhetherTheRequestWasSent) {
   LoopbackCoordinator silent;
   silent.SetBehavior({.mode = Mode::kSilent});
   auto client = OpenClient(silent.url(), 2);
-  HttpSendStage stage = HttpSendStage::kNotSent;
-  auto r = client->Send("POST", "/v1/sagas", "{}", {}, 300, &stage);
+  HttpSendTrace trace;
+  auto r = client->Send("POST", "/v1/sagas", "{}", {}, 300, &trace);
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.status().code(), StatusCode::kTimedOut);
   EXPECT_EQ(r.status().message(), "read: timed out after 300 ms");
-  EXPECT_EQ(stage, HttpSendStage::kSent);
+  EXPECT_TRUE(trace.sent);
+  EXPECT_FALSE(trace.resent);
 
   std::string closed_url;
   {
@@ -104,12 +130,12 @@ TEST(HttpClientTest, FailuresSayWhereAndWhetherTheRequestWasSent) {
     closed_url = gone.url();
   }  // stopped: nothing listens on its port any more
   auto refused = OpenClient(closed_url, 2);
-  stage = HttpSendStage::kSent;
-  r = refused->Send("POST", "/v1/sagas", "{}", {}, 2000, &stage);
+  trace = HttpSendTrace{.sent = true};
+  r = refused->Send("POST", "/v1/sagas", "{}", {}, 2000, &trace);
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.status().code(), StatusCode::kUnavailable);
   EXPECT_EQ(r.status().message().rfind("connect: ", 0), 0u) << r.status().message();
-  EXPECT_EQ(stage, HttpSendStage::kNotSent);
+  EXPECT_FALSE(trace.sent);
   EXPECT_EQ(refused->connections_opened(), 0);
 }
 
