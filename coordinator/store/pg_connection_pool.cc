@@ -1,13 +1,13 @@
 #include "store/pg_connection_pool.h"
 
-#include <sys/socket.h>
-
 #include <algorithm>
 #include <chrono>
 #include <cstdlib>
 
 #include <libpq-fe.h>
 #include <spdlog/spdlog.h>
+
+#include "common/socket_deadline.h"
 
 namespace treaty {
 
@@ -41,15 +41,7 @@ PgConnectionPool::PgConnectionPool(std::string conninfo, PgPoolOptions options)
       options_(std::move(options)),
       call_timeout_ms_(options_.call_timeout_ms < 0 ? 0 : options_.call_timeout_ms) {}
 
-PgConnectionPool::~PgConnectionPool() {
-  {
-    MutexLock lock(&watch_mu_);
-    watch_stop_ = true;
-  }
-  watch_cv_.NotifyAll();
-  // No Watch() can run any more: the thread is read without the lock.
-  if (watchdog_.joinable()) watchdog_.join();
-}
+PgConnectionPool::~PgConnectionPool() = default;
 
 std::optional<PgConnectionPool::ConninfoPairs> PgConnectionPool::ParseConninfo(
     const std::string& conninfo, std::string* error) {
@@ -174,48 +166,6 @@ void PgConnectionPool::Release(std::unique_ptr<pqxx::connection> conn) {
   cv_.NotifyOne();
 }
 
-uint64_t PgConnectionPool::Watch(int fd, Clock::time_point deadline) {
-  MutexLock lock(&watch_mu_);
-  if (!watchdog_.joinable()) watchdog_ = std::thread([this] { WatchdogLoop(); });
-  const uint64_t id = next_watch_id_++;
-  watched_[id] = Watched{fd, deadline, false};
-  watch_cv_.NotifyAll();
-  return id;
-}
-
-bool PgConnectionPool::Unwatch(uint64_t id) {
-  MutexLock lock(&watch_mu_);
-  auto it = watched_.find(id);
-  if (it == watched_.end()) return false;
-  const bool fired = it->second.fired;
-  watched_.erase(it);
-  return fired;
-}
-
-void PgConnectionPool::WatchdogLoop() {
-  MutexLock lock(&watch_mu_);
-  while (!watch_stop_) {
-    auto next = Clock::time_point::max();
-    const auto now = Clock::now();
-    for (auto& [id, w] : watched_) {
-      if (w.fired) continue;
-      if (w.deadline <= now) {
-        // The connection is still borrowed (Unwatch takes this lock before
-        // the socket can be closed), so `fd` is still its socket.
-        ::shutdown(w.fd, SHUT_RDWR);
-        w.fired = true;
-      } else {
-        next = std::min(next, w.deadline);
-      }
-    }
-    if (next == Clock::time_point::max()) {
-      watch_cv_.Wait(&watch_mu_);
-    } else {
-      watch_cv_.WaitUntil(&watch_mu_, next);
-    }
-  }
-}
-
 Status PgConnectionPool::Run(const char* what, const Body& body) {
   std::unique_ptr<pqxx::connection> conn;
   bool acquired = false;  // Acquire() frees the slot itself when it throws
@@ -224,18 +174,20 @@ Status PgConnectionPool::Run(const char* what, const Body& body) {
   const int64_t timeout_ms = call_timeout_ms_.load();
   const auto deadline = timeout_ms > 0 ? Clock::now() + std::chrono::milliseconds(timeout_ms)
                                        : Clock::time_point::max();
-  uint64_t watch = 0;
+  // The call deadline: the socket is shut down when it passes, so a body
+  // blocked on a database that does not answer returns (SocketDeadline).
+  std::optional<SocketDeadline> limit;
   bool timed_out = false;
   const auto unwatch = [&] {
-    if (watch != 0) timed_out = Unwatch(watch);
-    watch = 0;
+    if (limit) timed_out = limit->Release();
+    limit.reset();
   };
   try {
     Status refused;
     conn = Acquire(&refused, deadline);
     if (!conn) return Status(refused.code(), std::string(what) + ": " + refused.message());
     acquired = true;
-    if (timeout_ms > 0) watch = Watch(conn->sock(), deadline);
+    if (timeout_ms > 0) limit.emplace(conn->sock(), deadline);
     status = body(*conn);
     unwatch();
   } catch (...) {

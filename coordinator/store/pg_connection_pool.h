@@ -27,7 +27,8 @@
 // the database behaves (a COMMIT waiting for a synchronous standby that never
 // answers, a stopped server). Waiting for a free connection is bounded by the
 // deadline (then Unavailable). A body still running at the deadline has its
-// socket shut down (shutdown(2)) by a watchdog thread, so the blocked libpq
+// socket shut down (shutdown(2)) by the process's watchdog thread
+// (SocketDeadline, common/socket_deadline.h), so the blocked libpq
 // call returns as a broken connection: the call fails with Unavailable and
 // the connection is dropped. For a COMMIT this means "outcome unknown", as
 // after any lost connection; the deadline deliberately does not use
@@ -57,11 +58,9 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
-#include <map>
 #include <memory>
 #include <optional>
 #include <string>
-#include <thread>
 #include <utility>
 #include <vector>
 
@@ -152,12 +151,6 @@ class PgConnectionPool {
 
   int64_t NowMs() const;
 
-  // Watchdog: shuts down the socket `fd` at `deadline` unless Unwatch()
-  // comes first. Unwatch returns whether it fired.
-  uint64_t Watch(int fd, Clock::time_point deadline);
-  bool Unwatch(uint64_t id);
-  void WatchdogLoop();
-
   const std::string conninfo_;
   const int size_;
   const PgPoolOptions options_;
@@ -168,18 +161,6 @@ class PgConnectionPool {
   int64_t reconnect_not_before_ms_ TREATY_GUARDED_BY(mu_) = 0;  // 0: no window
   int64_t reconnect_backoff_ms_ TREATY_GUARDED_BY(mu_) = 0;     // 0: no failure yet
   std::atomic<int64_t> call_timeout_ms_;
-
-  struct Watched {
-    int fd;
-    Clock::time_point deadline;
-    bool fired;
-  };
-  Mutex watch_mu_;
-  CondVar watch_cv_;  // watched_ or watch_stop_ changed
-  std::map<uint64_t, Watched> watched_ TREATY_GUARDED_BY(watch_mu_);
-  uint64_t next_watch_id_ TREATY_GUARDED_BY(watch_mu_) = 1;
-  bool watch_stop_ TREATY_GUARDED_BY(watch_mu_) = false;
-  std::thread watchdog_ TREATY_GUARDED_BY(watch_mu_);  // started by the first Watch()
 };
 
 }  // namespace treaty

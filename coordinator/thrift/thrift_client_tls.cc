@@ -16,12 +16,17 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <optional>
 #include <string_view>
+#include <system_error>
+#include <thread>
 #include <utility>
 
 #include <thrift/transport/TSSLSocket.h>
 
 #include "common/limits.h"
+#include "common/mutex.h"
+#include "common/socket_deadline.h"
 #include "common/text.h"
 #include "security/peer_name.h"
 #include "thrift/thrift_limits.h"
@@ -76,6 +81,8 @@ class FdCloser {
   int fd_;
 };
 
+using Clock = std::chrono::steady_clock;
+
 // Owns a getaddrinfo answer.
 struct AddrInfoList {
   addrinfo* head = nullptr;
@@ -83,6 +90,70 @@ struct AddrInfoList {
     if (head) freeaddrinfo(head);
   }
 };
+
+// A getaddrinfo on a thread of its own, shared by the thread and the waiter
+// (who may give up on it).
+struct Lookup {
+  Mutex mu;
+  CondVar finished;
+  bool done TREATY_GUARDED_BY(mu) = false;
+  bool abandoned TREATY_GUARDED_BY(mu) = false;  // the waiter gave up: free the answer
+  int rc TREATY_GUARDED_BY(mu) = 0;
+  addrinfo* head TREATY_GUARDED_BY(mu) = nullptr;
+};
+
+addrinfo LookupHints(int extra_flags) {
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_NUMERICSERV | extra_flags;
+  return hints;
+}
+
+// getaddrinfo for `endpoint` by `deadline`: false when the deadline passed
+// first (the lookup goes on, detached, and frees its answer); else true with
+// `rc` and `found` as getaddrinfo left them. An IP literal is looked up
+// here (it never waits); a name on a thread of its own, since a resolver
+// that never answers blocks getaddrinfo for its own time-outs (10 s and more).
+bool ResolveBy(const Endpoint& endpoint, Clock::time_point deadline, AddrInfoList& found, int& rc) {
+  const std::string port = std::to_string(endpoint.port);
+  addrinfo numeric = LookupHints(AI_NUMERICHOST);
+  rc = getaddrinfo(endpoint.host.c_str(), port.c_str(), &numeric, &found.head);
+  if (rc == 0) return true;
+  found.head = nullptr;
+  auto lookup = std::make_shared<Lookup>();
+  try {
+    std::thread([lookup, host = endpoint.host, port] {
+      // Signals meant for the process go to the application's threads.
+      sigset_t all;
+      sigfillset(&all);
+      pthread_sigmask(SIG_BLOCK, &all, nullptr);
+      addrinfo hints = LookupHints(0);
+      addrinfo* head = nullptr;
+      const int result = getaddrinfo(host.c_str(), port.c_str(), &hints, &head);
+      MutexLock l(&lookup->mu);
+      if (lookup->abandoned) {
+        if (head) freeaddrinfo(head);
+        return;
+      }
+      lookup->rc = result;
+      lookup->head = head;
+      lookup->done = true;
+      lookup->finished.NotifyAll();
+    }).detach();
+  } catch (const std::system_error&) {
+    rc = EAI_AGAIN;  // no thread now: a passing fault
+    return true;
+  }
+  MutexLock l(&lookup->mu);
+  if (!lookup->finished.WaitUntil(&lookup->mu, deadline, [&] { return lookup->done; })) {
+    lookup->abandoned = true;
+    return false;
+  }
+  rc = lookup->rc;
+  found.head = std::exchange(lookup->head, nullptr);
+  return true;
+}
 
 boost::asio::ip::address ToAddress(const sockaddr* sa) {
   if (sa->sa_family == AF_INET6) {
@@ -96,8 +167,9 @@ boost::asio::ip::address ToAddress(const sockaddr* sa) {
 }
 
 // A blocking TCP connection to `ai` within `timeout_ms`; the descriptor, or
-// -1 with `error` set.
-int ConnectTo(const addrinfo& ai, int timeout_ms, std::string& error) {
+// -1 with `error` set (and `timed_out` when the time ran out).
+int ConnectTo(const addrinfo& ai, int timeout_ms, std::string& error, bool& timed_out) {
+  timed_out = false;
   const int raw = ::socket(ai.ai_family, ai.ai_socktype | SOCK_CLOEXEC, ai.ai_protocol);
   if (raw < 0) {
     error = std::string("socket(): ") + std::strerror(errno);
@@ -118,6 +190,7 @@ int ConnectTo(const addrinfo& ai, int timeout_ms, std::string& error) {
     } while (n < 0 && errno == EINTR);
     if (n == 0) {
       error = "connect timed out after " + std::to_string(timeout_ms) + " ms";
+      timed_out = true;
       return -1;
     }
     int so_error = 0;
@@ -161,14 +234,23 @@ class ClientTlsSocket : public at::transport::TSSLSocket {
   long VerifyResult() const { return ssl_ ? SSL_get_verify_result(ssl_) : X509_V_OK; }
   ~ClientTlsSocket() override { close(); }
   // A session never set up (a failed handshake, or one the server ended
-  // with an alert) is closed without the TLS shutdown Thrift would attempt
-  // (and report on stderr).
+  // with an alert), or one whose socket is shut down (SocketDeadline) or
+  // reset, is closed without the TLS shutdown Thrift would attempt (and
+  // report on stderr).
   void close() override {
-    if (ssl_ != nullptr && SSL_is_init_finished(ssl_) != 1) {
+    if (ssl_ != nullptr && (SSL_is_init_finished(ssl_) != 1 || SocketHungUp())) {
       SSL_free(ssl_);
       ssl_ = nullptr;
     }
     TSSLSocket::close();
+  }
+
+  // Whether both directions of the socket are shut (POLLHUP) or it failed
+  // (POLLERR): no close_notify can be sent. Never waits.
+  bool SocketHungUp() const {
+    if (socket_ < 0) return false;
+    pollfd p{socket_, 0, 0};
+    return ::poll(&p, 1, 0) > 0 && (p.revents & (POLLHUP | POLLERR)) != 0;
   }
 
   // The TLS alert the server sent, if one is waiting ("tlsv13 alert
@@ -235,13 +317,18 @@ Result<std::shared_ptr<ClientTlsFactory>> MakeClientTlsFactory(const TlsClientFi
 std::shared_ptr<at::transport::TSocket> ConnectThriftSocket(
     const Endpoint& endpoint, const std::shared_ptr<ClientTlsFactory>& tls,
     const ThriftConnectOptions& options, ThriftConnectFailure& failure) {
-  addrinfo hints{};
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
-  hints.ai_flags = AI_NUMERICSERV;
+  const Clock::time_point deadline =
+      options.deadline != Clock::time_point::max()
+          ? options.deadline
+          : Clock::now() + std::chrono::milliseconds(std::max(1, options.timeout_ms));
   AddrInfoList found;
-  const int rc = getaddrinfo(endpoint.host.c_str(), std::to_string(endpoint.port).c_str(), &hints,
-                             &found.head);
+  int rc = 0;
+  if (!ResolveBy(endpoint, deadline, found, rc)) {
+    failure.stage = ThriftConnectFailure::Stage::kResolve;
+    failure.timed_out = true;
+    failure.error = "host '" + endpoint.host + "' did not resolve in time (timed out)";
+    return nullptr;
+  }
   if (rc != 0 || !found.head) {
     // Only "no such name" is a configuration error; a resolver that
     // cannot answer now (EAI_AGAIN) is a passing fault.
@@ -267,35 +354,48 @@ std::shared_ptr<at::transport::TSocket> ConnectThriftSocket(
     }
   }
   int connected = -1;
-  std::string why;
-  for (const addrinfo* ai = found.head; ai && connected < 0; ai = ai->ai_next) {
-    connected = ConnectTo(*ai, options.timeout_ms, why);
+  std::string why = "connect timed out";
+  bool timed_out = true;  // when no address is tried: the deadline passed
+  for (const addrinfo* ai = found.head; ai && connected < 0 && Clock::now() < deadline;
+       ai = ai->ai_next) {
+    connected = ConnectTo(*ai, std::min(options.timeout_ms, MillisUntil(deadline)), why, timed_out);
   }
   if (connected < 0) {
     failure.stage = ThriftConnectFailure::Stage::kConnect;
     failure.error = why;
+    failure.timed_out = timed_out;
     return nullptr;
   }
   FdCloser fd(connected);  // until a socket owns it
   std::shared_ptr<at::transport::TSocket> socket;
+  std::optional<SocketDeadline> limit;  // the handshake's
   try {
     if (tls) {
       auto tls_socket = std::make_shared<ClientTlsSocket>(tls->context(), fd.release(),
                                                           endpoint.host, endpoint.port);
       socket = tls_socket;
-      tls_socket->setRecvTimeout(options.timeout_ms);
-      tls_socket->setSendTimeout(options.timeout_ms);
+      // However slowly the server sends, the handshake ends by the deadline.
+      limit.emplace(tls_socket->getSocketFD(), deadline);
+      tls_socket->setRecvTimeout(limit->remaining_ms());
+      tls_socket->setSendTimeout(limit->remaining_ms());
       tls_socket->Handshake();
+      limit.reset();
     } else {
       socket = std::make_shared<at::transport::TSocket>(fd.release(), ThriftConfiguration());
       socket->setHost(endpoint.host);
       socket->setPort(endpoint.port);
-      socket->setRecvTimeout(options.timeout_ms);
-      socket->setSendTimeout(options.timeout_ms);
     }
+    socket->setRecvTimeout(options.timeout_ms);
+    socket->setSendTimeout(options.timeout_ms);
     socket->setNoDelay(true);
     return socket;
   } catch (const std::exception& e) {
+    const bool expired = limit && limit->expired();
+    const bool thrift_timeout = [&] {
+      auto* te = dynamic_cast<const at::transport::TTransportException*>(&e);
+      return te != nullptr && te->getType() == at::transport::TTransportException::TIMED_OUT;
+    }();
+    limit.reset();  // disarmed before the descriptor is closed
     auto* tls_socket = dynamic_cast<ClientTlsSocket*>(socket.get());
     const long verify = tls_socket ? tls_socket->VerifyResult() : X509_V_OK;
     try {
@@ -303,6 +403,11 @@ std::shared_ptr<at::transport::TSocket> ConnectThriftSocket(
     } catch (const std::exception&) {
     }
     failure.stage = ThriftConnectFailure::Stage::kTls;
+    if (expired || thrift_timeout) {
+      failure.timed_out = true;
+      failure.error = "timed out";
+      return nullptr;
+    }
     failure.error = Excerpt(e.what(), limits::kErrorExcerptBytes);
     failure.tls = Classify(e.what(), verify);
     failure.config_error = failure.tls.kind != TlsFailure::Kind::kNone;

@@ -17,8 +17,13 @@
 //     but no partial ones, or an IP subjectAltName equal to an IP literal
 //     host), and is sent as SNI (Thrift sends an IP literal host too);
 //   - a client certificate when TlsClientFiles::cert_file/key_file are set.
-// The connect to each address and the handshake are each bounded by
-// ThriftConnectOptions::timeout_ms. Everything blocks.
+// Everything blocks, and the whole open (name lookup, the connects, the
+// handshake) ends by ThriftConnectOptions::deadline: the lookup runs on a
+// thread of its own and is abandoned at the deadline (it finishes in the
+// background), each connect is bounded by timeout_ms and the deadline, and
+// the handshake by the deadline however slowly the server sends
+// (SocketDeadline, socket_deadline.h). A call on the socket afterwards is
+// bounded by its caller the same way: a SocketDeadline around the call.
 //
 // TLS failures are sorted (TlsFailure) so that each caller can word them:
 // a refused server certificate with OpenSSL's reason ("certificate has
@@ -40,6 +45,7 @@
 
 #include <signal.h>
 
+#include <chrono>
 #include <functional>
 #include <memory>
 #include <string>
@@ -81,7 +87,12 @@ struct TlsFailure {
 };
 
 struct ThriftConnectOptions {
-  int timeout_ms = 3000;  // the TCP connect to each address, and the TLS handshake
+  // The TCP connect to each address is bounded by this (milliseconds), and
+  // when `deadline` is unset the whole open too.
+  int timeout_ms = 3000;
+  // The whole open (lookup, connects, TLS handshake) ends by this time;
+  // time_point::max() (the default): timeout_ms after the call starts.
+  std::chrono::steady_clock::time_point deadline = std::chrono::steady_clock::time_point::max();
   // When set, called with every address the host resolved to, before any
   // is connected to; one that is not ok refuses them all (its message is
   // the failure's error).
@@ -92,19 +103,24 @@ struct ThriftConnectFailure {
   enum class Stage { kResolve, kAddressCheck, kConnect, kTls };
   Stage stage = Stage::kConnect;
   // Why, naming no peer: "host 'H' does not resolve", the check's message,
-  // "Connection refused", "connect timed out after N ms", the TLS error.
+  // "Connection refused", "connect timed out after N ms", the TLS error,
+  // "timed out" (the deadline passed during the lookup or the handshake).
   std::string error;
   // A configuration problem rather than a passing fault: a name that does
   // not exist, a refused address, a TLS refusal (tls.kind != kNone).
   bool config_error = false;
+  // The deadline (or a connect's timeout_ms) passed: a passing fault, which
+  // the caller reports as a time-out.
+  bool timed_out = false;
   TlsFailure tls;  // with kTls
 };
 
 // A socket connected to `endpoint` (TLS handshake done when `tls` is
 // non-null), carrying the limits of thrift_limits.h (ThriftConfiguration),
 // with TCP_NODELAY and `options.timeout_ms` as its send and receive time-out
-// (the caller sets its own per call). Null with `failure` set when it cannot.
-// Blocks; never throws. SIGPIPE: see above.
+// (the caller sets its own per call, and bounds the call with a
+// SocketDeadline). Null with `failure` set when it cannot. Blocks until
+// options.deadline at most; never throws. Thread-safe. SIGPIPE: see above.
 std::shared_ptr<apache::thrift::transport::TSocket> ConnectThriftSocket(
     const Endpoint& endpoint, const std::shared_ptr<ClientTlsFactory>& tls,
     const ThriftConnectOptions& options, ThriftConnectFailure& failure);

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -16,6 +17,7 @@
 #include "common/endpoint.h"
 #include "common/limits.h"
 #include "common/mutex.h"
+#include "common/socket_deadline.h"
 #include "common/text.h"
 #include "engine/states.h"
 #include "thrift/thrift_limits.h"
@@ -179,10 +181,12 @@ struct ThriftParticipantCaller::Impl {
   }
 
   std::unique_ptr<Connection> Open(const Endpoint& endpoint, const std::string& key,
+                                   const ParticipantRequest& req, Clock::time_point deadline,
                                    OpenFailure& failure) {
     std::shared_ptr<ClientTlsFactory> tls;
     if (endpoint.tls() && !(tls = TlsFactory(failure))) return nullptr;
-    return OpenParticipantConnection(endpoint, key, options, tls, failure);
+    return OpenParticipantConnection(endpoint, key, options, tls, deadline, req.timeout_ms,
+                                     failure);
   }
 
   static rpc::ParticipantReply Invoke(Connection& c, const ParticipantRequest& req) {
@@ -195,9 +199,6 @@ struct ThriftParticipantCaller::Impl {
     call.traceparent = req.traceparent;
     if (!req.tracestate.empty()) call.__set_tracestate(req.tracestate);
     if (req.one_phase) call.__set_one_phase(true);
-    const int timeout = static_cast<int>(req.timeout_ms);
-    c.socket->setRecvTimeout(timeout);
-    c.socket->setSendTimeout(timeout);
     rpc::ParticipantReply reply;
     const std::optional<BranchOp> op = ParseBranchOp(req.op);
     if (!op) throw std::invalid_argument("unknown op '" + req.op + "'");
@@ -221,9 +222,11 @@ struct ThriftParticipantCaller::Impl {
     return reply;
   }
 
-  // Blocking; runs on the pool.
+  // Blocking, until req.timeout_ms after it began at most; runs on the pool.
   ParticipantResponse CallNow(const ParticipantRequest& req) {
     BlockSigpipeOnThisThread();
+    const Clock::time_point deadline =
+        Clock::now() + std::chrono::milliseconds(std::max<int64_t>(1, req.timeout_ms));
     ParticipantResponse r;
     // The one URL parser (common/endpoint.h), as at submission. A URL it
     // refuses can never be called (kUncallable), never retried.
@@ -237,21 +240,25 @@ struct ThriftParticipantCaller::Impl {
     // host:port never share a connection.
     const std::string key = endpoint->scheme + "://" + endpoint->Authority();
     std::unique_ptr<Connection> c = Begin(key);
-    r = CallOn(*endpoint, key, req, c);
+    r = CallOn(*endpoint, key, req, deadline, c);
     End(key, std::move(c));  // `c` is null unless it may be reused
     return r;
   }
 
-  // Calls with `c` (or a fresh connection); leaves in `c` a connection
-  // fit for reuse, or null.
+  // Calls with `c` (or a fresh connection), all by `deadline` however slowly
+  // the participant sends (SocketDeadline); leaves in `c` a connection fit
+  // for reuse, or null.
   ParticipantResponse CallOn(const Endpoint& endpoint, const std::string& key,
-                             const ParticipantRequest& req, std::unique_ptr<Connection>& c) {
+                             const ParticipantRequest& req, Clock::time_point deadline,
+                             std::unique_ptr<Connection>& c) {
     ParticipantResponse r;
+    const std::string timed_out = "thrift call to " + key + " failed: timed out after " +
+                                  std::to_string(req.timeout_ms) + " ms";
     for (int attempt = 0; attempt < 2; ++attempt) {
       const bool reused = c != nullptr;
       if (!c) {
         OpenFailure failure;
-        c = Open(endpoint, key, failure);
+        c = Open(endpoint, key, req, deadline, failure);
         if (!c) {
           r = ParticipantResponse();
           r.error = std::move(failure.error);
@@ -259,11 +266,22 @@ struct ThriftParticipantCaller::Impl {
           return r;  // a fresh connection failed: do not hammer
         }
       }
+      std::optional<SocketDeadline> limit(std::in_place, c->socket->getSocketFD(), deadline);
       try {
+        c->socket->setRecvTimeout(limit->remaining_ms());
+        c->socket->setSendTimeout(limit->remaining_ms());
         rpc::ParticipantReply reply = Invoke(*c, req);
+        if (limit->Release()) {  // answered just as the socket was shut down
+          c->Close();
+          c.reset();
+        }
         return FromReply(ParseBranchOp(req.op).value_or(BranchOp::kAction), reply);
       } catch (const at::TApplicationException& e) {
         // The participant answered with an error: the connection is fine.
+        if (limit->Release()) {
+          c->Close();
+          c.reset();
+        }
         r = ParticipantResponse();
         r.error = "participant raised: " + Excerpt(e.what(), limits::kErrorExcerptBytes);
         if (e.getType() == at::TApplicationException::UNKNOWN_METHOD ||
@@ -274,25 +292,34 @@ struct ThriftParticipantCaller::Impl {
         }
         return r;
       } catch (const at::transport::TTransportException& e) {
+        const bool expired =
+            limit->expired() || e.getType() == at::transport::TTransportException::TIMED_OUT;
+        limit.reset();  // disarmed before the socket is closed
         r = ParticipantResponse();
         r.error =
             "thrift call to " + key + " failed: " + Excerpt(e.what(), limits::kErrorExcerptBytes);
-        if (!reused && c) {
+        if (expired) {
+          r.error = timed_out;
+        } else if (!reused) {
           if (std::string refusal = c->TlsRefusal(e.what(), key, endpoint.host); !refusal.empty()) {
             r.config_error = true;
             r.error = std::move(refusal);
           }
         }
-        if (c) c->Close();
+        c->Close();
         c.reset();
-        if (!reused) return r;  // a fresh connection failed: do not hammer
+        // A fresh connection failed (do not hammer), or no time is left.
+        if (!reused || expired || Clock::now() >= deadline) return r;
       } catch (const std::exception& e) {
+        const bool expired = limit->expired();
+        limit.reset();
         r = ParticipantResponse();
-        r.error =
-            "thrift call to " + key + " failed: " + Excerpt(e.what(), limits::kErrorExcerptBytes);
-        if (c) c->Close();
+        r.error = expired ? timed_out
+                          : "thrift call to " + key +
+                                " failed: " + Excerpt(e.what(), limits::kErrorExcerptBytes);
+        c->Close();
         c.reset();
-        if (!reused) return r;  // a fresh connection failed: do not hammer
+        if (!reused || expired || Clock::now() >= deadline) return r;
       }
     }
     return r;

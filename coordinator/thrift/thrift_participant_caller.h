@@ -11,6 +11,13 @@
 //   on that port does not know the op) or a host name that does not resolve
 //   also sets config_error (still kTransient).
 //
+// Time-out: every call ends within request.timeout_ms of its start on the
+// call pool (lookup, connects, TLS handshake, write and read together),
+// however slowly a participant sends: a peer trickling its handshake or its
+// reply byte by byte is cut off at the deadline (SocketDeadline,
+// socket_deadline.h), kTransient "... timed out after N ms". A lookup that
+// outlives the deadline is abandoned (it finishes on a thread of its own).
+//
 // Connecting: the caller resolves the host itself (getaddrinfo, on the call
 // pool, never on the engine strand or io_context), checks every address with
 // options.policy when set (ParticipantPolicy::CheckAddress; one denied
@@ -23,11 +30,10 @@
 // DNS subjectAltName, wildcards allowed, or, for a URL whose host is an IP
 // literal, an IP subjectAltName equal to it: ExpectPeerName, as for
 // https://); tls.cert_file/key_file: a client certificate
-// (mTLS). The handshake runs when the connection opens, bounded by
-// connect_timeout_ms. A certificate that does not verify, or a TLS refusal
-// by the participant, is a configuration error (kTransient, config_error,
-// "certificate verify failed: ..." or "TLS with ... failed: ..."); so are TLS
-// files that cannot be loaded (tried again at the next thrifts:// call).
+// (mTLS). The handshake runs when the connection opens. A certificate that does not verify, or a
+// TLS refusal by the participant, is a configuration error (kTransient, config_error, "certificate
+// verify failed: ..." or "TLS with ... failed: ..."); so are TLS files that cannot be loaded (tried
+// again at the next thrifts:// call).
 //
 // Connections are pooled per scheme://host:port (thrift and thrifts to one
 // host:port never share one; up to `max_idle_per_host` idle
@@ -35,7 +41,8 @@
 // thread pool (`threads`, started lazily), never on the engine strand or the io_context;
 // at most `threads` calls are in flight, the rest queue. A pooled connection
 // that fails is closed; a failure on a reused connection is retried once on
-// a fresh one (delivery is at least once anyway).
+// a fresh one within the same deadline (delivery is at least once anyway),
+// unless it timed out.
 //
 // Idle pooled connections are closed after `idle_timeout_ms`; an endpoint
 // with no call in flight and no idle connection for `endpoint_idle_ms` is

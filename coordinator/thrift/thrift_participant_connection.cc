@@ -58,9 +58,11 @@ std::shared_ptr<ClientTlsFactory> MakeClientTlsFactory(const TlsClientFiles& fil
 
 std::unique_ptr<ParticipantConnection> OpenParticipantConnection(
     const Endpoint& endpoint, const std::string& key, const ThriftCallerOptions& options,
-    const std::shared_ptr<ClientTlsFactory>& tls, OpenFailure& failure) {
+    const std::shared_ptr<ClientTlsFactory>& tls, std::chrono::steady_clock::time_point deadline,
+    int64_t timeout_ms, OpenFailure& failure) {
   ThriftConnectOptions connect;
   connect.timeout_ms = options.connect_timeout_ms;
+  connect.deadline = deadline;
   if (options.policy) {
     connect.check_address = [&](const boost::asio::ip::address& address) {
       return options.policy->CheckAddress(endpoint, address);
@@ -71,8 +73,14 @@ std::unique_ptr<ParticipantConnection> OpenParticipantConnection(
   c->socket = ConnectThriftSocket(endpoint, tls, connect, why);
   if (!c->socket) {
     failure.config_error = why.config_error;
+    failure.timed_out = why.timed_out;
+    const std::string timed_out = "timed out after " + std::to_string(timeout_ms) + " ms";
     switch (why.stage) {
       case ThriftConnectFailure::Stage::kResolve:
+        failure.error = why.timed_out ? "thrift call to " + key + " failed: " + timed_out +
+                                            " resolving '" + endpoint.host + "'"
+                                      : std::move(why.error);
+        break;
       case ThriftConnectFailure::Stage::kAddressCheck:
         failure.error = std::move(why.error);
         break;
@@ -80,6 +88,10 @@ std::unique_ptr<ParticipantConnection> OpenParticipantConnection(
         failure.error = "thrift call to " + key + " failed: could not connect: " + why.error;
         break;
       case ThriftConnectFailure::Stage::kTls:
+        if (why.timed_out) {
+          failure.error = "TLS handshake with " + key + " failed: " + timed_out;
+          break;
+        }
         failure.error = RefusalMessage(why.tls, key, endpoint.host);
         if (failure.error.empty()) {
           failure.error = "TLS handshake with " + key + " failed: " + why.error;

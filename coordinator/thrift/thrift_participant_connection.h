@@ -8,7 +8,8 @@
 // address (never to the name again), and for thrifts:// the TLS handshake
 // runs at once with the URL's host as SNI and as the name the certificate
 // must carry. This file words the failures for participants. Everything
-// blocks; it runs on the caller's call pool.
+// blocks, until the call's deadline at most; it runs on the caller's call
+// pool.
 
 #include <chrono>
 #include <memory>
@@ -49,6 +50,7 @@ struct ParticipantConnection {
 struct OpenFailure {
   std::string error;
   bool config_error = false;
+  bool timed_out = false;  // the deadline passed (a passing fault)
 };
 
 // MakeClientTlsFactory (thrift_client_tls.h) for thrifts:// participants:
@@ -57,11 +59,15 @@ std::shared_ptr<ClientTlsFactory> MakeClientTlsFactory(const TlsClientFiles& fil
                                                        OpenFailure& failure);
 
 // Opens a connection to `endpoint` (`key` names it in messages). `tls` must
-// be non-null for thrifts://. The connect and the handshake are each bounded
-// by options.connect_timeout_ms; the connection carries the limits of
-// thrift_limits.h. Null with `failure` set when it cannot.
+// be non-null for thrifts://. The lookup, the connects and the handshake end
+// by `deadline` (the call's: `timeout_ms`, used in messages, after it
+// began), each connect also within options.connect_timeout_ms; the
+// connection carries the limits of thrift_limits.h. Null with `failure` set
+// when it cannot ("... timed out after N ms" with failure.timed_out when
+// the deadline passed).
 std::unique_ptr<ParticipantConnection> OpenParticipantConnection(
     const Endpoint& endpoint, const std::string& key, const ThriftCallerOptions& options,
-    const std::shared_ptr<ClientTlsFactory>& tls, OpenFailure& failure);
+    const std::shared_ptr<ClientTlsFactory>& tls, std::chrono::steady_clock::time_point deadline,
+    int64_t timeout_ms, OpenFailure& failure);
 
 }  // namespace treaty

@@ -10,12 +10,14 @@
 #include <thrift/transport/TBufferTransports.h>
 #include <thrift/transport/TSocket.h>
 #include <thrift/transport/TTransportException.h>
+#include <thrift/transport/TVirtualTransport.h>
 #include <nlohmann/json.hpp>
 
 #include "CoordinatorService.h"
 #include "common/endpoint.h"
 #include "common/idle_socket.h"
 #include "common/mutex.h"
+#include "common/socket_deadline.h"
 #include "input_rules.h"
 #include "thrift/thrift_client_tls.h"
 #include "thrift/thrift_limits.h"
@@ -148,9 +150,44 @@ std::string ConnectFailureText(const treaty::ThriftConnectFailure& why) {
   return (tls ? "TLS handshake: " : "connect: ") + why.error;
 }
 
+// Between the framed transport and the socket: what one call put on the
+// wire, so that a failed call tells "the coordinator may have acted" (the
+// request was written) and "an answer had begun" (not a connection closed
+// while idle) apart. Used by one call at a time.
+class WireMeter : public at::transport::TVirtualTransport<WireMeter> {
+ public:
+  explicit WireMeter(std::shared_ptr<at::transport::TTransport> socket)
+      : TVirtualTransport(socket->getConfiguration()), socket_(std::move(socket)) {}
+  bool isOpen() const override { return socket_->isOpen(); }
+  bool peek() override { return socket_->peek(); }
+  void open() override { socket_->open(); }
+  void close() override { socket_->close(); }
+  uint32_t read(uint8_t* buf, uint32_t len) {
+    const uint32_t n = socket_->read(buf, len);
+    if (n > 0) answer_begun_ = true;
+    return n;
+  }
+  // The framed transport writes a whole frame at once (on flush).
+  void write(const uint8_t* buf, uint32_t len) {
+    socket_->write(buf, len);
+    written_ = true;
+  }
+  void flush() override { socket_->flush(); }
+
+  void Reset() { written_ = answer_begun_ = false; }
+  bool written() const { return written_; }
+  bool answer_begun() const { return answer_begun_; }
+
+ private:
+  std::shared_ptr<at::transport::TTransport> socket_;
+  bool written_ = false;
+  bool answer_begun_ = false;
+};
+
 // One open connection; used by one call at a time.
 struct ThriftConnection {
   std::shared_ptr<at::transport::TSocket> socket;
+  std::shared_ptr<WireMeter> meter;  // over `socket`, under `transport`
   std::shared_ptr<at::transport::TTransport> transport;
   std::unique_ptr<rpc::CoordinatorServiceClient> client;
   Clock::time_point idle_since;
@@ -256,8 +293,10 @@ class ThriftCoordinator : public CoordinatorTransport {
   CoordinatorReply Call(int timeout_ms, Fn fn);
   std::unique_ptr<ThriftConnection> TakeIdle();
   void GiveBack(std::unique_ptr<ThriftConnection> c);
-  // Opens (and authenticates) a connection, or answers why not.
-  std::unique_ptr<ThriftConnection> Open(int timeout_ms, CoordinatorReply* failure);
+  // Opens (and authenticates) a connection by `deadline` (`timeout_ms`, for
+  // messages, after the call began), or answers why not (kNotSent).
+  std::unique_ptr<ThriftConnection> Open(int timeout_ms, Clock::time_point deadline,
+                                         CoordinatorReply* failure);
 
   const std::string address_;
   const treaty::Endpoint endpoint_;
@@ -302,26 +341,34 @@ void ThriftCoordinator::GiveBack(std::unique_ptr<ThriftConnection> c) {
 }
 
 std::unique_ptr<ThriftConnection> ThriftCoordinator::Open(int timeout_ms,
+                                                          Clock::time_point deadline,
                                                           CoordinatorReply* failure) {
+  const std::string timed_out = "timed out after " + std::to_string(timeout_ms) + " ms";
   auto c = std::make_unique<ThriftConnection>();
   // The client socket treatyd calls participants with (thrift_client_tls.h):
-  // connect and TLS handshake (certificate and host name checked) each
-  // bounded; the limits of thrift_limits.h on the answer, so one that
-  // exceeds them fails the call, it never costs more memory.
+  // lookup, connect and TLS handshake (certificate and host name checked)
+  // by the call's deadline; the limits of thrift_limits.h on the answer, so
+  // one that exceeds them fails the call, it never costs more memory.
   treaty::ThriftConnectOptions connect;
   connect.timeout_ms = std::min(timeout_ms, 5000);
+  connect.deadline = deadline;
   treaty::ThriftConnectFailure why;
   c->socket = treaty::ConnectThriftSocket(endpoint_, tls_, connect, why);
   if (!c->socket) {
-    *failure = Failed(Delivery::kNotSent, address_ + ": " + ConnectFailureText(why));
+    const bool tls = why.stage == treaty::ThriftConnectFailure::Stage::kTls;
+    *failure =
+        Failed(Delivery::kNotSent,
+               address_ + ": " +
+                   (why.timed_out && why.stage != treaty::ThriftConnectFailure::Stage::kConnect
+                        ? (tls ? "TLS handshake: " : "resolve: ") + timed_out
+                        : ConnectFailureText(why)));
     return nullptr;
   }
   opened_.fetch_add(1);
   try {
-    c->socket->setRecvTimeout(timeout_ms);
-    c->socket->setSendTimeout(timeout_ms);
+    c->meter = std::make_shared<WireMeter>(c->socket);
     c->transport =
-        std::make_shared<at::transport::TFramedTransport>(c->socket, treaty::ThriftConfiguration());
+        std::make_shared<at::transport::TFramedTransport>(c->meter, treaty::ThriftConfiguration());
     c->client = std::make_unique<rpc::CoordinatorServiceClient>(
         treaty::LimitedBinaryProtocol(c->transport));
   } catch (const std::exception& e) {
@@ -330,19 +377,31 @@ std::unique_ptr<ThriftConnection> ThriftCoordinator::Open(int timeout_ms,
     return nullptr;
   }
   if (options_.token.empty()) return c;
+  std::optional<treaty::SocketDeadline> limit(std::in_place, c->socket->getSocketFD(), deadline);
   try {
+    c->socket->setRecvTimeout(limit->remaining_ms());
+    c->socket->setSendTimeout(limit->remaining_ms());
     c->client->authenticate(options_.token);
-    return c;
+    if (!limit->Release()) return c;
+    *failure = Failed(Delivery::kNotSent, address_ + ": authenticate: " + timed_out);
   } catch (const rpc::Unauthenticated& e) {
     *failure = Answered(StatusCode::kUnauthenticated, e.message);
   } catch (const std::exception& e) {
-    // With TLS 1.3 a coordinator refuses a missing client certificate only
-    // now, after the client's handshake completed.
-    std::string refusal = TlsRefusalText(treaty::TlsRefusalAfterExchange(*c->socket, e.what()));
-    *failure = Failed(
-        Delivery::kNotSent,
-        address_ + ": " + (!refusal.empty() ? refusal : "authenticate: " + Excerpt(e.what(), 200)));
+    const auto* te = dynamic_cast<const at::transport::TTransportException*>(&e);
+    if (limit->expired() ||
+        (te != nullptr && te->getType() == at::transport::TTransportException::TIMED_OUT)) {
+      *failure = Failed(Delivery::kNotSent, address_ + ": authenticate: " + timed_out);
+    } else {
+      // With TLS 1.3 a coordinator refuses a missing client certificate only
+      // now, after the client's handshake completed.
+      std::string refusal = TlsRefusalText(treaty::TlsRefusalAfterExchange(*c->socket, e.what()));
+      *failure =
+          Failed(Delivery::kNotSent,
+                 address_ + ": " +
+                     (!refusal.empty() ? refusal : "authenticate: " + Excerpt(e.what(), 200)));
+    }
   }
+  limit.reset();  // disarmed before the socket is closed
   c->Close();
   return nullptr;
 }
@@ -352,75 +411,111 @@ CoordinatorReply ThriftCoordinator::Call(int timeout_ms, Fn fn) {
   // OpenSSL writes without MSG_NOSIGNAL, on the application's thread.
   std::optional<treaty::ScopedSigpipeBlock> no_sigpipe;
   if (tls_) no_sigpipe.emplace();
+  // Everything below (both rounds) ends by this, however slowly the
+  // coordinator sends: the socket is shut down at the deadline.
+  const Clock::time_point deadline =
+      Clock::now() + std::chrono::milliseconds(std::max(1, timeout_ms));
+  const std::string timed_out = "timed out after " + std::to_string(timeout_ms) + " ms";
+  // Round 0 wrote the request on a reused connection and found it closed:
+  // it may have acted, so round 1's reply is marked resent.
+  bool resent = false;
+  CoordinatorReply first_failure;  // round 0's, when round 1 cannot connect
   for (int round = 0;; ++round) {
     std::unique_ptr<ThriftConnection> c = round == 0 ? TakeIdle() : nullptr;
     const bool reused = c != nullptr;
     if (!c) {
       CoordinatorReply failure;
-      c = Open(timeout_ms, &failure);
-      if (!c) return failure;
-    } else {
-      try {
-        c->socket->setRecvTimeout(timeout_ms);
-        c->socket->setSendTimeout(timeout_ms);
-      } catch (const std::exception&) {
-        c->Close();
-        continue;
-      }
+      c = Open(timeout_ms, deadline, &failure);
+      // Round 1 could not connect after round 0 wrote the call: round 0's
+      // failure (no answer) stands.
+      if (!c) return resent ? first_failure : failure;
     }
+    c->meter->Reset();
+    std::optional<treaty::SocketDeadline> limit(std::in_place, c->socket->getSocketFD(), deadline);
+    // An answer was read: the connection is kept unless the deadline shut
+    // its socket down meanwhile.
+    auto keep = [&] {
+      if (limit->Release()) {
+        c->Close();
+      } else {
+        GiveBack(std::move(c));
+      }
+    };
+    auto reply = [&](CoordinatorReply r) {
+      r.resent = resent;
+      return r;
+    };
     try {
+      c->socket->setRecvTimeout(limit->remaining_ms());
+      c->socket->setSendTimeout(limit->remaining_ms());
       CoordinatorReply r;
       r.delivery = Delivery::kAnswered;
       json raw = fn(*c->client);
-      GiveBack(std::move(c));
+      keep();
       // Strings made valid UTF-8 (DumpJson), as a REST answer would be.
       ParsedJson clean = ParseJsonInput(DumpJson(raw), "the coordinator's answer",
                                         treaty::limits::kMaxJsonDepth + 2);
-      if (!clean.ok()) return Failed(Delivery::kBadAnswer, address_ + ": " + clean.error);
+      if (!clean.ok()) return reply(Failed(Delivery::kBadAnswer, address_ + ": " + clean.error));
       r.body = std::move(clean.value);
-      return r;
+      return reply(std::move(r));
     } catch (const rpc::InvalidRequest& e) {
-      GiveBack(std::move(c));
-      return Answered(StatusCode::kInvalidArgument, e.message);
+      keep();
+      return reply(Answered(StatusCode::kInvalidArgument, e.message));
     } catch (const rpc::NotFound& e) {
-      GiveBack(std::move(c));
-      return Answered(StatusCode::kNotFound, e.message);
+      keep();
+      return reply(Answered(StatusCode::kNotFound, e.message));
     } catch (const rpc::Conflict& e) {
-      GiveBack(std::move(c));
-      return Answered(ConflictCode(e), e.message);
+      keep();
+      return reply(Answered(ConflictCode(e), e.message));
     } catch (const rpc::Unavailable& e) {
-      GiveBack(std::move(c));
-      return Answered(StatusCode::kUnavailable, e.message);
+      keep();
+      return reply(Answered(StatusCode::kUnavailable, e.message));
     } catch (const rpc::Unauthenticated& e) {
-      GiveBack(std::move(c));
-      return Answered(StatusCode::kUnauthenticated, e.message);
+      keep();
+      return reply(Answered(StatusCode::kUnauthenticated, e.message));
     } catch (const rpc::Forbidden& e) {
-      GiveBack(std::move(c));
-      return Answered(StatusCode::kPermissionDenied, e.message);
+      keep();
+      return reply(Answered(StatusCode::kPermissionDenied, e.message));
     } catch (const json::exception& e) {
       // The request could not be converted: nothing was sent.
-      GiveBack(std::move(c));
-      return Failed(Delivery::kBadConfig, std::string("request body: ") + Excerpt(e.what(), 200));
+      keep();
+      return reply(
+          Failed(Delivery::kBadConfig, std::string("request body: ") + Excerpt(e.what(), 200)));
     } catch (const at::transport::TTransportException& e) {
+      const bool expired =
+          limit->expired() || e.getType() == at::transport::TTransportException::TIMED_OUT;
+      limit.reset();  // disarmed before the socket is closed
+      const bool written = c->meter->written();
       // A fresh TLS connection's first call may meet the coordinator's
       // refusal (TLS 1.3, no client certificate): it never read the call.
       std::string refusal;
-      if (!reused && options_.token.empty()) {
+      if (!reused && !expired && options_.token.empty()) {
         refusal = TlsRefusalText(treaty::TlsRefusalAfterExchange(*c->socket, e.what()));
       }
+      const bool answer_begun = c->meter->answer_begun();
       c->Close();
-      if (!refusal.empty()) return Failed(Delivery::kNotSent, address_ + ": " + refusal);
-      const bool timed_out = e.getType() == at::transport::TTransportException::TIMED_OUT;
-      if (reused && round == 0 && !timed_out) continue;  // closed while idle
-      return Failed(Delivery::kNoAnswer,
-                    address_ + ": " +
-                        (timed_out ? "timed out after " + std::to_string(timeout_ms) + " ms"
-                                   : Excerpt(e.what(), 200)));
+      if (!refusal.empty()) return reply(Failed(Delivery::kNotSent, address_ + ": " + refusal));
+      // Not completely written: the coordinator never read the call.
+      CoordinatorReply failed =
+          Failed(written ? Delivery::kNoAnswer : Delivery::kNotSent,
+                 address_ + ": " + (expired ? timed_out : Excerpt(e.what(), 200)));
+      // A kept-alive connection the coordinator closed while it was idle:
+      // no answer began and time is left, so once more on a fresh one. If
+      // the request was written it may have acted: round 1 is a resend.
+      if (reused && round == 0 && !expired && !answer_begun && Clock::now() < deadline) {
+        resent = written;
+        first_failure = std::move(failed);
+        continue;
+      }
+      return reply(std::move(failed));
     } catch (const std::exception& e) {
       // TApplicationException, protocol errors, a reply beyond the limits:
       // the call was sent; its outcome is unknown.
+      const bool expired = limit->expired();
+      limit.reset();
       c->Close();
-      return Failed(Delivery::kBadAnswer, address_ + ": " + Excerpt(e.what(), 200));
+      return reply(Failed(expired ? Delivery::kNoAnswer : Delivery::kBadAnswer,
+                          address_ + ": " + (expired ? timed_out : Excerpt(e.what(), 200))));
     }
   }
 }

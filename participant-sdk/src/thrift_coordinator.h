@@ -20,8 +20,21 @@
 // authenticate(token) once, when it is opened; a refused token answers
 // kUnauthenticated without the call being made. A connection that fails in
 // any way other than a typed exception is closed (the next call opens a
-// fresh one); one reused from the pool that fails before its answer is read
-// is retried once on a fresh connection, as HTTP does (http_coordinator.h).
+// fresh one); one reused from the pool that fails before any byte of its
+// answer was read (closed while idle), not by a time-out, is retried once on
+// a fresh connection within the same time-out, as HTTP does
+// (http_coordinator.h). When the request had been completely written on
+// the first connection, that copy may have acted: the reply is marked
+// CoordinatorReply::resent. A failure once part of the answer was read is
+// never retried (kNoAnswer).
+//
+// Every call ends within its timeout_ms however slowly the coordinator
+// sends (lookup, connect, TLS handshake, authenticate, write and read
+// together; both rounds): at the deadline the socket is shut down
+// (SocketDeadline, coordinator/common/socket_deadline.h) and the call fails
+// "timed out after N ms" (kNotSent while connecting or authenticating,
+// kNoAnswer once the request was written). A lookup that outlives it is
+// abandoned (it finishes on a thread of its own).
 //
 // Connections are opened with the Thrift client socket treatyd calls
 // participants with (coordinator/thrift/thrift_client_tls.h). thrifts://:
@@ -39,9 +52,11 @@
 // Typed exceptions become StatusCodes (InvalidRequest kInvalidArgument,
 // Unauthenticated, Forbidden kPermissionDenied, NotFound, Unavailable;
 // Conflict kConflict, or kLostOwnership when its `code` is "not_owner"); a
-// connection that cannot be opened is kNotSent, a call that fails after
-// being sent (time-out, reset, TApplicationException, a reply beyond the
-// limits of coordinator/thrift/thrift_limits.h) kNoAnswer. Results are
+// connection that cannot be opened, or a request not completely written,
+// is kNotSent; a call that fails after being sent (time-out, reset) is
+// kNoAnswer, one whose reply is not a coordinator's (TApplicationException,
+// a reply beyond the limits of coordinator/thrift/thrift_limits.h)
+// kBadAnswer. Results are
 // shaped as the REST answers (gtid, state; a transaction's fields), their
 // strings made valid UTF-8 and the spec parsed with the JSON depth limit.
 // Thrift exceptions never leave thrift_coordinator.cc. Thread-safe.

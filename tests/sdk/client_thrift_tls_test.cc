@@ -5,8 +5,9 @@
 // cannot verify (another CA, another name) and a coordinator refusing a
 // client without a certificate fail with a status naming why, as kNotSent
 // (never "maybe acted"); plain thrift:// against the TLS port fails within
-// its time-out. Reaches the SDK's private CoordinatorTransport
-// (participant-sdk/src) for the typed Delivery.
+// its time-out, and so does a call to a hostile coordinator that trickles
+// its TLS handshake or its reply (TricklePeer). Reaches the SDK's private
+// CoordinatorTransport (participant-sdk/src) for the typed Delivery.
 
 #include <gtest/gtest.h>
 
@@ -20,6 +21,7 @@
 #include "support/test_participant.h"
 #include "support/test_pki.h"
 #include "support/treatyd_process.h"
+#include "thrift/trickle_peer.h"
 #include "treaty/client.h"
 
 namespace treaty::testing {
@@ -251,6 +253,47 @@ TEST_F(ClientThriftTlsTest, UnusableTlsFilesAreAConfigurationError) {
   auto reply = transport->Get("anything", 1000);
   EXPECT_EQ(reply.delivery, Delivery::kBadConfig) << reply.message;
   EXPECT_TRUE(Contains(reply.message, "no-such-ca.pem")) << reply.message;
+}
+
+// A coordinator that trickles (one byte every 300 ms, so no per-read
+// time-out fires) is cut off at the call's time-out: during the TLS
+// handshake (nothing was sent: kNotSent), or while the reply trickles in
+// (the call was sent: kNoAnswer).
+TEST(ClientThriftDeadlineTest, TrickledTlsHandshakeTimesOut) {
+  TricklePeer peer(TricklePeer::Mode::kTlsHandshake);
+  auto transport =
+      MakeCoordinatorTransport("thrifts://127.0.0.1:" + std::to_string(peer.port()), {});
+  const auto start = std::chrono::steady_clock::now();
+  auto reply = transport->Commit("t", 1000);
+  const auto took = std::chrono::steady_clock::now() - start;
+  EXPECT_EQ(reply.delivery, Delivery::kNotSent) << reply.message;
+  EXPECT_TRUE(Contains(reply.message, "TLS handshake: timed out after 1000 ms")) << reply.message;
+  EXPECT_FALSE(reply.resent);
+  EXPECT_LT(took, std::chrono::milliseconds(2500));
+}
+
+TEST(ClientThriftDeadlineTest, TrickledReplyTimesOut) {
+  TricklePeer peer(TricklePeer::Mode::kReply);
+  auto transport =
+      MakeCoordinatorTransport("thrift://127.0.0.1:" + std::to_string(peer.port()), {});
+  const auto start = std::chrono::steady_clock::now();
+  auto reply = transport->Commit("t", 1000);
+  const auto took = std::chrono::steady_clock::now() - start;
+  EXPECT_EQ(reply.delivery, Delivery::kNoAnswer) << reply.message;
+  EXPECT_TRUE(Contains(reply.message, "timed out after 1000 ms")) << reply.message;
+  EXPECT_LT(took, std::chrono::milliseconds(2500));
+
+  // The Client: Unavailable after its attempts, each bounded.
+  sdk::ClientOptions options =
+      ClientOf("thrift://127.0.0.1:" + std::to_string(peer.port()), "", {}, /*max_attempts=*/2);
+  options.request_timeout_ms = 1000;
+  options.backoff_ms = 10;
+  sdk::Client client(options);
+  const auto client_start = std::chrono::steady_clock::now();
+  auto r = client.Get("t");
+  EXPECT_EQ(r.status().code(), StatusCode::kUnavailable) << r.status().ToString();
+  EXPECT_TRUE(Contains(r.status().message(), "timed out")) << r.status().ToString();
+  EXPECT_LT(std::chrono::steady_clock::now() - client_start, std::chrono::milliseconds(2 * 2500));
 }
 
 }  // namespace

@@ -2,7 +2,8 @@
 // failures are configuration errors (ParticipantResponse::config_error) and
 // which are passing faults; thrifts:// (Thrift over TLS, certificates made at
 // test time) with keep-alive, a wrong CA, a wrong name and mTLS; the SSRF
-// guard at connect time.
+// guard at connect time; every call bounded by its time-out however slowly
+// a hostile participant trickles its TLS handshake or its reply.
 
 #include "thrift/thrift_participant_caller.h"
 
@@ -32,6 +33,7 @@
 #include "security/participant_policy.h"
 #include "support/test_pki.h"
 #include "support/thrift_test_participant.h"
+#include "thrift/trickle_peer.h"
 
 namespace treaty {
 namespace {
@@ -82,14 +84,14 @@ class WrongServiceServer {
 };
 
 ParticipantResponse CallSync(ThriftParticipantCaller& caller, const std::string& url,
-                             const std::string& op) {
+                             const std::string& op, int64_t timeout_ms = 5000) {
   ParticipantRequest req;
   req.url = url;
   req.gtid = "g1";
   req.branch = "b1";
   req.op = op;
   req.payload_json = "{}";
-  req.timeout_ms = 5000;
+  req.timeout_ms = timeout_ms;
   std::promise<ParticipantResponse> done;
   auto fut = done.get_future();
   caller.Call(req, [&done](ParticipantResponse r) { done.set_value(std::move(r)); });
@@ -337,6 +339,61 @@ TEST(ThriftParticipantCallerTest, PassingFaultsAreNotConfigErrors) {
   auto refused = CallSync(caller, "thrift://127.0.0.1:1", "commit");
   EXPECT_EQ(refused.outcome, CallOutcome::kTransient);
   EXPECT_FALSE(refused.config_error) << refused.error;
+}
+
+// A participant that trickles (one byte every 300 ms, so no per-read
+// time-out fires) is cut off at the call's time-out: the TLS handshake of a
+// thrifts:// call, the reply of a thrift:// call. Four such participants
+// would otherwise hold every thread of the call pool.
+TEST(ThriftParticipantCallerDeadlineTest, TrickledTlsHandshakeTimesOut) {
+  testing::TricklePeer peer(testing::TricklePeer::Mode::kTlsHandshake);
+  ThriftParticipantCaller caller(ThriftCallerOptions{});  // system trust store: never reached
+  const auto start = std::chrono::steady_clock::now();
+  auto r = CallSync(caller, "thrifts://127.0.0.1:" + std::to_string(peer.port()), "action", 1000);
+  const auto took = std::chrono::steady_clock::now() - start;
+  EXPECT_EQ(r.outcome, CallOutcome::kTransient);
+  EXPECT_FALSE(r.config_error) << r.error;
+  EXPECT_NE(r.error.find("timed out after 1000 ms"), std::string::npos) << r.error;
+  EXPECT_LT(took, 2500ms);
+  EXPECT_EQ(peer.accepted(), 1);
+}
+
+TEST(ThriftParticipantCallerDeadlineTest, TrickledReplyTimesOut) {
+  testing::TricklePeer peer(testing::TricklePeer::Mode::kReply);
+  ThriftParticipantCaller caller(ThriftCallerOptions{});
+  const auto start = std::chrono::steady_clock::now();
+  auto r = CallSync(caller, "thrift://127.0.0.1:" + std::to_string(peer.port()), "commit", 1000);
+  const auto took = std::chrono::steady_clock::now() - start;
+  EXPECT_EQ(r.outcome, CallOutcome::kTransient);
+  EXPECT_FALSE(r.config_error) << r.error;
+  EXPECT_NE(r.error.find("timed out after 1000 ms"), std::string::npos) << r.error;
+  EXPECT_LT(took, 2500ms);
+}
+
+// Calls on the whole pool at once: each ends by its own deadline, and a
+// participant that answers is served right after.
+TEST(ThriftParticipantCallerDeadlineTest, TricklersDoNotHoldThePool) {
+  testing::TricklePeer peer(testing::TricklePeer::Mode::kTlsHandshake);
+  ThriftTestParticipant good;
+  good.SetRule("b1", "commit", {{ThriftTestParticipant::Reply::kOk}});
+  ThriftCallerOptions options;
+  options.threads = 2;
+  ThriftParticipantCaller caller(options);
+  const std::string url = "thrifts://127.0.0.1:" + std::to_string(peer.port());
+  std::vector<std::future<ParticipantResponse>> slow;
+  for (int i = 0; i < 4; ++i) {
+    slow.push_back(
+        std::async(std::launch::async, [&] { return CallSync(caller, url, "action", 1000); }));
+  }
+  const auto start = std::chrono::steady_clock::now();
+  for (auto& f : slow) {
+    auto r = f.get();
+    EXPECT_NE(r.error.find("timed out after 1000 ms"), std::string::npos) << r.error;
+  }
+  auto ok = CallSync(caller, good.Url(), "commit", 1000);
+  EXPECT_EQ(ok.outcome, CallOutcome::kOk) << ok.error;
+  // Two rounds of two calls of 1 s each on two threads, and the good one.
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 5000ms);
 }
 
 }  // namespace
