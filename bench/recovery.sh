@@ -88,6 +88,8 @@
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 # ---------------------------------------------------------------- options --
 
@@ -103,6 +105,9 @@ heartbeat_ms=${HEARTBEAT_MS:-1000}
 lease_ms=${LEASE_MS:-5000}
 claim_batch=${CLAIM_BATCH:-100}
 PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
+# The pause after a full claim batch before the next claim round:
+# Membership::kFullBatchPauseMs in coordinator/cluster/membership.h.
+full_batch_pause_ms=10
 
 usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
 
@@ -126,40 +131,8 @@ done
 ((sagas >= wrk_threads)) || wrk_threads=$sagas
 
 # ---------------------------------------------------------------- helpers --
-# (as in bench/run.sh and bench/scale.sh)
-
-log() { printf '[%s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
-die() { log "FAILED: $*"; exit 1; }
-
-# PostgreSQL refuses to run as root: as root, its programs run as `postgres`.
-as_pg() {
-  if (($(id -u) == 0)); then runuser -u postgres -- "$@"; else "$@"; fi
-}
-
-# free_port VAR: sets VAR to a loopback TCP port nothing listens on, not
-# handed out before by this run (not called in $(...): it must remember).
-used_ports=" "
-ephemeral_low=$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
-free_port() {
-  local candidate
-  while :; do
-    candidate=$((10000 + RANDOM % (ephemeral_low - 10000)))
-    [[ $used_ports == *" $candidate "* ]] && continue
-    if ! (exec 3<>"/dev/tcp/127.0.0.1/$candidate") 2>/dev/null; then
-      used_ports+="$candidate "
-      printf -v "$1" '%s' "$candidate"
-      return
-    fi
-  done
-}
-
-# 1234567 -> 1,234,567 (rounded to an integer).
-commas() {
-  awk -v n="$1" 'BEGIN {
-    s = sprintf("%.0f", n); out = ""
-    while (length(s) > 3) { out = "," substr(s, length(s) - 2) out; s = substr(s, 1, length(s) - 3) }
-    print s out }'
-}
+# (log, die, free_port, commas, tree_ticks, count_compilers and the rest:
+# bench/lib.sh)
 
 now_ms() { date +%s%3N; }
 # Seconds with one decimal from milliseconds, "-" for a figure not reached.
@@ -167,42 +140,6 @@ secs() { if [[ -z $1 || $1 == - ]]; then echo -; else awk -v ms="$1" 'BEGIN { pr
 # KiB -> "123.4 MiB".
 mib() { awk -v k="$1" 'BEGIN { printf("%.1f MiB", k / 1024) }'; }
 
-# Compilers and linkers running beside the benchmark depress every figure.
-compiler_checks=0
-compiler_busy=0
-count_compilers() {
-  local n
-  # shellcheck disable=SC2009  # pgrep refuses patterns over 15 characters
-  n=$(ps -eo comm= | grep -cxE 'cc1plus|cc1|ld|ld\.gold|ld\.lld|lld|collect2' || true)
-  compiler_checks=$((compiler_checks + 1))
-  ((n > 0)) && compiler_busy=$((compiler_busy + 1))
-  return 0
-}
-
-# CPU clock ticks of the process tree rooted at PID (see bench/run.sh).
-clk_tck=$(getconf CLK_TCK)
-proc_fields() { local s; s=$(<"/proc/$1/stat") && echo "${s##*) }"; }
-tree_ticks() {
-  local root=$1 child f total
-  read -ra f <<<"$(proc_fields "$root")"
-  total=$((f[11] + f[12] + f[13] + f[14]))
-  for child in $(pgrep -P "$root" || true); do
-    read -ra f <<<"$(proc_fields "$child" 2>/dev/null)" || continue
-    ((${#f[@]} > 12)) && total=$((total + f[11] + f[12]))
-  done
-  echo "$total"
-}
-self_ticks() {
-  local f
-  read -ra f <<<"$(proc_fields $$)"
-  echo $((f[11] + f[12] + f[13] + f[14]))
-}
-# Busy jiffies of the whole machine (everything but idle and iowait).
-machine_busy() {
-  local _ user nice sys irq softirq steal
-  read -r _ user nice sys _ _ irq softirq steal _ </proc/stat
-  echo $((user + nice + sys + irq + softirq + steal))
-}
 ticks_s() { awk -v t="$1" -v hz="$clk_tck" 'BEGIN { printf("%.1f", t / hz) }'; }
 
 # mem_kib PID: "VmRSS RssAnon Pss" in KiB.
@@ -214,149 +151,40 @@ mem_kib() {
   echo "$rss $anon ${pss:-0}"
 }
 
-for program in nginx wrk jq curl "$PG_BIN/pg_ctl" "$PG_BIN/psql"; do
-  command -v "$program" >/dev/null || [[ -x /usr/sbin/$program ]] ||
-    die "$program missing (bench/run.sh installs what is missing)"
-done
-treatyd_src=${TREATYD:-${BUILD_DIR:-$repo/build}/coordinator/treatyd}
-[[ -x $treatyd_src ]] || die "no treatyd at $treatyd_src (set TREATYD or BUILD_DIR)"
+require_programs
+treatyd_src=$(locate_treatyd)
 
-# ------------------------------------------------------ work dir, cleanup --
+# ---------------------------------------------------------------- cleanup --
 
-work=""
-pgdata=""
-pg_port=""
-nginx_port=""
-nginx_pid=""
-child_pid=""  # the wrk being waited for
+# child_pid (bench/lib.sh): the wrk being waited for.
 declare -A tpid=() turl=()  # treatyd by name (A, S1, ...): pid, base URL
 
+# Survivors hold no work the run still needs: KILL, not a drain of N sagas
+# (treatyd_pid: one that launch_treatyd started but that was not ready).
 # shellcheck disable=SC2317  # called by the EXIT trap
-cleanup() {
-  local rc=$? name
-  set +e
-  trap - INT TERM
-  if [[ -n $child_pid ]]; then kill -INT "$child_pid" 2>/dev/null; wait "$child_pid" 2>/dev/null; fi
-  if ((rc != 0)) && [[ -n $work ]]; then
-    for f in "$work"/treatyd-*.log "$work"/nginx/error.log "$work"/pg/server.log; do
-      [[ -s $f ]] && { log "last lines of $f:"; tail -n 15 "$f" >&2; }
-    done
-  fi
-  # Survivors hold no work the run still needs: KILL, not a drain of N sagas.
-  for name in "${!tpid[@]}"; do kill -KILL "${tpid[$name]}" 2>/dev/null; done
-  for name in "${!tpid[@]}"; do wait "${tpid[$name]}" 2>/dev/null; done
-  if [[ -n $nginx_pid ]]; then
-    kill -TERM "$nginx_pid" 2>/dev/null
-    wait "$nginx_pid" 2>/dev/null
-  fi
-  if [[ -n $pgdata && -f $pgdata/postmaster.pid ]]; then
-    as_pg "$PG_BIN/pg_ctl" -D "$pgdata" -m fast -w stop >/dev/null 2>&1
-  fi
-  if [[ -n $work ]]; then
-    if ((keep)); then log "work directory kept: $work"; else rm -rf "$work"; fi
-  fi
+kill_coordinators() {
+  local pid
+  for pid in "${tpid[@]}" $treatyd_pid; do kill -KILL "$pid" 2>/dev/null; done
+  for pid in "${tpid[@]}" $treatyd_pid; do wait "$pid" 2>/dev/null; done
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+# SIGINT to wrk: it stops and prints what it has.
+install_cleanup kill_coordinators INT
 
 # ---------------------------------------------------------------- servers --
 
-start_postgres() {
-  pgdata=$work/pg/data
-  free_port pg_port
-  mkdir -p "$work/pg"
-  (($(id -u) == 0)) && chown postgres: "$work/pg"
-  as_pg "$PG_BIN/initdb" -D "$pgdata" -A trust -U postgres -E UTF8 >"$work/pg/initdb.log"
-  # The durability settings are the defaults, written out so that the run
-  # says what it measured. max_wal_size keeps checkpoints out of the run.
-  cat >>"$pgdata/postgresql.auto.conf" <<CONF
-listen_addresses = '127.0.0.1'
-port = $pg_port
-unix_socket_directories = '$work/pg'
-fsync = on
-synchronous_commit = on
-full_page_writes = on
-shared_buffers = '256MB'
-max_connections = 200
-max_wal_size = '8GB'
-CONF
-  as_pg "$PG_BIN/pg_ctl" -D "$pgdata" -l "$work/pg/server.log" -w start >/dev/null
-  psql_at postgres "CREATE DATABASE treaty" >/dev/null
-  store_uri="postgresql://postgres@127.0.0.1:$pg_port/treaty"
-  "$treatyd" migrate --store "$store_uri" >"$work/migrate.log" 2>&1 ||
-    die "treatyd migrate failed: $(tail -n 5 "$work/migrate.log")"
-  log "PostgreSQL 15 on 127.0.0.1:$pg_port ($pgdata), schema migrated"
-}
-psql_at() { "$PG_BIN/psql" -h 127.0.0.1 -p "$pg_port" -U postgres -d "$1" -XAtqc "$2"; }
 sql() { psql_at treaty "$1"; }
-postmaster_pid() { head -1 "$pgdata/postmaster.pid"; }
-
-start_nginx() {
-  free_port nginx_port
-  local dir=$work/nginx
-  mkdir -p "$dir"
-  # `return` answers in the rewrite phase, so POST gets it too. s2's action
-  # answers 503: a transient failure, retried after the step's backoff.
-  cat >"$dir/nginx.conf" <<CONF
-worker_processes 1;
-daemon off;
-pid $dir/nginx.pid;
-error_log $dir/error.log warn;
-worker_rlimit_nofile 20000;
-events { worker_connections 10000; }
-http {
-  access_log off;
-  client_body_temp_path $dir/body;
-  proxy_temp_path $dir/proxy;
-  fastcgi_temp_path $dir/fastcgi;
-  uwsgi_temp_path $dir/uwsgi;
-  scgi_temp_path $dir/scgi;
-  keepalive_requests 1000000;
-  keepalive_timeout 120s;
-  server {
-    listen 127.0.0.1:$nginx_port;
-    default_type application/json;
-    location = /s2/action { return 503 '{"error":"held by bench/recovery.sh"}'; }
-    location / { return 200 '{}'; }
-  }
-}
-CONF
-  local nginx_bin answer=""
-  nginx_bin=$(command -v nginx || echo /usr/sbin/nginx)
-  "$nginx_bin" -p "$dir" -e "$dir/error.log" -c "$dir/nginx.conf" &
-  nginx_pid=$!
-  for _ in $(seq 1 50); do
-    answer=$(curl -s -XPOST -H 'Content-Type: application/json' -d '{}' \
-      -w ' %{http_code}' "http://127.0.0.1:$nginx_port/s2/action" || true)
-    [[ $answer == *" 000" ]] || break
-    kill -0 "$nginx_pid" 2>/dev/null || die "nginx exited at start"
-    sleep 0.1
-  done
-  [[ $answer == *" 503" ]] || die "nginx answered POST /s2/action with '$answer', not 503"
-  log "nginx participants on 127.0.0.1:$nginx_port (/s2/action: 503, the rest: 200 {})"
-}
 
 # start_treatyd NAME: treatyd on a fresh loopback port, no Thrift, node name
-# recovery-NAME; waits for /readyz.
+# recovery-NAME; waits for /readyz. Sets tpid[NAME], turl[NAME].
 start_treatyd() {
-  local name=$1 port pid
-  free_port port
-  turl[$name]=http://127.0.0.1:$port
-  # shellcheck disable=SC2086  # TREATYD_ARGS: options, split at spaces
-  "$treatyd" --store "$store_uri" --http "127.0.0.1:$port" --thrift off \
-    --node-name "recovery-$name" --heartbeat-ms "$heartbeat_ms" --lease-ms "$lease_ms" \
-    --claim-batch "$claim_batch" ${TREATYD_ARGS:-} >"$work/treatyd-$name.log" 2>&1 &
-  pid=$!
-  tpid[$name]=$pid
-  for _ in $(seq 1 300); do
-    curl -sf "${turl[$name]}/readyz" >/dev/null && break
-    kill -0 "$pid" 2>/dev/null || die "treatyd $name exited at start"
-    sleep 0.1
-  done
-  curl -sf "${turl[$name]}/readyz" >/dev/null || die "treatyd $name not ready after 30 s"
-  log "treatyd $name (pid $pid) on ${turl[$name]}"
+  local name=$1
+  launch_treatyd "$name" "recovery-$name" "$store_uri" 30 --heartbeat-ms "$heartbeat_ms" \
+    --lease-ms "$lease_ms" --claim-batch "$claim_batch"
+  tpid[$name]=$treatyd_pid
+  turl[$name]=$treaty_url
+  log "treatyd $name (pid ${tpid[$name]}) on ${turl[$name]}"
 }
+
 coordinator_id() { sql "SELECT id FROM coordinators WHERE node_name = 'recovery-$1' AND state <> 'dead'"; }
 
 # ------------------------------------------------------------- submission --
@@ -440,9 +268,8 @@ LUA
 # "for an hour" and gets SIGINT once the log holds N transactions (or
 # nothing was added for 60 s): its threads stop by themselves, its main
 # thread only sleeps.
-declare -A R=()
 submit() {
-  local started count last=0 stalled=0 kv
+  local started count last=0 stalled=0
   started=$(now_ms)
   count_compilers
   wrk -t "$wrk_threads" -c "$wrk_connections" -d 3600s --timeout 60s -s "$lua" "${turl[A]}" \
@@ -462,9 +289,7 @@ submit() {
   kill -INT "$child_pid" 2>/dev/null || true
   wait "$child_pid" || true
   child_pid=""
-  grep -q '^RESULT ' "$work/wrk.log" || die "wrk printed no RESULT: $(tail -n 5 "$work/wrk.log")"
-  # shellcheck disable=SC2013  # one line of space-separated key=value words
-  for kv in $(grep -m1 '^RESULT ' "$work/wrk.log" | cut -d' ' -f2-); do R[${kv%%=*}]=${kv#*=}; done
+  read_result "$work/wrk.log"
 }
 
 # Waits (at most 10 minutes) until every saga is RUNNING with s2's retry
@@ -543,18 +368,17 @@ explain_claim() {
 
 # ------------------------------------------------------------------- main --
 
-ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
-work=$(mktemp -d "${BENCH_TMPDIR:-${TMPDIR:-/tmp}}/treaty-recovery.XXXXXX")
-chmod 755 "$work"  # PostgreSQL (user postgres) must reach its directory
-[[ $(df -PT "$work" | awk 'NR == 2 { print $2 }') == tmpfs ]] &&
-  log "WARNING: $work is on a tmpfs: fsync costs nothing there, set BENCH_TMPDIR to a disk"
+make_work_dir treaty-recovery
 treatyd=$work/treatyd
 cp "$treatyd_src" "$treatyd"
-load_at_start=$(cut -d' ' -f1-3 /proc/loadavg)
+load_at_start=$(loadavg)
 count_compilers
 ((compiler_busy > 0)) && log "WARNING: compilers/linkers are running: figures will be depressed"
-start_postgres
-start_nginx
+start_postgres 8GB migrate
+# s2's action answers 503: a transient failure, retried after the step's
+# backoff.
+start_nginx /s2/action "* 503" "/s2/action: 503, the rest: 200 {}" \
+  "location = /s2/action { return 503 '{\"error\":\"held by bench/recovery.sh\"}'; }"
 write_lua
 
 # 1-3. A, N sagas in flight, memory.
@@ -611,11 +435,11 @@ done
 
 # 5. kill -9 A, then watch.
 count_compilers
-load_at_kill=$(cut -d' ' -f1-3 /proc/loadavg)
+load_at_kill=$(loadavg)
 pg_ticks0=$(tree_ticks "$(postmaster_pid)")
 nginx_ticks0=$(tree_ticks "$nginx_pid")
 self_ticks0=$(self_ticks)
-machine0=$(machine_busy)
+read -r machine0 _ <<<"$(machine_ticks)"
 kill_ms=$(now_ms)
 kill -KILL "${tpid[A]}"
 wait "${tpid[A]}" 2>/dev/null || true
@@ -659,7 +483,7 @@ recovery_s=$(awk -v ms=$((end_ms - kill_ms)) 'BEGIN { print ms / 1000 }')
 pg_ticks1=$(tree_ticks "$(postmaster_pid)")
 nginx_ticks1=$(tree_ticks "$nginx_pid")
 self_ticks1=$(self_ticks)
-machine1=$(machine_busy)
+read -r machine1 _ <<<"$(machine_ticks)"
 ours=0
 for name in "${survivor_names[@]}"; do
   s_ticks1[$name]=$(tree_ticks "${tpid[$name]}")
@@ -691,7 +515,7 @@ claims=$(awk -v kill="$kill_ms" '$1 >= kill - 1000' "$work/adoptions.txt" | wc -
 claim_sizes=$(awk -v kill="$kill_ms" '$1 >= kill - 1000 { s += $2; if ($2 > m) m = $2 } END { if (NR) printf("mean %.0f, largest %d", s / NR, m) }' "$work/adoptions.txt")
 # Per survivor, the mean interval between its claims over its first and its
 # last tenth of them (each interval: one round's work + the pause after a
-# full batch, Membership::kFullBatchPauseMs = 100 ms).
+# full batch, full_batch_pause_ms).
 claim_intervals=$(awk -v kill="$kill_ms" '$1 >= kill - 1000 { t[$3, ++n[$3]] = $1 }
   END { for (s in n) { k = int(n[s] / 10); if (k < 1) continue
           a = (t[s, k + 1] - t[s, 1]) / k; b = (t[s, n[s]] - t[s, n[s] - k]) / k
@@ -704,6 +528,9 @@ log "declared dead at $(secs "$dead_ms") s; adopted 100 % at $(secs "$ad100") s;
 
 # ----------------------------------------------------------------- report --
 
+# Claims per second if rounds cost nothing: each survivor claims a full
+# batch, pauses, claims the next.
+max_adopt_rate=$((survivors * claim_batch * 1000 / full_batch_pause_ms))
 target_met() {
   if [[ $rs100 != - ]] && ((rs100 <= 30000)); then echo "**met**"; else echo "**not met**"; fi
 }
@@ -736,7 +563,7 @@ report() {
   echo "| sagas resumed (first \`recovery\` event per saga, at_ms) | $(secs "$rs10") | $(secs "$rs50") | $(secs "$rs90") | $(secs "$rs100") |"
   echo
   echo "- adoption rate: $(rate "$dead_ms" "$ad100") sagas/s from A's death to the last claim, $(rate "$dead_ms" "$rs100") sagas/s to the last resume; $claims claims ($claim_sizes), the first $(secs "$first_claim_ms") s after the kill"
-  echo "- mean interval between one survivor's claims, first tenth → last tenth of its claims: $claim_intervals; with a 100 ms pause after each full batch, $survivors survivors and --claim-batch $claim_batch cannot adopt faster than $(commas $((survivors * claim_batch * 10))) sagas/s ($(awk -v n="$sagas" -v r=$((survivors * claim_batch * 10)) 'BEGIN { printf("%.1f", n / r) }') s for these after A is declared dead) even if rounds cost nothing"
+  echo "- mean interval between one survivor's claims, first tenth → last tenth of its claims: $claim_intervals; with a $full_batch_pause_ms ms pause after each full batch, $survivors survivors and --claim-batch $claim_batch cannot adopt faster than $(commas "$max_adopt_rate") sagas/s ($(awk -v n="$sagas" -v r="$max_adopt_rate" 'BEGIN { printf("%.1f", n / r) }') s for these after A is declared dead) even if rounds cost nothing"
   echo "- polled every 0.5 s: A owned none (SQL) at $(secs "$empty_poll_ms") s, every saga's driver started (survivors' \"resuming saga\" lines) by $(secs "$resumed_ms") s; $(commas "$rs_count") of $(commas "$sagas") sagas have a \`recovery\` event written after the kill"
   if [[ -n $explain ]]; then
     echo "- the claim query's SELECT (EXPLAIN ANALYZE, without FOR UPDATE) with $(commas "$explain_at") of $(commas "$sagas") claimed: $(grep -o 'Execution Time: .*' <<<"$explain"); plan: $(grep -m3 -E 'Scan|Sort|Limit' <<<"$explain" | sed 's/^ *//; s/  */ /g; s/(actual //' | paste -sd';' -)"
@@ -754,31 +581,18 @@ report() {
   echo
   echo "## Conditions"
   echo
-  local cpu mem os fs commit
-  cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
-  mem=$(awk '/^MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)
-  # shellcheck disable=SC1091
-  os=$(. /etc/os-release 2>/dev/null && echo "${PRETTY_NAME:-unknown}")
-  fs=$(df -PT "$work" | awk 'NR == 2 { print $2 " on " $1 }')
-  commit=$(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo unknown)
-  [[ -n $(git -C "$repo" status --porcelain 2>/dev/null | head -1) ]] && commit+=" (with uncommitted changes)"
-  echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC'), source $commit, $("$treatyd" --version 2>/dev/null || echo "treatyd (version unknown)") (copied from $treatyd_src)"
-  echo "- machine: $(nproc) CPUs ($cpu), $mem memory, $os, kernel $(uname -r); data directory: $fs"
-  echo "- load average at start: $load_at_start; at the kill: $load_at_kill; at end: $(cut -d' ' -f1-3 /proc/loadavg)"
+  echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC'), source $(source_text), $("$treatyd" --version 2>/dev/null || echo "treatyd (version unknown)") (copied from $treatyd_src)"
+  echo "- machine: $(machine_text); data directory: $(fs_text)"
+  echo "- load average at start: $load_at_start; at the kill: $load_at_kill; at end: $(loadavg)"
   if ((compiler_busy > 0)); then
     echo "- **a build ran beside the benchmark**: compiler/linker processes found at $compiler_busy of $compiler_checks checks (start, submission, kill)"
   else
     echo "- no compiler/linker process found at the $compiler_checks checks (start, submission, kill)"
   fi
-  echo "- PostgreSQL: $(psql_at postgres "SELECT version()" | cut -d, -f1); $(psql_at postgres \
-    "SELECT string_agg(name || '=' || current_setting(name), ', ' ORDER BY name) FROM pg_settings
-     WHERE name IN ('fsync', 'synchronous_commit', 'wal_sync_method', 'full_page_writes',
-                    'shared_buffers', 'max_wal_size', 'max_connections')")"
+  echo "- PostgreSQL: $(postgres_text fsync synchronous_commit wal_sync_method full_page_writes \
+    shared_buffers max_wal_size max_connections)"
   echo "- treatyd: \`--thrift off --heartbeat-ms $heartbeat_ms --lease-ms $lease_ms --claim-batch $claim_batch\`${TREATYD_ARGS:+ \`$TREATYD_ARGS\`}, other options default (2 io threads, log level info)"
-  echo "- participants: $(nginx -v 2>&1 | sed 's|nginx version: ||'), 1 worker; load: wrk $(wrk -v 2>&1 | head -1 | awk '{ print $2 }'), $wrk_threads threads, $wrk_connections connections"
+  echo "- participants: $(nginx_version), 1 worker; load: wrk $(wrk_version), $wrk_threads threads, $wrk_connections connections"
 }
-report_file=$work/report.md
-report >"$report_file"
-cat "$report_file"
-[[ -n $out_file ]] && cp "$report_file" "$out_file"
+report | publish_report
 exit 0

@@ -66,6 +66,8 @@
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 # ---------------------------------------------------------------- options --
 
@@ -107,105 +109,17 @@ measure_pg() { [[ $stores != sqlite ]]; }
 measure_sqlite() { [[ $stores != postgres ]]; }
 
 # ---------------------------------------------------------------- helpers --
-
-log() { printf '[%s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
-die() { log "FAILED: $*"; exit 1; }
+# (log, die, free_port, commas, fmt_ms, tree_ticks, count_compilers and the
+# rest: bench/lib.sh)
 
 SUDO=""
 if (($(id -u) != 0)); then SUDO="sudo"; fi
 
-# PostgreSQL refuses to run as root: as root, its programs run as `postgres`.
-as_pg() {
-  if (($(id -u) == 0)); then runuser -u postgres -- "$@"; else "$@"; fi
-}
-
-# free_port VAR: sets VAR to a loopback TCP port nothing listens on, not
-# handed out before by this run (not called in $(...): it must remember).
-# Ports come from below the kernel's ephemeral range, where no outgoing
-# connection holds them.
-used_ports=" "
-ephemeral_low=$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
-free_port() {
-  local candidate
-  while :; do
-    candidate=$((10000 + RANDOM % (ephemeral_low - 10000)))
-    [[ $used_ports == *" $candidate "* ]] && continue
-    if ! (exec 3<>"/dev/tcp/127.0.0.1/$candidate") 2>/dev/null; then
-      used_ports+="$candidate "
-      printf -v "$1" '%s' "$candidate"
-      return
-    fi
-  done
-}
-
-# 1234567 -> 1,234,567 (rounded to an integer).
-commas() {
-  awk -v n="$1" 'BEGIN {
-    s = sprintf("%.0f", n); out = ""
-    while (length(s) > 3) { out = "," substr(s, length(s) - 2) out; s = substr(s, 1, length(s) - 3) }
-    print s out }'
-}
-
-# Microseconds -> "42 µs", "5.3 ms" (one decimal below 100 ms), "152 ms".
-fmt_ms() {
-  awk -v us="$1" 'BEGIN {
-    if (us < 1000) printf("%.0f µs", us); else printf(us < 100000 ? "%.1f ms" : "%.0f ms", us / 1000) }'
-}
-
 # "1 client", "32 clients".
 clients_text() { if (($1 == 1)); then echo "1 client"; else echo "$1 clients"; fi; }
 
-# Compilers and linkers running beside the benchmark depress every figure:
-# counted before each wrk and pgbench run. compiler_checks: checks made;
-# compiler_busy: checks that found one; compiler_max: most found at once.
-compiler_checks=0
+# count_compilers runs before each wrk and pgbench run.
 others_max=0  # most CPU cores other processes used during a measured run
-compiler_busy=0
-compiler_max=0
-count_compilers() {
-  local n
-  # Not pgrep: procps refuses a pattern longer than 15 characters.
-  # shellcheck disable=SC2009
-  n=$(ps -eo comm= | grep -cxE 'cc1plus|cc1|ld|ld\.gold|ld\.lld|lld|collect2' || true)
-  compiler_checks=$((compiler_checks + 1))
-  ((n > 0)) && compiler_busy=$((compiler_busy + 1))
-  ((n > compiler_max)) && compiler_max=$n
-  return 0
-}
-
-# CPU clock ticks used by the process tree rooted at PID: the process's own
-# utime+stime (all its threads) and cutime+cstime (children it has reaped),
-# plus utime+stime of each live child. Two readings around a run give the
-# CPU the tree spent in it, short-lived children (PostgreSQL backends that
-# came and went) included. Fields from proc(5); the comm field may hold
-# spaces, so the line is cut after its closing parenthesis.
-clk_tck=$(getconf CLK_TCK)
-proc_fields() { local s; s=$(<"/proc/$1/stat") && echo "${s##*) }"; }
-tree_ticks() {
-  local root=$1 child f total
-  read -ra f <<<"$(proc_fields "$root")"
-  # After "state" (field 3) the array starts: utime is field 14 -> f[11].
-  total=$((f[11] + f[12] + f[13] + f[14]))
-  for child in $(pgrep -P "$root" || true); do
-    read -ra f <<<"$(proc_fields "$child" 2>/dev/null)" || continue
-    ((${#f[@]} > 12)) && total=$((total + f[11] + f[12]))
-  done
-  echo "$total"
-}
-# CPU ticks of this script and of the children it has reaped (wrk, psql,
-# curl, ...).
-self_ticks() {
-  local f
-  read -ra f <<<"$(proc_fields $$)"
-  echo $((f[11] + f[12] + f[13] + f[14]))
-}
-# Busy and total jiffies of the whole machine (/proc/stat "cpu" line;
-# busy = everything but idle and iowait).
-machine_ticks() {
-  local _ user nice sys idle iowait irq softirq steal
-  read -r _ user nice sys idle iowait irq softirq steal _ </proc/stat
-  echo "$((user + nice + sys + irq + softirq + steal)) $((user + nice + sys + idle + iowait + irq + softirq + steal))"
-}
 
 # --------------------------------------------------------------- programs --
 
@@ -252,149 +166,28 @@ find_treatyd() {
   [[ -x $treatyd ]] || die "no treatyd at $treatyd"
 }
 
-# ------------------------------------------------------ work dir, cleanup --
+# ---------------------------------------------------------------- cleanup --
 
-work=""
-pgdata=""
-pg_port=""
-nginx_port=""
-nginx_pid=""
-treatyd_pid=""
-child_pid=""  # the wrk or pgbench being waited for
-
-stop_treatyd() {
-  [[ -n $treatyd_pid ]] || return 0
-  # SIGTERM drains (nothing is in flight by now); KILL if it hangs.
-  kill -TERM "$treatyd_pid" 2>/dev/null || true
-  for _ in $(seq 1 150); do kill -0 "$treatyd_pid" 2>/dev/null || break; sleep 0.1; done
-  kill -KILL "$treatyd_pid" 2>/dev/null || true
-  wait "$treatyd_pid" 2>/dev/null || true
-  treatyd_pid=""
-}
-
-cleanup() {
-  local rc=$?
-  set +e
-  trap - INT TERM
-  if [[ -n $child_pid ]]; then kill -TERM "$child_pid" 2>/dev/null; wait "$child_pid" 2>/dev/null; fi
-  if ((rc != 0)) && [[ -n $work ]]; then
-    for f in "$work"/treatyd-*.log "$work"/nginx/error.log "$work"/pg/server.log; do
-      [[ -s $f ]] && { log "last lines of $f:"; tail -n 15 "$f" >&2; }
-    done
-  fi
-  stop_treatyd
-  if [[ -n $nginx_pid ]]; then
-    kill -TERM "$nginx_pid" 2>/dev/null
-    wait "$nginx_pid" 2>/dev/null
-  fi
-  if [[ -n $pgdata && -f $pgdata/postmaster.pid ]]; then
-    as_pg "$PG_BIN/pg_ctl" -D "$pgdata" -m fast -w stop >/dev/null 2>&1
-  fi
-  if [[ -n $work ]]; then
-    if ((keep)); then log "work directory kept: $work"; else rm -rf "$work"; fi
-  fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+# child_pid (bench/lib.sh): the wrk or pgbench being waited for.
+install_cleanup stop_treatyd TERM
 
 # ---------------------------------------------------------------- servers --
 
-start_postgres() {
-  pgdata=$work/pg/data
-  free_port pg_port
-  mkdir -p "$work/pg"
-  (($(id -u) == 0)) && chown postgres: "$work/pg"
-  as_pg "$PG_BIN/initdb" -D "$pgdata" -A trust -U postgres -E UTF8 >"$work/pg/initdb.log"
-  # The durability settings are the defaults, written out so that the run
-  # says what it measured. max_wal_size keeps checkpoints out of short runs.
-  cat >>"$pgdata/postgresql.auto.conf" <<CONF
-listen_addresses = '127.0.0.1'
-port = $pg_port
-unix_socket_directories = '$work/pg'
-fsync = on
-synchronous_commit = on
-full_page_writes = on
-shared_buffers = '256MB'
-max_connections = 200
-max_wal_size = '4GB'
-CONF
-  as_pg "$PG_BIN/pg_ctl" -D "$pgdata" -l "$work/pg/server.log" -w start >/dev/null
-  psql_at postgres "CREATE DATABASE treaty" >/dev/null
+# PostgreSQL (bench/lib.sh) with a database `bench` for pgbench beside the
+# log's.
+start_postgres_with_bench() {
+  start_postgres 4GB -
   psql_at postgres "CREATE DATABASE bench" >/dev/null
-  log "PostgreSQL 15 on 127.0.0.1:$pg_port ($pgdata)"
 }
-psql_at() { "$PG_BIN/psql" -h 127.0.0.1 -p "$pg_port" -U postgres -d "$1" -XAtqc "$2"; }
-postmaster_pid() { head -1 "$pgdata/postmaster.pid"; }
+
 wal_lsn() { psql_at postgres "SELECT pg_current_wal_lsn()"; }
 wal_bytes() { psql_at postgres "SELECT pg_wal_lsn_diff('$2', '$1')::bigint"; }
 
-start_nginx() {
-  free_port nginx_port
-  local dir=$work/nginx
-  mkdir -p "$dir"
-  # `return 200` answers in the rewrite phase, before any content handler,
-  # so POST gets 200 too (a static location would answer 405). The request
-  # body is read and dropped. One worker is plenty for no-op answers and
-  # leaves the CPU to treatyd and PostgreSQL.
-  cat >"$dir/nginx.conf" <<CONF
-worker_processes 1;
-daemon off;
-pid $dir/nginx.pid;
-error_log $dir/error.log warn;
-worker_rlimit_nofile 20000;
-events { worker_connections 10000; }
-http {
-  access_log off;
-  client_body_temp_path $dir/body;
-  proxy_temp_path $dir/proxy;
-  fastcgi_temp_path $dir/fastcgi;
-  uwsgi_temp_path $dir/uwsgi;
-  scgi_temp_path $dir/scgi;
-  keepalive_requests 1000000;
-  keepalive_timeout 120s;
-  server {
-    listen 127.0.0.1:$nginx_port;
-    default_type application/json;
-    location / { return 200 '{}'; }
-  }
-}
-CONF
-  local nginx_bin
-  nginx_bin=$(command -v nginx || echo /usr/sbin/nginx)
-  "$nginx_bin" -p "$dir" -e "$dir/error.log" -c "$dir/nginx.conf" &
-  nginx_pid=$!
-  local answer=""
-  for _ in $(seq 1 50); do
-    # curl prints code 000 while nothing listens yet.
-    answer=$(curl -s -XPOST -H 'Content-Type: application/json' -d '{"gtid":"x"}' \
-      -w ' %{http_code}' "http://127.0.0.1:$nginx_port/s1/action" || true)
-    [[ $answer == *" 000" ]] || break
-    kill -0 "$nginx_pid" 2>/dev/null || die "nginx exited at start"
-    sleep 0.1
-  done
-  [[ $answer == "{} 200" ]] || die "nginx answered POST with '$answer', not '{} 200'"
-  log "nginx participants on 127.0.0.1:$nginx_port (POST answers 200 {})"
-}
-
-# start_treatyd NAME STORE_URI: treatyd on a fresh loopback port, no
-# authentication (allowed on loopback), no Thrift; loopback participants on
-# other ports need no allow-list (docs/security.md). Sets treaty_url.
+# start_treatyd NAME STORE_URI: treatyd (node name bench-NAME) on a fresh
+# loopback port, no authentication, no Thrift. Sets treaty_url.
 start_treatyd() {
-  local name=$1 uri=$2 port
-  free_port port
-  treaty_url=http://127.0.0.1:$port
-  # shellcheck disable=SC2086  # TREATYD_ARGS: options, split at spaces
-  "$treatyd" --store "$uri" --http "127.0.0.1:$port" --thrift off --node-name "bench-$name" \
-    ${TREATYD_ARGS:-} >"$work/treatyd-$name.log" 2>&1 &
-  treatyd_pid=$!
-  for _ in $(seq 1 300); do
-    curl -sf "$treaty_url/readyz" >/dev/null && break
-    kill -0 "$treatyd_pid" 2>/dev/null || die "treatyd exited at start"
-    sleep 0.1
-  done
-  curl -sf "$treaty_url/readyz" >/dev/null || die "treatyd not ready after 30 s"
-  log "treatyd on $treaty_url, store $uri"
+  launch_treatyd "$1" "bench-$1" "$2" 30
+  log "treatyd on $treaty_url, store $2"
 }
 
 # Sets log_committed, log_aborted and log_in_flight: the log's counts of
@@ -421,29 +214,6 @@ wait_idle() {
 
 # -------------------------------------------------------------------- wrk --
 
-# wrk threads for C connections: at most WRK_THREADS, dividing C (wrk gives
-# each thread C / threads connections).
-threads_for() {
-  local c=$1 t=$wrk_threads
-  ((t > c)) && t=$c
-  while ((c % t != 0)); do t=$((t - 1)); done
-  echo "$t"
-}
-
-# run_child LOG COMMAND...: runs COMMAND (wrk, pgbench) in the background,
-# output to LOG, and waits for it: bash runs a trap only once a foreground
-# child has ended, a background one it waits for does not delay it (and
-# cleanup stops the child). Returns COMMAND's status.
-run_child() {
-  local log_file=$1 rc=0
-  shift
-  "$@" >"$log_file" 2>&1 &
-  child_pid=$!
-  wait "$child_pid" || rc=$?
-  child_pid=""
-  return "$rc"
-}
-
 # run_wrk LOG CLIENTS SECONDS URL SCRIPT ARGS...: one wrk run; ARGS go to
 # the script.
 run_wrk() {
@@ -453,15 +223,6 @@ run_wrk() {
   run_child "$log_file" wrk -t "$(threads_for "$clients")" -c "$clients" -d "${seconds}s" \
     --timeout 60s -s "$script" "$url" -- "$@" || die "wrk failed: $(tail -n 5 "$log_file")"
   grep -q '^RESULT ' "$log_file" || die "wrk printed no RESULT line: $(tail -n 5 "$log_file")"
-}
-
-# Reads the RESULT line of a wrk log into the associative array R.
-declare -A R
-read_result() {
-  local kv
-  R=()
-  # shellcheck disable=SC2013  # one line of space-separated key=value words
-  for kv in $(grep -m1 '^RESULT ' "$1" | cut -d' ' -f2-); do R[${kv%%=*}]=${kv#*=}; done
 }
 
 # -------------------------------------------------------------- baselines --
@@ -629,37 +390,28 @@ run_store() {
 # ------------------------------------------------------------- conditions --
 
 conditions() {
-  local cpu mem os fs commit build_type sqlite_pragmas
-  cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
-  mem=$(awk '/^MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)
-  # shellcheck disable=SC1091
-  os=$(. /etc/os-release 2>/dev/null && echo "${PRETTY_NAME:-unknown}")
-  fs=$(df -PT "$work" | awk 'NR == 2 { print $2 " on " $1 }')
-  commit=$(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo unknown)
-  [[ -n $(git -C "$repo" status --porcelain 2>/dev/null | head -1) ]] && commit+=" (with uncommitted changes)"
+  local build_type sqlite_pragmas
   build_type=$("$treatyd" --version 2>/dev/null || echo "treatyd (version unknown)")
   sqlite_pragmas=$(grep -ho 'PRAGMA \(journal_mode\|synchronous\|locking_mode\)=[A-Za-z]*' \
     "$repo"/coordinator/store/sqlite_statement.cc 2>/dev/null | sed 's/PRAGMA //' | paste -sd, - || true)
   echo "## Conditions"
   echo
-  echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC'), source $commit, $build_type"
-  echo "- machine: $(nproc) CPUs ($cpu), $mem memory, $os, kernel $(uname -r)"
-  echo "- data directory: $fs ($work)"
-  echo "- load average at start: $load_at_start; at end: $(cut -d' ' -f1-3 /proc/loadavg)"
+  echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC'), source $(source_text), $build_type"
+  echo "- machine: $(machine_text)"
+  echo "- data directory: $(fs_text) ($work)"
+  echo "- load average at start: $load_at_start; at end: $(loadavg)"
   echo "- CPU used by processes other than the benchmark's during the measured runs: at most $others_max cores (machine busy time minus that of treatyd, PostgreSQL, nginx and wrk; network work the kernel charged to no process counts too)"
   if ((compiler_busy > 0)); then
     echo "- **a build ran beside the benchmark**: compiler/linker processes found before $compiler_busy of $compiler_checks wrk/pgbench runs (up to $compiler_max at once): the figures of those runs are depressed (\"other processes\" under each table says by how much CPU)"
   else
     echo "- no compiler/linker process found before any of the $compiler_checks wrk/pgbench runs"
   fi
-  echo "- load: wrk $(wrk -v 2>&1 | head -1 | awk '{ print $2 }'), $wrk_threads threads at most, \`--timeout 60s\`; each level: ${warmup} s warm-up, ${duration} s measured; clients = connections, each waiting for its answer"
-  echo "- saga: 3 steps, \"wait\": true, sequential, payload {\"amount\":N}; participants: $(nginx -v 2>&1 | sed 's|nginx version: ||'), 1 worker, \`return 200 '{}'\`"
+  echo "- load: wrk $(wrk_version), $wrk_threads threads at most, \`--timeout 60s\`; each level: ${warmup} s warm-up, ${duration} s measured; clients = connections, each waiting for its answer"
+  echo "- saga: 3 steps, \"wait\": true, sequential, payload {\"amount\":N}; participants: $(nginx_version), 1 worker, \`return 200 '{}'\`"
   echo "- treatyd: default options but \`--thrift off\`${TREATYD_ARGS:+ and \`$TREATYD_ARGS\`} (defaults: 2 io threads, log level info = one line per finished transaction, to a file)"
   if measure_pg; then
-    echo "- PostgreSQL: $(psql_at postgres "SELECT version()" | cut -d, -f1); $(psql_at postgres \
-      "SELECT string_agg(name || '=' || current_setting(name), ', ' ORDER BY name) FROM pg_settings
-       WHERE name IN ('fsync', 'synchronous_commit', 'wal_sync_method', 'full_page_writes',
-                      'shared_buffers', 'max_wal_size', 'commit_delay', 'wal_level')")"
+    echo "- PostgreSQL: $(postgres_text fsync synchronous_commit wal_sync_method full_page_writes \
+      shared_buffers max_wal_size commit_delay wal_level)"
   fi
   measure_sqlite && echo "- SQLite log: $(sqlite3 --version | cut -d' ' -f1), treatyd sets ${sqlite_pragmas:-?} on its connection"
   echo "- CPU per saga: utime+stime from /proc of treatyd, and of the postmaster and every child (reaped ones included), before and after each level, divided by the sagas the log committed in it (the tail of sagas still running when wrk stopped included, and the GET /v1/stats count query that waits for it); WAL: pg_current_wal_lsn() difference, divided likewise (treatyd's heartbeats included)"
@@ -670,24 +422,19 @@ conditions() {
 
 install_missing
 find_treatyd
-ulimit -n "$(ulimit -Hn)" 2>/dev/null || true  # 512 connections and more
-
-work=$(mktemp -d "${BENCH_TMPDIR:-${TMPDIR:-/tmp}}/treaty-bench.XXXXXX")
-chmod 755 "$work"  # PostgreSQL (user postgres) must reach its directory
+make_work_dir treaty-bench
 run_id=b$(date +%s)
-load_at_start=$(cut -d' ' -f1-3 /proc/loadavg)
+load_at_start=$(loadavg)
 count_compilers
 ((compiler_busy > 0)) && log "WARNING: compilers/linkers are running: figures will be depressed"
-[[ $(df -PT "$work" | awk 'NR == 2 { print $2 }') == tmpfs ]] &&
-  log "WARNING: $work is on a tmpfs: fsync costs nothing there, set BENCH_TMPDIR to a disk"
 
-measure_pg && start_postgres
-start_nginx
+measure_pg && start_postgres_with_bench
+start_nginx /s1/action "{} 200" "POST answers 200 {}"
 
 direct_baseline
 if measure_pg; then pgbench_baseline; fi
 if measure_sqlite; then sqlite_baseline; fi
-if measure_pg; then run_store postgres "postgresql://postgres@127.0.0.1:$pg_port/treaty"; fi
+if measure_pg; then run_store postgres "$store_uri"; fi
 if measure_sqlite; then run_store sqlite "sqlite:$work/sqlite/treaty.db"; fi
 
 # ----------------------------------------------------------------- report --
@@ -747,8 +494,5 @@ report() {
   echo
   conditions
 }
-report_file=$work/report.md
-report >"$report_file"
-cat "$report_file"
-[[ -n $out_file ]] && cp "$report_file" "$out_file"
+report | publish_report
 ((${#problems[@]} == 0)) || exit 1

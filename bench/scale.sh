@@ -54,6 +54,8 @@
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 # ---------------------------------------------------------------- options --
 
@@ -86,46 +88,7 @@ for n in $batch $duration; do
 done
 
 # ---------------------------------------------------------------- helpers --
-# (the same as bench/run.sh's)
-
-log() { printf '[%s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
-die() { log "FAILED: $*"; exit 1; }
-
-# PostgreSQL refuses to run as root: as root, its programs run as `postgres`.
-as_pg() {
-  if (($(id -u) == 0)); then runuser -u postgres -- "$@"; else "$@"; fi
-}
-
-# free_port VAR: sets VAR to a loopback TCP port nothing listens on, not
-# handed out before by this run (not called in $(...): it must remember).
-used_ports=" "
-ephemeral_low=$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
-free_port() {
-  local candidate
-  while :; do
-    candidate=$((10000 + RANDOM % (ephemeral_low - 10000)))
-    [[ $used_ports == *" $candidate "* ]] && continue
-    if ! (exec 3<>"/dev/tcp/127.0.0.1/$candidate") 2>/dev/null; then
-      used_ports+="$candidate "
-      printf -v "$1" '%s' "$candidate"
-      return
-    fi
-  done
-}
-
-# 1234567 -> 1,234,567 (rounded to an integer).
-commas() {
-  awk -v n="$1" 'BEGIN {
-    s = sprintf("%.0f", n); out = ""
-    while (length(s) > 3) { out = "," substr(s, length(s) - 2) out; s = substr(s, 1, length(s) - 3) }
-    print s out }'
-}
-
-# Microseconds -> "42 µs", "5.3 ms" (one decimal below 100 ms), "152 ms".
-fmt_ms() {
-  awk -v us="$1" 'BEGIN {
-    if (us < 1000) printf("%.0f µs", us); else printf(us < 100000 ? "%.1f ms" : "%.0f ms", us / 1000) }'
-}
+# (log, die, free_port, commas, fmt_ms and the rest: bench/lib.sh)
 
 # fmt_ms, or "-" for a figure not measured.
 fmt_or_dash() { if [[ $1 == - ]]; then echo -; else fmt_ms "$1"; fi; }
@@ -133,147 +96,21 @@ fmt_or_dash() { if [[ $1 == - ]]; then echo -; else fmt_ms "$1"; fi; }
 # A / B with two decimals, "-" when B is 0 or missing.
 ratio() { awk -v a="${1:-0}" -v b="${2:-0}" 'BEGIN { if (b > 0 && a != "-") printf("%.2f", a / b); else print "-" }'; }
 
-for program in nginx wrk jq curl "$PG_BIN/pg_ctl" "$PG_BIN/psql"; do
-  command -v "$program" >/dev/null || [[ -x /usr/sbin/$program ]] ||
-    die "$program missing (bench/run.sh installs what is missing)"
-done
-treatyd=${TREATYD:-${BUILD_DIR:-$repo/build}/coordinator/treatyd}
-[[ -x $treatyd ]] || die "no treatyd at $treatyd (set TREATYD or BUILD_DIR)"
+require_programs
+treatyd=$(locate_treatyd)
 
-# ------------------------------------------------------ work dir, cleanup --
+# ---------------------------------------------------------------- cleanup --
 
-work=""
-pgdata=""
-pg_port=""
-nginx_port=""
-nginx_pid=""
-treatyd_pid=""
-child_pid=""  # the wrk or psql being waited for
-
-stop_treatyd() {
-  [[ -n $treatyd_pid ]] || return 0
-  kill -TERM "$treatyd_pid" 2>/dev/null || true
-  for _ in $(seq 1 150); do kill -0 "$treatyd_pid" 2>/dev/null || break; sleep 0.1; done
-  kill -KILL "$treatyd_pid" 2>/dev/null || true
-  wait "$treatyd_pid" 2>/dev/null || true
-  treatyd_pid=""
-}
-
-# shellcheck disable=SC2317  # called by the EXIT trap
-cleanup() {
-  local rc=$?
-  set +e
-  trap - INT TERM
-  if [[ -n $child_pid ]]; then kill -TERM "$child_pid" 2>/dev/null; wait "$child_pid" 2>/dev/null; fi
-  if ((rc != 0)) && [[ -n $work ]]; then
-    for f in "$work"/treatyd-*.log "$work"/nginx/error.log "$work"/pg/server.log; do
-      [[ -s $f ]] && { log "last lines of $f:"; tail -n 15 "$f" >&2; }
-    done
-  fi
-  stop_treatyd
-  if [[ -n $nginx_pid ]]; then
-    kill -TERM "$nginx_pid" 2>/dev/null
-    wait "$nginx_pid" 2>/dev/null
-  fi
-  if [[ -n $pgdata && -f $pgdata/postmaster.pid ]]; then
-    as_pg "$PG_BIN/pg_ctl" -D "$pgdata" -m fast -w stop >/dev/null 2>&1
-  fi
-  if [[ -n $work ]]; then
-    if ((keep)); then log "work directory kept: $work"; else rm -rf "$work"; fi
-  fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+# child_pid (bench/lib.sh): the wrk or psql being waited for.
+install_cleanup stop_treatyd TERM
 
 # ---------------------------------------------------------------- servers --
 
-start_postgres() {
-  pgdata=$work/pg/data
-  free_port pg_port
-  mkdir -p "$work/pg"
-  (($(id -u) == 0)) && chown postgres: "$work/pg"
-  as_pg "$PG_BIN/initdb" -D "$pgdata" -A trust -U postgres -E UTF8 >"$work/pg/initdb.log"
-  # The durability settings are the defaults, written out so that the run
-  # says what it measured. max_wal_size keeps checkpoints out of the
-  # generation (it writes gigabytes); they still run every 5 minutes.
-  cat >>"$pgdata/postgresql.auto.conf" <<CONF
-listen_addresses = '127.0.0.1'
-port = $pg_port
-unix_socket_directories = '$work/pg'
-fsync = on
-synchronous_commit = on
-full_page_writes = on
-shared_buffers = '256MB'
-max_connections = 200
-max_wal_size = '8GB'
-maintenance_work_mem = '256MB'
-CONF
-  as_pg "$PG_BIN/pg_ctl" -D "$pgdata" -l "$work/pg/server.log" -w start >/dev/null
-  psql_at postgres "CREATE DATABASE treaty" >/dev/null
-  store_uri="postgresql://postgres@127.0.0.1:$pg_port/treaty"
-  "$treatyd" migrate --store "$store_uri" >&2 || die "treatyd migrate failed"
-  log "PostgreSQL 15 on 127.0.0.1:$pg_port ($pgdata), schema migrated"
-}
-psql_at() { "$PG_BIN/psql" -h 127.0.0.1 -p "$pg_port" -U postgres -d "$1" -XAtqc "$2"; }
-
-start_nginx() {
-  free_port nginx_port
-  local dir=$work/nginx
-  mkdir -p "$dir"
-  # `return 200` answers in the rewrite phase, so POST gets 200 too.
-  cat >"$dir/nginx.conf" <<CONF
-worker_processes 1;
-daemon off;
-pid $dir/nginx.pid;
-error_log $dir/error.log warn;
-events { worker_connections 4000; }
-http {
-  access_log off;
-  client_body_temp_path $dir/body;
-  proxy_temp_path $dir/proxy;
-  fastcgi_temp_path $dir/fastcgi;
-  uwsgi_temp_path $dir/uwsgi;
-  scgi_temp_path $dir/scgi;
-  keepalive_requests 1000000;
-  server {
-    listen 127.0.0.1:$nginx_port;
-    default_type application/json;
-    location / { return 200 '{}'; }
-  }
-}
-CONF
-  local nginx_bin answer=""
-  nginx_bin=$(command -v nginx || echo /usr/sbin/nginx)
-  "$nginx_bin" -p "$dir" -e "$dir/error.log" -c "$dir/nginx.conf" &
-  nginx_pid=$!
-  for _ in $(seq 1 50); do
-    answer=$(curl -s -XPOST -d '{}' -w ' %{http_code}' "http://127.0.0.1:$nginx_port/s1/action" || true)
-    [[ $answer == *" 000" ]] || break
-    kill -0 "$nginx_pid" 2>/dev/null || die "nginx exited at start"
-    sleep 0.1
-  done
-  [[ $answer == "{} 200" ]] || die "nginx answered POST with '$answer', not '{} 200'"
-  log "nginx participants on 127.0.0.1:$nginx_port"
-}
-
-# start_treatyd NAME: treatyd on a fresh loopback port, no authentication
-# (allowed on loopback), no Thrift, the default retention (168 h: the
-# generated history is younger). Sets treaty_url.
+# start_treatyd NAME: treatyd (node name scale-NAME) on a fresh loopback
+# port, no authentication (allowed on loopback), no Thrift, the default
+# retention (168 h: the generated history is younger). Sets treaty_url.
 start_treatyd() {
-  local name=$1 port
-  free_port port
-  treaty_url=http://127.0.0.1:$port
-  # shellcheck disable=SC2086  # TREATYD_ARGS: options, split at spaces
-  "$treatyd" --store "$store_uri" --http "127.0.0.1:$port" --thrift off --node-name "scale-$name" \
-    ${TREATYD_ARGS:-} >"$work/treatyd-$name.log" 2>&1 &
-  treatyd_pid=$!
-  for _ in $(seq 1 600); do
-    curl -sf "$treaty_url/readyz" >/dev/null && break
-    kill -0 "$treatyd_pid" 2>/dev/null || die "treatyd exited at start"
-    sleep 0.1
-  done
-  curl -sf "$treaty_url/readyz" >/dev/null || die "treatyd not ready after 60 s"
+  launch_treatyd "$1" "scale-$1" "$store_uri" 60
   log "treatyd on $treaty_url"
 }
 
@@ -382,42 +219,21 @@ end
 LUA
 }
 
-threads_for() {
-  local c=$1 t=$wrk_threads
-  ((t > c)) && t=$c
-  while ((c % t != 0)); do t=$((t - 1)); done
-  echo "$t"
-}
-
-# run_child LOG COMMAND...: runs COMMAND in the background, output to LOG,
-# and waits for it (so that a trap runs at once; cleanup stops the child).
-run_child() {
-  local log_file=$1 rc=0
-  shift
-  "$@" >"$log_file" 2>&1 &
-  child_pid=$!
-  wait "$child_pid" || rc=$?
-  child_pid=""
-  return "$rc"
-}
-
 # measure PHASE OP CLIENTS SCRIPT ARGS...: 1 s warm-up, then a measured wrk
 # run; stores "p50_us p99_us req_per_s problems" in result[PHASE|OP|CLIENTS].
 declare -A result
 measure() {
-  local phase=$1 op=$2 clients=$3 script=$4 log_file line
+  local phase=$1 op=$2 clients=$3 script=$4 log_file
   shift 4
   log_file=$work/wrk-$phase-${op// /_}-$clients.log
   local -A R=()
-  local threads kv
+  local threads
   threads=$(threads_for "$clients")
   run_child "$log_file.warm" wrk -t "$threads" -c "$clients" -d 1s --timeout 60s -s "$script" \
     "$treaty_url" -- "${@/@RUN@/${phase}w$clients}" || die "wrk failed: $(tail -n 5 "$log_file.warm")"
   run_child "$log_file" wrk -t "$threads" -c "$clients" -d "${duration}s" --timeout 60s -s "$script" \
     "$treaty_url" -- "${@/@RUN@/${phase}m$clients}" || die "wrk failed: $(tail -n 5 "$log_file")"
-  line=$(grep -m1 '^RESULT ' "$log_file") || die "wrk printed no RESULT: $(tail -n 5 "$log_file")"
-  # shellcheck disable=SC2013  # one line of space-separated key=value words
-  for kv in ${line#RESULT }; do R[${kv%%=*}]=${kv#*=}; done
+  read_result "$log_file"  # into the local R
   local bad=$((${R[non2xx]:-0} + ${R[notcommitted]:-0} + ${R[errors]:-0} + ${R[connect]:-0} + \
     ${R[read]:-0} + ${R[write]:-0} + ${R[timeout]:-0}))
   local rps
@@ -464,14 +280,11 @@ table_sizes() {
 
 # ------------------------------------------------------------------- main --
 
-ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
-work=$(mktemp -d "${BENCH_TMPDIR:-${TMPDIR:-/tmp}}/treaty-scale.XXXXXX")
-chmod 755 "$work"  # PostgreSQL (user postgres) must reach its directory
-[[ $(df -PT "$work" | awk 'NR == 2 { print $2 }') == tmpfs ]] &&
-  log "WARNING: $work is on a tmpfs: fsync costs nothing there, set BENCH_TMPDIR to a disk"
-load_at_start=$(cut -d' ' -f1-3 /proc/loadavg)
-start_postgres
-start_nginx
+make_work_dir treaty-scale
+load_at_start=$(loadavg)
+# max_wal_size keeps checkpoints out of the generation (it writes gigabytes).
+start_postgres 8GB migrate "maintenance_work_mem = '256MB'"
+start_nginx /s1/action "{} 200" "POST answers 200 {}"
 write_get_lua
 
 phases=(empty)
@@ -531,11 +344,8 @@ report() {
   echo
   echo "- database size: empty log (after its own submits) $size_empty${size_full:+; with history $size_full ($(table_sizes))}"
   ((rows > 0)) && echo "- generation of $(commas "$rows") transactions (3 branches, 8 events each) in batches of $(commas "$batch"), with VACUUM ANALYZE and CHECKPOINT: $generate_s s ($(awk -v s="$generate_s" -v n="$rows" 'BEGIN { printf("%.0f", s * 1e6 / n) }') s per million)"
-  echo "- machine: $(nproc) CPUs, load average at start $load_at_start, at end $(cut -d' ' -f1-3 /proc/loadavg); work directory on $(df -PT "$work" | awk 'NR == 2 { print $2 }')"
+  echo "- machine: $(nproc) CPUs, load average at start $load_at_start, at end $(loadavg); work directory on $(df -PT "$work" | awk 'NR == 2 { print $2 }')"
   echo "- source $(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo unknown), $("$treatyd" --version 2>/dev/null || echo treatyd)"
 }
-report_file=$work/report.md
-report >"$report_file"
-cat "$report_file"
-[[ -n $out_file ]] && cp "$report_file" "$out_file"
+report | publish_report
 exit 0
