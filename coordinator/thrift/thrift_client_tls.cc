@@ -146,7 +146,8 @@ bool ResolveBy(const Endpoint& endpoint, Clock::time_point deadline, AddrInfoLis
     return true;
   }
   MutexLock l(&lookup->mu);
-  if (!lookup->finished.WaitUntil(&lookup->mu, deadline, [&] { return lookup->done; })) {
+  if (!lookup->finished.WaitUntil(&lookup->mu, deadline,
+                                  [&]() TREATY_REQUIRES(lookup->mu) { return lookup->done; })) {
     lookup->abandoned = true;
     return false;
   }
