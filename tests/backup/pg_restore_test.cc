@@ -127,6 +127,14 @@ class PgRestoreTest : public ::testing::Test {
   }
 
   std::string dir_, archive_;
+  // A base backup of the primary (MiniPostgres::BaseBackup), its time logged.
+  Result<std::string> TimedBaseBackup() {
+    const auto t = Clock::now();
+    Result<std::string> base = primary_.BaseBackup();
+    std::cerr << "pg_basebackup: " << MsSince(t) << " ms\n";
+    return base;
+  }
+
   MiniPostgres primary_;
   BackupScenario scenario_;
   TreatydOptions options_;
@@ -137,10 +145,8 @@ TEST_F(PgRestoreTest, BaseBackupPlusArchivedWalRestoresAndFinishes) {
   scenario_.SubmitMany(live_->url(), "before-base", 5, false);
   ASSERT_TRUE(scenario_.WaitSettled(live_->url(), std::chrono::seconds(20)));
 
-  auto t = Clock::now();
-  Result<std::string> base = primary_.BaseBackup();
+  Result<std::string> base = TimedBaseBackup();
   ASSERT_TRUE(base.ok()) << base.status().ToString();
-  std::cerr << "pg_basebackup: " << MsSince(t) << " ms\n";
 
   // Only in WAL from here on.
   scenario_.SubmitMany(live_->url(), "after-base", 10, false);
@@ -169,7 +175,7 @@ TEST_F(PgRestoreTest, BaseBackupPlusArchivedWalRestoresAndFinishes) {
   TreatydOptions r = options_;
   r.store = restored.Uri("treaty");
   TreatydProcess fresh(dir_, "restored", r);
-  t = Clock::now();
+  auto t = Clock::now();
   Status started = fresh.Start();
   ASSERT_TRUE(started.ok()) << started.ToString();
   scenario_.BringUp();
@@ -182,10 +188,8 @@ TEST_F(PgRestoreTest, BaseBackupPlusArchivedWalRestoresAndFinishes) {
 }
 
 TEST_F(PgRestoreTest, RestoreToTargetLeavesOutLaterSagas) {
-  auto t = Clock::now();
-  Result<std::string> base = primary_.BaseBackup();
+  Result<std::string> base = TimedBaseBackup();
   ASSERT_TRUE(base.ok()) << base.status().ToString();
-  std::cerr << "pg_basebackup: " << MsSince(t) << " ms\n";
 
   // Phase 1: finished sagas and sagas held in flight, all committed.
   scenario_.SubmitMany(live_->url(), "phase1", 5, false);
@@ -238,7 +242,7 @@ TEST_F(PgRestoreTest, RestoreToTargetLeavesOutLaterSagas) {
   TreatydOptions r = options_;
   r.store = by_name.Uri("treaty");
   TreatydProcess fresh(dir_, "restored", r);
-  t = Clock::now();
+  auto t = Clock::now();
   Status started = fresh.Start();
   ASSERT_TRUE(started.ok()) << started.ToString();
   scenario_.BringUp();

@@ -17,6 +17,7 @@
 #include <string>
 
 #include "coordinator_transport.h"
+#include "sdk/one_step_saga.h"
 #include "support/subprocess.h"
 #include "support/test_participant.h"
 #include "support/test_pki.h"
@@ -111,16 +112,7 @@ class ClientThriftTlsTest : public ::testing::Test {
     return scheme + "://" + host + ":" + std::to_string(thrift_port_);
   }
 
-  sdk::SagaSpec Saga(const std::string& gtid) {
-    sdk::SagaSpec saga;
-    saga.gtid = gtid;
-    sdk::SagaStepSpec step;
-    step.name = "step";
-    step.action = participant_.Url("step", "action");
-    step.compensate = participant_.Url("step", "compensate");
-    saga.steps.push_back(step);
-    return saga;
-  }
+  sdk::SagaSpec Saga(const std::string& gtid) { return OneStepSaga(participant_, gtid); }
 
   std::string dir_;
   std::unique_ptr<TestPki> pki_;

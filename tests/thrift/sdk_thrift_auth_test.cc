@@ -14,6 +14,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "sdk/one_step_saga.h"
 #include "treaty/client.h"
 
 namespace treaty::testing {
@@ -55,16 +56,7 @@ class SdkThriftAuthTest : public ::testing::Test {
     return o;
   }
 
-  sdk::SagaSpec Saga(const std::string& gtid) {
-    sdk::SagaSpec saga;
-    saga.gtid = gtid;
-    sdk::SagaStepSpec step;
-    step.name = "step";
-    step.action = participant_.Url("step", "action");
-    step.compensate = participant_.Url("step", "compensate");
-    saga.steps.push_back(step);
-    return saga;
-  }
+  sdk::SagaSpec Saga(const std::string& gtid) { return OneStepSaga(participant_, gtid); }
 
   std::string dir_;
   std::string url_;
