@@ -158,9 +158,11 @@ bool SetBasedEligible(const std::vector<TxnWrite>& writes) {
   return true;
 }
 
-void PreferIndexJoins(pqxx::transaction_base& tx) {
-  tx.exec("SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off");
-}
+// PreferIndexJoins' settings, also sent by WriteTransaction with its BEGIN.
+const char* const kPreferIndexJoinsSql =
+    "SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off";
+
+void PreferIndexJoins(pqxx::transaction_base& tx) { tx.exec(kPreferIndexJoinsSql); }
 
 std::optional<std::vector<Status>> ApplySetBased(pqxx::transaction_base& tx,
                                                  const std::vector<TxnWrite>& writes) {
@@ -373,7 +375,7 @@ void AppendEvents(pqxx::transaction_base& tx, const std::vector<const TxnWrite*>
 }
 
 WriteTransaction::WriteTransaction(pqxx::connection& c) : tx_(c) {
-  tx_.exec("BEGIN; SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off");
+  tx_.exec(std::string("BEGIN; ") + kPreferIndexJoinsSql);
   open_ = true;
 }
 

@@ -198,14 +198,14 @@ Result<std::vector<Status>> PgLogStore::ApplyStorable(const std::vector<TxnWrite
       }
       // Rolled back; apply write by write below.
     }
-    pqxx::work tx(c);
-    pg::PreferIndexJoins(tx);
+    pg::WriteTransaction write(c);
+    pqxx::transaction_base& tx = write.tx();
     if (writes.size() == 1) {
       // No savepoint needed: a failed write rolls the whole
       // transaction back.
       Status ws = ApplyIsolated(tx, writes[0]);
       if (IsDatabaseFailure(ws)) return ws;
-      if (ws.ok()) tx.commit();
+      if (ws.ok()) write.Commit();
       results->push_back(std::move(ws));
       return Status::Ok();
     }
@@ -219,7 +219,7 @@ Result<std::vector<Status>> PgLogStore::ApplyStorable(const std::vector<TxnWrite
       tx.exec(ws.ok() ? "RELEASE SAVEPOINT treaty_write" : "ROLLBACK TO SAVEPOINT treaty_write");
       results->push_back(std::move(ws));
     }
-    tx.commit();
+    write.Commit();
     return Status::Ok();
   });
 }

@@ -258,8 +258,8 @@ std::vector<std::string> OrphanOwners(pqxx::transaction_base& tx) {
 Result<std::vector<TxnDetail>> PgLogStore::ClaimOrphans(const std::string& new_owner, int limit) {
   return pool_->Get<std::vector<TxnDetail>>("claim orphans", [&](pqxx::connection& c,
                                                                  std::vector<TxnDetail>* out) {
-    pqxx::work tx(c);
-    pg::PreferIndexJoins(tx);  // the branches below are found by gtid
+    pg::WriteTransaction claim(c);  // with index joins: the branches below are found by gtid
+    pqxx::transaction_base& tx = claim.tx();
     // Owner by owner (oldest orphan first), each owner's oldest first, along
     // transactions_owner_unfinished: a claim reads about the rows it takes,
     // however many a take-over has claimed before (the rows claimed already
@@ -301,7 +301,7 @@ Result<std::vector<TxnDetail>> PgLogStore::ClaimOrphans(const std::string& new_o
                                               r[7].as<std::string>(), r[8].as<int64_t>()});
       }
     }
-    tx.commit();
+    claim.Commit();
     std::sort(out->begin(), out->end(), [](const TxnDetail& a, const TxnDetail& b) {
       return std::tie(a.txn.created_at_ms, a.txn.gtid) < std::tie(b.txn.created_at_ms, b.txn.gtid);
     });
