@@ -43,13 +43,10 @@ Status Membership::Join() {
 void Membership::Start(TxnAdopter* adopter) {
   if (rounds_.started()) return;
   adopter_ = adopter;
-  rounds_.Start([this] {
-    // A full batch means more orphans wait: come back soon (peers interleave).
-    return Round() ? std::min(kFullBatchPauseMs, options_.heartbeat_ms) : options_.heartbeat_ms;
-  });
+  rounds_.Start([this] { return Round(); });
 }
 
-bool Membership::Round() {
+int64_t Membership::Round() {
   const std::string me = id();
   Status hb = store_->Heartbeat(me);
   if (hb.code() == StatusCode::kLostOwnership) {
@@ -58,12 +55,12 @@ bool Membership::Round() {
       if (adopter_) adopter_->DropAllAndReown(id());
       spdlog::warn("re-registered: {} -> {}", me, id());
     }
-    return false;
+    return options_.heartbeat_ms;
   }
   if (!hb.ok()) {
     spdlog::warn("heartbeat failed: {}", hb.ToString());
     connected_since_ms_ = std::nullopt;
-    return false;
+    return options_.heartbeat_ms;
   }
   // Judge peers only after heartbeating without a break for a whole lease:
   // after an outage of the database (restart, fail-over) every peer's last
@@ -81,20 +78,54 @@ bool Membership::Round() {
   return ClaimBatch(me);
 }
 
-bool Membership::ClaimBatch(const std::string& me) {
-  if (!adopter_) return false;
-  // One bounded batch per round, so that when a peer dies every survivor
-  // takes a share of its work instead of the fastest one taking all of it.
-  auto claimed = store_->ClaimOrphans(me, options_.claim_batch);
+int64_t Membership::ClaimBatch(const std::string& me) {
+  if (!adopter_) return options_.heartbeat_ms;
+  const int64_t now_ms = runner_->MonotonicMs();
+  const bool sharing = takeover_ && now_ms < takeover_->share_until_ms;
+  int limit = options_.claim_batch;
+  if (sharing) {
+    // This coordinator's share is taken: the peers get theirs until the
+    // window ends, then whatever is left is anyone's (heartbeats go on).
+    if (takeover_->share_left <= 0) {
+      return std::min(takeover_->share_until_ms - now_ms, options_.heartbeat_ms);
+    }
+    limit = static_cast<int>(std::min<int64_t>(limit, takeover_->share_left));
+  }
+  auto claimed = store_->ClaimOrphans(me, limit);
   if (!claimed.ok()) {
     spdlog::warn("claiming orphaned transactions failed: {}", claimed.status().ToString());
-    return false;
+    return options_.heartbeat_ms;
   }
-  if (claimed->empty()) return false;
-  const bool full = claimed->size() >= static_cast<size_t>(options_.claim_batch);
-  spdlog::info("adopting {} unfinished transactions", claimed->size());
-  adopter_->Adopt(std::move(*claimed));
-  return full;
+  const auto n = static_cast<int64_t>(claimed->size());
+  if (n > 0) {
+    spdlog::info("adopting {} unfinished transactions", n);
+    adopter_->Adopt(std::move(*claimed));
+  }
+  if (n < limit) {  // none left, or the rest locked by peers: the take-over is over
+    takeover_.reset();
+    return options_.heartbeat_ms;
+  }
+  if (sharing) {
+    takeover_->share_left -= n;
+  } else if (!takeover_) {
+    takeover_ = Takeover{};  // no window unless the census gives one
+    auto census = store_->CountOrphans();
+    if (!census.ok()) {
+      spdlog::warn("counting orphaned transactions failed (claiming without a share): {}",
+                   census.status().ToString());
+    } else if (census->live_coordinators > 1) {
+      const int64_t live = census->live_coordinators;
+      const int64_t share = (census->orphans + n + live - 1) / live;
+      takeover_->share_until_ms = now_ms + kShareWindowHeartbeats * options_.heartbeat_ms;
+      takeover_->share_left = share - n;
+      spdlog::info(
+          "take-over of {} orphaned transactions among {} live coordinators: {} here "
+          "within {} ms, then whatever is left",
+          census->orphans + n, live, share, kShareWindowHeartbeats * options_.heartbeat_ms);
+    }
+  }
+  // More orphans wait: come back soon (peers interleave through SKIP LOCKED).
+  return std::min(kFullBatchPauseMs, options_.heartbeat_ms);
 }
 
 Status Membership::Stop(bool hand_back) {

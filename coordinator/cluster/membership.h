@@ -14,10 +14,23 @@
 //      monotonic clock, so that a database outage does not make every peer
 //      look dead);
 //   3. claims one bounded batch (`claim_batch`) of unowned or dead-owned
-//      unfinished transactions and hands it to the TxnAdopter (one batch per
-//      round, so survivors of a crash share the dead one's work). A full
-//      batch means more are waiting: the next round comes after at most
+//      unfinished transactions and hands it to the TxnAdopter. A full batch
+//      means more are waiting: the next round comes after at most
 //      kFullBatchPauseMs instead of a whole heartbeat interval.
+//
+// Sharing a take-over. Survivors of a crash notice it up to a heartbeat
+// interval apart, and the first would otherwise adopt everything before the
+// others look (a claim of 100 takes milliseconds). So the first full batch
+// of a take-over starts a share window of kShareWindowHeartbeats heartbeat
+// intervals, the time every live peer needs to run a round: a census
+// (ClusterStore::CountOrphans) gives this coordinator a fair share,
+// ceil((orphans + just claimed) / live coordinators), and within the window
+// it claims no more than that share, then waits for the window's end. After
+// the window it claims whatever is left (a peer that did not take its share
+// is slow or stuck), back to back. A batch that is not full (no orphans left,
+// or the rest locked by peers claiming) ends the take-over. A failed census
+// means no limit. Large take-overs are not slowed: a share is far more than
+// one window's claims.
 //
 //   Start ──► round ──► PostAfter(heartbeat_ms, or kFullBatchPauseMs after a
 //               ▲        full batch) ──┐
@@ -68,6 +81,8 @@ class Membership {
   // with --claim-batch 100 could never adopt more than 3,000 a second
   // (bench/recovery.sh).
   static constexpr int64_t kFullBatchPauseMs = 10;
+  // The share window of a take-over, in heartbeat intervals (see above).
+  static constexpr int64_t kShareWindowHeartbeats = 2;
 
   Membership(ClusterStore* store, TaskRunner* runner, MembershipOptions options);
   ~Membership();  // Stop(false)
@@ -88,10 +103,11 @@ class Membership {
   Status Stop(bool hand_back);
 
  private:
-  // Heartbeat, expire peers, claim; true when it claimed a full batch.
-  bool Round();
-  // Claims and adopts one batch of orphans; true when the batch was full.
-  bool ClaimBatch(const std::string& me);
+  // Heartbeat, expire peers, claim; returns the ms until the next round.
+  int64_t Round();
+  // Claims and adopts one batch of orphans (within this coordinator's share
+  // while a share window is open); returns the ms until the next round.
+  int64_t ClaimBatch(const std::string& me);
   static std::string NewId(const std::string& node_name);
 
   ClusterStore* const store_;
@@ -105,6 +121,13 @@ class Membership {
   // Since when (monotonic ms) heartbeats have succeeded without a break;
   // rounds only (serial). Peers are declared dead only after a whole lease.
   std::optional<int64_t> connected_since_ms_;
+  // The take-over in progress, from its first full batch to a batch that is
+  // not full; rounds only (serial).
+  struct Takeover {
+    int64_t share_until_ms = 0;  // monotonic; the share window ends here
+    int64_t share_left = 0;      // what this coordinator may still claim in it
+  };
+  std::optional<Takeover> takeover_;
   RepeatingTask rounds_;  // last member: stopped before the rest goes
 };
 

@@ -2,7 +2,7 @@
 
 // ClusterStore: the part of the log store that cluster membership
 // (cluster/membership.h) and retention (cluster/retention.h) use, so that
-// they depend on these seven calls only and their unit tests give them a
+// they depend on these eight calls only and their unit tests give them a
 // small fake. LogStore (store/log_store.h) implements it; the contracts
 // (database clock, SKIP LOCKED claims, batched purges) are written there.
 //
@@ -18,6 +18,13 @@
 
 namespace treaty {
 
+// The size of a take-over, for sharing it among the survivors
+// (cluster/membership.h): both counts are read in one snapshot.
+struct OrphanCensus {
+  int64_t orphans = 0;            // unfinished transactions without a live owner
+  int64_t live_coordinators = 0;  // coordinators in state 'alive' (not draining, not dead)
+};
+
 class ClusterStore {
  public:
   virtual ~ClusterStore() = default;
@@ -31,6 +38,7 @@ class ClusterStore {
 
   // Unfinished transactions without a live owner, and handing them back.
   virtual Result<std::vector<TxnDetail>> ClaimOrphans(const std::string& new_owner, int limit) = 0;
+  virtual Result<OrphanCensus> CountOrphans() = 0;
   virtual Result<int64_t> ReleaseOwned(const std::string& owner) = 0;
 
   // Finished transactions past retention; fewer than `limit` deleted means

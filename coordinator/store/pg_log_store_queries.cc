@@ -227,27 +227,35 @@ Status PgLogStore::DeleteCoordinator(const std::string& id) {
 
 namespace {
 
-// The owners whose unfinished transactions are orphans (a coordinator that
-// is dead or whose row is gone; "" stands for no owner), each with its
-// oldest unfinished transaction's creation time, oldest first. The distinct
-// owners are found by a loose scan of transactions_owner_unfinished (one
-// index descent per owner), so the cost follows the number of owners, never
-// the number of transactions.
-std::vector<std::string> OrphanOwners(pqxx::transaction_base& tx) {
+// A WITH clause naming `orphan(owner, oldest)`: the owners whose unfinished
+// transactions are orphans (a coordinator that is dead or whose row is gone;
+// "" stands for no owner), each with its oldest unfinished transaction's
+// creation time (NULL when it has none). The distinct owners are found by a
+// loose scan of transactions_owner_unfinished (one index descent per owner),
+// so the cost follows the number of owners, never the number of
+// transactions.
+std::string OrphanOwnersWith() {
   const std::string unfinished = "t." + kUnfinished;
-  pqxx::result r = tx.exec(
-      "WITH RECURSIVE o(owner) AS ((SELECT t.owner FROM transactions t WHERE " + unfinished +
-      " AND t.owner IS NOT NULL ORDER BY t.owner LIMIT 1) UNION ALL SELECT (SELECT t.owner FROM "
-      "transactions t WHERE " +
-      unfinished +
-      " AND t.owner > o.owner ORDER BY t.owner LIMIT 1) FROM o WHERE o.owner IS NOT NULL), "
-      "orphan AS (SELECT o.owner, (SELECT min(t.created_at_ms) FROM transactions t WHERE "
-      "t.owner = o.owner AND " +
-      unfinished +
-      ") AS oldest FROM o WHERE o.owner IS NOT NULL AND NOT EXISTS (SELECT 1 FROM coordinators "
-      "c WHERE c.id = o.owner AND c.state <> 'dead') UNION ALL SELECT '', (SELECT "
-      "min(t.created_at_ms) FROM transactions t WHERE t.owner IS NULL AND " +
-      unfinished + ")) SELECT owner FROM orphan WHERE oldest IS NOT NULL ORDER BY oldest, owner");
+  return "WITH RECURSIVE o(owner) AS ((SELECT t.owner FROM transactions t WHERE " + unfinished +
+         " AND t.owner IS NOT NULL ORDER BY t.owner LIMIT 1) UNION ALL SELECT (SELECT t.owner FROM "
+         "transactions t WHERE " +
+         unfinished +
+         " AND t.owner > o.owner ORDER BY t.owner LIMIT 1) FROM o WHERE o.owner IS NOT NULL), "
+         "orphan AS (SELECT o.owner, (SELECT min(t.created_at_ms) FROM transactions t WHERE "
+         "t.owner = o.owner AND " +
+         unfinished +
+         ") AS oldest FROM o WHERE o.owner IS NOT NULL AND NOT EXISTS (SELECT 1 FROM "
+         "coordinators c WHERE c.id = o.owner AND c.state <> 'dead') UNION ALL SELECT '', "
+         "(SELECT min(t.created_at_ms) FROM transactions t WHERE t.owner IS NULL AND " +
+         unfinished + ")) ";
+}
+
+// The orphans' owners (OrphanOwnersWith), the owner of the oldest orphan
+// first.
+std::vector<std::string> OrphanOwners(pqxx::transaction_base& tx) {
+  pqxx::result r =
+      tx.exec(OrphanOwnersWith() +
+              "SELECT owner FROM orphan WHERE oldest IS NOT NULL ORDER BY oldest, owner");
   std::vector<std::string> owners;
   for (const auto& row : r) owners.push_back(row[0].as<std::string>());
   return owners;
@@ -305,6 +313,25 @@ Result<std::vector<TxnDetail>> PgLogStore::ClaimOrphans(const std::string& new_o
     std::sort(out->begin(), out->end(), [](const TxnDetail& a, const TxnDetail& b) {
       return std::tie(a.txn.created_at_ms, a.txn.gtid) < std::tie(b.txn.created_at_ms, b.txn.gtid);
     });
+    return Status::Ok();
+  });
+}
+
+Result<OrphanCensus> PgLogStore::CountOrphans() {
+  return pool_->Get<OrphanCensus>("count orphans", [&](pqxx::connection& c, OrphanCensus* out) {
+    pqxx::read_transaction tx(c);
+    // One statement, so one snapshot; each owner's orphans are counted along
+    // the owner index, as ClaimOrphans takes them.
+    const pqxx::row r =
+        tx.exec1(OrphanOwnersWith() +
+                 "SELECT COALESCE((SELECT sum((SELECT count(*) FROM transactions t WHERE t.owner = "
+                 "x.owner AND t." +
+                 kUnfinished +
+                 ")) FROM orphan x WHERE x.owner <> ''), 0)::bigint + (SELECT count(*) FROM "
+                 "transactions t WHERE t.owner IS NULL AND t." +
+                 kUnfinished + "), (SELECT count(*) FROM coordinators WHERE state = 'alive')");
+    out->orphans = r[0].as<int64_t>();
+    out->live_coordinators = r[1].as<int64_t>();
     return Status::Ok();
   });
 }

@@ -272,6 +272,23 @@ Result<std::vector<TxnDetail>> SqliteLogStore::ClaimOrphans(const std::string& n
   return claimed;
 }
 
+Result<OrphanCensus> SqliteLogStore::CountOrphans() {
+  CallScope lock(&mu_);
+  Status s;
+  // One statement, so one snapshot; the orphans as ClaimOrphans picks them.
+  auto st =
+      Prepare(std::string("SELECT (SELECT COUNT(*) FROM transactions t WHERE t.") + kUnfinished +
+                  " AND (t.owner IS NULL OR NOT EXISTS (SELECT 1 FROM coordinators c WHERE "
+                  "c.id = t.owner AND c.state <> 'dead'))), (SELECT COUNT(*) FROM "
+                  "coordinators WHERE state = 'alive')",
+              &s);
+  if (!st) return s;
+  Result<bool> row = st->Step();
+  if (!row.ok()) return row.status();
+  if (!*row) return Status::Internal("count orphans: no row");
+  return OrphanCensus{st->Int(0), st->Int(1)};
+}
+
 Result<int64_t> SqliteLogStore::ReleaseOwned(const std::string& owner) {
   CallScope lock(&mu_);
   Status s;

@@ -46,7 +46,7 @@ Status FakeClusterStore::DeleteCoordinator(const std::string& id) {
 
 Result<std::vector<TxnDetail>> FakeClusterStore::ClaimOrphans(const std::string& new_owner,
                                                               int limit) {
-  claims.push_back({new_owner, runner_->NowMs()});
+  claims.push_back({new_owner, limit, runner_->NowMs()});
   if (fail_claims) return Status::Unavailable("claim: store down");
   const auto n = std::min<size_t>(orphans.size(), static_cast<size_t>(std::max(0, limit)));
   std::vector<TxnDetail> out(std::make_move_iterator(orphans.begin()),
@@ -54,6 +54,12 @@ Result<std::vector<TxnDetail>> FakeClusterStore::ClaimOrphans(const std::string&
   orphans.erase(orphans.begin(), orphans.begin() + n);
   for (auto& d : out) d.txn.owner = new_owner;
   return out;
+}
+
+Result<OrphanCensus> FakeClusterStore::CountOrphans() {
+  censuses.push_back(runner_->NowMs());
+  if (fail_census) return Status::Unavailable("census: store down");
+  return OrphanCensus{static_cast<int64_t>(orphans.size()), live};
 }
 
 Result<int64_t> FakeClusterStore::ReleaseOwned(const std::string& owner) {

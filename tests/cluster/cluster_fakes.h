@@ -28,6 +28,8 @@ class FakeClusterStore : public ClusterStore {
   bool fail_release = false;
   int fail_purges = 0;                   // fail this many purges with Unavailable
   std::vector<TxnDetail> orphans;        // claimed from the front
+  int64_t live = 1;                      // live coordinators the census reports
+  bool fail_census = false;              // CountOrphans: Unavailable
   std::vector<std::string> expired_ids;  // what MarkExpiredCoordinators returns
   int64_t purgeable = 0;                 // finished transactions past any cut-off
   int64_t owned = 0;                     // what ReleaseOwned returns
@@ -41,7 +43,13 @@ class FakeClusterStore : public ClusterStore {
   };
   std::vector<Call> heartbeats;
   std::vector<int64_t> mark_expired_at;
-  std::vector<Call> claims;
+  struct Claim {
+    std::string id;
+    int limit;
+    int64_t at;
+  };
+  std::vector<Claim> claims;
+  std::vector<int64_t> censuses;  // times of CountOrphans
   std::vector<std::string> released, deleted;
   struct Purge {
     int64_t before_ms;
@@ -60,6 +68,7 @@ class FakeClusterStore : public ClusterStore {
   Result<std::vector<std::string>> MarkExpiredCoordinators(int64_t lease_ms) override;
   Status DeleteCoordinator(const std::string& id) override;
   Result<std::vector<TxnDetail>> ClaimOrphans(const std::string& new_owner, int limit) override;
+  Result<OrphanCensus> CountOrphans() override;
   Result<int64_t> ReleaseOwned(const std::string& owner) override;
   Result<int64_t> PurgeFinished(int64_t before_ms, int limit) override;
 

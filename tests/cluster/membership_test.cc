@@ -154,6 +154,72 @@ TEST_F(MembershipTest, AFullBatchIsFollowedByAnotherClaimWithoutWaitingAHeartbea
   for (const auto& c : store_.claims) EXPECT_EQ(c.id, membership_->id());
 }
 
+// With a live peer, the first full batch starts a share window: this one
+// takes ceil(10 / 2) = 5 (3 + 2), waits out the window (two heartbeat
+// intervals) for the peer to take its share, then takes what is left.
+TEST_F(MembershipTest, ATakeOverIsSharedWithLivePeersThenWhatIsLeftIsTaken) {
+  store_.orphans = Orphans("o", 10);
+  store_.live = 2;
+  JoinAndStart();
+  ASSERT_EQ(adopter_.batches.size(), 1u);
+  EXPECT_EQ(adopter_.batches[0].size(), 3u);
+  ASSERT_EQ(store_.censuses.size(), 1u);
+  runner_.Advance(Membership::kFullBatchPauseMs);
+  ASSERT_EQ(adopter_.batches.size(), 2u);
+  EXPECT_EQ(adopter_.batches[1], (std::vector<std::string>{"o-3", "o-4"}));
+  EXPECT_EQ(store_.claims.back().limit, 2);
+  // Its share is taken: no claim until the window ends, 2,000 ms after it
+  // began; the peer takes none of its share meanwhile.
+  runner_.Advance(2000 - 1 - Membership::kFullBatchPauseMs);
+  EXPECT_EQ(store_.claims.size(), 2u);
+  EXPECT_EQ(store_.HeartbeatTimes(t0_).back(), 1000 + 2 * Membership::kFullBatchPauseMs);
+  runner_.Advance(1);
+  ASSERT_EQ(adopter_.batches.size(), 3u);
+  EXPECT_EQ(adopter_.batches[2], (std::vector<std::string>{"o-5", "o-6", "o-7"}));
+  runner_.Advance(Membership::kFullBatchPauseMs);
+  ASSERT_EQ(adopter_.batches.size(), 4u);
+  EXPECT_EQ(adopter_.batches[3], (std::vector<std::string>{"o-8", "o-9"}));
+  EXPECT_EQ(store_.censuses.size(), 1u);  // one census per take-over
+  // Over: a later take-over is shared again.
+  store_.orphans = Orphans("p", 4);
+  runner_.Advance(1000);
+  EXPECT_EQ(adopter_.batches.back(), (std::vector<std::string>{"p-0", "p-1", "p-2"}));
+  EXPECT_EQ(store_.censuses.size(), 2u);
+}
+
+// The peer takes its share within the window: afterwards nothing is left.
+TEST_F(MembershipTest, APeerTakingItsShareLeavesNothingAfterTheWindow) {
+  store_.orphans = Orphans("o", 12);
+  store_.live = 3;
+  JoinAndStart();
+  runner_.Advance(Membership::kFullBatchPauseMs);
+  ASSERT_EQ(adopter_.batches.size(), 2u);
+  EXPECT_EQ(adopter_.batches[1].size(), 1u);  // share ceil(12 / 3) = 4
+  store_.orphans.clear();                     // the peers took the rest
+  runner_.Advance(2000 - Membership::kFullBatchPauseMs);
+  ASSERT_EQ(adopter_.batches.size(), 2u);
+  EXPECT_EQ(store_.claims.size(), 3u);  // one empty claim at the window's end
+  runner_.Advance(999);
+  EXPECT_EQ(store_.claims.size(), 3u);  // then back to the heartbeat interval
+  runner_.Advance(1);
+  EXPECT_EQ(store_.claims.size(), 4u);
+}
+
+// Alone, or without a census, nothing holds the claims back.
+TEST_F(MembershipTest, AloneOrWithoutACensusTheClaimsAreNotLimited) {
+  for (bool fail_census : {false, true}) {
+    SCOPED_TRACE(fail_census ? "census fails" : "alone");
+    store_.orphans = Orphans("o", 9);
+    store_.live = fail_census ? 3 : 1;
+    store_.fail_census = fail_census;
+    adopter_.batches.clear();
+    JoinAndStart();
+    runner_.Advance(2 * Membership::kFullBatchPauseMs);
+    EXPECT_EQ(adopter_.batches.size(), 3u);
+    membership_.reset();
+  }
+}
+
 TEST_F(MembershipTest, StopWithHandBackReleasesDeregistersAndEndsTheRounds) {
   JoinAndStart();
   runner_.Advance(2000);

@@ -84,8 +84,16 @@ TEST_P(ClusterTest, ClaimOrphansTakesOnlyUnownedOrDeadOwned) {
   release.release_owner = true;
   ASSERT_OK(ApplyOne(store(), release));
 
+  // The census counts what a claim would take (unowned, dead-owned, not
+  // finished) and the coordinators alive.
+  Result<OrphanCensus> census = store().CountOrphans();
+  ASSERT_TRUE(census.ok()) << census.status().ToString();
+  EXPECT_EQ(census->orphans, 2);
+  EXPECT_EQ(census->live_coordinators, 1);
+
   Result<std::vector<TxnDetail>> one = store().ClaimOrphans("alive", 1);
   ASSERT_TRUE(one.ok()) << one.status().ToString();
+  EXPECT_EQ(store().CountOrphans()->orphans, 1);
   ASSERT_EQ(one->size(), 1u);
   EXPECT_EQ((*one)[0].txn.gtid, "t-dead");  // oldest first
   EXPECT_EQ((*one)[0].txn.owner, "alive");
@@ -98,6 +106,7 @@ TEST_P(ClusterTest, ClaimOrphansTakesOnlyUnownedOrDeadOwned) {
   ASSERT_EQ(rest->size(), 1u);
   EXPECT_EQ((*rest)[0].txn.gtid, "t-unowned");
   EXPECT_TRUE(store().ClaimOrphans("alive", 10)->empty());
+  EXPECT_EQ(store().CountOrphans()->orphans, 0);
   EXPECT_EQ(store().GetTransaction("t-dead-done")->txn.owner, "dead");
 
   // The dead coordinator is fenced out of what was taken over.
