@@ -397,8 +397,9 @@ int main(int argc, char** argv) {
       ->envname("TREATY_PURGE_INTERVAL_MS")
       ->check(CLI::Range(10, 86400000))
       ->capture_default_str();
-  app.add_option("--claim-batch", opts.claim_batch,
-                 "Most orphaned transactions adopted per heartbeat (survivors share the rest)")
+  app.add_option(
+         "--claim-batch", opts.claim_batch,
+         "Most orphaned transactions adopted per claim (survivors of a crash share its work)")
       ->envname("TREATY_CLAIM_BATCH")
       ->check(CLI::Range(1, 100000))
       ->capture_default_str();

@@ -43,7 +43,7 @@ struct ServerOptions {
   uint16_t advertise_http_port = 0;
   int64_t heartbeat_ms = 1000;
   int64_t lease_ms = 5000;
-  int claim_batch = 100;  // most orphaned transactions adopted per heartbeat
+  int claim_batch = 100;                          // most orphaned transactions adopted per claim
   int64_t retention_ms = 7LL * 24 * 3600 * 1000;  // finished transactions kept; 0 = forever
   int purge_batch = 1000;             // most finished transactions deleted per store transaction
   int64_t purge_interval_ms = 10000;  // pause between retention runs once caught up

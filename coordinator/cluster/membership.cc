@@ -51,6 +51,7 @@ int64_t Membership::Round() {
   Status hb = store_->Heartbeat(me);
   if (hb.code() == StatusCode::kLostOwnership) {
     spdlog::warn("coordinator {} was declared dead by a peer; dropping in-memory work", me);
+    takeover_.reset();  // the new id starts afresh
     if (Join().ok()) {
       if (adopter_) adopter_->DropAllAndReown(id());
       spdlog::warn("re-registered: {} -> {}", me, id());
@@ -60,6 +61,7 @@ int64_t Membership::Round() {
   if (!hb.ok()) {
     spdlog::warn("heartbeat failed: {}", hb.ToString());
     connected_since_ms_ = std::nullopt;
+    takeover_.reset();
     return options_.heartbeat_ms;
   }
   // Judge peers only after heartbeating without a break for a whole lease:
@@ -81,19 +83,40 @@ int64_t Membership::Round() {
 int64_t Membership::ClaimBatch(const std::string& me) {
   if (!adopter_) return options_.heartbeat_ms;
   const int64_t now_ms = runner_->MonotonicMs();
-  const bool sharing = takeover_ && now_ms < takeover_->share_until_ms;
-  int limit = options_.claim_batch;
-  if (sharing) {
-    // This coordinator's share is taken: the peers get theirs until the
-    // window ends, then whatever is left is anyone's (heartbeats go on).
-    if (takeover_->share_left <= 0) {
-      return std::min(takeover_->share_until_ms - now_ms, options_.heartbeat_ms);
+  const int64_t window_ms = kShareWindowHeartbeats * options_.heartbeat_ms;
+  if (!takeover_) {
+    // Look before claiming, so that even the first batch of a take-over
+    // keeps to this coordinator's share.
+    auto census = store_->CountOrphans(window_ms);
+    if (census.ok() && census->orphans == 0) return options_.heartbeat_ms;
+    takeover_ = Takeover{};  // no share window unless the census gives one
+    if (!census.ok()) {
+      spdlog::warn("counting orphaned transactions failed (claiming without a share): {}",
+                   census.status().ToString());
+    } else if (census->live_coordinators > 1) {
+      const int64_t live = census->live_coordinators;
+      takeover_->share_until_ms = now_ms + window_ms;
+      takeover_->share_left = (census->orphans + live - 1) / live;
+      spdlog::info(
+          "{} orphaned transactions, {} live coordinators: claiming {} here within {} ms, "
+          "then whatever is left",
+          census->orphans, live, takeover_->share_left, window_ms);
     }
+  }
+  const bool sharing = now_ms < takeover_->share_until_ms;
+  // Until the window ends: the peers take their shares (heartbeats go on).
+  const auto wait_for_window = [&] {
+    return std::min(takeover_->share_until_ms - now_ms, options_.heartbeat_ms);
+  };
+  int limit = std::max(options_.claim_batch, 1);
+  if (sharing) {
+    if (takeover_->share_left <= 0) return wait_for_window();
     limit = static_cast<int>(std::min<int64_t>(limit, takeover_->share_left));
   }
   auto claimed = store_->ClaimOrphans(me, limit);
   if (!claimed.ok()) {
     spdlog::warn("claiming orphaned transactions failed: {}", claimed.status().ToString());
+    takeover_.reset();
     return options_.heartbeat_ms;
   }
   const auto n = static_cast<int64_t>(claimed->size());
@@ -101,28 +124,13 @@ int64_t Membership::ClaimBatch(const std::string& me) {
     spdlog::info("adopting {} unfinished transactions", n);
     adopter_->Adopt(std::move(*claimed));
   }
-  if (n < limit) {  // none left, or the rest locked by peers: the take-over is over
+  if (sharing) takeover_->share_left -= n;
+  if (n < limit) {
+    // None left to take now (or the rest locked by peers claiming): within
+    // the window, look again when it ends; after it, the take-over is over.
+    if (sharing) return wait_for_window();
     takeover_.reset();
     return options_.heartbeat_ms;
-  }
-  if (sharing) {
-    takeover_->share_left -= n;
-  } else if (!takeover_) {
-    takeover_ = Takeover{};  // no window unless the census gives one
-    auto census = store_->CountOrphans();
-    if (!census.ok()) {
-      spdlog::warn("counting orphaned transactions failed (claiming without a share): {}",
-                   census.status().ToString());
-    } else if (census->live_coordinators > 1) {
-      const int64_t live = census->live_coordinators;
-      const int64_t share = (census->orphans + n + live - 1) / live;
-      takeover_->share_until_ms = now_ms + kShareWindowHeartbeats * options_.heartbeat_ms;
-      takeover_->share_left = share - n;
-      spdlog::info(
-          "take-over of {} orphaned transactions among {} live coordinators: {} here "
-          "within {} ms, then whatever is left",
-          census->orphans + n, live, share, kShareWindowHeartbeats * options_.heartbeat_ms);
-    }
   }
   // More orphans wait: come back soon (peers interleave through SKIP LOCKED).
   return std::min(kFullBatchPauseMs, options_.heartbeat_ms);

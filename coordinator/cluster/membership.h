@@ -20,17 +20,27 @@
 //
 // Sharing a take-over. Survivors of a crash notice it up to a heartbeat
 // interval apart, and the first would otherwise adopt everything before the
-// others look (a claim of 100 takes milliseconds). So the first full batch
-// of a take-over starts a share window of kShareWindowHeartbeats heartbeat
-// intervals, the time every live peer needs to run a round: a census
-// (ClusterStore::CountOrphans) gives this coordinator a fair share,
-// ceil((orphans + just claimed) / live coordinators), and within the window
-// it claims no more than that share, then waits for the window's end. After
-// the window it claims whatever is left (a peer that did not take its share
-// is slow or stuck), back to back. A batch that is not full (no orphans left,
-// or the rest locked by peers claiming) ends the take-over. A failed census
-// means no limit. Large take-overs are not slowed: a share is far more than
-// one window's claims.
+// others look (a claim of 100 takes milliseconds). So when no take-over is
+// in progress a round first takes a census (ClusterStore::CountOrphans):
+// no orphans, no claim. Otherwise, with other live coordinators (state
+// alive, heartbeat within the window), it opens a share window of
+// kShareWindowHeartbeats heartbeat intervals, the time every live peer needs
+// to run a round, with a share of ceil(orphans / live coordinators); within
+// the window it claims no more than that share (its first batch included),
+// then waits for the window's end; after the window it claims whatever is
+// left (a peer that did not take its share is slow or stuck), back to back.
+// A batch that is not full ends the take-over after the window. A failed
+// census means no limit. Each survivor's share is of the orphans it sees
+// when it looks, so one that looks after a peer took its share gets a
+// smaller one; what no share covers is taken when the first window ends.
+// Large take-overs are not slowed: a share is far more than one window's
+// claims.
+//
+//   no take-over ──census: orphans, peers live──► window (share, until)
+//        ▲   │ census: orphans, alone/failed        │ share taken: wait until
+//        │   ▼                                      │ the window's end
+//        │ open (no limit) ◄───── window ends ──────┘
+//        └── batch not full, after the window; claim error; re-registration
 //
 //   Start ──► round ──► PostAfter(heartbeat_ms, or kFullBatchPauseMs after a
 //               ▲        full batch) ──┐

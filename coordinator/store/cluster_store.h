@@ -22,7 +22,7 @@ namespace treaty {
 // (cluster/membership.h): both counts are read in one snapshot.
 struct OrphanCensus {
   int64_t orphans = 0;            // unfinished transactions without a live owner
-  int64_t live_coordinators = 0;  // coordinators in state 'alive' (not draining, not dead)
+  int64_t live_coordinators = 0;  // 'alive' with a recent heartbeat (CountOrphans)
 };
 
 class ClusterStore {
@@ -38,7 +38,7 @@ class ClusterStore {
 
   // Unfinished transactions without a live owner, and handing them back.
   virtual Result<std::vector<TxnDetail>> ClaimOrphans(const std::string& new_owner, int limit) = 0;
-  virtual Result<OrphanCensus> CountOrphans() = 0;
+  virtual Result<OrphanCensus> CountOrphans(int64_t heartbeat_within_ms) = 0;
   virtual Result<int64_t> ReleaseOwned(const std::string& owner) = 0;
 
   // Finished transactions past retention; fewer than `limit` deleted means

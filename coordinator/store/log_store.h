@@ -100,10 +100,12 @@ class LogStore : public ClusterStore {
   // whatever a take-over has claimed before (the owner index).
   virtual Result<std::vector<TxnDetail>> ClaimOrphans(const std::string& new_owner, int limit) = 0;
   // Counts what ClaimOrphans would take now (every unfinished transaction
-  // unowned or owned by a dead or vanished coordinator) and the coordinators
-  // alive, in one read snapshot. PG counts along the owner index, as
-  // ClaimOrphans finds them (about 10 ms per 100,000 orphans).
-  virtual Result<OrphanCensus> CountOrphans() = 0;
+  // unowned or owned by a dead or vanished coordinator) and the live
+  // coordinators: state 'alive' and a heartbeat within the last
+  // `heartbeat_within_ms` by the database clock (one stopped, partitioned or
+  // draining but not yet declared dead does not count). One read snapshot.
+  // PG counts along the owner index, as ClaimOrphans finds them.
+  virtual Result<OrphanCensus> CountOrphans(int64_t heartbeat_within_ms) = 0;
   // Hands back every unfinished transaction owned by `owner` (owner = NULL).
   virtual Result<int64_t> ReleaseOwned(const std::string& owner) = 0;
 

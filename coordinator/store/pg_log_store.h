@@ -64,7 +64,7 @@ class PgLogStore final : public LogStore {
   Result<std::vector<CoordinatorRow>> ListCoordinators() override;
   Status DeleteCoordinator(const std::string& id) override;
   Result<std::vector<TxnDetail>> ClaimOrphans(const std::string& new_owner, int limit) override;
-  Result<OrphanCensus> CountOrphans() override;
+  Result<OrphanCensus> CountOrphans(int64_t heartbeat_within_ms) override;
   Result<int64_t> ReleaseOwned(const std::string& owner) override;
   Result<int64_t> PurgeFinished(int64_t before_ms, int limit) override;
 

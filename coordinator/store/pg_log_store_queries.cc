@@ -317,19 +317,22 @@ Result<std::vector<TxnDetail>> PgLogStore::ClaimOrphans(const std::string& new_o
   });
 }
 
-Result<OrphanCensus> PgLogStore::CountOrphans() {
+Result<OrphanCensus> PgLogStore::CountOrphans(int64_t heartbeat_within_ms) {
   return pool_->Get<OrphanCensus>("count orphans", [&](pqxx::connection& c, OrphanCensus* out) {
     pqxx::read_transaction tx(c);
     // One statement, so one snapshot; each owner's orphans are counted along
     // the owner index, as ClaimOrphans takes them.
-    const pqxx::row r =
-        tx.exec1(OrphanOwnersWith() +
-                 "SELECT COALESCE((SELECT sum((SELECT count(*) FROM transactions t WHERE t.owner = "
-                 "x.owner AND t." +
-                 kUnfinished +
-                 ")) FROM orphan x WHERE x.owner <> ''), 0)::bigint + (SELECT count(*) FROM "
-                 "transactions t WHERE t.owner IS NULL AND t." +
-                 kUnfinished + "), (SELECT count(*) FROM coordinators WHERE state = 'alive')");
+    const pqxx::row r = tx.exec_params1(
+        OrphanOwnersWith() +
+            "SELECT COALESCE((SELECT sum((SELECT count(*) FROM transactions t WHERE t.owner = "
+            "x.owner AND t." +
+            kUnfinished +
+            ")) FROM orphan x WHERE x.owner <> ''), 0)::bigint + (SELECT count(*) FROM "
+            "transactions t WHERE t.owner IS NULL AND t." +
+            kUnfinished +
+            "), (SELECT count(*) FROM coordinators WHERE state = 'alive' AND heartbeat_at_ms >= " +
+            kNow + " - $1)",
+        heartbeat_within_ms);
     out->orphans = r[0].as<int64_t>();
     out->live_coordinators = r[1].as<int64_t>();
     return Status::Ok();

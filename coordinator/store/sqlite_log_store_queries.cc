@@ -272,7 +272,7 @@ Result<std::vector<TxnDetail>> SqliteLogStore::ClaimOrphans(const std::string& n
   return claimed;
 }
 
-Result<OrphanCensus> SqliteLogStore::CountOrphans() {
+Result<OrphanCensus> SqliteLogStore::CountOrphans(int64_t heartbeat_within_ms) {
   CallScope lock(&mu_);
   Status s;
   // One statement, so one snapshot; the orphans as ClaimOrphans picks them.
@@ -280,9 +280,11 @@ Result<OrphanCensus> SqliteLogStore::CountOrphans() {
       Prepare(std::string("SELECT (SELECT COUNT(*) FROM transactions t WHERE t.") + kUnfinished +
                   " AND (t.owner IS NULL OR NOT EXISTS (SELECT 1 FROM coordinators c WHERE "
                   "c.id = t.owner AND c.state <> 'dead'))), (SELECT COUNT(*) FROM "
-                  "coordinators WHERE state = 'alive')",
+                  "coordinators WHERE state = 'alive' AND heartbeat_at_ms >= " +
+                  Now() + " - ?1)",
               &s);
   if (!st) return s;
+  st->Bind(1, heartbeat_within_ms);
   Result<bool> row = st->Step();
   if (!row.ok()) return row.status();
   if (!*row) return Status::Internal("count orphans: no row");

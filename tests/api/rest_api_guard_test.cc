@@ -60,7 +60,7 @@ class ThrowingStore : public LogStore {
   Result<std::vector<TxnDetail>> ClaimOrphans(const std::string&, int) override {
     return Unavailable();
   }
-  Result<OrphanCensus> CountOrphans() override { return Unavailable(); }
+  Result<OrphanCensus> CountOrphans(int64_t) override { return Unavailable(); }
   Result<int64_t> ReleaseOwned(const std::string&) override { return Unavailable(); }
   Result<int64_t> PurgeFinished(int64_t, int) override { return Unavailable(); }
 

@@ -56,7 +56,7 @@ Result<std::vector<TxnDetail>> FakeClusterStore::ClaimOrphans(const std::string&
   return out;
 }
 
-Result<OrphanCensus> FakeClusterStore::CountOrphans() {
+Result<OrphanCensus> FakeClusterStore::CountOrphans(int64_t) {
   censuses.push_back(runner_->NowMs());
   if (fail_census) return Status::Unavailable("census: store down");
   return OrphanCensus{static_cast<int64_t>(orphans.size()), live};

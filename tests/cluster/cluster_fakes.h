@@ -68,7 +68,7 @@ class FakeClusterStore : public ClusterStore {
   Result<std::vector<std::string>> MarkExpiredCoordinators(int64_t lease_ms) override;
   Status DeleteCoordinator(const std::string& id) override;
   Result<std::vector<TxnDetail>> ClaimOrphans(const std::string& new_owner, int limit) override;
-  Result<OrphanCensus> CountOrphans() override;
+  Result<OrphanCensus> CountOrphans(int64_t heartbeat_within_ms) override;
   Result<int64_t> ReleaseOwned(const std::string& owner) override;
   Result<int64_t> PurgeFinished(int64_t before_ms, int limit) override;
 

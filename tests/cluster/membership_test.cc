@@ -70,8 +70,9 @@ TEST_F(MembershipTest, HeartbeatsOnceEveryIntervalWithItsId) {
   runner_.Advance(3000);
   EXPECT_EQ(store_.HeartbeatTimes(t0_), (std::vector<int64_t>{0, 1000, 2000, 3000, 4000}));
   for (const auto& h : store_.heartbeats) EXPECT_EQ(h.id, membership_->id());
-  // Nothing to claim: one claim per round, each by this coordinator.
-  EXPECT_EQ(store_.claims.size(), 5u);
+  // Nothing to claim: one census per round, and no claim.
+  EXPECT_EQ(store_.censuses.size(), 5u);
+  EXPECT_TRUE(store_.claims.empty());
   EXPECT_TRUE(adopter_.batches.empty());
 }
 
@@ -97,8 +98,8 @@ TEST_F(MembershipTest, AStoreOutageRestartsTheLeaseOfGoodHeartbeats) {
   EXPECT_EQ(MarkTimes(), (std::vector<int64_t>{5000, 6000}));
   runner_.Advance(1000);  // 15000: a whole lease of good heartbeats again
   EXPECT_EQ(MarkTimes(), (std::vector<int64_t>{5000, 6000, 15000}));
-  // Failed rounds claimed nothing; the others did.
-  EXPECT_EQ(store_.claims.size(), store_.heartbeats.size() - 3);
+  // Failed rounds looked for nothing to claim; the others did.
+  EXPECT_EQ(store_.censuses.size(), store_.heartbeats.size() - 3);
 }
 
 TEST_F(MembershipTest, DeclaredDeadDropsEverythingAndReRegistersUnderANewId) {
@@ -110,9 +111,10 @@ TEST_F(MembershipTest, DeclaredDeadDropsEverythingAndReRegistersUnderANewId) {
   EXPECT_NE(new_id, old_id);
   EXPECT_EQ(store_.registered, (std::vector<std::string>{old_id, new_id}));
   EXPECT_EQ(adopter_.reowned, (std::vector<std::string>{new_id}));
-  // That round claims nothing under either id; the next one heartbeats and
-  // claims as the new coordinator.
-  EXPECT_EQ(store_.claims.size(), 1u);
+  // That round looks for nothing to claim under either id; the next one
+  // heartbeats and claims as the new coordinator.
+  EXPECT_EQ(store_.censuses.size(), 1u);
+  store_.orphans = Orphans("o", 1);
   runner_.Advance(1000);
   ASSERT_EQ(store_.heartbeats.size(), 3u);
   EXPECT_EQ(store_.heartbeats.back().id, new_id);
@@ -145,18 +147,20 @@ TEST_F(MembershipTest, AFullBatchIsFollowedByAnotherClaimWithoutWaitingAHeartbea
   runner_.Advance(Membership::kFullBatchPauseMs);
   ASSERT_EQ(adopter_.batches.size(), 3u);
   EXPECT_EQ(adopter_.batches[2], (std::vector<std::string>{"o-6"}));
-  // Not full: back to the heartbeat interval.
+  // Not full: back to the heartbeat interval; the next round finds nothing.
   runner_.Advance(999);
-  EXPECT_EQ(store_.claims.size(), 3u);
+  EXPECT_EQ(store_.censuses.size(), 1u);
   runner_.Advance(1);
-  EXPECT_EQ(store_.claims.size(), 4u);
+  EXPECT_EQ(store_.censuses.size(), 2u);
+  EXPECT_EQ(store_.claims.size(), 3u);  // the short third batch ended the take-over
   EXPECT_EQ(adopter_.batches.size(), 3u);
   for (const auto& c : store_.claims) EXPECT_EQ(c.id, membership_->id());
 }
 
-// With a live peer, the first full batch starts a share window: this one
-// takes ceil(10 / 2) = 5 (3 + 2), waits out the window (two heartbeat
-// intervals) for the peer to take its share, then takes what is left.
+// With a live peer, the census before the first claim opens a share window:
+// this one takes ceil(10 / 2) = 5 (3 + 2), waits out the window (two
+// heartbeat intervals) for the peer to take its share, then takes what is
+// left.
 TEST_F(MembershipTest, ATakeOverIsSharedWithLivePeersThenWhatIsLeftIsTaken) {
   store_.orphans = Orphans("o", 10);
   store_.live = 2;
@@ -183,7 +187,7 @@ TEST_F(MembershipTest, ATakeOverIsSharedWithLivePeersThenWhatIsLeftIsTaken) {
   // Over: a later take-over is shared again.
   store_.orphans = Orphans("p", 4);
   runner_.Advance(1000);
-  EXPECT_EQ(adopter_.batches.back(), (std::vector<std::string>{"p-0", "p-1", "p-2"}));
+  EXPECT_EQ(adopter_.batches.back(), (std::vector<std::string>{"p-0", "p-1"}));  // 4 / 2
   EXPECT_EQ(store_.censuses.size(), 2u);
 }
 
@@ -200,9 +204,35 @@ TEST_F(MembershipTest, APeerTakingItsShareLeavesNothingAfterTheWindow) {
   ASSERT_EQ(adopter_.batches.size(), 2u);
   EXPECT_EQ(store_.claims.size(), 3u);  // one empty claim at the window's end
   runner_.Advance(999);
-  EXPECT_EQ(store_.claims.size(), 3u);  // then back to the heartbeat interval
+  EXPECT_EQ(store_.censuses.size(), 1u);  // then back to the heartbeat interval
   runner_.Advance(1);
-  EXPECT_EQ(store_.claims.size(), 4u);
+  EXPECT_EQ(store_.censuses.size(), 2u);
+  EXPECT_EQ(store_.claims.size(), 3u);
+}
+
+// The census comes before the first claim, so even a take-over smaller than
+// one batch is shared: 4 orphans among 3 live coordinators, 2 here.
+TEST_F(MembershipTest, EvenTheFirstBatchKeepsToTheShare) {
+  options_.claim_batch = 100;
+  store_.orphans = Orphans("o", 4);
+  store_.live = 3;
+  JoinAndStart();
+  ASSERT_EQ(store_.claims.size(), 1u);
+  EXPECT_EQ(store_.claims[0].limit, 2);
+  EXPECT_EQ(adopter_.batches[0], (std::vector<std::string>{"o-0", "o-1"}));
+  runner_.Advance(2000);  // no peer took theirs: the rest after the window
+  ASSERT_EQ(adopter_.batches.size(), 2u);
+  EXPECT_EQ(adopter_.batches[1], (std::vector<std::string>{"o-2", "o-3"}));
+}
+
+// A claim batch below 1 claims one at a time and never spins.
+TEST_F(MembershipTest, AClaimBatchBelowOneIsOne) {
+  options_.claim_batch = 0;
+  store_.orphans = Orphans("o", 2);
+  JoinAndStart();
+  runner_.Advance(3000);
+  EXPECT_EQ(adopter_.batches.size(), 2u);
+  EXPECT_EQ(store_.HeartbeatTimes(t0_), (std::vector<int64_t>{0, 10, 20, 1020, 2020}));
 }
 
 // Alone, or without a census, nothing holds the claims back.
@@ -263,6 +293,7 @@ TEST_F(MembershipTest, AFailedHandBackIsReportedAndKeepsTheRow) {
 TEST_F(MembershipTest, StoreErrorsNeverStopTheLoop) {
   store_.fail_heartbeats = true;
   store_.fail_mark_expired = true;
+  store_.fail_census = true;
   store_.fail_claims = true;
   JoinAndStart();
   runner_.Advance(3000);
@@ -276,6 +307,7 @@ TEST_F(MembershipTest, StoreErrorsNeverStopTheLoop) {
   EXPECT_TRUE(adopter_.batches.empty());
   // Everything back: orphans are adopted on the next round.
   store_.fail_mark_expired = false;
+  store_.fail_census = false;
   store_.fail_claims = false;
   store_.orphans = Orphans("late", 2);
   runner_.Advance(1000);

@@ -86,14 +86,14 @@ TEST_P(ClusterTest, ClaimOrphansTakesOnlyUnownedOrDeadOwned) {
 
   // The census counts what a claim would take (unowned, dead-owned, not
   // finished) and the coordinators alive.
-  Result<OrphanCensus> census = store().CountOrphans();
+  Result<OrphanCensus> census = store().CountOrphans(60000);
   ASSERT_TRUE(census.ok()) << census.status().ToString();
   EXPECT_EQ(census->orphans, 2);
   EXPECT_EQ(census->live_coordinators, 1);
 
   Result<std::vector<TxnDetail>> one = store().ClaimOrphans("alive", 1);
   ASSERT_TRUE(one.ok()) << one.status().ToString();
-  EXPECT_EQ(store().CountOrphans()->orphans, 1);
+  EXPECT_EQ(store().CountOrphans(60000)->orphans, 1);
   ASSERT_EQ(one->size(), 1u);
   EXPECT_EQ((*one)[0].txn.gtid, "t-dead");  // oldest first
   EXPECT_EQ((*one)[0].txn.owner, "alive");
@@ -106,13 +106,49 @@ TEST_P(ClusterTest, ClaimOrphansTakesOnlyUnownedOrDeadOwned) {
   ASSERT_EQ(rest->size(), 1u);
   EXPECT_EQ((*rest)[0].txn.gtid, "t-unowned");
   EXPECT_TRUE(store().ClaimOrphans("alive", 10)->empty());
-  EXPECT_EQ(store().CountOrphans()->orphans, 0);
+  EXPECT_EQ(store().CountOrphans(60000)->orphans, 0);
   EXPECT_EQ(store().GetTransaction("t-dead-done")->txn.owner, "dead");
 
   // The dead coordinator is fenced out of what was taken over.
   TxnWrite stale{.gtid = "t-dead", .owner = "dead"};
   stale.state = "COMMITTED";
   EXPECT_EQ(ApplyOne(store(), stale).code(), StatusCode::kLostOwnership);
+}
+
+// The census counts exactly what claims take (every dead owner, an owner
+// whose row is gone, no owner; not a draining coordinator's work, nothing
+// finished), and as live only 'alive' coordinators with a recent heartbeat.
+TEST_P(ClusterTest, CensusCountsWhatClaimsTakeAndTheLiveCoordinators) {
+  RegisterDead(store(), "dead1");
+  RegisterDead(store(), "dead2");
+  ASSERT_OK(store().RegisterCoordinator(Coord("alive")));
+  ASSERT_OK(store().RegisterCoordinator(Coord("drainer")));
+  ASSERT_OK(store().SetCoordinatorState("drainer", "draining"));
+  TxnWrite unowned = CreateWrite("u1", "alive", 4);
+  Result<std::vector<Status>> r = store().ApplyBatch(
+      {CreateWrite("a1", "dead1", 1), CreateWrite("a2", "dead1", 2), CreateWrite("b1", "dead2", 3),
+       unowned, CreateWrite("g1", "gone", 5), CreateWrite("d1", "drainer", 6),
+       CreateWrite("l1", "alive", 7), CreateWrite("f1", "dead1", 8, "COMMITTED")});
+  ASSERT_TRUE(r.ok());
+  for (const Status& s : *r) ASSERT_OK(s);
+  TxnWrite release{.gtid = "u1", .owner = "alive"};
+  release.release_owner = true;
+  ASSERT_OK(ApplyOne(store(), release));
+
+  Result<OrphanCensus> census = store().CountOrphans(60000);
+  ASSERT_TRUE(census.ok()) << census.status().ToString();
+  EXPECT_EQ(census->orphans, 5);  // a1, a2, b1, u1, g1
+  EXPECT_EQ(census->live_coordinators, 1);
+  Result<std::vector<TxnDetail>> claimed = store().ClaimOrphans("alive", 100);
+  ASSERT_TRUE(claimed.ok());
+  EXPECT_EQ(static_cast<int64_t>(claimed->size()), census->orphans);
+  EXPECT_EQ(store().CountOrphans(60000)->orphans, 0);
+
+  // A coordinator whose heartbeat is older than the window is not live.
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  ASSERT_OK(store().RegisterCoordinator(Coord("fresh")));
+  EXPECT_EQ(store().CountOrphans(200)->live_coordinators, 1);
+  EXPECT_EQ(store().CountOrphans(60000)->live_coordinators, 2);
 }
 
 TEST_P(ClusterTest, ConcurrentClaimersGetDisjointSets) {

@@ -47,7 +47,7 @@ class ForwardingLogStore : public LogStore {
   Result<std::vector<TxnDetail>> ClaimOrphans(const std::string& o, int l) override {
     return inner_->ClaimOrphans(o, l);
   }
-  Result<OrphanCensus> CountOrphans() override { return inner_->CountOrphans(); }
+  Result<OrphanCensus> CountOrphans(int64_t w) override { return inner_->CountOrphans(w); }
   Result<int64_t> ReleaseOwned(const std::string& o) override { return inner_->ReleaseOwned(o); }
   Result<int64_t> PurgeFinished(int64_t b, int l) override { return inner_->PurgeFinished(b, l); }
 
