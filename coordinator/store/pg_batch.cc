@@ -275,11 +275,11 @@ json CollapseEvents(pqxx::transaction_base& tx, const std::vector<const TxnWrite
         "UPDATE events e SET count = e.count + v.count, detail = v.detail, at_ms = "
         "COALESCE(NULLIF(v.at, 0), " +
             kNow +
-            ") FROM (SELECT u.n, u.type, u.detail, u.at, u.count, (SELECT max(x.id) FROM events x "
-            "WHERE x.gtid = u.gtid AND x.branch = u.branch) AS newest FROM "
-            "json_to_recordset($1::json) AS u(n bigint, gtid text, branch text, type text, "
-            "detail text, at bigint, count bigint)) v WHERE e.id = v.newest AND e.type = v.type "
-            "RETURNING v.n",
+            ") FROM (SELECT u.n, u.gtid, u.branch, u.type, u.detail, u.at, u.count, (SELECT "
+            "max(x.id) FROM events x WHERE x.gtid = u.gtid AND x.branch = u.branch) AS newest "
+            "FROM json_to_recordset($1::json) AS u(n bigint, gtid text, branch text, type text, "
+            "detail text, at bigint, count bigint)) v WHERE e.gtid = v.gtid AND e.branch = "
+            "v.branch AND e.id = v.newest AND e.type = v.type RETURNING v.n",
         collapsing);
     for (const auto& row : r) planned[row[0].as<size_t>()].second = true;
   }

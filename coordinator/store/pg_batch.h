@@ -59,8 +59,9 @@ void AppendEvents(pqxx::transaction_base& tx, const std::vector<const TxnWrite*>
 
 // The events of `writes` (as AppendEvents) that collapse into a stored one
 // update it now (one UPDATE of the newest event of each gtid and branch, by
-// index events_gtid_branch, only when some may collapse); returns the rest,
-// the rows still to insert, in order, as WriteBranchesAndEvents takes them.
+// the events primary key (gtid, branch, id), only when some may collapse);
+// returns the rest, the rows still to insert, in order, as
+// WriteBranchesAndEvents takes them.
 nlohmann::json CollapseEvents(pqxx::transaction_base& tx,
                               const std::vector<const TxnWrite*>& writes);
 

@@ -383,6 +383,14 @@ TEST_P(PreviousSchemaTest, MigratesToTheNewColumns) {
         "previous_schema");
     ASSERT_TRUE(collations.ok());
     EXPECT_EQ(*collations, "C");
+    // A migrated log has the events index of a new one (0004): one, the key.
+    Result<std::string> indexes = SharedPostgres()->Query(
+        "SELECT string_agg(indexdef, '; ' ORDER BY indexname) FROM pg_indexes WHERE tablename = "
+        "'events'",
+        "previous_schema");
+    ASSERT_TRUE(indexes.ok());
+    EXPECT_EQ(*indexes,
+              "CREATE UNIQUE INDEX events_pkey ON public.events USING btree (gtid, branch, id)");
   }
   store->reset();
   if (!dir.empty()) std::filesystem::remove_all(dir);

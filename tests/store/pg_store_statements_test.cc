@@ -203,6 +203,24 @@ TEST(PgStoreStatementsTest, MigrationOutlastsTheCallDeadline) {
   EXPECT_TRUE(ApplyOne(**store, c).ok());
 }
 
+// An event costs one index entry: the primary key (gtid, branch, id) serves
+// the history by gtid and the newest event of a branch (collapsing), so the
+// migrated schema has no other index on events (0004_events_primary_key).
+TEST(PgStoreStatementsTest, EventsHaveOneIndexTheirPrimaryKey) {
+  MiniPostgres* pg = SharedPostgres();
+  ASSERT_NE(pg, nullptr);
+  Result<std::unique_ptr<LogStore>> store = OpenNewPgStore("events_index");
+  ASSERT_TRUE(store.ok()) << store.status().ToString();
+  Result<std::string> indexes = pg->Query(
+      "SELECT string_agg(indexdef, '; ' ORDER BY indexname) FROM pg_indexes WHERE tablename = "
+      "'events'",
+      "events_index");
+  ASSERT_TRUE(indexes.ok()) << indexes.status().ToString();
+  EXPECT_EQ(*indexes,
+            "CREATE UNIQUE INDEX events_pkey ON public.events USING btree (gtid, "
+            "branch, id)");
+}
+
 // On a database whose default collation is language-aware (ICU en-US,
 // where punctuation and case weigh less than letters), listing by gtid
 // prefix is still exact: the gtid column compares bytes (0003).
