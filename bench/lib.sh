@@ -13,6 +13,7 @@
 # associative array R (empty).
 #
 # Progress
+#   usage                prints the script's header comment (its --help)
 #   log TEXT...          a time-stamped line to stderr
 #   die TEXT...          log "FAILED: TEXT", exit 1 (the EXIT trap cleans up)
 #
@@ -105,6 +106,8 @@
 #   nginx_version, wrk_version
 
 # ---------------------------------------------------------------- progress --
+
+usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
 
 log() { printf '[%s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
 die() { log "FAILED: $*"; exit 1; }

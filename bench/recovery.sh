@@ -109,7 +109,6 @@ PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
 # Membership::kFullBatchPauseMs in coordinator/cluster/membership.h.
 full_batch_pause_ms=10
 
-usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
 
 while (($#)); do
   case $1 in

@@ -81,7 +81,6 @@ sqlite_inserts=2000  # commits of the SQLite baseline
 wrk_threads=${WRK_THREADS:-2}
 PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
 
-usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
 
 while (($#)); do
   case $1 in

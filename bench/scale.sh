@@ -68,7 +68,6 @@ wrk_threads=${WRK_THREADS:-2}
 PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
 history_ms=$((6 * 24 * 3600 * 1000))  # spread of generated times: 6 days
 
-usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
 
 while (($#)); do
   case $1 in

@@ -11,6 +11,11 @@ namespace {
 std::string Now() { return SqliteLogStore::kNowSql; }
 std::string Cols() { return SqliteLogStore::kTxnColumns; }
 constexpr const char* kUnfinished = "state NOT IN ('COMMITTED', 'ABORTED')";
+// An orphan, `t` an unfinished transaction: no owner, or one that is dead
+// or whose row is gone. What ClaimOrphans takes and CountOrphans counts.
+constexpr const char* kOrphanedT =
+    "(t.owner IS NULL OR NOT EXISTS (SELECT 1 FROM coordinators c WHERE c.id = t.owner AND "
+    "c.state <> 'dead'))";
 
 }  // namespace
 
@@ -247,9 +252,9 @@ Result<std::vector<TxnDetail>> SqliteLogStore::ClaimOrphans(const std::string& n
     Status ps;
     auto st = Prepare(
         "UPDATE transactions SET owner = ?1, version = version + 1, updated_at_ms = " + Now() +
-            " WHERE gtid IN (SELECT t.gtid FROM transactions t WHERE t." + kUnfinished +
-            " AND (t.owner IS NULL OR NOT EXISTS (SELECT 1 FROM coordinators c WHERE c.id = "
-            "t.owner AND c.state <> 'dead')) ORDER BY t.created_at_ms, t.gtid LIMIT ?2) "
+            " WHERE gtid IN (SELECT t.gtid FROM transactions t WHERE t." + kUnfinished + " AND " +
+            kOrphanedT +
+            " ORDER BY t.created_at_ms, t.gtid LIMIT ?2) "
             "RETURNING gtid",
         &ps);
     if (!st) return ps;
@@ -276,13 +281,12 @@ Result<OrphanCensus> SqliteLogStore::CountOrphans(int64_t heartbeat_within_ms) {
   CallScope lock(&mu_);
   Status s;
   // One statement, so one snapshot; the orphans as ClaimOrphans picks them.
-  auto st =
-      Prepare(std::string("SELECT (SELECT COUNT(*) FROM transactions t WHERE t.") + kUnfinished +
-                  " AND (t.owner IS NULL OR NOT EXISTS (SELECT 1 FROM coordinators c WHERE "
-                  "c.id = t.owner AND c.state <> 'dead'))), (SELECT COUNT(*) FROM "
-                  "coordinators WHERE state = 'alive' AND heartbeat_at_ms >= " +
-                  Now() + " - ?1)",
-              &s);
+  auto st = Prepare(std::string("SELECT (SELECT COUNT(*) FROM transactions t WHERE t.") +
+                        kUnfinished + " AND " + kOrphanedT +
+                        "), (SELECT COUNT(*) FROM "
+                        "coordinators WHERE state = 'alive' AND heartbeat_at_ms >= " +
+                        Now() + " - ?1)",
+                    &s);
   if (!st) return s;
   st->Bind(1, heartbeat_within_ms);
   Result<bool> row = st->Step();

@@ -377,8 +377,7 @@ std::shared_ptr<at::transport::TSocket> ConnectThriftSocket(
       socket = tls_socket;
       // However slowly the server sends, the handshake ends by the deadline.
       limit.emplace(tls_socket->getSocketFD(), deadline);
-      tls_socket->setRecvTimeout(limit->remaining_ms());
-      tls_socket->setSendTimeout(limit->remaining_ms());
+      SetTimeoutsUntil(*tls_socket, *limit);
       tls_socket->Handshake();
       limit.reset();
     } else {
@@ -429,6 +428,11 @@ TlsFailure TlsRefusalAfterExchange(at::transport::TSocket& socket, const std::st
   } catch (const std::exception&) {
   }
   return f;
+}
+
+void SetTimeoutsUntil(at::transport::TSocket& socket, const SocketDeadline& limit) {
+  socket.setRecvTimeout(limit.remaining_ms());
+  socket.setSendTimeout(limit.remaining_ms());
 }
 
 void BlockSigpipeOnThisThread() {

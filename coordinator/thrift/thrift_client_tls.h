@@ -54,6 +54,7 @@
 #include <boost/asio/ip/address.hpp>
 
 #include "common/endpoint.h"
+#include "common/socket_deadline.h"
 #include "security/tls_context.h"
 #include "treaty/status.h"
 
@@ -132,6 +133,12 @@ std::shared_ptr<apache::thrift::transport::TSocket> ConnectThriftSocket(
 // socket or any other failure. Never throws.
 TlsFailure TlsRefusalAfterExchange(apache::thrift::transport::TSocket& socket,
                                    const std::string& what);
+
+// Sets `socket`'s send and receive time-outs to what is left of `limit` (at
+// least 1 ms), so that each read and write ends by the deadline on its own
+// and the watchdog only has to cut off a peer that trickles. Throws what
+// TSocket's setters throw (TTransportException).
+void SetTimeoutsUntil(apache::thrift::transport::TSocket& socket, const SocketDeadline& limit);
 
 // Blocks SIGPIPE on the calling thread for good (a write then fails with
 // EPIPE); for threads that run only Thrift calls.

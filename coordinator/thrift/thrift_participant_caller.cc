@@ -268,8 +268,7 @@ struct ThriftParticipantCaller::Impl {
       }
       std::optional<SocketDeadline> limit(std::in_place, c->socket->getSocketFD(), deadline);
       try {
-        c->socket->setRecvTimeout(limit->remaining_ms());
-        c->socket->setSendTimeout(limit->remaining_ms());
+        SetTimeoutsUntil(*c->socket, *limit);
         rpc::ParticipantReply reply = Invoke(*c, req);
         if (limit->Release()) {  // answered just as the socket was shut down
           c->Close();

@@ -379,8 +379,7 @@ std::unique_ptr<ThriftConnection> ThriftCoordinator::Open(int timeout_ms,
   if (options_.token.empty()) return c;
   std::optional<treaty::SocketDeadline> limit(std::in_place, c->socket->getSocketFD(), deadline);
   try {
-    c->socket->setRecvTimeout(limit->remaining_ms());
-    c->socket->setSendTimeout(limit->remaining_ms());
+    treaty::SetTimeoutsUntil(*c->socket, *limit);
     c->client->authenticate(options_.token);
     if (!limit->Release()) return c;
     *failure = Failed(Delivery::kNotSent, address_ + ": authenticate: " + timed_out);
@@ -446,8 +445,7 @@ CoordinatorReply ThriftCoordinator::Call(int timeout_ms, Fn fn) {
       return r;
     };
     try {
-      c->socket->setRecvTimeout(limit->remaining_ms());
-      c->socket->setSendTimeout(limit->remaining_ms());
+      treaty::SetTimeoutsUntil(*c->socket, *limit);
       CoordinatorReply r;
       r.delivery = Delivery::kAnswered;
       json raw = fn(*c->client);
