@@ -187,6 +187,18 @@ treaty::Status ParseAdvertised(const std::string& text, treaty::ServerOptions& o
   return treaty::Status::Ok();
 }
 
+// --lease-ms against --heartbeat-ms (docs/operations.md "Cluster sizing and
+// lease settings"): under 3 heartbeats a coordinator's lease can run out
+// between two of its own heartbeats (a slow round, clock steps), so peers
+// declare each other dead in turn and move their work back and forth.
+treaty::Status CheckLease(const treaty::ServerOptions& opts) {
+  if (opts.lease_ms >= 3 * opts.heartbeat_ms) return treaty::Status::Ok();
+  return treaty::Status::InvalidArgument(
+      "--lease-ms (" + std::to_string(opts.lease_ms) +
+      ") must be at least 3 times --heartbeat-ms (" + std::to_string(opts.heartbeat_ms) +
+      "): a shorter lease runs out between heartbeats and coordinators declare each other dead");
+}
+
 // Tells systemd (when it started us with NOTIFY_SOCKET) how we are; a no-op
 // otherwise. Failures to send are ignored: the service works without it.
 void NotifySystemd(const std::string& state) { (void)sd_notify(0, state.c_str()); }
@@ -562,6 +574,10 @@ int main(int argc, char** argv) {
     opts.thrift_port = thrift_addr->port;
   }
   if (auto s = ParseAdvertised(advertise_http, opts); !s.ok()) {
+    std::cerr << "treatyd: " << s.message() << "\n";
+    return 2;
+  }
+  if (auto s = CheckLease(opts); !s.ok()) {
     std::cerr << "treatyd: " << s.message() << "\n";
     return 2;
   }

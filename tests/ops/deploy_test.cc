@@ -229,6 +229,18 @@ TEST_F(DeployTest, UnknownConfigKeyIsRefusedByName) {
   EXPECT_EQ(range.code, 2) << range.output;
   EXPECT_NE(range.output.find("--lease-ms"), std::string::npos) << range.output;
 
+  // A lease under 3 heartbeats would run out between heartbeats (peers
+  // declaring each other dead in turn): refused naming both options.
+  for (const char* mode : {"--check-config", "--http=127.0.0.1:0"}) {
+    RunResult flap = RunBinary(dir_, "flap",
+                               {treatyd, "--store", "sqlite:" + dir_ + "/flap.db", "--heartbeat-ms",
+                                "2000", "--lease-ms", "5999", mode});
+    EXPECT_EQ(flap.code, 2) << flap.output;
+    EXPECT_NE(flap.output.find("--lease-ms (5999) must be at least 3 times --heartbeat-ms (2000)"),
+              std::string::npos)
+        << flap.output;
+  }
+
   RunResult missing =
       RunBinary(dir_, "missing", {treatyd, "--config", dir_ + "/absent.conf", "--check-config"});
   EXPECT_EQ(missing.code, 2) << missing.output;
