@@ -450,6 +450,13 @@ int main(int argc, char** argv) {
       ->envname("TREATY_STUCK_AFTER_MS")
       ->check(CLI::Range(0, 86400000))
       ->capture_default_str();
+  app.add_option("--write-behind-ms", opts.service.engine.write_behind_ms,
+                 "A saga step's first action goes out without waiting for the log; its progress "
+                 "is logged within this many ms, or with the next decision (docs/architecture.md "
+                 "\"Write-behind\"). 0: every call waits for its log write")
+      ->envname("TREATY_WRITE_BEHIND_MS")
+      ->check(CLI::Range(0, 10000))
+      ->capture_default_str();
   app.add_option("--call-timeout-ms", opts.service.engine.default_call_timeout_ms,
                  "Participant call time-out when a step sets none")
       ->envname("TREATY_CALL_TIMEOUT_MS")

@@ -385,6 +385,7 @@ Status Server::Start() {
   deps.owner = m.membership->id();
   deps.observer = m.metrics.get();
   deps.participant_policy = m.participant_policy.get();
+  deps.lease_held = [&m] { return m.membership->LeaseHeld(); };
   m.service = std::make_unique<TxnService>(deps, m.options.service);
   m.thrift_service = m.service.get();
   m.rest = std::make_unique<RestApi>(m.service.get(), m.queries.get(), m.readiness.get(),

@@ -40,6 +40,11 @@ Status Membership::Join() {
   return Status::Ok();
 }
 
+bool Membership::LeaseHeld() const {
+  const int64_t ok_at = heartbeat_ok_at_ms_.load();
+  return ok_at >= 0 && runner_->MonotonicMs() - ok_at < options_.lease_ms - options_.heartbeat_ms;
+}
+
 void Membership::Start(TxnAdopter* adopter) {
   if (rounds_.started()) return;
   adopter_ = adopter;
@@ -48,8 +53,11 @@ void Membership::Start(TxnAdopter* adopter) {
 
 int64_t Membership::Round() {
   const std::string me = id();
+  const int64_t began_ms = runner_->MonotonicMs();
   Status hb = store_->Heartbeat(me);
+  if (hb.ok()) heartbeat_ok_at_ms_.store(began_ms);
   if (hb.code() == StatusCode::kLostOwnership) {
+    heartbeat_ok_at_ms_.store(-1);
     spdlog::warn("coordinator {} was declared dead by a peer; dropping in-memory work", me);
     takeover_.reset();  // the new id starts afresh
     if (Join().ok()) {

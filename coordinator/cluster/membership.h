@@ -60,6 +60,7 @@
 // owner's thread, never from a task of `runner`. id() is thread-safe.
 // `store`, `runner` and the adopter must outlive Stop(). Not copyable.
 
+#include <atomic>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -104,6 +105,15 @@ class Membership {
   // The current id (changes when the coordinator re-registers; empty before
   // Join and after a hand-back). Thread-safe.
   std::string id() const;
+  // True while no peer can have declared this coordinator dead: its last
+  // successful heartbeat began less than lease_ms - heartbeat_ms ago
+  // (monotonic; peers wait a whole lease_ms from the heartbeat they read).
+  // False until a round's heartbeat succeeds, and after being declared dead
+  // until the next one does (under the new id, a heartbeat after the
+  // engine was told to drop the old id's work).
+  // The engine sends a call ahead of its fenced log write only then
+  // (EngineOptions::write_behind_ms). Thread-safe, never blocks.
+  bool LeaseHeld() const;
   // Starts the rounds (the first at once), resuming work through `adopter`.
   void Start(TxnAdopter* adopter);
   // Stops the rounds: none starts after this, and a round in progress
@@ -131,6 +141,9 @@ class Membership {
   // Since when (monotonic ms) heartbeats have succeeded without a break;
   // rounds only (serial). Peers are declared dead only after a whole lease.
   std::optional<int64_t> connected_since_ms_;
+  // When (monotonic ms) the last successful heartbeat began; -1: none since
+  // joining. Written by rounds, read by LeaseHeld from any thread.
+  std::atomic<int64_t> heartbeat_ok_at_ms_{-1};
   // The take-over in progress, from its first full batch to a batch that is
   // not full; rounds only (serial).
   struct Takeover {

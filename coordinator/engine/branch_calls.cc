@@ -31,7 +31,7 @@ bool TxnDriver::call_held(int i) const {
   return static_cast<size_t>(i) < calls_.size() && calls_[i].held;
 }
 
-void TxnDriver::LaunchCall(int i, BranchOp op) {
+void TxnDriver::LaunchCall(int i, BranchOp op, bool ahead) {
   TREATY_ASSERT_ON(*ctx_->runner);
   BranchCall& c = Call(i);
   if (paused_) {
@@ -62,9 +62,8 @@ void TxnDriver::LaunchCall(int i, BranchOp op) {
         call.in_flight = false;
         OnCallResult(i, op, r);
       },
-      [this, i, op, generation] {
-        return Call(i).generation == generation && SendStillWanted(op);
-      });
+      [this, i, op, generation] { return Call(i).generation == generation && SendStillWanted(op); },
+      ahead);
 }
 
 bool TxnDriver::SendAttempt(int i, BranchOp op) {

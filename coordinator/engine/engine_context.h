@@ -5,6 +5,7 @@
 // must not outlive it. Touched only on `runner`.
 
 #include <cstdint>
+#include <functional>
 #include <random>
 #include <string>
 
@@ -37,6 +38,19 @@ struct EngineOptions {
   // into compensation or abort is flagged if still unfinished this long after
   // the deadline. 0: neither flag is raised.
   int64_t stuck_after_ms = 60000;
+  // Write-behind of a saga's forward progress (docs/architecture.md "Write-
+  // behind"). A change nobody waits for (no call waits for it to be logged,
+  // no answer, no terminal state) is written at most this long after it was
+  // made, or with the next change that must be durable, whichever comes
+  // first; and a saga step whose dependencies have just succeeded sends its
+  // FIRST action attempt without waiting for its RUNNING to be logged, so
+  // long as the saga's create is logged and this coordinator's lease is held
+  // (EngineContext::lease_held). After a crash the log may then lag the
+  // participants by that much happy-path progress; recovery resends those
+  // actions (idempotent, protocol.md) and, should the saga abort, compensates
+  // every step that may have started (Saga). 0: every change is written at
+  // once and every call waits for it (plan -> log -> act for every call).
+  int64_t write_behind_ms = 50;
 };
 
 // Notified by drivers on the engine runner.
@@ -61,6 +75,12 @@ struct EngineContext {
   TxnObserver* observer = nullptr;
   std::string owner;  // this coordinator's id: the fencing token of every write
   EngineOptions options;
+  // True while no peer can have declared this coordinator dead (its last
+  // heartbeat is recent: Membership::LeaseHeld). Asked on the runner before a
+  // call goes out ahead of its log write (write-behind): without the lease it
+  // waits for its fenced write like any other. Null: always held (a driver
+  // test, or no cluster).
+  std::function<bool()> lease_held;
   std::mt19937_64 rng{std::random_device{}()};
 
   // Exponential backoff with jitter for the attempt-th retry (1-based):

@@ -10,7 +10,8 @@ namespace treaty {
 
 bool Saga::Step::Attempted() const {
   return state == BranchState::kRunning || state == BranchState::kSucceeded ||
-         state == BranchState::kFailed || state == BranchState::kCompensating;
+         state == BranchState::kFailed || state == BranchState::kCompensating ||
+         (state == BranchState::kPending && maybe_started);
 }
 
 Saga::Saga(EngineContext* ctx, SagaSpec spec)
@@ -96,14 +97,35 @@ Result<std::shared_ptr<Saga>> Saga::Restore(EngineContext* ctx, const TxnDetail&
       }
     }
   }
+  saga->MarkMaybeStarted();
   return saga;
+}
+
+void Saga::MarkMaybeStarted() {
+  if (state() != TxnState::kRunning) return;  // a decision's write carried all progress
+  // Every dependency chain of a PENDING step leads to steps the create
+  // logged RUNNING, and any of them may have succeeded, unlogged, and let
+  // the chain start; the log cannot say how far it went. A step without
+  // dependencies started in the create write if at all.
+  for (Step& s : steps_) {
+    s.maybe_started = s.state == BranchState::kPending && !s.deps.empty();
+  }
 }
 
 void Saga::Start() {
   TREATY_ASSERT_ON(*ctx()->runner);
   if (!is_new_) {
     spdlog::info("gtid={} resuming saga in state {}", gtid(), state_name());
-    Event("", "recovery", "resumed by coordinator " + ctx()->owner + " in state " + state_name());
+    std::string maybe;
+    for (const Step& s : steps_) {
+      if (s.maybe_started) maybe += (maybe.empty() ? "'" : ", '") + s.spec.name + "'";
+    }
+    Event("", "recovery",
+          "resumed by coordinator " + ctx()->owner + " in state " + state_name() +
+              (maybe.empty() ? ""
+                             : "; logged PENDING but may have started (progress written "
+                               "behind), so compensated should the saga abort: " +
+                                   maybe));
   }
   if (deadline_ms_ > 0 && state() == TxnState::kRunning) {
     if (deadline_ms_ <= ctx()->runner->NowMs()) {
@@ -171,7 +193,7 @@ void Saga::PumpForward() {
       if (!ready) continue;
       s.attempts = 1;
       SetStep(i, BranchState::kRunning, "attempt 1");
-      LaunchCall(i, BranchOp::kAction);
+      LaunchCall(i, BranchOp::kAction, /*ahead=*/true);  // written behind (txn_driver.h)
     } else if (s.state == BranchState::kRunning) {
       // Restored with its attempt sent and the outcome not logged: send that
       // same attempt again (it was counted when it was planned).

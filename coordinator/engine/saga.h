@@ -14,12 +14,26 @@
 //                           (409, or attempts exhausted)
 //
 // A step starts when its dependencies have SUCCEEDED (the previous step, or
-// its `after` list when concurrent). Its RUNNING state (with the attempt
-// number) is durable before the action is sent, so after a crash every step
-// whose action may have applied is known and compensated. Compensation runs
-// for every attempted step (RUNNING, SUCCEEDED, FAILED), a step only after
-// every attempted step that depends on it is COMPENSATED (reverse dependency
-// order), and never while its own action call is still in flight.
+// its `after` list when concurrent). The saga's create (every step, PENDING,
+// and the first steps RUNNING) is durable before any action is sent. After
+// that, a step's FIRST action attempt goes out as soon as its dependencies
+// succeed, its RUNNING and their SUCCEEDED written behind it
+// (EngineOptions::write_behind_ms; off: durable first, as for every other
+// call). Every other call (a retry, a compensation, a call after a decision)
+// waits for its change to be logged. So after a crash the log may lag the
+// participants only by happy-path progress, and by how much it cannot say:
+// every PENDING step of a restored RUNNING saga "may have started", unless
+// it has no dependencies (those start in the create write, or not at all;
+// MarkMaybeStarted). Recovery resends forward from the
+// first step not logged SUCCEEDED (participants are idempotent per
+// (gtid, branch, op)); if the saga aborts instead, a step that may have
+// started is compensated like an attempted one (a participant must accept a
+// compensate for an action it never received: docs/protocol.md).
+// Compensation runs for every attempted step (RUNNING, SUCCEEDED, FAILED, or
+// may have started), a step only after every attempted step that depends on
+// it is COMPENSATED (reverse dependency order), and never while its own
+// action call is still in flight. A decision (COMPENSATING, COMMITTED) is
+// written with every change before it, and compensations wait for it.
 //
 // A URL that can never be called (kUncallable: only a log written by an older
 // release can hold one) is a permanent failure: an action fails the step at
@@ -107,10 +121,11 @@ class Saga : public TxnDriver {
     std::vector<int> deps;
     std::vector<int> dependents;
     BranchState state = BranchState::kPending;
-    int attempts = 0;           // action attempts, as logged
-    int comp_failures = 0;      // failed compensations since an operator retry
-    int64_t planned_at_ms = 0;  // restored: attempt `attempts` not sent before
-    bool uncallable = false;    // its compensate URL can never be called (in memory)
+    int attempts = 0;            // action attempts, as logged
+    int comp_failures = 0;       // failed compensations since an operator retry
+    int64_t planned_at_ms = 0;   // restored: attempt `attempts` not sent before
+    bool uncallable = false;     // its compensate URL can never be called (in memory)
+    bool maybe_started = false;  // restored PENDING, may have started (MarkMaybeStarted)
     std::string last_error;
     bool Attempted() const;
   };
@@ -125,6 +140,9 @@ class Saga : public TxnDriver {
   void OnCompensateResult(int i, const ParticipantResponse& r);
   // A restored saga: picks every step's call up where the log left it.
   void ResumeSteps();
+  // Restore: flags the steps of a RUNNING saga that may have started with
+  // their progress written behind (see above).
+  void MarkMaybeStarted();
 
   SagaSpec spec_;
   std::vector<Step> steps_;

@@ -169,13 +169,18 @@ std::shared_ptr<TaskRunner::Timer> TxnDriver::After(int64_t delay_ms, std::funct
   });
 }
 
+bool TxnDriver::MaySendAhead() const {
+  return ctx_->options.write_behind_ms > 0 && created_ && durable_seq_ >= 1 &&
+         !create_outcome_unknown_ && !log_failing_ && (!ctx_->lease_held || ctx_->lease_held());
+}
+
 void TxnDriver::CallWhenDurable(ParticipantRequest request,
                                 std::function<void(const ParticipantResponse&)> on_result,
-                                std::function<bool()> still_wanted) {
+                                std::function<bool()> still_wanted, bool ahead) {
   TREATY_ASSERT_ON(*ctx_->runner);
   std::weak_ptr<TxnDriver> weak = shared_from_this();
-  AfterDurable([this, weak, request = std::move(request), on_result = std::move(on_result),
-                still_wanted = std::move(still_wanted)]() mutable {
+  auto send = [this, weak, request = std::move(request), on_result = std::move(on_result),
+               still_wanted = std::move(still_wanted)]() mutable {
     if (still_wanted && !still_wanted()) {
       ParticipantResponse skipped;
       skipped.outcome = CallOutcome::kTransient;
@@ -199,7 +204,12 @@ void TxnDriver::CallWhenDurable(ParticipantRequest request,
         self->Pump();
       });
     });
-  });
+  };
+  if (ahead && MaySendAhead()) {
+    send();
+  } else {
+    AfterDurable(std::move(send));
+  }
 }
 
 void TxnDriver::RecordBranchState(const std::string& name, BranchState branch_state, int attempts,
@@ -333,6 +343,7 @@ void TxnDriver::WhenDurable(std::function<void(Status)> done) {
     return;
   }
   durable_waiters_.emplace_back(target, std::move(done));
+  Flush();  // a change written behind is now waited for
 }
 
 void TxnDriver::Drop(const Status& why) {

@@ -131,6 +131,10 @@ class TxnDriver : public std::enable_shared_from_this<TxnDriver> {
   EngineContext* ctx() const { return ctx_; }
   TxnWrite& Pending();
   void AfterDurable(std::function<void()> then);
+  // Sends the pending change as one write, unless a write is in flight (it
+  // goes after that one). A change nobody waits for (no AfterDurable
+  // follow-up, no WhenDurable waiter) is written behind instead: within
+  // options.write_behind_ms, or sooner with a change that is waited for.
   void Flush();
   // Appends an event to the pending write and logs it.
   void Event(const std::string& branch, const std::string& type, const std::string& detail);
@@ -151,9 +155,18 @@ class TxnDriver : public std::enable_shared_from_this<TxnDriver> {
   // branch) while the write was waiting
   // (a saga began compensating), so the call is not sent and `on_result`
   // gets a kTransient answer saying so (no participant was called).
+  //
+  // `ahead` (write-behind, EngineOptions::write_behind_ms): the call goes out
+  // at once, without waiting for the pending change to be logged, if the
+  // create is logged (confirmed), write-behind is on, this transaction's
+  // last write did not fail as Unavailable (the log is answering) and this
+  // coordinator holds its lease (EngineContext::lease_held); otherwise it
+  // waits as above. Only a saga's first action attempt of a step asks for it.
   void CallWhenDurable(ParticipantRequest request,
                        std::function<void(const ParticipantResponse&)> on_result,
-                       std::function<bool()> still_wanted = nullptr);
+                       std::function<bool()> still_wanted = nullptr, bool ahead = false);
+  // Whether a call asked to go `ahead` of its log write may (see above).
+  bool MaySendAhead() const;
   // Records a branch's new state: a BranchUpdate (next retry cleared) and a
   // history event of `event_type`. A non-empty `last_error` (the branch's
   // call failed) is also the transaction's last_error (NoteCallFailed).
@@ -239,7 +252,9 @@ class TxnDriver : public std::enable_shared_from_this<TxnDriver> {
   // sends every held call still RetryStillDue, each logged as sent first
   // (RecordAttemptSent with AttemptOfCall); so does a driver's Pump that
   // launches the branch again meanwhile (it replaces the held op).
-  void LaunchCall(int i, BranchOp op);
+  //
+  // `ahead`: sent ahead of its log write when MaySendAhead (CallWhenDurable).
+  void LaunchCall(int i, BranchOp op, bool ahead = false);
   // Schedules a retry of `op` in `delay_ms` (the caller has logged it as
   // planned with RecordRetry). When the timer fires and RetryStillDue, the
   // attempt is logged as sent (RecordAttemptSent with AttemptOfCall) and
@@ -337,6 +352,11 @@ class TxnDriver : public std::enable_shared_from_this<TxnDriver> {
   bool create_outcome_unknown_ = false;  // see create_outcome_unknown()
   bool has_pending_ = false;
   bool write_in_flight_ = false;
+  bool log_failing_ = false;  // the last write failed Unavailable; none succeeded since
+  // A change nobody waits for is pending: this timer writes it (Flush).
+  std::shared_ptr<TaskRunner::Timer> behind_timer_;
+  // Sends the pending change now, waited for or not.
+  void FlushNow();
   int refused_writes_ = 0;  // consecutive writes the log refused for their data
   TxnWrite pending_;
   std::vector<std::function<void()>> pending_then_;

@@ -55,6 +55,30 @@ void FoldIntoCreate(TxnWrite& w) {
 void TxnDriver::Flush() {
   TREATY_ASSERT_ON(*ctx_->runner);
   if (dropped_ || write_in_flight_ || !has_pending_) return;
+  const bool waited_for = !pending_then_.empty() || pending_.create ||
+                          std::any_of(durable_waiters_.begin(), durable_waiters_.end(),
+                                      [this](const auto& w) { return w.first > sent_seq_; });
+  const int64_t behind_ms = ctx_->options.write_behind_ms;
+  if (!waited_for && behind_ms > 0) {
+    // Written behind: within behind_ms, or sooner with a change waited for.
+    if (!behind_timer_) {
+      behind_timer_ = After(behind_ms, [this] {
+        behind_timer_ = nullptr;
+        FlushNow();
+      });
+    }
+    return;
+  }
+  FlushNow();
+}
+
+void TxnDriver::FlushNow() {
+  TREATY_ASSERT_ON(*ctx_->runner);
+  if (dropped_ || write_in_flight_ || !has_pending_) return;
+  if (behind_timer_) {
+    behind_timer_->Cancel();
+    behind_timer_ = nullptr;
+  }
   TxnWrite w = std::move(pending_);
   auto thens = std::move(pending_then_);
   pending_ = TxnWrite();
@@ -97,6 +121,7 @@ void TxnDriver::OnWritten(Status status, TxnWrite write, std::vector<std::functi
   const bool was_create = write.create.has_value();
   if (status.ok()) {
     refused_writes_ = 0;
+    log_failing_ = false;
     if (was_create && create_outcome_unknown_) {
       create_outcome_unknown_ = false;
       spdlog::warn("gtid={} the log confirmed the create after all; driving it", gtid_);
@@ -136,6 +161,7 @@ void TxnDriver::OnWritten(Status status, TxnWrite write, std::vector<std::functi
     return;
   }
   refused_writes_ = 0;
+  log_failing_ = true;  // nothing goes ahead of the log until it answers again
   // The log is unavailable: keep the change and its follow-ups, retry later.
   spdlog::warn("gtid={} log write failed, retrying: {}", gtid_, status.ToString());
   TxnWrite newer = std::move(pending_);

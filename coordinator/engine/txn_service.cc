@@ -23,6 +23,7 @@ TxnService::TxnService(TxnServiceDeps deps, TxnServiceOptions options)
   ctx_.observer = this;
   ctx_.owner = deps_.owner;
   ctx_.options = options_.engine;
+  ctx_.lease_held = deps_.lease_held;
 }
 
 TxnService::~TxnService() = default;

@@ -66,6 +66,10 @@ struct TxnServiceDeps {
   // with InvalidArgument naming the URL's field (REST 400). Must outlive the
   // service.
   const ParticipantPolicy* participant_policy = nullptr;
+  // Optional: whether this coordinator still holds its lease
+  // (EngineContext::lease_held); called on the engine runner, must be
+  // thread-safe and must not block. Null: always held.
+  std::function<bool()> lease_held;
 };
 
 class TxnService : public TxnAdopter, private TxnObserver {

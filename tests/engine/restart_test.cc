@@ -6,6 +6,8 @@
 // timers never fire, late answers are ignored) and restoring the log's row
 // under a new coordinator id.
 
+#include <algorithm>
+
 #include <gtest/gtest.h>
 
 #include "engine/engine_fakes.h"
@@ -157,7 +159,7 @@ TEST_F(RestartTest, CompensationRetryTimeSurvivesRestore) {
   Crash();
   RestoreSaga("g1");
   ASSERT_TRUE(runner_.RunUntil([&] { return caller_.Count("g1", "book", "compensate") == 2; }));
-  runner_.Advance(50);  // its answer (a failure) is logged with the next retry
+  runner_.Advance(100);  // its answer (a failure) and next retry, written behind
   const auto at = caller_.Times("g1", "book", "compensate");
   ASSERT_EQ(at.size(), 2u);
   EXPECT_GE(at[1], planned) << "the planned compensation waited out its backoff";
@@ -189,6 +191,107 @@ TEST_F(RestartTest, DeadlinePassedWhileDownCompensatesWithoutSending) {
   EXPECT_EQ(caller_.Count("g1", "pay", "action"), 1);
   EXPECT_EQ(caller_.Count("g1", "pay", "compensate"), 1);
   EXPECT_TRUE(HasEvent("g1", "deadline"));
+}
+
+// Write-behind (EngineOptions::write_behind_ms): a step's first action goes
+// out before its progress is logged. A crash within that window leaves the
+// log behind the participants: flight RUNNING, hotel and car PENDING while
+// all three were sent. The restored saga resends forward, in order, from the
+// first step not logged SUCCEEDED.
+TEST_F(RestartTest, ProgressLostWithWriteBehindIsResentInOrder) {
+  caller_.Set("car", "action", {{kOk}, 5000});
+  StartSaga(Spec("g1", {"flight", "hotel", "car"}, 3, 100));
+  ASSERT_TRUE(runner_.RunUntil([&] { return caller_.Count("g1", "car", "action") == 1; }));
+  EXPECT_EQ(log_.Branch("g1", "flight")->state, states::kRunning);
+  EXPECT_EQ(log_.Branch("g1", "hotel")->state, states::kPending) << "written behind";
+  EXPECT_EQ(log_.Branch("g1", "car")->state, states::kPending) << "written behind";
+  Crash();
+  RestoreSaga("g1");
+  EXPECT_EQ(Finish("g1"), states::kCommitted);
+  EXPECT_EQ(caller_.Sequence("g1"),
+            (std::vector<std::string>{"flight/action", "hotel/action", "car/action",
+                                      "flight/action", "hotel/action", "car/action"}));
+  EXPECT_TRUE(HasEvent("g1", "may have started"));
+}
+
+// The same crash, but the saga's deadline passes while nobody drives it: the
+// restored saga compensates every step that may have started (hotel and car
+// were sent though logged PENDING), in reverse order, and sends no action.
+TEST_F(RestartTest, StepsThatMayHaveStartedAreCompensatedWhenTheSagaAborts) {
+  caller_.Set("car", "action", {{kOk}, 5000});
+  auto spec = Spec("g1", {"flight", "hotel", "car", "insurance"}, 3, 100);
+  spec.timeout_ms = 1000;
+  StartSaga(spec);
+  ASSERT_TRUE(runner_.RunUntil([&] { return caller_.Count("g1", "car", "action") == 1; }));
+  ASSERT_EQ(log_.Branch("g1", "car")->state, states::kPending);
+  Crash();
+  runner_.Advance(2000);
+  RestoreSaga("g1");
+  EXPECT_EQ(Finish("g1"), states::kAborted);
+  // The log cannot tell whether car succeeded and insurance started: it is
+  // compensated too (a null compensation at its participant).
+  EXPECT_EQ(caller_.Sequence("g1"),
+            (std::vector<std::string>{"flight/action", "hotel/action", "car/action",
+                                      "insurance/compensate", "car/compensate", "hotel/compensate",
+                                      "flight/compensate"}));
+  for (const char* step : {"flight", "hotel", "car", "insurance"}) {
+    EXPECT_EQ(log_.Branch("g1", step)->state, states::kCompensated) << step;
+  }
+  EXPECT_TRUE(HasEvent("g1",
+                       "may have started (progress written behind), so compensated should "
+                       "the saga abort: 'hotel', 'car', 'insurance'"));
+}
+
+// Progress is written behind within write_behind_ms: a crash after that
+// resends only the step still in flight.
+TEST_F(RestartTest, ProgressWrittenBehindIsLoggedWithinItsDelay) {
+  ctx_.options.write_behind_ms = 50;
+  caller_.Set("car", "action", {{kOk}, 5000});
+  StartSaga(Spec("g1", {"flight", "hotel", "car"}, 3, 100));
+  ASSERT_TRUE(runner_.RunUntil([&] { return caller_.Count("g1", "car", "action") == 1; }));
+  const int64_t sent = caller_.Times("g1", "car", "action")[0];
+  ASSERT_TRUE(
+      runner_.RunUntil([&] { return log_.Branch("g1", "car")->state == states::kRunning; }));
+  EXPECT_LE(runner_.NowMs() - sent, 50);
+  EXPECT_EQ(log_.Branch("g1", "hotel")->state, states::kSucceeded);
+  Crash();
+  RestoreSaga("g1");
+  EXPECT_EQ(Finish("g1"), states::kCommitted);
+  EXPECT_EQ(caller_.Count("g1", "flight", "action"), 1);
+  EXPECT_EQ(caller_.Count("g1", "hotel", "action"), 1);
+  EXPECT_EQ(caller_.Count("g1", "car", "action"), 2);
+  EXPECT_FALSE(HasEvent("g1", "may have started"));
+}
+
+// Concurrent saga (`after` may name a later step): every PENDING step may
+// have started, and compensation still follows the dependencies in reverse
+// (z after x after y), whatever the order of the steps.
+TEST_F(RestartTest, StepsThatMayHaveStartedAreCompensatedInReverseDependencyOrder) {
+  auto spec = Spec("g1", {"z", "x", "y", "v", "w"}, 3, 100);
+  spec.concurrent = true;
+  spec.steps[0].after = {"x"};
+  spec.steps[1].after = {"y"};
+  spec.steps[4].after = {"v"};
+  spec.timeout_ms = 1000;
+  caller_.Set("v", "action", {{kOk}, 5000});  // in flight at the crash: w not started
+  caller_.Set("z", "action", {{kOk}, 5000});
+  StartSaga(spec);
+  ASSERT_TRUE(runner_.RunUntil([&] { return caller_.Count("g1", "z", "action") == 1; }));
+  ASSERT_EQ(log_.Branch("g1", "z")->state, states::kPending);
+  Crash();
+  runner_.Advance(2000);
+  RestoreSaga("g1");
+  EXPECT_EQ(Finish("g1"), states::kAborted);
+  for (const char* step : {"z", "x", "y", "v", "w"}) {
+    EXPECT_EQ(caller_.Count("g1", step, "compensate"), 1) << step;
+    EXPECT_EQ(log_.Branch("g1", step)->state, states::kCompensated) << step;
+  }
+  EXPECT_EQ(caller_.Count("g1", "w", "action"), 0);
+  const auto seq = caller_.Sequence("g1");
+  const auto pos = [&](const std::string& c) { return std::find(seq.begin(), seq.end(), c); };
+  EXPECT_LT(pos("z/compensate"), pos("x/compensate"));
+  EXPECT_LT(pos("x/compensate"), pos("y/compensate"));
+  EXPECT_LT(pos("w/compensate"), pos("v/compensate"));
 }
 
 // A 2PC commit retry waits out its logged time after a restart; a branch

@@ -36,7 +36,9 @@ TEST_F(SagaTest, HappyPathRunsStepsInOrderAndCommits) {
   for (const auto& b : log_.txns["g1"].branches) EXPECT_EQ(b.state, states::kSucceeded);
 }
 
-TEST_F(SagaTest, StepIsLoggedRunningBeforeItsActionIsSent) {
+// Without write-behind every call waits for its change to be logged.
+TEST_F(SagaTest, WithoutWriteBehindStepIsLoggedRunningBeforeItsActionIsSent) {
+  ctx_.options.write_behind_ms = 0;
   int checked = 0;
   caller_.on_call = [&](const ParticipantRequest& r) {
     const BranchRow* b = log_.Branch(r.gtid, r.branch);
@@ -49,6 +51,74 @@ TEST_F(SagaTest, StepIsLoggedRunningBeforeItsActionIsSent) {
   StartSaga(Spec("g1", {"flight", "hotel", "car"}));
   EXPECT_EQ(Finish("g1"), states::kAborted);
   EXPECT_EQ(checked, 6);
+}
+
+// Write-behind: the saga is logged (its first step RUNNING) before any
+// action; later steps' first attempts go out ahead of their progress; a
+// compensation is logged before it is sent; the happy path is two writes.
+TEST_F(SagaTest, WriteBehindSendsFirstAttemptsAheadButDecisionsWait) {
+  ctx_.options.write_behind_ms = 50;
+  int ahead = 0;
+  int checked = 0;
+  caller_.on_call = [&](const ParticipantRequest& r) {
+    const BranchRow* b = log_.Branch(r.gtid, r.branch);
+    ASSERT_NE(b, nullptr) << "the create is logged before any call";
+    if (r.branch == "flight" && r.op == "action") EXPECT_EQ(b->state, states::kRunning);
+    if (r.op == "action" && b->state == states::kPending) ++ahead;
+    if (r.op == "compensate") {
+      EXPECT_EQ(b->state, states::kCompensating) << r.branch;
+      EXPECT_EQ(log_.txns[r.gtid].txn.state, states::kCompensating);
+    }
+    ++checked;
+  };
+  StartSaga(Spec("g1", {"flight", "hotel", "car"}));
+  EXPECT_EQ(Finish("g1"), states::kCommitted);
+  EXPECT_EQ(ahead, 2) << "hotel and car went out before their RUNNING was logged";
+  EXPECT_EQ(log_.writes, 2) << "the create and COMMITTED";
+  for (const auto& b : log_.txns["g1"].branches) EXPECT_EQ(b.state, states::kSucceeded);
+
+  caller_.Set("car", "action", {{CallOutcome::kBusinessFailure}});
+  StartSaga(Spec("g2", {"flight", "hotel", "car"}));
+  EXPECT_EQ(Finish("g2"), states::kAborted);
+  EXPECT_EQ(caller_.Sequence("g2"),
+            (Seq{"flight/action", "hotel/action", "car/action", "car/compensate",
+                 "hotel/compensate", "flight/compensate"}));
+  EXPECT_EQ(checked, 9);
+}
+
+// A retry is logged (planned, then sent) before it goes out, write-behind
+// or not: only first attempts go ahead.
+TEST_F(SagaTest, WriteBehindRetriesWaitForTheLog) {
+  ctx_.options.write_behind_ms = 50;
+  caller_.Set("hotel", "action", {{CallOutcome::kTransient, CallOutcome::kOk}});
+  int retries = 0;
+  caller_.on_call = [&](const ParticipantRequest& r) {
+    if (r.branch != "hotel" || caller_.Count("g1", "hotel", "action") == 0) return;
+    const BranchRow* b = log_.Branch("g1", "hotel");
+    EXPECT_EQ(b->state, states::kRunning);
+    EXPECT_EQ(b->attempts, 2);
+    EXPECT_EQ(b->next_attempt_at_ms, 0) << "logged as sent";
+    ++retries;
+  };
+  StartSaga(Spec("g1", {"flight", "hotel"}));
+  EXPECT_EQ(Finish("g1"), states::kCommitted);
+  EXPECT_EQ(retries, 1);
+}
+
+// Without its lease (a heartbeat too old: peers may be adopting its work) a
+// coordinator sends nothing ahead of its fenced write.
+TEST_F(SagaTest, WithoutTheLeaseNothingGoesAhead) {
+  ctx_.options.write_behind_ms = 50;
+  ctx_.lease_held = [] { return false; };
+  int checked = 0;
+  caller_.on_call = [&](const ParticipantRequest& r) {
+    EXPECT_EQ(log_.Branch(r.gtid, r.branch)->state, states::kRunning) << r.branch;
+    ++checked;
+  };
+  StartSaga(Spec("g1", {"flight", "hotel", "car"}));
+  EXPECT_EQ(Finish("g1"), states::kCommitted);
+  EXPECT_EQ(checked, 3);
+  EXPECT_EQ(log_.writes, 4);
 }
 
 TEST_F(SagaTest, BusinessFailureCompensatesAttemptedStepsInReverse) {
@@ -188,10 +258,15 @@ TEST_F(SagaTest, ForceAbortCompensatesARunningSaga) {
   EXPECT_EQ(caller_.Count("g1", "hotel", "compensate"), 1);
 }
 
+// A peer adopts a transaction only once this coordinator's lease expired,
+// and then nothing goes ahead of the fenced write that finds out.
 TEST_F(SagaTest, LostOwnershipStopsDrivingAtOnce) {
+  bool lease = true;
+  ctx_.lease_held = [&] { return lease; };
   caller_.Set("flight", "action", {{CallOutcome::kOk}, 50});
   StartSaga(Spec("g1", {"flight", "hotel", "car"}));
   runner_.RunUntil([&] { return caller_.Count("g1", "flight", "action") == 1; });
+  lease = false;
   log_.SetOwner("g1", "coord-2");
   runner_.Advance(10000);
   EXPECT_EQ(recorder_.dropped["g1"].code(), StatusCode::kLostOwnership);
@@ -225,6 +300,7 @@ TEST_F(SagaTest, RecoveryResendsTheInFlightActionAndFinishes) {
   caller_.Set("hotel", "action", {{CallOutcome::kOk}, 10000});
   auto first = StartSaga(Spec("g1", {"flight", "hotel", "car"}));
   runner_.RunUntil([&] { return caller_.Count("g1", "hotel", "action") == 1; });
+  runner_.Advance(100);  // flight's success is written behind within write_behind_ms
   OnEngine([&] { first->Drop(Status::Internal("simulated crash")); });  // the process dies
   // A new coordinator claims it and restores it from the log.
   log_.SetOwner("g1", "coord-2");
@@ -264,6 +340,7 @@ TEST_F(SagaTest, RecoveryDuringCompensationFinishesIt) {
 // compensating, and the planned action is never sent (found by a review
 // against the real binary: the action went out ~20 s after the decision).
 TEST_F(SagaTest, ActionPlannedBeforeTheDeadlineIsNotSentOnceCompensating) {
+  ctx_.options.write_behind_ms = 0;  // hotel's action waits for its write
   caller_.on_call = [this](const ParticipantRequest& r) {
     if (r.branch == "flight" && r.op == "action") log_.fail_next_writes = 40;
   };
@@ -274,6 +351,27 @@ TEST_F(SagaTest, ActionPlannedBeforeTheDeadlineIsNotSentOnceCompensating) {
   EXPECT_EQ(caller_.Count("g1", "hotel", "action"), 0);
   EXPECT_EQ(caller_.Sequence("g1"),
             (Seq{"flight/action", "hotel/compensate", "flight/compensate"}));
+}
+
+// Write-behind stops while the log fails: hotel went ahead before the log
+// was known to fail; once its write has failed, car waits until the log has
+// its RUNNING (and hotel's success).
+TEST_F(SagaTest, NothingGoesAheadOnceTheLogFails) {
+  ctx_.options.write_behind_ms = 50;
+  ctx_.options.log_retry_backoff_ms = 200;
+  caller_.Set("hotel", "action", {{CallOutcome::kOk}, 100});
+  int car_checked = 0;
+  caller_.on_call = [&](const ParticipantRequest& r) {
+    if (r.branch == "flight" && r.op == "action") log_.fail_next_writes = 3;
+    if (r.branch != "car") return;
+    EXPECT_EQ(log_.Branch("g1", "hotel")->state, states::kSucceeded);
+    EXPECT_EQ(log_.Branch("g1", "car")->state, states::kRunning);
+    ++car_checked;
+  };
+  StartSaga(Spec("g1", {"flight", "hotel", "car"}));
+  EXPECT_EQ(Finish("g1"), states::kCommitted);
+  EXPECT_EQ(car_checked, 1);
+  EXPECT_EQ(caller_.Count("g1", "hotel", "action"), 1);
 }
 
 }  // namespace

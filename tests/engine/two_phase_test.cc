@@ -312,7 +312,7 @@ TEST_F(TwoPhaseRecoveryTest, PreparingIsPresumedAborted) {
   auto t = Begin("r1", {"a", "b"});
   caller_.Set("b", "prepare", {{kOk}, 100000});  // never answers before the crash
   OnEngine([&] { t->RequestCommit([](Result<TxnState>) {}); });
-  runner_.Advance(50);
+  runner_.Advance(100);  // a's vote is written behind (nothing waits for it)
   ASSERT_EQ(BranchState("r1", "a"), states::kPrepared);
   ASSERT_EQ(log_.txns["r1"].txn.state, states::kPreparing);
   EXPECT_EQ(Recover("r1"), states::kAborted);
