@@ -31,7 +31,12 @@ Status Membership::Join() {
   row.http_addr = options_.http_addr;
   row.thrift_addr = options_.thrift_addr;
   row.state = "alive";
+  // Registering is a heartbeat. Not after being declared dead, though: the
+  // engine may still drive the old id's work until it is told to drop it.
+  const bool first = id().empty();
+  const int64_t began_ms = runner_->MonotonicMs();
   if (auto s = store_->RegisterCoordinator(row); !s.ok()) return s;
+  if (first) heartbeat_ok_at_ms_.store(began_ms);
   {
     MutexLock lock(&mu_);
     id_ = row.id;

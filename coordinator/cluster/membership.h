@@ -108,9 +108,9 @@ class Membership {
   // True while no peer can have declared this coordinator dead: its last
   // successful heartbeat began less than lease_ms - heartbeat_ms ago
   // (monotonic; peers wait a whole lease_ms from the heartbeat they read).
-  // False until a round's heartbeat succeeds, and after being declared dead
-  // until the next one does (under the new id, a heartbeat after the
-  // engine was told to drop the old id's work).
+  // Registering (Join) counts as the first heartbeat. After being declared
+  // dead it is false until a round's heartbeat under the new id succeeds, a
+  // round after the engine was told to drop the old id's work.
   // The engine sends a call ahead of its fenced log write only then
   // (EngineOptions::write_behind_ms). Thread-safe, never blocks.
   bool LeaseHeld() const;

@@ -122,6 +122,34 @@ TEST_F(MembershipTest, DeclaredDeadDropsEverythingAndReRegistersUnderANewId) {
   EXPECT_EQ(adopter_.reowned.size(), 1u);
 }
 
+// The lease the engine's write-behind asks for: held from registering,
+// renewed by each good heartbeat, lost lease - heartbeat after the last one
+// (peers wait a whole lease), and after being declared dead until a
+// heartbeat under the new id succeeds.
+TEST_F(MembershipTest, LeaseIsHeldWhileHeartbeatsSucceed) {
+  membership_ = std::make_unique<Membership>(&store_, &runner_, options_);
+  EXPECT_FALSE(membership_->LeaseHeld()) << "before registering";
+  ASSERT_TRUE(membership_->Join().ok());
+  EXPECT_TRUE(membership_->LeaseHeld()) << "registering is a heartbeat";
+  membership_->Start(&adopter_);
+  runner_.RunUntilIdle();
+  runner_.Advance(10000);
+  EXPECT_TRUE(membership_->LeaseHeld());
+  store_.fail_heartbeats = true;  // the last good one at 10000
+  runner_.Advance(3999);
+  EXPECT_TRUE(membership_->LeaseHeld());
+  runner_.Advance(1);  // lease 5000 - heartbeat 1000 after it
+  EXPECT_FALSE(membership_->LeaseHeld());
+  store_.fail_heartbeats = false;
+  runner_.Advance(1000);
+  EXPECT_TRUE(membership_->LeaseHeld());
+  store_.MarkDead(membership_->id());
+  runner_.Advance(1000);  // LostOwnership, re-registered
+  EXPECT_FALSE(membership_->LeaseHeld()) << "not until the new id's first heartbeat";
+  runner_.Advance(1000);
+  EXPECT_TRUE(membership_->LeaseHeld());
+}
+
 TEST_F(MembershipTest, AFailedReRegistrationKeepsTryingEveryRound) {
   JoinAndStart();
   const std::string old_id = membership_->id();
