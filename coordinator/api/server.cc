@@ -385,7 +385,7 @@ Status Server::Start() {
   deps.owner = m.membership->id();
   deps.observer = m.metrics.get();
   deps.participant_policy = m.participant_policy.get();
-  deps.lease_held = [&m] { return m.membership->LeaseHeld(); };
+  deps.lease_held = [&m](const std::string& owner) { return m.membership->LeaseHeld(owner); };
   m.service = std::make_unique<TxnService>(deps, m.options.service);
   m.thrift_service = m.service.get();
   m.rest = std::make_unique<RestApi>(m.service.get(), m.queries.get(), m.readiness.get(),
@@ -474,6 +474,11 @@ Status Server::Drain() {
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
   const int64_t left = m.service->active_drivers();
+  // What was written behind goes to the log before the hand-back, so the
+  // adopter neither resends nor compensates it (bounded: a stalled log).
+  auto flushed = std::make_shared<std::promise<void>>();
+  m.service->FlushAll([flushed] { flushed->set_value(); });
+  (void)flushed->get_future().wait_for(std::chrono::seconds(5));
   m.service->DropAllAndReown("");
   // Wait (bounded) until the engine has done it: clients held by `wait` are
   // answered by then (TxnWaiters::ExpireAll), before the listeners close.

@@ -45,7 +45,8 @@ Status Membership::Join() {
   return Status::Ok();
 }
 
-bool Membership::LeaseHeld() const {
+bool Membership::LeaseHeld(const std::string& owner) const {
+  if (owner.empty() || owner != id()) return false;
   const int64_t ok_at = heartbeat_ok_at_ms_.load();
   return ok_at >= 0 && runner_->MonotonicMs() - ok_at < options_.lease_ms - options_.heartbeat_ms;
 }

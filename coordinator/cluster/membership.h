@@ -105,15 +105,18 @@ class Membership {
   // The current id (changes when the coordinator re-registers; empty before
   // Join and after a hand-back). Thread-safe.
   std::string id() const;
-  // True while no peer can have declared this coordinator dead: its last
-  // successful heartbeat began less than lease_ms - heartbeat_ms ago
-  // (monotonic; peers wait a whole lease_ms from the heartbeat they read).
+  // True while no peer can have declared coordinator `owner` dead: it is
+  // this coordinator's current id, and its last successful heartbeat began
+  // less than lease_ms - heartbeat_ms ago (monotonic; peers wait a whole
+  // lease_ms from the heartbeat they read). An old id (declared dead,
+  // re-registered since) never holds it, so work the engine still drives
+  // under it cannot go ahead of its fenced writes.
   // Registering (Join) counts as the first heartbeat. After being declared
   // dead it is false until a round's heartbeat under the new id succeeds, a
   // round after the engine was told to drop the old id's work.
   // The engine sends a call ahead of its fenced log write only then
   // (EngineOptions::write_behind_ms). Thread-safe, never blocks.
-  bool LeaseHeld() const;
+  bool LeaseHeld(const std::string& owner) const;
   // Starts the rounds (the first at once), resuming work through `adopter`.
   void Start(TxnAdopter* adopter);
   // Stops the rounds: none starts after this, and a round in progress

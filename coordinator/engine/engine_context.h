@@ -75,12 +75,13 @@ struct EngineContext {
   TxnObserver* observer = nullptr;
   std::string owner;  // this coordinator's id: the fencing token of every write
   EngineOptions options;
-  // True while no peer can have declared this coordinator dead (its last
-  // heartbeat is recent: Membership::LeaseHeld). Asked on the runner before a
-  // call goes out ahead of its log write (write-behind): without the lease it
-  // waits for its fenced write like any other. Null: always held (a driver
-  // test, or no cluster).
-  std::function<bool()> lease_held;
+  // True while no peer can have declared coordinator `owner` (this one's
+  // id as the engine knows it, `owner` above) dead: it is the id registered
+  // now and its last heartbeat is recent (Membership::LeaseHeld). Asked on
+  // the runner before a call goes out ahead of its log write (write-behind):
+  // without the lease it waits for its fenced write like any other. Null:
+  // always held (a driver test).
+  std::function<bool(const std::string& owner)> lease_held;
   std::mt19937_64 rng{std::random_device{}()};
 
   // Exponential backoff with jitter for the attempt-th retry (1-based):

@@ -213,6 +213,15 @@ void Saga::BeginCompensation(const std::string& reason) {
   for (size_t i = 0; i < steps_.size(); ++i) {
     if (steps_[i].state == BranchState::kRunning) CancelRetry(static_cast<int>(i));
   }
+  // Steps that may have started (restored, MarkMaybeStarted) are logged
+  // RUNNING with the decision: a coordinator that restores the saga
+  // COMPENSATING later must compensate them too.
+  for (size_t i = 0; i < steps_.size(); ++i) {
+    Step& s = steps_[i];
+    if (s.state != BranchState::kPending || !s.maybe_started) continue;
+    SetStep(static_cast<int>(i), BranchState::kRunning,
+            "may have started (its progress was written behind before a crash): compensated");
+  }
 }
 
 void Saga::PumpCompensation() {

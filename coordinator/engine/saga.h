@@ -18,9 +18,9 @@
 // and the first steps RUNNING) is durable before any action is sent. After
 // that, a step's FIRST action attempt goes out as soon as its dependencies
 // succeed, its RUNNING and their SUCCEEDED written behind it
-// (EngineOptions::write_behind_ms; off: durable first, as for every other
-// call). Every other call (a retry, a compensation, a call after a decision)
-// waits for its change to be logged. So after a crash the log may lag the
+// (EngineOptions::write_behind_ms; when it may: TxnDriver::CallWhenDurable;
+// otherwise durable first, as for every other call). Every other call (a retry, a compensation, a
+// call after a decision) waits for its change to be logged. So after a crash the log may lag the
 // participants only by happy-path progress, and by how much it cannot say:
 // every PENDING step of a restored RUNNING saga "may have started", unless
 // it has no dependencies (those start in the create write, or not at all;
@@ -33,7 +33,9 @@
 // may have started), a step only after every attempted step that depends on
 // it is COMPENSATED (reverse dependency order), and never while its own
 // action call is still in flight. A decision (COMPENSATING, COMMITTED) is
-// written with every change before it, and compensations wait for it.
+// written with every change before it, and compensations wait for it; the
+// steps that may have started are logged RUNNING with COMPENSATING, so a
+// later restore of the COMPENSATING saga compensates them too.
 //
 // A URL that can never be called (kUncallable: only a log written by an older
 // release can hold one) is a permanent failure: an action fails the step at

@@ -29,15 +29,20 @@ int EngineContext::BackoffLevel(int64_t delay_ms, int64_t initial_ms, int64_t ma
 TxnDriver::TxnDriver(EngineContext* ctx, std::string gtid, TxnKind kind)
     : ctx_(ctx), gtid_(std::move(gtid)), kind_(kind) {}
 
+void TxnDriver::MarkPending() {
+  if (!has_pending_) pending_since_ms_ = ctx_->runner->MonotonicMs();
+  has_pending_ = true;
+}
+
 TxnWrite& TxnDriver::Pending() {
   TREATY_ASSERT_ON(*ctx_->runner);
-  has_pending_ = true;
+  MarkPending();
   return pending_;
 }
 
 void TxnDriver::AfterDurable(std::function<void()> then) {
   TREATY_ASSERT_ON(*ctx_->runner);
-  has_pending_ = true;
+  MarkPending();
   pending_then_.push_back(std::move(then));
 }
 
@@ -170,8 +175,21 @@ std::shared_ptr<TaskRunner::Timer> TxnDriver::After(int64_t delay_ms, std::funct
 }
 
 bool TxnDriver::MaySendAhead() const {
-  return ctx_->options.write_behind_ms > 0 && created_ && durable_seq_ >= 1 &&
-         !create_outcome_unknown_ && !log_failing_ && (!ctx_->lease_held || ctx_->lease_held());
+  const int64_t behind_ms = ctx_->options.write_behind_ms;
+  if (behind_ms <= 0 || !created_ || durable_seq_ < 1 || create_outcome_unknown_ || log_failing_ ||
+      durable_seq_ < hold_ahead_until_seq_) {
+    return false;
+  }
+  const int64_t now = ctx_->runner->MonotonicMs();
+  if (write_in_flight_ && now - in_flight_since_ms_ >= behind_ms) return false;
+  if (has_pending_ && now - pending_since_ms_ >= behind_ms) return false;
+  return !ctx_->lease_held || ctx_->lease_held(ctx_->owner);
+}
+
+void TxnDriver::HoldAheadUntilLogged() {
+  TREATY_ASSERT_ON(*ctx_->runner);
+  MarkPending();
+  hold_ahead_until_seq_ = sent_seq_ + 1;
 }
 
 void TxnDriver::CallWhenDurable(ParticipantRequest request,
@@ -324,6 +342,7 @@ Status TxnDriver::Resume(const OperatorRequest& who) {
   if (!paused_) return Status::Conflict("transaction " + gtid_ + " is not paused");
   paused_ = false;
   Pending().paused = false;
+  HoldAheadUntilLogged();  // nothing starts before the log says resumed
   Event("", "operator", OperatorDetail("resume", who));
   ReleaseHeldCalls();
   Pump();

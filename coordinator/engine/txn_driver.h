@@ -157,16 +157,25 @@ class TxnDriver : public std::enable_shared_from_this<TxnDriver> {
   // gets a kTransient answer saying so (no participant was called).
   //
   // `ahead` (write-behind, EngineOptions::write_behind_ms): the call goes out
-  // at once, without waiting for the pending change to be logged, if the
-  // create is logged (confirmed), write-behind is on, this transaction's
-  // last write did not fail as Unavailable (the log is answering) and this
-  // coordinator holds its lease (EngineContext::lease_held); otherwise it
-  // waits as above. Only a saga's first action attempt of a step asks for it.
+  // at once, without waiting for the pending change to be logged, if
+  //  - write-behind is on and this driver logged its create itself (a
+  //    restored transaction never goes ahead);
+  //  - the create is confirmed and no operator change is waiting to be
+  //    logged (HoldAheadUntilLogged);
+  //  - nothing unlogged is older than write_behind_ms (a write in flight that
+  //    long, e.g. behind a stalled log, stops it), and this transaction's
+  //    last write did not fail as Unavailable;
+  //  - this coordinator holds its lease (EngineContext::lease_held).
+  // Otherwise it waits as above. Only a saga step's first action attempt
+  // asks for it.
   void CallWhenDurable(ParticipantRequest request,
                        std::function<void(const ParticipantResponse&)> on_result,
                        std::function<bool()> still_wanted = nullptr, bool ahead = false);
   // Whether a call asked to go `ahead` of its log write may (see above).
   bool MaySendAhead() const;
+  // No call goes ahead until the change pending now (an operator's) is
+  // durable: the log has it before anything it allows is acted on.
+  void HoldAheadUntilLogged();
   // Records a branch's new state: a BranchUpdate (next retry cleared) and a
   // history event of `event_type`. A non-empty `last_error` (the branch's
   // call failed) is also the transaction's last_error (NoteCallFailed).
@@ -353,6 +362,13 @@ class TxnDriver : public std::enable_shared_from_this<TxnDriver> {
   bool has_pending_ = false;
   bool write_in_flight_ = false;
   bool log_failing_ = false;  // the last write failed Unavailable; none succeeded since
+  // Monotonic ms of the oldest change in pending_ and in the write in flight
+  // (how long the log has lagged behind this driver).
+  int64_t pending_since_ms_ = 0;
+  int64_t in_flight_since_ms_ = 0;
+  uint64_t hold_ahead_until_seq_ = 0;  // HoldAheadUntilLogged
+  // Marks pending_ non-empty (its age starts now if it was empty).
+  void MarkPending();
   // A change nobody waits for is pending: this timer writes it (Flush).
   std::shared_ptr<TaskRunner::Timer> behind_timer_;
   // Sends the pending change now, waited for or not.

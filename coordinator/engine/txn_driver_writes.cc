@@ -55,7 +55,15 @@ void FoldIntoCreate(TxnWrite& w) {
 void TxnDriver::Flush() {
   TREATY_ASSERT_ON(*ctx_->runner);
   if (dropped_ || write_in_flight_ || !has_pending_) return;
-  const bool waited_for = !pending_then_.empty() || pending_.create ||
+  // A planned retry is logged at once: its time is what a restore rebuilds
+  // the backoff from (next_attempt_at_ms - updated_at_ms).
+  const bool retry_planned = (pending_.next_attempt_at_ms && *pending_.next_attempt_at_ms > 0) ||
+                             std::any_of(pending_.branch_updates.begin(),
+                                         pending_.branch_updates.end(), [](const BranchUpdate& u) {
+                                           return u.next_attempt_at_ms && *u.next_attempt_at_ms > 0;
+                                         });
+  const bool waited_for = !pending_then_.empty() || pending_.create || retry_planned ||
+                          hold_ahead_until_seq_ > sent_seq_ ||
                           std::any_of(durable_waiters_.begin(), durable_waiters_.end(),
                                       [this](const auto& w) { return w.first > sent_seq_; });
   const int64_t behind_ms = ctx_->options.write_behind_ms;
@@ -84,6 +92,7 @@ void TxnDriver::FlushNow() {
   pending_ = TxnWrite();
   pending_then_.clear();
   has_pending_ = false;
+  in_flight_since_ms_ = pending_since_ms_;
   w.gtid = gtid_;
   w.owner = ctx_->owner;
   w.now_ms = ctx_->runner->NowMs();
@@ -172,7 +181,8 @@ void TxnDriver::OnWritten(Status status, TxnWrite write, std::vector<std::functi
   pending_then_ = std::move(thens);
   for (auto& t : newer_then) pending_then_.push_back(std::move(t));
   has_pending_ = true;
-  write_in_flight_ = true;  // hold off other flushes until the retry
+  pending_since_ms_ = in_flight_since_ms_;  // it holds the failed write's changes
+  write_in_flight_ = true;                  // hold off other flushes until the retry
   auto self = shared_from_this();
   ctx_->runner->PostAfter(ctx_->options.log_retry_backoff_ms, [self] {
     self->write_in_flight_ = false;
@@ -279,6 +289,7 @@ void TxnDriver::RewriteRefused(const Status& why, TxnWrite refused,
   pending_then_ = std::move(thens);
   for (auto& t : newer_then) pending_then_.push_back(std::move(t));
   has_pending_ = true;
+  pending_since_ms_ = in_flight_since_ms_;  // it holds the refused write's changes
   Flush();
 }
 

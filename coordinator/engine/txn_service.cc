@@ -243,6 +243,18 @@ void TxnService::DropAllAndReown(const std::string& new_owner) {
   });
 }
 
+void TxnService::FlushAll(std::function<void()> done) {
+  deps_.engine_runner->Post([this, done = std::move(done)] {
+    // One count per driver and one for this loop, so `done` runs once, last.
+    auto left = std::make_shared<size_t>(drivers_.size() + 1);
+    auto one_done = [left, done] {
+      if (--*left == 0) done();
+    };
+    for (auto& [gtid, driver] : drivers_) driver->WhenDurable([one_done](Status) { one_done(); });
+    one_done();
+  });
+}
+
 void TxnService::CountActive() {
   TREATY_ASSERT_ON(*deps_.engine_runner);
   active_drivers_.store(static_cast<int64_t>(drivers_.size()), std::memory_order_relaxed);

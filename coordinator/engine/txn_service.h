@@ -66,10 +66,10 @@ struct TxnServiceDeps {
   // with InvalidArgument naming the URL's field (REST 400). Must outlive the
   // service.
   const ParticipantPolicy* participant_policy = nullptr;
-  // Optional: whether this coordinator still holds its lease
-  // (EngineContext::lease_held); called on the engine runner, must be
-  // thread-safe and must not block. Null: always held.
-  std::function<bool()> lease_held;
+  // Optional: whether this coordinator, under the id the engine drives as,
+  // still holds its lease (EngineContext::lease_held); called on the engine
+  // runner, must be thread-safe and must not block. Null: always held.
+  std::function<bool(const std::string& owner)> lease_held;
 };
 
 class TxnService : public TxnAdopter, private TxnObserver {
@@ -156,6 +156,10 @@ class TxnService : public TxnAdopter, private TxnObserver {
   // Recovery/takeover: starts drivers for transactions just claimed (each by
   // its kind's TxnProtocol; one of an unknown kind is logged and skipped).
   void Adopt(std::vector<TxnDetail> claimed) override;
+  // Drain: sends every driver's pending change now (what is written behind
+  // included) and runs `done` on the engine runner once each is durable, or
+  // its driver dropped. Thread-safe (posts to the engine runner).
+  void FlushAll(std::function<void()> done);
   // Drops every driver at once (this coordinator was declared dead) and sets
   // the owner id used from now on.
   void DropAllAndReown(const std::string& new_owner) override;

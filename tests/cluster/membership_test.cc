@@ -128,26 +128,32 @@ TEST_F(MembershipTest, DeclaredDeadDropsEverythingAndReRegistersUnderANewId) {
 // heartbeat under the new id succeeds.
 TEST_F(MembershipTest, LeaseIsHeldWhileHeartbeatsSucceed) {
   membership_ = std::make_unique<Membership>(&store_, &runner_, options_);
-  EXPECT_FALSE(membership_->LeaseHeld()) << "before registering";
+  EXPECT_FALSE(membership_->LeaseHeld("")) << "before registering";
   ASSERT_TRUE(membership_->Join().ok());
-  EXPECT_TRUE(membership_->LeaseHeld()) << "registering is a heartbeat";
+  const std::string first_id = membership_->id();
+  EXPECT_TRUE(membership_->LeaseHeld(first_id)) << "registering is a heartbeat";
+  EXPECT_FALSE(membership_->LeaseHeld("someone-else"));
   membership_->Start(&adopter_);
   runner_.RunUntilIdle();
   runner_.Advance(10000);
-  EXPECT_TRUE(membership_->LeaseHeld());
+  EXPECT_TRUE(membership_->LeaseHeld(first_id));
   store_.fail_heartbeats = true;  // the last good one at 10000
   runner_.Advance(3999);
-  EXPECT_TRUE(membership_->LeaseHeld());
+  EXPECT_TRUE(membership_->LeaseHeld(first_id));
   runner_.Advance(1);  // lease 5000 - heartbeat 1000 after it
-  EXPECT_FALSE(membership_->LeaseHeld());
+  EXPECT_FALSE(membership_->LeaseHeld(first_id));
   store_.fail_heartbeats = false;
   runner_.Advance(1000);
-  EXPECT_TRUE(membership_->LeaseHeld());
-  store_.MarkDead(membership_->id());
+  EXPECT_TRUE(membership_->LeaseHeld(first_id));
+  store_.MarkDead(first_id);
   runner_.Advance(1000);  // LostOwnership, re-registered
-  EXPECT_FALSE(membership_->LeaseHeld()) << "not until the new id's first heartbeat";
+  const std::string new_id = membership_->id();
+  ASSERT_NE(new_id, first_id);
+  EXPECT_FALSE(membership_->LeaseHeld(new_id)) << "not until the new id's first heartbeat";
   runner_.Advance(1000);
-  EXPECT_TRUE(membership_->LeaseHeld());
+  EXPECT_TRUE(membership_->LeaseHeld(new_id));
+  EXPECT_FALSE(membership_->LeaseHeld(first_id))
+      << "work still driven under the dead id never goes ahead";
 }
 
 TEST_F(MembershipTest, AFailedReRegistrationKeepsTryingEveryRound) {

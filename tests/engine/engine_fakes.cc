@@ -134,7 +134,7 @@ void FakeLog::Write(TxnWrite write, Callback done) {
   } else {
     s = Apply(write);
   }
-  runner_->PostAfter(1, [done = std::move(done), s] { done(s); });
+  runner_->PostAfter(answer_after_ms, [done = std::move(done), s] { done(s); });
 }
 
 SagaSpec DriverTest::SagaSpecOf(const std::string& gtid, const std::vector<std::string>& names,

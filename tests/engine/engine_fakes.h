@@ -73,6 +73,7 @@ class FakeLog : public TxnLog {
 
   int fail_next_writes = 0;         // fail this many writes with Unavailable
   int lose_ack_of_next_writes = 0;  // apply this many writes, then answer Unavailable
+  int64_t answer_after_ms = 1;      // a write is applied at once and answered this much later
   std::map<std::string, TxnDetail> txns;
   int writes = 0;
 

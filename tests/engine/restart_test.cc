@@ -159,7 +159,7 @@ TEST_F(RestartTest, CompensationRetryTimeSurvivesRestore) {
   Crash();
   RestoreSaga("g1");
   ASSERT_TRUE(runner_.RunUntil([&] { return caller_.Count("g1", "book", "compensate") == 2; }));
-  runner_.Advance(100);  // its answer (a failure) and next retry, written behind
+  runner_.Advance(50);  // its answer (a failure) is logged with the next retry
   const auto at = caller_.Times("g1", "book", "compensate");
   ASSERT_EQ(at.size(), 2u);
   EXPECT_GE(at[1], planned) << "the planned compensation waited out its backoff";
@@ -240,6 +240,32 @@ TEST_F(RestartTest, StepsThatMayHaveStartedAreCompensatedWhenTheSagaAborts) {
   EXPECT_TRUE(HasEvent("g1",
                        "may have started (progress written behind), so compensated should "
                        "the saga abort: 'hotel', 'car', 'insurance'"));
+}
+
+// A second crash while the restored saga compensates: the steps that may
+// have started were logged RUNNING with the decision, so the third owner,
+// restoring a COMPENSATING saga, still compensates them.
+TEST_F(RestartTest, StepsThatMayHaveStartedStayCompensatedAcrossASecondCrash) {
+  caller_.Set("car", "action", {{kOk}, 5000});
+  auto spec = Spec("g1", {"flight", "hotel", "car"}, 3, 100);
+  spec.timeout_ms = 1000;
+  StartSaga(spec);
+  ASSERT_TRUE(runner_.RunUntil([&] { return caller_.Count("g1", "car", "action") == 1; }));
+  Crash();
+  runner_.Advance(2000);
+  caller_.Set("car", "compensate", {{kOk}, 5000});  // in flight at the second crash
+  RestoreSaga("g1");
+  ASSERT_TRUE(runner_.RunUntil([&] { return caller_.Count("g1", "car", "compensate") == 1; }));
+  EXPECT_EQ(log_.txns["g1"].txn.state, states::kCompensating);
+  EXPECT_EQ(log_.Branch("g1", "hotel")->state, states::kRunning) << "logged with the decision";
+  Crash();
+  caller_.Set("car", "compensate", {{kOk}});
+  RestoreSaga("g1");
+  EXPECT_EQ(Finish("g1"), states::kAborted);
+  EXPECT_EQ(caller_.Count("g1", "car", "compensate"), 2);
+  EXPECT_EQ(caller_.Count("g1", "hotel", "compensate"), 1);
+  EXPECT_EQ(caller_.Count("g1", "flight", "compensate"), 1);
+  EXPECT_EQ(log_.Branch("g1", "hotel")->state, states::kCompensated);
 }
 
 // Progress is written behind within write_behind_ms: a crash after that

@@ -109,7 +109,7 @@ TEST_F(SagaTest, WriteBehindRetriesWaitForTheLog) {
 // coordinator sends nothing ahead of its fenced write.
 TEST_F(SagaTest, WithoutTheLeaseNothingGoesAhead) {
   ctx_.options.write_behind_ms = 50;
-  ctx_.lease_held = [] { return false; };
+  ctx_.lease_held = [](const std::string&) { return false; };
   int checked = 0;
   caller_.on_call = [&](const ParticipantRequest& r) {
     EXPECT_EQ(log_.Branch(r.gtid, r.branch)->state, states::kRunning) << r.branch;
@@ -262,7 +262,7 @@ TEST_F(SagaTest, ForceAbortCompensatesARunningSaga) {
 // and then nothing goes ahead of the fenced write that finds out.
 TEST_F(SagaTest, LostOwnershipStopsDrivingAtOnce) {
   bool lease = true;
-  ctx_.lease_held = [&] { return lease; };
+  ctx_.lease_held = [&](const std::string& owner) { return lease && owner == ctx_.owner; };
   caller_.Set("flight", "action", {{CallOutcome::kOk}, 50});
   StartSaga(Spec("g1", {"flight", "hotel", "car"}));
   runner_.RunUntil([&] { return caller_.Count("g1", "flight", "action") == 1; });
@@ -372,6 +372,46 @@ TEST_F(SagaTest, NothingGoesAheadOnceTheLogFails) {
   EXPECT_EQ(Finish("g1"), states::kCommitted);
   EXPECT_EQ(car_checked, 1);
   EXPECT_EQ(caller_.Count("g1", "hotel", "action"), 1);
+}
+
+// A write in flight for longer than write_behind_ms (a slow or stalled
+// log) stops the next step from going ahead: the log may lag the
+// participants by about that much, not more.
+TEST_F(SagaTest, NothingGoesAheadOfAWriteInFlightLongerThanTheDelay) {
+  ctx_.options.write_behind_ms = 50;
+  caller_.Set("hotel", "action", {{CallOutcome::kOk}, 200});
+  int car_checked = 0;
+  caller_.on_call = [&](const ParticipantRequest& r) {
+    // The log answers 500 ms after each write from hotel's call on.
+    if (r.branch == "hotel") log_.answer_after_ms = 500;
+    if (r.branch != "car") return;
+    EXPECT_EQ(log_.Branch("g1", "car")->state, states::kRunning) << "waited for the log";
+    EXPECT_GE(runner_.NowMs() - caller_.Times("g1", "hotel", "action")[0], 500);
+    ++car_checked;
+  };
+  StartSaga(Spec("g1", {"flight", "hotel", "car"}));
+  EXPECT_EQ(Finish("g1"), states::kCommitted);
+  EXPECT_EQ(car_checked, 1);
+}
+
+// Resume is logged before anything it allows goes ahead: a step that becomes
+// ready while the resume's write is in flight waits for it.
+TEST_F(SagaTest, ResumeIsLoggedBeforeAStepGoesAhead) {
+  ctx_.options.write_behind_ms = 50;
+  caller_.Set("flight", "action", {{CallOutcome::kOk}, 100});
+  auto saga = StartSaga(Spec("g1", {"flight", "hotel"}));
+  runner_.Advance(20);  // flight in flight
+  ASSERT_TRUE(OnEngine([&] { return saga->Pause({"tester", "look"}); }).ok());
+  runner_.Advance(200);  // flight answered; hotel held
+  ASSERT_EQ(caller_.Count("g1", "hotel", "action"), 0);
+  int checked = 0;
+  caller_.on_call = [&](const ParticipantRequest& r) {
+    EXPECT_FALSE(log_.txns["g1"].txn.paused) << "the resume is logged first";
+    ++checked;
+  };
+  ASSERT_TRUE(OnEngine([&] { return saga->Resume({"tester", "go"}); }).ok());
+  EXPECT_EQ(Finish("g1"), states::kCommitted);
+  EXPECT_EQ(checked, 1);
 }
 
 }  // namespace

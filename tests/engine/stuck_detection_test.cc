@@ -85,7 +85,6 @@ TEST_F(StuckDetectionTest, ConfigErrorOnCommitFlagsAtOnceAndRetriesAtTheCappedBa
 }
 
 TEST_F(StuckDetectionTest, ConfigErrorOnAbortAndPrepareFlagsAtOnce) {
-  ctx_.options.write_behind_ms = 0;  // the row is read the moment it is flagged
   caller_.Set("a", "prepare", {{kDown, kDown}, 5, false, /*config_error=*/true});
   caller_.Set("a", "abort", {{kDown, kOk}, 5, false, /*config_error=*/true});
   auto t = Begin2pc("g1", {"a"}, kPrepareRetry);

@@ -129,6 +129,25 @@ TEST_F(TxnServiceTest, SubmittedSagaRunsToCommit) {
   EXPECT_EQ(service_->active_drivers(), 0);
 }
 
+// Drain: FlushAll writes what was written behind now, not when its timer
+// fires, and says when it is durable.
+TEST_F(TxnServiceTest, FlushAllWritesWhatIsWrittenBehind) {
+  SagaSpec spec = Spec("g5");
+  SagaStep hotel = spec.steps[0];
+  hotel.name = "hotel";
+  spec.steps.push_back(hotel);
+  caller_.Set("hotel", "action", {{CallOutcome::kOk}, 5000});
+  service_->SubmitSaga(spec, false, 0, [](Result<SubmitResult>) {});
+  ASSERT_TRUE(runner_.RunUntil([&] { return caller_.Count("g5", "hotel", "action") == 1; }));
+  ASSERT_EQ(log_.Branch("g5", "flight")->state, states::kRunning) << "written behind";
+  bool done = false;
+  service_->FlushAll([&] { done = true; });
+  runner_.Advance(2);  // the fake log answers 1 ms after a write
+  EXPECT_TRUE(done);
+  EXPECT_EQ(log_.Branch("g5", "flight")->state, states::kSucceeded);
+  EXPECT_EQ(log_.Branch("g5", "hotel")->state, states::kRunning);
+}
+
 TEST_F(TxnServiceTest, ActiveDriversCountsTheTransactionsDrivenHere) {
   caller_.Set("flight", "action", {{CallOutcome::kOk}, 500});
   service_->SubmitSaga(Spec("g4"), false, 0, [](Result<SubmitResult>) {});
