@@ -209,18 +209,18 @@ void Saga::BeginCompensation(const std::string& reason) {
   SetState(TxnState::kCompensating, reason);
   if (deadline_timer_) deadline_timer_->Cancel();
   WatchDeadline(deadline_ms_);
-  // Pending action retries are abandoned: those steps are compensated.
-  for (size_t i = 0; i < steps_.size(); ++i) {
-    if (steps_[i].state == BranchState::kRunning) CancelRetry(static_cast<int>(i));
-  }
-  // Steps that may have started (restored, MarkMaybeStarted) are logged
-  // RUNNING with the decision: a coordinator that restores the saga
-  // COMPENSATING later must compensate them too.
-  for (size_t i = 0; i < steps_.size(); ++i) {
-    Step& s = steps_[i];
-    if (s.state != BranchState::kPending || !s.maybe_started) continue;
-    SetStep(static_cast<int>(i), BranchState::kRunning,
-            "may have started (its progress was written behind before a crash): compensated");
+  for (size_t n = 0; n < steps_.size(); ++n) {
+    const int i = static_cast<int>(n);
+    Step& s = steps_[n];
+    // Pending action retries are abandoned: those steps are compensated.
+    if (s.state == BranchState::kRunning) CancelRetry(i);
+    // Steps that may have started (restored, MarkMaybeStarted) are logged
+    // RUNNING with the decision: a coordinator that restores the saga
+    // COMPENSATING later must compensate them too.
+    if (s.state == BranchState::kPending && s.maybe_started) {
+      SetStep(i, BranchState::kRunning,
+              "may have started (its progress was written behind before a crash): compensated");
+    }
   }
 }
 

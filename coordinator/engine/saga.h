@@ -19,13 +19,13 @@
 // that, a step's FIRST action attempt goes out as soon as its dependencies
 // succeed, its RUNNING and their SUCCEEDED written behind it
 // (EngineOptions::write_behind_ms; when it may: TxnDriver::CallWhenDurable;
-// otherwise durable first, as for every other call). Every other call (a retry, a compensation, a
-// call after a decision) waits for its change to be logged. So after a crash the log may lag the
-// participants only by happy-path progress, and by how much it cannot say:
-// every PENDING step of a restored RUNNING saga "may have started", unless
-// it has no dependencies (those start in the create write, or not at all;
-// MarkMaybeStarted). Recovery resends forward from the
-// first step not logged SUCCEEDED (participants are idempotent per
+// otherwise durable first). Every other call (a retry, a compensation, a
+// call after a decision) waits for its change to be logged. So after a
+// crash the log may lag the participants only by happy-path progress, and
+// by how much it cannot say: every PENDING step of a restored RUNNING saga
+// "may have started", unless it has no dependencies (those start in the
+// create write, or not at all; MarkMaybeStarted). Recovery resends forward
+// from the first step not logged SUCCEEDED (participants are idempotent per
 // (gtid, branch, op)); if the saga aborts instead, a step that may have
 // started is compensated like an attempted one (a participant must accept a
 // compensate for an action it never received: docs/protocol.md).

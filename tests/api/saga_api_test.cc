@@ -313,14 +313,7 @@ TEST_P(SagaApiTest, OperatorRetryAndForceAbort) {
   ASSERT_EQ(
       Post("/v1/sagas", {{"gtid", "op-1"}, {"steps", {Step("flight"), Step("hotel")}}}).status,
       201);
-  ASSERT_TRUE(participant_->WaitFor(
-      [](const auto& calls) {
-        for (const auto& c : calls) {
-          if (c.gtid == "op-1" && c.branch == "flight" && c.op == "compensate") return true;
-        }
-        return false;
-      },
-      std::chrono::seconds(10)));
+  ASSERT_TRUE(participant_->WaitForCall("op-1", "flight", "compensate", std::chrono::seconds(10)));
   std::this_thread::sleep_for(std::chrono::milliseconds(100));
   auto retry = Post("/v1/transactions/op-1/retry", json::object());
   EXPECT_EQ(retry.status, 200) << retry.raw;
@@ -329,14 +322,7 @@ TEST_P(SagaApiTest, OperatorRetryAndForceAbort) {
   json slow = Step("slow", 100);
   participant_->SetRule("slow", "action", Rule{{503}});
   ASSERT_EQ(Post("/v1/sagas", {{"gtid", "op-2"}, {"steps", {Step("seat"), slow}}}).status, 201);
-  participant_->WaitFor(
-      [](const auto& calls) {
-        for (const auto& c : calls) {
-          if (c.gtid == "op-2" && c.branch == "slow") return true;
-        }
-        return false;
-      },
-      std::chrono::seconds(10));
+  participant_->WaitForCall("op-2", "slow", "action", std::chrono::seconds(10));
   auto abort = Post("/v1/transactions/op-2/abort", json::object());
   EXPECT_EQ(abort.status, 200) << abort.raw;
   EXPECT_EQ(WaitTerminal("op-2", 5000)["state"], "ABORTED");
@@ -356,14 +342,7 @@ TEST_P(SagaApiTest, RestartResumesUnfinishedSagas) {
                  {{"gtid", "resume-1"}, {"steps", {Step("flight"), Step("hotel"), Step("car")}}})
                 .status,
             201);
-  participant_->WaitFor(
-      [](const auto& calls) {
-        for (const auto& c : calls) {
-          if (c.gtid == "resume-1" && c.branch == "hotel") return true;
-        }
-        return false;
-      },
-      std::chrono::seconds(10));
+  participant_->WaitForCall("resume-1", "hotel", "action", std::chrono::seconds(10));
   // flight's success is written behind hotel's action, within write_behind_ms.
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
   server_->Stop();  // no hand-back: like a crash, the lease must expire
@@ -390,14 +369,7 @@ TEST_P(SagaApiTest, RestartWithinTheWriteBehindWindowResendsUnloggedStepsOnce) {
                  {{"gtid", "behind-1"}, {"steps", {Step("flight"), Step("hotel"), Step("car")}}})
                 .status,
             201);
-  participant_->WaitFor(
-      [](const auto& calls) {
-        for (const auto& c : calls) {
-          if (c.gtid == "behind-1" && c.branch == "hotel") return true;
-        }
-        return false;
-      },
-      std::chrono::seconds(10));
+  participant_->WaitForCall("behind-1", "hotel", "action", std::chrono::seconds(10));
   auto mid = Get("/v1/transactions/behind-1");
   ASSERT_EQ(mid.status, 200);
   for (const auto& b : mid.body["branches"]) {

@@ -136,14 +136,7 @@ TEST_F(TwoPhaseClientBindingTest, OnlyTheClientThatBeganItMayDriveIt) {
   ASSERT_EQ(commit.status, 200) << commit.raw;
   EXPECT_TRUE(commit.body["state"] == "COMMITTING" || commit.body["state"] == "COMMITTED")
       << commit.raw;
-  ASSERT_TRUE(participant_->WaitFor(
-      [](const std::vector<TestParticipant::Call>& calls) {
-        for (const auto& c : calls) {
-          if (c.gtid == "order-1" && c.branch == "stock" && c.op == "commit") return true;
-        }
-        return false;
-      },
-      std::chrono::seconds(20)));
+  ASSERT_TRUE(participant_->WaitForCall("order-1", "stock", "commit", std::chrono::seconds(20)));
   EXPECT_EQ(participant_->CallCount("order-1", "stock", "prepare"), 1);
 }
 

@@ -1,5 +1,7 @@
 #include "support/test_participant.h"
 
+#include <algorithm>
+
 #include <cstdio>
 #include <cstdlib>
 
@@ -161,6 +163,17 @@ bool TestParticipant::WaitFor(const std::function<bool(const std::vector<Call>&)
 bool TestParticipant::WaitForCalls(size_t count, std::chrono::milliseconds timeout) {
   return WaitFor([count](const std::vector<Call>& calls) { return calls.size() >= count; },
                  timeout);
+}
+
+bool TestParticipant::WaitForCall(const std::string& gtid, const std::string& branch,
+                                  const std::string& op, std::chrono::milliseconds timeout) {
+  return WaitFor(
+      [&](const std::vector<Call>& calls) {
+        return std::any_of(calls.begin(), calls.end(), [&](const Call& c) {
+          return c.gtid == gtid && c.branch == branch && c.op == op;
+        });
+      },
+      timeout);
 }
 
 }  // namespace treaty

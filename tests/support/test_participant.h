@@ -82,6 +82,10 @@ class TestParticipant {
   bool WaitFor(const std::function<bool(const std::vector<Call>&)>& pred,
                std::chrono::milliseconds timeout);
   bool WaitForCalls(size_t count, std::chrono::milliseconds timeout);
+  // Blocks until a call of `op` to `branch` of `gtid` has arrived, or `timeout`
+  // passes; returns whether one did.
+  bool WaitForCall(const std::string& gtid, const std::string& branch, const std::string& op,
+                   std::chrono::milliseconds timeout);
 
  private:
   using Key = std::tuple<std::string, std::string, std::string>;  // gtid, branch, op
